@@ -1,0 +1,195 @@
+/*
+ * examples/common/example_args.c — shared flags and chores of the examples.
+ */
+#include "example_args.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *example_common_usage(void)
+{
+    return "  --stage N          ZeRO stage 0, 1, 2 or 3 (default: config, else 0)\n"
+           "  --steps K          training steps (default 20)\n"
+           "  --seed S           seed for initialization and data (default 1234)\n"
+           "  --config FILE      JSON config (DeepSpeed zero_optimization keys)\n"
+           "  --device-mem SIZE  device memory budget per rank, e.g. 512K, 64M, 2G\n"
+           "  --dump-params FILE rank 0 writes all parameters as raw f32\n"
+           "  --mem-report FILE  each rank writes its memory report (%r = rank)\n"
+           "  --help             this text\n";
+}
+
+static int need_value(int argc, char **argv, int i, char *err, size_t size)
+{
+    if (i + 1 < argc)
+        return 0;
+    snprintf(err, size, "%s needs a value", argv[i]);
+    return -1;
+}
+
+static int parse_int(const char *flag, const char *text, long lo, long hi,
+                     long *out, char *err, size_t size)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno || end == text || *end || value < lo || value > hi) {
+        snprintf(err, size, "%s: '%s' is not an integer in %ld..%ld", flag, text,
+                 lo, hi);
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+/* Returns 1 if argv[*i] was a common flag, 0 if not, -1 on error. */
+static int parse_common(example_args *a, int argc, char **argv, int *i,
+                        char *err, size_t size)
+{
+    const char *flag = argv[*i];
+    long value;
+    int is_valued = !strcmp(flag, "--stage") || !strcmp(flag, "--steps") ||
+                    !strcmp(flag, "--seed") || !strcmp(flag, "--config") ||
+                    !strcmp(flag, "--device-mem") || !strcmp(flag, "--dump-params") ||
+                    !strcmp(flag, "--mem-report");
+    if (!is_valued)
+        return 0;
+    if (need_value(argc, argv, *i, err, size))
+        return -1;
+    const char *text = argv[++*i];
+    if (!strcmp(flag, "--stage")) {
+        if (parse_int(flag, text, 0, 3, &value, err, size))
+            return -1;
+        a->stage = (int)value;
+    } else if (!strcmp(flag, "--steps")) {
+        if (parse_int(flag, text, 0, 100000000, &value, err, size))
+            return -1;
+        a->steps = (int)value;
+    } else if (!strcmp(flag, "--seed")) {
+        if (parse_int(flag, text, 0, 2147483647L, &value, err, size))
+            return -1;
+        a->seed = (uint64_t)value;
+    } else if (!strcmp(flag, "--device-mem")) {
+        if (zrt_parse_size(text, &a->device_mem) != ZRT_OK) {
+            snprintf(err, size, "--device-mem: '%s' is not a size (e.g. 64M)", text);
+            return -1;
+        }
+    } else if (!strcmp(flag, "--config")) {
+        a->config_path = text;
+    } else if (!strcmp(flag, "--dump-params")) {
+        a->dump_params = text;
+    } else {
+        a->mem_report = text;
+    }
+    return 1;
+}
+
+int example_parse_args(int argc, char **argv, example_args *args,
+                       example_flag_fn own_flags, void *user, char *err,
+                       size_t err_size)
+{
+    *args = (example_args){.stage = -1, .steps = 20, .seed = 1234, .device_mem = -1};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+        int took = parse_common(args, argc, argv, &i, err, err_size);
+        if (took == 0 && own_flags)
+            took = own_flags(user, argc, argv, &i, err, err_size);
+        if (took < 0)
+            return -1;
+        if (took == 0) {
+            snprintf(err, err_size, "unknown option '%s' (see --help)", argv[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+zrt_status example_build_config(const example_args *args, zrt_config *cfg,
+                                char *err, size_t err_size)
+{
+    zrt_config c;
+    zrt_config_init(&c);
+    if (args->config_path) {
+        zrt_status st = zrt_config_load_file(&c, args->config_path, err, err_size);
+        if (st != ZRT_OK)
+            return st;
+    }
+    if (args->stage >= 0)
+        c.stage = args->stage;
+    if (args->device_mem >= 0)
+        c.device_mem_limit = args->device_mem;
+    *cfg = c;
+    return ZRT_OK;
+}
+
+static zrt_status write_all_params(zrt_ctx *ctx, FILE *f, int writer)
+{
+    int n;
+
+    zrt_num_params(ctx, &n);
+    for (zrt_param p = 0; p < n; p++) {
+        int64_t numel;
+        zrt_param_numel(ctx, p, &numel);
+        float *values = malloc((size_t)numel * sizeof *values);
+        if (!values)
+            return ZRT_ERR_OUT_OF_MEMORY;
+        zrt_status st = zrt_param_read(ctx, p, values);
+        if (st == ZRT_OK && writer &&
+            fwrite(values, sizeof *values, (size_t)numel, f) != (size_t)numel)
+            st = ZRT_ERR_IO;
+        free(values);
+        if (st != ZRT_OK)
+            return st;
+    }
+    return ZRT_OK;
+}
+
+zrt_status example_dump_params(zrt_ctx *ctx, const char *path)
+{
+    int rank;
+    zrt_rank(ctx, &rank);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = NULL;
+    if (rank == 0 && !(f = fopen(tmp, "wb"))) {
+        fprintf(stderr, "[rank 0] cannot create '%s': %s\n", tmp, strerror(errno));
+        return ZRT_ERR_IO;
+    }
+    zrt_status st = write_all_params(ctx, f, rank == 0);
+    if (rank != 0)
+        return st;
+    if (st == ZRT_OK && (fflush(f) || fsync(fileno(f))))
+        st = ZRT_ERR_IO;
+    if (fclose(f) && st == ZRT_OK)
+        st = ZRT_ERR_IO;
+    if (st == ZRT_OK && rename(tmp, path))
+        st = ZRT_ERR_IO;
+    if (st != ZRT_OK) {
+        fprintf(stderr, "[rank 0] cannot write parameters to '%s': %s\n", path,
+                st == ZRT_ERR_IO ? strerror(errno) : zrt_last_error(ctx));
+        unlink(tmp);
+    }
+    return st;
+}
+
+int example_fail(zrt_ctx *ctx, const char *what, zrt_status st)
+{
+    fprintf(stderr, "error: %s failed (%s): %s\n", what, zrt_status_str(st),
+            zrt_last_error(ctx));
+    fflush(stderr);
+    if (ctx)
+        zrt_abort_job(ctx, 1);
+    return 1;
+}
+
+float example_rand_uniform(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}

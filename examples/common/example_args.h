@@ -1,0 +1,61 @@
+/*
+ * examples/common/example_args.h — the command-line flags every zrt example
+ * shares, and the few chores every example does the same way: building the
+ * config (defaults, then --config FILE, then explicit flags), dumping the
+ * parameters, writing the memory report, and failing with a message.
+ */
+#ifndef ZRT_EXAMPLES_COMMON_EXAMPLE_ARGS_H
+#define ZRT_EXAMPLES_COMMON_EXAMPLE_ARGS_H
+
+#include <stdint.h>
+
+#include "zrt/zrt.h"
+
+/* Returns the status from the enclosing function when it is not ZRT_OK. */
+#define EXAMPLE_CHECK(expr)               \
+    do {                                  \
+        zrt_status example_st_ = (expr);  \
+        if (example_st_ != ZRT_OK)        \
+            return example_st_;           \
+    } while (0)
+
+typedef struct example_args {
+    int stage;                /* -1: from the config */
+    int steps;
+    uint64_t seed;
+    const char *config_path;  /* NULL: none */
+    int64_t device_mem;       /* -1: from the config */
+    const char *dump_params;  /* NULL: none */
+    const char *mem_report;   /* NULL: none */
+} example_args;
+
+/* An example's own flags: returns 1 if it took argv[*i] (and advanced *i
+ * past any value it consumed), 0 if the flag is not its own, -1 on a bad
+ * value (with a message in err). */
+typedef int (*example_flag_fn)(void *user, int argc, char **argv, int *i,
+                               char *err, size_t err_size);
+
+/* Parses argv. Returns 0, or 1 after printing usage (--help), or -1 with a
+ * message in err. */
+int example_parse_args(int argc, char **argv, example_args *args,
+                       example_flag_fn own_flags, void *user, char *err,
+                       size_t err_size);
+/* The flags shared by every example, for --help texts. */
+const char *example_common_usage(void);
+
+/* Defaults, then the --config file, then --stage and --device-mem. */
+zrt_status example_build_config(const example_args *args, zrt_config *cfg,
+                                char *err, size_t err_size);
+
+/* Collective. Rank 0 writes every parameter, gathered, as raw little-endian
+ * f32 in registration order (temporary name, fsync, rename). */
+zrt_status example_dump_params(zrt_ctx *ctx, const char *path);
+
+/* Prints the context's last error and ends the job on every rank. Use after
+ * a failure that other ranks may not share (they would wait forever). */
+int example_fail(zrt_ctx *ctx, const char *what, zrt_status st);
+
+/* Uniform random float in [-1, 1) from a 64-bit state (splitmix64). */
+float example_rand_uniform(uint64_t *state);
+
+#endif

@@ -1,0 +1,280 @@
+/*
+ * zrt.h — the public API of zrt, a ZeRO runtime for C training loops.
+ *
+ * A training loop creates a context from a config, registers its parameters
+ * (name, shape, dtype, owning layer), calls zrt_finalize_params() to build the
+ * partition plan, then wraps each layer's forward and backward in
+ * zrt_forward_begin/end and zrt_backward_begin/end. Between those calls the
+ * layer's full parameters (and, in backward, its gradient buffer) are live and
+ * reachable through zrt_param_data() / zrt_grad_data(); outside them they may
+ * not exist on this rank (stage 3 keeps only a shard). zrt_step() runs AdamW on
+ * the shards this rank owns.
+ *
+ * Conventions (every call):
+ *   - returns a zrt_status; ZRT_OK is 0;
+ *   - out-parameters come last and are left untouched on failure;
+ *   - on failure zrt_last_error(ctx) holds one sentence saying what went wrong
+ *     and where (rank, sizes, budget, file).
+ * Calls that are collective (every rank must make them, in the same order) say
+ * so. The library never exits or aborts the process; zrt_abort_job() is the
+ * one call that ends the job, and only when the caller asks.
+ */
+#ifndef ZRT_ZRT_H
+#define ZRT_ZRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ZRT_API __attribute__((visibility("default")))
+#else
+#define ZRT_API
+#endif
+
+#define ZRT_VERSION_MAJOR 0
+#define ZRT_VERSION_MINOR 1
+#define ZRT_VERSION_PATCH 0
+
+/* ---- status codes --------------------------------------------------------
+ * One list, expanded into the enum and into zrt_status_str(). */
+#define ZRT_STATUS_LIST(X)                                                     \
+    X(ZRT_OK, 0, "ok")                                                         \
+    X(ZRT_ERR_INVALID_ARG, 1, "invalid argument")                              \
+    X(ZRT_ERR_CONFIG, 2, "invalid configuration")                              \
+    X(ZRT_ERR_OUT_OF_MEMORY, 3, "out of memory")                               \
+    X(ZRT_ERR_STATE, 4, "call not valid in the current state")                 \
+    X(ZRT_ERR_COMM, 5, "communication failure")                                \
+    X(ZRT_ERR_IO, 6, "input/output failure")                                   \
+    X(ZRT_ERR_UNSUPPORTED, 7, "not supported by this build or backend")        \
+    X(ZRT_ERR_REMOTE, 8, "another rank failed")                                \
+    X(ZRT_ERR_INTERNAL, 9, "internal error")
+
+typedef enum zrt_status {
+#define ZRT_STATUS_ENUM(name, value, text) name = value,
+    ZRT_STATUS_LIST(ZRT_STATUS_ENUM)
+#undef ZRT_STATUS_ENUM
+} zrt_status;
+
+/* Short fixed name of a status code ("ZRT_ERR_CONFIG"); never NULL. */
+ZRT_API const char *zrt_status_str(zrt_status status);
+/* What a status code means in words ("invalid configuration"); never NULL. */
+ZRT_API const char *zrt_status_text(zrt_status status);
+
+/* ---- element types, memory categories and tiers ------------------------- */
+typedef enum zrt_dtype {
+    ZRT_F32 = 0,
+    ZRT_BF16 = 1, /* registered parameters: arrives with mixed precision */
+    ZRT_F16 = 2,  /* registered parameters: arrives with mixed precision */
+    ZRT_DTYPE_COUNT
+} zrt_dtype;
+
+ZRT_API const char *zrt_dtype_str(zrt_dtype dtype);
+ZRT_API size_t zrt_dtype_size(zrt_dtype dtype); /* bytes; 0 for a bad value */
+
+/* What a block of memory holds. Every allocation the runtime makes carries
+ * one, and zrt_mem_stats() reports current and peak bytes for each. */
+#define ZRT_CATEGORY_LIST(X)                                                   \
+    X(ZRT_CAT_PARAM, "param")               /* owned params: full (0-2), shard (3) */ \
+    X(ZRT_CAT_PARAM_GATHER, "param-gather") /* stage 3: gathered layers, live or prefetched */ \
+    X(ZRT_CAT_PARAM_PERSIST, "param-persist") /* stage 3: small layers kept gathered */ \
+    X(ZRT_CAT_GRAD, "grad")                 /* owned grads: full (0-1), shard (2-3) */ \
+    X(ZRT_CAT_GRAD_BUCKET, "grad-bucket")   /* stage 2-3: full layer grads until reduced */ \
+    X(ZRT_CAT_MASTER, "master")             /* fp32 master copy of 16-bit params */ \
+    X(ZRT_CAT_OPTIM, "optim")               /* Adam moments m and v */ \
+    X(ZRT_CAT_COMM, "comm")                 /* communicator scratch */ \
+    X(ZRT_CAT_ACTIVATION, "activation")     /* declared by the training loop */ \
+    X(ZRT_CAT_STAGING, "staging")           /* offload staging */
+
+typedef enum zrt_category {
+#define ZRT_CATEGORY_ENUM(name, text) name,
+    ZRT_CATEGORY_LIST(ZRT_CATEGORY_ENUM)
+#undef ZRT_CATEGORY_ENUM
+    ZRT_CAT_COUNT
+} zrt_category;
+
+typedef enum zrt_tier {
+    ZRT_TIER_DEVICE = 0, /* the backend's device memory (host memory on cpu) */
+    ZRT_TIER_HOST = 1,   /* pinned host memory */
+    ZRT_TIER_NVME = 2,   /* swap files */
+    ZRT_TIER_COUNT
+} zrt_tier;
+
+ZRT_API const char *zrt_category_str(zrt_category category);
+ZRT_API const char *zrt_tier_str(zrt_tier tier);
+
+/* ---- configuration -------------------------------------------------------
+ * Fill with zrt_config_init(), then override fields, a JSON file
+ * (zrt_config_load_file) or a JSON string. Bucket sizes count elements, as in
+ * DeepSpeed's zero_optimization section; memory limits count bytes. */
+typedef struct zrt_config {
+    size_t struct_size; /* sizeof(zrt_config) as the caller compiled it */
+    int stage;          /* ZeRO stage 0, 1, 2 or 3 */
+    int64_t reduce_bucket_size;    /* elements of full-size gradients that may
+                                      wait for their reduction at once */
+    int64_t allgather_bucket_size; /* elements of parameter all-gathers in
+                                      flight after a step (stages 1-2) */
+    int64_t stage3_prefetch_bucket_size;        /* elements gathered ahead */
+    int64_t stage3_param_persistence_threshold; /* layers with at most this
+                                                   many elements stay gathered */
+    int overlap_comm;         /* 1: collectives run while compute goes on;
+                                 0: each collective is waited at once */
+    int64_t device_mem_limit; /* bytes of device memory this rank may use;
+                                 0 means no limit */
+    char backend[16];         /* "cpu" */
+    int log_level;            /* 0 error, 1 warn, 2 info, 3 debug */
+} zrt_config;
+
+/* Fills *cfg with defaults. */
+ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
+/* Overrides fields of *cfg from a JSON file or text. Keys: an object
+ * "zero_optimization" holding stage, reduce_bucket_size,
+ * allgather_bucket_size, stage3_prefetch_bucket_size,
+ * stage3_param_persistence_threshold, overlap_comm; and at the top level
+ * device_mem_limit, backend, log_level. Sizes are integers, or strings with a
+ * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
+ * or range, or malformed JSON fails with ZRT_ERR_CONFIG and writes a sentence
+ * naming the key or the line and column into errbuf (may be NULL). *cfg is
+ * left unchanged on failure. */
+ZRT_API zrt_status zrt_config_load_file(zrt_config *cfg, const char *path,
+                                        char *errbuf, size_t errbuf_size);
+ZRT_API zrt_status zrt_config_load_string(zrt_config *cfg, const char *json,
+                                          char *errbuf, size_t errbuf_size);
+/* Checks the ranges of every field (also done by zrt_ctx_create). */
+ZRT_API zrt_status zrt_config_validate(const zrt_config *cfg, char *errbuf,
+                                       size_t errbuf_size);
+/* Parses "123", "64K", "1.5G" (powers of 1024) into bytes. */
+ZRT_API zrt_status zrt_parse_size(const char *text, int64_t *out);
+
+/* ---- context ------------------------------------------------------------- */
+typedef struct zrt_ctx zrt_ctx;
+
+/* Collective. Creates a context on every rank of the job. Initializes MPI if
+ * the program has not (and then finalizes it in zrt_ctx_destroy). */
+ZRT_API zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out);
+/* Collective. Frees everything the context owns. Refuses with ZRT_ERR_STATE
+ * (and frees nothing) while a layer is live. NULL is a no-op. */
+ZRT_API zrt_status zrt_ctx_destroy(zrt_ctx *ctx);
+/* The sentence describing the last failure on this context ("" if none). */
+ZRT_API const char *zrt_last_error(const zrt_ctx *ctx);
+/* Ends every rank of the job (MPI_Abort) after printing the last error with
+ * the rank. Returns only if that fails. */
+ZRT_API zrt_status zrt_abort_job(zrt_ctx *ctx, int exit_code);
+
+ZRT_API zrt_status zrt_rank(const zrt_ctx *ctx, int *out);
+ZRT_API zrt_status zrt_world_size(const zrt_ctx *ctx, int *out);
+ZRT_API zrt_status zrt_get_config(const zrt_ctx *ctx, zrt_config *out);
+/* Logs one line to stderr, prefixed with the rank, if level <= log_level. */
+ZRT_API zrt_status zrt_log(const zrt_ctx *ctx, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- parameters ---------------------------------------------------------- */
+#define ZRT_MAX_DIMS 4
+
+typedef struct zrt_param_desc {
+    const char *name;           /* copied; unique within the context */
+    int ndim;                   /* 1..ZRT_MAX_DIMS */
+    int64_t shape[ZRT_MAX_DIMS];
+    zrt_dtype dtype;            /* ZRT_F32 in this version */
+    int layer;                  /* owning layer, 0..; layers run in any order */
+    int no_weight_decay;        /* 1: AdamW skips decay (biases, norms) */
+} zrt_param_desc;
+
+typedef int32_t zrt_param; /* handle: index in registration order */
+
+/* Registers a parameter. Only before zrt_finalize_params(). */
+ZRT_API zrt_status zrt_param_register(zrt_ctx *ctx, const zrt_param_desc *desc,
+                                      zrt_param *out);
+/* Collective. Builds the partition plan and allocates parameters, gradients
+ * and optimizer state as the stage says. Parameters start at zero: set them
+ * with zrt_param_write(). If any rank fails, every rank returns an error. */
+ZRT_API zrt_status zrt_finalize_params(zrt_ctx *ctx);
+
+ZRT_API zrt_status zrt_param_count(const zrt_ctx *ctx, int64_t *out);
+ZRT_API zrt_status zrt_param_numel(const zrt_ctx *ctx, zrt_param param,
+                                   int64_t *out);
+ZRT_API zrt_status zrt_param_name(const zrt_ctx *ctx, zrt_param param,
+                                  const char **out);
+ZRT_API zrt_status zrt_num_params(const zrt_ctx *ctx, int *out);
+
+/* Sets a parameter from host memory holding its full value (numel elements of
+ * its dtype). Every rank passes the same values; each keeps what it owns.
+ * Not while the parameter's layer is live. */
+ZRT_API zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param,
+                                   const void *src);
+/* Collective at stage 3 (every rank calls it for the same parameter): copies
+ * the full current value into dst. */
+ZRT_API zrt_status zrt_param_read(zrt_ctx *ctx, zrt_param param, void *dst);
+
+/* ---- the per-layer protocol -----------------------------------------------
+ * Collective, in the same order on every rank. forward_begin makes the
+ * layer's parameters live (stage 3: all-gathered, the next layers prefetched);
+ * forward_end lets them go. backward_begin makes parameters live and gives the
+ * layer a zeroed gradient buffer to accumulate (+=) into; backward_end starts
+ * the gradient reduction. A layer may be entered in forward any number of
+ * times in a step, in backward once. */
+ZRT_API zrt_status zrt_forward_begin(zrt_ctx *ctx, int layer);
+ZRT_API zrt_status zrt_forward_end(zrt_ctx *ctx, int layer);
+ZRT_API zrt_status zrt_backward_begin(zrt_ctx *ctx, int layer);
+ZRT_API zrt_status zrt_backward_end(zrt_ctx *ctx, int layer);
+
+/* The parameter's full value, valid while its layer is live. */
+ZRT_API zrt_status zrt_param_data(zrt_ctx *ctx, zrt_param param, void **out);
+/* The parameter's gradient buffer (full size), valid while its layer is in
+ * backward. Backward code adds into it. */
+ZRT_API zrt_status zrt_grad_data(zrt_ctx *ctx, zrt_param param, void **out);
+
+/* ---- optimizer ------------------------------------------------------------ */
+typedef struct zrt_adamw {
+    float lr;
+    float beta1;        /* 0.9 */
+    float beta2;        /* 0.999 */
+    float eps;          /* 1e-8 */
+    float weight_decay; /* decoupled, as in PyTorch's AdamW */
+} zrt_adamw;
+
+/* Fills *hp with PyTorch's AdamW defaults (lr 1e-3, wd 0.01). */
+ZRT_API zrt_status zrt_adamw_init(zrt_adamw *hp);
+/* Collective. Waits for pending gradient reductions (gradients are averaged
+ * over ranks), applies AdamW to the shard this rank owns, and starts sharing
+ * the updated parameters. Not while a layer is live. */
+ZRT_API zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp);
+/* Zeroes the gradients this rank holds. */
+ZRT_API zrt_status zrt_zero_grad(zrt_ctx *ctx);
+
+/* ---- host-side helpers for the training loop ----------------------------- */
+typedef enum zrt_reduce_op { ZRT_SUM = 0, ZRT_AVG = 1 } zrt_reduce_op;
+/* Collective, blocking. Reduces count floats across ranks in rank order, so
+ * the result is the same bits on every rank and every run. */
+ZRT_API zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
+                                     zrt_reduce_op op);
+
+/* Allocates memory the training loop uses (activations, say) from the same
+ * accounted device budget. */
+ZRT_API zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes,
+                                    zrt_category category, void **out);
+ZRT_API zrt_status zrt_buffer_free(zrt_ctx *ctx, void *ptr);
+
+/* ---- memory statistics ---------------------------------------------------- */
+typedef struct zrt_mem_stats {
+    int64_t current[ZRT_TIER_COUNT][ZRT_CAT_COUNT]; /* bytes now */
+    int64_t peak[ZRT_TIER_COUNT][ZRT_CAT_COUNT];    /* most bytes ever */
+    int64_t tier_current[ZRT_TIER_COUNT];
+    int64_t tier_peak[ZRT_TIER_COUNT];
+    int64_t tier_limit[ZRT_TIER_COUNT]; /* 0: no limit */
+} zrt_mem_stats;
+
+ZRT_API zrt_status zrt_get_mem_stats(const zrt_ctx *ctx, zrt_mem_stats *out);
+/* Writes this rank's memory report as JSON: rank, world size, stage,
+ * parameter count, and current/peak bytes per tier and category. "%r" in
+ * path becomes the rank. The file is written to a temporary name, fsynced and
+ * renamed. */
+ZRT_API zrt_status zrt_write_mem_report(zrt_ctx *ctx, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZRT_ZRT_H */

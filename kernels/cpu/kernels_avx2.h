@@ -1,0 +1,26 @@
+/*
+ * kernels/cpu/kernels_avx2.h — private to kernels/cpu: the AVX2 versions of
+ * the kernels in kernels.h, and the scalar range helper they share with the
+ * reference so that their tails round exactly as the scalar loop does.
+ *
+ * Call a zrt__*_avx2 function only when __builtin_cpu_supports("avx2") holds.
+ * On targets other than x86-64 they are defined as the scalar references.
+ */
+#ifndef ZRT_KERNELS_CPU_KERNELS_AVX2_H
+#define ZRT_KERNELS_CPU_KERNELS_AVX2_H
+
+#include "kernels.h"
+
+void zrt__adamw_f32_avx2(float *p, const float *g, float *m, float *v,
+                         size_t n, const zrt_adamw_scalars *s);
+void zrt__fill_f32_avx2(float *x, size_t n, float value);
+void zrt__scale_f32_avx2(float *x, size_t n, float alpha);
+double zrt__sqnorm_f32_avx2(const float *x, size_t n);
+void zrt__sum_ordered_f32_avx2(float *out, const float *const *src, int nsrc,
+                               size_t n, float divisor);
+
+/* The scalar sum_ordered on elements [begin, end). */
+void zrt__sum_ordered_f32_range(float *out, const float *const *src, int nsrc,
+                                size_t begin, size_t end, float divisor);
+
+#endif /* ZRT_KERNELS_CPU_KERNELS_AVX2_H */

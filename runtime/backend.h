@@ -1,0 +1,75 @@
+/*
+ * runtime/backend.h — the device interface every backend implements.
+ *
+ * A backend is a table of function pointers plus an opaque implementation
+ * pointer. The engine allocates through it (each buffer tagged with a tier and
+ * a category, charged to the context's memory account), copies through it and
+ * runs the optimizer kernels through it; it never touches a device API itself.
+ *
+ * Ownership: a zrt__buf is owned by whoever allocated it and must be freed
+ * with the same backend. Freeing a zero buffer ({0}) is a no-op.
+ */
+#ifndef ZRT_RUNTIME_BACKEND_H
+#define ZRT_RUNTIME_BACKEND_H
+
+#include <stddef.h>
+
+#include "../kernels/cpu/kernels.h"
+#include "error.h"
+#include "memory.h"
+
+typedef struct zrt__buf {
+    void *ptr;
+    size_t bytes;
+    zrt_tier tier;
+    zrt_category cat;
+} zrt__buf;
+
+/* What a backend can do, declared rather than discovered. */
+typedef struct zrt__backend_caps {
+    int device_is_host; /* device pointers can be read by the CPU and passed
+                           to MPI as they are */
+} zrt__backend_caps;
+
+typedef struct zrt__backend zrt__backend;
+
+typedef struct zrt__backend_ops {
+    const char *name;
+    /* Allocates bytes in tier, charged to cat; the memory is zeroed.
+     * `what` names the buffer in an out-of-memory message (may be NULL). */
+    zrt_status (*alloc)(zrt__backend *be, size_t bytes, zrt_tier tier,
+                        zrt_category cat, const char *what, zrt__buf *out);
+    void (*free)(zrt__backend *be, zrt__buf *buf);
+    /* Copies between any two tiers' pointers; complete when it returns on a
+     * synchronous backend, ordered on the backend's stream otherwise. */
+    zrt_status (*copy)(zrt__backend *be, void *dst, const void *src,
+                       size_t bytes);
+    zrt_status (*fill_f32)(zrt__backend *be, float *x, size_t n, float value);
+    zrt_status (*scale_f32)(zrt__backend *be, float *x, size_t n, float alpha);
+    /* dst[i] = dst[i] + src[i] */
+    zrt_status (*add_f32)(zrt__backend *be, float *dst, const float *src,
+                          size_t n);
+    zrt_status (*sqnorm_f32)(zrt__backend *be, const float *x, size_t n,
+                             double *out);
+    zrt_status (*adamw_f32)(zrt__backend *be, float *p, const float *g,
+                            float *m, float *v, size_t n,
+                            const zrt_adamw_scalars *s);
+    /* Waits until every queued copy and kernel is done. */
+    zrt_status (*synchronize)(zrt__backend *be);
+    void (*destroy)(zrt__backend *be);
+} zrt__backend_ops;
+
+struct zrt__backend {
+    const zrt__backend_ops *ops;
+    zrt__backend_caps caps;
+    zrt__mem_account *acct; /* not owned: the context's */
+    zrt__errbuf *err;       /* not owned: the context's */
+    void *impl;
+};
+
+/* The cpu backend: host memory plays the device; the account's device limit
+ * is its capacity. */
+zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
+                                   zrt__backend **out);
+
+#endif /* ZRT_RUNTIME_BACKEND_H */

@@ -1,0 +1,71 @@
+/*
+ * runtime/comm.h — the communicator interface: the collectives ZeRO needs,
+ * each non-blocking (start -> request -> test/wait), so the engine can keep
+ * computing while data moves.
+ *
+ * Collectives must be started in the same order on every rank. Buffers passed
+ * to a started collective belong to it until wait returns. Layouts follow
+ * NCCL's in-place rule: for reduce-scatter and all-gather the full buffer
+ * holds size * count elements and rank r's block starts at r * count; passing
+ * recv = send + r * count (reduce-scatter) or send = recv + r * count
+ * (all-gather) is the in-place form.
+ *
+ * Reductions sum the rank contributions in rank order, ((x0 + x1) + x2) + ...,
+ * on every rank and for every collective, so a value reduced by an
+ * all-reduce equals the same value reduced by a reduce-scatter, bit for bit.
+ * ZRT_AVG divides that sum by the world size.
+ */
+#ifndef ZRT_RUNTIME_COMM_H
+#define ZRT_RUNTIME_COMM_H
+
+#include <stddef.h>
+
+#include "backend.h"
+#include "error.h"
+
+typedef struct zrt__comm zrt__comm;
+typedef struct zrt__comm_req zrt__comm_req;
+
+typedef struct zrt__comm_ops {
+    const char *name;
+    /* send: size * count floats; recv: count floats, this rank's block. */
+    zrt_status (*reduce_scatter_f32)(zrt__comm *c, const float *send,
+                                     float *recv, size_t count,
+                                     zrt_reduce_op op, zrt__comm_req **req);
+    /* send: count elements; recv: size * count elements. */
+    zrt_status (*all_gather)(zrt__comm *c, const void *send, void *recv,
+                             size_t count, zrt_dtype dtype,
+                             zrt__comm_req **req);
+    /* count floats; recv may equal send. */
+    zrt_status (*all_reduce_f32)(zrt__comm *c, const float *send, float *recv,
+                                 size_t count, zrt_reduce_op op,
+                                 zrt__comm_req **req);
+    zrt_status (*broadcast)(zrt__comm *c, void *buf, size_t bytes, int root,
+                            zrt__comm_req **req);
+    /* Advances the request; *done becomes 1 once wait would not block. */
+    zrt_status (*test)(zrt__comm *c, zrt__comm_req *req, int *done);
+    /* Completes and frees the request. */
+    zrt_status (*wait)(zrt__comm *c, zrt__comm_req *req);
+    zrt_status (*barrier)(zrt__comm *c);
+    /* Blocking. Every rank passes its own outcome; *first_failed becomes the
+     * lowest rank whose outcome was not ZRT_OK, or -1. */
+    zrt_status (*agree)(zrt__comm *c, zrt_status local, int *first_failed);
+    /* Ends the whole job; returns only if that fails. */
+    zrt_status (*abort_job)(zrt__comm *c, int exit_code);
+    void (*destroy)(zrt__comm *c);
+} zrt__comm_ops;
+
+struct zrt__comm {
+    const zrt__comm_ops *ops;
+    int rank, size;             /* in the job */
+    int local_rank, local_size; /* on this host */
+    zrt__backend *be;           /* not owned: scratch comes from it */
+    zrt__errbuf *err;           /* not owned */
+    void *impl;
+};
+
+/* Starts MPI if the program has not (and finalizes it in destroy). */
+zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err,
+                                zrt__comm **out);
+
+#endif /* ZRT_RUNTIME_COMM_H */

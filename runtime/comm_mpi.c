@@ -1,0 +1,454 @@
+/*
+ * runtime/comm_mpi.c — the communicator over Open MPI, on host buffers.
+ *
+ * Reductions are ordered: every rank sends block j of its buffer to rank j
+ * (MPI_Ialltoall), and rank j sums the blocks it received in rank order. The
+ * traffic equals a ring reduce-scatter's ((N-1)/N of the buffer per rank);
+ * the cost is a scratch buffer of the buffer's size, charged to the 'comm'
+ * category, and a reduction that runs when the request completes. An
+ * all-reduce is that reduce-scatter followed by sending the reduced block to
+ * every peer, so both give the same bits for the same element. That second
+ * phase starts whenever the first completes, which differs between ranks, so
+ * it uses point-to-point messages tagged with the all-reduce's sequence
+ * number rather than a collective (collectives must start in one order). All-gather and broadcast
+ * move bytes and are MPI's own non-blocking collectives.
+ *
+ * Progress: MPI moves data inside MPI calls. The engine calls test() on its
+ * outstanding requests at every layer boundary, which is where this
+ * implementation advances them.
+ */
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+
+typedef struct mpi_impl {
+    MPI_Comm comm;
+    int owns_mpi;      /* we called MPI_Init_thread, so we finalize */
+    unsigned next_tag; /* all-reduces started, for their message tags */
+} mpi_impl;
+
+enum { TAG_SPACE = 30000 }; /* MPI guarantees tags up to 32767 */
+
+/* One collective in flight. A reduction runs in up to two MPI phases. */
+typedef enum req_phase { PHASE_EXCHANGE, PHASE_GATHER, PHASE_DONE } req_phase;
+
+struct zrt__comm_req {
+    MPI_Request *mpi; /* the current phase's requests */
+    int nmpi;
+    int tag;          /* all-reduce: phase 2 message tag */
+    req_phase phase;
+    int gathers_after_reduce; /* all-reduce: phase 2 follows */
+    zrt_reduce_op op;
+    size_t block;             /* elements per rank block */
+    float *reduce_out;        /* where this rank's reduced block goes */
+    float *gather_buf;        /* all-reduce: the padded full buffer */
+    float *final_out;         /* all-reduce with padding: copy here at the end */
+    size_t final_count;
+    zrt__buf scratch;         /* received blocks, size * block floats */
+    const float **blocks;     /* the received blocks, in rank order */
+    zrt__buf padded;          /* all-reduce whose count is not a multiple */
+};
+
+static MPI_Comm comm_of(const zrt__comm *c)
+{
+    return ((const mpi_impl *)c->impl)->comm;
+}
+
+static zrt_status mpi_fail(zrt__comm *c, int code, const char *call)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, text, &len) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "MPI error %d", code);
+    return zrt__fail(c->err, ZRT_ERR_COMM, "%s failed: %s", call, text);
+}
+
+#define MPI_TRY(c, call)                       \
+    do {                                       \
+        int zrt__rc_ = (call);                 \
+        if (zrt__rc_ != MPI_SUCCESS)           \
+            return mpi_fail((c), zrt__rc_, #call); \
+    } while (0)
+
+static zrt_status check_count(zrt__comm *c, size_t count, size_t elem_size,
+                              const char *what)
+{
+    if (count * elem_size > (size_t)INT_MAX)
+        return zrt__fail(c->err, ZRT_ERR_UNSUPPORTED,
+                         "%s of %zu elements exceeds MPI's int count per rank",
+                         what, count);
+    return ZRT_OK;
+}
+
+static zrt_status new_request(zrt__comm *c, zrt__comm_req **out)
+{
+    zrt__comm_req *req = calloc(1, sizeof *req);
+    if (!req)
+        return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "cannot allocate a communication request");
+    req->mpi = calloc(2 * (size_t)c->size, sizeof *req->mpi);
+    if (!req->mpi) {
+        free(req);
+        return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "cannot allocate a communication request");
+    }
+    for (int i = 0; i < 2 * c->size; i++)
+        req->mpi[i] = MPI_REQUEST_NULL;
+    req->nmpi = 1;
+    *out = req;
+    return ZRT_OK;
+}
+
+static void free_request(zrt__comm *c, zrt__comm_req *req)
+{
+    free(req->blocks);
+    free(req->mpi);
+    c->be->ops->free(c->be, &req->scratch);
+    c->be->ops->free(c->be, &req->padded);
+    free(req);
+}
+
+/* Phase 1 of a reduction: block j of send goes to rank j. */
+static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req,
+                                 const float *send)
+{
+    size_t bytes = (size_t)c->size * req->block * sizeof(float);
+    req->blocks = calloc((size_t)c->size, sizeof *req->blocks);
+    if (!req->blocks)
+        return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "cannot allocate a reduction's block table");
+    ZRT_CHECK(c->be->ops->alloc(c->be, bytes, ZRT_TIER_DEVICE, ZRT_CAT_COMM,
+                                "reduction scratch", &req->scratch));
+    req->phase = PHASE_EXCHANGE;
+    MPI_TRY(c, MPI_Ialltoall(send, (int)req->block, MPI_FLOAT, req->scratch.ptr,
+                             (int)req->block, MPI_FLOAT, comm_of(c), &req->mpi[0]));
+    return ZRT_OK;
+}
+
+/* Phase 2 of an all-reduce: this rank's reduced block to every peer, and
+ * every peer's block from it. */
+static zrt_status start_block_exchange(zrt__comm *c, zrt__comm_req *req)
+{
+    int n = 0;
+    for (int peer = 0; peer < c->size; peer++) {
+        if (peer == c->rank)
+            continue;
+        float *theirs = req->gather_buf + (size_t)peer * req->block;
+        MPI_TRY(c, MPI_Irecv(theirs, (int)req->block, MPI_FLOAT, peer, req->tag,
+                             comm_of(c), &req->mpi[n++]));
+        MPI_TRY(c, MPI_Isend(req->reduce_out, (int)req->block, MPI_FLOAT, peer,
+                             req->tag, comm_of(c), &req->mpi[n++]));
+    }
+    req->nmpi = n;
+    return ZRT_OK;
+}
+
+/* The received blocks, summed in rank order into this rank's block. */
+static void reduce_received(zrt__comm *c, zrt__comm_req *req)
+{
+    const float *base = req->scratch.ptr;
+    for (int k = 0; k < c->size; k++)
+        req->blocks[k] = base + (size_t)k * req->block;
+    float divisor = req->op == ZRT_AVG ? (float)c->size : 1.0f;
+    zrt_sum_ordered_f32(req->reduce_out, (const float *const *)req->blocks,
+                        c->size, req->block, divisor);
+    c->be->ops->free(c->be, &req->scratch);
+}
+
+/* Called when the current MPI phase has completed. */
+static zrt_status finish_phase(zrt__comm *c, zrt__comm_req *req)
+{
+    if (req->phase == PHASE_EXCHANGE) {
+        reduce_received(c, req);
+        if (!req->gathers_after_reduce) {
+            req->phase = PHASE_DONE;
+            return ZRT_OK;
+        }
+        req->phase = PHASE_GATHER;
+        return start_block_exchange(c, req);
+    }
+    if (req->final_out)
+        memcpy(req->final_out, req->gather_buf, req->final_count * sizeof(float));
+    req->phase = PHASE_DONE;
+    return ZRT_OK;
+}
+
+static zrt_status mpi_test(zrt__comm *c, zrt__comm_req *req, int *done)
+{
+    while (req->phase != PHASE_DONE) {
+        int flag = 0;
+        MPI_TRY(c, MPI_Testall(req->nmpi, req->mpi, &flag, MPI_STATUSES_IGNORE));
+        if (!flag)
+            break;
+        ZRT_CHECK(finish_phase(c, req));
+    }
+    *done = req->phase == PHASE_DONE;
+    return ZRT_OK;
+}
+
+static zrt_status mpi_wait(zrt__comm *c, zrt__comm_req *req)
+{
+    zrt_status st = ZRT_OK;
+    while (req->phase != PHASE_DONE) {
+        int rc = MPI_Waitall(req->nmpi, req->mpi, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            st = mpi_fail(c, rc, "MPI_Waitall");
+            break;
+        }
+        st = finish_phase(c, req);
+        if (st != ZRT_OK)
+            break;
+    }
+    free_request(c, req);
+    return st;
+}
+
+/* A request that is already complete (world size 1, zero elements). */
+static zrt_status done_request(zrt__comm *c, zrt__comm_req **out)
+{
+    ZRT_CHECK(new_request(c, out));
+    (*out)->phase = PHASE_DONE;
+    return ZRT_OK;
+}
+
+static zrt_status single_rank_reduce(zrt__comm *c, const float *send,
+                                     float *recv, size_t count,
+                                     zrt__comm_req **out)
+{
+    if (recv != send)
+        memmove(recv, send, count * sizeof(float));
+    return done_request(c, out);
+}
+
+static zrt_status mpi_reduce_scatter_f32(zrt__comm *c, const float *send,
+                                         float *recv, size_t count,
+                                         zrt_reduce_op op, zrt__comm_req **out)
+{
+    ZRT_CHECK(check_count(c, count, sizeof(float), "reduce-scatter"));
+    if (c->size == 1 || count == 0)
+        return single_rank_reduce(c, send, recv, count, out);
+    zrt__comm_req *req = NULL;
+    ZRT_CHECK(new_request(c, &req));
+    req->op = op;
+    req->block = count;
+    req->reduce_out = recv;
+    zrt_status st = start_exchange(c, req, send);
+    if (st != ZRT_OK) {
+        free_request(c, req);
+        return st;
+    }
+    *out = req;
+    return ZRT_OK;
+}
+
+/* All-reduce over a buffer whose length is a multiple of the world size:
+ * in place in gather_buf. */
+static zrt_status start_all_reduce(zrt__comm *c, zrt__comm_req *req,
+                                   const float *send, float *gather_buf,
+                                   size_t padded_count)
+{
+    req->block = padded_count / (size_t)c->size;
+    req->gather_buf = gather_buf;
+    req->reduce_out = gather_buf + (size_t)c->rank * req->block;
+    req->gathers_after_reduce = 1;
+    mpi_impl *impl = c->impl;
+    req->tag = (int)(impl->next_tag++ % TAG_SPACE);
+    return start_exchange(c, req, send);
+}
+
+static zrt_status mpi_all_reduce_f32(zrt__comm *c, const float *send,
+                                     float *recv, size_t count,
+                                     zrt_reduce_op op, zrt__comm_req **out)
+{
+    ZRT_CHECK(check_count(c, count, sizeof(float), "all-reduce"));
+    if (c->size == 1 || count == 0)
+        return single_rank_reduce(c, send, recv, count, out);
+    zrt__comm_req *req = NULL;
+    ZRT_CHECK(new_request(c, &req));
+    req->op = op;
+    size_t n = (size_t)c->size;
+    size_t padded_count = (count + n - 1) / n * n;
+    zrt_status st;
+    if (padded_count == count) {
+        st = start_all_reduce(c, req, send, recv, count);
+    } else {
+        st = c->be->ops->alloc(c->be, padded_count * sizeof(float),
+                               ZRT_TIER_DEVICE, ZRT_CAT_COMM,
+                               "all-reduce padding", &req->padded);
+        if (st == ZRT_OK) {
+            memcpy(req->padded.ptr, send, count * sizeof(float));
+            req->final_out = recv;
+            req->final_count = count;
+            st = start_all_reduce(c, req, req->padded.ptr, req->padded.ptr,
+                                  padded_count);
+        }
+    }
+    if (st != ZRT_OK) {
+        free_request(c, req);
+        return st;
+    }
+    *out = req;
+    return ZRT_OK;
+}
+
+static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
+                                 size_t count, zrt_dtype dtype,
+                                 zrt__comm_req **out)
+{
+    size_t esize = zrt_dtype_size(dtype);
+    ZRT_CHECK(check_count(c, count, esize, "all-gather"));
+    size_t bytes = count * esize;
+    char *own_block = (char *)recv + (size_t)c->rank * bytes;
+    if (c->size == 1 || count == 0) {
+        if (count && send != own_block)
+            memmove(own_block, send, bytes);
+        return done_request(c, out);
+    }
+    zrt__comm_req *req = NULL;
+    ZRT_CHECK(new_request(c, &req));
+    req->phase = PHASE_GATHER;
+    const void *source = send == own_block ? MPI_IN_PLACE : send;
+    int rc = MPI_Iallgather(source, (int)bytes, MPI_BYTE, recv, (int)bytes,
+                            MPI_BYTE, comm_of(c), &req->mpi[0]);
+    if (rc != MPI_SUCCESS) {
+        free_request(c, req);
+        return mpi_fail(c, rc, "MPI_Iallgather");
+    }
+    *out = req;
+    return ZRT_OK;
+}
+
+static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
+                                zrt__comm_req **out)
+{
+    ZRT_CHECK(check_count(c, bytes, 1, "broadcast"));
+    if (root < 0 || root >= c->size)
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG,
+                         "broadcast root %d is outside the world of %d ranks",
+                         root, c->size);
+    zrt__comm_req *req = NULL;
+    ZRT_CHECK(new_request(c, &req));
+    req->phase = PHASE_GATHER;
+    int rc = MPI_Ibcast(buf, (int)bytes, MPI_BYTE, root, comm_of(c), &req->mpi[0]);
+    if (rc != MPI_SUCCESS) {
+        free_request(c, req);
+        return mpi_fail(c, rc, "MPI_Ibcast");
+    }
+    *out = req;
+    return ZRT_OK;
+}
+
+static zrt_status mpi_barrier(zrt__comm *c)
+{
+    MPI_TRY(c, MPI_Barrier(comm_of(c)));
+    return ZRT_OK;
+}
+
+static zrt_status mpi_agree(zrt__comm *c, zrt_status local, int *first_failed)
+{
+    int mine = local == ZRT_OK ? INT_MAX : c->rank;
+    int lowest = INT_MAX;
+    MPI_TRY(c, MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm_of(c)));
+    *first_failed = lowest == INT_MAX ? -1 : lowest;
+    return ZRT_OK;
+}
+
+static zrt_status mpi_abort_job(zrt__comm *c, int exit_code)
+{
+    MPI_TRY(c, MPI_Abort(comm_of(c), exit_code));
+    return ZRT_OK;
+}
+
+static void mpi_destroy(zrt__comm *c)
+{
+    mpi_impl *impl = c->impl;
+    MPI_Comm_free(&impl->comm);
+    if (impl->owns_mpi)
+        MPI_Finalize();
+    free(impl);
+    free(c);
+}
+
+static const zrt__comm_ops mpi_ops = {
+    .name = "mpi",
+    .reduce_scatter_f32 = mpi_reduce_scatter_f32,
+    .all_gather = mpi_all_gather,
+    .all_reduce_f32 = mpi_all_reduce_f32,
+    .broadcast = mpi_broadcast,
+    .test = mpi_test,
+    .wait = mpi_wait,
+    .barrier = mpi_barrier,
+    .agree = mpi_agree,
+    .abort_job = mpi_abort_job,
+    .destroy = mpi_destroy,
+};
+
+static zrt_status start_mpi(zrt__errbuf *err, int *owns)
+{
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    *owns = 0;
+    if (initialized)
+        return ZRT_OK;
+    int provided = 0;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return zrt__fail(err, ZRT_ERR_COMM, "MPI_Init_thread failed");
+    *owns = 1;
+    return ZRT_OK;
+}
+
+static zrt_status describe_world(zrt__comm *c)
+{
+    MPI_Comm node;
+    MPI_TRY(c, MPI_Comm_rank(comm_of(c), &c->rank));
+    MPI_TRY(c, MPI_Comm_size(comm_of(c), &c->size));
+    MPI_TRY(c, MPI_Comm_split_type(comm_of(c), MPI_COMM_TYPE_SHARED, c->rank,
+                                   MPI_INFO_NULL, &node));
+    MPI_Comm_rank(node, &c->local_rank);
+    MPI_Comm_size(node, &c->local_size);
+    MPI_Comm_free(&node);
+    return ZRT_OK;
+}
+
+zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err,
+                                zrt__comm **out)
+{
+    if (!be->caps.device_is_host)
+        return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
+                         "the mpi communicator needs a backend whose device "
+                         "memory is host memory (backend '%s')", be->ops->name);
+    zrt__comm *c = calloc(1, sizeof *c);
+    mpi_impl *impl = calloc(1, sizeof *impl);
+    if (!c || !impl) {
+        free(c);
+        free(impl);
+        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the mpi communicator");
+    }
+    zrt_status st = start_mpi(err, &impl->owns_mpi);
+    if (st == ZRT_OK && MPI_Comm_dup(MPI_COMM_WORLD, &impl->comm) != MPI_SUCCESS)
+        st = zrt__fail(err, ZRT_ERR_COMM, "MPI_Comm_dup failed");
+    if (st != ZRT_OK) {
+        free(c);
+        free(impl);
+        return st;
+    }
+    /* Errors come back as codes we turn into a sentence. Requests report on
+     * MPI_COMM_WORLD's handler in Open MPI, so set it there too when the
+     * program left MPI to us. */
+    MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN);
+    if (impl->owns_mpi)
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    *c = (zrt__comm){.ops = &mpi_ops, .be = be, .err = err, .impl = impl};
+    st = describe_world(c);
+    if (st != ZRT_OK) {
+        mpi_destroy(c);
+        return st;
+    }
+    *out = c;
+    return ZRT_OK;
+}

@@ -1,0 +1,723 @@
+/*
+ * runtime/config.c — the zrt_config struct: defaults, loading overrides from
+ * JSON (DeepSpeed's zero_optimization key names), range checks, and the size
+ * parser ("64M", "1.5G", powers of 1024) that size values go through.
+ *
+ * One table (keys[] below) lists every key the JSON may hold, where it lives
+ * in zrt_config and what kind of value it takes; the loader and the validator
+ * are both driven by it, so a new field is one row plus its struct member.
+ *
+ * Invariants: nothing here keeps state between calls; a load parses into a
+ * copy and writes *cfg only when the whole document was accepted; every
+ * failure writes one sentence into the caller's errbuf (when there is one)
+ * naming the source, the key path and the offending value.
+ */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* strerror_r, fileno, fstat, strcasecmp */
+#endif
+
+#include "zrt/zrt.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#define SECTION_ZERO "zero_optimization"
+#define STRING_SOURCE "<string>"
+
+/* ---- the key table ------------------------------------------------------- */
+
+typedef enum key_kind {
+    KIND_SECTION,   /* an object holding more keys */
+    KIND_STAGE,     /* int: integer 0..3 */
+    KIND_ELEMENTS,  /* int64_t: non-negative element count */
+    KIND_BYTES,     /* int64_t: non-negative byte count */
+    KIND_BOOL,      /* int: true/false, stored as 1/0 */
+    KIND_BACKEND,   /* char[16]: one of backend_names[] */
+    KIND_LOG_LEVEL, /* int: 0..3 or one of log_level_names[] */
+} key_kind;
+
+typedef struct cfg_key {
+    const char *section; /* NULL: top level; else the enclosing object */
+    const char *name;
+    key_kind kind;
+    size_t offset; /* of the field in zrt_config (unused for sections) */
+} cfg_key;
+
+#define FIELD(f) offsetof(zrt_config, f)
+
+static const cfg_key keys[] = {
+    {NULL, SECTION_ZERO, KIND_SECTION, 0},
+    {SECTION_ZERO, "stage", KIND_STAGE, FIELD(stage)},
+    {SECTION_ZERO, "reduce_bucket_size", KIND_ELEMENTS,
+     FIELD(reduce_bucket_size)},
+    {SECTION_ZERO, "allgather_bucket_size", KIND_ELEMENTS,
+     FIELD(allgather_bucket_size)},
+    {SECTION_ZERO, "stage3_prefetch_bucket_size", KIND_ELEMENTS,
+     FIELD(stage3_prefetch_bucket_size)},
+    {SECTION_ZERO, "stage3_param_persistence_threshold", KIND_ELEMENTS,
+     FIELD(stage3_param_persistence_threshold)},
+    {SECTION_ZERO, "overlap_comm", KIND_BOOL, FIELD(overlap_comm)},
+    {NULL, "device_mem_limit", KIND_BYTES, FIELD(device_mem_limit)},
+    {NULL, "backend", KIND_BACKEND, FIELD(backend)},
+    {NULL, "log_level", KIND_LOG_LEVEL, FIELD(log_level)},
+};
+#define NUM_KEYS (sizeof keys / sizeof keys[0])
+
+static const char *const backend_names[] = {"cpu", "cuda"};
+#define NUM_BACKENDS (sizeof backend_names / sizeof backend_names[0])
+/* Index is the level. */
+static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
+#define NUM_LOG_LEVELS (sizeof log_level_names / sizeof log_level_names[0])
+
+#define STAGE_RULE "it must be 0, 1, 2 or 3"
+#define BOOL_RULE "it must be true or false"
+#define BACKEND_RULE "it must be \"cpu\" or \"cuda\""
+#define LOG_LEVEL_RULE \
+    "it must be 0, 1, 2, 3 or one of \"error\", \"warn\", \"info\", \"debug\""
+#define ELEMENTS_RULE                                                  \
+    "it must be a non-negative whole element count (an integer, or a " \
+    "string such as \"500M\")"
+#define BYTES_RULE                                                        \
+    "it must be a non-negative whole number of bytes (an integer, or a " \
+    "string such as \"16G\")"
+
+/* ---- error sentences ----------------------------------------------------- */
+
+/* Where a sentence goes and what it names as its source ("config PATH: ..."
+ * for loads; source NULL gives "config: ..." for validate). */
+typedef struct cfg_err {
+    char *buf;
+    size_t size;
+    const char *source;
+} cfg_err;
+
+/* Writes "config SOURCE: <fmt...>" into e->buf (truncated, always
+ * NUL-terminated) and returns status. */
+__attribute__((format(printf, 3, 4))) static zrt_status
+fail(const cfg_err *e, zrt_status status, const char *fmt, ...)
+{
+    if (e->buf == NULL || e->size == 0)
+        return status;
+    int n = e->source ? snprintf(e->buf, e->size, "config %s: ", e->source)
+                      : snprintf(e->buf, e->size, "config: ");
+    if (n < 0 || (size_t)n >= e->size)
+        return status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->buf + n, e->size - (size_t)n, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+static const char *errno_text(int err, char *buf, size_t size)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(err, buf, size); /* GNU variant: may not use buf */
+#else
+    if (strerror_r(err, buf, size) != 0)
+        snprintf(buf, size, "error %d", err);
+    return buf;
+#endif
+}
+
+/* Copies user text (valid UTF-8, as jansson guarantees) into buf for a
+ * message: at most 40 bytes, cut on a character boundary, control characters
+ * as '?', "..." when cut. */
+static const char *quote_text(const char *s, char *buf, size_t size)
+{
+    const size_t max = size - 4 < 40 ? size - 4 : 40; /* size >= 8 here */
+    size_t len = strnlen(s, max + 1), i;
+    int cut = len > max;
+    if (cut) {
+        len = max;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            len--; /* s[len] starts the first character left out */
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = (c < 0x20 || c == 0x7F) ? '?' : (char)c;
+    }
+    if (cut) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* Shortest "%g" form that reads back as the same double, always marked as a
+ * real ("2.0", not "2", so "stage is 2.0" does not read as a valid stage). */
+static void format_real(double d, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.15g", d);
+    if (strtod(buf, NULL) != d)
+        snprintf(buf, size, "%.17g", d);
+    if (strpbrk(buf, ".eEni") == NULL) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, size - len, ".0");
+    }
+}
+
+/* Describes a JSON value for a message: "5", "2.5", "the string \"two\"",
+ * "true", "null", "an object". */
+static const char *describe(const json_t *v, char *buf, size_t size)
+{
+    char text[64];
+    switch (json_typeof(v)) {
+    case JSON_INTEGER:
+        snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+        break;
+    case JSON_REAL: format_real(json_real_value(v), buf, size); break;
+    case JSON_STRING:
+        snprintf(buf, size, "the string \"%s\"",
+                 quote_text(json_string_value(v), text, sizeof text));
+        break;
+    case JSON_TRUE: snprintf(buf, size, "true"); break;
+    case JSON_FALSE: snprintf(buf, size, "false"); break;
+    case JSON_NULL: snprintf(buf, size, "null"); break;
+    case JSON_OBJECT: snprintf(buf, size, "an object"); break;
+    case JSON_ARRAY: snprintf(buf, size, "an array"); break;
+    }
+    return buf;
+}
+
+/* "zero_optimization.stage" or "backend". */
+static const char *key_path(const char *section, const char *name, char *buf,
+                            size_t size)
+{
+    char text[64];
+    quote_text(name, text, sizeof text);
+    if (section)
+        snprintf(buf, size, "%s.%s", section, text);
+    else
+        snprintf(buf, size, "%s", text);
+    return buf;
+}
+
+/* "'<path>' is <value>; <rule>" */
+static zrt_status bad_value(const cfg_err *e, const cfg_key *key,
+                            const json_t *v, const char *rule)
+{
+    char path[128], value[96];
+    key_path(key->section, key->name, path, sizeof path);
+    return fail(e, ZRT_ERR_CONFIG, "'%s' is %s; %s", path,
+                describe(v, value, sizeof value), rule);
+}
+
+/* ---- reading values ------------------------------------------------------ */
+
+/* A non-negative integral count from an integer, an integral finite real
+ * (5e8) or a size string ("64M"). */
+static int json_to_count(const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < 0)
+            return 0;
+        *out = (int64_t)i;
+        return 1;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        /* 2^63 is exactly representable; anything >= it is out of range. */
+        if (!isfinite(d) || d < 0 || d != floor(d) ||
+            d >= 9223372036854775808.0)
+            return 0;
+        *out = (int64_t)d;
+        return 1;
+    }
+    if (json_is_string(v))
+        return zrt_parse_size(json_string_value(v), out) == ZRT_OK;
+    return 0;
+}
+
+static zrt_status read_count(const cfg_err *e, const cfg_key *key,
+                             const json_t *v, zrt_config *cfg)
+{
+    int64_t n;
+    if (!json_to_count(v, &n))
+        return bad_value(e, key, v,
+                         key->kind == KIND_BYTES ? BYTES_RULE : ELEMENTS_RULE);
+    memcpy((char *)cfg + key->offset, &n, sizeof n);
+    return ZRT_OK;
+}
+
+static zrt_status read_stage(const cfg_err *e, const cfg_key *key,
+                             const json_t *v, zrt_config *cfg)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > 3)
+        return bad_value(e, key, v, STAGE_RULE);
+    int stage = (int)json_integer_value(v);
+    memcpy((char *)cfg + key->offset, &stage, sizeof stage);
+    return ZRT_OK;
+}
+
+static zrt_status read_bool(const cfg_err *e, const cfg_key *key,
+                            const json_t *v, zrt_config *cfg)
+{
+    if (!json_is_boolean(v))
+        return bad_value(e, key, v, BOOL_RULE);
+    int flag = json_is_true(v);
+    memcpy((char *)cfg + key->offset, &flag, sizeof flag);
+    return ZRT_OK;
+}
+
+/* Index of name in backend_names[], or -1. */
+static int find_backend(const char *name)
+{
+    for (size_t i = 0; i < NUM_BACKENDS; i++)
+        if (strcmp(name, backend_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static zrt_status read_backend(const cfg_err *e, const cfg_key *key,
+                               const json_t *v, zrt_config *cfg)
+{
+    if (!json_is_string(v) || find_backend(json_string_value(v)) < 0)
+        return bad_value(e, key, v, BACKEND_RULE);
+    char *field = (char *)cfg + key->offset;
+    memset(field, 0, sizeof cfg->backend);
+    /* Known names are short; the copy always leaves a NUL. */
+    strncpy(field, json_string_value(v), sizeof cfg->backend - 1);
+    return ZRT_OK;
+}
+
+/* The level named by v (an integer 0..3 or a name), or -1. */
+static int json_to_log_level(const json_t *v)
+{
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        return i >= 0 && i < (json_int_t)NUM_LOG_LEVELS ? (int)i : -1;
+    }
+    if (!json_is_string(v))
+        return -1;
+    for (size_t i = 0; i < NUM_LOG_LEVELS; i++)
+        if (strcasecmp(json_string_value(v), log_level_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static zrt_status read_log_level(const cfg_err *e, const cfg_key *key,
+                                 const json_t *v, zrt_config *cfg)
+{
+    int level = json_to_log_level(v);
+    if (level < 0)
+        return bad_value(e, key, v, LOG_LEVEL_RULE);
+    memcpy((char *)cfg + key->offset, &level, sizeof level);
+    return ZRT_OK;
+}
+
+/* ---- walking the document ------------------------------------------------ */
+
+static zrt_status read_object(const cfg_err *e, const char *section,
+                              const json_t *obj, zrt_config *cfg);
+
+/* Whether k lives in section (NULL: the top level). */
+static int in_section(const cfg_key *k, const char *section)
+{
+    if (section == NULL || k->section == NULL)
+        return section == k->section;
+    return strcmp(section, k->section) == 0;
+}
+
+static const cfg_key *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NUM_KEYS; i++)
+        if (in_section(&keys[i], section) && strcmp(name, keys[i].name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* "unknown key 'zero_optimization.stage3_foo'; known keys there are stage,
+ * reduce_bucket_size, ..." */
+static zrt_status unknown_key(const cfg_err *e, const char *section,
+                              const char *name)
+{
+    char path[128], known[512] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < NUM_KEYS && used < sizeof known; i++)
+        if (in_section(&keys[i], section))
+            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s",
+                                     used ? ", " : "", keys[i].name);
+    key_path(section, name, path, sizeof path);
+    return fail(e, ZRT_ERR_CONFIG, "unknown key '%s'; the keys %s%s are %s",
+                path, section ? section : "at the top level",
+                section ? " may hold" : "", known);
+}
+
+static zrt_status read_key(const cfg_err *e, const cfg_key *key,
+                           const json_t *v, zrt_config *cfg)
+{
+    switch (key->kind) {
+    case KIND_SECTION:
+        if (!json_is_object(v))
+            return bad_value(e, key, v, "it must be an object");
+        return read_object(e, key->name, v, cfg);
+    case KIND_STAGE: return read_stage(e, key, v, cfg);
+    case KIND_ELEMENTS:
+    case KIND_BYTES: return read_count(e, key, v, cfg);
+    case KIND_BOOL: return read_bool(e, key, v, cfg);
+    case KIND_BACKEND: return read_backend(e, key, v, cfg);
+    case KIND_LOG_LEVEL: return read_log_level(e, key, v, cfg);
+    }
+    return fail(e, ZRT_ERR_INTERNAL, "key table entry '%s' has no reader",
+                key->name);
+}
+
+/* Applies every key of obj (in document order) to *cfg; stops at the first
+ * bad one. */
+static zrt_status read_object(const cfg_err *e, const char *section,
+                              const json_t *obj, zrt_config *cfg)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach((json_t *)obj, name, v) {
+        const cfg_key *key = find_key(section, name);
+        if (key == NULL)
+            return unknown_key(e, section, name);
+        zrt_status st = read_key(e, key, v, cfg);
+        if (st != ZRT_OK)
+            return st;
+    }
+    return ZRT_OK;
+}
+
+/* Turns a parsed document (or jansson's error when doc is NULL) into
+ * overrides on *cfg, all or nothing. Takes the reference to doc. */
+static zrt_status apply_document(const cfg_err *e, json_t *doc,
+                                 const json_error_t *jerr, zrt_config *cfg)
+{
+    char what[96];
+    if (doc == NULL) {
+        if (jerr->line < 0)
+            return fail(e, ZRT_ERR_CONFIG, "malformed JSON: %s", jerr->text);
+        return fail(e, ZRT_ERR_CONFIG,
+                    "malformed JSON at line %d, column %d: %s", jerr->line,
+                    jerr->column, jerr->text);
+    }
+    zrt_status st;
+    if (!json_is_object(doc)) {
+        st = fail(e, ZRT_ERR_CONFIG,
+                  "the document is %s; it must be a JSON object",
+                  describe(doc, what, sizeof what));
+    } else {
+        zrt_config next;
+        memcpy(&next, cfg, sizeof next);
+        st = read_object(e, NULL, doc, &next);
+        if (st == ZRT_OK)
+            memcpy(cfg, &next, sizeof next);
+    }
+    json_decref(doc);
+    return st;
+}
+
+/* Loads and validate only touch a struct laid out as this library's. */
+static zrt_status check_struct_size(const cfg_err *e, const zrt_config *cfg)
+{
+    if (cfg->struct_size == sizeof(zrt_config))
+        return ZRT_OK;
+    return fail(e, ZRT_ERR_CONFIG,
+                "struct_size is %zu but this library's zrt_config is %zu "
+                "bytes; the caller was compiled against a different zrt.h "
+                "or did not call zrt_config_init()",
+                cfg->struct_size, sizeof(zrt_config));
+}
+
+#define JSON_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
+
+/* ---- public calls -------------------------------------------------------- */
+
+zrt_status zrt_config_init(zrt_config *cfg)
+{
+    if (cfg == NULL)
+        return ZRT_ERR_INVALID_ARG;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->struct_size = sizeof *cfg;
+    cfg->stage = 0;
+    cfg->reduce_bucket_size = 500000000;
+    cfg->allgather_bucket_size = 500000000;
+    cfg->stage3_prefetch_bucket_size = 50000000;
+    cfg->stage3_param_persistence_threshold = 100000;
+    cfg->overlap_comm = 1;
+    cfg->device_mem_limit = 0;
+    strcpy(cfg->backend, "cpu");
+    cfg->log_level = 1;
+    return ZRT_OK;
+}
+
+zrt_status zrt_config_load_string(zrt_config *cfg, const char *json,
+                                  char *errbuf, size_t errbuf_size)
+{
+    const cfg_err e = {errbuf, errbuf_size, STRING_SOURCE};
+    if (cfg == NULL || json == NULL)
+        return fail(&e, ZRT_ERR_INVALID_ARG, "%s is NULL",
+                    cfg == NULL ? "cfg" : "the JSON text");
+    zrt_status st = check_struct_size(&e, cfg);
+    if (st != ZRT_OK)
+        return st;
+    json_error_t jerr;
+    json_t *doc = json_loads(json, JSON_FLAGS, &jerr);
+    return apply_document(&e, doc, &jerr, cfg);
+}
+
+/* Parses the open file fp (named by e->source) into *doc. */
+static zrt_status parse_file(const cfg_err *e, FILE *fp, json_t **doc,
+                             json_error_t *jerr)
+{
+    char text[128];
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode))
+        return fail(e, ZRT_ERR_CONFIG, "cannot open: %s",
+                    errno_text(EISDIR, text, sizeof text));
+    errno = 0;
+    *doc = json_loadf(fp, JSON_FLAGS, jerr);
+    if (ferror(fp)) {
+        int err = errno ? errno : EIO;
+        json_decref(*doc);
+        *doc = NULL;
+        return fail(e, ZRT_ERR_CONFIG, "cannot read: %s",
+                    errno_text(err, text, sizeof text));
+    }
+    return ZRT_OK;
+}
+
+zrt_status zrt_config_load_file(zrt_config *cfg, const char *path,
+                                char *errbuf, size_t errbuf_size)
+{
+    const cfg_err e = {errbuf, errbuf_size, path ? path : "(null)"};
+    if (cfg == NULL || path == NULL)
+        return fail(&e, ZRT_ERR_INVALID_ARG, "%s is NULL",
+                    cfg == NULL ? "cfg" : "the path");
+    zrt_status st = check_struct_size(&e, cfg);
+    if (st != ZRT_OK)
+        return st;
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) {
+        char text[128];
+        return fail(&e, ZRT_ERR_CONFIG, "cannot open: %s",
+                    errno_text(errno, text, sizeof text));
+    }
+    json_t *doc = NULL;
+    json_error_t jerr;
+    st = parse_file(&e, fp, &doc, &jerr);
+    fclose(fp);
+    if (st != ZRT_OK)
+        return st;
+    return apply_document(&e, doc, &jerr, cfg);
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+static zrt_status validate_backend(const cfg_err *e, const char *backend)
+{
+    char text[64];
+    if (memchr(backend, '\0', sizeof ((zrt_config *)0)->backend) == NULL)
+        return fail(e, ZRT_ERR_CONFIG,
+                    "'backend' is not NUL-terminated within its %zu bytes",
+                    sizeof ((zrt_config *)0)->backend);
+    if (find_backend(backend) < 0)
+        return fail(e, ZRT_ERR_CONFIG, "'backend' is \"%s\"; %s",
+                    quote_text(backend, text, sizeof text), BACKEND_RULE);
+    return ZRT_OK;
+}
+
+static zrt_status validate_count(const cfg_err *e, const char *path,
+                                 const char *field, const char *rule)
+{
+    int64_t n;
+    memcpy(&n, field, sizeof n);
+    if (n >= 0)
+        return ZRT_OK;
+    return fail(e, ZRT_ERR_CONFIG, "'%s' is %lld; %s", path, (long long)n,
+                rule);
+}
+
+/* An int field that must lie in 0..max. */
+static zrt_status validate_int(const cfg_err *e, const char *path,
+                               const char *field, int max, const char *rule)
+{
+    int i;
+    memcpy(&i, field, sizeof i);
+    if (i >= 0 && i <= max)
+        return ZRT_OK;
+    return fail(e, ZRT_ERR_CONFIG, "'%s' is %d; %s", path, i, rule);
+}
+
+/* Checks one table field of *cfg; sections have nothing to check. */
+static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
+                               const zrt_config *cfg)
+{
+    const char *field = (const char *)cfg + key->offset;
+    char path[128];
+    key_path(key->section, key->name, path, sizeof path);
+    switch (key->kind) {
+    case KIND_SECTION: return ZRT_OK;
+    case KIND_STAGE: return validate_int(e, path, field, 3, STAGE_RULE);
+    case KIND_ELEMENTS: return validate_count(e, path, field, ELEMENTS_RULE);
+    case KIND_BYTES: return validate_count(e, path, field, BYTES_RULE);
+    case KIND_BOOL:
+        return validate_int(e, path, field, 1,
+                            "it must be 1 (true) or 0 (false)");
+    case KIND_BACKEND: return validate_backend(e, field);
+    case KIND_LOG_LEVEL:
+        return validate_int(e, path, field, 3,
+                            "it must be 0 (error), 1 (warn), 2 (info) "
+                            "or 3 (debug)");
+    }
+    return fail(e, ZRT_ERR_INTERNAL, "key table entry '%s' has no check", path);
+}
+
+zrt_status zrt_config_validate(const zrt_config *cfg, char *errbuf,
+                               size_t errbuf_size)
+{
+    const cfg_err e = {errbuf, errbuf_size, NULL};
+    if (cfg == NULL)
+        return fail(&e, ZRT_ERR_INVALID_ARG, "cfg is NULL");
+    zrt_status st = check_struct_size(&e, cfg);
+    if (st != ZRT_OK)
+        return st;
+    for (size_t i = 0; i < NUM_KEYS; i++) {
+        st = validate_key(&e, &keys[i], cfg);
+        if (st != ZRT_OK)
+            return st;
+    }
+    return ZRT_OK;
+}
+
+/* ---- sizes --------------------------------------------------------------- */
+
+/* A parsed "<int>[.<frac>]" number: value = whole + frac / 10^frac_digits,
+ * with trailing zeros of frac dropped. */
+typedef struct size_number {
+    uint64_t whole;
+    uint64_t frac;
+    int frac_digits;
+} size_number;
+
+/* Reads digits at *p into *out; 0 when there are none or they overflow. */
+static int read_digits(const char **p, uint64_t *out, int *count)
+{
+    uint64_t v = 0;
+    int n = 0;
+    for (; isdigit((unsigned char)**p); (*p)++, n++) {
+        unsigned d = (unsigned)(**p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+    }
+    *out = v;
+    *count = n;
+    return n > 0;
+}
+
+static int read_number(const char **p, size_number *num)
+{
+    int n;
+    num->frac = 0;
+    num->frac_digits = 0;
+    if (!read_digits(p, &num->whole, &n))
+        return 0;
+    if (**p != '.')
+        return 1;
+    (*p)++;
+    const char *start = *p, *end;
+    while (isdigit((unsigned char)**p))
+        (*p)++;
+    end = *p;
+    if (end == start)
+        return 0;
+    while (end > start && end[-1] == '0') /* "1.50" is "1.5" */
+        end--;
+    if (end - start > 19) /* keeps frac in a uint64; refused as invalid */
+        return 0;
+    for (const char *q = start; q < end; q++)
+        num->frac = num->frac * 10 + (uint64_t)(*q - '0');
+    num->frac_digits = (int)(end - start);
+    return 1;
+}
+
+/* Reads an optional K/M/G/T (+ "B" or "iB") or bare "B" suffix; *shift is the
+ * power of two it multiplies by. */
+static int read_suffix(const char **p, int *shift)
+{
+    static const char prefixes[] = "KMGT";
+    int c = toupper((unsigned char)**p);
+    const char *hit = c ? strchr(prefixes, c) : NULL;
+    *shift = 0;
+    if (hit) {
+        *shift = 10 * (int)(hit - prefixes + 1);
+        (*p)++;
+        if (toupper((unsigned char)**p) == 'I') {
+            (*p)++;
+            if (toupper((unsigned char)**p) != 'B')
+                return 0;
+        }
+    }
+    if (toupper((unsigned char)**p) == 'B')
+        (*p)++;
+    return 1;
+}
+
+/* num * 2^shift as an exact int64, or 0 when it is fractional or too big. */
+static int scale_number(const size_number *num, int shift, int64_t *out)
+{
+    /* frac / 10^k * 2^s is whole iff 5^k | frac and then the remaining
+     * q / 2^k * 2^s is whole. frac < 10^19 so q < 2^64. */
+    uint64_t pow5 = 1, q, frac_bytes;
+    int k = num->frac_digits;
+    for (int i = 0; i < k; i++)
+        pow5 *= 5; /* k <= 19: 5^19 < 2^45 */
+    if (num->frac % pow5 != 0)
+        return 0;
+    q = num->frac / pow5;
+    if (shift >= k) {
+        frac_bytes = q << (shift - k); /* q < 2^k, so < 2^shift */
+    } else {
+        uint64_t mask = ((uint64_t)1 << (k - shift)) - 1;
+        if (q & mask)
+            return 0;
+        frac_bytes = q >> (k - shift);
+    }
+    uint64_t limit = (uint64_t)INT64_MAX;
+    if (num->whole > (limit >> shift))
+        return 0;
+    uint64_t whole_bytes = num->whole << shift;
+    if (frac_bytes > limit - whole_bytes)
+        return 0;
+    *out = (int64_t)(whole_bytes + frac_bytes);
+    return 1;
+}
+
+zrt_status zrt_parse_size(const char *text, int64_t *out)
+{
+    if (text == NULL || out == NULL)
+        return ZRT_ERR_INVALID_ARG;
+    const char *p = text;
+    size_number num;
+    int shift;
+    int64_t value;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!read_number(&p, &num))
+        return ZRT_ERR_INVALID_ARG;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!read_suffix(&p, &shift))
+        return ZRT_ERR_INVALID_ARG;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p != '\0' || !scale_number(&num, shift, &value))
+        return ZRT_ERR_INVALID_ARG;
+    *out = value;
+    return ZRT_OK;
+}

@@ -1,0 +1,463 @@
+/*
+ * tests/unit/test_config.c — Check suite "config": the behaviour users rely on
+ * in zrt_config_init / zrt_config_load_file / zrt_config_load_string /
+ * zrt_config_validate / zrt_parse_size. Defaults, every key from JSON
+ * (DeepSpeed-style 5e8 reals and "64M" strings), one-sentence errors that
+ * name the key path, value, line/column or file, all-or-nothing loads, and
+ * errbuf handling (NULL, truncation). main() returns 0 only if all pass.
+ */
+#include "zrt/zrt.h"
+
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ERRBUF 512
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static zrt_config defaults(void)
+{
+    zrt_config cfg;
+    ck_assert_int_eq(zrt_config_init(&cfg), ZRT_OK);
+    return cfg;
+}
+
+/* Loads json over defaults; returns the status, error text in err. */
+static zrt_status load(zrt_config *cfg, const char *json, char *err)
+{
+    err[0] = '\0';
+    return zrt_config_load_string(cfg, json, err, ERRBUF);
+}
+
+/* Expects json to fail with ZRT_ERR_CONFIG, leave the config unchanged, and
+ * produce a message containing each of the NULL-terminated needles. */
+static void expect_fail(const char *json, ...)
+{
+    zrt_config cfg = defaults(), before = cfg;
+    char err[ERRBUF];
+    ck_assert_int_eq(load(&cfg, json, err), ZRT_ERR_CONFIG);
+    ck_assert_int_eq(memcmp(&cfg, &before, sizeof cfg), 0);
+    ck_assert_msg(strncmp(err, "config <string>: ", 17) == 0, "got: %s", err);
+    va_list ap;
+    va_start(ap, json);
+    for (const char *s = va_arg(ap, const char *); s;
+         s = va_arg(ap, const char *))
+        ck_assert_msg(strstr(err, s) != NULL, "'%s' not in: %s", s, err);
+    va_end(ap);
+}
+
+/* Writes text to a fresh temp file; the caller unlinks path. */
+static void write_temp(char *path, size_t size, const char *text)
+{
+    snprintf(path, size, "/tmp/zrt_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    size_t len = strlen(text);
+    ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
+    ck_assert_int_eq(close(fd), 0);
+}
+
+/* ---- defaults and reading keys ------------------------------------------- */
+
+START_TEST(test_defaults)
+{
+    zrt_config cfg;
+    memset(&cfg, 0xAB, sizeof cfg);
+    ck_assert_int_eq(zrt_config_init(&cfg), ZRT_OK);
+    ck_assert_uint_eq(cfg.struct_size, sizeof(zrt_config));
+    ck_assert_int_eq(cfg.stage, 0);
+    ck_assert_int_eq(cfg.reduce_bucket_size, 500000000);
+    ck_assert_int_eq(cfg.allgather_bucket_size, 500000000);
+    ck_assert_int_eq(cfg.stage3_prefetch_bucket_size, 50000000);
+    ck_assert_int_eq(cfg.stage3_param_persistence_threshold, 100000);
+    ck_assert_int_eq(cfg.overlap_comm, 1);
+    ck_assert_int_eq(cfg.device_mem_limit, 0);
+    ck_assert_str_eq(cfg.backend, "cpu");
+    ck_assert_int_eq(cfg.log_level, 1);
+    ck_assert_int_eq(zrt_config_init(NULL), ZRT_ERR_INVALID_ARG);
+    ck_assert_int_eq(zrt_config_validate(&cfg, NULL, 0), ZRT_OK);
+}
+END_TEST
+
+START_TEST(test_every_key)
+{
+    zrt_config cfg = defaults();
+    char err[ERRBUF];
+    const char *json = "{\"zero_optimization\": {\"stage\": 3,"
+                       " \"reduce_bucket_size\": 1000,"
+                       " \"allgather_bucket_size\": 2000,"
+                       " \"stage3_prefetch_bucket_size\": 3000,"
+                       " \"stage3_param_persistence_threshold\": 4000,"
+                       " \"overlap_comm\": true},"
+                       " \"device_mem_limit\": 5000,"
+                       " \"backend\": \"cuda\", \"log_level\": 3}";
+    ck_assert_int_eq(load(&cfg, json, err), ZRT_OK);
+    ck_assert_int_eq(cfg.stage, 3);
+    ck_assert_int_eq(cfg.reduce_bucket_size, 1000);
+    ck_assert_int_eq(cfg.allgather_bucket_size, 2000);
+    ck_assert_int_eq(cfg.stage3_prefetch_bucket_size, 3000);
+    ck_assert_int_eq(cfg.stage3_param_persistence_threshold, 4000);
+    ck_assert_int_eq(cfg.overlap_comm, 1);
+    ck_assert_int_eq(cfg.device_mem_limit, 5000);
+    ck_assert_str_eq(cfg.backend, "cuda");
+    ck_assert_int_eq(cfg.log_level, 3);
+    ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_OK);
+}
+END_TEST
+
+START_TEST(test_deepspeed_reals_and_strings)
+{
+    zrt_config cfg = defaults();
+    char err[ERRBUF];
+    const char *json = "{\"zero_optimization\": {\"stage\": 2,"
+                       " \"reduce_bucket_size\": 5e8,"
+                       " \"allgather_bucket_size\": 2.0E8,"
+                       " \"stage3_prefetch_bucket_size\": \"64M\","
+                       " \"stage3_param_persistence_threshold\": \"1e0\""
+                       "}}";
+    /* "1e0" is not a size string: exponents are for JSON numbers only. */
+    ck_assert_int_eq(load(&cfg, json, err), ZRT_ERR_CONFIG);
+    json = "{\"zero_optimization\": {\"stage\": 2,"
+           " \"reduce_bucket_size\": 5e8,"
+           " \"allgather_bucket_size\": 2.0E8,"
+           " \"stage3_prefetch_bucket_size\": \"64M\","
+           " \"stage3_param_persistence_threshold\": \"1.5K\"},"
+           " \"device_mem_limit\": \" 16GiB \"}";
+    ck_assert_int_eq(load(&cfg, json, err), ZRT_OK);
+    ck_assert_int_eq(cfg.stage, 2);
+    ck_assert_int_eq(cfg.reduce_bucket_size, 500000000);
+    ck_assert_int_eq(cfg.allgather_bucket_size, 200000000);
+    ck_assert_int_eq(cfg.stage3_prefetch_bucket_size, 64LL << 20);
+    ck_assert_int_eq(cfg.stage3_param_persistence_threshold, 1536);
+    ck_assert_int_eq(cfg.device_mem_limit, 16LL << 30);
+}
+END_TEST
+
+START_TEST(test_overlap_comm_false_and_partial)
+{
+    zrt_config cfg = defaults(), expect = cfg;
+    char err[ERRBUF];
+    ck_assert_int_eq(
+        load(&cfg, "{\"zero_optimization\": {\"overlap_comm\": false}}", err),
+        ZRT_OK);
+    expect.overlap_comm = 0;
+    /* Only the named key changed. */
+    ck_assert_int_eq(memcmp(&cfg, &expect, sizeof cfg), 0);
+    ck_assert_int_eq(load(&cfg, "{}", err), ZRT_OK);
+    ck_assert_int_eq(load(&cfg, "{\"zero_optimization\": {}}", err), ZRT_OK);
+    ck_assert_int_eq(memcmp(&cfg, &expect, sizeof cfg), 0);
+}
+END_TEST
+
+START_TEST(test_log_level_names)
+{
+    static const char *const names[] = {"error", "warn", "info", "DEBUG"};
+    zrt_config cfg = defaults();
+    char json[64], err[ERRBUF];
+    for (int i = 0; i < 4; i++) {
+        snprintf(json, sizeof json, "{\"log_level\": \"%s\"}", names[i]);
+        ck_assert_int_eq(load(&cfg, json, err), ZRT_OK);
+        ck_assert_int_eq(cfg.log_level, i);
+    }
+    expect_fail("{\"log_level\": \"verbose\"}", "'log_level'", "\"verbose\"",
+                "\"debug\"", NULL);
+    expect_fail("{\"log_level\": 4}", "'log_level' is 4", NULL);
+}
+END_TEST
+
+START_TEST(test_load_file)
+{
+    char path[64], err[ERRBUF];
+    write_temp(path, sizeof path,
+               "{\n  \"zero_optimization\": {\"stage\": 1},\n"
+               "  \"backend\": \"cpu\"\n}\n");
+    zrt_config cfg = defaults();
+    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err), ZRT_OK);
+    ck_assert_int_eq(cfg.stage, 1);
+    unlink(path);
+}
+END_TEST
+
+/* ---- errors -------------------------------------------------------------- */
+
+START_TEST(test_unknown_keys)
+{
+    expect_fail("{\"zero_optimisation\": {}}",
+                "unknown key 'zero_optimisation'", "zero_optimization", NULL);
+    expect_fail("{\"zero_optimization\": {\"stage\": 1, \"stage3_foo\": 1}}",
+                "unknown key 'zero_optimization.stage3_foo'", NULL);
+    /* A nested key at the top level is unknown there. */
+    expect_fail("{\"stage\": 1}", "unknown key 'stage'", NULL);
+}
+END_TEST
+
+START_TEST(test_bad_values)
+{
+    expect_fail("{\"zero_optimization\": {\"stage\": 5}}",
+                "'zero_optimization.stage' is 5", "0, 1, 2 or 3", NULL);
+    expect_fail("{\"zero_optimization\": {\"reduce_bucket_size\": -1}}",
+                "'zero_optimization.reduce_bucket_size' is -1",
+                "non-negative", NULL);
+    expect_fail("{\"zero_optimization\": {\"allgather_bucket_size\": 1.5}}",
+                "'zero_optimization.allgather_bucket_size' is 1.5", NULL);
+    expect_fail("{\"device_mem_limit\": \"0.3\"}", "'device_mem_limit'",
+                "\"0.3\"", NULL);
+    expect_fail("{\"device_mem_limit\": 1e19}", "'device_mem_limit'", NULL);
+    expect_fail("{\"zero_optimization\": {\"stage\": \"2\"}}",
+                "'zero_optimization.stage' is the string \"2\"", NULL);
+    expect_fail("{\"zero_optimization\": {\"stage\": 2.0}}",
+                "'zero_optimization.stage' is 2.0", NULL);
+    expect_fail("{\"zero_optimization\": {\"overlap_comm\": 1}}",
+                "'zero_optimization.overlap_comm' is 1", "true or false",
+                NULL);
+    expect_fail("{\"zero_optimization\": []}",
+                "'zero_optimization' is an array", NULL);
+    expect_fail("{\"backend\": \"tpu\"}", "'backend' is the string \"tpu\"",
+                "\"cpu\"", "\"cuda\"", NULL);
+    expect_fail("{\"reduce_bucket_size\": null}", "unknown key", NULL);
+}
+END_TEST
+
+START_TEST(test_malformed_json)
+{
+    expect_fail("{\n  \"zero_optimization\": {\n    \"stage\": ,\n  }\n}",
+                "malformed JSON at line 3, column", NULL);
+    expect_fail("{\"backend\": \"cpu\"} trailing", "malformed JSON", "line 1",
+                NULL);
+    expect_fail("", "malformed JSON", NULL);
+    expect_fail("{\"zero_optimization\": {\"stage\": 1, \"stage\": 2}}",
+                "duplicate", "stage", NULL);
+    expect_fail("[1, 2]", "the document is an array", "object", NULL);
+    expect_fail("3", "the document is 3", NULL);
+}
+END_TEST
+
+START_TEST(test_file_errors)
+{
+    char path[64], err[ERRBUF];
+    zrt_config cfg = defaults(), before = cfg;
+    const char *missing = "/tmp/zrt_test_config_no_such_file.json";
+    ck_assert_int_eq(zrt_config_load_file(&cfg, missing, err, sizeof err),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, missing) && strstr(err, "cannot open") &&
+                      strstr(err, "No such file"),
+                  "got: %s", err);
+    ck_assert_int_eq(zrt_config_load_file(&cfg, "/tmp", err, sizeof err),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, "config /tmp: cannot open"), "got: %s", err);
+
+    write_temp(path, sizeof path,
+               "{\n\"log_level\": 2,\n\"backend\": \"x\"}\n");
+    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, path) && strstr(err, "'backend'"), "got: %s",
+                  err);
+    ck_assert_int_eq(memcmp(&cfg, &before, sizeof cfg), 0);
+    unlink(path);
+
+    write_temp(path, sizeof path, "{\n\"log_level\": 2,\n\"backend\" \"x\"}\n");
+    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, path) && strstr(err, "line 3, column"),
+                  "got: %s", err);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_unchanged_after_failure)
+{
+    zrt_config cfg = defaults(), before;
+    char err[ERRBUF];
+    cfg.stage = 2;
+    cfg.device_mem_limit = 12345;
+    before = cfg;
+    /* Valid keys come first; the bad one is last. */
+    const char *json = "{\"zero_optimization\": {\"stage\": 3,"
+                       " \"reduce_bucket_size\": 7},"
+                       " \"device_mem_limit\": \"1G\", \"log_level\": 9}";
+    ck_assert_int_eq(load(&cfg, json, err), ZRT_ERR_CONFIG);
+    ck_assert_int_eq(memcmp(&cfg, &before, sizeof cfg), 0);
+}
+END_TEST
+
+START_TEST(test_errbuf_handling)
+{
+    zrt_config cfg = defaults(), before = cfg;
+    const char *bad = "{\"zero_optimization\": {\"stage\": 5}}";
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, NULL, 100),
+                     ZRT_ERR_CONFIG);
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, NULL, 0),
+                     ZRT_ERR_CONFIG);
+    char small[16];
+    memset(small, 'Z', sizeof small);
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, small, 8),
+                     ZRT_ERR_CONFIG);
+    ck_assert_str_eq(small, "config ");
+    for (size_t i = 8; i < sizeof small; i++)
+        ck_assert_int_eq(small[i], 'Z');
+    /* Size 0: nothing written at all. */
+    small[0] = 'Q';
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, small, 0),
+                     ZRT_ERR_CONFIG);
+    ck_assert_int_eq(small[0], 'Q');
+    /* A cut inside the detail (after the prefix) is also terminated. */
+    char mid[24];
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, mid, sizeof mid),
+                     ZRT_ERR_CONFIG);
+    ck_assert_uint_eq(strlen(mid), sizeof mid - 1);
+    ck_assert_int_eq(memcmp(&cfg, &before, sizeof cfg), 0);
+}
+END_TEST
+
+START_TEST(test_null_arguments)
+{
+    zrt_config cfg = defaults();
+    char err[ERRBUF];
+    ck_assert_int_eq(zrt_config_load_string(NULL, "{}", err, sizeof err),
+                     ZRT_ERR_INVALID_ARG);
+    ck_assert_int_eq(zrt_config_load_string(&cfg, NULL, err, sizeof err),
+                     ZRT_ERR_INVALID_ARG);
+    ck_assert_int_eq(zrt_config_load_file(&cfg, NULL, err, sizeof err),
+                     ZRT_ERR_INVALID_ARG);
+    ck_assert_int_eq(zrt_config_validate(NULL, err, sizeof err),
+                     ZRT_ERR_INVALID_ARG);
+    /* A struct never initialised is refused, not written. */
+    zrt_config zero;
+    memset(&zero, 0, sizeof zero);
+    ck_assert_int_eq(zrt_config_load_string(&zero, "{}", err, sizeof err),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, "struct_size"), "got: %s", err);
+}
+END_TEST
+
+/* ---- zrt_parse_size ------------------------------------------------------ */
+
+START_TEST(test_parse_size_good)
+{
+    static const struct {
+        const char *text;
+        int64_t bytes;
+    } good[] = {
+        {"0", 0},
+        {"123", 123},
+        {"  42  ", 42},
+        {"64K", 64LL << 10},
+        {"64k", 64LL << 10},
+        {"64KB", 64LL << 10},
+        {"64MiB", 64LL << 20},
+        {"64mib", 64LL << 20},
+        {"1.5G", 3LL << 29},
+        {"1.5K", 1536},
+        {"2T", 2LL << 40},
+        {"0.5K", 512},
+        {"1.50K", 1536},
+        {"512B", 512},
+        {"8 GiB", 8LL << 30},
+        {"9223372036854775807", INT64_MAX},
+        {"8388607T", 8388607LL << 40},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int64_t out = -7;
+        ck_assert_msg(zrt_parse_size(good[i].text, &out) == ZRT_OK,
+                      "'%s' refused", good[i].text);
+        ck_assert_msg(out == good[i].bytes, "'%s' gave %lld", good[i].text,
+                      (long long)out);
+    }
+}
+END_TEST
+
+START_TEST(test_parse_size_bad)
+{
+    static const char *const bad[] = {
+        "", "   ", "-5", "+5", "12Q", "5e", "5e8", "0.3", "1.", ".5",
+        "1.5", "K", "64KiBB", "64iB", "64Ki", "1 2", "0x10", "inf", "nan",
+        "9223372036854775808", "8388608T", "99999999999999999999999",
+        "1.00000000000000000001K",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t out = -7;
+        ck_assert_msg(zrt_parse_size(bad[i], &out) == ZRT_ERR_INVALID_ARG,
+                      "'%s' accepted", bad[i]);
+        ck_assert_int_eq(out, -7);
+    }
+    int64_t out = 0;
+    ck_assert_int_eq(zrt_parse_size(NULL, &out), ZRT_ERR_INVALID_ARG);
+    ck_assert_int_eq(zrt_parse_size("1", NULL), ZRT_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* ---- zrt_config_validate ------------------------------------------------- */
+
+/* Expects validate to refuse cfg with a sentence holding needle. */
+static void expect_invalid(const zrt_config *cfg, const char *needle)
+{
+    char err[ERRBUF] = "";
+    ck_assert_int_eq(zrt_config_validate(cfg, err, sizeof err), ZRT_ERR_CONFIG);
+    ck_assert_msg(strncmp(err, "config: ", 8) == 0, "got: %s", err);
+    ck_assert_msg(strstr(err, needle) != NULL, "'%s' not in: %s", needle, err);
+}
+
+START_TEST(test_validate)
+{
+    zrt_config cfg = defaults();
+    cfg.struct_size = sizeof cfg - 8;
+    expect_invalid(&cfg, "different zrt.h");
+    cfg = defaults();
+    cfg.stage = -1;
+    expect_invalid(&cfg, "'zero_optimization.stage' is -1");
+    cfg = defaults();
+    cfg.reduce_bucket_size = -2;
+    expect_invalid(&cfg, "'zero_optimization.reduce_bucket_size' is -2");
+    cfg = defaults();
+    cfg.overlap_comm = 2;
+    expect_invalid(&cfg, "'zero_optimization.overlap_comm' is 2");
+    cfg = defaults();
+    cfg.log_level = 4;
+    expect_invalid(&cfg, "'log_level' is 4");
+    cfg = defaults();
+    cfg.device_mem_limit = -1;
+    expect_invalid(&cfg, "'device_mem_limit' is -1");
+    cfg = defaults();
+    strcpy(cfg.backend, "tpu");
+    expect_invalid(&cfg, "\"tpu\"");
+    memset(cfg.backend, 'x', sizeof cfg.backend);
+    expect_invalid(&cfg, "NUL-terminated");
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_every_key);
+    tcase_add_test(tc, test_deepspeed_reals_and_strings);
+    tcase_add_test(tc, test_overlap_comm_false_and_partial);
+    tcase_add_test(tc, test_log_level_names);
+    tcase_add_test(tc, test_load_file);
+    tcase_add_test(tc, test_unknown_keys);
+    tcase_add_test(tc, test_bad_values);
+    tcase_add_test(tc, test_malformed_json);
+    tcase_add_test(tc, test_file_errors);
+    tcase_add_test(tc, test_unchanged_after_failure);
+    tcase_add_test(tc, test_errbuf_handling);
+    tcase_add_test(tc, test_null_arguments);
+    tcase_add_test(tc, test_parse_size_good);
+    tcase_add_test(tc, test_parse_size_bad);
+    tcase_add_test(tc, test_validate);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

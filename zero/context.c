@@ -1,0 +1,234 @@
+/*
+ * zero/context.c — creating and destroying a context, and the calls that
+ * only read or use what it owns: rank, config, logging, the host all-reduce,
+ * training-loop buffers and memory statistics.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctx.h"
+
+zrt_status zrt__require_ctx(const zrt_ctx *ctx)
+{
+    return ctx ? ZRT_OK : ZRT_ERR_INVALID_ARG;
+}
+
+static zrt_status create_backend(zrt_ctx *ctx)
+{
+    if (strcmp(ctx->cfg.backend, "cpu") == 0)
+        return zrt__backend_cpu_create(&ctx->acct, &ctx->err, &ctx->be);
+    return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                     "backend '%s' is not built into this zrt (available: cpu)",
+                     ctx->cfg.backend);
+}
+
+/* Config errors found before a context exists have nowhere to be stored:
+ * they go to stderr once, with the rank if Open MPI told us. */
+static void report_early_error(const char *text)
+{
+    const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+    fprintf(stderr, "[zrt rank %s] %s\n", rank ? rank : "?", text);
+}
+
+zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
+{
+    if (!cfg || !out)
+        return ZRT_ERR_INVALID_ARG;
+    char why[ZRT__ERRBUF_SIZE];
+    zrt_status st = zrt_config_validate(cfg, why, sizeof why);
+    if (st != ZRT_OK) {
+        report_early_error(why);
+        return st;
+    }
+    zrt_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    ctx->cfg = *cfg;
+    ctx->err.rank = -1;
+    zrt__mem_account_init(&ctx->acct);
+    zrt__mem_set_limit(&ctx->acct, ZRT_TIER_DEVICE, cfg->device_mem_limit);
+    ZRT_CHECK_GOTO(create_backend(ctx), st, fail);
+    ZRT_CHECK_GOTO(zrt__comm_mpi_create(ctx->be, &ctx->err, &ctx->comm), st, fail);
+    ctx->err.rank = ctx->comm->rank;
+    zrt_log(ctx, 2, "context created: stage %d, %d ranks, backend %s, kernels %s",
+            cfg->stage, ctx->comm->size, ctx->be->ops->name, zrt_kernels_cpu_path());
+    *out = ctx;
+    return ZRT_OK;
+fail:
+    report_early_error(ctx->err.text);
+    if (ctx->be)
+        ctx->be->ops->destroy(ctx->be);
+    free(ctx);
+    return st;
+}
+
+static int any_layer_live(const zrt_ctx *ctx, int *which)
+{
+    for (int l = 0; ctx->layers && l < ctx->plan.nlayers; l++) {
+        if (ctx->layers[l].fwd_live || ctx->layers[l].bwd_live) {
+            *which = l;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void free_params(zrt_ctx *ctx)
+{
+    for (int i = 0; i < ctx->nparams; i++)
+        free(ctx->params[i].name);
+    free(ctx->params);
+}
+
+static void free_user_buffers(zrt_ctx *ctx)
+{
+    while (ctx->user_bufs) {
+        zrt__user_buf *next = ctx->user_bufs->next;
+        ctx->be->ops->free(ctx->be, &ctx->user_bufs->buf);
+        free(ctx->user_bufs);
+        ctx->user_bufs = next;
+    }
+}
+
+zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
+{
+    if (!ctx)
+        return ZRT_OK;
+    int live;
+    if (any_layer_live(ctx, &live))
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_ctx_destroy: layer %d is still live; end its "
+                         "forward or backward first", live);
+    zrt_status st = ZRT_OK;
+    if (ctx->finalized)
+        st = zrt__engine_drain(ctx);
+    zrt__engine_release(ctx);
+    free_user_buffers(ctx);
+    free_params(ctx);
+    ctx->comm->ops->destroy(ctx->comm);
+    ctx->be->ops->destroy(ctx->be);
+    free(ctx);
+    return st;
+}
+
+const char *zrt_last_error(const zrt_ctx *ctx)
+{
+    return ctx ? ctx->err.text : "no context";
+}
+
+zrt_status zrt_abort_job(zrt_ctx *ctx, int exit_code)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    fprintf(stderr, "[zrt rank %d] ending the job: %s\n", ctx->comm->rank,
+            ctx->err.text[0] ? ctx->err.text : "requested by the program");
+    fflush(stderr);
+    return ctx->comm->ops->abort_job(ctx->comm, exit_code);
+}
+
+zrt_status zrt_rank(const zrt_ctx *ctx, int *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->comm->rank;
+    return ZRT_OK;
+}
+
+zrt_status zrt_world_size(const zrt_ctx *ctx, int *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->comm->size;
+    return ZRT_OK;
+}
+
+zrt_status zrt_get_config(const zrt_ctx *ctx, zrt_config *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->cfg;
+    return ZRT_OK;
+}
+
+zrt_status zrt_log(const zrt_ctx *ctx, int level, const char *fmt, ...)
+{
+    if (!ctx || !fmt)
+        return ZRT_ERR_INVALID_ARG;
+    if (level > ctx->cfg.log_level)
+        return ZRT_OK;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "[zrt rank %d/%d] %s\n", ctx->comm->rank, ctx->comm->size,
+            line);
+    return ZRT_OK;
+}
+
+zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
+                             zrt_reduce_op op)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!buf && count)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_allreduce_f32: buffer is NULL");
+    if (op != ZRT_SUM && op != ZRT_AVG)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_allreduce_f32: unknown reduce op %d", (int)op);
+    zrt__comm_req *req;
+    ZRT_CHECK(ctx->comm->ops->all_reduce_f32(ctx->comm, buf, buf, count, op, &req));
+    return ctx->comm->ops->wait(ctx->comm, req);
+}
+
+zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes, zrt_category category,
+                            void **out)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!out || (unsigned)category >= ZRT_CAT_COUNT)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_buffer_alloc: bad category %d or NULL out",
+                         (int)category);
+    zrt__user_buf *node = calloc(1, sizeof *node);
+    if (!node)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "zrt_buffer_alloc: cannot allocate bookkeeping");
+    zrt_status st = ctx->be->ops->alloc(ctx->be, bytes, ZRT_TIER_DEVICE, category,
+                                        "a training-loop buffer", &node->buf);
+    if (st != ZRT_OK) {
+        free(node);
+        return st;
+    }
+    node->next = ctx->user_bufs;
+    ctx->user_bufs = node;
+    *out = node->buf.ptr;
+    return ZRT_OK;
+}
+
+zrt_status zrt_buffer_free(zrt_ctx *ctx, void *ptr)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!ptr)
+        return ZRT_OK;
+    for (zrt__user_buf **link = &ctx->user_bufs; *link; link = &(*link)->next) {
+        if ((*link)->buf.ptr != ptr)
+            continue;
+        zrt__user_buf *node = *link;
+        *link = node->next;
+        ctx->be->ops->free(ctx->be, &node->buf);
+        free(node);
+        return ZRT_OK;
+    }
+    return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                     "zrt_buffer_free: %p was not allocated by zrt_buffer_alloc",
+                     ptr);
+}
+
+zrt_status zrt_get_mem_stats(const zrt_ctx *ctx, zrt_mem_stats *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->acct.stats;
+    return ZRT_OK;
+}

@@ -1,0 +1,588 @@
+/*
+ * zero/engine.c — the ZeRO engine: what happens at each layer boundary and
+ * in the optimizer step, for stages 0 to 3 (see the table in ctx.h).
+ *
+ * Gradients: backward_end starts the layer's reduction (stage 0 all-reduce,
+ * stages 1-3 reduce-scatter into this rank's shard). At most
+ * reduce_bucket_size elements of full-size gradients wait for their reduction
+ * at once; past that, the oldest is completed first. Stages 2-3 add the
+ * reduced block into the gradient shard and free the full-size buffer.
+ * Parameters: stages 1-2 all-gather each layer after the step (at most
+ * allgather_bucket_size elements in flight) and wait for it when the layer is
+ * next entered; stage 3 gathers a layer when it is entered, prefetches the
+ * layers that the recorded trace says come next (up to
+ * stage3_prefetch_bucket_size elements), and frees it when it is left.
+ * Every entry point first advances the collectives in flight, which is where
+ * communication overlaps the training loop's compute.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctx.h"
+
+static int64_t flat_of(const zrt_ctx *ctx, int layer)
+{
+    return ctx->plan.layers[layer].flat_numel;
+}
+
+static int64_t shard_of(const zrt_ctx *ctx, int layer)
+{
+    return ctx->plan.layers[layer].shard_numel;
+}
+
+float *zrt__param_base(zrt_ctx *ctx, int layer)
+{
+    return ctx->layers[layer].param_full.ptr;
+}
+
+static zrt_status alloc_f32(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
+                            zrt_category cat, const char *what, int layer)
+{
+    char label[96];
+    snprintf(label, sizeof label, "%s of layer %d", what, layer);
+    return ctx->be->ops->alloc(ctx->be, (size_t)elements * sizeof(float),
+                               ZRT_TIER_DEVICE, cat, label, buf);
+}
+
+/* ---- allocation ------------------------------------------------------------ */
+
+static zrt_status alloc_params(zrt_ctx *ctx, int l)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    if (ctx->cfg.stage < 3)
+        return alloc_f32(ctx, &ls->param_full, flat_of(ctx, l), ZRT_CAT_PARAM,
+                         "parameters", l);
+    ZRT_CHECK(alloc_f32(ctx, &ls->param_shard, shard_of(ctx, l), ZRT_CAT_PARAM,
+                        "parameter shard", l));
+    ls->persistent =
+        ctx->plan.layers[l].numel <= ctx->cfg.stage3_param_persistence_threshold;
+    if (!ls->persistent)
+        return ZRT_OK;
+    return alloc_f32(ctx, &ls->param_full, flat_of(ctx, l),
+                     ZRT_CAT_PARAM_PERSIST, "persistent parameters", l);
+}
+
+static zrt_status alloc_layer(zrt_ctx *ctx, int l)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    const zrt__layer_plan *lp = &ctx->plan.layers[l];
+    if (lp->numel == 0)
+        return ZRT_OK;
+    int stage = ctx->cfg.stage;
+    ls->range_lo = stage == 0 ? 0 : (int64_t)ctx->comm->rank * lp->shard_numel;
+    ls->range_len = stage == 0 ? lp->flat_numel : lp->shard_numel;
+    ZRT_CHECK(alloc_params(ctx, l));
+    if (stage < 2)
+        ZRT_CHECK(alloc_f32(ctx, &ls->grad_full, lp->flat_numel, ZRT_CAT_GRAD,
+                            "gradients", l));
+    else
+        ZRT_CHECK(alloc_f32(ctx, &ls->grad_shard, lp->shard_numel, ZRT_CAT_GRAD,
+                            "gradient shard", l));
+    ZRT_CHECK(alloc_f32(ctx, &ls->m, ls->range_len, ZRT_CAT_OPTIM,
+                        "Adam first moment", l));
+    ZRT_CHECK(alloc_f32(ctx, &ls->v, ls->range_len, ZRT_CAT_OPTIM,
+                        "Adam second moment", l));
+    ls->segs = calloc((size_t)lp->count, sizeof *ls->segs);
+    if (!ls->segs)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the segment table of layer %d", l);
+    ls->nsegs = zrt__plan_segments(&ctx->plan, l, ls->range_lo,
+                                   ls->range_lo + ls->range_len, ls->segs);
+    return ZRT_OK;
+}
+
+zrt_status zrt__engine_allocate(zrt_ctx *ctx)
+{
+    int n = ctx->plan.nlayers;
+    ctx->layers = calloc((size_t)n + 1, sizeof *ctx->layers);
+    ctx->reduce_fifo = calloc((size_t)n + 1, sizeof *ctx->reduce_fifo);
+    if (!ctx->layers || !ctx->reduce_fifo)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the state of %d layers", n);
+    ctx->trace.recording = 1;
+    for (int l = 0; l < n; l++)
+        ZRT_CHECK(alloc_layer(ctx, l));
+    return ZRT_OK;
+}
+
+static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
+{
+    zrt__backend *be = ctx->be;
+    if (ls->gather)
+        ctx->comm->ops->wait(ctx->comm, ls->gather);
+    if (ls->reduce)
+        ctx->comm->ops->wait(ctx->comm, ls->reduce);
+    be->ops->free(be, &ls->param_full);
+    be->ops->free(be, &ls->param_shard);
+    be->ops->free(be, &ls->grad_full);
+    be->ops->free(be, &ls->grad_shard);
+    be->ops->free(be, &ls->m);
+    be->ops->free(be, &ls->v);
+    free(ls->segs);
+}
+
+void zrt__engine_release(zrt_ctx *ctx)
+{
+    for (int l = 0; ctx->layers && l < ctx->plan.nlayers; l++)
+        release_layer(ctx, &ctx->layers[l]);
+    free(ctx->layers);
+    free(ctx->reduce_fifo);
+    free(ctx->trace.layers);
+    ctx->layers = NULL;
+    ctx->reduce_fifo = NULL;
+    ctx->trace = (zrt__trace){0};
+    zrt__plan_free(&ctx->plan);
+}
+
+/* ---- parameter gathers ------------------------------------------------------ */
+
+zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (!ls->gather)
+        return ZRT_OK;
+    zrt__comm_req *req = ls->gather;
+    ls->gather = NULL;
+    if (ctx->cfg.stage < 3)
+        ctx->gathering_numel -= flat_of(ctx, layer);
+    return ctx->comm->ops->wait(ctx->comm, req);
+}
+
+/* Stage 3: all-gathers the layer's shards into its full buffer. */
+static zrt_status start_gather(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (!ls->param_full.ptr)
+        ZRT_CHECK(alloc_f32(ctx, &ls->param_full, flat_of(ctx, layer),
+                            ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
+    ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, ls->param_shard.ptr,
+                                         ls->param_full.ptr,
+                                         (size_t)shard_of(ctx, layer), ZRT_F32,
+                                         &ls->gather));
+    ls->gathered = 1;
+    return ZRT_OK;
+}
+
+static void unmark_prefetched(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (!ls->prefetched)
+        return;
+    ls->prefetched = 0;
+    ctx->prefetched_numel -= flat_of(ctx, layer);
+}
+
+zrt_status zrt__ensure_gathered(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (ctx->cfg.stage < 3 || ctx->plan.layers[layer].numel == 0)
+        return zrt__wait_gather(ctx, layer);
+    unmark_prefetched(ctx, layer);
+    if (!ls->gathered)
+        ZRT_CHECK(start_gather(ctx, layer));
+    return zrt__wait_gather(ctx, layer);
+}
+
+/* Stage 3, trace followed: the layer is entered next, so keeping it costs
+ * nothing that prefetching it again would not. */
+static int needed_next(const zrt_ctx *ctx, int layer)
+{
+    const zrt__trace *tr = &ctx->trace;
+    return tr->valid && tr->pos < tr->len && tr->layers[tr->pos] == layer &&
+           ctx->prefetched_numel + flat_of(ctx, layer) <=
+               ctx->cfg.stage3_prefetch_bucket_size;
+}
+
+zrt_status zrt__release_if_idle(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (ctx->cfg.stage < 3 || ls->fwd_live || ls->bwd_live || ls->persistent ||
+        !ls->param_full.ptr)
+        return ZRT_OK;
+    if (ls->gathered && !ls->prefetched && needed_next(ctx, layer)) {
+        ls->prefetched = 1;
+        ctx->prefetched_numel += flat_of(ctx, layer);
+        return ZRT_OK;
+    }
+    ZRT_CHECK(zrt__wait_gather(ctx, layer));
+    unmark_prefetched(ctx, layer);
+    ctx->be->ops->free(ctx->be, &ls->param_full);
+    ls->gathered = 0;
+    return ZRT_OK;
+}
+
+static void trace_enter(zrt_ctx *ctx, int layer)
+{
+    zrt__trace *tr = &ctx->trace;
+    if (tr->recording) {
+        if (tr->len == tr->cap) {
+            int cap = tr->cap ? tr->cap * 2 : 64;
+            int *grown = realloc(tr->layers, (size_t)cap * sizeof *grown);
+            if (!grown) { /* no trace, no prefetch: slower, still correct */
+                tr->recording = 0;
+                return;
+            }
+            tr->layers = grown;
+            tr->cap = cap;
+        }
+        tr->layers[tr->len++] = layer;
+        return;
+    }
+    if (tr->valid && tr->pos < tr->len && tr->layers[tr->pos] == layer)
+        tr->pos++;
+    else
+        tr->valid = 0; /* the loop changed its order: record it again */
+}
+
+static void trace_step_end(zrt__trace *tr)
+{
+    if (tr->recording) {
+        tr->valid = tr->len > 0;
+        tr->recording = 0;
+    } else if (!tr->valid) {
+        tr->recording = 1;
+        tr->len = 0;
+    }
+    tr->pos = 0;
+}
+
+/* Starts gathers for the layers the trace says come next, within budget. */
+static zrt_status prefetch(zrt_ctx *ctx)
+{
+    const zrt__trace *tr = &ctx->trace;
+    if (!tr->valid)
+        return ZRT_OK;
+    for (int j = tr->pos; j < tr->len; j++) {
+        int next = tr->layers[j];
+        zrt__layer_state *ls = &ctx->layers[next];
+        if (ctx->plan.layers[next].numel == 0 || ls->gathered || ls->persistent)
+            continue;
+        if (ctx->prefetched_numel + flat_of(ctx, next) >
+            ctx->cfg.stage3_prefetch_bucket_size)
+            break;
+        ZRT_CHECK(start_gather(ctx, next));
+        ls->prefetched = 1;
+        ctx->prefetched_numel += flat_of(ctx, next);
+    }
+    return ZRT_OK;
+}
+
+/* ---- gradient reductions ---------------------------------------------------- */
+
+static void fifo_remove(zrt_ctx *ctx, int layer)
+{
+    int n = ctx->reduce_count;
+    for (int i = 0; i < n; i++) {
+        if (ctx->reduce_fifo[i] != layer)
+            continue;
+        memmove(&ctx->reduce_fifo[i], &ctx->reduce_fifo[i + 1],
+                (size_t)(n - i - 1) * sizeof *ctx->reduce_fifo);
+        ctx->reduce_count--;
+        return;
+    }
+}
+
+/* Waits for the layer's reduction; stages 2-3 fold it into the shard. */
+static zrt_status complete_reduction(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    zrt__comm_req *req = ls->reduce;
+    ls->reduce = NULL;
+    fifo_remove(ctx, layer);
+    ctx->reducing_numel -= flat_of(ctx, layer);
+    ZRT_CHECK(ctx->comm->ops->wait(ctx->comm, req));
+    if (ctx->cfg.stage < 2)
+        return ZRT_OK;
+    const float *reduced = (const float *)ls->grad_full.ptr + ls->range_lo;
+    ZRT_CHECK(ctx->be->ops->add_f32(ctx->be, ls->grad_shard.ptr, reduced,
+                                    (size_t)ls->range_len));
+    ctx->be->ops->free(ctx->be, &ls->grad_full);
+    return ZRT_OK;
+}
+
+static zrt_status make_room_for_reduction(zrt_ctx *ctx, int64_t elements)
+{
+    while (ctx->reduce_count > 0 &&
+           ctx->reducing_numel + elements > ctx->cfg.reduce_bucket_size)
+        ZRT_CHECK(complete_reduction(ctx, ctx->reduce_fifo[0]));
+    return ZRT_OK;
+}
+
+static zrt_status start_reduction(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    int64_t flat = flat_of(ctx, layer);
+    if (flat == 0)
+        return ZRT_OK;
+    ZRT_CHECK(make_room_for_reduction(ctx, flat));
+    float *grad = ls->grad_full.ptr;
+    const zrt__comm_ops *ops = ctx->comm->ops;
+    if (ctx->cfg.stage == 0)
+        ZRT_CHECK(ops->all_reduce_f32(ctx->comm, grad, grad, (size_t)flat, ZRT_AVG,
+                                      &ls->reduce));
+    else
+        ZRT_CHECK(ops->reduce_scatter_f32(ctx->comm, grad, grad + ls->range_lo,
+                                          (size_t)shard_of(ctx, layer), ZRT_AVG,
+                                          &ls->reduce));
+    ctx->reduce_fifo[ctx->reduce_count++] = layer;
+    ctx->reducing_numel += flat;
+    if (!ctx->cfg.overlap_comm)
+        return complete_reduction(ctx, layer);
+    return ZRT_OK;
+}
+
+static zrt_status drain_reductions(zrt_ctx *ctx)
+{
+    while (ctx->reduce_count > 0)
+        ZRT_CHECK(complete_reduction(ctx, ctx->reduce_fifo[0]));
+    return ZRT_OK;
+}
+
+static zrt_status drain_gathers(zrt_ctx *ctx)
+{
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        ZRT_CHECK(zrt__wait_gather(ctx, l));
+    return ZRT_OK;
+}
+
+zrt_status zrt__engine_drain(zrt_ctx *ctx)
+{
+    ZRT_CHECK(drain_reductions(ctx));
+    return drain_gathers(ctx);
+}
+
+/* Lets MPI move data for everything in flight; finishes what is done. */
+static zrt_status progress(zrt_ctx *ctx)
+{
+    for (int i = 0; i < ctx->reduce_count;) {
+        int layer = ctx->reduce_fifo[i], done = 0;
+        ZRT_CHECK(ctx->comm->ops->test(ctx->comm, ctx->layers[layer].reduce, &done));
+        if (done)
+            ZRT_CHECK(complete_reduction(ctx, layer)); /* shifts the fifo */
+        else
+            i++;
+    }
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        int done = 0;
+        if (!ctx->layers[l].gather)
+            continue;
+        ZRT_CHECK(ctx->comm->ops->test(ctx->comm, ctx->layers[l].gather, &done));
+        if (done)
+            ZRT_CHECK(zrt__wait_gather(ctx, l));
+    }
+    return ZRT_OK;
+}
+
+/* ---- the per-layer protocol ------------------------------------------------ */
+
+/* Makes the layer's parameters readable; stage 3 also prefetches. */
+static zrt_status enter_layer(zrt_ctx *ctx, int layer)
+{
+    ZRT_CHECK(progress(ctx));
+    if (ctx->cfg.stage < 3)
+        return zrt__wait_gather(ctx, layer);
+    trace_enter(ctx, layer);
+    ZRT_CHECK(zrt__ensure_gathered(ctx, layer));
+    return prefetch(ctx);
+}
+
+zrt_status zrt_forward_begin(zrt_ctx *ctx, int layer)
+{
+    ZRT_CHECK(zrt__require_layer(ctx, layer, "zrt_forward_begin"));
+    if (ctx->layers[layer].fwd_live)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_forward_begin: layer %d is already in forward",
+                         layer);
+    ZRT_CHECK(enter_layer(ctx, layer));
+    ctx->layers[layer].fwd_live = 1;
+    return ZRT_OK;
+}
+
+zrt_status zrt_forward_end(zrt_ctx *ctx, int layer)
+{
+    ZRT_CHECK(zrt__require_layer(ctx, layer, "zrt_forward_end"));
+    if (!ctx->layers[layer].fwd_live)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_forward_end: layer %d is not in forward", layer);
+    ctx->layers[layer].fwd_live = 0;
+    ZRT_CHECK(zrt__release_if_idle(ctx, layer));
+    return progress(ctx);
+}
+
+zrt_status zrt_backward_begin(zrt_ctx *ctx, int layer)
+{
+    ZRT_CHECK(zrt__require_layer(ctx, layer, "zrt_backward_begin"));
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (ls->bwd_live)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_backward_begin: layer %d is already in backward",
+                         layer);
+    if (ls->bwd_done)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_backward_begin: layer %d already ran backward in "
+                         "this step; keep it open across all its uses (one "
+                         "backward per layer per step)", layer);
+    ZRT_CHECK(enter_layer(ctx, layer));
+    if (ctx->cfg.stage >= 2 && flat_of(ctx, layer) > 0)
+        ZRT_CHECK(alloc_f32(ctx, &ls->grad_full, flat_of(ctx, layer),
+                            ZRT_CAT_GRAD_BUCKET, "gradient bucket", layer));
+    ls->bwd_live = 1;
+    return ZRT_OK;
+}
+
+zrt_status zrt_backward_end(zrt_ctx *ctx, int layer)
+{
+    ZRT_CHECK(zrt__require_layer(ctx, layer, "zrt_backward_end"));
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (!ls->bwd_live)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_backward_end: layer %d is not in backward", layer);
+    ls->bwd_live = 0;
+    ls->bwd_done = 1;
+    ZRT_CHECK(start_reduction(ctx, layer));
+    ZRT_CHECK(zrt__release_if_idle(ctx, layer));
+    return progress(ctx);
+}
+
+/* ---- optimizer ---------------------------------------------------------------- */
+
+zrt_status zrt_adamw_init(zrt_adamw *hp)
+{
+    if (!hp)
+        return ZRT_ERR_INVALID_ARG;
+    *hp = (zrt_adamw){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f,
+                      .eps = 1e-8f, .weight_decay = 0.01f};
+    return ZRT_OK;
+}
+
+static zrt_status check_hyperparams(zrt_ctx *ctx, const zrt_adamw *hp)
+{
+    if (!hp)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_step: hyperparameters are NULL");
+    if (!(hp->lr >= 0.0f) || !(hp->beta1 >= 0.0f && hp->beta1 < 1.0f) ||
+        !(hp->beta2 >= 0.0f && hp->beta2 < 1.0f) || !(hp->eps > 0.0f) ||
+        !(hp->weight_decay >= 0.0f))
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_step: AdamW hyperparameters out of range (lr %g, "
+                         "beta1 %g, beta2 %g, eps %g, weight_decay %g)",
+                         hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay);
+    return ZRT_OK;
+}
+
+static zrt_status require_no_live_layer(zrt_ctx *ctx, const char *call)
+{
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        if (ctx->layers[l].fwd_live || ctx->layers[l].bwd_live)
+            return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                             "%s: layer %d is still live", call, l);
+    return ZRT_OK;
+}
+
+static zrt_status update_layer(zrt_ctx *ctx, int l, const zrt_adamw_scalars *decay,
+                               const zrt_adamw_scalars *no_decay)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    int stage = ctx->cfg.stage;
+    float *p = stage == 3 ? (float *)ls->param_shard.ptr
+                          : (float *)ls->param_full.ptr + ls->range_lo;
+    float *g = stage < 2 ? (float *)ls->grad_full.ptr + ls->range_lo
+                         : (float *)ls->grad_shard.ptr;
+    float *m = ls->m.ptr, *v = ls->v.ptr;
+    for (int i = 0; i < ls->nsegs; i++) {
+        const zrt__segment *sg = &ls->segs[i];
+        int64_t at = sg->range_offset;
+        const zrt_adamw_scalars *s =
+            ctx->params[sg->tensor].desc.no_weight_decay ? no_decay : decay;
+        ZRT_CHECK(ctx->be->ops->adamw_f32(ctx->be, p + at, g + at, m + at, v + at,
+                                          (size_t)sg->count, s));
+    }
+    return ZRT_OK;
+}
+
+/* Stages 1-2: every rank updated its shard in place; share it. */
+static zrt_status start_param_gathers(zrt_ctx *ctx)
+{
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        zrt__layer_state *ls = &ctx->layers[l];
+        int64_t flat = flat_of(ctx, l);
+        if (flat == 0)
+            continue;
+        for (int old = 0; old < l && ctx->gathering_numel > 0 &&
+                          ctx->gathering_numel + flat > ctx->cfg.allgather_bucket_size;
+             old++)
+            ZRT_CHECK(zrt__wait_gather(ctx, old));
+        float *full = ls->param_full.ptr;
+        ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, full + ls->range_lo, full,
+                                             (size_t)shard_of(ctx, l), ZRT_F32,
+                                             &ls->gather));
+        ctx->gathering_numel += flat;
+        if (!ctx->cfg.overlap_comm)
+            ZRT_CHECK(zrt__wait_gather(ctx, l));
+    }
+    return ZRT_OK;
+}
+
+/* Stage 3: gathered copies are stale now; persistent layers re-gather. */
+static zrt_status refresh_stage3_params(zrt_ctx *ctx)
+{
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        zrt__layer_state *ls = &ctx->layers[l];
+        ZRT_CHECK(zrt__wait_gather(ctx, l));
+        ls->gathered = 0;
+        if (ls->persistent && ctx->plan.layers[l].numel > 0)
+            ZRT_CHECK(start_gather(ctx, l));
+        else
+            ZRT_CHECK(zrt__release_if_idle(ctx, l));
+    }
+    return ZRT_OK;
+}
+
+static void end_step_bookkeeping(zrt_ctx *ctx)
+{
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        ctx->layers[l].bwd_done = 0;
+    trace_step_end(&ctx->trace);
+}
+
+zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
+{
+    ZRT_CHECK(zrt__require_finalized(ctx, "zrt_step"));
+    ZRT_CHECK(check_hyperparams(ctx, hp));
+    ZRT_CHECK(require_no_live_layer(ctx, "zrt_step"));
+    ZRT_CHECK(drain_reductions(ctx));
+    ZRT_CHECK(drain_gathers(ctx));
+    ctx->step++;
+    zrt_adamw_scalars decay = zrt_adamw_scalars_make(
+        hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, ctx->step);
+    zrt_adamw_scalars no_decay = zrt_adamw_scalars_make(
+        hp->lr, hp->beta1, hp->beta2, hp->eps, 0.0f, ctx->step);
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        ZRT_CHECK(update_layer(ctx, l, &decay, &no_decay));
+    if (ctx->cfg.stage == 1 || ctx->cfg.stage == 2)
+        ZRT_CHECK(start_param_gathers(ctx));
+    if (ctx->cfg.stage == 3)
+        ZRT_CHECK(refresh_stage3_params(ctx));
+    end_step_bookkeeping(ctx);
+    return ZRT_OK;
+}
+
+zrt_status zrt_zero_grad(zrt_ctx *ctx)
+{
+    ZRT_CHECK(zrt__require_finalized(ctx, "zrt_zero_grad"));
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        if (ctx->layers[l].bwd_live)
+            return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                             "zrt_zero_grad: layer %d is in backward", l);
+    ZRT_CHECK(drain_reductions(ctx));
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        zrt__layer_state *ls = &ctx->layers[l];
+        zrt__buf *grad = ctx->cfg.stage < 2 ? &ls->grad_full : &ls->grad_shard;
+        if (grad->ptr)
+            ZRT_CHECK(ctx->be->ops->fill_f32(ctx->be, grad->ptr,
+                                             grad->bytes / sizeof(float), 0.0f));
+        ls->bwd_done = 0;
+    }
+    return ZRT_OK;
+}

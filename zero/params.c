@@ -1,0 +1,321 @@
+/*
+ * zero/params.c — registering parameters, building the plan, and moving a
+ * parameter's value in and out (write, read, data pointers while live).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctx.h"
+
+enum { PLAN_ALIGNMENT = 16 }; /* elements: 64 bytes of f32 */
+
+zrt_status zrt__require_finalized(zrt_ctx *ctx, const char *call)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!ctx->finalized)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "%s: call zrt_finalize_params first", call);
+    return ZRT_OK;
+}
+
+zrt_status zrt__require_layer(zrt_ctx *ctx, int layer, const char *call)
+{
+    ZRT_CHECK(zrt__require_finalized(ctx, call));
+    if (layer < 0 || layer >= ctx->plan.nlayers)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "%s: layer %d does not exist (layers 0..%d)", call,
+                         layer, ctx->plan.nlayers - 1);
+    return ZRT_OK;
+}
+
+zrt_status zrt__require_param(zrt_ctx *ctx, zrt_param param, const char *call)
+{
+    ZRT_CHECK(zrt__require_finalized(ctx, call));
+    if (param < 0 || param >= ctx->nparams)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "%s: parameter handle %d is not registered (0..%d)",
+                         call, (int)param, ctx->nparams - 1);
+    return ZRT_OK;
+}
+
+static zrt_status check_desc(zrt_ctx *ctx, const zrt_param_desc *d,
+                             int64_t *numel)
+{
+    const char *name = d->name ? d->name : "(unnamed)";
+    if (!d->name || !*d->name)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_register: a parameter needs a name");
+    if (d->ndim < 1 || d->ndim > ZRT_MAX_DIMS)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_register: '%s' has %d dimensions (1..%d)",
+                         name, d->ndim, ZRT_MAX_DIMS);
+    if (d->layer < 0)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_register: '%s' has layer %d (must be >= 0)",
+                         name, d->layer);
+    if (d->dtype != ZRT_F32)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "zrt_param_register: '%s' is %s; this version keeps "
+                         "parameters in f32 (16-bit parameters come with mixed "
+                         "precision)", name, zrt_dtype_str(d->dtype));
+    int64_t n = 1;
+    for (int i = 0; i < d->ndim; i++) {
+        if (d->shape[i] < 1 || n > INT64_MAX / d->shape[i])
+            return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                             "zrt_param_register: '%s' dimension %d is %lld",
+                             name, i, (long long)d->shape[i]);
+        n *= d->shape[i];
+    }
+    for (int i = 0; i < ctx->nparams; i++)
+        if (strcmp(ctx->params[i].name, d->name) == 0)
+            return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                             "zrt_param_register: '%s' is already registered",
+                             name);
+    *numel = n;
+    return ZRT_OK;
+}
+
+static zrt_status grow_params(zrt_ctx *ctx)
+{
+    if (ctx->nparams < ctx->params_cap)
+        return ZRT_OK;
+    int cap = ctx->params_cap ? ctx->params_cap * 2 : 16;
+    zrt__param_info *grown = realloc(ctx->params, (size_t)cap * sizeof *grown);
+    if (!grown)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "zrt_param_register: cannot grow the parameter table");
+    ctx->params = grown;
+    ctx->params_cap = cap;
+    return ZRT_OK;
+}
+
+zrt_status zrt_param_register(zrt_ctx *ctx, const zrt_param_desc *desc,
+                              zrt_param *out)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!desc || !out)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_register: NULL description or handle");
+    if (ctx->finalized)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_param_register: '%s' comes after "
+                         "zrt_finalize_params", desc->name ? desc->name : "?");
+    int64_t numel = 0;
+    ZRT_CHECK(check_desc(ctx, desc, &numel));
+    ZRT_CHECK(grow_params(ctx));
+    char *name = strdup(desc->name);
+    if (!name)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "zrt_param_register: cannot copy a name");
+    zrt__param_info *info = &ctx->params[ctx->nparams];
+    info->desc = *desc;
+    info->desc.name = name;
+    info->name = name;
+    info->numel = numel;
+    *out = ctx->nparams++;
+    return ZRT_OK;
+}
+
+static zrt_status build_plan(zrt_ctx *ctx)
+{
+    int n = ctx->nparams;
+    int64_t *numel = malloc(((size_t)n + 1) * sizeof *numel);
+    int *layer = malloc(((size_t)n + 1) * sizeof *layer);
+    zrt_status st = ZRT_OK;
+    if (!numel || !layer)
+        st = zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                       "zrt_finalize_params: cannot allocate the plan input");
+    for (int i = 0; st == ZRT_OK && i < n; i++) {
+        numel[i] = ctx->params[i].numel;
+        layer[i] = ctx->params[i].desc.layer;
+    }
+    if (st == ZRT_OK)
+        st = zrt__plan_build(numel, layer, n, ctx->comm->size, PLAN_ALIGNMENT,
+                             &ctx->err, &ctx->plan);
+    free(numel);
+    free(layer);
+    return st;
+}
+
+/* Every rank learns whether every rank succeeded, so a failure on one rank
+ * does not leave the others waiting in the first collective. */
+static zrt_status agree_on(zrt_ctx *ctx, zrt_status local)
+{
+    int first_failed = -1;
+    ZRT_CHECK(ctx->comm->ops->agree(ctx->comm, local, &first_failed));
+    if (local != ZRT_OK || first_failed < 0)
+        return local;
+    return zrt__fail(&ctx->err, ZRT_ERR_REMOTE,
+                     "zrt_finalize_params failed on rank %d (see its message)",
+                     first_failed);
+}
+
+zrt_status zrt_finalize_params(zrt_ctx *ctx)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (ctx->finalized)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_finalize_params: already called");
+    zrt_status st = build_plan(ctx);
+    if (st == ZRT_OK)
+        st = zrt__engine_allocate(ctx);
+    st = agree_on(ctx, st);
+    if (st != ZRT_OK) {
+        zrt__engine_release(ctx);
+        return st;
+    }
+    ctx->finalized = 1;
+    zrt_log(ctx, 2, "plan: %d parameters, %lld elements (%lld padded) in %d "
+                    "layers", ctx->nparams, (long long)ctx->plan.total_numel,
+            (long long)ctx->plan.total_flat_numel, ctx->plan.nlayers);
+    return ZRT_OK;
+}
+
+zrt_status zrt_param_count(const zrt_ctx *ctx, int64_t *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    int64_t total = 0;
+    for (int i = 0; i < ctx->nparams; i++)
+        total += ctx->params[i].numel;
+    *out = total;
+    return ZRT_OK;
+}
+
+zrt_status zrt_num_params(const zrt_ctx *ctx, int *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->nparams;
+    return ZRT_OK;
+}
+
+static zrt_status lookup(const zrt_ctx *ctx, zrt_param param,
+                         const zrt__param_info **out)
+{
+    if (!ctx || param < 0 || param >= ctx->nparams)
+        return ZRT_ERR_INVALID_ARG;
+    *out = &ctx->params[param];
+    return ZRT_OK;
+}
+
+zrt_status zrt_param_numel(const zrt_ctx *ctx, zrt_param param, int64_t *out)
+{
+    const zrt__param_info *info;
+    if (!out)
+        return ZRT_ERR_INVALID_ARG;
+    ZRT_CHECK(lookup(ctx, param, &info));
+    *out = info->numel;
+    return ZRT_OK;
+}
+
+zrt_status zrt_param_name(const zrt_ctx *ctx, zrt_param param, const char **out)
+{
+    const zrt__param_info *info;
+    if (!out)
+        return ZRT_ERR_INVALID_ARG;
+    ZRT_CHECK(lookup(ctx, param, &info));
+    *out = info->name;
+    return ZRT_OK;
+}
+
+/* ---- moving values in and out ------------------------------------------- */
+
+static const zrt__tensor_place *place_of(zrt_ctx *ctx, zrt_param param)
+{
+    return &ctx->plan.tensors[param];
+}
+
+/* Copies the part of the tensor's full value src that falls in [lo, lo+len)
+ * of its layer's flat buffer into dst (which holds that range). */
+static zrt_status copy_into_range(zrt_ctx *ctx, zrt_param param,
+                                  const float *src, float *dst, int64_t lo,
+                                  int64_t len)
+{
+    const zrt__tensor_place *t = place_of(ctx, param);
+    int64_t begin = t->offset > lo ? t->offset : lo;
+    int64_t end = t->offset + t->numel < lo + len ? t->offset + t->numel : lo + len;
+    if (begin >= end)
+        return ZRT_OK;
+    return ctx->be->ops->copy(ctx->be, dst + (begin - lo), src + (begin - t->offset),
+                              (size_t)(end - begin) * sizeof(float));
+}
+
+static zrt_status require_idle(zrt_ctx *ctx, zrt_param param, const char *call)
+{
+    const zrt__layer_state *ls = &ctx->layers[place_of(ctx, param)->layer];
+    if (ls->fwd_live || ls->bwd_live)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "%s: layer %d of '%s' is live", call,
+                         place_of(ctx, param)->layer, ctx->params[param].name);
+    return ZRT_OK;
+}
+
+zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
+{
+    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_write"));
+    if (!src)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_write: source is NULL");
+    ZRT_CHECK(require_idle(ctx, param, "zrt_param_write"));
+    int layer = place_of(ctx, param)->layer;
+    zrt__layer_state *ls = &ctx->layers[layer];
+    ZRT_CHECK(zrt__wait_gather(ctx, layer));
+    if (ctx->cfg.stage < 3) {
+        int64_t flat = ctx->plan.layers[layer].flat_numel;
+        return copy_into_range(ctx, param, src, ls->param_full.ptr, 0, flat);
+    }
+    ls->gathered = 0; /* any gathered copy is now stale */
+    ZRT_CHECK(zrt__release_if_idle(ctx, layer));
+    return copy_into_range(ctx, param, src, ls->param_shard.ptr, ls->range_lo,
+                           ls->range_len);
+}
+
+zrt_status zrt_param_read(zrt_ctx *ctx, zrt_param param, void *dst)
+{
+    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_read"));
+    if (!dst)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_read: destination is NULL");
+    int layer = place_of(ctx, param)->layer;
+    ZRT_CHECK(zrt__ensure_gathered(ctx, layer));
+    const zrt__tensor_place *t = place_of(ctx, param);
+    float *base = zrt__param_base(ctx, layer);
+    ZRT_CHECK(ctx->be->ops->copy(ctx->be, dst, base + t->offset,
+                                 (size_t)t->numel * sizeof(float)));
+    return zrt__release_if_idle(ctx, layer);
+}
+
+zrt_status zrt_param_data(zrt_ctx *ctx, zrt_param param, void **out)
+{
+    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_data"));
+    if (!out)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_data: out is NULL");
+    const zrt__tensor_place *t = place_of(ctx, param);
+    const zrt__layer_state *ls = &ctx->layers[t->layer];
+    if (!ls->fwd_live && !ls->bwd_live)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_param_data: '%s' belongs to layer %d, which is not "
+                         "live (call zrt_forward_begin or zrt_backward_begin)",
+                         ctx->params[param].name, t->layer);
+    *out = zrt__param_base(ctx, t->layer) + t->offset;
+    return ZRT_OK;
+}
+
+zrt_status zrt_grad_data(zrt_ctx *ctx, zrt_param param, void **out)
+{
+    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_grad_data"));
+    if (!out)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_grad_data: out is NULL");
+    const zrt__tensor_place *t = place_of(ctx, param);
+    const zrt__layer_state *ls = &ctx->layers[t->layer];
+    if (!ls->bwd_live)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_grad_data: '%s' belongs to layer %d, which is not "
+                         "in backward (call zrt_backward_begin)",
+                         ctx->params[param].name, t->layer);
+    *out = (float *)ls->grad_full.ptr + t->offset;
+    return ZRT_OK;
+}
