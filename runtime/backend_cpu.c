@@ -5,6 +5,13 @@
  * memory account enforces the configured device capacity, so a machine
  * without a GPU shows exactly what would and would not fit. Copies and
  * kernels run synchronously on the calling thread.
+ *
+ * Freed blocks are kept for reuse by an allocation of the same size and tier:
+ * a training step allocates the same buffers every time (gradient buckets,
+ * gathered layers, reduction scratch), and fresh pages cost a page fault and
+ * a kernel zeroing each. The account counts blocks in use; cached blocks are
+ * evicted whenever in-use plus cached bytes would pass the tier's limit, so
+ * the capacity holds for what the process really keeps.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +20,70 @@
 
 enum { CPU_ALIGNMENT = 64 };
 
+typedef struct cached_block {
+    void *ptr;
+    size_t bytes;
+    zrt_tier tier;
+    struct cached_block *next;
+} cached_block;
+
+typedef struct cpu_impl {
+    cached_block *cache;
+    int64_t cached_bytes[ZRT_TIER_COUNT];
+} cpu_impl;
+
+static size_t rounded_size(size_t bytes)
+{
+    return (bytes + CPU_ALIGNMENT - 1) / CPU_ALIGNMENT * CPU_ALIGNMENT;
+}
+
+/* Takes a cached block of exactly this size and tier, or returns NULL. */
+static void *take_cached(cpu_impl *impl, size_t bytes, zrt_tier tier)
+{
+    for (cached_block **link = &impl->cache; *link; link = &(*link)->next) {
+        cached_block *b = *link;
+        if (b->bytes != bytes || b->tier != tier)
+            continue;
+        void *ptr = b->ptr;
+        *link = b->next;
+        impl->cached_bytes[tier] -= (int64_t)bytes;
+        free(b);
+        return ptr;
+    }
+    return NULL;
+}
+
+/* Frees cached blocks of the tier until in-use plus cached fits its limit. */
+static void evict_to_limit(zrt__backend *be, zrt_tier tier)
+{
+    cpu_impl *impl = be->impl;
+    const zrt_mem_stats *s = &be->acct->stats;
+    int64_t limit = s->tier_limit[tier];
+    cached_block **link = &impl->cache;
+    while (*link && limit > 0 &&
+           s->tier_current[tier] + impl->cached_bytes[tier] > limit) {
+        cached_block *b = *link;
+        if (b->tier != tier) {
+            link = &b->next;
+            continue;
+        }
+        *link = b->next;
+        impl->cached_bytes[tier] -= (int64_t)b->bytes;
+        free(b->ptr);
+        free(b);
+    }
+}
+
+static void drop_cache(cpu_impl *impl)
+{
+    while (impl->cache) {
+        cached_block *next = impl->cache->next;
+        free(impl->cache->ptr);
+        free(impl->cache);
+        impl->cache = next;
+    }
+}
+
 static zrt_status cpu_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
                             zrt_category cat, const char *what, zrt__buf *out)
 {
@@ -20,8 +91,12 @@ static zrt_status cpu_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
         return zrt__fail(be->err, ZRT_ERR_INVALID_ARG,
                          "the cpu backend cannot allocate in the nvme tier");
     ZRT_CHECK(zrt__mem_charge(be->acct, be->err, tier, cat, (int64_t)bytes, what));
-    size_t rounded = (bytes + CPU_ALIGNMENT - 1) / CPU_ALIGNMENT * CPU_ALIGNMENT;
-    void *ptr = rounded ? aligned_alloc(CPU_ALIGNMENT, rounded) : NULL;
+    size_t rounded = rounded_size(bytes);
+    void *ptr = rounded ? take_cached(be->impl, rounded, tier) : NULL;
+    if (rounded && !ptr) {
+        evict_to_limit(be, tier);
+        ptr = aligned_alloc(CPU_ALIGNMENT, rounded);
+    }
     if (rounded && !ptr) {
         zrt__mem_release(be->acct, tier, cat, (int64_t)bytes);
         char asked[64];
@@ -40,8 +115,18 @@ static void cpu_free(zrt__backend *be, zrt__buf *buf)
 {
     if (!buf || (!buf->ptr && buf->bytes == 0))
         return;
-    free(buf->ptr);
     zrt__mem_release(be->acct, buf->tier, buf->cat, (int64_t)buf->bytes);
+    cached_block *b = buf->ptr ? malloc(sizeof *b) : NULL;
+    if (b) {
+        cpu_impl *impl = be->impl;
+        *b = (cached_block){.ptr = buf->ptr, .bytes = rounded_size(buf->bytes),
+                            .tier = buf->tier, .next = impl->cache};
+        impl->cache = b;
+        impl->cached_bytes[buf->tier] += (int64_t)b->bytes;
+        evict_to_limit(be, buf->tier);
+    } else {
+        free(buf->ptr);
+    }
     *buf = (zrt__buf){0};
 }
 
@@ -102,6 +187,8 @@ static zrt_status cpu_synchronize(zrt__backend *be)
 
 static void cpu_destroy(zrt__backend *be)
 {
+    drop_cache(be->impl);
+    free(be->impl);
     free(be);
 }
 
@@ -123,9 +210,14 @@ zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
                                    zrt__backend **out)
 {
     zrt__backend *be = calloc(1, sizeof *be);
-    if (!be)
+    cpu_impl *impl = calloc(1, sizeof *impl);
+    if (!be || !impl) {
+        free(be);
+        free(impl);
         return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
                          "cannot allocate the cpu backend");
+    }
+    be->impl = impl;
     be->ops = &cpu_ops;
     be->caps.device_is_host = 1;
     be->acct = acct;

@@ -14,8 +14,11 @@
  * move bytes and are MPI's own non-blocking collectives.
  *
  * Progress: MPI moves data inside MPI calls. The engine calls test() on its
- * outstanding requests at every layer boundary, which is where this
- * implementation advances them.
+ * outstanding requests at every layer boundary. test(), wait() and the
+ * blocking calls (barrier, agree) advance every request in flight, not only
+ * the one asked about: an all-reduce's second phase must start on every rank
+ * whatever order the ranks wait in, or two ranks waiting on different
+ * requests would each hold back what the other needs.
  */
 #include <limits.h>
 #include <mpi.h>
@@ -29,6 +32,7 @@ typedef struct mpi_impl {
     MPI_Comm comm;
     int owns_mpi;      /* we called MPI_Init_thread, so we finalize */
     unsigned next_tag; /* all-reduces started, for their message tags */
+    zrt__comm_req *active; /* requests not yet waited, newest first */
 } mpi_impl;
 
 enum { TAG_SPACE = 30000 }; /* MPI guarantees tags up to 32767 */
@@ -51,6 +55,7 @@ struct zrt__comm_req {
     zrt__buf scratch;         /* received blocks, size * block floats */
     const float **blocks;     /* the received blocks, in rank order */
     zrt__buf padded;          /* all-reduce whose count is not a multiple */
+    zrt__comm_req *next;      /* in mpi_impl.active */
 };
 
 static MPI_Comm comm_of(const zrt__comm *c)
@@ -74,13 +79,22 @@ static zrt_status mpi_fail(zrt__comm *c, int code, const char *call)
             return mpi_fail((c), zrt__rc_, #call); \
     } while (0)
 
-static zrt_status check_count(zrt__comm *c, size_t count, size_t elem_size,
-                              const char *what)
+/* MPI counts are ints: per_rank is what one MPI call sees per rank, in the
+ * MPI datatype's elements. */
+static zrt_status check_count(zrt__comm *c, size_t per_rank, const char *what)
 {
-    if (count * elem_size > (size_t)INT_MAX)
+    if (per_rank > (size_t)INT_MAX)
         return zrt__fail(c->err, ZRT_ERR_UNSUPPORTED,
-                         "%s of %zu elements exceeds MPI's int count per rank",
-                         what, count);
+                         "%s of %zu elements per rank exceeds MPI's int count",
+                         what, per_rank);
+    return ZRT_OK;
+}
+
+static zrt_status check_op(zrt__comm *c, zrt_reduce_op op, const char *what)
+{
+    if (op != ZRT_SUM && op != ZRT_AVG)
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG, "%s: unknown reduce op %d",
+                         what, (int)op);
     return ZRT_OK;
 }
 
@@ -99,12 +113,22 @@ static zrt_status new_request(zrt__comm *c, zrt__comm_req **out)
     for (int i = 0; i < 2 * c->size; i++)
         req->mpi[i] = MPI_REQUEST_NULL;
     req->nmpi = 1;
+    mpi_impl *impl = c->impl;
+    req->next = impl->active;
+    impl->active = req;
     *out = req;
     return ZRT_OK;
 }
 
 static void free_request(zrt__comm *c, zrt__comm_req *req)
 {
+    mpi_impl *impl = c->impl;
+    for (zrt__comm_req **link = &impl->active; *link; link = &(*link)->next) {
+        if (*link == req) {
+            *link = req->next;
+            break;
+        }
+    }
     free(req->blocks);
     free(req->mpi);
     c->be->ops->free(c->be, &req->scratch);
@@ -177,7 +201,8 @@ static zrt_status finish_phase(zrt__comm *c, zrt__comm_req *req)
     return ZRT_OK;
 }
 
-static zrt_status mpi_test(zrt__comm *c, zrt__comm_req *req, int *done)
+/* Moves one request through every phase that has completed. */
+static zrt_status advance(zrt__comm *c, zrt__comm_req *req)
 {
     while (req->phase != PHASE_DONE) {
         int flag = 0;
@@ -186,25 +211,47 @@ static zrt_status mpi_test(zrt__comm *c, zrt__comm_req *req, int *done)
             break;
         ZRT_CHECK(finish_phase(c, req));
     }
+    return ZRT_OK;
+}
+
+static zrt_status advance_all(zrt__comm *c)
+{
+    mpi_impl *impl = c->impl;
+    for (zrt__comm_req *req = impl->active; req; req = req->next)
+        ZRT_CHECK(advance(c, req));
+    return ZRT_OK;
+}
+
+static zrt_status mpi_test(zrt__comm *c, zrt__comm_req *req, int *done)
+{
+    ZRT_CHECK(advance_all(c));
     *done = req->phase == PHASE_DONE;
     return ZRT_OK;
 }
 
+/* Polls rather than blocking in MPI_Wait, so that every request in flight
+ * keeps moving while this one completes (MPI_Wait spins as well). */
 static zrt_status mpi_wait(zrt__comm *c, zrt__comm_req *req)
 {
     zrt_status st = ZRT_OK;
-    while (req->phase != PHASE_DONE) {
-        int rc = MPI_Waitall(req->nmpi, req->mpi, MPI_STATUSES_IGNORE);
-        if (rc != MPI_SUCCESS) {
-            st = mpi_fail(c, rc, "MPI_Waitall");
-            break;
-        }
-        st = finish_phase(c, req);
-        if (st != ZRT_OK)
-            break;
-    }
+    while (st == ZRT_OK && req->phase != PHASE_DONE)
+        st = advance_all(c);
     free_request(c, req);
     return st;
+}
+
+/* Completes one raw MPI request (barrier, agree) the same way. */
+static zrt_status wait_raw(zrt__comm *c, MPI_Request *raw, const char *what)
+{
+    for (;;) {
+        int flag = 0;
+        int rc = MPI_Test(raw, &flag, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(c, rc, what);
+        if (flag)
+            return ZRT_OK;
+        ZRT_CHECK(advance_all(c));
+    }
 }
 
 /* A request that is already complete (world size 1, zero elements). */
@@ -228,7 +275,8 @@ static zrt_status mpi_reduce_scatter_f32(zrt__comm *c, const float *send,
                                          float *recv, size_t count,
                                          zrt_reduce_op op, zrt__comm_req **out)
 {
-    ZRT_CHECK(check_count(c, count, sizeof(float), "reduce-scatter"));
+    ZRT_CHECK(check_count(c, count, "reduce-scatter"));
+    ZRT_CHECK(check_op(c, op, "reduce-scatter"));
     if (c->size == 1 || count == 0)
         return single_rank_reduce(c, send, recv, count, out);
     zrt__comm_req *req = NULL;
@@ -264,7 +312,8 @@ static zrt_status mpi_all_reduce_f32(zrt__comm *c, const float *send,
                                      float *recv, size_t count,
                                      zrt_reduce_op op, zrt__comm_req **out)
 {
-    ZRT_CHECK(check_count(c, count, sizeof(float), "all-reduce"));
+    ZRT_CHECK(check_count(c, count / (size_t)c->size + 1, "all-reduce"));
+    ZRT_CHECK(check_op(c, op, "all-reduce"));
     if (c->size == 1 || count == 0)
         return single_rank_reduce(c, send, recv, count, out);
     zrt__comm_req *req = NULL;
@@ -300,7 +349,10 @@ static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
                                  zrt__comm_req **out)
 {
     size_t esize = zrt_dtype_size(dtype);
-    ZRT_CHECK(check_count(c, count, esize, "all-gather"));
+    if (esize == 0)
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG, "all-gather: unknown dtype %d",
+                         (int)dtype);
+    ZRT_CHECK(check_count(c, count * esize, "all-gather"));
     size_t bytes = count * esize;
     char *own_block = (char *)recv + (size_t)c->rank * bytes;
     if (c->size == 1 || count == 0) {
@@ -325,7 +377,7 @@ static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
 static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
                                 zrt__comm_req **out)
 {
-    ZRT_CHECK(check_count(c, bytes, 1, "broadcast"));
+    ZRT_CHECK(check_count(c, bytes, "broadcast"));
     if (root < 0 || root >= c->size)
         return zrt__fail(c->err, ZRT_ERR_INVALID_ARG,
                          "broadcast root %d is outside the world of %d ranks",
@@ -344,15 +396,18 @@ static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
 
 static zrt_status mpi_barrier(zrt__comm *c)
 {
-    MPI_TRY(c, MPI_Barrier(comm_of(c)));
-    return ZRT_OK;
+    MPI_Request raw;
+    MPI_TRY(c, MPI_Ibarrier(comm_of(c), &raw));
+    return wait_raw(c, &raw, "MPI_Ibarrier");
 }
 
 static zrt_status mpi_agree(zrt__comm *c, zrt_status local, int *first_failed)
 {
     int mine = local == ZRT_OK ? INT_MAX : c->rank;
     int lowest = INT_MAX;
-    MPI_TRY(c, MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm_of(c)));
+    MPI_Request raw;
+    MPI_TRY(c, MPI_Iallreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm_of(c), &raw));
+    ZRT_CHECK(wait_raw(c, &raw, "MPI_Iallreduce"));
     *first_failed = lowest == INT_MAX ? -1 : lowest;
     return ZRT_OK;
 }

@@ -9,6 +9,9 @@
  * borders, a tensor may be smaller than the world, a layer may have no
  * parameters (its flat buffer is empty): all are ordinary cases.
  *
+ * Padding is bounded: total_flat_numel - total_numel is at most
+ * ntensors * (alignment - 1) + nlayers * world * alignment.
+ *
  * The plan is pure arithmetic over (numel, layer) pairs: no memory beyond its
  * own tables, no communication. Everything else (which rank updates which
  * element, what a checkpoint holds) derives from it.
@@ -60,6 +63,8 @@ zrt_status zrt__plan_build(const int64_t *numel, const int *layer, int n,
                            int world, int alignment, zrt__errbuf *err,
                            zrt__plan *out);
 void zrt__plan_free(zrt__plan *plan);
+
+/* Layer ids passed below must be in [0, nlayers). */
 
 /* Segments of the tensors of `layer` that fall in [lo, hi) of its flat
  * buffer, in flat order. `out` has room for the layer's tensor count; the

@@ -304,7 +304,7 @@ static int usage(const char *prog)
            "  --depth D          hidden layers (default 3)\n"
            "  --in K / --out O   input and output widths, at most 64 (32, 3)\n"
            "  --batch B          global batch, divisible by N (default 24)\n"
-           "  --lr LR            learning rate (default 0.01)\n",
+           "  --lr LR            learning rate (default 0.001)\n",
            prog, example_common_usage());
     return 0;
 }
@@ -330,7 +330,7 @@ static zrt_status setup(zrt_ctx *ctx, mlp *m, const example_args *a)
 int main(int argc, char **argv)
 {
     mlp m = {.d = {.in = 32, .hidden = 200, .out = 3, .depth = 3, .batch = 24,
-                   .lr = 0.01f}};
+                   .lr = 1e-3f}};
     example_args a;
     char err[1024];
     int parsed = example_parse_args(argc, argv, &a, own_flag, &m.d, err, sizeof err);

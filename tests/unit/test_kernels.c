@@ -8,7 +8,7 @@
  * sequential sum). Every buffer sits between guard words, at an address that
  * is not 32-byte aligned, so overruns and alignment assumptions show up.
  */
-#include "kernels.h"
+#include "kernels/cpu/kernels.h"
 
 #include <check.h>
 #include <math.h>

@@ -1,0 +1,456 @@
+/*
+ * tests/mpi/test_engine.c — the ZeRO engine across ranks (run under mpirun
+ * with 1 to 4 ranks).
+ *
+ * A synthetic model (odd tensor sizes, a tensor smaller than the world, a
+ * layer without parameters) is trained a few steps with a gradient that
+ * depends on the parameters and the rank. What users rely on:
+ *   - stages 0-3, bucket sizes and overlap settings end bit-identical;
+ *   - each rank holds the model-state bytes DESIGN.md's formulas say;
+ *   - stage 3 prefetches along the recorded trace within its budget;
+ *   - misuse and over-budget runs fail with a clear status and sentence.
+ * Check runs without fork (forked children cannot use MPI); every rank runs
+ * the same tests in the same order.
+ */
+#include <check.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zero/ctx.h"
+#include "zrt/zrt.h"
+
+/* Layers: 0 = {a 37x5, b 3}, 1 = {} (no parameters), 2 = {c 129, d 2x2},
+ * 3 = {e 300}. */
+enum { NLAYERS = 4, NTENSORS = 5 };
+static const int64_t shapes[NTENSORS][2] = {{37, 5}, {3, 1}, {129, 1}, {2, 2}, {300, 1}};
+static const int ndims[NTENSORS] = {2, 1, 1, 2, 1};
+static const int layer_of[NTENSORS] = {0, 0, 2, 2, 3};
+static const int64_t model_numel = 37 * 5 + 3 + 129 + 4 + 300;
+
+static int world_rank, world_size;
+
+typedef struct model {
+    zrt_ctx *ctx;
+    zrt_param p[NTENSORS];
+} model;
+
+static void base_config(zrt_config *cfg, int stage)
+{
+    zrt_config_init(cfg);
+    cfg->stage = stage;
+    cfg->stage3_param_persistence_threshold = 0;
+    cfg->log_level = 0;
+}
+
+static float initial_value(int tensor, int64_t i)
+{
+    return (float)sin(0.37 * (double)(i + 1) + tensor) * 0.5f;
+}
+
+static zrt_status build(model *m, const zrt_config *cfg)
+{
+    ZRT_CHECK(zrt_ctx_create(cfg, &m->ctx));
+    for (int t = 0; t < NTENSORS; t++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d", t);
+        zrt_param_desc d = {.name = name, .ndim = ndims[t],
+                            .shape = {shapes[t][0], shapes[t][1]},
+                            .dtype = ZRT_F32, .layer = layer_of[t],
+                            .no_weight_decay = t == 1};
+        ZRT_CHECK(zrt_param_register(m->ctx, &d, &m->p[t]));
+    }
+    ZRT_CHECK(zrt_finalize_params(m->ctx));
+    for (int t = 0; t < NTENSORS; t++) {
+        int64_t n = shapes[t][0] * shapes[t][1];
+        float *v = malloc((size_t)n * sizeof *v);
+        for (int64_t i = 0; i < n; i++)
+            v[i] = initial_value(t, i);
+        zrt_status st = zrt_param_write(m->ctx, m->p[t], v);
+        free(v);
+        ZRT_CHECK(st);
+    }
+    return ZRT_OK;
+}
+
+/* grad += f(param, rank): differs per rank, so the reduction matters. */
+static zrt_status backward_layer(model *m, int layer)
+{
+    ZRT_CHECK(zrt_backward_begin(m->ctx, layer));
+    for (int t = 0; t < NTENSORS; t++) {
+        if (layer_of[t] != layer)
+            continue;
+        float *p, *g;
+        ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], (void **)&p));
+        ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], (void **)&g));
+        int64_t n = shapes[t][0] * shapes[t][1];
+        for (int64_t i = 0; i < n; i++)
+            g[i] += sinf(p[i] * (float)(world_rank + 1)) + 0.01f * (float)i;
+    }
+    return zrt_backward_end(m->ctx, layer);
+}
+
+static zrt_status train_step(model *m)
+{
+    zrt_adamw hp;
+    zrt_adamw_init(&hp);
+    hp.lr = 0.01f;
+    ZRT_CHECK(zrt_zero_grad(m->ctx));
+    for (int l = 0; l < NLAYERS; l++) {
+        ZRT_CHECK(zrt_forward_begin(m->ctx, l));
+        ZRT_CHECK(zrt_forward_end(m->ctx, l));
+    }
+    for (int l = NLAYERS - 1; l >= 0; l--)
+        ZRT_CHECK(backward_layer(m, l));
+    return zrt_step(m->ctx, &hp);
+}
+
+/* Trains `steps` steps and returns every parameter, gathered, concatenated. */
+static float *train_and_read(const zrt_config *cfg, int steps)
+{
+    model m = {0};
+    ck_assert_int_eq(build(&m, cfg), ZRT_OK);
+    for (int s = 0; s < steps; s++)
+        ck_assert_msg(train_step(&m) == ZRT_OK, "step %d: %s", s,
+                      zrt_last_error(m.ctx));
+    float *all = malloc((size_t)model_numel * sizeof *all);
+    int64_t at = 0;
+    for (int t = 0; t < NTENSORS; t++) {
+        ck_assert_int_eq(zrt_param_read(m.ctx, m.p[t], all + at), ZRT_OK);
+        at += shapes[t][0] * shapes[t][1];
+    }
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    return all;
+}
+
+static void assert_same_bits(const float *a, const float *b, const char *what)
+{
+    for (int64_t i = 0; i < model_numel; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0,
+                      "%s: element %lld differs (%.9g vs %.9g)", what,
+                      (long long)i, a[i], b[i]);
+}
+
+START_TEST(stages_are_bit_identical)
+{
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    float *reference = train_and_read(&cfg, 5);
+    for (int stage = 1; stage <= 3; stage++) {
+        base_config(&cfg, stage);
+        float *got = train_and_read(&cfg, 5);
+        char what[32];
+        snprintf(what, sizeof what, "stage %d vs 0", stage);
+        assert_same_bits(got, reference, what);
+        free(got);
+    }
+    /* The parameters moved: the test would notice a step that did nothing. */
+    ck_assert_float_ne(reference[0], initial_value(0, 0));
+    free(reference);
+}
+END_TEST
+
+START_TEST(buckets_and_overlap_do_not_change_results)
+{
+    zrt_config cfg;
+    base_config(&cfg, 2);
+    float *reference = train_and_read(&cfg, 4);
+    for (int stage = 1; stage <= 3; stage++) {
+        for (int overlap = 0; overlap <= 1; overlap++) {
+            base_config(&cfg, stage);
+            cfg.overlap_comm = overlap;
+            cfg.reduce_bucket_size = 1;
+            cfg.allgather_bucket_size = 1;
+            cfg.stage3_prefetch_bucket_size = overlap ? 1000 : 0;
+            cfg.stage3_param_persistence_threshold = overlap ? 200 : 0;
+            float *got = train_and_read(&cfg, 4);
+            char what[64];
+            snprintf(what, sizeof what, "stage %d overlap %d small buckets", stage,
+                     overlap);
+            assert_same_bits(got, reference, what);
+            free(got);
+        }
+    }
+    free(reference);
+}
+END_TEST
+
+/* ---- memory formulas ------------------------------------------------------- */
+
+static int64_t peak_of(const zrt_mem_stats *s, zrt_category c)
+{
+    return s->peak[ZRT_TIER_DEVICE][c];
+}
+
+static void check_formula(int stage)
+{
+    zrt_config cfg;
+    base_config(&cfg, stage);
+    cfg.reduce_bucket_size = 200;
+    cfg.stage3_prefetch_bucket_size = 200;
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    for (int s = 0; s < 3; s++)
+        ck_assert_int_eq(train_step(&m), ZRT_OK);
+    zrt_mem_stats st;
+    zrt_get_mem_stats(m.ctx, &st);
+    const zrt__plan *plan = &m.ctx->plan;
+    int64_t n = world_size, padded = plan->total_flat_numel;
+    /* Padding: each tensor starts aligned, each layer splits evenly. */
+    int64_t pad_bound = NTENSORS * (plan->alignment - 1) +
+                        NLAYERS * n * plan->alignment;
+    ck_assert_int_ge(padded, model_numel);
+    ck_assert_int_le(padded - model_numel, pad_bound);
+    ck_assert_int_eq(padded % n, 0);
+
+    /* DESIGN.md with f32 parameters: 4 (param) + 4 (grad) + 8 (m, v) bytes. */
+    int64_t param = stage < 3 ? 4 * padded : 4 * padded / n;
+    int64_t grad = stage < 2 ? 4 * padded : 4 * padded / n;
+    int64_t optim = stage == 0 ? 8 * padded : 8 * padded / n;
+    ck_assert_int_eq(peak_of(&st, ZRT_CAT_PARAM), param);
+    ck_assert_int_eq(peak_of(&st, ZRT_CAT_GRAD), grad);
+    ck_assert_int_eq(peak_of(&st, ZRT_CAT_OPTIM), optim);
+    ck_assert_int_eq(peak_of(&st, ZRT_CAT_MASTER), 0);
+    ck_assert_int_eq(peak_of(&st, ZRT_CAT_PARAM_PERSIST), 0);
+
+    /* Bounded buffers: one live layer plus the configured bucket. */
+    int64_t largest = plan->max_flat_numel;
+    int64_t gather = peak_of(&st, ZRT_CAT_PARAM_GATHER);
+    int64_t bucket = peak_of(&st, ZRT_CAT_GRAD_BUCKET);
+    if (stage < 3)
+        ck_assert_int_eq(gather, 0);
+    else
+        ck_assert_int_le(gather, 4 * (largest + cfg.stage3_prefetch_bucket_size));
+    if (stage < 2)
+        ck_assert_int_eq(bucket, 0);
+    else
+        ck_assert_int_le(bucket, 4 * (largest + cfg.reduce_bucket_size));
+    if (n > 1 && stage >= 2)
+        ck_assert_int_gt(bucket, 0);
+
+    /* The formulas in Ψ, within padding: 16Ψ, 8Ψ+8Ψ/N, 4Ψ+12Ψ/N, 16Ψ/N. */
+    double psi = (double)model_numel;
+    double formula[4] = {16 * psi, 8 * psi + 8 * psi / n, 4 * psi + 12 * psi / n,
+                         16 * psi / n};
+    double states = (double)(param + grad + optim);
+    ck_assert_double_ge(states, formula[stage] - 1e-9);
+    ck_assert_double_le(states, formula[stage] + 16.0 * pad_bound);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+}
+
+START_TEST(model_state_bytes_follow_the_formulas)
+{
+    for (int stage = 0; stage <= 3; stage++)
+        check_formula(stage);
+}
+END_TEST
+
+/* ---- stage 3 prefetch and persistence ----------------------------------------- */
+
+static int64_t gathered_now(zrt_ctx *ctx)
+{
+    zrt_mem_stats st;
+    zrt_get_mem_stats(ctx, &st);
+    return st.current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_GATHER];
+}
+
+static void check_prefetch(int64_t budget, int expect_prefetch)
+{
+    zrt_config cfg;
+    base_config(&cfg, 3);
+    cfg.stage3_prefetch_bucket_size = budget;
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    ck_assert_int_eq(train_step(&m), ZRT_OK); /* records the trace */
+    int64_t layer0 = 4 * m.ctx->plan.layers[0].flat_numel;
+    int64_t layer2 = 4 * m.ctx->plan.layers[2].flat_numel;
+    ck_assert_int_eq(zrt_forward_begin(m.ctx, 0), ZRT_OK);
+    int64_t expected = layer0 + (expect_prefetch ? layer2 : 0);
+    ck_assert_int_eq(gathered_now(m.ctx), expected);
+    ck_assert_int_eq(zrt_forward_end(m.ctx, 0), ZRT_OK);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+}
+
+START_TEST(stage3_prefetches_next_layer_within_budget)
+{
+    check_prefetch(0, 0);   /* no budget: only the live layer */
+    /* 200 elements hold layer 2 (144-192 padded elements on 1-4 ranks), the
+     * next with parameters, but not layer 3 as well (304-336 more). */
+    check_prefetch(200, 1);
+}
+END_TEST
+
+START_TEST(stage3_persistent_layers_stay_gathered)
+{
+    zrt_config cfg;
+    base_config(&cfg, 3);
+    cfg.stage3_param_persistence_threshold = 150; /* layer 2 (133), not 0 (188) or 3 */
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    ck_assert_int_eq(train_step(&m), ZRT_OK);
+    zrt_mem_stats st;
+    zrt_get_mem_stats(m.ctx, &st);
+    ck_assert_int_eq(st.current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_PERSIST],
+                     4 * m.ctx->plan.layers[2].flat_numel);
+    ck_assert_int_eq(st.current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_GATHER], 0);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+}
+END_TEST
+
+/* ---- misuse ------------------------------------------------------------------ */
+
+static void expect_error(zrt_ctx *ctx, zrt_status got, zrt_status want,
+                         const char *needle)
+{
+    ck_assert_msg(got == want, "got %s, want %s (%s)", zrt_status_str(got),
+                  zrt_status_str(want), zrt_last_error(ctx));
+    ck_assert_msg(strstr(zrt_last_error(ctx), needle), "'%s' lacks '%s'",
+                  zrt_last_error(ctx), needle);
+}
+
+START_TEST(misuse_is_refused_with_a_sentence)
+{
+    zrt_config cfg;
+    base_config(&cfg, 3);
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    zrt_ctx *ctx = m.ctx;
+    void *ptr;
+    zrt_adamw hp;
+    zrt_adamw_init(&hp);
+    expect_error(ctx, zrt_param_data(ctx, m.p[0], &ptr), ZRT_ERR_STATE, "not live");
+    expect_error(ctx, zrt_forward_begin(ctx, 9), ZRT_ERR_INVALID_ARG, "layer 9");
+    zrt_param_desc late = {.name = "late", .ndim = 1, .shape = {4}, .layer = 0};
+    zrt_param handle;
+    expect_error(ctx, zrt_param_register(ctx, &late, &handle), ZRT_ERR_STATE,
+                 "after zrt_finalize_params");
+    ck_assert_int_eq(zrt_forward_begin(ctx, 0), ZRT_OK);
+    expect_error(ctx, zrt_grad_data(ctx, m.p[0], &ptr), ZRT_ERR_STATE,
+                 "not in backward");
+    expect_error(ctx, zrt_step(ctx, &hp), ZRT_ERR_STATE, "layer 0 is still live");
+    expect_error(ctx, zrt_ctx_destroy(ctx), ZRT_ERR_STATE, "still live");
+    ck_assert_int_eq(zrt_forward_end(ctx, 0), ZRT_OK);
+    ck_assert_int_eq(backward_layer(&m, 3), ZRT_OK);
+    expect_error(ctx, zrt_backward_begin(ctx, 3), ZRT_ERR_STATE,
+                 "already ran backward");
+    hp.beta1 = 1.5f;
+    expect_error(ctx, zrt_step(ctx, &hp), ZRT_ERR_INVALID_ARG, "beta1 1.5");
+    ck_assert_int_eq(zrt_ctx_destroy(ctx), ZRT_OK);
+}
+END_TEST
+
+START_TEST(bad_parameter_descriptions_are_refused)
+{
+    zrt_config cfg;
+    base_config(&cfg, 1);
+    zrt_ctx *ctx;
+    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
+    zrt_param h = -7;
+    zrt_param_desc d = {.name = "w", .ndim = 2, .shape = {3, 0}, .layer = 0};
+    expect_error(ctx, zrt_param_register(ctx, &d, &h), ZRT_ERR_INVALID_ARG,
+                 "'w' dimension 1 is 0");
+    ck_assert_int_eq(h, -7); /* out untouched on failure */
+    d.shape[1] = 2;
+    d.dtype = ZRT_BF16;
+    expect_error(ctx, zrt_param_register(ctx, &d, &h), ZRT_ERR_UNSUPPORTED, "bf16");
+    d.dtype = ZRT_F32;
+    ck_assert_int_eq(zrt_param_register(ctx, &d, &h), ZRT_OK);
+    expect_error(ctx, zrt_param_register(ctx, &d, &h), ZRT_ERR_INVALID_ARG,
+                 "already registered");
+    ck_assert_int_eq(zrt_ctx_destroy(ctx), ZRT_OK);
+}
+END_TEST
+
+/* ---- budget ------------------------------------------------------------------- */
+
+START_TEST(stage0_over_budget_fails_on_every_rank_stage3_fits)
+{
+    /* Stage 0 needs 16 bytes per padded element: 10752 to 12288 bytes for
+     * 1 to 4 ranks. Stage 3 needs 16/N of that plus a gathered layer, two
+     * gradient buckets and one reduction's scratch: at most 9472 bytes. */
+    int64_t budget = 10500;
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    cfg.device_mem_limit = budget;
+    model m = {0};
+    zrt_status st = build(&m, &cfg);
+    ck_assert_msg(st == ZRT_ERR_OUT_OF_MEMORY || st == ZRT_ERR_REMOTE, "got %s",
+                  zrt_status_str(st));
+    if (world_size == 1 || st == ZRT_ERR_OUT_OF_MEMORY) {
+        const char *why = zrt_last_error(m.ctx);
+        ck_assert_msg(strstr(why, "device memory budget exceeded") &&
+                          strstr(why, "category '") && strstr(why, "left"),
+                      "%s", why);
+    }
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    if (world_size == 1)
+        return; /* stage 3 on one rank holds everything too */
+    base_config(&cfg, 3);
+    cfg.device_mem_limit = budget;
+    cfg.stage3_prefetch_bucket_size = 0;
+    cfg.reduce_bucket_size = 0;
+    model m3 = {0};
+    ck_assert_msg(build(&m3, &cfg) == ZRT_OK, "%s", zrt_last_error(m3.ctx));
+    for (int s = 0; s < 2; s++)
+        ck_assert_msg(train_step(&m3) == ZRT_OK, "%s", zrt_last_error(m3.ctx));
+    ck_assert_int_eq(zrt_ctx_destroy(m3.ctx), ZRT_OK);
+}
+END_TEST
+
+START_TEST(allreduce_averages_in_rank_order)
+{
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    zrt_ctx *ctx;
+    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
+    float v[3] = {(float)world_rank, 1.0f, 0.1f * (float)(world_rank + 1)};
+    ck_assert_int_eq(zrt_allreduce_f32(ctx, v, 3, ZRT_AVG), ZRT_OK);
+    float expect0 = 0, expect2 = 0;
+    for (int r = 0; r < world_size; r++) {
+        expect0 += (float)r;
+        expect2 += 0.1f * (float)(r + 1);
+    }
+    ck_assert_float_eq(v[0], expect0 / (float)world_size);
+    ck_assert_float_eq(v[1], 1.0f);
+    ck_assert_float_eq(v[2], expect2 / (float)world_size);
+    ck_assert_int_eq(zrt_ctx_destroy(ctx), ZRT_OK);
+}
+END_TEST
+
+static Suite *engine_suite(void)
+{
+    Suite *s = suite_create("engine");
+    TCase *tc = tcase_create("engine");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, stages_are_bit_identical);
+    tcase_add_test(tc, buckets_and_overlap_do_not_change_results);
+    tcase_add_test(tc, model_state_bytes_follow_the_formulas);
+    tcase_add_test(tc, stage3_prefetches_next_layer_within_budget);
+    tcase_add_test(tc, stage3_persistent_layers_stay_gathered);
+    tcase_add_test(tc, misuse_is_refused_with_a_sentence);
+    tcase_add_test(tc, bad_parameter_descriptions_are_refused);
+    tcase_add_test(tc, stage0_over_budget_fails_on_every_rank_stage3_fits);
+    tcase_add_test(tc, allreduce_averages_in_rank_order);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    /* The program owns MPI here so every context shares one MPI lifetime. */
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    SRunner *sr = srunner_create(engine_suite());
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, world_rank == 0 ? CK_NORMAL : CK_SILENT);
+    int failed = srunner_ntests_failed(sr), any_failed = 0;
+    srunner_free(sr);
+    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (failed)
+        fprintf(stderr, "rank %d: %d engine tests failed\n", world_rank, failed);
+    MPI_Finalize();
+    return any_failed ? 1 : 0;
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# With --device-mem below what stage 0 needs, stage 0 fails at once with a
+# message naming the category, the bytes asked and the budget left, and exits
+# non-zero without a crash; the same run at stage 3 trains.
+source "$(dirname "$0")/common.sh"
+MLP=$1
+# 642,903 parameters in 9 layers. Stage 0 needs 16 bytes each (9.8 MiB);
+# stage 3 on 2 ranks 8 bytes each (4.9 MiB) plus bounded buffers (~2 MiB).
+printf '%s' '{"zero_optimization": {"stage3_prefetch_bucket_size": 100000,
+  "reduce_bucket_size": 100000, "stage3_param_persistence_threshold": 0}}' \
+  >"$WORK/cfg.json"
+ARGS=(--hidden 300 --depth 8 --steps 3 --config "$WORK/cfg.json")
+BUDGET=8M
+if run_ranks 2 "$MLP" "${ARGS[@]}" --stage 0 --device-mem "$BUDGET"; then
+    cat "$WORK/out"; fail "stage 0 trained within $BUDGET"
+fi
+cat "$WORK/out"
+grep -q "device memory budget exceeded: category '" "$WORK/out" || fail "no category"
+grep -Eq "asked for [0-9.]+ [KMG]iB" "$WORK/out" || fail "no bytes asked"
+grep -Eq "only [0-9.]+ ([KMG]iB|bytes).* of the 8.00 MiB .* budget is left" "$WORK/out" ||
+    fail "no budget left"
+grep -Eiq "segmentation|core dumped|signal" "$WORK/out" && fail "crashed"
+grep -q '^step 1/' "$WORK/out" && fail "stage 0 began training"
+run_ranks 2 "$MLP" "${ARGS[@]}" --stage 3 --device-mem "$BUDGET" ||
+    { cat "$WORK/out"; fail "stage 3 did not train within $BUDGET"; }
+grep -q '^final loss' "$WORK/out" || fail "stage 3 printed no final loss"
+echo "PASS"

@@ -1,0 +1,577 @@
+/*
+ * tests/unit/test_memory.c — Check suite "memory": the memory account
+ * (runtime/memory.h) and the cpu backend (runtime/backend.h,
+ * runtime/backend_cpu.c).
+ *
+ * The account must keep current and peak bytes per (tier, category) and per
+ * tier exactly, refuse a charge past the tier's limit without charging
+ * anything, and explain the refusal in one sentence (tier, category, bytes
+ * asked, bytes left, budget, what is in use). The cpu backend must hand out
+ * zeroed, 64-byte aligned memory charged to that account, give it back on
+ * free, refuse the nvme tier, and run the kernel entry points correctly.
+ * main() returns 0 only if all pass.
+ */
+#include "kernels/cpu/kernels.h"
+#include "runtime/backend.h"
+#include "runtime/memory.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEV ZRT_TIER_DEVICE
+#define HOST ZRT_TIER_HOST
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void charge_ok(zrt__mem_account *a, zrt_tier tier, zrt_category cat,
+                      int64_t bytes)
+{
+    zrt__errbuf err = {.rank = -1};
+    zrt_status st = zrt__mem_charge(a, &err, tier, cat, bytes, NULL);
+    ck_assert_msg(st == ZRT_OK, "charge of %lld failed: %s", (long long)bytes,
+                  err.text);
+}
+
+/* Every (tier, category) pair other than those listed holds nothing. */
+static void expect_cur(const zrt__mem_account *a, zrt_tier tier,
+                       zrt_category cat, int64_t cur, int64_t peak)
+{
+    ck_assert_int_eq(a->stats.current[tier][cat], cur);
+    ck_assert_int_eq(a->stats.peak[tier][cat], peak);
+}
+
+static void expect_tier(const zrt__mem_account *a, zrt_tier tier, int64_t cur,
+                        int64_t peak)
+{
+    ck_assert_int_eq(a->stats.tier_current[tier], cur);
+    ck_assert_int_eq(a->stats.tier_peak[tier], peak);
+}
+
+static void expect_mentions(const char *text, const char *needle)
+{
+    ck_assert_msg(strstr(text, needle) != NULL,
+                  "message '%s' does not mention '%s'", text, needle);
+}
+
+/* ---- the account --------------------------------------------------------- */
+
+START_TEST(test_account_init)
+{
+    zrt__mem_account a;
+    memset(&a, 0x77, sizeof a);
+    zrt__mem_account_init(&a);
+    for (int t = 0; t < ZRT_TIER_COUNT; t++) {
+        for (int c = 0; c < ZRT_CAT_COUNT; c++)
+            expect_cur(&a, (zrt_tier)t, (zrt_category)c, 0, 0);
+        expect_tier(&a, (zrt_tier)t, 0, 0);
+        ck_assert_int_eq(a.stats.tier_limit[t], 0);
+    }
+    zrt__mem_set_limit(&a, DEV, 4096);
+    ck_assert_int_eq(a.stats.tier_limit[DEV], 4096);
+    ck_assert_int_eq(a.stats.tier_limit[HOST], 0);
+}
+END_TEST
+
+START_TEST(test_current_and_peak)
+{
+    zrt__mem_account a;
+    zrt__mem_account_init(&a);
+
+    charge_ok(&a, DEV, ZRT_CAT_PARAM, 100);
+    charge_ok(&a, DEV, ZRT_CAT_OPTIM, 50);
+    charge_ok(&a, DEV, ZRT_CAT_PARAM, 30);
+    expect_cur(&a, DEV, ZRT_CAT_PARAM, 130, 130);
+    expect_cur(&a, DEV, ZRT_CAT_OPTIM, 50, 50);
+    expect_tier(&a, DEV, 180, 180);
+
+    zrt__mem_release(&a, DEV, ZRT_CAT_PARAM, 100);
+    expect_cur(&a, DEV, ZRT_CAT_PARAM, 30, 130);
+    expect_tier(&a, DEV, 80, 180);
+
+    /* The tier peak is the most held at once (200), not the sum of the
+     * category peaks (130 + 50 + 120 = 300). */
+    charge_ok(&a, DEV, ZRT_CAT_GRAD, 120);
+    expect_cur(&a, DEV, ZRT_CAT_GRAD, 120, 120);
+    expect_tier(&a, DEV, 200, 200);
+    zrt__mem_release(&a, DEV, ZRT_CAT_OPTIM, 50);
+    charge_ok(&a, DEV, ZRT_CAT_OPTIM, 20);
+    expect_cur(&a, DEV, ZRT_CAT_OPTIM, 20, 50);
+    expect_tier(&a, DEV, 170, 200);
+
+    /* Another tier is counted on its own. */
+    charge_ok(&a, HOST, ZRT_CAT_OPTIM, 1000);
+    charge_ok(&a, HOST, ZRT_CAT_STAGING, 24);
+    expect_cur(&a, HOST, ZRT_CAT_OPTIM, 1000, 1000);
+    expect_tier(&a, HOST, 1024, 1024);
+    expect_tier(&a, DEV, 170, 200);
+    expect_cur(&a, DEV, ZRT_CAT_OPTIM, 20, 50);
+    zrt__mem_release(&a, HOST, ZRT_CAT_OPTIM, 1000);
+    zrt__mem_release(&a, HOST, ZRT_CAT_STAGING, 24);
+    expect_tier(&a, HOST, 0, 1024);
+
+    /* Back to nothing; peaks stay. */
+    zrt__mem_release(&a, DEV, ZRT_CAT_PARAM, 30);
+    zrt__mem_release(&a, DEV, ZRT_CAT_GRAD, 120);
+    zrt__mem_release(&a, DEV, ZRT_CAT_OPTIM, 20);
+    expect_tier(&a, DEV, 0, 200);
+    expect_cur(&a, DEV, ZRT_CAT_PARAM, 0, 130);
+    expect_cur(&a, DEV, ZRT_CAT_GRAD, 0, 120);
+    expect_cur(&a, DEV, ZRT_CAT_OPTIM, 0, 50);
+    for (int c = 0; c < ZRT_CAT_COUNT; c++) {
+        if (c == ZRT_CAT_PARAM || c == ZRT_CAT_GRAD || c == ZRT_CAT_OPTIM)
+            continue;
+        expect_cur(&a, DEV, (zrt_category)c, 0, 0);
+        if (c != ZRT_CAT_STAGING)
+            expect_cur(&a, HOST, (zrt_category)c, 0, 0);
+    }
+    expect_tier(&a, ZRT_TIER_NVME, 0, 0);
+}
+END_TEST
+
+START_TEST(test_limit_refuses_and_explains)
+{
+    zrt__mem_account a;
+    zrt__mem_account_init(&a);
+    zrt__mem_set_limit(&a, DEV, 1000);
+    charge_ok(&a, DEV, ZRT_CAT_PARAM, 600);
+
+    zrt__mem_account before;
+    memcpy(&before, &a, sizeof a); /* bytewise: compared with memcmp */
+    zrt__errbuf err = {.rank = -1};
+    zrt_status st = zrt__mem_charge(&a, &err, DEV, ZRT_CAT_OPTIM, 500, NULL);
+    ck_assert_int_eq(st, ZRT_ERR_OUT_OF_MEMORY);
+    ck_assert_msg(memcmp(&a, &before, sizeof a) == 0,
+                  "a refused charge changed the account");
+    expect_tier(&a, DEV, 600, 600);
+    expect_mentions(err.text, "device");
+    expect_mentions(err.text, "'optim'");
+    expect_mentions(err.text, "500 bytes");
+    expect_mentions(err.text, "400 bytes");
+    expect_mentions(err.text, "1000 bytes");
+    expect_mentions(err.text, "param");
+    expect_mentions(err.text, "600 bytes"); /* what param holds */
+
+    /* Up to the limit exactly is fine; one byte more is not. */
+    charge_ok(&a, DEV, ZRT_CAT_OPTIM, 400);
+    expect_tier(&a, DEV, 1000, 1000);
+    st = zrt__mem_charge(&a, &err, DEV, ZRT_CAT_GRAD, 1, "grad shard of layer 3");
+    ck_assert_int_eq(st, ZRT_ERR_OUT_OF_MEMORY);
+    expect_tier(&a, DEV, 1000, 1000);
+    expect_cur(&a, DEV, ZRT_CAT_GRAD, 0, 0);
+    expect_mentions(err.text, "'grad'");
+    expect_mentions(err.text, "grad shard of layer 3");
+    expect_mentions(err.text, "0 bytes");
+    expect_mentions(err.text, "optim");
+
+    /* A NULL errbuf still refuses. */
+    ck_assert_int_eq(zrt__mem_charge(&a, NULL, DEV, ZRT_CAT_GRAD, 1, NULL),
+                     ZRT_ERR_OUT_OF_MEMORY);
+    expect_tier(&a, DEV, 1000, 1000);
+
+    /* The device limit does not bind the host tier. */
+    charge_ok(&a, HOST, ZRT_CAT_OPTIM, 5000);
+    expect_tier(&a, HOST, 5000, 5000);
+
+    /* After a release the freed room is usable again. */
+    zrt__mem_release(&a, DEV, ZRT_CAT_PARAM, 600);
+    charge_ok(&a, DEV, ZRT_CAT_GRAD, 600);
+    expect_tier(&a, DEV, 1000, 1000);
+}
+END_TEST
+
+START_TEST(test_rank_in_oom_message)
+{
+    zrt__mem_account a;
+    zrt__mem_account_init(&a);
+    zrt__mem_set_limit(&a, DEV, 2048);
+    zrt__errbuf err = {.rank = 3};
+    ck_assert_int_eq(zrt__mem_charge(&a, &err, DEV, ZRT_CAT_MASTER, 4096, NULL),
+                     ZRT_ERR_OUT_OF_MEMORY);
+    ck_assert_int_eq(strncmp(err.text, "rank 3: ", 8), 0);
+    expect_mentions(err.text, "'master'");
+    expect_mentions(err.text, "4.00 KiB (4096 bytes)");
+    expect_mentions(err.text, "2.00 KiB (2048 bytes)");
+    expect_mentions(err.text, "nothing"); /* nothing in use yet */
+}
+END_TEST
+
+START_TEST(test_limit_zero_is_unlimited)
+{
+    zrt__mem_account a;
+    zrt__mem_account_init(&a);
+    zrt__mem_set_limit(&a, DEV, 0);
+    charge_ok(&a, DEV, ZRT_CAT_PARAM, (int64_t)1 << 40);
+    charge_ok(&a, DEV, ZRT_CAT_OPTIM, (int64_t)3 << 40);
+    expect_tier(&a, DEV, (int64_t)4 << 40, (int64_t)4 << 40);
+
+    /* Setting a limit then clearing it lifts it. */
+    zrt__mem_set_limit(&a, DEV, 100);
+    ck_assert_int_eq(zrt__mem_charge(&a, NULL, DEV, ZRT_CAT_PARAM, 1, NULL),
+                     ZRT_ERR_OUT_OF_MEMORY);
+    zrt__mem_set_limit(&a, DEV, 0);
+    charge_ok(&a, DEV, ZRT_CAT_PARAM, 1);
+}
+END_TEST
+
+/* ---- the cpu backend ----------------------------------------------------- */
+
+typedef struct fixture {
+    zrt__mem_account acct;
+    zrt__errbuf err;
+    zrt__backend *be;
+} fixture;
+
+static void fixture_init(fixture *f, int64_t device_limit)
+{
+    zrt__mem_account_init(&f->acct);
+    zrt__mem_set_limit(&f->acct, DEV, device_limit);
+    f->err = (zrt__errbuf){.rank = -1};
+    f->be = NULL;
+    ck_assert_int_eq(zrt__backend_cpu_create(&f->acct, &f->err, &f->be), ZRT_OK);
+    ck_assert_ptr_nonnull(f->be);
+    ck_assert_ptr_nonnull(f->be->ops);
+    ck_assert_ptr_eq(f->be->acct, &f->acct);
+    ck_assert_ptr_eq(f->be->err, &f->err);
+}
+
+static void fixture_deinit(fixture *f)
+{
+    f->be->ops->destroy(f->be);
+}
+
+static int all_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return 0;
+    return 1;
+}
+
+START_TEST(test_cpu_create)
+{
+    fixture f;
+    fixture_init(&f, 0);
+    ck_assert_str_eq(f.be->ops->name, "cpu");
+    ck_assert_int_eq(f.be->caps.device_is_host, 1);
+    ck_assert(f.be->ops->alloc != NULL);
+    ck_assert(f.be->ops->free != NULL);
+    ck_assert(f.be->ops->copy != NULL);
+    ck_assert(f.be->ops->fill_f32 != NULL);
+    ck_assert(f.be->ops->scale_f32 != NULL);
+    ck_assert(f.be->ops->add_f32 != NULL);
+    ck_assert(f.be->ops->sqnorm_f32 != NULL);
+    ck_assert(f.be->ops->adamw_f32 != NULL);
+    ck_assert(f.be->ops->synchronize != NULL);
+    ck_assert_int_eq(f.be->ops->synchronize(f.be), ZRT_OK);
+    fixture_deinit(&f);
+}
+END_TEST
+
+START_TEST(test_cpu_alloc_free)
+{
+    fixture f;
+    fixture_init(&f, 0);
+    const zrt__backend_ops *ops = f.be->ops;
+    static const size_t sizes[] = {1, 63, 64, 1000, 4099, 1 << 20};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        zrt__buf b;
+        ck_assert_int_eq(ops->alloc(f.be, n, DEV, ZRT_CAT_PARAM, "p", &b), ZRT_OK);
+        ck_assert_ptr_nonnull(b.ptr);
+        ck_assert_uint_eq((uintptr_t)b.ptr % 64, 0);
+        ck_assert_uint_eq(b.bytes, n);
+        ck_assert_int_eq(b.tier, DEV);
+        ck_assert_int_eq(b.cat, ZRT_CAT_PARAM);
+        ck_assert_msg(all_zero(b.ptr, n), "alloc of %zu bytes not zeroed", n);
+        ck_assert_int_eq(f.acct.stats.current[DEV][ZRT_CAT_PARAM], (int64_t)n);
+        ck_assert_int_ge(f.acct.stats.peak[DEV][ZRT_CAT_PARAM], (int64_t)n);
+        ck_assert_int_eq(f.acct.stats.tier_current[DEV], (int64_t)n);
+        memset(b.ptr, 0xAB, n); /* the whole size is writable */
+
+        ops->free(f.be, &b);
+        zrt__buf zero = {0};
+        ck_assert_msg(memcmp(&b, &zero, sizeof b) == 0, "free did not zero the buf");
+        ck_assert_int_eq(f.acct.stats.current[DEV][ZRT_CAT_PARAM], 0);
+        ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
+
+        /* Freeing the zeroed buf again is a no-op. */
+        ops->free(f.be, &b);
+        ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
+
+        /* A second allocation of the same size (likely the same memory,
+         * dirtied above) is zeroed too. */
+        ck_assert_int_eq(ops->alloc(f.be, n, DEV, ZRT_CAT_PARAM, "p", &b), ZRT_OK);
+        ck_assert_msg(all_zero(b.ptr, n), "re-alloc of %zu bytes not zeroed", n);
+        ops->free(f.be, &b);
+    }
+    ck_assert_int_eq(f.acct.stats.peak[DEV][ZRT_CAT_PARAM], 1 << 20);
+
+    /* Host tier, other category; two live at once. */
+    zrt__buf h, d;
+    ck_assert_int_eq(ops->alloc(f.be, 333, HOST, ZRT_CAT_GRAD, NULL, &h), ZRT_OK);
+    ck_assert_int_eq(ops->alloc(f.be, 100, DEV, ZRT_CAT_OPTIM, NULL, &d), ZRT_OK);
+    ck_assert_uint_eq((uintptr_t)h.ptr % 64, 0);
+    ck_assert_int_eq(h.tier, HOST);
+    expect_cur(&f.acct, HOST, ZRT_CAT_GRAD, 333, 333);
+    expect_cur(&f.acct, DEV, ZRT_CAT_OPTIM, 100, 100);
+    ck_assert_int_eq(f.acct.stats.tier_current[HOST], 333);
+    ck_assert_int_eq(f.acct.stats.tier_current[DEV], 100);
+    ops->free(f.be, &h);
+    ck_assert_int_eq(f.acct.stats.tier_current[HOST], 0);
+    ck_assert_int_eq(f.acct.stats.tier_current[DEV], 100);
+    ops->free(f.be, &d);
+    ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
+
+    /* Freeing a zero buffer that was never allocated. */
+    zrt__buf never = {0};
+    ops->free(f.be, &never);
+    ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
+    fixture_deinit(&f);
+}
+END_TEST
+
+START_TEST(test_cpu_alloc_zero_bytes)
+{
+    fixture f;
+    fixture_init(&f, 1000);
+    zrt__buf b;
+    ck_assert_int_eq(f.be->ops->alloc(f.be, 0, DEV, ZRT_CAT_COMM, "empty", &b),
+                     ZRT_OK);
+    ck_assert_uint_eq(b.bytes, 0);
+    ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
+    f.be->ops->free(f.be, &b);
+    ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
+    ck_assert_int_eq(f.acct.stats.current[DEV][ZRT_CAT_COMM], 0);
+    fixture_deinit(&f);
+}
+END_TEST
+
+START_TEST(test_cpu_alloc_nvme_refused)
+{
+    fixture f;
+    fixture_init(&f, 0);
+    zrt__buf b, before;
+    memset(&b, 0x3C, sizeof b);
+    memcpy(&before, &b, sizeof b);
+    zrt__mem_account acct_before;
+    memcpy(&acct_before, &f.acct, sizeof f.acct);
+    ck_assert_int_eq(f.be->ops->alloc(f.be, 64, ZRT_TIER_NVME, ZRT_CAT_OPTIM,
+                                      "moments", &b),
+                     ZRT_ERR_INVALID_ARG);
+    ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "*out written on failure");
+    ck_assert_msg(memcmp(&f.acct, &acct_before, sizeof f.acct) == 0,
+                  "a refused alloc changed the account");
+    expect_mentions(f.err.text, "nvme");
+    fixture_deinit(&f);
+}
+END_TEST
+
+START_TEST(test_cpu_alloc_past_limit)
+{
+    fixture f;
+    fixture_init(&f, 1000);
+    const zrt__backend_ops *ops = f.be->ops;
+    zrt__buf a;
+    ck_assert_int_eq(ops->alloc(f.be, 800, DEV, ZRT_CAT_PARAM, "weights", &a),
+                     ZRT_OK);
+
+    zrt__buf b, before;
+    memset(&b, 0x3C, sizeof b);
+    memcpy(&before, &b, sizeof b);
+    zrt__mem_account acct_before;
+    memcpy(&acct_before, &f.acct, sizeof f.acct);
+    ck_assert_int_eq(ops->alloc(f.be, 300, DEV, ZRT_CAT_GRAD,
+                                "grad shard of layer 3", &b),
+                     ZRT_ERR_OUT_OF_MEMORY);
+    ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "*out written on failure");
+    ck_assert_msg(memcmp(&f.acct, &acct_before, sizeof f.acct) == 0,
+                  "a refused alloc changed the account");
+    expect_mentions(f.err.text, "grad shard of layer 3");
+    expect_mentions(f.err.text, "device");
+    expect_mentions(f.err.text, "'grad'");
+    expect_mentions(f.err.text, "300 bytes");
+    expect_mentions(f.err.text, "200 bytes");
+    expect_mentions(f.err.text, "1000 bytes");
+    expect_mentions(f.err.text, "param");
+
+    /* The host tier is not bound by the device capacity. */
+    zrt__buf h;
+    ck_assert_int_eq(ops->alloc(f.be, 4096, HOST, ZRT_CAT_OPTIM, NULL, &h), ZRT_OK);
+    ops->free(f.be, &h);
+
+    /* Freeing makes room. */
+    ops->free(f.be, &a);
+    ck_assert_int_eq(ops->alloc(f.be, 1000, DEV, ZRT_CAT_GRAD, NULL, &b), ZRT_OK);
+    expect_cur(&f.acct, DEV, ZRT_CAT_GRAD, 1000, 1000);
+    ops->free(f.be, &b);
+    ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
+    ck_assert_int_eq(f.acct.stats.tier_peak[DEV], 1000);
+    fixture_deinit(&f);
+}
+END_TEST
+
+/* ---- kernels and copies through the backend ------------------------------ */
+
+#define N 13 /* odd: a vector body and a scalar tail */
+
+START_TEST(test_cpu_kernels)
+{
+    fixture f;
+    fixture_init(&f, 0);
+    const zrt__backend_ops *ops = f.be->ops;
+    zrt__buf bx, by;
+    ck_assert_int_eq(ops->alloc(f.be, (N + 1) * sizeof(float), DEV,
+                                ZRT_CAT_ACTIVATION, NULL, &bx), ZRT_OK);
+    ck_assert_int_eq(ops->alloc(f.be, (N + 1) * sizeof(float), DEV,
+                                ZRT_CAT_ACTIVATION, NULL, &by), ZRT_OK);
+    float *x = bx.ptr, *y = by.ptr;
+    x[N] = y[N] = -77.0f; /* guard past n */
+
+    ck_assert_int_eq(ops->fill_f32(f.be, x, N, 2.5f), ZRT_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq(x[i], 2.5f);
+    ck_assert_float_eq(x[N], -77.0f);
+
+    ck_assert_int_eq(ops->scale_f32(f.be, x, N, -2.0f), ZRT_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq(x[i], -5.0f);
+    ck_assert_float_eq(x[N], -77.0f);
+
+    for (int i = 0; i < N; i++) {
+        x[i] = (float)i;
+        y[i] = 0.5f * (float)i;
+    }
+    ck_assert_int_eq(ops->add_f32(f.be, x, y, N), ZRT_OK);
+    for (int i = 0; i < N; i++) {
+        ck_assert_float_eq(x[i], 1.5f * (float)i);
+        ck_assert_float_eq(y[i], 0.5f * (float)i); /* src untouched */
+    }
+    ck_assert_float_eq(x[N], -77.0f);
+
+    for (int i = 0; i < N; i++)
+        x[i] = (float)(i + 1);
+    double sq = -1.0;
+    ck_assert_int_eq(ops->sqnorm_f32(f.be, x, N, &sq), ZRT_OK);
+    ck_assert_double_eq(sq, 819.0); /* 1^2 + ... + 13^2 */
+    ck_assert_int_eq(ops->sqnorm_f32(f.be, x, 0, &sq), ZRT_OK);
+    ck_assert_double_eq(sq, 0.0);
+
+    /* copy: exact, and only the bytes asked. */
+    for (int i = 0; i < N; i++)
+        y[i] = 0.0f;
+    ck_assert_int_eq(ops->copy(f.be, y, x, (N - 1) * sizeof(float)), ZRT_OK);
+    for (int i = 0; i < N - 1; i++)
+        ck_assert_float_eq(y[i], (float)(i + 1));
+    ck_assert_float_eq(y[N - 1], 0.0f);
+    ck_assert_int_eq(ops->copy(f.be, y, x, 0), ZRT_OK);
+    ck_assert_float_eq(y[0], 1.0f);
+
+    ops->free(f.be, &bx);
+    ops->free(f.be, &by);
+    ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
+    fixture_deinit(&f);
+}
+END_TEST
+
+/* PyTorch's AdamW in double, for one element. */
+static void adamw_ref(double *p, double g, double *m, double *v, double lr,
+                      double b1, double b2, double eps, double wd, long t)
+{
+    *p *= 1.0 - lr * wd;
+    *m = b1 * *m + (1.0 - b1) * g;
+    *v = b2 * *v + (1.0 - b2) * g * g;
+    double mhat = *m / (1.0 - pow(b1, (double)t));
+    double vhat = *v / (1.0 - pow(b2, (double)t));
+    *p -= lr * mhat / (sqrt(vhat) + eps);
+}
+
+START_TEST(test_cpu_adamw)
+{
+    fixture f;
+    fixture_init(&f, 0);
+    const zrt__backend_ops *ops = f.be->ops;
+    const float lr = 0.1f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
+    float p[N], g[N], m[N], v[N];
+    double rp[N], rm[N], rv[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = 1.0f - 0.125f * (float)i;
+        m[i] = v[i] = 0.0f;
+        rp[i] = p[i];
+        rm[i] = rv[i] = 0.0;
+    }
+    for (long t = 1; t <= 3; t++) {
+        for (int i = 0; i < N; i++)
+            g[i] = (i % 4 == 0) ? 0.0f : (float)((i % 3) - 1) * 0.25f * (float)t
+                                           + 0.0625f * (float)i;
+        zrt_adamw_scalars s = zrt_adamw_scalars_make(lr, b1, b2, eps, wd, t);
+        ck_assert_int_eq(ops->adamw_f32(f.be, p, g, m, v, N, &s), ZRT_OK);
+        for (int i = 0; i < N; i++) {
+            adamw_ref(&rp[i], g[i], &rm[i], &rv[i], lr, b1, b2, eps, wd, t);
+            ck_assert_msg(fabs(p[i] - rp[i]) <= 1e-5 * (1.0 + fabs(rp[i])),
+                          "step %ld p[%d] = %.9g, want %.9g", t, i, p[i], rp[i]);
+            ck_assert_msg(fabs(m[i] - rm[i]) <= 1e-6 * (1.0 + fabs(rm[i])),
+                          "step %ld m[%d] = %.9g, want %.9g", t, i, m[i], rm[i]);
+            ck_assert_msg(fabs(v[i] - rv[i]) <= 1e-6 * (1.0 + fabs(rv[i])),
+                          "step %ld v[%d] = %.9g, want %.9g", t, i, v[i], rv[i]);
+        }
+    }
+    fixture_deinit(&f);
+}
+END_TEST
+
+START_TEST(test_cpu_adamw_first_step)
+{
+    /* At t = 1 the bias-corrected step is lr * g / (|g| + eps): about lr
+     * against the gradient's sign, whatever its size. */
+    fixture f;
+    fixture_init(&f, 0);
+    float p[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    const float g[4] = {0.5f, -3.0f, 1e-3f, 0.0f};
+    float m[4] = {0}, v[4] = {0};
+    zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f,
+                                                 0.0f, 1);
+    ck_assert_int_eq(f.be->ops->adamw_f32(f.be, p, g, m, v, 4, &s), ZRT_OK);
+    ck_assert_float_eq_tol(p[0], 0.9f, 1e-6f);
+    ck_assert_float_eq_tol(p[1], 1.1f, 1e-6f);
+    ck_assert_float_eq_tol(p[2], 0.9f, 1e-5f);
+    ck_assert_float_eq(p[3], 1.0f); /* no gradient, no decay: unchanged */
+    ck_assert_float_eq_tol(m[1], -0.3f, 1e-6f);
+    ck_assert_float_eq_tol(v[1], 0.009f, 1e-6f); /* (1 - 0.999f) * 9 */
+    fixture_deinit(&f);
+}
+END_TEST
+
+static Suite *memory_suite(void)
+{
+    Suite *s = suite_create("memory");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_account_init);
+    tcase_add_test(tc, test_current_and_peak);
+    tcase_add_test(tc, test_limit_refuses_and_explains);
+    tcase_add_test(tc, test_rank_in_oom_message);
+    tcase_add_test(tc, test_limit_zero_is_unlimited);
+    tcase_add_test(tc, test_cpu_create);
+    tcase_add_test(tc, test_cpu_alloc_free);
+    tcase_add_test(tc, test_cpu_alloc_zero_bytes);
+    tcase_add_test(tc, test_cpu_alloc_nvme_refused);
+    tcase_add_test(tc, test_cpu_alloc_past_limit);
+    tcase_add_test(tc, test_cpu_kernels);
+    tcase_add_test(tc, test_cpu_adamw);
+    tcase_add_test(tc, test_cpu_adamw_first_step);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(memory_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
