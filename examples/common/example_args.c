@@ -177,11 +177,14 @@ zrt_status example_dump_params(zrt_ctx *ctx, const char *path)
 
 int example_fail(zrt_ctx *ctx, const char *what, zrt_status st)
 {
-    fprintf(stderr, "error: %s failed (%s): %s\n", what, zrt_status_str(st),
-            zrt_last_error(ctx));
+    if (!ctx) {
+        fprintf(stderr, "error: %s failed (%s)\n", what, zrt_status_str(st));
+        return 1;
+    }
+    /* zrt_abort_job prints the last error with the rank. */
+    fprintf(stderr, "error: %s failed (%s)\n", what, zrt_status_str(st));
     fflush(stderr);
-    if (ctx)
-        zrt_abort_job(ctx, 1);
+    zrt_abort_job(ctx, 1);
     return 1;
 }
 
