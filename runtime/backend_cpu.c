@@ -10,8 +10,9 @@
  * a training step allocates the same buffers every time (gradient buckets,
  * gathered layers, reduction scratch), and fresh pages cost a page fault and
  * a kernel zeroing each. The account counts blocks in use; cached blocks are
- * evicted whenever in-use plus cached bytes would pass the tier's limit, so
- * the capacity holds for what the process really keeps.
+ * evicted whenever in-use plus cached bytes would pass the tier's limit, or,
+ * without a limit, the tier's peak in use: what the process really holds
+ * never exceeds the capacity, nor the peak the memory report shows.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -53,15 +54,15 @@ static void *take_cached(cpu_impl *impl, size_t bytes, zrt_tier tier)
     return NULL;
 }
 
-/* Frees cached blocks of the tier until in-use plus cached fits its limit. */
+/* Frees cached blocks of the tier until in-use plus cached fits its limit
+ * (without one: its peak in use). */
 static void evict_to_limit(zrt__backend *be, zrt_tier tier)
 {
     cpu_impl *impl = be->impl;
     const zrt_mem_stats *s = &be->acct->stats;
-    int64_t limit = s->tier_limit[tier];
+    int64_t limit = s->tier_limit[tier] > 0 ? s->tier_limit[tier] : s->tier_peak[tier];
     cached_block **link = &impl->cache;
-    while (*link && limit > 0 &&
-           s->tier_current[tier] + impl->cached_bytes[tier] > limit) {
+    while (*link && s->tier_current[tier] + impl->cached_bytes[tier] > limit) {
         cached_block *b = *link;
         if (b->tier != tier) {
             link = &b->next;

@@ -222,6 +222,8 @@ static zrt_status advance_all(zrt__comm *c)
     return ZRT_OK;
 }
 
+/* Advances every request, like MPI_Test: a caller polling one request in a
+ * loop must not starve the others. */
 static zrt_status mpi_test(zrt__comm *c, zrt__comm_req *req, int *done)
 {
     ZRT_CHECK(advance_all(c));
@@ -236,7 +238,10 @@ static zrt_status mpi_wait(zrt__comm *c, zrt__comm_req *req)
     zrt_status st = ZRT_OK;
     while (st == ZRT_OK && req->phase != PHASE_DONE)
         st = advance_all(c);
-    free_request(c, req);
+    /* After an MPI failure the request's buffers may still be in MPI's
+     * hands: keep them (the communicator is unusable; end the job). */
+    if (st == ZRT_OK)
+        free_request(c, req);
     return st;
 }
 

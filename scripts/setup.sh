@@ -4,7 +4,8 @@
 # Installs only what is missing; uses sudo when not run as root.
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
-          libhwloc-dev liburing-dev check libsubunit-dev libjansson-dev python3)
+          libhwloc-dev liburing-dev check libsubunit-dev libjansson-dev libopenblas-dev
+          python3)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

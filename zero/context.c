@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctx.h"
 
@@ -167,6 +168,29 @@ zrt_status zrt_log(const zrt_ctx *ctx, int level, const char *fmt, ...)
     return ZRT_OK;
 }
 
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req)
+{
+    double start = monotonic_seconds();
+    zrt_status st = ctx->comm->ops->wait(ctx->comm, req);
+    ctx->comm_wait_seconds += monotonic_seconds() - start;
+    return st;
+}
+
+zrt_status zrt_comm_wait_seconds(const zrt_ctx *ctx, double *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->comm_wait_seconds;
+    return ZRT_OK;
+}
+
 zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
                              zrt_reduce_op op)
 {
@@ -179,7 +203,7 @@ zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
                          "zrt_allreduce_f32: unknown reduce op %d", (int)op);
     zrt__comm_req *req;
     ZRT_CHECK(ctx->comm->ops->all_reduce_f32(ctx->comm, buf, buf, count, op, &req));
-    return ctx->comm->ops->wait(ctx->comm, req);
+    return zrt__comm_wait(ctx, req);
 }
 
 zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes, zrt_category category,

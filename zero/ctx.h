@@ -60,10 +60,11 @@ typedef struct zrt__user_buf {
  * step, and prefetches along it afterwards. */
 typedef struct zrt__trace {
     int *layers;
-    int len, cap;
-    int pos;       /* next expected entry */
-    int valid;     /* a full step was recorded and is being followed */
-    int recording; /* recording this step */
+    int len, cap;   /* cap is fixed at finalize */
+    int pos;        /* next expected entry */
+    int valid;      /* a full step was recorded and is being followed */
+    int recording;  /* recording this step */
+    int overflowed; /* this step entered more layers than cap */
 } zrt__trace;
 
 struct zrt_ctx {
@@ -81,15 +82,15 @@ struct zrt_ctx {
     long step;
 
     int *reduce_fifo; /* layers with a reduction in flight, oldest first */
-    int reduce_head, reduce_count;
+    int reduce_count;
     int64_t reducing_numel;
-    int *gather_fifo; /* stages 1-2: post-step all-gathers, oldest first */
-    int gather_head, gather_count;
-    int64_t gathering_numel;
+    int64_t gathering_numel; /* stages 1-2: post-step all-gathers in flight,
+                                started in layer order */
     int64_t prefetched_numel;
     zrt__trace trace;
 
     zrt__user_buf *user_bufs;
+    double comm_wait_seconds; /* blocked in zrt__comm_wait */
 };
 
 /* Validates the context pointer and that the params are (not) finalized. */
@@ -98,10 +99,14 @@ zrt_status zrt__require_finalized(zrt_ctx *ctx, const char *call);
 zrt_status zrt__require_layer(zrt_ctx *ctx, int layer, const char *call);
 zrt_status zrt__require_param(zrt_ctx *ctx, zrt_param param, const char *call);
 
+/* Waits for a collective, counting the time blocked in comm_wait_seconds. */
+zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req);
+
 /* Engine internals shared by params.c and engine.c. */
 zrt_status zrt__engine_allocate(zrt_ctx *ctx);
 void zrt__engine_release(zrt_ctx *ctx);
 zrt_status zrt__engine_drain(zrt_ctx *ctx); /* completes all collectives */
+zrt_status zrt__drain_reductions(zrt_ctx *ctx);
 zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer);
 zrt_status zrt__ensure_gathered(zrt_ctx *ctx, int layer);
 zrt_status zrt__release_if_idle(zrt_ctx *ctx, int layer);

@@ -97,7 +97,9 @@ zrt_status zrt__engine_allocate(zrt_ctx *ctx)
     int n = ctx->plan.nlayers;
     ctx->layers = calloc((size_t)n + 1, sizeof *ctx->layers);
     ctx->reduce_fifo = calloc((size_t)n + 1, sizeof *ctx->reduce_fifo);
-    if (!ctx->layers || !ctx->reduce_fifo)
+    ctx->trace.cap = 8 * n + 64; /* forward + backward + re-entries (tied weights) */
+    ctx->trace.layers = calloc((size_t)ctx->trace.cap, sizeof *ctx->trace.layers);
+    if (!ctx->layers || !ctx->reduce_fifo || !ctx->trace.layers)
         return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
                          "cannot allocate the state of %d layers", n);
     ctx->trace.recording = 1;
@@ -146,7 +148,7 @@ zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
     ls->gather = NULL;
     if (ctx->cfg.stage < 3)
         ctx->gathering_numel -= flat_of(ctx, layer);
-    return ctx->comm->ops->wait(ctx->comm, req);
+    return zrt__comm_wait(ctx, req);
 }
 
 /* Stage 3: all-gathers the layer's shards into its full buffer. */
@@ -212,19 +214,18 @@ zrt_status zrt__release_if_idle(zrt_ctx *ctx, int layer)
     return ZRT_OK;
 }
 
+/* The trace has a fixed capacity, allocated at finalize: a loop that enters
+ * more layers than that between steps (an evaluation loop, say) simply gets
+ * no prefetch. Every rank makes the same calls, so every rank reaches the
+ * same decision, which keeps the collectives in one order everywhere. */
 static void trace_enter(zrt_ctx *ctx, int layer)
 {
     zrt__trace *tr = &ctx->trace;
     if (tr->recording) {
         if (tr->len == tr->cap) {
-            int cap = tr->cap ? tr->cap * 2 : 64;
-            int *grown = realloc(tr->layers, (size_t)cap * sizeof *grown);
-            if (!grown) { /* no trace, no prefetch: slower, still correct */
-                tr->recording = 0;
-                return;
-            }
-            tr->layers = grown;
-            tr->cap = cap;
+            tr->recording = 0;
+            tr->overflowed = 1;
+            return;
         }
         tr->layers[tr->len++] = layer;
         return;
@@ -244,6 +245,7 @@ static void trace_step_end(zrt__trace *tr)
         tr->recording = 1;
         tr->len = 0;
     }
+    tr->overflowed = 0;
     tr->pos = 0;
 }
 
@@ -251,7 +253,7 @@ static void trace_step_end(zrt__trace *tr)
 static zrt_status prefetch(zrt_ctx *ctx)
 {
     const zrt__trace *tr = &ctx->trace;
-    if (!tr->valid)
+    if (!tr->valid || !ctx->cfg.overlap_comm)
         return ZRT_OK;
     for (int j = tr->pos; j < tr->len; j++) {
         int next = tr->layers[j];
@@ -291,14 +293,15 @@ static zrt_status complete_reduction(zrt_ctx *ctx, int layer)
     ls->reduce = NULL;
     fifo_remove(ctx, layer);
     ctx->reducing_numel -= flat_of(ctx, layer);
-    ZRT_CHECK(ctx->comm->ops->wait(ctx->comm, req));
+    zrt_status st = zrt__comm_wait(ctx, req);
     if (ctx->cfg.stage < 2)
-        return ZRT_OK;
+        return st;
     const float *reduced = (const float *)ls->grad_full.ptr + ls->range_lo;
-    ZRT_CHECK(ctx->be->ops->add_f32(ctx->be, ls->grad_shard.ptr, reduced,
-                                    (size_t)ls->range_len));
+    if (st == ZRT_OK)
+        st = ctx->be->ops->add_f32(ctx->be, ls->grad_shard.ptr, reduced,
+                                   (size_t)ls->range_len);
     ctx->be->ops->free(ctx->be, &ls->grad_full);
-    return ZRT_OK;
+    return st;
 }
 
 static zrt_status make_room_for_reduction(zrt_ctx *ctx, int64_t elements)
@@ -346,30 +349,38 @@ static zrt_status drain_gathers(zrt_ctx *ctx)
     return ZRT_OK;
 }
 
+zrt_status zrt__drain_reductions(zrt_ctx *ctx)
+{
+    return drain_reductions(ctx);
+}
+
 zrt_status zrt__engine_drain(zrt_ctx *ctx)
 {
     ZRT_CHECK(drain_reductions(ctx));
     return drain_gathers(ctx);
 }
 
-/* Lets MPI move data for everything in flight; finishes what is done. */
+/* Lets MPI move data for everything in flight (each test advances every
+ * request) and finishes what is done. Requests complete roughly in the order
+ * they started, so each list is polled up to its first unfinished entry:
+ * a boundary costs a few tests, not one per request in flight. */
 static zrt_status progress(zrt_ctx *ctx)
 {
-    for (int i = 0; i < ctx->reduce_count;) {
-        int layer = ctx->reduce_fifo[i], done = 0;
+    while (ctx->reduce_count > 0) {
+        int layer = ctx->reduce_fifo[0], done = 0;
         ZRT_CHECK(ctx->comm->ops->test(ctx->comm, ctx->layers[layer].reduce, &done));
-        if (done)
-            ZRT_CHECK(complete_reduction(ctx, layer)); /* shifts the fifo */
-        else
-            i++;
+        if (!done)
+            break;
+        ZRT_CHECK(complete_reduction(ctx, layer)); /* shifts the fifo */
     }
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         int done = 0;
         if (!ctx->layers[l].gather)
             continue;
         ZRT_CHECK(ctx->comm->ops->test(ctx->comm, ctx->layers[l].gather, &done));
-        if (done)
-            ZRT_CHECK(zrt__wait_gather(ctx, l));
+        if (!done)
+            break;
+        ZRT_CHECK(zrt__wait_gather(ctx, l));
     }
     return ZRT_OK;
 }
@@ -438,9 +449,11 @@ zrt_status zrt_backward_end(zrt_ctx *ctx, int layer)
     if (!ls->bwd_live)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                          "zrt_backward_end: layer %d is not in backward", layer);
+    /* On failure the layer stays in backward with its gradient buffer, so
+     * nothing is lost and the call can be retried. */
+    ZRT_CHECK(start_reduction(ctx, layer));
     ls->bwd_live = 0;
     ls->bwd_done = 1;
-    ZRT_CHECK(start_reduction(ctx, layer));
     ZRT_CHECK(zrt__release_if_idle(ctx, layer));
     return progress(ctx);
 }
@@ -531,19 +544,28 @@ static zrt_status refresh_stage3_params(zrt_ctx *ctx)
         zrt__layer_state *ls = &ctx->layers[l];
         ZRT_CHECK(zrt__wait_gather(ctx, l));
         ls->gathered = 0;
-        if (ls->persistent && ctx->plan.layers[l].numel > 0)
+        if (ls->persistent && ctx->plan.layers[l].numel > 0) {
             ZRT_CHECK(start_gather(ctx, l));
-        else
+            if (!ctx->cfg.overlap_comm)
+                ZRT_CHECK(zrt__wait_gather(ctx, l));
+        } else
             ZRT_CHECK(zrt__release_if_idle(ctx, l));
     }
     return ZRT_OK;
 }
 
-static void end_step_bookkeeping(zrt_ctx *ctx)
+/* Zeroes the gradients this rank holds (full at stages 0-1, shards at 2-3). */
+static zrt_status zero_owned_grads(zrt_ctx *ctx)
 {
-    for (int l = 0; l < ctx->plan.nlayers; l++)
-        ctx->layers[l].bwd_done = 0;
-    trace_step_end(&ctx->trace);
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        zrt__layer_state *ls = &ctx->layers[l];
+        zrt__buf *grad = ctx->cfg.stage < 2 ? &ls->grad_full : &ls->grad_shard;
+        if (grad->ptr)
+            ZRT_CHECK(ctx->be->ops->fill_f32(ctx->be, grad->ptr,
+                                             grad->bytes / sizeof(float), 0.0f));
+        ls->bwd_done = 0;
+    }
+    return ZRT_OK;
 }
 
 zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
@@ -564,8 +586,8 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
         ZRT_CHECK(start_param_gathers(ctx));
     if (ctx->cfg.stage == 3)
         ZRT_CHECK(refresh_stage3_params(ctx));
-    end_step_bookkeeping(ctx);
-    return ZRT_OK;
+    trace_step_end(&ctx->trace);
+    return zero_owned_grads(ctx);
 }
 
 zrt_status zrt_zero_grad(zrt_ctx *ctx)
@@ -576,13 +598,5 @@ zrt_status zrt_zero_grad(zrt_ctx *ctx)
             return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                              "zrt_zero_grad: layer %d is in backward", l);
     ZRT_CHECK(drain_reductions(ctx));
-    for (int l = 0; l < ctx->plan.nlayers; l++) {
-        zrt__layer_state *ls = &ctx->layers[l];
-        zrt__buf *grad = ctx->cfg.stage < 2 ? &ls->grad_full : &ls->grad_shard;
-        if (grad->ptr)
-            ZRT_CHECK(ctx->be->ops->fill_f32(ctx->be, grad->ptr,
-                                             grad->bytes / sizeof(float), 0.0f));
-        ls->bwd_done = 0;
-    }
-    return ZRT_OK;
+    return zero_owned_grads(ctx);
 }

@@ -303,6 +303,60 @@ zrt_status zrt_param_data(zrt_ctx *ctx, zrt_param param, void **out)
     return ZRT_OK;
 }
 
+/* This rank's reduced gradient range of the layer: the whole buffer at
+ * stage 0, this rank's block of the full buffer at 1, the shard at 2-3. */
+static const float *owned_grad(zrt_ctx *ctx, int layer)
+{
+    const zrt__layer_state *ls = &ctx->layers[layer];
+    if (ctx->cfg.stage < 2)
+        return (const float *)ls->grad_full.ptr + ls->range_lo;
+    return ls->grad_shard.ptr;
+}
+
+/* Stages 1-3: all-gathers the layer's reduced gradient blocks into full. */
+static zrt_status gather_grads(zrt_ctx *ctx, int layer, zrt__buf *full)
+{
+    const zrt__layer_plan *lp = &ctx->plan.layers[layer];
+    const zrt__layer_state *ls = &ctx->layers[layer];
+    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, (size_t)lp->flat_numel * sizeof(float),
+                                  ZRT_TIER_DEVICE, ZRT_CAT_COMM,
+                                  "zrt_grad_read's gathered gradients", full));
+    float *base = full->ptr;
+    zrt__comm_req *req = NULL;
+    zrt_status st = ctx->be->ops->copy(ctx->be, base + ls->range_lo,
+                                       owned_grad(ctx, layer),
+                                       (size_t)ls->range_len * sizeof(float));
+    if (st == ZRT_OK)
+        st = ctx->comm->ops->all_gather(ctx->comm, base + ls->range_lo, base,
+                                        (size_t)lp->shard_numel, ZRT_F32, &req);
+    if (st == ZRT_OK)
+        st = zrt__comm_wait(ctx, req);
+    if (st != ZRT_OK)
+        ctx->be->ops->free(ctx->be, full);
+    return st;
+}
+
+zrt_status zrt_grad_read(zrt_ctx *ctx, zrt_param param, void *dst)
+{
+    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_grad_read"));
+    if (!dst)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_grad_read: destination is NULL");
+    ZRT_CHECK(require_idle(ctx, param, "zrt_grad_read"));
+    ZRT_CHECK(zrt__drain_reductions(ctx));
+    const zrt__tensor_place *t = place_of(ctx, param);
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    if (ctx->cfg.stage == 0)
+        return ctx->be->ops->copy(ctx->be, dst, owned_grad(ctx, t->layer) + t->offset,
+                                  bytes);
+    zrt__buf full = {0};
+    ZRT_CHECK(gather_grads(ctx, t->layer, &full));
+    zrt_status st = ctx->be->ops->copy(ctx->be, dst, (float *)full.ptr + t->offset,
+                                       bytes);
+    ctx->be->ops->free(ctx->be, &full);
+    return st;
+}
+
 zrt_status zrt_grad_data(zrt_ctx *ctx, zrt_param param, void **out)
 {
     ZRT_CHECK(zrt__require_param(ctx, param, "zrt_grad_data"));

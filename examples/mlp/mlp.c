@@ -357,7 +357,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if (st == ZRT_ERR_OUT_OF_MEMORY || st == ZRT_ERR_REMOTE) {
-        /* zrt_finalize_params agreed on the failure: every rank is here. */
+        /* zrt_finalize_params agrees on failure across ranks; the
+         * allocations after it are the same on every rank of this example,
+         * so every rank is here too. */
         fprintf(stderr, "error: %s\n", zrt_last_error(ctx));
         zrt_ctx_destroy(ctx);
         return 1;

@@ -202,7 +202,8 @@ ZRT_API zrt_status zrt_num_params(const zrt_ctx *ctx, int *out);
 
 /* Sets a parameter from host memory holding its full value (numel elements of
  * its dtype). Every rank passes the same values; each keeps what it owns.
- * Not while the parameter's layer is live. */
+ * Not while the parameter's layer is live. At stage 3 every rank must make
+ * the same zrt_param_write calls (the next use of the layer gathers it). */
 ZRT_API zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param,
                                    const void *src);
 /* Collective at stage 3 (every rank calls it for the same parameter): copies
@@ -215,7 +216,9 @@ ZRT_API zrt_status zrt_param_read(zrt_ctx *ctx, zrt_param param, void *dst);
  * forward_end lets them go. backward_begin makes parameters live and gives the
  * layer a zeroed gradient buffer to accumulate (+=) into; backward_end starts
  * the gradient reduction. A layer may be entered in forward any number of
- * times in a step, in backward once. */
+ * times in a step, in backward once. Layer ids run from 0 to the highest id
+ * a parameter was registered with; ids in between without parameters are
+ * valid and cost nothing. */
 ZRT_API zrt_status zrt_forward_begin(zrt_ctx *ctx, int layer);
 ZRT_API zrt_status zrt_forward_end(zrt_ctx *ctx, int layer);
 ZRT_API zrt_status zrt_backward_begin(zrt_ctx *ctx, int layer);
@@ -226,6 +229,11 @@ ZRT_API zrt_status zrt_param_data(zrt_ctx *ctx, zrt_param param, void **out);
 /* The parameter's gradient buffer (full size), valid while its layer is in
  * backward. Backward code adds into it. */
 ZRT_API zrt_status zrt_grad_data(zrt_ctx *ctx, zrt_param param, void **out);
+/* Collective at stages 1-3 (every rank calls it for the same parameter).
+ * After backward and before zrt_step: copies the parameter's gradient,
+ * averaged over ranks, into dst (numel elements). For checks and logging;
+ * it gathers the shards, so it costs a full-size buffer and an all-gather. */
+ZRT_API zrt_status zrt_grad_read(zrt_ctx *ctx, zrt_param param, void *dst);
 
 /* ---- optimizer ------------------------------------------------------------ */
 typedef struct zrt_adamw {
@@ -239,10 +247,13 @@ typedef struct zrt_adamw {
 /* Fills *hp with PyTorch's AdamW defaults (lr 1e-3, wd 0.01). */
 ZRT_API zrt_status zrt_adamw_init(zrt_adamw *hp);
 /* Collective. Waits for pending gradient reductions (gradients are averaged
- * over ranks), applies AdamW to the shard this rank owns, and starts sharing
- * the updated parameters. Not while a layer is live. */
+ * over ranks), applies AdamW to the shard this rank owns, starts sharing the
+ * updated parameters, and leaves the gradients zeroed for the next step (as
+ * DeepSpeed's engine.step() does). Not while a layer is live. */
 ZRT_API zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp);
-/* Zeroes the gradients this rank holds. */
+/* Collective. Waits for pending reductions and zeroes the gradients this
+ * rank holds: discards the backward passes since the last step. Gradients
+ * are already zero after zrt_finalize_params and zrt_step. */
 ZRT_API zrt_status zrt_zero_grad(zrt_ctx *ctx);
 
 /* ---- host-side helpers for the training loop ----------------------------- */
@@ -268,6 +279,10 @@ typedef struct zrt_mem_stats {
 } zrt_mem_stats;
 
 ZRT_API zrt_status zrt_get_mem_stats(const zrt_ctx *ctx, zrt_mem_stats *out);
+/* Seconds this rank has spent blocked waiting for collectives to complete
+ * (gathers, gradient reductions, zrt_allreduce_f32) since the context was
+ * created: the part of communication that compute did not hide. */
+ZRT_API zrt_status zrt_comm_wait_seconds(const zrt_ctx *ctx, double *out);
 /* Writes this rank's memory report as JSON: rank, world size, stage,
  * parameter count, and current/peak bytes per tier and category. "%r" in
  * path becomes the rank. The file is written to a temporary name, fsynced and

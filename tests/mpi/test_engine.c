@@ -92,12 +92,15 @@ static zrt_status backward_layer(model *m, int layer)
     return zrt_backward_end(m->ctx, layer);
 }
 
+static int call_zero_grad = 1;
+
 static zrt_status train_step(model *m)
 {
     zrt_adamw hp;
     zrt_adamw_init(&hp);
     hp.lr = 0.01f;
-    ZRT_CHECK(zrt_zero_grad(m->ctx));
+    if (call_zero_grad)
+        ZRT_CHECK(zrt_zero_grad(m->ctx));
     for (int l = 0; l < NLAYERS; l++) {
         ZRT_CHECK(zrt_forward_begin(m->ctx, l));
         ZRT_CHECK(zrt_forward_end(m->ctx, l));
@@ -148,6 +151,27 @@ START_TEST(stages_are_bit_identical)
     }
     /* The parameters moved: the test would notice a step that did nothing. */
     ck_assert_float_ne(reference[0], initial_value(0, 0));
+    free(reference);
+}
+END_TEST
+
+/* zrt_step leaves gradients zeroed: a loop that never calls zero_grad gets
+ * the same parameters at every stage. */
+START_TEST(step_leaves_gradients_zeroed)
+{
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    float *reference = train_and_read(&cfg, 4);
+    call_zero_grad = 0;
+    for (int stage = 0; stage <= 3; stage++) {
+        base_config(&cfg, stage);
+        float *got = train_and_read(&cfg, 4);
+        char what[48];
+        snprintf(what, sizeof what, "stage %d without zero_grad", stage);
+        assert_same_bits(got, reference, what);
+        free(got);
+    }
+    call_zero_grad = 1;
     free(reference);
 }
 END_TEST
@@ -425,6 +449,7 @@ static Suite *engine_suite(void)
     TCase *tc = tcase_create("engine");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, stages_are_bit_identical);
+    tcase_add_test(tc, step_leaves_gradients_zeroed);
     tcase_add_test(tc, buckets_and_overlap_do_not_change_results);
     tcase_add_test(tc, model_state_bytes_follow_the_formulas);
     tcase_add_test(tc, stage3_prefetches_next_layer_within_budget);

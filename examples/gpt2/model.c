@@ -1,0 +1,475 @@
+/*
+ * examples/gpt2/model.c — GPT-2 forward and backward through zrt (see
+ * model.h for the layer mapping, layers.c for the operations).
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/example_args.h"
+#include "layers.h"
+
+/* Block tensors, in llm.c order (tensor index = 2 + these). */
+enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB,
+       FCPROJW, FCPROJB };
+
+/* Activations of one forward pass, as in llm.c (L = layers). */
+struct gpt2_acts {
+    float *encoded;                 /* (B,T,C) */
+    float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C), (L,B,T), (L,B,T) */
+    float *qkv;                     /* (L,B,T,3C) */
+    float *atty;                    /* (L,B,T,C) */
+    float *preatt, *att;            /* (L,B,NH,T,T) */
+    float *attproj, *residual2;     /* (L,B,T,C) */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu;          /* (L,B,T,4C) */
+    float *fcproj, *residual3;      /* (L,B,T,C) */
+    float *lnf, *lnf_mean, *lnf_rstd; /* (B,T,C), (B,T), (B,T) */
+    float *logits, *probs;          /* (B,T,Vp) */
+    float *losses;                  /* (B,T) */
+    float *memory;                  /* one block holding all of the above */
+    size_t count;                   /* floats in memory */
+};
+
+#define NUM_ACTS 23
+
+/* Element counts of the activations, in struct order. */
+static void act_sizes(const gpt2_model *m, size_t s[NUM_ACTS])
+{
+    size_t B = (size_t)m->B, T = (size_t)m->T, C = (size_t)m->cfg.channels;
+    size_t L = (size_t)m->cfg.num_layers, NH = (size_t)m->cfg.num_heads;
+    size_t Vp = (size_t)m->cfg.padded_vocab_size, BT = B * T;
+    size_t sizes[NUM_ACTS] = {
+        BT * C,                              /* encoded */
+        L * BT * C, L * BT, L * BT,          /* ln1, mean, rstd */
+        L * BT * 3 * C,                      /* qkv */
+        L * BT * C,                          /* atty */
+        L * B * NH * T * T, L * B * NH * T * T, /* preatt, att */
+        L * BT * C, L * BT * C,              /* attproj, residual2 */
+        L * BT * C, L * BT, L * BT,          /* ln2, mean, rstd */
+        L * BT * 4 * C, L * BT * 4 * C,      /* fch, fch_gelu */
+        L * BT * C, L * BT * C,              /* fcproj, residual3 */
+        BT * C, BT, BT,                      /* lnf, mean, rstd */
+        BT * Vp, BT * Vp,                    /* logits, probs */
+        BT};                                 /* losses */
+    memcpy(s, sizes, sizeof sizes);
+}
+
+static zrt_status alloc_acts(gpt2_model *m, gpt2_acts **out)
+{
+    size_t sizes[NUM_ACTS], total = 0;
+    act_sizes(m, sizes);
+    for (int i = 0; i < NUM_ACTS; i++)
+        total += sizes[i];
+    gpt2_acts *a = calloc(1, sizeof *a);
+    if (!a)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    zrt_status st = zrt_buffer_alloc(m->ctx, total * sizeof(float),
+                                     ZRT_CAT_ACTIVATION, (void **)&a->memory);
+    if (st != ZRT_OK) {
+        free(a);
+        return st;
+    }
+    float **slots[NUM_ACTS] = {
+        &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty,
+        &a->preatt, &a->att, &a->attproj, &a->residual2, &a->ln2, &a->ln2_mean,
+        &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->fcproj, &a->residual3, &a->lnf,
+        &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->probs, &a->losses};
+    float *next = a->memory;
+    for (int i = 0; i < NUM_ACTS; i++) {
+        *slots[i] = next;
+        next += sizes[i];
+    }
+    a->count = total;
+    *out = a;
+    return ZRT_OK;
+}
+
+/* ---- registration ---------------------------------------------------------- */
+
+static zrt_status add_param(zrt_ctx *ctx, const char *name, int layer, int ndim,
+                            int64_t d0, int64_t d1, zrt_param *out)
+{
+    zrt_param_desc d = {.name = name, .ndim = ndim, .shape = {d0, d1},
+                        .dtype = ZRT_F32, .layer = layer,
+                        .no_weight_decay = ndim == 1};
+    return zrt_param_register(ctx, &d, out);
+}
+
+static zrt_status register_block(gpt2_model *m, int l)
+{
+    int64_t C = m->cfg.channels;
+    static const char *names[GPT2_BLOCK_TENSORS] = {
+        "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+        "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb"};
+    const int64_t rows[GPT2_BLOCK_TENSORS] = {C, C, 3 * C, 3 * C, C, C,
+                                              C, C, 4 * C, 4 * C, C, C};
+    const int64_t cols[GPT2_BLOCK_TENSORS] = {0, 0, C, 0, C, 0,
+                                              0, 0, C, 0, 4 * C, 0};
+    for (int j = 0; j < GPT2_BLOCK_TENSORS; j++) {
+        char name[48];
+        snprintf(name, sizeof name, "h%d.%s", l, names[j]);
+        EXAMPLE_CHECK(add_param(m->ctx, name, 1 + l, cols[j] ? 2 : 1, rows[j],
+                                cols[j], &m->blocks[l * GPT2_BLOCK_TENSORS + j]));
+    }
+    return ZRT_OK;
+}
+
+zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
+                         int B, int T)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->ctx = ctx;
+    m->B = B;
+    m->T = T;
+    int L = cfg->num_layers;
+    m->blocks = calloc((size_t)L * GPT2_BLOCK_TENSORS, sizeof *m->blocks);
+    if (!m->blocks)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    int64_t C = cfg->channels;
+    EXAMPLE_CHECK(add_param(ctx, "wte", 0, 2, cfg->padded_vocab_size, C, &m->wte));
+    EXAMPLE_CHECK(add_param(ctx, "wpe", 0, 2, cfg->max_seq_len, C, &m->wpe));
+    for (int l = 0; l < L; l++)
+        EXAMPLE_CHECK(register_block(m, l));
+    EXAMPLE_CHECK(add_param(ctx, "lnfw", L + 1, 1, C, 0, &m->lnfw));
+    return add_param(ctx, "lnfb", L + 1, 1, C, 0, &m->lnfb);
+}
+
+zrt_status gpt2_alloc_activations(gpt2_model *m)
+{
+    size_t bt = (size_t)m->B * m->T;
+    m->inputs = calloc(bt, sizeof *m->inputs);
+    m->targets = calloc(bt, sizeof *m->targets);
+    if (!m->inputs || !m->targets)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    EXAMPLE_CHECK(alloc_acts(m, &m->acts));
+    return alloc_acts(m, &m->grads);
+}
+
+static void free_acts(zrt_ctx *ctx, gpt2_acts *a)
+{
+    if (!a)
+        return;
+    zrt_buffer_free(ctx, a->memory);
+    free(a);
+}
+
+void gpt2_free(gpt2_model *m)
+{
+    free_acts(m->ctx, m->acts);
+    free_acts(m->ctx, m->grads);
+    free(m->blocks);
+    free(m->inputs);
+    free(m->targets);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- parameters in llm.c's layout ----------------------------------------- */
+
+/* The zrt handle holding llm.c tensor `index`, layer `l` (if per layer). */
+static zrt_param handle_of(const gpt2_model *m, int index, int l)
+{
+    switch (index) {
+    case 0: return m->wte;
+    case 1: return m->wpe;
+    case 14: return m->lnfw;
+    case 15: return m->lnfb;
+    default: return m->blocks[l * GPT2_BLOCK_TENSORS + (index - 2)];
+    }
+}
+
+typedef zrt_status (*slice_fn)(zrt_ctx *ctx, zrt_param p, float *slice);
+
+static zrt_status write_slice(zrt_ctx *ctx, zrt_param p, float *slice)
+{
+    return zrt_param_write(ctx, p, slice);
+}
+
+static zrt_status read_slice(zrt_ctx *ctx, zrt_param p, float *slice)
+{
+    return zrt_param_read(ctx, p, slice);
+}
+
+/* Visits every (zrt parameter, slice of the llm.c array) pair in llm.c order. */
+static zrt_status for_each_slice(gpt2_model *m, float *params, slice_fn fn)
+{
+    size_t sizes[GPT2_NUM_TENSORS], offset = 0;
+    gpt2_tensor_sizes(&m->cfg, sizes);
+    int L = m->cfg.num_layers;
+    for (int i = 0; i < GPT2_NUM_TENSORS; i++) {
+        int slices = gpt2_tensor_is_per_layer(i) ? L : 1;
+        size_t per_slice = sizes[i] / (size_t)slices;
+        for (int l = 0; l < slices; l++)
+            EXAMPLE_CHECK(fn(m->ctx, handle_of(m, i, l),
+                             params + offset + (size_t)l * per_slice));
+        offset += sizes[i];
+    }
+    return ZRT_OK;
+}
+
+zrt_status gpt2_set_params(gpt2_model *m, const float *params)
+{
+    return for_each_slice(m, (float *)params, write_slice);
+}
+
+zrt_status gpt2_get_params(gpt2_model *m, float *params)
+{
+    return for_each_slice(m, params, read_slice);
+}
+
+static zrt_status read_grad_slice(zrt_ctx *ctx, zrt_param p, float *slice)
+{
+    return zrt_grad_read(ctx, p, slice);
+}
+
+zrt_status gpt2_get_grads(gpt2_model *m, float *grads)
+{
+    return for_each_slice(m, grads, read_grad_slice);
+}
+
+/* Standard normal from two uniforms (Box-Muller). */
+static float randn(uint64_t *rng)
+{
+    float u1 = 0.5f * (example_rand_uniform(rng) + 1.0f);
+    float u2 = 0.5f * (example_rand_uniform(rng) + 1.0f);
+    if (u1 < 1e-7f)
+        u1 = 1e-7f;
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+zrt_status gpt2_init_params(gpt2_model *m, uint64_t seed)
+{
+    size_t sizes[GPT2_NUM_TENSORS];
+    size_t total = gpt2_tensor_sizes(&m->cfg, sizes);
+    float *params = malloc(total * sizeof *params);
+    if (!params)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
+    float residual_scale = 1.0f / sqrtf(2.0f * (float)m->cfg.num_layers);
+    size_t offset = 0;
+    for (int i = 0; i < GPT2_NUM_TENSORS; i++) {
+        int is_layernorm_weight = i == 2 || i == 8 || i == 14;
+        int is_matrix = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+        float std = 0.02f * (i == 6 || i == 12 ? residual_scale : 1.0f);
+        for (size_t k = 0; k < sizes[i]; k++)
+            params[offset + k] = is_layernorm_weight ? 1.0f
+                                 : is_matrix         ? std * randn(&rng)
+                                                     : 0.0f;
+        offset += sizes[i];
+    }
+    zrt_status st = gpt2_set_params(m, params);
+    free(params);
+    return st;
+}
+
+/* ---- forward ----------------------------------------------------------------- */
+
+/* Pointers to one block's parameters (or gradients), valid while live. */
+static zrt_status block_tensors(gpt2_model *m, int l, int grads, float **t)
+{
+    for (int j = 0; j < GPT2_BLOCK_TENSORS; j++) {
+        zrt_param p = m->blocks[l * GPT2_BLOCK_TENSORS + j];
+        EXAMPLE_CHECK(grads ? zrt_grad_data(m->ctx, p, (void **)&t[j])
+                            : zrt_param_data(m->ctx, p, (void **)&t[j]));
+    }
+    return ZRT_OK;
+}
+
+static zrt_status block_forward(gpt2_model *m, int l)
+{
+    int B = m->B, T = m->T, C = m->cfg.channels, NH = m->cfg.num_heads;
+    int BT = B * T;
+    size_t btc = (size_t)BT * C, bt = (size_t)BT, att = (size_t)B * NH * T * T;
+    gpt2_acts *a = m->acts;
+    float *w[GPT2_BLOCK_TENSORS];
+    EXAMPLE_CHECK(block_tensors(m, l, 0, w));
+    const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
+    float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * 3 * btc;
+    float *atty = a->atty + l * btc, *attproj = a->attproj + l * btc;
+    float *residual2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
+    float *fch = a->fch + l * 4 * btc, *fch_gelu = a->fch_gelu + l * 4 * btc;
+    float *fcproj = a->fcproj + l * btc, *residual3 = a->residual3 + l * btc;
+    layernorm_forward(ln1, a->ln1_mean + l * bt, a->ln1_rstd + l * bt, residual,
+                      w[LN1W], w[LN1B], BT, C);
+    matmul_forward(qkv, ln1, w[QKVW], w[QKVB], BT, C, 3 * C);
+    attention_forward(atty, a->preatt + l * att, a->att + l * att, qkv, B, T, C, NH);
+    matmul_forward(attproj, atty, w[ATTPROJW], w[ATTPROJB], BT, C, C);
+    residual_forward(residual2, residual, attproj, (int)btc);
+    layernorm_forward(ln2, a->ln2_mean + l * bt, a->ln2_rstd + l * bt, residual2,
+                      w[LN2W], w[LN2B], BT, C);
+    matmul_forward(fch, ln2, w[FCW], w[FCB], BT, C, 4 * C);
+    gelu_forward(fch_gelu, fch, (int)(4 * btc));
+    matmul_forward(fcproj, fch_gelu, w[FCPROJW], w[FCPROJB], BT, 4 * C, C);
+    residual_forward(residual3, residual2, fcproj, (int)btc);
+    return ZRT_OK;
+}
+
+static zrt_status param_ptr(gpt2_model *m, zrt_param p, float **out)
+{
+    return zrt_param_data(m->ctx, p, (void **)out);
+}
+
+static zrt_status grad_ptr(gpt2_model *m, zrt_param p, float **out)
+{
+    return zrt_grad_data(m->ctx, p, (void **)out);
+}
+
+static zrt_status embed(gpt2_model *m)
+{
+    float *wte, *wpe;
+    EXAMPLE_CHECK(zrt_forward_begin(m->ctx, 0));
+    EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
+    EXAMPLE_CHECK(param_ptr(m, m->wpe, &wpe));
+    encoder_forward(m->acts->encoded, m->inputs, wte, wpe, m->B, m->T,
+                    m->cfg.channels);
+    return zrt_forward_end(m->ctx, 0);
+}
+
+static zrt_status final_layernorm(gpt2_model *m)
+{
+    int L = m->cfg.num_layers, BT = m->B * m->T, C = m->cfg.channels;
+    gpt2_acts *a = m->acts;
+    float *w, *b;
+    EXAMPLE_CHECK(zrt_forward_begin(m->ctx, L + 1));
+    EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
+    EXAMPLE_CHECK(param_ptr(m, m->lnfb, &b));
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd,
+                      a->residual3 + (size_t)(L - 1) * BT * C, w, b, BT, C);
+    return zrt_forward_end(m->ctx, L + 1);
+}
+
+/* The output head, tied to wte: layer 0 again. */
+static zrt_status head(gpt2_model *m)
+{
+    float *wte;
+    EXAMPLE_CHECK(zrt_forward_begin(m->ctx, 0));
+    EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
+    matmul_forward(m->acts->logits, m->acts->lnf, wte, NULL, m->B * m->T,
+                   m->cfg.channels, m->cfg.padded_vocab_size);
+    return zrt_forward_end(m->ctx, 0);
+}
+
+static void compute_loss(gpt2_model *m)
+{
+    int BT = m->B * m->T;
+    gpt2_acts *a = m->acts;
+    softmax_crossentropy_forward(a->probs, a->losses, a->logits, m->targets, BT,
+                                 m->cfg.vocab_size, m->cfg.padded_vocab_size);
+    double sum = 0;
+    for (int i = 0; i < BT; i++)
+        sum += a->losses[i];
+    m->loss = (float)(sum / BT);
+}
+
+zrt_status gpt2_forward(gpt2_model *m, const int *inputs, const int *targets)
+{
+    size_t bt = (size_t)m->B * m->T;
+    memcpy(m->inputs, inputs, bt * sizeof *inputs);
+    m->has_targets = targets != NULL;
+    if (targets)
+        memcpy(m->targets, targets, bt * sizeof *targets);
+    EXAMPLE_CHECK(embed(m));
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        EXAMPLE_CHECK(zrt_forward_begin(m->ctx, 1 + l));
+        EXAMPLE_CHECK(block_forward(m, l));
+        EXAMPLE_CHECK(zrt_forward_end(m->ctx, 1 + l));
+    }
+    EXAMPLE_CHECK(final_layernorm(m));
+    EXAMPLE_CHECK(head(m));
+    if (targets)
+        compute_loss(m);
+    return ZRT_OK;
+}
+
+const float *gpt2_logits_at(const gpt2_model *m, int t)
+{
+    return m->acts->logits + (size_t)t * m->cfg.padded_vocab_size;
+}
+
+/* ---- backward ----------------------------------------------------------------- */
+
+static zrt_status block_backward(gpt2_model *m, int l)
+{
+    int B = m->B, T = m->T, C = m->cfg.channels, NH = m->cfg.num_heads;
+    int BT = B * T;
+    size_t btc = (size_t)BT * C, bt = (size_t)BT, att = (size_t)B * NH * T * T;
+    gpt2_acts *a = m->acts, *g = m->grads;
+    float *w[GPT2_BLOCK_TENSORS], *dw[GPT2_BLOCK_TENSORS];
+    EXAMPLE_CHECK(block_tensors(m, l, 0, w));
+    EXAMPLE_CHECK(block_tensors(m, l, 1, dw));
+    const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
+    float *dresidual = l == 0 ? g->encoded : g->residual3 + (l - 1) * btc;
+    size_t o1 = l * btc, o3 = l * 3 * btc, o4 = l * 4 * btc, on = l * bt;
+    residual_backward(g->residual2 + o1, g->fcproj + o1, g->residual3 + o1, (int)btc);
+    matmul_backward(g->fch_gelu + o4, dw[FCPROJW], dw[FCPROJB], g->fcproj + o1,
+                    a->fch_gelu + o4, w[FCPROJW], BT, 4 * C, C);
+    gelu_backward(g->fch + o4, a->fch + o4, g->fch_gelu + o4, (int)(4 * btc));
+    matmul_backward(g->ln2 + o1, dw[FCW], dw[FCB], g->fch + o4, a->ln2 + o1, w[FCW],
+                    BT, C, 4 * C);
+    layernorm_backward(g->residual2 + o1, dw[LN2W], dw[LN2B], g->ln2 + o1,
+                       a->residual2 + o1, w[LN2W], a->ln2_mean + on,
+                       a->ln2_rstd + on, BT, C);
+    residual_backward(dresidual, g->attproj + o1, g->residual2 + o1, (int)btc);
+    matmul_backward(g->atty + o1, dw[ATTPROJW], dw[ATTPROJB], g->attproj + o1,
+                    a->atty + o1, w[ATTPROJW], BT, C, C);
+    attention_backward(g->qkv + o3, g->preatt + l * att, g->att + l * att,
+                       g->atty + o1, a->qkv + o3, a->att + l * att, B, T, C, NH);
+    matmul_backward(g->ln1 + o1, dw[QKVW], dw[QKVB], g->qkv + o3, a->ln1 + o1,
+                    w[QKVW], BT, C, 3 * C);
+    layernorm_backward(dresidual, dw[LN1W], dw[LN1B], g->ln1 + o1, residual,
+                       w[LN1W], a->ln1_mean + on, a->ln1_rstd + on, BT, C);
+    return ZRT_OK;
+}
+
+static zrt_status final_layernorm_backward(gpt2_model *m)
+{
+    int L = m->cfg.num_layers, BT = m->B * m->T, C = m->cfg.channels;
+    size_t last = (size_t)(L - 1) * BT * C;
+    gpt2_acts *a = m->acts, *g = m->grads;
+    float *w, *dw, *db;
+    EXAMPLE_CHECK(zrt_backward_begin(m->ctx, L + 1));
+    EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
+    EXAMPLE_CHECK(grad_ptr(m, m->lnfw, &dw));
+    EXAMPLE_CHECK(grad_ptr(m, m->lnfb, &db));
+    layernorm_backward(g->residual3 + last, dw, db, g->lnf, a->residual3 + last, w,
+                       a->lnf_mean, a->lnf_rstd, BT, C);
+    return zrt_backward_end(m->ctx, L + 1);
+}
+
+/* Layer 0 stays in backward from the head to the embedding. */
+static zrt_status backward_through_model(gpt2_model *m)
+{
+    int BT = m->B * m->T, C = m->cfg.channels;
+    gpt2_acts *a = m->acts, *g = m->grads;
+    float *wte, *dwte, *dwpe;
+    EXAMPLE_CHECK(zrt_backward_begin(m->ctx, 0));
+    EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
+    EXAMPLE_CHECK(grad_ptr(m, m->wte, &dwte));
+    EXAMPLE_CHECK(grad_ptr(m, m->wpe, &dwpe));
+    matmul_backward(g->lnf, dwte, NULL, g->logits, a->lnf, wte, BT, C,
+                    m->cfg.padded_vocab_size);
+    EXAMPLE_CHECK(final_layernorm_backward(m));
+    for (int l = m->cfg.num_layers - 1; l >= 0; l--) {
+        EXAMPLE_CHECK(zrt_backward_begin(m->ctx, 1 + l));
+        EXAMPLE_CHECK(block_backward(m, l));
+        EXAMPLE_CHECK(zrt_backward_end(m->ctx, 1 + l));
+    }
+    encoder_backward(dwte, dwpe, g->encoded, m->inputs, m->B, m->T, C);
+    return zrt_backward_end(m->ctx, 0);
+}
+
+zrt_status gpt2_backward(gpt2_model *m)
+{
+    if (!m->has_targets)
+        return ZRT_ERR_STATE;
+    int BT = m->B * m->T;
+    memset(m->grads->memory, 0, m->grads->count * sizeof(float));
+    softmax_crossentropy_backward(m->grads->logits, m->acts->probs, m->targets,
+                                  1.0f / (float)BT, BT, m->cfg.vocab_size,
+                                  m->cfg.padded_vocab_size);
+    return backward_through_model(m);
+}

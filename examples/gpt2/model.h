@@ -1,0 +1,60 @@
+/*
+ * examples/gpt2/model.h — GPT-2 as a zrt training loop sees it.
+ *
+ * zrt layers: 0 = embeddings (wte, wpe), 1..L = the transformer blocks,
+ * L+1 = the final layernorm. Stage 3 therefore gathers one block at a time
+ * and prefetches the next. The output head is tied to wte: forward enters
+ * layer 0 a second time for the logits, and backward keeps layer 0 open from
+ * the head's gradient to the embedding's (one backward per layer per step).
+ */
+#ifndef ZRT_EXAMPLES_GPT2_MODEL_H
+#define ZRT_EXAMPLES_GPT2_MODEL_H
+
+#include "gpt2.h"
+#include "zrt/zrt.h"
+
+#define GPT2_BLOCK_TENSORS 12 /* llm.c tensors 2..13, one slice per block */
+
+typedef struct gpt2_acts gpt2_acts; /* activations, see model.c */
+
+typedef struct gpt2_model {
+    gpt2_config cfg;
+    zrt_ctx *ctx;
+    int B, T;                /* this rank's batch and sequence length */
+    zrt_param wte, wpe, lnfw, lnfb;
+    zrt_param *blocks;       /* (L, GPT2_BLOCK_TENSORS) */
+    gpt2_acts *acts, *grads; /* activations and their gradients */
+    int *inputs, *targets;   /* (B, T) */
+    int has_targets;
+    float loss;              /* this rank's mean loss of the last forward */
+} gpt2_model;
+
+/* Registers the parameters with ctx (before zrt_finalize_params) and
+ * allocates activations for (B, T) from zrt's budget (after). */
+zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
+                         int B, int T);
+zrt_status gpt2_alloc_activations(gpt2_model *m);
+void gpt2_free(gpt2_model *m);
+
+/* Initializes every parameter from seed, the same on every rank: N(0, 0.02)
+ * weights, residual projections scaled by 1/sqrt(2L), layernorm 1 and 0,
+ * biases 0. */
+zrt_status gpt2_init_params(gpt2_model *m, uint64_t seed);
+/* Loads / saves all parameters in llm.c's layout (host array of
+ * gpt2_tensor_sizes floats). Collective at stage 3. */
+zrt_status gpt2_set_params(gpt2_model *m, const float *params);
+zrt_status gpt2_get_params(gpt2_model *m, float *params);
+/* After backward, before zrt_step: the gradients averaged over ranks, in
+ * llm.c's layout. Collective at stages 1-3. */
+zrt_status gpt2_get_grads(gpt2_model *m, float *grads);
+
+/* Collective. Forward over inputs (B,T); with targets, also the loss
+ * (m->loss, mean over this rank's B*T positions). */
+zrt_status gpt2_forward(gpt2_model *m, const int *inputs, const int *targets);
+/* Collective. Backward of the last forward (which had targets); gradients
+ * go to zrt, averaged over ranks when the reductions complete. */
+zrt_status gpt2_backward(gpt2_model *m);
+/* Logits of position t of batch row 0 after a forward: Vp floats. */
+const float *gpt2_logits_at(const gpt2_model *m, int t);
+
+#endif

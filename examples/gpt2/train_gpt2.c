@@ -1,0 +1,514 @@
+/*
+ * examples/gpt2/train_gpt2.c — trains GPT-2 through zrt on N MPI ranks.
+ *
+ *   mpirun -np 2 build/bin/train_gpt2 --model d4 --stage 3
+ *
+ * Data: a text file read as bytes (vocabulary 256; default: the King James
+ * Bible under examples/data) or llm.c token shards (--train-shards). Model:
+ * a preset (d4, d6, d12 = GPT-2 124M's shape) or explicit sizes, initialized
+ * from the seed or loaded from an llm.c model file (--load). Each step: every
+ * rank takes its own (B, T) batch, runs forward and backward through zrt,
+ * and zrt averages the gradients and applies AdamW to the shards. The
+ * learning rate warms up linearly, then decays along a cosine.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/example_args.h"
+#include "gpt2.h"
+#include "model.h"
+
+#ifndef ZRT_DATA_DIR
+#define ZRT_DATA_DIR "examples/data"
+#endif
+
+typedef struct gpt2_opts {
+    const char *preset;
+    int layers, channels, heads, max_seq_len, vocab_size; /* 0: preset/data */
+    int B, T;
+    float lr, min_lr_frac, weight_decay;
+    int warmup, val_every, val_batches, sample_len;
+    const char *train, *val, *train_shards, *val_shards, *load, *save;
+} gpt2_opts;
+
+typedef struct flag_spec {
+    const char *name;
+    char kind; /* 'i' int, 'f' float, 's' string */
+    void *dst;
+} flag_spec;
+
+static int own_flag(void *user, int argc, char **argv, int *i, char *err,
+                    size_t size)
+{
+    gpt2_opts *o = user;
+    const flag_spec flags[] = {
+        {"--model", 's', &o->preset}, {"--layers", 'i', &o->layers},
+        {"--channels", 'i', &o->channels}, {"--heads", 'i', &o->heads},
+        {"--max-seq-len", 'i', &o->max_seq_len}, {"--vocab-size", 'i', &o->vocab_size},
+        {"--batch", 'i', &o->B}, {"--seq-len", 'i', &o->T},
+        {"--lr", 'f', &o->lr}, {"--min-lr-frac", 'f', &o->min_lr_frac},
+        {"--weight-decay", 'f', &o->weight_decay}, {"--warmup", 'i', &o->warmup},
+        {"--val-every", 'i', &o->val_every}, {"--val-batches", 'i', &o->val_batches},
+        {"--sample-len", 'i', &o->sample_len}, {"--train", 's', &o->train},
+        {"--val", 's', &o->val}, {"--train-shards", 's', &o->train_shards},
+        {"--val-shards", 's', &o->val_shards}, {"--load", 's', &o->load},
+        {"--save", 's', &o->save}};
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+        if (strcmp(argv[*i], flags[k].name) != 0)
+            continue;
+        if (*i + 1 >= argc) {
+            snprintf(err, size, "%s needs a value", flags[k].name);
+            return -1;
+        }
+        const char *text = argv[++*i];
+        char *end = NULL;
+        if (flags[k].kind == 's') {
+            *(const char **)flags[k].dst = text;
+        } else if (flags[k].kind == 'f') {
+            *(float *)flags[k].dst = strtof(text, &end);
+        } else {
+            long v = strtol(text, &end, 10);
+            if (v < 0 || v > 1 << 20)
+                end = NULL;
+            *(int *)flags[k].dst = (int)v;
+        }
+        if (end && *end == '\0')
+            return 1;
+        if (flags[k].kind == 's')
+            return 1;
+        snprintf(err, size, "%s: '%s' is not a valid value", flags[k].name, text);
+        return -1;
+    }
+    return 0;
+}
+
+static int usage(const char *prog)
+{
+    printf("usage: mpirun -np N %s [options]\n"
+           "Trains GPT-2 through zrt.\n%s"
+           "  --model d4|d6|d12  preset shape (default d4: 4 layers, 256 channels)\n"
+           "  --layers L --channels C --heads H --max-seq-len M  override the preset\n"
+           "  --batch B          sequences per rank per step (default 4)\n"
+           "  --seq-len T        tokens per sequence (default 64)\n"
+           "  --lr LR            peak learning rate (default 1e-3)\n"
+           "  --warmup K         warmup steps (default 20)\n"
+           "  --min-lr-frac F    final lr as a fraction of the peak (default 0.1)\n"
+           "  --weight-decay W   AdamW decay of 2-D tensors (default 0.1)\n"
+           "  --train FILE / --val FILE            text read as bytes\n"
+           "  --train-shards GLOB / --val-shards GLOB  llm.c token shards\n"
+           "  --vocab-size V     with shards (default 50257, GPT-2's)\n"
+           "  --val-every K      validation loss every K steps (default 50; 0 off)\n"
+           "  --val-batches K    batches per validation (default 4)\n"
+           "  --load FILE        start from an llm.c model file\n"
+           "  --save FILE        write an llm.c model file at the end\n"
+           "  --sample-len N     tokens to sample at the end (default 200)\n",
+           prog, example_common_usage());
+    return 0;
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static int preset_config(const gpt2_opts *o, gpt2_config *c, char *err,
+                         size_t size)
+{
+    int depth = 0;
+    if (!strcmp(o->preset, "d4"))
+        depth = 4;
+    else if (!strcmp(o->preset, "d6"))
+        depth = 6;
+    else if (!strcmp(o->preset, "d12"))
+        depth = 12;
+    if (!depth) {
+        snprintf(err, size, "--model: '%s' is not d4, d6 or d12", o->preset);
+        return -1;
+    }
+    int shards = o->train_shards != NULL;
+    c->num_layers = o->layers ? o->layers : depth;
+    c->channels = o->channels ? o->channels : 64 * depth;
+    c->num_heads = o->heads ? o->heads : depth;
+    c->max_seq_len = o->max_seq_len ? o->max_seq_len : 1024;
+    c->vocab_size = o->vocab_size ? o->vocab_size : shards ? 50257 : 256;
+    c->padded_vocab_size = (c->vocab_size + 127) / 128 * 128;
+    if (gpt2_config_check(c, err, size))
+        return -1;
+    if (o->T > c->max_seq_len) {
+        snprintf(err, size, "--seq-len %d exceeds the model's max_seq_len %d", o->T,
+                 c->max_seq_len);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_data(const char *file, const char *shards, int vocab,
+                     gpt2_data **out, char *err, size_t size)
+{
+    if (shards)
+        return gpt2_data_open_shards(shards, vocab, out, err, size);
+    return gpt2_data_open_text(file, out, err, size);
+}
+
+/* One OpenBLAS thread per core this rank may use. */
+static void size_blas_threads(void)
+{
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long ranks = local ? atol(local) : 1;
+    long threads = ranks > 0 ? cores / ranks : 1;
+    openblas_set_num_threads(threads > 0 ? (int)threads : 1);
+}
+
+/* ---- training ------------------------------------------------------------------ */
+
+typedef struct run {
+    gpt2_opts o;
+    example_args a;
+    gpt2_model m;
+    zrt_ctx *ctx;
+    gpt2_data *train, *val;
+    int rank, world;
+    int *inputs, *targets;
+} run;
+
+static float lr_at(const gpt2_opts *o, int step, int steps)
+{
+    if (step < o->warmup)
+        return o->lr * (float)(step + 1) / (float)o->warmup;
+    float progress = (float)(step - o->warmup) / (float)(steps - o->warmup + 1);
+    float cosine = 0.5f * (1.0f + cosf(3.14159265f * progress));
+    return o->lr * (o->min_lr_frac + (1.0f - o->min_lr_frac) * cosine);
+}
+
+static zrt_status validation_loss(run *r, float *out)
+{
+    if (!r->val || r->o.val_batches <= 0)
+        return ZRT_ERR_INVALID_ARG;
+    float sum = 0;
+    for (int k = 0; k < r->o.val_batches; k++) {
+        if (gpt2_data_batch(r->val, k, r->rank, r->world, r->o.B, r->o.T,
+                            r->inputs, r->targets))
+            return ZRT_ERR_INVALID_ARG;
+        EXAMPLE_CHECK(gpt2_forward(&r->m, r->inputs, r->targets));
+        sum += r->m.loss;
+    }
+    *out = sum / (float)r->o.val_batches;
+    return zrt_allreduce_f32(r->ctx, out, 1, ZRT_AVG);
+}
+
+/* Device MiB in use on every rank, for the progress line. */
+static zrt_status device_mib_per_rank(run *r, float *mib)
+{
+    zrt_mem_stats s;
+    zrt_get_mem_stats(r->ctx, &s);
+    memset(mib, 0, (size_t)r->world * sizeof *mib);
+    mib[r->rank] = (float)s.tier_current[ZRT_TIER_DEVICE] / 1048576.0f;
+    return zrt_allreduce_f32(r->ctx, mib, (size_t)r->world, ZRT_SUM);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void print_progress(const run *r, int step, float loss, float lr,
+                           double seconds, const float *mib)
+{
+    if (r->rank != 0)
+        return;
+    double tokens = (double)r->world * r->o.B * r->o.T;
+    printf("step %4d/%d | loss %.4f | lr %.2e | %7.1f ms | %8.0f tok/s | device MiB",
+           step + 1, r->a.steps, loss, lr, seconds * 1e3, tokens / seconds);
+    for (int k = 0; k < r->world; k++)
+        printf(" %.1f", mib[k]);
+    printf("\n");
+    fflush(stdout);
+}
+
+static zrt_status train_step(run *r, int step, zrt_adamw *hp, float *mib)
+{
+    double t0 = now_seconds();
+    if (gpt2_data_batch(r->train, step, r->rank, r->world, r->o.B, r->o.T,
+                        r->inputs, r->targets))
+        return ZRT_ERR_INVALID_ARG;
+    hp->lr = lr_at(&r->o, step, r->a.steps);
+    EXAMPLE_CHECK(zrt_zero_grad(r->ctx));
+    EXAMPLE_CHECK(gpt2_forward(&r->m, r->inputs, r->targets));
+    EXAMPLE_CHECK(gpt2_backward(&r->m));
+    EXAMPLE_CHECK(zrt_step(r->ctx, hp));
+    double seconds = now_seconds() - t0;
+    float loss = r->m.loss;
+    EXAMPLE_CHECK(zrt_allreduce_f32(r->ctx, &loss, 1, ZRT_AVG));
+    EXAMPLE_CHECK(device_mib_per_rank(r, mib));
+    print_progress(r, step, loss, hp->lr, seconds, mib);
+    if (step == r->a.steps - 1 && r->rank == 0)
+        printf("final loss %.9g\n", loss);
+    return ZRT_OK;
+}
+
+static zrt_status maybe_validate(run *r, int step)
+{
+    int last = step == r->a.steps;
+    if (!r->val || r->o.val_every <= 0 || (step % r->o.val_every != 0 && !last))
+        return ZRT_OK;
+    float loss;
+    EXAMPLE_CHECK(validation_loss(r, &loss));
+    if (r->rank == 0)
+        printf("val loss %.4f at step %d\n", loss, step);
+    return ZRT_OK;
+}
+
+static zrt_status train(run *r)
+{
+    zrt_adamw hp;
+    zrt_adamw_init(&hp);
+    hp.weight_decay = r->o.weight_decay;
+    float *mib = calloc((size_t)r->world, sizeof *mib);
+    if (!mib)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    zrt_status st = ZRT_OK;
+    for (int step = 0; st == ZRT_OK && step < r->a.steps; step++) {
+        st = maybe_validate(r, step);
+        if (st == ZRT_OK)
+            st = train_step(r, step, &hp, mib);
+    }
+    if (st == ZRT_OK)
+        st = maybe_validate(r, r->a.steps);
+    free(mib);
+    return st;
+}
+
+/* ---- sampling ------------------------------------------------------------------- */
+
+static int sample_token(const float *logits, int V, uint64_t *rng)
+{
+    float maxv = logits[0];
+    for (int v = 1; v < V; v++)
+        maxv = logits[v] > maxv ? logits[v] : maxv;
+    double sum = 0;
+    for (int v = 0; v < V; v++)
+        sum += exp(logits[v] - maxv);
+    double coin = 0.5 * (example_rand_uniform(rng) + 1.0f) * sum, acc = 0;
+    for (int v = 0; v < V; v++) {
+        acc += exp(logits[v] - maxv);
+        if (acc >= coin)
+            return v;
+    }
+    return V - 1;
+}
+
+/* Collective: every rank runs the same forwards; rank 0 prints. */
+static zrt_status sample(run *r)
+{
+    int T = r->o.T, V = r->m.cfg.vocab_size, n = r->o.sample_len;
+    if (n <= 0)
+        return ZRT_OK;
+    const char *prompt = "And God said";
+    int len = V == 256 ? (int)strlen(prompt) : 1;
+    int *ctx = calloc((size_t)r->o.B * T, sizeof *ctx);
+    if (!ctx)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < len; i++)
+        ctx[i] = V == 256 ? (unsigned char)prompt[i] : 0;
+    uint64_t rng = r->a.seed + 77;
+    if (r->rank == 0)
+        printf("sample:\n%s", V == 256 ? prompt : "");
+    zrt_status st = ZRT_OK;
+    for (int k = 0; k < n && st == ZRT_OK; k++) {
+        if (len == T) { /* slide the window */
+            memmove(ctx, ctx + 1, (size_t)(T - 1) * sizeof *ctx);
+            len--;
+        }
+        st = gpt2_forward(&r->m, ctx, NULL);
+        if (st != ZRT_OK)
+            break;
+        int tok = sample_token(gpt2_logits_at(&r->m, len - 1), V, &rng);
+        ctx[len++] = tok;
+        if (r->rank == 0 && V == 256)
+            putchar(tok);
+        else if (r->rank == 0)
+            printf("%d ", tok);
+    }
+    if (r->rank == 0)
+        printf("\n");
+    free(ctx);
+    return st;
+}
+
+/* ---- model files -------------------------------------------------------------------- */
+
+static zrt_status load_or_init(run *r, char *err, size_t size)
+{
+    if (!r->o.load)
+        return gpt2_init_params(&r->m, r->a.seed);
+    size_t sizes[GPT2_NUM_TENSORS];
+    float *params = malloc(gpt2_tensor_sizes(&r->m.cfg, sizes) * sizeof *params);
+    if (!params)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    zrt_status st = ZRT_OK;
+    if (gpt2_model_read(r->o.load, &r->m.cfg, params, err, size))
+        st = ZRT_ERR_IO;
+    if (st == ZRT_OK)
+        st = gpt2_set_params(&r->m, params);
+    free(params);
+    return st;
+}
+
+/* Collective: every rank reads (stage 3 gathers), rank 0 writes. */
+static zrt_status save(run *r, char *err, size_t size)
+{
+    size_t sizes[GPT2_NUM_TENSORS];
+    float *params = malloc(gpt2_tensor_sizes(&r->m.cfg, sizes) * sizeof *params);
+    if (!params)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    zrt_status st = gpt2_get_params(&r->m, params);
+    if (st == ZRT_OK && r->rank == 0 &&
+        gpt2_model_write(r->o.save, &r->m.cfg, params, err, size))
+        st = ZRT_ERR_IO;
+    free(params);
+    if (st == ZRT_OK && r->rank == 0)
+        printf("saved %s\n", r->o.save);
+    return st;
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+/* Catches what would otherwise fail on the first batch, after MPI started. */
+static int check_data(const run *r, const gpt2_config *cfg, char *err, size_t size)
+{
+    size_t need = (size_t)r->o.B * r->o.T + 1;
+    if (!r->o.train_shards && cfg->vocab_size < 256) {
+        snprintf(err, size, "--vocab-size %d: text is read as bytes, which needs "
+                 "a vocabulary of at least 256", cfg->vocab_size);
+        return -1;
+    }
+    if (gpt2_data_num_tokens(r->train) < need ||
+        (r->val && gpt2_data_num_tokens(r->val) < need)) {
+        snprintf(err, size, "the training or validation data holds fewer than "
+                 "--batch x --seq-len + 1 = %zu tokens", need);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_inputs(run *r, const gpt2_config *cfg, char *err, size_t size)
+{
+    if (open_data(r->o.train, r->o.train_shards, cfg->vocab_size, &r->train, err, size))
+        return -1;
+    if ((r->o.val || r->o.val_shards) &&
+        open_data(r->o.val, r->o.val_shards, cfg->vocab_size, &r->val, err, size))
+        return -1;
+    return check_data(r, cfg, err, size);
+}
+
+static int finish_prepare(run *r, gpt2_config *cfg, zrt_config *zc, char *err,
+                          size_t size)
+{
+    if (r->o.load) {
+        gpt2_config file_cfg;
+        if (gpt2_model_read_header(r->o.load, &file_cfg, err, size))
+            return -1;
+        *cfg = file_cfg; /* the file's shape wins over the preset */
+    }
+    if (example_build_config(&r->a, zc, err, size) != ZRT_OK)
+        return -1;
+    return 0;
+}
+
+/* Everything that can fail before the first collective, with a message. */
+static int prepare(run *r, int argc, char **argv, gpt2_config *cfg, zrt_config *zc,
+                   char *err, size_t size)
+{
+    r->o = (gpt2_opts){.preset = "d4", .B = 4, .T = 64, .lr = 1e-3f,
+                       .min_lr_frac = 0.1f, .weight_decay = 0.1f, .warmup = 20,
+                       .val_every = 50, .val_batches = 4, .sample_len = 200,
+                       .train = ZRT_DATA_DIR "/kjv_train.txt",
+                       .val = ZRT_DATA_DIR "/kjv_val.txt"};
+    int parsed = example_parse_args(argc, argv, &r->a, own_flag, &r->o, err, size);
+    if (parsed != 0)
+        return parsed;
+    if (r->o.B < 1 || r->o.T < 1 || r->o.warmup < 1) {
+        snprintf(err, size, "--batch, --seq-len and --warmup must be at least 1");
+        return -1;
+    }
+    if (preset_config(&r->o, cfg, err, size))
+        return -1;
+    if (finish_prepare(r, cfg, zc, err, size) || open_inputs(r, cfg, err, size))
+        return -1;
+    return 0;
+}
+
+static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t size)
+{
+    zrt_rank(r->ctx, &r->rank);
+    zrt_world_size(r->ctx, &r->world);
+    r->inputs = calloc((size_t)r->o.B * r->o.T, sizeof *r->inputs);
+    r->targets = calloc((size_t)r->o.B * r->o.T, sizeof *r->targets);
+    if (!r->inputs || !r->targets)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    EXAMPLE_CHECK(gpt2_register(&r->m, r->ctx, cfg, r->o.B, r->o.T));
+    EXAMPLE_CHECK(zrt_finalize_params(r->ctx));
+    EXAMPLE_CHECK(gpt2_alloc_activations(&r->m));
+    EXAMPLE_CHECK(load_or_init(r, err, size));
+    int64_t count;
+    zrt_param_count(r->ctx, &count);
+    if (r->rank == 0)
+        printf("gpt2: %d layers, %d channels, %d heads, vocab %d (padded %d), "
+               "%.2f M parameters; %d ranks x batch %d x seq %d; stage %d\n",
+               cfg->num_layers, cfg->channels, cfg->num_heads, cfg->vocab_size,
+               cfg->padded_vocab_size, (double)count / 1e6, r->world, r->o.B,
+               r->o.T, r->a.stage >= 0 ? r->a.stage : -1);
+    return ZRT_OK;
+}
+
+static zrt_status finish(run *r, char *err, size_t size)
+{
+    EXAMPLE_CHECK(sample(r));
+    if (r->o.save)
+        EXAMPLE_CHECK(save(r, err, size));
+    if (r->a.dump_params)
+        EXAMPLE_CHECK(example_dump_params(r->ctx, r->a.dump_params));
+    if (r->a.mem_report)
+        EXAMPLE_CHECK(zrt_write_mem_report(r->ctx, r->a.mem_report));
+    return ZRT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    run r = {0};
+    gpt2_config cfg;
+    zrt_config zc;
+    char err[1024] = "";
+    int prep = prepare(&r, argc, argv, &cfg, &zc, err, sizeof err);
+    if (prep != 0) {
+        if (prep > 0)
+            return usage(argv[0]);
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
+    size_blas_threads();
+    if (zrt_ctx_create(&zc, &r.ctx) != ZRT_OK)
+        return 1;
+    zrt_status st = setup_model(&r, &cfg, err, sizeof err);
+    if (st == ZRT_OK)
+        st = train(&r);
+    if (st == ZRT_OK)
+        st = finish(&r, err, sizeof err);
+    if (st != ZRT_OK) {
+        if (err[0])
+            fprintf(stderr, "error: %s\n", err);
+        return example_fail(r.ctx, "train_gpt2", st);
+    }
+    gpt2_free(&r.m);
+    st = zrt_ctx_destroy(r.ctx);
+    gpt2_data_close(r.train);
+    gpt2_data_close(r.val);
+    free(r.inputs);
+    free(r.targets);
+    return st == ZRT_OK ? 0 : 1;
+}
