@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# scripts/train.sh — sets up the machine, builds, and trains the MLP example
-# on 2 ranks at ZeRO stage 3 on the cpu backend (config: examples/mlp/zero3.json;
-# per-rank memory reports: build/mlp-mem-rank*.json). Extra arguments go to the
-# example (see build/bin/mlp --help), e.g. scripts/train.sh --steps 100.
-# RANKS=4 scripts/train.sh runs on 4 ranks.
+# scripts/train.sh — sets up the machine, builds, and trains GPT-2 (the d4
+# preset: 4 layers, 256 channels, 3.5 M parameters) on the bundled King James
+# Bible text, read as bytes, on 2 ranks at ZeRO stage 3 on the cpu backend.
+# Prints the loss per step, the validation loss every 100 steps, and a short
+# sample at the end; writes the model as build/gpt2_d4.bin (llm.c's layout).
+# Extra arguments go to train_gpt2 (build/bin/train_gpt2 --help), e.g.
+#   scripts/train.sh --steps 1000 --model d6
+#   RANKS=4 scripts/train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,5 +14,6 @@ bash scripts/build.sh
 RANKS=${RANKS:-2}
 MPI_FLAGS=(--oversubscribe --bind-to none)
 [ "$(id -u)" -ne 0 ] || MPI_FLAGS+=(--allow-run-as-root)
-exec mpirun -np "$RANKS" "${MPI_FLAGS[@]}" build/bin/mlp --config examples/mlp/zero3.json \
-    --steps 50 --mem-report build/mlp-mem-rank%r.json "$@"
+exec mpirun -np "$RANKS" "${MPI_FLAGS[@]}" build/bin/train_gpt2 --model d4 --stage 3 \
+    --steps 300 --val-every 100 --save build/gpt2_d4.bin \
+    --mem-report build/gpt2-mem-rank%r.json "$@"

@@ -164,9 +164,19 @@ static void size_blas_threads(void)
 
 /* ---- training ------------------------------------------------------------------ */
 
+/* Steady-state timing: steps after the first WARM_STEPS. */
+enum { WARM_STEPS = 2 };
+
+typedef struct step_timing {
+    double seconds;      /* in zero_grad .. zrt_step */
+    double wait_seconds; /* of which blocked on communication */
+    int steps;
+} step_timing;
+
 typedef struct run {
     gpt2_opts o;
     example_args a;
+    step_timing timing;
     gpt2_model m;
     zrt_ctx *ctx;
     gpt2_data *train, *val;
@@ -232,16 +242,23 @@ static void print_progress(const run *r, int step, float loss, float lr,
 
 static zrt_status train_step(run *r, int step, zrt_adamw *hp, float *mib)
 {
-    double t0 = now_seconds();
+    double t0 = now_seconds(), wait0, wait1;
     if (gpt2_data_batch(r->train, step, r->rank, r->world, r->o.B, r->o.T,
                         r->inputs, r->targets))
         return ZRT_ERR_INVALID_ARG;
     hp->lr = lr_at(&r->o, step, r->a.steps);
+    zrt_comm_wait_seconds(r->ctx, &wait0);
     EXAMPLE_CHECK(zrt_zero_grad(r->ctx));
     EXAMPLE_CHECK(gpt2_forward(&r->m, r->inputs, r->targets));
     EXAMPLE_CHECK(gpt2_backward(&r->m));
     EXAMPLE_CHECK(zrt_step(r->ctx, hp));
     double seconds = now_seconds() - t0;
+    zrt_comm_wait_seconds(r->ctx, &wait1);
+    if (step >= WARM_STEPS) {
+        r->timing.seconds += seconds;
+        r->timing.wait_seconds += wait1 - wait0;
+        r->timing.steps++;
+    }
     float loss = r->m.loss;
     EXAMPLE_CHECK(zrt_allreduce_f32(r->ctx, &loss, 1, ZRT_AVG));
     EXAMPLE_CHECK(device_mib_per_rank(r, mib));
@@ -263,6 +280,22 @@ static zrt_status maybe_validate(run *r, int step)
     return ZRT_OK;
 }
 
+/* Mean over ranks of the steady-state step time and its communication wait. */
+static zrt_status report_timing(run *r)
+{
+    if (r->timing.steps == 0)
+        return ZRT_OK;
+    float t[2] = {(float)(r->timing.seconds / r->timing.steps),
+                  (float)(r->timing.wait_seconds / r->timing.steps)};
+    EXAMPLE_CHECK(zrt_allreduce_f32(r->ctx, t, 2, ZRT_AVG));
+    if (r->rank == 0)
+        printf("timing: %.1f ms/step, %.0f tok/s, waiting on communication "
+               "%.1f%% of the step (mean over ranks, steps %d-%d)\n",
+               t[0] * 1e3, (double)r->world * r->o.B * r->o.T / t[0],
+               100.0 * t[1] / t[0], WARM_STEPS + 1, r->a.steps);
+    return ZRT_OK;
+}
+
 static zrt_status train(run *r)
 {
     zrt_adamw hp;
@@ -279,6 +312,8 @@ static zrt_status train(run *r)
     }
     if (st == ZRT_OK)
         st = maybe_validate(r, r->a.steps);
+    if (st == ZRT_OK)
+        st = report_timing(r);
     free(mib);
     return st;
 }
@@ -457,12 +492,14 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
     EXAMPLE_CHECK(load_or_init(r, err, size));
     int64_t count;
     zrt_param_count(r->ctx, &count);
+    zrt_config used;
+    zrt_get_config(r->ctx, &used);
     if (r->rank == 0)
         printf("gpt2: %d layers, %d channels, %d heads, vocab %d (padded %d), "
                "%.2f M parameters; %d ranks x batch %d x seq %d; stage %d\n",
                cfg->num_layers, cfg->channels, cfg->num_heads, cfg->vocab_size,
                cfg->padded_vocab_size, (double)count / 1e6, r->world, r->o.B,
-               r->o.T, r->a.stage >= 0 ? r->a.stage : -1);
+               r->o.T, used.stage);
     return ZRT_OK;
 }
 
