@@ -364,8 +364,8 @@ static zrt_status sample(run *r)
             break;
         int tok = sample_token(gpt2_logits_at(&r->m, len - 1), V, &rng);
         ctx[len++] = tok;
-        if (r->rank == 0 && V == 256)
-            putchar(tok);
+        if (r->rank == 0 && V == 256) /* bytes; keep the terminal sane */
+            putchar(tok == '\n' || (tok >= 32 && tok < 127) ? tok : '?');
         else if (r->rank == 0)
             printf("%d ", tok);
     }
