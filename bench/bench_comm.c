@@ -282,7 +282,7 @@ int main(int argc, char **argv)
     zrt__backend *be = NULL;
     bench b = {0};
     zrt__mem_account_init(&acct);
-    if (!bad && (zrt__backend_cpu_create(&acct, &err, &be) != ZRT_OK ||
+    if (!bad && (zrt__backend_cpu_create(&acct, &err, NULL, &be) != ZRT_OK ||
                  zrt__comm_mpi_create(be, &err, &b.comm) != ZRT_OK)) {
         fprintf(stderr, "bench_comm: %s\n", err.text);
         bad = 1;

@@ -17,6 +17,7 @@
 #include "../kernels/cpu/kernels.h"
 #include "error.h"
 #include "memory.h"
+#include "threads.h"
 
 typedef struct zrt__buf {
     void *ptr;
@@ -64,12 +65,13 @@ struct zrt__backend {
     zrt__backend_caps caps;
     zrt__mem_account *acct; /* not owned: the context's */
     zrt__errbuf *err;       /* not owned: the context's */
+    zrt__pool *pool;        /* not owned: the context's helper threads */
     void *impl;
 };
 
 /* The cpu backend: host memory plays the device; the account's device limit
- * is its capacity. */
+ * is its capacity; long optimizer updates are split across the pool. */
 zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
-                                   zrt__backend **out);
+                                   zrt__pool *pool, zrt__backend **out);
 
 #endif /* ZRT_RUNTIME_BACKEND_H */

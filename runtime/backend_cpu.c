@@ -171,12 +171,36 @@ static zrt_status cpu_sqnorm_f32(zrt__backend *be, const float *x, size_t n,
     return ZRT_OK;
 }
 
+/* One AdamW update split across the helper threads: element-wise, so any
+ * split gives the same bits. */
+typedef struct adamw_job {
+    float *p, *m, *v;
+    const float *g;
+    size_t n;
+    const zrt_adamw_scalars *s;
+} adamw_job;
+
+enum { SPLIT_MIN_ELEMENTS = 1 << 16, SPLIT_ALIGN = 16 };
+
+static void adamw_part(void *arg, int worker, int nworkers)
+{
+    const adamw_job *j = arg;
+    size_t per = (j->n / (size_t)nworkers + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
+    size_t lo = per * (size_t)worker;
+    size_t hi = lo + per < j->n ? lo + per : j->n;
+    if (lo < hi)
+        zrt_adamw_f32(j->p + lo, j->g + lo, j->m + lo, j->v + lo, hi - lo, j->s);
+}
+
 static zrt_status cpu_adamw_f32(zrt__backend *be, float *p, const float *g,
                                 float *m, float *v, size_t n,
                                 const zrt_adamw_scalars *s)
 {
-    (void)be;
-    zrt_adamw_f32(p, g, m, v, n, s);
+    adamw_job job = {.p = p, .g = g, .m = m, .v = v, .n = n, .s = s};
+    if (be->pool && n >= SPLIT_MIN_ELEMENTS)
+        zrt__pool_run(be->pool, adamw_part, &job);
+    else
+        adamw_part(&job, 0, 1);
     return ZRT_OK;
 }
 
@@ -208,7 +232,7 @@ static const zrt__backend_ops cpu_ops = {
 };
 
 zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
-                                   zrt__backend **out)
+                                   zrt__pool *pool, zrt__backend **out)
 {
     zrt__backend *be = calloc(1, sizeof *be);
     cpu_impl *impl = calloc(1, sizeof *impl);
@@ -223,6 +247,7 @@ zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
     be->caps.device_is_host = 1;
     be->acct = acct;
     be->err = err;
+    be->pool = pool;
     *out = be;
     return ZRT_OK;
 }

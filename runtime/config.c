@@ -516,6 +516,14 @@ zrt_status zrt_config_load_file(zrt_config *cfg, const char *path,
     return apply_document(&e, doc, &jerr, cfg);
 }
 
+zrt_status zrt_config_load_env(zrt_config *cfg, char *errbuf, size_t errbuf_size)
+{
+    const char *path = getenv("ZRT_CONFIG");
+    if (path == NULL || *path == '\0')
+        return cfg ? ZRT_OK : ZRT_ERR_INVALID_ARG;
+    return zrt_config_load_file(cfg, path, errbuf, errbuf_size);
+}
+
 /* ---- validation ---------------------------------------------------------- */
 
 static zrt_status validate_backend(const cfg_err *e, const char *backend)

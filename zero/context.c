@@ -19,10 +19,18 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx)
 static zrt_status create_backend(zrt_ctx *ctx)
 {
     if (strcmp(ctx->cfg.backend, "cpu") == 0)
-        return zrt__backend_cpu_create(&ctx->acct, &ctx->err, &ctx->be);
+        return zrt__backend_cpu_create(&ctx->acct, &ctx->err, ctx->pool, &ctx->be);
     return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                      "backend '%s' is not built into this zrt (available: cpu)",
                      ctx->cfg.backend);
+}
+
+/* The helper threads are placed before MPI starts, so the rank's place on its
+ * host comes from the launcher's environment (Open MPI sets these). */
+static int env_int(const char *name, int fallback)
+{
+    const char *text = getenv(name);
+    return text && *text ? atoi(text) : fallback;
 }
 
 /* Config errors found before a context exists have nowhere to be stored:
@@ -48,19 +56,30 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
         return ZRT_ERR_OUT_OF_MEMORY;
     ctx->cfg = *cfg;
     ctx->err.rank = -1;
+    /* zero-launch tags every output line with the rank (Open MPI's
+     * --tag-output) and says so, so the runtime does not tag it again. */
+    const char *prefix = getenv("ZRT_LOG_RANK_PREFIX");
+    ctx->log_rank_prefix = !(prefix && strcmp(prefix, "0") == 0);
     zrt__mem_account_init(&ctx->acct);
     zrt__mem_set_limit(&ctx->acct, ZRT_TIER_DEVICE, cfg->device_mem_limit);
+    ZRT_CHECK_GOTO(zrt__pool_create(0, env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0),
+                                    env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1),
+                                    &ctx->err, &ctx->pool),
+                   st, fail);
     ZRT_CHECK_GOTO(create_backend(ctx), st, fail);
     ZRT_CHECK_GOTO(zrt__comm_mpi_create(ctx->be, &ctx->err, &ctx->comm), st, fail);
     ctx->err.rank = ctx->comm->rank;
-    zrt_log(ctx, 2, "context created: stage %d, %d ranks, backend %s, kernels %s",
-            cfg->stage, ctx->comm->size, ctx->be->ops->name, zrt_kernels_cpu_path());
+    zrt_log(ctx, 2, "context created: stage %d, %d ranks (local %d of %d), backend %s, "
+                    "kernels %s, %d core(s) for helper threads", cfg->stage, ctx->comm->size,
+            ctx->comm->local_rank, ctx->comm->local_size, ctx->be->ops->name,
+            zrt_kernels_cpu_path(), zrt__pool_size(ctx->pool));
     *out = ctx;
     return ZRT_OK;
 fail:
     report_early_error(ctx->err.text);
     if (ctx->be)
         ctx->be->ops->destroy(ctx->be);
+    zrt__pool_destroy(ctx->pool);
     free(ctx);
     return st;
 }
@@ -110,6 +129,7 @@ zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
     free_params(ctx);
     ctx->comm->ops->destroy(ctx->comm);
     ctx->be->ops->destroy(ctx->be);
+    zrt__pool_destroy(ctx->pool);
     free(ctx);
     return st;
 }
@@ -163,8 +183,11 @@ zrt_status zrt_log(const zrt_ctx *ctx, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[zrt rank %d/%d] %s\n", ctx->comm->rank, ctx->comm->size,
-            line);
+    if (ctx->log_rank_prefix)
+        fprintf(stderr, "[zrt rank %d/%d] %s\n", ctx->comm->rank, ctx->comm->size,
+                line);
+    else
+        fprintf(stderr, "[zrt] %s\n", line);
     return ZRT_OK;
 }
 

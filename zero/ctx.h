@@ -73,6 +73,8 @@ struct zrt_ctx {
     zrt__mem_account acct;
     zrt__backend *be;
     zrt__comm *comm;
+    zrt__pool *pool;       /* helper threads, bound inside the rank's cores */
+    int log_rank_prefix;   /* 0 when the launcher tags output lines already */
 
     zrt__param_info *params;
     int nparams, params_cap;

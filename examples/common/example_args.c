@@ -112,6 +112,9 @@ zrt_status example_build_config(const example_args *args, zrt_config *cfg,
 {
     zrt_config c;
     zrt_config_init(&c);
+    zrt_status from_env = zrt_config_load_env(&c, err, err_size);
+    if (from_env != ZRT_OK)
+        return from_env;
     if (args->config_path) {
         zrt_status st = zrt_config_load_file(&c, args->config_path, err, err_size);
         if (st != ZRT_OK)

@@ -43,7 +43,8 @@ int example_parse_args(int argc, char **argv, example_args *args,
 /* The flags shared by every example, for --help texts. */
 const char *example_common_usage(void);
 
-/* Defaults, then the --config file, then --stage and --device-mem. */
+/* Defaults, then the file in $ZRT_CONFIG (zero-launch --config), then the
+ * --config file, then --stage and --device-mem. */
 zrt_status example_build_config(const example_args *args, zrt_config *cfg,
                                 char *err, size_t err_size);
 

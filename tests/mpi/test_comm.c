@@ -838,7 +838,7 @@ static Suite *comm_suite(void)
 static int setup_comm(void)
 {
     zrt__mem_account_init(&g_acct);
-    if (zrt__backend_cpu_create(&g_acct, &g_err, &g_be) != ZRT_OK ||
+    if (zrt__backend_cpu_create(&g_acct, &g_err, NULL, &g_be) != ZRT_OK ||
         zrt__comm_mpi_create(g_be, &g_err, &g_comm) != ZRT_OK) {
         fprintf(stderr, "test_comm: cannot create the communicator: %s\n",
                 g_err.text);

@@ -231,7 +231,7 @@ static void fixture_init(fixture *f, int64_t device_limit)
     zrt__mem_set_limit(&f->acct, DEV, device_limit);
     f->err = (zrt__errbuf){.rank = -1};
     f->be = NULL;
-    ck_assert_int_eq(zrt__backend_cpu_create(&f->acct, &f->err, &f->be), ZRT_OK);
+    ck_assert_int_eq(zrt__backend_cpu_create(&f->acct, &f->err, NULL, &f->be), ZRT_OK);
     ck_assert_ptr_nonnull(f->be);
     ck_assert_ptr_nonnull(f->be->ops);
     ck_assert_ptr_eq(f->be->acct, &f->acct);

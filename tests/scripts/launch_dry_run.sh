@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# zero-launch builds the mpirun command line it promises: --dry-run prints it
+# shell-quoted, and reading that text back as a shell would gives the exact
+# argv checked here. Bad options fail with a message naming the option and
+# value. A real two-rank run shows arguments reach the program unchanged and
+# each output line is tagged once.
+#   launch_dry_run.sh ZERO_LAUNCH
+# '$HOME' below is meant literally: it must reach the program unexpanded.
+# shellcheck disable=SC2016
+source "$(dirname "$0")/common.sh"
+ZL=$1
+SELF=$(readlink -f "$ZL")
+CORES=$("$ZL" --topology | awk '/^cores:/ {print $2}')
+[[ $CORES =~ ^[0-9]+$ ]] || fail "--topology printed no core count"
+HEAD=(mpirun)
+TAIL=(--tag-output -x ZRT_LOG_RANK_PREFIX=0)
+
+# dry ARGS... : runs --dry-run; the command line, read back, lands in ARGV.
+dry() {
+    "$ZL" --dry-run "$@" >"$WORK/out" 2>"$WORK/err" ||
+        { cat "$WORK/err"; fail "--dry-run $* exited non-zero"; }
+    eval "ARGV=($(cat "$WORK/out"))"
+}
+# expect_argv WORD... : ARGV is exactly these words.
+expect_argv() {
+    [[ "${ARGV[*]@Q}" == "${*@Q}" ]] ||
+        fail "argv: got ${ARGV[*]@Q}; expected ${*@Q}"
+}
+has() { grep -qF -- "$1" "$WORK/out" || fail "no '$1' in: $(cat "$WORK/out")"; }
+lacks() { ! grep -qF -- "$1" "$WORK/out" || fail "'$1' in: $(cat "$WORK/out")"; }
+# refused PATTERN ARGS... : zero-launch ARGS exits non-zero saying PATTERN.
+refused() {
+    local pattern=$1; shift
+    if "$ZL" "$@" >"$WORK/out" 2>&1; then fail "accepted: $*"; fi
+    grep -qF -- "$pattern" "$WORK/out" || fail "no '$pattern' for $*: $(cat "$WORK/out")"
+}
+over() { (($1 > CORES)) && echo --oversubscribe; }
+pe() { echo $((CORES / $1 > 1 ? CORES / $1 : 1)); }
+
+# One host, exact argv; more ranks than cores adds --oversubscribe.
+dry -n 2 --bind none /bin/echo hi
+# shellcheck disable=SC2046 # over prints nothing or one word
+expect_argv "${HEAD[@]}" -np 2 $(over 2) --bind-to none "${TAIL[@]}" \
+    "$SELF" --rank-wrapper -- /bin/echo hi
+dry -n "$CORES" prog
+lacks --oversubscribe
+dry -n $((CORES + 2)) prog
+has "-np $((CORES + 2)) --oversubscribe"
+
+# Binding flags.
+dry -n 1 --bind core prog
+expect_argv "${HEAD[@]}" -np 1 --map-by "slot:PE=$CORES" --bind-to core "${TAIL[@]}" \
+    "$SELF" --rank-wrapper -- prog
+if ((CORES >= 2)); then
+    dry -n 2 --bind core prog
+    has "--map-by slot:PE=$(pe 2) --bind-to core"
+fi
+dry -n 1 --bind numa prog
+has "-np 1 --map-by numa --bind-to numa --tag-output"
+dry -n 1 --bind socket prog
+has "-np 1 --map-by socket --bind-to socket --tag-output"
+dry -n 1 --bind none prog
+has "-np 1 --bind-to none --tag-output"
+lacks --map-by
+dry -n $((CORES + 2)) --bind core prog
+has "--oversubscribe --bind-to none --tag-output"
+grep -q "binding to cores is off" "$WORK/err" || fail "no note on oversubscribed core binding"
+
+# A hostfile: its slots are the default rank count; more ranks oversubscribe.
+printf '# this host\nlocalhost slots=2  # two ranks\n\n' >"$WORK/hosts"
+dry --hostfile "$WORK/hosts" prog
+has "-np 2 --hostfile $WORK/hosts --"
+lacks --oversubscribe
+dry --hostfile "$WORK/hosts" -n 3 prog
+has "-np 3 --hostfile $WORK/hosts --oversubscribe"
+
+# Environment: --env, --config and --nvme-path (relative paths made absolute).
+printf '{}' >"$WORK/cfg.json"
+mkdir "$WORK/nvme"
+ABS=$(readlink -f "$WORK")
+(cd "$WORK" && "$ZL" --dry-run -n 2 --bind none --env A=B --env EMPTY= \
+    --config cfg.json --nvme-path nvme prog) >"$WORK/out" || fail "--env/--config refused"
+eval "ARGV=($(cat "$WORK/out"))"
+expect_argv "${HEAD[@]}" -np 2 --bind-to none "${TAIL[@]}" -x "ZRT_CONFIG=$ABS/cfg.json" \
+    -x "ZRT_NVME_PATH=$ABS/nvme" -x A=B -x EMPTY= "$SELF" --rank-wrapper -- prog
+
+# Arguments with spaces and quotes are quoted so the line can be pasted; `--`
+# ends zero-launch's options, and options after PROGRAM belong to it.
+dry -n 1 --bind none -- prog 'a b' "it's" '$HOME' '' --dry-run
+has "prog 'a b' 'it'\\''s' '\$HOME' '' --dry-run"
+expect_argv "${HEAD[@]}" -np 1 --bind-to none "${TAIL[@]}" \
+    "$SELF" --rank-wrapper -- prog 'a b' "it's" '$HOME' '' --dry-run
+dry --allow-run-as-root -n 1 --bind none prog
+has "-np 1 --allow-run-as-root --bind-to none"
+
+# Errors name the option and the value, or the file and line.
+refused "--bind: 'bogus'" --bind bogus prog
+refused "--env: 'noequals' is not K=V" --env noequals prog
+refused "--env: '1A' is not a valid variable name" --env 1A=b prog
+refused "--config: '/nonexistent'" --config /nonexistent prog
+refused "--nvme-path: '$WORK/cfg.json' is not a directory" --nvme-path "$WORK/cfg.json" prog
+refused "--nproc: '0'" -n 0 prog
+refused "--nproc: 'x'" --nproc x prog
+refused "unknown option '--bogus'" --bogus prog
+refused "no PROGRAM" -n 2
+printf 'localhost slots=2\nlocalhost slots=x\n' >"$WORK/bad_hosts"
+refused "$WORK/bad_hosts:2: 'slots=x'" --hostfile "$WORK/bad_hosts" prog
+printf 'localhost\nlocalhost slots=2\n' >"$WORK/twice_hosts"
+refused "$WORK/twice_hosts:2: host 'localhost' is already named on line 1" \
+    --hostfile "$WORK/twice_hosts" prog
+refused "--hostfile: '$WORK/missing'" --hostfile "$WORK/missing" prog
+
+# --topology, --version, --help.
+"$ZL" --topology >"$WORK/out" || fail "--topology exited non-zero"
+has "cores:"
+grep -q '^binding: *\(none\|core\|numa\|socket\)' "$WORK/out" || fail "no binding line"
+"$ZL" --version >"$WORK/out" || fail "--version exited non-zero"
+grep -q '^zero-launch [0-9]' "$WORK/out" || fail "--version: $(cat "$WORK/out")"
+"$ZL" --help >"$WORK/out" || fail "--help exited non-zero"
+has "--allow-run-as-root"
+
+# A real run: each rank's program gets the arguments unchanged (no shell), and
+# every line carries Open MPI's tag once.
+"$ZL" --allow-run-as-root -n 2 --env 'SPACED=x y' /usr/bin/printf \
+    '%s|%s|%s|\n' 'a b' "it's" '$HOME' >"$WORK/out" 2>&1 ||
+    { cat "$WORK/out"; fail "real run failed"; }
+for r in 0 1; do
+    n=$(grep -cx "\[[0-9]*,$r\]<stdout>:a b|it's|\$HOME|" "$WORK/out" || true)
+    ((n == 1)) || { cat "$WORK/out"; fail "rank $r: $n lines 'a b|it's|\$HOME|'"; }
+done
+"$ZL" --allow-run-as-root -n 2 --env 'SPACED=x y' /usr/bin/printenv SPACED \
+    ZRT_LOG_RANK_PREFIX >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "printenv failed"; }
+for r in 0 1; do
+    grep -qx "\[[0-9]*,$r\]<stdout>:x y" "$WORK/out" || fail "rank $r: no SPACED=x y"
+    grep -qx "\[[0-9]*,$r\]<stdout>:0" "$WORK/out" || fail "rank $r: no ZRT_LOG_RANK_PREFIX=0"
+done
+echo "PASS"

@@ -1,0 +1,878 @@
+/*
+ * zero-launch — a thin, honest wrapper around Open MPI's mpirun.
+ *
+ *   zero-launch [options] [--] PROGRAM [ARGS...]
+ *
+ * It picks a rank count and a binding from the hwloc topology (or a hostfile),
+ * builds one mpirun command line, and runs it without a shell: every argument
+ * reaches the program exactly as given. --dry-run prints that command line,
+ * shell-quoted so it can be pasted; --topology prints what hwloc sees.
+ *
+ * mpirun does not start PROGRAM directly: it starts this binary again in the
+ * hidden mode `--rank-wrapper -- PROGRAM ARGS`, which forks the program, ties
+ * its life to ours (PR_SET_PDEATHSIG), forwards termination signals and, when
+ * the program fails, prints one line naming the rank, host, pid and the exit
+ * status or signal. The top level waits for mpirun and never exits 0 when the
+ * job failed.
+ *
+ * If zero-launch itself dies, mpirun gets SIGTERM and ends the job in order.
+ *
+ * Invariants: no shell anywhere (fork + execvp); no option is added implicitly
+ * that changes who may run the job (--allow-run-as-root only when asked for);
+ * the only mutable globals are the two that signal forwarding needs.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <hwloc.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef ZRT_VERSION_STRING
+#define ZRT_VERSION_STRING "unknown"
+#endif
+
+enum bind { BIND_DEFAULT, BIND_NONE, BIND_CORE, BIND_NUMA, BIND_SOCKET };
+static const char *const bind_names[] = {"default", "none", "core", "numa", "socket"};
+
+struct options {
+    int nproc;            /* 0: choose */
+    const char *hostfile; /* NULL: this host only */
+    enum bind bind;
+    char *config;    /* absolute path, owned */
+    char *nvme_path; /* absolute path, owned */
+    char **envs;     /* K=V strings from argv, not owned; array owned */
+    int nenv;
+    bool allow_root, dry_run, topology;
+    char **prog; /* PROGRAM ARGS..., NULL-terminated, points into argv */
+};
+
+struct topo {
+    int packages, numa, cores, pus;
+};
+
+struct hostfile {
+    int slots, hosts;
+};
+
+/* What will be run: the choices made from the options, topology and hostfile. */
+struct plan {
+    int nproc, per_host, cores_per_rank;
+    enum bind bind;
+    bool oversubscribe;
+};
+
+/* A growing argv; every string is owned. */
+struct argv_buf {
+    char **v;
+    int n, cap;
+};
+
+/* Signal forwarding: a handler can reach only globals, so these two are the
+ * only mutable global state. forward_pid is the child that signals go to (0
+ * until it exists; the signals are blocked until then); forwarded_sig is the
+ * last signal forwarded, so that the report can say the job was stopped from
+ * outside rather than failing by itself. */
+static volatile pid_t forward_pid;
+static volatile sig_atomic_t forwarded_sig;
+
+/* Prints "zero-launch: <message>" on stderr; returns -1. */
+__attribute__((format(printf, 1, 2))) static int error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("zero-launch: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- small parsers ---------------------------------------------------- */
+
+static bool parse_positive(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > INT_MAX)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* [A-Za-z_][A-Za-z0-9_]* (the C locale: we never call setlocale) */
+static bool is_identifier(const char *s, size_t len)
+{
+    if (len == 0 || isdigit((unsigned char)s[0]))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+            return false;
+    return true;
+}
+
+static int parse_bind(const char *s, enum bind *out)
+{
+    for (int b = BIND_NONE; b <= BIND_SOCKET; b++)
+        if (strcmp(s, bind_names[b]) == 0) {
+            *out = (enum bind)b;
+            return 0;
+        }
+    return error("--bind: '%s' is not one of none, core, numa, socket", s);
+}
+
+/* Resolves PATH to an absolute path that must exist and be a directory
+ * (want_dir) or a readable non-directory; *out is replaced only on success. */
+static int absolute_path(const char *opt, const char *path, bool want_dir, char **out)
+{
+    struct stat st;
+    char *abs = realpath(path, NULL);
+    if (!abs || stat(abs, &st) != 0)
+        return free(abs), error("%s: '%s': %s", opt, path, strerror(errno));
+    if (want_dir && !S_ISDIR(st.st_mode))
+        return free(abs), error("%s: '%s' is not a directory", opt, path);
+    if (!want_dir && (S_ISDIR(st.st_mode) || access(abs, R_OK) != 0))
+        return free(abs), error("%s: '%s' is not a readable file", opt, path);
+    free(*out); /* the option given again replaces the earlier value */
+    *out = abs;
+    return 0;
+}
+
+/* ---- hostfile --------------------------------------------------------- */
+
+enum { MAX_HOSTS = 4096 };
+
+/* The distinct hosts of a hostfile and the line each was first named on. */
+struct host_list {
+    char *name[MAX_HOSTS];
+    int line[MAX_HOSTS];
+    int n;
+};
+
+static int find_host(const struct host_list *h, const char *name)
+{
+    for (int i = 0; i < h->n; i++)
+        if (strcmp(h->name[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* Drops the blanks around '=' so that "slots = 2" reads as "slots=2", as
+ * Open MPI's hostfile lexer reads it. */
+static void join_equals(char *s)
+{
+    char *out = s;
+    for (char *in = s; *in; in++) {
+        if (*in == ' ' || *in == '\t') {
+            char *next = in + strspn(in, " \t");
+            if (*next == '=' || (out > s && out[-1] == '='))
+                continue;
+        }
+        *out++ = *in;
+    }
+    *out = '\0';
+}
+
+/* Open MPI's names for a host's slot count: slots=K, cpu=K, count=K. */
+static const char *slot_value(const char *tok)
+{
+    static const char *const keys[] = {"slots=", "cpu=", "count="};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strncmp(tok, keys[i], strlen(keys[i])) == 0)
+            return tok + strlen(keys[i]);
+    return NULL;
+}
+
+/* Parses one line, comment already cut: "host [slots=K] [key=value...]".
+ * Sets *host (into line; NULL for a blank line) and *slots (0 when the line
+ * gives no count). */
+static int parse_host_line(char *line, const char *where, char **host, int *slots)
+{
+    char *save, *tok;
+    join_equals(line);
+    *host = strtok_r(line, " \t\r\n", &save);
+    *slots = 0;
+    while (*host && (tok = strtok_r(NULL, " \t\r\n", &save))) {
+        const char *v = slot_value(tok);
+        if (v && !parse_positive(v, slots))
+            return error("%s: '%s': the slot count must be a positive integer", where,
+                         tok);
+    }
+    return 0;
+}
+
+/* Adds one parsed line to the totals, refusing what mpirun would refuse: a
+ * slot count for a host named before. */
+static int add_host(struct host_list *h, struct hostfile *hf, const char *where,
+                    const char *host, int slots, int lineno)
+{
+    int i = find_host(h, host);
+    if (i >= 0 && slots > 0)
+        return error("%s: host '%s' is already named on line %d; mpirun refuses a slot "
+                     "count for it here (name it once, with slots=N)",
+                     where, host, h->line[i]);
+    if (i < 0 && h->n == MAX_HOSTS)
+        return error("%s: more than %d hosts", where, MAX_HOSTS);
+    if (i < 0) {
+        h->name[h->n] = strdup(host);
+        h->line[h->n++] = lineno;
+    }
+    hf->slots += slots > 0 ? slots : 1;
+    return 0;
+}
+
+static int read_hostfile(FILE *f, const char *path, struct host_list *h,
+                         struct hostfile *hf)
+{
+    char line[1024], where[PATH_MAX + 32];
+    int lineno = 0, slots;
+    char *host;
+    while (fgets(line, sizeof line, f)) {
+        snprintf(where, sizeof where, "%s:%d", path, ++lineno);
+        line[strcspn(line, "#")] = '\0';
+        if (parse_host_line(line, where, &host, &slots) != 0)
+            return -1;
+        if (host && add_host(h, hf, where, host, slots, lineno) != 0)
+            return -1;
+    }
+    if (ferror(f))
+        return error("--hostfile: '%s': read error", path);
+    return h->n ? 0 : error("--hostfile: '%s' names no hosts", path);
+}
+
+/* Checks a hostfile and counts its slots and distinct hosts. */
+static int load_hostfile(const char *path, struct hostfile *hf)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return error("--hostfile: '%s': %s", path, strerror(errno));
+    struct host_list *h = calloc(1, sizeof *h);
+    *hf = (struct hostfile){0, 0};
+    int rc = h ? read_hostfile(f, path, h, hf) : error("out of memory");
+    fclose(f);
+    if (h) {
+        hf->hosts = h->n;
+        for (int i = 0; i < h->n; i++)
+            free(h->name[i]);
+    }
+    free(h);
+    return rc;
+}
+
+/* ---- topology --------------------------------------------------------- */
+
+static int count_type(hwloc_topology_t t, hwloc_obj_type_t type)
+{
+    int n = hwloc_get_nbobjs_by_type(t, type);
+    return n > 0 ? n : 0;
+}
+
+static int load_topology(hwloc_topology_t *t, bool with_io)
+{
+    if (hwloc_topology_init(t) != 0)
+        return error("hwloc: cannot initialise the topology");
+    if (with_io)
+        hwloc_topology_set_io_types_filter(*t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+    if (hwloc_topology_load(*t) != 0) {
+        hwloc_topology_destroy(*t);
+        return error("hwloc: cannot load the topology");
+    }
+    return 0;
+}
+
+static struct topo topo_counts(hwloc_topology_t t)
+{
+    struct topo tp = {
+        .packages = count_type(t, HWLOC_OBJ_PACKAGE),
+        .numa = count_type(t, HWLOC_OBJ_NUMANODE),
+        .cores = count_type(t, HWLOC_OBJ_CORE),
+        .pus = count_type(t, HWLOC_OBJ_PU),
+    };
+    if (tp.pus < 1)
+        tp.pus = 1;
+    if (tp.cores < 1) /* some virtual machines report PUs only */
+        tp.cores = tp.pus;
+    if (tp.numa < 1)
+        tp.numa = 1;
+    return tp;
+}
+
+/* Prints the names of the OS devices of the given two types, or "none". */
+static void print_osdevs(hwloc_topology_t t, const char *label, hwloc_obj_osdev_type_t a,
+                         hwloc_obj_osdev_type_t b)
+{
+    int n = 0;
+    printf("%-11s", label); /* the names follow after one space */
+    for (hwloc_obj_t o = NULL; (o = hwloc_get_next_osdev(t, o));) {
+        hwloc_obj_osdev_type_t type = o->attr->osdev.type;
+        if (type == a || type == b)
+            printf("%s%s", n++ ? ", " : " ", o->name ? o->name : "(unnamed)");
+    }
+    printf("%s\n", n ? "" : " none");
+}
+
+/* ---- the plan --------------------------------------------------------- */
+
+static enum bind default_bind(const struct topo *tp, int per_host)
+{
+    if (tp->numa > 1 && per_host <= tp->numa)
+        return BIND_NUMA;
+    return per_host <= tp->cores ? BIND_CORE : BIND_NONE;
+}
+
+static struct plan make_plan(const struct options *o, const struct topo *tp,
+                             const struct hostfile *hf)
+{
+    struct plan p = {.nproc = o->nproc, .bind = o->bind};
+    if (p.nproc == 0)
+        p.nproc = o->hostfile ? hf->slots : tp->numa > 1 ? tp->numa : 2;
+    p.per_host = o->hostfile ? (p.nproc + hf->hosts - 1) / hf->hosts : p.nproc;
+    p.oversubscribe = p.nproc > (o->hostfile ? hf->slots : tp->cores);
+    if (p.bind == BIND_DEFAULT)
+        p.bind = default_bind(tp, p.per_host);
+    p.cores_per_rank = tp->cores / p.per_host > 1 ? tp->cores / p.per_host : 1;
+    return p;
+}
+
+/* ---- the mpirun command line ------------------------------------------ */
+
+static void push(struct argv_buf *a, char *s) /* takes ownership of s */
+{
+    if (!s) {
+        perror("zero-launch");
+        exit(1);
+    }
+    if (a->n + 2 > a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 64;
+        a->v = realloc(a->v, (size_t)a->cap * sizeof *a->v);
+        if (!a->v) {
+            perror("zero-launch");
+            exit(1);
+        }
+    }
+    a->v[a->n++] = s;
+    a->v[a->n] = NULL;
+}
+
+static void push_str(struct argv_buf *a, const char *s)
+{
+    push(a, strdup(s));
+}
+
+static void push_pair(struct argv_buf *a, const char *flag, const char *value)
+{
+    push_str(a, flag);
+    push_str(a, value);
+}
+
+__attribute__((format(printf, 2, 3))) static void pushf(struct argv_buf *a,
+                                                        const char *fmt, ...)
+{
+    char *s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    push(a, s);
+}
+
+static void argv_free(struct argv_buf *a)
+{
+    for (int i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+}
+
+static void push_binding(struct argv_buf *a, const struct plan *p)
+{
+    const char *name = bind_names[p->bind];
+    switch (p->bind) {
+    case BIND_CORE:
+        if (p->oversubscribe) { /* mpirun cannot bind more ranks than cores to cores */
+            error("%d ranks oversubscribe the cores; binding to cores is off "
+                  "(--bind-to none)",
+                  p->nproc);
+            push_pair(a, "--bind-to", "none");
+            return;
+        }
+        push_str(a, "--map-by");
+        pushf(a, "slot:PE=%d", p->cores_per_rank);
+        push_pair(a, "--bind-to", "core");
+        return;
+    case BIND_NUMA:
+    case BIND_SOCKET:
+        push_pair(a, "--map-by", name);
+        if (!p->oversubscribe) {
+            push_pair(a, "--bind-to", name);
+            return;
+        }
+        /* mpirun refuses to bind more ranks than cpus to one domain without this */
+        error("%d ranks oversubscribe the cores; binding to %s with overload-allowed",
+              p->nproc, name);
+        push_str(a, "--bind-to");
+        pushf(a, "%s:overload-allowed", name);
+        return;
+    default:
+        push_pair(a, "--bind-to", "none");
+    }
+}
+
+static int build_argv(const struct options *o, const struct plan *p, struct argv_buf *a)
+{
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len < 0)
+        return error("cannot read /proc/self/exe: %s", strerror(errno));
+    self[len] = '\0';
+    push_pair(a, "mpirun", "-np");
+    pushf(a, "%d", p->nproc);
+    if (o->hostfile)
+        push_pair(a, "--hostfile", o->hostfile);
+    if (p->oversubscribe)
+        push_str(a, "--oversubscribe");
+    if (o->allow_root)
+        push_str(a, "--allow-run-as-root");
+    push_binding(a, p);
+    /* Open MPI tags each line [job,rank]<stream>:, so the runtime's own
+     * "[zrt rank r/n]" prefix is switched off. */
+    push_str(a, "--tag-output");
+    push_pair(a, "-x", "ZRT_LOG_RANK_PREFIX=0");
+    if (o->config) {
+        push_str(a, "-x");
+        pushf(a, "ZRT_CONFIG=%s", o->config);
+    }
+    if (o->nvme_path) {
+        push_str(a, "-x");
+        pushf(a, "ZRT_NVME_PATH=%s", o->nvme_path);
+    }
+    for (int i = 0; i < o->nenv; i++)
+        push_pair(a, "-x", o->envs[i]);
+    push_str(a, self);
+    push_pair(a, "--rank-wrapper", "--");
+    for (char **s = o->prog; *s; s++)
+        push_str(a, *s);
+    return 0;
+}
+
+/* Prints s so that a POSIX shell reads it back as the same one argument. */
+static void print_quoted(const char *s)
+{
+    const char *safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                       "0123456789_@%+=:,./-";
+    if (*s && strspn(s, safe) == strlen(s)) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", stdout); /* close, escaped quote, reopen */
+        else
+            putchar(*s);
+    }
+    putchar('\'');
+}
+
+static void print_command(char **v)
+{
+    for (int i = 0; v[i]; i++) {
+        if (i)
+            putchar(' ');
+        print_quoted(v[i]);
+    }
+    putchar('\n');
+}
+
+/* ---- running things --------------------------------------------------- */
+
+static void forward_signal(int sig, siginfo_t *info, void *ctx)
+{
+    (void)ctx;
+    forwarded_sig = sig;
+    /* A terminal's ^C or hangup (si_code SI_KERNEL) went to the whole
+     * foreground process group, the child included; sending it again would
+     * make mpirun skip its orderly shutdown. */
+    if (info->si_code != SI_KERNEL && forward_pid > 0)
+        kill(forward_pid, sig);
+}
+
+/* Installs forward_signal for each of sigs (0-terminated) and blocks them;
+ * *old receives the previous mask, which the caller restores once forward_pid
+ * is set. */
+static void setup_forwarding(const int *sigs, sigset_t *old)
+{
+    struct sigaction sa = {.sa_sigaction = forward_signal,
+                           .sa_flags = SA_SIGINFO | SA_RESTART};
+    sigset_t block;
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(&block);
+    for (; *sigs; sigs++) {
+        sigaction(*sigs, &sa, NULL);
+        sigaddset(&block, *sigs);
+    }
+    sigprocmask(SIG_BLOCK, &block, old);
+}
+
+/* In the forked child: die with the parent (deathsig), restore the signal
+ * mask, exec. On failure, errno goes to err_fd (close-on-exec, so the parent
+ * reads nothing when exec succeeds). */
+static void exec_child(char **v, int deathsig, const sigset_t *mask, pid_t parent,
+                       int err_fd)
+{
+    prctl(PR_SET_PDEATHSIG, deathsig);
+    if (getppid() != parent) /* the parent died before prctl took effect */
+        _exit(128 + deathsig);
+    sigprocmask(SIG_SETMASK, mask, NULL);
+    execvp(v[0], v);
+    int err = errno;
+    ssize_t ignored = write(err_fd, &err, sizeof err); /* nothing to do if this fails */
+    (void)ignored;
+    _exit(127);
+}
+
+/* Reads the exec-failure pipe: 0 when exec succeeded, else the errno. */
+static int exec_errno(int fd)
+{
+    int err = 0;
+    ssize_t n;
+    while ((n = read(fd, &err, sizeof err)) < 0 && errno == EINTR)
+        ;
+    close(fd);
+    return n == (ssize_t)sizeof err ? err : 0;
+}
+
+static int wait_child(pid_t pid, int *status)
+{
+    while (waitpid(pid, status, 0) < 0)
+        if (errno != EINTR)
+            return error("waitpid: %s", strerror(errno));
+    return 0;
+}
+
+/* Runs v (PATH search, no shell) with signals in sigs forwarded to it, and
+ * deathsig sent to it should we die first. Returns its wait status in *status,
+ * or the errno of fork/pipe/exec (0 on success). */
+static int run_child(char **v, const int *sigs, int deathsig, int *status, pid_t *pid)
+{
+    int fds[2], err;
+    sigset_t old;
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return errno;
+    pid_t parent = getpid();
+    setup_forwarding(sigs, &old);
+    *pid = fork();
+    if (*pid == 0)
+        exec_child(v, deathsig, &old, parent, fds[1]);
+    err = *pid < 0 ? errno : 0;
+    forward_pid = *pid;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(fds[1]);
+    if (err == 0)
+        err = exec_errno(fds[0]);
+    else
+        close(fds[0]);
+    if (*pid > 0 && wait_child(*pid, status) != 0 && err == 0)
+        err = ECHILD;
+    return err;
+}
+
+/* "ABRT" for SIGABRT; printed as "SIG%s". */
+static const char *signal_abbrev(int sig)
+{
+    const char *abbrev = sigabbrev_np(sig);
+    return abbrev ? abbrev : "?";
+}
+
+/* Runs mpirun, forwarding SIGINT/SIGTERM to it (and SIGTERM should we die:
+ * mpirun then ends the job in order); returns our exit status. */
+static int run_mpirun(char **v)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, 0};
+    int status;
+    pid_t pid;
+    int err = run_child(v, sigs, SIGTERM, &status, &pid);
+    if (err != 0)
+        return error("cannot run '%s': %s", v[0], strerror(err)), 127;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFEXITED(status) && forwarded_sig) {
+        error("the job was stopped by signal %d (SIG%s) (mpirun exit status %d)",
+              forwarded_sig, signal_abbrev(forwarded_sig), WEXITSTATUS(status));
+        return WEXITSTATUS(status);
+    }
+    if (WIFEXITED(status)) {
+        error(
+            "the job failed (mpirun exit status %d); the failing rank's message is above",
+            WEXITSTATUS(status));
+        return WEXITSTATUS(status);
+    }
+    error("the job failed: mpirun was killed by signal %d (SIG%s)", WTERMSIG(status),
+          signal_abbrev(WTERMSIG(status)));
+    return 128 + WTERMSIG(status);
+}
+
+/* Reports how the rank's program ended and returns the wrapper's exit status. */
+static int report_rank(int status, const char *rank, pid_t pid)
+{
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFEXITED(status)) {
+        fprintf(stderr, "zero-launch: rank %s (host %s, pid %d) exited with status %d\n",
+                rank, host, (int)pid, WEXITSTATUS(status));
+        return WEXITSTATUS(status);
+    }
+    int sig = WTERMSIG(status);
+    fprintf(stderr,
+            "zero-launch: rank %s (host %s, pid %d) was killed by signal %d (SIG%s)%s\n",
+            rank, host, (int)pid, sig, signal_abbrev(sig),
+            sig == forwarded_sig
+                ? " from outside the rank (mpirun ending the job, or a user)"
+                : "");
+    return 128 + sig;
+}
+
+/* Hidden mode, what mpirun starts on each rank: argv is
+ * "--rank-wrapper -- PROGRAM ARGS...". The program dies with us (SIGKILL). */
+static int rank_wrapper(int argc, char **argv)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, 0};
+    const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+    int first = (argc > 2 && strcmp(argv[2], "--") == 0) ? 3 : 2;
+    int status;
+    pid_t pid;
+    if (!rank)
+        rank = "?";
+    if (first >= argc)
+        return error("rank %s: --rank-wrapper needs a PROGRAM", rank), 127;
+    int err = run_child(argv + first, sigs, SIGKILL, &status, &pid);
+    if (err != 0)
+        return error("rank %s: cannot run '%s': %s", rank, argv[first], strerror(err)),
+               127;
+    return report_rank(status, rank, pid);
+}
+
+/* ---- options ---------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fputs(
+        "usage: zero-launch [options] [--] PROGRAM [ARGS...]\n"
+        "Runs PROGRAM on N ranks through Open MPI's mpirun (no shell; arguments\n"
+        "reach PROGRAM unchanged). A rank that fails is named with its host, pid\n"
+        "and exit status or signal; the job's exit status is never 0 then.\n"
+        "\n"
+        "  -n, --nproc N          ranks (default: the hostfile's slots; else one per\n"
+        "                         NUMA node when there are several; else 2)\n"
+        "      --hostfile FILE    Open MPI hostfile (\"host slots=K\" lines)\n"
+        "      --bind none|core|numa|socket\n"
+        "                         (default: numa when there are several NUMA nodes and\n"
+        "                         at least one per rank; else core when there is a core\n"
+        "                         per rank; else none)\n"
+        "      --config FILE      ranks get ZRT_CONFIG=<absolute path of FILE>\n"
+        "      --env K=V          pass K=V to every rank (repeatable)\n"
+        "      --nvme-path DIR    ranks get ZRT_NVME_PATH=<absolute path of DIR>\n"
+        "      --allow-run-as-root\n"
+        "                         pass --allow-run-as-root to mpirun; mpirun refuses to\n"
+        "                         run as root without it, so CI jobs and containers "
+        "that\n"
+        "                         run as root need it (it is never added implicitly)\n"
+        "      --dry-run          print the mpirun command line and exit\n"
+        "      --topology         print what hwloc sees and the choices it leads to\n"
+        "      --version          print the version and exit\n"
+        "  -h, --help             print this help and exit\n",
+        f);
+}
+
+enum {
+    OPT_HOSTFILE = 256,
+    OPT_BIND,
+    OPT_CONFIG,
+    OPT_ENV,
+    OPT_NVME,
+    OPT_ROOT,
+    OPT_DRY,
+    OPT_TOPO,
+    OPT_VERSION
+};
+
+static const struct option long_opts[] = {
+    {"nproc", required_argument, NULL, 'n'},
+    {"hostfile", required_argument, NULL, OPT_HOSTFILE},
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"env", required_argument, NULL, OPT_ENV},
+    {"nvme-path", required_argument, NULL, OPT_NVME},
+    {"allow-run-as-root", no_argument, NULL, OPT_ROOT},
+    {"dry-run", no_argument, NULL, OPT_DRY},
+    {"topology", no_argument, NULL, OPT_TOPO},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int add_env(struct options *o, char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq)
+        return error("--env: '%s' is not K=V", kv);
+    if (!is_identifier(kv, (size_t)(eq - kv)))
+        return error("--env: '%.*s' is not a valid variable name", (int)(eq - kv), kv);
+    o->envs[o->nenv++] = kv;
+    return 0;
+}
+
+/* Handles one option; returns 0, -1 on error, or 1 when the program should
+ * exit 0 (help, version). */
+static int handle_option(int c, char *arg, struct options *o)
+{
+    switch (c) {
+    case 'n':
+        return parse_positive(arg, &o->nproc)
+                   ? 0
+                   : error("--nproc: '%s' is not a positive integer", arg);
+    case OPT_HOSTFILE:
+        o->hostfile = arg;
+        return 0;
+    case OPT_BIND:
+        return parse_bind(arg, &o->bind);
+    case OPT_CONFIG:
+        return absolute_path("--config", arg, false, &o->config);
+    case OPT_NVME:
+        return absolute_path("--nvme-path", arg, true, &o->nvme_path);
+    case OPT_ENV:
+        return add_env(o, arg);
+    case OPT_ROOT:
+        o->allow_root = true;
+        return 0;
+    case OPT_DRY:
+        o->dry_run = true;
+        return 0;
+    case OPT_TOPO:
+        o->topology = true;
+        return 0;
+    case OPT_VERSION:
+        printf("zero-launch %s\n", ZRT_VERSION_STRING);
+        return 1;
+    case 'h':
+        usage(stdout);
+        return 1;
+    default:
+        return -1;
+    }
+}
+
+/* getopt's own messages are off: this names the option in one line. */
+static int option_error(int c, char **argv)
+{
+    const char *what = argv[optind - 1];
+    char short_opt[3] = {'-', (char)optopt, '\0'};
+    if (optopt)
+        what = short_opt;
+    if (c == ':')
+        return error("option '%s' needs a value; see 'zero-launch --help'", what);
+    return error("unknown option '%s'; see 'zero-launch --help'", what);
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    o->envs = calloc((size_t)argc, sizeof *o->envs);
+    if (!o->envs)
+        return error("out of memory");
+    int c, rc = 0;
+    opterr = 0;
+    while (rc == 0 && (c = getopt_long(argc, argv, "+:n:h", long_opts, NULL)) != -1)
+        rc = (c == '?' || c == ':') ? option_error(c, argv) : handle_option(c, optarg, o);
+    if (rc != 0)
+        return rc;
+    o->prog = argv + optind;
+    if (!o->topology && !*o->prog)
+        return error("no PROGRAM given; see 'zero-launch --help'");
+    return 0;
+}
+
+static void free_options(struct options *o)
+{
+    free(o->config);
+    free(o->nvme_path);
+    free(o->envs);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static int print_topology(const struct plan *p)
+{
+    hwloc_topology_t t;
+    if (load_topology(&t, true) != 0)
+        return 1;
+    struct topo tp = topo_counts(t);
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    printf("host:       %s\n", host);
+    printf("packages:   %d\nNUMA nodes: %d\ncores:      %d\nPUs:        %d\n",
+           tp.packages, tp.numa, tp.cores, tp.pus);
+    print_osdevs(t, "GPUs:", HWLOC_OBJ_OSDEV_GPU, HWLOC_OBJ_OSDEV_COPROC);
+    print_osdevs(t, "NICs:", HWLOC_OBJ_OSDEV_NETWORK, HWLOC_OBJ_OSDEV_OPENFABRICS);
+    printf("ranks:      %d (%d per host)%s\n", p->nproc, p->per_host,
+           p->oversubscribe ? ", oversubscribed" : "");
+    if (p->bind == BIND_CORE && !p->oversubscribe)
+        printf("binding:    core (%d core%s per rank)\n", p->cores_per_rank,
+               p->cores_per_rank > 1 ? "s" : "");
+    else if (p->bind == BIND_CORE)
+        printf("binding:    none (core binding is off: oversubscribed)\n");
+    else
+        printf("binding:    %s%s\n", bind_names[p->bind],
+               p->oversubscribe && p->bind != BIND_NONE ? " (overload-allowed)" : "");
+    hwloc_topology_destroy(t);
+    return 0;
+}
+
+static int launch(const struct options *o)
+{
+    hwloc_topology_t t;
+    struct hostfile hf = {0, 0};
+    if (o->hostfile && load_hostfile(o->hostfile, &hf) != 0)
+        return 1;
+    if (load_topology(&t, false) != 0)
+        return 1;
+    struct topo tp = topo_counts(t);
+    hwloc_topology_destroy(t);
+    struct plan p = make_plan(o, &tp, &hf);
+    if (o->topology)
+        return print_topology(&p);
+    struct argv_buf a = {0};
+    int rc = build_argv(o, &p, &a) != 0 ? 1 : 0;
+    if (rc == 0 && o->dry_run)
+        print_command(a.v);
+    else if (rc == 0)
+        rc = run_mpirun(a.v);
+    argv_free(&a);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--rank-wrapper") == 0)
+        return rank_wrapper(argc, argv);
+    struct options o = {0};
+    int rc = parse_options(argc, argv, &o);
+    if (rc == 0)
+        rc = launch(&o);
+    else
+        rc = rc > 0 ? 0 : 2;
+    free_options(&o);
+    return rc;
+}
