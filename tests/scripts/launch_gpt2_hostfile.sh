@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# zero-launch with a hostfile naming localhost twice starts 2 ranks (one slot
+# zero-launch -n 2 with a hostfile naming localhost twice (one slot
 # per line) and trains the GPT-2 example; every output line carries its rank
 # once (Open MPI's --tag-output, the runtime's own prefix off); the config
 # file given to zero-launch reaches every rank.
@@ -7,7 +7,7 @@ source "$(dirname "$0")/common.sh"
 LAUNCH=$1 TRAIN=$2
 printf 'localhost\nlocalhost\n' >"$WORK/hosts"
 printf '{"zero_optimization": {"stage": 2}, "log_level": "info"}' >"$WORK/zero.json"
-"$LAUNCH" --allow-run-as-root --hostfile "$WORK/hosts" --config "$WORK/zero.json" -- \
+"$LAUNCH" --allow-run-as-root -n 2 --hostfile "$WORK/hosts" --config "$WORK/zero.json" -- \
     "$TRAIN" --model d4 --steps 5 --val-every 0 --sample-len 0 >"$WORK/out" 2>&1 ||
     { cat "$WORK/out"; fail "zero-launch --hostfile"; }
 cat "$WORK/out"
