@@ -30,6 +30,9 @@
 #include <sys/stat.h>
 
 #define SECTION_ZERO "zero_optimization"
+#define SECTION_OFFLOAD_OPTIM "zero_optimization.offload_optimizer"
+#define SECTION_OFFLOAD_PARAM "zero_optimization.offload_param"
+#define SECTION_AIO "aio"
 #define STRING_SOURCE "<string>"
 
 /* ---- the key table ------------------------------------------------------- */
@@ -42,6 +45,9 @@ typedef enum key_kind {
     KIND_BOOL,      /* int: true/false, stored as 1/0 */
     KIND_BACKEND,   /* char[16]: one of backend_names[] */
     KIND_LOG_LEVEL, /* int: 0..3 or one of log_level_names[] */
+    KIND_DEVICE,    /* int: "none", "cpu" or "nvme" */
+    KIND_PATH,      /* char[256]: a non-empty path */
+    KIND_POSITIVE,  /* int: 1 .. 1<<20 */
 } key_kind;
 
 typedef struct cfg_key {
@@ -68,6 +74,24 @@ static const cfg_key keys[] = {
     {NULL, "device_mem_limit", KIND_BYTES, FIELD(device_mem_limit)},
     {NULL, "backend", KIND_BACKEND, FIELD(backend)},
     {NULL, "log_level", KIND_LOG_LEVEL, FIELD(log_level)},
+    {SECTION_ZERO, "offload_optimizer", KIND_SECTION, 0},
+    {SECTION_OFFLOAD_OPTIM, "device", KIND_DEVICE, FIELD(offload_optimizer.device)},
+    {SECTION_OFFLOAD_OPTIM, "nvme_path", KIND_PATH, FIELD(offload_optimizer.nvme_path)},
+    {SECTION_OFFLOAD_OPTIM, "pin_memory", KIND_BOOL, FIELD(offload_optimizer.pin_memory)},
+    {SECTION_OFFLOAD_OPTIM, "buffer_count", KIND_POSITIVE,
+     FIELD(offload_optimizer.buffer_count)},
+    {SECTION_ZERO, "offload_param", KIND_SECTION, 0},
+    {SECTION_OFFLOAD_PARAM, "device", KIND_DEVICE, FIELD(offload_param.device)},
+    {SECTION_OFFLOAD_PARAM, "nvme_path", KIND_PATH, FIELD(offload_param.nvme_path)},
+    {SECTION_OFFLOAD_PARAM, "pin_memory", KIND_BOOL, FIELD(offload_param.pin_memory)},
+    {SECTION_OFFLOAD_PARAM, "buffer_count", KIND_POSITIVE,
+     FIELD(offload_param.buffer_count)},
+    {NULL, SECTION_AIO, KIND_SECTION, 0},
+    {SECTION_AIO, "block_size", KIND_BYTES, FIELD(aio.block_size)},
+    {SECTION_AIO, "queue_depth", KIND_POSITIVE, FIELD(aio.queue_depth)},
+    {SECTION_AIO, "thread_count", KIND_POSITIVE, FIELD(aio.thread_count)},
+    {SECTION_AIO, "single_submit", KIND_BOOL, FIELD(aio.single_submit)},
+    {SECTION_AIO, "overlap_events", KIND_BOOL, FIELD(aio.overlap_events)},
 };
 #define NUM_KEYS (sizeof keys / sizeof keys[0])
 
@@ -280,6 +304,48 @@ static int find_backend(const char *name)
     return -1;
 }
 
+#define DEVICE_RULE "it must be \"none\", \"cpu\" or \"nvme\""
+#define PATH_RULE "it must be a non-empty path of at most 255 bytes"
+#define POSITIVE_RULE "it must be a whole number from 1 to 1048576"
+
+static const char *const device_names[] = {"none", "cpu", "nvme"};
+
+static zrt_status read_device(const cfg_err *e, const cfg_key *key,
+                              const json_t *v, zrt_config *cfg)
+{
+    for (int d = 0; json_is_string(v) && d < 3; d++) {
+        if (strcmp(json_string_value(v), device_names[d]) == 0) {
+            memcpy((char *)cfg + key->offset, &d, sizeof d);
+            return ZRT_OK;
+        }
+    }
+    return bad_value(e, key, v, DEVICE_RULE);
+}
+
+static zrt_status read_path(const cfg_err *e, const cfg_key *key,
+                            const json_t *v, zrt_config *cfg)
+{
+    const size_t room = sizeof cfg->offload_optimizer.nvme_path;
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        json_string_length(v) >= room)
+        return bad_value(e, key, v, PATH_RULE);
+    char *field = (char *)cfg + key->offset;
+    memset(field, 0, room);
+    memcpy(field, json_string_value(v), json_string_length(v));
+    return ZRT_OK;
+}
+
+static zrt_status read_positive(const cfg_err *e, const cfg_key *key,
+                                const json_t *v, zrt_config *cfg)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > (1 << 20))
+        return bad_value(e, key, v, POSITIVE_RULE);
+    int n = (int)json_integer_value(v);
+    memcpy((char *)cfg + key->offset, &n, sizeof n);
+    return ZRT_OK;
+}
+
 static zrt_status read_backend(const cfg_err *e, const cfg_key *key,
                                const json_t *v, zrt_config *cfg)
 {
@@ -359,10 +425,17 @@ static zrt_status read_key(const cfg_err *e, const cfg_key *key,
                            const json_t *v, zrt_config *cfg)
 {
     switch (key->kind) {
-    case KIND_SECTION:
+    case KIND_SECTION: {
         if (!json_is_object(v))
             return bad_value(e, key, v, "it must be an object");
-        return read_object(e, key->name, v, cfg);
+        char path[128]; /* sections are named by their full path */
+        snprintf(path, sizeof path, "%s%s%s", key->section ? key->section : "",
+                 key->section ? "." : "", key->name);
+        return read_object(e, path, v, cfg);
+    }
+    case KIND_DEVICE: return read_device(e, key, v, cfg);
+    case KIND_PATH: return read_path(e, key, v, cfg);
+    case KIND_POSITIVE: return read_positive(e, key, v, cfg);
     case KIND_STAGE: return read_stage(e, key, v, cfg);
     case KIND_ELEMENTS:
     case KIND_BYTES: return read_count(e, key, v, cfg);
@@ -452,6 +525,11 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->device_mem_limit = 0;
     strcpy(cfg->backend, "cpu");
     cfg->log_level = 1;
+    cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
+    cfg->offload_param.buffer_count = 5;
+    cfg->aio = (zrt_aio_config){.block_size = 1048576, .queue_depth = 8,
+                                .thread_count = 1, .single_submit = 0,
+                                .overlap_events = 1};
     return ZRT_OK;
 }
 
@@ -581,8 +659,42 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
         return validate_int(e, path, field, 3,
                             "it must be 0 (error), 1 (warn), 2 (info) "
                             "or 3 (debug)");
+    case KIND_DEVICE: return validate_int(e, path, field, 2, DEVICE_RULE);
+    case KIND_PATH:
+        return memchr(field, '\0', sizeof cfg->offload_optimizer.nvme_path)
+                   ? ZRT_OK
+                   : fail(e, ZRT_ERR_CONFIG, "'%s' is not NUL-terminated", path);
+    case KIND_POSITIVE: {
+        int n;
+        memcpy(&n, field, sizeof n);
+        return n >= 1 && n <= (1 << 20)
+                   ? ZRT_OK
+                   : fail(e, ZRT_ERR_CONFIG, "'%s' is %d; %s", path, n, POSITIVE_RULE);
+    }
     }
     return fail(e, ZRT_ERR_INTERNAL, "key table entry '%s' has no check", path);
+}
+
+/* The rules between fields, as DeepSpeed has them: optimizer offload from
+ * stage 1, parameter offload at stage 3, NVMe needs a path. */
+static zrt_status validate_offload(const cfg_err *e, const zrt_config *cfg)
+{
+    const zrt_offload_config *o = &cfg->offload_optimizer, *p = &cfg->offload_param;
+    if (o->device != ZRT_OFFLOAD_NONE && cfg->stage < 1)
+        return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"%s\" but stage is 0; "
+                    "offloading the optimizer needs stage 1, 2 or 3",
+                    SECTION_OFFLOAD_OPTIM, device_names[o->device]);
+    if (p->device != ZRT_OFFLOAD_NONE && cfg->stage != 3)
+        return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"%s\" but stage is %d; "
+                    "offloading parameters needs stage 3", SECTION_OFFLOAD_PARAM,
+                    device_names[p->device], cfg->stage);
+    if (o->device == ZRT_OFFLOAD_NVME && !o->nvme_path[0])
+        return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"nvme\" but '%s.nvme_path' "
+                    "is not set", SECTION_OFFLOAD_OPTIM, SECTION_OFFLOAD_OPTIM);
+    if (p->device == ZRT_OFFLOAD_NVME && !p->nvme_path[0])
+        return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"nvme\" but '%s.nvme_path' "
+                    "is not set", SECTION_OFFLOAD_PARAM, SECTION_OFFLOAD_PARAM);
+    return ZRT_OK;
 }
 
 zrt_status zrt_config_validate(const zrt_config *cfg, char *errbuf,
@@ -599,7 +711,7 @@ zrt_status zrt_config_validate(const zrt_config *cfg, char *errbuf,
         if (st != ZRT_OK)
             return st;
     }
-    return ZRT_OK;
+    return validate_offload(&e, cfg);
 }
 
 /* ---- sizes --------------------------------------------------------------- */

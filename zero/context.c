@@ -16,6 +16,27 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx)
     return ctx ? ZRT_OK : ZRT_ERR_INVALID_ARG;
 }
 
+/* Host offload needs the CPU to reach the device's gradients and shards
+ * directly (true on the cpu backend); NVMe is not wired in yet. */
+static zrt_status check_offload(zrt_ctx *ctx)
+{
+    const zrt_offload_config *both[2] = {&ctx->cfg.offload_optimizer,
+                                         &ctx->cfg.offload_param};
+    for (int i = 0; i < 2; i++) {
+        if (both[i]->device == ZRT_OFFLOAD_NVME)
+            return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                             "%s.device \"nvme\": the NVMe tier is not wired into "
+                             "the engine yet (use \"cpu\" or \"none\")",
+                             i == 0 ? "offload_optimizer" : "offload_param");
+        if (both[i]->device == ZRT_OFFLOAD_CPU && !ctx->be->caps.device_is_host)
+            return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                             "%s.device \"cpu\" is not supported by backend '%s' yet",
+                             i == 0 ? "offload_optimizer" : "offload_param",
+                             ctx->be->ops->name);
+    }
+    return ZRT_OK;
+}
+
 static zrt_status create_backend(zrt_ctx *ctx)
 {
     if (strcmp(ctx->cfg.backend, "cpu") == 0)
@@ -67,6 +88,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
                                     &ctx->err, &ctx->pool),
                    st, fail);
     ZRT_CHECK_GOTO(create_backend(ctx), st, fail);
+    ZRT_CHECK_GOTO(check_offload(ctx), st, fail);
     ZRT_CHECK_GOTO(zrt__comm_mpi_create(ctx->be, &ctx->err, &ctx->comm), st, fail);
     ctx->err.rank = ctx->comm->rank;
     zrt_log(ctx, 2, "context created: stage %d, %d ranks (local %d of %d), backend %s, "

@@ -36,13 +36,26 @@ float *zrt__param_base(zrt_ctx *ctx, int layer)
     return ctx->layers[layer].param_full.ptr;
 }
 
-static zrt_status alloc_f32(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
-                            zrt_category cat, const char *what, int layer)
+static zrt_status alloc_f32_in(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
+                               zrt_tier tier, zrt_category cat, const char *what,
+                               int layer)
 {
     char label[96];
     snprintf(label, sizeof label, "%s of layer %d", what, layer);
-    return ctx->be->ops->alloc(ctx->be, (size_t)elements * sizeof(float),
-                               ZRT_TIER_DEVICE, cat, label, buf);
+    return ctx->be->ops->alloc(ctx->be, (size_t)elements * sizeof(float), tier, cat,
+                               label, buf);
+}
+
+static zrt_status alloc_f32(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
+                            zrt_category cat, const char *what, int layer)
+{
+    return alloc_f32_in(ctx, buf, elements, ZRT_TIER_DEVICE, cat, what, layer);
+}
+
+/* Where offloadable state lives: host memory when the config offloads it. */
+static zrt_tier tier_for(const zrt_offload_config *offload)
+{
+    return offload->device == ZRT_OFFLOAD_CPU ? ZRT_TIER_HOST : ZRT_TIER_DEVICE;
 }
 
 /* ---- allocation ------------------------------------------------------------ */
@@ -53,8 +66,9 @@ static zrt_status alloc_params(zrt_ctx *ctx, int l)
     if (ctx->cfg.stage < 3)
         return alloc_f32(ctx, &ls->param_full, flat_of(ctx, l), ZRT_CAT_PARAM,
                          "parameters", l);
-    ZRT_CHECK(alloc_f32(ctx, &ls->param_shard, shard_of(ctx, l), ZRT_CAT_PARAM,
-                        "parameter shard", l));
+    ZRT_CHECK(alloc_f32_in(ctx, &ls->param_shard, shard_of(ctx, l),
+                           tier_for(&ctx->cfg.offload_param), ZRT_CAT_PARAM,
+                           "parameter shard", l));
     ls->persistent =
         ctx->plan.layers[l].numel <= ctx->cfg.stage3_param_persistence_threshold;
     if (!ls->persistent)
@@ -79,10 +93,11 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
     else
         ZRT_CHECK(alloc_f32(ctx, &ls->grad_shard, lp->shard_numel, ZRT_CAT_GRAD,
                             "gradient shard", l));
-    ZRT_CHECK(alloc_f32(ctx, &ls->m, ls->range_len, ZRT_CAT_OPTIM,
-                        "Adam first moment", l));
-    ZRT_CHECK(alloc_f32(ctx, &ls->v, ls->range_len, ZRT_CAT_OPTIM,
-                        "Adam second moment", l));
+    zrt_tier optim_tier = tier_for(&ctx->cfg.offload_optimizer);
+    ZRT_CHECK(alloc_f32_in(ctx, &ls->m, ls->range_len, optim_tier, ZRT_CAT_OPTIM,
+                           "Adam first moment", l));
+    ZRT_CHECK(alloc_f32_in(ctx, &ls->v, ls->range_len, optim_tier, ZRT_CAT_OPTIM,
+                           "Adam second moment", l));
     ls->segs = calloc((size_t)lp->count, sizeof *ls->segs);
     if (!ls->segs)
         return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,

@@ -18,6 +18,9 @@ const char *example_common_usage(void)
            "  --device-mem SIZE  device memory budget per rank, e.g. 512K, 64M, 2G\n"
            "  --dump-params FILE rank 0 writes all parameters as raw f32\n"
            "  --mem-report FILE  each rank writes its memory report (%r = rank)\n"
+           "  --offload-optimizer none|cpu|nvme  where Adam's moments live (stage >= 1)\n"
+           "  --offload-param none|cpu|nvme      where parameter shards live (stage 3)\n"
+           "  --nvme-path DIR    directory for swap files (with nvme)\n"
            "  --help             this text\n";
 }
 
@@ -44,6 +47,15 @@ static int parse_int(const char *flag, const char *text, long lo, long hi,
     return 0;
 }
 
+static int parse_device(const char *text)
+{
+    static const char *const names[] = {"none", "cpu", "nvme"};
+    for (int d = 0; d < 3; d++)
+        if (!strcmp(text, names[d]))
+            return d;
+    return -1;
+}
+
 /* Returns 1 if argv[*i] was a common flag, 0 if not, -1 on error. */
 static int parse_common(example_args *a, int argc, char **argv, int *i,
                         char *err, size_t size)
@@ -53,7 +65,8 @@ static int parse_common(example_args *a, int argc, char **argv, int *i,
     int is_valued = !strcmp(flag, "--stage") || !strcmp(flag, "--steps") ||
                     !strcmp(flag, "--seed") || !strcmp(flag, "--config") ||
                     !strcmp(flag, "--device-mem") || !strcmp(flag, "--dump-params") ||
-                    !strcmp(flag, "--mem-report");
+                    !strcmp(flag, "--mem-report") || !strcmp(flag, "--offload-optimizer") ||
+                    !strcmp(flag, "--offload-param") || !strcmp(flag, "--nvme-path");
     if (!is_valued)
         return 0;
     if (need_value(argc, argv, *i, err, size))
@@ -76,6 +89,16 @@ static int parse_common(example_args *a, int argc, char **argv, int *i,
             snprintf(err, size, "--device-mem: '%s' is not a size (e.g. 64M)", text);
             return -1;
         }
+    } else if (!strcmp(flag, "--offload-optimizer") || !strcmp(flag, "--offload-param")) {
+        int device = parse_device(text);
+        if (device < 0) {
+            snprintf(err, size, "%s: '%s' is not none, cpu or nvme", flag, text);
+            return -1;
+        }
+        *(!strcmp(flag, "--offload-param") ? &a->offload_param : &a->offload_optimizer) =
+            device;
+    } else if (!strcmp(flag, "--nvme-path")) {
+        a->nvme_path = text;
     } else if (!strcmp(flag, "--config")) {
         a->config_path = text;
     } else if (!strcmp(flag, "--dump-params")) {
@@ -90,7 +113,8 @@ int example_parse_args(int argc, char **argv, example_args *args,
                        example_flag_fn own_flags, void *user, char *err,
                        size_t err_size)
 {
-    *args = (example_args){.stage = -1, .steps = 20, .seed = 1234, .device_mem = -1};
+    *args = (example_args){.stage = -1, .steps = 20, .seed = 1234, .device_mem = -1,
+                           .offload_optimizer = -1, .offload_param = -1};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
             return 1;
@@ -124,6 +148,19 @@ zrt_status example_build_config(const example_args *args, zrt_config *cfg,
         c.stage = args->stage;
     if (args->device_mem >= 0)
         c.device_mem_limit = args->device_mem;
+    if (args->offload_optimizer >= 0)
+        c.offload_optimizer.device = args->offload_optimizer;
+    if (args->offload_param >= 0)
+        c.offload_param.device = args->offload_param;
+    if (args->nvme_path) {
+        snprintf(c.offload_optimizer.nvme_path, sizeof c.offload_optimizer.nvme_path,
+                 "%s", args->nvme_path);
+        snprintf(c.offload_param.nvme_path, sizeof c.offload_param.nvme_path, "%s",
+                 args->nvme_path);
+    }
+    zrt_status st = zrt_config_validate(&c, err, err_size);
+    if (st != ZRT_OK)
+        return st;
     *cfg = c;
     return ZRT_OK;
 }

@@ -27,6 +27,9 @@ typedef struct example_args {
     int64_t device_mem;       /* -1: from the config */
     const char *dump_params;  /* NULL: none */
     const char *mem_report;   /* NULL: none */
+    int offload_optimizer;    /* -1: from the config; else zrt_offload_device */
+    int offload_param;
+    const char *nvme_path;    /* NULL: from the config */
 } example_args;
 
 /* An example's own flags: returns 1 if it took argv[*i] (and advanced *i
@@ -44,7 +47,7 @@ int example_parse_args(int argc, char **argv, example_args *args,
 const char *example_common_usage(void);
 
 /* Defaults, then the file in $ZRT_CONFIG (zero-launch --config), then the
- * --config file, then --stage and --device-mem. */
+ * --config file, then --stage, --device-mem and the offload flags. */
 zrt_status example_build_config(const example_args *args, zrt_config *cfg,
                                 char *err, size_t err_size);
 

@@ -107,6 +107,31 @@ ZRT_API const char *zrt_category_str(zrt_category category);
 ZRT_API const char *zrt_tier_str(zrt_tier tier);
 
 /* ---- configuration -------------------------------------------------------
+ * Where offloaded state lives (DeepSpeed's offload_optimizer/offload_param
+ * "device"). */
+typedef enum zrt_offload_device {
+    ZRT_OFFLOAD_NONE = 0, /* on the device */
+    ZRT_OFFLOAD_CPU = 1,  /* in host memory; the optimizer runs on the CPU */
+    ZRT_OFFLOAD_NVME = 2  /* in swap files under nvme_path */
+} zrt_offload_device;
+
+typedef struct zrt_offload_config {
+    int device;          /* zrt_offload_device */
+    char nvme_path[256]; /* directory for swap files (device nvme) */
+    int pin_memory;      /* page-locked host buffers */
+    int buffer_count;    /* staging buffers */
+} zrt_offload_config;
+
+/* DeepSpeed's "aio" section: how the NVMe tier drives io_uring. */
+typedef struct zrt_aio_config {
+    int64_t block_size;  /* bytes per I/O */
+    int queue_depth;     /* I/Os in flight */
+    int thread_count;
+    int single_submit;
+    int overlap_events;
+} zrt_aio_config;
+
+/*
  * Fill with zrt_config_init(), then override fields, a JSON file
  * (zrt_config_load_file) or a JSON string. Bucket sizes count elements, as in
  * DeepSpeed's zero_optimization section; memory limits count bytes. */
@@ -124,8 +149,11 @@ typedef struct zrt_config {
                                  0: each collective is waited at once */
     int64_t device_mem_limit; /* bytes of device memory this rank may use;
                                  0 means no limit */
-    char backend[16];         /* "cpu" */
+    char backend[16];         /* "cpu" ("cuda" is refused until it lands) */
     int log_level;            /* 0 error, 1 warn, 2 info, 3 debug */
+    zrt_offload_config offload_optimizer; /* m, v: stages 1-3 */
+    zrt_offload_config offload_param;     /* parameter shards: stage 3 */
+    zrt_aio_config aio;
 } zrt_config;
 
 /* Fills *cfg with defaults. */
@@ -133,8 +161,11 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
 /* Overrides fields of *cfg from a JSON file or text. Keys: an object
  * "zero_optimization" holding stage, reduce_bucket_size,
  * allgather_bucket_size, stage3_prefetch_bucket_size,
- * stage3_param_persistence_threshold, overlap_comm; and at the top level
- * device_mem_limit, backend, log_level. Sizes are integers, or strings with a
+ * stage3_param_persistence_threshold, overlap_comm, and the objects
+ * offload_optimizer and offload_param {device: "none"|"cpu"|"nvme",
+ * nvme_path, pin_memory, buffer_count}; at the top level device_mem_limit,
+ * backend, log_level, and an object aio {block_size, queue_depth,
+ * thread_count, single_submit, overlap_events}. Sizes are integers, or strings with a
  * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
  * or range, or malformed JSON fails with ZRT_ERR_CONFIG and writes a sentence
  * naming the key or the line and column into errbuf (may be NULL). *cfg is

@@ -176,6 +176,65 @@ START_TEST(step_leaves_gradients_zeroed)
 }
 END_TEST
 
+/* Optimizer state (stages 1-3) and parameter shards (stage 3) in host
+ * memory: the same bits, and the device tier holds none of them. */
+START_TEST(host_offload_is_bit_identical_and_leaves_the_device)
+{
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    float *reference = train_and_read(&cfg, 4);
+    for (int stage = 1; stage <= 3; stage++) {
+        base_config(&cfg, stage);
+        cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
+        if (stage == 3)
+            cfg.offload_param.device = ZRT_OFFLOAD_CPU;
+        model m = {0};
+        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        zrt_mem_stats st;
+        zrt_get_mem_stats(m.ctx, &st);
+        int64_t padded = m.ctx->plan.total_flat_numel, n = world_size;
+        ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_OPTIM], 0);
+        ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_OPTIM], 8 * padded / n);
+        if (stage == 3) {
+            ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_PARAM], 0);
+            ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_PARAM], 4 * padded / n);
+        }
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+        float *got = train_and_read(&cfg, 4);
+        char what[48];
+        snprintf(what, sizeof what, "stage %d with host offload", stage);
+        assert_same_bits(got, reference, what);
+        free(got);
+    }
+    free(reference);
+}
+END_TEST
+
+START_TEST(offload_rules_are_enforced)
+{
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
+    char why[512];
+    ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(why, "needs stage 1, 2 or 3"), "%s", why);
+    base_config(&cfg, 2);
+    cfg.offload_param.device = ZRT_OFFLOAD_CPU;
+    ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(why, "needs stage 3"), "%s", why);
+    base_config(&cfg, 3);
+    cfg.offload_optimizer.device = ZRT_OFFLOAD_NVME;
+    ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(why, "nvme_path' is not set"), "%s", why);
+    snprintf(cfg.offload_optimizer.nvme_path, sizeof cfg.offload_optimizer.nvme_path,
+             "/tmp");
+    zrt_ctx *ctx = NULL;
+    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(ctx);
+}
+END_TEST
+
 START_TEST(buckets_and_overlap_do_not_change_results)
 {
     zrt_config cfg;
@@ -450,6 +509,8 @@ static Suite *engine_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, stages_are_bit_identical);
     tcase_add_test(tc, step_leaves_gradients_zeroed);
+    tcase_add_test(tc, host_offload_is_bit_identical_and_leaves_the_device);
+    tcase_add_test(tc, offload_rules_are_enforced);
     tcase_add_test(tc, buckets_and_overlap_do_not_change_results);
     tcase_add_test(tc, model_state_bytes_follow_the_formulas);
     tcase_add_test(tc, stage3_prefetches_next_layer_within_budget);

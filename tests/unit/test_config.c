@@ -429,6 +429,49 @@ START_TEST(test_validate)
 }
 END_TEST
 
+START_TEST(test_offload_and_aio)
+{
+    zrt_config cfg;
+    char err[ERRBUF];
+    zrt_config_init(&cfg);
+    ck_assert_int_eq(cfg.offload_optimizer.device, ZRT_OFFLOAD_NONE);
+    ck_assert_int_eq(cfg.aio.block_size, 1048576);
+    ck_assert_int_eq(load(&cfg,
+                          "{\"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": "
+                          "{\"device\": \"nvme\", \"nvme_path\": \"/mnt/nvme\", "
+                          "\"pin_memory\": true, \"buffer_count\": 6}, \"offload_param\": "
+                          "{\"device\": \"cpu\"}}, \"aio\": {\"block_size\": \"2M\", "
+                          "\"queue_depth\": 16, \"thread_count\": 2, \"single_submit\": true, "
+                          "\"overlap_events\": false}}",
+                          err),
+                     ZRT_OK);
+    ck_assert_int_eq(cfg.offload_optimizer.device, ZRT_OFFLOAD_NVME);
+    ck_assert_str_eq(cfg.offload_optimizer.nvme_path, "/mnt/nvme");
+    ck_assert_int_eq(cfg.offload_optimizer.pin_memory, 1);
+    ck_assert_int_eq(cfg.offload_optimizer.buffer_count, 6);
+    ck_assert_int_eq(cfg.offload_param.device, ZRT_OFFLOAD_CPU);
+    ck_assert_int_eq(cfg.aio.block_size, 2 * 1048576);
+    ck_assert_int_eq(cfg.aio.queue_depth, 16);
+    ck_assert_int_eq(cfg.aio.thread_count, 2);
+    ck_assert_int_eq(cfg.aio.single_submit, 1);
+    ck_assert_int_eq(cfg.aio.overlap_events, 0);
+    ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_OK);
+    /* the full path of a nested key is named */
+    ck_assert_int_eq(load(&cfg, "{\"zero_optimization\": {\"offload_param\": "
+                                "{\"device\": \"disk\"}}}", err),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, "'zero_optimization.offload_param.device' is the string "
+                              "\"disk\""), "%s", err);
+    ck_assert_int_eq(load(&cfg, "{\"zero_optimization\": {\"offload_optimizer\": "
+                                "{\"devices\": \"cpu\"}}}", err),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, "unknown key 'zero_optimization.offload_optimizer.devices'"),
+                  "%s", err);
+    ck_assert_int_eq(load(&cfg, "{\"aio\": {\"queue_depth\": 0}}", err), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, "'aio.queue_depth' is 0"), "%s", err);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -449,6 +492,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_parse_size_good);
     tcase_add_test(tc, test_parse_size_bad);
     tcase_add_test(tc, test_validate);
+    tcase_add_test(tc, test_offload_and_aio);
     suite_add_tcase(s, tc);
     return s;
 }
