@@ -73,8 +73,7 @@ uint32_t zrt__crc32c_sw(uint32_t crc, const void *data, size_t n)
 
 #ifdef ZRT__CRC32C_HAVE_X86
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc,
-                                                            const void *data,
-                                                            size_t n)
+                                                            const void *data, size_t n)
 {
     const unsigned char *p = data;
     uint64_t c = (uint32_t)~crc;

@@ -34,11 +34,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define SWAP_DEFAULT_BLOCK ((size_t)1 << 20)
-#define SWAP_DEFAULT_DEPTH 8
+#define SWAP_DEFAULT_BLOCK   ((size_t)1 << 20)
+#define SWAP_DEFAULT_DEPTH   8
 #define SWAP_DEFAULT_BUFFERS 4
-#define SWAP_MAX_BLOCK ((size_t)1 << 30) /* len is stored in 32 bits */
-#define SWAP_FALLBACK_ALIGN 4096
+#define SWAP_MAX_BLOCK       ((size_t)1 << 30) /* len is stored in 32 bits */
+#define SWAP_FALLBACK_ALIGN  4096
 
 typedef struct block_entry {
     uint32_t crc;
@@ -47,13 +47,13 @@ typedef struct block_entry {
 
 /* One staging buffer and the block it carries while in flight. */
 typedef struct slot {
-    uint64_t block;   /* block number in the file */
-    uint64_t offset;  /* file offset (block * block_size) */
-    size_t pos;       /* where the payload sits in the caller's buffer */
-    uint32_t len;     /* payload bytes */
-    uint32_t io_len;  /* len rounded up to the alignment */
-    uint32_t crc;     /* of the payload (writes) */
-    int index;        /* registered buffer index */
+    uint64_t block;  /* block number in the file */
+    uint64_t offset; /* file offset (block * block_size) */
+    size_t pos;      /* where the payload sits in the caller's buffer */
+    uint32_t len;    /* payload bytes */
+    uint32_t io_len; /* len rounded up to the alignment */
+    uint32_t crc;    /* of the payload (writes) */
+    int index;       /* registered buffer index */
 } slot;
 
 struct zrt__swap {
@@ -63,10 +63,10 @@ struct zrt__swap {
     uint64_t capacity;
     uint64_t nblocks;
     size_t block_size;
-    size_t align;     /* direct-I/O offset alignment */
-    size_t stride;    /* bytes between staging buffers */
+    size_t align;  /* direct-I/O offset alignment */
+    size_t stride; /* bytes between staging buffers */
     int buffer_count;
-    int max_inflight; /* min(queue_depth, buffer_count) */
+    int max_inflight;       /* min(queue_depth, buffer_count) */
     unsigned char *staging; /* buffer_count * stride, owned */
     struct iovec *iov;      /* buffer_count, owned */
     slot *slots;            /* buffer_count, owned */
@@ -78,7 +78,10 @@ struct zrt__swap {
     int broken; /* an io_uring call failed with I/O possibly outstanding */
 };
 
-static size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+static size_t round_up(size_t v, size_t a)
+{
+    return (v + a - 1) / a * a;
+}
 
 /* ---- open ---------------------------------------------------------------- */
 
@@ -88,8 +91,7 @@ static zrt_status make_dirs(const char *path, zrt__errbuf *err)
     char *copy = strdup(path);
     if (!copy)
         return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
-                         "cannot create swap directory %s: out of memory",
-                         path);
+                         "cannot create swap directory %s: out of memory", path);
     for (char *p = copy + 1;; p++) {
         int last = (*p == '\0');
         if (*p != '/' && !last)
@@ -97,9 +99,9 @@ static zrt_status make_dirs(const char *path, zrt__errbuf *err)
         *p = '\0';
         if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
             int e = errno;
-            zrt_status st = zrt__fail(
-                err, ZRT_ERR_IO, "cannot create swap directory %s: %s: %s",
-                path, copy, strerror(e));
+            zrt_status st =
+                zrt__fail(err, ZRT_ERR_IO, "cannot create swap directory %s: %s: %s",
+                          path, copy, strerror(e));
             free(copy);
             return st;
         }
@@ -110,23 +112,19 @@ static zrt_status make_dirs(const char *path, zrt__errbuf *err)
     free(copy);
     struct stat sb;
     if (stat(path, &sb) != 0)
-        return zrt__fail(err, ZRT_ERR_IO,
-                         "cannot create swap directory %s: %s", path,
+        return zrt__fail(err, ZRT_ERR_IO, "cannot create swap directory %s: %s", path,
                          strerror(errno));
     if (!S_ISDIR(sb.st_mode))
-        return zrt__fail(err, ZRT_ERR_IO,
-                         "cannot create swap directory %s: %s", path,
+        return zrt__fail(err, ZRT_ERR_IO, "cannot create swap directory %s: %s", path,
                          strerror(ENOTDIR));
     return ZRT_OK;
 }
 
 static zrt_status check_config(const zrt__swap_config *cfg, const char *name,
-                               uint64_t capacity, zrt__swap_config *eff,
-                               zrt__errbuf *err)
+                               uint64_t capacity, zrt__swap_config *eff, zrt__errbuf *err)
 {
     if (!cfg || !cfg->dir || !cfg->dir[0])
-        return zrt__fail(err, ZRT_ERR_INVALID_ARG,
-                         "swap open: no directory given");
+        return zrt__fail(err, ZRT_ERR_INVALID_ARG, "swap open: no directory given");
     if (!name || !name[0] || strchr(name, '/'))
         return zrt__fail(err, ZRT_ERR_INVALID_ARG,
                          "swap open: name '%s' must be non-empty without '/'",
@@ -151,8 +149,7 @@ static zrt_status check_config(const zrt__swap_config *cfg, const char *name,
                          "swap open of %s: block_size %zu is above the %zu "
                          "maximum",
                          name, eff->block_size, SWAP_MAX_BLOCK);
-    uint64_t nblocks = capacity / eff->block_size +
-                       (capacity % eff->block_size != 0);
+    uint64_t nblocks = capacity / eff->block_size + (capacity % eff->block_size != 0);
     if (nblocks > (uint64_t)INT64_MAX / eff->block_size ||
         nblocks > SIZE_MAX / sizeof(block_entry))
         return zrt__fail(err, ZRT_ERR_INVALID_ARG,
@@ -163,8 +160,7 @@ static zrt_status check_config(const zrt__swap_config *cfg, const char *name,
 
 /* Direct-I/O alignment of the open file: statx when it knows, else 4096.
  * mem_align receives the buffer alignment. */
-static zrt_status find_alignment(zrt__swap *s, size_t *mem_align,
-                                 zrt__errbuf *err)
+static zrt_status find_alignment(zrt__swap *s, size_t *mem_align, zrt__errbuf *err)
 {
     s->align = SWAP_FALLBACK_ALIGN;
     *mem_align = SWAP_FALLBACK_ALIGN;
@@ -190,18 +186,17 @@ static zrt_status find_alignment(zrt__swap *s, size_t *mem_align,
 
 static zrt_status create_file(zrt__swap *s, zrt__errbuf *err)
 {
-    s->fd = open(s->path, O_CREAT | O_TRUNC | O_RDWR | O_DIRECT | O_CLOEXEC,
-                 0600);
+    s->fd = open(s->path, O_CREAT | O_TRUNC | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
     if (s->fd >= 0)
         return ZRT_OK;
     int e = errno;
     if (e == EINVAL) {
         unlink(s->path); /* some kernels create the file before refusing */
-        return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
-                         "%s: the file system refuses O_DIRECT", s->path);
+        return zrt__fail(err, ZRT_ERR_UNSUPPORTED, "%s: the file system refuses O_DIRECT",
+                         s->path);
     }
-    return zrt__fail(err, ZRT_ERR_IO, "cannot create swap file %s: %s",
-                     s->path, strerror(e));
+    return zrt__fail(err, ZRT_ERR_IO, "cannot create swap file %s: %s", s->path,
+                     strerror(e));
 }
 
 static zrt_status reserve_space(zrt__swap *s, zrt__errbuf *err)
@@ -221,21 +216,19 @@ static zrt_status reserve_space(zrt__swap *s, zrt__errbuf *err)
                      "cannot reserve %s for swap file %s (capacity %llu "
                      "rounded up to %llu blocks of %zu bytes): %s",
                      zrt__fmt_bytes((long long)size, buf, sizeof buf), s->path,
-                     (unsigned long long)s->capacity,
-                     (unsigned long long)s->nblocks, s->block_size,
-                     strerror(e));
+                     (unsigned long long)s->capacity, (unsigned long long)s->nblocks,
+                     s->block_size, strerror(e));
 }
 
-static zrt_status setup_ring(zrt__swap *s, int depth, size_t mem_align,
-                             zrt__errbuf *err)
+static zrt_status setup_ring(zrt__swap *s, int depth, size_t mem_align, zrt__errbuf *err)
 {
     int n = s->buffer_count;
     s->stride = round_up(s->block_size, mem_align);
     void *mem = NULL;
     if (posix_memalign(&mem, mem_align, s->stride * (size_t)n) != 0)
         return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
-                         "%s: cannot allocate %d staging buffers of %zu bytes",
-                         s->path, n, s->block_size);
+                         "%s: cannot allocate %d staging buffers of %zu bytes", s->path,
+                         n, s->block_size);
     s->staging = mem;
     memset(s->staging, 0, s->stride * (size_t)n); /* padding stays zero */
     s->iov = calloc((size_t)n, sizeof *s->iov);
@@ -251,17 +244,13 @@ static zrt_status setup_ring(zrt__swap *s, int depth, size_t mem_align,
     }
     int rc = io_uring_queue_init((unsigned)depth, &s->ring, 0);
     if (rc < 0)
-        return zrt__fail(err,
-                         rc == -ENOMEM ? ZRT_ERR_OUT_OF_MEMORY
-                                       : ZRT_ERR_UNSUPPORTED,
-                         "%s: cannot set up io_uring with %d entries: %s",
-                         s->path, depth, strerror(-rc));
+        return zrt__fail(err, rc == -ENOMEM ? ZRT_ERR_OUT_OF_MEMORY : ZRT_ERR_UNSUPPORTED,
+                         "%s: cannot set up io_uring with %d entries: %s", s->path, depth,
+                         strerror(-rc));
     s->ring_ready = 1;
     rc = io_uring_register_buffers(&s->ring, s->iov, (unsigned)n);
     if (rc < 0)
-        return zrt__fail(err,
-                         rc == -ENOMEM ? ZRT_ERR_OUT_OF_MEMORY
-                                       : ZRT_ERR_UNSUPPORTED,
+        return zrt__fail(err, rc == -ENOMEM ? ZRT_ERR_OUT_OF_MEMORY : ZRT_ERR_UNSUPPORTED,
                          "%s: cannot register %d staging buffers of %zu bytes "
                          "with io_uring: %s%s",
                          s->path, n, s->block_size, strerror(-rc),
@@ -271,22 +260,20 @@ static zrt_status setup_ring(zrt__swap *s, int depth, size_t mem_align,
 }
 
 zrt_status zrt__swap_open(const zrt__swap_config *cfg, const char *name,
-                          uint64_t capacity, zrt__errbuf *err,
-                          zrt__swap **out)
+                          uint64_t capacity, zrt__errbuf *err, zrt__swap **out)
 {
     zrt__swap_config c = {0};
     ZRT_CHECK(check_config(cfg, name, capacity, &c, err));
     zrt__swap *s = calloc(1, sizeof *s);
     if (!s)
-        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
-                         "swap open of %s: out of memory", name);
+        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY, "swap open of %s: out of memory",
+                         name);
     s->fd = -1;
     s->capacity = capacity;
     s->block_size = c.block_size;
     s->nblocks = capacity / c.block_size + (capacity % c.block_size != 0);
     s->buffer_count = c.buffer_count;
-    s->max_inflight =
-        c.queue_depth < c.buffer_count ? c.queue_depth : c.buffer_count;
+    s->max_inflight = c.queue_depth < c.buffer_count ? c.queue_depth : c.buffer_count;
     zrt_status st;
     if (asprintf(&s->rank_dir, "%s/zrt-rank%d", c.dir, c.rank) < 0) {
         s->rank_dir = NULL;
@@ -301,8 +288,8 @@ zrt_status zrt__swap_open(const zrt__swap_config *cfg, const char *name,
     s->table = calloc((size_t)s->nblocks, sizeof *s->table);
     if (!s->table) {
         st = zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
-                       "%s: out of memory for a table of %llu blocks",
-                       s->path, (unsigned long long)s->nblocks);
+                       "%s: out of memory for a table of %llu blocks", s->path,
+                       (unsigned long long)s->nblocks);
         goto fail;
     }
     size_t mem_align;
@@ -345,16 +332,22 @@ zrt_status zrt__swap_close(zrt__swap *s)
     return ZRT_OK;
 }
 
-uint64_t zrt__swap_capacity(const zrt__swap *s) { return s->capacity; }
+uint64_t zrt__swap_capacity(const zrt__swap *s)
+{
+    return s->capacity;
+}
 
-size_t zrt__swap_alignment(const zrt__swap *s) { return s->align; }
+size_t zrt__swap_alignment(const zrt__swap *s)
+{
+    return s->align;
+}
 
 /* ---- the block pipeline -------------------------------------------------- */
 
 typedef struct job {
     zrt__swap *s;
     int writing;
-    uint64_t offset;          /* of the first block */
+    uint64_t offset; /* of the first block */
     size_t bytes;
     const unsigned char *src; /* writes */
     unsigned char *dst;       /* reads */
@@ -394,8 +387,7 @@ static void prepare_one(job *j)
     }
     slot *sl = &s->slots[s->free_slots[--j->nfree]];
     size_t pos = (size_t)j->next * s->block_size;
-    size_t len = j->bytes - pos < s->block_size ? j->bytes - pos
-                                                : s->block_size;
+    size_t len = j->bytes - pos < s->block_size ? j->bytes - pos : s->block_size;
     sl->block = j->offset / s->block_size + j->next;
     sl->offset = j->offset + pos;
     sl->pos = pos;
@@ -406,11 +398,9 @@ static void prepare_one(job *j)
         memcpy(buf, j->src + pos, len);
         memset(buf + len, 0, sl->io_len - len);
         sl->crc = zrt__crc32c(0, buf, len);
-        io_uring_prep_write_fixed(sqe, s->fd, buf, sl->io_len, sl->offset,
-                                  sl->index);
+        io_uring_prep_write_fixed(sqe, s->fd, buf, sl->io_len, sl->offset, sl->index);
     } else {
-        io_uring_prep_read_fixed(sqe, s->fd, buf, sl->io_len, sl->offset,
-                                 sl->index);
+        io_uring_prep_read_fixed(sqe, s->fd, buf, sl->io_len, sl->offset, sl->index);
     }
     io_uring_sqe_set_data(sqe, sl);
     j->next++;
@@ -439,9 +429,9 @@ static zrt_status finish_one(job *j, slot *sl, int res)
     const char *op = j->writing ? "write" : "read";
     if (res < 0)
         return zrt__fail(j->err, ZRT_ERR_IO,
-                         "%s: %s of block %llu at offset %llu failed: %s",
-                         s->path, op, (unsigned long long)sl->block,
-                         (unsigned long long)sl->offset, strerror(-res));
+                         "%s: %s of block %llu at offset %llu failed: %s", s->path, op,
+                         (unsigned long long)sl->block, (unsigned long long)sl->offset,
+                         strerror(-res));
     if ((uint32_t)res != sl->io_len)
         return zrt__fail(j->err, ZRT_ERR_IO,
                          "%s: short %s of block %llu at offset %llu: %d of %u "
@@ -514,8 +504,8 @@ static void run_job(job *j)
     }
 }
 
-static zrt_status check_range(zrt__swap *s, const char *op, uint64_t offset,
-                              size_t bytes, zrt__errbuf *err)
+static zrt_status check_range(zrt__swap *s, const char *op, uint64_t offset, size_t bytes,
+                              zrt__errbuf *err)
 {
     if (s->broken)
         return zrt__fail(err, ZRT_ERR_STATE,
@@ -526,8 +516,7 @@ static zrt_status check_range(zrt__swap *s, const char *op, uint64_t offset,
         return zrt__fail(err, ZRT_ERR_INVALID_ARG,
                          "%s: %s at offset %llu: not a multiple of the block "
                          "size %zu",
-                         s->path, op, (unsigned long long)offset,
-                         s->block_size);
+                         s->path, op, (unsigned long long)offset, s->block_size);
     if (offset > s->capacity || bytes > s->capacity - offset)
         return zrt__fail(err, ZRT_ERR_INVALID_ARG,
                          "%s: %s of %zu bytes at offset %llu passes the "
@@ -537,8 +526,8 @@ static zrt_status check_range(zrt__swap *s, const char *op, uint64_t offset,
     return ZRT_OK;
 }
 
-static void init_job(job *j, zrt__swap *s, int writing, uint64_t offset,
-                     size_t bytes, zrt__errbuf *err)
+static void init_job(job *j, zrt__swap *s, int writing, uint64_t offset, size_t bytes,
+                     zrt__errbuf *err)
 {
     memset(j, 0, sizeof *j);
     j->s = s;
@@ -556,8 +545,8 @@ static void invalidate(zrt__swap *s, uint64_t first, uint64_t n)
         s->table[first + k].len = 0;
 }
 
-zrt_status zrt__swap_write(zrt__swap *s, uint64_t offset, const void *src,
-                           size_t bytes, zrt__errbuf *err)
+zrt_status zrt__swap_write(zrt__swap *s, uint64_t offset, const void *src, size_t bytes,
+                           zrt__errbuf *err)
 {
     ZRT_CHECK(check_range(s, "write", offset, bytes, err));
     job j;
@@ -572,8 +561,8 @@ zrt_status zrt__swap_write(zrt__swap *s, uint64_t offset, const void *src,
     return j.status;
 }
 
-zrt_status zrt__swap_read(zrt__swap *s, uint64_t offset, void *dst,
-                          size_t bytes, zrt__errbuf *err)
+zrt_status zrt__swap_read(zrt__swap *s, uint64_t offset, void *dst, size_t bytes,
+                          zrt__errbuf *err)
 {
     ZRT_CHECK(check_range(s, "read", offset, bytes, err));
     job j;
@@ -586,8 +575,8 @@ zrt_status zrt__swap_read(zrt__swap *s, uint64_t offset, void *dst,
         const block_entry *e = &s->table[first + k];
         if (e->len == 0)
             return zrt__fail(err, ZRT_ERR_IO,
-                             "%s: block %llu (offset %llu) was never written",
-                             s->path, (unsigned long long)(first + k),
+                             "%s: block %llu (offset %llu) was never written", s->path,
+                             (unsigned long long)(first + k),
                              (unsigned long long)(offset + pos));
         if (e->len != len)
             return zrt__fail(err, ZRT_ERR_IO,

@@ -23,7 +23,7 @@
 #ifndef ZRT_OFFLOAD_SWAP_H
 #define ZRT_OFFLOAD_SWAP_H
 
-#include "runtime/error.h"
+#include "../runtime/error.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -44,22 +44,22 @@ typedef struct zrt__swap zrt__swap;
  * the staging buffers. Fails with ZRT_ERR_INVALID_ARG (bad config or name),
  * ZRT_ERR_IO (directory, file or space), ZRT_ERR_UNSUPPORTED (no O_DIRECT, no
  * io_uring) or ZRT_ERR_OUT_OF_MEMORY; *out is untouched on failure and
- * nothing is left on disk. */
+ * neither the file nor an empty rank directory is left behind (parents of
+ * cfg->dir that mkdir -p created stay). */
 zrt_status zrt__swap_open(const zrt__swap_config *cfg, const char *name,
-                          uint64_t capacity, zrt__errbuf *err,
-                          zrt__swap **out);
+                          uint64_t capacity, zrt__errbuf *err, zrt__swap **out);
 
 /* Writes bytes from src at offset (a multiple of block_size; offset + bytes
  * <= capacity). bytes == 0 does nothing. */
-zrt_status zrt__swap_write(zrt__swap *s, uint64_t offset, const void *src,
-                           size_t bytes, zrt__errbuf *err);
+zrt_status zrt__swap_write(zrt__swap *s, uint64_t offset, const void *src, size_t bytes,
+                           zrt__errbuf *err);
 
 /* Reads bytes at offset into dst, verifying each block's length and CRC32C.
  * ZRT_ERR_IO on a block never written (with that length), on a checksum
  * mismatch ("checksum mismatch in block K") or on a failed/short read; dst
  * may then hold part of the data. */
-zrt_status zrt__swap_read(zrt__swap *s, uint64_t offset, void *dst,
-                          size_t bytes, zrt__errbuf *err);
+zrt_status zrt__swap_read(zrt__swap *s, uint64_t offset, void *dst, size_t bytes,
+                          zrt__errbuf *err);
 
 /* Unregisters the buffers, exits the ring, closes and unlinks the file and
  * removes the rank directory if it is empty. NULL is a no-op. Returns ZRT_OK;

@@ -1,0 +1,467 @@
+/*
+ * tests/unit/test_swap.c — Check suite "swap": the NVMe swap file
+ * (offload/swap.h) and CRC32C (offload/crc32c.h).
+ *
+ * CRC32C must give the standard check value on the hardware and software
+ * paths and the two must agree. The swap must give back exactly what was
+ * written (odd sizes, several blocks, several offsets, several pipeline
+ * shapes), refuse a block never written, catch one flipped byte on disk as a
+ * checksum mismatch naming the block, refuse unaligned offsets, name the
+ * path it cannot create, fail cleanly when the file cannot be reserved, and
+ * leave nothing on disk after close.
+ *
+ * Needs O_DIRECT and io_uring on /tmp: main() exits 77 (skipped) when either
+ * is refused. main() returns 0 only if all pass.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "offload/crc32c.h"
+#include "offload/swap.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BS  ((size_t)64 << 10) /* block size used by the tests */
+#define MIB ((size_t)1 << 20)
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static char base[64]; /* per-test mkdtemp directory */
+
+static void make_base(void)
+{
+    strcpy(base, "/tmp/zrt-test-swap-XXXXXX");
+    ck_assert_msg(mkdtemp(base) != NULL, "mkdtemp: %s", strerror(errno));
+}
+
+/* Everything the swap made must be gone by now, so rmdir must succeed. */
+static void remove_base(void)
+{
+    ck_assert_msg(rmdir(base) == 0, "rmdir %s: %s (left behind files?)", base,
+                  strerror(errno));
+}
+
+static zrt__swap_config config(int buffers, int depth)
+{
+    zrt__swap_config c = {.dir = base,
+                          .rank = 3,
+                          .block_size = BS,
+                          .queue_depth = depth,
+                          .buffer_count = buffers};
+    return c;
+}
+
+static zrt__swap *open_ok(const zrt__swap_config *c, const char *name, uint64_t capacity)
+{
+    zrt__errbuf err = {.rank = -1};
+    zrt__swap *s = NULL;
+    zrt_status st = zrt__swap_open(c, name, capacity, &err, &s);
+    ck_assert_msg(st == ZRT_OK, "open failed (%s): %s", zrt_status_str(st), err.text);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+static void fill_random(unsigned char *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (unsigned char)(x >> 24);
+    }
+}
+
+static void expect_mentions(const char *text, const char *needle)
+{
+    ck_assert_msg(strstr(text, needle) != NULL, "message '%s' does not mention '%s'",
+                  text, needle);
+}
+
+/* Writes n random bytes at off, reads them back into a buffer with a canary
+ * after it, and compares. */
+static void round_trip(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
+{
+    unsigned char *src = malloc(n);
+    unsigned char *dst = malloc(n + 16);
+    ck_assert(src && dst);
+    fill_random(src, n, seed);
+    memset(dst, 0xA5, n + 16);
+    zrt__errbuf err = {.rank = -1};
+    zrt_status st = zrt__swap_write(s, off, src, n, &err);
+    ck_assert_msg(st == ZRT_OK, "write of %zu at %llu: %s", n, (unsigned long long)off,
+                  err.text);
+    st = zrt__swap_read(s, off, dst, n, &err);
+    ck_assert_msg(st == ZRT_OK, "read of %zu at %llu: %s", n, (unsigned long long)off,
+                  err.text);
+    ck_assert_msg(memcmp(src, dst, n) == 0, "data of %zu bytes at %llu differ", n,
+                  (unsigned long long)off);
+    for (size_t i = 0; i < 16; i++)
+        ck_assert_int_eq(dst[n + i], 0xA5);
+    free(src);
+    free(dst);
+}
+
+static void read_back(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
+{
+    unsigned char *want = malloc(n), *got = malloc(n);
+    ck_assert(want && got);
+    fill_random(want, n, seed);
+    zrt__errbuf err = {.rank = -1};
+    zrt_status st = zrt__swap_read(s, off, got, n, &err);
+    ck_assert_msg(st == ZRT_OK, "read of %zu at %llu: %s", n, (unsigned long long)off,
+                  err.text);
+    ck_assert_msg(memcmp(want, got, n) == 0, "data at %llu differ",
+                  (unsigned long long)off);
+    free(want);
+    free(got);
+}
+
+static void write_random(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
+{
+    unsigned char *src = malloc(n);
+    ck_assert(src);
+    fill_random(src, n, seed);
+    zrt__errbuf err = {.rank = -1};
+    zrt_status st = zrt__swap_write(s, off, src, n, &err);
+    ck_assert_msg(st == ZRT_OK, "write of %zu at %llu: %s", n, (unsigned long long)off,
+                  err.text);
+    free(src);
+}
+
+/* ---- CRC32C -------------------------------------------------------------- */
+
+START_TEST(test_crc32c_check_value)
+{
+    const char *check = "123456789";
+    ck_assert_uint_eq(zrt__crc32c(0, check, 9), 0xE3069283u);
+    ck_assert_uint_eq(zrt__crc32c_sw(0, check, 9), 0xE3069283u);
+    ck_assert_uint_eq(zrt__crc32c(0, check, 0), 0);
+    /* Chaining. */
+    ck_assert_uint_eq(zrt__crc32c(zrt__crc32c(0, check, 4), check + 4, 5), 0xE3069283u);
+    ck_assert_uint_eq(zrt__crc32c_sw(zrt__crc32c_sw(0, check, 4), check + 4, 5),
+                      0xE3069283u);
+    /* 32 bytes of zeros: a known CRC32C test vector (RFC 3720 B.4). */
+    unsigned char zeros[32] = {0};
+    ck_assert_uint_eq(zrt__crc32c(0, zeros, 32), 0x8A9136AAu);
+    ck_assert_uint_eq(zrt__crc32c_sw(0, zeros, 32), 0x8A9136AAu);
+}
+END_TEST
+
+START_TEST(test_crc32c_paths_agree)
+{
+    unsigned char buf[1100];
+    fill_random(buf, sizeof buf, 7);
+    for (size_t start = 0; start < 8; start++)
+        for (size_t n = 0; n + start <= sizeof buf; n += 37)
+            ck_assert_uint_eq(zrt__crc32c(0, buf + start, n),
+                              zrt__crc32c_sw(0, buf + start, n));
+}
+END_TEST
+
+/* ---- round trips --------------------------------------------------------- */
+
+START_TEST(test_round_trip_sizes)
+{
+    make_base();
+    zrt__swap_config c = config(0, 0);
+    zrt__swap *s = open_ok(&c, "sizes", 4 * MIB);
+    ck_assert_uint_eq(zrt__swap_capacity(s), 4 * MIB);
+    size_t align = zrt__swap_alignment(s);
+    ck_assert(align > 0 && BS % align == 0);
+    const size_t sizes[] = {1, 4095, 4096, MIB + 7};
+    for (size_t i = 0; i < 4; i++) {
+        round_trip(s, 0, sizes[i], i + 1);
+        round_trip(s, 3 * BS, sizes[i], i + 11);
+        round_trip(s, 4 * MIB - BS, sizes[i] < BS ? sizes[i] : BS, i + 21);
+    }
+    zrt__swap_close(s);
+    remove_base();
+}
+END_TEST
+
+/* Several regions written, then all read back; with several pipeline shapes
+ * (serial, fewer ring entries than buffers, the defaults). */
+START_TEST(test_round_trip_regions)
+{
+    static const int shapes[][2] = {{1, 1}, {8, 3}, {0, 0}}; /* buffers, depth */
+    make_base();
+    zrt__swap_config c = config(shapes[_i][0], shapes[_i][1]);
+    uint64_t cap = 20 * BS + 1000; /* last block partial */
+    zrt__swap *s = open_ok(&c, "regions", cap);
+    write_random(s, 0, 3 * BS, 1);
+    write_random(s, 5 * BS, 2 * BS + BS / 2, 2);
+    write_random(s, 8 * BS, 9 * BS + 123, 3);
+    write_random(s, 20 * BS, 1000, 4); /* up to the capacity exactly */
+    read_back(s, 20 * BS, 1000, 4);
+    read_back(s, 8 * BS, 9 * BS + 123, 3);
+    read_back(s, 0, 3 * BS, 1);
+    read_back(s, 5 * BS, 2 * BS + BS / 2, 2);
+    /* Overwrite one region and read everything again. */
+    write_random(s, 0, 3 * BS, 99);
+    read_back(s, 0, 3 * BS, 99);
+    read_back(s, 8 * BS, 9 * BS + 123, 3);
+    /* A whole block inside a region on its own. */
+    unsigned char *whole = malloc(3 * BS), *one = malloc(BS);
+    ck_assert(whole && one);
+    fill_random(whole, 3 * BS, 99);
+    zrt__errbuf err = {.rank = -1};
+    ck_assert_int_eq(zrt__swap_read(s, BS, one, BS, &err), ZRT_OK);
+    ck_assert(memcmp(one, whole + BS, BS) == 0);
+    free(whole);
+    free(one);
+    zrt__swap_close(s);
+    remove_base();
+}
+END_TEST
+
+/* ---- refusals ------------------------------------------------------------ */
+
+START_TEST(test_never_written)
+{
+    make_base();
+    zrt__swap_config c = config(0, 0);
+    zrt__swap *s = open_ok(&c, "never", 8 * BS);
+    unsigned char buf[200];
+    zrt__errbuf err = {.rank = -1};
+    ck_assert_int_eq(zrt__swap_read(s, 2 * BS, buf, 100, &err), ZRT_ERR_IO);
+    expect_mentions(err.text, "never written");
+    expect_mentions(err.text, "block 2");
+    /* Written with 100 bytes, read as 200: not what was written. */
+    fill_random(buf, sizeof buf, 5);
+    ck_assert_int_eq(zrt__swap_write(s, 0, buf, 100, &err), ZRT_OK);
+    ck_assert_int_eq(zrt__swap_read(s, 0, buf, 200, &err), ZRT_ERR_IO);
+    expect_mentions(err.text, "never written");
+    ck_assert_int_eq(zrt__swap_read(s, 0, buf, 100, &err), ZRT_OK);
+    zrt__swap_close(s);
+    remove_base();
+}
+END_TEST
+
+START_TEST(test_corrupt_byte_detected)
+{
+    make_base();
+    zrt__swap_config c = config(0, 0);
+    zrt__swap *s = open_ok(&c, "corrupt", 8 * BS);
+    write_random(s, 0, 3 * BS, 42);
+    /* Flip one byte of block 1 through a plain (buffered) descriptor. */
+    char path[128];
+    snprintf(path, sizeof path, "%s/zrt-rank3/corrupt.swap", base);
+    int fd = open(path, O_RDWR);
+    ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+    unsigned char byte;
+    off_t where = (off_t)BS + 1234;
+    ck_assert_int_eq(pread(fd, &byte, 1, where), 1);
+    byte ^= 0x01;
+    ck_assert_int_eq(pwrite(fd, &byte, 1, where), 1);
+    ck_assert_int_eq(fsync(fd), 0);
+    close(fd);
+
+    unsigned char *dst = malloc(3 * BS);
+    ck_assert(dst);
+    zrt__errbuf err = {.rank = -1};
+    ck_assert_int_eq(zrt__swap_read(s, 0, dst, 3 * BS, &err), ZRT_ERR_IO);
+    expect_mentions(err.text, "checksum mismatch");
+    expect_mentions(err.text, "block 1 ");
+    expect_mentions(err.text, "corrupt.swap");
+    free(dst);
+    read_back(s, 0, BS, 42); /* block 0 is fine */
+    zrt__swap_close(s);
+    remove_base();
+}
+END_TEST
+
+START_TEST(test_unaligned_offset)
+{
+    make_base();
+    zrt__swap_config c = config(0, 0);
+    zrt__swap *s = open_ok(&c, "unaligned", 4 * BS);
+    unsigned char buf[16] = {0};
+    zrt__errbuf err = {.rank = -1};
+    ck_assert_int_eq(zrt__swap_write(s, 4096, buf, 16, &err), ZRT_ERR_INVALID_ARG);
+    expect_mentions(err.text, "4096");
+    ck_assert_int_eq(zrt__swap_read(s, 1, buf, 16, &err), ZRT_ERR_INVALID_ARG);
+    /* Past the capacity. */
+    ck_assert_int_eq(zrt__swap_write(s, 4 * BS, buf, 1, &err), ZRT_ERR_INVALID_ARG);
+    ck_assert_int_eq(zrt__swap_write(s, 3 * BS, buf, 0, &err), ZRT_OK);
+    zrt__swap_close(s);
+    remove_base();
+}
+END_TEST
+
+START_TEST(test_bad_block_size)
+{
+    make_base();
+    zrt__swap_config c = config(0, 0);
+    c.block_size = 1000; /* no file system aligns direct I/O to 1000 */
+    zrt__errbuf err = {.rank = -1};
+    zrt__swap *s = (zrt__swap *)&c; /* must stay untouched */
+    ck_assert_int_eq(zrt__swap_open(&c, "bad", MIB, &err, &s), ZRT_ERR_INVALID_ARG);
+    ck_assert_ptr_eq(s, (zrt__swap *)&c);
+    expect_mentions(err.text, "1000");
+    remove_base(); /* nothing left behind */
+}
+END_TEST
+
+START_TEST(test_uncreatable_dir)
+{
+    make_base();
+    char file[128], dir[160];
+    snprintf(file, sizeof file, "%s/plain", base);
+    int fd = open(file, O_CREAT | O_WRONLY, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    snprintf(dir, sizeof dir, "%s/sub", file); /* under a regular file */
+    zrt__swap_config c = config(0, 0);
+    c.dir = dir;
+    zrt__errbuf err = {.rank = -1};
+    zrt__swap *s = NULL;
+    zrt_status st = zrt__swap_open(&c, "x", MIB, &err, &s);
+    ck_assert_int_eq(st, ZRT_ERR_IO);
+    ck_assert_ptr_null(s);
+    expect_mentions(err.text, dir);
+    expect_mentions(err.text, strerror(ENOTDIR));
+    unlink(file);
+    remove_base();
+}
+END_TEST
+
+/* In a child: a file size limit below the capacity makes the reservation
+ * fail. Exit codes: 0 ok, 1 opened, 2 wrong status, 3 message, 4 leftovers. */
+static int fsize_child(void)
+{
+    struct rlimit lim = {.rlim_cur = MIB, .rlim_max = MIB};
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+        return 5;
+    zrt__swap_config c = config(0, 0);
+    zrt__errbuf err = {.rank = -1};
+    zrt__swap *s = NULL;
+    zrt_status st = zrt__swap_open(&c, "big", 8 * MIB, &err, &s);
+    if (st == ZRT_OK) {
+        zrt__swap_close(s);
+        return 1;
+    }
+    if (st != ZRT_ERR_IO)
+        return 2;
+    if (!strstr(err.text, "big.swap") || !strstr(err.text, "8388608"))
+        return 3;
+    char rank_dir[128];
+    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
+    struct stat sb;
+    if (stat(rank_dir, &sb) == 0)
+        return 4;
+    return 0;
+}
+
+START_TEST(test_capacity_over_fsize_limit)
+{
+    make_base();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(fsize_child());
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "child died (status %d)", status);
+    ck_assert_msg(WEXITSTATUS(status) == 0, "child reported %d", WEXITSTATUS(status));
+    remove_base();
+}
+END_TEST
+
+START_TEST(test_close_removes_file)
+{
+    make_base();
+    zrt__swap_config c = config(0, 0);
+    zrt__swap *s = open_ok(&c, "gone", 2 * BS);
+    write_random(s, 0, BS + 5, 1);
+    char rank_dir[128], path[160];
+    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
+    snprintf(path, sizeof path, "%s/gone.swap", rank_dir);
+    struct stat sb;
+    ck_assert_int_eq(stat(rank_dir, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0700);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_ge(sb.st_size, (off_t)(2 * BS));
+    ck_assert_int_eq(zrt__swap_close(s), ZRT_OK);
+    ck_assert_int_ne(stat(path, &sb), 0);
+    ck_assert_int_ne(stat(rank_dir, &sb), 0);
+    ck_assert_int_eq(zrt__swap_close(NULL), ZRT_OK);
+    remove_base();
+}
+END_TEST
+
+/* ---- runner -------------------------------------------------------------- */
+
+/* 0 when /tmp takes O_DIRECT and io_uring works, else 77 (skip). */
+static int probe(void)
+{
+    char dir[] = "/tmp/zrt-test-swap-probe-XXXXXX";
+    if (!mkdtemp(dir))
+        return 77;
+    char path[64];
+    snprintf(path, sizeof path, "%s/probe", dir);
+    int fd = open(path, O_CREAT | O_RDWR | O_DIRECT, 0600);
+    int ok = fd >= 0;
+    if (fd >= 0)
+        close(fd);
+    unlink(path);
+    rmdir(dir);
+    if (!ok) {
+        fprintf(stderr, "test_swap: skipped, /tmp refuses O_DIRECT\n");
+        return 77;
+    }
+    struct io_uring ring;
+    int rc = io_uring_queue_init(2, &ring, 0);
+    if (rc < 0) {
+        fprintf(stderr, "test_swap: skipped, io_uring_queue_init: %s\n", strerror(-rc));
+        return 77;
+    }
+    io_uring_queue_exit(&ring);
+    return 0;
+}
+
+static Suite *swap_suite(void)
+{
+    Suite *s = suite_create("swap");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_crc32c_check_value);
+    tcase_add_test(tc, test_crc32c_paths_agree);
+    tcase_add_test(tc, test_round_trip_sizes);
+    tcase_add_loop_test(tc, test_round_trip_regions, 0, 3);
+    tcase_add_test(tc, test_never_written);
+    tcase_add_test(tc, test_corrupt_byte_detected);
+    tcase_add_test(tc, test_unaligned_offset);
+    tcase_add_test(tc, test_bad_block_size);
+    tcase_add_test(tc, test_uncreatable_dir);
+    tcase_add_test(tc, test_capacity_over_fsize_limit);
+    tcase_add_test(tc, test_close_removes_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    int skip = probe();
+    if (skip)
+        return skip;
+    SRunner *sr = srunner_create(swap_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
