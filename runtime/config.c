@@ -594,12 +594,34 @@ zrt_status zrt_config_load_file(zrt_config *cfg, const char *path,
     return apply_document(&e, doc, &jerr, cfg);
 }
 
+/* ZRT_NVME_PATH (zero-launch --nvme-path) fills nvme_path where the config
+ * left it empty. */
+static zrt_status apply_nvme_env(zrt_config *cfg, char *errbuf, size_t errbuf_size)
+{
+    const char *dir = getenv("ZRT_NVME_PATH");
+    const cfg_err e = {errbuf, errbuf_size, "ZRT_NVME_PATH"};
+    if (dir == NULL || *dir == '\0')
+        return ZRT_OK;
+    if (strlen(dir) >= sizeof cfg->offload_optimizer.nvme_path)
+        return fail(&e, ZRT_ERR_CONFIG, "'%s' is longer than 255 bytes", dir);
+    zrt_offload_config *both[2] = {&cfg->offload_optimizer, &cfg->offload_param};
+    for (int i = 0; i < 2; i++)
+        if (both[i]->nvme_path[0] == '\0')
+            strcpy(both[i]->nvme_path, dir);
+    return ZRT_OK;
+}
+
 zrt_status zrt_config_load_env(zrt_config *cfg, char *errbuf, size_t errbuf_size)
 {
+    if (cfg == NULL)
+        return ZRT_ERR_INVALID_ARG;
     const char *path = getenv("ZRT_CONFIG");
-    if (path == NULL || *path == '\0')
-        return cfg ? ZRT_OK : ZRT_ERR_INVALID_ARG;
-    return zrt_config_load_file(cfg, path, errbuf, errbuf_size);
+    if (path != NULL && *path != '\0') {
+        zrt_status st = zrt_config_load_file(cfg, path, errbuf, errbuf_size);
+        if (st != ZRT_OK)
+            return st;
+    }
+    return apply_nvme_env(cfg, errbuf, errbuf_size);
 }
 
 /* ---- validation ---------------------------------------------------------- */

@@ -16,18 +16,18 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx)
     return ctx ? ZRT_OK : ZRT_ERR_INVALID_ARG;
 }
 
-/* Host offload needs the CPU to reach the device's gradients and shards
- * directly (true on the cpu backend); NVMe is not wired in yet. */
+/* Host and NVMe offload need the CPU to reach the device's gradients and
+ * shards directly (true on the cpu backend); parameter shards on NVMe are
+ * not wired in yet. */
 static zrt_status check_offload(zrt_ctx *ctx)
 {
     const zrt_offload_config *both[2] = {&ctx->cfg.offload_optimizer,
                                          &ctx->cfg.offload_param};
     for (int i = 0; i < 2; i++) {
-        if (both[i]->device == ZRT_OFFLOAD_NVME)
+        if (i == 1 && both[i]->device == ZRT_OFFLOAD_NVME)
             return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                             "%s.device \"nvme\": the NVMe tier is not wired into "
-                             "the engine yet (use \"cpu\" or \"none\")",
-                             i == 0 ? "offload_optimizer" : "offload_param");
+                             "offload_param.device \"nvme\": parameter shards on "
+                             "NVMe are not wired into the engine yet (use \"cpu\")");
         if (both[i]->device == ZRT_OFFLOAD_CPU && !ctx->be->caps.device_is_host)
             return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                              "%s.device \"cpu\" is not supported by backend '%s' yet",

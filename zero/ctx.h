@@ -21,6 +21,7 @@
 #include "../runtime/comm.h"
 #include "../runtime/error.h"
 #include "../runtime/memory.h"
+#include "../offload/swap.h"
 #include "plan.h"
 #include "zrt/zrt.h"
 
@@ -45,6 +46,7 @@ typedef struct zrt__layer_state {
                         once `gather` completes) */
     int prefetched;  /* stage 3: gathered ahead of use, counted in
                         ctx->prefetched_numel */
+    uint64_t swap_m, swap_v; /* NVMe optimizer tier: where m and v live */
     int64_t range_lo;  /* this rank's range of the flat buffer: the elements */
     int64_t range_len; /* it updates in the optimizer step */
     zrt__segment *segs; /* tensors within that range */
@@ -92,6 +94,9 @@ struct zrt_ctx {
     zrt__trace trace;
 
     zrt__user_buf *user_bufs;
+    zrt__swap *optim_swap;   /* offload_optimizer nvme: m, v of every layer */
+    zrt__buf optim_staging;  /* host: m and v of the largest layer */
+    int64_t optim_swap_bytes; /* charged to the nvme tier */
     double comm_wait_seconds; /* blocked in zrt__comm_wait */
 };
 

@@ -94,10 +94,12 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
         ZRT_CHECK(alloc_f32(ctx, &ls->grad_shard, lp->shard_numel, ZRT_CAT_GRAD,
                             "gradient shard", l));
     zrt_tier optim_tier = tier_for(&ctx->cfg.offload_optimizer);
-    ZRT_CHECK(alloc_f32_in(ctx, &ls->m, ls->range_len, optim_tier, ZRT_CAT_OPTIM,
-                           "Adam first moment", l));
-    ZRT_CHECK(alloc_f32_in(ctx, &ls->v, ls->range_len, optim_tier, ZRT_CAT_OPTIM,
-                           "Adam second moment", l));
+    if (ctx->cfg.offload_optimizer.device != ZRT_OFFLOAD_NVME) {
+        ZRT_CHECK(alloc_f32_in(ctx, &ls->m, ls->range_len, optim_tier, ZRT_CAT_OPTIM,
+                               "Adam first moment", l));
+        ZRT_CHECK(alloc_f32_in(ctx, &ls->v, ls->range_len, optim_tier, ZRT_CAT_OPTIM,
+                               "Adam second moment", l));
+    }
     ls->segs = calloc((size_t)lp->count, sizeof *ls->segs);
     if (!ls->segs)
         return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
@@ -105,6 +107,109 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
     ls->nsegs = zrt__plan_segments(&ctx->plan, l, ls->range_lo,
                                    ls->range_lo + ls->range_len, ls->segs);
     return ZRT_OK;
+}
+
+/* ---- NVMe optimizer tier ---------------------------------------------------
+ * Every layer's m and v live in one swap file per rank, each in its own
+ * block-aligned region; a host staging buffer holds the largest layer's pair
+ * while it is updated. The step reads a layer's m and v, updates, writes them
+ * back (not yet pipelined across layers). */
+
+static uint64_t round_up_u64(uint64_t value, uint64_t multiple)
+{
+    return (value + multiple - 1) / multiple * multiple;
+}
+
+/* Lays out the regions and returns the file's capacity. */
+static uint64_t layout_optim_swap(zrt_ctx *ctx, uint64_t block, int64_t *largest)
+{
+    uint64_t at = 0;
+    *largest = 0;
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        zrt__layer_state *ls = &ctx->layers[l];
+        uint64_t bytes = round_up_u64((uint64_t)ls->range_len * sizeof(float), block);
+        ls->swap_m = at;
+        ls->swap_v = at + bytes;
+        at += 2 * bytes;
+        if (ls->range_len > *largest)
+            *largest = ls->range_len;
+    }
+    return at;
+}
+
+/* Moments start at zero: every region is written once, so reads verify. */
+static zrt_status zero_optim_swap(zrt_ctx *ctx)
+{
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        zrt__layer_state *ls = &ctx->layers[l];
+        size_t bytes = (size_t)ls->range_len * sizeof(float);
+        if (bytes == 0)
+            continue;
+        ZRT_CHECK(zrt__swap_write(ctx->optim_swap, ls->swap_m, ctx->optim_staging.ptr,
+                                  bytes, &ctx->err));
+        ZRT_CHECK(zrt__swap_write(ctx->optim_swap, ls->swap_v, ctx->optim_staging.ptr,
+                                  bytes, &ctx->err));
+    }
+    return ZRT_OK;
+}
+
+static zrt_status open_optim_swap(zrt_ctx *ctx)
+{
+    const zrt_config *c = &ctx->cfg;
+    zrt__swap_config sc = {.dir = c->offload_optimizer.nvme_path,
+                           .rank = ctx->comm->rank,
+                           .block_size = (size_t)c->aio.block_size,
+                           .queue_depth = c->aio.queue_depth,
+                           .buffer_count = c->offload_optimizer.buffer_count};
+    int64_t largest;
+    uint64_t capacity = layout_optim_swap(ctx, sc.block_size, &largest);
+    if (capacity == 0)
+        return ZRT_OK;
+    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, 2 * (size_t)largest * sizeof(float),
+                                  ZRT_TIER_HOST, ZRT_CAT_STAGING,
+                                  "optimizer staging for the nvme tier",
+                                  &ctx->optim_staging));
+    ZRT_CHECK(zrt__mem_charge(&ctx->acct, &ctx->err, ZRT_TIER_NVME, ZRT_CAT_OPTIM,
+                              (int64_t)capacity, "optimizer swap file"));
+    ctx->optim_swap_bytes = (int64_t)capacity;
+    ZRT_CHECK(zrt__swap_open(&sc, "optim", capacity, &ctx->err, &ctx->optim_swap));
+    return zero_optim_swap(ctx);
+}
+
+static void close_optim_swap(zrt_ctx *ctx)
+{
+    zrt__swap_close(ctx->optim_swap);
+    ctx->optim_swap = NULL;
+    ctx->be->ops->free(ctx->be, &ctx->optim_staging);
+    zrt__mem_release(&ctx->acct, ZRT_TIER_NVME, ZRT_CAT_OPTIM, ctx->optim_swap_bytes);
+    ctx->optim_swap_bytes = 0;
+}
+
+/* The layer's m and v, where the update can use them: in place, or read
+ * from the swap file into staging. */
+static zrt_status optim_state_in(zrt_ctx *ctx, int l, float **m, float **v)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    if (!ctx->optim_swap) {
+        *m = ls->m.ptr;
+        *v = ls->v.ptr;
+        return ZRT_OK;
+    }
+    size_t bytes = (size_t)ls->range_len * sizeof(float);
+    *m = ctx->optim_staging.ptr;
+    *v = *m + ls->range_len;
+    ZRT_CHECK(zrt__swap_read(ctx->optim_swap, ls->swap_m, *m, bytes, &ctx->err));
+    return zrt__swap_read(ctx->optim_swap, ls->swap_v, *v, bytes, &ctx->err);
+}
+
+static zrt_status optim_state_out(zrt_ctx *ctx, int l, const float *m, const float *v)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    if (!ctx->optim_swap)
+        return ZRT_OK;
+    size_t bytes = (size_t)ls->range_len * sizeof(float);
+    ZRT_CHECK(zrt__swap_write(ctx->optim_swap, ls->swap_m, m, bytes, &ctx->err));
+    return zrt__swap_write(ctx->optim_swap, ls->swap_v, v, bytes, &ctx->err);
 }
 
 zrt_status zrt__engine_allocate(zrt_ctx *ctx)
@@ -120,6 +225,8 @@ zrt_status zrt__engine_allocate(zrt_ctx *ctx)
     ctx->trace.recording = 1;
     for (int l = 0; l < n; l++)
         ZRT_CHECK(alloc_layer(ctx, l));
+    if (ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NVME)
+        ZRT_CHECK(open_optim_swap(ctx));
     return ZRT_OK;
 }
 
@@ -141,6 +248,7 @@ static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
 
 void zrt__engine_release(zrt_ctx *ctx)
 {
+    close_optim_swap(ctx);
     for (int l = 0; ctx->layers && l < ctx->plan.nlayers; l++)
         release_layer(ctx, &ctx->layers[l]);
     free(ctx->layers);
@@ -517,7 +625,10 @@ static zrt_status update_layer(zrt_ctx *ctx, int l, const zrt_adamw_scalars *dec
                           : (float *)ls->param_full.ptr + ls->range_lo;
     float *g = stage < 2 ? (float *)ls->grad_full.ptr + ls->range_lo
                          : (float *)ls->grad_shard.ptr;
-    float *m = ls->m.ptr, *v = ls->v.ptr;
+    float *m, *v;
+    if (ls->range_len == 0)
+        return ZRT_OK;
+    ZRT_CHECK(optim_state_in(ctx, l, &m, &v));
     for (int i = 0; i < ls->nsegs; i++) {
         const zrt__segment *sg = &ls->segs[i];
         int64_t at = sg->range_offset;
@@ -526,7 +637,7 @@ static zrt_status update_layer(zrt_ctx *ctx, int l, const zrt_adamw_scalars *dec
         ZRT_CHECK(ctx->be->ops->adamw_f32(ctx->be, p + at, g + at, m + at, v + at,
                                           (size_t)sg->count, s));
     }
-    return ZRT_OK;
+    return optim_state_out(ctx, l, m, v);
 }
 
 /* Stages 1-2: every rank updated its shard in place; share it. */

@@ -176,7 +176,9 @@ ZRT_API zrt_status zrt_config_load_string(zrt_config *cfg, const char *json,
                                           char *errbuf, size_t errbuf_size);
 /* Loads the file named by the environment variable ZRT_CONFIG, if set (what
  * zero-launch --config passes to every rank); same rules and errors as
- * zrt_config_load_file. Unset or empty: *cfg unchanged, ZRT_OK. */
+ * zrt_config_load_file. ZRT_NVME_PATH (zero-launch --nvme-path) then fills
+ * the offload sections' nvme_path where it is empty. Neither set: *cfg
+ * unchanged, ZRT_OK. */
 ZRT_API zrt_status zrt_config_load_env(zrt_config *cfg, char *errbuf,
                                        size_t errbuf_size);
 /* Checks the ranges of every field (also done by zrt_ctx_create). */

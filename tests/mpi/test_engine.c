@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "zero/ctx.h"
 #include "zrt/zrt.h"
@@ -211,6 +212,46 @@ START_TEST(host_offload_is_bit_identical_and_leaves_the_device)
 }
 END_TEST
 
+/* Optimizer state in swap files: the same bits; m and v counted in the
+ * nvme tier, not on the device or host; the files are gone afterwards. */
+START_TEST(nvme_optimizer_offload_is_bit_identical)
+{
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    float *reference = train_and_read(&cfg, 4);
+    char dir[] = "/tmp/zrt-test-nvme-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    for (int stage = 1; stage <= 3; stage++) {
+        base_config(&cfg, stage);
+        cfg.offload_optimizer.device = ZRT_OFFLOAD_NVME;
+        cfg.aio.block_size = 4096;
+        snprintf(cfg.offload_optimizer.nvme_path, sizeof cfg.offload_optimizer.nvme_path,
+                 "%s", dir);
+        model m = {0};
+        ck_assert_msg(build(&m, &cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        zrt_mem_stats st;
+        zrt_get_mem_stats(m.ctx, &st);
+        ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_OPTIM], 0);
+        ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_OPTIM], 0);
+        ck_assert_int_ge(st.current[ZRT_TIER_NVME][ZRT_CAT_OPTIM],
+                         8 * m.ctx->plan.total_flat_numel / world_size);
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+        float *got = train_and_read(&cfg, 4);
+        char what[48];
+        snprintf(what, sizeof what, "stage %d with nvme optimizer", stage);
+        assert_same_bits(got, reference, what);
+        free(got);
+    }
+    /* every rank's swap file and directory are removed at destroy */
+    char rank_dir[64];
+    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank%d", dir, world_rank);
+    ck_assert_int_ne(access(rank_dir, F_OK), 0);
+    ck_assert_int_eq(rmdir(dir), 0); /* this rank's own directory, now empty */
+    free(reference);
+}
+END_TEST
+
 START_TEST(offload_rules_are_enforced)
 {
     zrt_config cfg;
@@ -227,8 +268,9 @@ START_TEST(offload_rules_are_enforced)
     cfg.offload_optimizer.device = ZRT_OFFLOAD_NVME;
     ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
     ck_assert_msg(strstr(why, "nvme_path' is not set"), "%s", why);
-    snprintf(cfg.offload_optimizer.nvme_path, sizeof cfg.offload_optimizer.nvme_path,
-             "/tmp");
+    base_config(&cfg, 3);
+    cfg.offload_param.device = ZRT_OFFLOAD_NVME;
+    snprintf(cfg.offload_param.nvme_path, sizeof cfg.offload_param.nvme_path, "/tmp");
     zrt_ctx *ctx = NULL;
     ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_ERR_UNSUPPORTED);
     ck_assert_ptr_null(ctx);
@@ -510,6 +552,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, stages_are_bit_identical);
     tcase_add_test(tc, step_leaves_gradients_zeroed);
     tcase_add_test(tc, host_offload_is_bit_identical_and_leaves_the_device);
+    tcase_add_test(tc, nvme_optimizer_offload_is_bit_identical);
     tcase_add_test(tc, offload_rules_are_enforced);
     tcase_add_test(tc, buckets_and_overlap_do_not_change_results);
     tcase_add_test(tc, model_state_bytes_follow_the_formulas);
