@@ -21,6 +21,7 @@
 #include "../runtime/comm.h"
 #include "../runtime/error.h"
 #include "../runtime/memory.h"
+#include "../offload/mover.h"
 #include "../offload/swap.h"
 #include "plan.h"
 #include "zrt/zrt.h"
@@ -95,7 +96,9 @@ struct zrt_ctx {
 
     zrt__user_buf *user_bufs;
     zrt__swap *optim_swap;   /* offload_optimizer nvme: m, v of every layer */
-    zrt__buf optim_staging;  /* host: m and v of the largest layer */
+    zrt__mover *optim_mover; /* its I/O thread */
+    zrt__buf optim_staging;  /* host: two (m, v) pairs of the largest layer */
+    int64_t optim_largest;   /* elements of the largest layer's range */
     int64_t optim_swap_bytes; /* charged to the nvme tier */
     double comm_wait_seconds; /* blocked in zrt__comm_wait */
 };

@@ -111,9 +111,9 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
 
 /* ---- NVMe optimizer tier ---------------------------------------------------
  * Every layer's m and v live in one swap file per rank, each in its own
- * block-aligned region; a host staging buffer holds the largest layer's pair
- * while it is updated. The step reads a layer's m and v, updates, writes them
- * back (not yet pipelined across layers). */
+ * block-aligned region. The step streams the layers through two staging
+ * pairs on the mover's I/O thread: reading layer i+1 and writing layer i-1
+ * back overlap updating layer i (see offload/mover.h). */
 
 static uint64_t round_up_u64(uint64_t value, uint64_t multiple)
 {
@@ -165,7 +165,8 @@ static zrt_status open_optim_swap(zrt_ctx *ctx)
     uint64_t capacity = layout_optim_swap(ctx, sc.block_size, &largest);
     if (capacity == 0)
         return ZRT_OK;
-    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, 2 * (size_t)largest * sizeof(float),
+    ctx->optim_largest = largest;
+    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, 4 * (size_t)largest * sizeof(float),
                                   ZRT_TIER_HOST, ZRT_CAT_STAGING,
                                   "optimizer staging for the nvme tier",
                                   &ctx->optim_staging));
@@ -173,43 +174,19 @@ static zrt_status open_optim_swap(zrt_ctx *ctx)
                               (int64_t)capacity, "optimizer swap file"));
     ctx->optim_swap_bytes = (int64_t)capacity;
     ZRT_CHECK(zrt__swap_open(&sc, "optim", capacity, &ctx->err, &ctx->optim_swap));
-    return zero_optim_swap(ctx);
+    ZRT_CHECK(zero_optim_swap(ctx));
+    return zrt__mover_create(ctx->optim_swap, &ctx->err, &ctx->optim_mover);
 }
 
 static void close_optim_swap(zrt_ctx *ctx)
 {
+    zrt__mover_destroy(ctx->optim_mover);
+    ctx->optim_mover = NULL;
     zrt__swap_close(ctx->optim_swap);
     ctx->optim_swap = NULL;
     ctx->be->ops->free(ctx->be, &ctx->optim_staging);
     zrt__mem_release(&ctx->acct, ZRT_TIER_NVME, ZRT_CAT_OPTIM, ctx->optim_swap_bytes);
     ctx->optim_swap_bytes = 0;
-}
-
-/* The layer's m and v, where the update can use them: in place, or read
- * from the swap file into staging. */
-static zrt_status optim_state_in(zrt_ctx *ctx, int l, float **m, float **v)
-{
-    zrt__layer_state *ls = &ctx->layers[l];
-    if (!ctx->optim_swap) {
-        *m = ls->m.ptr;
-        *v = ls->v.ptr;
-        return ZRT_OK;
-    }
-    size_t bytes = (size_t)ls->range_len * sizeof(float);
-    *m = ctx->optim_staging.ptr;
-    *v = *m + ls->range_len;
-    ZRT_CHECK(zrt__swap_read(ctx->optim_swap, ls->swap_m, *m, bytes, &ctx->err));
-    return zrt__swap_read(ctx->optim_swap, ls->swap_v, *v, bytes, &ctx->err);
-}
-
-static zrt_status optim_state_out(zrt_ctx *ctx, int l, const float *m, const float *v)
-{
-    zrt__layer_state *ls = &ctx->layers[l];
-    if (!ctx->optim_swap)
-        return ZRT_OK;
-    size_t bytes = (size_t)ls->range_len * sizeof(float);
-    ZRT_CHECK(zrt__swap_write(ctx->optim_swap, ls->swap_m, m, bytes, &ctx->err));
-    return zrt__swap_write(ctx->optim_swap, ls->swap_v, v, bytes, &ctx->err);
 }
 
 zrt_status zrt__engine_allocate(zrt_ctx *ctx)
@@ -616,7 +593,8 @@ static zrt_status require_no_live_layer(zrt_ctx *ctx, const char *call)
     return ZRT_OK;
 }
 
-static zrt_status update_layer(zrt_ctx *ctx, int l, const zrt_adamw_scalars *decay,
+static zrt_status update_layer(zrt_ctx *ctx, int l, float *m, float *v,
+                               const zrt_adamw_scalars *decay,
                                const zrt_adamw_scalars *no_decay)
 {
     zrt__layer_state *ls = &ctx->layers[l];
@@ -625,10 +603,6 @@ static zrt_status update_layer(zrt_ctx *ctx, int l, const zrt_adamw_scalars *dec
                           : (float *)ls->param_full.ptr + ls->range_lo;
     float *g = stage < 2 ? (float *)ls->grad_full.ptr + ls->range_lo
                          : (float *)ls->grad_shard.ptr;
-    float *m, *v;
-    if (ls->range_len == 0)
-        return ZRT_OK;
-    ZRT_CHECK(optim_state_in(ctx, l, &m, &v));
     for (int i = 0; i < ls->nsegs; i++) {
         const zrt__segment *sg = &ls->segs[i];
         int64_t at = sg->range_offset;
@@ -637,7 +611,80 @@ static zrt_status update_layer(zrt_ctx *ctx, int l, const zrt_adamw_scalars *dec
         ZRT_CHECK(ctx->be->ops->adamw_f32(ctx->be, p + at, g + at, m + at, v + at,
                                           (size_t)sg->count, s));
     }
-    return optim_state_out(ctx, l, m, v);
+    return ZRT_OK;
+}
+
+/* Staging pair k (0 or 1): m then v of up to the largest layer. */
+static float *staging_pair(zrt_ctx *ctx, int k)
+{
+    return (float *)ctx->optim_staging.ptr + (size_t)k * 2 * ctx->optim_largest;
+}
+
+/* Queues the read of layer l's m and v into pair k; returns the ticket. */
+static zrt_status queue_read(zrt_ctx *ctx, int l, int k, uint64_t *ticket)
+{
+    const zrt__layer_state *ls = &ctx->layers[l];
+    size_t bytes = (size_t)ls->range_len * sizeof(float);
+    float *m = staging_pair(ctx, k);
+    ZRT_CHECK(zrt__mover_read(ctx->optim_mover, ls->swap_m, m, bytes, ticket));
+    return zrt__mover_read(ctx->optim_mover, ls->swap_v, m + ls->range_len, bytes,
+                           ticket);
+}
+
+static zrt_status queue_write(zrt_ctx *ctx, int l, int k, uint64_t *ticket)
+{
+    const zrt__layer_state *ls = &ctx->layers[l];
+    size_t bytes = (size_t)ls->range_len * sizeof(float);
+    const float *m = staging_pair(ctx, k);
+    ZRT_CHECK(zrt__mover_write(ctx->optim_mover, ls->swap_m, m, bytes, ticket));
+    return zrt__mover_write(ctx->optim_mover, ls->swap_v, m + ls->range_len, bytes,
+                            ticket);
+}
+
+/* NVMe tier: the layers with state, streamed through two staging pairs.
+ * Queue order read 0, read 1, [update 0], write 0, read 2, [update 1], ...
+ * lets reading i+1 and writing i-1 overlap updating i; FIFO order keeps a
+ * pair's write-back ahead of the read that reuses it. */
+static zrt_status update_layers_from_nvme(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
+                                          const zrt_adamw_scalars *no_decay)
+{
+    int n = 0, *order = malloc(((size_t)ctx->plan.nlayers + 1) * sizeof *order);
+    uint64_t read_ticket[2] = {0, 0}, last = 0;
+    if (!order)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "optimizer step: no memory");
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        if (ctx->layers[l].range_len > 0)
+            order[n++] = l;
+    zrt_status st = ZRT_OK;
+    for (int i = 0; st == ZRT_OK && i < n && i < 2; i++)
+        st = queue_read(ctx, order[i], i, &read_ticket[i]);
+    for (int i = 0; st == ZRT_OK && i < n; i++) {
+        int k = i % 2;
+        float *m = staging_pair(ctx, k);
+        st = zrt__mover_wait(ctx->optim_mover, read_ticket[k], &ctx->err);
+        if (st == ZRT_OK)
+            st = update_layer(ctx, order[i], m, m + ctx->layers[order[i]].range_len,
+                              decay, no_decay);
+        if (st == ZRT_OK)
+            st = queue_write(ctx, order[i], k, &last);
+        if (st == ZRT_OK && i + 2 < n)
+            st = queue_read(ctx, order[i + 2], k, &read_ticket[k]);
+    }
+    free(order);
+    zrt_status drained = zrt__mover_wait(ctx->optim_mover, last, &ctx->err);
+    return st != ZRT_OK ? st : drained;
+}
+
+static zrt_status update_all_layers(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
+                                    const zrt_adamw_scalars *no_decay)
+{
+    if (ctx->optim_mover)
+        return update_layers_from_nvme(ctx, decay, no_decay);
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        zrt__layer_state *ls = &ctx->layers[l];
+        ZRT_CHECK(update_layer(ctx, l, ls->m.ptr, ls->v.ptr, decay, no_decay));
+    }
+    return ZRT_OK;
 }
 
 /* Stages 1-2: every rank updated its shard in place; share it. */
@@ -706,8 +753,7 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
         hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, ctx->step);
     zrt_adamw_scalars no_decay = zrt_adamw_scalars_make(
         hp->lr, hp->beta1, hp->beta2, hp->eps, 0.0f, ctx->step);
-    for (int l = 0; l < ctx->plan.nlayers; l++)
-        ZRT_CHECK(update_layer(ctx, l, &decay, &no_decay));
+    ZRT_CHECK(update_all_layers(ctx, &decay, &no_decay));
     if (ctx->cfg.stage == 1 || ctx->cfg.stage == 2)
         ZRT_CHECK(start_param_gathers(ctx));
     if (ctx->cfg.stage == 3)
