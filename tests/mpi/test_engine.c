@@ -252,6 +252,44 @@ START_TEST(nvme_optimizer_offload_is_bit_identical)
 }
 END_TEST
 
+/* A flipped byte in a rank's optimizer swap file is caught by its block's
+ * checksum at the next step: an error naming the file and the block, and
+ * every later step refuses too. Never silently different parameters. */
+START_TEST(corrupt_nvme_optimizer_state_is_an_error)
+{
+    char dir[] = "/tmp/zrt-test-nvme-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    zrt_config cfg;
+    base_config(&cfg, 2);
+    cfg.offload_optimizer.device = ZRT_OFFLOAD_NVME;
+    cfg.aio.block_size = 4096;
+    snprintf(cfg.offload_optimizer.nvme_path, sizeof cfg.offload_optimizer.nvme_path,
+             "%s", dir);
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    ck_assert_int_eq(train_step(&m), ZRT_OK);
+    char file[128];
+    snprintf(file, sizeof file, "%s/zrt-rank%d/optim.swap", dir, world_rank);
+    FILE *f = fopen(file, "r+b");
+    ck_assert_ptr_nonnull(f);
+    unsigned char byte = 0;
+    ck_assert_int_eq(fseek(f, 4096 + 5, SEEK_SET), 0); /* inside block 1 */
+    ck_assert_int_eq(fread(&byte, 1, 1, f), 1);
+    byte ^= 0x40;
+    ck_assert_int_eq(fseek(f, 4096 + 5, SEEK_SET), 0);
+    ck_assert_int_eq(fwrite(&byte, 1, 1, f), 1);
+    fclose(f);
+    zrt_status st = train_step(&m);
+    ck_assert_int_eq(st, ZRT_ERR_IO);
+    const char *why = zrt_last_error(m.ctx);
+    ck_assert_msg(strstr(why, "optim.swap") && strstr(why, "checksum mismatch in block 1"),
+                  "%s", why);
+    ck_assert_int_eq(train_step(&m), ZRT_ERR_IO);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 START_TEST(offload_rules_are_enforced)
 {
     zrt_config cfg;
@@ -553,6 +591,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, step_leaves_gradients_zeroed);
     tcase_add_test(tc, host_offload_is_bit_identical_and_leaves_the_device);
     tcase_add_test(tc, nvme_optimizer_offload_is_bit_identical);
+    tcase_add_test(tc, corrupt_nvme_optimizer_state_is_an_error);
     tcase_add_test(tc, offload_rules_are_enforced);
     tcase_add_test(tc, buckets_and_overlap_do_not_change_results);
     tcase_add_test(tc, model_state_bytes_follow_the_formulas);
