@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "zero/ctx.h"
+#include "bench_args.h"
 #include "zrt/zrt.h"
 
 typedef struct opts {
@@ -92,25 +93,11 @@ static double time_io(zrt_ctx *ctx, const opts *o)
 
 static int parse(int argc, char **argv, opts *o)
 {
-    *o = (opts){.layers = 16, .width = 1024, .steps = 5, .dir = "/tmp"};
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--dir")) {
-            o->dir = argv[i + 1];
-            continue;
-        }
-        int v = atoi(argv[i + 1]);
-        if (v <= 0)
-            return -1;
-        if (!strcmp(argv[i], "--layers"))
-            o->layers = v;
-        else if (!strcmp(argv[i], "--width"))
-            o->width = v;
-        else if (!strcmp(argv[i], "--steps"))
-            o->steps = v;
-        else
-            return -1;
-    }
-    return argc % 2 == 1 ? 0 : -1;
+    bench_model_args a = {.layers = 16, .width = 1024, .steps = 5, .dir = "/tmp"};
+    if (bench_parse_model_args(argc, argv, &a))
+        return -1;
+    *o = (opts){.layers = a.layers, .width = a.width, .steps = a.steps, .dir = a.dir};
+    return 0;
 }
 
 int main(int argc, char **argv)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_args.h"
 #include "zrt/zrt.h"
 
 typedef struct bench_opts {
@@ -139,21 +140,11 @@ static int time_stage(int stage, const bench_opts *o, double *sec_per_step,
 
 static int parse(int argc, char **argv, bench_opts *o)
 {
-    *o = (bench_opts){.layers = 12, .width = 1024, .steps = 10};
-    for (int i = 1; i + 1 < argc; i += 2) {
-        int v = atoi(argv[i + 1]);
-        if (v <= 0)
-            return -1;
-        if (!strcmp(argv[i], "--layers"))
-            o->layers = v;
-        else if (!strcmp(argv[i], "--width"))
-            o->width = v;
-        else if (!strcmp(argv[i], "--steps"))
-            o->steps = v;
-        else
-            return -1;
-    }
-    return argc % 2 == 1 ? 0 : -1;
+    bench_model_args a = {.layers = 12, .width = 1024, .steps = 10};
+    if (bench_parse_model_args(argc, argv, &a))
+        return -1;
+    *o = (bench_opts){.layers = a.layers, .width = a.width, .steps = a.steps};
+    return 0;
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,39 @@
+/*
+ * bench/bench_args.h — the flags the synthetic-model benchmarks share:
+ * --layers L --width W --steps K (positive integers) and, where a benchmark
+ * takes one, --dir DIR.
+ */
+#ifndef ZRT_BENCH_ARGS_H
+#define ZRT_BENCH_ARGS_H
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bench_model_args {
+    int layers, width, steps; /* set the defaults before parsing */
+    const char *dir;          /* NULL: --dir is not accepted */
+} bench_model_args;
+
+/* Returns 0, or -1 for an unknown flag, a missing value or a value <= 0. */
+static inline int bench_parse_model_args(int argc, char **argv, bench_model_args *a)
+{
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 >= argc)
+            return -1;
+        if (a->dir && !strcmp(argv[i], "--dir")) {
+            a->dir = argv[i + 1];
+            continue;
+        }
+        int v = atoi(argv[i + 1]);
+        int *field = !strcmp(argv[i], "--layers") ? &a->layers
+                     : !strcmp(argv[i], "--width") ? &a->width
+                     : !strcmp(argv[i], "--steps") ? &a->steps
+                                                   : NULL;
+        if (!field || v <= 0)
+            return -1;
+        *field = v;
+    }
+    return 0;
+}
+
+#endif
