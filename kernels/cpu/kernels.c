@@ -1,16 +1,20 @@
 /*
  * kernels/cpu/kernels.c — the scalar reference kernels, the AdamW scalars,
- * and the run-time choice between the scalar and AVX2 paths.
+ * and the run-time choice between the AVX-512, AVX2 and scalar paths.
  *
- * The scalar loops define each kernel's result. The AVX2 path performs the
- * same correctly rounded operations in the same order per element, so the
- * elementwise kernels give identical bits on both paths. That needs FMA
- * contraction off: a fused multiply-add rounds once where the vector path
- * rounds twice. Build with -ffp-contract=off; the pragma below keeps the
- * promise even when a build forgets (gnu11 with -march=native contracts).
+ * The scalar loops define each kernel's result. The AVX-512 and AVX2 paths
+ * perform the same correctly rounded operations in the same order per
+ * element, so the elementwise kernels give identical bits on every path.
+ * That needs FMA contraction off: a fused multiply-add rounds once where the
+ * vector path rounds twice. Build with -ffp-contract=off; the pragma below
+ * keeps the promise even when a build forgets (gnu11 with -march=native
+ * contracts).
  *
+ * The widest path the CPU supports wins: AVX512F, else AVX2, else scalar.
  * The CPU is asked on every call (__builtin_cpu_supports reads a table that
- * libgcc fills at load time), so there is no state here to initialise.
+ * libgcc fills at load time, OS support for the vector state included), so
+ * there is no state here to initialise and nothing to override: the unit test
+ * calls each path's zrt__*_avx2 / zrt__*_avx512 function directly.
  */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -20,8 +24,18 @@
 
 #include "kernels.h"
 #include "kernels_avx2.h"
+#include "kernels_avx512.h"
 
 #include <math.h>
+
+static int use_avx512(void)
+{
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
 
 static int use_avx2(void)
 {
@@ -34,6 +48,8 @@ static int use_avx2(void)
 
 const char *zrt_kernels_cpu_path(void)
 {
+    if (use_avx512())
+        return "avx512";
     return use_avx2() ? "avx2" : "scalar";
 }
 
@@ -56,7 +72,8 @@ zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2,
     return s;
 }
 
-/* The parenthesisation here is the contract: kernels_avx2.c repeats it. */
+/* The parenthesisation here is the contract: kernels_avx2.c and
+ * kernels_avx512.c repeat it. */
 void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v,
                           size_t n, const zrt_adamw_scalars *s)
 {
@@ -117,7 +134,9 @@ void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc,
 void zrt_adamw_f32(float *p, const float *g, float *m, float *v, size_t n,
                    const zrt_adamw_scalars *s)
 {
-    if (use_avx2())
+    if (use_avx512())
+        zrt__adamw_f32_avx512(p, g, m, v, n, s);
+    else if (use_avx2())
         zrt__adamw_f32_avx2(p, g, m, v, n, s);
     else
         zrt_adamw_f32_scalar(p, g, m, v, n, s);
@@ -125,7 +144,9 @@ void zrt_adamw_f32(float *p, const float *g, float *m, float *v, size_t n,
 
 void zrt_fill_f32(float *x, size_t n, float value)
 {
-    if (use_avx2())
+    if (use_avx512())
+        zrt__fill_f32_avx512(x, n, value);
+    else if (use_avx2())
         zrt__fill_f32_avx2(x, n, value);
     else
         zrt_fill_f32_scalar(x, n, value);
@@ -133,7 +154,9 @@ void zrt_fill_f32(float *x, size_t n, float value)
 
 void zrt_scale_f32(float *x, size_t n, float alpha)
 {
-    if (use_avx2())
+    if (use_avx512())
+        zrt__scale_f32_avx512(x, n, alpha);
+    else if (use_avx2())
         zrt__scale_f32_avx2(x, n, alpha);
     else
         zrt_scale_f32_scalar(x, n, alpha);
@@ -141,6 +164,8 @@ void zrt_scale_f32(float *x, size_t n, float alpha)
 
 double zrt_sqnorm_f32(const float *x, size_t n)
 {
+    if (use_avx512())
+        return zrt__sqnorm_f32_avx512(x, n);
     return use_avx2() ? zrt__sqnorm_f32_avx2(x, n)
                       : zrt_sqnorm_f32_scalar(x, n);
 }
@@ -148,7 +173,9 @@ double zrt_sqnorm_f32(const float *x, size_t n)
 void zrt_sum_ordered_f32(float *out, const float *const *src, int nsrc,
                          size_t n, float divisor)
 {
-    if (use_avx2())
+    if (use_avx512())
+        zrt__sum_ordered_f32_avx512(out, src, nsrc, n, divisor);
+    else if (use_avx2())
         zrt__sum_ordered_f32_avx2(out, src, nsrc, n, divisor);
     else
         zrt_sum_ordered_f32_scalar(out, src, nsrc, n, divisor);

@@ -5,12 +5,13 @@
  * no error state. Backends bind them into their kernel table.
  *
  * Every kernel has a scalar reference (suffix _scalar) and a dispatching entry
- * point that picks the widest vector path the CPU supports at run time (AVX2,
- * else scalar). The elementwise kernels (AdamW, fill, scale, sum_ordered)
- * give the same bits on every path: they are compiled without FMA
- * contraction and use only correctly rounded operations, so a shard updated
- * with AVX2 equals the same shard updated by the scalar loop. The squared norm
- * is a reduction: paths agree to rounding, not to the bit.
+ * point that picks the widest vector path the CPU supports at run time
+ * (AVX-512 when the CPU has AVX512F, else AVX2, else scalar). The elementwise
+ * kernels (AdamW, fill, scale, sum_ordered) give the same bits on every path:
+ * they are compiled without FMA contraction and use only correctly rounded
+ * operations, so a shard updated with AVX-512 or AVX2 equals the same shard
+ * updated by the scalar loop. The squared norm is a reduction: paths agree to
+ * rounding, not to the bit.
  */
 #ifndef ZRT_KERNELS_CPU_KERNELS_H
 #define ZRT_KERNELS_CPU_KERNELS_H
@@ -64,8 +65,8 @@ void zrt_sum_ordered_f32(float *out, const float *const *src, int nsrc,
 void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc,
                                 size_t n, float divisor);
 
-/* Name of the path the dispatching entry points use on this CPU: "avx2" or
- * "scalar". */
+/* Name of the path the dispatching entry points use on this CPU: "avx512",
+ * "avx2" or "scalar". */
 const char *zrt_kernels_cpu_path(void);
 
 #endif /* ZRT_KERNELS_CPU_KERNELS_H */

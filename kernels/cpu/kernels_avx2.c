@@ -9,7 +9,8 @@
  * the scalar path's bits. Compile with -ffp-contract=off (the pragma below
  * repeats it: GCC may fuse the intrinsics' mul and add when FMA is enabled).
  *
- * Only kernels.c calls these, and only when the CPU reports AVX2.
+ * Only kernels.c (and the unit test) call these, and only when the CPU
+ * reports AVX2.
  */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF

@@ -1,18 +1,27 @@
 /*
  * tests/unit/test_kernels.c — Check suite "kernels" for kernels/cpu.
  *
- * The dispatching entry points (AVX2 on this CPU when it has it) must equal
- * the scalar references bit for bit for AdamW, fill, scale and sum_ordered;
+ * The dispatching entry points (AVX-512 or AVX2 on this CPU when it has
+ * them) and each vector path called directly (zrt__*_avx2, zrt__*_avx512)
+ * must equal the scalar references bit for bit for AdamW, fill, scale and
+ * sum_ordered, on awkward lengths, misaligned pointers and special values;
  * the scalar references are checked in turn against independent references
  * (a double-precision PyTorch AdamW step, a long double squared norm, a plain
  * sequential sum). Every buffer sits between guard words, at an address that
  * is not 32-byte aligned, so overruns and alignment assumptions show up.
+ *
+ * A vector path the CPU lacks is not run: main prints, for instance,
+ * "AVX-512 path not tested: this CPU lacks avx512f", and the suite holds
+ * fewer checks.
  */
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/kernels_avx2.h"
+#include "kernels/cpu/kernels_avx512.h"
 
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +103,42 @@ static float *copy_buf(const float *x, size_t n)
     for (size_t i = 0; i < n; i++)
         y[i] = x[i];
     return y;
+}
+
+static float from_bits(uint32_t u)
+{
+    float f;
+
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Values that take other routes through the FPU than the random ones. The
+ * only NaN is x86's default NaN, the one invalid operations produce: when two
+ * NaNs meet, which one propagates depends on the operand order the compiler
+ * picked, and with a single NaN pattern that cannot change the bits. */
+static const uint32_t special_bits[] = {
+    0x00000000u, /* +0 */
+    0x80000000u, /* -0 */
+    0x00000001u, /* smallest subnormal */
+    0x807fffffu, /* largest subnormal, negative */
+    0x00800000u, /* FLT_MIN */
+    0x7f7fffffu, /* FLT_MAX */
+    0xff7fffffu, /* -FLT_MAX */
+    0x7f800000u, /* +inf */
+    0xff800000u, /* -inf */
+    0xffc00000u, /* default NaN */
+    0x4cbebc20u, /* 1e8 */
+    0x8da24260u, /* -1e-30 */
+};
+#define NSPECIAL ((int)(sizeof special_bits / sizeof special_bits[0]))
+
+/* Replaces about one element in eight of x with a special value. */
+static void sprinkle_specials(rng *r, float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rng_next(r) >> 61 == 0)
+            x[i] = from_bits(special_bits[rng_next(r) % NSPECIAL]);
 }
 
 /* Index of the first element whose bits differ, or n. */
@@ -398,8 +443,8 @@ typedef void sum_fn(float *, const float *const *, int, size_t, float);
 /* Runs fn on nsrc fresh random sources (seeded), with out either a separate
  * buffer (alias < 0) or src[alias], and checks the bits against
  * sum_expected. */
-static void check_sum(sum_fn *fn, int nsrc, size_t n, float divisor,
-                      int alias, uint64_t seed)
+static void check_sum_specials(sum_fn *fn, int nsrc, size_t n, float divisor,
+                               int alias, uint64_t seed, int specials)
 {
     rng r = rng_seed(seed);
     float *src[MAXSRC], *want = guarded_alloc(n), *out;
@@ -410,6 +455,8 @@ static void check_sum(sum_fn *fn, int nsrc, size_t n, float divisor,
             float mag = (float)(1 << (rng_next(&r) >> 60));
             src[k][i] = rng_unit(&r) * mag;
         }
+        if (specials)
+            sprinkle_specials(&r, src[k], n);
     }
     sum_expected(want, src, nsrc, n, divisor);
     out = alias >= 0 ? src[alias] : guarded_alloc(n);
@@ -420,6 +467,12 @@ static void check_sum(sum_fn *fn, int nsrc, size_t n, float divisor,
     for (int k = 0; k < nsrc; k++)
         guarded_free(src[k], n);
     guarded_free(want, n);
+}
+
+static void check_sum(sum_fn *fn, int nsrc, size_t n, float divisor,
+                      int alias, uint64_t seed)
+{
+    check_sum_specials(fn, nsrc, n, divisor, alias, seed, 0);
 }
 
 static sum_fn *const sum_paths[2] = {zrt_sum_ordered_f32,
@@ -504,6 +557,257 @@ START_TEST(test_sum_ordered_order_matters)
 }
 END_TEST
 
+/* ---- each vector path against the scalar reference ----------------------- */
+
+typedef void adamw_fn(float *, const float *, float *, float *, size_t,
+                      const zrt_adamw_scalars *);
+typedef void fill_fn(float *, size_t, float);
+typedef void scale_fn(float *, size_t, float);
+typedef double sqnorm_fn(const float *, size_t);
+
+static int cpu_has_avx2(void)
+{
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_avx512f(void)
+{
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+typedef struct kpath {
+    const char *name;    /* as the skip line says it */
+    const char *feature; /* what the CPU must report */
+    int (*present)(void);
+    adamw_fn *adamw;
+    fill_fn *fill;
+    scale_fn *scale;
+    sqnorm_fn *sqnorm;
+    sum_fn *sum;
+} kpath;
+
+static const kpath vpaths[] = {
+    {"AVX2", "avx2", cpu_has_avx2, zrt__adamw_f32_avx2, zrt__fill_f32_avx2,
+     zrt__scale_f32_avx2, zrt__sqnorm_f32_avx2, zrt__sum_ordered_f32_avx2},
+    {"AVX-512", "avx512f", cpu_has_avx512f, zrt__adamw_f32_avx512,
+     zrt__fill_f32_avx512, zrt__scale_f32_avx512, zrt__sqnorm_f32_avx512,
+     zrt__sum_ordered_f32_avx512},
+};
+#define NVPATHS ((int)(sizeof vpaths / sizeof vpaths[0]))
+
+/* Around both vector widths (8, 16), both tails, and one large odd size. */
+static const size_t path_sizes[] = {0,  1,  7,  8,    9,    15,     16,
+                                    17, 31, 33, 1000, 4099, 1000003};
+#define NPSIZES ((int)(sizeof path_sizes / sizeof path_sizes[0]))
+
+/* A per-path loop test's index is path * NPSIZES + size index. */
+static const kpath *loop_path(int i)
+{
+    return &vpaths[i / NPSIZES];
+}
+
+static size_t loop_size(int i)
+{
+    return path_sizes[i % NPSIZES];
+}
+
+/* Alternate settings, eps = 0 among them (0 / 0 where g = m = v = 0). */
+static const adam_hp other_hp = {1e-2f, 0.8f, 0.99f, 0.0f, 0.1f};
+
+START_TEST(test_path_adamw_bits)
+{
+    const kpath *kp = loop_path(_i);
+    size_t n = loop_size(_i);
+    rng r = rng_seed(1100 + n);
+    adam_state a = adam_alloc(&r, n), b;
+    float *g = guarded_alloc(n);
+
+    sprinkle_specials(&r, a.p, n);
+    b = adam_copy(&a);
+    for (long t = 1; t <= ADAM_STEPS; t++) {
+        zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+
+        for (size_t i = 0; i < n; i++)
+            g[i] = rng_grad(&r);
+        sprinkle_specials(&r, g, n);
+        kp->adamw(a.p, g, a.m, a.v, n, &s);
+        zrt_adamw_f32_scalar(b.p, g, b.m, b.v, n, &s);
+        ck_assert_bits_eq(a.p, b.p, n, kp->name);
+        ck_assert_bits_eq(a.m, b.m, n, kp->name);
+        ck_assert_bits_eq(a.v, b.v, n, kp->name);
+    }
+    guarded_free(g, n);
+    adam_free(&a);
+    adam_free(&b);
+}
+END_TEST
+
+/* One assertion per buffer, not per element: in fork mode each passing
+ * ck_assert is a message to the parent process. */
+START_TEST(test_path_fill_bits)
+{
+    const kpath *kp = loop_path(_i);
+    size_t n = loop_size(_i);
+    float *a = guarded_alloc(n), *b = guarded_alloc(n);
+    float *want = guarded_alloc(n);
+    float values[NSPECIAL + 3];
+
+    values[0] = -3.25f;
+    values[1] = from_bits(0x7fc00000u); /* a quiet NaN, positive */
+    values[2] = from_bits(0x7f800001u); /* a signalling NaN */
+    for (int k = 0; k < NSPECIAL; k++)
+        values[k + 3] = from_bits(special_bits[k]);
+    for (int k = 0; k < NSPECIAL + 3; k++) {
+        kp->fill(a, n, values[k]);
+        zrt_fill_f32_scalar(b, n, values[k]);
+        for (size_t i = 0; i < n; i++)
+            memcpy(&want[i], &values[k], sizeof want[i]);
+        ck_assert_bits_eq(a, b, n, kp->name);
+        ck_assert_bits_eq(a, want, n, kp->name);
+    }
+    guarded_free(a, n);
+    guarded_free(b, n);
+    guarded_free(want, n);
+}
+END_TEST
+
+/* x holds every kind of NaN, alpha none: each product has at most one NaN
+ * operand, so its bits are defined. */
+START_TEST(test_path_scale_bits)
+{
+    static const uint32_t alphas[] = {0x3f333333u /* 0.7 */, 0x80000000u,
+                                      0x7f800000u, 0x00000001u,
+                                      0x7f61b1e6u /* 3e38 */, 0xbf800000u};
+    const kpath *kp = loop_path(_i);
+    size_t n = loop_size(_i);
+    rng r = rng_seed(1200 + n);
+    float *x0 = random_buf(&r, n);
+
+    sprinkle_specials(&r, x0, n);
+    if (n > 2) {
+        x0[n - 1] = from_bits(0x7fc00000u); /* quiet NaN, in the tail */
+        x0[n / 2] = from_bits(0x7f800001u); /* signalling NaN */
+    }
+    for (size_t k = 0; k < sizeof alphas / sizeof alphas[0]; k++) {
+        float *a = copy_buf(x0, n), *b = copy_buf(x0, n);
+
+        kp->scale(a, n, from_bits(alphas[k]));
+        zrt_scale_f32_scalar(b, n, from_bits(alphas[k]));
+        ck_assert_bits_eq(a, b, n, kp->name);
+        guarded_free(a, n);
+        guarded_free(b, n);
+    }
+    guarded_free(x0, n);
+}
+END_TEST
+
+/* A reduction: to rounding against a long double sum; inf and NaN agree
+ * with the scalar path's. */
+START_TEST(test_path_sqnorm)
+{
+    const kpath *kp = loop_path(_i);
+    size_t n = loop_size(_i);
+    rng r = rng_seed(1300 + n);
+    float *x = guarded_alloc(n);
+    long double ref = 0.0L;
+    double a, b;
+
+    for (size_t i = 0; i < n; i++)
+        x[i] = rng_grad(&r) * 3.0f;
+    for (size_t i = 0; i < n; i++)
+        ref += (long double)x[i] * x[i];
+    a = kp->sqnorm(x, n);
+    ck_assert_msg(fabsl(a - ref) <= 1e-12L * ref, "%s n %zu: %.17g vs %.17Lg",
+                  kp->name, n, a, ref);
+    if (n > 0) {
+        x[n - 1] = INFINITY;
+        a = kp->sqnorm(x, n);
+        b = zrt_sqnorm_f32_scalar(x, n);
+        ck_assert_msg(isinf(a) && a == b, "%s n %zu: %g", kp->name, n, a);
+        x[n / 2] = from_bits(0xffc00000u);
+        a = kp->sqnorm(x, n);
+        ck_assert_msg(isnan(a), "%s n %zu: %g", kp->name, n, a);
+    }
+    guarded_free(x, n);
+}
+END_TEST
+
+START_TEST(test_path_sum_bits)
+{
+    const kpath *kp = loop_path(_i);
+    size_t n = loop_size(_i);
+
+    check_sum_specials(kp->sum, 4, n, 1.0f, -1, 1400 + n, 0);
+    check_sum_specials(kp->sum, 4, n, 0.37f, -1, 1500 + n, 0);
+    check_sum_specials(kp->sum, 1, n, 1.0f, -1, 1600 + n, 1);
+    check_sum_specials(kp->sum, MAXSRC, n, 1.0f, -1, 1700 + n, 1);
+    check_sum_specials(kp->sum, 3, n, 3.0f, 1, 1800 + n, 1);
+    check_sum_specials(kp->sum, 2, n, 0.0f, 0, 1900 + n, 1);
+}
+END_TEST
+
+/* Every start offset within a 64-byte line, for lengths around one and two
+ * vectors: the kernels run on x + off and must leave x[0..off) alone. */
+START_TEST(test_path_misaligned)
+{
+    static const size_t lens[] = {1, 8, 15, 16, 17, 33, 47};
+    const kpath *kp = &vpaths[_i];
+    rng r = rng_seed(2000);
+
+    for (size_t off = 0; off <= 16; off++)
+        for (size_t j = 0; j < sizeof lens / sizeof lens[0]; j++) {
+            size_t len = lens[j], n = off + len;
+            zrt_adamw_scalars s = hp_scalars(&default_hp, 2);
+            adam_state a = adam_alloc(&r, n), b;
+            float *g = random_buf(&r, n), *src[3], *out = guarded_alloc(n);
+            const float *csrc[3];
+
+            sprinkle_specials(&r, g, n);
+            b = adam_copy(&a);
+            kp->adamw(a.p + off, g + off, a.m + off, a.v + off, len, &s);
+            zrt_adamw_f32_scalar(b.p + off, g + off, b.m + off, b.v + off,
+                                 len, &s);
+            ck_assert_bits_eq(a.p, b.p, n, "adamw p");
+            ck_assert_bits_eq(a.m, b.m, n, "adamw m");
+            ck_assert_bits_eq(a.v, b.v, n, "adamw v");
+
+            kp->scale(a.p + off, len, 0.7f);
+            zrt_scale_f32_scalar(b.p + off, len, 0.7f);
+            ck_assert_bits_eq(a.p, b.p, n, "scale");
+
+            kp->fill(a.m + off, len, -1.5f);
+            zrt_fill_f32_scalar(b.m + off, len, -1.5f);
+            ck_assert_bits_eq(a.m, b.m, n, "fill");
+
+            /* sources at offsets other than out's */
+            for (int k = 0; k < 3; k++) {
+                src[k] = random_buf(&r, n + 16);
+                csrc[k] = src[k] + (off * 5 + 3 * (size_t)k) % 16;
+            }
+            for (size_t i = 0; i < n; i++)
+                out[i] = a.p[i];
+            kp->sum(a.p + off, csrc, 3, len, 3.0f);
+            zrt_sum_ordered_f32_scalar(out + off, csrc, 3, len, 3.0f);
+            ck_assert_bits_eq(a.p, out, n, "sum_ordered");
+
+            for (int k = 0; k < 3; k++)
+                guarded_free(src[k], n + 16);
+            guarded_free(out, n);
+            guarded_free(g, n);
+            adam_free(&a);
+            adam_free(&b);
+        }
+}
+END_TEST
+
 /* ---- path ---------------------------------------------------------------- */
 
 START_TEST(test_cpu_path)
@@ -511,15 +815,31 @@ START_TEST(test_cpu_path)
     const char *path = zrt_kernels_cpu_path();
 
     ck_assert_ptr_nonnull(path);
-    ck_assert(strcmp(path, "avx2") == 0 || strcmp(path, "scalar") == 0);
-#if defined(__x86_64__)
-    ck_assert_str_eq(path,
-                     __builtin_cpu_supports("avx2") ? "avx2" : "scalar");
-#endif
+    ck_assert(strcmp(path, "avx512") == 0 || strcmp(path, "avx2") == 0 ||
+              strcmp(path, "scalar") == 0);
+    ck_assert_str_eq(path, cpu_has_avx512f() ? "avx512"
+                           : cpu_has_avx2()  ? "avx2"
+                                             : "scalar");
 }
 END_TEST
 
 /* ---- suite --------------------------------------------------------------- */
+
+/* The bit-for-bit checks of vector path p, in a test case of its own. */
+static void add_path_tests(Suite *s, int p)
+{
+    TCase *tc = tcase_create(vpaths[p].feature);
+    int lo = p * NPSIZES, hi = lo + NPSIZES;
+
+    tcase_set_timeout(tc, 60); /* 1000003 elements under valgrind */
+    tcase_add_loop_test(tc, test_path_adamw_bits, lo, hi);
+    tcase_add_loop_test(tc, test_path_fill_bits, lo, hi);
+    tcase_add_loop_test(tc, test_path_scale_bits, lo, hi);
+    tcase_add_loop_test(tc, test_path_sqnorm, lo, hi);
+    tcase_add_loop_test(tc, test_path_sum_bits, lo, hi);
+    tcase_add_loop_test(tc, test_path_misaligned, p, p + 1);
+    suite_add_tcase(s, tc);
+}
 
 static Suite *kernels_suite(void)
 {
@@ -542,14 +862,28 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_sum_ordered_order_matters);
     tcase_add_test(tc, test_cpu_path);
     suite_add_tcase(s, tc);
+    for (int p = 0; p < NVPATHS; p++)
+        if (vpaths[p].present())
+            add_path_tests(s, p);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(kernels_suite());
+    SRunner *sr;
     int nfailed;
 
+    printf("kernels: dispatch uses the %s path\n", zrt_kernels_cpu_path());
+    for (int p = 0; p < NVPATHS; p++) {
+        if (vpaths[p].present())
+            printf("%s path tested against the scalar reference\n",
+                   vpaths[p].name);
+        else
+            printf("%s path not tested: this CPU lacks %s\n", vpaths[p].name,
+                   vpaths[p].feature);
+    }
+    fflush(stdout);
+    sr = srunner_create(kernels_suite());
     srunner_run_all(sr, CK_NORMAL);
     nfailed = srunner_ntests_failed(sr);
     srunner_free(sr);
