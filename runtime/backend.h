@@ -7,7 +7,8 @@
  * runs the optimizer kernels through it; it never touches a device API itself.
  *
  * Ownership: a zrt__buf is owned by whoever allocated it and must be freed
- * with the same backend. Freeing a zero buffer ({0}) is a no-op.
+ * with the same backend. Freeing a zero buffer ({0}) is a no-op. A buffer is
+ * pinned through the zrt__buf it will be freed with: the flag lives there.
  */
 #ifndef ZRT_RUNTIME_BACKEND_H
 #define ZRT_RUNTIME_BACKEND_H
@@ -24,6 +25,7 @@ typedef struct zrt__buf {
     size_t bytes;
     zrt_tier tier;
     zrt_category cat;
+    int pinned; /* page-locked by ops->pin until freed */
 } zrt__buf;
 
 /* What a backend can do, declared rather than discovered. */
@@ -40,7 +42,15 @@ typedef struct zrt__backend_ops {
      * `what` names the buffer in an out-of-memory message (may be NULL). */
     zrt_status (*alloc)(zrt__backend *be, size_t bytes, zrt_tier tier,
                         zrt_category cat, const char *what, zrt__buf *out);
+    /* Unlocks the buffer if it was pinned, returns it and zeroes *buf. */
     void (*free)(zrt__backend *be, zrt__buf *buf);
+    /* Page-locks a host-tier buffer for its lifetime: free unlocks it
+     * (pin_memory in the offload sections). Pinning a pinned or an empty
+     * buffer does nothing. Refuses any other tier with ZRT_ERR_INVALID_ARG;
+     * fails with ZRT_ERR_OUT_OF_MEMORY, buf left unpinned, when the system
+     * will not lock that much (RLIMIT_MEMLOCK). The cpu backend uses mlock;
+     * a CUDA backend will use cudaHostRegister. */
+    zrt_status (*pin)(zrt__backend *be, zrt__buf *buf);
     /* Copies between any two tiers' pointers; complete when it returns on a
      * synchronous backend, ordered on the backend's stream otherwise. */
     zrt_status (*copy)(zrt__backend *be, void *dst, const void *src,
@@ -73,5 +83,9 @@ struct zrt__backend {
  * is its capacity; long optimizer updates are split across the pool. */
 zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
                                    zrt__pool *pool, zrt__backend **out);
+
+/* Bytes of the cpu backend's buffers pinned now, as asked (each locks whole
+ * pages: up to a page more). 0 for any other backend. */
+size_t zrt__backend_cpu_pinned_bytes(const zrt__backend *be);
 
 #endif /* ZRT_RUNTIME_BACKEND_H */

@@ -13,9 +13,20 @@
  * evicted whenever in-use plus cached bytes would pass the tier's limit, or,
  * without a limit, the tier's peak in use: what the process really holds
  * never exceeds the capacity, nor the peak the memory report shows.
+ *
+ * Pinning (pin_memory) mlocks a host-tier block. Locks do not nest per page,
+ * so host-tier blocks are page-aligned and a whole number of pages: no two
+ * blocks share a page, and munlocking one never unlocks another. A pinned
+ * block is unlocked when freed, before it enters the cache: cached blocks are
+ * never locked.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -31,11 +42,22 @@ typedef struct cached_block {
 typedef struct cpu_impl {
     cached_block *cache;
     int64_t cached_bytes[ZRT_TIER_COUNT];
+    size_t page_size;
+    size_t pinned_bytes; /* sum of the pinned buffers' sizes as asked */
 } cpu_impl;
 
-static size_t rounded_size(size_t bytes)
+/* The alignment of a tier's blocks: a page on the host tier (see above). */
+static size_t block_alignment(const cpu_impl *impl, zrt_tier tier)
 {
-    return (bytes + CPU_ALIGNMENT - 1) / CPU_ALIGNMENT * CPU_ALIGNMENT;
+    return tier == ZRT_TIER_HOST ? impl->page_size : CPU_ALIGNMENT;
+}
+
+/* The bytes a tier's block of `bytes` really takes: a multiple of its
+ * alignment, as aligned_alloc requires. */
+static size_t block_size(const cpu_impl *impl, size_t bytes, zrt_tier tier)
+{
+    size_t align = block_alignment(impl, tier);
+    return (bytes + align - 1) / align * align;
 }
 
 /* Takes a cached block of exactly this size and tier, or returns NULL. */
@@ -92,11 +114,12 @@ static zrt_status cpu_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
         return zrt__fail(be->err, ZRT_ERR_INVALID_ARG,
                          "the cpu backend cannot allocate in the nvme tier");
     ZRT_CHECK(zrt__mem_charge(be->acct, be->err, tier, cat, (int64_t)bytes, what));
-    size_t rounded = rounded_size(bytes);
-    void *ptr = rounded ? take_cached(be->impl, rounded, tier) : NULL;
+    cpu_impl *impl = be->impl;
+    size_t rounded = block_size(impl, bytes, tier);
+    void *ptr = rounded ? take_cached(impl, rounded, tier) : NULL;
     if (rounded && !ptr) {
         evict_to_limit(be, tier);
-        ptr = aligned_alloc(CPU_ALIGNMENT, rounded);
+        ptr = aligned_alloc(block_alignment(impl, tier), rounded);
     }
     if (rounded && !ptr) {
         zrt__mem_release(be->acct, tier, cat, (int64_t)bytes);
@@ -116,11 +139,16 @@ static void cpu_free(zrt__backend *be, zrt__buf *buf)
 {
     if (!buf || (!buf->ptr && buf->bytes == 0))
         return;
+    cpu_impl *impl = be->impl;
+    size_t rounded = block_size(impl, buf->bytes, buf->tier);
+    if (buf->pinned) {
+        munlock(buf->ptr, rounded); /* cannot fail on a locked range */
+        impl->pinned_bytes -= buf->bytes;
+    }
     zrt__mem_release(be->acct, buf->tier, buf->cat, (int64_t)buf->bytes);
     cached_block *b = buf->ptr ? malloc(sizeof *b) : NULL;
     if (b) {
-        cpu_impl *impl = be->impl;
-        *b = (cached_block){.ptr = buf->ptr, .bytes = rounded_size(buf->bytes),
+        *b = (cached_block){.ptr = buf->ptr, .bytes = rounded,
                             .tier = buf->tier, .next = impl->cache};
         impl->cache = b;
         impl->cached_bytes[buf->tier] += (int64_t)b->bytes;
@@ -128,7 +156,70 @@ static void cpu_free(zrt__backend *be, zrt__buf *buf)
     } else {
         free(buf->ptr);
     }
-    *buf = (zrt__buf){0};
+    memset(buf, 0, sizeof *buf); /* padding too: callers may memcmp */
+}
+
+/* "unlimited" or "64.00 KiB (65536 bytes)": the soft RLIMIT_MEMLOCK. */
+static const char *memlock_limit_text(char *buf, size_t size)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        snprintf(buf, size, "unknown");
+    else if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(buf, size, "unlimited");
+    else
+        zrt__fmt_bytes((long long)rl.rlim_cur, buf, size);
+    return buf;
+}
+
+static const char *errno_text(int err, char *buf, size_t size)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(err, buf, size); /* GNU variant: may not use buf */
+#else
+    if (strerror_r(err, buf, size) != 0)
+        snprintf(buf, size, "error %d", err);
+    return buf;
+#endif
+}
+
+static zrt_status pin_failed(zrt__backend *be, const zrt__buf *buf, int err)
+{
+    const cpu_impl *impl = be->impl;
+    char size[64], held[64], limit[64], why[128];
+    return zrt__fail(be->err,
+                     err == ENOMEM || err == EPERM || err == EAGAIN
+                         ? ZRT_ERR_OUT_OF_MEMORY : ZRT_ERR_INTERNAL,
+                     "cannot pin the %s-tier '%s' buffer of %s: mlock: %s "
+                     "(RLIMIT_MEMLOCK soft limit %s; this backend already "
+                     "pins %s); raise `ulimit -l` or set pin_memory to false",
+                     zrt_tier_str(buf->tier), zrt_category_str(buf->cat),
+                     zrt__fmt_bytes((long long)buf->bytes, size, sizeof size),
+                     errno_text(err, why, sizeof why),
+                     memlock_limit_text(limit, sizeof limit),
+                     zrt__fmt_bytes((long long)impl->pinned_bytes, held, sizeof held));
+}
+
+static zrt_status cpu_pin(zrt__backend *be, zrt__buf *buf)
+{
+    if (!buf)
+        return zrt__fail(be->err, ZRT_ERR_INVALID_ARG, "pin: buf is NULL");
+    if (buf->tier != ZRT_TIER_HOST) {
+        char size[64];
+        return zrt__fail(be->err, ZRT_ERR_INVALID_ARG,
+                         "cannot pin the %s-tier '%s' buffer of %s: only "
+                         "host-tier buffers are page-locked",
+                         zrt_tier_str(buf->tier), zrt_category_str(buf->cat),
+                         zrt__fmt_bytes((long long)buf->bytes, size, sizeof size));
+    }
+    if (buf->pinned || !buf->ptr)
+        return ZRT_OK;
+    cpu_impl *impl = be->impl;
+    if (mlock(buf->ptr, block_size(impl, buf->bytes, buf->tier)) != 0)
+        return pin_failed(be, buf, errno);
+    buf->pinned = 1;
+    impl->pinned_bytes += buf->bytes;
+    return ZRT_OK;
 }
 
 static zrt_status cpu_copy(zrt__backend *be, void *dst, const void *src,
@@ -221,6 +312,7 @@ static const zrt__backend_ops cpu_ops = {
     .name = "cpu",
     .alloc = cpu_alloc,
     .free = cpu_free,
+    .pin = cpu_pin,
     .copy = cpu_copy,
     .fill_f32 = cpu_fill_f32,
     .scale_f32 = cpu_scale_f32,
@@ -242,6 +334,8 @@ zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
         return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
                          "cannot allocate the cpu backend");
     }
+    long page = sysconf(_SC_PAGESIZE);
+    impl->page_size = page > 0 ? (size_t)page : 4096;
     be->impl = impl;
     be->ops = &cpu_ops;
     be->caps.device_is_host = 1;
@@ -250,4 +344,12 @@ zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
     be->pool = pool;
     *out = be;
     return ZRT_OK;
+}
+
+size_t zrt__backend_cpu_pinned_bytes(const zrt__backend *be)
+{
+    if (!be || be->ops != &cpu_ops)
+        return 0;
+    const cpu_impl *impl = be->impl;
+    return impl->pinned_bytes;
 }

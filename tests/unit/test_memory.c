@@ -9,18 +9,25 @@
  * asked, bytes left, budget, what is in use). The cpu backend must hand out
  * zeroed, 64-byte aligned memory charged to that account, give it back on
  * free, refuse the nvme tier, and run the kernel entry points correctly.
- * main() returns 0 only if all pass.
+ * Pinning (pin_memory) must mlock a host-tier buffer until it is freed, as
+ * VmLck in /proc/self/status shows, refuse other tiers, and explain a refusal
+ * by RLIMIT_MEMLOCK. main() returns 0 only if all pass.
  */
 #include "kernels/cpu/kernels.h"
 #include "runtime/backend.h"
 #include "runtime/memory.h"
 
 #include <check.h>
+#include <linux/capability.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define DEV ZRT_TIER_DEVICE
 #define HOST ZRT_TIER_HOST
@@ -260,6 +267,7 @@ START_TEST(test_cpu_create)
     ck_assert_int_eq(f.be->caps.device_is_host, 1);
     ck_assert(f.be->ops->alloc != NULL);
     ck_assert(f.be->ops->free != NULL);
+    ck_assert(f.be->ops->pin != NULL);
     ck_assert(f.be->ops->copy != NULL);
     ck_assert(f.be->ops->fill_f32 != NULL);
     ck_assert(f.be->ops->scale_f32 != NULL);
@@ -415,6 +423,224 @@ START_TEST(test_cpu_alloc_past_limit)
 }
 END_TEST
 
+/* ---- pinning ------------------------------------------------------------- */
+
+/* VmLck of this process in KiB: what mlock holds. */
+static long vmlck_kib(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    ck_assert_msg(fp != NULL, "cannot read /proc/self/status");
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "VmLck: %ld kB", &kib) == 1)
+            break;
+    fclose(fp);
+    ck_assert_msg(kib >= 0, "no VmLck line in /proc/self/status");
+    return kib;
+}
+
+static long pages_kib(size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (long)((bytes + page - 1) / page * page / 1024);
+}
+
+/* Whether this process may mlock `bytes` now, tried on a scratch mapping. */
+static int can_mlock(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_msg(p != MAP_FAILED, "mmap of %zu bytes failed", bytes);
+    int ok = mlock(p, bytes) == 0;
+    if (ok)
+        munlock(p, bytes);
+    munmap(p, bytes);
+    return ok;
+}
+
+/* Sets or clears CAP_IPC_LOCK in this thread's effective set (it stays
+ * permitted, so it can come back); returns whether it was effective. Root
+ * has it, and it makes mlock ignore RLIMIT_MEMLOCK. */
+static int set_ipc_lock(int on)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        return 0;
+    const unsigned bit = 1u << CAP_IPC_LOCK; /* CAP_IPC_LOCK < 32: data[0] */
+    int was = (data[0].effective & bit) != 0;
+    if (on && (data[0].permitted & bit))
+        data[0].effective |= bit;
+    else
+        data[0].effective &= ~bit;
+    syscall(SYS_capset, &hdr, data);
+    return was;
+}
+
+START_TEST(test_cpu_pin_host)
+{
+    fixture f;
+    fixture_init(&f, 0);
+    const zrt__backend_ops *ops = f.be->ops;
+    const size_t n = (1 << 20) + 100; /* not a whole number of pages */
+    if (!can_mlock(n)) {
+        printf("cannot mlock %zu bytes here (ulimit -l): pinning not tested\n", n);
+        fixture_deinit(&f);
+        return;
+    }
+    long base = vmlck_kib();
+    zrt__buf b;
+    ck_assert_int_eq(ops->alloc(f.be, n, HOST, ZRT_CAT_OPTIM, "moments", &b), ZRT_OK);
+    ck_assert_int_eq(b.pinned, 0);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
+    ck_assert_int_eq(vmlck_kib(), base);
+
+    ck_assert_int_eq(ops->pin(f.be, &b), ZRT_OK);
+    ck_assert_int_eq(b.pinned, 1);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), n);
+    ck_assert_int_ge(vmlck_kib() - base, pages_kib(n));
+    expect_cur(&f.acct, HOST, ZRT_CAT_OPTIM, (int64_t)n, (int64_t)n); /* unchanged */
+    memset(b.ptr, 0x5A, n);
+
+    /* Pinning again does nothing. */
+    ck_assert_int_eq(ops->pin(f.be, &b), ZRT_OK);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), n);
+
+    /* Freeing unlocks. */
+    ops->free(f.be, &b);
+    ck_assert_int_eq(b.pinned, 0);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
+    ck_assert_int_eq(vmlck_kib(), base);
+    ck_assert_int_eq(f.acct.stats.tier_current[HOST], 0);
+
+    /* The same size again (the cached block, likely): unpinned until asked. */
+    ck_assert_int_eq(ops->alloc(f.be, n, HOST, ZRT_CAT_OPTIM, "moments", &b), ZRT_OK);
+    ck_assert_int_eq(b.pinned, 0);
+    ck_assert_int_eq(vmlck_kib(), base);
+    ck_assert_msg(all_zero(b.ptr, n), "re-alloc of a pinned block not zeroed");
+    ck_assert_int_eq(ops->pin(f.be, &b), ZRT_OK);
+    ck_assert_int_ge(vmlck_kib() - base, pages_kib(n));
+    ops->free(f.be, &b);
+    ck_assert_int_eq(vmlck_kib(), base);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
+
+    /* An empty host buffer pins as nothing. */
+    ck_assert_int_eq(ops->alloc(f.be, 0, HOST, ZRT_CAT_STAGING, NULL, &b), ZRT_OK);
+    ck_assert_int_eq(ops->pin(f.be, &b), ZRT_OK);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
+    ops->free(f.be, &b);
+    fixture_deinit(&f);
+}
+END_TEST
+
+START_TEST(test_cpu_pin_neighbours)
+{
+    /* Page locks do not nest: two small pinned buffers must not share a
+     * page, or freeing one would unlock the other. */
+    fixture f;
+    fixture_init(&f, 0);
+    const zrt__backend_ops *ops = f.be->ops;
+    if (!can_mlock(2 * (size_t)sysconf(_SC_PAGESIZE))) {
+        printf("cannot mlock two pages here (ulimit -l): pinning not tested\n");
+        fixture_deinit(&f);
+        return;
+    }
+    long base = vmlck_kib();
+    zrt__buf a, b;
+    ck_assert_int_eq(ops->alloc(f.be, 100, HOST, ZRT_CAT_STAGING, NULL, &a), ZRT_OK);
+    ck_assert_int_eq(ops->alloc(f.be, 200, HOST, ZRT_CAT_STAGING, NULL, &b), ZRT_OK);
+    ck_assert_uint_eq((uintptr_t)a.ptr % (uintptr_t)sysconf(_SC_PAGESIZE), 0);
+    ck_assert_uint_eq((uintptr_t)b.ptr % (uintptr_t)sysconf(_SC_PAGESIZE), 0);
+    ck_assert_int_eq(ops->pin(f.be, &a), ZRT_OK);
+    ck_assert_int_eq(ops->pin(f.be, &b), ZRT_OK);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 300);
+    ck_assert_int_ge(vmlck_kib() - base, 2 * pages_kib(1));
+
+    ops->free(f.be, &a);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 200);
+    ck_assert_int_ge(vmlck_kib() - base, pages_kib(1)); /* b still locked */
+    ops->free(f.be, &b);
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
+    ck_assert_int_eq(vmlck_kib(), base);
+    fixture_deinit(&f);
+}
+END_TEST
+
+START_TEST(test_cpu_pin_device_refused)
+{
+    fixture f;
+    fixture_init(&f, 0);
+    const zrt__backend_ops *ops = f.be->ops;
+    long base = vmlck_kib();
+    zrt__buf d, before;
+    ck_assert_int_eq(ops->alloc(f.be, 4096, DEV, ZRT_CAT_PARAM, "weights", &d), ZRT_OK);
+    memcpy(&before, &d, sizeof d);
+    ck_assert_int_eq(ops->pin(f.be, &d), ZRT_ERR_INVALID_ARG);
+    ck_assert_msg(memcmp(&d, &before, sizeof d) == 0, "a refused pin changed the buf");
+    ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
+    ck_assert_int_eq(vmlck_kib(), base);
+    expect_mentions(f.err.text, "device-tier");
+    expect_mentions(f.err.text, "'param'");
+    expect_mentions(f.err.text, "4.00 KiB (4096 bytes)");
+    expect_mentions(f.err.text, "host-tier");
+    ops->free(f.be, &d);
+    ck_assert_int_eq(ops->pin(f.be, NULL), ZRT_ERR_INVALID_ARG);
+    fixture_deinit(&f);
+}
+END_TEST
+
+START_TEST(test_cpu_pin_past_memlock_limit)
+{
+    enum { LIMIT = 64 << 10, N_BYTES = 1 << 20 };
+    fixture f;
+    fixture_init(&f, 0);
+    const zrt__backend_ops *ops = f.be->ops;
+    zrt__buf b, before;
+    ck_assert_int_eq(ops->alloc(f.be, N_BYTES, HOST, ZRT_CAT_OPTIM, "moments", &b),
+                     ZRT_OK);
+    memcpy(&before, &b, sizeof b);
+    long base = vmlck_kib();
+
+    /* Lower the soft limit below the buffer; as root, also take
+     * CAP_IPC_LOCK out of the effective set so the limit applies. Nothing
+     * is asserted until both are restored. */
+    struct rlimit old;
+    ck_assert_int_eq(getrlimit(RLIMIT_MEMLOCK, &old), 0);
+    struct rlimit low = {.rlim_cur = old.rlim_cur < LIMIT ? old.rlim_cur : LIMIT,
+                         .rlim_max = old.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &low), 0);
+    int had_ipc_lock = set_ipc_lock(0);
+    int enforced = !can_mlock(N_BYTES);
+    zrt_status st = enforced ? ops->pin(f.be, &b) : ZRT_OK;
+    long locked = vmlck_kib();
+    set_ipc_lock(had_ipc_lock);
+    ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &old), 0);
+
+    if (!enforced) {
+        printf("mlock limit not enforced for this user (root with CAP_IPC_LOCK): "
+               "failure path not exercised\n");
+    } else {
+        char limit[64];
+        ck_assert_int_eq(st, ZRT_ERR_OUT_OF_MEMORY);
+        ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "a failed pin changed the buf");
+        ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
+        ck_assert_int_eq(locked, base);
+        expect_mentions(f.err.text, "RLIMIT_MEMLOCK");
+        expect_mentions(f.err.text, "ulimit -l");
+        expect_mentions(f.err.text, "pin_memory");
+        expect_mentions(f.err.text, "1.00 MiB (1048576 bytes)");
+        expect_mentions(f.err.text, "host-tier");
+        expect_mentions(f.err.text, "'optim'");
+        expect_mentions(f.err.text, zrt__fmt_bytes((long long)low.rlim_cur, limit,
+                                                   sizeof limit));
+    }
+    ops->free(f.be, &b);
+    ck_assert_int_eq(f.acct.stats.tier_current[HOST], 0);
+    fixture_deinit(&f);
+}
+END_TEST
+
 /* ---- kernels and copies through the backend ------------------------------ */
 
 #define N 13 /* odd: a vector body and a scalar tail */
@@ -560,6 +786,10 @@ static Suite *memory_suite(void)
     tcase_add_test(tc, test_cpu_alloc_zero_bytes);
     tcase_add_test(tc, test_cpu_alloc_nvme_refused);
     tcase_add_test(tc, test_cpu_alloc_past_limit);
+    tcase_add_test(tc, test_cpu_pin_host);
+    tcase_add_test(tc, test_cpu_pin_neighbours);
+    tcase_add_test(tc, test_cpu_pin_device_refused);
+    tcase_add_test(tc, test_cpu_pin_past_memlock_limit);
     tcase_add_test(tc, test_cpu_kernels);
     tcase_add_test(tc, test_cpu_adamw);
     tcase_add_test(tc, test_cpu_adamw_first_step);
