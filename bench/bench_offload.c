@@ -71,20 +71,23 @@ static double time_steps(zrt_ctx *ctx, const opts *o)
     return (MPI_Wtime() - t0) / o->steps;
 }
 
-/* The same bytes the nvme step moves, read then written, nothing else. */
+/* The same bytes the nvme step moves, read from the current slot and
+ * written to the other one, nothing else. */
 static double time_io(zrt_ctx *ctx, const opts *o)
 {
-    float *buf = ctx->optim_staging.ptr;
+    float *buf = ctx->step_staging.ptr;
+    int cur = ctx->nvme_slot, next = cur ^ 1;
     double t0 = MPI_Wtime();
     for (int s = 0; s < o->steps; s++) {
         for (int l = 0; l < ctx->plan.nlayers; l++) {
             const zrt__layer_state *ls = &ctx->layers[l];
             size_t bytes = (size_t)ls->range_len * sizeof(float);
-            zrt__swap *sw = ctx->optim_swap;
-            if (zrt__swap_read(sw, ls->swap_m, buf, bytes, &ctx->err) ||
-                zrt__swap_read(sw, ls->swap_v, buf + ls->range_len, bytes, &ctx->err) ||
-                zrt__swap_write(sw, ls->swap_m, buf, bytes, &ctx->err) ||
-                zrt__swap_write(sw, ls->swap_v, buf + ls->range_len, bytes, &ctx->err))
+            zrt__swap *sw = ctx->optim_nvme.swap;
+            float *v = buf + ls->range_len;
+            if (zrt__swap_read(sw, ls->swap_m[cur], buf, bytes, &ctx->err) ||
+                zrt__swap_read(sw, ls->swap_v[cur], v, bytes, &ctx->err) ||
+                zrt__swap_write(sw, ls->swap_m[next], buf, bytes, &ctx->err) ||
+                zrt__swap_write(sw, ls->swap_v[next], v, bytes, &ctx->err))
                 return -1;
         }
     }

@@ -27,6 +27,7 @@ struct zrt__mover {
     uint64_t done;        /* tickets finished */
     int stopping;
     zrt_status failure;   /* first failure, sticky */
+    uint64_t failed_ticket; /* the job that failed first */
     zrt__errbuf failure_text;
 };
 
@@ -55,6 +56,7 @@ static void *mover_main(void *p)
         if (st != ZRT_OK && mv->failure == ZRT_OK) {
             mv->failure = st;
             mv->failure_text = err;
+            mv->failed_ticket = mv->done + 1;
         }
         mv->done++;
         pthread_cond_broadcast(&mv->finished);
@@ -112,11 +114,24 @@ zrt_status zrt__mover_wait(zrt__mover *mv, uint64_t ticket, zrt__errbuf *err)
     pthread_mutex_lock(&mv->lock);
     while (mv->done < ticket)
         pthread_cond_wait(&mv->finished, &mv->lock);
-    zrt_status st = mv->failure;
+    /* Jobs before the failed one succeeded: waiting for them is not an
+     * error, which makes where a failure surfaces independent of timing. */
+    zrt_status st = mv->failure != ZRT_OK && ticket >= mv->failed_ticket ? mv->failure
+                                                                          : ZRT_OK;
     if (st != ZRT_OK && err)
         memcpy(err->text, mv->failure_text.text, sizeof err->text);
     pthread_mutex_unlock(&mv->lock);
     return st;
+}
+
+void zrt__mover_forget_failure(zrt__mover *mv)
+{
+    pthread_mutex_lock(&mv->lock);
+    while (mv->done < mv->next_ticket)
+        pthread_cond_wait(&mv->finished, &mv->lock);
+    mv->failure = ZRT_OK;
+    mv->failed_ticket = 0;
+    pthread_mutex_unlock(&mv->lock);
 }
 
 void zrt__mover_destroy(zrt__mover *mv)

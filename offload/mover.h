@@ -26,11 +26,17 @@ zrt_status zrt__mover_read(zrt__mover *mv, uint64_t offset, void *dst, size_t by
                            uint64_t *ticket);
 zrt_status zrt__mover_write(zrt__mover *mv, uint64_t offset, const void *src,
                             size_t bytes, uint64_t *ticket);
-/* Waits until job `ticket` (and every job before it) is done. The first
- * failure of any job is returned, with its sentence copied into err, and
- * every later call fails with it too: after an I/O error the swap's content
- * is not trusted. */
+/* Waits until job `ticket` (and every job before it) is done. Returns the
+ * first failure when that job or an earlier one failed, with its sentence
+ * copied into err; every job after a failure is skipped and fails with it:
+ * after an I/O error the swap's content is not trusted. Waiting for jobs
+ * that finished before the failure succeeds, so where a failure surfaces
+ * depends on the queue order only, not on timing. */
 zrt_status zrt__mover_wait(zrt__mover *mv, uint64_t ticket, zrt__errbuf *err);
+/* Waits for every queued job, then accepts jobs again after a failure. For
+ * a caller that knows what the failure touched (the step's unused slot)
+ * and will not trust it; every read still verifies its checksums. */
+void zrt__mover_forget_failure(zrt__mover *mv);
 /* Waits for every queued job, stops the thread. NULL is a no-op. */
 void zrt__mover_destroy(zrt__mover *mv);
 

@@ -17,21 +17,17 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx)
 }
 
 /* Host and NVMe offload need the CPU to reach the device's gradients and
- * shards directly (true on the cpu backend); parameter shards on NVMe are
- * not wired in yet. */
+ * shards directly (true on the cpu backend). */
 static zrt_status check_offload(zrt_ctx *ctx)
 {
     const zrt_offload_config *both[2] = {&ctx->cfg.offload_optimizer,
                                          &ctx->cfg.offload_param};
     for (int i = 0; i < 2; i++) {
-        if (i == 1 && both[i]->device == ZRT_OFFLOAD_NVME)
+        if (both[i]->device != ZRT_OFFLOAD_NONE && !ctx->be->caps.device_is_host)
             return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                             "offload_param.device \"nvme\": parameter shards on "
-                             "NVMe are not wired into the engine yet (use \"cpu\")");
-        if (both[i]->device == ZRT_OFFLOAD_CPU && !ctx->be->caps.device_is_host)
-            return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                             "%s.device \"cpu\" is not supported by backend '%s' yet",
+                             "%s.device \"%s\" is not supported by backend '%s' yet",
                              i == 0 ? "offload_optimizer" : "offload_param",
+                             both[i]->device == ZRT_OFFLOAD_CPU ? "cpu" : "nvme",
                              ctx->be->ops->name);
     }
     return ZRT_OK;

@@ -32,6 +32,16 @@ typedef struct zrt__param_info {
     int64_t numel;
 } zrt__param_info;
 
+enum { ZRT__FETCH_NONE, ZRT__FETCH_QUEUED, ZRT__FETCH_READY };
+
+/* One swap file and the I/O thread that drives it. */
+typedef struct zrt__nvme_store {
+    zrt__swap *swap;
+    zrt__mover *mover;
+    int64_t bytes; /* charged to the nvme tier */
+    zrt_category cat;
+} zrt__nvme_store;
+
 typedef struct zrt__layer_state {
     zrt__buf param_full;
     zrt__buf param_shard;
@@ -47,7 +57,12 @@ typedef struct zrt__layer_state {
                         once `gather` completes) */
     int prefetched;  /* stage 3: gathered ahead of use, counted in
                         ctx->prefetched_numel */
-    uint64_t swap_m, swap_v; /* NVMe optimizer tier: where m and v live */
+    /* NVMe tiers (zero/nvme.c): where m, v and the parameter shard live in
+     * each of the two slots; ctx->nvme_slot holds the current values */
+    uint64_t swap_m[2], swap_v[2], swap_p[2];
+    zrt__buf fetched;      /* stage 3, shards on NVMe: the copy being gathered */
+    uint64_t fetch_ticket; /* its read on the parameter mover */
+    int fetch_state;       /* ZRT__FETCH_* */
     int64_t range_lo;  /* this rank's range of the flat buffer: the elements */
     int64_t range_len; /* it updates in the optimizer step */
     zrt__segment *segs; /* tensors within that range */
@@ -95,11 +110,12 @@ struct zrt_ctx {
     zrt__trace trace;
 
     zrt__user_buf *user_bufs;
-    zrt__swap *optim_swap;   /* offload_optimizer nvme: m, v of every layer */
-    zrt__mover *optim_mover; /* its I/O thread */
-    zrt__buf optim_staging;  /* host: two (m, v) pairs of the largest layer */
-    int64_t optim_largest;   /* elements of the largest layer's range */
-    int64_t optim_swap_bytes; /* charged to the nvme tier */
+    zrt__nvme_store optim_nvme; /* offload_optimizer nvme: m, v of every layer */
+    zrt__nvme_store param_nvme; /* offload_param nvme: stage-3 shards */
+    zrt__buf step_staging;      /* host: two (p, m, v) sets of the largest range */
+    int64_t staging_largest;    /* elements of the largest layer's range */
+    int nvme_slot;              /* which of the two slots is current */
+    int fetches_queued;         /* shard reads queued ahead of their gathers */
     double comm_wait_seconds; /* blocked in zrt__comm_wait */
 };
 
@@ -121,5 +137,39 @@ zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer);
 zrt_status zrt__ensure_gathered(zrt_ctx *ctx, int layer);
 zrt_status zrt__release_if_idle(zrt_ctx *ctx, int layer);
 float *zrt__param_base(zrt_ctx *ctx, int layer); /* param_full as floats */
+
+/* The range of the layer this rank updates: parameters (not on NVMe) and
+ * gradients, and one AdamW update of such a range, segment by segment. */
+float *zrt__owned_param(zrt_ctx *ctx, int layer);
+float *zrt__owned_grad(zrt_ctx *ctx, int layer);
+zrt_status zrt__adamw_layer(zrt_ctx *ctx, int layer, float *p, const float *g,
+                            float *m, float *v, const zrt_adamw_scalars *decay,
+                            const zrt_adamw_scalars *no_decay);
+
+/* pin_memory: page-locks a host-tier buffer when its owning offload section
+ * asks for it (no-op otherwise). */
+zrt_status zrt__pin_for(zrt_ctx *ctx, zrt__buf *buf, const zrt_offload_config *owner);
+
+/* The NVMe tiers (zero/nvme.c). */
+zrt_status zrt__nvme_open(zrt_ctx *ctx);
+void zrt__nvme_close(zrt_ctx *ctx);
+int zrt__params_on_nvme(const zrt_ctx *ctx);
+int zrt__nvme_step_needed(const zrt_ctx *ctx);
+/* Queues the read of a stage-3 shard from NVMe (no-op when queued already). */
+zrt_status zrt__nvme_fetch(zrt_ctx *ctx, int layer);
+/* Waits for the shard's read (queuing it first if needed). */
+zrt_status zrt__nvme_fetched_shard(zrt_ctx *ctx, int layer, float **shard);
+/* Frees the fetched copy (after its gather, or when it went stale). */
+void zrt__nvme_drop_fetch(zrt_ctx *ctx, int layer);
+/* Whether another read may be queued ahead (offload_param.buffer_count). */
+int zrt__nvme_fetch_room(const zrt_ctx *ctx);
+/* Reads the layer's shard, lets `edit` change it, writes it back. */
+typedef zrt_status (*zrt__shard_edit)(zrt_ctx *ctx, int layer, float *shard,
+                                      const void *arg);
+zrt_status zrt__nvme_shard_update(zrt_ctx *ctx, int layer, zrt__shard_edit edit,
+                                  const void *arg);
+/* The optimizer step with state on NVMe: all or nothing on every rank. */
+zrt_status zrt__nvme_step(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
+                          const zrt_adamw_scalars *no_decay);
 
 #endif /* ZRT_ZERO_CTX_H */

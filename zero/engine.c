@@ -46,6 +46,22 @@ static zrt_status alloc_f32_in(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
                                label, buf);
 }
 
+zrt_status zrt__pin_for(zrt_ctx *ctx, zrt__buf *buf, const zrt_offload_config *owner)
+{
+    if (buf->tier != ZRT_TIER_HOST || !owner->pin_memory || !buf->ptr)
+        return ZRT_OK;
+    return ctx->be->ops->pin(ctx->be, buf);
+}
+
+/* A buffer of state that an offload section may move to the host. */
+static zrt_status alloc_offloadable(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
+                                    zrt_tier tier, zrt_category cat, const char *what,
+                                    int layer, const zrt_offload_config *owner)
+{
+    ZRT_CHECK(alloc_f32_in(ctx, buf, elements, tier, cat, what, layer));
+    return zrt__pin_for(ctx, buf, owner);
+}
+
 static zrt_status alloc_f32(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
                             zrt_category cat, const char *what, int layer)
 {
@@ -60,15 +76,24 @@ static zrt_tier tier_for(const zrt_offload_config *offload)
 
 /* ---- allocation ------------------------------------------------------------ */
 
+/* With the optimizer off the device, its input goes with it, as in
+ * ZeRO-Offload: the reduced gradient shard lives in host memory. */
+static zrt_tier grad_shard_tier(const zrt_ctx *ctx)
+{
+    return ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE
+                                                                 : ZRT_TIER_HOST;
+}
+
 static zrt_status alloc_params(zrt_ctx *ctx, int l)
 {
     zrt__layer_state *ls = &ctx->layers[l];
     if (ctx->cfg.stage < 3)
         return alloc_f32(ctx, &ls->param_full, flat_of(ctx, l), ZRT_CAT_PARAM,
                          "parameters", l);
-    ZRT_CHECK(alloc_f32_in(ctx, &ls->param_shard, shard_of(ctx, l),
-                           tier_for(&ctx->cfg.offload_param), ZRT_CAT_PARAM,
-                           "parameter shard", l));
+    if (ctx->cfg.offload_param.device != ZRT_OFFLOAD_NVME) /* else in zero/nvme.c */
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->param_shard, shard_of(ctx, l),
+                                    tier_for(&ctx->cfg.offload_param), ZRT_CAT_PARAM,
+                                    "parameter shard", l, &ctx->cfg.offload_param));
     ls->persistent =
         ctx->plan.layers[l].numel <= ctx->cfg.stage3_param_persistence_threshold;
     if (!ls->persistent)
@@ -84,6 +109,7 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
     if (lp->numel == 0)
         return ZRT_OK;
     int stage = ctx->cfg.stage;
+    const zrt_offload_config *optim = &ctx->cfg.offload_optimizer;
     ls->range_lo = stage == 0 ? 0 : (int64_t)ctx->comm->rank * lp->shard_numel;
     ls->range_len = stage == 0 ? lp->flat_numel : lp->shard_numel;
     ZRT_CHECK(alloc_params(ctx, l));
@@ -91,14 +117,14 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
         ZRT_CHECK(alloc_f32(ctx, &ls->grad_full, lp->flat_numel, ZRT_CAT_GRAD,
                             "gradients", l));
     else
-        ZRT_CHECK(alloc_f32(ctx, &ls->grad_shard, lp->shard_numel, ZRT_CAT_GRAD,
-                            "gradient shard", l));
-    zrt_tier optim_tier = tier_for(&ctx->cfg.offload_optimizer);
-    if (ctx->cfg.offload_optimizer.device != ZRT_OFFLOAD_NVME) {
-        ZRT_CHECK(alloc_f32_in(ctx, &ls->m, ls->range_len, optim_tier, ZRT_CAT_OPTIM,
-                               "Adam first moment", l));
-        ZRT_CHECK(alloc_f32_in(ctx, &ls->v, ls->range_len, optim_tier, ZRT_CAT_OPTIM,
-                               "Adam second moment", l));
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->grad_shard, lp->shard_numel,
+                                    grad_shard_tier(ctx), ZRT_CAT_GRAD, "gradient shard",
+                                    l, optim));
+    if (optim->device != ZRT_OFFLOAD_NVME) {
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->m, ls->range_len, tier_for(optim),
+                                    ZRT_CAT_OPTIM, "Adam first moment", l, optim));
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->v, ls->range_len, tier_for(optim),
+                                    ZRT_CAT_OPTIM, "Adam second moment", l, optim));
     }
     ls->segs = calloc((size_t)lp->count, sizeof *ls->segs);
     if (!ls->segs)
@@ -107,86 +133,6 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
     ls->nsegs = zrt__plan_segments(&ctx->plan, l, ls->range_lo,
                                    ls->range_lo + ls->range_len, ls->segs);
     return ZRT_OK;
-}
-
-/* ---- NVMe optimizer tier ---------------------------------------------------
- * Every layer's m and v live in one swap file per rank, each in its own
- * block-aligned region. The step streams the layers through two staging
- * pairs on the mover's I/O thread: reading layer i+1 and writing layer i-1
- * back overlap updating layer i (see offload/mover.h). */
-
-static uint64_t round_up_u64(uint64_t value, uint64_t multiple)
-{
-    return (value + multiple - 1) / multiple * multiple;
-}
-
-/* Lays out the regions and returns the file's capacity. */
-static uint64_t layout_optim_swap(zrt_ctx *ctx, uint64_t block, int64_t *largest)
-{
-    uint64_t at = 0;
-    *largest = 0;
-    for (int l = 0; l < ctx->plan.nlayers; l++) {
-        zrt__layer_state *ls = &ctx->layers[l];
-        uint64_t bytes = round_up_u64((uint64_t)ls->range_len * sizeof(float), block);
-        ls->swap_m = at;
-        ls->swap_v = at + bytes;
-        at += 2 * bytes;
-        if (ls->range_len > *largest)
-            *largest = ls->range_len;
-    }
-    return at;
-}
-
-/* Moments start at zero: every region is written once, so reads verify. */
-static zrt_status zero_optim_swap(zrt_ctx *ctx)
-{
-    for (int l = 0; l < ctx->plan.nlayers; l++) {
-        zrt__layer_state *ls = &ctx->layers[l];
-        size_t bytes = (size_t)ls->range_len * sizeof(float);
-        if (bytes == 0)
-            continue;
-        ZRT_CHECK(zrt__swap_write(ctx->optim_swap, ls->swap_m, ctx->optim_staging.ptr,
-                                  bytes, &ctx->err));
-        ZRT_CHECK(zrt__swap_write(ctx->optim_swap, ls->swap_v, ctx->optim_staging.ptr,
-                                  bytes, &ctx->err));
-    }
-    return ZRT_OK;
-}
-
-static zrt_status open_optim_swap(zrt_ctx *ctx)
-{
-    const zrt_config *c = &ctx->cfg;
-    zrt__swap_config sc = {.dir = c->offload_optimizer.nvme_path,
-                           .rank = ctx->comm->rank,
-                           .block_size = (size_t)c->aio.block_size,
-                           .queue_depth = c->aio.queue_depth,
-                           .buffer_count = c->offload_optimizer.buffer_count};
-    int64_t largest;
-    uint64_t capacity = layout_optim_swap(ctx, sc.block_size, &largest);
-    if (capacity == 0)
-        return ZRT_OK;
-    ctx->optim_largest = largest;
-    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, 4 * (size_t)largest * sizeof(float),
-                                  ZRT_TIER_HOST, ZRT_CAT_STAGING,
-                                  "optimizer staging for the nvme tier",
-                                  &ctx->optim_staging));
-    ZRT_CHECK(zrt__mem_charge(&ctx->acct, &ctx->err, ZRT_TIER_NVME, ZRT_CAT_OPTIM,
-                              (int64_t)capacity, "optimizer swap file"));
-    ctx->optim_swap_bytes = (int64_t)capacity;
-    ZRT_CHECK(zrt__swap_open(&sc, "optim", capacity, &ctx->err, &ctx->optim_swap));
-    ZRT_CHECK(zero_optim_swap(ctx));
-    return zrt__mover_create(ctx->optim_swap, &ctx->err, &ctx->optim_mover);
-}
-
-static void close_optim_swap(zrt_ctx *ctx)
-{
-    zrt__mover_destroy(ctx->optim_mover);
-    ctx->optim_mover = NULL;
-    zrt__swap_close(ctx->optim_swap);
-    ctx->optim_swap = NULL;
-    ctx->be->ops->free(ctx->be, &ctx->optim_staging);
-    zrt__mem_release(&ctx->acct, ZRT_TIER_NVME, ZRT_CAT_OPTIM, ctx->optim_swap_bytes);
-    ctx->optim_swap_bytes = 0;
 }
 
 zrt_status zrt__engine_allocate(zrt_ctx *ctx)
@@ -202,9 +148,7 @@ zrt_status zrt__engine_allocate(zrt_ctx *ctx)
     ctx->trace.recording = 1;
     for (int l = 0; l < n; l++)
         ZRT_CHECK(alloc_layer(ctx, l));
-    if (ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NVME)
-        ZRT_CHECK(open_optim_swap(ctx));
-    return ZRT_OK;
+    return zrt__nvme_open(ctx);
 }
 
 static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
@@ -225,9 +169,9 @@ static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
 
 void zrt__engine_release(zrt_ctx *ctx)
 {
-    close_optim_swap(ctx);
     for (int l = 0; ctx->layers && l < ctx->plan.nlayers; l++)
         release_layer(ctx, &ctx->layers[l]);
+    zrt__nvme_close(ctx); /* after the gathers that read its fetched shards */
     free(ctx->layers);
     free(ctx->reduce_fifo);
     free(ctx->trace.layers);
@@ -248,18 +192,23 @@ zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
     ls->gather = NULL;
     if (ctx->cfg.stage < 3)
         ctx->gathering_numel -= flat_of(ctx, layer);
-    return zrt__comm_wait(ctx, req);
+    zrt_status st = zrt__comm_wait(ctx, req);
+    if (ls->fetch_state == ZRT__FETCH_READY)
+        zrt__nvme_drop_fetch(ctx, layer); /* the gather was its only reader */
+    return st;
 }
 
 /* Stage 3: all-gathers the layer's shards into its full buffer. */
 static zrt_status start_gather(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
+    float *shard = ls->param_shard.ptr;
+    if (zrt__params_on_nvme(ctx))
+        ZRT_CHECK(zrt__nvme_fetched_shard(ctx, layer, &shard));
     if (!ls->param_full.ptr)
         ZRT_CHECK(alloc_f32(ctx, &ls->param_full, flat_of(ctx, layer),
                             ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
-    ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, ls->param_shard.ptr,
-                                         ls->param_full.ptr,
+    ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, shard, ls->param_full.ptr,
                                          (size_t)shard_of(ctx, layer), ZRT_F32,
                                          &ls->gather));
     ls->gathered = 1;
@@ -349,13 +298,29 @@ static void trace_step_end(zrt__trace *tr)
     tr->pos = 0;
 }
 
+/* Shards on NVMe: queues the reads of the layers after those being
+ * gathered, so the disk works ahead of the gathers that need them. */
+static zrt_status fetch_ahead(zrt_ctx *ctx, int from)
+{
+    const zrt__trace *tr = &ctx->trace;
+    for (int j = from; j < tr->len && zrt__nvme_fetch_room(ctx); j++) {
+        int next = tr->layers[j];
+        const zrt__layer_state *ls = &ctx->layers[next];
+        if (ctx->plan.layers[next].numel == 0 || ls->gathered || ls->persistent)
+            continue;
+        ZRT_CHECK(zrt__nvme_fetch(ctx, next));
+    }
+    return ZRT_OK;
+}
+
 /* Starts gathers for the layers the trace says come next, within budget. */
 static zrt_status prefetch(zrt_ctx *ctx)
 {
     const zrt__trace *tr = &ctx->trace;
     if (!tr->valid || !ctx->cfg.overlap_comm)
         return ZRT_OK;
-    for (int j = tr->pos; j < tr->len; j++) {
+    int j = tr->pos;
+    for (; j < tr->len; j++) {
         int next = tr->layers[j];
         zrt__layer_state *ls = &ctx->layers[next];
         if (ctx->plan.layers[next].numel == 0 || ls->gathered || ls->persistent)
@@ -367,7 +332,7 @@ static zrt_status prefetch(zrt_ctx *ctx)
         ls->prefetched = 1;
         ctx->prefetched_numel += flat_of(ctx, next);
     }
-    return ZRT_OK;
+    return zrt__params_on_nvme(ctx) ? fetch_ahead(ctx, j) : ZRT_OK;
 }
 
 /* ---- gradient reductions ---------------------------------------------------- */
@@ -593,16 +558,25 @@ static zrt_status require_no_live_layer(zrt_ctx *ctx, const char *call)
     return ZRT_OK;
 }
 
-static zrt_status update_layer(zrt_ctx *ctx, int l, float *m, float *v,
-                               const zrt_adamw_scalars *decay,
-                               const zrt_adamw_scalars *no_decay)
+float *zrt__owned_param(zrt_ctx *ctx, int l)
 {
     zrt__layer_state *ls = &ctx->layers[l];
-    int stage = ctx->cfg.stage;
-    float *p = stage == 3 ? (float *)ls->param_shard.ptr
-                          : (float *)ls->param_full.ptr + ls->range_lo;
-    float *g = stage < 2 ? (float *)ls->grad_full.ptr + ls->range_lo
-                         : (float *)ls->grad_shard.ptr;
+    return ctx->cfg.stage == 3 ? (float *)ls->param_shard.ptr
+                               : (float *)ls->param_full.ptr + ls->range_lo;
+}
+
+float *zrt__owned_grad(zrt_ctx *ctx, int l)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    return ctx->cfg.stage < 2 ? (float *)ls->grad_full.ptr + ls->range_lo
+                              : (float *)ls->grad_shard.ptr;
+}
+
+zrt_status zrt__adamw_layer(zrt_ctx *ctx, int l, float *p, const float *g, float *m,
+                            float *v, const zrt_adamw_scalars *decay,
+                            const zrt_adamw_scalars *no_decay)
+{
+    const zrt__layer_state *ls = &ctx->layers[l];
     for (int i = 0; i < ls->nsegs; i++) {
         const zrt__segment *sg = &ls->segs[i];
         int64_t at = sg->range_offset;
@@ -614,75 +588,17 @@ static zrt_status update_layer(zrt_ctx *ctx, int l, float *m, float *v,
     return ZRT_OK;
 }
 
-/* Staging pair k (0 or 1): m then v of up to the largest layer. */
-static float *staging_pair(zrt_ctx *ctx, int k)
-{
-    return (float *)ctx->optim_staging.ptr + (size_t)k * 2 * ctx->optim_largest;
-}
-
-/* Queues the read of layer l's m and v into pair k; returns the ticket. */
-static zrt_status queue_read(zrt_ctx *ctx, int l, int k, uint64_t *ticket)
-{
-    const zrt__layer_state *ls = &ctx->layers[l];
-    size_t bytes = (size_t)ls->range_len * sizeof(float);
-    float *m = staging_pair(ctx, k);
-    ZRT_CHECK(zrt__mover_read(ctx->optim_mover, ls->swap_m, m, bytes, ticket));
-    return zrt__mover_read(ctx->optim_mover, ls->swap_v, m + ls->range_len, bytes,
-                           ticket);
-}
-
-static zrt_status queue_write(zrt_ctx *ctx, int l, int k, uint64_t *ticket)
-{
-    const zrt__layer_state *ls = &ctx->layers[l];
-    size_t bytes = (size_t)ls->range_len * sizeof(float);
-    const float *m = staging_pair(ctx, k);
-    ZRT_CHECK(zrt__mover_write(ctx->optim_mover, ls->swap_m, m, bytes, ticket));
-    return zrt__mover_write(ctx->optim_mover, ls->swap_v, m + ls->range_len, bytes,
-                            ticket);
-}
-
-/* NVMe tier: the layers with state, streamed through two staging pairs.
- * Queue order read 0, read 1, [update 0], write 0, read 2, [update 1], ...
- * lets reading i+1 and writing i-1 overlap updating i; FIFO order keeps a
- * pair's write-back ahead of the read that reuses it. */
-static zrt_status update_layers_from_nvme(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
-                                          const zrt_adamw_scalars *no_decay)
-{
-    int n = 0, *order = malloc(((size_t)ctx->plan.nlayers + 1) * sizeof *order);
-    uint64_t read_ticket[2] = {0, 0}, last = 0;
-    if (!order)
-        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "optimizer step: no memory");
-    for (int l = 0; l < ctx->plan.nlayers; l++)
-        if (ctx->layers[l].range_len > 0)
-            order[n++] = l;
-    zrt_status st = ZRT_OK;
-    for (int i = 0; st == ZRT_OK && i < n && i < 2; i++)
-        st = queue_read(ctx, order[i], i, &read_ticket[i]);
-    for (int i = 0; st == ZRT_OK && i < n; i++) {
-        int k = i % 2;
-        float *m = staging_pair(ctx, k);
-        st = zrt__mover_wait(ctx->optim_mover, read_ticket[k], &ctx->err);
-        if (st == ZRT_OK)
-            st = update_layer(ctx, order[i], m, m + ctx->layers[order[i]].range_len,
-                              decay, no_decay);
-        if (st == ZRT_OK)
-            st = queue_write(ctx, order[i], k, &last);
-        if (st == ZRT_OK && i + 2 < n)
-            st = queue_read(ctx, order[i + 2], k, &read_ticket[k]);
-    }
-    free(order);
-    zrt_status drained = zrt__mover_wait(ctx->optim_mover, last, &ctx->err);
-    return st != ZRT_OK ? st : drained;
-}
-
 static zrt_status update_all_layers(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
                                     const zrt_adamw_scalars *no_decay)
 {
-    if (ctx->optim_mover)
-        return update_layers_from_nvme(ctx, decay, no_decay);
+    if (zrt__nvme_step_needed(ctx))
+        return zrt__nvme_step(ctx, decay, no_decay);
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         zrt__layer_state *ls = &ctx->layers[l];
-        ZRT_CHECK(update_layer(ctx, l, ls->m.ptr, ls->v.ptr, decay, no_decay));
+        if (ls->range_len > 0)
+            ZRT_CHECK(zrt__adamw_layer(ctx, l, zrt__owned_param(ctx, l),
+                                       zrt__owned_grad(ctx, l), ls->m.ptr, ls->v.ptr,
+                                       decay, no_decay));
     }
     return ZRT_OK;
 }
@@ -753,7 +669,12 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
         hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, ctx->step);
     zrt_adamw_scalars no_decay = zrt_adamw_scalars_make(
         hp->lr, hp->beta1, hp->beta2, hp->eps, 0.0f, ctx->step);
-    ZRT_CHECK(update_all_layers(ctx, &decay, &no_decay));
+    zrt_status st = update_all_layers(ctx, &decay, &no_decay);
+    if (st != ZRT_OK) { /* nothing was applied (see zero/nvme.c) */
+        ctx->step--;
+        zero_owned_grads(ctx);
+        return st;
+    }
     if (ctx->cfg.stage == 1 || ctx->cfg.stage == 2)
         ZRT_CHECK(start_param_gathers(ctx));
     if (ctx->cfg.stage == 3)

@@ -251,6 +251,21 @@ static zrt_status require_idle(zrt_ctx *ctx, zrt_param param, const char *call)
     return ZRT_OK;
 }
 
+typedef struct write_request {
+    zrt_param param;
+    const float *src;
+} write_request;
+
+/* Stage 3 with shards on NVMe: applied to the shard read back from disk. */
+static zrt_status write_into_shard(zrt_ctx *ctx, int layer, float *shard,
+                                   const void *arg)
+{
+    const write_request *req = arg;
+    const zrt__layer_state *ls = &ctx->layers[layer];
+    return copy_into_range(ctx, req->param, req->src, shard, ls->range_lo,
+                           ls->range_len);
+}
+
 zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
 {
     ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_write"));
@@ -267,6 +282,10 @@ zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
     }
     ls->gathered = 0; /* any gathered copy is now stale */
     ZRT_CHECK(zrt__release_if_idle(ctx, layer));
+    if (zrt__params_on_nvme(ctx)) {
+        write_request req = {param, src};
+        return zrt__nvme_shard_update(ctx, layer, write_into_shard, &req);
+    }
     return copy_into_range(ctx, param, src, ls->param_shard.ptr, ls->range_lo,
                            ls->range_len);
 }

@@ -13,11 +13,14 @@
  * the same tests in the same order.
  */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "zero/ctx.h"
@@ -95,11 +98,8 @@ static zrt_status backward_layer(model *m, int layer)
 
 static int call_zero_grad = 1;
 
-static zrt_status train_step(model *m)
+static zrt_status forward_backward(model *m)
 {
-    zrt_adamw hp;
-    zrt_adamw_init(&hp);
-    hp.lr = 0.01f;
     if (call_zero_grad)
         ZRT_CHECK(zrt_zero_grad(m->ctx));
     for (int l = 0; l < NLAYERS; l++) {
@@ -108,8 +108,30 @@ static zrt_status train_step(model *m)
     }
     for (int l = NLAYERS - 1; l >= 0; l--)
         ZRT_CHECK(backward_layer(m, l));
+    return ZRT_OK;
+}
+
+static zrt_status train_step(model *m)
+{
+    zrt_adamw hp;
+    zrt_adamw_init(&hp);
+    hp.lr = 0.01f;
+    ZRT_CHECK(forward_backward(m));
     return zrt_step(m->ctx, &hp);
 }
+
+static float *read_all(model *m)
+{
+    float *all = malloc((size_t)model_numel * sizeof *all);
+    int64_t at = 0;
+    for (int t = 0; t < NTENSORS; t++) {
+        ck_assert_msg(zrt_param_read(m->ctx, m->p[t], all + at) == ZRT_OK, "%s",
+                      zrt_last_error(m->ctx));
+        at += shapes[t][0] * shapes[t][1];
+    }
+    return all;
+}
+
 
 /* Trains `steps` steps and returns every parameter, gathered, concatenated. */
 static float *train_and_read(const zrt_config *cfg, int steps)
@@ -119,12 +141,7 @@ static float *train_and_read(const zrt_config *cfg, int steps)
     for (int s = 0; s < steps; s++)
         ck_assert_msg(train_step(&m) == ZRT_OK, "step %d: %s", s,
                       zrt_last_error(m.ctx));
-    float *all = malloc((size_t)model_numel * sizeof *all);
-    int64_t at = 0;
-    for (int t = 0; t < NTENSORS; t++) {
-        ck_assert_int_eq(zrt_param_read(m.ctx, m.p[t], all + at), ZRT_OK);
-        at += shapes[t][0] * shapes[t][1];
-    }
+    float *all = read_all(&m);
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     return all;
 }
@@ -212,81 +229,324 @@ START_TEST(host_offload_is_bit_identical_and_leaves_the_device)
 }
 END_TEST
 
-/* Optimizer state in swap files: the same bits; m and v counted in the
- * nvme tier, not on the device or host; the files are gone afterwards. */
-START_TEST(nvme_optimizer_offload_is_bit_identical)
+/* pin_memory page-locks exactly the host buffers of the sections that ask. */
+START_TEST(pin_memory_locks_the_offloaded_buffers)
+{
+    for (int pin_param = 0; pin_param < 2; pin_param++) {
+        zrt_config cfg;
+        base_config(&cfg, 3);
+        cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
+        cfg.offload_optimizer.pin_memory = 1;
+        cfg.offload_param.device = ZRT_OFFLOAD_CPU;
+        cfg.offload_param.pin_memory = pin_param;
+        model m = {0};
+        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        zrt_mem_stats st;
+        zrt_get_mem_stats(m.ctx, &st);
+        const int64_t *host = st.current[ZRT_TIER_HOST];
+        int64_t expect = host[ZRT_CAT_OPTIM] + host[ZRT_CAT_GRAD] +
+                         (pin_param ? host[ZRT_CAT_PARAM] : 0);
+        ck_assert_int_gt(expect, 0);
+        ck_assert_int_eq((int64_t)zrt__backend_cpu_pinned_bytes(m.ctx->be), expect);
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    }
+}
+END_TEST
+
+/* ---- NVMe tiers ------------------------------------------------------------- */
+
+static void set_nvme(zrt_offload_config *oc, const char *dir)
+{
+    oc->device = ZRT_OFFLOAD_NVME;
+    snprintf(oc->nvme_path, sizeof oc->nvme_path, "%s", dir);
+}
+
+static void make_dir(char *dir)
+{
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+/* This rank's swap directory is gone and the test's directory is empty. */
+static void assert_nothing_left(const char *dir)
+{
+    char rank_dir[96];
+    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank%d", dir, world_rank);
+    ck_assert_msg(access(rank_dir, F_OK) != 0, "%s was left behind", rank_dir);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+
+typedef struct offload_case {
+    int stage;
+    zrt_offload_device optim, param;
+} offload_case;
+
+static const offload_case nvme_cases[] = {
+    {1, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NONE}, {2, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NONE},
+    {3, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NONE}, {3, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NVME},
+    {3, ZRT_OFFLOAD_CPU, ZRT_OFFLOAD_NVME},  {3, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NVME},
+};
+
+static void nvme_config(zrt_config *cfg, const offload_case *c, const char *dir)
+{
+    base_config(cfg, c->stage);
+    cfg->aio.block_size = 4096;
+    cfg->offload_optimizer.device = c->optim;
+    if (c->optim == ZRT_OFFLOAD_NVME)
+        set_nvme(&cfg->offload_optimizer, dir);
+    if (c->param == ZRT_OFFLOAD_NVME)
+        set_nvme(&cfg->offload_param, dir);
+}
+
+/* What each tier holds with state on NVMe: no moments, and (offloaded)
+ * no parameter shard, in memory; the gradient shard follows the optimizer
+ * to the host; both slots of every region counted in the nvme tier. */
+static void check_nvme_tiers(zrt_ctx *ctx, const offload_case *c)
+{
+    zrt_mem_stats st;
+    zrt_get_mem_stats(ctx, &st);
+    int64_t shard_bytes = 4 * ctx->plan.total_flat_numel / world_size;
+    if (c->optim == ZRT_OFFLOAD_NVME) {
+        ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_OPTIM], 0);
+        ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_OPTIM], 0);
+        ck_assert_int_ge(st.current[ZRT_TIER_NVME][ZRT_CAT_OPTIM], 2 * 2 * shard_bytes);
+    }
+    if (c->optim != ZRT_OFFLOAD_NONE && c->stage >= 2) {
+        ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_GRAD], 0);
+        ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_GRAD], shard_bytes);
+    }
+    if (c->param == ZRT_OFFLOAD_NVME) {
+        ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_PARAM], 0);
+        ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_PARAM], 0);
+        ck_assert_int_ge(st.current[ZRT_TIER_NVME][ZRT_CAT_PARAM], 2 * shard_bytes);
+    } else if (c->stage == 3) {
+        ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_PARAM], shard_bytes);
+    }
+}
+
+/* State in swap files: the same bits as without offload, each tier holding
+ * what the config leaves there, and no file left afterwards. */
+START_TEST(nvme_offload_is_bit_identical)
 {
     zrt_config cfg;
     base_config(&cfg, 0);
     float *reference = train_and_read(&cfg, 4);
     char dir[] = "/tmp/zrt-test-nvme-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    for (int stage = 1; stage <= 3; stage++) {
-        base_config(&cfg, stage);
-        cfg.offload_optimizer.device = ZRT_OFFLOAD_NVME;
-        cfg.aio.block_size = 4096;
-        snprintf(cfg.offload_optimizer.nvme_path, sizeof cfg.offload_optimizer.nvme_path,
-                 "%s", dir);
+    make_dir(dir);
+    for (size_t i = 0; i < sizeof nvme_cases / sizeof nvme_cases[0]; i++) {
+        const offload_case *c = &nvme_cases[i];
+        nvme_config(&cfg, c, dir);
+        cfg.stage3_prefetch_bucket_size = 200; /* so fetches run ahead */
         model m = {0};
         ck_assert_msg(build(&m, &cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
         ck_assert_int_eq(train_step(&m), ZRT_OK);
-        zrt_mem_stats st;
-        zrt_get_mem_stats(m.ctx, &st);
-        ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_OPTIM], 0);
-        ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_OPTIM], 0);
-        ck_assert_int_ge(st.current[ZRT_TIER_NVME][ZRT_CAT_OPTIM],
-                         8 * m.ctx->plan.total_flat_numel / world_size);
+        check_nvme_tiers(m.ctx, c);
         ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
         float *got = train_and_read(&cfg, 4);
-        char what[48];
-        snprintf(what, sizeof what, "stage %d with nvme optimizer", stage);
+        char what[96];
+        snprintf(what, sizeof what, "stage %d, optimizer %d, params %d (0 none 1 cpu 2 nvme)",
+                 c->stage, (int)c->optim, (int)c->param);
         assert_same_bits(got, reference, what);
         free(got);
     }
-    /* every rank's swap file and directory are removed at destroy */
-    char rank_dir[64];
-    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank%d", dir, world_rank);
-    ck_assert_int_ne(access(rank_dir, F_OK), 0);
-    ck_assert_int_eq(rmdir(dir), 0); /* this rank's own directory, now empty */
+    assert_nothing_left(dir);
     free(reference);
 }
 END_TEST
 
-/* A flipped byte in a rank's optimizer swap file is caught by its block's
- * checksum at the next step: an error naming the file and the block, and
- * every later step refuses too. Never silently different parameters. */
-START_TEST(corrupt_nvme_optimizer_state_is_an_error)
+/* Shards on NVMe are read ahead of their gathers along the recorded trace,
+ * at most offload_param.buffer_count reads at once. */
+START_TEST(nvme_shards_are_fetched_ahead_along_the_trace)
 {
     char dir[] = "/tmp/zrt-test-nvme-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    zrt_config cfg;
-    base_config(&cfg, 2);
-    cfg.offload_optimizer.device = ZRT_OFFLOAD_NVME;
-    cfg.aio.block_size = 4096;
-    snprintf(cfg.offload_optimizer.nvme_path, sizeof cfg.offload_optimizer.nvme_path,
-             "%s", dir);
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-    ck_assert_int_eq(train_step(&m), ZRT_OK);
-    char file[128];
-    snprintf(file, sizeof file, "%s/zrt-rank%d/optim.swap", dir, world_rank);
+    make_dir(dir);
+    for (int buffers = 1; buffers <= 2; buffers++) {
+        zrt_config cfg;
+        const offload_case c = {3, ZRT_OFFLOAD_CPU, ZRT_OFFLOAD_NVME};
+        nvme_config(&cfg, &c, dir);
+        cfg.stage3_prefetch_bucket_size = 0; /* no gathers ahead: reads only */
+        cfg.offload_param.buffer_count = buffers;
+        model m = {0};
+        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+        ck_assert_int_eq(train_step(&m), ZRT_OK); /* records the trace */
+        ck_assert_int_eq(zrt_forward_begin(m.ctx, 0), ZRT_OK);
+        const zrt__layer_state *ls = m.ctx->layers;
+        /* the trace goes on 1 (no parameters), 2, 3 */
+        ck_assert_int_eq(ls[2].fetch_state, ZRT__FETCH_QUEUED);
+        ck_assert_int_eq(ls[3].fetch_state,
+                         buffers == 2 ? ZRT__FETCH_QUEUED : ZRT__FETCH_NONE);
+        ck_assert_int_eq(m.ctx->fetches_queued, buffers);
+        ck_assert_int_eq(zrt_forward_end(m.ctx, 0), ZRT_OK);
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    }
+    assert_nothing_left(dir);
+}
+END_TEST
+
+/* ---- NVMe failures: an error naming the file, and nothing applied ------------ */
+
+typedef enum { FLIP_A_BYTE, TRUNCATE_THE_FILE, FILE_SIZE_LIMIT } breakage;
+
+static void flip_byte_at(const char *file, long offset)
+{
     FILE *f = fopen(file, "r+b");
     ck_assert_ptr_nonnull(f);
     unsigned char byte = 0;
-    ck_assert_int_eq(fseek(f, 4096 + 5, SEEK_SET), 0); /* inside block 1 */
+    ck_assert_int_eq(fseek(f, offset, SEEK_SET), 0);
     ck_assert_int_eq(fread(&byte, 1, 1, f), 1);
     byte ^= 0x40;
-    ck_assert_int_eq(fseek(f, 4096 + 5, SEEK_SET), 0);
+    ck_assert_int_eq(fseek(f, offset, SEEK_SET), 0);
     ck_assert_int_eq(fwrite(&byte, 1, 1, f), 1);
     fclose(f);
-    zrt_status st = train_step(&m);
+}
+
+/* Breaks the last layer's region in the named file: its current slot
+ * (flip, truncate), or writes to its next slot (file-size limit). The
+ * earlier layers are updated first, so a step that applied layer by layer
+ * would show. */
+static void break_file(model *m, const char *file, int optim_file, breakage how)
+{
+    const zrt__layer_state *ls = &m->ctx->layers[NLAYERS - 1];
+    int slot = m->ctx->nvme_slot;
+    uint64_t current = optim_file ? ls->swap_v[slot] : ls->swap_p[slot];
+    uint64_t next = optim_file ? ls->swap_m[slot ^ 1] : ls->swap_p[slot ^ 1];
+    if (how == FLIP_A_BYTE)
+        flip_byte_at(file, (long)current + 5);
+    if (how == TRUNCATE_THE_FILE)
+        ck_assert_int_eq(truncate(file, (off_t)current), 0);
+    if (how == FILE_SIZE_LIMIT) {
+        struct rlimit lim = {.rlim_cur = next, .rlim_max = RLIM_INFINITY};
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    }
+}
+
+static void lift_file_size_limit(void)
+{
+    struct rlimit lim = {.rlim_cur = RLIM_INFINITY, .rlim_max = RLIM_INFINITY};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+}
+
+static void expect_failed_step(const offload_case *c, int optim_file, breakage how,
+                               const char *cause)
+{
+    char dir[] = "/tmp/zrt-test-nvme-XXXXXX";
+    make_dir(dir);
+    zrt_config cfg;
+    nvme_config(&cfg, c, dir);
+    model m = {0};
+    ck_assert_msg(build(&m, &cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    for (int s = 0; s < 2; s++)
+        ck_assert_int_eq(train_step(&m), ZRT_OK);
+    float *before = read_all(&m);
+    ck_assert_int_eq(forward_backward(&m), ZRT_OK);
+    char file[128];
+    snprintf(file, sizeof file, "%s/zrt-rank%d/%s.swap", dir, world_rank,
+             optim_file ? "optim" : "param");
+    break_file(&m, file, optim_file, how);
+    zrt_adamw hp;
+    zrt_adamw_init(&hp);
+    hp.lr = 0.01f;
+    zrt_status st = zrt_step(m.ctx, &hp);
+    if (how == FILE_SIZE_LIMIT)
+        lift_file_size_limit();
     ck_assert_int_eq(st, ZRT_ERR_IO);
     const char *why = zrt_last_error(m.ctx);
-    ck_assert_msg(strstr(why, "optim.swap") && strstr(why, "checksum mismatch in block 1"),
-                  "%s", why);
-    ck_assert_int_eq(train_step(&m), ZRT_ERR_IO);
+    ck_assert_msg(strstr(why, file) && strstr(why, cause) && strstr(why, "offset"),
+                  "expected '%s' and '%s' in: %s", file, cause, why);
+    float *after = read_all(&m);
+    assert_same_bits(after, before, "parameters after a failed step");
+    free(after);
+    /* Corrupt state keeps failing; with the limit lifted, a retry trains. */
+    ck_assert_int_eq(train_step(&m), how == FILE_SIZE_LIMIT ? ZRT_OK : ZRT_ERR_IO);
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-    ck_assert_int_eq(rmdir(dir), 0);
+    free(before);
+    assert_nothing_left(dir);
+}
+
+START_TEST(broken_optimizer_swap_fails_the_step_and_changes_nothing)
+{
+    signal(SIGXFSZ, SIG_IGN); /* the limit shows as EFBIG, not a signal */
+    const offload_case both = {3, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NVME};
+    const offload_case optim_only = {2, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NONE};
+    expect_failed_step(&optim_only, 1, FLIP_A_BYTE, "checksum mismatch");
+    expect_failed_step(&both, 1, FLIP_A_BYTE, "checksum mismatch");
+    expect_failed_step(&optim_only, 1, TRUNCATE_THE_FILE, "short read");
+    expect_failed_step(&both, 1, TRUNCATE_THE_FILE, "short read");
+    expect_failed_step(&optim_only, 1, FILE_SIZE_LIMIT, strerror(EFBIG));
+    expect_failed_step(&both, 1, FILE_SIZE_LIMIT, strerror(EFBIG));
+    const offload_case param_only = {3, ZRT_OFFLOAD_CPU, ZRT_OFFLOAD_NVME};
+    expect_failed_step(&param_only, 0, FILE_SIZE_LIMIT, strerror(EFBIG));
+}
+END_TEST
+
+/* A parameter shard that does not read back fails the gather that needs it,
+ * naming the file, rather than training on wrong values. */
+START_TEST(broken_parameter_swap_fails_the_gather)
+{
+    const breakage hows[2] = {FLIP_A_BYTE, TRUNCATE_THE_FILE};
+    const char *causes[2] = {"checksum mismatch", "short read"};
+    for (int i = 0; i < 2; i++) {
+        char dir[] = "/tmp/zrt-test-nvme-XXXXXX";
+        make_dir(dir);
+        zrt_config cfg;
+        const offload_case c = {3, ZRT_OFFLOAD_CPU, ZRT_OFFLOAD_NVME};
+        nvme_config(&cfg, &c, dir);
+        model m = {0};
+        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        char file[128];
+        snprintf(file, sizeof file, "%s/zrt-rank%d/param.swap", dir, world_rank);
+        break_file(&m, file, 0, hows[i]);
+        zrt_status st = train_step(&m);
+        ck_assert_int_eq(st, ZRT_ERR_IO);
+        const char *why = zrt_last_error(m.ctx);
+        ck_assert_msg(strstr(why, file) && strstr(why, causes[i]), "%s", why);
+        for (int l = 0; l < NLAYERS; l++) /* leave no layer live */
+            zrt_forward_end(m.ctx, l);
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+        assert_nothing_left(dir);
+    }
+}
+END_TEST
+
+/* Space is reserved when the files are created: a directory that cannot
+ * hold a swap file, or a file-size limit below its size, fails
+ * zrt_finalize_params on every rank, naming the path, and leaves nothing. */
+START_TEST(unusable_swap_directory_fails_at_finalize)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    char dir[] = "/tmp/zrt-test-nvme-XXXXXX";
+    make_dir(dir);
+    char not_a_dir[128];
+    snprintf(not_a_dir, sizeof not_a_dir, "%s/file-%d", dir, world_rank);
+    FILE *f = fopen(not_a_dir, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    for (int param = 0; param < 2; param++) {
+        zrt_config cfg;
+        const offload_case c = {3, param ? ZRT_OFFLOAD_NONE : ZRT_OFFLOAD_NVME,
+                                param ? ZRT_OFFLOAD_NVME : ZRT_OFFLOAD_NONE};
+        nvme_config(&cfg, &c, not_a_dir);
+        model m = {0};
+        ck_assert_int_eq(build(&m, &cfg), ZRT_ERR_IO);
+        ck_assert_msg(strstr(zrt_last_error(m.ctx), not_a_dir), "%s",
+                      zrt_last_error(m.ctx));
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+
+        nvme_config(&cfg, &c, dir);
+        struct rlimit lim = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        zrt_status st = build(&m, &cfg);
+        lift_file_size_limit();
+        ck_assert_int_eq(st, ZRT_ERR_IO);
+        const char *why = zrt_last_error(m.ctx);
+        ck_assert_msg(strstr(why, param ? "param.swap" : "optim.swap") &&
+                          strstr(why, strerror(EFBIG)),
+                      "%s", why);
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    }
+    ck_assert_int_eq(unlink(not_a_dir), 0);
+    assert_nothing_left(dir);
 }
 END_TEST
 
@@ -308,10 +568,8 @@ START_TEST(offload_rules_are_enforced)
     ck_assert_msg(strstr(why, "nvme_path' is not set"), "%s", why);
     base_config(&cfg, 3);
     cfg.offload_param.device = ZRT_OFFLOAD_NVME;
-    snprintf(cfg.offload_param.nvme_path, sizeof cfg.offload_param.nvme_path, "/tmp");
-    zrt_ctx *ctx = NULL;
-    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_ERR_UNSUPPORTED);
-    ck_assert_ptr_null(ctx);
+    ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(why, "nvme_path' is not set"), "%s", why);
 }
 END_TEST
 
@@ -590,8 +848,12 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, stages_are_bit_identical);
     tcase_add_test(tc, step_leaves_gradients_zeroed);
     tcase_add_test(tc, host_offload_is_bit_identical_and_leaves_the_device);
-    tcase_add_test(tc, nvme_optimizer_offload_is_bit_identical);
-    tcase_add_test(tc, corrupt_nvme_optimizer_state_is_an_error);
+    tcase_add_test(tc, pin_memory_locks_the_offloaded_buffers);
+    tcase_add_test(tc, nvme_offload_is_bit_identical);
+    tcase_add_test(tc, broken_optimizer_swap_fails_the_step_and_changes_nothing);
+    tcase_add_test(tc, broken_parameter_swap_fails_the_gather);
+    tcase_add_test(tc, nvme_shards_are_fetched_ahead_along_the_trace);
+    tcase_add_test(tc, unusable_swap_directory_fails_at_finalize);
     tcase_add_test(tc, offload_rules_are_enforced);
     tcase_add_test(tc, buckets_and_overlap_do_not_change_results);
     tcase_add_test(tc, model_state_bytes_follow_the_formulas);

@@ -24,4 +24,29 @@ grep -q '^step 1/' "$WORK/out" && fail "stage 0 began training"
 run_ranks 2 "$MLP" "${ARGS[@]}" --stage 3 --device-mem "$BUDGET" ||
     { cat "$WORK/out"; fail "stage 3 did not train within $BUDGET"; }
 grep -q '^final loss' "$WORK/out" || fail "stage 3 printed no final loss"
+
+# Stage 3 with the optimizer state and the parameter shards on NVMe trains a
+# model whose model states (16 bytes per parameter over 2 ranks) are more
+# than 4x the device budget; without the offload the same run cannot start.
+BIG=(--hidden 1000 --depth 10 --steps 2 --lr 0.0003 --config "$WORK/cfg.json"
+     --stage 3 --device-mem 14M)
+if run_ranks 2 "$MLP" "${BIG[@]}"; then
+    cat "$WORK/out"; fail "stage 3 without offload fit in 14M"
+fi
+grep -q "device memory budget exceeded" "$WORK/out" || { cat "$WORK/out"; fail "no budget error"; }
+run_ranks 2 "$MLP" "${BIG[@]}" --offload-optimizer nvme --offload-param nvme \
+    --nvme-path "$WORK/swap" --mem-report "$WORK/big%r.json" ||
+    { cat "$WORK/out"; fail "stage 3 with nvme offload did not train in 14M"; }
+grep -q '^final loss' "$WORK/out" || fail "no final loss with nvme offload"
+python3 - "$WORK/big0.json" <<'PY' || fail "the memory report does not show states > 4x the budget"
+import json, sys
+r = json.load(open(sys.argv[1]))
+device = r["tiers"]["device"]
+states = 16 * r["padded_param_count"] / r["world_size"]
+print(f"model states {states / 2**20:.1f} MiB per rank = {states / device['limit']:.2f} x "
+      f"the {device['limit'] / 2**20:.0f} MiB budget; device peak {device['peak'] / 2**20:.1f} MiB")
+assert device["peak"] <= device["limit"] and states > 4 * device["limit"]
+for cat in ("param", "grad", "optim"):
+    assert device["categories"][cat]["peak"] == 0, cat
+PY
 echo "PASS"
