@@ -1,11 +1,13 @@
 /*
  * bench/bench_args.h — the flags the synthetic-model benchmarks share:
  * --layers L --width W --steps K (positive integers) and, where a benchmark
- * takes one, --dir DIR.
+ * takes one, --dir DIR; and the size syntax of the kernel and I/O benchmarks
+ * (bench_parse_size: "64M", "1G").
  */
 #ifndef ZRT_BENCH_ARGS_H
 #define ZRT_BENCH_ARGS_H
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +35,25 @@ static inline int bench_parse_model_args(int argc, char **argv, bench_model_args
             return -1;
         *field = v;
     }
+    return 0;
+}
+
+/* Parses a positive count with an optional binary suffix K, M or G
+ * ("64M" = 64 * 2^20, "4096" = 4096). Returns 0, or -1 for an empty string,
+ * trailing junk, zero or overflow; *out is untouched on failure. */
+static inline int bench_parse_size(const char *s, unsigned long long *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (shift)
+        end++;
+    if (*end || errno || v == 0 || v > (~0ULL >> shift))
+        return -1;
+    *out = v << shift;
     return 0;
 }
 
