@@ -223,7 +223,7 @@ static void run_fused(bench *b)
     if (!b->pool)
         fused_task(x, 0, 1);
     else
-        b->be->ops->adamw_f32(b->be, x->p, x->g, x->m, x->v, x->n, &x->s);
+        b->be->ops->adamw_f32(b->be, x->p, x->p, x->g, x->m, x->v, x->n, &x->s);
 }
 
 static void run_triad(bench *b)

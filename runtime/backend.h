@@ -62,8 +62,10 @@ typedef struct zrt__backend_ops {
                           size_t n);
     zrt_status (*sqnorm_f32)(zrt__backend *be, const float *x, size_t n,
                              double *out);
-    zrt_status (*adamw_f32)(zrt__backend *be, float *p, const float *g,
-                            float *m, float *v, size_t n,
+    /* AdamW; the new parameters go to p_out, which may be p or g (see
+     * zrt_adamw_f32_out). */
+    zrt_status (*adamw_f32)(zrt__backend *be, const float *p, float *p_out,
+                            const float *g, float *m, float *v, size_t n,
                             const zrt_adamw_scalars *s);
     /* Waits until every queued copy and kernel is done. */
     zrt_status (*synchronize)(zrt__backend *be);

@@ -265,8 +265,8 @@ static zrt_status cpu_sqnorm_f32(zrt__backend *be, const float *x, size_t n,
 /* One AdamW update split across the helper threads: element-wise, so any
  * split gives the same bits. */
 typedef struct adamw_job {
-    float *p, *m, *v;
-    const float *g;
+    const float *p, *g;
+    float *p_out, *m, *v;
     size_t n;
     const zrt_adamw_scalars *s;
 } adamw_job;
@@ -280,14 +280,15 @@ static void adamw_part(void *arg, int worker, int nworkers)
     size_t lo = per * (size_t)worker;
     size_t hi = lo + per < j->n ? lo + per : j->n;
     if (lo < hi)
-        zrt_adamw_f32(j->p + lo, j->g + lo, j->m + lo, j->v + lo, hi - lo, j->s);
+        zrt_adamw_f32_out(j->p + lo, j->p_out + lo, j->g + lo, j->m + lo, j->v + lo,
+                          hi - lo, j->s);
 }
 
-static zrt_status cpu_adamw_f32(zrt__backend *be, float *p, const float *g,
-                                float *m, float *v, size_t n,
+static zrt_status cpu_adamw_f32(zrt__backend *be, const float *p, float *p_out,
+                                const float *g, float *m, float *v, size_t n,
                                 const zrt_adamw_scalars *s)
 {
-    adamw_job job = {.p = p, .g = g, .m = m, .v = v, .n = n, .s = s};
+    adamw_job job = {.p = p, .p_out = p_out, .g = g, .m = m, .v = v, .n = n, .s = s};
     if (be->pool && n >= SPLIT_MIN_ELEMENTS)
         zrt__pool_run(be->pool, adamw_part, &job);
     else

@@ -142,8 +142,9 @@ float *zrt__param_base(zrt_ctx *ctx, int layer); /* param_full as floats */
  * gradients, and one AdamW update of such a range, segment by segment. */
 float *zrt__owned_param(zrt_ctx *ctx, int layer);
 float *zrt__owned_grad(zrt_ctx *ctx, int layer);
-zrt_status zrt__adamw_layer(zrt_ctx *ctx, int layer, float *p, const float *g,
-                            float *m, float *v, const zrt_adamw_scalars *decay,
+zrt_status zrt__adamw_layer(zrt_ctx *ctx, int layer, const float *p, float *p_out,
+                            const float *g, float *m, float *v,
+                            const zrt_adamw_scalars *decay,
                             const zrt_adamw_scalars *no_decay);
 
 /* pin_memory: page-locks a host-tier buffer when its owning offload section

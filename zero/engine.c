@@ -572,8 +572,9 @@ float *zrt__owned_grad(zrt_ctx *ctx, int l)
                               : (float *)ls->grad_shard.ptr;
 }
 
-zrt_status zrt__adamw_layer(zrt_ctx *ctx, int l, float *p, const float *g, float *m,
-                            float *v, const zrt_adamw_scalars *decay,
+zrt_status zrt__adamw_layer(zrt_ctx *ctx, int l, const float *p, float *p_out,
+                            const float *g, float *m, float *v,
+                            const zrt_adamw_scalars *decay,
                             const zrt_adamw_scalars *no_decay)
 {
     const zrt__layer_state *ls = &ctx->layers[l];
@@ -582,8 +583,8 @@ zrt_status zrt__adamw_layer(zrt_ctx *ctx, int l, float *p, const float *g, float
         int64_t at = sg->range_offset;
         const zrt_adamw_scalars *s =
             ctx->params[sg->tensor].desc.no_weight_decay ? no_decay : decay;
-        ZRT_CHECK(ctx->be->ops->adamw_f32(ctx->be, p + at, g + at, m + at, v + at,
-                                          (size_t)sg->count, s));
+        ZRT_CHECK(ctx->be->ops->adamw_f32(ctx->be, p + at, p_out + at, g + at, m + at,
+                                          v + at, (size_t)sg->count, s));
     }
     return ZRT_OK;
 }
@@ -595,10 +596,11 @@ static zrt_status update_all_layers(zrt_ctx *ctx, const zrt_adamw_scalars *decay
         return zrt__nvme_step(ctx, decay, no_decay);
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         zrt__layer_state *ls = &ctx->layers[l];
-        if (ls->range_len > 0)
-            ZRT_CHECK(zrt__adamw_layer(ctx, l, zrt__owned_param(ctx, l),
-                                       zrt__owned_grad(ctx, l), ls->m.ptr, ls->v.ptr,
-                                       decay, no_decay));
+        if (ls->range_len > 0) {
+            float *p = zrt__owned_param(ctx, l);
+            ZRT_CHECK(zrt__adamw_layer(ctx, l, p, p, zrt__owned_grad(ctx, l), ls->m.ptr,
+                                       ls->v.ptr, decay, no_decay));
+        }
     }
     return ZRT_OK;
 }

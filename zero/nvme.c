@@ -13,11 +13,12 @@
  * tried again.
  *
  * The step streams the layers through two staging sets of (p, m, v): reading
- * layer i+1 and writing layer i-1 overlap updating layer i. What lives in
- * memory is copied into the set, never updated in place during the pass:
- *   - parameters in memory, moments on NVMe: the new parameters wait in the
- *     layer's gradient (spent once the update has read it) until the commit
- *     copies them over;
+ * layer i+1 and writing layer i-1 overlap updating layer i. Nothing that
+ * lives in memory is updated in place during the pass:
+ *   - parameters in memory, moments on NVMe: the update reads the parameters
+ *     and writes the new ones over the layer's gradient (each element's
+ *     gradient is read before its slot is written), where they wait until
+ *     the commit copies them over;
  *   - parameters on NVMe, moments in memory: the commit recomputes the new
  *     moments in place (they do not depend on the parameters; the same
  *     kernel gives the same bits), which costs a second pass of compute;
@@ -284,23 +285,21 @@ static zrt_status wait_for(zrt_ctx *ctx, const tickets *t)
     return ZRT_OK;
 }
 
-/* Copies what lives in memory into the set, so the update leaves it alone. */
+/* Copies moments that live in memory into the set, so the update leaves
+ * them alone. (Parameters in memory are only read: the update writes the
+ * new ones into the spent gradient.) */
 static zrt_status fill_from_memory(zrt_ctx *ctx, int l, int set)
 {
     zrt__layer_state *ls = &ctx->layers[l];
     size_t bytes = range_bytes(ls);
     const zrt__backend_ops *ops = ctx->be->ops;
-    if (!ctx->param_nvme.mover)
-        ZRT_CHECK(ops->copy(ctx->be, set_array(ctx, set, SET_P), zrt__owned_param(ctx, l),
-                            bytes));
     if (ctx->optim_nvme.mover)
         return ZRT_OK;
     ZRT_CHECK(ops->copy(ctx->be, set_array(ctx, set, SET_M), ls->m.ptr, bytes));
     return ops->copy(ctx->be, set_array(ctx, set, SET_V), ls->v.ptr, bytes);
 }
 
-/* New values go to the other slot; new in-memory parameters wait in the
- * layer's spent gradient. */
+/* New values go to the other slot. */
 static zrt_status queue_writes(zrt_ctx *ctx, int l, int set, tickets *t)
 {
     const zrt__layer_state *ls = &ctx->layers[l];
@@ -309,9 +308,6 @@ static zrt_status queue_writes(zrt_ctx *ctx, int l, int set, tickets *t)
     if (ctx->param_nvme.mover)
         ZRT_CHECK(zrt__mover_write(ctx->param_nvme.mover, ls->swap_p[next],
                                    set_array(ctx, set, SET_P), bytes, &t->param));
-    else
-        ZRT_CHECK(ctx->be->ops->copy(ctx->be, zrt__owned_grad(ctx, l),
-                                     set_array(ctx, set, SET_P), bytes));
     if (!ctx->optim_nvme.mover)
         return ZRT_OK;
     ZRT_CHECK(zrt__mover_write(ctx->optim_nvme.mover, ls->swap_m[next],
@@ -320,13 +316,19 @@ static zrt_status queue_writes(zrt_ctx *ctx, int l, int set, tickets *t)
                             set_array(ctx, set, SET_V), bytes, &t->optim);
 }
 
+/* Parameters on NVMe are updated in their set; parameters in memory are
+ * read in place and their new values written over the spent gradient,
+ * where they wait for the commit. */
 static zrt_status update_set(zrt_ctx *ctx, int l, int set,
                              const zrt_adamw_scalars *decay,
                              const zrt_adamw_scalars *no_decay)
 {
-    return zrt__adamw_layer(ctx, l, set_array(ctx, set, SET_P), zrt__owned_grad(ctx, l),
-                            set_array(ctx, set, SET_M), set_array(ctx, set, SET_V),
-                            decay, no_decay);
+    float *g = zrt__owned_grad(ctx, l);
+    const float *p = ctx->param_nvme.mover ? set_array(ctx, set, SET_P)
+                                           : zrt__owned_param(ctx, l);
+    float *p_out = ctx->param_nvme.mover ? set_array(ctx, set, SET_P) : g;
+    return zrt__adamw_layer(ctx, l, p, p_out, g, set_array(ctx, set, SET_M),
+                            set_array(ctx, set, SET_V), decay, no_decay);
 }
 
 /* Queue order read 0, read 1, [update 0], write 0, read 2, [update 1], ...:
@@ -376,10 +378,10 @@ static zrt_status commit(zrt_ctx *ctx, const int *order, int n,
         if (!ctx->param_nvme.mover)
             ZRT_CHECK(ctx->be->ops->copy(ctx->be, zrt__owned_param(ctx, l),
                                          zrt__owned_grad(ctx, l), range_bytes(ls)));
-        if (!ctx->optim_nvme.mover) /* scratch p: its result is not kept */
-            ZRT_CHECK(zrt__adamw_layer(ctx, l, set_array(ctx, 0, SET_P),
-                                       zrt__owned_grad(ctx, l), ls->m.ptr, ls->v.ptr,
-                                       decay, no_decay));
+        float *scratch = set_array(ctx, 0, SET_P); /* its result is not kept */
+        if (!ctx->optim_nvme.mover)
+            ZRT_CHECK(zrt__adamw_layer(ctx, l, scratch, scratch, zrt__owned_grad(ctx, l),
+                                       ls->m.ptr, ls->v.ptr, decay, no_decay));
     }
     ctx->nvme_slot ^= 1;
     return ZRT_OK;

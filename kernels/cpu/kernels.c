@@ -74,8 +74,8 @@ zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2,
 
 /* The parenthesisation here is the contract: kernels_avx2.c and
  * kernels_avx512.c repeat it. */
-void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v,
-                          size_t n, const zrt_adamw_scalars *s)
+void zrt_adamw_f32_out_scalar(const float *p, float *p_out, const float *g, float *m,
+                              float *v, size_t n, const zrt_adamw_scalars *s)
 {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
@@ -84,10 +84,16 @@ void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v,
         float vi = s->beta2 * v[i] + (s->one_minus_beta2 * gi) * gi;
         float denom = sqrtf(vi) * s->inv_sqrt_bc2 + s->eps;
 
-        p[i] = pi - (s->step_size * mi) / denom;
+        p_out[i] = pi - (s->step_size * mi) / denom; /* after every read of i */
         m[i] = mi;
         v[i] = vi;
     }
+}
+
+void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v,
+                          size_t n, const zrt_adamw_scalars *s)
+{
+    zrt_adamw_f32_out_scalar(p, p, g, m, v, n, s);
 }
 
 void zrt_fill_f32_scalar(float *x, size_t n, float value)
@@ -131,15 +137,21 @@ void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc,
     zrt__sum_ordered_f32_range(out, src, nsrc, 0, n, divisor);
 }
 
+void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m,
+                       float *v, size_t n, const zrt_adamw_scalars *s)
+{
+    if (use_avx512())
+        zrt__adamw_f32_out_avx512(p, p_out, g, m, v, n, s);
+    else if (use_avx2())
+        zrt__adamw_f32_out_avx2(p, p_out, g, m, v, n, s);
+    else
+        zrt_adamw_f32_out_scalar(p, p_out, g, m, v, n, s);
+}
+
 void zrt_adamw_f32(float *p, const float *g, float *m, float *v, size_t n,
                    const zrt_adamw_scalars *s)
 {
-    if (use_avx512())
-        zrt__adamw_f32_avx512(p, g, m, v, n, s);
-    else if (use_avx2())
-        zrt__adamw_f32_avx2(p, g, m, v, n, s);
-    else
-        zrt_adamw_f32_scalar(p, g, m, v, n, s);
+    zrt_adamw_f32_out(p, p, g, m, v, n, s);
 }
 
 void zrt_fill_f32(float *x, size_t n, float value)

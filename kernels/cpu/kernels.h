@@ -45,6 +45,14 @@ void zrt_adamw_f32(float *p, const float *g, float *m, float *v, size_t n,
 void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v,
                           size_t n, const zrt_adamw_scalars *s);
 
+/* The same update with the new parameters written to p_out instead of p
+ * (p is only read). p_out may be p, or g: each element's inputs are read
+ * before its output is written. Same bits as the in-place update. */
+void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m,
+                       float *v, size_t n, const zrt_adamw_scalars *s);
+void zrt_adamw_f32_out_scalar(const float *p, float *p_out, const float *g, float *m,
+                              float *v, size_t n, const zrt_adamw_scalars *s);
+
 /* x[i] = value */
 void zrt_fill_f32(float *x, size_t n, float value);
 void zrt_fill_f32_scalar(float *x, size_t n, float value);

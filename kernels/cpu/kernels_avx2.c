@@ -45,8 +45,8 @@ ZRT__AVX2 static void adamw_vec_init(adamw_vec *k, const zrt_adamw_scalars *s)
 }
 
 /* One vector of zrt_adamw_f32_scalar's loop body, same parenthesisation. */
-ZRT__AVX2 static void adamw8(float *p, const float *g, float *m, float *v,
-                             const adamw_vec *k)
+ZRT__AVX2 static void adamw8(const float *p, float *p_out, const float *g, float *m,
+                             float *v, const adamw_vec *k)
 {
     __m256 gv = _mm256_loadu_ps(g);
     __m256 pv = _mm256_mul_ps(_mm256_loadu_ps(p), k->decay_factor);
@@ -60,22 +60,28 @@ ZRT__AVX2 static void adamw8(float *p, const float *g, float *m, float *v,
 
     pv = _mm256_sub_ps(pv,
                        _mm256_div_ps(_mm256_mul_ps(k->step_size, mv), denom));
-    _mm256_storeu_ps(p, pv);
+    _mm256_storeu_ps(p_out, pv);
     _mm256_storeu_ps(m, mv);
     _mm256_storeu_ps(v, vv);
 }
 
-ZRT__AVX2 void zrt__adamw_f32_avx2(float *p, const float *g, float *m,
-                                   float *v, size_t n,
-                                   const zrt_adamw_scalars *s)
+ZRT__AVX2 void zrt__adamw_f32_out_avx2(const float *p, float *p_out, const float *g,
+                                       float *m, float *v, size_t n,
+                                       const zrt_adamw_scalars *s)
 {
     adamw_vec k;
     size_t i;
 
     adamw_vec_init(&k, s);
     for (i = 0; n - i >= 8; i += 8)
-        adamw8(p + i, g + i, m + i, v + i, &k);
-    zrt_adamw_f32_scalar(p + i, g + i, m + i, v + i, n - i, s);
+        adamw8(p + i, p_out + i, g + i, m + i, v + i, &k);
+    zrt_adamw_f32_out_scalar(p + i, p_out + i, g + i, m + i, v + i, n - i, s);
+}
+
+void zrt__adamw_f32_avx2(float *p, const float *g, float *m, float *v, size_t n,
+                         const zrt_adamw_scalars *s)
+{
+    zrt__adamw_f32_out_avx2(p, p, g, m, v, n, s);
 }
 
 ZRT__AVX2 void zrt__fill_f32_avx2(float *x, size_t n, float value)
@@ -141,6 +147,12 @@ ZRT__AVX2 void zrt__sum_ordered_f32_avx2(float *out, const float *const *src,
 }
 
 #else /* not x86-64: never called, defined so that kernels.c links */
+
+void zrt__adamw_f32_out_avx2(const float *p, float *p_out, const float *g, float *m,
+                             float *v, size_t n, const zrt_adamw_scalars *s)
+{
+    zrt_adamw_f32_out_scalar(p, p_out, g, m, v, n, s);
+}
 
 void zrt__adamw_f32_avx2(float *p, const float *g, float *m, float *v,
                          size_t n, const zrt_adamw_scalars *s)

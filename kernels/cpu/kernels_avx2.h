@@ -13,6 +13,8 @@
 
 void zrt__adamw_f32_avx2(float *p, const float *g, float *m, float *v,
                          size_t n, const zrt_adamw_scalars *s);
+void zrt__adamw_f32_out_avx2(const float *p, float *p_out, const float *g, float *m,
+                             float *v, size_t n, const zrt_adamw_scalars *s);
 void zrt__fill_f32_avx2(float *x, size_t n, float value);
 void zrt__scale_f32_avx2(float *x, size_t n, float alpha);
 double zrt__sqnorm_f32_avx2(const float *x, size_t n);

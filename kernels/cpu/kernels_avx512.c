@@ -61,8 +61,9 @@ ZRT__AVX512 static void adamw_vec_init(adamw_vec *k,
 
 /* One vector of zrt_adamw_f32_scalar's loop body, same parenthesisation,
  * on the lanes in mask. */
-ZRT__AVX512 static void adamw16(float *p, const float *g, float *m, float *v,
-                                const adamw_vec *k, __mmask16 mask)
+ZRT__AVX512 static void adamw16(const float *p, float *p_out, const float *g,
+                                float *m, float *v, const adamw_vec *k,
+                                __mmask16 mask)
 {
     __m512 gv = _mm512_maskz_loadu_ps(mask, g);
     __m512 pv = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, p), k->decay_factor);
@@ -77,23 +78,29 @@ ZRT__AVX512 static void adamw16(float *p, const float *g, float *m, float *v,
 
     pv = _mm512_sub_ps(pv,
                        _mm512_div_ps(_mm512_mul_ps(k->step_size, mv), denom));
-    _mm512_mask_storeu_ps(p, mask, pv);
+    _mm512_mask_storeu_ps(p_out, mask, pv);
     _mm512_mask_storeu_ps(m, mask, mv);
     _mm512_mask_storeu_ps(v, mask, vv);
 }
 
-ZRT__AVX512 void zrt__adamw_f32_avx512(float *p, const float *g, float *m,
-                                       float *v, size_t n,
-                                       const zrt_adamw_scalars *s)
+ZRT__AVX512 void zrt__adamw_f32_out_avx512(const float *p, float *p_out,
+                                           const float *g, float *m, float *v,
+                                           size_t n, const zrt_adamw_scalars *s)
 {
     adamw_vec k;
     size_t i;
 
     adamw_vec_init(&k, s);
     for (i = 0; n - i >= 16; i += 16)
-        adamw16(p + i, g + i, m + i, v + i, &k, ALL_LANES);
+        adamw16(p + i, p_out + i, g + i, m + i, v + i, &k, ALL_LANES);
     if (i < n)
-        adamw16(p + i, g + i, m + i, v + i, &k, first_lanes(n - i));
+        adamw16(p + i, p_out + i, g + i, m + i, v + i, &k, first_lanes(n - i));
+}
+
+void zrt__adamw_f32_avx512(float *p, const float *g, float *m, float *v, size_t n,
+                           const zrt_adamw_scalars *s)
+{
+    zrt__adamw_f32_out_avx512(p, p, g, m, v, n, s);
 }
 
 ZRT__AVX512 void zrt__fill_f32_avx512(float *x, size_t n, float value)
@@ -188,6 +195,12 @@ ZRT__AVX512 void zrt__sum_ordered_f32_avx512(float *out,
 }
 
 #else /* not x86-64: never called, defined so that kernels.c links */
+
+void zrt__adamw_f32_out_avx512(const float *p, float *p_out, const float *g, float *m,
+                               float *v, size_t n, const zrt_adamw_scalars *s)
+{
+    zrt_adamw_f32_out_scalar(p, p_out, g, m, v, n, s);
+}
 
 void zrt__adamw_f32_avx512(float *p, const float *g, float *m, float *v,
                            size_t n, const zrt_adamw_scalars *s)

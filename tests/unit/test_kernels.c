@@ -561,6 +561,8 @@ END_TEST
 
 typedef void adamw_fn(float *, const float *, float *, float *, size_t,
                       const zrt_adamw_scalars *);
+typedef void adamw_out_fn(const float *, float *, const float *, float *, float *,
+                          size_t, const zrt_adamw_scalars *);
 typedef void fill_fn(float *, size_t, float);
 typedef void scale_fn(float *, size_t, float);
 typedef double sqnorm_fn(const float *, size_t);
@@ -588,6 +590,7 @@ typedef struct kpath {
     const char *feature; /* what the CPU must report */
     int (*present)(void);
     adamw_fn *adamw;
+    adamw_out_fn *adamw_out;
     fill_fn *fill;
     scale_fn *scale;
     sqnorm_fn *sqnorm;
@@ -595,11 +598,12 @@ typedef struct kpath {
 } kpath;
 
 static const kpath vpaths[] = {
-    {"AVX2", "avx2", cpu_has_avx2, zrt__adamw_f32_avx2, zrt__fill_f32_avx2,
-     zrt__scale_f32_avx2, zrt__sqnorm_f32_avx2, zrt__sum_ordered_f32_avx2},
+    {"AVX2", "avx2", cpu_has_avx2, zrt__adamw_f32_avx2, zrt__adamw_f32_out_avx2,
+     zrt__fill_f32_avx2, zrt__scale_f32_avx2, zrt__sqnorm_f32_avx2,
+     zrt__sum_ordered_f32_avx2},
     {"AVX-512", "avx512f", cpu_has_avx512f, zrt__adamw_f32_avx512,
-     zrt__fill_f32_avx512, zrt__scale_f32_avx512, zrt__sqnorm_f32_avx512,
-     zrt__sum_ordered_f32_avx512},
+     zrt__adamw_f32_out_avx512, zrt__fill_f32_avx512, zrt__scale_f32_avx512,
+     zrt__sqnorm_f32_avx512, zrt__sum_ordered_f32_avx512},
 };
 #define NVPATHS ((int)(sizeof vpaths / sizeof vpaths[0]))
 
@@ -647,6 +651,53 @@ START_TEST(test_path_adamw_bits)
     guarded_free(g, n);
     adam_free(&a);
     adam_free(&b);
+}
+END_TEST
+
+/* New parameters written elsewhere (a separate buffer, or over the
+ * gradient, as the NVMe step does): the in-place update's bits, and p left
+ * as it was. */
+START_TEST(test_path_adamw_out_bits)
+{
+    const kpath *kp = loop_path(_i);
+    size_t n = loop_size(_i);
+    rng r = rng_seed(1300 + n);
+    adam_state a = adam_alloc(&r, n), b, c;
+    float *g = guarded_alloc(n), *g_over = guarded_alloc(n), *p_out = guarded_alloc(n);
+    float *p_before = guarded_alloc(n);
+
+    b = adam_copy(&a);
+    c = adam_copy(&a);
+    for (long t = 1; t <= ADAM_STEPS; t++) {
+        zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+
+        for (size_t i = 0; i < n; i++)
+            g[i] = rng_grad(&r);
+        sprinkle_specials(&r, g, n);
+        if (n)
+            memcpy(g_over, g, n * sizeof *g);
+        if (n)
+            memcpy(p_before, a.p, n * sizeof *g);
+        zrt_adamw_f32_scalar(b.p, g, b.m, b.v, n, &s);
+        kp->adamw_out(a.p, p_out, g, a.m, a.v, n, &s);
+        ck_assert_bits_eq(p_out, b.p, n, kp->name);
+        ck_assert_bits_eq(a.p, p_before, n, kp->name);
+        kp->adamw_out(c.p, g_over, g_over, c.m, c.v, n, &s);
+        ck_assert_bits_eq(g_over, b.p, n, kp->name);
+        if (n) {
+            memcpy(a.p, b.p, n * sizeof *g);
+            memcpy(c.p, b.p, n * sizeof *g);
+        }
+        ck_assert_bits_eq(a.m, b.m, n, kp->name);
+        ck_assert_bits_eq(c.v, b.v, n, kp->name);
+    }
+    guarded_free(g, n);
+    guarded_free(g_over, n);
+    guarded_free(p_out, n);
+    guarded_free(p_before, n);
+    adam_free(&a);
+    adam_free(&b);
+    adam_free(&c);
 }
 END_TEST
 
@@ -833,6 +884,7 @@ static void add_path_tests(Suite *s, int p)
 
     tcase_set_timeout(tc, 60); /* 1000003 elements under valgrind */
     tcase_add_loop_test(tc, test_path_adamw_bits, lo, hi);
+    tcase_add_loop_test(tc, test_path_adamw_out_bits, lo, hi);
     tcase_add_loop_test(tc, test_path_fill_bits, lo, hi);
     tcase_add_loop_test(tc, test_path_scale_bits, lo, hi);
     tcase_add_loop_test(tc, test_path_sqnorm, lo, hi);
