@@ -327,6 +327,63 @@ ZRT_API zrt_status zrt_comm_wait_seconds(const zrt_ctx *ctx, double *out);
  * renamed. */
 ZRT_API zrt_status zrt_write_mem_report(zrt_ctx *ctx, const char *path);
 
+/* ==== memory estimates (zero/estimate.c) ===================================
+ * What one rank will hold, computed from a config, a summary of the model and
+ * a world size, before any run: no context, no allocation, no communication.
+ * `zero-report --estimate` prints it; docs/zero-report.md gives the formula
+ * of every row. Model states follow the engine's placement exactly, except
+ * that the plan's padding is ignored (shards are ceil(param_count / N));
+ * buffers are upper bounds of their peaks. Activations (the training loop's
+ * own) are not estimated: their row is 0. */
+
+/* A summary of the model. Fill with zrt_mem_model_init(), then set fields. */
+typedef struct zrt_mem_model {
+    size_t struct_size;          /* sizeof(zrt_mem_model) as the caller compiled it */
+    int64_t param_count;         /* parameter elements, 0 .. 2^50 */
+    int64_t largest_layer_numel; /* elements of the largest layer (the unit
+                                    that is gathered and reduced); 0: unknown,
+                                    then ceil(param_count / nlayers) */
+    int nlayers;                 /* layers; read only when largest_layer_numel
+                                    is 0 (layers taken as equal in size) */
+    int param_bytes;             /* 4: f32 parameters and gradients, what the
+                                    engine trains today (4 + 4 + 8 bytes a
+                                    parameter); 2: 16-bit parameters and
+                                    gradients with an f32 master copy and
+                                    moments (2 + 2 + 4 + 8) */
+    int64_t persistent_numel;    /* stage 3: elements of the layers at or under
+                                    stage3_param_persistence_threshold, kept
+                                    gathered; 0: none or unknown. When the
+                                    largest layer is under the threshold every
+                                    layer is, and param_count is used. */
+} zrt_mem_model;
+
+/* Bytes per rank. model_states sums param, grad, master and optim; buffers
+ * the other categories; total both, per tier. */
+typedef struct zrt_mem_estimate {
+    int64_t bytes[ZRT_TIER_COUNT][ZRT_CAT_COUNT];
+    int64_t model_states[ZRT_TIER_COUNT];
+    int64_t buffers[ZRT_TIER_COUNT];
+    int64_t total[ZRT_TIER_COUNT];
+} zrt_mem_estimate;
+
+/* Zeroes *model, sets struct_size and param_bytes = 4. */
+ZRT_API zrt_status zrt_mem_model_init(zrt_mem_model *model);
+/* Estimates what each rank holds with this config (stage, bucket sizes,
+ * overlap_comm, offload sections; an nvme offload needs no nvme_path here)
+ * for this model on world_size ranks. A config that zrt_config_validate()
+ * refuses (stage outside 0-3, optimizer offload at stage 0, parameter
+ * offload below stage 3, ...) fails with ZRT_ERR_CONFIG; a bad model or
+ * world_size (world_size < 1, param_count < 0, param_bytes not 2 or 4, the
+ * largest layer and the layer count both unknown, ...) with
+ * ZRT_ERR_INVALID_ARG; NULL pointers with ZRT_ERR_INVALID_ARG. Each failure
+ * writes one sentence naming the field and its value into errbuf (may be
+ * NULL) and leaves *out untouched. */
+ZRT_API zrt_status zrt_estimate_memory(const zrt_config *cfg,
+                                       const zrt_mem_model *model, int world_size,
+                                       zrt_mem_estimate *out, char *errbuf,
+                                       size_t errbuf_size);
+/* ==== end of memory estimates ============================================= */
+
 #ifdef __cplusplus
 }
 #endif
