@@ -5,7 +5,8 @@
  * (MPI_Ialltoall), and rank j sums the blocks it received in rank order. The
  * traffic equals a ring reduce-scatter's ((N-1)/N of the buffer per rank);
  * the cost is a scratch buffer of the buffer's size, charged to the 'comm'
- * category, and a reduction that runs when the request completes. An
+ * category until the request is waited, and a reduction that runs when the
+ * exchange completes. An
  * all-reduce is that reduce-scatter followed by sending the reduced block to
  * every peer, so both give the same bits for the same element. That second
  * phase starts whenever the first completes, which differs between ranks, so
@@ -180,7 +181,10 @@ static void reduce_received(zrt__comm *c, zrt__comm_req *req)
     float divisor = req->op == ZRT_AVG ? (float)c->size : 1.0f;
     zrt_sum_ordered_f32(req->reduce_out, (const float *const *)req->blocks,
                         c->size, req->block, divisor);
-    c->be->ops->free(c->be, &req->scratch);
+    /* The scratch stays until wait frees the request: memory is released
+     * where the caller completes it, never where a poll happened to find it
+     * done, so every run holds the same bytes at the same point (the memory
+     * plan relies on it). */
 }
 
 /* Called when the current MPI phase has completed. */

@@ -39,7 +39,7 @@
 
 typedef enum key_kind {
     KIND_SECTION,   /* an object holding more keys */
-    KIND_STAGE,     /* int: integer 0..3 */
+    KIND_STAGE,     /* int: integer 0..3, or "auto" (ZRT_STAGE_AUTO) */
     KIND_ELEMENTS,  /* int64_t: non-negative element count */
     KIND_BYTES,     /* int64_t: non-negative byte count */
     KIND_BOOL,      /* int: true/false, stored as 1/0 */
@@ -72,6 +72,7 @@ static const cfg_key keys[] = {
      FIELD(stage3_param_persistence_threshold)},
     {SECTION_ZERO, "overlap_comm", KIND_BOOL, FIELD(overlap_comm)},
     {NULL, "device_mem_limit", KIND_BYTES, FIELD(device_mem_limit)},
+    {NULL, "host_mem_limit", KIND_BYTES, FIELD(host_mem_limit)},
     {NULL, "backend", KIND_BACKEND, FIELD(backend)},
     {NULL, "log_level", KIND_LOG_LEVEL, FIELD(log_level)},
     {SECTION_ZERO, "offload_optimizer", KIND_SECTION, 0},
@@ -101,7 +102,7 @@ static const char *const backend_names[] = {"cpu", "cuda"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 #define NUM_LOG_LEVELS (sizeof log_level_names / sizeof log_level_names[0])
 
-#define STAGE_RULE "it must be 0, 1, 2 or 3"
+#define STAGE_RULE "it must be 0, 1, 2, 3 or \"auto\""
 #define BOOL_RULE "it must be true or false"
 #define BACKEND_RULE "it must be \"cpu\" or \"cuda\""
 #define LOG_LEVEL_RULE \
@@ -277,10 +278,14 @@ static zrt_status read_count(const cfg_err *e, const cfg_key *key,
 static zrt_status read_stage(const cfg_err *e, const cfg_key *key,
                              const json_t *v, zrt_config *cfg)
 {
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        json_integer_value(v) > 3)
+    int stage;
+    if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)
+        stage = ZRT_STAGE_AUTO;
+    else if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+             json_integer_value(v) <= 3)
+        stage = (int)json_integer_value(v);
+    else
         return bad_value(e, key, v, STAGE_RULE);
-    int stage = (int)json_integer_value(v);
     memcpy((char *)cfg + key->offset, &stage, sizeof stage);
     return ZRT_OK;
 }
@@ -523,6 +528,7 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->stage3_param_persistence_threshold = 100000;
     cfg->overlap_comm = 1;
     cfg->device_mem_limit = 0;
+    cfg->host_mem_limit = 0;
     strcpy(cfg->backend, "cpu");
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
@@ -670,7 +676,12 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
     key_path(key->section, key->name, path, sizeof path);
     switch (key->kind) {
     case KIND_SECTION: return ZRT_OK;
-    case KIND_STAGE: return validate_int(e, path, field, 3, STAGE_RULE);
+    case KIND_STAGE: {
+        int stage;
+        memcpy(&stage, field, sizeof stage);
+        return stage == ZRT_STAGE_AUTO ? ZRT_OK
+                                       : validate_int(e, path, field, 3, STAGE_RULE);
+    }
     case KIND_ELEMENTS: return validate_count(e, path, field, ELEMENTS_RULE);
     case KIND_BYTES: return validate_count(e, path, field, BYTES_RULE);
     case KIND_BOOL:
@@ -702,6 +713,8 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
 static zrt_status validate_offload(const cfg_err *e, const zrt_config *cfg)
 {
     const zrt_offload_config *o = &cfg->offload_optimizer, *p = &cfg->offload_param;
+    if (cfg->stage == ZRT_STAGE_AUTO) /* the runtime picks stage and tiers */
+        return ZRT_OK;
     if (o->device != ZRT_OFFLOAD_NONE && cfg->stage < 1)
         return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"%s\" but stage is 0; "
                     "offloading the optimizer needs stage 1, 2 or 3",

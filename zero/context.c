@@ -79,6 +79,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ctx->log_rank_prefix = !(prefix && strcmp(prefix, "0") == 0);
     zrt__mem_account_init(&ctx->acct);
     zrt__mem_set_limit(&ctx->acct, ZRT_TIER_DEVICE, cfg->device_mem_limit);
+    zrt__mem_set_limit(&ctx->acct, ZRT_TIER_HOST, cfg->host_mem_limit);
     ZRT_CHECK_GOTO(zrt__pool_create(0, env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0),
                                     env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1),
                                     &ctx->err, &ctx->pool),
@@ -118,6 +119,7 @@ static void free_params(zrt_ctx *ctx)
     for (int i = 0; i < ctx->nparams; i++)
         free(ctx->params[i].name);
     free(ctx->params);
+    free(ctx->declared_calls);
 }
 
 static void free_user_buffers(zrt_ctx *ctx)
@@ -148,6 +150,7 @@ zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
     ctx->comm->ops->destroy(ctx->comm);
     ctx->be->ops->destroy(ctx->be);
     zrt__pool_destroy(ctx->pool);
+    zrt__mem_account_free(&ctx->acct);
     free(ctx);
     return st;
 }

@@ -110,6 +110,9 @@ struct zrt_ctx {
     zrt__trace trace;
 
     zrt__user_buf *user_bufs;
+    int64_t declared_bytes[ZRT_CAT_COUNT]; /* zrt_declare_buffer */
+    zrt_layer_call *declared_calls;        /* zrt_declare_step; NULL: default */
+    int ndeclared_calls;
     zrt__nvme_store optim_nvme; /* offload_optimizer nvme: m, v of every layer */
     zrt__nvme_store param_nvme; /* offload_param nvme: stage-3 shards */
     zrt__buf step_staging;      /* host: two (p, m, v) sets of the largest range */
@@ -119,6 +122,13 @@ struct zrt_ctx {
     double comm_wait_seconds; /* blocked in zrt__comm_wait */
 };
 
+/* Labels what follows (allocations, the timeline, the peaks) with a phase
+ * of the step in progress; layer -1 for none. */
+static inline void zrt__set_phase(zrt_ctx *ctx, int kind, int layer)
+{
+    ctx->acct.phase = (zrt__phase){.kind = kind, .layer = layer, .step = ctx->step + 1};
+}
+
 /* Validates the context pointer and that the params are (not) finalized. */
 zrt_status zrt__require_ctx(const zrt_ctx *ctx);
 zrt_status zrt__require_finalized(zrt_ctx *ctx, const char *call);
@@ -127,6 +137,9 @@ zrt_status zrt__require_param(zrt_ctx *ctx, zrt_param param, const char *call);
 
 /* Waits for a collective, counting the time blocked in comm_wait_seconds. */
 zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req);
+
+/* The partition plan of the registered parameters (params.c). */
+zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out);
 
 /* Engine internals shared by params.c and engine.c. */
 zrt_status zrt__engine_allocate(zrt_ctx *ctx);
@@ -150,6 +163,18 @@ zrt_status zrt__adamw_layer(zrt_ctx *ctx, int layer, const float *p, float *p_ou
 /* pin_memory: page-locks a host-tier buffer when its owning offload section
  * asks for it (no-op otherwise). */
 zrt_status zrt__pin_for(zrt_ctx *ctx, zrt__buf *buf, const zrt_offload_config *owner);
+
+/* The memory plan (zero/memplan.c): replays a step on `plan`; calls NULL
+ * means the default order. */
+zrt_status zrt__memplan_run(const zrt_config *cfg, const zrt__plan *plan,
+                            const zrt_layer_call *calls, int ncalls,
+                            const int64_t *declared, zrt__errbuf *err,
+                            zrt_mem_plan *out);
+
+/* The plan of `cfg` (the context's, or a candidate's) for the context's
+ * declared step and buffers. */
+zrt_status zrt__plan_for(zrt_ctx *ctx, const zrt_config *cfg, const zrt__plan *plan,
+                         zrt_mem_plan *out);
 
 /* The NVMe tiers (zero/nvme.c). */
 zrt_status zrt__nvme_open(zrt_ctx *ctx);

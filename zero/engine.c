@@ -13,7 +13,8 @@
  * layers that the recorded trace says come next (up to
  * stage3_prefetch_bucket_size elements), and frees it when it is left.
  * Every entry point first advances the collectives in flight, which is where
- * communication overlaps the training loop's compute.
+ * communication overlaps the training loop's compute; buffers are freed only
+ * at fixed points (see progress()), so the memory plan can predict them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,7 +352,7 @@ static void fifo_remove(zrt_ctx *ctx, int layer)
 }
 
 /* Waits for the layer's reduction; stages 2-3 fold it into the shard. */
-static zrt_status complete_reduction(zrt_ctx *ctx, int layer)
+static zrt_status finish_reduction(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
     zrt__comm_req *req = ls->reduce;
@@ -366,6 +367,16 @@ static zrt_status complete_reduction(zrt_ctx *ctx, int layer)
         st = ctx->be->ops->add_f32(ctx->be, ls->grad_shard.ptr, reduced,
                                    (size_t)ls->range_len);
     ctx->be->ops->free(ctx->be, &ls->grad_full);
+    return st;
+}
+
+/* The same, labelled as the layer's reduce phase. */
+static zrt_status complete_reduction(zrt_ctx *ctx, int layer)
+{
+    zrt__phase caller = ctx->acct.phase;
+    zrt__set_phase(ctx, ZRT__PHASE_REDUCE, layer);
+    zrt_status st = finish_reduction(ctx, layer);
+    ctx->acct.phase = caller;
     return st;
 }
 
@@ -425,28 +436,21 @@ zrt_status zrt__engine_drain(zrt_ctx *ctx)
     return drain_gathers(ctx);
 }
 
-/* Lets MPI move data for everything in flight (each test advances every
- * request) and finishes what is done. Requests complete roughly in the order
- * they started, so each list is polled up to its first unfinished entry:
- * a boundary costs a few tests, not one per request in flight. */
+/* Lets MPI move data for everything in flight: one test advances every
+ * request (see runtime/comm_mpi.c). Nothing is completed here, because what
+ * a poll finds done depends on timing: reductions complete when the bucket
+ * bound or the step needs them, gathers when their layer is entered or left,
+ * so every run frees its buffers at the same calls and the memory plan
+ * (zero/memplan.c) predicts the peaks exactly. */
 static zrt_status progress(zrt_ctx *ctx)
 {
-    while (ctx->reduce_count > 0) {
-        int layer = ctx->reduce_fifo[0], done = 0;
-        ZRT_CHECK(ctx->comm->ops->test(ctx->comm, ctx->layers[layer].reduce, &done));
-        if (!done)
-            break;
-        ZRT_CHECK(complete_reduction(ctx, layer)); /* shifts the fifo */
-    }
-    for (int l = 0; l < ctx->plan.nlayers; l++) {
-        int done = 0;
-        if (!ctx->layers[l].gather)
-            continue;
-        ZRT_CHECK(ctx->comm->ops->test(ctx->comm, ctx->layers[l].gather, &done));
-        if (!done)
-            break;
-        ZRT_CHECK(zrt__wait_gather(ctx, l));
-    }
+    int done = 0;
+    if (ctx->reduce_count > 0)
+        return ctx->comm->ops->test(ctx->comm, ctx->layers[ctx->reduce_fifo[0]].reduce,
+                                    &done);
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        if (ctx->layers[l].gather)
+            return ctx->comm->ops->test(ctx->comm, ctx->layers[l].gather, &done);
     return ZRT_OK;
 }
 
@@ -466,6 +470,7 @@ static zrt_status enter_layer(zrt_ctx *ctx, int layer)
 zrt_status zrt_forward_begin(zrt_ctx *ctx, int layer)
 {
     ZRT_CHECK(zrt__require_layer(ctx, layer, "zrt_forward_begin"));
+    zrt__set_phase(ctx, ZRT__PHASE_FORWARD, layer);
     if (ctx->layers[layer].fwd_live)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                          "zrt_forward_begin: layer %d is already in forward",
@@ -478,6 +483,7 @@ zrt_status zrt_forward_begin(zrt_ctx *ctx, int layer)
 zrt_status zrt_forward_end(zrt_ctx *ctx, int layer)
 {
     ZRT_CHECK(zrt__require_layer(ctx, layer, "zrt_forward_end"));
+    zrt__set_phase(ctx, ZRT__PHASE_FORWARD, layer);
     if (!ctx->layers[layer].fwd_live)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                          "zrt_forward_end: layer %d is not in forward", layer);
@@ -489,6 +495,7 @@ zrt_status zrt_forward_end(zrt_ctx *ctx, int layer)
 zrt_status zrt_backward_begin(zrt_ctx *ctx, int layer)
 {
     ZRT_CHECK(zrt__require_layer(ctx, layer, "zrt_backward_begin"));
+    zrt__set_phase(ctx, ZRT__PHASE_BACKWARD, layer);
     zrt__layer_state *ls = &ctx->layers[layer];
     if (ls->bwd_live)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
@@ -510,6 +517,7 @@ zrt_status zrt_backward_begin(zrt_ctx *ctx, int layer)
 zrt_status zrt_backward_end(zrt_ctx *ctx, int layer)
 {
     ZRT_CHECK(zrt__require_layer(ctx, layer, "zrt_backward_end"));
+    zrt__set_phase(ctx, ZRT__PHASE_BACKWARD, layer);
     zrt__layer_state *ls = &ctx->layers[layer];
     if (!ls->bwd_live)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
@@ -664,6 +672,7 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
     ZRT_CHECK(zrt__require_finalized(ctx, "zrt_step"));
     ZRT_CHECK(check_hyperparams(ctx, hp));
     ZRT_CHECK(require_no_live_layer(ctx, "zrt_step"));
+    zrt__set_phase(ctx, ZRT__PHASE_STEP, -1);
     ZRT_CHECK(drain_reductions(ctx));
     ZRT_CHECK(drain_gathers(ctx));
     ctx->step++;
@@ -682,6 +691,7 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
     if (ctx->cfg.stage == 3)
         ZRT_CHECK(refresh_stage3_params(ctx));
     trace_step_end(&ctx->trace);
+    zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1); /* of the next step */
     return zero_owned_grads(ctx);
 }
 

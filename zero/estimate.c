@@ -156,6 +156,10 @@ static zrt_status check_config(const zrt_config *cfg, char *why, size_t why_size
                       "cfg->struct_size is %zu but this library's zrt_config is "
                       "%zu bytes; call zrt_config_init() first",
                       cfg->struct_size, sizeof(zrt_config));
+    if (cfg->stage == ZRT_STAGE_AUTO)
+        return refuse(why, why_size, ZRT_ERR_CONFIG,
+                      "stage is \"auto\"; an estimate needs a stage 0-3 "
+                      "(zero-report --fit walks the choices auto makes)");
     zrt_config copy;
     memcpy(&copy, cfg, sizeof copy);
     zrt_offload_config *sections[2] = {&copy.offload_optimizer, &copy.offload_param};

@@ -181,11 +181,9 @@ void zrt__nvme_close(zrt_ctx *ctx)
 
 /* ---- stage-3 shards on NVMe: fetch, gather from the fetched copy ----------- */
 
-zrt_status zrt__nvme_fetch(zrt_ctx *ctx, int layer)
+static zrt_status queue_fetch(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
-    if (ls->fetch_state != ZRT__FETCH_NONE || ls->range_len == 0)
-        return ZRT_OK;
     ZRT_CHECK(ctx->be->ops->alloc(ctx->be, range_bytes(ls), ZRT_TIER_HOST,
                                   ZRT_CAT_STAGING, "parameter shard read from nvme",
                                   &ls->fetched));
@@ -195,6 +193,18 @@ zrt_status zrt__nvme_fetch(zrt_ctx *ctx, int layer)
     ls->fetch_state = ZRT__FETCH_QUEUED;
     ctx->fetches_queued++;
     return ZRT_OK;
+}
+
+zrt_status zrt__nvme_fetch(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (ls->fetch_state != ZRT__FETCH_NONE || ls->range_len == 0)
+        return ZRT_OK;
+    zrt__phase caller = ctx->acct.phase;
+    zrt__set_phase(ctx, ZRT__PHASE_SWAP, layer);
+    zrt_status st = queue_fetch(ctx, layer);
+    ctx->acct.phase = caller;
+    return st;
 }
 
 zrt_status zrt__nvme_fetched_shard(zrt_ctx *ctx, int layer, float **shard)

@@ -2,6 +2,7 @@
  * zero/params.c — registering parameters, building the plan, and moving a
  * parameter's value in and out (write, read, data pointers while live).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,7 +117,7 @@ zrt_status zrt_param_register(zrt_ctx *ctx, const zrt_param_desc *desc,
     return ZRT_OK;
 }
 
-static zrt_status build_plan(zrt_ctx *ctx)
+zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out)
 {
     int n = ctx->nparams;
     int64_t *numel = malloc(((size_t)n + 1) * sizeof *numel);
@@ -131,7 +132,7 @@ static zrt_status build_plan(zrt_ctx *ctx)
     }
     if (st == ZRT_OK)
         st = zrt__plan_build(numel, layer, n, ctx->comm->size, PLAN_ALIGNMENT,
-                             &ctx->err, &ctx->plan);
+                             &ctx->err, out);
     free(numel);
     free(layer);
     return st;
@@ -150,13 +151,152 @@ static zrt_status agree_on(zrt_ctx *ctx, zrt_status local)
                      first_failed);
 }
 
+/* Keeps the plan in the memory account, where the report and the
+ * over-budget error read it. */
+static void remember_plan(zrt_ctx *ctx, const zrt_mem_plan *p)
+{
+    zrt__mem_account *a = &ctx->acct;
+    a->has_plan = 1;
+    memcpy(a->planned_peak, p->peak, sizeof a->planned_peak);
+    memcpy(a->planned_tier_peak, p->tier_peak, sizeof a->planned_tier_peak);
+    for (int t = 0; t < ZRT_TIER_COUNT; t++)
+        snprintf(a->planned_peak_phase[t], sizeof a->planned_peak_phase[t],
+                 "%s of step %ld", p->tier_peak_phase[t], p->tier_peak_step[t]);
+}
+
+/* "param 4.00 MiB, grad 4.00 MiB, ...": what the plan puts in a tier at its
+ * peak, largest categories included, empty ones left out. */
+static void describe_planned(const zrt_mem_plan *p, int tier, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int c = 0; c < ZRT_CAT_COUNT && used + 1 < size; c++) {
+        if (p->at_tier_peak[tier][c] == 0)
+            continue;
+        char amount[64];
+        int n = snprintf(buf + used, size - used, "%s%s %s", used ? ", " : "",
+                         zrt_category_str((zrt_category)c),
+                         zrt__fmt_bytes(p->at_tier_peak[tier][c], amount, sizeof amount));
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* Refuses, before anything is allocated, a plan whose peak passes a budget. */
+static zrt_status check_plan_fits(zrt_ctx *ctx, const zrt_mem_plan *p)
+{
+    for (int t = 0; t < ZRT_TIER_COUNT; t++) {
+        int64_t limit = ctx->acct.stats.tier_limit[t];
+        if (limit <= 0 || p->tier_peak[t] <= limit)
+            continue;
+        char need[64], budget[64], held[512];
+        describe_planned(p, t, held, sizeof held);
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "%s memory budget exceeded by the memory plan: stage %d "
+                         "needs %s per rank at %s of step %ld (%s), over the %s "
+                         "budget; nothing was allocated",
+                         zrt_tier_str((zrt_tier)t), p->stage,
+                         zrt__fmt_bytes(p->tier_peak[t], need, sizeof need),
+                         p->tier_peak_phase[t], p->tier_peak_step[t], held,
+                         zrt__fmt_bytes(limit, budget, sizeof budget));
+    }
+    return ZRT_OK;
+}
+
+/* ---- "stage": "auto" ---------------------------------------------------- */
+
+static const char *device_word(int device)
+{
+    return device == ZRT_OFFLOAD_CPU ? "cpu" : device == ZRT_OFFLOAD_NVME ? "nvme" : "none";
+}
+
+/* "stage 3, optimizer cpu, parameters none" */
+static void describe_choice(const zrt_config *c, char *buf, size_t size)
+{
+    snprintf(buf, size, "stage %d, optimizer %s, parameters %s", c->stage,
+             device_word(c->offload_optimizer.device), device_word(c->offload_param.device));
+}
+
+/* The first tier whose planned peak passes its budget, or -1. */
+static int tier_over_budget(const zrt_ctx *ctx, const zrt_mem_plan *p)
+{
+    for (int t = 0; t < ZRT_TIER_COUNT; t++) {
+        int64_t limit = ctx->acct.stats.tier_limit[t];
+        if (limit > 0 && p->tier_peak[t] > limit)
+            return t;
+    }
+    return -1;
+}
+
+/* An nvme rung takes the path the config gave either section. */
+static void share_nvme_path(zrt_config *c)
+{
+    char *a = c->offload_optimizer.nvme_path, *b = c->offload_param.nvme_path;
+    if (!a[0])
+        memcpy(a, b, sizeof c->offload_optimizer.nvme_path);
+    if (!b[0])
+        memcpy(b, a, sizeof c->offload_param.nvme_path);
+}
+
+/* Walks the ladder (zero/fit.c) and keeps the first configuration whose
+ * plan fits every budget; logs the choice and what came before it. */
+static zrt_status choose_configuration(zrt_ctx *ctx)
+{
+    zrt_config ladder[32];
+    int n = 0;
+    int allow_nvme = ctx->cfg.offload_optimizer.nvme_path[0] || ctx->cfg.offload_param.nvme_path[0];
+    ZRT_CHECK(zrt_fit_ladder(&ctx->cfg, ctx->comm->size, allow_nvme, ladder, 32, &n));
+    char skipped[768] = "", choice[96], need[64], budget[64];
+    size_t used = 0;
+    for (int i = 0; i < n && i < 32; i++) {
+        zrt_mem_plan p;
+        share_nvme_path(&ladder[i]);
+        ZRT_CHECK(zrt__plan_for(ctx, &ladder[i], &ctx->plan, &p));
+        describe_choice(&ladder[i], choice, sizeof choice);
+        int over = tier_over_budget(ctx, &p);
+        if (over < 0) {
+            ctx->cfg = ladder[i];
+            if (ctx->comm->rank == 0)
+                zrt_log(ctx, 1, "stage auto: chose %s: device peak %s planned%s%s",
+                        choice, zrt__fmt_bytes(p.tier_peak[ZRT_TIER_DEVICE], need, sizeof need),
+                        used ? "; cheaper ones do not fit: " : " (the cheapest)", skipped);
+            return ZRT_OK;
+        }
+        int k = snprintf(skipped + used, sizeof skipped - used, "%s%s needs %s %s",
+                         used ? ", " : "", choice,
+                         zrt__fmt_bytes(p.tier_peak[over], need, sizeof need),
+                         zrt_tier_str((zrt_tier)over));
+        if (k > 0 && (size_t)k < sizeof skipped - used)
+            used += (size_t)k;
+    }
+    return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                     "stage auto: no configuration fits the %s device budget%s: %s",
+                     zrt__fmt_bytes(ctx->acct.stats.tier_limit[ZRT_TIER_DEVICE], budget,
+                                    sizeof budget),
+                     allow_nvme ? "" : " (no nvme_path, so no NVMe rungs)", skipped);
+}
+
+static zrt_status plan_memory(zrt_ctx *ctx)
+{
+    if (ctx->cfg.stage == ZRT_STAGE_AUTO)
+        ZRT_CHECK(choose_configuration(ctx));
+    zrt_mem_plan p;
+    ZRT_CHECK(zrt__plan_for(ctx, &ctx->cfg, &ctx->plan, &p));
+    remember_plan(ctx, &p);
+    return check_plan_fits(ctx, &p);
+}
+
 zrt_status zrt_finalize_params(zrt_ctx *ctx)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (ctx->finalized)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                          "zrt_finalize_params: already called");
-    zrt_status st = build_plan(ctx);
+    zrt__set_phase(ctx, ZRT__PHASE_INIT, -1);
+    zrt_status st = zrt__build_plan(ctx, &ctx->plan);
+    if (st == ZRT_OK)
+        st = plan_memory(ctx);
     if (st == ZRT_OK)
         st = zrt__engine_allocate(ctx);
     st = agree_on(ctx, st);
@@ -165,6 +305,7 @@ zrt_status zrt_finalize_params(zrt_ctx *ctx)
         return st;
     }
     ctx->finalized = 1;
+    zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1);
     zrt_log(ctx, 2, "plan: %d parameters, %lld elements (%lld padded) in %d "
                     "layers", ctx->nparams, (long long)ctx->plan.total_numel,
             (long long)ctx->plan.total_flat_numel, ctx->plan.nlayers);

@@ -1,6 +1,7 @@
 /*
- * zero/report.c — the per-rank memory report (JSON): who this rank is, what
- * it was asked to hold, and the current and peak bytes per tier and category.
+ * zero/report.c — the per-rank memory report (JSON): who this rank is, the
+ * memory plan, the timeline of the first steps, and the current and peak
+ * bytes per tier and category with the phase of each tier's peak.
  * Written to "<path>.tmp.<pid>", fsynced, then renamed over <path>, so a
  * reader never sees half a report.
  */
@@ -33,33 +34,98 @@ static zrt_status expand_rank(zrt_ctx *ctx, const char *path, char *out,
     return ZRT_OK;
 }
 
-static void write_tier(FILE *f, const zrt_mem_stats *s, int tier)
+static void write_phase(FILE *f, const char *key, const zrt__phase *phase)
 {
-    fprintf(f, "    \"%s\": {\"limit\": %lld, \"current\": %lld, \"peak\": %lld, "
-               "\"categories\": {",
+    char text[64];
+    zrt__phase_format(phase, text, sizeof text);
+    fprintf(f, "\"%s\": \"%s\", \"%s_step\": %ld", key, text, key, phase->step);
+}
+
+static void write_tier(FILE *f, const zrt__mem_account *a, int tier)
+{
+    const zrt_mem_stats *s = &a->stats;
+    fprintf(f, "    \"%s\": {\"limit\": %lld, \"current\": %lld, \"peak\": %lld, ",
             zrt_tier_str((zrt_tier)tier), (long long)s->tier_limit[tier],
             (long long)s->tier_current[tier], (long long)s->tier_peak[tier]);
+    write_phase(f, "peak_phase", &a->tier_peak_phase[tier]);
+    fprintf(f, ", \"categories\": {");
     for (int c = 0; c < ZRT_CAT_COUNT; c++)
-        fprintf(f, "%s\"%s\": {\"current\": %lld, \"peak\": %lld}",
+        fprintf(f, "%s\"%s\": {\"current\": %lld, \"peak\": %lld, \"at_peak\": %lld}",
                 c ? ", " : "", zrt_category_str((zrt_category)c),
-                (long long)s->current[tier][c], (long long)s->peak[tier][c]);
+                (long long)s->current[tier][c], (long long)s->peak[tier][c],
+                (long long)a->at_tier_peak[tier][c]);
     fprintf(f, "}}%s\n", tier + 1 < ZRT_TIER_COUNT ? "," : "");
+}
+
+/* The plan, shaped like "tiers": what zero-report compares with. */
+static void write_plan(FILE *f, zrt_ctx *ctx)
+{
+    zrt_mem_plan p;
+    if (zrt_plan_memory(ctx, &p) != ZRT_OK) {
+        fprintf(f, "  \"plan_error\": \"");
+        for (const char *c = zrt_last_error(ctx); *c; c++)
+            fprintf(f, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
+        fprintf(f, "\",\n");
+        return;
+    }
+    fprintf(f, "  \"plan\": {\"step\": \"%s\",\n",
+            p.declared_step ? "declared" : "default");
+    for (int t = 0; t < ZRT_TIER_COUNT; t++) {
+        fprintf(f, "    \"%s\": {\"peak\": %lld, \"peak_phase\": \"%s\", "
+                   "\"peak_phase_step\": %ld, \"categories\": {",
+                zrt_tier_str((zrt_tier)t), (long long)p.tier_peak[t],
+                p.tier_peak_phase[t], p.tier_peak_step[t]);
+        for (int c = 0; c < ZRT_CAT_COUNT; c++)
+            fprintf(f, "%s\"%s\": {\"peak\": %lld, \"at_peak\": %lld}", c ? ", " : "",
+                    zrt_category_str((zrt_category)c), (long long)p.peak[t][c],
+                    (long long)p.at_tier_peak[t][c]);
+        fprintf(f, "}}%s\n", t + 1 < ZRT_TIER_COUNT ? "," : "");
+    }
+    fprintf(f, "  },\n");
+}
+
+/* Every charge and release of the first steps, in order: [step, phase,
+ * layer, tier, category, bytes], the indices into the legends. */
+static void write_timeline(FILE *f, const zrt__mem_account *a)
+{
+    fprintf(f, "  \"timeline\": {\"steps\": %d, \"dropped\": %lld,\n",
+            ZRT__TIMELINE_STEPS, (long long)a->events_dropped);
+    fprintf(f, "    \"phases\": [");
+    for (int k = 0; k < ZRT__PHASE_COUNT; k++)
+        fprintf(f, "%s\"%s\"", k ? ", " : "", zrt__phase_kind_str(k));
+    fprintf(f, "],\n    \"tiers\": [");
+    for (int t = 0; t < ZRT_TIER_COUNT; t++)
+        fprintf(f, "%s\"%s\"", t ? ", " : "", zrt_tier_str((zrt_tier)t));
+    fprintf(f, "],\n    \"categories\": [");
+    for (int c = 0; c < ZRT_CAT_COUNT; c++)
+        fprintf(f, "%s\"%s\"", c ? ", " : "", zrt_category_str((zrt_category)c));
+    fprintf(f, "],\n    \"events\": [");
+    for (int i = 0; i < a->nevents; i++) {
+        const zrt__mem_event *e = &a->events[i];
+        fprintf(f, "%s[%d, %d, %d, %d, %d, %lld]", i ? ",\n      " : "\n      ",
+                (int)e->step, (int)e->kind, (int)e->layer, (int)e->tier, (int)e->cat,
+                (long long)e->delta);
+    }
+    fprintf(f, "]\n  },\n");
 }
 
 static void write_json(zrt_ctx *ctx, FILE *f)
 {
-    const zrt_mem_stats *s = &ctx->acct.stats;
+    const zrt__mem_account *a = &ctx->acct;
     fprintf(f, "{\n  \"rank\": %d,\n  \"world_size\": %d,\n  \"stage\": %d,\n",
             ctx->comm->rank, ctx->comm->size, ctx->cfg.stage);
+    fprintf(f, "  \"steps\": %ld,\n", ctx->step);
     fprintf(f, "  \"param_count\": %lld,\n  \"padded_param_count\": %lld,\n",
             (long long)ctx->plan.total_numel, (long long)ctx->plan.total_flat_numel);
     fprintf(f, "  \"largest_layer_elements\": %lld,\n",
             (long long)ctx->plan.max_flat_numel);
     fprintf(f, "  \"bytes_per_param_element\": {\"param\": 4, \"grad\": 4, "
                "\"master\": 0, \"optim\": 8},\n");
+    write_plan(f, ctx);
+    write_timeline(f, a);
     fprintf(f, "  \"tiers\": {\n");
     for (int t = 0; t < ZRT_TIER_COUNT; t++)
-        write_tier(f, s, t);
+        write_tier(f, a, t);
     fprintf(f, "  }\n}\n");
 }
 

@@ -139,6 +139,44 @@ zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
     return add_param(ctx, "lnfb", L + 1, 1, C, 0, &m->lnfb);
 }
 
+/* The layer calls of one training step, as gpt2_forward and gpt2_backward
+ * make them: layer 0 (the embeddings) is entered again for the tied output
+ * head, and stays in backward from the head to the embedding. */
+static zrt_status declare_step(gpt2_model *m)
+{
+    int L = m->cfg.num_layers, k = 0;
+    zrt_layer_call *calls = malloc((4 * (size_t)L + 12) * sizeof *calls);
+    if (!calls)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    for (int l = 0; l <= L + 1; l++) { /* embed, blocks, final layernorm */
+        calls[k++] = (zrt_layer_call){ZRT_FORWARD_BEGIN, l};
+        calls[k++] = (zrt_layer_call){ZRT_FORWARD_END, l};
+    }
+    calls[k++] = (zrt_layer_call){ZRT_FORWARD_BEGIN, 0}; /* head */
+    calls[k++] = (zrt_layer_call){ZRT_FORWARD_END, 0};
+    calls[k++] = (zrt_layer_call){ZRT_BACKWARD_BEGIN, 0};
+    for (int l = L + 1; l >= 1; l--) {
+        calls[k++] = (zrt_layer_call){ZRT_BACKWARD_BEGIN, l};
+        calls[k++] = (zrt_layer_call){ZRT_BACKWARD_END, l};
+    }
+    calls[k++] = (zrt_layer_call){ZRT_BACKWARD_END, 0};
+    zrt_status st = zrt_declare_step(m->ctx, calls, k);
+    free(calls);
+    return st;
+}
+
+zrt_status gpt2_declare_memory(gpt2_model *m)
+{
+    size_t sizes[NUM_ACTS], total = 0;
+    act_sizes(m, sizes);
+    for (int i = 0; i < NUM_ACTS; i++)
+        total += sizes[i];
+    /* activations and their gradients: two buffers of this size */
+    EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, total * sizeof(float)));
+    EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, total * sizeof(float)));
+    return declare_step(m);
+}
+
 zrt_status gpt2_alloc_activations(gpt2_model *m)
 {
     size_t bt = (size_t)m->B * m->T;

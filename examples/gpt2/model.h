@@ -33,6 +33,9 @@ typedef struct gpt2_model {
  * allocates activations for (B, T) from zrt's budget (after). */
 zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
                          int B, int T);
+/* Declares, before zrt_finalize_params, what the memory plan needs from the
+ * model: the layer calls of a training step and the activation buffers. */
+zrt_status gpt2_declare_memory(gpt2_model *m);
 zrt_status gpt2_alloc_activations(gpt2_model *m);
 void gpt2_free(gpt2_model *m);
 

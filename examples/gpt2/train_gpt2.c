@@ -487,6 +487,7 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
     if (!r->inputs || !r->targets)
         return ZRT_ERR_OUT_OF_MEMORY;
     EXAMPLE_CHECK(gpt2_register(&r->m, r->ctx, cfg, r->o.B, r->o.T));
+    EXAMPLE_CHECK(gpt2_declare_memory(&r->m));
     EXAMPLE_CHECK(zrt_finalize_params(r->ctx));
     EXAMPLE_CHECK(gpt2_alloc_activations(&r->m));
     EXAMPLE_CHECK(load_or_init(r, err, size));

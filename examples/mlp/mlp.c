@@ -135,6 +135,23 @@ static zrt_status alloc_f32(zrt_ctx *ctx, size_t count, float **out)
                             (void **)out);
 }
 
+static int widest_layer(const mlp *m)
+{
+    int widest = m->d.hidden > m->d.in ? m->d.hidden : m->d.in;
+    return widest > m->d.out ? widest : m->d.out;
+}
+
+/* What alloc_activations will take, declared before zrt_finalize_params so
+ * that the memory plan includes it. */
+static zrt_status declare_activations(zrt_ctx *ctx, const mlp *m)
+{
+    size_t b = (size_t)m->local_batch, floats = b * m->d.in;
+    for (int l = 0; l < m->nlayers; l++)
+        floats += b * layer_out(m, l);
+    floats += b * m->d.out + 2 * b * widest_layer(m);
+    return zrt_declare_buffer(ctx, ZRT_CAT_ACTIVATION, floats * sizeof(float));
+}
+
 static zrt_status alloc_activations(zrt_ctx *ctx, mlp *m)
 {
     size_t b = (size_t)m->local_batch;
@@ -144,8 +161,7 @@ static zrt_status alloc_activations(zrt_ctx *ctx, mlp *m)
     EXAMPLE_CHECK(alloc_f32(ctx, b * m->d.in, &m->act[0]));
     for (int l = 0; l < m->nlayers; l++)
         EXAMPLE_CHECK(alloc_f32(ctx, b * layer_out(m, l), &m->act[l + 1]));
-    int widest = m->d.hidden > m->d.in ? m->d.hidden : m->d.in;
-    widest = widest > m->d.out ? widest : m->d.out;
+    int widest = widest_layer(m);
     EXAMPLE_CHECK(alloc_f32(ctx, b * m->d.out, &m->target));
     EXAMPLE_CHECK(alloc_f32(ctx, b * widest, &m->dact));
     return alloc_f32(ctx, b * widest, &m->dnext);
@@ -322,6 +338,7 @@ static zrt_status setup(zrt_ctx *ctx, mlp *m, const example_args *a)
     if (!m->w || !m->b)
         return ZRT_ERR_OUT_OF_MEMORY;
     EXAMPLE_CHECK(register_params(ctx, m));
+    EXAMPLE_CHECK(declare_activations(ctx, m));
     EXAMPLE_CHECK(zrt_finalize_params(ctx));
     EXAMPLE_CHECK(init_params(ctx, m, a->seed));
     return alloc_activations(ctx, m);

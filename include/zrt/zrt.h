@@ -135,9 +135,15 @@ typedef struct zrt_aio_config {
  * Fill with zrt_config_init(), then override fields, a JSON file
  * (zrt_config_load_file) or a JSON string. Bucket sizes count elements, as in
  * DeepSpeed's zero_optimization section; memory limits count bytes. */
+/* "stage": "auto": zrt_finalize_params picks the first configuration of
+ * zrt_fit_ladder() whose memory plan fits the budgets, and logs why. The
+ * offload sections' devices are then the runtime's choice (nvme only where
+ * an nvme_path is set); their other fields are kept. */
+#define ZRT_STAGE_AUTO (-1)
+
 typedef struct zrt_config {
     size_t struct_size; /* sizeof(zrt_config) as the caller compiled it */
-    int stage;          /* ZeRO stage 0, 1, 2 or 3 */
+    int stage;          /* ZeRO stage 0, 1, 2 or 3, or ZRT_STAGE_AUTO */
     int64_t reduce_bucket_size;    /* elements of full-size gradients that may
                                       wait for their reduction at once */
     int64_t allgather_bucket_size; /* elements of parameter all-gathers in
@@ -149,6 +155,8 @@ typedef struct zrt_config {
                                  0: each collective is waited at once */
     int64_t device_mem_limit; /* bytes of device memory this rank may use;
                                  0 means no limit */
+    int64_t host_mem_limit;   /* bytes of (pinned) host memory this rank may
+                                 use for offloaded state; 0 means no limit */
     char backend[16];         /* "cpu" ("cuda" is refused until it lands) */
     int log_level;            /* 0 error, 1 warn, 2 info, 3 debug */
     zrt_offload_config offload_optimizer; /* m, v: stages 1-3 */
@@ -164,6 +172,7 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * stage3_param_persistence_threshold, overlap_comm, and the objects
  * offload_optimizer and offload_param {device: "none"|"cpu"|"nvme",
  * nvme_path, pin_memory, buffer_count}; at the top level device_mem_limit,
+ * host_mem_limit,
  * backend, log_level, and an object aio {block_size, queue_depth,
  * thread_count, single_submit, overlap_events}. Sizes are integers, or strings with a
  * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
@@ -326,6 +335,79 @@ ZRT_API zrt_status zrt_comm_wait_seconds(const zrt_ctx *ctx, double *out);
  * path becomes the rank. The file is written to a temporary name, fsynced and
  * renamed. */
 ZRT_API zrt_status zrt_write_mem_report(zrt_ctx *ctx, const char *path);
+
+/* ==== the memory plan (zero/memplan.c) =====================================
+ * What this rank will hold, per tier and category, at every layer call of a
+ * training step, computed from the config, the registered parameters and the
+ * world size before anything is allocated. zrt_finalize_params computes it,
+ * refuses to allocate when it does not fit the device budget (naming what
+ * was expected where), and zrt_write_mem_report writes it next to what was
+ * measured. The plan assumes the layer calls of the declared step (or, by
+ * default, forward 0..n-1 then backward n-1..0) and includes the buffers the
+ * loop declares. docs/memory.md says what it does not include. */
+typedef enum zrt_layer_call_kind {
+    ZRT_FORWARD_BEGIN = 0,
+    ZRT_FORWARD_END = 1,
+    ZRT_BACKWARD_BEGIN = 2,
+    ZRT_BACKWARD_END = 3
+} zrt_layer_call_kind;
+
+typedef struct zrt_layer_call {
+    int kind;  /* zrt_layer_call_kind */
+    int layer;
+} zrt_layer_call;
+
+/* Declares the layer calls one training step makes, in order (copied). Call
+ * before zrt_finalize_params; a later call replaces it. A sequence the
+ * engine would refuse (a layer ended that is not live, backward twice, a
+ * layer left live) fails the plan with a sentence naming the call. */
+ZRT_API zrt_status zrt_declare_step(zrt_ctx *ctx, const zrt_layer_call *calls,
+                                    int count);
+/* Declares a device buffer the training loop will allocate with
+ * zrt_buffer_alloc and keep through training (activations, say), so the
+ * plan includes it. Declarations add up. */
+ZRT_API zrt_status zrt_declare_buffer(zrt_ctx *ctx, zrt_category category,
+                                      size_t bytes);
+
+typedef struct zrt_mem_plan {
+    int stage;                                      /* the stage planned */
+    int declared_step;                              /* 1: zrt_declare_step's calls */
+    int64_t peak[ZRT_TIER_COUNT][ZRT_CAT_COUNT];    /* each category's own peak */
+    int64_t tier_peak[ZRT_TIER_COUNT];              /* most bytes at one moment */
+    int64_t at_tier_peak[ZRT_TIER_COUNT][ZRT_CAT_COUNT]; /* held at that moment */
+    char tier_peak_phase[ZRT_TIER_COUNT][48];       /* "backward layer 3", "init" */
+    long tier_peak_step[ZRT_TIER_COUNT];            /* from 1 */
+} zrt_mem_plan;
+
+/* The plan for this context's config and parameters (before or after
+ * zrt_finalize_params). Local: no communication. */
+ZRT_API zrt_status zrt_plan_memory(zrt_ctx *ctx, zrt_mem_plan *out);
+/* ==== end of the memory plan =============================================== */
+
+/* ==== fitting a configuration (zero/fit.c) ================================
+ * The configurations "stage": "auto" and `zero-report --fit` choose from:
+ * stages 0-3 with the optimizer and (at stage 3) the parameter shards on the
+ * device, in host memory or on NVMe, cheapest in traffic first. */
+typedef struct zrt_fit_cost {
+    int64_t comm_bytes; /* sent by one rank's collectives in one step */
+    int64_t host_bytes; /* host<->device copies of one rank in one step */
+    int64_t nvme_bytes; /* read and written by one rank in one step */
+} zrt_fit_cost;
+
+/* One rank's traffic in one step with cfg (stage 0-3) for param_count
+ * parameters of param_bytes (4 or 2) bytes on world_size ranks; the formulas
+ * are in zero/fit.c and docs/zero-report.md. */
+ZRT_API zrt_status zrt_fit_cost_of(const zrt_config *cfg, int64_t param_count,
+                                   int param_bytes, int world_size,
+                                   zrt_fit_cost *out);
+/* The ladder: base with stage and offload devices varied (nvme only when
+ * allow_nvme), ordered by NVMe bytes, then host bytes, then communication,
+ * then stage. Writes the first `capacity` into out (may be NULL when capacity
+ * is 0) and the ladder's length into *count (at most 32). */
+ZRT_API zrt_status zrt_fit_ladder(const zrt_config *base, int world_size,
+                                  int allow_nvme, zrt_config *out, int capacity,
+                                  int *count);
+/* ==== end of fitting ========================================================= */
 
 /* ==== memory estimates (zero/estimate.c) ===================================
  * What one rank will hold, computed from a config, a summary of the model and

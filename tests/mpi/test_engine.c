@@ -797,14 +797,17 @@ START_TEST(stage0_over_budget_fails_on_every_rank_stage3_fits)
     cfg.device_mem_limit = budget;
     model m = {0};
     zrt_status st = build(&m, &cfg);
-    ck_assert_msg(st == ZRT_ERR_OUT_OF_MEMORY || st == ZRT_ERR_REMOTE, "got %s",
-                  zrt_status_str(st));
-    if (world_size == 1 || st == ZRT_ERR_OUT_OF_MEMORY) {
-        const char *why = zrt_last_error(m.ctx);
-        ck_assert_msg(strstr(why, "device memory budget exceeded") &&
-                          strstr(why, "category '") && strstr(why, "left"),
-                      "%s", why);
-    }
+    /* the plan refuses it on every rank, before anything is allocated */
+    ck_assert_msg(st == ZRT_ERR_OUT_OF_MEMORY, "got %s", zrt_status_str(st));
+    const char *why = zrt_last_error(m.ctx);
+    ck_assert_msg(strstr(why, "device memory budget exceeded by the memory plan: "
+                              "stage 0 needs") &&
+                      strstr(why, "param ") && strstr(why, "optim ") &&
+                      strstr(why, "nothing was allocated"),
+                  "%s", why);
+    zrt_mem_stats ms;
+    zrt_get_mem_stats(m.ctx, &ms);
+    ck_assert_int_eq(ms.tier_peak[ZRT_TIER_DEVICE], 0);
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     if (world_size == 1)
         return; /* stage 3 on one rank holds everything too */
@@ -817,6 +820,113 @@ START_TEST(stage0_over_budget_fails_on_every_rank_stage3_fits)
     for (int s = 0; s < 2; s++)
         ck_assert_msg(train_step(&m3) == ZRT_OK, "%s", zrt_last_error(m3.ctx));
     ck_assert_int_eq(zrt_ctx_destroy(m3.ctx), ZRT_OK);
+}
+END_TEST
+
+/* ---- the memory plan ---------------------------------------------------------- */
+
+static void expect_plan_equals_measured(const zrt_config *cfg, const char *what)
+{
+    model m = {0};
+    zrt_mem_plan before, after;
+    ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s: %s", what, zrt_last_error(m.ctx));
+    ck_assert_int_eq(zrt_plan_memory(m.ctx, &before), ZRT_OK);
+    for (int s = 0; s < 4; s++)
+        ck_assert_msg(train_step(&m) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    ck_assert_int_eq(zrt_plan_memory(m.ctx, &after), ZRT_OK);
+    ck_assert_int_eq(memcmp(&before, &after, sizeof before), 0);
+    zrt_mem_stats ms;
+    zrt_get_mem_stats(m.ctx, &ms);
+    for (int t = 0; t < ZRT_TIER_COUNT; t++) {
+        ck_assert_msg(ms.tier_peak[t] == before.tier_peak[t],
+                      "%s, %d ranks: %s peak %lld measured, %lld planned", what,
+                      world_size, zrt_tier_str((zrt_tier)t),
+                      (long long)ms.tier_peak[t], (long long)before.tier_peak[t]);
+        for (int c = 0; c < ZRT_CAT_COUNT; c++)
+            ck_assert_msg(ms.peak[t][c] == before.peak[t][c],
+                          "%s, %d ranks: %s/%s peak %lld measured, %lld planned", what,
+                          world_size, zrt_tier_str((zrt_tier)t),
+                          zrt_category_str((zrt_category)c), (long long)ms.peak[t][c],
+                          (long long)before.peak[t][c]);
+    }
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+}
+
+START_TEST(plan_equals_measured_peaks)
+{
+    char dir[] = "/tmp/zrt-plan-XXXXXX", what[160];
+    make_dir(dir);
+    for (int stage = 0; stage <= 3; stage++) {
+        for (int variant = 0; variant < 5; variant++) {
+            zrt_config cfg;
+            base_config(&cfg, stage);
+            if (variant == 1) { /* small buckets: reductions complete early */
+                cfg.reduce_bucket_size = 200;
+                cfg.stage3_prefetch_bucket_size = 400;
+            }
+            if (variant == 2)
+                cfg.overlap_comm = 0;
+            if (variant == 3 && stage > 0)
+                cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
+            if (variant == 4 && stage == 3) {
+                set_nvme(&cfg.offload_param, dir);
+                set_nvme(&cfg.offload_optimizer, dir);
+                cfg.stage3_param_persistence_threshold = 100; /* layer 0 stays */
+            }
+            if ((variant == 3 && stage == 0) || (variant == 4 && stage != 3))
+                continue;
+            snprintf(what, sizeof what, "stage %d, variant %d", stage, variant);
+            expect_plan_equals_measured(&cfg, what);
+        }
+    }
+    assert_nothing_left(dir);
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(a_declared_step_is_checked_and_followed)
+{
+    zrt_config cfg;
+    base_config(&cfg, 3);
+    model m = {0};
+    ck_assert_int_eq(zrt_ctx_create(&cfg, &m.ctx), ZRT_OK);
+    zrt_layer_call wrong[] = {{ZRT_FORWARD_BEGIN, 0}, {ZRT_BACKWARD_END, 0}};
+    ck_assert_int_eq(zrt_declare_step(m.ctx, wrong, 2), ZRT_OK);
+    zrt_param h;
+    zrt_param_desc d = {.name = "w", .ndim = 1, .shape = {10}, .layer = 0};
+    ck_assert_int_eq(zrt_param_register(m.ctx, &d, &h), ZRT_OK);
+    zrt_mem_plan p;
+    expect_error(m.ctx, zrt_plan_memory(m.ctx, &p), ZRT_ERR_INVALID_ARG,
+                 "declared step: call 1 (backward_end of layer 0): layer 0 is not in "
+                 "backward");
+    expect_error(m.ctx, zrt_finalize_params(m.ctx), ZRT_ERR_INVALID_ARG, "call 1");
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+}
+END_TEST
+
+/* A buffer the loop did not declare passes the budget: the error says what
+ * the plan expected, and what the category holds. */
+START_TEST(an_undeclared_buffer_over_budget_quotes_the_plan)
+{
+    zrt_config cfg;
+    base_config(&cfg, 2);
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    zrt_mem_plan p;
+    ck_assert_int_eq(zrt_plan_memory(m.ctx, &p), ZRT_OK);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    cfg.device_mem_limit = p.tier_peak[ZRT_TIER_DEVICE] + 100;
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    zrt_mem_stats ms;
+    zrt_get_mem_stats(m.ctx, &ms);
+    size_t over = (size_t)(cfg.device_mem_limit - ms.tier_current[ZRT_TIER_DEVICE]) + 1;
+    void *buf = NULL;
+    expect_error(m.ctx, zrt_buffer_alloc(m.ctx, over, ZRT_CAT_ACTIVATION, &buf),
+                 ZRT_ERR_OUT_OF_MEMORY, "The plan expected a device peak of");
+    ck_assert_ptr_null(buf);
+    ck_assert_msg(strstr(zrt_last_error(m.ctx), "with 'activation' at most 0 bytes"),
+                  "%s", zrt_last_error(m.ctx));
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
 }
 END_TEST
 
@@ -863,6 +973,9 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, bad_parameter_descriptions_are_refused);
     tcase_add_test(tc, stage0_over_budget_fails_on_every_rank_stage3_fits);
     tcase_add_test(tc, allreduce_averages_in_rank_order);
+    tcase_add_test(tc, plan_equals_measured_peaks);
+    tcase_add_test(tc, a_declared_step_is_checked_and_followed);
+    tcase_add_test(tc, an_undeclared_buffer_over_budget_quotes_the_plan);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -198,7 +198,9 @@ END_TEST
 START_TEST(test_bad_values)
 {
     expect_fail("{\"zero_optimization\": {\"stage\": 5}}",
-                "'zero_optimization.stage' is 5", "0, 1, 2 or 3", NULL);
+                "'zero_optimization.stage' is 5", "0, 1, 2, 3 or \"auto\"", NULL);
+    expect_fail("{\"zero_optimization\": {\"stage\": \"Auto\"}}",
+                "'zero_optimization.stage' is the string \"Auto\"", NULL);
     expect_fail("{\"zero_optimization\": {\"reduce_bucket_size\": -1}}",
                 "'zero_optimization.reduce_bucket_size' is -1",
                 "non-negative", NULL);
@@ -407,8 +409,8 @@ START_TEST(test_validate)
     cfg.struct_size = sizeof cfg - 8;
     expect_invalid(&cfg, "different zrt.h");
     cfg = defaults();
-    cfg.stage = -1;
-    expect_invalid(&cfg, "'zero_optimization.stage' is -1");
+    cfg.stage = -2; /* -1 is ZRT_STAGE_AUTO */
+    expect_invalid(&cfg, "'zero_optimization.stage' is -2");
     cfg = defaults();
     cfg.reduce_bucket_size = -2;
     expect_invalid(&cfg, "'zero_optimization.reduce_bucket_size' is -2");
@@ -472,6 +474,24 @@ START_TEST(test_offload_and_aio)
 }
 END_TEST
 
+/* "auto" leaves stage and offload to the runtime: no offload rule applies. */
+START_TEST(test_stage_auto_and_host_budget)
+{
+    zrt_config cfg = defaults();
+    char err[ERRBUF];
+    ck_assert_int_eq(load(&cfg, "{\"zero_optimization\": {\"stage\": \"auto\", "
+                                "\"offload_param\": {\"device\": \"cpu\"}}, "
+                                "\"host_mem_limit\": \"2G\"}", err),
+                     ZRT_OK);
+    ck_assert_int_eq(cfg.stage, ZRT_STAGE_AUTO);
+    ck_assert_int_eq(cfg.host_mem_limit, 2LL << 30);
+    ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_OK);
+    cfg.stage = -2;
+    ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, "is -2"), "%s", err);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -493,6 +513,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_parse_size_bad);
     tcase_add_test(tc, test_validate);
     tcase_add_test(tc, test_offload_and_aio);
+    tcase_add_test(tc, test_stage_auto_and_host_budget);
     suite_add_tcase(s, tc);
     return s;
 }
