@@ -239,6 +239,24 @@ static void share_nvme_path(zrt_config *c)
         memcpy(b, a, sizeof c->offload_param.nvme_path);
 }
 
+/* "device 3.00 MiB, host 4.00 MiB": the budgets set. */
+static void describe_budgets(const zrt_ctx *ctx, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int t = 0; t < ZRT_TIER_COUNT; t++) {
+        int64_t limit = ctx->acct.stats.tier_limit[t];
+        char amount[64];
+        if (limit <= 0)
+            continue;
+        int k = snprintf(buf + used, size - used, "%s%s %s", used ? ", " : "",
+                         zrt_tier_str((zrt_tier)t), zrt__fmt_bytes(limit, amount, sizeof amount));
+        if (k < 0 || (size_t)k >= size - used)
+            return;
+        used += (size_t)k;
+    }
+}
+
 /* Walks the ladder (zero/fit.c) and keeps the first configuration whose
  * plan fits every budget; logs the choice and what came before it. */
 static zrt_status choose_configuration(zrt_ctx *ctx)
@@ -247,7 +265,7 @@ static zrt_status choose_configuration(zrt_ctx *ctx)
     int n = 0;
     int allow_nvme = ctx->cfg.offload_optimizer.nvme_path[0] || ctx->cfg.offload_param.nvme_path[0];
     ZRT_CHECK(zrt_fit_ladder(&ctx->cfg, ctx->comm->size, allow_nvme, ladder, 32, &n));
-    char skipped[768] = "", choice[96], need[64], budget[64];
+    char skipped[768] = "", choice[96], need[64];
     size_t used = 0;
     for (int i = 0; i < n && i < 32; i++) {
         zrt_mem_plan p;
@@ -270,11 +288,11 @@ static zrt_status choose_configuration(zrt_ctx *ctx)
         if (k > 0 && (size_t)k < sizeof skipped - used)
             used += (size_t)k;
     }
+    char budgets[160];
+    describe_budgets(ctx, budgets, sizeof budgets);
     return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
-                     "stage auto: no configuration fits the %s device budget%s: %s",
-                     zrt__fmt_bytes(ctx->acct.stats.tier_limit[ZRT_TIER_DEVICE], budget,
-                                    sizeof budget),
-                     allow_nvme ? "" : " (no nvme_path, so no NVMe rungs)", skipped);
+                     "stage auto: no configuration fits the budgets (%s)%s: %s", budgets,
+                     allow_nvme ? "" : "; no nvme_path, so no NVMe rungs", skipped);
 }
 
 static zrt_status plan_memory(zrt_ctx *ctx)
