@@ -48,6 +48,7 @@ typedef enum key_kind {
     KIND_DEVICE,    /* int: "none", "cpu" or "nvme" */
     KIND_PATH,      /* char[256]: a non-empty path */
     KIND_POSITIVE,  /* int: 1 .. 1<<20 */
+    KIND_REAL,      /* float: finite, 0 or more */
 } key_kind;
 
 typedef struct cfg_key {
@@ -71,6 +72,9 @@ static const cfg_key keys[] = {
     {SECTION_ZERO, "stage3_param_persistence_threshold", KIND_ELEMENTS,
      FIELD(stage3_param_persistence_threshold)},
     {SECTION_ZERO, "overlap_comm", KIND_BOOL, FIELD(overlap_comm)},
+    {NULL, "gradient_accumulation_steps", KIND_POSITIVE,
+     FIELD(gradient_accumulation_steps)},
+    {NULL, "gradient_clipping", KIND_REAL, FIELD(gradient_clipping)},
     {NULL, "device_mem_limit", KIND_BYTES, FIELD(device_mem_limit)},
     {NULL, "host_mem_limit", KIND_BYTES, FIELD(host_mem_limit)},
     {NULL, "backend", KIND_BACKEND, FIELD(backend)},
@@ -312,6 +316,7 @@ static int find_backend(const char *name)
 #define DEVICE_RULE "it must be \"none\", \"cpu\" or \"nvme\""
 #define PATH_RULE "it must be a non-empty path of at most 255 bytes"
 #define POSITIVE_RULE "it must be a whole number from 1 to 1048576"
+#define REAL_RULE "it must be a number, 0 or more (0: off)"
 
 static const char *const device_names[] = {"none", "cpu", "nvme"};
 
@@ -426,6 +431,17 @@ static zrt_status unknown_key(const cfg_err *e, const char *section,
                 section ? " may hold" : "", known);
 }
 
+static zrt_status read_real(const cfg_err *e, const cfg_key *key,
+                           const json_t *v, zrt_config *cfg)
+{
+    if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
+        json_number_value(v) > 3.4e38)
+        return bad_value(e, key, v, REAL_RULE);
+    float f = (float)json_number_value(v);
+    memcpy((char *)cfg + key->offset, &f, sizeof f);
+    return ZRT_OK;
+}
+
 static zrt_status read_key(const cfg_err *e, const cfg_key *key,
                            const json_t *v, zrt_config *cfg)
 {
@@ -441,6 +457,7 @@ static zrt_status read_key(const cfg_err *e, const cfg_key *key,
     case KIND_DEVICE: return read_device(e, key, v, cfg);
     case KIND_PATH: return read_path(e, key, v, cfg);
     case KIND_POSITIVE: return read_positive(e, key, v, cfg);
+    case KIND_REAL: return read_real(e, key, v, cfg);
     case KIND_STAGE: return read_stage(e, key, v, cfg);
     case KIND_ELEMENTS:
     case KIND_BYTES: return read_count(e, key, v, cfg);
@@ -529,6 +546,8 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->overlap_comm = 1;
     cfg->device_mem_limit = 0;
     cfg->host_mem_limit = 0;
+    cfg->gradient_accumulation_steps = 1;
+    cfg->gradient_clipping = 0.0f;
     strcpy(cfg->backend, "cpu");
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
@@ -697,6 +716,13 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
         return memchr(field, '\0', sizeof cfg->offload_optimizer.nvme_path)
                    ? ZRT_OK
                    : fail(e, ZRT_ERR_CONFIG, "'%s' is not NUL-terminated", path);
+    case KIND_REAL: {
+        float f;
+        memcpy(&f, field, sizeof f);
+        return f >= 0.0f && f <= 3.4e38f
+                   ? ZRT_OK
+                   : fail(e, ZRT_ERR_CONFIG, "'%s' is %g; %s", path, (double)f, REAL_RULE);
+    }
     case KIND_POSITIVE: {
         int n;
         memcpy(&n, field, sizeof n);

@@ -100,6 +100,8 @@ struct zrt_ctx {
     zrt__plan plan;
     zrt__layer_state *layers;
     long step;
+    int micro;            /* micro-steps ended since the last optimizer step */
+    float last_grad_norm; /* of the last optimizer step, before clipping */
 
     int *reduce_fifo; /* layers with a reduction in flight, oldest first */
     int reduce_count;
@@ -140,6 +142,12 @@ zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req);
 
 /* The partition plan of the registered parameters (params.c). */
 zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out);
+
+/* Whether the micro-step in progress ends with the optimizer step. */
+static inline int zrt__at_boundary(const zrt_ctx *ctx)
+{
+    return ctx->micro + 1 >= ctx->cfg.gradient_accumulation_steps;
+}
 
 /* Engine internals shared by params.c and engine.c. */
 zrt_status zrt__engine_allocate(zrt_ctx *ctx);

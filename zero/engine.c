@@ -16,6 +16,7 @@
  * communication overlaps the training loop's compute; buffers are freed only
  * at fixed points (see progress()), so the memory plan can predict them.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,11 +389,14 @@ static zrt_status make_room_for_reduction(zrt_ctx *ctx, int64_t elements)
     return ZRT_OK;
 }
 
+/* Stages 0-1 accumulate micro-steps in the full buffers and reduce once, in
+ * the last; stages 2-3 reduce-scatter every micro-step into the shard, so no
+ * full-size gradient outlives its layer's backward. */
 static zrt_status start_reduction(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
     int64_t flat = flat_of(ctx, layer);
-    if (flat == 0)
+    if (flat == 0 || (ctx->cfg.stage < 2 && !zrt__at_boundary(ctx)))
         return ZRT_OK;
     ZRT_CHECK(make_room_for_reduction(ctx, flat));
     float *grad = ls->grad_full.ptr;
@@ -664,6 +668,69 @@ static zrt_status zero_owned_grads(zrt_ctx *ctx)
                                              grad->bytes / sizeof(float), 0.0f));
         ls->bwd_done = 0;
     }
+    ctx->micro = 0;
+    return ZRT_OK;
+}
+
+/* Ends a micro-step that is not the last of its optimizer step: the
+ * gradients stay, every layer may run backward again. */
+static zrt_status end_micro_step(zrt_ctx *ctx)
+{
+    trace_step_end(&ctx->trace);
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        ctx->layers[l].bwd_done = 0;
+    ctx->micro++;
+    zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1);
+    return ZRT_OK;
+}
+
+static zrt_status scale_owned_grads(zrt_ctx *ctx, float factor)
+{
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        const zrt__layer_state *ls = &ctx->layers[l];
+        if (ls->range_len > 0)
+            ZRT_CHECK(ctx->be->ops->scale_f32(ctx->be, zrt__owned_grad(ctx, l),
+                                              (size_t)ls->range_len, factor));
+    }
+    return ZRT_OK;
+}
+
+/* The global gradient norm: each rank's owned ranges are disjoint at stages
+ * 1-3 (one ordered all-reduce of their squares, so every rank gets the same
+ * bits); at stage 0 every rank holds all of it. */
+static zrt_status global_grad_norm(zrt_ctx *ctx, float *out)
+{
+    double sum = 0.0;
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        const zrt__layer_state *ls = &ctx->layers[l];
+        double sq = 0.0;
+        if (ls->range_len > 0)
+            ZRT_CHECK(ctx->be->ops->sqnorm_f32(ctx->be, zrt__owned_grad(ctx, l),
+                                               (size_t)ls->range_len, &sq));
+        sum += sq;
+    }
+    float total = (float)sum;
+    if (ctx->cfg.stage > 0) {
+        zrt__comm_req *req;
+        ZRT_CHECK(ctx->comm->ops->all_reduce_f32(ctx->comm, &total, &total, 1, ZRT_SUM,
+                                                 &req));
+        ZRT_CHECK(zrt__comm_wait(ctx, req));
+    }
+    *out = sqrtf(total);
+    return ZRT_OK;
+}
+
+/* The accumulated sum becomes a mean over the micro-steps; then clipping to
+ * gradient_clipping, as DeepSpeed and torch.nn.utils.clip_grad_norm_ do. */
+static zrt_status prepare_grads(zrt_ctx *ctx)
+{
+    int k = ctx->cfg.gradient_accumulation_steps;
+    if (k > 1)
+        ZRT_CHECK(scale_owned_grads(ctx, 1.0f / (float)k));
+    ZRT_CHECK(global_grad_norm(ctx, &ctx->last_grad_norm));
+    float clip = ctx->cfg.gradient_clipping;
+    if (clip > 0.0f && ctx->last_grad_norm > clip)
+        ZRT_CHECK(scale_owned_grads(ctx, clip / (ctx->last_grad_norm + 1e-6f)));
     return ZRT_OK;
 }
 
@@ -673,8 +740,11 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
     ZRT_CHECK(check_hyperparams(ctx, hp));
     ZRT_CHECK(require_no_live_layer(ctx, "zrt_step"));
     zrt__set_phase(ctx, ZRT__PHASE_STEP, -1);
+    if (!zrt__at_boundary(ctx))
+        return end_micro_step(ctx);
     ZRT_CHECK(drain_reductions(ctx));
     ZRT_CHECK(drain_gathers(ctx));
+    ZRT_CHECK(prepare_grads(ctx));
     ctx->step++;
     zrt_adamw_scalars decay = zrt_adamw_scalars_make(
         hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, ctx->step);
@@ -693,6 +763,22 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
     trace_step_end(&ctx->trace);
     zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1); /* of the next step */
     return zero_owned_grads(ctx);
+}
+
+zrt_status zrt_is_accumulation_boundary(const zrt_ctx *ctx, int *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = zrt__at_boundary(ctx);
+    return ZRT_OK;
+}
+
+zrt_status zrt_last_grad_norm(const zrt_ctx *ctx, float *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->last_grad_norm;
+    return ZRT_OK;
 }
 
 zrt_status zrt_zero_grad(zrt_ctx *ctx)

@@ -48,6 +48,7 @@ typedef struct sim {
     int64_t reducing, prefetched;
     int fetches_queued, params_nvme, optim_nvme;
     long step;
+    int micro; /* micro-steps ended in this optimizer step */
     zrt__trace trace;
     zrt__errbuf *err;
 } sim;
@@ -356,10 +357,15 @@ static void complete_reduction(sim *s, int l)
     s->acct.phase = caller;
 }
 
+static int at_boundary(const sim *s)
+{
+    return s->micro + 1 >= s->cfg->gradient_accumulation_steps;
+}
+
 static void start_reduction(sim *s, int l)
 {
     sim_layer *ly = &s->layers[l];
-    if (ly->flat == 0)
+    if (ly->flat == 0 || (s->cfg->stage < 2 && !at_boundary(s)))
         return;
     while (s->nfifo > 0 && s->reducing + ly->flat > s->cfg->reduce_bucket_size)
         complete_reduction(s, s->fifo[0]);
@@ -455,12 +461,35 @@ static void refresh_stage3_params(sim *s)
     }
 }
 
+/* The gradient norm's all-reduce of one float: padded to one per rank, and
+ * its scratch (comm_mpi.c mpi_all_reduce_f32); nothing at stage 0. */
+static void global_grad_norm(sim *s)
+{
+    if (s->cfg->stage == 0 || s->world == 1)
+        return;
+    charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, s->world);
+    charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, s->world);
+    release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, s->world);
+    release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, s->world);
+}
+
+static void end_micro_step(sim *s)
+{
+    set_phase(s, ZRT__PHASE_STEP, -1);
+    trace_step_end(&s->trace);
+    for (int l = 0; l < s->n; l++)
+        s->layers[l].bwd_done = 0;
+    s->micro++;
+    set_phase(s, ZRT__PHASE_LOOP, -1);
+}
+
 static void step(sim *s)
 {
     set_phase(s, ZRT__PHASE_STEP, -1);
     drain_reductions(s);
     for (int l = 0; l < s->n; l++)
         wait_gather(s, l);
+    global_grad_norm(s);
     s->step++;
     if (s->optim_nvme || s->params_nvme)
         for (int l = 0; l < s->n; l++)
@@ -471,18 +500,26 @@ static void step(sim *s)
     set_phase(s, ZRT__PHASE_LOOP, -1);
     for (int l = 0; l < s->n; l++)
         s->layers[l].bwd_done = 0;
+    s->micro = 0;
 }
 
+/* One optimizer step: gradient_accumulation_steps micro-steps of the calls,
+ * each ended by zrt_step. */
 static zrt_status replay_step(sim *s, const zrt_layer_call *calls, int ncalls)
 {
     set_phase(s, ZRT__PHASE_LOOP, -1);
     drain_reductions(s); /* zrt_zero_grad */
-    for (int i = 0; i < ncalls; i++)
-        ZRT_CHECK(replay_call(s, &calls[i], i));
-    for (int l = 0; l < s->n; l++)
-        if (s->layers[l].fwd_live || s->layers[l].bwd_live)
-            return zrt__fail(s->err, ZRT_ERR_INVALID_ARG,
-                             "declared step: layer %d is still live at its end", l);
+    for (;;) {
+        for (int i = 0; i < ncalls; i++)
+            ZRT_CHECK(replay_call(s, &calls[i], i));
+        for (int l = 0; l < s->n; l++)
+            if (s->layers[l].fwd_live || s->layers[l].bwd_live)
+                return zrt__fail(s->err, ZRT_ERR_INVALID_ARG,
+                                 "declared step: layer %d is still live at its end", l);
+        if (at_boundary(s))
+            break;
+        end_micro_step(s);
+    }
     step(s);
     return ZRT_OK;
 }

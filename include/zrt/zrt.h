@@ -157,6 +157,8 @@ typedef struct zrt_config {
                                  0 means no limit */
     int64_t host_mem_limit;   /* bytes of (pinned) host memory this rank may
                                  use for offloaded state; 0 means no limit */
+    int gradient_accumulation_steps; /* micro-steps per optimizer step (1) */
+    float gradient_clipping;  /* clip the global gradient norm to this; 0: off */
     char backend[16];         /* "cpu" ("cuda" is refused until it lands) */
     int log_level;            /* 0 error, 1 warn, 2 info, 3 debug */
     zrt_offload_config offload_optimizer; /* m, v: stages 1-3 */
@@ -172,7 +174,7 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * stage3_param_persistence_threshold, overlap_comm, and the objects
  * offload_optimizer and offload_param {device: "none"|"cpu"|"nvme",
  * nvme_path, pin_memory, buffer_count}; at the top level device_mem_limit,
- * host_mem_limit,
+ * host_mem_limit, gradient_accumulation_steps, gradient_clipping,
  * backend, log_level, and an object aio {block_size, queue_depth,
  * thread_count, single_submit, overlap_events}. Sizes are integers, or strings with a
  * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
@@ -298,6 +300,16 @@ ZRT_API zrt_status zrt_adamw_init(zrt_adamw *hp);
  * updated parameters, and leaves the gradients zeroed for the next step (as
  * DeepSpeed's engine.step() does). Not while a layer is live. */
 ZRT_API zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp);
+/* With gradient_accumulation_steps = K > 1, call zrt_step after every
+ * micro-step, as with DeepSpeed's engine.step(): the first K - 1 calls end
+ * the micro-step (gradients keep accumulating: stages 0-1 in the full
+ * buffers, reduced once at the K-th; stages 2-3 reduce-scattered into the
+ * shard every micro-step) and the K-th applies AdamW to the sum divided by K.
+ * *out becomes 1 when the next zrt_step applies the optimizer. */
+ZRT_API zrt_status zrt_is_accumulation_boundary(const zrt_ctx *ctx, int *out);
+/* The global gradient norm (over all ranks, after the division by K and
+ * before clipping) of the last zrt_step that applied the optimizer. */
+ZRT_API zrt_status zrt_last_grad_norm(const zrt_ctx *ctx, float *out);
 /* Collective. Waits for pending reductions and zeroes the gradients this
  * rank holds: discards the backward passes since the last step. Gradients
  * are already zero after zrt_finalize_params and zrt_step. */

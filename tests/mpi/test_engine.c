@@ -831,8 +831,13 @@ static void expect_plan_equals_measured(const zrt_config *cfg, const char *what)
     zrt_mem_plan before, after;
     ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s: %s", what, zrt_last_error(m.ctx));
     ck_assert_int_eq(zrt_plan_memory(m.ctx, &before), ZRT_OK);
-    for (int s = 0; s < 4; s++)
-        ck_assert_msg(train_step(&m) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    call_zero_grad = 0; /* once per optimizer step, below */
+    for (int s = 0; s < 4; s++) {
+        ck_assert_int_eq(zrt_zero_grad(m.ctx), ZRT_OK);
+        for (int k = 0; k < cfg->gradient_accumulation_steps; k++)
+            ck_assert_msg(train_step(&m) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    }
+    call_zero_grad = 1;
     ck_assert_int_eq(zrt_plan_memory(m.ctx, &after), ZRT_OK);
     ck_assert_int_eq(memcmp(&before, &after, sizeof before), 0);
     zrt_mem_stats ms;
@@ -857,7 +862,7 @@ START_TEST(plan_equals_measured_peaks)
     char dir[] = "/tmp/zrt-plan-XXXXXX", what[160];
     make_dir(dir);
     for (int stage = 0; stage <= 3; stage++) {
-        for (int variant = 0; variant < 5; variant++) {
+        for (int variant = 0; variant < 6; variant++) {
             zrt_config cfg;
             base_config(&cfg, stage);
             if (variant == 1) { /* small buckets: reductions complete early */
@@ -872,6 +877,10 @@ START_TEST(plan_equals_measured_peaks)
                 set_nvme(&cfg.offload_param, dir);
                 set_nvme(&cfg.offload_optimizer, dir);
                 cfg.stage3_param_persistence_threshold = 100; /* layer 0 stays */
+            }
+            if (variant == 5) { /* micro-steps; small buckets */
+                cfg.gradient_accumulation_steps = 3;
+                cfg.reduce_bucket_size = 200;
             }
             if ((variant == 3 && stage == 0) || (variant == 4 && stage != 3))
                 continue;
@@ -930,6 +939,182 @@ START_TEST(an_undeclared_buffer_over_budget_quotes_the_plan)
 }
 END_TEST
 
+/* ---- accumulation and clipping ------------------------------------------------- */
+
+/* Sample s's gradient of element i: a smooth function of the parameter. */
+static float sample_grad(float p, int64_t i, int s)
+{
+    return sinf(p * (float)(s + 1) * 0.37f) + 0.001f * (float)((i + s) % 7);
+}
+
+/* Backward of every layer for samples [first, first + count) of this rank,
+ * the mean over them, times `scale`. */
+static zrt_status backward_batch(model *m, int first, int count, float scale)
+{
+    for (int l = NLAYERS - 1; l >= 0; l--) {
+        ZRT_CHECK(zrt_backward_begin(m->ctx, l));
+        for (int t = 0; t < NTENSORS; t++) {
+            if (layer_of[t] != l)
+                continue;
+            float *p, *g;
+            ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], (void **)&p));
+            ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], (void **)&g));
+            for (int64_t i = 0; i < shapes[t][0] * shapes[t][1]; i++) {
+                float sum = 0;
+                for (int s = first; s < first + count; s++)
+                    sum += sample_grad(p[i], i, s + 1000 * world_rank);
+                g[i] += scale * sum / (float)count;
+            }
+        }
+        ZRT_CHECK(zrt_backward_end(m->ctx, l));
+    }
+    return ZRT_OK;
+}
+
+/* `steps` optimizer steps of `micro` micro-steps of `batch` samples each;
+ * scales[k] multiplies step k's gradients (NULL: 1). */
+static float *train_batches(const zrt_config *cfg, int steps, int micro, int batch,
+                            const float *scales, float *norms)
+{
+    model m = {0};
+    ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    zrt_adamw hp;
+    zrt_adamw_init(&hp);
+    hp.lr = 0.01f;
+    hp.eps = 0.05f; /* comparable to the gradients: the update depends on their scale */
+    for (int s = 0; s < steps; s++) {
+        ck_assert_int_eq(zrt_zero_grad(m.ctx), ZRT_OK);
+        for (int k = 0; k < micro; k++) {
+            int boundary = -1;
+            ck_assert_int_eq(zrt_is_accumulation_boundary(m.ctx, &boundary), ZRT_OK);
+            ck_assert_int_eq(boundary, k == micro - 1);
+            for (int l = 0; l < NLAYERS; l++) {
+                ck_assert_int_eq(zrt_forward_begin(m.ctx, l), ZRT_OK);
+                ck_assert_int_eq(zrt_forward_end(m.ctx, l), ZRT_OK);
+            }
+            zrt_status st = backward_batch(&m, (s * micro + k) * batch, batch,
+                                           scales ? scales[s] : 1.0f);
+            ck_assert_msg(st == ZRT_OK, "%s", zrt_last_error(m.ctx));
+            ck_assert_msg(zrt_step(m.ctx, &hp) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+        }
+        if (norms)
+            ck_assert_int_eq(zrt_last_grad_norm(m.ctx, &norms[s]), ZRT_OK);
+    }
+    float *out = read_all(&m);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    return out;
+}
+
+/* Norm-wise: ||a - b|| <= rel ||b||. Element-wise would be the wrong test:
+ * where Adam's first moment nearly cancels, m / sqrt(v) magnifies a 1e-7
+ * difference in the gradient many times, in those few elements only. */
+static void assert_close(const float *a, const float *b, double rel, const char *what)
+{
+    double diff = 0, norm = 0;
+    for (int64_t i = 0; i < model_numel; i++) {
+        diff += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        norm += (double)b[i] * b[i];
+    }
+    ck_assert_msg(sqrt(diff) <= rel * sqrt(norm), "%s, %d ranks: relative difference %.3g",
+                  what, world_size, sqrt(diff / norm));
+}
+
+START_TEST(accumulated_micro_steps_equal_one_large_batch)
+{
+    for (int stage = 0; stage <= 3; stage++) {
+        for (int offload = 0; offload < 2; offload++) {
+            if (offload && stage == 0)
+                continue;
+            zrt_config cfg;
+            base_config(&cfg, stage);
+            cfg.reduce_bucket_size = 300;
+            if (offload)
+                cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
+            float *large = train_batches(&cfg, 3, 1, 12, NULL, NULL);
+            cfg.gradient_accumulation_steps = 4;
+            float *micro = train_batches(&cfg, 3, 4, 3, NULL, NULL);
+            char what[64];
+            snprintf(what, sizeof what, "stage %d%s, 4 x 3 against 1 x 12", stage,
+                     offload ? ", optimizer on the host" : "");
+            assert_close(micro, large, 1e-6, what);
+            free(large);
+            free(micro);
+        }
+    }
+}
+END_TEST
+
+/* The norm is the gradient's (averaged over ranks), and clipping equals
+ * the loop scaling its gradients by clip / (norm + 1e-6) when norm > clip. */
+START_TEST(clipping_scales_the_gradients_to_the_limit)
+{
+    for (int stage = 0; stage <= 3; stage++) {
+        zrt_config cfg;
+        base_config(&cfg, stage);
+        float norms[3], norms_unclipped[3], scales[3];
+        float *plain = train_batches(&cfg, 3, 1, 4, NULL, norms_unclipped);
+        cfg.gradient_clipping = 0.5f;
+        float *clipped = train_batches(&cfg, 3, 1, 4, NULL, norms);
+        ck_assert_msg(fabsf(norms[0] - norms_unclipped[0]) <= 1e-6f * norms[0],
+                      "the first norm does not depend on clipping: %g vs %g",
+                      (double)norms[0], (double)norms_unclipped[0]);
+        for (int s = 0; s < 3; s++) {
+            ck_assert_msg(norms[s] > 0.5f, "step %d: norm %g is under the limit", s,
+                          (double)norms[s]);
+            scales[s] = 0.5f / (norms[s] + 1e-6f);
+        }
+        cfg.gradient_clipping = 0.0f;
+        float *by_hand = train_batches(&cfg, 3, 1, 4, scales, NULL);
+        char what[64];
+        snprintf(what, sizeof what, "stage %d, clipped against scaled by hand", stage);
+        assert_close(clipped, by_hand, 1e-6, what);
+        int differs = 0;
+        for (int64_t i = 0; i < model_numel; i++)
+            differs |= clipped[i] != plain[i];
+        ck_assert_msg(differs, "stage %d: clipping changed nothing", stage);
+        free(plain);
+        free(clipped);
+        free(by_hand);
+    }
+}
+END_TEST
+
+/* The norm against the gradients zrt_grad_read returns. */
+START_TEST(grad_norm_is_the_global_norm)
+{
+    for (int stage = 0; stage <= 3; stage++) {
+        zrt_config cfg;
+        base_config(&cfg, stage);
+        model m = {0};
+        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+        ck_assert_int_eq(zrt_zero_grad(m.ctx), ZRT_OK);
+        for (int l = 0; l < NLAYERS; l++) {
+            ck_assert_int_eq(zrt_forward_begin(m.ctx, l), ZRT_OK);
+            ck_assert_int_eq(zrt_forward_end(m.ctx, l), ZRT_OK);
+        }
+        ck_assert_int_eq(backward_batch(&m, 0, 2, 1.0f), ZRT_OK);
+        double sum = 0;
+        for (int t = 0; t < NTENSORS; t++) {
+            int64_t n = shapes[t][0] * shapes[t][1];
+            float *g = malloc((size_t)n * sizeof *g);
+            ck_assert_int_eq(zrt_grad_read(m.ctx, m.p[t], g), ZRT_OK);
+            for (int64_t i = 0; i < n; i++)
+                sum += (double)g[i] * g[i];
+            free(g);
+        }
+        zrt_adamw hp;
+        zrt_adamw_init(&hp);
+        ck_assert_int_eq(zrt_step(m.ctx, &hp), ZRT_OK);
+        float norm;
+        ck_assert_int_eq(zrt_last_grad_norm(m.ctx, &norm), ZRT_OK);
+        ck_assert_msg(fabs(norm - sqrt(sum)) <= 1e-5 * sqrt(sum),
+                      "stage %d: norm %.9g, from the gradients %.9g", stage, (double)norm,
+                      sqrt(sum));
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    }
+}
+END_TEST
+
 START_TEST(allreduce_averages_in_rank_order)
 {
     zrt_config cfg;
@@ -976,6 +1161,9 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, plan_equals_measured_peaks);
     tcase_add_test(tc, a_declared_step_is_checked_and_followed);
     tcase_add_test(tc, an_undeclared_buffer_over_budget_quotes_the_plan);
+    tcase_add_test(tc, accumulated_micro_steps_equal_one_large_batch);
+    tcase_add_test(tc, clipping_scales_the_gradients_to_the_limit);
+    tcase_add_test(tc, grad_norm_is_the_global_norm);
     suite_add_tcase(s, tc);
     return s;
 }
