@@ -5,7 +5,7 @@
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
           libhwloc-dev liburing-dev check libsubunit-dev libjansson-dev libopenblas-dev
-          python3)
+          python3 chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

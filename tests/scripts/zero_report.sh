@@ -3,7 +3,10 @@
 # (7.5B parameters, 64 ranks, mixed precision: 120 / 31.4 / 16.6 / 1.9 GB);
 # on the reports of a 2-rank MLP run it prints a row per tier and category
 # whose planned and measured peaks are the reports' values; a plan exceeded
-# gives exit 1;
+# gives exit 1; --tolerance passes on the run's own plan and fails (OFF PLAN,
+# exit 1) on a plan moved by 1 MiB; --fit picks stage 0 with room to spare,
+# higher stages and then offload tiers as the device budget shrinks, and
+# exits 1 when nothing fits;
 # a malformed report gives exit 2 and names the file.
 source "$(dirname "$0")/common.sh"
 ZR=$1 MLP=$2
@@ -83,6 +86,101 @@ cat "$WORK/out"
 [ "$rc" -eq 1 ] || fail "a measured peak above its plan: exit $rc, not 1"
 grep -q '^OVER PLAN: rank 1, tier device, param: ' "$WORK/out" || fail "no OVER PLAN line for rank 1"
 ! grep -q '^OVER PLAN: rank 0' "$WORK/out" || fail "rank 0 met its plan but was flagged"
+
+# ---- --tolerance: the run's plan is its measurement; a plan 1 MiB off is not ------
+"$ZR" --tolerance 1%,64K "$WORK/r0.json" "$WORK/r1.json" >"$WORK/out" 2>&1 ||
+    { cat "$WORK/out"; fail "--tolerance 1%,64K on a run's own reports"; }
+grep -q '^plan: computed by the runtime before allocation, for the ' "$WORK/out" ||
+    { cat "$WORK/out"; fail "the header does not say where the plan came from"; }
+grep -Eq '^device peak, ranks? [0-9-]+: planned [0-9.]+ [KMG]iB at [a-z]+( layer [0-9]+)? of step [0-9]+, measured [0-9.]+ [KMG]iB at ' \
+    "$WORK/out" || { cat "$WORK/out"; fail "no line with the device peak's phase"; }
+grep -q '^on plan: ' "$WORK/out" || fail "no 'on plan' line with --tolerance"
+mkdir "$WORK/off"
+python3 - "$WORK/r0.json" "$WORK/r1.json" "$WORK/off" <<'EOF'
+import json, sys
+for i, path in enumerate(sys.argv[1:3]):
+    r = json.load(open(path))
+    if i == 0:
+        r["plan"]["device"]["peak"] += 1 << 20
+    json.dump(r, open(f"{sys.argv[3]}/r{i}.json", "w"))
+EOF
+set +e
+"$ZR" --tolerance 1%,64K "$WORK/off" >"$WORK/out" 2>&1
+rc=$?
+set -e
+cat "$WORK/out"
+[ "$rc" -eq 1 ] || fail "a tier peak 1 MiB under its plan with --tolerance 1%,64K: exit $rc, not 1"
+grep -Eq '^OFF PLAN: rank 0, tier device: measured [0-9]+, planned [0-9]+, difference -1048576, allowed [0-9]+ bytes' \
+    "$WORK/out" || fail "no OFF PLAN line for rank 0"
+! grep -q '^OFF PLAN: rank 1' "$WORK/out" || fail "rank 1 is on plan but was flagged"
+! grep -q '^OVER PLAN' "$WORK/out" || fail "a peak under its plan was called OVER PLAN"
+"$ZR" "$WORK/off" >"$WORK/out" 2>&1 || fail "without --tolerance a peak under its plan must pass"
+set +e
+"$ZR" --tolerance 1%,lots "$WORK/off" >"$WORK/out" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q -- "--tolerance '1%,lots'" "$WORK/out" ||
+    { cat "$WORK/out"; fail "a bad --tolerance: exit $rc, not 2 naming the flag"; }
+
+# ---- --fit ------------------------------------------------------------------------
+fit_choice() { # BUDGET EXPECTED-CHOICE ARGS...: the first rung that fits
+    local budget=$1 want=$2 rc=0
+    shift 2
+    "$ZR" --fit --device-mem "$budget" "$@" >"$WORK/fit" 2>&1 || rc=$?
+    [ "$rc" -eq 0 ] || { cat "$WORK/fit"; fail "--fit --device-mem $budget: exit $rc"; }
+    grep -q "^choice: $want" "$WORK/fit" ||
+        { cat "$WORK/fit"; fail "--fit --device-mem $budget: not '$want'"; }
+}
+fit_choice 64G '#1, stage 0, optimizer device, parameters device' --preset gpt2-124m --world-size 4
+cat "$WORK/fit"
+grep -Eq '^ *1 +0 +device +device .* fits <- auto$' "$WORK/fit" ||
+    fail "row 1 is not marked as auto's choice"
+# 1e9 parameters in 40 layers on 16 ranks, 5e7-element buckets: device totals
+# 15.1, 8.1, 4.9, 1.7 GiB at stages 0-3, 0.98 with the optimizer in host
+# memory, 0.75 with the parameters there too
+FIT=(--params 1e9 --layers 40 --world-size 16 --reduce-bucket 5e7 --prefetch-bucket 5e7)
+fit_choice 64G '#1, stage 0, optimizer device, parameters device' "${FIT[@]}"
+fit_choice 10G '#2, stage 1, optimizer device, parameters device' "${FIT[@]}"
+fit_choice 6G '#3, stage 2, optimizer device, parameters device' "${FIT[@]}"
+fit_choice 2G '#4, stage 3, optimizer device, parameters device' "${FIT[@]}"
+fit_choice 1200M '#[0-9]*, stage 3, optimizer cpu, parameters device' "${FIT[@]}"
+fit_choice 800M '#[0-9]*, stage 3, optimizer cpu, parameters cpu' "${FIT[@]}"
+# each rung's device column is zrt_estimate_memory's total; the rows go by
+# NVMe bytes, then host<->device bytes, then communication, then stage
+"$ZR" --fit --device-mem 2G --nvme 1T --bytes "${FIT[@]}" >"$WORK/fit" 2>&1 ||
+    { cat "$WORK/fit"; fail "--fit --bytes --nvme"; }
+"$ZR" --estimate --stage 3 --bytes "${FIT[@]}" >"$WORK/est" 2>&1 || fail "--estimate --stage 3"
+python3 - "$WORK/fit" "$WORK/est" <<'EOF' || { cat "$WORK/fit"; fail "the --fit table"; }
+import re, sys
+rows = [l.split() for l in open(sys.argv[1]) if re.match(r"^ *\d+ +[0-3] ", l)]
+assert len(rows) == 16, len(rows)  # 9 rungs, 7 more with NVMe
+cost = [(int(r[9]), int(r[8]), int(r[7]), int(r[1])) for r in rows]
+assert cost == sorted(cost), cost
+est = next(l.split()[-1] for l in open(sys.argv[2]) if re.match(r"^device +total ", l))
+stage3 = next(r for r in rows if r[1:4] == ["3", "device", "device"])
+assert stage3[4] == est, (stage3, est)
+print("fit table: ladder order, device totals as --estimate's")
+EOF
+set +e
+"$ZR" --fit --device-mem 512M "${FIT[@]}" >"$WORK/fit" 2>&1
+rc=$?
+set -e
+cat "$WORK/fit"
+[ "$rc" -eq 1 ] || fail "a budget nothing fits: exit $rc, not 1"
+grep -q '^nothing fits: the least device memory a rung needs is ' "$WORK/fit" ||
+    fail "no 'nothing fits' line naming the device"
+set +e
+"$ZR" --fit --device-mem 800M --host-mem 512M "${FIT[@]}" >"$WORK/fit" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 1 ] && grep -Eq '^ *9 +3 +cpu +cpu .* over host$' "$WORK/fit" ||
+    { cat "$WORK/fit"; fail "a host budget too small for the last rung: exit $rc, not 1"; }
+set +e
+"$ZR" --fit --device-mem 8G --stage 3 "${FIT[@]}" >"$WORK/fit" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q -- "drop --stage" "$WORK/fit" ||
+    { cat "$WORK/fit"; fail "--fit --stage: exit $rc, not 2"; }
 
 # ---- bad input ----------------------------------------------------------------------
 head -c 200 "$WORK/r1.json" >"$WORK/cut.json"

@@ -1,0 +1,225 @@
+/*
+ * tools/zero-report/zero_report.h — what the files of zero-report share:
+ * byte formatting, the aligned table, a list of lines, the reports as read,
+ * the command-line options and each mode's entry point.
+ *
+ *   zero_report.c  command line, usage, main
+ *   text.c         errors, numbers, the table, lists of lines
+ *   reports.c      finding and reading the per-rank JSON reports
+ *   timeline.c     a report's "timeline": bytes held over one step
+ *   compare.c      the report table, peak phases, OVER PLAN and OFF PLAN
+ *   html.c         --html: the table and a stacked-area SVG per rank
+ *   estimate.c     --estimate, and the model and config both it and --fit read
+ *   fit.c          --fit: the ladder of configurations against budgets
+ *
+ * Every function that can fail prints one line naming the file, the key or
+ * the flag (zr_error) and returns EXIT_BAD_INPUT; nothing is global.
+ */
+#ifndef ZERO_REPORT_H
+#define ZERO_REPORT_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "zrt/zrt.h"
+
+enum { EXIT_OVER_PLAN = 1, EXIT_NOTHING_FITS = 1, EXIT_BAD_INPUT = 2 };
+enum { CELL = 48, NO_PLAN = -1, PHASE_LEN = 48 };
+
+/* Prints "zero-report: <message>" on stderr; returns EXIT_BAD_INPUT. */
+__attribute__((format(printf, 1, 2))) int zr_error(const char *fmt, ...);
+
+/* ---- numbers ------------------------------------------------------------- */
+
+/* How bytes are written: exact integers, or in units of `unit` bytes. */
+typedef struct units {
+    int exact;
+    int decimals;
+    int64_t unit;     /* 1e9, 2^30, ... */
+    const char *name; /* "GB", "GiB", "bytes", ... */
+} units;
+
+void zr_format_units(char *buf, size_t size, int64_t bytes, const units *u);
+/* Binary units: K, M or G; exact integers with `exact`. */
+units zr_binary_units(char unit, int exact, int decimals);
+/* 1234567 -> "1,234,567"; returns buf. */
+const char *zr_grouped(char *buf, size_t size, int64_t n);
+
+/* ---- the table: cells formatted first, then printed in aligned columns --- */
+
+typedef struct table {
+    int rows, cols;
+    char (*cell)[CELL]; /* rows * cols */
+    int *width;
+    const char *align; /* NULL, or 'l' / 'r' per column (overrides `left`) */
+} table;
+
+int zr_table_init(table *t, int rows, int cols);
+void zr_table_free(table *t);
+char *zr_cell(table *t, int row, int col);
+const char *zr_cell_at(const table *t, int row, int col);
+__attribute__((format(printf, 4, 5))) void zr_set_cell(table *t, int row, int col,
+                                                       const char *fmt, ...);
+/* The first `left` columns are left-aligned (labels), the rest right,
+ * unless t->align says otherwise. */
+void zr_table_print(table *t, int left);
+
+/* ---- a growing list of lines (headers, notes, checks) -------------------- */
+
+typedef struct strlist {
+    char **v;
+    int n, cap;
+} strlist;
+
+__attribute__((format(printf, 2, 3))) int zr_add_line(strlist *l, const char *fmt, ...);
+void zr_strlist_free(strlist *l);
+
+/* ==== reports ============================================================= */
+
+/* One event of a timeline: [step, phase, layer, tier, category, bytes]. */
+typedef struct tl_event {
+    int step, phase, layer, tier, cat;
+    int64_t delta;
+} tl_event;
+
+/* A report's "timeline": the first steps' charges and releases, in order.
+ * Names are the report's own legends; events index into them. */
+typedef struct timeline {
+    int present;
+    int steps;
+    int64_t dropped;
+    int nphases, ntiers, ncats;
+    char **phases, **tiers, **cats;
+    int nevents;
+    tl_event *events;
+} timeline;
+
+typedef struct report {
+    char *path;
+    int rank, world_size, stage;
+    int64_t param_count;
+    int64_t steps;                 /* -1: not in the report */
+    int64_t limit[ZRT_TIER_COUNT]; /* 0: no budget */
+    int64_t peak[ZRT_TIER_COUNT][ZRT_CAT_COUNT];
+    int64_t tier_peak[ZRT_TIER_COUNT];
+    char peak_phase[ZRT_TIER_COUNT][PHASE_LEN]; /* "": not in the report */
+    long peak_step[ZRT_TIER_COUNT];
+    int has_plan;
+    char plan_step[32]; /* "declared", "default", or "" when not given */
+    char *plan_error;   /* the report's "plan_error", or NULL */
+    int64_t plan[ZRT_TIER_COUNT][ZRT_CAT_COUNT]; /* NO_PLAN: not planned */
+    int64_t plan_tier[ZRT_TIER_COUNT];
+    char plan_phase[ZRT_TIER_COUNT][PHASE_LEN];
+    long plan_phase_step[ZRT_TIER_COUNT];
+    timeline tl; /* read only when asked (--html) */
+} report;
+
+/* Files named by the arguments: reports, directories, glob patterns. */
+typedef struct paths {
+    char **v;
+    int n, cap;
+} paths;
+
+int zr_collect(paths *p, char **args, int nargs);
+void zr_paths_free(paths *p);
+/* Reads and checks one report; with_timeline also reads "timeline". */
+int zr_read_report(const char *path, int with_timeline, report *r);
+void zr_report_free(report *r);
+/* Sorts by rank; one world size and stage, no rank twice. */
+int zr_check_run(report *r, int n);
+
+/* ---- timeline.c ---------------------------------------------------------- */
+
+/* Reads doc["timeline"] when present (tl->present stays 0 when not). */
+int zr_read_timeline(const char *file, json_t *doc, timeline *tl);
+void zr_timeline_free(timeline *tl);
+
+/* Bytes held on one tier at each point of one step, per category:
+ * point 0 is the start of the step (every earlier event summed), point k
+ * follows the step's k-th event. */
+typedef struct series {
+    int step;           /* the step drawn */
+    int npoints;        /* the step's events + 1 */
+    int ncats;          /* the timeline's categories */
+    int64_t *held;      /* npoints * ncats */
+    int *phase, *layer; /* per point; point 0 copies point 1 */
+} series;
+
+/* The last step of the timeline on the tier named `tier`; a step without
+ * events gives npoints 1. Fails (naming the file) on bad events. */
+int zr_tier_series(const char *file, const timeline *tl, const char *tier, series *out);
+void zr_series_free(series *s);
+
+/* ---- compare.c: the report table and its checks -------------------------- */
+
+/* What the reports say, as text: header lines, the table, one line per tier
+ * peak, and the checks (OVER PLAN, OFF PLAN). html.c writes the same. */
+typedef struct summary {
+    strlist header;
+    table tb;
+    strlist peaks;
+    strlist checks;
+    int over_plan, off_plan;
+} summary;
+
+/* --tolerance PCT[,BYTES]: a tier peak may differ from its plan by
+ * max(PCT of the measured peak, BYTES). */
+typedef struct tolerance {
+    int given;
+    double percent;
+    int64_t bytes;
+} tolerance;
+
+int zr_parse_tolerance(const char *text, tolerance *out);
+int zr_summarize(const report *r, int n, const units *u, const tolerance *tol,
+                 summary *out);
+void zr_summary_free(summary *s);
+
+/* ---- html.c -------------------------------------------------------------- */
+
+int zr_write_html(const char *file, const report *r, int n, const summary *s);
+
+/* ==== options and modes =================================================== */
+
+typedef struct zr_opts {
+    /* --estimate and --fit, kept as given */
+    const char *params, *preset, *stage, *precision, *config;
+    const char *offload_optim, *offload_param;
+    const char *reduce_bucket, *prefetch_bucket, *threshold, *largest, *layers;
+    /* --fit */
+    const char *device_mem, *host_mem, *nvme;
+    /* reports */
+    const char *html, *tolerance;
+    int world_size; /* 0: not given */
+    int exact, decimals;
+    char unit;
+} zr_opts;
+
+int zr_run_reports(char **args, int nargs, const zr_opts *o);
+int zr_run_estimate(const zr_opts *o);
+int zr_run_fit(const zr_opts *o);
+
+/* ---- estimate.c, shared with fit.c --------------------------------------- */
+
+typedef struct preset preset;
+
+/* What an estimate or a fit is asked about: the config, the model. */
+typedef struct question {
+    zrt_config cfg;
+    zrt_mem_model model;
+    int world_size;
+    int first_stage, last_stage;
+    const preset *preset;
+    char largest_note[160];
+} question;
+
+/* The config: zrt_config_init, --config, the offload and bucket flags. */
+int zr_read_config(const zr_opts *o, question *q);
+/* The model: --preset, or --params with --largest-layer / --layers. */
+int zr_read_model(const zr_opts *o, question *q);
+/* "model: ..." and "largest layer: ..." lines of both headers. */
+void zr_print_model(const question *q);
+const char *zr_device_name(int device);
+
+#endif
