@@ -67,6 +67,18 @@ typedef struct zrt__backend_ops {
     zrt_status (*adamw_f32)(zrt__backend *be, const float *p, float *p_out,
                             const float *g, float *m, float *v, size_t n,
                             const zrt_adamw_scalars *s);
+    /* 16-bit (bf16 or f16) arrays, computed in f32 and rounded once. */
+    zrt_status (*add_half)(zrt__backend *be, uint16_t *dst, const uint16_t *src,
+                           size_t n, zrt_half h);
+    zrt_status (*sqnorm_half)(zrt__backend *be, const uint16_t *x, size_t n, zrt_half h,
+                              double *out);
+    zrt_status (*cast_f32_to_half)(zrt__backend *be, uint16_t *dst, const float *src,
+                                   size_t n, zrt_half h);
+    /* AdamW on the f32 master copy with 16-bit gradients times grad_scale;
+     * the new 16-bit parameters go to p_out (zrt_adamw_mixed). */
+    zrt_status (*adamw_mixed)(zrt__backend *be, float *master, uint16_t *p_out,
+                              const uint16_t *g, float *m, float *v, size_t n,
+                              float grad_scale, const zrt_adamw_scalars *s, zrt_half h);
     /* Waits until every queued copy and kernel is done. */
     zrt_status (*synchronize)(zrt__backend *be);
     void (*destroy)(zrt__backend *be);

@@ -296,6 +296,64 @@ static zrt_status cpu_adamw_f32(zrt__backend *be, const float *p, float *p_out,
     return ZRT_OK;
 }
 
+static zrt_status cpu_add_half(zrt__backend *be, uint16_t *dst, const uint16_t *src,
+                               size_t n, zrt_half h)
+{
+    (void)be;
+    zrt_add_half(dst, src, n, h);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_sqnorm_half(zrt__backend *be, const uint16_t *x, size_t n,
+                                  zrt_half h, double *out)
+{
+    (void)be;
+    *out = zrt_sqnorm_half(x, n, h);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_cast_f32_to_half(zrt__backend *be, uint16_t *dst, const float *src,
+                                       size_t n, zrt_half h)
+{
+    (void)be;
+    zrt_cast_f32_to_half(dst, src, n, h);
+    return ZRT_OK;
+}
+
+typedef struct adamw_mixed_job {
+    float *master, *m, *v;
+    uint16_t *p_out;
+    const uint16_t *g;
+    size_t n;
+    float grad_scale;
+    const zrt_adamw_scalars *s;
+    zrt_half h;
+} adamw_mixed_job;
+
+static void adamw_mixed_part(void *arg, int worker, int nworkers)
+{
+    const adamw_mixed_job *j = arg;
+    size_t per = (j->n / (size_t)nworkers + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
+    size_t lo = per * (size_t)worker;
+    size_t hi = lo + per < j->n ? lo + per : j->n;
+    if (lo < hi)
+        zrt_adamw_mixed(j->master + lo, j->p_out + lo, j->g + lo, j->m + lo, j->v + lo,
+                        hi - lo, j->grad_scale, j->s, j->h);
+}
+
+static zrt_status cpu_adamw_mixed(zrt__backend *be, float *master, uint16_t *p_out,
+                                  const uint16_t *g, float *m, float *v, size_t n,
+                                  float grad_scale, const zrt_adamw_scalars *s, zrt_half h)
+{
+    adamw_mixed_job job = {.master = master, .m = m, .v = v, .p_out = p_out, .g = g,
+                           .n = n, .grad_scale = grad_scale, .s = s, .h = h};
+    if (be->pool && n >= SPLIT_MIN_ELEMENTS)
+        zrt__pool_run(be->pool, adamw_mixed_part, &job);
+    else
+        adamw_mixed_part(&job, 0, 1);
+    return ZRT_OK;
+}
+
 static zrt_status cpu_synchronize(zrt__backend *be)
 {
     (void)be;
@@ -320,6 +378,10 @@ static const zrt__backend_ops cpu_ops = {
     .add_f32 = cpu_add_f32,
     .sqnorm_f32 = cpu_sqnorm_f32,
     .adamw_f32 = cpu_adamw_f32,
+    .add_half = cpu_add_half,
+    .sqnorm_half = cpu_sqnorm_half,
+    .cast_f32_to_half = cpu_cast_f32_to_half,
+    .adamw_mixed = cpu_adamw_mixed,
     .synchronize = cpu_synchronize,
     .destroy = cpu_destroy,
 };

@@ -32,6 +32,13 @@ typedef struct zrt__comm_ops {
     zrt_status (*reduce_scatter_f32)(zrt__comm *c, const float *send,
                                      float *recv, size_t count,
                                      zrt_reduce_op op, zrt__comm_req **req);
+    /* The same for bf16 and f16 too (summed in f32 in rank order, rounded
+     * once): the _f32 forms are these with ZRT_F32. */
+    zrt_status (*reduce_scatter)(zrt__comm *c, const void *send, void *recv,
+                                 size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                 zrt__comm_req **req);
+    zrt_status (*all_reduce)(zrt__comm *c, const void *send, void *recv, size_t count,
+                             zrt_dtype dtype, zrt_reduce_op op, zrt__comm_req **req);
     /* send: count elements; recv: size * count elements. */
     zrt_status (*all_gather)(zrt__comm *c, const void *send, void *recv,
                              size_t count, zrt_dtype dtype,

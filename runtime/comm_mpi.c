@@ -48,13 +48,15 @@ struct zrt__comm_req {
     req_phase phase;
     int gathers_after_reduce; /* all-reduce: phase 2 follows */
     zrt_reduce_op op;
+    zrt_dtype dtype;          /* of the reduction: f32, bf16 or f16 */
+    size_t esize;             /* its bytes */
     size_t block;             /* elements per rank block */
-    float *reduce_out;        /* where this rank's reduced block goes */
-    float *gather_buf;        /* all-reduce: the padded full buffer */
-    float *final_out;         /* all-reduce with padding: copy here at the end */
+    char *reduce_out;         /* where this rank's reduced block goes */
+    char *gather_buf;         /* all-reduce: the padded full buffer */
+    char *final_out;          /* all-reduce with padding: copy here at the end */
     size_t final_count;
     zrt__buf scratch;         /* received blocks, size * block floats */
-    const float **blocks;     /* the received blocks, in rank order */
+    const void **blocks;      /* the received blocks, in rank order */
     zrt__buf padded;          /* all-reduce whose count is not a multiple */
     zrt__comm_req *next;      /* in mpi_impl.active */
 };
@@ -138,10 +140,16 @@ static void free_request(zrt__comm *c, zrt__comm_req *req)
 }
 
 /* Phase 1 of a reduction: block j of send goes to rank j. */
-static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req,
-                                 const float *send)
+/* Blocks travel as bytes: a 16-bit block is 2 * block bytes. */
+static int block_bytes(const zrt__comm_req *req)
 {
-    size_t bytes = (size_t)c->size * req->block * sizeof(float);
+    return (int)(req->block * req->esize);
+}
+
+static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req,
+                                 const void *send)
+{
+    size_t bytes = (size_t)c->size * req->block * req->esize;
     req->blocks = calloc((size_t)c->size, sizeof *req->blocks);
     if (!req->blocks)
         return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
@@ -149,8 +157,8 @@ static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req,
     ZRT_CHECK(c->be->ops->alloc(c->be, bytes, ZRT_TIER_DEVICE, ZRT_CAT_COMM,
                                 "reduction scratch", &req->scratch));
     req->phase = PHASE_EXCHANGE;
-    MPI_TRY(c, MPI_Ialltoall(send, (int)req->block, MPI_FLOAT, req->scratch.ptr,
-                             (int)req->block, MPI_FLOAT, comm_of(c), &req->mpi[0]));
+    MPI_TRY(c, MPI_Ialltoall(send, block_bytes(req), MPI_BYTE, req->scratch.ptr,
+                             block_bytes(req), MPI_BYTE, comm_of(c), &req->mpi[0]));
     return ZRT_OK;
 }
 
@@ -162,10 +170,10 @@ static zrt_status start_block_exchange(zrt__comm *c, zrt__comm_req *req)
     for (int peer = 0; peer < c->size; peer++) {
         if (peer == c->rank)
             continue;
-        float *theirs = req->gather_buf + (size_t)peer * req->block;
-        MPI_TRY(c, MPI_Irecv(theirs, (int)req->block, MPI_FLOAT, peer, req->tag,
+        char *theirs = req->gather_buf + (size_t)peer * req->block * req->esize;
+        MPI_TRY(c, MPI_Irecv(theirs, block_bytes(req), MPI_BYTE, peer, req->tag,
                              comm_of(c), &req->mpi[n++]));
-        MPI_TRY(c, MPI_Isend(req->reduce_out, (int)req->block, MPI_FLOAT, peer,
+        MPI_TRY(c, MPI_Isend(req->reduce_out, block_bytes(req), MPI_BYTE, peer,
                              req->tag, comm_of(c), &req->mpi[n++]));
     }
     req->nmpi = n;
@@ -175,12 +183,17 @@ static zrt_status start_block_exchange(zrt__comm *c, zrt__comm_req *req)
 /* The received blocks, summed in rank order into this rank's block. */
 static void reduce_received(zrt__comm *c, zrt__comm_req *req)
 {
-    const float *base = req->scratch.ptr;
+    const char *base = req->scratch.ptr;
     for (int k = 0; k < c->size; k++)
-        req->blocks[k] = base + (size_t)k * req->block;
+        req->blocks[k] = base + (size_t)k * req->block * req->esize;
     float divisor = req->op == ZRT_AVG ? (float)c->size : 1.0f;
-    zrt_sum_ordered_f32(req->reduce_out, (const float *const *)req->blocks,
-                        c->size, req->block, divisor);
+    if (req->dtype == ZRT_F32)
+        zrt_sum_ordered_f32((float *)req->reduce_out, (const float *const *)req->blocks,
+                            c->size, req->block, divisor);
+    else
+        zrt_sum_ordered_half((uint16_t *)req->reduce_out,
+                             (const uint16_t *const *)req->blocks, c->size, req->block,
+                             divisor, req->dtype == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16);
     /* The scratch stays until wait frees the request: memory is released
      * where the caller completes it, never where a poll happened to find it
      * done, so every run holds the same bytes at the same point (the memory
@@ -200,7 +213,7 @@ static zrt_status finish_phase(zrt__comm *c, zrt__comm_req *req)
         return start_block_exchange(c, req);
     }
     if (req->final_out)
-        memcpy(req->final_out, req->gather_buf, req->final_count * sizeof(float));
+        memcpy(req->final_out, req->gather_buf, req->final_count * req->esize);
     req->phase = PHASE_DONE;
     return ZRT_OK;
 }
@@ -271,26 +284,45 @@ static zrt_status done_request(zrt__comm *c, zrt__comm_req **out)
     return ZRT_OK;
 }
 
-static zrt_status single_rank_reduce(zrt__comm *c, const float *send,
-                                     float *recv, size_t count,
-                                     zrt__comm_req **out)
+static zrt_status single_rank_reduce(zrt__comm *c, const void *send, void *recv,
+                                     size_t bytes, zrt__comm_req **out)
 {
     if (recv != send)
-        memmove(recv, send, count * sizeof(float));
+        memmove(recv, send, bytes);
     return done_request(c, out);
 }
 
-static zrt_status mpi_reduce_scatter_f32(zrt__comm *c, const float *send,
-                                         float *recv, size_t count,
-                                         zrt_reduce_op op, zrt__comm_req **out)
+/* The reductions' element types: f32, and the 16-bit formats (summed in f32,
+ * rounded once). */
+static zrt_status check_dtype(zrt__comm *c, zrt_dtype dtype, const char *what)
 {
-    ZRT_CHECK(check_count(c, count, "reduce-scatter"));
+    if (dtype != ZRT_F32 && dtype != ZRT_BF16 && dtype != ZRT_F16)
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG, "%s: unknown dtype %d", what,
+                         (int)dtype);
+    return ZRT_OK;
+}
+
+static zrt_status new_reduction(zrt__comm *c, zrt_dtype dtype, zrt_reduce_op op,
+                                zrt__comm_req **out)
+{
+    ZRT_CHECK(new_request(c, out));
+    (*out)->op = op;
+    (*out)->dtype = dtype;
+    (*out)->esize = zrt_dtype_size(dtype);
+    return ZRT_OK;
+}
+
+static zrt_status mpi_reduce_scatter(zrt__comm *c, const void *send, void *recv,
+                                     size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                     zrt__comm_req **out)
+{
+    ZRT_CHECK(check_dtype(c, dtype, "reduce-scatter"));
+    ZRT_CHECK(check_count(c, count * zrt_dtype_size(dtype), "reduce-scatter"));
     ZRT_CHECK(check_op(c, op, "reduce-scatter"));
     if (c->size == 1 || count == 0)
-        return single_rank_reduce(c, send, recv, count, out);
+        return single_rank_reduce(c, send, recv, count * zrt_dtype_size(dtype), out);
     zrt__comm_req *req = NULL;
-    ZRT_CHECK(new_request(c, &req));
-    req->op = op;
+    ZRT_CHECK(new_reduction(c, dtype, op, &req));
     req->block = count;
     req->reduce_out = recv;
     zrt_status st = start_exchange(c, req, send);
@@ -302,43 +334,50 @@ static zrt_status mpi_reduce_scatter_f32(zrt__comm *c, const float *send,
     return ZRT_OK;
 }
 
+static zrt_status mpi_reduce_scatter_f32(zrt__comm *c, const float *send,
+                                         float *recv, size_t count,
+                                         zrt_reduce_op op, zrt__comm_req **out)
+{
+    return mpi_reduce_scatter(c, send, recv, count, ZRT_F32, op, out);
+}
+
 /* All-reduce over a buffer whose length is a multiple of the world size:
  * in place in gather_buf. */
 static zrt_status start_all_reduce(zrt__comm *c, zrt__comm_req *req,
-                                   const float *send, float *gather_buf,
+                                   const void *send, void *gather_buf,
                                    size_t padded_count)
 {
     req->block = padded_count / (size_t)c->size;
     req->gather_buf = gather_buf;
-    req->reduce_out = gather_buf + (size_t)c->rank * req->block;
+    req->reduce_out = req->gather_buf + (size_t)c->rank * req->block * req->esize;
     req->gathers_after_reduce = 1;
     mpi_impl *impl = c->impl;
     req->tag = (int)(impl->next_tag++ % TAG_SPACE);
     return start_exchange(c, req, send);
 }
 
-static zrt_status mpi_all_reduce_f32(zrt__comm *c, const float *send,
-                                     float *recv, size_t count,
-                                     zrt_reduce_op op, zrt__comm_req **out)
+static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv,
+                                 size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                 zrt__comm_req **out)
 {
-    ZRT_CHECK(check_count(c, count / (size_t)c->size + 1, "all-reduce"));
+    ZRT_CHECK(check_dtype(c, dtype, "all-reduce"));
+    size_t esize = zrt_dtype_size(dtype);
+    ZRT_CHECK(check_count(c, (count / (size_t)c->size + 1) * esize, "all-reduce"));
     ZRT_CHECK(check_op(c, op, "all-reduce"));
     if (c->size == 1 || count == 0)
-        return single_rank_reduce(c, send, recv, count, out);
+        return single_rank_reduce(c, send, recv, count * esize, out);
     zrt__comm_req *req = NULL;
-    ZRT_CHECK(new_request(c, &req));
-    req->op = op;
+    ZRT_CHECK(new_reduction(c, dtype, op, &req));
     size_t n = (size_t)c->size;
     size_t padded_count = (count + n - 1) / n * n;
     zrt_status st;
     if (padded_count == count) {
         st = start_all_reduce(c, req, send, recv, count);
     } else {
-        st = c->be->ops->alloc(c->be, padded_count * sizeof(float),
-                               ZRT_TIER_DEVICE, ZRT_CAT_COMM,
+        st = c->be->ops->alloc(c->be, padded_count * esize, ZRT_TIER_DEVICE, ZRT_CAT_COMM,
                                "all-reduce padding", &req->padded);
         if (st == ZRT_OK) {
-            memcpy(req->padded.ptr, send, count * sizeof(float));
+            memcpy(req->padded.ptr, send, count * esize);
             req->final_out = recv;
             req->final_count = count;
             st = start_all_reduce(c, req, req->padded.ptr, req->padded.ptr,
@@ -351,6 +390,13 @@ static zrt_status mpi_all_reduce_f32(zrt__comm *c, const float *send,
     }
     *out = req;
     return ZRT_OK;
+}
+
+static zrt_status mpi_all_reduce_f32(zrt__comm *c, const float *send,
+                                     float *recv, size_t count,
+                                     zrt_reduce_op op, zrt__comm_req **out)
+{
+    return mpi_all_reduce(c, send, recv, count, ZRT_F32, op, out);
 }
 
 static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
@@ -440,8 +486,10 @@ static void mpi_destroy(zrt__comm *c)
 static const zrt__comm_ops mpi_ops = {
     .name = "mpi",
     .reduce_scatter_f32 = mpi_reduce_scatter_f32,
+    .reduce_scatter = mpi_reduce_scatter,
     .all_gather = mpi_all_gather,
     .all_reduce_f32 = mpi_all_reduce_f32,
+    .all_reduce = mpi_all_reduce,
     .broadcast = mpi_broadcast,
     .test = mpi_test,
     .wait = mpi_wait,

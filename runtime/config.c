@@ -33,6 +33,8 @@
 #define SECTION_OFFLOAD_OPTIM "zero_optimization.offload_optimizer"
 #define SECTION_OFFLOAD_PARAM "zero_optimization.offload_param"
 #define SECTION_AIO "aio"
+#define SECTION_BF16 "bf16"
+#define SECTION_FP16 "fp16"
 #define STRING_SOURCE "<string>"
 
 /* ---- the key table ------------------------------------------------------- */
@@ -49,6 +51,7 @@ typedef enum key_kind {
     KIND_PATH,      /* char[256]: a non-empty path */
     KIND_POSITIVE,  /* int: 1 .. 1<<20 */
     KIND_REAL,      /* float: finite, 0 or more */
+    KIND_DTYPE,     /* int: "fp32", "bf16" or "fp16" (zrt_dtype) */
 } key_kind;
 
 typedef struct cfg_key {
@@ -91,6 +94,16 @@ static const cfg_key keys[] = {
     {SECTION_OFFLOAD_PARAM, "pin_memory", KIND_BOOL, FIELD(offload_param.pin_memory)},
     {SECTION_OFFLOAD_PARAM, "buffer_count", KIND_POSITIVE,
      FIELD(offload_param.buffer_count)},
+    {NULL, SECTION_BF16, KIND_SECTION, 0},
+    {SECTION_BF16, "enabled", KIND_BOOL, FIELD(bf16.enabled)},
+    {NULL, SECTION_FP16, KIND_SECTION, 0},
+    {SECTION_FP16, "enabled", KIND_BOOL, FIELD(fp16.enabled)},
+    {SECTION_FP16, "loss_scale", KIND_REAL, FIELD(fp16.loss_scale)},
+    {SECTION_FP16, "initial_scale_power", KIND_POSITIVE, FIELD(fp16.initial_scale_power)},
+    {SECTION_FP16, "loss_scale_window", KIND_POSITIVE, FIELD(fp16.loss_scale_window)},
+    {SECTION_FP16, "hysteresis", KIND_POSITIVE, FIELD(fp16.hysteresis)},
+    {SECTION_FP16, "min_loss_scale", KIND_REAL, FIELD(fp16.min_loss_scale)},
+    {NULL, "reduce_dtype", KIND_DTYPE, FIELD(reduce_dtype)},
     {NULL, SECTION_AIO, KIND_SECTION, 0},
     {SECTION_AIO, "block_size", KIND_BYTES, FIELD(aio.block_size)},
     {SECTION_AIO, "queue_depth", KIND_POSITIVE, FIELD(aio.queue_depth)},
@@ -319,6 +332,21 @@ static int find_backend(const char *name)
 #define REAL_RULE "it must be a number, 0 or more (0: off)"
 
 static const char *const device_names[] = {"none", "cpu", "nvme"};
+/* zrt_dtype order: ZRT_F32, ZRT_BF16, ZRT_F16 */
+static const char *const dtype_names[] = {"fp32", "bf16", "fp16"};
+#define DTYPE_RULE "it must be \"fp32\", \"bf16\" or \"fp16\""
+
+static zrt_status read_dtype(const cfg_err *e, const cfg_key *key, const json_t *v,
+                             zrt_config *cfg)
+{
+    for (int d = 0; json_is_string(v) && d < 3; d++) {
+        if (strcmp(json_string_value(v), dtype_names[d]) == 0) {
+            memcpy((char *)cfg + key->offset, &d, sizeof d);
+            return ZRT_OK;
+        }
+    }
+    return bad_value(e, key, v, DTYPE_RULE);
+}
 
 static zrt_status read_device(const cfg_err *e, const cfg_key *key,
                               const json_t *v, zrt_config *cfg)
@@ -458,6 +486,7 @@ static zrt_status read_key(const cfg_err *e, const cfg_key *key,
     case KIND_PATH: return read_path(e, key, v, cfg);
     case KIND_POSITIVE: return read_positive(e, key, v, cfg);
     case KIND_REAL: return read_real(e, key, v, cfg);
+    case KIND_DTYPE: return read_dtype(e, key, v, cfg);
     case KIND_STAGE: return read_stage(e, key, v, cfg);
     case KIND_ELEMENTS:
     case KIND_BYTES: return read_count(e, key, v, cfg);
@@ -548,6 +577,11 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->host_mem_limit = 0;
     cfg->gradient_accumulation_steps = 1;
     cfg->gradient_clipping = 0.0f;
+    cfg->bf16.enabled = 0;
+    cfg->fp16 = (zrt_fp16_config){.enabled = 0, .loss_scale = 0.0f,
+                                  .initial_scale_power = 16, .loss_scale_window = 1000,
+                                  .hysteresis = 2, .min_loss_scale = 1.0f};
+    cfg->reduce_dtype = ZRT_DTYPE_DEFAULT;
     strcpy(cfg->backend, "cpu");
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
@@ -716,6 +750,13 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
         return memchr(field, '\0', sizeof cfg->offload_optimizer.nvme_path)
                    ? ZRT_OK
                    : fail(e, ZRT_ERR_CONFIG, "'%s' is not NUL-terminated", path);
+    case KIND_DTYPE: {
+        int d;
+        memcpy(&d, field, sizeof d);
+        return d == ZRT_DTYPE_DEFAULT || (d >= 0 && d < ZRT_DTYPE_COUNT)
+                   ? ZRT_OK
+                   : fail(e, ZRT_ERR_CONFIG, "'%s' is %d; %s", path, d, DTYPE_RULE);
+    }
     case KIND_REAL: {
         float f;
         memcpy(&f, field, sizeof f);
@@ -732,6 +773,29 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
     }
     }
     return fail(e, ZRT_ERR_INTERNAL, "key table entry '%s' has no check", path);
+}
+
+/* One 16-bit format at most; gradients reduce in it or in fp32; the loss
+ * scale must stay a finite float. */
+static zrt_status validate_precision(const cfg_err *e, const zrt_config *cfg)
+{
+    if (cfg->bf16.enabled && cfg->fp16.enabled)
+        return fail(e, ZRT_ERR_CONFIG, "'bf16.enabled' and 'fp16.enabled' are both "
+                    "true; choose one");
+    zrt_dtype params = cfg->bf16.enabled ? ZRT_BF16 : cfg->fp16.enabled ? ZRT_F16 : ZRT_F32;
+    if (cfg->reduce_dtype != ZRT_DTYPE_DEFAULT && cfg->reduce_dtype != ZRT_F32 &&
+        cfg->reduce_dtype != (int)params)
+        return fail(e, ZRT_ERR_CONFIG, "'reduce_dtype' is \"%s\" but the parameters are "
+                    "%s; gradients reduce in fp32 or in the parameters' type",
+                    dtype_names[cfg->reduce_dtype], dtype_names[params]);
+    if (cfg->fp16.initial_scale_power > 127)
+        return fail(e, ZRT_ERR_CONFIG, "'fp16.initial_scale_power' is %d; 2^%d is not a "
+                    "finite float (at most 127)", cfg->fp16.initial_scale_power,
+                    cfg->fp16.initial_scale_power);
+    if (!(cfg->fp16.min_loss_scale > 0.0f))
+        return fail(e, ZRT_ERR_CONFIG, "'fp16.min_loss_scale' is %g; it must be above 0",
+                    (double)cfg->fp16.min_loss_scale);
+    return ZRT_OK;
 }
 
 /* The rules between fields, as DeepSpeed has them: optimizer offload from
@@ -772,7 +836,8 @@ zrt_status zrt_config_validate(const zrt_config *cfg, char *errbuf,
         if (st != ZRT_OK)
             return st;
     }
-    return validate_offload(&e, cfg);
+    st = validate_precision(&e, cfg);
+    return st != ZRT_OK ? st : validate_offload(&e, cfg);
 }
 
 /* ---- sizes --------------------------------------------------------------- */

@@ -16,10 +16,23 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx)
     return ctx ? ZRT_OK : ZRT_ERR_INVALID_ARG;
 }
 
-/* Host and NVMe offload need the CPU to reach the device's gradients and
- * shards directly (true on the cpu backend). */
-static zrt_status check_offload(zrt_ctx *ctx)
+/* What this build and backend cannot do yet, refused with a reason. Host
+ * and NVMe offload need the CPU to reach the device's gradients and shards
+ * directly (true on the cpu backend). */
+static zrt_status check_supported(zrt_ctx *ctx)
 {
+    if (ctx->pdtype != ZRT_F32 && ctx->cfg.reduce_dtype == ZRT_F32)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "reduce_dtype \"fp32\" with %s parameters is not supported yet; "
+                         "leave it unset: %s gradients are reduced by summing the ranks' "
+                         "values in f32, in rank order, and rounding once",
+                         zrt_dtype_str(ctx->pdtype), zrt_dtype_str(ctx->pdtype));
+    if (ctx->pdtype != ZRT_F32 && (ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NVME ||
+                                   ctx->cfg.offload_param.device == ZRT_OFFLOAD_NVME))
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "%s parameters with an nvme offload tier are not supported yet "
+                         "(the NVMe step keeps f32 state only); use offload device "
+                         "\"cpu\" or f32", zrt_dtype_str(ctx->pdtype));
     const zrt_offload_config *both[2] = {&ctx->cfg.offload_optimizer,
                                          &ctx->cfg.offload_param};
     for (int i = 0; i < 2; i++) {
@@ -73,6 +86,9 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
         return ZRT_ERR_OUT_OF_MEMORY;
     ctx->cfg = *cfg;
     ctx->err.rank = -1;
+    ctx->pdtype = cfg->bf16.enabled ? ZRT_BF16 : cfg->fp16.enabled ? ZRT_F16 : ZRT_F32;
+    ctx->esize = zrt_dtype_size(ctx->pdtype);
+    zrt__loss_scaler_init(&ctx->scaler, &cfg->fp16);
     /* zero-launch tags every output line with the rank (Open MPI's
      * --tag-output) and says so, so the runtime does not tag it again. */
     const char *prefix = getenv("ZRT_LOG_RANK_PREFIX");
@@ -85,7 +101,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
                                     &ctx->err, &ctx->pool),
                    st, fail);
     ZRT_CHECK_GOTO(create_backend(ctx), st, fail);
-    ZRT_CHECK_GOTO(check_offload(ctx), st, fail);
+    ZRT_CHECK_GOTO(check_supported(ctx), st, fail);
     ZRT_CHECK_GOTO(zrt__comm_mpi_create(ctx->be, &ctx->err, &ctx->comm), st, fail);
     ctx->err.rank = ctx->comm->rank;
     zrt_log(ctx, 2, "context created: stage %d, %d ranks (local %d of %d), backend %s, "

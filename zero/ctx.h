@@ -23,6 +23,7 @@
 #include "../runtime/memory.h"
 #include "../offload/mover.h"
 #include "../offload/swap.h"
+#include "loss_scale.h"
 #include "plan.h"
 #include "zrt/zrt.h"
 
@@ -48,6 +49,7 @@ typedef struct zrt__layer_state {
     zrt__buf grad_full;
     zrt__buf grad_shard;
     zrt__buf m, v;
+    zrt__buf master;       /* 16-bit parameters: the f32 copy of this rank's range */
     zrt__comm_req *gather; /* all-gather into param_full in flight */
     zrt__comm_req *reduce; /* gradient reduction in flight */
     int fwd_live, bwd_live;
@@ -100,6 +102,9 @@ struct zrt_ctx {
     zrt__plan plan;
     zrt__layer_state *layers;
     long step;
+    zrt_dtype pdtype;          /* parameters and gradients: f32, bf16 or f16 */
+    size_t esize;              /* their bytes */
+    zrt__loss_scaler scaler;   /* fp16; a fixed 1 otherwise */
     int micro;            /* micro-steps ended since the last optimizer step */
     float last_grad_norm; /* of the last optimizer step, before clipping */
 
@@ -143,6 +148,23 @@ zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req);
 /* The partition plan of the registered parameters (params.c). */
 zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out);
 
+/* 16-bit parameters and gradients with an f32 master copy. */
+static inline int zrt__mixed(const zrt_ctx *ctx)
+{
+    return ctx->pdtype != ZRT_F32;
+}
+
+static inline zrt_half zrt__half_of(const zrt_ctx *ctx)
+{
+    return ctx->pdtype == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16;
+}
+
+/* Element `index` of a buffer of parameter-typed elements. */
+static inline void *zrt__elem(const zrt_ctx *ctx, void *base, int64_t index)
+{
+    return (char *)base + (size_t)index * ctx->esize;
+}
+
 /* Whether the micro-step in progress ends with the optimizer step. */
 static inline int zrt__at_boundary(const zrt_ctx *ctx)
 {
@@ -157,12 +179,12 @@ zrt_status zrt__drain_reductions(zrt_ctx *ctx);
 zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer);
 zrt_status zrt__ensure_gathered(zrt_ctx *ctx, int layer);
 zrt_status zrt__release_if_idle(zrt_ctx *ctx, int layer);
-float *zrt__param_base(zrt_ctx *ctx, int layer); /* param_full as floats */
+void *zrt__param_base(zrt_ctx *ctx, int layer); /* param_full */
 
 /* The range of the layer this rank updates: parameters (not on NVMe) and
  * gradients, and one AdamW update of such a range, segment by segment. */
-float *zrt__owned_param(zrt_ctx *ctx, int layer);
-float *zrt__owned_grad(zrt_ctx *ctx, int layer);
+void *zrt__owned_param(zrt_ctx *ctx, int layer);
+void *zrt__owned_grad(zrt_ctx *ctx, int layer);
 zrt_status zrt__adamw_layer(zrt_ctx *ctx, int layer, const float *p, float *p_out,
                             const float *g, float *m, float *v,
                             const zrt_adamw_scalars *decay,

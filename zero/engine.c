@@ -33,20 +33,20 @@ static int64_t shard_of(const zrt_ctx *ctx, int layer)
     return ctx->plan.layers[layer].shard_numel;
 }
 
-float *zrt__param_base(zrt_ctx *ctx, int layer)
+void *zrt__param_base(zrt_ctx *ctx, int layer)
 {
     return ctx->layers[layer].param_full.ptr;
 }
 
-static zrt_status alloc_f32_in(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
-                               zrt_tier tier, zrt_category cat, const char *what,
-                               int layer)
+static zrt_status alloc_in(zrt_ctx *ctx, zrt__buf *buf, int64_t elements, size_t esize,
+                           zrt_tier tier, zrt_category cat, const char *what, int layer)
 {
     char label[96];
     snprintf(label, sizeof label, "%s of layer %d", what, layer);
-    return ctx->be->ops->alloc(ctx->be, (size_t)elements * sizeof(float), tier, cat,
-                               label, buf);
+    return ctx->be->ops->alloc(ctx->be, (size_t)elements * esize, tier, cat, label, buf);
 }
+
+
 
 zrt_status zrt__pin_for(zrt_ctx *ctx, zrt__buf *buf, const zrt_offload_config *owner)
 {
@@ -55,19 +55,22 @@ zrt_status zrt__pin_for(zrt_ctx *ctx, zrt__buf *buf, const zrt_offload_config *o
     return ctx->be->ops->pin(ctx->be, buf);
 }
 
-/* A buffer of state that an offload section may move to the host. */
+/* A buffer of state that an offload section may move to the host, of
+ * elements of esize bytes. */
 static zrt_status alloc_offloadable(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
-                                    zrt_tier tier, zrt_category cat, const char *what,
-                                    int layer, const zrt_offload_config *owner)
+                                    size_t esize, zrt_tier tier, zrt_category cat,
+                                    const char *what, int layer,
+                                    const zrt_offload_config *owner)
 {
-    ZRT_CHECK(alloc_f32_in(ctx, buf, elements, tier, cat, what, layer));
+    ZRT_CHECK(alloc_in(ctx, buf, elements, esize, tier, cat, what, layer));
     return zrt__pin_for(ctx, buf, owner);
 }
 
-static zrt_status alloc_f32(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
-                            zrt_category cat, const char *what, int layer)
+/* Device buffers of parameter-typed elements (parameters, gradients). */
+static zrt_status alloc_elems(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
+                              zrt_category cat, const char *what, int layer)
 {
-    return alloc_f32_in(ctx, buf, elements, ZRT_TIER_DEVICE, cat, what, layer);
+    return alloc_in(ctx, buf, elements, ctx->esize, ZRT_TIER_DEVICE, cat, what, layer);
 }
 
 /* Where offloadable state lives: host memory when the config offloads it. */
@@ -90,18 +93,18 @@ static zrt_status alloc_params(zrt_ctx *ctx, int l)
 {
     zrt__layer_state *ls = &ctx->layers[l];
     if (ctx->cfg.stage < 3)
-        return alloc_f32(ctx, &ls->param_full, flat_of(ctx, l), ZRT_CAT_PARAM,
-                         "parameters", l);
+        return alloc_elems(ctx, &ls->param_full, flat_of(ctx, l), ZRT_CAT_PARAM,
+                           "parameters", l);
     if (ctx->cfg.offload_param.device != ZRT_OFFLOAD_NVME) /* else in zero/nvme.c */
-        ZRT_CHECK(alloc_offloadable(ctx, &ls->param_shard, shard_of(ctx, l),
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->param_shard, shard_of(ctx, l), ctx->esize,
                                     tier_for(&ctx->cfg.offload_param), ZRT_CAT_PARAM,
                                     "parameter shard", l, &ctx->cfg.offload_param));
     ls->persistent =
         ctx->plan.layers[l].numel <= ctx->cfg.stage3_param_persistence_threshold;
     if (!ls->persistent)
         return ZRT_OK;
-    return alloc_f32(ctx, &ls->param_full, flat_of(ctx, l),
-                     ZRT_CAT_PARAM_PERSIST, "persistent parameters", l);
+    return alloc_elems(ctx, &ls->param_full, flat_of(ctx, l), ZRT_CAT_PARAM_PERSIST,
+                       "persistent parameters", l);
 }
 
 static zrt_status alloc_layer(zrt_ctx *ctx, int l)
@@ -116,17 +119,23 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
     ls->range_len = stage == 0 ? lp->flat_numel : lp->shard_numel;
     ZRT_CHECK(alloc_params(ctx, l));
     if (stage < 2)
-        ZRT_CHECK(alloc_f32(ctx, &ls->grad_full, lp->flat_numel, ZRT_CAT_GRAD,
-                            "gradients", l));
+        ZRT_CHECK(alloc_elems(ctx, &ls->grad_full, lp->flat_numel, ZRT_CAT_GRAD,
+                              "gradients", l));
     else
-        ZRT_CHECK(alloc_offloadable(ctx, &ls->grad_shard, lp->shard_numel,
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->grad_shard, lp->shard_numel, ctx->esize,
                                     grad_shard_tier(ctx), ZRT_CAT_GRAD, "gradient shard",
                                     l, optim));
+    if (zrt__mixed(ctx)) /* nvme offload is refused with 16-bit parameters */
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->master, ls->range_len, sizeof(float),
+                                    tier_for(optim), ZRT_CAT_MASTER, "f32 master copy", l,
+                                    optim));
     if (optim->device != ZRT_OFFLOAD_NVME) {
-        ZRT_CHECK(alloc_offloadable(ctx, &ls->m, ls->range_len, tier_for(optim),
-                                    ZRT_CAT_OPTIM, "Adam first moment", l, optim));
-        ZRT_CHECK(alloc_offloadable(ctx, &ls->v, ls->range_len, tier_for(optim),
-                                    ZRT_CAT_OPTIM, "Adam second moment", l, optim));
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->m, ls->range_len, sizeof(float),
+                                    tier_for(optim), ZRT_CAT_OPTIM, "Adam first moment", l,
+                                    optim));
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->v, ls->range_len, sizeof(float),
+                                    tier_for(optim), ZRT_CAT_OPTIM, "Adam second moment", l,
+                                    optim));
     }
     ls->segs = calloc((size_t)lp->count, sizeof *ls->segs);
     if (!ls->segs)
@@ -166,6 +175,7 @@ static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
     be->ops->free(be, &ls->grad_shard);
     be->ops->free(be, &ls->m);
     be->ops->free(be, &ls->v);
+    be->ops->free(be, &ls->master);
     free(ls->segs);
 }
 
@@ -204,14 +214,17 @@ zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
 static zrt_status start_gather(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
-    float *shard = ls->param_shard.ptr;
-    if (zrt__params_on_nvme(ctx))
-        ZRT_CHECK(zrt__nvme_fetched_shard(ctx, layer, &shard));
+    float *fetched = NULL;
+    const void *shard = ls->param_shard.ptr;
+    if (zrt__params_on_nvme(ctx)) { /* f32 only: see check_offload */
+        ZRT_CHECK(zrt__nvme_fetched_shard(ctx, layer, &fetched));
+        shard = fetched;
+    }
     if (!ls->param_full.ptr)
-        ZRT_CHECK(alloc_f32(ctx, &ls->param_full, flat_of(ctx, layer),
-                            ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
+        ZRT_CHECK(alloc_elems(ctx, &ls->param_full, flat_of(ctx, layer),
+                              ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
     ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, shard, ls->param_full.ptr,
-                                         (size_t)shard_of(ctx, layer), ZRT_F32,
+                                         (size_t)shard_of(ctx, layer), ctx->pdtype,
                                          &ls->gather));
     ls->gathered = 1;
     return ZRT_OK;
@@ -363,8 +376,11 @@ static zrt_status finish_reduction(zrt_ctx *ctx, int layer)
     zrt_status st = zrt__comm_wait(ctx, req);
     if (ctx->cfg.stage < 2)
         return st;
-    const float *reduced = (const float *)ls->grad_full.ptr + ls->range_lo;
-    if (st == ZRT_OK)
+    const void *reduced = zrt__elem(ctx, ls->grad_full.ptr, ls->range_lo);
+    if (st == ZRT_OK && zrt__mixed(ctx))
+        st = ctx->be->ops->add_half(ctx->be, ls->grad_shard.ptr, reduced,
+                                    (size_t)ls->range_len, zrt__half_of(ctx));
+    else if (st == ZRT_OK)
         st = ctx->be->ops->add_f32(ctx->be, ls->grad_shard.ptr, reduced,
                                    (size_t)ls->range_len);
     ctx->be->ops->free(ctx->be, &ls->grad_full);
@@ -399,15 +415,15 @@ static zrt_status start_reduction(zrt_ctx *ctx, int layer)
     if (flat == 0 || (ctx->cfg.stage < 2 && !zrt__at_boundary(ctx)))
         return ZRT_OK;
     ZRT_CHECK(make_room_for_reduction(ctx, flat));
-    float *grad = ls->grad_full.ptr;
+    void *grad = ls->grad_full.ptr;
     const zrt__comm_ops *ops = ctx->comm->ops;
     if (ctx->cfg.stage == 0)
-        ZRT_CHECK(ops->all_reduce_f32(ctx->comm, grad, grad, (size_t)flat, ZRT_AVG,
-                                      &ls->reduce));
+        ZRT_CHECK(ops->all_reduce(ctx->comm, grad, grad, (size_t)flat, ctx->pdtype,
+                                  ZRT_AVG, &ls->reduce));
     else
-        ZRT_CHECK(ops->reduce_scatter_f32(ctx->comm, grad, grad + ls->range_lo,
-                                          (size_t)shard_of(ctx, layer), ZRT_AVG,
-                                          &ls->reduce));
+        ZRT_CHECK(ops->reduce_scatter(ctx->comm, grad, zrt__elem(ctx, grad, ls->range_lo),
+                                      (size_t)shard_of(ctx, layer), ctx->pdtype, ZRT_AVG,
+                                      &ls->reduce));
     ctx->reduce_fifo[ctx->reduce_count++] = layer;
     ctx->reducing_numel += flat;
     if (!ctx->cfg.overlap_comm)
@@ -512,8 +528,8 @@ zrt_status zrt_backward_begin(zrt_ctx *ctx, int layer)
                          "backward per layer per step)", layer);
     ZRT_CHECK(enter_layer(ctx, layer));
     if (ctx->cfg.stage >= 2 && flat_of(ctx, layer) > 0)
-        ZRT_CHECK(alloc_f32(ctx, &ls->grad_full, flat_of(ctx, layer),
-                            ZRT_CAT_GRAD_BUCKET, "gradient bucket", layer));
+        ZRT_CHECK(alloc_elems(ctx, &ls->grad_full, flat_of(ctx, layer),
+                              ZRT_CAT_GRAD_BUCKET, "gradient bucket", layer));
     ls->bwd_live = 1;
     return ZRT_OK;
 }
@@ -570,18 +586,18 @@ static zrt_status require_no_live_layer(zrt_ctx *ctx, const char *call)
     return ZRT_OK;
 }
 
-float *zrt__owned_param(zrt_ctx *ctx, int l)
+void *zrt__owned_param(zrt_ctx *ctx, int l)
 {
     zrt__layer_state *ls = &ctx->layers[l];
-    return ctx->cfg.stage == 3 ? (float *)ls->param_shard.ptr
-                               : (float *)ls->param_full.ptr + ls->range_lo;
+    return ctx->cfg.stage == 3 ? ls->param_shard.ptr
+                               : zrt__elem(ctx, ls->param_full.ptr, ls->range_lo);
 }
 
-float *zrt__owned_grad(zrt_ctx *ctx, int l)
+void *zrt__owned_grad(zrt_ctx *ctx, int l)
 {
     zrt__layer_state *ls = &ctx->layers[l];
-    return ctx->cfg.stage < 2 ? (float *)ls->grad_full.ptr + ls->range_lo
-                              : (float *)ls->grad_shard.ptr;
+    return ctx->cfg.stage < 2 ? zrt__elem(ctx, ls->grad_full.ptr, ls->range_lo)
+                              : ls->grad_shard.ptr;
 }
 
 zrt_status zrt__adamw_layer(zrt_ctx *ctx, int l, const float *p, float *p_out,
@@ -601,14 +617,21 @@ zrt_status zrt__adamw_layer(zrt_ctx *ctx, int l, const float *p, float *p_out,
     return ZRT_OK;
 }
 
-static zrt_status update_all_layers(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
+static zrt_status update_layer_mixed(zrt_ctx *ctx, int l, float grad_scale,
+                                     const zrt_adamw_scalars *decay,
+                                     const zrt_adamw_scalars *no_decay);
+
+static zrt_status update_all_layers(zrt_ctx *ctx, float grad_scale,
+                                    const zrt_adamw_scalars *decay,
                                     const zrt_adamw_scalars *no_decay)
 {
     if (zrt__nvme_step_needed(ctx))
         return zrt__nvme_step(ctx, decay, no_decay);
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         zrt__layer_state *ls = &ctx->layers[l];
-        if (ls->range_len > 0) {
+        if (ls->range_len > 0 && zrt__mixed(ctx)) {
+            ZRT_CHECK(update_layer_mixed(ctx, l, grad_scale, decay, no_decay));
+        } else if (ls->range_len > 0) {
             float *p = zrt__owned_param(ctx, l);
             ZRT_CHECK(zrt__adamw_layer(ctx, l, p, p, zrt__owned_grad(ctx, l), ls->m.ptr,
                                        ls->v.ptr, decay, no_decay));
@@ -629,9 +652,9 @@ static zrt_status start_param_gathers(zrt_ctx *ctx)
                           ctx->gathering_numel + flat > ctx->cfg.allgather_bucket_size;
              old++)
             ZRT_CHECK(zrt__wait_gather(ctx, old));
-        float *full = ls->param_full.ptr;
-        ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, full + ls->range_lo, full,
-                                             (size_t)shard_of(ctx, l), ZRT_F32,
+        void *full = ls->param_full.ptr;
+        ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, zrt__elem(ctx, full, ls->range_lo),
+                                             full, (size_t)shard_of(ctx, l), ctx->pdtype,
                                              &ls->gather));
         ctx->gathering_numel += flat;
         if (!ctx->cfg.overlap_comm)
@@ -695,16 +718,21 @@ static zrt_status scale_owned_grads(zrt_ctx *ctx, float factor)
     return ZRT_OK;
 }
 
-/* The global gradient norm: each rank's owned ranges are disjoint at stages
- * 1-3 (one ordered all-reduce of their squares, so every rank gets the same
- * bits); at stage 0 every rank holds all of it. */
-static zrt_status global_grad_norm(zrt_ctx *ctx, float *out)
+/* The sum of the squares of every rank's gradients: the owned ranges are
+ * disjoint at stages 1-3 (one ordered all-reduce, so every rank gets the same
+ * bits); at stage 0 every rank holds all of it. Not finite when any rank's
+ * gradients are not. */
+static zrt_status global_grad_sqnorm(zrt_ctx *ctx, float *out)
 {
     double sum = 0.0;
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         const zrt__layer_state *ls = &ctx->layers[l];
         double sq = 0.0;
-        if (ls->range_len > 0)
+        if (ls->range_len > 0 && zrt__mixed(ctx))
+            ZRT_CHECK(ctx->be->ops->sqnorm_half(ctx->be, zrt__owned_grad(ctx, l),
+                                                (size_t)ls->range_len, zrt__half_of(ctx),
+                                                &sq));
+        else if (ls->range_len > 0)
             ZRT_CHECK(ctx->be->ops->sqnorm_f32(ctx->be, zrt__owned_grad(ctx, l),
                                                (size_t)ls->range_len, &sq));
         sum += sq;
@@ -716,21 +744,85 @@ static zrt_status global_grad_norm(zrt_ctx *ctx, float *out)
                                                  &req));
         ZRT_CHECK(zrt__comm_wait(ctx, req));
     }
-    *out = sqrtf(total);
+    *out = total;
     return ZRT_OK;
 }
 
-/* The accumulated sum becomes a mean over the micro-steps; then clipping to
- * gradient_clipping, as DeepSpeed and torch.nn.utils.clip_grad_norm_ do. */
+static float clip_coefficient(const zrt_ctx *ctx, float norm)
+{
+    float clip = ctx->cfg.gradient_clipping;
+    return clip > 0.0f && norm > clip ? clip / (norm + 1e-6f) : 1.0f;
+}
+
+/* f32: the accumulated sum becomes a mean over the micro-steps, then clipping
+ * to gradient_clipping, as DeepSpeed and torch.nn.utils.clip_grad_norm_ do,
+ * both applied to the gradients in place. */
 static zrt_status prepare_grads(zrt_ctx *ctx)
 {
     int k = ctx->cfg.gradient_accumulation_steps;
     if (k > 1)
         ZRT_CHECK(scale_owned_grads(ctx, 1.0f / (float)k));
-    ZRT_CHECK(global_grad_norm(ctx, &ctx->last_grad_norm));
-    float clip = ctx->cfg.gradient_clipping;
-    if (clip > 0.0f && ctx->last_grad_norm > clip)
-        ZRT_CHECK(scale_owned_grads(ctx, clip / (ctx->last_grad_norm + 1e-6f)));
+    float sq;
+    ZRT_CHECK(global_grad_sqnorm(ctx, &sq));
+    ctx->last_grad_norm = sqrtf(sq);
+    float coef = clip_coefficient(ctx, ctx->last_grad_norm);
+    if (coef < 1.0f)
+        ZRT_CHECK(scale_owned_grads(ctx, coef));
+    return ZRT_OK;
+}
+
+/* 16-bit: the same factors (and the loss scale's) are folded into one
+ * multiplier that the mixed AdamW applies as it widens each gradient, so the
+ * 16-bit gradients are read once and never rounded again. *overflow: fp16
+ * gradients that are not finite on some rank. */
+static zrt_status prepare_mixed_grads(zrt_ctx *ctx, float *grad_scale, int *overflow)
+{
+    float unscale = 1.0f / ((float)ctx->cfg.gradient_accumulation_steps * ctx->scaler.scale);
+    float sq;
+    ZRT_CHECK(global_grad_sqnorm(ctx, &sq));
+    *overflow = ctx->pdtype == ZRT_F16 && !isfinite(sq);
+    ctx->last_grad_norm = sqrtf(sq) * unscale;
+    *grad_scale = unscale * clip_coefficient(ctx, ctx->last_grad_norm);
+    return ZRT_OK;
+}
+
+static zrt_status update_layer_mixed(zrt_ctx *ctx, int l, float grad_scale,
+                                     const zrt_adamw_scalars *decay,
+                                     const zrt_adamw_scalars *no_decay)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    uint16_t *p = zrt__owned_param(ctx, l);
+    const uint16_t *g = zrt__owned_grad(ctx, l);
+    float *master = ls->master.ptr, *m = ls->m.ptr, *v = ls->v.ptr;
+    for (int i = 0; i < ls->nsegs; i++) {
+        const zrt__segment *sg = &ls->segs[i];
+        int64_t at = sg->range_offset;
+        const zrt_adamw_scalars *s =
+            ctx->params[sg->tensor].desc.no_weight_decay ? no_decay : decay;
+        ZRT_CHECK(ctx->be->ops->adamw_mixed(ctx->be, master + at, p + at, g + at, m + at,
+                                            v + at, (size_t)sg->count, grad_scale, s,
+                                            zrt__half_of(ctx)));
+    }
+    return ZRT_OK;
+}
+
+/* The optimizer step skipped for an fp16 overflow: nothing changes but the
+ * loss scale, on every rank alike (the norm they agree on decided it). */
+static zrt_status skip_step(zrt_ctx *ctx)
+{
+    int at_floor = zrt__loss_scaler_update(&ctx->scaler, 1);
+    trace_step_end(&ctx->trace);
+    zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1);
+    ZRT_CHECK(zero_owned_grads(ctx));
+    if (ctx->comm->rank == 0)
+        zrt_log(ctx, 2, "fp16: gradients overflowed in step %ld: skipped; loss scale "
+                        "now %g", ctx->step + 1, (double)ctx->scaler.scale);
+    if (at_floor)
+        return zrt__fail(&ctx->err, ZRT_ERR_NUMERIC,
+                         "fp16: the gradients overflow even at the minimum loss scale "
+                         "%g (fp16.min_loss_scale); the step was skipped. Lower the "
+                         "learning rate, or train in bf16",
+                         (double)ctx->scaler.scale);
     return ZRT_OK;
 }
 
@@ -744,13 +836,21 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
         return end_micro_step(ctx);
     ZRT_CHECK(drain_reductions(ctx));
     ZRT_CHECK(drain_gathers(ctx));
-    ZRT_CHECK(prepare_grads(ctx));
+    float grad_scale = 1.0f;
+    int overflow = 0;
+    if (zrt__mixed(ctx))
+        ZRT_CHECK(prepare_mixed_grads(ctx, &grad_scale, &overflow));
+    else
+        ZRT_CHECK(prepare_grads(ctx));
+    if (overflow)
+        return skip_step(ctx);
+    zrt__loss_scaler_update(&ctx->scaler, 0);
     ctx->step++;
     zrt_adamw_scalars decay = zrt_adamw_scalars_make(
         hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, ctx->step);
     zrt_adamw_scalars no_decay = zrt_adamw_scalars_make(
         hp->lr, hp->beta1, hp->beta2, hp->eps, 0.0f, ctx->step);
-    zrt_status st = update_all_layers(ctx, &decay, &no_decay);
+    zrt_status st = update_all_layers(ctx, grad_scale, &decay, &no_decay);
     if (st != ZRT_OK) { /* nothing was applied (see zero/nvme.c) */
         ctx->step--;
         zero_owned_grads(ctx);
@@ -770,6 +870,22 @@ zrt_status zrt_is_accumulation_boundary(const zrt_ctx *ctx, int *out)
     if (!ctx || !out)
         return ZRT_ERR_INVALID_ARG;
     *out = zrt__at_boundary(ctx);
+    return ZRT_OK;
+}
+
+zrt_status zrt_loss_scale(const zrt_ctx *ctx, float *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->scaler.scale;
+    return ZRT_OK;
+}
+
+zrt_status zrt_skipped_steps(const zrt_ctx *ctx, long *out)
+{
+    if (!ctx || !out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->scaler.skipped;
     return ZRT_OK;
 }
 

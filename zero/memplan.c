@@ -47,6 +47,7 @@ typedef struct sim {
     int *fifo, nfifo;
     int64_t reducing, prefetched;
     int fetches_queued, params_nvme, optim_nvme;
+    int64_t esize; /* bytes of a parameter or gradient element: 4, or 2 (mixed) */
     long step;
     int micro; /* micro-steps ended in this optimizer step */
     zrt__trace trace;
@@ -60,6 +61,7 @@ static void set_phase(sim *s, int kind, int layer)
     s->acct.phase = (zrt__phase){.kind = kind, .layer = layer, .step = s->step + 1};
 }
 
+/* f32 elements: moments, the master copy, staging, the norm's all-reduce. */
 static void charge(sim *s, zrt_tier tier, zrt_category cat, int64_t elements)
 {
     zrt__mem_charge(&s->acct, NULL, tier, cat, elements * (int64_t)sizeof(float), NULL);
@@ -68,6 +70,17 @@ static void charge(sim *s, zrt_tier tier, zrt_category cat, int64_t elements)
 static void release(sim *s, zrt_tier tier, zrt_category cat, int64_t elements)
 {
     zrt__mem_release(&s->acct, tier, cat, elements * (int64_t)sizeof(float));
+}
+
+/* Parameter-typed elements: parameters, gradients, their reductions. */
+static void charge_p(sim *s, zrt_tier tier, zrt_category cat, int64_t elements)
+{
+    zrt__mem_charge(&s->acct, NULL, tier, cat, elements * s->esize, NULL);
+}
+
+static void release_p(sim *s, zrt_tier tier, zrt_category cat, int64_t elements)
+{
+    zrt__mem_release(&s->acct, tier, cat, elements * s->esize);
 }
 
 /* ---- allocation at finalize (engine.c alloc_layer, nvme.c zrt__nvme_open) -- */
@@ -90,21 +103,23 @@ static void alloc_layer(sim *s, sim_layer *ly)
         return;
     ly->range = c->stage == 0 ? ly->flat : ly->shard;
     if (c->stage < 3) {
-        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM, ly->flat);
+        charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM, ly->flat);
         ly->has_full = 1;
     } else {
         if (c->offload_param.device != ZRT_OFFLOAD_NVME)
-            charge(s, tier_for(&c->offload_param), ZRT_CAT_PARAM, ly->shard);
+            charge_p(s, tier_for(&c->offload_param), ZRT_CAT_PARAM, ly->shard);
         ly->persistent = ly->numel <= c->stage3_param_persistence_threshold;
         if (ly->persistent) {
-            charge(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM_PERSIST, ly->flat);
+            charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM_PERSIST, ly->flat);
             ly->has_full = 1;
         }
     }
     if (c->stage < 2)
-        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD, ly->flat);
+        charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD, ly->flat);
     else
-        charge(s, grad_shard_tier(s), ZRT_CAT_GRAD, ly->shard);
+        charge_p(s, grad_shard_tier(s), ZRT_CAT_GRAD, ly->shard);
+    if (s->esize == 2)
+        charge(s, tier_for(&c->offload_optimizer), ZRT_CAT_MASTER, ly->range);
     if (c->offload_optimizer.device != ZRT_OFFLOAD_NVME) {
         charge(s, tier_for(&c->offload_optimizer), ZRT_CAT_OPTIM, ly->range);
         charge(s, tier_for(&c->offload_optimizer), ZRT_CAT_OPTIM, ly->range);
@@ -203,7 +218,7 @@ static void start_gather(sim *s, int l)
     if (s->params_nvme)
         nvme_fetched_shard(s, l);
     if (!ly->has_full) {
-        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM_GATHER, ly->flat);
+        charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM_GATHER, ly->flat);
         ly->has_full = 1;
     }
     ly->gather_pending = 1;
@@ -252,7 +267,7 @@ static void release_if_idle(sim *s, int l)
     }
     wait_gather(s, l);
     unmark_prefetched(s, l);
-    release(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM_GATHER, ly->flat);
+    release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM_GATHER, ly->flat);
     ly->has_full = 0;
     ly->gathered = 0;
 }
@@ -349,9 +364,9 @@ static void complete_reduction(sim *s, int l)
     set_phase(s, ZRT__PHASE_REDUCE, l);
     fifo_remove(s, l);
     s->reducing -= ly->flat;
-    release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, scratch_of(s, ly));
+    release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, scratch_of(s, ly));
     if (s->cfg->stage >= 2) {
-        release(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
+        release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
         ly->has_bucket = 0;
     }
     s->acct.phase = caller;
@@ -369,7 +384,7 @@ static void start_reduction(sim *s, int l)
         return;
     while (s->nfifo > 0 && s->reducing + ly->flat > s->cfg->reduce_bucket_size)
         complete_reduction(s, s->fifo[0]);
-    charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, scratch_of(s, ly));
+    charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, scratch_of(s, ly));
     s->fifo[s->nfifo++] = l;
     s->reducing += ly->flat;
     if (!s->cfg->overlap_comm)
@@ -425,7 +440,7 @@ static zrt_status replay_call(sim *s, const zrt_layer_call *call, int index)
         if (ly->bwd_live || ly->bwd_done) { wrong = "runs backward twice"; break; }
         enter_layer(s, l);
         if (s->cfg->stage >= 2 && ly->flat > 0) {
-            charge(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
+            charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
             ly->has_bucket = 1;
         }
         ly->bwd_live = 1;
@@ -570,6 +585,7 @@ static zrt_status sim_init(sim *s, const zrt_config *cfg, const zrt__plan *plan,
     s->err = err;
     s->optim_nvme = cfg->offload_optimizer.device == ZRT_OFFLOAD_NVME;
     s->params_nvme = cfg->stage == 3 && cfg->offload_param.device == ZRT_OFFLOAD_NVME;
+    s->esize = cfg->bf16.enabled || cfg->fp16.enabled ? 2 : 4;
     zrt__mem_account_init(&s->acct);
     s->acct.record_off = 1;
     s->layers = calloc((size_t)s->n + 1, sizeof *s->layers);

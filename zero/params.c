@@ -54,11 +54,18 @@ static zrt_status check_desc(zrt_ctx *ctx, const zrt_param_desc *d,
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
                          "zrt_param_register: '%s' has layer %d (must be >= 0)",
                          name, d->layer);
-    if (d->dtype != ZRT_F32)
-        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                         "zrt_param_register: '%s' is %s; this version keeps "
-                         "parameters in f32 (16-bit parameters come with mixed "
-                         "precision)", name, zrt_dtype_str(d->dtype));
+    if ((unsigned)d->dtype >= ZRT_DTYPE_COUNT)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_register: '%s' has dtype %d", name, (int)d->dtype);
+    if (d->dtype != ctx->pdtype)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_register: '%s' is %s but this context trains %s "
+                         "parameters (%s); register every parameter with that dtype",
+                         name, zrt_dtype_str(d->dtype), zrt_dtype_str(ctx->pdtype),
+                         ctx->cfg.bf16.enabled   ? "bf16.enabled is true"
+                         : ctx->cfg.fp16.enabled ? "fp16.enabled is true"
+                                                 : "set bf16.enabled or fp16.enabled "
+                                                   "for 16-bit parameters");
     int64_t n = 1;
     for (int i = 0; i < d->ndim; i++) {
         if (d->shape[i] < 1 || n > INT64_MAX / d->shape[i])
@@ -385,19 +392,43 @@ static const zrt__tensor_place *place_of(zrt_ctx *ctx, zrt_param param)
     return &ctx->plan.tensors[param];
 }
 
-/* Copies the part of the tensor's full value src that falls in [lo, lo+len)
- * of its layer's flat buffer into dst (which holds that range). */
-static zrt_status copy_into_range(zrt_ctx *ctx, zrt_param param,
-                                  const float *src, float *dst, int64_t lo,
-                                  int64_t len)
+/* The part of the tensor that falls in [lo, lo + len) of its layer's flat
+ * buffer: [*begin, *end); empty when *begin >= *end. */
+static void overlap_of(const zrt__tensor_place *t, int64_t lo, int64_t len,
+                       int64_t *begin, int64_t *end)
+{
+    *begin = t->offset > lo ? t->offset : lo;
+    *end = t->offset + t->numel < lo + len ? t->offset + t->numel : lo + len;
+}
+
+/* Copies the part of the tensor's full value src (parameter-typed elements)
+ * that falls in [lo, lo+len) of its layer's flat buffer into dst (which
+ * holds that range). */
+static zrt_status copy_into_range(zrt_ctx *ctx, zrt_param param, const void *src,
+                                  void *dst, int64_t lo, int64_t len)
 {
     const zrt__tensor_place *t = place_of(ctx, param);
-    int64_t begin = t->offset > lo ? t->offset : lo;
-    int64_t end = t->offset + t->numel < lo + len ? t->offset + t->numel : lo + len;
+    int64_t begin, end;
+    overlap_of(t, lo, len, &begin, &end);
     if (begin >= end)
         return ZRT_OK;
-    return ctx->be->ops->copy(ctx->be, dst + (begin - lo), src + (begin - t->offset),
-                              (size_t)(end - begin) * sizeof(float));
+    return ctx->be->ops->copy(ctx->be, zrt__elem(ctx, dst, begin - lo),
+                              zrt__elem(ctx, (void *)src, begin - t->offset),
+                              (size_t)(end - begin) * ctx->esize);
+}
+
+/* 16-bit parameters: the master copy of this rank's range starts as the
+ * exact f32 value of what was written. */
+static void widen_into_master(zrt_ctx *ctx, zrt_param param, const uint16_t *src)
+{
+    const zrt__tensor_place *t = place_of(ctx, param);
+    const zrt__layer_state *ls = &ctx->layers[t->layer];
+    int64_t begin, end;
+    overlap_of(t, ls->range_lo, ls->range_len, &begin, &end);
+    if (begin < end)
+        zrt_cast_half_to_f32((float *)ls->master.ptr + (begin - ls->range_lo),
+                             src + (begin - t->offset), (size_t)(end - begin),
+                             zrt__half_of(ctx));
 }
 
 static zrt_status require_idle(zrt_ctx *ctx, zrt_param param, const char *call)
@@ -435,6 +466,8 @@ zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
     int layer = place_of(ctx, param)->layer;
     zrt__layer_state *ls = &ctx->layers[layer];
     ZRT_CHECK(zrt__wait_gather(ctx, layer));
+    if (zrt__mixed(ctx))
+        widen_into_master(ctx, param, src);
     if (ctx->cfg.stage < 3) {
         int64_t flat = ctx->plan.layers[layer].flat_numel;
         return copy_into_range(ctx, param, src, ls->param_full.ptr, 0, flat);
@@ -458,9 +491,9 @@ zrt_status zrt_param_read(zrt_ctx *ctx, zrt_param param, void *dst)
     int layer = place_of(ctx, param)->layer;
     ZRT_CHECK(zrt__ensure_gathered(ctx, layer));
     const zrt__tensor_place *t = place_of(ctx, param);
-    float *base = zrt__param_base(ctx, layer);
-    ZRT_CHECK(ctx->be->ops->copy(ctx->be, dst, base + t->offset,
-                                 (size_t)t->numel * sizeof(float)));
+    ZRT_CHECK(ctx->be->ops->copy(ctx->be, dst,
+                                 zrt__elem(ctx, zrt__param_base(ctx, layer), t->offset),
+                                 (size_t)t->numel * ctx->esize));
     return zrt__release_if_idle(ctx, layer);
 }
 
@@ -477,36 +510,27 @@ zrt_status zrt_param_data(zrt_ctx *ctx, zrt_param param, void **out)
                          "zrt_param_data: '%s' belongs to layer %d, which is not "
                          "live (call zrt_forward_begin or zrt_backward_begin)",
                          ctx->params[param].name, t->layer);
-    *out = zrt__param_base(ctx, t->layer) + t->offset;
+    *out = zrt__elem(ctx, zrt__param_base(ctx, t->layer), t->offset);
     return ZRT_OK;
 }
 
 /* This rank's reduced gradient range of the layer: the whole buffer at
  * stage 0, this rank's block of the full buffer at 1, the shard at 2-3. */
-static const float *owned_grad(zrt_ctx *ctx, int layer)
-{
-    const zrt__layer_state *ls = &ctx->layers[layer];
-    if (ctx->cfg.stage < 2)
-        return (const float *)ls->grad_full.ptr + ls->range_lo;
-    return ls->grad_shard.ptr;
-}
-
 /* Stages 1-3: all-gathers the layer's reduced gradient blocks into full. */
 static zrt_status gather_grads(zrt_ctx *ctx, int layer, zrt__buf *full)
 {
     const zrt__layer_plan *lp = &ctx->plan.layers[layer];
     const zrt__layer_state *ls = &ctx->layers[layer];
-    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, (size_t)lp->flat_numel * sizeof(float),
+    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, (size_t)lp->flat_numel * ctx->esize,
                                   ZRT_TIER_DEVICE, ZRT_CAT_COMM,
                                   "zrt_grad_read's gathered gradients", full));
-    float *base = full->ptr;
+    void *own_block = zrt__elem(ctx, full->ptr, ls->range_lo);
     zrt__comm_req *req = NULL;
-    zrt_status st = ctx->be->ops->copy(ctx->be, base + ls->range_lo,
-                                       owned_grad(ctx, layer),
-                                       (size_t)ls->range_len * sizeof(float));
+    zrt_status st = ctx->be->ops->copy(ctx->be, own_block, zrt__owned_grad(ctx, layer),
+                                       (size_t)ls->range_len * ctx->esize);
     if (st == ZRT_OK)
-        st = ctx->comm->ops->all_gather(ctx->comm, base + ls->range_lo, base,
-                                        (size_t)lp->shard_numel, ZRT_F32, &req);
+        st = ctx->comm->ops->all_gather(ctx->comm, own_block, full->ptr,
+                                        (size_t)lp->shard_numel, ctx->pdtype, &req);
     if (st == ZRT_OK)
         st = zrt__comm_wait(ctx, req);
     if (st != ZRT_OK)
@@ -523,13 +547,13 @@ zrt_status zrt_grad_read(zrt_ctx *ctx, zrt_param param, void *dst)
     ZRT_CHECK(require_idle(ctx, param, "zrt_grad_read"));
     ZRT_CHECK(zrt__drain_reductions(ctx));
     const zrt__tensor_place *t = place_of(ctx, param);
-    size_t bytes = (size_t)t->numel * sizeof(float);
+    size_t bytes = (size_t)t->numel * ctx->esize;
     if (ctx->cfg.stage == 0)
-        return ctx->be->ops->copy(ctx->be, dst, owned_grad(ctx, t->layer) + t->offset,
-                                  bytes);
+        return ctx->be->ops->copy(
+            ctx->be, dst, zrt__elem(ctx, zrt__owned_grad(ctx, t->layer), t->offset), bytes);
     zrt__buf full = {0};
     ZRT_CHECK(gather_grads(ctx, t->layer, &full));
-    zrt_status st = ctx->be->ops->copy(ctx->be, dst, (float *)full.ptr + t->offset,
+    zrt_status st = ctx->be->ops->copy(ctx->be, dst, zrt__elem(ctx, full.ptr, t->offset),
                                        bytes);
     ctx->be->ops->free(ctx->be, &full);
     return st;
@@ -548,6 +572,6 @@ zrt_status zrt_grad_data(zrt_ctx *ctx, zrt_param param, void **out)
                          "zrt_grad_data: '%s' belongs to layer %d, which is not "
                          "in backward (call zrt_backward_begin)",
                          ctx->params[param].name, t->layer);
-    *out = (float *)ls->grad_full.ptr + t->offset;
+    *out = zrt__elem(ctx, ls->grad_full.ptr, t->offset);
     return ZRT_OK;
 }

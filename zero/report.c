@@ -119,8 +119,9 @@ static void write_json(zrt_ctx *ctx, FILE *f)
             (long long)ctx->plan.total_numel, (long long)ctx->plan.total_flat_numel);
     fprintf(f, "  \"largest_layer_elements\": %lld,\n",
             (long long)ctx->plan.max_flat_numel);
-    fprintf(f, "  \"bytes_per_param_element\": {\"param\": 4, \"grad\": 4, "
-               "\"master\": 0, \"optim\": 8},\n");
+    fprintf(f, "  \"bytes_per_param_element\": {\"param\": %zu, \"grad\": %zu, "
+               "\"master\": %d, \"optim\": 8},\n",
+            ctx->esize, ctx->esize, zrt__mixed(ctx) ? 4 : 0);
     write_plan(f, ctx);
     write_timeline(f, a);
     fprintf(f, "  \"tiers\": {\n");

@@ -90,11 +90,19 @@ static zrt_status alloc_acts(gpt2_model *m, gpt2_acts **out)
 
 /* ---- registration ---------------------------------------------------------- */
 
+/* The parameters' type: what the config trains (bf16, fp16 or f32). */
+static zrt_dtype trained_dtype(const zrt_ctx *ctx)
+{
+    zrt_config c;
+    zrt_get_config(ctx, &c);
+    return c.bf16.enabled ? ZRT_BF16 : c.fp16.enabled ? ZRT_F16 : ZRT_F32;
+}
+
 static zrt_status add_param(zrt_ctx *ctx, const char *name, int layer, int ndim,
                             int64_t d0, int64_t d1, zrt_param *out)
 {
     zrt_param_desc d = {.name = name, .ndim = ndim, .shape = {d0, d1},
-                        .dtype = ZRT_F32, .layer = layer,
+                        .dtype = trained_dtype(ctx), .layer = layer,
                         .no_weight_decay = ndim == 1};
     return zrt_param_register(ctx, &d, out);
 }
@@ -118,6 +126,39 @@ static zrt_status register_block(gpt2_model *m, int l)
     return ZRT_OK;
 }
 
+/* 16-bit: where each parameter sits in its layer's f32 copy, and how large
+ * the two copies are. */
+static zrt_status plan_wide_copies(gpt2_model *m)
+{
+    EXAMPLE_CHECK(zrt_num_params(m->ctx, &m->nparams));
+    int n = m->nparams, L = m->cfg.num_layers;
+    m->offset = calloc((size_t)n, sizeof *m->offset);
+    m->numel = calloc((size_t)n, sizeof *m->numel);
+    m->layer = calloc((size_t)n, sizeof *m->layer);
+    int64_t *used = calloc((size_t)L + 2, sizeof *used);
+    if (!m->offset || !m->numel || !m->layer || !used) {
+        free(used);
+        return ZRT_ERR_OUT_OF_MEMORY;
+    }
+    for (zrt_param p = 0; p < n; p++) { /* registration order: layers ascend */
+        EXAMPLE_CHECK(zrt_param_numel(m->ctx, p, &m->numel[p]));
+        m->layer[p] = p < 2 ? 0 : p >= n - 2 ? L + 1 : 1 + (p - 2) / GPT2_BLOCK_TENSORS;
+        m->offset[p] = used[m->layer[p]];
+        used[m->layer[p]] += m->numel[p];
+    }
+    m->wide_numel[0] = used[0];
+    for (int l = 1; l <= L + 1; l++)
+        if (used[l] > m->wide_numel[1])
+            m->wide_numel[1] = used[l];
+    free(used);
+    return ZRT_OK;
+}
+
+static int64_t wide_bytes(const gpt2_model *m)
+{
+    return (m->wide_numel[0] + m->wide_numel[1]) * 2 * (int64_t)sizeof(float);
+}
+
 zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
                          int B, int T)
 {
@@ -136,7 +177,9 @@ zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
     for (int l = 0; l < L; l++)
         EXAMPLE_CHECK(register_block(m, l));
     EXAMPLE_CHECK(add_param(ctx, "lnfw", L + 1, 1, C, 0, &m->lnfw));
-    return add_param(ctx, "lnfb", L + 1, 1, C, 0, &m->lnfb);
+    EXAMPLE_CHECK(add_param(ctx, "lnfb", L + 1, 1, C, 0, &m->lnfb));
+    m->dtype = trained_dtype(ctx);
+    return m->dtype == ZRT_F32 ? ZRT_OK : plan_wide_copies(m);
 }
 
 /* The layer calls of one training step, as gpt2_forward and gpt2_backward
@@ -174,6 +217,8 @@ zrt_status gpt2_declare_memory(gpt2_model *m)
     /* activations and their gradients: two buffers of this size */
     EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, total * sizeof(float)));
     EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, total * sizeof(float)));
+    if (m->dtype != ZRT_F32) /* the f32 copies of live layers */
+        EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, (size_t)wide_bytes(m)));
     return declare_step(m);
 }
 
@@ -185,7 +230,17 @@ zrt_status gpt2_alloc_activations(gpt2_model *m)
     if (!m->inputs || !m->targets)
         return ZRT_ERR_OUT_OF_MEMORY;
     EXAMPLE_CHECK(alloc_acts(m, &m->acts));
-    return alloc_acts(m, &m->grads);
+    EXAMPLE_CHECK(alloc_acts(m, &m->grads));
+    if (m->dtype == ZRT_F32)
+        return ZRT_OK;
+    float *wide;
+    EXAMPLE_CHECK(zrt_buffer_alloc(m->ctx, (size_t)wide_bytes(m), ZRT_CAT_ACTIVATION,
+                                   (void **)&wide));
+    m->wide[0] = wide;
+    m->wide[1] = m->wide[0] + m->wide_numel[0];
+    m->wide_grad[0] = m->wide[1] + m->wide_numel[1];
+    m->wide_grad[1] = m->wide_grad[0] + m->wide_numel[0];
+    return ZRT_OK;
 }
 
 static void free_acts(zrt_ctx *ctx, gpt2_acts *a)
@@ -200,6 +255,10 @@ void gpt2_free(gpt2_model *m)
 {
     free_acts(m->ctx, m->acts);
     free_acts(m->ctx, m->grads);
+    zrt_buffer_free(m->ctx, m->wide[0]);
+    free(m->offset);
+    free(m->numel);
+    free(m->layer);
     free(m->blocks);
     free(m->inputs);
     free(m->targets);
@@ -220,16 +279,50 @@ static zrt_param handle_of(const gpt2_model *m, int index, int l)
     }
 }
 
-typedef zrt_status (*slice_fn)(zrt_ctx *ctx, zrt_param p, float *slice);
+typedef zrt_status (*slice_fn)(gpt2_model *m, zrt_param p, float *slice);
 
-static zrt_status write_slice(zrt_ctx *ctx, zrt_param p, float *slice)
+/* A 16-bit copy of parameter p's numel elements, for writes and reads. */
+static uint16_t *half_buffer(const gpt2_model *m, zrt_param p)
 {
-    return zrt_param_write(ctx, p, slice);
+    int64_t n = 0;
+    zrt_param_numel(m->ctx, p, &n);
+    return malloc((size_t)n * sizeof(uint16_t));
 }
 
-static zrt_status read_slice(zrt_ctx *ctx, zrt_param p, float *slice)
+static zrt_status write_slice(gpt2_model *m, zrt_param p, float *slice)
 {
-    return zrt_param_read(ctx, p, slice);
+    if (m->dtype == ZRT_F32)
+        return zrt_param_write(m->ctx, p, slice);
+    uint16_t *h = half_buffer(m, p);
+    if (!h)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    zrt_status st = zrt_convert(h, m->dtype, slice, ZRT_F32, (size_t)m->numel[p]);
+    if (st == ZRT_OK)
+        st = zrt_param_write(m->ctx, p, h);
+    free(h);
+    return st;
+}
+
+typedef zrt_status (*read_fn)(zrt_ctx *ctx, zrt_param p, void *dst);
+
+/* Reads p's values (or gradients) as f32, widening 16-bit ones. */
+static zrt_status read_widened(gpt2_model *m, zrt_param p, float *slice, read_fn read)
+{
+    if (m->dtype == ZRT_F32)
+        return read(m->ctx, p, slice);
+    uint16_t *h = half_buffer(m, p);
+    if (!h)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    zrt_status st = read(m->ctx, p, h);
+    if (st == ZRT_OK)
+        st = zrt_convert(slice, ZRT_F32, h, m->dtype, (size_t)m->numel[p]);
+    free(h);
+    return st;
+}
+
+static zrt_status read_slice(gpt2_model *m, zrt_param p, float *slice)
+{
+    return read_widened(m, p, slice, zrt_param_read);
 }
 
 /* Visits every (zrt parameter, slice of the llm.c array) pair in llm.c order. */
@@ -242,8 +335,7 @@ static zrt_status for_each_slice(gpt2_model *m, float *params, slice_fn fn)
         int slices = gpt2_tensor_is_per_layer(i) ? L : 1;
         size_t per_slice = sizes[i] / (size_t)slices;
         for (int l = 0; l < slices; l++)
-            EXAMPLE_CHECK(fn(m->ctx, handle_of(m, i, l),
-                             params + offset + (size_t)l * per_slice));
+            EXAMPLE_CHECK(fn(m, handle_of(m, i, l), params + offset + (size_t)l * per_slice));
         offset += sizes[i];
     }
     return ZRT_OK;
@@ -259,9 +351,9 @@ zrt_status gpt2_get_params(gpt2_model *m, float *params)
     return for_each_slice(m, params, read_slice);
 }
 
-static zrt_status read_grad_slice(zrt_ctx *ctx, zrt_param p, float *slice)
+static zrt_status read_grad_slice(gpt2_model *m, zrt_param p, float *slice)
 {
-    return zrt_grad_read(ctx, p, slice);
+    return read_widened(m, p, slice, zrt_grad_read);
 }
 
 zrt_status gpt2_get_grads(gpt2_model *m, float *grads)
@@ -307,12 +399,14 @@ zrt_status gpt2_init_params(gpt2_model *m, uint64_t seed)
 /* ---- forward ----------------------------------------------------------------- */
 
 /* Pointers to one block's parameters (or gradients), valid while live. */
+static zrt_status param_ptr(gpt2_model *m, zrt_param p, float **out);
+static zrt_status grad_ptr(gpt2_model *m, zrt_param p, float **out);
+
 static zrt_status block_tensors(gpt2_model *m, int l, int grads, float **t)
 {
     for (int j = 0; j < GPT2_BLOCK_TENSORS; j++) {
         zrt_param p = m->blocks[l * GPT2_BLOCK_TENSORS + j];
-        EXAMPLE_CHECK(grads ? zrt_grad_data(m->ctx, p, (void **)&t[j])
-                            : zrt_param_data(m->ctx, p, (void **)&t[j]));
+        EXAMPLE_CHECK(grads ? grad_ptr(m, p, &t[j]) : param_ptr(m, p, &t[j]));
     }
     return ZRT_OK;
 }
@@ -346,25 +440,87 @@ static zrt_status block_forward(gpt2_model *m, int l)
     return ZRT_OK;
 }
 
+/* ---- layer calls, and the f32 view of 16-bit parameters ---------------------- */
+
+static int copy_of(int layer)
+{
+    return layer == 0 ? 0 : 1;
+}
+
+/* 16-bit: widens every parameter of the layer into its f32 copy. */
+static zrt_status widen_layer(gpt2_model *m, int layer)
+{
+    for (zrt_param p = 0; p < m->nparams; p++) {
+        if (m->layer[p] != layer)
+            continue;
+        void *data;
+        EXAMPLE_CHECK(zrt_param_data(m->ctx, p, &data));
+        EXAMPLE_CHECK(zrt_convert(m->wide[copy_of(layer)] + m->offset[p], ZRT_F32, data,
+                                  m->dtype, (size_t)m->numel[p]));
+    }
+    return ZRT_OK;
+}
+
+/* 16-bit: adds the layer's f32 gradients into zrt's buffers, rounding once. */
+static zrt_status flush_grads(gpt2_model *m, int layer)
+{
+    for (zrt_param p = 0; p < m->nparams; p++) {
+        if (m->layer[p] != layer)
+            continue;
+        void *grad;
+        EXAMPLE_CHECK(zrt_grad_data(m->ctx, p, &grad));
+        EXAMPLE_CHECK(zrt_accumulate(grad, m->dtype, m->wide_grad[copy_of(layer)] +
+                                     m->offset[p], (size_t)m->numel[p]));
+    }
+    return ZRT_OK;
+}
+
+static zrt_status enter(gpt2_model *m, int layer, int backward)
+{
+    EXAMPLE_CHECK(backward ? zrt_backward_begin(m->ctx, layer)
+                           : zrt_forward_begin(m->ctx, layer));
+    if (m->dtype == ZRT_F32)
+        return ZRT_OK;
+    if (backward)
+        memset(m->wide_grad[copy_of(layer)], 0,
+               (size_t)m->wide_numel[copy_of(layer)] * sizeof(float));
+    return widen_layer(m, layer);
+}
+
+static zrt_status leave(gpt2_model *m, int layer, int backward)
+{
+    if (backward && m->dtype != ZRT_F32)
+        EXAMPLE_CHECK(flush_grads(m, layer));
+    return backward ? zrt_backward_end(m->ctx, layer) : zrt_forward_end(m->ctx, layer);
+}
+
 static zrt_status param_ptr(gpt2_model *m, zrt_param p, float **out)
 {
+    if (m->dtype != ZRT_F32) {
+        *out = m->wide[copy_of(m->layer[p])] + m->offset[p];
+        return ZRT_OK;
+    }
     return zrt_param_data(m->ctx, p, (void **)out);
 }
 
 static zrt_status grad_ptr(gpt2_model *m, zrt_param p, float **out)
 {
+    if (m->dtype != ZRT_F32) {
+        *out = m->wide_grad[copy_of(m->layer[p])] + m->offset[p];
+        return ZRT_OK;
+    }
     return zrt_grad_data(m->ctx, p, (void **)out);
 }
 
 static zrt_status embed(gpt2_model *m)
 {
     float *wte, *wpe;
-    EXAMPLE_CHECK(zrt_forward_begin(m->ctx, 0));
+    EXAMPLE_CHECK(enter(m, 0, 0));
     EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
     EXAMPLE_CHECK(param_ptr(m, m->wpe, &wpe));
     encoder_forward(m->acts->encoded, m->inputs, wte, wpe, m->B, m->T,
                     m->cfg.channels);
-    return zrt_forward_end(m->ctx, 0);
+    return leave(m, 0, 0);
 }
 
 static zrt_status final_layernorm(gpt2_model *m)
@@ -372,23 +528,23 @@ static zrt_status final_layernorm(gpt2_model *m)
     int L = m->cfg.num_layers, BT = m->B * m->T, C = m->cfg.channels;
     gpt2_acts *a = m->acts;
     float *w, *b;
-    EXAMPLE_CHECK(zrt_forward_begin(m->ctx, L + 1));
+    EXAMPLE_CHECK(enter(m, L + 1, 0));
     EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
     EXAMPLE_CHECK(param_ptr(m, m->lnfb, &b));
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd,
                       a->residual3 + (size_t)(L - 1) * BT * C, w, b, BT, C);
-    return zrt_forward_end(m->ctx, L + 1);
+    return leave(m, L + 1, 0);
 }
 
 /* The output head, tied to wte: layer 0 again. */
 static zrt_status head(gpt2_model *m)
 {
     float *wte;
-    EXAMPLE_CHECK(zrt_forward_begin(m->ctx, 0));
+    EXAMPLE_CHECK(enter(m, 0, 0));
     EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
     matmul_forward(m->acts->logits, m->acts->lnf, wte, NULL, m->B * m->T,
                    m->cfg.channels, m->cfg.padded_vocab_size);
-    return zrt_forward_end(m->ctx, 0);
+    return leave(m, 0, 0);
 }
 
 static void compute_loss(gpt2_model *m)
@@ -412,9 +568,9 @@ zrt_status gpt2_forward(gpt2_model *m, const int *inputs, const int *targets)
         memcpy(m->targets, targets, bt * sizeof *targets);
     EXAMPLE_CHECK(embed(m));
     for (int l = 0; l < m->cfg.num_layers; l++) {
-        EXAMPLE_CHECK(zrt_forward_begin(m->ctx, 1 + l));
+        EXAMPLE_CHECK(enter(m, 1 + l, 0));
         EXAMPLE_CHECK(block_forward(m, l));
-        EXAMPLE_CHECK(zrt_forward_end(m->ctx, 1 + l));
+        EXAMPLE_CHECK(leave(m, 1 + l, 0));
     }
     EXAMPLE_CHECK(final_layernorm(m));
     EXAMPLE_CHECK(head(m));
@@ -469,13 +625,13 @@ static zrt_status final_layernorm_backward(gpt2_model *m)
     size_t last = (size_t)(L - 1) * BT * C;
     gpt2_acts *a = m->acts, *g = m->grads;
     float *w, *dw, *db;
-    EXAMPLE_CHECK(zrt_backward_begin(m->ctx, L + 1));
+    EXAMPLE_CHECK(enter(m, L + 1, 1));
     EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
     EXAMPLE_CHECK(grad_ptr(m, m->lnfw, &dw));
     EXAMPLE_CHECK(grad_ptr(m, m->lnfb, &db));
     layernorm_backward(g->residual3 + last, dw, db, g->lnf, a->residual3 + last, w,
                        a->lnf_mean, a->lnf_rstd, BT, C);
-    return zrt_backward_end(m->ctx, L + 1);
+    return leave(m, L + 1, 1);
 }
 
 /* Layer 0 stays in backward from the head to the embedding. */
@@ -484,7 +640,7 @@ static zrt_status backward_through_model(gpt2_model *m)
     int BT = m->B * m->T, C = m->cfg.channels;
     gpt2_acts *a = m->acts, *g = m->grads;
     float *wte, *dwte, *dwpe;
-    EXAMPLE_CHECK(zrt_backward_begin(m->ctx, 0));
+    EXAMPLE_CHECK(enter(m, 0, 1));
     EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
     EXAMPLE_CHECK(grad_ptr(m, m->wte, &dwte));
     EXAMPLE_CHECK(grad_ptr(m, m->wpe, &dwpe));
@@ -492,12 +648,12 @@ static zrt_status backward_through_model(gpt2_model *m)
                     m->cfg.padded_vocab_size);
     EXAMPLE_CHECK(final_layernorm_backward(m));
     for (int l = m->cfg.num_layers - 1; l >= 0; l--) {
-        EXAMPLE_CHECK(zrt_backward_begin(m->ctx, 1 + l));
+        EXAMPLE_CHECK(enter(m, 1 + l, 1));
         EXAMPLE_CHECK(block_backward(m, l));
-        EXAMPLE_CHECK(zrt_backward_end(m->ctx, 1 + l));
+        EXAMPLE_CHECK(leave(m, 1 + l, 1));
     }
     encoder_backward(dwte, dwpe, g->encoded, m->inputs, m->B, m->T, C);
-    return zrt_backward_end(m->ctx, 0);
+    return leave(m, 0, 1);
 }
 
 zrt_status gpt2_backward(gpt2_model *m)
@@ -505,9 +661,11 @@ zrt_status gpt2_backward(gpt2_model *m)
     if (!m->has_targets)
         return ZRT_ERR_STATE;
     int BT = m->B * m->T;
+    float scale; /* fp16: the loss is scaled, so every gradient is */
+    EXAMPLE_CHECK(zrt_loss_scale(m->ctx, &scale));
     memset(m->grads->memory, 0, m->grads->count * sizeof(float));
     softmax_crossentropy_backward(m->grads->logits, m->acts->probs, m->targets,
-                                  1.0f / (float)BT, BT, m->cfg.vocab_size,
+                                  scale / (float)BT, BT, m->cfg.vocab_size,
                                   m->cfg.padded_vocab_size);
     return backward_through_model(m);
 }

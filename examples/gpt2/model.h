@@ -27,6 +27,18 @@ typedef struct gpt2_model {
     int *inputs, *targets;   /* (B, T) */
     int has_targets;
     float loss;              /* this rank's mean loss of the last forward */
+    /* 16-bit parameters (bf16/fp16 in the config): the math stays f32. A
+     * live layer's parameters are widened into an f32 copy, and its
+     * gradients accumulate in f32 and are added into zrt's 16-bit buffers
+     * when its backward ends. Layer 0 has its own pair (its backward stays
+     * open while the others run); the other layers share one. */
+    zrt_dtype dtype;
+    int nparams;             /* zrt handles 0 .. nparams-1 */
+    int64_t *offset;         /* by handle: where it starts in its layer's copy */
+    int64_t *numel;          /* by handle */
+    int *layer;              /* by handle */
+    float *wide[2], *wide_grad[2]; /* [0]: layer 0, [1]: the others */
+    int64_t wide_numel[2];
 } gpt2_model;
 
 /* Registers the parameters with ctx (before zrt_finalize_params) and

@@ -51,7 +51,8 @@ extern "C" {
     X(ZRT_ERR_IO, 6, "input/output failure")                                   \
     X(ZRT_ERR_UNSUPPORTED, 7, "not supported by this build or backend")        \
     X(ZRT_ERR_REMOTE, 8, "another rank failed")                                \
-    X(ZRT_ERR_INTERNAL, 9, "internal error")
+    X(ZRT_ERR_INTERNAL, 9, "internal error")                                   \
+    X(ZRT_ERR_NUMERIC, 10, "numerical failure")
 
 typedef enum zrt_status {
 #define ZRT_STATUS_ENUM(name, value, text) name = value,
@@ -135,6 +136,23 @@ typedef struct zrt_aio_config {
  * Fill with zrt_config_init(), then override fields, a JSON file
  * (zrt_config_load_file) or a JSON string. Bucket sizes count elements, as in
  * DeepSpeed's zero_optimization section; memory limits count bytes. */
+/* DeepSpeed's "fp16" section: the dynamic loss scaler (loss_scale 0) or a
+ * fixed scale. */
+typedef struct zrt_fp16_config {
+    int enabled;
+    float loss_scale;        /* 0: dynamic */
+    int initial_scale_power; /* dynamic: start at 2^this (16) */
+    int loss_scale_window;   /* double the scale after this many good steps (1000) */
+    int hysteresis;          /* overflows tolerated before halving (2) */
+    float min_loss_scale;    /* never below (1) */
+} zrt_fp16_config;
+
+typedef struct zrt_bf16_config {
+    int enabled;
+} zrt_bf16_config;
+
+#define ZRT_DTYPE_DEFAULT (-1) /* reduce_dtype: the parameters' type */
+
 /* "stage": "auto": zrt_finalize_params picks the first configuration of
  * zrt_fit_ladder() whose memory plan fits the budgets, and logs why. The
  * offload sections' devices are then the runtime's choice (nvme only where
@@ -159,6 +177,10 @@ typedef struct zrt_config {
                                  use for offloaded state; 0 means no limit */
     int gradient_accumulation_steps; /* micro-steps per optimizer step (1) */
     float gradient_clipping;  /* clip the global gradient norm to this; 0: off */
+    zrt_bf16_config bf16;     /* bf16 parameters and gradients, f32 master */
+    zrt_fp16_config fp16;     /* fp16 parameters and gradients, f32 master */
+    int reduce_dtype;         /* gradients reduce in: ZRT_F32, or
+                                 ZRT_DTYPE_DEFAULT (the parameters' type) */
     char backend[16];         /* "cpu" ("cuda" is refused until it lands) */
     int log_level;            /* 0 error, 1 warn, 2 info, 3 debug */
     zrt_offload_config offload_optimizer; /* m, v: stages 1-3 */
@@ -175,6 +197,9 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * offload_optimizer and offload_param {device: "none"|"cpu"|"nvme",
  * nvme_path, pin_memory, buffer_count}; at the top level device_mem_limit,
  * host_mem_limit, gradient_accumulation_steps, gradient_clipping,
+ * reduce_dtype ("fp32", "bf16", "fp16"), the objects bf16 {enabled} and fp16
+ * {enabled, loss_scale, initial_scale_power, loss_scale_window, hysteresis,
+ * min_loss_scale},
  * backend, log_level, and an object aio {block_size, queue_depth,
  * thread_count, single_submit, overlap_events}. Sizes are integers, or strings with a
  * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
@@ -307,6 +332,16 @@ ZRT_API zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp);
  * shard every micro-step) and the K-th applies AdamW to the sum divided by K.
  * *out becomes 1 when the next zrt_step applies the optimizer. */
 ZRT_API zrt_status zrt_is_accumulation_boundary(const zrt_ctx *ctx, int *out);
+/* Mixed precision (bf16 or fp16 in the config): parameters and gradients are
+ * 16-bit (register them with that dtype; zrt_param_data/zrt_grad_data point
+ * at 16-bit values), and each rank keeps an f32 master copy of its range
+ * with the f32 moments. With fp16 the loop multiplies its loss (so its
+ * gradients) by zrt_loss_scale(); zrt_step divides it out, and when any
+ * rank's gradients overflowed it skips the step on every rank and updates
+ * the scale as DeepSpeed's dynamic scaler does. Without fp16 the scale is 1. */
+ZRT_API zrt_status zrt_loss_scale(const zrt_ctx *ctx, float *out);
+/* Optimizer steps skipped for an fp16 overflow so far. */
+ZRT_API zrt_status zrt_skipped_steps(const zrt_ctx *ctx, long *out);
 /* The global gradient norm (over all ranks, after the division by K and
  * before clipping) of the last zrt_step that applied the optimizer. */
 ZRT_API zrt_status zrt_last_grad_norm(const zrt_ctx *ctx, float *out);
@@ -327,6 +362,16 @@ ZRT_API zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
 ZRT_API zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes,
                                     zrt_category category, void **out);
 ZRT_API zrt_status zrt_buffer_free(zrt_ctx *ctx, void *ptr);
+
+/* Converts n elements between f32 and a 16-bit type (or copies when the
+ * types match), rounding to nearest even: for a loop whose math is f32 and
+ * whose parameters are bf16/f16. bf16 <-> f16 directly: ZRT_ERR_UNSUPPORTED. */
+ZRT_API zrt_status zrt_convert(void *dst, zrt_dtype dst_type, const void *src,
+                               zrt_dtype src_type, size_t n);
+/* dst[i] += src[i] for a dst of dst_type, rounded once: adds a loop's f32
+ * gradients into the 16-bit buffer zrt_grad_data gives. */
+ZRT_API zrt_status zrt_accumulate(void *dst, zrt_dtype dst_type, const float *src,
+                                  size_t n);
 
 /* ---- memory statistics ---------------------------------------------------- */
 typedef struct zrt_mem_stats {

@@ -14,7 +14,9 @@
  * The CPU is asked on every call (__builtin_cpu_supports reads a table that
  * libgcc fills at load time, OS support for the vector state included), so
  * there is no state here to initialise and nothing to override: the unit test
- * calls each path's zrt__*_avx2 / zrt__*_avx512 function directly.
+ * calls each path's zrt__*_avx2 / zrt__*_avx512 function directly. The
+ * 16-bit kernels' AVX2 path converts fp16 with F16C, so it also needs f16c
+ * (every AVX2 CPU made has it); AVX512F has the conversions itself.
  */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -27,6 +29,9 @@
 #include "kernels_avx512.h"
 
 #include <math.h>
+#if defined(__x86_64__) && defined(__clang__)
+#include <cpuid.h>
+#endif
 
 static int use_avx512(void)
 {
@@ -41,6 +46,30 @@ static int use_avx2(void)
 {
 #if defined(__x86_64__)
     return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+/* GCC's __builtin_cpu_supports knows "f16c"; clang's (14) does not, so
+ * clang builds ask CPUID leaf 1 once and keep the answer (a constant of the
+ * machine; a race only computes it twice). AVX2 being usable already means
+ * the OS saves the YMM state F16C works in. */
+static int use_avx2_f16c(void)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    static int f16c = -1;
+    int has = __atomic_load_n(&f16c, __ATOMIC_RELAXED);
+
+    if (has < 0) {
+        unsigned a, b, c, d;
+
+        has = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+        __atomic_store_n(&f16c, has, __ATOMIC_RELAXED);
+    }
+    return __builtin_cpu_supports("avx2") && has;
+#elif defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 #else
     return 0;
 #endif
@@ -72,21 +101,29 @@ zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2,
     return s;
 }
 
-/* The parenthesisation here is the contract: kernels_avx2.c and
- * kernels_avx512.c repeat it. */
+/* One element of AdamW: updates *m and *v, returns the new parameter. The
+ * parenthesisation here is the contract: kernels_avx2.c and kernels_avx512.c
+ * repeat it, and every AdamW kernel (f32 and mixed) goes through it. */
+static inline float adamw_elem(const zrt_adamw_scalars *s, float p, float g,
+                               float *m, float *v)
+{
+    float pi = p * s->decay_factor;
+    float mi = s->beta1 * *m + s->one_minus_beta1 * g;
+    float vi = s->beta2 * *v + (s->one_minus_beta2 * g) * g;
+    float denom = sqrtf(vi) * s->inv_sqrt_bc2 + s->eps;
+
+    *m = mi;
+    *v = vi;
+    return pi - (s->step_size * mi) / denom;
+}
+
 void zrt_adamw_f32_out_scalar(const float *p, float *p_out, const float *g, float *m,
                               float *v, size_t n, const zrt_adamw_scalars *s)
 {
     for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float pi = p[i] * s->decay_factor;
-        float mi = s->beta1 * m[i] + s->one_minus_beta1 * gi;
-        float vi = s->beta2 * v[i] + (s->one_minus_beta2 * gi) * gi;
-        float denom = sqrtf(vi) * s->inv_sqrt_bc2 + s->eps;
+        float gi = g[i], pi = p[i];
 
-        p_out[i] = pi - (s->step_size * mi) / denom; /* after every read of i */
-        m[i] = mi;
-        v[i] = vi;
+        p_out[i] = adamw_elem(s, pi, gi, &m[i], &v[i]); /* after reading i */
     }
 }
 
@@ -136,6 +173,121 @@ void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc,
 {
     zrt__sum_ordered_f32_range(out, src, nsrc, 0, n, divisor);
 }
+
+/* ---- 16-bit scalar references ---- */
+
+void zrt_cast_f32_to_half_scalar(uint16_t *dst, const float *src, size_t n,
+                                 zrt_half h)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = zrt_f32_to_half(src[i], h);
+}
+
+void zrt_cast_half_to_f32_scalar(float *dst, const uint16_t *src, size_t n,
+                                 zrt_half h)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = zrt_half_to_f32(src[i], h);
+}
+
+void zrt_add_half_scalar(uint16_t *dst, const uint16_t *src, size_t n,
+                         zrt_half h)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = zrt_f32_to_half(zrt_half_to_f32(dst[i], h) +
+                                     zrt_half_to_f32(src[i], h), h);
+}
+
+void zrt_scale_half_scalar(uint16_t *x, size_t n, float alpha, zrt_half h)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = zrt_f32_to_half(zrt_half_to_f32(x[i], h) * alpha, h);
+}
+
+double zrt_sqnorm_half_scalar(const uint16_t *x, size_t n, zrt_half h)
+{
+    double acc = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        double xi = zrt_half_to_f32(x[i], h);
+
+        acc += xi * xi;
+    }
+    return acc;
+}
+
+void zrt__sum_ordered_half_range(uint16_t *out, const uint16_t *const *src,
+                                 int nsrc, size_t begin, size_t end,
+                                 float divisor, zrt_half h)
+{
+    for (size_t i = begin; i < end; i++) {
+        float acc = zrt_half_to_f32(src[0][i], h);
+
+        for (int k = 1; k < nsrc; k++)
+            acc += zrt_half_to_f32(src[k][i], h);
+        if (divisor != 1.0f)
+            acc /= divisor;
+        out[i] = zrt_f32_to_half(acc, h);
+    }
+}
+
+void zrt_sum_ordered_half_scalar(uint16_t *out, const uint16_t *const *src,
+                                 int nsrc, size_t n, float divisor, zrt_half h)
+{
+    zrt__sum_ordered_half_range(out, src, nsrc, 0, n, divisor, h);
+}
+
+/* inf and NaN are the patterns with every exponent bit set */
+int zrt_all_finite_half_scalar(const uint16_t *x, size_t n, zrt_half h)
+{
+    uint16_t e = h == ZRT_HALF_BF16 ? 0x7f80u : 0x7c00u;
+
+    for (size_t i = 0; i < n; i++)
+        if ((x[i] & e) == e)
+            return 0;
+    return 1;
+}
+
+int zrt_all_finite_f32_scalar(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        zrt__f32_bits b;
+
+        b.f = x[i];
+        if ((b.u & 0x7f800000u) == 0x7f800000u)
+            return 0;
+    }
+    return 1;
+}
+
+void zrt_adamw_mixed_scalar(float *master, uint16_t *p_out, const uint16_t *g,
+                            float *m, float *v, size_t n, float grad_scale,
+                            const zrt_adamw_scalars *s, zrt_half h)
+{
+    for (size_t i = 0; i < n; i++) {
+        float gi = zrt_half_to_f32(g[i], h) * grad_scale;
+        float pi = adamw_elem(s, master[i], gi, &m[i], &v[i]);
+
+        master[i] = pi;
+        p_out[i] = zrt_f32_to_half(pi, h); /* after reading g[i] */
+    }
+}
+
+void zrt_adamw_mixed_f32grad_scalar(float *master, uint16_t *p_out,
+                                    const float *g, float *m, float *v,
+                                    size_t n, float grad_scale,
+                                    const zrt_adamw_scalars *s, zrt_half h)
+{
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * grad_scale;
+        float pi = adamw_elem(s, master[i], gi, &m[i], &v[i]);
+
+        master[i] = pi;
+        p_out[i] = zrt_f32_to_half(pi, h);
+    }
+}
+
+/* ---- dispatch ---- */
 
 void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m,
                        float *v, size_t n, const zrt_adamw_scalars *s)
@@ -191,4 +343,106 @@ void zrt_sum_ordered_f32(float *out, const float *const *src, int nsrc,
         zrt__sum_ordered_f32_avx2(out, src, nsrc, n, divisor);
     else
         zrt_sum_ordered_f32_scalar(out, src, nsrc, n, divisor);
+}
+
+void zrt_cast_f32_to_half(uint16_t *dst, const float *src, size_t n, zrt_half h)
+{
+    if (use_avx512())
+        zrt__cast_f32_to_half_avx512(dst, src, n, h);
+    else if (use_avx2_f16c())
+        zrt__cast_f32_to_half_avx2(dst, src, n, h);
+    else
+        zrt_cast_f32_to_half_scalar(dst, src, n, h);
+}
+
+void zrt_cast_half_to_f32(float *dst, const uint16_t *src, size_t n, zrt_half h)
+{
+    if (use_avx512())
+        zrt__cast_half_to_f32_avx512(dst, src, n, h);
+    else if (use_avx2_f16c())
+        zrt__cast_half_to_f32_avx2(dst, src, n, h);
+    else
+        zrt_cast_half_to_f32_scalar(dst, src, n, h);
+}
+
+void zrt_add_half(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h)
+{
+    if (use_avx512())
+        zrt__add_half_avx512(dst, src, n, h);
+    else if (use_avx2_f16c())
+        zrt__add_half_avx2(dst, src, n, h);
+    else
+        zrt_add_half_scalar(dst, src, n, h);
+}
+
+void zrt_scale_half(uint16_t *x, size_t n, float alpha, zrt_half h)
+{
+    if (use_avx512())
+        zrt__scale_half_avx512(x, n, alpha, h);
+    else if (use_avx2_f16c())
+        zrt__scale_half_avx2(x, n, alpha, h);
+    else
+        zrt_scale_half_scalar(x, n, alpha, h);
+}
+
+double zrt_sqnorm_half(const uint16_t *x, size_t n, zrt_half h)
+{
+    if (use_avx512())
+        return zrt__sqnorm_half_avx512(x, n, h);
+    return use_avx2_f16c() ? zrt__sqnorm_half_avx2(x, n, h)
+                           : zrt_sqnorm_half_scalar(x, n, h);
+}
+
+void zrt_sum_ordered_half(uint16_t *out, const uint16_t *const *src, int nsrc,
+                          size_t n, float divisor, zrt_half h)
+{
+    if (use_avx512())
+        zrt__sum_ordered_half_avx512(out, src, nsrc, n, divisor, h);
+    else if (use_avx2_f16c())
+        zrt__sum_ordered_half_avx2(out, src, nsrc, n, divisor, h);
+    else
+        zrt_sum_ordered_half_scalar(out, src, nsrc, n, divisor, h);
+}
+
+int zrt_all_finite_half(const uint16_t *x, size_t n, zrt_half h)
+{
+    if (use_avx512())
+        return zrt__all_finite_half_avx512(x, n, h);
+    return use_avx2() ? zrt__all_finite_half_avx2(x, n, h)
+                      : zrt_all_finite_half_scalar(x, n, h);
+}
+
+int zrt_all_finite_f32(const float *x, size_t n)
+{
+    if (use_avx512())
+        return zrt__all_finite_f32_avx512(x, n);
+    return use_avx2() ? zrt__all_finite_f32_avx2(x, n)
+                      : zrt_all_finite_f32_scalar(x, n);
+}
+
+void zrt_adamw_mixed(float *master, uint16_t *p_out, const uint16_t *g,
+                     float *m, float *v, size_t n, float grad_scale,
+                     const zrt_adamw_scalars *s, zrt_half h)
+{
+    if (use_avx512())
+        zrt__adamw_mixed_avx512(master, p_out, g, m, v, n, grad_scale, s, h);
+    else if (use_avx2_f16c())
+        zrt__adamw_mixed_avx2(master, p_out, g, m, v, n, grad_scale, s, h);
+    else
+        zrt_adamw_mixed_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
+}
+
+void zrt_adamw_mixed_f32grad(float *master, uint16_t *p_out, const float *g,
+                             float *m, float *v, size_t n, float grad_scale,
+                             const zrt_adamw_scalars *s, zrt_half h)
+{
+    if (use_avx512())
+        zrt__adamw_mixed_f32grad_avx512(master, p_out, g, m, v, n, grad_scale,
+                                        s, h);
+    else if (use_avx2_f16c())
+        zrt__adamw_mixed_f32grad_avx2(master, p_out, g, m, v, n, grad_scale,
+                                      s, h);
+    else
+        zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale,
+                                       s, h);
 }

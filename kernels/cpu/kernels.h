@@ -12,11 +12,20 @@
  * operations, so a shard updated with AVX-512 or AVX2 equals the same shard
  * updated by the scalar loop. The squared norm is a reduction: paths agree to
  * rounding, not to the bit.
+ *
+ * Mixed precision (second half of this file): parameters and gradients may be
+ * stored as 16-bit floats (bf16 or IEEE fp16, as uint16_t bit patterns) while
+ * the master weights and Adam moments stay f32. Every 16-bit kernel widens to
+ * f32 exactly, computes in f32, and rounds once to the 16-bit format, to
+ * nearest with ties to even. The same-bits rule covers them too (the
+ * overflow checks are exact; the 16-bit squared norm is a reduction). The
+ * 16-bit kernels' AVX2 path also needs F16C; without it they run scalar.
  */
 #ifndef ZRT_KERNELS_CPU_KERNELS_H
 #define ZRT_KERNELS_CPU_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Scalars of one AdamW update, precomputed once per step and tensor segment
  * so that every path rounds the same way. */
@@ -76,5 +85,173 @@ void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc,
 /* Name of the path the dispatching entry points use on this CPU: "avx512",
  * "avx2" or "scalar". */
 const char *zrt_kernels_cpu_path(void);
+
+/* ---- mixed precision: 16-bit storage, f32 arithmetic ---------------------- */
+
+/* The two 16-bit storage formats. Any other value is a caller bug. */
+typedef enum zrt_half {
+    ZRT_HALF_BF16, /* bfloat16: 1 sign, 8 exponent, 7 fraction bits */
+    ZRT_HALF_F16   /* IEEE binary16: 1 sign, 5 exponent, 10 fraction bits */
+} zrt_half;
+
+/* Narrowing rules (f32 -> 16 bits), identical on every path:
+ *   - round to nearest, ties to even; the rounding mode in MXCSR is not used;
+ *   - a value that rounds past the largest finite number becomes +-inf
+ *     (bf16 max 0x7f7f = 3.3895e38, fp16 max 0x7bff = 65504; fp16 inf from
+ *     65520 up);
+ *   - fp16 keeps its subnormals (down to 2^-24); f32 below 2^-25 -> +-0,
+ *     exactly 2^-25 -> +-0 (tie to even); the sign of zero is kept;
+ *   - NaN stays NaN, quieted: sign and the top fraction bits kept, the quiet
+ *     bit set (what VCVTPS2PH does).
+ * Widening (16 bits -> f32) is exact. An fp16 signalling NaN widens to the
+ * quieted f32 NaN (what VCVTPH2PS does); bf16 widens by a shift, bit for
+ * bit. Assumes MXCSR's DAZ and FTZ clear (the default), as the f32 kernels
+ * do. */
+
+typedef union zrt__f32_bits { /* internal to the helpers below */
+    float f;
+    uint32_t u;
+} zrt__f32_bits;
+
+/* One bf16 value, exactly. */
+static inline float zrt_bf16_to_f32(uint16_t x)
+{
+    zrt__f32_bits b;
+
+    b.u = (uint32_t)x << 16;
+    return b.f;
+}
+
+/* One f32 value rounded to bf16 by the rules above. */
+static inline uint16_t zrt_f32_to_bf16(float x)
+{
+    zrt__f32_bits b;
+
+    b.f = x;
+    if ((b.u & 0x7fffffffu) > 0x7f800000u) /* NaN */
+        return (uint16_t)((b.u | 0x00400000u) >> 16);
+    return (uint16_t)((b.u + 0x7fffu + ((b.u >> 16) & 1u)) >> 16);
+}
+
+/* One fp16 value, exactly. */
+static inline float zrt_f16_to_f32(uint16_t x)
+{
+    uint32_t sign = (uint32_t)(x & 0x8000u) << 16;
+    uint32_t exp = (x >> 10) & 0x1fu, frac = x & 0x3ffu;
+    zrt__f32_bits b;
+
+    if (exp == 0x1f) { /* inf, NaN (quieted) */
+        b.u = sign | 0x7f800000u | (frac << 13) | (frac ? 0x00400000u : 0u);
+    } else if (exp == 0) { /* zero, subnormal: frac * 2^-24, exact */
+        b.f = (float)frac * 0x1p-24f;
+        b.u |= sign;
+    } else {
+        b.u = sign | ((exp + 112u) << 23) | (frac << 13);
+    }
+    return b.f;
+}
+
+/* One f32 value rounded to fp16 by the rules above. */
+static inline uint16_t zrt_f32_to_f16(float x)
+{
+    zrt__f32_bits b;
+    uint32_t sign, a, e, m, sh, r, rem, half;
+
+    b.f = x;
+    sign = (b.u >> 16) & 0x8000u;
+    a = b.u & 0x7fffffffu;
+    if (a > 0x7f800000u) /* NaN */
+        return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) /* >= 65520 (inf included): +-inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a >= 0x38800000u) /* >= 2^-14: normal; rebias 127 -> 15 */
+        return (uint16_t)(sign |
+                          ((a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13));
+    if (a <= 0x33000000u) /* <= 2^-25: zero */
+        return (uint16_t)sign;
+    /* subnormal: round(mantissa * 2^(e - 150) / 2^-24), shift 14..24 */
+    e = a >> 23;
+    m = (a & 0x7fffffu) | 0x800000u;
+    sh = 126u - e;
+    r = m >> sh;
+    rem = m & ((1u << sh) - 1u);
+    half = 1u << (sh - 1u);
+    r += (rem > half) | ((rem == half) & r);
+    return (uint16_t)(sign | r);
+}
+
+static inline float zrt_half_to_f32(uint16_t x, zrt_half h)
+{
+    return h == ZRT_HALF_BF16 ? zrt_bf16_to_f32(x) : zrt_f16_to_f32(x);
+}
+
+static inline uint16_t zrt_f32_to_half(float x, zrt_half h)
+{
+    return h == ZRT_HALF_BF16 ? zrt_f32_to_bf16(x) : zrt_f32_to_f16(x);
+}
+
+/* dst[i] = round(src[i]) (f32 -> 16 bits). dst and src must not overlap. */
+void zrt_cast_f32_to_half(uint16_t *dst, const float *src, size_t n, zrt_half h);
+void zrt_cast_f32_to_half_scalar(uint16_t *dst, const float *src, size_t n,
+                                 zrt_half h);
+
+/* dst[i] = widen(src[i]), exact. dst and src must not overlap. */
+void zrt_cast_half_to_f32(float *dst, const uint16_t *src, size_t n, zrt_half h);
+void zrt_cast_half_to_f32_scalar(float *dst, const uint16_t *src, size_t n,
+                                 zrt_half h);
+
+/* dst[i] = round(widen(dst[i]) + widen(src[i])). dst may equal src. */
+void zrt_add_half(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h);
+void zrt_add_half_scalar(uint16_t *dst, const uint16_t *src, size_t n,
+                         zrt_half h);
+
+/* x[i] = round(widen(x[i]) * alpha) */
+void zrt_scale_half(uint16_t *x, size_t n, float alpha, zrt_half h);
+void zrt_scale_half_scalar(uint16_t *x, size_t n, float alpha, zrt_half h);
+
+/* sum of widen(x[i])^2, accumulated in double (a reduction: paths agree to
+ * rounding) */
+double zrt_sqnorm_half(const uint16_t *x, size_t n, zrt_half h);
+double zrt_sqnorm_half_scalar(const uint16_t *x, size_t n, zrt_half h);
+
+/* out[i] = round(((w(src[0][i]) + w(src[1][i])) + ...) / divisor), w = widen:
+ * the sources summed in f32 in the order given, divided when divisor != 1,
+ * rounded once. out may alias any src. nsrc >= 1. */
+void zrt_sum_ordered_half(uint16_t *out, const uint16_t *const *src, int nsrc,
+                          size_t n, float divisor, zrt_half h);
+void zrt_sum_ordered_half_scalar(uint16_t *out, const uint16_t *const *src,
+                                 int nsrc, size_t n, float divisor, zrt_half h);
+
+/* 1 when no x[i] is inf or NaN (n == 0 included), else 0. */
+int zrt_all_finite_half(const uint16_t *x, size_t n, zrt_half h);
+int zrt_all_finite_half_scalar(const uint16_t *x, size_t n, zrt_half h);
+int zrt_all_finite_f32(const float *x, size_t n);
+int zrt_all_finite_f32_scalar(const float *x, size_t n);
+
+/* Mixed-precision AdamW, one pass over n elements:
+ *   g32       = widen(g[i]) * grad_scale
+ *   master[i] = zrt_adamw_f32's update of master[i], m[i], v[i] with g32
+ *   p_out[i]  = round(master[i])
+ * grad_scale folds the loss-scale unscaling and the 1/accumulation division
+ * (1 / (loss_scale * accum_steps)). The f32 arithmetic is zrt_adamw_f32's,
+ * operation for operation: with grad_scale == 1 master, m and v get exactly
+ * the bits zrt_adamw_f32 gives for the gradients widen(g). master, m, v are
+ * updated in place; p_out may equal g (each element's inputs are read before
+ * its outputs are written). */
+void zrt_adamw_mixed(float *master, uint16_t *p_out, const uint16_t *g,
+                     float *m, float *v, size_t n, float grad_scale,
+                     const zrt_adamw_scalars *s, zrt_half h);
+void zrt_adamw_mixed_scalar(float *master, uint16_t *p_out, const uint16_t *g,
+                            float *m, float *v, size_t n, float grad_scale,
+                            const zrt_adamw_scalars *s, zrt_half h);
+
+/* The same with f32 gradients (reduced in f32): g32 = g[i] * grad_scale. */
+void zrt_adamw_mixed_f32grad(float *master, uint16_t *p_out, const float *g,
+                             float *m, float *v, size_t n, float grad_scale,
+                             const zrt_adamw_scalars *s, zrt_half h);
+void zrt_adamw_mixed_f32grad_scalar(float *master, uint16_t *p_out,
+                                    const float *g, float *m, float *v,
+                                    size_t n, float grad_scale,
+                                    const zrt_adamw_scalars *s, zrt_half h);
 
 #endif /* ZRT_KERNELS_CPU_KERNELS_H */

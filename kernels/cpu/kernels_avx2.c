@@ -10,7 +10,7 @@
  * repeats it: GCC may fuse the intrinsics' mul and add when FMA is enabled).
  *
  * Only kernels.c (and the unit test) call these, and only when the CPU
- * reports AVX2.
+ * reports AVX2 (and F16C, for the 16-bit kernels that convert).
  */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -44,22 +44,33 @@ ZRT__AVX2 static void adamw_vec_init(adamw_vec *k, const zrt_adamw_scalars *s)
     k->decay_factor = _mm256_set1_ps(s->decay_factor);
 }
 
-/* One vector of zrt_adamw_f32_scalar's loop body, same parenthesisation. */
-ZRT__AVX2 static void adamw8(const float *p, float *p_out, const float *g, float *m,
-                             float *v, const adamw_vec *k)
+/* adamw_elem of kernels.c on eight lanes, same parenthesisation: updates
+ * *m and *v, returns the new parameters. */
+ZRT__AVX2 static inline __m256 adamw8_core(__m256 p, __m256 gv, __m256 *m,
+                                           __m256 *v, const adamw_vec *k)
 {
-    __m256 gv = _mm256_loadu_ps(g);
-    __m256 pv = _mm256_mul_ps(_mm256_loadu_ps(p), k->decay_factor);
-    __m256 mv = _mm256_add_ps(_mm256_mul_ps(k->beta1, _mm256_loadu_ps(m)),
+    __m256 pv = _mm256_mul_ps(p, k->decay_factor);
+    __m256 mv = _mm256_add_ps(_mm256_mul_ps(k->beta1, *m),
                               _mm256_mul_ps(k->one_minus_beta1, gv));
     __m256 vv = _mm256_add_ps(
-        _mm256_mul_ps(k->beta2, _mm256_loadu_ps(v)),
+        _mm256_mul_ps(k->beta2, *v),
         _mm256_mul_ps(_mm256_mul_ps(k->one_minus_beta2, gv), gv));
     __m256 denom = _mm256_add_ps(
         _mm256_mul_ps(_mm256_sqrt_ps(vv), k->inv_sqrt_bc2), k->eps);
 
-    pv = _mm256_sub_ps(pv,
-                       _mm256_div_ps(_mm256_mul_ps(k->step_size, mv), denom));
+    *m = mv;
+    *v = vv;
+    return _mm256_sub_ps(pv,
+                         _mm256_div_ps(_mm256_mul_ps(k->step_size, mv), denom));
+}
+
+/* One vector of zrt_adamw_f32_out_scalar's loop. */
+ZRT__AVX2 static void adamw8(const float *p, float *p_out, const float *g, float *m,
+                             float *v, const adamw_vec *k)
+{
+    __m256 mv = _mm256_loadu_ps(m), vv = _mm256_loadu_ps(v);
+    __m256 pv = adamw8_core(_mm256_loadu_ps(p), _mm256_loadu_ps(g), &mv, &vv, k);
+
     _mm256_storeu_ps(p_out, pv);
     _mm256_storeu_ps(m, mv);
     _mm256_storeu_ps(v, vv);
@@ -146,6 +157,212 @@ ZRT__AVX2 void zrt__sum_ordered_f32_avx2(float *out, const float *const *src,
     zrt__sum_ordered_f32_range(out, src, nsrc, i, n, divisor);
 }
 
+/* ---- 16-bit kernels ------------------------------------------------------
+ * Eight 16-bit values travel in an __m128i, widened to an __m256 of f32.
+ * fp16 goes through F16C (VCVTPH2PS, VCVTPS2PH with round-to-nearest-even as
+ * an immediate, so MXCSR's rounding mode is not used); bf16 is integer work
+ * that repeats zrt_f32_to_bf16 / zrt_bf16_to_f32 lane by lane. */
+
+#define ZRT__AVX2H __attribute__((target("avx2,f16c")))
+
+/* Eight 16-bit values to f32, exactly. */
+ZRT__AVX2H static inline __m256 widen8(const uint16_t *x, zrt_half h)
+{
+    __m128i xv = _mm_loadu_si128((const __m128i *)x);
+
+    if (h == ZRT_HALF_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(xv), 16));
+    return _mm256_cvtph_ps(xv);
+}
+
+/* Eight f32 values rounded to 16 bits and stored, as zrt_f32_to_half does. */
+ZRT__AVX2H static inline void narrow8(uint16_t *out, __m256 x, zrt_half h)
+{
+    __m128i r;
+
+    if (h == ZRT_HALF_BF16) {
+        __m256i u = _mm256_castps_si256(x);
+        __m256i mag = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+        __m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7f800000));
+        __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        __m256i rne = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
+                                       lsb);
+        __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+        __m256i w = _mm256_srli_epi32(_mm256_blendv_epi8(rne, quiet, nan), 16);
+
+        /* each lane holds 0..0xffff: the unsigned saturating pack is exact */
+        r = _mm_packus_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    } else {
+        r = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    _mm_storeu_si128((__m128i *)out, r);
+}
+
+ZRT__AVX2H void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src,
+                                           size_t n, zrt_half h)
+{
+    size_t i;
+
+    for (i = 0; n - i >= 8; i += 8)
+        narrow8(dst + i, _mm256_loadu_ps(src + i), h);
+    zrt_cast_f32_to_half_scalar(dst + i, src + i, n - i, h);
+}
+
+ZRT__AVX2H void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src,
+                                           size_t n, zrt_half h)
+{
+    size_t i;
+
+    for (i = 0; n - i >= 8; i += 8)
+        _mm256_storeu_ps(dst + i, widen8(src + i, h));
+    zrt_cast_half_to_f32_scalar(dst + i, src + i, n - i, h);
+}
+
+ZRT__AVX2H void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src,
+                                   size_t n, zrt_half h)
+{
+    size_t i;
+
+    for (i = 0; n - i >= 8; i += 8)
+        narrow8(dst + i, _mm256_add_ps(widen8(dst + i, h), widen8(src + i, h)), h);
+    zrt_add_half_scalar(dst + i, src + i, n - i, h);
+}
+
+ZRT__AVX2H void zrt__scale_half_avx2(uint16_t *x, size_t n, float alpha,
+                                     zrt_half h)
+{
+    __m256 a = _mm256_set1_ps(alpha);
+    size_t i;
+
+    for (i = 0; n - i >= 8; i += 8)
+        narrow8(x + i, _mm256_mul_ps(widen8(x + i, h), a), h);
+    zrt_scale_half_scalar(x + i, n - i, alpha, h);
+}
+
+/* As zrt__sqnorm_f32_avx2, on the widened values. */
+ZRT__AVX2H double zrt__sqnorm_half_avx2(const uint16_t *x, size_t n, zrt_half h)
+{
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    double lanes[4], acc;
+    size_t i;
+
+    for (i = 0; n - i >= 8; i += 8) {
+        __m256 xv = widen8(x + i, h);
+        __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(xv));
+        __m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+
+        lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));
+        hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
+    }
+    _mm256_storeu_pd(lanes, _mm256_add_pd(lo, hi));
+    acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    return acc + zrt_sqnorm_half_scalar(x + i, n - i, h);
+}
+
+/* All eight lanes of every source are loaded before out is stored, which
+ * makes out == src[k] safe. */
+ZRT__AVX2H void zrt__sum_ordered_half_avx2(uint16_t *out,
+                                           const uint16_t *const *src, int nsrc,
+                                           size_t n, float divisor, zrt_half h)
+{
+    __m256 d = _mm256_set1_ps(divisor);
+    size_t i;
+
+    for (i = 0; n - i >= 8; i += 8) {
+        __m256 acc = widen8(src[0] + i, h);
+
+        for (int k = 1; k < nsrc; k++)
+            acc = _mm256_add_ps(acc, widen8(src[k] + i, h));
+        if (divisor != 1.0f)
+            acc = _mm256_div_ps(acc, d);
+        narrow8(out + i, acc, h);
+    }
+    zrt__sum_ordered_half_range(out, src, nsrc, i, n, divisor, h);
+}
+
+/* Integer work only (no F16C): an element is inf or NaN when all its
+ * exponent bits are set. Sixteen elements at a time. */
+ZRT__AVX2 int zrt__all_finite_half_avx2(const uint16_t *x, size_t n, zrt_half h)
+{
+    __m256i e = _mm256_set1_epi16((short)(h == ZRT_HALF_BF16 ? 0x7f80 : 0x7c00));
+    size_t i;
+
+    for (i = 0; n - i >= 16; i += 16) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(x + i));
+        __m256i bad = _mm256_cmpeq_epi16(_mm256_and_si256(xv, e), e);
+
+        if (!_mm256_testz_si256(bad, bad))
+            return 0;
+    }
+    return zrt_all_finite_half_scalar(x + i, n - i, h);
+}
+
+ZRT__AVX2 int zrt__all_finite_f32_avx2(const float *x, size_t n)
+{
+    __m256i e = _mm256_set1_epi32(0x7f800000);
+    size_t i;
+
+    for (i = 0; n - i >= 8; i += 8) {
+        __m256i xv = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+        __m256i bad = _mm256_cmpeq_epi32(_mm256_and_si256(xv, e), e);
+
+        if (!_mm256_testz_si256(bad, bad))
+            return 0;
+    }
+    return zrt_all_finite_f32_scalar(x + i, n - i);
+}
+
+/* One vector of zrt_adamw_mixed_scalar's loop, from the scaled gradients:
+ * g was loaded before p_out is stored, so p_out == g is safe. */
+ZRT__AVX2H static void adamw_mixed8(float *master, uint16_t *p_out, __m256 g32,
+                                    float *m, float *v, const adamw_vec *k,
+                                    zrt_half h)
+{
+    __m256 mv = _mm256_loadu_ps(m), vv = _mm256_loadu_ps(v);
+    __m256 pv = adamw8_core(_mm256_loadu_ps(master), g32, &mv, &vv, k);
+
+    _mm256_storeu_ps(master, pv);
+    _mm256_storeu_ps(m, mv);
+    _mm256_storeu_ps(v, vv);
+    narrow8(p_out, pv, h);
+}
+
+ZRT__AVX2H void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out,
+                                      const uint16_t *g, float *m, float *v,
+                                      size_t n, float grad_scale,
+                                      const zrt_adamw_scalars *s, zrt_half h)
+{
+    __m256 gs = _mm256_set1_ps(grad_scale);
+    adamw_vec k;
+    size_t i;
+
+    adamw_vec_init(&k, s);
+    for (i = 0; n - i >= 8; i += 8)
+        adamw_mixed8(master + i, p_out + i, _mm256_mul_ps(widen8(g + i, h), gs),
+                     m + i, v + i, &k, h);
+    zrt_adamw_mixed_scalar(master + i, p_out + i, g + i, m + i, v + i, n - i,
+                           grad_scale, s, h);
+}
+
+ZRT__AVX2H void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out,
+                                              const float *g, float *m, float *v,
+                                              size_t n, float grad_scale,
+                                              const zrt_adamw_scalars *s,
+                                              zrt_half h)
+{
+    __m256 gs = _mm256_set1_ps(grad_scale);
+    adamw_vec k;
+    size_t i;
+
+    adamw_vec_init(&k, s);
+    for (i = 0; n - i >= 8; i += 8)
+        adamw_mixed8(master + i, p_out + i,
+                     _mm256_mul_ps(_mm256_loadu_ps(g + i), gs), m + i, v + i, &k,
+                     h);
+    zrt_adamw_mixed_f32grad_scalar(master + i, p_out + i, g + i, m + i, v + i,
+                                   n - i, grad_scale, s, h);
+}
+
 #else /* not x86-64: never called, defined so that kernels.c links */
 
 void zrt__adamw_f32_out_avx2(const float *p, float *p_out, const float *g, float *m,
@@ -179,6 +396,65 @@ void zrt__sum_ordered_f32_avx2(float *out, const float *const *src, int nsrc,
                                size_t n, float divisor)
 {
     zrt_sum_ordered_f32_scalar(out, src, nsrc, n, divisor);
+}
+
+void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src, size_t n,
+                                zrt_half h)
+{
+    zrt_cast_f32_to_half_scalar(dst, src, n, h);
+}
+
+void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src, size_t n,
+                                zrt_half h)
+{
+    zrt_cast_half_to_f32_scalar(dst, src, n, h);
+}
+
+void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src, size_t n,
+                        zrt_half h)
+{
+    zrt_add_half_scalar(dst, src, n, h);
+}
+
+void zrt__scale_half_avx2(uint16_t *x, size_t n, float alpha, zrt_half h)
+{
+    zrt_scale_half_scalar(x, n, alpha, h);
+}
+
+double zrt__sqnorm_half_avx2(const uint16_t *x, size_t n, zrt_half h)
+{
+    return zrt_sqnorm_half_scalar(x, n, h);
+}
+
+void zrt__sum_ordered_half_avx2(uint16_t *out, const uint16_t *const *src,
+                                int nsrc, size_t n, float divisor, zrt_half h)
+{
+    zrt_sum_ordered_half_scalar(out, src, nsrc, n, divisor, h);
+}
+
+int zrt__all_finite_half_avx2(const uint16_t *x, size_t n, zrt_half h)
+{
+    return zrt_all_finite_half_scalar(x, n, h);
+}
+
+int zrt__all_finite_f32_avx2(const float *x, size_t n)
+{
+    return zrt_all_finite_f32_scalar(x, n);
+}
+
+void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out, const uint16_t *g,
+                           float *m, float *v, size_t n, float grad_scale,
+                           const zrt_adamw_scalars *s, zrt_half h)
+{
+    zrt_adamw_mixed_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
+}
+
+void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out,
+                                   const float *g, float *m, float *v,
+                                   size_t n, float grad_scale,
+                                   const zrt_adamw_scalars *s, zrt_half h)
+{
+    zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
 }
 
 #endif

@@ -297,6 +297,67 @@ END_TEST
 
 /* ---- all-reduce -------------------------------------------------------------- */
 
+/* ---- 16-bit reductions ------------------------------------------------------- */
+
+/* Rank `rank`'s element i as a 16-bit value. */
+static uint16_t input_half(unsigned seed, int rank, size_t i, zrt_half h)
+{
+    return zrt_f32_to_half(input_f32(seed, rank, i) * 0.01f, h);
+}
+
+/* The ordered f32 sum of the widened values, divided, rounded once. */
+static uint16_t reduced_half(unsigned seed, size_t i, zrt_reduce_op op, zrt_half h)
+{
+    float acc = zrt_half_to_f32(input_half(seed, 0, i, h), h);
+    for (int k = 1; k < g_size; k++)
+        acc += zrt_half_to_f32(input_half(seed, k, i, h), h);
+    if (op == ZRT_AVG)
+        acc /= (float)g_size;
+    return zrt_f32_to_half(acc, h);
+}
+
+/* Reduce-scatter and all-reduce of bf16 and f16 give, for every element,
+ * the ordered f32 sum rounded once, the same bits both ways. */
+START_TEST(test_half_reductions)
+{
+    tally t = {0};
+    const zrt_dtype types[2] = {ZRT_BF16, ZRT_F16};
+    for (int k = 0; k < 2; k++) {
+        zrt_half h = types[k] == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16;
+        for (int op = ZRT_SUM; op <= ZRT_AVG; op++) {
+            size_t count = 1000, n = count * (size_t)g_size;
+            unsigned seed = 70 + (unsigned)(k * 2 + op);
+            uint16_t *send = malloc(n * sizeof *send), *all = malloc(n * sizeof *all);
+            uint16_t *mine = malloc(count * sizeof *mine);
+            for (size_t j = 0; j < n; j++)
+                send[j] = all[j] = input_half(seed, g_rank, j, h);
+            zrt__comm_req *req = NULL;
+            complete(&t, g_comm->ops->reduce_scatter(g_comm, send, mine, count, types[k],
+                                                     (zrt_reduce_op)op, &req),
+                     &req, "half reduce-scatter");
+            complete(&t, g_comm->ops->all_reduce(g_comm, all, all, n, types[k],
+                                                 (zrt_reduce_op)op, &req),
+                     &req, "half all-reduce");
+            for (size_t j = 0; j < n; j++) {
+                uint16_t want = reduced_half(seed, j, (zrt_reduce_op)op, h);
+                EXPECT(&t, all[j] == want, "%s all-reduce element %zu: %04x, want %04x",
+                       zrt_dtype_str(types[k]), j, all[j], want);
+                size_t mine_at = j - (size_t)g_rank * count;
+                if (j / count == (size_t)g_rank)
+                    EXPECT(&t, mine[mine_at] == want,
+                           "%s reduce-scatter element %zu: %04x, want %04x",
+                           zrt_dtype_str(types[k]), j, mine[mine_at], want);
+            }
+            free(send);
+            free(all);
+            free(mine);
+        }
+    }
+    expect_comm_idle(&t, "half reductions");
+    FINISH(&t);
+}
+END_TEST
+
 static const size_t ar_counts[] = {1, 5, 4096, 10001};
 
 /* The engine relies on this: reducing the same data with a reduce-scatter
@@ -823,6 +884,7 @@ static Suite *comm_suite(void)
     tcase_add_test(tc, test_data_is_order_sensitive);
     tcase_add_test(tc, test_reduce_scatter);
     tcase_add_test(tc, test_all_reduce);
+    tcase_add_test(tc, test_half_reductions);
     tcase_add_test(tc, test_all_gather);
     tcase_add_test(tc, test_broadcast);
     tcase_add_test(tc, test_in_flight_wait_shuffled);

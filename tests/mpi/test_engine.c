@@ -39,7 +39,16 @@ static int world_rank, world_size;
 typedef struct model {
     zrt_ctx *ctx;
     zrt_param p[NTENSORS];
+    zrt_dtype dtype; /* of parameters and gradients: f32, or 16-bit (mixed) */
 } model;
+
+static zrt_half half_of(zrt_dtype d)
+{
+    return d == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16;
+}
+
+/* The rank whose next backward puts an inf into a gradient (fp16 tests). */
+static int poison_rank = -1;
 
 static void base_config(zrt_config *cfg, int stage)
 {
@@ -54,38 +63,73 @@ static float initial_value(int tensor, int64_t i)
     return (float)sin(0.37 * (double)(i + 1) + tensor) * 0.5f;
 }
 
+/* Writes tensor t's initial values in the model's dtype. */
+static zrt_status write_initial(model *m, int t)
+{
+    int64_t n = shapes[t][0] * shapes[t][1];
+    float *v = malloc((size_t)n * sizeof *v);
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    for (int64_t i = 0; i < n; i++) {
+        v[i] = initial_value(t, i);
+        if (m->dtype != ZRT_F32)
+            h[i] = zrt_f32_to_half(v[i], half_of(m->dtype));
+    }
+    zrt_status st = zrt_param_write(m->ctx, m->p[t], m->dtype == ZRT_F32 ? (void *)v : h);
+    free(v);
+    free(h);
+    return st;
+}
+
 static zrt_status build(model *m, const zrt_config *cfg)
 {
+    m->dtype = cfg->bf16.enabled ? ZRT_BF16 : cfg->fp16.enabled ? ZRT_F16 : ZRT_F32;
     ZRT_CHECK(zrt_ctx_create(cfg, &m->ctx));
     for (int t = 0; t < NTENSORS; t++) {
         char name[16];
         snprintf(name, sizeof name, "t%d", t);
         zrt_param_desc d = {.name = name, .ndim = ndims[t],
                             .shape = {shapes[t][0], shapes[t][1]},
-                            .dtype = ZRT_F32, .layer = layer_of[t],
+                            .dtype = m->dtype, .layer = layer_of[t],
                             .no_weight_decay = t == 1};
         ZRT_CHECK(zrt_param_register(m->ctx, &d, &m->p[t]));
     }
     ZRT_CHECK(zrt_finalize_params(m->ctx));
-    for (int t = 0; t < NTENSORS; t++) {
-        int64_t n = shapes[t][0] * shapes[t][1];
-        float *v = malloc((size_t)n * sizeof *v);
-        for (int64_t i = 0; i < n; i++)
-            v[i] = initial_value(t, i);
-        zrt_status st = zrt_param_write(m->ctx, m->p[t], v);
-        free(v);
-        ZRT_CHECK(st);
-    }
+    for (int t = 0; t < NTENSORS; t++)
+        ZRT_CHECK(write_initial(m, t));
     return ZRT_OK;
 }
 
 /* grad += f(param, rank): differs per rank, so the reduction matters. */
+/* 16-bit: the same gradient, times the loss scale, added with one rounding. */
+static zrt_status backward_half(model *m, int t)
+{
+    uint16_t *p, *g;
+    float scale;
+    zrt_half h = half_of(m->dtype);
+    ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], (void **)&p));
+    ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], (void **)&g));
+    ZRT_CHECK(zrt_loss_scale(m->ctx, &scale));
+    int64_t n = shapes[t][0] * shapes[t][1];
+    for (int64_t i = 0; i < n; i++) {
+        float pv = zrt_half_to_f32(p[i], h);
+        float add = (sinf(pv * (float)(world_rank + 1)) + 0.01f * (float)i) * scale;
+        g[i] = zrt_f32_to_half(zrt_half_to_f32(g[i], h) + add, h);
+    }
+    if (poison_rank == world_rank && t == 0)
+        g[0] = zrt_f32_to_half(INFINITY, h);
+    return ZRT_OK;
+}
+
 static zrt_status backward_layer(model *m, int layer)
 {
     ZRT_CHECK(zrt_backward_begin(m->ctx, layer));
     for (int t = 0; t < NTENSORS; t++) {
         if (layer_of[t] != layer)
             continue;
+        if (m->dtype != ZRT_F32) {
+            ZRT_CHECK(backward_half(m, t));
+            continue;
+        }
         float *p, *g;
         ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], (void **)&p));
         ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], (void **)&g));
@@ -120,15 +164,21 @@ static zrt_status train_step(model *m)
     return zrt_step(m->ctx, &hp);
 }
 
+/* Every parameter, as f32 (16-bit values widened exactly). */
 static float *read_all(model *m)
 {
     float *all = malloc((size_t)model_numel * sizeof *all);
+    uint16_t *h = malloc((size_t)model_numel * sizeof *h);
     int64_t at = 0;
     for (int t = 0; t < NTENSORS; t++) {
-        ck_assert_msg(zrt_param_read(m->ctx, m->p[t], all + at) == ZRT_OK, "%s",
+        void *dst = m->dtype == ZRT_F32 ? (void *)(all + at) : (void *)(h + at);
+        ck_assert_msg(zrt_param_read(m->ctx, m->p[t], dst) == ZRT_OK, "%s",
                       zrt_last_error(m->ctx));
         at += shapes[t][0] * shapes[t][1];
     }
+    for (int64_t i = 0; m->dtype != ZRT_F32 && i < model_numel; i++)
+        all[i] = zrt_half_to_f32(h[i], half_of(m->dtype));
+    free(h);
     return all;
 }
 
@@ -775,7 +825,8 @@ START_TEST(bad_parameter_descriptions_are_refused)
     ck_assert_int_eq(h, -7); /* out untouched on failure */
     d.shape[1] = 2;
     d.dtype = ZRT_BF16;
-    expect_error(ctx, zrt_param_register(ctx, &d, &h), ZRT_ERR_UNSUPPORTED, "bf16");
+    expect_error(ctx, zrt_param_register(ctx, &d, &h), ZRT_ERR_INVALID_ARG,
+                 "'w' is bf16 but this context trains f32 parameters");
     d.dtype = ZRT_F32;
     ck_assert_int_eq(zrt_param_register(ctx, &d, &h), ZRT_OK);
     expect_error(ctx, zrt_param_register(ctx, &d, &h), ZRT_ERR_INVALID_ARG,
@@ -1115,6 +1166,125 @@ START_TEST(grad_norm_is_the_global_norm)
 }
 END_TEST
 
+/* ---- mixed precision -------------------------------------------------------- */
+
+START_TEST(bf16_stages_agree_and_track_f32)
+{
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    float *f32 = train_and_read(&cfg, 10);
+    float *first = NULL;
+    for (int stage = 0; stage <= 3; stage++) {
+        base_config(&cfg, stage);
+        cfg.bf16.enabled = 1;
+        cfg.reduce_bucket_size = 300;
+        float *got = train_and_read(&cfg, 10);
+        char what[64];
+        snprintf(what, sizeof what, "bf16 stage %d against stage 0", stage);
+        if (first)
+            assert_same_bits(got, first, what);
+        else
+            first = got;
+        if (got != first)
+            free(got);
+    }
+    assert_close(first, f32, 2e-2, "bf16 against f32 after 10 steps");
+    free(first);
+    free(f32);
+}
+END_TEST
+
+/* Bytes per element: 2 for parameters and gradients, 4 for the master copy
+ * and each moment; the plan says the same. */
+START_TEST(bf16_holds_two_bytes_a_parameter_and_a_master_copy)
+{
+    zrt_config cfg;
+    base_config(&cfg, 1);
+    cfg.bf16.enabled = 1;
+    expect_plan_equals_measured(&cfg, "bf16 stage 1");
+    cfg.stage = 3;
+    cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
+    expect_plan_equals_measured(&cfg, "bf16 stage 3, optimizer on the host");
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    zrt_mem_stats ms;
+    zrt_get_mem_stats(m.ctx, &ms);
+    int64_t flat = 0, shard = 0;
+    for (int l = 0; l < NLAYERS; l++) {
+        flat += m.ctx->plan.layers[l].flat_numel;
+        shard += m.ctx->plan.layers[l].shard_numel;
+    }
+    (void)flat;
+    ck_assert_int_eq(ms.current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM], 2 * shard);
+    ck_assert_int_eq(ms.current[ZRT_TIER_HOST][ZRT_CAT_GRAD], 2 * shard);
+    ck_assert_int_eq(ms.current[ZRT_TIER_HOST][ZRT_CAT_MASTER], 4 * shard);
+    ck_assert_int_eq(ms.current[ZRT_TIER_HOST][ZRT_CAT_OPTIM], 8 * shard);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+}
+END_TEST
+
+/* An inf on one rank skips the step on every rank, parameters untouched;
+ * the scale halves once the hysteresis is used up; training then goes on. */
+START_TEST(fp16_overflow_skips_the_step_on_every_rank)
+{
+    for (int hysteresis = 1; hysteresis <= 2; hysteresis++) {
+        zrt_config cfg;
+        base_config(&cfg, 2);
+        cfg.fp16.enabled = 1;
+        cfg.fp16.initial_scale_power = 8;
+        cfg.fp16.hysteresis = hysteresis;
+        model m = {0};
+        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        float *before = read_all(&m), scale;
+        long skipped;
+        for (int k = 0; k < hysteresis; k++) {
+            poison_rank = world_size - 1;
+            ck_assert_msg(train_step(&m) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+            poison_rank = -1;
+            float *after = read_all(&m);
+            assert_same_bits(after, before, "parameters after a skipped step");
+            free(after);
+        }
+        ck_assert_int_eq(zrt_skipped_steps(m.ctx, &skipped), ZRT_OK);
+        ck_assert_int_eq(skipped, hysteresis);
+        ck_assert_int_eq(zrt_loss_scale(m.ctx, &scale), ZRT_OK);
+        ck_assert_float_eq(scale, 128.0f);
+        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        float *trained = read_all(&m);
+        int changed = 0;
+        for (int64_t i = 0; i < model_numel; i++)
+            changed |= trained[i] != before[i];
+        ck_assert_msg(changed, "the step after the overflow changed nothing");
+        zrt_skipped_steps(m.ctx, &skipped);
+        ck_assert_int_eq(skipped, hysteresis);
+        free(before);
+        free(trained);
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    }
+}
+END_TEST
+
+START_TEST(mixed_precision_refusals_name_the_cause)
+{
+    zrt_config cfg;
+    base_config(&cfg, 3);
+    cfg.bf16.enabled = 1;
+    zrt_ctx *ctx;
+    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
+    zrt_param h;
+    zrt_param_desc d = {.name = "w", .ndim = 1, .shape = {8}, .dtype = ZRT_F32};
+    expect_error(ctx, zrt_param_register(ctx, &d, &h), ZRT_ERR_INVALID_ARG,
+                 "'w' is f32 but this context trains bf16 parameters");
+    ck_assert_int_eq(zrt_ctx_destroy(ctx), ZRT_OK);
+    char dir[] = "/tmp/zrt-mixed-XXXXXX";
+    make_dir(dir);
+    set_nvme(&cfg.offload_optimizer, dir);
+    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_ERR_UNSUPPORTED);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(allreduce_averages_in_rank_order)
 {
     zrt_config cfg;
@@ -1164,6 +1334,10 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, accumulated_micro_steps_equal_one_large_batch);
     tcase_add_test(tc, clipping_scales_the_gradients_to_the_limit);
     tcase_add_test(tc, grad_norm_is_the_global_norm);
+    tcase_add_test(tc, bf16_stages_agree_and_track_f32);
+    tcase_add_test(tc, bf16_holds_two_bytes_a_parameter_and_a_master_copy);
+    tcase_add_test(tc, fp16_overflow_skips_the_step_on_every_rank);
+    tcase_add_test(tc, mixed_precision_refusals_name_the_cause);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The memory plan against the run: for the MLP and GPT-2 examples at stages
-# 0-3, with and without offload (optimizer on the host or NVMe, stage-3
+# 0-3 (GPT-2 also in bf16), with and without offload (optimizer on the host or NVMe, stage-3
 # parameter shards on the host or NVMe), on 1-4 ranks, every rank's planned
 # peak of every tier is within 1% (or 64 KiB, whichever is larger) of the
 # peak it measured. The planned peaks come from zrt_plan_memory inside the
@@ -47,6 +47,13 @@ for n in 1 4; do
         --offload-param nvme --offload-optimizer nvme --nvme-path "$SWAP"
     sweep "gpt-s3-n$n-pnvme" "$n" "$GPT" --model d4 --stage 3 --steps 3 --val-every 0 \
         --sample-len 0 --config "$WORK/small.json" --offload-param nvme --nvme-path "$SWAP"
+done
+# 16-bit parameters: 2 bytes a parameter and gradient, an f32 master copy,
+# the example's f32 copies of the live layers (declared).
+printf '%s' '{"bf16": {"enabled": true}}' >"$WORK/bf16.json"
+for stage in 1 3; do
+    sweep "gpt-s$stage-n3-bf16" 3 "$GPT" --model d4 --stage "$stage" --steps 3 \
+        --val-every 0 --sample-len 0 --config "$WORK/bf16.json"
 done
 echo "$runs runs"
 python3 - "$WORK" <<'PY' || fail "a planned peak is off by more than 1% / 64 KiB"

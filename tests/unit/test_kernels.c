@@ -10,6 +10,13 @@
  * sequential sum). Every buffer sits between guard words, at an address that
  * is not 32-byte aligned, so overruns and alignment assumptions show up.
  *
+ * The 16-bit (bf16, fp16) kernels of mixed precision: every 16-bit pattern
+ * round-trips; narrowing matches independent references (bit manipulation
+ * for bf16, the compiler's _Float16 for fp16) on 2^24 f32 patterns spread
+ * over the range and on every rounding boundary; add, scale and sum_ordered
+ * match formulas written here; the mixed AdamW gives zrt_adamw_f32's bits;
+ * and every path gives the scalar references' bits, as above.
+ *
  * A vector path the CPU lacks is not run: main prints, for instance,
  * "AVX-512 path not tested: this CPU lacks avx512f", and the suite holds
  * fewer checks.
@@ -19,6 +26,9 @@
 #include "kernels/cpu/kernels_avx512.h"
 
 #include <check.h>
+#if defined(__x86_64__) && defined(__clang__)
+#include <cpuid.h>
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -859,6 +869,999 @@ START_TEST(test_path_misaligned)
 }
 END_TEST
 
+/* ---- 16-bit formats: references independent of the library -------------
+ * bf16: truncate and compare the dropped half with the halfway point.
+ * fp16: the compiler's _Float16 conversions (libgcc's soft-float code with
+ * GCC: the test is built without F16C), and for sums the direct double ->
+ * fp16 rounding. A compiler without _Float16 (clang 14 on x86-64) gets an
+ * arithmetic reference instead: frexp, rint (ties to even), ldexp. */
+
+static const zrt_half halves[2] = {ZRT_HALF_BF16, ZRT_HALF_F16};
+static const char *const half_names[2] = {"bf16", "fp16"};
+
+static uint32_t to_bits(float f)
+{
+    uint32_t u;
+
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static uint16_t ref_bf16(float f)
+{
+    uint32_t u = to_bits(f), hi = u >> 16, lo = u & 0xffffu;
+
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)(hi | 0x40u); /* quieted */
+    if (lo > 0x8000u || (lo == 0x8000u && (hi & 1u)))
+        hi++; /* a carry into the exponent is the right answer, inf included */
+    return (uint16_t)hi;
+}
+
+static float ref_bf16_widen(uint16_t x)
+{
+    return from_bits((uint32_t)x << 16);
+}
+
+#if defined(__FLT16_MANT_DIG__)
+
+static const char ref_f16_name[] = "_Float16";
+
+static uint16_t ref_f16(float f)
+{
+    _Float16 h = (_Float16)f;
+    uint16_t b;
+
+    memcpy(&b, &h, sizeof b);
+    return b;
+}
+
+static uint16_t ref_f16_from_double(double d)
+{
+    _Float16 h = (_Float16)d;
+    uint16_t b;
+
+    memcpy(&b, &h, sizeof b);
+    return b;
+}
+
+static float ref_f16_widen(uint16_t x)
+{
+    _Float16 h;
+
+    memcpy(&h, &x, sizeof h);
+    return (float)h;
+}
+
+#else /* no _Float16: IEEE binary16 by arithmetic, in double */
+
+static const char ref_f16_name[] = "frexp/rint";
+
+static uint16_t ref_f16_from_double(double d)
+{
+    uint16_t sign = signbit(d) ? 0x8000u : 0u;
+    double a = fabs(d), q;
+    int e;
+
+    if (isnan(d)) /* quieted, top fraction bits kept */
+        return (uint16_t)(sign | 0x7e00u | (to_bits((float)a) >> 13 & 0x3ffu));
+    if (a < 0x1p-14) /* subnormal range: multiples of 2^-24 */
+        return (uint16_t)(sign | (uint16_t)rint(a * 0x1p24));
+    if (isinf(a))
+        return (uint16_t)(sign | 0x7c00u);
+    q = rint(ldexp(frexp(a, &e), 11)); /* a = q * 2^(e - 11), 1024..2048 */
+    if (q == 2048.0) {
+        q = 1024.0;
+        e++;
+    }
+    if (e + 14 >= 31)
+        return (uint16_t)(sign | 0x7c00u);
+    return (uint16_t)(sign | (e + 14) << 10 | ((uint16_t)q - 1024u));
+}
+
+static uint16_t ref_f16(float f)
+{
+    return ref_f16_from_double((double)f);
+}
+
+static float ref_f16_widen(uint16_t x)
+{
+    uint32_t e = (x >> 10) & 0x1fu, frac = x & 0x3ffu;
+    float mag;
+
+    if (e == 0x1f && frac) /* quieted */
+        return from_bits((uint32_t)(x & 0x8000u) << 16 | 0x7fc00000u | frac << 13);
+    if (e == 0x1f)
+        mag = INFINITY;
+    else if (e == 0)
+        mag = (float)ldexp((double)frac, -24);
+    else
+        mag = (float)ldexp((double)(frac | 0x400u), (int)e - 25);
+    return x & 0x8000u ? -mag : mag;
+}
+
+#endif
+
+static uint16_t ref_round(float f, zrt_half h)
+{
+    return h == ZRT_HALF_BF16 ? ref_bf16(f) : ref_f16(f);
+}
+
+static float ref_widen(uint16_t x, zrt_half h)
+{
+    return h == ZRT_HALF_BF16 ? ref_bf16_widen(x) : ref_f16_widen(x);
+}
+
+static int half_is_nan(uint16_t x, zrt_half h)
+{
+    return h == ZRT_HALF_BF16 ? (x & 0x7fffu) > 0x7f80u : (x & 0x7fffu) > 0x7c00u;
+}
+
+static uint16_t half_quiet_bit(zrt_half h)
+{
+    return h == ZRT_HALF_BF16 ? 0x0040u : 0x0200u;
+}
+
+/* Values that take other routes than the random ones, per format. The only
+ * NaN is the one x86 produces for invalid operations (negative, quiet, no
+ * payload) so that arithmetic on two NaNs has defined bits (see
+ * special_bits). */
+static const uint16_t hspecial_bits[2][14] = {
+    {0x0000, 0x8000, 0x0001, 0x807f, 0x0080, 0x7f7f, 0xff7f, 0x7f80, 0xff80,
+     0xffc0, 0x3f80, 0xbf81, 0x4b80, 0x3380},
+    {0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00,
+     0xfe00, 0x3c00, 0xbc01, 0x7800, 0x0200},
+};
+#define NHSPECIAL 14
+
+#define HGUARD 9 /* uint16_t each side; odd, so buffers are misaligned */
+#define HSENTINEL 0xa5c3u
+
+static uint16_t *hguarded_alloc(size_t n)
+{
+    uint16_t *base = malloc((n + 2 * HGUARD) * sizeof *base);
+
+    ck_assert_ptr_nonnull(base);
+    for (size_t i = 0; i < n + 2 * HGUARD; i++)
+        base[i] = HSENTINEL;
+    return base + HGUARD;
+}
+
+static void hguarded_free(uint16_t *x, size_t n)
+{
+    uint16_t *base = x - HGUARD;
+
+    for (size_t i = 0; i < HGUARD; i++) {
+        ck_assert_msg(base[i] == HSENTINEL, "write before buffer at -%zu",
+                      HGUARD - i);
+        ck_assert_msg(x[n + i] == HSENTINEL, "write past buffer at n+%zu", i);
+    }
+    free(base);
+}
+
+static uint16_t *hcopy_buf(const uint16_t *x, size_t n)
+{
+    uint16_t *y = hguarded_alloc(n);
+
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i];
+    return y;
+}
+
+/* A finite value of mixed magnitude (fp16 subnormals and near-overflow
+ * values included), rounded to the format; sometimes zero. */
+static uint16_t rng_half(rng *r, zrt_half h)
+{
+    static const float mag[8] = {1.0f, 1e-2f, 1e-4f, 1e-6f,
+                                 100.0f, 3e4f, 0.0f, 1e-7f};
+    float x = rng_unit(r) * mag[rng_next(r) >> 61];
+
+    return ref_round(x, h);
+}
+
+static uint16_t *rng_half_buf(rng *r, size_t n, zrt_half h, int specials)
+{
+    uint16_t *x = hguarded_alloc(n);
+
+    for (size_t i = 0; i < n; i++) {
+        x[i] = rng_half(r, h);
+        if (specials && rng_next(r) >> 61 == 0)
+            x[i] = hspecial_bits[h][rng_next(r) % NHSPECIAL];
+    }
+    return x;
+}
+
+static size_t first_hdiff(const uint16_t *a, const uint16_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return i;
+    return n;
+}
+
+#define ck_assert_hbits_eq(a, b, n, what)                                      \
+    do {                                                                       \
+        size_t d_ = first_hdiff((a), (b), (n));                                \
+        ck_assert_msg(d_ == (n), "%s: bits differ at %zu of %zu (%#x vs %#x)", \
+                      (what), d_, (size_t)(n), d_ < (n) ? (a)[d_] : 0u,        \
+                      d_ < (n) ? (b)[d_] : 0u);                                \
+    } while (0)
+
+/* ---- the 16-bit kernels of one path ---- */
+
+typedef struct hpath {
+    const char *name;    /* as the skip line says it */
+    const char *feature; /* what the CPU must report */
+    int (*present)(void);
+    void (*to_half)(uint16_t *, const float *, size_t, zrt_half);
+    void (*to_f32)(float *, const uint16_t *, size_t, zrt_half);
+    void (*add)(uint16_t *, const uint16_t *, size_t, zrt_half);
+    void (*scale)(uint16_t *, size_t, float, zrt_half);
+    double (*sqnorm)(const uint16_t *, size_t, zrt_half);
+    void (*sum)(uint16_t *, const uint16_t *const *, int, size_t, float,
+                zrt_half);
+    int (*finite_half)(const uint16_t *, size_t, zrt_half);
+    int (*finite_f32)(const float *, size_t);
+    void (*adamw)(float *, uint16_t *, const uint16_t *, float *, float *,
+                  size_t, float, const zrt_adamw_scalars *, zrt_half);
+    void (*adamw_f32g)(float *, uint16_t *, const float *, float *, float *,
+                       size_t, float, const zrt_adamw_scalars *, zrt_half);
+} hpath;
+
+static int always(void)
+{
+    return 1;
+}
+
+static int cpu_has_avx2_f16c(void)
+{
+#if defined(__x86_64__) && defined(__clang__) /* its builtin lacks "f16c" */
+    unsigned a, b, c, d;
+
+    return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) &&
+           (c & bit_F16C) != 0;
+#elif defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+/* hpaths[0] is the dispatching entry point, whichever path it takes here;
+ * the vector paths follow, each called directly. */
+static const hpath hpaths[] = {
+    {"dispatch", "", always, zrt_cast_f32_to_half, zrt_cast_half_to_f32,
+     zrt_add_half, zrt_scale_half, zrt_sqnorm_half, zrt_sum_ordered_half,
+     zrt_all_finite_half, zrt_all_finite_f32, zrt_adamw_mixed,
+     zrt_adamw_mixed_f32grad},
+    {"AVX2", "avx2 and f16c", cpu_has_avx2_f16c, zrt__cast_f32_to_half_avx2,
+     zrt__cast_half_to_f32_avx2, zrt__add_half_avx2, zrt__scale_half_avx2,
+     zrt__sqnorm_half_avx2, zrt__sum_ordered_half_avx2,
+     zrt__all_finite_half_avx2, zrt__all_finite_f32_avx2,
+     zrt__adamw_mixed_avx2, zrt__adamw_mixed_f32grad_avx2},
+    {"AVX-512", "avx512f", cpu_has_avx512f, zrt__cast_f32_to_half_avx512,
+     zrt__cast_half_to_f32_avx512, zrt__add_half_avx512,
+     zrt__scale_half_avx512, zrt__sqnorm_half_avx512,
+     zrt__sum_ordered_half_avx512, zrt__all_finite_half_avx512,
+     zrt__all_finite_f32_avx512, zrt__adamw_mixed_avx512,
+     zrt__adamw_mixed_f32grad_avx512},
+};
+#define NHPATHS ((int)(sizeof hpaths / sizeof hpaths[0]))
+
+/* Around both vector widths (8, 16), both tails, and larger odd sizes. */
+static const size_t hsizes[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1003, 4099,
+                                100003};
+#define NHSIZES ((int)(sizeof hsizes / sizeof hsizes[0]))
+
+static const hpath *hloop_path(int i)
+{
+    return &hpaths[i / NHSIZES];
+}
+
+static size_t hloop_size(int i)
+{
+    return hsizes[i % NHSIZES];
+}
+
+/* ---- conversions ---- */
+
+/* Every 16-bit pattern widens as the reference does and narrows back to
+ * itself; a NaN stays a NaN of the same sign, quieted, and a quiet NaN
+ * keeps its bits. The array forms of every present path give the scalar
+ * helpers' bits. */
+START_TEST(test_half_roundtrip_all)
+{
+    zrt_half h = halves[_i];
+    enum { N = 65536 };
+    uint16_t *x = hguarded_alloc(N), *back = hguarded_alloc(N);
+    uint16_t *want_back = hguarded_alloc(N);
+    float *wide = guarded_alloc(N), *want_wide = guarded_alloc(N);
+    size_t bad_widen = 0, bad_back = 0, bad_nan = 0;
+
+    for (size_t i = 0; i < N; i++) {
+        uint16_t xi = (uint16_t)i;
+        float w = zrt_half_to_f32(xi, h), rw = ref_widen(xi, h);
+        uint16_t b = zrt_f32_to_half(w, h);
+
+        x[i] = xi;
+        want_wide[i] = w;
+        want_back[i] = b;
+        bad_widen += to_bits(w) != to_bits(rw);
+        if (half_is_nan(xi, h))
+            bad_nan += !isnan(w) || !half_is_nan(b, h) ||
+                       (b & 0x8000u) != (xi & 0x8000u) ||
+                       b != (xi | half_quiet_bit(h));
+        else
+            bad_back += b != xi;
+    }
+    ck_assert_msg(bad_widen == 0, "%s: %zu patterns widen unlike the reference",
+                  half_names[_i], bad_widen);
+    ck_assert_msg(bad_back == 0, "%s: %zu patterns do not round-trip",
+                  half_names[_i], bad_back);
+    ck_assert_msg(bad_nan == 0, "%s: %zu NaNs not kept as quiet NaNs",
+                  half_names[_i], bad_nan);
+    ck_assert(zrt_f32_to_half(zrt_half_to_f32(0x0001, h), h) == 0x0001);
+
+    zrt_cast_half_to_f32_scalar(wide, x, N, h);
+    ck_assert_bits_eq(wide, want_wide, (size_t)N, "scalar widen");
+    zrt_cast_f32_to_half_scalar(back, wide, N, h);
+    ck_assert_hbits_eq(back, want_back, (size_t)N, "scalar narrow");
+    for (int p = 0; p < NHPATHS; p++) {
+        if (!hpaths[p].present())
+            continue;
+        hpaths[p].to_f32(wide, x, N, h);
+        ck_assert_bits_eq(wide, want_wide, (size_t)N, hpaths[p].name);
+        hpaths[p].to_half(back, wide, N, h);
+        ck_assert_hbits_eq(back, want_back, (size_t)N, hpaths[p].name);
+    }
+    hguarded_free(x, N);
+    hguarded_free(back, N);
+    hguarded_free(want_back, N);
+    guarded_free(wide, N);
+    guarded_free(want_wide, N);
+}
+END_TEST
+
+/* Narrows x[0..n) with the scalar helper, the scalar array form and every
+ * present path, and counts the disagreements with the reference. */
+static void check_narrow(const float *x, size_t n, zrt_half h, uint16_t *out,
+                         uint16_t *want)
+{
+    size_t bad = 0, first = n;
+
+    for (size_t i = 0; i < n; i++) {
+        want[i] = ref_round(x[i], h);
+        if (zrt_f32_to_half(x[i], h) != want[i] && bad++ == 0)
+            first = i;
+    }
+    ck_assert_msg(bad == 0, "%s: %zu values narrow unlike the reference, "
+                  "first %#x -> %#x, want %#x", half_names[h], bad,
+                  first < n ? to_bits(x[first]) : 0u,
+                  first < n ? zrt_f32_to_half(x[first], h) : 0u,
+                  first < n ? want[first] : 0u);
+    zrt_cast_f32_to_half_scalar(out, x, n, h);
+    ck_assert_hbits_eq(out, want, n, "scalar narrow");
+    for (int p = 0; p < NHPATHS; p++) {
+        if (!hpaths[p].present())
+            continue;
+        hpaths[p].to_half(out, x, n, h);
+        ck_assert_hbits_eq(out, want, n, hpaths[p].name);
+    }
+}
+
+/* 2^24 f32 patterns spread over the whole range: the top 24 bits walk every
+ * value, the low 8 bits are zero (ties and exact values) or noise. */
+START_TEST(test_half_narrow_sampled)
+{
+    zrt_half h = halves[_i];
+    enum { CHUNK = 1 << 20 };
+    float *x = guarded_alloc(CHUNK);
+    uint16_t *out = hguarded_alloc(CHUNK), *want = hguarded_alloc(CHUNK);
+
+    for (uint32_t c = 0; c < (1u << 24) / CHUNK; c++) {
+        for (uint32_t j = 0; j < CHUNK; j++) {
+            uint32_t i = c * CHUNK + j;
+            uint32_t noise = (i & 1u) ? (i * 0x9E3779B1u) >> 24 : 0u;
+
+            x[j] = from_bits(i << 8 | noise);
+        }
+        check_narrow(x, CHUNK, h, out, want);
+    }
+    guarded_free(x, CHUNK);
+    hguarded_free(out, CHUNK);
+    hguarded_free(want, CHUNK);
+}
+END_TEST
+
+/* Around every representable value v of the format and every midpoint to
+ * the next one up in magnitude (the largest finite value's next is the
+ * power of two inf stands for): the f32 patterns at, one below and one
+ * above each. Ties, max finite, overflow, the subnormal range and signed
+ * zeros all lie here; plus f32 specials. */
+START_TEST(test_half_narrow_boundaries)
+{
+    zrt_half h = halves[_i];
+    static const uint32_t extra[] = {
+        0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x00800000u,
+        0x7f7fffffu, 0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00000u,
+        0xffc00000u, 0x7f800001u, 0xffbfffffu, 0x7fffffffu, 0xffffffffu,
+        0x7fa5a5a5u, 0x33000000u, 0x33000001u, 0x32ffffffu, 0xb3000000u,
+        0x33800000u, 0x477fe000u, 0x477fefffu, 0x477ff000u, 0xc77ff000u,
+        0x47800000u, 0x38800000u, 0x387fc000u, 0x387fe000u, 0x387ff000u,
+        0x7f7f7fffu, 0x7f7f8000u, 0x7f7f8001u, 0xff7f8000u, 0x7f7e8000u,
+    };
+    enum { PER = 6 };
+    size_t nextra = sizeof extra / sizeof extra[0];
+    size_t n = 65536 * PER + nextra, k = 0;
+    float *x = guarded_alloc(n);
+    uint16_t *out = hguarded_alloc(n), *want = hguarded_alloc(n);
+    double top = h == ZRT_HALF_BF16 ? 0x1p128 : 65536.0;
+
+    for (uint32_t b = 0; b < 65536; b++) {
+        uint16_t v = (uint16_t)b, mag = v & 0x7fffu;
+        double lo, hi, mid;
+        uint32_t ul, um;
+
+        if (half_is_nan(v, h) || mag == (h == ZRT_HALF_BF16 ? 0x7f80u : 0x7c00u))
+            continue;
+        lo = fabs((double)ref_widen(v, h));
+        hi = mag == (h == ZRT_HALF_BF16 ? 0x7f7fu : 0x7bffu)
+                 ? top
+                 : fabs((double)ref_widen((uint16_t)(mag + 1u), h));
+        mid = lo + (hi - lo) / 2.0; /* exact in f32: one bit more than v */
+        ul = to_bits((float)lo) | (v & 0x8000u) << 16;
+        um = to_bits((float)mid) | (v & 0x8000u) << 16;
+        x[k++] = from_bits(ul);
+        x[k++] = from_bits(ul - 1u); /* below 0: 0xffffffff, a NaN; fine */
+        x[k++] = from_bits(ul + 1u);
+        x[k++] = from_bits(um);
+        x[k++] = from_bits(um - 1u);
+        x[k++] = from_bits(um + 1u);
+    }
+    for (size_t i = 0; i < nextra; i++)
+        x[k++] = from_bits(extra[i]);
+    ck_assert(k <= n);
+    check_narrow(x, k, h, out, want);
+
+    /* the rules, spelt out */
+    if (h == ZRT_HALF_F16) {
+        ck_assert_uint_eq(zrt_f32_to_f16(65504.0f), 0x7bffu);
+        ck_assert_uint_eq(zrt_f32_to_f16(65519.996f), 0x7bffu);
+        ck_assert_uint_eq(zrt_f32_to_f16(65520.0f), 0x7c00u);
+        ck_assert_uint_eq(zrt_f32_to_f16(-1e30f), 0xfc00u);
+        ck_assert_uint_eq(zrt_f32_to_f16(0x1p-24f), 0x0001u);
+        ck_assert_uint_eq(zrt_f32_to_f16(0x1p-25f), 0x0000u);
+        ck_assert_uint_eq(zrt_f32_to_f16(-0x1.000002p-25f), 0x8001u);
+        ck_assert_uint_eq(zrt_f32_to_f16(0x3p-25f), 0x0002u);   /* tie up */
+        ck_assert_uint_eq(zrt_f32_to_f16(1.0f + 0x1p-11f), 0x3c00u); /* tie down */
+        ck_assert_uint_eq(zrt_f32_to_f16(from_bits(0x7f800001u)), 0x7e00u);
+        ck_assert_uint_eq(zrt_f32_to_f16(-0.0f), 0x8000u);
+    } else {
+        ck_assert_uint_eq(zrt_f32_to_bf16(from_bits(0x7f7fffffu)), 0x7f80u);
+        ck_assert_uint_eq(zrt_f32_to_bf16(from_bits(0x7f7f7fffu)), 0x7f7fu);
+        ck_assert_uint_eq(zrt_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80u); /* tie down */
+        ck_assert_uint_eq(zrt_f32_to_bf16(1.0f + 0x3p-8f), 0x3f82u); /* tie up */
+        ck_assert_uint_eq(zrt_f32_to_bf16(from_bits(0x00000001u)), 0x0000u);
+        ck_assert_uint_eq(zrt_f32_to_bf16(from_bits(0x00008000u)), 0x0000u);
+        ck_assert_uint_eq(zrt_f32_to_bf16(from_bits(0x00018000u)), 0x0002u);
+        ck_assert_uint_eq(zrt_f32_to_bf16(from_bits(0x7f800001u)), 0x7fc0u);
+        ck_assert_uint_eq(zrt_f32_to_bf16(-0.0f), 0x8000u);
+    }
+    guarded_free(x, n);
+    hguarded_free(out, n);
+    hguarded_free(want, n);
+}
+END_TEST
+
+/* ---- arithmetic on 16-bit arrays against formulas written here ---- */
+
+/* add: the f32 sum rounded; for fp16 that is also the exact sum (computed
+ * in double, where it is exact) rounded once, which shows the f32 step adds
+ * no second rounding. scale: the f32 product rounded. Scalar reference and
+ * dispatch. */
+START_TEST(test_half_add_scale_formula)
+{
+    static const float alphas[] = {0.7f, 1.0f / 3.0f, -1.0f, 0x1p-20f, 3e38f,
+                                   65536.0f, -0.0f};
+    size_t n = sizes[_i / 2];
+    zrt_half h = halves[_i % 2];
+    rng r = rng_seed(3000 + n * 2 + (size_t)h);
+    uint16_t *a = rng_half_buf(&r, n, h, 1), *b = rng_half_buf(&r, n, h, 1);
+    uint16_t *want = hguarded_alloc(n), *out = hguarded_alloc(n);
+    size_t bad_exact = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        double sum = (double)ref_widen(a[i], h) + (double)ref_widen(b[i], h);
+
+        want[i] = ref_round((float)sum, h);
+        if (h == ZRT_HALF_F16 && !isnan(sum))
+            bad_exact += ref_f16_from_double(sum) != want[i];
+    }
+    ck_assert_msg(bad_exact == 0, "%zu sums rounded twice", bad_exact);
+    for (int path = 0; path < 2; path++) {
+        memcpy(out, a, n * sizeof *a);
+        (path ? zrt_add_half : zrt_add_half_scalar)(out, b, n, h);
+        ck_assert_hbits_eq(out, want, n, path ? "add dispatch" : "add scalar");
+    }
+    for (size_t k = 0; k < sizeof alphas / sizeof alphas[0]; k++) {
+        for (size_t i = 0; i < n; i++)
+            want[i] = ref_round((float)((double)ref_widen(a[i], h) * alphas[k]), h);
+        for (int path = 0; path < 2; path++) {
+            memcpy(out, a, n * sizeof *a);
+            (path ? zrt_scale_half : zrt_scale_half_scalar)(out, n, alphas[k], h);
+            ck_assert_hbits_eq(out, want, n,
+                               path ? "scale dispatch" : "scale scalar");
+        }
+    }
+    hguarded_free(a, n);
+    hguarded_free(b, n);
+    hguarded_free(want, n);
+    hguarded_free(out, n);
+}
+END_TEST
+
+/* sum_ordered: an f32 running sum in source order, divided, rounded once;
+ * out separate or aliasing a source. */
+START_TEST(test_half_sum_formula)
+{
+    static const float divisors[] = {1.0f, 3.0f, 0.37f, 4.0f};
+    size_t n = sizes[_i / 2];
+    zrt_half h = halves[_i % 2];
+    rng r = rng_seed(3100 + n * 2 + (size_t)h);
+    uint16_t *src[MAXSRC], *want = hguarded_alloc(n), *out;
+
+    for (int k = 0; k < MAXSRC; k++)
+        src[k] = rng_half_buf(&r, n, h, 1);
+    for (int nsrc = 1; nsrc <= MAXSRC; nsrc++)
+        for (size_t d = 0; d < sizeof divisors / sizeof divisors[0]; d++)
+            for (int path = 0; path < 2; path++) {
+                float div = divisors[d];
+
+                for (size_t i = 0; i < n; i++) {
+                    float acc = ref_widen(src[0][i], h);
+
+                    for (int k = 1; k < nsrc; k++)
+                        acc = acc + ref_widen(src[k][i], h);
+                    want[i] = ref_round(div != 1.0f ? acc / div : acc, h);
+                }
+                out = hguarded_alloc(n);
+                (path ? zrt_sum_ordered_half : zrt_sum_ordered_half_scalar)(
+                    out, (const uint16_t *const *)src, nsrc, n, div, h);
+                ck_assert_hbits_eq(out, want, n, path ? "dispatch" : "scalar");
+                hguarded_free(out, n);
+            }
+    /* out == src[last]: the sources are read before each element is written */
+    {
+        uint16_t *keep = hcopy_buf(src[2], n);
+
+        for (size_t i = 0; i < n; i++)
+            want[i] = ref_round((ref_widen(src[0][i], h) + ref_widen(src[1][i], h) +
+                                 ref_widen(src[2][i], h)) / 3.0f, h);
+        zrt_sum_ordered_half(src[2], (const uint16_t *const *)src, 3, n, 3.0f, h);
+        ck_assert_hbits_eq(src[2], want, n, "alias");
+        memcpy(src[2], keep, n * sizeof *keep);
+        hguarded_free(keep, n);
+    }
+    for (int k = 0; k < MAXSRC; k++)
+        hguarded_free(src[k], n);
+    hguarded_free(want, n);
+}
+END_TEST
+
+START_TEST(test_half_sqnorm_exact)
+{
+    zrt_half h = halves[_i];
+    uint16_t x[19];
+
+    for (int i = 0; i < 19; i++)
+        x[i] = zrt_f32_to_half(i % 2 ? -2.0f : 0.5f, h);
+    ck_assert(zrt_sqnorm_half(x, 0, h) == 0.0);
+    ck_assert(zrt_sqnorm_half_scalar(x, 19, h) == 9 * 4.0 + 10 * 0.25);
+    ck_assert(zrt_sqnorm_half(x, 19, h) == 9 * 4.0 + 10 * 0.25);
+    x[18] = zrt_f32_to_half(INFINITY, h);
+    ck_assert(isinf(zrt_sqnorm_half(x, 19, h)));
+}
+END_TEST
+
+/* ---- mixed AdamW against zrt_adamw_f32 ---- */
+
+/* master, m, v after ADAM_STEPS steps of path p's zrt_adamw_mixed equal
+ * zrt_adamw_f32's on the widened (and scaled) gradients, bit for bit, and
+ * p_out is round(master) each step. grad_scale 1, a power of two and 1/3
+ * (zrt_adamw_f32 then gets widen(g) * grad_scale, rounded in f32). p_out
+ * separate and over g. Then the same with f32 gradients. */
+static void check_adamw_mixed(const hpath *hp, size_t n, zrt_half h,
+                              float grad_scale, uint64_t seed)
+{
+    rng r = rng_seed(seed);
+    adam_state a = adam_alloc(&r, n), b, c;
+    float *gf = guarded_alloc(n), *g32 = guarded_alloc(n);
+    uint16_t *p_out = hguarded_alloc(n), *want = hguarded_alloc(n), *g, *gover;
+
+    b = adam_copy(&a);
+    c = adam_copy(&a);
+    for (long t = 1; t <= ADAM_STEPS; t++) {
+        zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+
+        g = rng_half_buf(&r, n, h, 1);
+        gover = hcopy_buf(g, n);
+        for (size_t i = 0; i < n; i++)
+            gf[i] = ref_widen(g[i], h) * grad_scale;
+        zrt_adamw_f32(b.p, gf, b.m, b.v, n, &s);
+        hp->adamw(a.p, p_out, g, a.m, a.v, n, grad_scale, &s, h);
+        ck_assert_bits_eq(a.p, b.p, n, "master");
+        ck_assert_bits_eq(a.m, b.m, n, "m");
+        ck_assert_bits_eq(a.v, b.v, n, "v");
+        for (size_t i = 0; i < n; i++)
+            want[i] = ref_round(b.p[i], h);
+        ck_assert_hbits_eq(p_out, want, n, "p_out");
+        hp->adamw(c.p, gover, gover, c.m, c.v, n, grad_scale, &s, h);
+        ck_assert_hbits_eq(gover, want, n, "p_out over g");
+        ck_assert_bits_eq(c.p, b.p, n, "master (p_out over g)");
+        hguarded_free(g, n);
+        hguarded_free(gover, n);
+    }
+    /* f32 gradients, continuing from the same state */
+    for (long t = ADAM_STEPS + 1; t <= 2 * ADAM_STEPS; t++) {
+        zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+
+        for (size_t i = 0; i < n; i++)
+            g32[i] = rng_grad(&r) * 100.0f;
+        sprinkle_specials(&r, g32, n);
+        for (size_t i = 0; i < n; i++)
+            gf[i] = g32[i] * grad_scale;
+        zrt_adamw_f32(b.p, gf, b.m, b.v, n, &s);
+        hp->adamw_f32g(a.p, p_out, g32, a.m, a.v, n, grad_scale, &s, h);
+        ck_assert_bits_eq(a.p, b.p, n, "master (f32 grad)");
+        ck_assert_bits_eq(a.m, b.m, n, "m (f32 grad)");
+        ck_assert_bits_eq(a.v, b.v, n, "v (f32 grad)");
+        for (size_t i = 0; i < n; i++)
+            want[i] = ref_round(b.p[i], h);
+        ck_assert_hbits_eq(p_out, want, n, "p_out (f32 grad)");
+    }
+    guarded_free(gf, n);
+    guarded_free(g32, n);
+    hguarded_free(p_out, n);
+    hguarded_free(want, n);
+    adam_free(&a);
+    adam_free(&b);
+    adam_free(&c);
+}
+
+/* The scalar references, then every path, against zrt_adamw_f32. */
+START_TEST(test_adamw_mixed_vs_f32)
+{
+    static const float scales[] = {1.0f, 0x1p-10f, 1.0f / 3.0f};
+    hpath scalar = hpaths[0];
+    size_t n = sizes[_i];
+
+    scalar.name = "scalar";
+    scalar.adamw = zrt_adamw_mixed_scalar;
+    scalar.adamw_f32g = zrt_adamw_mixed_f32grad_scalar;
+    for (int hi = 0; hi < 2; hi++)
+        for (size_t k = 0; k < sizeof scales / sizeof scales[0]; k++) {
+            check_adamw_mixed(&scalar, n, halves[hi], scales[k], 3200 + n + k);
+            for (int p = 0; p < NHPATHS; p++)
+                if (hpaths[p].present())
+                    check_adamw_mixed(&hpaths[p], n, halves[hi], scales[k],
+                                      3300 + n + k);
+        }
+}
+END_TEST
+
+/* ---- every path bit-identical to the scalar references ---- */
+
+START_TEST(test_hpath_cast_bits)
+{
+    const hpath *hp = hloop_path(_i);
+    size_t n = hloop_size(_i);
+    rng r = rng_seed(3400 + n);
+    float *x = guarded_alloc(n), *wa = guarded_alloc(n), *wb = guarded_alloc(n);
+    uint16_t *hx = hguarded_alloc(n), *a = hguarded_alloc(n), *b = hguarded_alloc(n);
+
+    for (size_t i = 0; i < n; i++) {
+        x[i] = from_bits((uint32_t)(rng_next(&r) >> 32)); /* any pattern */
+        hx[i] = (uint16_t)(rng_next(&r) >> 48);
+    }
+    for (int hi = 0; hi < 2; hi++) {
+        hp->to_half(a, x, n, halves[hi]);
+        zrt_cast_f32_to_half_scalar(b, x, n, halves[hi]);
+        ck_assert_hbits_eq(a, b, n, hp->name);
+        hp->to_f32(wa, hx, n, halves[hi]);
+        zrt_cast_half_to_f32_scalar(wb, hx, n, halves[hi]);
+        ck_assert_bits_eq(wa, wb, n, hp->name);
+    }
+    guarded_free(x, n);
+    guarded_free(wa, n);
+    guarded_free(wb, n);
+    hguarded_free(hx, n);
+    hguarded_free(a, n);
+    hguarded_free(b, n);
+}
+END_TEST
+
+START_TEST(test_hpath_arith_bits)
+{
+    static const uint32_t alphas[] = {0x3f333333u /* 0.7 */, 0x80000000u,
+                                      0x7f800000u, 0x35800000u /* 2^-20 */,
+                                      0x7f61b1e6u /* 3e38 */, 0xbf800000u};
+    const hpath *hp = hloop_path(_i);
+    size_t n = hloop_size(_i);
+    rng r = rng_seed(3500 + n);
+
+    for (int hi = 0; hi < 2; hi++) {
+        zrt_half h = halves[hi];
+        uint16_t *x = rng_half_buf(&r, n, h, 1), *y = rng_half_buf(&r, n, h, 1);
+        uint16_t *a = hcopy_buf(x, n), *b = hcopy_buf(x, n);
+
+        hp->add(a, y, n, h);
+        zrt_add_half_scalar(b, y, n, h);
+        ck_assert_hbits_eq(a, b, n, hp->name);
+        hp->add(a, a, n, h); /* dst == src */
+        zrt_add_half_scalar(b, b, n, h);
+        ck_assert_hbits_eq(a, b, n, hp->name);
+        for (size_t k = 0; k < sizeof alphas / sizeof alphas[0]; k++) {
+            memcpy(a, x, n * sizeof *x);
+            memcpy(b, x, n * sizeof *x);
+            hp->scale(a, n, from_bits(alphas[k]), h);
+            zrt_scale_half_scalar(b, n, from_bits(alphas[k]), h);
+            ck_assert_hbits_eq(a, b, n, hp->name);
+        }
+        hguarded_free(x, n);
+        hguarded_free(y, n);
+        hguarded_free(a, n);
+        hguarded_free(b, n);
+    }
+}
+END_TEST
+
+START_TEST(test_hpath_sum_bits)
+{
+    static const float divisors[] = {1.0f, 3.0f, 0.37f, 0.0f};
+    const hpath *hp = hloop_path(_i);
+    size_t n = hloop_size(_i);
+    rng r = rng_seed(3600 + n);
+
+    for (int hi = 0; hi < 2; hi++) {
+        zrt_half h = halves[hi];
+        uint16_t *src[MAXSRC], *a = hguarded_alloc(n), *b = hguarded_alloc(n);
+
+        for (int k = 0; k < MAXSRC; k++)
+            src[k] = rng_half_buf(&r, n, h, 1);
+        for (int nsrc = 1; nsrc <= MAXSRC; nsrc += 2)
+            for (size_t d = 0; d < sizeof divisors / sizeof divisors[0]; d++) {
+                hp->sum(a, (const uint16_t *const *)src, nsrc, n, divisors[d], h);
+                zrt_sum_ordered_half_scalar(b, (const uint16_t *const *)src,
+                                            nsrc, n, divisors[d], h);
+                ck_assert_hbits_eq(a, b, n, hp->name);
+            }
+        /* out == src[0], after the separate-output reference */
+        zrt_sum_ordered_half_scalar(b, (const uint16_t *const *)src, 3, n, 3.0f, h);
+        hp->sum(src[0], (const uint16_t *const *)src, 3, n, 3.0f, h);
+        ck_assert_hbits_eq(src[0], b, n, hp->name);
+        for (int k = 0; k < MAXSRC; k++)
+            hguarded_free(src[k], n);
+        hguarded_free(a, n);
+        hguarded_free(b, n);
+    }
+}
+END_TEST
+
+/* A reduction: to rounding against a long double sum; inf and NaN agree
+ * with the scalar path's. */
+START_TEST(test_hpath_sqnorm)
+{
+    const hpath *hp = hloop_path(_i);
+    size_t n = hloop_size(_i);
+    rng r = rng_seed(3700 + n);
+
+    for (int hi = 0; hi < 2; hi++) {
+        zrt_half h = halves[hi];
+        uint16_t *x = rng_half_buf(&r, n, h, 0);
+        long double ref = 0.0L;
+        double a, b;
+
+        for (size_t i = 0; i < n; i++)
+            ref += (long double)ref_widen(x[i], h) * ref_widen(x[i], h);
+        a = hp->sqnorm(x, n, h);
+        b = zrt_sqnorm_half_scalar(x, n, h);
+        ck_assert_msg(fabsl(a - ref) <= 1e-12L * ref && fabsl(b - ref) <= 1e-12L * ref,
+                      "%s n %zu: %.17g, scalar %.17g, want %.17Lg", hp->name, n,
+                      a, b, ref);
+        if (n > 0) {
+            x[n - 1] = zrt_f32_to_half(-INFINITY, h);
+            a = hp->sqnorm(x, n, h);
+            ck_assert_msg(isinf(a) && a == zrt_sqnorm_half_scalar(x, n, h),
+                          "%s n %zu: %g", hp->name, n, a);
+            x[n / 2] = hspecial_bits[h][9]; /* NaN */
+            ck_assert_msg(isnan(hp->sqnorm(x, n, h)), "%s n %zu", hp->name, n);
+        }
+        hguarded_free(x, n);
+    }
+}
+END_TEST
+
+/* inf and NaN found at every position (of small arrays; of large ones at
+ * the start, the middle and every position of the last two vectors);
+ * finite extremes are not. One assertion per array and kind. */
+START_TEST(test_hpath_all_finite)
+{
+    static const uint32_t bad32[] = {0x7f800000u, 0xff800000u, 0x7fc00000u,
+                                     0x7f800001u, 0xffffffffu};
+    static const uint16_t bad16[2][5] = {
+        {0x7f80, 0xff80, 0x7fc0, 0x7f81, 0xffff},
+        {0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xffff},
+    };
+    const hpath *hp = hloop_path(_i);
+    size_t n = hloop_size(_i);
+    rng r = rng_seed(3800 + n);
+    float *x = random_buf(&r, n);
+    uint16_t *hx[2];
+    size_t missed = 0, false_alarm = 0, where = 0;
+
+    for (int hi = 0; hi < 2; hi++) {
+        hx[hi] = rng_half_buf(&r, n, halves[hi], 0);
+        for (size_t i = 0; i < n; i += 3) /* finite extremes */
+            hx[hi][i] = hspecial_bits[hi][i % 7];
+    }
+    for (size_t i = 0; i < n; i += 5)
+        x[i] = from_bits(special_bits[i % 7]); /* finite ones */
+    false_alarm += !hp->finite_f32(x, n);
+    for (int hi = 0; hi < 2; hi++) {
+        false_alarm += !hp->finite_half(hx[hi], n, halves[hi]);
+        false_alarm += !zrt_all_finite_half_scalar(hx[hi], n, halves[hi]);
+    }
+    false_alarm += !zrt_all_finite_f32_scalar(x, n);
+    ck_assert_msg(false_alarm == 0, "%s n %zu: finite data reported not finite",
+                  hp->name, n);
+    for (size_t pos = 0; pos < n; pos++) {
+        if (n > 64 && pos > 40 && pos != n / 2 && pos < n - 40)
+            continue;
+        for (int k = 0; k < 5; k++) {
+            float keep = x[pos];
+
+            x[pos] = from_bits(bad32[k]);
+            if (hp->finite_f32(x, n) || zrt_all_finite_f32_scalar(x, n))
+                missed++, where = pos;
+            x[pos] = keep;
+            for (int hi = 0; hi < 2; hi++) {
+                uint16_t hkeep = hx[hi][pos];
+
+                hx[hi][pos] = bad16[hi][k];
+                if (hp->finite_half(hx[hi], n, halves[hi]) ||
+                    zrt_all_finite_half_scalar(hx[hi], n, halves[hi]))
+                    missed++, where = pos;
+                hx[hi][pos] = hkeep;
+            }
+        }
+    }
+    ck_assert_msg(missed == 0, "%s n %zu: %zu inf/NaN missed (last at %zu)",
+                  hp->name, n, missed, where);
+    guarded_free(x, n);
+    hguarded_free(hx[0], n);
+    hguarded_free(hx[1], n);
+}
+END_TEST
+
+START_TEST(test_hpath_adamw_bits)
+{
+    const hpath *hp = hloop_path(_i);
+    size_t n = hloop_size(_i);
+    rng r = rng_seed(3900 + n);
+
+    for (int hi = 0; hi < 2; hi++) {
+        zrt_half h = halves[hi];
+        adam_state a = adam_alloc(&r, n), b;
+        uint16_t *pa = hguarded_alloc(n), *pb = hguarded_alloc(n);
+        float *g32 = guarded_alloc(n);
+
+        sprinkle_specials(&r, a.p, n);
+        b = adam_copy(&a);
+        for (long t = 1; t <= ADAM_STEPS; t++) {
+            zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+            uint16_t *g = rng_half_buf(&r, n, h, 1);
+            float gs = t % 2 ? 1.0f : 1.0f / 3.0f;
+
+            hp->adamw(a.p, pa, g, a.m, a.v, n, gs, &s, h);
+            zrt_adamw_mixed_scalar(b.p, pb, g, b.m, b.v, n, gs, &s, h);
+            ck_assert_bits_eq(a.p, b.p, n, hp->name);
+            ck_assert_bits_eq(a.m, b.m, n, hp->name);
+            ck_assert_bits_eq(a.v, b.v, n, hp->name);
+            ck_assert_hbits_eq(pa, pb, n, hp->name);
+            for (size_t i = 0; i < n; i++)
+                g32[i] = rng_grad(&r);
+            sprinkle_specials(&r, g32, n);
+            hp->adamw_f32g(a.p, pa, g32, a.m, a.v, n, gs, &s, h);
+            zrt_adamw_mixed_f32grad_scalar(b.p, pb, g32, b.m, b.v, n, gs, &s, h);
+            ck_assert_bits_eq(a.p, b.p, n, hp->name);
+            ck_assert_bits_eq(a.m, b.m, n, hp->name);
+            ck_assert_bits_eq(a.v, b.v, n, hp->name);
+            ck_assert_hbits_eq(pa, pb, n, hp->name);
+            hguarded_free(g, n);
+        }
+        guarded_free(g32, n);
+        hguarded_free(pa, n);
+        hguarded_free(pb, n);
+        adam_free(&a);
+        adam_free(&b);
+    }
+}
+END_TEST
+
+/* Every start offset (in elements: 2-byte steps for the 16-bit arrays) over
+ * 64 bytes and more, for lengths around one and two vectors: each kernel
+ * runs on x + off and must leave x[0..off) and x[off + len..] alone. */
+START_TEST(test_hpath_misaligned)
+{
+    static const size_t lens[] = {1, 7, 8, 15, 16, 17, 33, 47};
+    const hpath *hp = &hpaths[_i];
+    rng r = rng_seed(4000);
+
+    for (int hi = 0; hi < 2; hi++) {
+        zrt_half h = halves[hi];
+
+        for (size_t off = 0; off <= 33; off++)
+            for (size_t j = 0; j < sizeof lens / sizeof lens[0]; j++) {
+                size_t len = lens[j], n = off + len + 5;
+                zrt_adamw_scalars s = hp_scalars(&default_hp, 2);
+                adam_state a = adam_alloc(&r, n), b;
+                uint16_t *x = rng_half_buf(&r, n, h, 1), *y = hcopy_buf(x, n);
+                uint16_t *g = rng_half_buf(&r, n + 16, h, 1);
+                uint16_t *src[3];
+                float *f = random_buf(&r, n), *fb = copy_buf(f, n);
+
+                b = adam_copy(&a);
+                hp->adamw(a.p + off, x + off, g + (off * 3) % 16, a.m + off,
+                          a.v + off, len, 0.5f, &s, h);
+                zrt_adamw_mixed_scalar(b.p + off, y + off, g + (off * 3) % 16,
+                                       b.m + off, b.v + off, len, 0.5f, &s, h);
+                ck_assert_bits_eq(a.p, b.p, n, "adamw master");
+                ck_assert_bits_eq(a.m, b.m, n, "adamw m");
+                ck_assert_bits_eq(a.v, b.v, n, "adamw v");
+                ck_assert_hbits_eq(x, y, n, "adamw p_out");
+
+                hp->scale(x + off, len, 0.7f, h);
+                zrt_scale_half_scalar(y + off, len, 0.7f, h);
+                ck_assert_hbits_eq(x, y, n, "scale");
+
+                hp->add(x + off, g + 16 - off % 16, len, h);
+                zrt_add_half_scalar(y + off, g + 16 - off % 16, len, h);
+                ck_assert_hbits_eq(x, y, n, "add");
+
+                hp->to_half(x + off, f + (off * 7) % 5, len, h);
+                zrt_cast_f32_to_half_scalar(y + off, f + (off * 7) % 5, len, h);
+                ck_assert_hbits_eq(x, y, n, "cast to 16 bits");
+
+                hp->to_f32(f + off, g + off % 16, len, h);
+                zrt_cast_half_to_f32_scalar(fb + off, g + off % 16, len, h);
+                ck_assert_bits_eq(f, fb, n, "cast to f32");
+
+                for (int k = 0; k < 3; k++)
+                    src[k] = g + (off * 5 + 3 * (size_t)k) % 16;
+                hp->sum(x + off, (const uint16_t *const *)src, 3, len, 3.0f, h);
+                zrt_sum_ordered_half_scalar(y + off, (const uint16_t *const *)src,
+                                            3, len, 3.0f, h);
+                ck_assert_hbits_eq(x, y, n, "sum_ordered");
+
+                x[off + len - 1] = hspecial_bits[h][7]; /* inf, last element */
+                ck_assert(!hp->finite_half(x + off, len, h));
+                ck_assert(hp->finite_half(x + off + len, 5, h) ==
+                          zrt_all_finite_half_scalar(x + off + len, 5, h));
+                f[off + len - 1] = INFINITY;
+                ck_assert(!hp->finite_f32(f + off, len));
+
+                guarded_free(f, n);
+                guarded_free(fb, n);
+                hguarded_free(x, n);
+                hguarded_free(y, n);
+                hguarded_free(g, n + 16);
+                adam_free(&a);
+                adam_free(&b);
+            }
+    }
+}
+END_TEST
+
 /* ---- path ---------------------------------------------------------------- */
 
 START_TEST(test_cpu_path)
@@ -893,10 +1896,29 @@ static void add_path_tests(Suite *s, int p)
     suite_add_tcase(s, tc);
 }
 
+/* The bit-for-bit checks of the 16-bit kernels of path p (hpaths[0] is the
+ * dispatching entry point), in a test case of its own. */
+static void add_hpath_tests(Suite *s, int p)
+{
+    TCase *tc = tcase_create(p == 0 ? "16-bit dispatch" : hpaths[p].feature);
+    int lo = p * NHSIZES, hi = lo + NHSIZES;
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_hpath_cast_bits, lo, hi);
+    tcase_add_loop_test(tc, test_hpath_arith_bits, lo, hi);
+    tcase_add_loop_test(tc, test_hpath_sum_bits, lo, hi);
+    tcase_add_loop_test(tc, test_hpath_sqnorm, lo, hi);
+    tcase_add_loop_test(tc, test_hpath_all_finite, lo, hi);
+    tcase_add_loop_test(tc, test_hpath_adamw_bits, lo, hi);
+    tcase_add_loop_test(tc, test_hpath_misaligned, p, p + 1);
+    suite_add_tcase(s, tc);
+}
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("cpu");
+    TCase *th = tcase_create("16-bit");
 
     tcase_add_loop_test(tc, test_adamw_dispatch_bits, 0, NSIZES);
     tcase_add_loop_test(tc, test_adamw_scalar_vs_double, 0, NSIZES);
@@ -917,6 +1939,19 @@ static Suite *kernels_suite(void)
     for (int p = 0; p < NVPATHS; p++)
         if (vpaths[p].present())
             add_path_tests(s, p);
+
+    tcase_set_timeout(th, 60); /* 2^24 conversions under valgrind */
+    tcase_add_loop_test(th, test_half_roundtrip_all, 0, 2);
+    tcase_add_loop_test(th, test_half_narrow_sampled, 0, 2);
+    tcase_add_loop_test(th, test_half_narrow_boundaries, 0, 2);
+    tcase_add_loop_test(th, test_half_add_scale_formula, 0, 2 * NSIZES);
+    tcase_add_loop_test(th, test_half_sum_formula, 0, 2 * NSIZES);
+    tcase_add_loop_test(th, test_half_sqnorm_exact, 0, 2);
+    tcase_add_loop_test(th, test_adamw_mixed_vs_f32, 0, NSIZES);
+    suite_add_tcase(s, th);
+    for (int p = 0; p < NHPATHS; p++)
+        if (hpaths[p].present())
+            add_hpath_tests(s, p);
     return s;
 }
 
@@ -925,7 +1960,8 @@ int main(void)
     SRunner *sr;
     int nfailed;
 
-    printf("kernels: dispatch uses the %s path\n", zrt_kernels_cpu_path());
+    printf("kernels: dispatch uses the %s path; fp16 reference: %s\n",
+           zrt_kernels_cpu_path(), ref_f16_name);
     for (int p = 0; p < NVPATHS; p++) {
         if (vpaths[p].present())
             printf("%s path tested against the scalar reference\n",
@@ -933,6 +1969,14 @@ int main(void)
         else
             printf("%s path not tested: this CPU lacks %s\n", vpaths[p].name,
                    vpaths[p].feature);
+    }
+    for (int p = 1; p < NHPATHS; p++) {
+        if (hpaths[p].present())
+            printf("%s 16-bit kernels tested against the scalar reference\n",
+                   hpaths[p].name);
+        else
+            printf("%s 16-bit kernels not tested: this CPU lacks %s\n",
+                   hpaths[p].name, hpaths[p].feature);
     }
     fflush(stdout);
     sr = srunner_create(kernels_suite());
