@@ -527,6 +527,8 @@ zrt_status zrt_backward_begin(zrt_ctx *ctx, int layer)
                          "this step; keep it open across all its uses (one "
                          "backward per layer per step)", layer);
     ZRT_CHECK(enter_layer(ctx, layer));
+    if (ls->reduce) /* the previous micro-step's, still holding the bucket */
+        ZRT_CHECK(complete_reduction(ctx, layer));
     if (ctx->cfg.stage >= 2 && flat_of(ctx, layer) > 0)
         ZRT_CHECK(alloc_elems(ctx, &ls->grad_full, flat_of(ctx, layer),
                               ZRT_CAT_GRAD_BUCKET, "gradient bucket", layer));

@@ -439,6 +439,8 @@ static zrt_status replay_call(sim *s, const zrt_layer_call *call, int index)
     case ZRT_BACKWARD_BEGIN:
         if (ly->bwd_live || ly->bwd_done) { wrong = "runs backward twice"; break; }
         enter_layer(s, l);
+        if (ly->has_bucket && s->cfg->stage >= 2) /* last micro-step's reduction */
+            complete_reduction(s, l);
         if (s->cfg->stage >= 2 && ly->flat > 0) {
             charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
             ly->has_bucket = 1;

@@ -913,7 +913,7 @@ START_TEST(plan_equals_measured_peaks)
     char dir[] = "/tmp/zrt-plan-XXXXXX", what[160];
     make_dir(dir);
     for (int stage = 0; stage <= 3; stage++) {
-        for (int variant = 0; variant < 6; variant++) {
+        for (int variant = 0; variant < 7; variant++) {
             zrt_config cfg;
             base_config(&cfg, stage);
             if (variant == 1) { /* small buckets: reductions complete early */
@@ -933,6 +933,8 @@ START_TEST(plan_equals_measured_peaks)
                 cfg.gradient_accumulation_steps = 3;
                 cfg.reduce_bucket_size = 200;
             }
+            if (variant == 6) /* micro-steps; reductions outlive a micro-step */
+                cfg.gradient_accumulation_steps = 2;
             if ((variant == 3 && stage == 0) || (variant == 4 && stage != 3))
                 continue;
             snprintf(what, sizeof what, "stage %d, variant %d", stage, variant);
@@ -1073,20 +1075,23 @@ static void assert_close(const float *a, const float *b, double rel, const char 
 START_TEST(accumulated_micro_steps_equal_one_large_batch)
 {
     for (int stage = 0; stage <= 3; stage++) {
-        for (int offload = 0; offload < 2; offload++) {
-            if (offload && stage == 0)
+        for (int offload = 0; offload < 3; offload++) {
+            if (offload == 1 && stage == 0)
                 continue;
             zrt_config cfg;
             base_config(&cfg, stage);
-            cfg.reduce_bucket_size = 300;
-            if (offload)
+            /* offload 2: default buckets, so reductions outlive micro-steps */
+            if (offload < 2)
+                cfg.reduce_bucket_size = 300;
+            if (offload == 1)
                 cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
             float *large = train_batches(&cfg, 3, 1, 12, NULL, NULL);
             cfg.gradient_accumulation_steps = 4;
             float *micro = train_batches(&cfg, 3, 4, 3, NULL, NULL);
             char what[64];
             snprintf(what, sizeof what, "stage %d%s, 4 x 3 against 1 x 12", stage,
-                     offload ? ", optimizer on the host" : "");
+                     offload == 1 ? ", optimizer on the host"
+                     : offload == 2 ? ", default buckets" : "");
             assert_close(micro, large, 1e-6, what);
             free(large);
             free(micro);
