@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # scripts/setup.sh — installs what zrt needs to build and test on Debian or
-# Ubuntu: a C compiler, CMake, Open MPI, hwloc, liburing, Check, jansson.
-# Installs only what is missing; uses sudo when not run as root.
+# Ubuntu: a C compiler, CMake, Open MPI, hwloc, liburing, Check, jansson,
+# OpenBLAS, Chromium (the HTML report's render test), and Python's
+# safetensors and numpy (the checkpoint export's check; that test skips
+# without them). Installs only what is missing; uses sudo when not root.
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
           libhwloc-dev liburing-dev check libsubunit-dev libjansson-dev libopenblas-dev
-          python3 chromium)
+          python3 python3-pip chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
         missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-    echo "setup: all packages present"
-    exit 0
-fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
-echo "setup: installing ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all packages present"
+else
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}"
+fi
+if ! python3 -c "import safetensors, numpy" 2>/dev/null; then
+    python3 -m pip install --quiet --break-system-packages safetensors numpy ||
+        echo "setup: safetensors not installed: ckpt_tool skips its safetensors check"
+fi

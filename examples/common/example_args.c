@@ -21,6 +21,12 @@ const char *example_common_usage(void)
            "  --offload-optimizer none|cpu|nvme  where Adam's moments live (stage >= 1)\n"
            "  --offload-param none|cpu|nvme      where parameter shards live (stage 3)\n"
            "  --nvme-path DIR    directory for swap files (with nvme)\n"
+           "  --grad-accum K     micro-steps per optimizer step (gradient accumulation)\n"
+           "  --clip X           clip the global gradient norm to X (0: off)\n"
+           "  --save-dir DIR     write checkpoints under DIR (DIR/step-N, DIR/latest)\n"
+           "  --save-every K     save after optimizer steps K, 2K, ... (default: after\n"
+           "                     the last step only)\n"
+           "  --resume DIR       continue from DIR's latest checkpoint (or a step dir)\n"
            "  --help             this text\n";
 }
 
@@ -56,6 +62,37 @@ static int parse_device(const char *text)
     return -1;
 }
 
+/* The flags of gradient accumulation, clipping and checkpoints: 1 if taken,
+ * 0 if not one of them, -1 on a bad value. */
+static int parse_checkpoint_flags(example_args *a, const char *flag, const char *text,
+                                  char *err, size_t size)
+{
+    long value;
+    if (!strcmp(flag, "--grad-accum") || !strcmp(flag, "--save-every")) {
+        int accum = !strcmp(flag, "--grad-accum");
+        if (parse_int(flag, text, accum ? 1 : 0, accum ? 65536 : 100000000, &value, err,
+                      size))
+            return -1;
+        *(accum ? &a->grad_accum : &a->save_every) = (int)value;
+        return 1;
+    }
+    if (!strcmp(flag, "--clip")) {
+        char *end;
+        float x = strtof(text, &end);
+        if (end == text || *end || !(x >= 0.0f) || x > 1e30f) {
+            snprintf(err, size, "--clip: '%s' is not a norm >= 0", text);
+            return -1;
+        }
+        a->clip = x;
+        return 1;
+    }
+    if (!strcmp(flag, "--save-dir") || !strcmp(flag, "--resume")) {
+        *(!strcmp(flag, "--resume") ? &a->resume : &a->save_dir) = text;
+        return 1;
+    }
+    return 0;
+}
+
 /* Returns 1 if argv[*i] was a common flag, 0 if not, -1 on error. */
 static int parse_common(example_args *a, int argc, char **argv, int *i,
                         char *err, size_t size)
@@ -66,12 +103,18 @@ static int parse_common(example_args *a, int argc, char **argv, int *i,
                     !strcmp(flag, "--seed") || !strcmp(flag, "--config") ||
                     !strcmp(flag, "--device-mem") || !strcmp(flag, "--dump-params") ||
                     !strcmp(flag, "--mem-report") || !strcmp(flag, "--offload-optimizer") ||
-                    !strcmp(flag, "--offload-param") || !strcmp(flag, "--nvme-path");
+                    !strcmp(flag, "--offload-param") || !strcmp(flag, "--nvme-path") ||
+                    !strcmp(flag, "--grad-accum") || !strcmp(flag, "--clip") ||
+                    !strcmp(flag, "--save-dir") || !strcmp(flag, "--save-every") ||
+                    !strcmp(flag, "--resume");
     if (!is_valued)
         return 0;
     if (need_value(argc, argv, *i, err, size))
         return -1;
     const char *text = argv[++*i];
+    int more = parse_checkpoint_flags(a, flag, text, err, size);
+    if (more != 0)
+        return more;
     if (!strcmp(flag, "--stage")) {
         if (parse_int(flag, text, 0, 3, &value, err, size))
             return -1;
@@ -114,7 +157,8 @@ int example_parse_args(int argc, char **argv, example_args *args,
                        size_t err_size)
 {
     *args = (example_args){.stage = -1, .steps = 20, .seed = 1234, .device_mem = -1,
-                           .offload_optimizer = -1, .offload_param = -1};
+                           .offload_optimizer = -1, .offload_param = -1,
+                           .grad_accum = -1, .clip = -1.0f};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
             return 1;
@@ -127,6 +171,10 @@ int example_parse_args(int argc, char **argv, example_args *args,
             snprintf(err, err_size, "unknown option '%s' (see --help)", argv[i]);
             return -1;
         }
+    }
+    if (args->save_every > 0 && !args->save_dir) {
+        snprintf(err, err_size, "--save-every needs --save-dir");
+        return -1;
     }
     return 0;
 }
@@ -152,6 +200,10 @@ zrt_status example_build_config(const example_args *args, zrt_config *cfg,
         c.offload_optimizer.device = args->offload_optimizer;
     if (args->offload_param >= 0)
         c.offload_param.device = args->offload_param;
+    if (args->grad_accum > 0)
+        c.gradient_accumulation_steps = args->grad_accum;
+    if (args->clip >= 0.0f)
+        c.gradient_clipping = args->clip;
     if (args->nvme_path) {
         snprintf(c.offload_optimizer.nvme_path, sizeof c.offload_optimizer.nvme_path,
                  "%s", args->nvme_path);
@@ -224,6 +276,17 @@ int example_fail(zrt_ctx *ctx, const char *what, zrt_status st)
     return 1;
 }
 
+int example_exit_agreed(zrt_ctx *ctx, const char *what, zrt_status st)
+{
+    int rank = 0;
+    zrt_rank(ctx, &rank);
+    if (rank == 0)
+        fprintf(stderr, "error: %s failed (%s): %s\n", what, zrt_status_str(st),
+                zrt_last_error(ctx));
+    zrt_ctx_destroy(ctx);
+    return 1;
+}
+
 float example_rand_uniform(uint64_t *state)
 {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -231,4 +294,93 @@ float example_rand_uniform(uint64_t *state)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
     return (float)((double)(z >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+
+/* ---- checkpoints --------------------------------------------------------------- */
+
+/* The blob: "zrtexmp1", then next_step, seed, global_batch, steps as
+ * little-endian 64-bit integers. */
+enum { PROGRESS_BYTES = 8 + 4 * 8 };
+static const char progress_magic[8] = "zrtexmp";
+
+static void encode_progress(const example_progress *p, zrt_ckpt_info *info)
+{
+    uint64_t fields[4] = {(uint64_t)p->next_step, p->seed, (uint64_t)p->global_batch,
+                          (uint64_t)p->steps};
+    memcpy(info->user, progress_magic, 8);
+    memcpy(info->user + 8, fields, sizeof fields);
+    info->user_bytes = PROGRESS_BYTES;
+}
+
+static int decode_progress(const zrt_ckpt_info *info, example_progress *p)
+{
+    uint64_t fields[4];
+    if (info->user_bytes != PROGRESS_BYTES || memcmp(info->user, progress_magic, 8) != 0)
+        return -1;
+    memcpy(fields, info->user + 8, sizeof fields);
+    *p = (example_progress){.next_step = (int64_t)fields[0], .seed = fields[1],
+                            .global_batch = (int64_t)fields[2], .steps = (int64_t)fields[3]};
+    return 0;
+}
+
+int example_accumulation_steps(zrt_ctx *ctx)
+{
+    zrt_config cfg;
+    if (zrt_get_config(ctx, &cfg) != ZRT_OK || cfg.gradient_accumulation_steps < 1)
+        return 1;
+    return cfg.gradient_accumulation_steps;
+}
+
+static void print_resumed(const example_args *args, const zrt_ckpt_info *info,
+                          const example_progress *saved, const example_progress *now)
+{
+    printf("resumed from %s at step %lld (saved by %d ranks at stage %d)\n", args->resume,
+           (long long)saved->next_step, info->world_size, info->stage);
+    if (saved->global_batch != now->global_batch)
+        printf("note: the checkpoint was trained with %lld samples per step, this run "
+               "takes %lld: the data continues at step %lld of the new size\n",
+               (long long)saved->global_batch, (long long)now->global_batch,
+               (long long)saved->next_step);
+    if (saved->seed != now->seed)
+        printf("note: continuing with the checkpoint's seed %llu, not --seed %llu\n",
+               (unsigned long long)saved->seed, (unsigned long long)now->seed);
+    fflush(stdout);
+}
+
+zrt_status example_resume(zrt_ctx *ctx, const example_args *args, example_progress *p)
+{
+    if (!args->resume)
+        return ZRT_OK;
+    zrt_ckpt_info info;
+    zrt_ckpt_info_init(&info);
+    zrt_status st = zrt_load(ctx, args->resume, &info);
+    if (st != ZRT_OK) /* every rank failed alike: zrt_load agrees on outcomes */
+        return st;
+    example_progress saved;
+    int rank = 0;
+    zrt_rank(ctx, &rank);
+    if (decode_progress(&info, &saved) != 0) {
+        if (rank == 0)
+            fprintf(stderr, "error: %s was not saved by a zrt example (no progress "
+                    "record in its blob)\n", args->resume);
+        return ZRT_ERR_INVALID_ARG;
+    }
+    if (rank == 0)
+        print_resumed(args, &info, &saved, p);
+    p->next_step = saved.next_step;
+    p->seed = saved.seed;
+    return ZRT_OK;
+}
+
+zrt_status example_maybe_save(zrt_ctx *ctx, const example_args *args,
+                              const example_progress *p)
+{
+    int due = args->save_every > 0 ? p->next_step % args->save_every == 0
+                                    : p->next_step == p->steps; /* the last step */
+    if (!args->save_dir || !due)
+        return ZRT_OK;
+    zrt_ckpt_info info;
+    zrt_ckpt_info_init(&info);
+    encode_progress(p, &info);
+    return zrt_save(ctx, args->save_dir, &info);
 }

@@ -9,7 +9,12 @@
  * from the seed or loaded from an llm.c model file (--load). Each step: every
  * rank takes its own (B, T) batch, runs forward and backward through zrt,
  * and zrt averages the gradients and applies AdamW to the shards. The
- * learning rate warms up linearly, then decays along a cosine.
+ * learning rate warms up linearly, then decays along a cosine. With
+ * --grad-accum K a step is K micro-batches (batch indices step * K + k of
+ * the stream). --save-dir/--save-every write checkpoints and --resume
+ * continues one: the data position is the step index, so a resumed run
+ * sees the same batches (and, with the same global batch, the same
+ * mathematics on any world size).
  */
 #include <cblas.h>
 #include <math.h>
@@ -34,6 +39,7 @@ typedef struct gpt2_opts {
     float lr, min_lr_frac, weight_decay;
     int warmup, val_every, val_batches, sample_len;
     const char *train, *val, *train_shards, *val_shards, *load, *save;
+    const char *loss_log;
 } gpt2_opts;
 
 typedef struct flag_spec {
@@ -57,7 +63,7 @@ static int own_flag(void *user, int argc, char **argv, int *i, char *err,
         {"--sample-len", 'i', &o->sample_len}, {"--train", 's', &o->train},
         {"--val", 's', &o->val}, {"--train-shards", 's', &o->train_shards},
         {"--val-shards", 's', &o->val_shards}, {"--load", 's', &o->load},
-        {"--save", 's', &o->save}};
+        {"--save", 's', &o->save}, {"--loss-log", 's', &o->loss_log}};
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
         if (strcmp(argv[*i], flags[k].name) != 0)
             continue;
@@ -106,6 +112,7 @@ static int usage(const char *prog)
            "  --val-batches K    batches per validation (default 4)\n"
            "  --load FILE        start from an llm.c model file\n"
            "  --save FILE        write an llm.c model file at the end\n"
+           "  --loss-log FILE    rank 0 writes 'step loss' per step, %%.9g\n"
            "  --sample-len N     tokens to sample at the end (default 200)\n",
            prog, example_common_usage());
     return 0;
@@ -176,6 +183,8 @@ typedef struct step_timing {
 typedef struct run {
     gpt2_opts o;
     example_args a;
+    example_progress prog;
+    FILE *loss_log;
     step_timing timing;
     gpt2_model m;
     zrt_ctx *ctx;
@@ -240,18 +249,41 @@ static void print_progress(const run *r, int step, float loss, float lr,
     fflush(stdout);
 }
 
+/* K micro-batches, zrt_step after each (the K-th applies AdamW); the mean
+ * of their losses. */
+static zrt_status accumulate(run *r, int step, const zrt_adamw *hp, float *loss)
+{
+    int K = example_accumulation_steps(r->ctx);
+    float sum = 0;
+    EXAMPLE_CHECK(zrt_zero_grad(r->ctx));
+    for (int k = 0; k < K; k++) {
+        if (gpt2_data_batch(r->train, (long)step * K + k, r->rank, r->world, r->o.B,
+                            r->o.T, r->inputs, r->targets))
+            return ZRT_ERR_INVALID_ARG;
+        EXAMPLE_CHECK(gpt2_forward(&r->m, r->inputs, r->targets));
+        EXAMPLE_CHECK(gpt2_backward(&r->m));
+        EXAMPLE_CHECK(zrt_step(r->ctx, hp));
+        sum += r->m.loss;
+    }
+    *loss = sum / (float)K;
+    return ZRT_OK;
+}
+
+static void log_loss(run *r, int step, float loss)
+{
+    if (r->rank != 0 || !r->loss_log)
+        return;
+    fprintf(r->loss_log, "%d %.9g\n", step + 1, loss);
+    fflush(r->loss_log);
+}
+
 static zrt_status train_step(run *r, int step, zrt_adamw *hp, float *mib)
 {
     double t0 = now_seconds(), wait0, wait1;
-    if (gpt2_data_batch(r->train, step, r->rank, r->world, r->o.B, r->o.T,
-                        r->inputs, r->targets))
-        return ZRT_ERR_INVALID_ARG;
+    float loss = 0;
     hp->lr = lr_at(&r->o, step, r->a.steps);
     zrt_comm_wait_seconds(r->ctx, &wait0);
-    EXAMPLE_CHECK(zrt_zero_grad(r->ctx));
-    EXAMPLE_CHECK(gpt2_forward(&r->m, r->inputs, r->targets));
-    EXAMPLE_CHECK(gpt2_backward(&r->m));
-    EXAMPLE_CHECK(zrt_step(r->ctx, hp));
+    EXAMPLE_CHECK(accumulate(r, step, hp, &loss));
     double seconds = now_seconds() - t0;
     zrt_comm_wait_seconds(r->ctx, &wait1);
     if (step >= WARM_STEPS) {
@@ -259,13 +291,14 @@ static zrt_status train_step(run *r, int step, zrt_adamw *hp, float *mib)
         r->timing.wait_seconds += wait1 - wait0;
         r->timing.steps++;
     }
-    float loss = r->m.loss;
     EXAMPLE_CHECK(zrt_allreduce_f32(r->ctx, &loss, 1, ZRT_AVG));
     EXAMPLE_CHECK(device_mib_per_rank(r, mib));
     print_progress(r, step, loss, hp->lr, seconds, mib);
+    log_loss(r, step, loss);
     if (step == r->a.steps - 1 && r->rank == 0)
         printf("final loss %.9g\n", loss);
-    return ZRT_OK;
+    r->prog.next_step = step + 1;
+    return example_maybe_save(r->ctx, &r->a, &r->prog);
 }
 
 static zrt_status maybe_validate(run *r, int step)
@@ -305,7 +338,7 @@ static zrt_status train(run *r)
     if (!mib)
         return ZRT_ERR_OUT_OF_MEMORY;
     zrt_status st = ZRT_OK;
-    for (int step = 0; st == ZRT_OK && step < r->a.steps; step++) {
+    for (int step = (int)r->prog.next_step; st == ZRT_OK && step < r->a.steps; step++) {
         st = maybe_validate(r, step);
         if (st == ZRT_OK)
             st = train_step(r, step, &hp, mib);
@@ -491,6 +524,13 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
     EXAMPLE_CHECK(zrt_finalize_params(r->ctx));
     EXAMPLE_CHECK(gpt2_alloc_activations(&r->m));
     EXAMPLE_CHECK(load_or_init(r, err, size));
+    r->prog = (example_progress){.seed = r->a.seed, .steps = r->a.steps,
+                                 .global_batch = (int64_t)r->world * r->o.B *
+                                                 example_accumulation_steps(r->ctx)};
+    if (r->rank == 0 && r->o.loss_log && !(r->loss_log = fopen(r->o.loss_log, "w"))) {
+        snprintf(err, size, "cannot create --loss-log '%s'", r->o.loss_log);
+        return ZRT_ERR_IO;
+    }
     int64_t count;
     zrt_param_count(r->ctx, &count);
     zrt_config used;
@@ -533,6 +573,11 @@ int main(int argc, char **argv)
     if (zrt_ctx_create(&zc, &r.ctx) != ZRT_OK)
         return 1;
     zrt_status st = setup_model(&r, &cfg, err, sizeof err);
+    if (st == ZRT_OK) { /* every rank fails alike: zrt_load agrees on outcomes */
+        zrt_status resumed = example_resume(r.ctx, &r.a, &r.prog);
+        if (resumed != ZRT_OK)
+            return example_exit_agreed(r.ctx, "--resume", resumed);
+    }
     if (st == ZRT_OK)
         st = train(&r);
     if (st == ZRT_OK)
@@ -546,6 +591,8 @@ int main(int argc, char **argv)
     st = zrt_ctx_destroy(r.ctx);
     gpt2_data_close(r.train);
     gpt2_data_close(r.val);
+    if (r.loss_log)
+        fclose(r.loss_log);
     free(r.inputs);
     free(r.targets);
     return st == ZRT_OK ? 0 : 1;

@@ -283,20 +283,37 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static zrt_status train(zrt_ctx *ctx, mlp *m, const example_args *a)
+/* One optimizer step: K micro-batches (K = gradient_accumulation_steps),
+ * zrt_step after each (the K-th applies AdamW). Micro-batch k of step s is
+ * batch s * K + k of the data stream. Returns the mean loss over ranks. */
+static zrt_status optimizer_step(zrt_ctx *ctx, mlp *m, const zrt_adamw *hp,
+                                 const example_progress *prog, int step, float *loss)
+{
+    int K = example_accumulation_steps(ctx);
+    float sum = 0;
+    EXAMPLE_CHECK(zrt_zero_grad(ctx));
+    for (int k = 0; k < K; k++) {
+        float micro = 0;
+        load_batch(m, prog->seed, step * K + k);
+        EXAMPLE_CHECK(forward(ctx, m, &micro));
+        EXAMPLE_CHECK(backward(ctx, m));
+        EXAMPLE_CHECK(zrt_step(ctx, hp));
+        sum += micro;
+    }
+    *loss = sum / (float)K;
+    return zrt_allreduce_f32(ctx, loss, 1, ZRT_AVG);
+}
+
+static zrt_status train(zrt_ctx *ctx, mlp *m, const example_args *a,
+                        example_progress *prog)
 {
     zrt_adamw hp;
     zrt_adamw_init(&hp);
     hp.lr = m->d.lr;
     float loss = 0;
-    for (int step = 0; step < a->steps; step++) {
+    for (int step = (int)prog->next_step; step < a->steps; step++) {
         double t0 = now_ms();
-        load_batch(m, a->seed, step);
-        EXAMPLE_CHECK(zrt_zero_grad(ctx));
-        EXAMPLE_CHECK(forward(ctx, m, &loss));
-        EXAMPLE_CHECK(backward(ctx, m));
-        EXAMPLE_CHECK(zrt_step(ctx, &hp));
-        EXAMPLE_CHECK(zrt_allreduce_f32(ctx, &loss, 1, ZRT_AVG));
+        EXAMPLE_CHECK(optimizer_step(ctx, m, &hp, prog, step, &loss));
         zrt_mem_stats ms;
         zrt_get_mem_stats(ctx, &ms);
         if (m->rank == 0)
@@ -304,6 +321,8 @@ static zrt_status train(zrt_ctx *ctx, mlp *m, const example_args *a)
                    step + 1, a->steps, loss, now_ms() - t0,
                    (long long)ms.tier_current[ZRT_TIER_DEVICE],
                    (long long)ms.tier_peak[ZRT_TIER_DEVICE]);
+        prog->next_step = step + 1;
+        EXAMPLE_CHECK(example_maybe_save(ctx, a, prog));
     }
     if (m->rank == 0)
         printf("final loss %.9g\n", loss);
@@ -342,6 +361,17 @@ static zrt_status setup(zrt_ctx *ctx, mlp *m, const example_args *a)
     EXAMPLE_CHECK(zrt_finalize_params(ctx));
     EXAMPLE_CHECK(init_params(ctx, m, a->seed));
     return alloc_activations(ctx, m);
+}
+
+/* The loop's position; --resume moves it to the checkpoint's. */
+static zrt_status start_position(zrt_ctx *ctx, const mlp *m, const example_args *a,
+                                 example_progress *prog)
+{
+    *prog = (example_progress){.next_step = 0, .seed = a->seed,
+                               .global_batch = (int64_t)m->d.batch *
+                                               example_accumulation_steps(ctx),
+                               .steps = a->steps};
+    return example_resume(ctx, a, prog);
 }
 
 int main(int argc, char **argv)
@@ -383,7 +413,10 @@ int main(int argc, char **argv)
     }
     if (st != ZRT_OK)
         return example_fail(ctx, "setup", st);
-    if ((st = train(ctx, &m, &a)) != ZRT_OK)
+    example_progress prog;
+    if ((st = start_position(ctx, &m, &a, &prog)) != ZRT_OK)
+        return example_exit_agreed(ctx, "--resume", st);
+    if ((st = train(ctx, &m, &a, &prog)) != ZRT_OK)
         return example_fail(ctx, "training", st);
     if (a.dump_params && (st = example_dump_params(ctx, a.dump_params)) != ZRT_OK)
         return example_fail(ctx, "--dump-params", st);

@@ -523,6 +523,53 @@ ZRT_API zrt_status zrt_estimate_memory(const zrt_config *cfg,
                                        size_t errbuf_size);
 /* ==== end of memory estimates ============================================= */
 
+/* ==== checkpoints (zero/checkpoint.c) ======================================
+ * Resumable, sharded checkpoints. zrt_save writes DIR/step-NNNNNNNN/ (one
+ * file per rank with its shard of every layer's parameters and Adam
+ * moments, and meta.json with the partition plan, the config, the step and
+ * the caller's blob), then points DIR/latest at it. zrt_load reads one back
+ * on any world size and stage: each rank takes the elements of its own
+ * range from whichever files hold them, matched by parameter name.
+ * docs/checkpoints.md describes the format and why a crash at any moment
+ * leaves `latest` naming a complete checkpoint. DIR must be one directory
+ * every rank sees (a shared file system on several hosts). */
+#define ZRT_CKPT_USER_MAX 4096
+
+/* What the runtime does not own but a resumed run needs: the training
+ * loop's RNG state and data position, as bytes of its own layout. Fill with
+ * zrt_ckpt_info_init(). */
+typedef struct zrt_ckpt_info {
+    size_t struct_size;   /* sizeof(zrt_ckpt_info) as the caller compiled it */
+    int64_t step;         /* zrt_load: optimizer steps taken when saved
+                             (zrt_save writes the context's own count) */
+    int world_size;       /* zrt_load: the world size that saved it */
+    int stage;            /* zrt_load: the stage that saved it */
+    size_t user_bytes;    /* bytes of user[] in use, 0..ZRT_CKPT_USER_MAX */
+    unsigned char user[ZRT_CKPT_USER_MAX]; /* zrt_save: rank 0's is stored */
+} zrt_ckpt_info;
+
+/* Zeroes *info and sets struct_size. */
+ZRT_API zrt_status zrt_ckpt_info_init(zrt_ckpt_info *info);
+/* Collective. After zrt_finalize_params, between optimizer steps (not in
+ * the middle of gradient accumulation, no layer live). Writes
+ * dir/step-<ctx step, 8 digits>/ and then dir/latest; each file goes to a
+ * temporary name, is fsynced and renamed, and its directory fsynced;
+ * `latest` changes only after every rank's file is durable. A step
+ * directory of the same name is replaced whole. info may be NULL (no blob).
+ * Any rank failing makes every rank return an error naming it; `latest`
+ * then still names the previous checkpoint. */
+ZRT_API zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info);
+/* Collective. Same moments as zrt_save. dir is a step directory (holding
+ * meta.json) or a directory whose `latest` names one. Restores parameters,
+ * Adam moments and the step count, resharding when the world size or stage
+ * differs, and fills *info (may be NULL). Every checksum of what a rank
+ * reads is verified before anything changes: a truncated or damaged file,
+ * a parameter missing or shaped differently, is refused on every rank with
+ * a sentence naming the file (and section, byte range) or the parameter,
+ * and the context is left as it was. */
+ZRT_API zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info);
+/* ==== end of checkpoints =================================================== */
+
 #ifdef __cplusplus
 }
 #endif

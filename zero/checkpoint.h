@@ -1,0 +1,151 @@
+/*
+ * zero/checkpoint.h — the checkpoint format, as zrt_load and zero-ckpt read it.
+ *
+ * A checkpoint is a step directory (DIR/step-00000020) holding
+ *   meta.json        the partition plan (per layer numel / flat / shard
+ *                    elements; per tensor name, layer, offset, numel,
+ *                    shape), the config that saved it, the step, the
+ *                    caller's blob, and per rank file its size and the
+ *                    CRC32C of its header; the file ends with its own
+ *                    CRC32C ("meta_crc32c", over every byte before that key);
+ *   rank-RRRRR.zrtc  rank R's shard of every layer, whatever the stage that
+ *                    saved it: flat elements [R * S, (R + 1) * S) of each
+ *                    layer with parameters (S = its shard_numel), one
+ *                    section per (layer, kind), kinds "param", "exp_avg",
+ *                    "exp_avg_sq" (later "master"), raw little-endian f32.
+ * DIR/latest holds the name of the newest complete step directory.
+ *
+ * Rank file layout (little-endian):
+ *   header, 64 bytes:  magic "ZRTCKPT\0", u32 version (1), u32 header bytes
+ *                      (64), u32 rank, u32 world, u32 sections, u32 0,
+ *                      u64 step, u64 data offset, u64 file bytes,
+ *                      u32 CRC32C of the section table, u32 CRC32C of
+ *                      header bytes 0..59;
+ *   section table:     64 bytes per section: kind (16 bytes, NUL-padded),
+ *                      u32 layer, u32 dtype (0: f32), u64 first flat
+ *                      element, u64 elements, u64 byte offset, u64 bytes,
+ *                      u32 CRC32C of the data, u32 0;
+ *   data:              the sections back to back, in table order.
+ * Checksums chain: meta.json's own CRC covers each file's header CRC, the
+ * header CRC covers the table CRC, the table covers each section's CRC, so
+ * every byte of a checkpoint is covered by one chain from meta.json.
+ *
+ * These calls need no context: zrt_load and tools/zero-ckpt share them.
+ */
+#ifndef ZRT_ZERO_CHECKPOINT_H
+#define ZRT_ZERO_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "../runtime/error.h"
+
+enum {
+    ZRT__CKPT_VERSION = 1,
+    ZRT__CKPT_HEADER_BYTES = 64,
+    ZRT__CKPT_ENTRY_BYTES = 64,
+    ZRT__CKPT_KIND_BYTES = 16,
+    ZRT__CKPT_NKINDS = 3, /* the kinds this version writes and needs */
+    ZRT__CKPT_PATH = 4096
+};
+
+/* "param", "exp_avg", "exp_avg_sq", by index < ZRT__CKPT_NKINDS. */
+const char *zrt__ckpt_kind(int kind);
+
+typedef struct zrt__ckpt_layer {
+    int64_t numel, flat_numel, shard_numel;
+} zrt__ckpt_layer;
+
+typedef struct zrt__ckpt_tensor {
+    char *name;
+    int layer;
+    int64_t offset; /* first element in the layer's flat buffer */
+    int64_t numel;
+    int ndim;
+    int64_t shape[4];
+    int no_weight_decay;
+} zrt__ckpt_tensor;
+
+typedef struct zrt__ckpt_file {
+    int64_t bytes;
+    uint32_t header_crc;
+} zrt__ckpt_file;
+
+typedef struct zrt__ckpt_meta {
+    char dir[ZRT__CKPT_PATH]; /* the step directory */
+    int64_t step;
+    int world, stage, alignment, nlayers, ntensors;
+    zrt__ckpt_layer *layers;   /* nlayers */
+    zrt__ckpt_tensor *tensors; /* ntensors, registration order */
+    zrt__ckpt_file *files;     /* world, by rank */
+    unsigned char *user;       /* user_bytes (may be NULL when 0) */
+    size_t user_bytes;
+    char offload_optimizer[8], offload_param[8];
+} zrt__ckpt_meta;
+
+typedef struct zrt__ckpt_section {
+    char kind[ZRT__CKPT_KIND_BYTES + 1];
+    int layer;
+    int64_t first, numel; /* flat elements of the layer */
+    uint64_t offset, bytes;
+    uint32_t crc;
+    int verified; /* its CRC was checked against the data */
+} zrt__ckpt_section;
+
+/* One rank file, opened lazily. */
+typedef struct zrt__ckpt_rankfile {
+    int fd; /* -1 until opened */
+    char path[ZRT__CKPT_PATH];
+    int nsections;
+    zrt__ckpt_section *sections;
+} zrt__ckpt_rankfile;
+
+typedef struct zrt__ckpt {
+    zrt__ckpt_meta meta;
+    zrt__ckpt_rankfile *files; /* meta.world */
+} zrt__ckpt;
+
+/* The step directory `dir` names: dir itself when it holds meta.json, else
+ * dir/<the name in dir/latest>. */
+zrt_status zrt__ckpt_resolve(const char *dir, char *step_dir, size_t size,
+                             zrt__errbuf *err);
+/* Resolves dir, reads and checks meta.json (its CRC, every field). The rank
+ * files are opened when first needed. */
+zrt_status zrt__ckpt_open(const char *dir, zrt__ckpt *out, zrt__errbuf *err);
+void zrt__ckpt_close(zrt__ckpt *c);
+
+/* The section (rank, kind, layer), opening and checking the rank file's
+ * size, header and table first; *out stays owned by c. */
+zrt_status zrt__ckpt_section_of(zrt__ckpt *c, int rank, const char *kind, int layer,
+                                zrt__ckpt_section **out, zrt__errbuf *err);
+/* Reads the whole section through buf (any size >= 4 bytes) and checks its
+ * CRC32C; marks it verified. A failure names the file, the section and its
+ * byte range. */
+zrt_status zrt__ckpt_verify_section(zrt__ckpt *c, int rank, zrt__ckpt_section *s,
+                                    void *buf, size_t buf_bytes, zrt__errbuf *err);
+/* Checks everything in rank file `rank`: header, table, the sections that
+ * the plan says it must hold, and every section's CRC. */
+zrt_status zrt__ckpt_verify_file(zrt__ckpt *c, int rank, void *buf, size_t buf_bytes,
+                                 zrt__errbuf *err);
+
+/* A run of elements of one tensor that lives in one rank file's section. */
+typedef struct zrt__ckpt_piece {
+    int rank, layer;
+    int64_t section_elem; /* first element, counted within the section */
+    int64_t count;
+    int64_t dst_elem;     /* first element, counted from the caller's `from` */
+} zrt__ckpt_piece;
+
+typedef zrt_status (*zrt__ckpt_piece_fn)(void *arg, const zrt__ckpt_piece *piece);
+
+/* Calls fn for each piece of elements [from, from + count) of tensor t, in
+ * element order. */
+zrt_status zrt__ckpt_for_pieces(const zrt__ckpt_meta *m, int tensor, int64_t from,
+                                int64_t count, zrt__ckpt_piece_fn fn, void *arg);
+/* Reads a piece of kind `kind` into dst (piece->count floats). */
+zrt_status zrt__ckpt_read_piece(zrt__ckpt *c, const char *kind,
+                                const zrt__ckpt_piece *piece, float *dst,
+                                zrt__errbuf *err);
+/* The tensor named `name`, or -1. */
+int zrt__ckpt_find_tensor(const zrt__ckpt_meta *m, const char *name);
+
+#endif /* ZRT_ZERO_CHECKPOINT_H */
