@@ -163,6 +163,7 @@ zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
                          int B, int T)
 {
     memset(m, 0, sizeof *m);
+    m->loss_grad_factor = 1.0f;
     m->cfg = *cfg;
     m->ctx = ctx;
     m->B = B;
@@ -665,7 +666,8 @@ zrt_status gpt2_backward(gpt2_model *m)
     EXAMPLE_CHECK(zrt_loss_scale(m->ctx, &scale));
     memset(m->grads->memory, 0, m->grads->count * sizeof(float));
     softmax_crossentropy_backward(m->grads->logits, m->acts->probs, m->targets,
-                                  scale / (float)BT, BT, m->cfg.vocab_size,
+                                  scale * m->loss_grad_factor / (float)BT, BT,
+                                  m->cfg.vocab_size,
                                   m->cfg.padded_vocab_size);
     return backward_through_model(m);
 }

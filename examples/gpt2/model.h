@@ -27,6 +27,8 @@ typedef struct gpt2_model {
     int *inputs, *targets;   /* (B, T) */
     int has_targets;
     float loss;              /* this rank's mean loss of the last forward */
+    float loss_grad_factor;  /* multiplies the loss gradient: 1, or inf to
+                                force an fp16 overflow (--overflow-at) */
     /* 16-bit parameters (bf16/fp16 in the config): the math stays f32. A
      * live layer's parameters are widened into an f32 copy, and its
      * gradients accumulate in f32 and are added into zrt's 16-bit buffers

@@ -40,6 +40,7 @@ typedef struct gpt2_opts {
     int warmup, val_every, val_batches, sample_len;
     const char *train, *val, *train_shards, *val_shards, *load, *save;
     const char *loss_log;
+    int overflow_at; /* optimizer step whose gradients the last rank makes inf */
 } gpt2_opts;
 
 typedef struct flag_spec {
@@ -63,7 +64,8 @@ static int own_flag(void *user, int argc, char **argv, int *i, char *err,
         {"--sample-len", 'i', &o->sample_len}, {"--train", 's', &o->train},
         {"--val", 's', &o->val}, {"--train-shards", 's', &o->train_shards},
         {"--val-shards", 's', &o->val_shards}, {"--load", 's', &o->load},
-        {"--save", 's', &o->save}, {"--loss-log", 's', &o->loss_log}};
+        {"--save", 's', &o->save}, {"--loss-log", 's', &o->loss_log},
+        {"--overflow-at", 'i', &o->overflow_at}};
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
         if (strcmp(argv[*i], flags[k].name) != 0)
             continue;
@@ -113,6 +115,8 @@ static int usage(const char *prog)
            "  --load FILE        start from an llm.c model file\n"
            "  --save FILE        write an llm.c model file at the end\n"
            "  --loss-log FILE    rank 0 writes 'step loss' per step, %%.9g\n"
+           "  --overflow-at K    the last rank's gradients are inf in step K (tests the\n"
+           "                     fp16 loss scaler: every rank must skip that step)\n"
            "  --sample-len N     tokens to sample at the end (default 200)\n",
            prog, example_common_usage());
     return 0;
@@ -256,6 +260,8 @@ static zrt_status accumulate(run *r, int step, const zrt_adamw *hp, float *loss)
     int K = example_accumulation_steps(r->ctx);
     float sum = 0;
     EXAMPLE_CHECK(zrt_zero_grad(r->ctx));
+    r->m.loss_grad_factor =
+        step + 1 == r->o.overflow_at && r->rank == r->world - 1 ? INFINITY : 1.0f;
     for (int k = 0; k < K; k++) {
         if (gpt2_data_batch(r->train, (long)step * K + k, r->rank, r->world, r->o.B,
                             r->o.T, r->inputs, r->targets))
@@ -299,6 +305,21 @@ static zrt_status train_step(run *r, int step, zrt_adamw *hp, float *mib)
         printf("final loss %.9g\n", loss);
     r->prog.next_step = step + 1;
     return example_maybe_save(r->ctx, &r->a, &r->prog);
+}
+
+/* fp16: what the loss scaler did, on every rank (they must agree). */
+static void report_loss_scale(const run *r)
+{
+    zrt_config c;
+    float scale;
+    long skipped;
+    zrt_get_config(r->ctx, &c);
+    if (!c.fp16.enabled || zrt_loss_scale(r->ctx, &scale) != ZRT_OK ||
+        zrt_skipped_steps(r->ctx, &skipped) != ZRT_OK)
+        return;
+    printf("fp16 on rank %d: %ld step(s) skipped for overflow, loss scale %g\n", r->rank,
+           skipped, (double)scale);
+    fflush(stdout);
 }
 
 static zrt_status maybe_validate(run *r, int step)
@@ -347,6 +368,8 @@ static zrt_status train(run *r)
         st = maybe_validate(r, r->a.steps);
     if (st == ZRT_OK)
         st = report_timing(r);
+    if (st == ZRT_OK)
+        report_loss_scale(r);
     free(mib);
     return st;
 }

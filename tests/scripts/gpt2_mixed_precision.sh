@@ -3,7 +3,9 @@
 # gradients, f32 master copy and moments; fp16 with the dynamic loss scale)
 # tracks the same run in f32: the final loss, and the mean of the last 50,
 # within 2%. A small shape and a moderate learning rate keep it to seconds
-# (at lr 1e-3 this tiny model's f32 run is itself chaotic).
+# (at lr 1e-3 this tiny model's f32 run is itself chaotic). Then fp16 with
+# the last rank's gradients made inf in step 5: every rank skips that step,
+# and the scale halves (hysteresis 1) or holds (DeepSpeed's default 2).
 source "$(dirname "$0")/common.sh"
 GPT=$1
 ARGS=(--layers 2 --channels 128 --heads 4 --batch 4 --seq-len 32 --stage 2
@@ -49,4 +51,15 @@ for name in ("bf16", "fp16"):
     assert dev["param"]["peak"] == 2 * padded, (dev["param"], padded)
     assert dev["master"]["peak"] == 4 * padded // r["world_size"], (dev["master"], padded)
 PY
+for hysteresis in 1 2; do
+    printf '{"fp16": {"enabled": true, "hysteresis": %d}}' "$hysteresis" >"$WORK/over.json"
+    run_ranks 2 "$GPT" "${ARGS[@]}" --steps 8 --config "$WORK/over.json" --overflow-at 5 ||
+        { cat "$WORK/out"; fail "fp16 run with an overflow"; }
+    scale=$([ "$hysteresis" -eq 1 ] && echo 32768 || echo 65536)
+    for rank in 0 1; do
+        grep -q "^fp16 on rank $rank: 1 step(s) skipped for overflow, loss scale $scale\$" \
+            "$WORK/out" || { cat "$WORK/out"; fail "rank $rank, hysteresis $hysteresis"; }
+    done
+    grep -q '^final loss' "$WORK/out" || fail "no final loss after the overflow"
+done
 echo "PASS"
