@@ -48,6 +48,8 @@ typedef struct zrt__layer_state {
     zrt__buf param_shard;
     zrt__buf grad_full;
     zrt__buf grad_shard;
+    zrt__buf grad_host;    /* the optimizer's copy of grad_shard, when the shard
+                              accumulates on the device (zrt__grad_staged) */
     zrt__buf m, v;
     zrt__buf master;       /* 16-bit parameters: the f32 copy of this rank's range */
     zrt__comm_req *gather; /* all-gather into param_full in flight */
@@ -165,6 +167,15 @@ static inline void *zrt__elem(const zrt_ctx *ctx, void *base, int64_t index)
     return (char *)base + (size_t)index * ctx->esize;
 }
 
+/* Stages 2-3 with the optimizer off the device and micro-steps: the
+ * gradient shard accumulates on the device, and moves to the host once per
+ * optimizer step, as ZeRO-Offload does with accumulation. */
+static inline int zrt__grad_staged(const zrt_ctx *ctx)
+{
+    return ctx->cfg.stage >= 2 && ctx->cfg.offload_optimizer.device != ZRT_OFFLOAD_NONE &&
+           ctx->cfg.gradient_accumulation_steps > 1;
+}
+
 /* Whether the micro-step in progress ends with the optimizer step. */
 static inline int zrt__at_boundary(const zrt_ctx *ctx)
 {
@@ -184,7 +195,8 @@ void *zrt__param_base(zrt_ctx *ctx, int layer); /* param_full */
 /* The range of the layer this rank updates: parameters (not on NVMe) and
  * gradients, and one AdamW update of such a range, segment by segment. */
 void *zrt__owned_param(zrt_ctx *ctx, int layer);
-void *zrt__owned_grad(zrt_ctx *ctx, int layer);
+void *zrt__owned_grad(zrt_ctx *ctx, int layer);   /* what the optimizer reads */
+void *zrt__reduced_grad(zrt_ctx *ctx, int layer); /* what reductions add into */
 zrt_status zrt__adamw_layer(zrt_ctx *ctx, int layer, const float *p, float *p_out,
                             const float *g, float *m, float *v,
                             const zrt_adamw_scalars *decay,

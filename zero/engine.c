@@ -85,8 +85,9 @@ static zrt_tier tier_for(const zrt_offload_config *offload)
  * ZeRO-Offload: the reduced gradient shard lives in host memory. */
 static zrt_tier grad_shard_tier(const zrt_ctx *ctx)
 {
-    return ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE
-                                                                 : ZRT_TIER_HOST;
+    return ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NONE || zrt__grad_staged(ctx)
+               ? ZRT_TIER_DEVICE
+               : ZRT_TIER_HOST;
 }
 
 static zrt_status alloc_params(zrt_ctx *ctx, int l)
@@ -125,6 +126,10 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
         ZRT_CHECK(alloc_offloadable(ctx, &ls->grad_shard, lp->shard_numel, ctx->esize,
                                     grad_shard_tier(ctx), ZRT_CAT_GRAD, "gradient shard",
                                     l, optim));
+    if (stage >= 2 && zrt__grad_staged(ctx))
+        ZRT_CHECK(alloc_offloadable(ctx, &ls->grad_host, lp->shard_numel, ctx->esize,
+                                    ZRT_TIER_HOST, ZRT_CAT_GRAD,
+                                    "gradient shard for the optimizer", l, optim));
     if (zrt__mixed(ctx)) /* nvme offload is refused with 16-bit parameters */
         ZRT_CHECK(alloc_offloadable(ctx, &ls->master, ls->range_len, sizeof(float),
                                     tier_for(optim), ZRT_CAT_MASTER, "f32 master copy", l,
@@ -173,6 +178,7 @@ static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
     be->ops->free(be, &ls->param_shard);
     be->ops->free(be, &ls->grad_full);
     be->ops->free(be, &ls->grad_shard);
+    be->ops->free(be, &ls->grad_host);
     be->ops->free(be, &ls->m);
     be->ops->free(be, &ls->v);
     be->ops->free(be, &ls->master);
@@ -595,11 +601,29 @@ void *zrt__owned_param(zrt_ctx *ctx, int l)
                                : zrt__elem(ctx, ls->param_full.ptr, ls->range_lo);
 }
 
-void *zrt__owned_grad(zrt_ctx *ctx, int l)
+void *zrt__reduced_grad(zrt_ctx *ctx, int l)
 {
     zrt__layer_state *ls = &ctx->layers[l];
     return ctx->cfg.stage < 2 ? zrt__elem(ctx, ls->grad_full.ptr, ls->range_lo)
                               : ls->grad_shard.ptr;
+}
+
+void *zrt__owned_grad(zrt_ctx *ctx, int l)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    return ls->grad_host.ptr ? ls->grad_host.ptr : zrt__reduced_grad(ctx, l);
+}
+
+/* The accumulated shards move to the optimizer's host copies, once. */
+static zrt_status move_staged_grads(zrt_ctx *ctx)
+{
+    for (int l = 0; zrt__grad_staged(ctx) && l < ctx->plan.nlayers; l++) {
+        zrt__layer_state *ls = &ctx->layers[l];
+        if (ls->grad_host.ptr)
+            ZRT_CHECK(ctx->be->ops->copy(ctx->be, ls->grad_host.ptr, ls->grad_shard.ptr,
+                                         ls->grad_shard.bytes));
+    }
+    return ZRT_OK;
 }
 
 zrt_status zrt__adamw_layer(zrt_ctx *ctx, int l, const float *p, float *p_out,
@@ -838,6 +862,7 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
         return end_micro_step(ctx);
     ZRT_CHECK(drain_reductions(ctx));
     ZRT_CHECK(drain_gathers(ctx));
+    ZRT_CHECK(move_staged_grads(ctx));
     float grad_scale = 1.0f;
     int overflow = 0;
     if (zrt__mixed(ctx))

@@ -18,7 +18,9 @@
  *   master  4 × (Ψ at stage 0, S at stages 1-3), only when b = 2
  *   optim   8 × (Ψ at stage 0, S at stages 1-3)          (Adam's m and v)
  * Tiers: offload_optimizer cpu puts master and optim in host memory, and at
- * stages 2-3 the gradient shard with them (as in ZeRO-Offload); nvme puts
+ * stages 2-3 the gradient shard with them (as in ZeRO-Offload; with
+ * gradient_accumulation_steps > 1 the shard accumulates on the device and the
+ * host holds the optimizer's copy); nvme puts
  * master and optim in the nvme tier twice (two slots per region, so a failed
  * step applies nothing) and the gradient shard in host memory. At stage 3
  * offload_param cpu puts the parameter shard in host memory, nvme puts it in
@@ -216,16 +218,17 @@ static void model_states(const zrt_config *cfg, const dims *d, zrt_mem_estimate 
     zrt_tier param_tier = ZRT_TIER_DEVICE;
     if (d->stage == 3)
         param_tier = offload_tier(cfg->offload_param.device, &param_copies);
-    zrt_tier grad_tier =
-        d->stage >= 2 && cfg->offload_optimizer.device != ZRT_OFFLOAD_NONE
-            ? ZRT_TIER_HOST
-            : ZRT_TIER_DEVICE;
+    int offloaded = d->stage >= 2 && cfg->offload_optimizer.device != ZRT_OFFLOAD_NONE;
+    int staged = offloaded && cfg->gradient_accumulation_steps > 1;
+    zrt_tier grad_tier = offloaded && !staged ? ZRT_TIER_HOST : ZRT_TIER_DEVICE;
     int64_t param = d->stage < 3 ? d->psi : d->shard;
     int64_t grad = d->stage < 2 ? d->psi : d->shard;
     int64_t optim = d->stage == 0 ? d->psi : d->shard;
     int64_t master_bytes = d->b == 2 ? 4 : 0; /* f32 copy of 16-bit params */
     e->bytes[param_tier][ZRT_CAT_PARAM] = param_copies * param * d->b;
     e->bytes[grad_tier][ZRT_CAT_GRAD] = grad * d->b;
+    if (staged) /* accumulates on the device, the optimizer reads a host copy */
+        e->bytes[ZRT_TIER_HOST][ZRT_CAT_GRAD] = grad * d->b;
     e->bytes[optim_tier][ZRT_CAT_MASTER] = optim_copies * optim * master_bytes;
     e->bytes[optim_tier][ZRT_CAT_OPTIM] = optim_copies * optim * 8;
 }

@@ -90,10 +90,19 @@ static zrt_tier tier_for(const zrt_offload_config *offload)
     return offload->device == ZRT_OFFLOAD_CPU ? ZRT_TIER_HOST : ZRT_TIER_DEVICE;
 }
 
+/* engine.c zrt__grad_staged: the shard accumulates on the device. */
+static int grad_staged(const sim *s)
+{
+    const zrt_config *c = s->cfg;
+    return c->stage >= 2 && c->offload_optimizer.device != ZRT_OFFLOAD_NONE &&
+           c->gradient_accumulation_steps > 1;
+}
+
 static zrt_tier grad_shard_tier(const sim *s)
 {
-    return s->cfg->offload_optimizer.device == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE
-                                                                : ZRT_TIER_HOST;
+    return s->cfg->offload_optimizer.device == ZRT_OFFLOAD_NONE || grad_staged(s)
+               ? ZRT_TIER_DEVICE
+               : ZRT_TIER_HOST;
 }
 
 static void alloc_layer(sim *s, sim_layer *ly)
@@ -118,6 +127,8 @@ static void alloc_layer(sim *s, sim_layer *ly)
         charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD, ly->flat);
     else
         charge_p(s, grad_shard_tier(s), ZRT_CAT_GRAD, ly->shard);
+    if (c->stage >= 2 && grad_staged(s)) /* the optimizer's host copy */
+        charge_p(s, ZRT_TIER_HOST, ZRT_CAT_GRAD, ly->shard);
     if (s->esize == 2)
         charge(s, tier_for(&c->offload_optimizer), ZRT_CAT_MASTER, ly->range);
     if (c->offload_optimizer.device != ZRT_OFFLOAD_NVME) {

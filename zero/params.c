@@ -526,7 +526,7 @@ static zrt_status gather_grads(zrt_ctx *ctx, int layer, zrt__buf *full)
                                   "zrt_grad_read's gathered gradients", full));
     void *own_block = zrt__elem(ctx, full->ptr, ls->range_lo);
     zrt__comm_req *req = NULL;
-    zrt_status st = ctx->be->ops->copy(ctx->be, own_block, zrt__owned_grad(ctx, layer),
+    zrt_status st = ctx->be->ops->copy(ctx->be, own_block, zrt__reduced_grad(ctx, layer),
                                        (size_t)ls->range_len * ctx->esize);
     if (st == ZRT_OK)
         st = ctx->comm->ops->all_gather(ctx->comm, own_block, full->ptr,
@@ -550,7 +550,7 @@ zrt_status zrt_grad_read(zrt_ctx *ctx, zrt_param param, void *dst)
     size_t bytes = (size_t)t->numel * ctx->esize;
     if (ctx->cfg.stage == 0)
         return ctx->be->ops->copy(
-            ctx->be, dst, zrt__elem(ctx, zrt__owned_grad(ctx, t->layer), t->offset), bytes);
+            ctx->be, dst, zrt__elem(ctx, zrt__reduced_grad(ctx, t->layer), t->offset), bytes);
     zrt__buf full = {0};
     ZRT_CHECK(gather_grads(ctx, t->layer, &full));
     zrt_status st = ctx->be->ops->copy(ctx->be, dst, zrt__elem(ctx, full.ptr, t->offset),

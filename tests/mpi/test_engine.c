@@ -913,7 +913,7 @@ START_TEST(plan_equals_measured_peaks)
     char dir[] = "/tmp/zrt-plan-XXXXXX", what[160];
     make_dir(dir);
     for (int stage = 0; stage <= 3; stage++) {
-        for (int variant = 0; variant < 7; variant++) {
+        for (int variant = 0; variant < 8; variant++) {
             zrt_config cfg;
             base_config(&cfg, stage);
             if (variant == 1) { /* small buckets: reductions complete early */
@@ -935,7 +935,12 @@ START_TEST(plan_equals_measured_peaks)
             }
             if (variant == 6) /* micro-steps; reductions outlive a micro-step */
                 cfg.gradient_accumulation_steps = 2;
-            if ((variant == 3 && stage == 0) || (variant == 4 && stage != 3))
+            if (variant == 7 && stage > 0) { /* micro-steps, optimizer on the host */
+                cfg.gradient_accumulation_steps = 2;
+                cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
+            }
+            if ((variant == 3 && stage == 0) || (variant == 4 && stage != 3) ||
+                (variant == 7 && stage == 0))
                 continue;
             snprintf(what, sizeof what, "stage %d, variant %d", stage, variant);
             expect_plan_equals_measured(&cfg, what);
@@ -1096,6 +1101,30 @@ START_TEST(accumulated_micro_steps_equal_one_large_batch)
             free(large);
             free(micro);
         }
+    }
+}
+END_TEST
+
+/* With the optimizer on the host, stages 2-3 accumulate the gradient shard on
+ * the device and the host holds the optimizer's copy; without micro-steps
+ * the shard lives on the host alone. */
+START_TEST(offloaded_accumulation_keeps_the_shard_on_the_device)
+{
+    for (int k = 1; k <= 2; k++) {
+        zrt_config cfg;
+        base_config(&cfg, 2);
+        cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
+        cfg.gradient_accumulation_steps = k;
+        model m = {0};
+        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+        int64_t shard = 0;
+        for (int l = 0; l < NLAYERS; l++)
+            shard += m.ctx->plan.layers[l].shard_numel;
+        zrt_mem_stats ms;
+        zrt_get_mem_stats(m.ctx, &ms);
+        ck_assert_int_eq(ms.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD], k == 1 ? 0 : 4 * shard);
+        ck_assert_int_eq(ms.current[ZRT_TIER_HOST][ZRT_CAT_GRAD], 4 * shard);
+        ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     }
 }
 END_TEST
@@ -1337,6 +1366,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, a_declared_step_is_checked_and_followed);
     tcase_add_test(tc, an_undeclared_buffer_over_budget_quotes_the_plan);
     tcase_add_test(tc, accumulated_micro_steps_equal_one_large_batch);
+    tcase_add_test(tc, offloaded_accumulation_keeps_the_shard_on_the_device);
     tcase_add_test(tc, clipping_scales_the_gradients_to_the_limit);
     tcase_add_test(tc, grad_norm_is_the_global_norm);
     tcase_add_test(tc, bf16_stages_agree_and_track_f32);
