@@ -21,12 +21,6 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx)
  * directly (true on the cpu backend). */
 static zrt_status check_supported(zrt_ctx *ctx)
 {
-    if (ctx->pdtype != ZRT_F32 && ctx->cfg.reduce_dtype == ZRT_F32)
-        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                         "reduce_dtype \"fp32\" with %s parameters is not supported yet; "
-                         "leave it unset: %s gradients are reduced by summing the ranks' "
-                         "values in f32, in rank order, and rounding once",
-                         zrt_dtype_str(ctx->pdtype), zrt_dtype_str(ctx->pdtype));
     if (ctx->pdtype != ZRT_F32 && (ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NVME ||
                                    ctx->cfg.offload_param.device == ZRT_OFFLOAD_NVME))
         return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,

@@ -1223,6 +1223,14 @@ START_TEST(bf16_stages_agree_and_track_f32)
             free(got);
     }
     assert_close(first, f32, 2e-2, "bf16 against f32 after 10 steps");
+    /* reduce_dtype fp32: the ordered reduction already sums in f32 */
+    base_config(&cfg, 2);
+    cfg.bf16.enabled = 1;
+    cfg.reduce_bucket_size = 300;
+    cfg.reduce_dtype = ZRT_F32;
+    float *fp32_reduce = train_and_read(&cfg, 10);
+    assert_same_bits(fp32_reduce, first, "bf16 with reduce_dtype fp32");
+    free(fp32_reduce);
     free(first);
     free(f32);
 }
