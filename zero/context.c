@@ -21,12 +21,6 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx)
  * directly (true on the cpu backend). */
 static zrt_status check_supported(zrt_ctx *ctx)
 {
-    if (ctx->pdtype != ZRT_F32 && (ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NVME ||
-                                   ctx->cfg.offload_param.device == ZRT_OFFLOAD_NVME))
-        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                         "%s parameters with an nvme offload tier are not supported yet "
-                         "(the NVMe step keeps f32 state only); use offload device "
-                         "\"cpu\" or f32", zrt_dtype_str(ctx->pdtype));
     const zrt_offload_config *both[2] = {&ctx->cfg.offload_optimizer,
                                          &ctx->cfg.offload_param};
     for (int i = 0; i < 2; i++) {

@@ -52,6 +52,8 @@ typedef struct zrt__layer_state {
                               accumulates on the device (zrt__grad_staged) */
     zrt__buf m, v;
     zrt__buf master;       /* 16-bit parameters: the f32 copy of this rank's range */
+    zrt__buf master_next;  /* with an NVMe tier: the step writes the new master
+                              copy here, and the commit swaps the two */
     zrt__comm_req *gather; /* all-gather into param_full in flight */
     zrt__comm_req *reduce; /* gradient reduction in flight */
     int fwd_live, bwd_live;
@@ -202,6 +204,13 @@ zrt_status zrt__adamw_layer(zrt_ctx *ctx, int layer, const float *p, float *p_ou
                             const zrt_adamw_scalars *decay,
                             const zrt_adamw_scalars *no_decay);
 
+/* The same with 16-bit parameters: the f32 master copy updated in place,
+ * the rounded parameters written to p (which may be g). */
+zrt_status zrt__adamw_layer_mixed(zrt_ctx *ctx, int l, float *master, uint16_t *p,
+                                  const uint16_t *g, float *m, float *v, float grad_scale,
+                                  const zrt_adamw_scalars *decay,
+                                  const zrt_adamw_scalars *no_decay);
+
 /* pin_memory: page-locks a host-tier buffer when its owning offload section
  * asks for it (no-op otherwise). */
 zrt_status zrt__pin_for(zrt_ctx *ctx, zrt__buf *buf, const zrt_offload_config *owner);
@@ -223,21 +232,29 @@ zrt_status zrt__nvme_open(zrt_ctx *ctx);
 void zrt__nvme_close(zrt_ctx *ctx);
 int zrt__params_on_nvme(const zrt_ctx *ctx);
 int zrt__nvme_step_needed(const zrt_ctx *ctx);
+/* Bytes of ctx->step_staging (ctx->staging_largest set). */
+size_t zrt__step_staging_bytes(const zrt_ctx *ctx);
+/* Whether the config puts state on NVMe, so the step runs through nvme.c. */
+static inline int zrt__nvme_configured(const zrt_ctx *ctx)
+{
+    return ctx->cfg.offload_optimizer.device == ZRT_OFFLOAD_NVME ||
+           (ctx->cfg.stage == 3 && ctx->cfg.offload_param.device == ZRT_OFFLOAD_NVME);
+}
 /* Queues the read of a stage-3 shard from NVMe (no-op when queued already). */
 zrt_status zrt__nvme_fetch(zrt_ctx *ctx, int layer);
 /* Waits for the shard's read (queuing it first if needed). */
-zrt_status zrt__nvme_fetched_shard(zrt_ctx *ctx, int layer, float **shard);
+zrt_status zrt__nvme_fetched_shard(zrt_ctx *ctx, int layer, void **shard);
 /* Frees the fetched copy (after its gather, or when it went stale). */
 void zrt__nvme_drop_fetch(zrt_ctx *ctx, int layer);
 /* Whether another read may be queued ahead (offload_param.buffer_count). */
 int zrt__nvme_fetch_room(const zrt_ctx *ctx);
 /* Reads the layer's shard, lets `edit` change it, writes it back. */
-typedef zrt_status (*zrt__shard_edit)(zrt_ctx *ctx, int layer, float *shard,
+typedef zrt_status (*zrt__shard_edit)(zrt_ctx *ctx, int layer, void *shard,
                                       const void *arg);
 zrt_status zrt__nvme_shard_update(zrt_ctx *ctx, int layer, zrt__shard_edit edit,
                                   const void *arg);
 /* The optimizer step with state on NVMe: all or nothing on every rank. */
-zrt_status zrt__nvme_step(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
+zrt_status zrt__nvme_step(zrt_ctx *ctx, float grad_scale, const zrt_adamw_scalars *decay,
                           const zrt_adamw_scalars *no_decay);
 
 #endif /* ZRT_ZERO_CTX_H */

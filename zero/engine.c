@@ -108,6 +108,24 @@ static zrt_status alloc_params(zrt_ctx *ctx, int l)
                        "persistent parameters", l);
 }
 
+/* 16-bit parameters: the f32 master copy of this rank's range goes with the
+ * optimizer, in host memory when it is offloaded (also to NVMe: the master
+ * copy stays in memory, the moments go to disk). A step through the NVMe
+ * tier must apply nothing until every rank wrote everything, so it writes
+ * the new master copy into a second buffer, and the commit swaps them. */
+static zrt_status alloc_master(zrt_ctx *ctx, int l)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    const zrt_offload_config *optim = &ctx->cfg.offload_optimizer;
+    zrt_tier tier = optim->device == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE : ZRT_TIER_HOST;
+    ZRT_CHECK(alloc_offloadable(ctx, &ls->master, ls->range_len, sizeof(float), tier,
+                                ZRT_CAT_MASTER, "f32 master copy", l, optim));
+    if (!zrt__nvme_configured(ctx))
+        return ZRT_OK;
+    return alloc_offloadable(ctx, &ls->master_next, ls->range_len, sizeof(float), tier,
+                             ZRT_CAT_MASTER, "f32 master copy for the next step", l, optim);
+}
+
 static zrt_status alloc_layer(zrt_ctx *ctx, int l)
 {
     zrt__layer_state *ls = &ctx->layers[l];
@@ -130,10 +148,8 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
         ZRT_CHECK(alloc_offloadable(ctx, &ls->grad_host, lp->shard_numel, ctx->esize,
                                     ZRT_TIER_HOST, ZRT_CAT_GRAD,
                                     "gradient shard for the optimizer", l, optim));
-    if (zrt__mixed(ctx)) /* nvme offload is refused with 16-bit parameters */
-        ZRT_CHECK(alloc_offloadable(ctx, &ls->master, ls->range_len, sizeof(float),
-                                    tier_for(optim), ZRT_CAT_MASTER, "f32 master copy", l,
-                                    optim));
+    if (zrt__mixed(ctx))
+        ZRT_CHECK(alloc_master(ctx, l));
     if (optim->device != ZRT_OFFLOAD_NVME) {
         ZRT_CHECK(alloc_offloadable(ctx, &ls->m, ls->range_len, sizeof(float),
                                     tier_for(optim), ZRT_CAT_OPTIM, "Adam first moment", l,
@@ -182,6 +198,7 @@ static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
     be->ops->free(be, &ls->m);
     be->ops->free(be, &ls->v);
     be->ops->free(be, &ls->master);
+    be->ops->free(be, &ls->master_next);
     free(ls->segs);
 }
 
@@ -220,12 +237,9 @@ zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
 static zrt_status start_gather(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
-    float *fetched = NULL;
-    const void *shard = ls->param_shard.ptr;
-    if (zrt__params_on_nvme(ctx)) { /* f32 only: see check_offload */
-        ZRT_CHECK(zrt__nvme_fetched_shard(ctx, layer, &fetched));
-        shard = fetched;
-    }
+    void *shard = ls->param_shard.ptr;
+    if (zrt__params_on_nvme(ctx))
+        ZRT_CHECK(zrt__nvme_fetched_shard(ctx, layer, &shard));
     if (!ls->param_full.ptr)
         ZRT_CHECK(alloc_elems(ctx, &ls->param_full, flat_of(ctx, layer),
                               ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
@@ -652,7 +666,7 @@ static zrt_status update_all_layers(zrt_ctx *ctx, float grad_scale,
                                     const zrt_adamw_scalars *no_decay)
 {
     if (zrt__nvme_step_needed(ctx))
-        return zrt__nvme_step(ctx, decay, no_decay);
+        return zrt__nvme_step(ctx, grad_scale, decay, no_decay);
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         zrt__layer_state *ls = &ctx->layers[l];
         if (ls->range_len > 0 && zrt__mixed(ctx)) {
@@ -817,9 +831,17 @@ static zrt_status update_layer_mixed(zrt_ctx *ctx, int l, float grad_scale,
                                      const zrt_adamw_scalars *no_decay)
 {
     zrt__layer_state *ls = &ctx->layers[l];
-    uint16_t *p = zrt__owned_param(ctx, l);
-    const uint16_t *g = zrt__owned_grad(ctx, l);
-    float *master = ls->master.ptr, *m = ls->m.ptr, *v = ls->v.ptr;
+    return zrt__adamw_layer_mixed(ctx, l, ls->master.ptr, zrt__owned_param(ctx, l),
+                                  zrt__owned_grad(ctx, l), ls->m.ptr, ls->v.ptr, grad_scale,
+                                  decay, no_decay);
+}
+
+zrt_status zrt__adamw_layer_mixed(zrt_ctx *ctx, int l, float *master, uint16_t *p,
+                                  const uint16_t *g, float *m, float *v, float grad_scale,
+                                  const zrt_adamw_scalars *decay,
+                                  const zrt_adamw_scalars *no_decay)
+{
+    const zrt__layer_state *ls = &ctx->layers[l];
     for (int i = 0; i < ls->nsegs; i++) {
         const zrt__segment *sg = &ls->segs[i];
         int64_t at = sg->range_offset;

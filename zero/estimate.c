@@ -21,10 +21,12 @@
  * stages 2-3 the gradient shard with them (as in ZeRO-Offload; with
  * gradient_accumulation_steps > 1 the shard accumulates on the device and the
  * host holds the optimizer's copy); nvme puts
- * master and optim in the nvme tier twice (two slots per region, so a failed
- * step applies nothing) and the gradient shard in host memory. At stage 3
+ * optim in the nvme tier twice (two slots per region, so a failed step
+ * applies nothing) and the gradient shard in host memory. At stage 3
  * offload_param cpu puts the parameter shard in host memory, nvme puts it in
- * the nvme tier twice.
+ * the nvme tier twice. The master copy of 16-bit parameters stays in memory
+ * with the optimizer (host memory when it is offloaded, NVMe included), twice
+ * when a step goes through NVMe.
  *
  * Buffers are upper bounds of the peaks (device tier unless said otherwise):
  *   param-gather   stage 3: min(Ψ − Q, L + P) × b; L × b without overlap_comm
@@ -229,7 +231,13 @@ static void model_states(const zrt_config *cfg, const dims *d, zrt_mem_estimate 
     e->bytes[grad_tier][ZRT_CAT_GRAD] = grad * d->b;
     if (staged) /* accumulates on the device, the optimizer reads a host copy */
         e->bytes[ZRT_TIER_HOST][ZRT_CAT_GRAD] = grad * d->b;
-    e->bytes[optim_tier][ZRT_CAT_MASTER] = optim_copies * optim * master_bytes;
+    /* the master copy stays in memory with the optimizer (host memory when
+     * offloaded, NVMe included), twice when a step goes through NVMe */
+    int nvme_step = cfg->offload_optimizer.device == ZRT_OFFLOAD_NVME ||
+                    (d->stage == 3 && cfg->offload_param.device == ZRT_OFFLOAD_NVME);
+    zrt_tier master_tier =
+        cfg->offload_optimizer.device == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE : ZRT_TIER_HOST;
+    e->bytes[master_tier][ZRT_CAT_MASTER] = (nvme_step ? 2 : 1) * optim * master_bytes;
     e->bytes[optim_tier][ZRT_CAT_OPTIM] = optim_copies * optim * 8;
 }
 
@@ -266,6 +274,8 @@ static void staging_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estima
     if (cfg->offload_optimizer.device != ZRT_OFFLOAD_NVME && !params_on_nvme)
         return;
     int64_t bytes = 6 * d->largest_shard * 4;
+    if (params_on_nvme && d->b == 2) /* the new 16-bit shards on their way out */
+        bytes += 2 * d->largest_shard * d->b;
     if (params_on_nvme) {
         int64_t fetched = d->largest_shard;
         if (d->overlap) {

@@ -10,8 +10,8 @@
  *   host   host↔device copies: 2Ψ/N·b with the optimizer off the device
  *          (gradient shard out, new parameters back), 2Ψ/N·b more with the
  *          parameter shards off the device (read for both gathers)
- *   nvme   bytes read and written: the moments (and the f32 master copy with
- *          16-bit parameters) read and written once, 2·(8 + master)·Ψ/N;
+ *   nvme   bytes read and written: the moments read and written once,
+ *          2·8·Ψ/N (the f32 master copy of 16-bit parameters stays in memory);
  *          parameter shards read for both gathers and rewritten by the step,
  *          4·Ψ/N·b
  * The ladder orders by nvme bytes, then host bytes, then comm bytes, then
@@ -37,15 +37,14 @@ zrt_status zrt_fit_cost_of(const zrt_config *cfg, int64_t param_count, int param
     int64_t n = world_size, b = param_bytes;
     int64_t shard = (param_count + n - 1) / n;
     int64_t per_rank_sends = param_count / n * (n - 1); /* (N−1)/N·Ψ */
-    int64_t master = b == 2 ? 4 : 0;
     int stage = cfg->stage;
     int optim_off = cfg->offload_optimizer.device != ZRT_OFFLOAD_NONE;
     int params_off = stage == 3 && cfg->offload_param.device != ZRT_OFFLOAD_NONE;
     zrt_fit_cost c = {0};
     c.comm_bytes = (stage == 3 ? 3 : 2) * per_rank_sends * b;
     c.host_bytes = (optim_off ? 2 * shard * b : 0) + (params_off ? 2 * shard * b : 0);
-    if (cfg->offload_optimizer.device == ZRT_OFFLOAD_NVME)
-        c.nvme_bytes += 2 * (8 + master) * shard;
+    if (cfg->offload_optimizer.device == ZRT_OFFLOAD_NVME) /* the master copy stays */
+        c.nvme_bytes += 2 * 8 * shard;                     /* in memory */
     if (params_off && cfg->offload_param.device == ZRT_OFFLOAD_NVME)
         c.nvme_bytes += 4 * shard * b;
     *out = c;

@@ -129,21 +129,27 @@ static void alloc_layer(sim *s, sim_layer *ly)
         charge_p(s, grad_shard_tier(s), ZRT_CAT_GRAD, ly->shard);
     if (c->stage >= 2 && grad_staged(s)) /* the optimizer's host copy */
         charge_p(s, ZRT_TIER_HOST, ZRT_CAT_GRAD, ly->shard);
-    if (s->esize == 2)
-        charge(s, tier_for(&c->offload_optimizer), ZRT_CAT_MASTER, ly->range);
+    if (s->esize == 2) { /* engine.c alloc_master */
+        zrt_tier tier = c->offload_optimizer.device == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE
+                                                                        : ZRT_TIER_HOST;
+        charge(s, tier, ZRT_CAT_MASTER, ly->range);
+        if (s->optim_nvme || s->params_nvme)
+            charge(s, tier, ZRT_CAT_MASTER, ly->range);
+    }
     if (c->offload_optimizer.device != ZRT_OFFLOAD_NVME) {
         charge(s, tier_for(&c->offload_optimizer), ZRT_CAT_OPTIM, ly->range);
         charge(s, tier_for(&c->offload_optimizer), ZRT_CAT_OPTIM, ly->range);
     }
 }
 
-/* The swap file's size: two slots per region, each rounded to a block. */
-static int64_t swap_capacity(const sim *s, int regions_per_slot)
+/* The swap file's size: two slots per region, each rounded to a block;
+ * regions of elements of `esize` bytes. */
+static int64_t swap_capacity(const sim *s, int regions_per_slot, int64_t esize)
 {
     int64_t block = s->cfg->aio.block_size ? s->cfg->aio.block_size : (1 << 20);
     int64_t at = 0;
     for (int l = 0; l < s->n; l++) {
-        int64_t bytes = s->layers[l].range * (int64_t)sizeof(float);
+        int64_t bytes = s->layers[l].range * esize;
         at += 2 * regions_per_slot * ((bytes + block - 1) / block * block);
     }
     return at;
@@ -159,9 +165,12 @@ static void nvme_open(sim *s)
             largest = s->layers[l].range;
     if (largest == 0)
         return;
-    charge(s, ZRT_TIER_HOST, ZRT_CAT_STAGING, 6 * largest);
-    int64_t optim = s->optim_nvme ? swap_capacity(s, 2) : 0;
-    int64_t param = s->params_nvme ? swap_capacity(s, 1) : 0;
+    /* nvme.c zrt__step_staging_bytes */
+    int64_t halves = s->esize == 2 && s->params_nvme ? 2 * largest * s->esize : 0;
+    zrt__mem_charge(&s->acct, NULL, ZRT_TIER_HOST, ZRT_CAT_STAGING,
+                    6 * largest * (int64_t)sizeof(float) + halves, NULL);
+    int64_t optim = s->optim_nvme ? swap_capacity(s, 2, sizeof(float)) : 0;
+    int64_t param = s->params_nvme ? swap_capacity(s, 1, s->esize) : 0;
     if (optim)
         zrt__mem_charge(&s->acct, NULL, ZRT_TIER_NVME, ZRT_CAT_OPTIM, optim, NULL);
     if (param)
@@ -177,7 +186,7 @@ static void nvme_fetch(sim *s, int l)
         return;
     zrt__phase caller = s->acct.phase;
     set_phase(s, ZRT__PHASE_SWAP, l);
-    charge(s, ZRT_TIER_HOST, ZRT_CAT_STAGING, ly->range);
+    charge_p(s, ZRT_TIER_HOST, ZRT_CAT_STAGING, ly->range);
     s->acct.phase = caller;
     ly->fetch_state = ZRT__FETCH_QUEUED;
     s->fetches_queued++;
@@ -201,7 +210,7 @@ static void nvme_drop_fetch(sim *s, int l)
     if (ly->fetch_state == ZRT__FETCH_QUEUED)
         s->fetches_queued--;
     ly->fetch_state = ZRT__FETCH_NONE;
-    release(s, ZRT_TIER_HOST, ZRT_CAT_STAGING, ly->range);
+    release_p(s, ZRT_TIER_HOST, ZRT_CAT_STAGING, ly->range);
 }
 
 static int nvme_fetch_room(const sim *s)

@@ -51,9 +51,16 @@ static uint64_t round_up_u64(uint64_t value, uint64_t multiple)
     return (value + multiple - 1) / multiple * multiple;
 }
 
+/* Adam's moments (and every staging set's arrays) are f32. */
 static size_t range_bytes(const zrt__layer_state *ls)
 {
     return (size_t)ls->range_len * sizeof(float);
+}
+
+/* Parameter shards are in the parameters' type: f32, or 16-bit. */
+static size_t param_bytes(const zrt_ctx *ctx, const zrt__layer_state *ls)
+{
+    return (size_t)ls->range_len * ctx->esize;
 }
 
 /* ---- opening and closing ---------------------------------------------------- */
@@ -65,7 +72,8 @@ static uint64_t layout(zrt_ctx *ctx, uint64_t block, int optim)
     uint64_t at = 0;
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         zrt__layer_state *ls = &ctx->layers[l];
-        uint64_t bytes = round_up_u64(range_bytes(ls), block);
+        uint64_t bytes =
+            round_up_u64(optim ? range_bytes(ls) : param_bytes(ctx, ls), block);
         for (int s = 0; s < 2; s++) {
             if (optim) {
                 ls->swap_m[s] = at;
@@ -94,7 +102,8 @@ static zrt_status write_zero_slot(zrt_ctx *ctx, zrt__nvme_store *store, int opti
             ZRT_CHECK(zrt__swap_write(store->swap, ls->swap_m[0], zeros, bytes, &ctx->err));
             ZRT_CHECK(zrt__swap_write(store->swap, ls->swap_v[0], zeros, bytes, &ctx->err));
         } else {
-            ZRT_CHECK(zrt__swap_write(store->swap, ls->swap_p[0], zeros, bytes, &ctx->err));
+            ZRT_CHECK(zrt__swap_write(store->swap, ls->swap_p[0], zeros,
+                                      param_bytes(ctx, ls), &ctx->err));
         }
     }
     return ZRT_OK;
@@ -124,6 +133,17 @@ static zrt_status open_store(zrt_ctx *ctx, zrt__nvme_store *store,
     return zrt__mover_create(store->swap, &ctx->err, &store->mover);
 }
 
+/* Two (p, m, v) sets of the largest range in f32; with 16-bit parameters
+ * on NVMe, two 16-bit arrays more for the new parameters on their way out. */
+size_t zrt__step_staging_bytes(const zrt_ctx *ctx)
+{
+    size_t largest = (size_t)ctx->staging_largest;
+    size_t halves = zrt__mixed(ctx) && ctx->cfg.offload_param.device == ZRT_OFFLOAD_NVME
+                        ? 2 * largest * ctx->esize
+                        : 0;
+    return 6 * largest * sizeof(float) + halves;
+}
+
 static int64_t largest_range(const zrt_ctx *ctx)
 {
     int64_t largest = 0;
@@ -142,7 +162,7 @@ zrt_status zrt__nvme_open(zrt_ctx *ctx)
     ctx->staging_largest = largest_range(ctx);
     if (ctx->staging_largest == 0)
         return ZRT_OK;
-    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, 6 * (size_t)ctx->staging_largest * sizeof(float),
+    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, zrt__step_staging_bytes(ctx),
                                   ZRT_TIER_HOST, ZRT_CAT_STAGING,
                                   "optimizer step staging for the nvme tier",
                                   &ctx->step_staging));
@@ -184,12 +204,12 @@ void zrt__nvme_close(zrt_ctx *ctx)
 static zrt_status queue_fetch(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
-    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, range_bytes(ls), ZRT_TIER_HOST,
+    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, param_bytes(ctx, ls), ZRT_TIER_HOST,
                                   ZRT_CAT_STAGING, "parameter shard read from nvme",
                                   &ls->fetched));
     ZRT_CHECK(zrt__pin_for(ctx, &ls->fetched, &ctx->cfg.offload_param));
     ZRT_CHECK(zrt__mover_read(ctx->param_nvme.mover, ls->swap_p[ctx->nvme_slot],
-                              ls->fetched.ptr, range_bytes(ls), &ls->fetch_ticket));
+                              ls->fetched.ptr, param_bytes(ctx, ls), &ls->fetch_ticket));
     ls->fetch_state = ZRT__FETCH_QUEUED;
     ctx->fetches_queued++;
     return ZRT_OK;
@@ -207,7 +227,7 @@ zrt_status zrt__nvme_fetch(zrt_ctx *ctx, int layer)
     return st;
 }
 
-zrt_status zrt__nvme_fetched_shard(zrt_ctx *ctx, int layer, float **shard)
+zrt_status zrt__nvme_fetched_shard(zrt_ctx *ctx, int layer, void **shard)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
     ZRT_CHECK(zrt__nvme_fetch(ctx, layer));
@@ -244,14 +264,14 @@ zrt_status zrt__nvme_shard_update(zrt_ctx *ctx, int layer, zrt__shard_edit edit,
                                   const void *arg)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
-    float *shard;
+    void *shard;
     uint64_t ticket;
     zrt__nvme_drop_fetch(ctx, layer);
     ZRT_CHECK(zrt__nvme_fetched_shard(ctx, layer, &shard));
     zrt_status st = edit(ctx, layer, shard, arg);
     if (st == ZRT_OK)
         st = zrt__mover_write(ctx->param_nvme.mover, ls->swap_p[ctx->nvme_slot], shard,
-                              range_bytes(ls), &ticket);
+                              param_bytes(ctx, ls), &ticket);
     if (st == ZRT_OK)
         st = zrt__mover_wait(ctx->param_nvme.mover, ticket, &ctx->err);
     zrt__nvme_drop_fetch(ctx, layer);
@@ -266,6 +286,20 @@ static float *set_array(zrt_ctx *ctx, int set, int which)
                                                 (size_t)ctx->staging_largest;
 }
 
+/* 16-bit parameters on NVMe: the set's new parameters, after the six f32
+ * arrays. */
+static uint16_t *set_halves(zrt_ctx *ctx, int set)
+{
+    return (uint16_t *)(set_array(ctx, 2, 0)) + (size_t)set * (size_t)ctx->staging_largest;
+}
+
+/* The step's grad_scale (16-bit parameters: 1/K, the loss scale and the
+ * clipping coefficient in one multiplier), for update_set and commit. */
+typedef struct step_args {
+    float grad_scale;
+    const zrt_adamw_scalars *decay, *no_decay;
+} step_args;
+
 typedef struct tickets {
     uint64_t param, optim;
 } tickets;
@@ -275,7 +309,8 @@ static zrt_status queue_reads(zrt_ctx *ctx, int l, int set, tickets *t)
     const zrt__layer_state *ls = &ctx->layers[l];
     size_t bytes = range_bytes(ls);
     int slot = ctx->nvme_slot;
-    if (ctx->param_nvme.mover)
+    /* 16-bit: the update starts from the master copy, not the shard */
+    if (ctx->param_nvme.mover && !zrt__mixed(ctx))
         ZRT_CHECK(zrt__mover_read(ctx->param_nvme.mover, ls->swap_p[slot],
                                   set_array(ctx, set, SET_P), bytes, &t->param));
     if (!ctx->optim_nvme.mover)
@@ -297,12 +332,15 @@ static zrt_status wait_for(zrt_ctx *ctx, const tickets *t)
 
 /* Copies moments that live in memory into the set, so the update leaves
  * them alone. (Parameters in memory are only read: the update writes the
- * new ones into the spent gradient.) */
+ * new ones into the spent gradient. A 16-bit run's master copy is copied
+ * into master_next, which the update then changes.) */
 static zrt_status fill_from_memory(zrt_ctx *ctx, int l, int set)
 {
     zrt__layer_state *ls = &ctx->layers[l];
     size_t bytes = range_bytes(ls);
     const zrt__backend_ops *ops = ctx->be->ops;
+    if (zrt__mixed(ctx))
+        ZRT_CHECK(ops->copy(ctx->be, ls->master_next.ptr, ls->master.ptr, bytes));
     if (ctx->optim_nvme.mover)
         return ZRT_OK;
     ZRT_CHECK(ops->copy(ctx->be, set_array(ctx, set, SET_M), ls->m.ptr, bytes));
@@ -317,7 +355,9 @@ static zrt_status queue_writes(zrt_ctx *ctx, int l, int set, tickets *t)
     int next = ctx->nvme_slot ^ 1;
     if (ctx->param_nvme.mover)
         ZRT_CHECK(zrt__mover_write(ctx->param_nvme.mover, ls->swap_p[next],
-                                   set_array(ctx, set, SET_P), bytes, &t->param));
+                                   zrt__mixed(ctx) ? (void *)set_halves(ctx, set)
+                                                   : (void *)set_array(ctx, set, SET_P),
+                                   param_bytes(ctx, ls), &t->param));
     if (!ctx->optim_nvme.mover)
         return ZRT_OK;
     ZRT_CHECK(zrt__mover_write(ctx->optim_nvme.mover, ls->swap_m[next],
@@ -329,10 +369,17 @@ static zrt_status queue_writes(zrt_ctx *ctx, int l, int set, tickets *t)
 /* Parameters on NVMe are updated in their set; parameters in memory are
  * read in place and their new values written over the spent gradient,
  * where they wait for the commit. */
-static zrt_status update_set(zrt_ctx *ctx, int l, int set,
-                             const zrt_adamw_scalars *decay,
-                             const zrt_adamw_scalars *no_decay)
+static zrt_status update_set(zrt_ctx *ctx, int l, int set, const step_args *a)
 {
+    if (zrt__mixed(ctx)) {
+        uint16_t *g = zrt__owned_grad(ctx, l);
+        uint16_t *p_out = ctx->param_nvme.mover ? set_halves(ctx, set) : g;
+        return zrt__adamw_layer_mixed(ctx, l, ctx->layers[l].master_next.ptr, p_out, g,
+                                      set_array(ctx, set, SET_M),
+                                      set_array(ctx, set, SET_V), a->grad_scale, a->decay,
+                                      a->no_decay);
+    }
+    const zrt_adamw_scalars *decay = a->decay, *no_decay = a->no_decay;
     float *g = zrt__owned_grad(ctx, l);
     const float *p = ctx->param_nvme.mover ? set_array(ctx, set, SET_P)
                                            : zrt__owned_param(ctx, l);
@@ -346,10 +393,9 @@ static zrt_status update_set(zrt_ctx *ctx, int l, int set,
  * the read that reuses it; the p arrays belong to the parameter mover and
  * the m, v arrays to the optimizer mover. */
 static zrt_status pass_through_sets(zrt_ctx *ctx, const int *order, int n,
-                                    const zrt_adamw_scalars *decay,
-                                    const zrt_adamw_scalars *no_decay)
+                                    const step_args *a)
 {
-    tickets read[2] = {{0, 0}, {0, 0}}, written = {0, 0};
+    tickets read[2] = {{0, 0}, {0, 0}}, wrote[2] = {{0, 0}, {0, 0}}, written = {0, 0};
     zrt_status st = ZRT_OK;
     /* tickets count up per mover: the last queued job is a read or a write */
     for (int i = 0; st == ZRT_OK && i < n && i < 2; i++)
@@ -357,12 +403,20 @@ static zrt_status pass_through_sets(zrt_ctx *ctx, const int *order, int n,
     for (int i = 0; st == ZRT_OK && i < n; i++) {
         int set = i % 2;
         st = wait_for(ctx, &read[set]);
+        /* 16-bit parameters on NVMe are not read back into the set, so no
+         * read orders the set's last write-back before its reuse: wait. */
+        if (st == ZRT_OK && zrt__mixed(ctx))
+            st = wait_for(ctx, &wrote[set]);
         if (st == ZRT_OK)
             st = fill_from_memory(ctx, order[i], set);
         if (st == ZRT_OK)
-            st = update_set(ctx, order[i], set, decay, no_decay);
+            st = update_set(ctx, order[i], set, a);
         if (st == ZRT_OK)
-            st = queue_writes(ctx, order[i], set, &written);
+            st = queue_writes(ctx, order[i], set, &wrote[set]);
+        if (wrote[set].param > written.param)
+            written.param = wrote[set].param;
+        if (wrote[set].optim > written.optim)
+            written.optim = wrote[set].optim;
         if (st == ZRT_OK && i + 2 < n)
             st = queue_reads(ctx, order[i + 2], set, &read[set]);
     }
@@ -377,21 +431,37 @@ static zrt_status pass_through_sets(zrt_ctx *ctx, const int *order, int n,
     return st != ZRT_OK ? st : drained;
 }
 
+/* Moments in memory: recomputed in place (they do not depend on the
+ * parameters; the same kernel gives the same bits), with throwaway
+ * parameters: a copy of the old ones, whose update is not kept. */
+static zrt_status recompute_moments(zrt_ctx *ctx, int l, const step_args *a)
+{
+    zrt__layer_state *ls = &ctx->layers[l];
+    float *scratch = set_array(ctx, 0, SET_P);
+    if (!zrt__mixed(ctx))
+        return zrt__adamw_layer(ctx, l, scratch, scratch, zrt__owned_grad(ctx, l), ls->m.ptr,
+                                ls->v.ptr, a->decay, a->no_decay);
+    ZRT_CHECK(ctx->be->ops->copy(ctx->be, scratch, ls->master.ptr, range_bytes(ls)));
+    return zrt__adamw_layer_mixed(ctx, l, scratch, set_halves(ctx, 0), zrt__owned_grad(ctx, l),
+                                  ls->m.ptr, ls->v.ptr, a->grad_scale, a->decay, a->no_decay);
+}
+
 /* Every rank wrote every layer: make the new values current. */
-static zrt_status commit(zrt_ctx *ctx, const int *order, int n,
-                         const zrt_adamw_scalars *decay,
-                         const zrt_adamw_scalars *no_decay)
+static zrt_status commit(zrt_ctx *ctx, const int *order, int n, const step_args *a)
 {
     for (int i = 0; i < n; i++) {
         int l = order[i];
         zrt__layer_state *ls = &ctx->layers[l];
         if (!ctx->param_nvme.mover)
             ZRT_CHECK(ctx->be->ops->copy(ctx->be, zrt__owned_param(ctx, l),
-                                         zrt__owned_grad(ctx, l), range_bytes(ls)));
-        float *scratch = set_array(ctx, 0, SET_P); /* its result is not kept */
+                                         zrt__owned_grad(ctx, l), param_bytes(ctx, ls)));
         if (!ctx->optim_nvme.mover)
-            ZRT_CHECK(zrt__adamw_layer(ctx, l, scratch, scratch, zrt__owned_grad(ctx, l),
-                                       ls->m.ptr, ls->v.ptr, decay, no_decay));
+            ZRT_CHECK(recompute_moments(ctx, l, a));
+        if (zrt__mixed(ctx)) { /* the new master copy becomes current */
+            zrt__buf old = ls->master;
+            ls->master = ls->master_next;
+            ls->master_next = old;
+        }
     }
     ctx->nvme_slot ^= 1;
     return ZRT_OK;
@@ -420,9 +490,10 @@ static zrt_status agree_on_step(zrt_ctx *ctx, zrt_status local)
                      first_failed);
 }
 
-zrt_status zrt__nvme_step(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
+zrt_status zrt__nvme_step(zrt_ctx *ctx, float grad_scale, const zrt_adamw_scalars *decay,
                           const zrt_adamw_scalars *no_decay)
 {
+    const step_args a = {.grad_scale = grad_scale, .decay = decay, .no_decay = no_decay};
     for (int l = 0; l < ctx->plan.nlayers; l++)
         zrt__nvme_drop_fetch(ctx, l); /* read from the slot about to change */
     int n = 0, *order = malloc(((size_t)ctx->plan.nlayers + 1) * sizeof *order);
@@ -433,10 +504,10 @@ zrt_status zrt__nvme_step(zrt_ctx *ctx, const zrt_adamw_scalars *decay,
         if (ctx->layers[l].range_len > 0)
             order[n++] = l;
     if (st == ZRT_OK)
-        st = pass_through_sets(ctx, order, n, decay, no_decay);
+        st = pass_through_sets(ctx, order, n, &a);
     st = agree_on_step(ctx, st);
     if (st == ZRT_OK)
-        st = commit(ctx, order, n, decay, no_decay);
+        st = commit(ctx, order, n, &a);
     else
         forget_step_failures(ctx);
     free(order);

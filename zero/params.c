@@ -443,11 +443,11 @@ static zrt_status require_idle(zrt_ctx *ctx, zrt_param param, const char *call)
 
 typedef struct write_request {
     zrt_param param;
-    const float *src;
+    const void *src;
 } write_request;
 
 /* Stage 3 with shards on NVMe: applied to the shard read back from disk. */
-static zrt_status write_into_shard(zrt_ctx *ctx, int layer, float *shard,
+static zrt_status write_into_shard(zrt_ctx *ctx, int layer, void *shard,
                                    const void *arg)
 {
     const write_request *req = arg;

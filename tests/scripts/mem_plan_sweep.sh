@@ -55,6 +55,9 @@ for stage in 1 3; do
     sweep "gpt-s$stage-n3-bf16" 3 "$GPT" --model d4 --stage "$stage" --steps 3 \
         --val-every 0 --sample-len 0 --config "$WORK/bf16.json"
 done
+sweep "gpt-s3-n2-bf16-nvme" 2 "$GPT" --model d4 --stage 3 --steps 3 --val-every 0 \
+    --sample-len 0 --config "$WORK/bf16.json" --offload-optimizer nvme \
+    --offload-param nvme --nvme-path "$SWAP"
 echo "$runs runs"
 python3 - "$WORK" <<'PY' || fail "a planned peak is off by more than 1% / 64 KiB"
 import glob, json, os, sys
