@@ -28,12 +28,18 @@
  *          CRC32C; the ranks agree, and any failure returns before anything
  *          changed;
  *   pass 2 reads the elements of this rank's range of each layer (parameters
- *          and both moments) from whichever old rank files hold them, into
- *          memory or, for state on NVMe, into the staging buffer and then
- *          the swap file's current slot, one layer at a time;
+ *          and both moments, and with 16-bit parameters the master copy)
+ *          from whichever old rank files hold them, into memory or, for
+ *          state on NVMe, into the staging buffer and then the swap file's
+ *          current slot, one layer at a time; a checkpoint of another
+ *          precision is converted from its f32 values (load_layer);
  *   then stages 1-2 all-gather the parameters and stage 3 re-gathers its
  *   persistent layers. Pass 2 trusts that the files did not change since
  *   pass 1 (a checkpoint must not be written while it is loaded).
+ *
+ * 16-bit parameters (format version 2) add an f32 "master" section per
+ * layer, hold "param" in their dtype, and put fp16's loss scaler in
+ * meta.json; the scaler is restored with the step (restore_scaler).
  *
  * Outcomes are agreed across ranks after every phase, and the failing rank's
  * sentence is broadcast, so every rank returns an error naming the cause and
@@ -63,17 +69,29 @@ enum {
     KIND_PARAM = 0,
     KIND_EXP_AVG = 1,
     KIND_EXP_AVG_SQ = 2,
+    KIND_MASTER = 3, /* 16-bit parameters: their f32 master copy */
     META_MAX_BYTES = 256 << 20, /* meta.json larger than this is refused */
     LATEST_MAX = 255,
     VERIFY_CHUNK = 4 << 20      /* bytes read at a time to check a CRC */
 };
 
-static const char *const kind_names[ZRT__CKPT_NKINDS] = {"param", "exp_avg", "exp_avg_sq"};
+static const char *const kind_names[ZRT__CKPT_MAX_KINDS] = {"param", "exp_avg",
+                                                             "exp_avg_sq", "master"};
 static const char file_magic[8] = "ZRTCKPT";
 
 const char *zrt__ckpt_kind(int kind)
 {
-    return kind >= 0 && kind < ZRT__CKPT_NKINDS ? kind_names[kind] : "?";
+    return kind >= 0 && kind < ZRT__CKPT_MAX_KINDS ? kind_names[kind] : "?";
+}
+
+zrt_dtype zrt__ckpt_kind_dtype(const zrt__ckpt_meta *m, const char *kind)
+{
+    return strcmp(kind, kind_names[KIND_PARAM]) == 0 ? m->dtype : ZRT_F32;
+}
+
+const char *zrt__ckpt_f32_kind(const zrt__ckpt_meta *m)
+{
+    return kind_names[m->dtype == ZRT_F32 ? KIND_PARAM : KIND_MASTER];
 }
 
 /* ---- small I/O helpers ------------------------------------------------------ */
@@ -268,7 +286,7 @@ static uint64_t get_u64(const unsigned char *p)
 }
 
 typedef struct file_header {
-    uint32_t rank, world, nsections;
+    uint32_t version, rank, world, nsections;
     uint64_t step, data_offset, file_bytes;
     uint32_t table_crc, header_crc;
 } file_header;
@@ -278,7 +296,7 @@ static void encode_header(file_header *h, unsigned char out[ZRT__CKPT_HEADER_BYT
 {
     memset(out, 0, ZRT__CKPT_HEADER_BYTES);
     memcpy(out, file_magic, 8);
-    put_u32(out + 8, ZRT__CKPT_VERSION);
+    put_u32(out + 8, h->version);
     put_u32(out + 12, ZRT__CKPT_HEADER_BYTES);
     put_u32(out + 16, h->rank);
     put_u32(out + 20, h->world);
@@ -302,11 +320,13 @@ static zrt_status decode_header(const unsigned char in[ZRT__CKPT_HEADER_BYTES],
         return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': header (bytes 0..63) "
                          "fails its CRC32C (stored %08x, computed %08x)", path, stored,
                          computed);
-    if (get_u32(in + 8) != ZRT__CKPT_VERSION || get_u32(in + 12) != ZRT__CKPT_HEADER_BYTES)
+    uint32_t version = get_u32(in + 8);
+    if (version < 1 || version > ZRT__CKPT_VERSION ||
+        get_u32(in + 12) != ZRT__CKPT_HEADER_BYTES)
         return zrt__fail(err, ZRT_ERR_UNSUPPORTED, "checkpoint file '%s' is format "
-                         "version %u; this zrt reads version %d", path, get_u32(in + 8),
+                         "version %u; this zrt reads versions 1 to %d", path, version,
                          ZRT__CKPT_VERSION);
-    *h = (file_header){.rank = get_u32(in + 16), .world = get_u32(in + 20),
+    *h = (file_header){.version = version, .rank = get_u32(in + 16), .world = get_u32(in + 20),
                        .nsections = get_u32(in + 24), .step = get_u64(in + 32),
                        .data_offset = get_u64(in + 40), .file_bytes = get_u64(in + 48),
                        .table_crc = get_u32(in + 56), .header_crc = stored};
@@ -318,7 +338,7 @@ static void encode_entry(const zrt__ckpt_section *s, unsigned char out[ZRT__CKPT
     memset(out, 0, ZRT__CKPT_ENTRY_BYTES);
     memcpy(out, s->kind, strnlen(s->kind, ZRT__CKPT_KIND_BYTES));
     put_u32(out + 16, (uint32_t)s->layer);
-    put_u32(out + 20, 0); /* f32 */
+    put_u32(out + 20, (uint32_t)s->dtype);
     put_u64(out + 24, (uint64_t)s->first);
     put_u64(out + 32, (uint64_t)s->numel);
     put_u64(out + 40, s->offset);
@@ -326,13 +346,14 @@ static void encode_entry(const zrt__ckpt_section *s, unsigned char out[ZRT__CKPT
     put_u32(out + 56, s->crc);
 }
 
-static void decode_entry(const unsigned char in[ZRT__CKPT_ENTRY_BYTES], zrt__ckpt_section *s,
-                         uint32_t *dtype)
+/* An unknown dtype reads as ZRT_DTYPE_COUNT (check_table refuses it). */
+static void decode_entry(const unsigned char in[ZRT__CKPT_ENTRY_BYTES], zrt__ckpt_section *s)
 {
     memset(s, 0, sizeof *s);
     memcpy(s->kind, in, ZRT__CKPT_KIND_BYTES);
     s->layer = (int)get_u32(in + 16);
-    *dtype = get_u32(in + 20);
+    uint32_t dtype = get_u32(in + 20);
+    s->dtype = dtype < ZRT_DTYPE_COUNT ? (zrt_dtype)dtype : ZRT_DTYPE_COUNT;
     s->first = (int64_t)get_u64(in + 24);
     s->numel = (int64_t)get_u64(in + 32);
     s->offset = get_u64(in + 40);
@@ -536,6 +557,66 @@ static void copy_device(json_t *config, const char *key, char *out, size_t size)
     snprintf(out, size, "%s", v ? v : "?");
 }
 
+/* "dtype" and "kinds": version 1 holds f32 and the three kinds; version 2
+ * may hold bf16/f16 with "master" added. */
+static zrt_status parse_kinds(json_t *root, zrt__ckpt_meta *m, const char *path,
+                              zrt__errbuf *err)
+{
+    const char *dtype = json_string_value(json_object_get(root, "dtype"));
+    m->dtype = ZRT_DTYPE_COUNT;
+    for (int d = 0; dtype && d < ZRT_DTYPE_COUNT; d++)
+        if (!strcmp(dtype, zrt_dtype_str((zrt_dtype)d)))
+            m->dtype = (zrt_dtype)d;
+    if (m->dtype == ZRT_DTYPE_COUNT || (m->version == 1 && m->dtype != ZRT_F32))
+        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': \"dtype\" is %s%s%s; format "
+                         "version %d holds %s", path, dtype ? "\"" : "",
+                         dtype ? dtype : "missing", dtype ? "\"" : "", m->version,
+                         m->version == 1 ? "f32" : "f32, bf16 or f16");
+    m->nkinds = m->dtype == ZRT_F32 ? ZRT__CKPT_NKINDS : ZRT__CKPT_MAX_KINDS;
+    json_t *kinds = json_object_get(root, "kinds");
+    int same = json_is_array(kinds) && json_array_size(kinds) == (size_t)m->nkinds;
+    for (int k = 0; same && k < m->nkinds; k++) {
+        const char *name = json_string_value(json_array_get(kinds, (size_t)k));
+        same = name && !strcmp(name, kind_names[k]);
+    }
+    if (!same)
+        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': \"kinds\" is not the list a "
+                         "%s checkpoint holds (%d kinds from \"param\")", path,
+                         zrt_dtype_str(m->dtype), m->nkinds);
+    return ZRT_OK;
+}
+
+/* The loss scaler's state: 16-bit checkpoints carry it. */
+static zrt_status parse_scaler(json_t *root, zrt__ckpt_meta *m, const char *path,
+                               zrt__errbuf *err)
+{
+    json_t *o = json_object_get(root, "loss_scaler");
+    if (m->dtype == ZRT_F32)
+        return ZRT_OK;
+    zrt__loss_scaler *sc = &m->scaler;
+    json_t *scale = json_object_get(o, "scale"), *min = json_object_get(o, "min_scale");
+    int64_t dyn = 0, window = 0, hyst = 0, left = 0, iter = 0, last = 0, skipped = 0;
+    const char *w = "loss_scaler.";
+    ZRT_CHECK(get_int(o, "dynamic", 0, 1, &dyn, path, w, err));
+    ZRT_CHECK(get_int(o, "window", 1, INT32_MAX, &window, path, w, err));
+    ZRT_CHECK(get_int(o, "hysteresis", 1, INT32_MAX, &hyst, path, w, err));
+    ZRT_CHECK(get_int(o, "hysteresis_left", 0, INT32_MAX, &left, path, w, err));
+    ZRT_CHECK(get_int(o, "iter", 0, INT64_MAX, &iter, path, w, err));
+    ZRT_CHECK(get_int(o, "last_overflow_iter", -1, INT64_MAX, &last, path, w, err));
+    ZRT_CHECK(get_int(o, "skipped", 0, INT64_MAX, &skipped, path, w, err));
+    if (!json_is_number(scale) || !(json_number_value(scale) > 0.0) ||
+        !json_is_number(min) || !(json_number_value(min) > 0.0))
+        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': loss_scaler.scale or "
+                         "min_scale is missing or not positive", path);
+    *sc = (zrt__loss_scaler){.dynamic = (int)dyn, .scale = (float)json_number_value(scale),
+                             .min_scale = (float)json_number_value(min),
+                             .window = (int)window, .hysteresis = (int)hyst,
+                             .hysteresis_left = (int)left, .iter = (long)iter,
+                             .last_overflow_iter = (long)last, .skipped = (long)skipped};
+    m->has_scaler = 1;
+    return ZRT_OK;
+}
+
 static zrt_status parse_meta(json_t *root, zrt__ckpt_meta *m, const char *path,
                              zrt__errbuf *err)
 {
@@ -545,10 +626,13 @@ static zrt_status parse_meta(json_t *root, zrt__ckpt_meta *m, const char *path,
         return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' is not a zrt checkpoint's "
                          "meta.json (no \"format\": \"zrt-checkpoint\")", path);
     ZRT_CHECK(get_int(root, "version", 1, 1 << 20, &version, path, "", err));
-    if (version != ZRT__CKPT_VERSION)
+    if (version > ZRT__CKPT_VERSION)
         return zrt__fail(err, ZRT_ERR_UNSUPPORTED, "checkpoint: '%s' is format version "
-                         "%lld; this zrt reads version %d", path, (long long)version,
+                         "%lld; this zrt reads versions 1 to %d", path, (long long)version,
                          ZRT__CKPT_VERSION);
+    m->version = (int)version;
+    ZRT_CHECK(parse_kinds(root, m, path, err));
+    ZRT_CHECK(parse_scaler(root, m, path, err));
     ZRT_CHECK(get_int(root, "step", 0, INT64_MAX, &m->step, path, "", err));
     ZRT_CHECK(get_int(root, "world_size", 1, 1 << 24, &world, path, "", err));
     ZRT_CHECK(get_int(root, "stage", 0, 3, &stage, path, "", err));
@@ -676,15 +760,14 @@ void zrt__ckpt_close(zrt__ckpt *c)
 
 /* The table must tile the file: sections back to back from data_offset. */
 static zrt_status check_table(const zrt__ckpt_meta *m, zrt__ckpt_rankfile *f,
-                              const file_header *h, const uint32_t *dtypes,
-                              zrt__errbuf *err)
+                              const file_header *h, zrt__errbuf *err)
 {
     uint64_t at = h->data_offset;
     for (int i = 0; i < f->nsections; i++) {
         const zrt__ckpt_section *s = &f->sections[i];
-        int ok = s->layer >= 0 && s->layer < m->nlayers && dtypes[i] == 0 &&
-                 s->offset == at && s->numel >= 0 &&
-                 s->bytes == (uint64_t)s->numel * sizeof(float);
+        int ok = s->layer >= 0 && s->layer < m->nlayers &&
+                 s->dtype == zrt__ckpt_kind_dtype(m, s->kind) && s->offset == at &&
+                 s->numel >= 0 && s->bytes == (uint64_t)s->numel * zrt_dtype_size(s->dtype);
         if (!ok)
             return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': section %d (%s of "
                              "layer %d) has an invalid place or size", f->path, i,
@@ -703,10 +786,9 @@ static zrt_status read_table(const zrt__ckpt_meta *m, zrt__ckpt_rankfile *f,
 {
     size_t bytes = (size_t)h->nsections * ZRT__CKPT_ENTRY_BYTES;
     unsigned char *table = malloc(bytes + 1);
-    uint32_t *dtypes = calloc((size_t)h->nsections + 1, sizeof *dtypes);
     f->sections = calloc((size_t)h->nsections + 1, sizeof *f->sections);
     zrt_status st = ZRT_OK;
-    if (!table || !dtypes || !f->sections)
+    if (!table || !f->sections)
         st = zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY, "checkpoint: no memory for the "
                        "section table of '%s'", f->path);
     if (st == ZRT_OK)
@@ -717,12 +799,11 @@ static zrt_status read_table(const zrt__ckpt_meta *m, zrt__ckpt_rankfile *f,
                        "64..%zu) fails its CRC32C (stored %08x, computed %08x)", f->path,
                        64 + bytes, h->table_crc, crc);
     for (uint32_t i = 0; st == ZRT_OK && i < h->nsections; i++)
-        decode_entry(table + (size_t)i * ZRT__CKPT_ENTRY_BYTES, &f->sections[i], &dtypes[i]);
+        decode_entry(table + (size_t)i * ZRT__CKPT_ENTRY_BYTES, &f->sections[i]);
     f->nsections = (int)h->nsections;
     if (st == ZRT_OK)
-        st = check_table(m, f, h, dtypes, err);
+        st = check_table(m, f, h, err);
     free(table);
-    free(dtypes);
     return st;
 }
 
@@ -734,6 +815,9 @@ static zrt_status check_header(const zrt__ckpt_meta *m, int rank, const char *pa
         return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': header CRC32C %08x "
                          "differs from the %08x meta.json records (a file from another "
                          "save?)", path, h->header_crc, m->files[rank].header_crc);
+    if (h->version != (uint32_t)m->version)
+        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s' is format version %u; "
+                         "meta.json says %d", path, h->version, m->version);
     if (h->rank != (uint32_t)rank || h->world != (uint32_t)m->world ||
         h->step != (uint64_t)m->step ||
         h->data_offset != ZRT__CKPT_HEADER_BYTES +
@@ -834,7 +918,7 @@ zrt_status zrt__ckpt_verify_file(zrt__ckpt *c, int rank, void *buf, size_t buf_b
     for (int l = 0; l < c->meta.nlayers; l++) {
         if (c->meta.layers[l].numel == 0)
             continue;
-        for (int k = 0; k < ZRT__CKPT_NKINDS; k++) {
+        for (int k = 0; k < c->meta.nkinds; k++) {
             zrt__ckpt_section *s = NULL;
             ZRT_CHECK(zrt__ckpt_section_of(c, rank, kind_names[k], l, &s, err));
             expected++;
@@ -872,13 +956,15 @@ zrt_status zrt__ckpt_for_pieces(const zrt__ckpt_meta *m, int tensor, int64_t fro
 }
 
 zrt_status zrt__ckpt_read_piece(zrt__ckpt *c, const char *kind,
-                                const zrt__ckpt_piece *piece, float *dst,
+                                const zrt__ckpt_piece *piece, void *dst,
                                 zrt__errbuf *err)
 {
     zrt__ckpt_section *s = NULL;
     ZRT_CHECK(zrt__ckpt_section_of(c, piece->rank, kind, piece->layer, &s, err));
-    return pread_all(c->files[piece->rank].fd, dst, (size_t)piece->count * sizeof(float),
-                     s->offset + (uint64_t)piece->section_elem * sizeof(float),
+    size_t esize = zrt_dtype_size(s->dtype);
+    return pread_all(c->files[piece->rank].fd, (char *)dst + (size_t)piece->dst_elem * esize,
+                     (size_t)piece->count * esize,
+                     s->offset + (uint64_t)piece->section_elem * esize,
                      c->files[piece->rank].path, err);
 }
 
@@ -928,20 +1014,32 @@ static double now_seconds(void)
 
 /* One kind of state of one layer on this rank: this rank's range of the
  * flat buffer [range_lo, range_lo + range_len), in memory or in a swap
- * file's current slot. */
+ * file's current slot. Parameters have the context's dtype (16-bit ones
+ * are never on NVMe); the other kinds are f32. */
 typedef struct state_place {
     zrt__mover *mover; /* NULL: in memory */
     uint64_t swap_offset;
-    float *mem;          /* element range_lo of the layer */
+    void *mem;           /* element range_lo of the layer */
     const zrt__buf *buf; /* the buffer mem points into */
+    size_t esize;        /* bytes per element */
 } state_place;
+
+/* The kinds this context holds: param, exp_avg, exp_avg_sq, and master
+ * with 16-bit parameters. */
+static int ctx_nkinds(const zrt_ctx *ctx)
+{
+    return zrt__mixed(ctx) ? ZRT__CKPT_MAX_KINDS : ZRT__CKPT_NKINDS;
+}
 
 static void place_of(zrt_ctx *ctx, int kind, int l, state_place *out)
 {
     zrt__layer_state *ls = &ctx->layers[l];
     int slot = ctx->nvme_slot;
-    *out = (state_place){0};
-    if (kind == KIND_PARAM && zrt__params_on_nvme(ctx)) {
+    *out = (state_place){.esize = kind == KIND_PARAM ? ctx->esize : sizeof(float)};
+    if (kind == KIND_MASTER) {
+        out->buf = &ls->master;
+        out->mem = ls->master.ptr;
+    } else if (kind == KIND_PARAM && zrt__params_on_nvme(ctx)) {
         out->mover = ctx->param_nvme.mover;
         out->swap_offset = ls->swap_p[slot];
     } else if (kind == KIND_PARAM) {
@@ -974,11 +1072,11 @@ static float *nvme_staging(zrt_ctx *ctx)
     return ctx->step_staging.ptr;
 }
 
-static zrt_status swap_io(zrt_ctx *ctx, const state_place *p, int64_t elems, float *buf,
+static zrt_status swap_io(zrt_ctx *ctx, const state_place *p, int64_t elems, void *buf,
                           int write)
 {
     uint64_t ticket = 0;
-    size_t bytes = (size_t)elems * sizeof(float);
+    size_t bytes = (size_t)elems * p->esize;
     zrt_status st = write ? zrt__mover_write(p->mover, p->swap_offset, buf, bytes, &ticket)
                           : zrt__mover_read(p->mover, p->swap_offset, buf, bytes, &ticket);
     if (st == ZRT_OK)
@@ -1004,19 +1102,6 @@ static zrt_status require_between_steps(zrt_ctx *ctx, const char *call)
                              ctx->cfg.gradient_accumulation_steps);
     }
     return zrt__engine_drain(ctx);
-}
-
-/* This format version holds f32 parameters. 16-bit parameters need an f32
- * "master" section and the loss scaler's state (see docs/checkpoints.md). */
-static zrt_status require_f32(zrt_ctx *ctx, const char *call)
-{
-    for (int i = 0; i < ctx->nparams; i++)
-        if (ctx->params[i].desc.dtype != ZRT_F32)
-            return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED, "%s: parameter '%s' is %s; "
-                             "checkpoints of 16-bit parameters (with their f32 master "
-                             "copy) are not implemented yet", call, ctx->params[i].name,
-                             zrt_dtype_str(ctx->params[i].desc.dtype));
-    return ZRT_OK;
 }
 
 static zrt_status check_info(zrt_ctx *ctx, const zrt_ckpt_info *info, const char *call)
@@ -1125,21 +1210,47 @@ static json_t *user_json(const zrt_ckpt_info *info)
     return o;
 }
 
+/* The format version a context's checkpoint is written as. */
+static int ctx_version(const zrt_ctx *ctx)
+{
+    return zrt__mixed(ctx) ? ZRT__CKPT_VERSION : ZRT__CKPT_VERSION_F32;
+}
+
+/* fp16's loss scaler (bf16's is a fixed 1); scale and min_scale are
+ * written with 17 digits, so they read back as the same floats. */
+static json_t *scaler_json(const zrt_ctx *ctx)
+{
+    const zrt__loss_scaler *s = &ctx->scaler;
+    return json_pack("{s:i, s:f, s:f, s:i, s:i, s:i, s:I, s:I, s:I}", "dynamic", s->dynamic,
+                     "scale", (double)s->scale, "min_scale", (double)s->min_scale,
+                     "window", s->window, "hysteresis", s->hysteresis, "hysteresis_left",
+                     s->hysteresis_left, "iter", (json_int_t)s->iter, "last_overflow_iter",
+                     (json_int_t)s->last_overflow_iter, "skipped", (json_int_t)s->skipped);
+}
+
 static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info,
                          const rank_summary *all)
 {
     json_t *kinds = json_array();
-    for (int k = 0; kinds && k < ZRT__CKPT_NKINDS; k++)
+    for (int k = 0; kinds && k < ctx_nkinds(ctx); k++)
         json_array_append_new(kinds, json_string(kind_names[k]));
-    return json_pack("{s:s, s:i, s:s, s:I, s:i, s:i, s:i, s:s, s:o?, s:o?, s:o?, s:o?, "
-                     "s:o?, s:o?}",
-                     "format", "zrt-checkpoint", "version", ZRT__CKPT_VERSION,
-                     "zrt_version", "0.1.0", "step", (json_int_t)ctx->step, "world_size",
-                     ctx->comm->size, "stage", ctx->cfg.stage, "alignment",
-                     ctx->plan.alignment, "dtype", "f32", "kinds", kinds, "config",
-                     config_json(ctx), "layers", layers_json(ctx), "tensors",
-                     tensors_json(ctx), "user", user_json(info), "files",
-                     files_json(all, ctx->comm->size));
+    json_t *root = json_pack(
+        "{s:s, s:i, s:s, s:I, s:i, s:i, s:i, s:s, s:o?, s:o?}", "format", "zrt-checkpoint",
+        "version", ctx_version(ctx), "zrt_version", "0.1.0", "step", (json_int_t)ctx->step,
+        "world_size", ctx->comm->size, "stage", ctx->cfg.stage, "alignment",
+        ctx->plan.alignment, "dtype", zrt_dtype_str(ctx->pdtype), "kinds", kinds, "config",
+        config_json(ctx));
+    if (root && zrt__mixed(ctx))
+        json_object_set_new(root, "loss_scaler", scaler_json(ctx));
+    if (root)
+        json_object_set_new(root, "layers", layers_json(ctx));
+    if (root)
+        json_object_set_new(root, "tensors", tensors_json(ctx));
+    if (root)
+        json_object_set_new(root, "user", user_json(info));
+    if (root)
+        json_object_set_new(root, "files", files_json(all, ctx->comm->size));
+    return root;
 }
 
 /* The JSON text with its CRC32C appended as the last member. */
@@ -1188,7 +1299,6 @@ static zrt_status save_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_inf
     if (!dir || !*dir)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_save: no directory given");
     ZRT_CHECK(check_info(ctx, info, "zrt_save"));
-    ZRT_CHECK(require_f32(ctx, "zrt_save"));
     ZRT_CHECK(require_between_steps(ctx, "zrt_save"));
     if (snprintf(job->dir, sizeof job->dir, "%s", dir) >= (int)sizeof job->dir)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_save: directory name too "
@@ -1217,9 +1327,9 @@ static zrt_status make_tmp_dir(const save_job *job, zrt__errbuf *err)
  * kind, in table order, placed back to back after the table. */
 static zrt__ckpt_section *plan_sections(zrt_ctx *ctx, int *count)
 {
-    int n = 0;
+    int n = 0, nkinds = ctx_nkinds(ctx);
     for (int l = 0; l < ctx->plan.nlayers; l++)
-        n += ctx->plan.layers[l].numel > 0 ? ZRT__CKPT_NKINDS : 0;
+        n += ctx->plan.layers[l].numel > 0 ? nkinds : 0;
     zrt__ckpt_section *s = calloc((size_t)n + 1, sizeof *s);
     if (!s)
         return NULL;
@@ -1227,13 +1337,14 @@ static zrt__ckpt_section *plan_sections(zrt_ctx *ctx, int *count)
     int i = 0;
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         const zrt__layer_plan *lp = &ctx->plan.layers[l];
-        for (int k = 0; lp->numel > 0 && k < ZRT__CKPT_NKINDS; k++, i++) {
+        for (int k = 0; lp->numel > 0 && k < nkinds; k++, i++) {
             snprintf(s[i].kind, sizeof s[i].kind, "%s", kind_names[k]);
             s[i].layer = l;
+            s[i].dtype = k == KIND_PARAM ? ctx->pdtype : ZRT_F32;
             s[i].first = (int64_t)ctx->comm->rank * lp->shard_numel;
             s[i].numel = lp->shard_numel;
             s[i].offset = at;
-            s[i].bytes = (uint64_t)lp->shard_numel * sizeof(float);
+            s[i].bytes = (uint64_t)lp->shard_numel * zrt_dtype_size(s[i].dtype);
             at += s[i].bytes;
         }
     }
@@ -1250,12 +1361,12 @@ static zrt_status write_section(zrt_ctx *ctx, int fd, const char *path, int kind
     state_place p;
     place_of(ctx, kind, s->layer, &p);
     ZRT_CHECK(require_reachable(ctx, &p, kind, s->layer, "zrt_save"));
-    const float *range = p.mem;
+    const char *range = p.mem;
     if (p.mover) {
         ZRT_CHECK(swap_io(ctx, &p, ls->range_len, nvme_staging(ctx), 0));
-        range = nvme_staging(ctx);
+        range = (const char *)nvme_staging(ctx);
     }
-    const float *src = range + (s->first - ls->range_lo);
+    const char *src = range + (size_t)(s->first - ls->range_lo) * p.esize;
     s->crc = zrt__crc32c(0, src, s->bytes);
     return pwrite_all(fd, src, s->bytes, s->offset, path, &ctx->err);
 }
@@ -1272,7 +1383,8 @@ static zrt_status write_header_and_table(zrt_ctx *ctx, int fd, const char *path,
     for (int i = 0; i < n; i++)
         encode_entry(&s[i], table + (size_t)i * ZRT__CKPT_ENTRY_BYTES);
     uint64_t data = ZRT__CKPT_HEADER_BYTES + table_bytes;
-    file_header h = {.rank = (uint32_t)ctx->comm->rank, .world = (uint32_t)ctx->comm->size,
+    file_header h = {.version = (uint32_t)ctx_version(ctx),
+                     .rank = (uint32_t)ctx->comm->rank, .world = (uint32_t)ctx->comm->size,
                      .nsections = (uint32_t)n, .step = (uint64_t)ctx->step,
                      .data_offset = data,
                      .file_bytes = n ? s[n - 1].offset + s[n - 1].bytes : data,
@@ -1299,7 +1411,7 @@ static zrt_status write_rank_sections(zrt_ctx *ctx, int fd, const char *path,
                          "section table");
     zrt_status st = ZRT_OK;
     for (int i = 0; st == ZRT_OK && i < n; i++)
-        st = write_section(ctx, fd, path, i % ZRT__CKPT_NKINDS, &s[i]);
+        st = write_section(ctx, fd, path, i % ctx_nkinds(ctx), &s[i]);
     if (st == ZRT_OK)
         st = write_header_and_table(ctx, fd, path, s, n, out);
     free(s);
@@ -1425,8 +1537,8 @@ typedef struct load_job {
     void *buf;          /* for checking CRCs */
     size_t buf_bytes;
     zrt__buf chunk;     /* buf when it was allocated here */
-    float *dst;         /* pass 2: where the current segment goes */
-    int kind;           /* pass 2: the kind being read */
+    void *dst;          /* pass 2: where the current segment goes */
+    const char *kind;   /* pass 2: the checkpoint's kind being read */
 } load_job;
 
 static void format_shape(int ndim, const int64_t *shape, char *buf, size_t size)
@@ -1513,7 +1625,7 @@ static zrt_status get_check_buffer(zrt_ctx *ctx, load_job *job)
 static zrt_status verify_piece(void *arg, const zrt__ckpt_piece *piece)
 {
     load_job *job = arg;
-    for (int k = 0; k < ZRT__CKPT_NKINDS; k++) {
+    for (int k = 0; k < job->ck.meta.nkinds; k++) {
         zrt__ckpt_section *s = NULL;
         ZRT_CHECK(zrt__ckpt_section_of(&job->ck, piece->rank, kind_names[k], piece->layer,
                                        &s, &job->ctx->err));
@@ -1529,7 +1641,7 @@ static zrt_status verify_needed(zrt_ctx *ctx, load_job *job)
 {
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         const zrt__layer_state *ls = &ctx->layers[l];
-        for (int k = 0; ls->range_len > 0 && k < ZRT__CKPT_NKINDS; k++) {
+        for (int k = 0; ls->range_len > 0 && k < ctx_nkinds(ctx); k++) {
             state_place p;
             place_of(ctx, k, l, &p);
             ZRT_CHECK(require_reachable(ctx, &p, k, l, "zrt_load"));
@@ -1549,7 +1661,6 @@ static zrt_status load_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_inf
     if (!dir || !*dir)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_load: no directory given");
     ZRT_CHECK(check_info(ctx, info, "zrt_load"));
-    ZRT_CHECK(require_f32(ctx, "zrt_load"));
     ZRT_CHECK(require_between_steps(ctx, "zrt_load"));
     ZRT_CHECK(zrt__ckpt_open(dir, &job->ck, &ctx->err));
     job->opened = 1;
@@ -1561,28 +1672,68 @@ static zrt_status load_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_inf
 static zrt_status read_piece_into(void *arg, const zrt__ckpt_piece *piece)
 {
     load_job *job = arg;
-    return zrt__ckpt_read_piece(&job->ck, kind_names[job->kind], piece,
-                                job->dst + piece->dst_elem, &job->ctx->err);
+    return zrt__ckpt_read_piece(&job->ck, job->kind, piece, job->dst, &job->ctx->err);
 }
 
-/* Pass 2, one layer and kind: this rank's range, element by element from
- * the old files; padding stays zero. */
-static zrt_status load_layer_kind(zrt_ctx *ctx, load_job *job, int l, int kind)
+/* Pass 2, one layer: this rank's range of the context's kind `kind`,
+ * element by element from the checkpoint's kind `from` (of the same element
+ * size) in the old files; padding stays zero. */
+static zrt_status load_layer_kind(zrt_ctx *ctx, load_job *job, int l, int kind,
+                                  const char *from)
 {
     const zrt__layer_state *ls = &ctx->layers[l];
     state_place p;
     place_of(ctx, kind, l, &p);
-    float *range = p.mover ? nvme_staging(ctx) : p.mem;
+    if (zrt_dtype_size(zrt__ckpt_kind_dtype(&job->ck.meta, from)) != p.esize)
+        return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL, "zrt_load: %s of layer %d read "
+                         "from %s of another element size", kind_names[kind], l, from);
+    char *range = p.mover ? (char *)nvme_staging(ctx) : p.mem;
     if (p.mover)
-        memset(range, 0, (size_t)ls->range_len * sizeof(float));
-    job->kind = kind;
+        memset(range, 0, (size_t)ls->range_len * p.esize);
+    job->kind = from;
     for (int i = 0; i < ls->nsegs; i++) {
         const zrt__segment *sg = &ls->segs[i];
-        job->dst = range + sg->range_offset;
+        job->dst = range + (size_t)sg->range_offset * p.esize;
         ZRT_CHECK(zrt__ckpt_for_pieces(&job->ck.meta, job->map[sg->tensor],
                                        sg->tensor_offset, sg->count, read_piece_into, job));
     }
     return p.mover ? swap_io(ctx, &p, ls->range_len, range, 1) : ZRT_OK;
+}
+
+/* 16-bit parameters from a checkpoint of another dtype: the master copy
+ * just loaded, rounded to nearest even, segment by segment. */
+static zrt_status round_master_into_params(zrt_ctx *ctx, int l)
+{
+    const zrt__layer_state *ls = &ctx->layers[l];
+    state_place p;
+    place_of(ctx, KIND_PARAM, l, &p);
+    const float *master = ls->master.ptr;
+    void *range = p.mover ? nvme_staging(ctx) : p.mem;
+    if (p.mover)
+        memset(range, 0, (size_t)ls->range_len * p.esize);
+    for (int i = 0; i < ls->nsegs; i++) {
+        const zrt__segment *sg = &ls->segs[i];
+        ZRT_CHECK(zrt_convert(zrt__elem(ctx, range, sg->range_offset), ctx->pdtype,
+                              master + sg->range_offset, ZRT_F32, (size_t)sg->count));
+    }
+    return p.mover ? swap_io(ctx, &p, ls->range_len, range, 1) : ZRT_OK;
+}
+
+/* One layer's state. Same dtype: every kind from its own. Otherwise the f32
+ * values (the checkpoint's f32 params, or its master) become the f32 params,
+ * or the master copy and, rounded, the 16-bit params. */
+static zrt_status load_layer(zrt_ctx *ctx, load_job *job, int l)
+{
+    const zrt__ckpt_meta *m = &job->ck.meta;
+    const char *f32 = zrt__ckpt_f32_kind(m);
+    ZRT_CHECK(load_layer_kind(ctx, job, l, KIND_EXP_AVG, kind_names[KIND_EXP_AVG]));
+    ZRT_CHECK(load_layer_kind(ctx, job, l, KIND_EXP_AVG_SQ, kind_names[KIND_EXP_AVG_SQ]));
+    if (!zrt__mixed(ctx))
+        return load_layer_kind(ctx, job, l, KIND_PARAM, f32);
+    ZRT_CHECK(load_layer_kind(ctx, job, l, KIND_MASTER, f32));
+    if (m->dtype == ctx->pdtype)
+        return load_layer_kind(ctx, job, l, KIND_PARAM, kind_names[KIND_PARAM]);
+    return round_master_into_params(ctx, l);
 }
 
 static zrt_status load_state(zrt_ctx *ctx, load_job *job)
@@ -1590,10 +1741,31 @@ static zrt_status load_state(zrt_ctx *ctx, load_job *job)
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         if (zrt__params_on_nvme(ctx))
             zrt__nvme_drop_fetch(ctx, l); /* it read the slot about to change */
-        for (int k = 0; ctx->layers[l].range_len > 0 && k < ZRT__CKPT_NKINDS; k++)
-            ZRT_CHECK(load_layer_kind(ctx, job, l, k));
+        if (ctx->layers[l].range_len > 0)
+            ZRT_CHECK(load_layer(ctx, job, l));
     }
     return ZRT_OK;
+}
+
+/* fp16 from an fp16 checkpoint: the scaler continues where it was. The
+ * config decides the rules (dynamic or fixed, window, hysteresis, minimum);
+ * the state follows the checkpoint: a dynamic scale only into a dynamic
+ * scaler, the counters always. Other pairs keep the context's fresh scaler. */
+static void restore_scaler(zrt_ctx *ctx, const zrt__ckpt_meta *m)
+{
+    zrt__loss_scaler *s = &ctx->scaler;
+    const zrt__loss_scaler *saved = &m->scaler;
+    if (!m->has_scaler || m->dtype != ZRT_F16 || ctx->pdtype != ZRT_F16)
+        return;
+    if (s->dynamic && saved->dynamic) {
+        s->scale = saved->scale > s->min_scale ? saved->scale : s->min_scale;
+        s->hysteresis_left = saved->hysteresis_left < s->hysteresis
+                                 ? saved->hysteresis_left
+                                 : s->hysteresis;
+    }
+    s->iter = saved->iter;
+    s->last_overflow_iter = saved->last_overflow_iter;
+    s->skipped = saved->skipped;
 }
 
 /* Collective: every rank holds its range; make the copies other ranks read
@@ -1606,10 +1778,11 @@ static zrt_status refresh_params(zrt_ctx *ctx)
         if (lp->numel == 0 || ctx->cfg.stage == 0)
             continue;
         if (ctx->cfg.stage < 3) {
-            float *full = ls->param_full.ptr;
+            void *full = ls->param_full.ptr;
             zrt__comm_req *req = NULL;
-            ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, full + ls->range_lo, full,
-                                                 (size_t)lp->shard_numel, ZRT_F32, &req));
+            ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, zrt__elem(ctx, full, ls->range_lo),
+                                                 full, (size_t)lp->shard_numel, ctx->pdtype,
+                                                 &req));
             ZRT_CHECK(zrt__comm_wait(ctx, req));
             continue;
         }
@@ -1658,7 +1831,13 @@ zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info)
     st = refresh_params(ctx);
     ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_load", NULL), st, done);
     ctx->step = (long)job.ck.meta.step;
+    restore_scaler(ctx, &job.ck.meta);
     fill_info(&job.ck.meta, info);
+    if (ctx->comm->rank == 0 && job.ck.meta.dtype != ctx->pdtype)
+        zrt_log(ctx, 1, "zrt_load: %s holds %s parameters; loaded as %s from its f32 %s "
+                "values%s", job.ck.meta.dir, zrt_dtype_str(job.ck.meta.dtype),
+                zrt_dtype_str(ctx->pdtype), zrt__ckpt_f32_kind(&job.ck.meta),
+                ctx->pdtype == ZRT_F16 ? " (the loss scaler starts afresh)" : "");
     if (ctx->comm->rank == 0)
         zrt_log(ctx, 2, "zrt_load: %s (step %lld, saved by %d ranks at stage %d) in %.3f s",
                 job.ck.meta.dir, (long long)job.ck.meta.step, job.ck.meta.world,

@@ -12,8 +12,16 @@
  *                    saved it: flat elements [R * S, (R + 1) * S) of each
  *                    layer with parameters (S = its shard_numel), one
  *                    section per (layer, kind), kinds "param", "exp_avg",
- *                    "exp_avg_sq" (later "master"), raw little-endian f32.
+ *                    "exp_avg_sq" and, with 16-bit parameters, "master":
+ *                    raw little-endian elements, f32 except "param", which
+ *                    holds the parameters' dtype (f32, bf16 or f16).
  * DIR/latest holds the name of the newest complete step directory.
+ *
+ * Versions: 1 holds f32 parameters (three kinds); 2 adds 16-bit parameters
+ * (meta.json "dtype" bf16/f16, the f32 "master" kind, "loss_scaler"). A
+ * checkpoint is written as the lowest version that holds it, so f32 ones stay
+ * readable by a zrt that knows only version 1 and 16-bit ones are refused by
+ * it by version number.
  *
  * Rank file layout (little-endian):
  *   header, 64 bytes:  magic "ZRTCKPT\0", u32 version (1), u32 header bytes
@@ -22,7 +30,8 @@
  *                      u32 CRC32C of the section table, u32 CRC32C of
  *                      header bytes 0..59;
  *   section table:     64 bytes per section: kind (16 bytes, NUL-padded),
- *                      u32 layer, u32 dtype (0: f32), u64 first flat
+ *                      u32 layer, u32 dtype (0 f32, 1 bf16, 2 f16:
+ *                      zrt_dtype), u64 first flat
  *                      element, u64 elements, u64 byte offset, u64 bytes,
  *                      u32 CRC32C of the data, u32 0;
  *   data:              the sections back to back, in table order.
@@ -38,17 +47,22 @@
 #include <stdint.h>
 
 #include "../runtime/error.h"
+#include "loss_scale.h"
 
 enum {
-    ZRT__CKPT_VERSION = 1,
+    ZRT__CKPT_VERSION = 2,     /* the newest version this reads and writes */
+    ZRT__CKPT_VERSION_F32 = 1, /* what f32 checkpoints are written as */
     ZRT__CKPT_HEADER_BYTES = 64,
     ZRT__CKPT_ENTRY_BYTES = 64,
     ZRT__CKPT_KIND_BYTES = 16,
-    ZRT__CKPT_NKINDS = 3, /* the kinds this version writes and needs */
+    ZRT__CKPT_NKINDS = 3,    /* the kinds of an f32 checkpoint */
+    ZRT__CKPT_MAX_KINDS = 4, /* ... of a 16-bit one: "master" added */
     ZRT__CKPT_PATH = 4096
 };
 
-/* "param", "exp_avg", "exp_avg_sq", by index < ZRT__CKPT_NKINDS. */
+/* "param", "exp_avg", "exp_avg_sq", "master", by index < ZRT__CKPT_MAX_KINDS;
+ * a checkpoint holds the first meta.nkinds of them, in this order within
+ * each layer. */
 const char *zrt__ckpt_kind(int kind);
 
 typedef struct zrt__ckpt_layer {
@@ -73,6 +87,11 @@ typedef struct zrt__ckpt_file {
 typedef struct zrt__ckpt_meta {
     char dir[ZRT__CKPT_PATH]; /* the step directory */
     int64_t step;
+    int version;
+    zrt_dtype dtype; /* of the "param" sections; the other kinds are f32 */
+    int nkinds;      /* ZRT__CKPT_NKINDS, or ZRT__CKPT_MAX_KINDS when 16-bit */
+    int has_scaler;  /* 16-bit: meta.json's "loss_scaler" (fp16's; bf16's is 1) */
+    zrt__loss_scaler scaler;
     int world, stage, alignment, nlayers, ntensors;
     zrt__ckpt_layer *layers;   /* nlayers */
     zrt__ckpt_tensor *tensors; /* ntensors, registration order */
@@ -86,6 +105,7 @@ typedef struct zrt__ckpt_section {
     char kind[ZRT__CKPT_KIND_BYTES + 1];
     int layer;
     int64_t first, numel; /* flat elements of the layer */
+    zrt_dtype dtype;      /* of its elements */
     uint64_t offset, bytes;
     uint32_t crc;
     int verified; /* its CRC was checked against the data */
@@ -141,10 +161,16 @@ typedef zrt_status (*zrt__ckpt_piece_fn)(void *arg, const zrt__ckpt_piece *piece
  * element order. */
 zrt_status zrt__ckpt_for_pieces(const zrt__ckpt_meta *m, int tensor, int64_t from,
                                 int64_t count, zrt__ckpt_piece_fn fn, void *arg);
-/* Reads a piece of kind `kind` into dst (piece->count floats). */
+/* Reads a piece of kind `kind` into element piece->dst_elem of dst
+ * (piece->count elements of the kind's dtype: zrt__ckpt_kind_dtype). */
 zrt_status zrt__ckpt_read_piece(zrt__ckpt *c, const char *kind,
-                                const zrt__ckpt_piece *piece, float *dst,
+                                const zrt__ckpt_piece *piece, void *dst,
                                 zrt__errbuf *err);
+/* The dtype of kind's sections: m->dtype for "param", else f32. */
+zrt_dtype zrt__ckpt_kind_dtype(const zrt__ckpt_meta *m, const char *kind);
+/* The kind that holds the parameters' f32 values: "param" in an f32
+ * checkpoint, "master" in a 16-bit one (the 16-bit "param" is its rounding). */
+const char *zrt__ckpt_f32_kind(const zrt__ckpt_meta *m);
 /* The tensor named `name`, or -1. */
 int zrt__ckpt_find_tensor(const zrt__ckpt_meta *m, const char *name);
 

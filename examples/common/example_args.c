@@ -4,6 +4,7 @@
 #include "example_args.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,30 @@ zrt_status example_build_config(const example_args *args, zrt_config *cfg,
     return ZRT_OK;
 }
 
+/* The parameters' type: 16-bit ones are widened (exactly) to f32. */
+static zrt_dtype params_dtype(const zrt_ctx *ctx)
+{
+    zrt_config c;
+    zrt_get_config(ctx, &c);
+    return c.bf16.enabled ? ZRT_BF16 : c.fp16.enabled ? ZRT_F16 : ZRT_F32;
+}
+
+/* Reads parameter p as f32 (numel floats at values). */
+static zrt_status read_as_f32(zrt_ctx *ctx, zrt_param p, int64_t numel, float *values)
+{
+    zrt_dtype d = params_dtype(ctx);
+    if (d == ZRT_F32)
+        return zrt_param_read(ctx, p, values);
+    uint16_t *half = malloc((size_t)numel * sizeof *half);
+    if (!half)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    zrt_status st = zrt_param_read(ctx, p, half);
+    if (st == ZRT_OK)
+        st = zrt_convert(values, ZRT_F32, half, d, (size_t)numel);
+    free(half);
+    return st;
+}
+
 static zrt_status write_all_params(zrt_ctx *ctx, FILE *f, int writer)
 {
     int n;
@@ -228,7 +253,7 @@ static zrt_status write_all_params(zrt_ctx *ctx, FILE *f, int writer)
         float *values = malloc((size_t)numel * sizeof *values);
         if (!values)
             return ZRT_ERR_OUT_OF_MEMORY;
-        zrt_status st = zrt_param_read(ctx, p, values);
+        zrt_status st = read_as_f32(ctx, p, numel, values);
         if (st == ZRT_OK && writer &&
             fwrite(values, sizeof *values, (size_t)numel, f) != (size_t)numel)
             st = ZRT_ERR_IO;

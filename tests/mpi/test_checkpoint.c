@@ -14,7 +14,14 @@
  *     parameters are unchanged;
  *   - misuse (mid-accumulation, a bad info struct, a missing or different
  *     parameter, no checkpoint) is refused with a sentence;
- *   - a leftover of a crashed save is cleaned; re-saving a step replaces it.
+ *   - a leftover of a crashed save is cleaned; re-saving a step replaces it;
+ *   - bf16 and fp16 parameters (with their f32 master copy) resume bit for bit
+ *     at stages 0-3 and with the optimizer on the host: the parameters and
+ *     every byte of the next checkpoint's rank files; fp16's loss scale, its
+ *     counters and the skipped steps (two injected overflows) come back;
+ *   - a checkpoint loads into another precision: f32 <-> bf16 <-> fp16, the
+ *     f32 values (params or master) becoming the master, rounded into the
+ *     16-bit params, and the master surviving an f32 -> bf16 -> f32 trip.
  * Check runs without fork (forked children cannot use MPI).
  */
 #include <check.h>
@@ -27,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "zero/checkpoint.h"
 #include "zero/ctx.h"
 #include "zrt/zrt.h"
 
@@ -43,7 +51,25 @@ static int world_rank, world_size;
 typedef struct model {
     zrt_ctx *ctx;
     zrt_param p[NTENSORS];
+    zrt_dtype dtype; /* of the parameters: the config's precision */
 } model;
+
+static zrt_dtype dtype_of(const zrt_config *cfg)
+{
+    return cfg->bf16.enabled ? ZRT_BF16 : cfg->fp16.enabled ? ZRT_F16 : ZRT_F32;
+}
+
+/* x rounded to dtype and widened back: what a 16-bit parameter holds. */
+static float rounded(float x, zrt_dtype dtype)
+{
+    uint16_t h;
+    float back = x;
+    if (dtype != ZRT_F32) {
+        ck_assert_int_eq(zrt_convert(&h, dtype, &x, ZRT_F32, 1), ZRT_OK);
+        ck_assert_int_eq(zrt_convert(&back, ZRT_F32, &h, dtype, 1), ZRT_OK);
+    }
+    return back;
+}
 
 typedef struct tier_case {
     int stage;
@@ -95,12 +121,13 @@ static zrt_status build_named(model *m, const zrt_config *cfg, const char *prefi
                               int64_t first_dim)
 {
     ZRT_CHECK(zrt_ctx_create(cfg, &m->ctx));
+    m->dtype = dtype_of(cfg);
     for (int t = 0; t < NTENSORS; t++) {
         char name[16];
         snprintf(name, sizeof name, "%s%d", t == 0 ? prefix : "t", t);
         zrt_param_desc d = {.name = name, .ndim = ndims[t],
                             .shape = {t == 0 ? first_dim : shapes[t][0], shapes[t][1]},
-                            .dtype = ZRT_F32, .layer = layer_of[t],
+                            .dtype = m->dtype, .layer = layer_of[t],
                             .no_weight_decay = t == 1};
         ZRT_CHECK(zrt_param_register(m->ctx, &d, &m->p[t]));
     }
@@ -110,7 +137,9 @@ static zrt_status build_named(model *m, const zrt_config *cfg, const char *prefi
         float *v = malloc((size_t)n * sizeof *v);
         for (int64_t i = 0; i < n; i++)
             v[i] = initial_value(t, i);
-        zrt_status st = zrt_param_write(m->ctx, m->p[t], v);
+        zrt_status st = zrt_convert(v, m->dtype, v, ZRT_F32, (size_t)n); /* in place */
+        if (st == ZRT_OK)
+            st = zrt_param_write(m->ctx, m->p[t], v);
         free(v);
         ZRT_CHECK(st);
     }
@@ -122,20 +151,47 @@ static zrt_status build(model *m, const zrt_config *cfg)
     return build_named(m, cfg, "t", shapes[0][0]);
 }
 
-/* grad += f(param, rank): differs per rank, so the reduction matters. */
+/* grad += f(param, rank): differs per rank, so the reduction matters.
+ * 16-bit: computed in f32 from the widened parameters, times the loss
+ * scale, and accumulated (rounded once) into the 16-bit gradients. */
+static zrt_status backward_tensor(model *m, int t, int overflow)
+{
+    void *p, *g;
+    ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], &p));
+    ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], &g));
+    int64_t n = shapes[t][0] * shapes[t][1];
+    if (m->dtype == ZRT_F32) {
+        float *pf = p, *gf = g;
+        for (int64_t i = 0; i < n; i++)
+            gf[i] += sinf(pf[i] * (float)(world_rank + 1)) + 0.01f * (float)i;
+        return ZRT_OK;
+    }
+    float scale, pf[512], gf[512];
+    ck_assert_int_le(n, 512);
+    ZRT_CHECK(zrt_loss_scale(m->ctx, &scale));
+    ZRT_CHECK(zrt_convert(pf, ZRT_F32, p, m->dtype, (size_t)n));
+    for (int64_t i = 0; i < n; i++)
+        gf[i] = (sinf(pf[i] * (float)(world_rank + 1)) + 0.01f * (float)i) * scale;
+    if (overflow)
+        gf[0] = INFINITY;
+    return zrt_accumulate(g, m->dtype, gf, (size_t)n);
+}
+
+/* fp16: rank 0's gradients overflow in the optimizer steps the scaler
+ * counts as 2 and 7 (skipped steps count), so a resume that lost the
+ * scaler's counter would inject them at other steps. */
+static int overflows_now(const model *m)
+{
+    long iter = m->ctx->scaler.iter;
+    return m->dtype == ZRT_F16 && world_rank == 0 && (iter == 2 || iter == 7);
+}
+
 static zrt_status backward_layer(model *m, int layer)
 {
     ZRT_CHECK(zrt_backward_begin(m->ctx, layer));
-    for (int t = 0; t < NTENSORS; t++) {
-        if (layer_of[t] != layer)
-            continue;
-        float *p, *g;
-        ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], (void **)&p));
-        ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], (void **)&g));
-        int64_t n = shapes[t][0] * shapes[t][1];
-        for (int64_t i = 0; i < n; i++)
-            g[i] += sinf(p[i] * (float)(world_rank + 1)) + 0.01f * (float)i;
-    }
+    for (int t = 0; t < NTENSORS; t++)
+        if (layer_of[t] == layer)
+            ZRT_CHECK(backward_tensor(m, t, t == 4 && overflows_now(m)));
     return zrt_backward_end(m->ctx, layer);
 }
 
@@ -161,14 +217,22 @@ static void train(model *m, int steps)
     }
 }
 
+/* Every parameter, as f32 (16-bit ones widened exactly). */
 static float *read_all(model *m)
 {
     float *all = malloc((size_t)model_numel * sizeof *all);
     int64_t at = 0;
     for (int t = 0; t < NTENSORS; t++) {
+        int64_t n = shapes[t][0] * shapes[t][1];
         ck_assert_msg(zrt_param_read(m->ctx, m->p[t], all + at) == ZRT_OK, "%s",
                       zrt_last_error(m->ctx));
-        at += shapes[t][0] * shapes[t][1];
+        if (m->dtype != ZRT_F32) { /* widen in place, from the back */
+            uint16_t *h = (uint16_t *)(all + at);
+            for (int64_t i = n - 1; i >= 0; i--)
+                ck_assert_int_eq(zrt_convert(all + at + i, ZRT_F32, h + i, m->dtype, 1),
+                                 ZRT_OK);
+        }
+        at += n;
     }
     return all;
 }
@@ -194,8 +258,24 @@ static void save_ok(model *m, const char *dir, const zrt_ckpt_info *info)
     ck_assert_msg(zrt_save(m->ctx, dir, info) == ZRT_OK, "%s", zrt_last_error(m->ctx));
 }
 
-/* Trains 5, saves, trains 5: the reference parameters. */
-static float *reference_run(const zrt_config *cfg, const char *dir)
+/* What a run ended with besides its parameters. */
+typedef struct run_end {
+    long step, saved_step; /* optimizer steps at the end, at the first save */
+    float loss_scale;
+    long skipped;
+} run_end;
+
+static void end_of(model *m, run_end *out)
+{
+    out->step = m->ctx->step;
+    ck_assert_int_eq(zrt_loss_scale(m->ctx, &out->loss_scale), ZRT_OK);
+    ck_assert_int_eq(zrt_skipped_steps(m->ctx, &out->skipped), ZRT_OK);
+}
+
+/* Trains 5, saves, trains 5 (and saves into end_dir unless NULL): the
+ * reference parameters. */
+static float *reference_run(const zrt_config *cfg, const char *dir, const char *end_dir,
+                            run_end *end)
 {
     model m = {0};
     zrt_ckpt_info info;
@@ -203,27 +283,40 @@ static float *reference_run(const zrt_config *cfg, const char *dir)
     ck_assert_int_eq(build(&m, cfg), ZRT_OK);
     train(&m, 5);
     save_ok(&m, dir, &info);
+    long saved_step = m.ctx->step;
     train(&m, 5);
+    if (end_dir)
+        save_ok(&m, end_dir, NULL);
     float *ref = read_all(&m);
+    if (end) {
+        end_of(&m, end);
+        end->saved_step = saved_step;
+    }
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     return ref;
 }
 
-/* Loads dir into a fresh context, trains 5: the resumed parameters. */
-static float *resumed_run(const zrt_config *cfg, const char *dir)
+/* Loads dir into a fresh context, trains 5 (and saves into end_dir unless
+ * NULL): the resumed parameters. The checkpoint is of step `saved_step`. */
+static float *resumed_run(const zrt_config *cfg, const char *dir, const char *end_dir,
+                          long saved_step, run_end *end)
 {
     model m = {0};
     zrt_ckpt_info info;
     zrt_ckpt_info_init(&info);
     ck_assert_int_eq(build(&m, cfg), ZRT_OK);
     ck_assert_msg(zrt_load(m.ctx, dir, &info) == ZRT_OK, "%s", zrt_last_error(m.ctx));
-    ck_assert_int_eq(info.step, 5);
+    ck_assert_int_eq(info.step, saved_step);
     ck_assert_int_eq(info.world_size, world_size);
     ck_assert_uint_eq(info.user_bytes, 37);
     for (size_t i = 0; i < info.user_bytes; i++)
         ck_assert_uint_eq(info.user[i], (unsigned char)(i * 7 + 3));
     train(&m, 5);
+    if (end_dir)
+        save_ok(&m, end_dir, NULL);
     float *got = read_all(&m);
+    if (end)
+        end_of(&m, end);
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     return got;
 }
@@ -245,8 +338,8 @@ START_TEST(resume_is_bit_identical_at_every_stage_and_tier)
         const tier_case *c = &resume_cases[i];
         zrt_config cfg;
         config_for(&cfg, c, swap);
-        float *ref = reference_run(&cfg, dir);
-        float *got = resumed_run(&cfg, dir);
+        float *ref = reference_run(&cfg, dir, NULL, NULL);
+        float *got = resumed_run(&cfg, dir, NULL, 5, NULL);
         char what[96];
         snprintf(what, sizeof what, "stage %d, optimizer %d, params %d (0 none 1 cpu 2 "
                  "nvme)", c->stage, c->optim, c->param);
@@ -277,8 +370,8 @@ START_TEST(a_checkpoint_loads_at_another_stage)
         zrt_config saved, loaded;
         config_for(&saved, &pairs[i][0], swap);
         config_for(&loaded, &pairs[i][1], swap);
-        float *ref = reference_run(&saved, dir);
-        float *got = resumed_run(&loaded, dir);
+        float *ref = reference_run(&saved, dir, NULL, NULL);
+        float *got = resumed_run(&loaded, dir, NULL, 5, NULL);
         char what[64];
         snprintf(what, sizeof what, "saved at stage %d, loaded at stage %d",
                  pairs[i][0].stage, pairs[i][1].stage);
@@ -288,6 +381,180 @@ START_TEST(a_checkpoint_loads_at_another_stage)
     }
     remove_tree(dir);
     remove_tree(swap);
+}
+END_TEST
+
+/* ---- 16-bit parameters ------------------------------------------------------- */
+
+static void config_mixed(zrt_config *cfg, const tier_case *c, zrt_dtype dtype)
+{
+    config_for(cfg, c, "");
+    cfg->bf16.enabled = dtype == ZRT_BF16;
+    cfg->fp16.enabled = dtype == ZRT_F16;
+    cfg->fp16.initial_scale_power = 4; /* the scale moves within 10 steps: */
+    cfg->fp16.loss_scale_window = 3;   /* doubles after 3 good steps, */
+    cfg->fp16.hysteresis = 1;          /* halves at each overflow */
+}
+
+/* This rank's file of step `step` in a and b holds the same bytes. */
+static void assert_same_rank_file(const char *a, const char *b, long step)
+{
+    char pa[160], pb[160];
+    snprintf(pa, sizeof pa, "%s/step-%08ld/rank-%05d.zrtc", a, step, world_rank);
+    snprintf(pb, sizeof pb, "%s/step-%08ld/rank-%05d.zrtc", b, step, world_rank);
+    FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
+    ck_assert_ptr_nonnull(fa);
+    ck_assert_ptr_nonnull(fb);
+    long at = 0;
+    for (int ca, cb;; at++) {
+        ca = fgetc(fa);
+        cb = fgetc(fb);
+        ck_assert_msg(ca == cb, "%s and %s differ at byte %ld", pa, pb, at);
+        if (ca == EOF)
+            break;
+    }
+    fclose(fa);
+    fclose(fb);
+}
+
+static const tier_case mixed_cases[] = {
+    {0, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE}, {1, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE},
+    {2, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE}, {3, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE},
+    {1, ZRT_OFFLOAD_CPU, ZRT_OFFLOAD_NONE},
+};
+
+/* Train 10 saving at 5 and 10 against load at 5, train 5, save: the
+ * parameters and the step-10 rank files (16-bit params, f32 master, both
+ * moments) are identical, and so are fp16's loss scale and skipped steps. */
+START_TEST(mixed_precision_resumes_bit_identical)
+{
+    char dir[64], end_ref[64], end_got[64];
+    shared_dir(dir, sizeof dir, "/tmp/zrt-ckpt-XXXXXX");
+    shared_dir(end_ref, sizeof end_ref, "/tmp/zrt-ckpt-ref-XXXXXX");
+    shared_dir(end_got, sizeof end_got, "/tmp/zrt-ckpt-got-XXXXXX");
+    const zrt_dtype dtypes[] = {ZRT_BF16, ZRT_F16};
+    for (size_t d = 0; d < 2; d++) {
+        for (size_t i = 0; i < sizeof mixed_cases / sizeof mixed_cases[0]; i++) {
+            const tier_case *c = &mixed_cases[i];
+            zrt_config cfg;
+            config_mixed(&cfg, c, dtypes[d]);
+            run_end want, got_end;
+            float *ref = reference_run(&cfg, dir, end_ref, &want);
+            float *got = resumed_run(&cfg, dir, end_got, want.saved_step, &got_end);
+            char what[96];
+            snprintf(what, sizeof what, "%s, stage %d, optimizer %d, params %d",
+                     zrt_dtype_str(dtypes[d]), c->stage, c->optim, c->param);
+            assert_same_bits(got, ref, what);
+            ck_assert_float_ne(ref[0], rounded(initial_value(0, 0), dtypes[d]));
+            ck_assert_int_eq(got_end.step, want.step);
+            ck_assert_msg(got_end.loss_scale == want.loss_scale &&
+                              got_end.skipped == want.skipped,
+                          "%s: loss scale %g, %ld skipped; uninterrupted %g, %ld", what,
+                          (double)got_end.loss_scale, got_end.skipped,
+                          (double)want.loss_scale, want.skipped);
+            if (dtypes[d] == ZRT_F16) { /* the overflows at 2 and 7 were skipped */
+                ck_assert_int_eq(want.skipped, 2);
+                ck_assert_int_eq(want.saved_step, 4);
+                ck_assert_float_ne(want.loss_scale, 16.0f);
+            }
+            assert_same_rank_file(end_ref, end_got, want.step);
+            free(ref);
+            free(got);
+        }
+    }
+    remove_tree(dir);
+    remove_tree(end_ref);
+    remove_tree(end_got);
+}
+END_TEST
+
+static void assert_rounded_from(const float *got, const float *f32, zrt_dtype dtype,
+                                const char *what)
+{
+    for (int64_t i = 0; i < model_numel; i++) {
+        float want = rounded(f32[i], dtype);
+        ck_assert_msg(memcmp(&got[i], &want, sizeof want) == 0,
+                      "%s: element %lld is %.9g, expected %.9g (%.9g rounded to %s)",
+                      what, (long long)i, got[i], want, f32[i], zrt_dtype_str(dtype));
+    }
+}
+
+/* A fresh context of `dtype` at `stage`, loaded from dir unless NULL. */
+static void load_into(model *m, zrt_dtype dtype, int stage, const char *dir)
+{
+    zrt_config cfg;
+    tier_case c = {stage, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE};
+    config_mixed(&cfg, &c, dtype);
+    ck_assert_int_eq(build(m, &cfg), ZRT_OK);
+    if (dir)
+        ck_assert_msg(zrt_load(m->ctx, dir, NULL) == ZRT_OK, "%s",
+                      zrt_last_error(m->ctx));
+}
+
+static void assert_format(const char *dir, int version, zrt_dtype dtype)
+{
+    zrt__ckpt ck;
+    zrt__errbuf err = {.rank = -1};
+    ck_assert_msg(zrt__ckpt_open(dir, &ck, &err) == ZRT_OK, "%s", err.text);
+    ck_assert_int_eq(ck.meta.version, version);
+    ck_assert_int_eq(ck.meta.dtype, dtype);
+    ck_assert_int_eq(ck.meta.has_scaler, dtype != ZRT_F32);
+    ck_assert_int_eq(ck.meta.nkinds, dtype == ZRT_F32 ? 3 : 4);
+    zrt__ckpt_close(&ck);
+}
+
+/* f32 -> bf16: the f32 params become the master and, rounded, the params;
+ * bf16 -> f32: the master becomes the params (the f32 values came through
+ * exactly); bf16 -> fp16 and fp16 -> bf16: the master, rounded to the new
+ * type. Every loaded context trains on. */
+START_TEST(a_checkpoint_loads_into_another_precision)
+{
+    char a[64], b[64], c[64];
+    shared_dir(a, sizeof a, "/tmp/zrt-ckpt-XXXXXX");
+    shared_dir(b, sizeof b, "/tmp/zrt-ckpt-XXXXXX");
+    shared_dir(c, sizeof c, "/tmp/zrt-ckpt-XXXXXX");
+    model m = {0};
+    load_into(&m, ZRT_F32, 3, NULL);
+    train(&m, 3);
+    save_ok(&m, a, NULL);
+    float *f32 = read_all(&m);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    assert_format(a, 1, ZRT_F32);
+
+    load_into(&m, ZRT_BF16, 1, a);
+    float *got = read_all(&m);
+    assert_rounded_from(got, f32, ZRT_BF16, "f32 checkpoint into bf16");
+    free(got);
+    save_ok(&m, b, NULL);
+    train(&m, 1);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    assert_format(b, 2, ZRT_BF16);
+
+    load_into(&m, ZRT_F32, 2, b);
+    got = read_all(&m);
+    assert_same_bits(got, f32, "f32 -> bf16 -> f32: the master copy");
+    free(got);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+
+    load_into(&m, ZRT_F16, 0, b);
+    got = read_all(&m);
+    assert_rounded_from(got, f32, ZRT_F16, "bf16 checkpoint into fp16");
+    free(got);
+    save_ok(&m, c, NULL);
+    train(&m, 1);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    assert_format(c, 2, ZRT_F16);
+
+    load_into(&m, ZRT_BF16, 3, c);
+    got = read_all(&m);
+    assert_rounded_from(got, f32, ZRT_BF16, "fp16 checkpoint into bf16");
+    free(got);
+    train(&m, 1);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    free(f32);
+    remove_tree(a);
+    remove_tree(b);
+    remove_tree(c);
 }
 END_TEST
 
@@ -497,6 +764,8 @@ static Suite *checkpoint_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, resume_is_bit_identical_at_every_stage_and_tier);
     tcase_add_test(tc, a_checkpoint_loads_at_another_stage);
+    tcase_add_test(tc, mixed_precision_resumes_bit_identical);
+    tcase_add_test(tc, a_checkpoint_loads_into_another_precision);
     tcase_add_test(tc, damaged_files_are_refused_by_name_and_change_nothing);
     tcase_add_test(tc, misuse_is_refused_with_a_sentence);
     tcase_add_test(tc, leftovers_are_cleaned_and_latest_follows);

@@ -9,7 +9,11 @@
 #     (tests/reference/test_safetensors.py, skipped without the package);
 #   - llmc: train_gpt2 --load of the export dumps the same parameters;
 #   - a flipped byte and a truncated rank file are refused by verify and by
-#     --resume, naming the file, and the resumed job ends (no hang).
+#     --resume, naming the file, and the resumed job ends (no hang);
+#   - a bf16 checkpoint: verify names the dtype; consolidate and safetensors
+#     export its f32 master copy (named in the sidecar and the metadata),
+#     equal to the parameters of an f32 run resumed from it (zrt_load takes
+#     the master as the f32 parameters).
 source "$(dirname "$0")/common.sh"
 TRAIN=$1 CKPT=$2 COMPARE=$3 SAFETENSORS_TEST=$4
 GPT=(--model d4 --channels 64 --max-seq-len 64 --seq-len 32 --batch 2 --val-every 0
@@ -81,4 +85,35 @@ cp "$WORK/good.zrtc" "$file"
 truncate -s -4096 "$file"
 refused "a truncated file"
 grep -q "truncated" "$WORK/v.out" || fail "truncation not named"
+
+# bf16: the exports hold the f32 master copy.
+echo '{"bf16": {"enabled": true}}' >"$WORK/bf16.json"
+run_ranks 2 "$TRAIN" "${GPT[@]}" --stage 3 --steps 4 --config "$WORK/bf16.json" \
+    --save-dir "$WORK/bf16" --save-every 4 || { cat "$WORK/out"; fail "bf16 train"; }
+"$CKPT" verify "$WORK/bf16" | tee "$WORK/verify.out" || fail "verify refused a bf16 checkpoint"
+grep -q "bf16 parameters with an f32 master copy" "$WORK/verify.out" || fail "verify: no dtype"
+"$CKPT" consolidate "$WORK/bf16" "$WORK/bf16.bin" | grep "from the master copy of bf16" ||
+    fail "consolidate bf16"
+"$CKPT" safetensors "$WORK/bf16" "$WORK/bf16.safetensors" || fail "safetensors bf16"
+run_ranks 1 "$TRAIN" "${GPT[@]}" --steps 4 --resume "$WORK/bf16" \
+    --dump-params "$WORK/bf16-f32.bin" || { cat "$WORK/out"; fail "f32 run resumed from bf16"; }
+cmp "$WORK/bf16.bin" "$WORK/bf16-f32.bin" ||
+    fail "the consolidated master differs from an f32 run's parameters loaded from it"
+python3 - "$WORK/bf16.safetensors" "$WORK/bf16.bin" <<'PY' || fail "bf16 safetensors"
+import json, struct, sys
+data = open(sys.argv[1], "rb").read()
+sidecar = json.load(open(sys.argv[2] + ".json"))
+assert (sidecar["dtype"], sidecar["param_dtype"], sidecar["source"]) == ("f32", "bf16", "master"), sidecar
+(n,) = struct.unpack("<Q", data[:8])
+header = json.loads(data[8:8 + n])
+meta = header.pop("__metadata__")
+assert (meta["zrt_param_dtype"], meta["zrt_source"]) == ("bf16", "master"), meta
+assert all(h["dtype"] == "F32" for h in header.values())
+assert data[8 + n:] == open(sys.argv[2], "rb").read(), "data differs from the consolidated file"
+print(f"bf16 safetensors: {len(header)} F32 tensors from the master copy, equal to consolidate")
+PY
+rc=0
+"${PYTHON:-python3}" "$SAFETENSORS_TEST" "$WORK/bf16.safetensors" "$WORK/bf16.bin" || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || fail "test_safetensors.py (bf16)"
+echo "bf16: verify, consolidate and safetensors export the master; an f32 resume loads it"
 echo "PASS"

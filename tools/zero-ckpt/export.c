@@ -3,6 +3,9 @@
  * layouts: one consolidated f32 file with a JSON sidecar, safetensors, and
  * llm.c's GPT-2 model file. Each export verifies the whole checkpoint
  * first, then streams one tensor at a time (memory: the largest tensor).
+ * Every export is f32: the parameters of an f32 checkpoint, the f32 master
+ * copy of a bf16/f16 one (the full-precision state; its 16-bit parameters
+ * are that copy rounded to nearest even). The outputs name the source.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -87,6 +90,14 @@ static int open_out(ckpt_out *o, const char *path)
     return -1;
 }
 
+/* ", from the master copy of bf16 parameters", or nothing for f32. */
+static const char *source_note(const zrt__ckpt_meta *m)
+{
+    return m->dtype == ZRT_BF16  ? ", from the master copy of bf16 parameters"
+           : m->dtype == ZRT_F16 ? ", from the master copy of f16 parameters"
+                                 : "";
+}
+
 static int64_t total_numel(const zrt__ckpt_meta *m)
 {
     int64_t sum = 0;
@@ -109,10 +120,11 @@ static json_t *sidecar_json(const zrt__ckpt_meta *m)
                                                  (json_int_t)ct->numel));
         at += ct->numel * (int64_t)sizeof(float);
     }
-    return json_pack("{s:s, s:i, s:s, s:s, s:I, s:s, s:I, s:o}", "format",
+    return json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:o}", "format",
                      "zrt-consolidated", "version", 1, "dtype", "f32", "byte_order",
-                     "little", "step", (json_int_t)m->step, "checkpoint", m->dir, "bytes",
-                     (json_int_t)at, "tensors", tensors);
+                     "little", "param_dtype", zrt_dtype_str(m->dtype), "source",
+                     zrt__ckpt_f32_kind(m), "step", (json_int_t)m->step, "checkpoint",
+                     m->dir, "bytes", (json_int_t)at, "tensors", tensors);
 }
 
 static int write_sidecar(const zrt__ckpt_meta *m, const char *out)
@@ -147,9 +159,10 @@ int ckpt_consolidate(const char *dir, const char *out)
     if (rc == 0)
         rc = write_sidecar(&j.c.meta, out);
     if (rc == 0)
-        printf("wrote %s: %d tensors, %lld parameters (f32, registration order) from "
+        printf("wrote %s: %d tensors, %lld parameters (f32%s, registration order) from "
                "step %lld; names and shapes in %s.json\n", out, j.c.meta.ntensors,
-               (long long)total_numel(&j.c.meta), (long long)j.c.meta.step, out);
+               (long long)total_numel(&j.c.meta), source_note(&j.c.meta),
+               (long long)j.c.meta.step, out);
     close_job(&j);
     return rc;
 }
@@ -165,8 +178,10 @@ static char *safetensors_header(const zrt__ckpt_meta *m, size_t *len)
     snprintf(step, sizeof step, "%lld", (long long)m->step);
     json_t *root = json_object();
     json_object_set_new(root, "__metadata__",
-                        json_pack("{s:s, s:s, s:s}", "format", "pt", "producer",
-                                  "zero-ckpt", "zrt_step", step));
+                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "format", "pt", "producer",
+                                  "zero-ckpt", "zrt_step", step, "zrt_param_dtype",
+                                  zrt_dtype_str(m->dtype), "zrt_source",
+                                  zrt__ckpt_f32_kind(m)));
     int64_t at = 0;
     for (int t = 0; t < m->ntensors; t++) {
         const zrt__ckpt_tensor *ct = &m->tensors[t];
@@ -212,9 +227,9 @@ int ckpt_safetensors(const char *dir, const char *out)
     if (header && (rc == 0 || o.f))
         rc = finish(&o, rc);
     if (rc == 0)
-        printf("wrote %s: %d tensors, %lld parameters (F32) from step %lld\n", out,
+        printf("wrote %s: %d tensors, %lld parameters (F32%s) from step %lld\n", out,
                j.c.meta.ntensors, (long long)total_numel(&j.c.meta),
-               (long long)j.c.meta.step);
+               source_note(&j.c.meta), (long long)j.c.meta.step);
     free(header);
     close_job(&j);
     return rc;
@@ -314,9 +329,9 @@ int ckpt_llmc(const char *dir, const char *out, int vocab, int heads)
         rc = finish(&o, rc);
     }
     if (rc == 0)
-        printf("wrote %s: llm.c GPT-2 model (maxT %d, V %d, L %d, heads %d, C %d, Vp %d) "
+        printf("wrote %s: llm.c GPT-2 model (maxT %d, V %d, L %d, heads %d, C %d, Vp %d%s) "
                "from step %lld\n", out, s.maxT, s.V, s.L, s.NH, s.C, s.Vp,
-               (long long)j.c.meta.step);
+               source_note(&j.c.meta), (long long)j.c.meta.step);
     free(order);
     close_job(&j);
     return rc;

@@ -4,6 +4,8 @@
  *   zero-ckpt verify DIR                  every checksum, the plan, the sizes
  *   zero-ckpt consolidate DIR OUT.bin     all parameters as one f32 file
  *                                         (+ OUT.bin.json naming each tensor)
+ *                                         (every export takes a 16-bit
+ *                                         checkpoint's f32 master copy)
  *   zero-ckpt safetensors DIR OUT.safetensors
  *   zero-ckpt llmc DIR OUT.bin [--vocab-size V] [--heads NH]
  *                                         a GPT-2 checkpoint as llm.c's model file
@@ -51,9 +53,11 @@ typedef struct read_arg {
 static zrt_status read_piece(void *arg, const zrt__ckpt_piece *p)
 {
     read_arg *a = arg;
-    return zrt__ckpt_read_piece(a->c, zrt__ckpt_kind(0), p, a->dst + p->dst_elem, a->err);
+    return zrt__ckpt_read_piece(a->c, zrt__ckpt_f32_kind(&a->c->meta), p, a->dst, a->err);
 }
 
+/* The f32 values: the parameters of an f32 checkpoint, the master copy of a
+ * 16-bit one (its 16-bit parameters are that copy rounded). */
 zrt_status ckpt_read_tensor(zrt__ckpt *c, int t, float *dst, zrt__errbuf *err)
 {
     read_arg a = {c, dst, err};
@@ -124,6 +128,13 @@ static int verify(const char *dir)
            m->offload_param);
     printf("  %d tensors, %lld parameters in %d layers; user blob %zu bytes\n",
            m->ntensors, (long long)total_params(m), m->nlayers, m->user_bytes);
+    if (m->dtype != ZRT_F32)
+        printf("  %s parameters with an f32 master copy (format version %d)\n",
+               zrt_dtype_str(m->dtype), m->version);
+    if (m->dtype == ZRT_F16)
+        printf("  loss scale %g (%s), %ld steps skipped for overflow\n",
+               (double)m->scaler.scale, m->scaler.dynamic ? "dynamic" : "fixed",
+               m->scaler.skipped);
     printf("  %d rank files, %lld bytes, %d sections: every CRC32C matches\n", m->world,
            (long long)bytes, sections);
     printf("OK\n");
@@ -140,7 +151,8 @@ static int usage(FILE *f)
             "       zero-ckpt llmc DIR OUT.bin [--vocab-size V] [--heads NH]\n"
             "DIR: a checkpoint step directory, or a directory whose 'latest' names one.\n"
             "verify checks every checksum; the exports verify first, then write the\n"
-            "parameters (f32, registration order; llmc: llm.c's GPT-2 model file).\n");
+            "parameters (f32, registration order; llmc: llm.c's GPT-2 model file);\n"
+            "for bf16/f16 parameters, their f32 master copy.\n");
     return f == stdout ? 0 : 2;
 }
 

@@ -16,7 +16,8 @@
  * and every section's CRC32C. Prints nothing; err holds the sentence. */
 zrt_status ckpt_open_verified(const char *dir, zrt__ckpt *out, zrt__errbuf *err);
 
-/* All elements of tensor t's parameters (meta.tensors[t].numel floats). */
+/* All elements of tensor t's parameters as f32 (meta.tensors[t].numel
+ * floats): a 16-bit checkpoint's master copy. */
 zrt_status ckpt_read_tensor(zrt__ckpt *c, int t, float *dst, zrt__errbuf *err);
 
 /* An output file written to "<path>.tmp", fsynced and renamed over path.
