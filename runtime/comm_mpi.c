@@ -82,13 +82,13 @@ static zrt_status mpi_fail(zrt__comm *c, int code, const char *call)
             return mpi_fail((c), zrt__rc_, #call); \
     } while (0)
 
-/* MPI counts are ints: per_rank is what one MPI call sees per rank, in the
- * MPI datatype's elements. */
+/* MPI counts are ints, and every collective here moves MPI_BYTE: per_rank
+ * is the bytes one MPI call sees per rank. */
 static zrt_status check_count(zrt__comm *c, size_t per_rank, const char *what)
 {
     if (per_rank > (size_t)INT_MAX)
         return zrt__fail(c->err, ZRT_ERR_UNSUPPORTED,
-                         "%s of %zu elements per rank exceeds MPI's int count",
+                         "%s of %zu bytes per rank exceeds MPI's int count (2 GiB)",
                          what, per_rank);
     return ZRT_OK;
 }

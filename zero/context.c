@@ -92,8 +92,11 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ZRT_CHECK_GOTO(check_supported(ctx), st, fail);
     ZRT_CHECK_GOTO(zrt__comm_mpi_create(ctx->be, &ctx->err, &ctx->comm), st, fail);
     ctx->err.rank = ctx->comm->rank;
-    zrt_log(ctx, 2, "context created: stage %d, %d ranks (local %d of %d), backend %s, "
-                    "kernels %s, %d core(s) for helper threads", cfg->stage, ctx->comm->size,
+    char stage[16] = "auto";
+    if (cfg->stage != ZRT_STAGE_AUTO)
+        snprintf(stage, sizeof stage, "%d", cfg->stage);
+    zrt_log(ctx, 2, "context created: stage %s, %d ranks (local %d of %d), backend %s, "
+                    "kernels %s, %d core(s) for helper threads", stage, ctx->comm->size,
             ctx->comm->local_rank, ctx->comm->local_size, ctx->be->ops->name,
             zrt_kernels_cpu_path(), zrt__pool_size(ctx->pool));
     *out = ctx;

@@ -893,18 +893,19 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
         ZRT_CHECK(prepare_grads(ctx));
     if (overflow)
         return skip_step(ctx);
-    zrt__loss_scaler_update(&ctx->scaler, 0);
     ctx->step++;
     zrt_adamw_scalars decay = zrt_adamw_scalars_make(
         hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, ctx->step);
     zrt_adamw_scalars no_decay = zrt_adamw_scalars_make(
         hp->lr, hp->beta1, hp->beta2, hp->eps, 0.0f, ctx->step);
     zrt_status st = update_all_layers(ctx, grad_scale, &decay, &no_decay);
-    if (st != ZRT_OK) { /* nothing was applied (see zero/nvme.c) */
+    if (st != ZRT_OK) { /* through NVMe nothing was applied (zero/nvme.c); the
+                           in-memory kernels cannot fail on the cpu backend */
         ctx->step--;
         zero_owned_grads(ctx);
         return st;
     }
+    zrt__loss_scaler_update(&ctx->scaler, 0); /* a step that was applied */
     if (ctx->cfg.stage == 1 || ctx->cfg.stage == 2)
         ZRT_CHECK(start_param_gathers(ctx));
     if (ctx->cfg.stage == 3)

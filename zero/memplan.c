@@ -725,6 +725,10 @@ zrt_status zrt_plan_memory(zrt_ctx *ctx, zrt_mem_plan *out)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_plan_memory: out is NULL");
     if (ctx->finalized)
         return zrt__plan_for(ctx, &ctx->cfg, &ctx->plan, out);
+    if (ctx->cfg.stage == ZRT_STAGE_AUTO)
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                         "zrt_plan_memory: stage is \"auto\", chosen by "
+                         "zrt_finalize_params; plan after it, or plan a stage 0-3");
     zrt__plan plan = {0};
     ZRT_CHECK(zrt__build_plan(ctx, &plan));
     zrt_status st = zrt__plan_for(ctx, &ctx->cfg, &plan, out);

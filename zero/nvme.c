@@ -207,9 +207,14 @@ static zrt_status queue_fetch(zrt_ctx *ctx, int layer)
     ZRT_CHECK(ctx->be->ops->alloc(ctx->be, param_bytes(ctx, ls), ZRT_TIER_HOST,
                                   ZRT_CAT_STAGING, "parameter shard read from nvme",
                                   &ls->fetched));
-    ZRT_CHECK(zrt__pin_for(ctx, &ls->fetched, &ctx->cfg.offload_param));
-    ZRT_CHECK(zrt__mover_read(ctx->param_nvme.mover, ls->swap_p[ctx->nvme_slot],
-                              ls->fetched.ptr, param_bytes(ctx, ls), &ls->fetch_ticket));
+    zrt_status st = zrt__pin_for(ctx, &ls->fetched, &ctx->cfg.offload_param);
+    if (st == ZRT_OK)
+        st = zrt__mover_read(ctx->param_nvme.mover, ls->swap_p[ctx->nvme_slot],
+                             ls->fetched.ptr, param_bytes(ctx, ls), &ls->fetch_ticket);
+    if (st != ZRT_OK) {
+        ctx->be->ops->free(ctx->be, &ls->fetched);
+        return st;
+    }
     ls->fetch_state = ZRT__FETCH_QUEUED;
     ctx->fetches_queued++;
     return ZRT_OK;
@@ -234,7 +239,11 @@ zrt_status zrt__nvme_fetched_shard(zrt_ctx *ctx, int layer, void **shard)
     if (ls->fetch_state == ZRT__FETCH_QUEUED) {
         ctx->fetches_queued--;
         ls->fetch_state = ZRT__FETCH_READY;
-        ZRT_CHECK(zrt__mover_wait(ctx->param_nvme.mover, ls->fetch_ticket, &ctx->err));
+        zrt_status st = zrt__mover_wait(ctx->param_nvme.mover, ls->fetch_ticket, &ctx->err);
+        if (st != ZRT_OK) { /* never gather what a failed read left behind */
+            zrt__nvme_drop_fetch(ctx, layer);
+            return st;
+        }
     }
     *shard = ls->fetched.ptr;
     return ZRT_OK;
@@ -481,7 +490,9 @@ static void forget_step_failures(zrt_ctx *ctx)
 static zrt_status agree_on_step(zrt_ctx *ctx, zrt_status local)
 {
     int first_failed = -1;
-    ZRT_CHECK(ctx->comm->ops->agree(ctx->comm, local, &first_failed));
+    zrt_status agreed = ctx->comm->ops->agree(ctx->comm, local, &first_failed);
+    if (agreed != ZRT_OK) /* the caller still frees and drains the movers */
+        return agreed;
     if (local != ZRT_OK || first_failed < 0)
         return local;
     return zrt__fail(&ctx->err, ZRT_ERR_REMOTE,

@@ -264,34 +264,59 @@ static void describe_budgets(const zrt_ctx *ctx, char *buf, size_t size)
     }
 }
 
+/* Which rungs fit on every rank: each rank plans them all (its declared
+ * buffers and budgets may differ), and one all-reduce of "does not fit"
+ * flags lets every rank take the same rung. fits[i] = 1 where all fit. */
+static zrt_status rungs_fitting_everywhere(zrt_ctx *ctx, zrt_config *ladder, int n,
+                                           int *fits, zrt_mem_plan *plans)
+{
+    float over[32];
+    for (int i = 0; i < n; i++) {
+        share_nvme_path(&ladder[i]);
+        ZRT_CHECK(zrt__plan_for(ctx, &ladder[i], &ctx->plan, &plans[i]));
+        over[i] = tier_over_budget(ctx, &plans[i]) >= 0 ? 1.0f : 0.0f;
+    }
+    zrt__comm_req *req;
+    ZRT_CHECK(ctx->comm->ops->all_reduce_f32(ctx->comm, over, over, (size_t)n, ZRT_SUM, &req));
+    ZRT_CHECK(zrt__comm_wait(ctx, req));
+    for (int i = 0; i < n; i++)
+        fits[i] = over[i] == 0.0f;
+    return ZRT_OK;
+}
+
 /* Walks the ladder (zero/fit.c) and keeps the first configuration whose
- * plan fits every budget; logs the choice and what came before it. */
+ * plan fits every budget on every rank; logs the choice and what came
+ * before it. */
 static zrt_status choose_configuration(zrt_ctx *ctx)
 {
     zrt_config ladder[32];
-    int n = 0;
+    zrt_mem_plan plans[32];
+    int n = 0, fits[32];
     int allow_nvme = ctx->cfg.offload_optimizer.nvme_path[0] || ctx->cfg.offload_param.nvme_path[0];
     ZRT_CHECK(zrt_fit_ladder(&ctx->cfg, ctx->comm->size, allow_nvme, ladder, 32, &n));
+    n = n < 32 ? n : 32;
+    ZRT_CHECK(rungs_fitting_everywhere(ctx, ladder, n, fits, plans));
     char skipped[768] = "", choice[96], need[64];
     size_t used = 0;
-    for (int i = 0; i < n && i < 32; i++) {
-        zrt_mem_plan p;
-        share_nvme_path(&ladder[i]);
-        ZRT_CHECK(zrt__plan_for(ctx, &ladder[i], &ctx->plan, &p));
+    for (int i = 0; i < n; i++) {
         describe_choice(&ladder[i], choice, sizeof choice);
-        int over = tier_over_budget(ctx, &p);
-        if (over < 0) {
+        if (fits[i]) {
             ctx->cfg = ladder[i];
             if (ctx->comm->rank == 0)
-                zrt_log(ctx, 1, "stage auto: chose %s: device peak %s planned%s%s",
-                        choice, zrt__fmt_bytes(p.tier_peak[ZRT_TIER_DEVICE], need, sizeof need),
+                zrt_log(ctx, 1, "stage auto: chose %s: device peak %s planned%s%s", choice,
+                        zrt__fmt_bytes(plans[i].tier_peak[ZRT_TIER_DEVICE], need,
+                                       sizeof need),
                         used ? "; cheaper ones do not fit: " : " (the cheapest)", skipped);
             return ZRT_OK;
         }
-        int k = snprintf(skipped + used, sizeof skipped - used, "%s%s needs %s %s",
-                         used ? ", " : "", choice,
-                         zrt__fmt_bytes(p.tier_peak[over], need, sizeof need),
-                         zrt_tier_str((zrt_tier)over));
+        int over = tier_over_budget(ctx, &plans[i]);
+        int k = over < 0 ? snprintf(skipped + used, sizeof skipped - used,
+                                    "%s%s does not fit on another rank", used ? ", " : "",
+                                    choice)
+                         : snprintf(skipped + used, sizeof skipped - used, "%s%s needs %s %s",
+                                    used ? ", " : "", choice,
+                                    zrt__fmt_bytes(plans[i].tier_peak[over], need, sizeof need),
+                                    zrt_tier_str((zrt_tier)over));
         if (k > 0 && (size_t)k < sizeof skipped - used)
             used += (size_t)k;
     }
@@ -319,6 +344,7 @@ zrt_status zrt_finalize_params(zrt_ctx *ctx)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                          "zrt_finalize_params: already called");
     zrt__set_phase(ctx, ZRT__PHASE_INIT, -1);
+    zrt_config asked = ctx->cfg; /* "stage": "auto" rewrites it */
     zrt_status st = zrt__build_plan(ctx, &ctx->plan);
     if (st == ZRT_OK)
         st = plan_memory(ctx);
@@ -327,6 +353,7 @@ zrt_status zrt_finalize_params(zrt_ctx *ctx)
     st = agree_on(ctx, st);
     if (st != ZRT_OK) {
         zrt__engine_release(ctx);
+        ctx->cfg = asked;
         return st;
     }
     ctx->finalized = 1;
@@ -456,18 +483,12 @@ static zrt_status write_into_shard(zrt_ctx *ctx, int layer, void *shard,
                            ls->range_len);
 }
 
-zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
+/* Puts the tensor's values where this rank keeps them: the full buffer,
+ * the shard, or the shard on NVMe. */
+static zrt_status write_values(zrt_ctx *ctx, zrt_param param, const void *src)
 {
-    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_write"));
-    if (!src)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_param_write: source is NULL");
-    ZRT_CHECK(require_idle(ctx, param, "zrt_param_write"));
     int layer = place_of(ctx, param)->layer;
     zrt__layer_state *ls = &ctx->layers[layer];
-    ZRT_CHECK(zrt__wait_gather(ctx, layer));
-    if (zrt__mixed(ctx))
-        widen_into_master(ctx, param, src);
     if (ctx->cfg.stage < 3) {
         int64_t flat = ctx->plan.layers[layer].flat_numel;
         return copy_into_range(ctx, param, src, ls->param_full.ptr, 0, flat);
@@ -480,6 +501,20 @@ zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
     }
     return copy_into_range(ctx, param, src, ls->param_shard.ptr, ls->range_lo,
                            ls->range_len);
+}
+
+zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
+{
+    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_write"));
+    if (!src)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_write: source is NULL");
+    ZRT_CHECK(require_idle(ctx, param, "zrt_param_write"));
+    ZRT_CHECK(zrt__wait_gather(ctx, place_of(ctx, param)->layer));
+    ZRT_CHECK(write_values(ctx, param, src));
+    if (zrt__mixed(ctx)) /* only once the 16-bit values are in place */
+        widen_into_master(ctx, param, src);
+    return ZRT_OK;
 }
 
 zrt_status zrt_param_read(zrt_ctx *ctx, zrt_param param, void *dst)

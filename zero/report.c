@@ -61,11 +61,13 @@ static void write_tier(FILE *f, const zrt__mem_account *a, int tier)
 static void write_plan(FILE *f, zrt_ctx *ctx)
 {
     zrt_mem_plan p;
+    zrt__errbuf kept = ctx->err; /* a report does not replace the last error */
     if (zrt_plan_memory(ctx, &p) != ZRT_OK) {
         fprintf(f, "  \"plan_error\": \"");
         for (const char *c = zrt_last_error(ctx); *c; c++)
             fprintf(f, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
         fprintf(f, "\",\n");
+        ctx->err = kept;
         return;
     }
     fprintf(f, "  \"plan\": {\"step\": \"%s\",\n",
@@ -121,7 +123,8 @@ static void write_json(zrt_ctx *ctx, FILE *f)
             (long long)ctx->plan.max_flat_numel);
     fprintf(f, "  \"bytes_per_param_element\": {\"param\": %zu, \"grad\": %zu, "
                "\"master\": %d, \"optim\": 8},\n",
-            ctx->esize, ctx->esize, zrt__mixed(ctx) ? 4 : 0);
+            ctx->esize, ctx->esize,
+            zrt__mixed(ctx) ? (zrt__nvme_configured(ctx) ? 8 : 4) : 0);
     write_plan(f, ctx);
     write_timeline(f, a);
     fprintf(f, "  \"tiers\": {\n");

@@ -68,8 +68,8 @@ ZRT_API const char *zrt_status_text(zrt_status status);
 /* ---- element types, memory categories and tiers ------------------------- */
 typedef enum zrt_dtype {
     ZRT_F32 = 0,
-    ZRT_BF16 = 1, /* registered parameters: arrives with mixed precision */
-    ZRT_F16 = 2,  /* registered parameters: arrives with mixed precision */
+    ZRT_BF16 = 1, /* 16-bit parameters: with bf16.enabled */
+    ZRT_F16 = 2,  /* 16-bit parameters: with fp16.enabled */
     ZRT_DTYPE_COUNT
 } zrt_dtype;
 
@@ -252,7 +252,7 @@ typedef struct zrt_param_desc {
     const char *name;           /* copied; unique within the context */
     int ndim;                   /* 1..ZRT_MAX_DIMS */
     int64_t shape[ZRT_MAX_DIMS];
-    zrt_dtype dtype;            /* ZRT_F32 in this version */
+    zrt_dtype dtype;            /* ZRT_F32, or the config's 16-bit type */
     int layer;                  /* owning layer, 0..; layers run in any order */
     int no_weight_decay;        /* 1: AdamW skips decay (biases, norms) */
 } zrt_param_desc;
@@ -397,8 +397,8 @@ ZRT_API zrt_status zrt_write_mem_report(zrt_ctx *ctx, const char *path);
  * What this rank will hold, per tier and category, at every layer call of a
  * training step, computed from the config, the registered parameters and the
  * world size before anything is allocated. zrt_finalize_params computes it,
- * refuses to allocate when it does not fit the device budget (naming what
- * was expected where), and zrt_write_mem_report writes it next to what was
+ * refuses to allocate when it does not fit a budget (device_mem_limit,
+ * host_mem_limit; naming what was expected where), and zrt_write_mem_report writes it next to what was
  * measured. The plan assumes the layer calls of the declared step (or, by
  * default, forward 0..n-1 then backward n-1..0) and includes the buffers the
  * loop declares. docs/memory.md says what it does not include. */

@@ -568,6 +568,15 @@ START_TEST(broken_parameter_swap_fails_the_gather)
         ck_assert_msg(strstr(why, file) && strstr(why, causes[i]), "%s", why);
         for (int l = 0; l < NLAYERS; l++) /* leave no layer live */
             zrt_forward_end(m.ctx, l);
+        /* entering the layer again reads its shard again and fails again:
+         * what a failed read left behind is never gathered */
+        ck_assert_int_eq(zrt_zero_grad(m.ctx), ZRT_OK);
+        for (int l = 0; l < NLAYERS - 1; l++) {
+            ck_assert_int_eq(zrt_forward_begin(m.ctx, l), ZRT_OK);
+            ck_assert_int_eq(zrt_forward_end(m.ctx, l), ZRT_OK);
+        }
+        ck_assert_int_eq(zrt_forward_begin(m.ctx, NLAYERS - 1), ZRT_ERR_IO);
+        zrt_forward_end(m.ctx, NLAYERS - 1);
         ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
         assert_nothing_left(dir);
     }
@@ -928,7 +937,7 @@ START_TEST(plan_equals_measured_peaks)
     char dir[] = "/tmp/zrt-plan-XXXXXX", what[160];
     make_dir(dir);
     for (int stage = 0; stage <= 3; stage++) {
-        for (int variant = 0; variant < 9; variant++) {
+        for (int variant = 0; variant < 14; variant++) {
             zrt_config cfg;
             base_config(&cfg, stage);
             if (variant == 1) { /* small buckets: reductions complete early */
@@ -955,12 +964,21 @@ START_TEST(plan_equals_measured_peaks)
                 set_nvme(&cfg.offload_param, dir);
                 set_nvme(&cfg.offload_optimizer, dir);
             }
+            /* 9-13: the optimizer alone on NVMe, the parameters alone on
+             * NVMe (moments in memory), each in f32 and bf16; bf16 in memory */
+            cfg.bf16.enabled |= variant >= 11;
+            if ((variant == 9 || variant == 12) && stage > 0)
+                set_nvme(&cfg.offload_optimizer, dir);
+            if ((variant == 10 || variant == 13) && stage == 3)
+                set_nvme(&cfg.offload_param, dir);
             if (variant == 7 && stage > 0) { /* micro-steps, optimizer on the host */
                 cfg.gradient_accumulation_steps = 2;
                 cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
             }
             if ((variant == 3 && stage == 0) || (variant == 4 && stage != 3) ||
-                (variant == 7 && stage == 0) || (variant == 8 && stage != 3))
+                (variant == 7 && stage == 0) || (variant == 8 && stage != 3) ||
+                ((variant == 9 || variant == 12) && stage == 0) ||
+                ((variant == 10 || variant == 13) && stage != 3))
                 continue;
             snprintf(what, sizeof what, "stage %d, variant %d", stage, variant);
             expect_plan_equals_measured(&cfg, what);
@@ -1359,6 +1377,44 @@ START_TEST(mixed_precision_refusals_name_the_cause)
 }
 END_TEST
 
+/* "stage": "auto" with a rank that declares more than the others: every
+ * rank takes the same rung, the first that fits on all of them. */
+START_TEST(stage_auto_agrees_across_ranks)
+{
+    zrt_config cfg;
+    base_config(&cfg, 0);
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    zrt_mem_plan p0;
+    ck_assert_int_eq(zrt_plan_memory(m.ctx, &p0), ZRT_OK);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    cfg.stage = ZRT_STAGE_AUTO;
+    cfg.device_mem_limit = p0.tier_peak[ZRT_TIER_DEVICE] + 64;
+    zrt_ctx *ctx;
+    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
+    for (int t = 0; t < NTENSORS; t++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d", t);
+        zrt_param_desc d = {.name = name, .ndim = ndims[t],
+                            .shape = {shapes[t][0], shapes[t][1]}, .layer = layer_of[t]};
+        zrt_param h;
+        ck_assert_int_eq(zrt_param_register(ctx, &d, &h), ZRT_OK);
+    }
+    if (world_rank == 0) /* only rank 0 is over stage 0's budget */
+        ck_assert_int_eq(zrt_declare_buffer(ctx, ZRT_CAT_ACTIVATION, 4096), ZRT_OK);
+    zrt_mem_plan p;
+    ck_assert_int_eq(zrt_plan_memory(ctx, &p), ZRT_ERR_STATE); /* auto: after finalize */
+    ck_assert_msg(zrt_finalize_params(ctx) == ZRT_OK, "%s", zrt_last_error(ctx));
+    zrt_config used;
+    zrt_get_config(ctx, &used);
+    ck_assert_int_gt(used.stage, 0);
+    float stage = (float)used.stage, sum = stage;
+    ck_assert_int_eq(zrt_allreduce_f32(ctx, &sum, 1, ZRT_SUM), ZRT_OK);
+    ck_assert_msg(sum == stage * (float)world_size, "ranks chose different stages");
+    ck_assert_int_eq(zrt_ctx_destroy(ctx), ZRT_OK);
+}
+END_TEST
+
 START_TEST(allreduce_averages_in_rank_order)
 {
     zrt_config cfg;
@@ -1414,6 +1470,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, fp16_overflow_skips_the_step_on_every_rank);
     tcase_add_test(tc, mixed_precision_refusals_name_the_cause);
     tcase_add_test(tc, bf16_nvme_offload_is_bit_identical_and_all_or_nothing);
+    tcase_add_test(tc, stage_auto_agrees_across_ranks);
     suite_add_tcase(s, tc);
     return s;
 }
