@@ -108,13 +108,21 @@ typedef enum zrt_half {
  * bit. Assumes MXCSR's DAZ and FTZ clear (the default), as the f32 kernels
  * do. */
 
+/* The helpers below are compiled for the GPU too (kernels/cuda includes this
+ * header): one definition of the rounding rules for both. */
+#ifdef __CUDACC__
+#define ZRT_HOST_DEVICE __host__ __device__
+#else
+#define ZRT_HOST_DEVICE
+#endif
+
 typedef union zrt__f32_bits { /* internal to the helpers below */
     float f;
     uint32_t u;
 } zrt__f32_bits;
 
 /* One bf16 value, exactly. */
-static inline float zrt_bf16_to_f32(uint16_t x)
+static inline ZRT_HOST_DEVICE float zrt_bf16_to_f32(uint16_t x)
 {
     zrt__f32_bits b;
 
@@ -123,7 +131,7 @@ static inline float zrt_bf16_to_f32(uint16_t x)
 }
 
 /* One f32 value rounded to bf16 by the rules above. */
-static inline uint16_t zrt_f32_to_bf16(float x)
+static inline ZRT_HOST_DEVICE uint16_t zrt_f32_to_bf16(float x)
 {
     zrt__f32_bits b;
 
@@ -134,7 +142,7 @@ static inline uint16_t zrt_f32_to_bf16(float x)
 }
 
 /* One fp16 value, exactly. */
-static inline float zrt_f16_to_f32(uint16_t x)
+static inline ZRT_HOST_DEVICE float zrt_f16_to_f32(uint16_t x)
 {
     uint32_t sign = (uint32_t)(x & 0x8000u) << 16;
     uint32_t exp = (x >> 10) & 0x1fu, frac = x & 0x3ffu;
@@ -152,7 +160,7 @@ static inline float zrt_f16_to_f32(uint16_t x)
 }
 
 /* One f32 value rounded to fp16 by the rules above. */
-static inline uint16_t zrt_f32_to_f16(float x)
+static inline ZRT_HOST_DEVICE uint16_t zrt_f32_to_f16(float x)
 {
     zrt__f32_bits b;
     uint32_t sign, a, e, m, sh, r, rem, half;
@@ -180,12 +188,12 @@ static inline uint16_t zrt_f32_to_f16(float x)
     return (uint16_t)(sign | r);
 }
 
-static inline float zrt_half_to_f32(uint16_t x, zrt_half h)
+static inline ZRT_HOST_DEVICE float zrt_half_to_f32(uint16_t x, zrt_half h)
 {
     return h == ZRT_HALF_BF16 ? zrt_bf16_to_f32(x) : zrt_f16_to_f32(x);
 }
 
-static inline uint16_t zrt_f32_to_half(float x, zrt_half h)
+static inline ZRT_HOST_DEVICE uint16_t zrt_f32_to_half(float x, zrt_half h)
 {
     return h == ZRT_HALF_BF16 ? zrt_f32_to_bf16(x) : zrt_f32_to_f16(x);
 }

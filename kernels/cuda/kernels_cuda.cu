@@ -22,69 +22,18 @@
 #define THREADS 256
 #define ELEM_MAX_BLOCKS 8192
 
-/* ---- device helpers: kernels.h's conversions, for the device ---------------- */
+/* ---- device helpers ------------------------------------------------------------ */
 
-__device__ __forceinline__ float bf16_to_f32(uint16_t x)
-{
-    return __uint_as_float((uint32_t)x << 16);
-}
-
-__device__ __forceinline__ uint16_t f32_to_bf16(float x)
-{
-    uint32_t u = __float_as_uint(x);
-
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: quiet it, keep the rest */
-        return (uint16_t)((u | 0x00400000u) >> 16);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-__device__ __forceinline__ float f16_to_f32(uint16_t x)
-{
-    uint32_t sign = (uint32_t)(x & 0x8000u) << 16;
-    uint32_t exp = (x >> 10) & 0x1fu, frac = x & 0x3ffu;
-
-    if (exp == 0x1f) /* inf, NaN (quieted) */
-        return __uint_as_float(sign | 0x7f800000u | (frac << 13) |
-                               (frac ? 0x00400000u : 0u));
-    if (exp == 0) /* zero, subnormal: frac * 2^-24, exact */
-        return __uint_as_float(
-            __float_as_uint(__fmul_rn((float)frac, __uint_as_float(0x33800000u))) |
-            sign);
-    return __uint_as_float(sign | ((exp + 112u) << 23) | (frac << 13));
-}
-
-__device__ __forceinline__ uint16_t f32_to_f16(float x)
-{
-    uint32_t u = __float_as_uint(x);
-    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-    uint32_t e, m, sh, r, rem, half;
-
-    if (a > 0x7f800000u) /* NaN */
-        return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x477ff000u) /* >= 65520 (inf included): +-inf */
-        return (uint16_t)(sign | 0x7c00u);
-    if (a >= 0x38800000u) /* >= 2^-14: normal; rebias 127 -> 15 */
-        return (uint16_t)(sign | ((a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13));
-    if (a <= 0x33000000u) /* <= 2^-25: zero */
-        return (uint16_t)sign;
-    e = a >> 23; /* subnormal: shift 14..24, round to nearest even */
-    m = (a & 0x7fffffu) | 0x800000u;
-    sh = 126u - e;
-    r = m >> sh;
-    rem = m & ((1u << sh) - 1u);
-    half = 1u << (sh - 1u);
-    r += (rem > half) | ((rem == half) & r);
-    return (uint16_t)(sign | r);
-}
-
+/* The 16-bit conversions are kernels.h's own (ZRT_HOST_DEVICE): one copy of
+ * the rounding rules for the CPU and the GPU. */
 __device__ __forceinline__ float widen(uint16_t x, zrt_half h)
 {
-    return h == ZRT_HALF_BF16 ? bf16_to_f32(x) : f16_to_f32(x);
+    return zrt_half_to_f32(x, h);
 }
 
 __device__ __forceinline__ uint16_t narrow(float x, zrt_half h)
 {
-    return h == ZRT_HALF_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+    return zrt_f32_to_half(x, h);
 }
 
 /* kernels.c's adamw_elem, operation for operation:
