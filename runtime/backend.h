@@ -34,6 +34,17 @@ typedef struct zrt__backend_caps {
                            to MPI as they are */
 } zrt__backend_caps;
 
+/*
+ * Pointers on a backend whose device is not the host (cuda): every kernel op
+ * accepts any mix of device and host pointers. All on the device: the
+ * device's kernel, queued on the backend's stream. All on the host: the CPU
+ * kernel, split across the helper threads. A mix (the optimizer's state in
+ * host memory beside device parameters, as ZeRO-Offload keeps it): the CPU
+ * computes, and the device operands stream through a pinned bounce buffer
+ * of the backend's own, chunk by chunk. The bits are those of kernels/cpu in
+ * every case.
+ */
+
 typedef struct zrt__backend zrt__backend;
 
 typedef struct zrt__backend_ops {
@@ -74,6 +85,8 @@ typedef struct zrt__backend_ops {
                               double *out);
     zrt_status (*cast_f32_to_half)(zrt__backend *be, uint16_t *dst, const float *src,
                                    size_t n, zrt_half h);
+    zrt_status (*cast_half_to_f32)(zrt__backend *be, float *dst, const uint16_t *src,
+                                   size_t n, zrt_half h);
     /* AdamW on the f32 master copy with 16-bit gradients times grad_scale;
      * the new 16-bit parameters go to p_out (zrt_adamw_mixed). */
     zrt_status (*adamw_mixed)(zrt__backend *be, float *master, uint16_t *p_out,
@@ -81,6 +94,9 @@ typedef struct zrt__backend_ops {
                               float grad_scale, const zrt_adamw_scalars *s, zrt_half h);
     /* Waits until every queued copy and kernel is done. */
     zrt_status (*synchronize)(zrt__backend *be);
+    /* Whether the host cannot dereference ptr (device memory of a backend
+     * whose device is not the host). Always 0 on the cpu backend. */
+    int (*on_device)(zrt__backend *be, const void *ptr);
     void (*destroy)(zrt__backend *be);
 } zrt__backend_ops;
 
@@ -90,6 +106,9 @@ struct zrt__backend {
     zrt__mem_account *acct; /* not owned: the context's */
     zrt__errbuf *err;       /* not owned: the context's */
     zrt__pool *pool;        /* not owned: the context's helper threads */
+    /* The stream (cudaStream_t) the backend queues its copies and kernels on,
+     * and the training loop its own: NULL on the cpu backend. */
+    void *stream;
     void *impl;
 };
 
@@ -97,6 +116,18 @@ struct zrt__backend {
  * is its capacity; long optimizer updates are split across the pool. */
 zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
                                    zrt__pool *pool, zrt__backend **out);
+
+#ifdef ZRT_HAVE_CUDA
+/* The cuda backend (runtime/backend_cuda.c): picks the device from the
+ * rank's place on its host (local_rank of local_size) and the hwloc
+ * topology, creates its stream, and sizes one device arena per category from
+ * the memory plan in acct once there is one (see the file's comment). */
+zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,
+                                    zrt__pool *pool, int local_rank, int local_size,
+                                    zrt__backend **out);
+/* The CUDA device ordinal the backend uses; -1 for any other backend. */
+int zrt__backend_cuda_device(const zrt__backend *be);
+#endif
 
 /* Bytes of the cpu backend's buffers pinned now, as asked (each locks whole
  * pages: up to a page more). 0 for any other backend. */

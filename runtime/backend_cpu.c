@@ -320,6 +320,14 @@ static zrt_status cpu_cast_f32_to_half(zrt__backend *be, uint16_t *dst, const fl
     return ZRT_OK;
 }
 
+static zrt_status cpu_cast_half_to_f32(zrt__backend *be, float *dst, const uint16_t *src,
+                                       size_t n, zrt_half h)
+{
+    (void)be;
+    zrt_cast_half_to_f32(dst, src, n, h);
+    return ZRT_OK;
+}
+
 typedef struct adamw_mixed_job {
     float *master, *m, *v;
     uint16_t *p_out;
@@ -360,6 +368,13 @@ static zrt_status cpu_synchronize(zrt__backend *be)
     return ZRT_OK;
 }
 
+static int cpu_on_device(zrt__backend *be, const void *ptr)
+{
+    (void)be;
+    (void)ptr;
+    return 0;
+}
+
 static void cpu_destroy(zrt__backend *be)
 {
     drop_cache(be->impl);
@@ -381,8 +396,10 @@ static const zrt__backend_ops cpu_ops = {
     .add_half = cpu_add_half,
     .sqnorm_half = cpu_sqnorm_half,
     .cast_f32_to_half = cpu_cast_f32_to_half,
+    .cast_half_to_f32 = cpu_cast_half_to_f32,
     .adamw_mixed = cpu_adamw_mixed,
     .synchronize = cpu_synchronize,
+    .on_device = cpu_on_device,
     .destroy = cpu_destroy,
 };
 

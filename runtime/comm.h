@@ -71,8 +71,22 @@ struct zrt__comm {
     void *impl;
 };
 
-/* Starts MPI if the program has not (and finalizes it in destroy). */
+/* Starts MPI if the program has not (and finalizes it in destroy). On a
+ * backend whose device is not the host, device buffers are staged through
+ * pinned host memory (see runtime/comm_mpi.c). */
 zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err,
                                 zrt__comm **out);
+
+#ifdef ZRT_HAVE_NCCL
+/* The NCCL communicator (runtime/comm_nccl.c) for the cuda backend: one
+ * device per rank. Device buffers go through NCCL on a stream of its own,
+ * ordered against the backend's stream by events; host buffers (a loss, a
+ * norm) and agree/barrier/abort go through MPI, which also carries the
+ * ncclUniqueId. A collective that does not complete within timeout_seconds
+ * (a lost peer) aborts the NCCL communicator and fails with
+ * ZRT_ERR_REMOTE. */
+zrt_status zrt__comm_nccl_create(zrt__backend *be, zrt__errbuf *err,
+                                 double timeout_seconds, zrt__comm **out);
+#endif
 
 #endif /* ZRT_RUNTIME_COMM_H */

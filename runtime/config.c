@@ -48,6 +48,7 @@ typedef enum key_kind {
     KIND_BACKEND,   /* char[16]: one of backend_names[] */
     KIND_LOG_LEVEL, /* int: 0..3 or one of log_level_names[] */
     KIND_DEVICE,    /* int: "none", "cpu" or "nvme" */
+    KIND_COMM,      /* int: "auto", "mpi" or "nccl" (zrt_communicator) */
     KIND_PATH,      /* char[256]: a non-empty path */
     KIND_POSITIVE,  /* int: 1 .. 1<<20 */
     KIND_REAL,      /* float: finite, 0 or more */
@@ -81,6 +82,8 @@ static const cfg_key keys[] = {
     {NULL, "device_mem_limit", KIND_BYTES, FIELD(device_mem_limit)},
     {NULL, "host_mem_limit", KIND_BYTES, FIELD(host_mem_limit)},
     {NULL, "backend", KIND_BACKEND, FIELD(backend)},
+    {NULL, "communicator", KIND_COMM, FIELD(communicator)},
+    {NULL, "comm_timeout_seconds", KIND_REAL, FIELD(comm_timeout_seconds)},
     {NULL, "log_level", KIND_LOG_LEVEL, FIELD(log_level)},
     {SECTION_ZERO, "offload_optimizer", KIND_SECTION, 0},
     {SECTION_OFFLOAD_OPTIM, "device", KIND_DEVICE, FIELD(offload_optimizer.device)},
@@ -360,6 +363,21 @@ static zrt_status read_device(const cfg_err *e, const cfg_key *key,
     return bad_value(e, key, v, DEVICE_RULE);
 }
 
+#define COMM_RULE "it must be \"auto\", \"mpi\" or \"nccl\""
+static const char *const comm_names[] = {"auto", "mpi", "nccl"};
+
+static zrt_status read_comm(const cfg_err *e, const cfg_key *key, const json_t *v,
+                            zrt_config *cfg)
+{
+    for (int c = 0; json_is_string(v) && c < 3; c++) {
+        if (strcmp(json_string_value(v), comm_names[c]) == 0) {
+            memcpy((char *)cfg + key->offset, &c, sizeof c);
+            return ZRT_OK;
+        }
+    }
+    return bad_value(e, key, v, COMM_RULE);
+}
+
 static zrt_status read_path(const cfg_err *e, const cfg_key *key,
                             const json_t *v, zrt_config *cfg)
 {
@@ -483,6 +501,7 @@ static zrt_status read_key(const cfg_err *e, const cfg_key *key,
         return read_object(e, path, v, cfg);
     }
     case KIND_DEVICE: return read_device(e, key, v, cfg);
+    case KIND_COMM: return read_comm(e, key, v, cfg);
     case KIND_PATH: return read_path(e, key, v, cfg);
     case KIND_POSITIVE: return read_positive(e, key, v, cfg);
     case KIND_REAL: return read_real(e, key, v, cfg);
@@ -583,6 +602,8 @@ zrt_status zrt_config_init(zrt_config *cfg)
                                   .hysteresis = 2, .min_loss_scale = 1.0f};
     cfg->reduce_dtype = ZRT_DTYPE_DEFAULT;
     strcpy(cfg->backend, "cpu");
+    cfg->communicator = ZRT_COMM_AUTO;
+    cfg->comm_timeout_seconds = 600.0f;
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
     cfg->offload_param.buffer_count = 5;
@@ -746,6 +767,7 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
                             "it must be 0 (error), 1 (warn), 2 (info) "
                             "or 3 (debug)");
     case KIND_DEVICE: return validate_int(e, path, field, 2, DEVICE_RULE);
+    case KIND_COMM: return validate_int(e, path, field, 2, COMM_RULE);
     case KIND_PATH:
         return memchr(field, '\0', sizeof cfg->offload_optimizer.nvme_path)
                    ? ZRT_OK

@@ -281,6 +281,36 @@ zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes, zrt_category category,
     return ZRT_OK;
 }
 
+zrt_status zrt_device_stream(zrt_ctx *ctx, void **stream)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!stream)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_device_stream: NULL out");
+    if (ctx->be->caps.device_is_host)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "zrt_device_stream: backend '%s' has no device stream",
+                         ctx->be->ops->name);
+    *stream = ctx->be->stream;
+    return ZRT_OK;
+}
+
+zrt_status zrt_device_ordinal(zrt_ctx *ctx, int *ordinal)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!ordinal)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_device_ordinal: NULL out");
+#ifdef ZRT_HAVE_CUDA
+    int device = zrt__backend_cuda_device(ctx->be);
+    if (device >= 0) {
+        *ordinal = device;
+        return ZRT_OK;
+    }
+#endif
+    return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                     "zrt_device_ordinal: backend '%s' has no CUDA device",
+                     ctx->be->ops->name);
+}
+
 zrt_status zrt_buffer_free(zrt_ctx *ctx, void *ptr)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));

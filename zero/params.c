@@ -446,16 +446,18 @@ static zrt_status copy_into_range(zrt_ctx *ctx, zrt_param param, const void *src
 
 /* 16-bit parameters: the master copy of this rank's range starts as the
  * exact f32 value of what was written. */
-static void widen_into_master(zrt_ctx *ctx, zrt_param param, const uint16_t *src)
+static zrt_status widen_into_master(zrt_ctx *ctx, zrt_param param, const uint16_t *src)
 {
     const zrt__tensor_place *t = place_of(ctx, param);
     const zrt__layer_state *ls = &ctx->layers[t->layer];
     int64_t begin, end;
     overlap_of(t, ls->range_lo, ls->range_len, &begin, &end);
-    if (begin < end)
-        zrt_cast_half_to_f32((float *)ls->master.ptr + (begin - ls->range_lo),
-                             src + (begin - t->offset), (size_t)(end - begin),
-                             zrt__half_of(ctx));
+    if (begin >= end)
+        return ZRT_OK;
+    return ctx->be->ops->cast_half_to_f32(ctx->be,
+                                          (float *)ls->master.ptr + (begin - ls->range_lo),
+                                          src + (begin - t->offset), (size_t)(end - begin),
+                                          zrt__half_of(ctx));
 }
 
 static zrt_status require_idle(zrt_ctx *ctx, zrt_param param, const char *call)
@@ -513,7 +515,7 @@ zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
     ZRT_CHECK(zrt__wait_gather(ctx, place_of(ctx, param)->layer));
     ZRT_CHECK(write_values(ctx, param, src));
     if (zrt__mixed(ctx)) /* only once the 16-bit values are in place */
-        widen_into_master(ctx, param, src);
+        return widen_into_master(ctx, param, src);
     return ZRT_OK;
 }
 

@@ -181,12 +181,25 @@ typedef struct zrt_config {
     zrt_fp16_config fp16;     /* fp16 parameters and gradients, f32 master */
     int reduce_dtype;         /* gradients reduce in: ZRT_F32, or
                                  ZRT_DTYPE_DEFAULT (the parameters' type) */
-    char backend[16];         /* "cpu" ("cuda" is refused until it lands) */
+    char backend[16];         /* "cpu" or "cuda" (a build with CUDA and NCCL) */
     int log_level;            /* 0 error, 1 warn, 2 info, 3 debug */
     zrt_offload_config offload_optimizer; /* m, v: stages 1-3 */
     zrt_offload_config offload_param;     /* parameter shards: stage 3 */
     zrt_aio_config aio;
+    int communicator;         /* zrt_communicator: how ranks exchange data */
+    float comm_timeout_seconds; /* nccl: a collective that has not completed
+                                    after this long (a lost peer) ends the job
+                                    with an error instead of a hang; 0: never */
 } zrt_config;
+
+/* "communicator" in the config. auto: nccl on the cuda backend when every
+ * rank of a host has a GPU of its own, else mpi (the cpu backend, or ranks
+ * sharing a GPU: device buffers are staged through pinned host memory). */
+typedef enum zrt_communicator {
+    ZRT_COMM_AUTO = 0,
+    ZRT_COMM_MPI = 1,
+    ZRT_COMM_NCCL = 2
+} zrt_communicator;
 
 /* Fills *cfg with defaults. */
 ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
@@ -200,7 +213,8 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * reduce_dtype ("fp32", "bf16", "fp16"), the objects bf16 {enabled} and fp16
  * {enabled, loss_scale, initial_scale_power, loss_scale_window, hysteresis,
  * min_loss_scale},
- * backend, log_level, and an object aio {block_size, queue_depth,
+ * backend, communicator ("auto", "mpi", "nccl"), comm_timeout_seconds,
+ * log_level, and an object aio {block_size, queue_depth,
  * thread_count, single_submit, overlap_events}. Sizes are integers, or strings with a
  * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
  * or range, or malformed JSON fails with ZRT_ERR_CONFIG and writes a sentence
@@ -362,6 +376,16 @@ ZRT_API zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
 ZRT_API zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes,
                                     zrt_category category, void **out);
 ZRT_API zrt_status zrt_buffer_free(zrt_ctx *ctx, void *ptr);
+
+/* On the cuda backend, device-tier pointers (parameters, gradients,
+ * zrt_buffer_alloc's device buffers) are device memory. The loop launches its
+ * kernels on the backend's stream (a cudaStream_t), so the collectives and
+ * copies the runtime queues after a layer call see its results without the
+ * host waiting. ZRT_ERR_UNSUPPORTED on the cpu backend. */
+ZRT_API zrt_status zrt_device_stream(zrt_ctx *ctx, void **stream);
+/* The CUDA device ordinal this rank uses (cudaSetDevice has been called on
+ * the creating thread). ZRT_ERR_UNSUPPORTED on the cpu backend. */
+ZRT_API zrt_status zrt_device_ordinal(zrt_ctx *ctx, int *ordinal);
 
 /* Converts n elements between f32 and a 16-bit type (or copies when the
  * types match), rounding to nearest even: for a loop whose math is f32 and

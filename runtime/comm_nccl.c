@@ -1,0 +1,2 @@
+/* runtime/comm_nccl.c — being written. */
+typedef int zrt__comm_nccl_placeholder;
