@@ -273,12 +273,22 @@ typedef struct adamw_job {
 
 enum { SPLIT_MIN_ELEMENTS = 1 << 16, SPLIT_ALIGN = 16 };
 
+/* Worker `worker`'s part [*lo, *hi) of n elements: equal shares rounded up to
+ * SPLIT_ALIGN, so every part but the last starts on a vector boundary and the
+ * shares together cover all n (the share is ceil(n / nworkers), rounded up). */
+static void split_range(size_t n, int worker, int nworkers, size_t *lo, size_t *hi)
+{
+    size_t share = (n + (size_t)nworkers - 1) / (size_t)nworkers;
+    size_t per = (share + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
+    *lo = per * (size_t)worker < n ? per * (size_t)worker : n;
+    *hi = *lo + per < n ? *lo + per : n;
+}
+
 static void adamw_part(void *arg, int worker, int nworkers)
 {
     const adamw_job *j = arg;
-    size_t per = (j->n / (size_t)nworkers + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
-    size_t lo = per * (size_t)worker;
-    size_t hi = lo + per < j->n ? lo + per : j->n;
+    size_t lo, hi;
+    split_range(j->n, worker, nworkers, &lo, &hi);
     if (lo < hi)
         zrt_adamw_f32_out(j->p + lo, j->p_out + lo, j->g + lo, j->m + lo, j->v + lo,
                           hi - lo, j->s);
@@ -341,9 +351,8 @@ typedef struct adamw_mixed_job {
 static void adamw_mixed_part(void *arg, int worker, int nworkers)
 {
     const adamw_mixed_job *j = arg;
-    size_t per = (j->n / (size_t)nworkers + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
-    size_t lo = per * (size_t)worker;
-    size_t hi = lo + per < j->n ? lo + per : j->n;
+    size_t lo, hi;
+    split_range(j->n, worker, nworkers, &lo, &hi);
     if (lo < hi)
         zrt_adamw_mixed(j->master + lo, j->p_out + lo, j->g + lo, j->m + lo, j->v + lo,
                         hi - lo, j->grad_scale, j->s, j->h);

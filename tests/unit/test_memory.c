@@ -772,6 +772,56 @@ START_TEST(test_cpu_adamw_first_step)
 }
 END_TEST
 
+/* The pool splits a long update across its workers: every element must be
+ * updated, whatever n is (regression: n / workers a multiple of 16 with a
+ * remainder left the last elements without an update). Mixed too. */
+START_TEST(test_cpu_adamw_split_covers_all)
+{
+    zrt__errbuf err = {.rank = -1};
+    zrt__pool *pool = NULL;
+    ck_assert_int_eq(zrt__pool_create(3, 0, 1, &err, &pool), ZRT_OK);
+    int workers = zrt__pool_size(pool);
+    zrt__mem_account acct;
+    zrt__mem_account_init(&acct);
+    zrt__backend *be = NULL;
+    ck_assert_int_eq(zrt__backend_cpu_create(&acct, &err, pool, &be), ZRT_OK);
+    const size_t lengths[] = {(size_t)workers * 65536 + 1, (size_t)workers * 65536 + 3,
+                              (size_t)workers * 70000 + (size_t)workers - 1, 1 << 17};
+    zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1);
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+        size_t n = lengths[k];
+        float *p = malloc(n * sizeof *p), *g = malloc(n * sizeof *g);
+        float *m = calloc(n, sizeof *m), *v = calloc(n, sizeof *v);
+        float *master = malloc(n * sizeof *master);
+        uint16_t *g16 = malloc(n * sizeof *g16), *p16 = malloc(n * sizeof *p16);
+        ck_assert(p && g && m && v && master && g16 && p16);
+        for (size_t i = 0; i < n; i++) {
+            p[i] = master[i] = 1.0f;
+            g[i] = 0.5f;
+            g16[i] = 0x3f00; /* bf16 0.5 */
+        }
+        ck_assert_int_eq(be->ops->adamw_f32(be, p, p, g, m, v, n, &s), ZRT_OK);
+        size_t stale = n; /* one assertion: Check's are slow in a loop */
+        for (size_t i = 0; i < n && stale == n; i++)
+            stale = p[i] < 1.0f ? n : i;
+        ck_assert_msg(stale == n, "%d workers, n %zu: element %zu not updated", workers,
+                      n, stale);
+        memset(m, 0, n * sizeof *m);
+        memset(v, 0, n * sizeof *v);
+        ck_assert_int_eq(be->ops->adamw_mixed(be, master, p16, g16, m, v, n, 1.0f, &s,
+                                              ZRT_HALF_BF16),
+                         ZRT_OK);
+        for (size_t i = 0; i < n && stale == n; i++)
+            stale = master[i] < 1.0f ? n : i;
+        ck_assert_msg(stale == n, "mixed, %d workers, n %zu: element %zu not updated",
+                      workers, n, stale);
+        free(p), free(g), free(m), free(v), free(master), free(g16), free(p16);
+    }
+    be->ops->destroy(be);
+    zrt__pool_destroy(pool);
+}
+END_TEST
+
 static Suite *memory_suite(void)
 {
     Suite *s = suite_create("memory");
@@ -793,6 +843,7 @@ static Suite *memory_suite(void)
     tcase_add_test(tc, test_cpu_kernels);
     tcase_add_test(tc, test_cpu_adamw);
     tcase_add_test(tc, test_cpu_adamw_first_step);
+    tcase_add_test(tc, test_cpu_adamw_split_covers_all);
     suite_add_tcase(s, tc);
     return s;
 }
