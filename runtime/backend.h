@@ -127,6 +127,8 @@ zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,
                                     zrt__backend **out);
 /* The CUDA device ordinal the backend uses; -1 for any other backend. */
 int zrt__backend_cuda_device(const zrt__backend *be);
+/* The CUDA devices this process sees; 0 for any other backend. */
+int zrt__backend_cuda_device_count(const zrt__backend *be);
 #endif
 
 /* Bytes of the cpu backend's buffers pinned now, as asked (each locks whole

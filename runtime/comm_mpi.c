@@ -1,5 +1,6 @@
 /*
- * runtime/comm_mpi.c — the communicator over Open MPI, on host buffers.
+ * runtime/comm_mpi.c — the communicator over Open MPI, on host buffers (device
+ * buffers are staged through them).
  *
  * Reductions are ordered: every rank sends block j of its buffer to rank j
  * (MPI_Ialltoall), and rank j sums the blocks it received in rank order. The
@@ -13,6 +14,22 @@
  * it uses point-to-point messages tagged with the all-reduce's sequence
  * number rather than a collective (collectives must start in one order). All-gather and broadcast
  * move bytes and are MPI's own non-blocking collectives.
+ *
+ * Staging: on a backend whose device is not the host (the cuda backend, when
+ * two or more ranks share one GPU and NCCL cannot be used), a collective whose
+ * send or recv buffer is device memory (ops->on_device) runs on host copies.
+ * Its device input is copied into host buffers from the backend (tier host,
+ * category comm: host memory charged to host/comm, page-locked with ops->pin
+ * so the copies run at full speed), the host algorithm below runs on those,
+ * and the result is copied back into the device buffer when the request
+ * completes: in wait, or in test once it reports done. The staging is freed
+ * in wait, like the scratch. Both copies go through ops->copy, which
+ * synchronizes the backend's stream when one side is host memory: the host
+ * blocks for them (the exchange itself stays non-blocking). In-place forms
+ * stay in place on the staged copy. The scratch and the padding are host
+ * memory (host/comm) on such a backend. Host buffers, and every buffer of a
+ * backend whose device is the host (cpu), take exactly the path they took
+ * before staging existed: same calls, same bytes charged.
  *
  * Progress: MPI moves data inside MPI calls. The engine calls test() on its
  * outstanding requests at every layer boundary. test(), wait() and the
@@ -38,6 +55,14 @@ typedef struct mpi_impl {
 
 enum { TAG_SPACE = 30000 }; /* MPI guarantees tags up to 32767 */
 
+/* A staged collective's host copies and where its result goes back. */
+typedef struct staging {
+    zrt__buf in, out;   /* pinned host copies of device buffers */
+    void *back_dst;     /* the caller's device buffer the result goes to, or NULL */
+    const void *back_src; /* the staged result */
+    size_t back_bytes;
+} staging;
+
 /* One collective in flight. A reduction runs in up to two MPI phases. */
 typedef enum req_phase { PHASE_EXCHANGE, PHASE_GATHER, PHASE_DONE } req_phase;
 
@@ -58,6 +83,7 @@ struct zrt__comm_req {
     zrt__buf scratch;         /* received blocks, size * block floats */
     const void **blocks;      /* the received blocks, in rank order */
     zrt__buf padded;          /* all-reduce whose count is not a multiple */
+    staging stage;            /* device buffers on a host-staging backend */
     zrt__comm_req *next;      /* in mpi_impl.active */
 };
 
@@ -136,7 +162,16 @@ static void free_request(zrt__comm *c, zrt__comm_req *req)
     free(req->mpi);
     c->be->ops->free(c->be, &req->scratch);
     c->be->ops->free(c->be, &req->padded);
+    c->be->ops->free(c->be, &req->stage.in);
+    c->be->ops->free(c->be, &req->stage.out);
     free(req);
+}
+
+/* Where the scratch and the padding live: device memory when the device is
+ * the host (cpu: unchanged), host memory when MPI cannot read the device. */
+static zrt_tier scratch_tier(const zrt__comm *c)
+{
+    return c->be->caps.device_is_host ? ZRT_TIER_DEVICE : ZRT_TIER_HOST;
 }
 
 /* Phase 1 of a reduction: block j of send goes to rank j. */
@@ -154,7 +189,7 @@ static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req,
     if (!req->blocks)
         return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
                          "cannot allocate a reduction's block table");
-    ZRT_CHECK(c->be->ops->alloc(c->be, bytes, ZRT_TIER_DEVICE, ZRT_CAT_COMM,
+    ZRT_CHECK(c->be->ops->alloc(c->be, bytes, scratch_tier(c), ZRT_CAT_COMM,
                                 "reduction scratch", &req->scratch));
     req->phase = PHASE_EXCHANGE;
     MPI_TRY(c, MPI_Ialltoall(send, block_bytes(req), MPI_BYTE, req->scratch.ptr,
@@ -239,12 +274,26 @@ static zrt_status advance_all(zrt__comm *c)
     return ZRT_OK;
 }
 
+/* A staged request that is done: its result goes to the caller's device
+ * buffer, once (ops->copy blocks until it has). */
+static zrt_status copy_back(zrt__comm *c, zrt__comm_req *req)
+{
+    staging *s = &req->stage;
+    if (!s->back_dst)
+        return ZRT_OK;
+    void *dst = s->back_dst;
+    s->back_dst = NULL;
+    return c->be->ops->copy(c->be, dst, s->back_src, s->back_bytes);
+}
+
 /* Advances every request, like MPI_Test: a caller polling one request in a
  * loop must not starve the others. */
 static zrt_status mpi_test(zrt__comm *c, zrt__comm_req *req, int *done)
 {
     ZRT_CHECK(advance_all(c));
     *done = req->phase == PHASE_DONE;
+    if (*done)
+        return copy_back(c, req);
     return ZRT_OK;
 }
 
@@ -257,8 +306,10 @@ static zrt_status mpi_wait(zrt__comm *c, zrt__comm_req *req)
         st = advance_all(c);
     /* After an MPI failure the request's buffers may still be in MPI's
      * hands: keep them (the communicator is unusable; end the job). */
-    if (st == ZRT_OK)
-        free_request(c, req);
+    if (st != ZRT_OK)
+        return st;
+    st = copy_back(c, req);
+    free_request(c, req);
     return st;
 }
 
@@ -312,9 +363,9 @@ static zrt_status new_reduction(zrt__comm *c, zrt_dtype dtype, zrt_reduce_op op,
     return ZRT_OK;
 }
 
-static zrt_status mpi_reduce_scatter(zrt__comm *c, const void *send, void *recv,
-                                     size_t count, zrt_dtype dtype, zrt_reduce_op op,
-                                     zrt__comm_req **out)
+static zrt_status host_reduce_scatter(zrt__comm *c, const void *send, void *recv,
+                                      size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                      zrt__comm_req **out)
 {
     ZRT_CHECK(check_dtype(c, dtype, "reduce-scatter"));
     ZRT_CHECK(check_count(c, count * zrt_dtype_size(dtype), "reduce-scatter"));
@@ -334,13 +385,6 @@ static zrt_status mpi_reduce_scatter(zrt__comm *c, const void *send, void *recv,
     return ZRT_OK;
 }
 
-static zrt_status mpi_reduce_scatter_f32(zrt__comm *c, const float *send,
-                                         float *recv, size_t count,
-                                         zrt_reduce_op op, zrt__comm_req **out)
-{
-    return mpi_reduce_scatter(c, send, recv, count, ZRT_F32, op, out);
-}
-
 /* All-reduce over a buffer whose length is a multiple of the world size:
  * in place in gather_buf. */
 static zrt_status start_all_reduce(zrt__comm *c, zrt__comm_req *req,
@@ -356,9 +400,9 @@ static zrt_status start_all_reduce(zrt__comm *c, zrt__comm_req *req,
     return start_exchange(c, req, send);
 }
 
-static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv,
-                                 size_t count, zrt_dtype dtype, zrt_reduce_op op,
-                                 zrt__comm_req **out)
+static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
+                                  size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                  zrt__comm_req **out)
 {
     ZRT_CHECK(check_dtype(c, dtype, "all-reduce"));
     size_t esize = zrt_dtype_size(dtype);
@@ -374,7 +418,7 @@ static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv,
     if (padded_count == count) {
         st = start_all_reduce(c, req, send, recv, count);
     } else {
-        st = c->be->ops->alloc(c->be, padded_count * esize, ZRT_TIER_DEVICE, ZRT_CAT_COMM,
+        st = c->be->ops->alloc(c->be, padded_count * esize, scratch_tier(c), ZRT_CAT_COMM,
                                "all-reduce padding", &req->padded);
         if (st == ZRT_OK) {
             memcpy(req->padded.ptr, send, count * esize);
@@ -392,16 +436,9 @@ static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv,
     return ZRT_OK;
 }
 
-static zrt_status mpi_all_reduce_f32(zrt__comm *c, const float *send,
-                                     float *recv, size_t count,
-                                     zrt_reduce_op op, zrt__comm_req **out)
-{
-    return mpi_all_reduce(c, send, recv, count, ZRT_F32, op, out);
-}
-
-static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
-                                 size_t count, zrt_dtype dtype,
-                                 zrt__comm_req **out)
+static zrt_status host_all_gather(zrt__comm *c, const void *send, void *recv,
+                                  size_t count, zrt_dtype dtype,
+                                  zrt__comm_req **out)
 {
     size_t esize = zrt_dtype_size(dtype);
     if (esize == 0)
@@ -429,8 +466,8 @@ static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
     return ZRT_OK;
 }
 
-static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
-                                zrt__comm_req **out)
+static zrt_status host_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
+                                 zrt__comm_req **out)
 {
     ZRT_CHECK(check_count(c, bytes, "broadcast"));
     if (root < 0 || root >= c->size)
@@ -447,6 +484,191 @@ static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
     }
     *out = req;
     return ZRT_OK;
+}
+
+/* ---- staging device buffers through pinned host memory ---------------------- */
+
+/* Whether ptr is device memory MPI cannot read. Never asked on a backend
+ * whose device is the host, so the cpu backend's path is unchanged. */
+static int on_device(const zrt__comm *c, const void *ptr)
+{
+    return !c->be->caps.device_is_host && ptr && c->be->ops->on_device(c->be, ptr);
+}
+
+/* A page-locked host buffer of bytes, charged to host/comm. */
+static zrt_status stage_alloc(zrt__comm *c, size_t bytes, const char *what, zrt__buf *out)
+{
+    ZRT_CHECK(c->be->ops->alloc(c->be, bytes, ZRT_TIER_HOST, ZRT_CAT_COMM, what, out));
+    zrt_status st = c->be->ops->pin(c->be, out);
+    if (st != ZRT_OK)
+        c->be->ops->free(c->be, out);
+    return st;
+}
+
+/* The same, holding a copy of the device bytes at src. */
+static zrt_status stage_in(zrt__comm *c, const void *src, size_t bytes, const char *what,
+                           zrt__buf *out)
+{
+    ZRT_CHECK(stage_alloc(c, bytes, what, out));
+    zrt_status st = c->be->ops->copy(c->be, out->ptr, src, bytes);
+    if (st != ZRT_OK)
+        c->be->ops->free(c->be, out);
+    return st;
+}
+
+static void stage_result(staging *s, void *dst, const void *src, size_t bytes)
+{
+    s->back_dst = dst;
+    s->back_src = src;
+    s->back_bytes = bytes;
+}
+
+/* Hands the staging to the request the host algorithm started, or frees it
+ * when that failed. */
+static zrt_status stage_attach(zrt__comm *c, staging *s, zrt_status st,
+                               zrt__comm_req **out)
+{
+    if (st != ZRT_OK) {
+        c->be->ops->free(c->be, &s->in);
+        c->be->ops->free(c->be, &s->out);
+        return st;
+    }
+    (*out)->stage = *s;
+    return ZRT_OK;
+}
+
+/* send: size * count elements, recv: count; in place when recv is send's
+ * block r, which then stays in the staged input. */
+static zrt_status mpi_reduce_scatter(zrt__comm *c, const void *send, void *recv,
+                                     size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                     zrt__comm_req **out)
+{
+    if (count == 0 || (!on_device(c, send) && !on_device(c, recv)))
+        return host_reduce_scatter(c, send, recv, count, dtype, op, out);
+    ZRT_CHECK(check_dtype(c, dtype, "reduce-scatter"));
+    size_t block = count * zrt_dtype_size(dtype);
+    int in_place = (const char *)recv == (const char *)send + (size_t)c->rank * block;
+    staging s = {0};
+    const void *hsend = send;
+    void *hrecv = recv;
+    zrt_status st = ZRT_OK;
+    if (on_device(c, send)) {
+        ZRT_CHECK(stage_in(c, send, (size_t)c->size * block,
+                           "staged reduce-scatter input", &s.in));
+        hsend = s.in.ptr;
+    }
+    if (on_device(c, recv)) {
+        if (in_place && s.in.ptr) {
+            hrecv = (char *)s.in.ptr + (size_t)c->rank * block;
+        } else {
+            ZRT_CHECK_GOTO(stage_alloc(c, block, "staged reduce-scatter output", &s.out),
+                           st, done);
+            hrecv = s.out.ptr;
+        }
+        stage_result(&s, recv, hrecv, block);
+    }
+    st = host_reduce_scatter(c, hsend, hrecv, count, dtype, op, out);
+done:
+    return stage_attach(c, &s, st, out);
+}
+
+/* count elements each; in place when recv is send. */
+static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv,
+                                 size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                 zrt__comm_req **out)
+{
+    if (count == 0 || (!on_device(c, send) && !on_device(c, recv)))
+        return host_all_reduce(c, send, recv, count, dtype, op, out);
+    ZRT_CHECK(check_dtype(c, dtype, "all-reduce"));
+    size_t bytes = count * zrt_dtype_size(dtype);
+    staging s = {0};
+    const void *hsend = send;
+    void *hrecv = recv;
+    zrt_status st = ZRT_OK;
+    if (on_device(c, send)) {
+        ZRT_CHECK(stage_in(c, send, bytes, "staged all-reduce input", &s.in));
+        hsend = s.in.ptr;
+    }
+    if (on_device(c, recv)) {
+        if (recv == send && s.in.ptr) {
+            hrecv = s.in.ptr;
+        } else {
+            ZRT_CHECK_GOTO(stage_alloc(c, bytes, "staged all-reduce output", &s.out),
+                           st, done);
+            hrecv = s.out.ptr;
+        }
+        stage_result(&s, recv, hrecv, bytes);
+    }
+    st = host_all_reduce(c, hsend, hrecv, count, dtype, op, out);
+done:
+    return stage_attach(c, &s, st, out);
+}
+
+/* send: count elements, recv: size * count; in place when send is recv's
+ * block r, copied into the staged output's block r. */
+static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
+                                 size_t count, zrt_dtype dtype,
+                                 zrt__comm_req **out)
+{
+    size_t esize = zrt_dtype_size(dtype);
+    if (count == 0 || esize == 0 || (!on_device(c, send) && !on_device(c, recv)))
+        return host_all_gather(c, send, recv, count, dtype, out);
+    size_t block = count * esize;
+    const char *own_block = (const char *)recv + (size_t)c->rank * block;
+    staging s = {0};
+    const void *hsend = send;
+    void *hrecv = recv;
+    zrt_status st = ZRT_OK;
+    if (on_device(c, recv)) {
+        ZRT_CHECK(stage_alloc(c, (size_t)c->size * block, "staged all-gather output",
+                              &s.out));
+        hrecv = s.out.ptr;
+        stage_result(&s, recv, hrecv, (size_t)c->size * block);
+        if ((const char *)send == own_block) {
+            char *staged_own = (char *)s.out.ptr + (size_t)c->rank * block;
+            ZRT_CHECK_GOTO(c->be->ops->copy(c->be, staged_own, send, block), st, done);
+            hsend = staged_own;
+        }
+    }
+    if (hsend == send && on_device(c, send)) {
+        ZRT_CHECK_GOTO(stage_in(c, send, block, "staged all-gather input", &s.in), st,
+                       done);
+        hsend = s.in.ptr;
+    }
+    st = host_all_gather(c, hsend, hrecv, count, dtype, out);
+done:
+    return stage_attach(c, &s, st, out);
+}
+
+/* The root's bytes go in; every other rank's come back. */
+static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
+                                zrt__comm_req **out)
+{
+    if (bytes == 0 || !on_device(c, buf) || root < 0 || root >= c->size)
+        return host_broadcast(c, buf, bytes, root, out);
+    staging s = {0};
+    if (c->rank == root)
+        ZRT_CHECK(stage_in(c, buf, bytes, "staged broadcast", &s.out));
+    else
+        ZRT_CHECK(stage_alloc(c, bytes, "staged broadcast", &s.out));
+    if (c->rank != root)
+        stage_result(&s, buf, s.out.ptr, bytes);
+    zrt_status st = host_broadcast(c, s.out.ptr, bytes, root, out);
+    return stage_attach(c, &s, st, out);
+}
+
+static zrt_status mpi_reduce_scatter_f32(zrt__comm *c, const float *send,
+                                         float *recv, size_t count,
+                                         zrt_reduce_op op, zrt__comm_req **out)
+{
+    return mpi_reduce_scatter(c, send, recv, count, ZRT_F32, op, out);
+}
+
+static zrt_status mpi_all_reduce_f32(zrt__comm *c, const float *send,
+                                     float *recv, size_t count,
+                                     zrt_reduce_op op, zrt__comm_req **out)
+{
+    return mpi_all_reduce(c, send, recv, count, ZRT_F32, op, out);
 }
 
 static zrt_status mpi_barrier(zrt__comm *c)
@@ -529,10 +751,6 @@ static zrt_status describe_world(zrt__comm *c)
 zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err,
                                 zrt__comm **out)
 {
-    if (!be->caps.device_is_host)
-        return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
-                         "the mpi communicator needs a backend whose device "
-                         "memory is host memory (backend '%s')", be->ops->name);
     zrt__comm *c = calloc(1, sizeof *c);
     mpi_impl *impl = calloc(1, sizeof *impl);
     if (!c || !impl) {

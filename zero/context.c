@@ -16,21 +16,35 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx)
     return ctx ? ZRT_OK : ZRT_ERR_INVALID_ARG;
 }
 
-/* What this build and backend cannot do yet, refused with a reason. Host
- * and NVMe offload need the CPU to reach the device's gradients and shards
- * directly (true on the cpu backend). */
+/* The helper threads and the device are chosen before MPI starts, so the
+ * rank's place on its host comes from the launcher's environment (Open MPI
+ * sets these). */
+static int env_int(const char *name, int fallback)
+{
+    const char *text = getenv(name);
+    return text && *text ? atoi(text) : fallback;
+}
+
+/* What this build and backend cannot do yet, refused with a reason. On a
+ * device the host cannot read (cuda), the optimizer may move to host memory:
+ * the backend streams device operands through its bounce buffer. Stage 3's
+ * shards in host memory would need the all-gather to read host memory, and
+ * NVMe needs the I/O thread to read device memory: neither is there yet. */
 static zrt_status check_supported(zrt_ctx *ctx)
 {
-    const zrt_offload_config *both[2] = {&ctx->cfg.offload_optimizer,
-                                         &ctx->cfg.offload_param};
-    for (int i = 0; i < 2; i++) {
-        if (both[i]->device != ZRT_OFFLOAD_NONE && !ctx->be->caps.device_is_host)
-            return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                             "%s.device \"%s\" is not supported by backend '%s' yet",
-                             i == 0 ? "offload_optimizer" : "offload_param",
-                             both[i]->device == ZRT_OFFLOAD_CPU ? "cpu" : "nvme",
-                             ctx->be->ops->name);
-    }
+    if (ctx->be->caps.device_is_host)
+        return ZRT_OK;
+    const zrt_offload_config *optim = &ctx->cfg.offload_optimizer;
+    const zrt_offload_config *param = &ctx->cfg.offload_param;
+    if (optim->device == ZRT_OFFLOAD_NVME)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "offload_optimizer.device \"nvme\" is not supported by backend "
+                         "'%s' yet (\"cpu\" is)", ctx->be->ops->name);
+    if (ctx->cfg.stage == 3 && param->device != ZRT_OFFLOAD_NONE)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "offload_param.device \"%s\" is not supported by backend '%s' "
+                         "yet", param->device == ZRT_OFFLOAD_CPU ? "cpu" : "nvme",
+                         ctx->be->ops->name);
     return ZRT_OK;
 }
 
@@ -38,17 +52,52 @@ static zrt_status create_backend(zrt_ctx *ctx)
 {
     if (strcmp(ctx->cfg.backend, "cpu") == 0)
         return zrt__backend_cpu_create(&ctx->acct, &ctx->err, ctx->pool, &ctx->be);
+#ifdef ZRT_HAVE_CUDA
+    if (strcmp(ctx->cfg.backend, "cuda") == 0)
+        return zrt__backend_cuda_create(&ctx->acct, &ctx->err, ctx->pool,
+                                        env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0),
+                                        env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1), &ctx->be);
+    const char *available = "cpu, cuda";
+#else
+    const char *available = "cpu";
+#endif
     return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                     "backend '%s' is not built into this zrt (available: cpu)",
-                     ctx->cfg.backend);
+                     "backend '%s' is not built into this zrt (available: %s)",
+                     ctx->cfg.backend, available);
 }
 
-/* The helper threads are placed before MPI starts, so the rank's place on its
- * host comes from the launcher's environment (Open MPI sets these). */
-static int env_int(const char *name, int fallback)
+/* "communicator": auto picks NCCL on the cuda backend unless ranks of one
+ * host share a GPU (NCCL refuses that), and MPI otherwise. */
+static int pick_communicator(const zrt_ctx *ctx)
 {
-    const char *text = getenv(name);
-    return text && *text ? atoi(text) : fallback;
+    if (ctx->cfg.communicator != ZRT_COMM_AUTO)
+        return ctx->cfg.communicator;
+    if (ctx->be->caps.device_is_host)
+        return ZRT_COMM_MPI;
+#ifdef ZRT_HAVE_CUDA
+    int local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+    if (local_size > zrt__backend_cuda_device_count(ctx->be))
+        return ZRT_COMM_MPI;
+#endif
+    return ZRT_COMM_NCCL;
+}
+
+static zrt_status create_comm(zrt_ctx *ctx)
+{
+    int which = pick_communicator(ctx);
+    if (which == ZRT_COMM_MPI)
+        return zrt__comm_mpi_create(ctx->be, &ctx->err, &ctx->comm);
+    if (ctx->be->caps.device_is_host)
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
+                         "'communicator' is \"nccl\" but backend '%s' has no GPU; "
+                         "NCCL needs \"backend\": \"cuda\"", ctx->be->ops->name);
+#ifdef ZRT_HAVE_NCCL
+    return zrt__comm_nccl_create(ctx->be, &ctx->err, (double)ctx->cfg.comm_timeout_seconds,
+                                 &ctx->comm);
+#else
+    return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                     "'communicator' is \"nccl\" but this zrt was built without NCCL");
+#endif
 }
 
 /* Config errors found before a context exists have nowhere to be stored:
@@ -90,15 +139,21 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
                    st, fail);
     ZRT_CHECK_GOTO(create_backend(ctx), st, fail);
     ZRT_CHECK_GOTO(check_supported(ctx), st, fail);
-    ZRT_CHECK_GOTO(zrt__comm_mpi_create(ctx->be, &ctx->err, &ctx->comm), st, fail);
+    ZRT_CHECK_GOTO(create_comm(ctx), st, fail);
     ctx->err.rank = ctx->comm->rank;
     char stage[16] = "auto";
     if (cfg->stage != ZRT_STAGE_AUTO)
         snprintf(stage, sizeof stage, "%d", cfg->stage);
-    zrt_log(ctx, 2, "context created: stage %s, %d ranks (local %d of %d), backend %s, "
-                    "kernels %s, %d core(s) for helper threads", stage, ctx->comm->size,
-            ctx->comm->local_rank, ctx->comm->local_size, ctx->be->ops->name,
-            zrt_kernels_cpu_path(), zrt__pool_size(ctx->pool));
+    char where[32] = "";
+#ifdef ZRT_HAVE_CUDA
+    if (zrt__backend_cuda_device(ctx->be) >= 0)
+        snprintf(where, sizeof where, " on device %d", zrt__backend_cuda_device(ctx->be));
+#endif
+    zrt_log(ctx, 2, "context created: stage %s, %d ranks (local %d of %d), backend %s%s, "
+                    "communicator %s, kernels %s, %d core(s) for helper threads", stage,
+            ctx->comm->size, ctx->comm->local_rank, ctx->comm->local_size,
+            ctx->be->ops->name, where, ctx->comm->ops->name, zrt_kernels_cpu_path(),
+            zrt__pool_size(ctx->pool));
     *out = ctx;
     return ZRT_OK;
 fail:

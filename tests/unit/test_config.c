@@ -77,6 +77,8 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg.overlap_comm, 1);
     ck_assert_int_eq(cfg.device_mem_limit, 0);
     ck_assert_str_eq(cfg.backend, "cpu");
+    ck_assert_int_eq(cfg.communicator, ZRT_COMM_AUTO);
+    ck_assert_float_eq(cfg.comm_timeout_seconds, 600.0f);
     ck_assert_int_eq(cfg.log_level, 1);
     ck_assert_int_eq(zrt_config_init(NULL), ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt_config_validate(&cfg, NULL, 0), ZRT_OK);
@@ -94,7 +96,8 @@ START_TEST(test_every_key)
                        " \"stage3_param_persistence_threshold\": 4000,"
                        " \"overlap_comm\": true},"
                        " \"device_mem_limit\": 5000,"
-                       " \"backend\": \"cuda\", \"log_level\": 3}";
+                       " \"backend\": \"cuda\", \"log_level\": 3,"
+                       " \"communicator\": \"nccl\", \"comm_timeout_seconds\": 30}";
     ck_assert_int_eq(load(&cfg, json, err), ZRT_OK);
     ck_assert_int_eq(cfg.stage, 3);
     ck_assert_int_eq(cfg.reduce_bucket_size, 1000);
@@ -104,6 +107,8 @@ START_TEST(test_every_key)
     ck_assert_int_eq(cfg.overlap_comm, 1);
     ck_assert_int_eq(cfg.device_mem_limit, 5000);
     ck_assert_str_eq(cfg.backend, "cuda");
+    ck_assert_int_eq(cfg.communicator, ZRT_COMM_NCCL);
+    ck_assert_float_eq(cfg.comm_timeout_seconds, 30.0f);
     ck_assert_int_eq(cfg.log_level, 3);
     ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_OK);
 }
@@ -221,6 +226,9 @@ START_TEST(test_bad_values)
     expect_fail("{\"backend\": \"tpu\"}", "'backend' is the string \"tpu\"",
                 "\"cpu\"", "\"cuda\"", NULL);
     expect_fail("{\"reduce_bucket_size\": null}", "unknown key", NULL);
+    expect_fail("{\"communicator\": \"gloo\"}", "'communicator'", "\"auto\"",
+                "\"mpi\"", "\"nccl\"", NULL);
+    expect_fail("{\"comm_timeout_seconds\": -1}", "'comm_timeout_seconds'", NULL);
 }
 END_TEST
 
