@@ -28,6 +28,9 @@ const char *example_common_usage(void)
            "  --save-every K     save after optimizer steps K, 2K, ... (default: after\n"
            "                     the last step only)\n"
            "  --resume DIR       continue from DIR's latest checkpoint (or a step dir)\n"
+           "  --backend cpu|cuda zrt's backend (default: config, else cpu); cuda needs\n"
+           "                     a build with CUDA, and an example with CUDA kernels\n"
+           "                     (train_gpt2; mlp computes on the host only)\n"
            "  --help             this text\n";
 }
 
@@ -107,7 +110,7 @@ static int parse_common(example_args *a, int argc, char **argv, int *i,
                     !strcmp(flag, "--offload-param") || !strcmp(flag, "--nvme-path") ||
                     !strcmp(flag, "--grad-accum") || !strcmp(flag, "--clip") ||
                     !strcmp(flag, "--save-dir") || !strcmp(flag, "--save-every") ||
-                    !strcmp(flag, "--resume");
+                    !strcmp(flag, "--resume") || !strcmp(flag, "--backend");
     if (!is_valued)
         return 0;
     if (need_value(argc, argv, *i, err, size))
@@ -143,6 +146,12 @@ static int parse_common(example_args *a, int argc, char **argv, int *i,
             device;
     } else if (!strcmp(flag, "--nvme-path")) {
         a->nvme_path = text;
+    } else if (!strcmp(flag, "--backend")) {
+        if (strcmp(text, "cpu") != 0 && strcmp(text, "cuda") != 0) {
+            snprintf(err, size, "--backend: '%s' is not cpu or cuda", text);
+            return -1;
+        }
+        a->backend = text;
     } else if (!strcmp(flag, "--config")) {
         a->config_path = text;
     } else if (!strcmp(flag, "--dump-params")) {
@@ -205,6 +214,8 @@ zrt_status example_build_config(const example_args *args, zrt_config *cfg,
         c.gradient_accumulation_steps = args->grad_accum;
     if (args->clip >= 0.0f)
         c.gradient_clipping = args->clip;
+    if (args->backend)
+        snprintf(c.backend, sizeof c.backend, "%s", args->backend);
     if (args->nvme_path) {
         snprintf(c.offload_optimizer.nvme_path, sizeof c.offload_optimizer.nvme_path,
                  "%s", args->nvme_path);

@@ -35,6 +35,8 @@ typedef struct example_args {
     const char *save_dir;     /* NULL: no checkpoints */
     int save_every;           /* save after optimizer steps K, 2K, ...; 0: never */
     const char *resume;       /* NULL: start fresh; else a checkpoint directory */
+    const char *backend;      /* NULL: from the config (default cpu); else "cpu"
+                                 or "cuda" */
 } example_args;
 
 /* An example's own flags: returns 1 if it took argv[*i] (and advanced *i
@@ -52,7 +54,8 @@ int example_parse_args(int argc, char **argv, example_args *args,
 const char *example_common_usage(void);
 
 /* Defaults, then the file in $ZRT_CONFIG (zero-launch --config), then the
- * --config file, then --stage, --device-mem and the offload flags. */
+ * --config file, then --stage, --device-mem, --backend and the offload
+ * flags. */
 zrt_status example_build_config(const example_args *args, zrt_config *cfg,
                                 char *err, size_t err_size);
 

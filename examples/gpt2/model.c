@@ -1,6 +1,10 @@
 /*
  * examples/gpt2/model.c — GPT-2 forward and backward through zrt (see
  * model.h for the layer mapping, layers.c for the operations).
+ *
+ * The step calls its operations through a table (struct gpt2_ops): layers.c
+ * on the cpu backend, examples/gpt2/cuda on the cuda backend. The logic
+ * below is the same for both; only the tables know where memory lives.
  */
 #include "model.h"
 
@@ -11,6 +15,9 @@
 
 #include "../common/example_args.h"
 #include "layers.h"
+#if ZRT_GPT2_CUDA
+#include "layers_cuda.h"
+#endif
 
 /* Block tensors, in llm.c order (tensor index = 2 + these). */
 enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB,
@@ -86,6 +93,503 @@ static zrt_status alloc_acts(gpt2_model *m, gpt2_acts **out)
     a->count = total;
     *out = a;
     return ZRT_OK;
+}
+
+/* cuda: the device copies of inputs and targets, (B, T) ints each. */
+static size_t inputs_bytes(const gpt2_model *m)
+{
+    return 2 * (size_t)m->B * m->T * sizeof(int);
+}
+
+/* ---- the operations of a step, per backend ------------------------------------ */
+
+/* layers.h's functions, plus the memory chores of a step. Pointers are where
+ * the backend keeps tensors (device memory on cuda). Each returns ZRT_OK, or
+ * a status after printing what failed. */
+typedef struct gpt2_ops {
+    zrt_status (*encoder_forward)(gpt2_model *m, float *out, const int *inp,
+                                  const float *wte, const float *wpe, int B, int T,
+                                  int C);
+    zrt_status (*encoder_backward)(gpt2_model *m, float *dwte, float *dwpe,
+                                   const float *dout, const int *inp, int B, int T,
+                                   int C);
+    zrt_status (*layernorm_forward)(gpt2_model *m, float *out, float *mean, float *rstd,
+                                    const float *inp, const float *w, const float *b,
+                                    int N, int C);
+    zrt_status (*layernorm_backward)(gpt2_model *m, float *dinp, float *dw, float *db,
+                                     const float *dout, const float *inp, const float *w,
+                                     const float *mean, const float *rstd, int N, int C);
+    zrt_status (*matmul_forward)(gpt2_model *m, float *out, const float *inp,
+                                 const float *w, const float *bias, int N, int C, int OC);
+    zrt_status (*matmul_backward)(gpt2_model *m, float *dinp, float *dw, float *dbias,
+                                  const float *dout, const float *inp, const float *w,
+                                  int N, int C, int OC);
+    zrt_status (*attention_forward)(gpt2_model *m, float *out, float *preatt, float *att,
+                                    const float *inp, int B, int T, int C, int NH);
+    zrt_status (*attention_backward)(gpt2_model *m, float *dinp, float *dpreatt,
+                                     float *datt, const float *dout, const float *inp,
+                                     const float *att, int B, int T, int C, int NH);
+    zrt_status (*gelu_forward)(gpt2_model *m, float *out, const float *inp, size_t n);
+    zrt_status (*gelu_backward)(gpt2_model *m, float *dinp, const float *inp,
+                                const float *dout, size_t n);
+    zrt_status (*residual_forward)(gpt2_model *m, float *out, const float *a,
+                                   const float *b, size_t n);
+    zrt_status (*residual_backward)(gpt2_model *m, float *da, float *db,
+                                    const float *dout, size_t n);
+    zrt_status (*xent_forward)(gpt2_model *m, float *probs, float *losses,
+                               const float *logits, const int *targets, int N, int V,
+                               int Vp);
+    zrt_status (*xent_backward)(gpt2_model *m, float *dlogits, const float *probs,
+                                const int *targets, float scale, int N, int V, int Vp);
+    /* dst = 0 */
+    zrt_status (*zero)(gpt2_model *m, void *dst, size_t bytes);
+    /* dst (backend memory) = host src */
+    zrt_status (*upload)(gpt2_model *m, void *dst, const void *src, size_t bytes);
+    /* A host view of bytes at src: src itself, or a copy in m->host_view
+     * once the queued work is done. NULL if the copy failed. */
+    const void *(*host_view)(const gpt2_model *m, const void *src, size_t bytes);
+    /* dst (n f32) = widen(src (n of m->dtype)); dst 16-bit += src (n f32) */
+    zrt_status (*widen)(gpt2_model *m, float *dst, const void *src, size_t n);
+    zrt_status (*accumulate)(gpt2_model *m, void *dst, const float *src, size_t n);
+    /* returns when the queued work is done */
+    zrt_status (*wait)(gpt2_model *m);
+} gpt2_ops;
+
+/* -- cpu: layers.c, on host memory -- */
+
+static zrt_status cpu_encoder_forward(gpt2_model *m, float *out, const int *inp,
+                                      const float *wte, const float *wpe, int B, int T,
+                                      int C)
+{
+    (void)m;
+    encoder_forward(out, inp, wte, wpe, B, T, C);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_encoder_backward(gpt2_model *m, float *dwte, float *dwpe,
+                                       const float *dout, const int *inp, int B, int T,
+                                       int C)
+{
+    (void)m;
+    encoder_backward(dwte, dwpe, dout, inp, B, T, C);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_layernorm_forward(gpt2_model *m, float *out, float *mean,
+                                        float *rstd, const float *inp, const float *w,
+                                        const float *b, int N, int C)
+{
+    (void)m;
+    layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_layernorm_backward(gpt2_model *m, float *dinp, float *dw, float *db,
+                                         const float *dout, const float *inp,
+                                         const float *w, const float *mean,
+                                         const float *rstd, int N, int C)
+{
+    (void)m;
+    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_matmul_forward(gpt2_model *m, float *out, const float *inp,
+                                     const float *w, const float *bias, int N, int C,
+                                     int OC)
+{
+    (void)m;
+    matmul_forward(out, inp, w, bias, N, C, OC);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_matmul_backward(gpt2_model *m, float *dinp, float *dw, float *dbias,
+                                      const float *dout, const float *inp, const float *w,
+                                      int N, int C, int OC)
+{
+    (void)m;
+    matmul_backward(dinp, dw, dbias, dout, inp, w, N, C, OC);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_attention_forward(gpt2_model *m, float *out, float *preatt,
+                                        float *att, const float *inp, int B, int T, int C,
+                                        int NH)
+{
+    (void)m;
+    attention_forward(out, preatt, att, inp, B, T, C, NH);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_attention_backward(gpt2_model *m, float *dinp, float *dpreatt,
+                                         float *datt, const float *dout, const float *inp,
+                                         const float *att, int B, int T, int C, int NH)
+{
+    (void)m;
+    attention_backward(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_gelu_forward(gpt2_model *m, float *out, const float *inp, size_t n)
+{
+    (void)m;
+    gelu_forward(out, inp, (int)n);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_gelu_backward(gpt2_model *m, float *dinp, const float *inp,
+                                    const float *dout, size_t n)
+{
+    (void)m;
+    gelu_backward(dinp, inp, dout, (int)n);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_residual_forward(gpt2_model *m, float *out, const float *a,
+                                       const float *b, size_t n)
+{
+    (void)m;
+    residual_forward(out, a, b, (int)n);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_residual_backward(gpt2_model *m, float *da, float *db,
+                                        const float *dout, size_t n)
+{
+    (void)m;
+    residual_backward(da, db, dout, (int)n);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_xent_forward(gpt2_model *m, float *probs, float *losses,
+                                   const float *logits, const int *targets, int N, int V,
+                                   int Vp)
+{
+    (void)m;
+    softmax_crossentropy_forward(probs, losses, logits, targets, N, V, Vp);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_xent_backward(gpt2_model *m, float *dlogits, const float *probs,
+                                    const int *targets, float scale, int N, int V, int Vp)
+{
+    (void)m;
+    softmax_crossentropy_backward(dlogits, probs, targets, scale, N, V, Vp);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_zero(gpt2_model *m, void *dst, size_t bytes)
+{
+    (void)m;
+    memset(dst, 0, bytes);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_upload(gpt2_model *m, void *dst, const void *src, size_t bytes)
+{
+    (void)m;
+    memcpy(dst, src, bytes);
+    return ZRT_OK;
+}
+
+static const void *cpu_host_view(const gpt2_model *m, const void *src, size_t bytes)
+{
+    (void)m;
+    (void)bytes;
+    return src;
+}
+
+static zrt_status cpu_widen(gpt2_model *m, float *dst, const void *src, size_t n)
+{
+    return zrt_convert(dst, ZRT_F32, src, m->dtype, n);
+}
+
+static zrt_status cpu_accumulate(gpt2_model *m, void *dst, const float *src, size_t n)
+{
+    return zrt_accumulate(dst, m->dtype, src, n);
+}
+
+static zrt_status cpu_wait(gpt2_model *m)
+{
+    (void)m;
+    return ZRT_OK;
+}
+
+static const gpt2_ops cpu_ops = {
+    .encoder_forward = cpu_encoder_forward,
+    .encoder_backward = cpu_encoder_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .residual_forward = cpu_residual_forward,
+    .residual_backward = cpu_residual_backward,
+    .xent_forward = cpu_xent_forward,
+    .xent_backward = cpu_xent_backward,
+    .zero = cpu_zero,
+    .upload = cpu_upload,
+    .host_view = cpu_host_view,
+    .widen = cpu_widen,
+    .accumulate = cpu_accumulate,
+    .wait = cpu_wait,
+};
+
+#if ZRT_GPT2_CUDA
+/* -- cuda: examples/gpt2/cuda on zrt's device stream --
+ * Compiled only where that library is built (ZRT_GPT2_CUDA=1, with zrt's
+ * cuda backend). The table sits here rather than in the library because its
+ * entries need the model (the state, attention's scratch, zrt_status); the
+ * library stays a leaf of plain functions, as kernels/cuda is. */
+
+/* A failed CUDA call: its sentence on stderr (zrt's last error is about
+ * zrt's own calls), and a status for the caller. */
+static zrt_status cuda_status(const gpt2_model *m, int rc)
+{
+    if (rc == 0)
+        return ZRT_OK;
+    int rank = 0;
+    zrt_rank(m->ctx, &rank);
+    fprintf(stderr, "[gpt2 rank %d] cuda: %s\n", rank, m->cuda->error);
+    return ZRT_ERR_INTERNAL;
+}
+
+static zrt_status cuda_encoder_forward(gpt2_model *m, float *out, const int *inp,
+                                       const float *wte, const float *wpe, int B, int T,
+                                       int C)
+{
+    return cuda_status(m,
+                       gpt2_cuda_encoder_forward(m->cuda, out, inp, wte, wpe, B, T, C));
+}
+
+static zrt_status cuda_encoder_backward(gpt2_model *m, float *dwte, float *dwpe,
+                                        const float *dout, const int *inp, int B, int T,
+                                        int C)
+{
+    return cuda_status(
+        m, gpt2_cuda_encoder_backward(m->cuda, dwte, dwpe, dout, inp, B, T, C));
+}
+
+static zrt_status cuda_layernorm_forward(gpt2_model *m, float *out, float *mean,
+                                         float *rstd, const float *inp, const float *w,
+                                         const float *b, int N, int C)
+{
+    return cuda_status(
+        m, gpt2_cuda_layernorm_forward(m->cuda, out, mean, rstd, inp, w, b, N, C));
+}
+
+static zrt_status cuda_layernorm_backward(gpt2_model *m, float *dinp, float *dw,
+                                          float *db, const float *dout, const float *inp,
+                                          const float *w, const float *mean,
+                                          const float *rstd, int N, int C)
+{
+    return cuda_status(m, gpt2_cuda_layernorm_backward(m->cuda, dinp, dw, db, dout, inp,
+                                                       w, mean, rstd, N, C));
+}
+
+static zrt_status cuda_matmul_forward(gpt2_model *m, float *out, const float *inp,
+                                      const float *w, const float *bias, int N, int C,
+                                      int OC)
+{
+    return cuda_status(m, gpt2_cuda_matmul_forward(m->cuda, out, inp, w, bias, N, C, OC));
+}
+
+static zrt_status cuda_matmul_backward(gpt2_model *m, float *dinp, float *dw,
+                                       float *dbias, const float *dout, const float *inp,
+                                       const float *w, int N, int C, int OC)
+{
+    return cuda_status(
+        m, gpt2_cuda_matmul_backward(m->cuda, dinp, dw, dbias, dout, inp, w, N, C, OC));
+}
+
+static zrt_status cuda_attention_forward(gpt2_model *m, float *out, float *preatt,
+                                         float *att, const float *inp, int B, int T,
+                                         int C, int NH)
+{
+    return cuda_status(m, gpt2_cuda_attention_forward(m->cuda, out, preatt, att, inp,
+                                                      m->attn_scratch, B, T, C, NH));
+}
+
+static zrt_status cuda_attention_backward(gpt2_model *m, float *dinp, float *dpreatt,
+                                          float *datt, const float *dout,
+                                          const float *inp, const float *att, int B,
+                                          int T, int C, int NH)
+{
+    return cuda_status(m, gpt2_cuda_attention_backward(m->cuda, dinp, dpreatt, datt, dout,
+                                                       inp, att, m->attn_scratch, B, T, C,
+                                                       NH));
+}
+
+static zrt_status cuda_gelu_forward(gpt2_model *m, float *out, const float *inp, size_t n)
+{
+    return cuda_status(m, gpt2_cuda_gelu_forward(m->cuda, out, inp, n));
+}
+
+static zrt_status cuda_gelu_backward(gpt2_model *m, float *dinp, const float *inp,
+                                     const float *dout, size_t n)
+{
+    return cuda_status(m, gpt2_cuda_gelu_backward(m->cuda, dinp, inp, dout, n));
+}
+
+static zrt_status cuda_residual_forward(gpt2_model *m, float *out, const float *a,
+                                        const float *b, size_t n)
+{
+    return cuda_status(m, gpt2_cuda_residual_forward(m->cuda, out, a, b, n));
+}
+
+static zrt_status cuda_residual_backward(gpt2_model *m, float *da, float *db,
+                                         const float *dout, size_t n)
+{
+    return cuda_status(m, gpt2_cuda_residual_backward(m->cuda, da, db, dout, n));
+}
+
+static zrt_status cuda_xent_forward(gpt2_model *m, float *probs, float *losses,
+                                    const float *logits, const int *targets, int N, int V,
+                                    int Vp)
+{
+    return cuda_status(m, gpt2_cuda_softmax_crossentropy_forward(
+                              m->cuda, probs, losses, logits, targets, N, V, Vp));
+}
+
+static zrt_status cuda_xent_backward(gpt2_model *m, float *dlogits, const float *probs,
+                                     const int *targets, float scale, int N, int V,
+                                     int Vp)
+{
+    return cuda_status(m, gpt2_cuda_softmax_crossentropy_backward(
+                              m->cuda, dlogits, probs, targets, scale, N, V, Vp));
+}
+
+static zrt_status cuda_zero(gpt2_model *m, void *dst, size_t bytes)
+{
+    return cuda_status(m, gpt2_cuda_zero(m->cuda, dst, bytes));
+}
+
+static zrt_status cuda_upload(gpt2_model *m, void *dst, const void *src, size_t bytes)
+{
+    return cuda_status(m, gpt2_cuda_upload(m->cuda, dst, src, bytes));
+}
+
+static const void *cuda_host_view(const gpt2_model *m, const void *src, size_t bytes)
+{
+    if (cuda_status(m, gpt2_cuda_download(m->cuda, m->host_view, src, bytes)) != ZRT_OK)
+        return NULL;
+    return m->host_view;
+}
+
+static zrt_status cuda_widen(gpt2_model *m, float *dst, const void *src, size_t n)
+{
+    return cuda_status(m, gpt2_cuda_widen(m->cuda, dst, src, n, m->dtype == ZRT_BF16));
+}
+
+static zrt_status cuda_accumulate(gpt2_model *m, void *dst, const float *src, size_t n)
+{
+    return cuda_status(
+        m, gpt2_cuda_accumulate_half(m->cuda, dst, src, n, m->dtype == ZRT_BF16));
+}
+
+static zrt_status cuda_wait(gpt2_model *m)
+{
+    return cuda_status(m, gpt2_cuda_sync(m->cuda));
+}
+
+static const gpt2_ops cuda_ops = {
+    .encoder_forward = cuda_encoder_forward,
+    .encoder_backward = cuda_encoder_backward,
+    .layernorm_forward = cuda_layernorm_forward,
+    .layernorm_backward = cuda_layernorm_backward,
+    .matmul_forward = cuda_matmul_forward,
+    .matmul_backward = cuda_matmul_backward,
+    .attention_forward = cuda_attention_forward,
+    .attention_backward = cuda_attention_backward,
+    .gelu_forward = cuda_gelu_forward,
+    .gelu_backward = cuda_gelu_backward,
+    .residual_forward = cuda_residual_forward,
+    .residual_backward = cuda_residual_backward,
+    .xent_forward = cuda_xent_forward,
+    .xent_backward = cuda_xent_backward,
+    .zero = cuda_zero,
+    .upload = cuda_upload,
+    .host_view = cuda_host_view,
+    .widen = cuda_widen,
+    .accumulate = cuda_accumulate,
+    .wait = cuda_wait,
+};
+static const gpt2_ops *const cuda_table = &cuda_ops;
+
+/* Bytes of attention's scratch. */
+static size_t scratch_bytes(const gpt2_model *m)
+{
+    return gpt2_cuda_attention_scratch(m->B, m->T, m->cfg.channels) * sizeof(float);
+}
+
+/* The stream, the cuBLAS handle on it, and the host view. */
+static zrt_status cuda_start(gpt2_model *m)
+{
+    void *stream;
+    EXAMPLE_CHECK(zrt_device_stream(m->ctx, &stream));
+    m->cuda = calloc(1, sizeof *m->cuda);
+    size_t view = (size_t)m->B * m->T;
+    if ((size_t)m->cfg.padded_vocab_size > view)
+        view = (size_t)m->cfg.padded_vocab_size;
+    m->host_view = malloc(view * sizeof *m->host_view);
+    if (!m->cuda || !m->host_view)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    gpt2_cuda_math math = m->dtype == ZRT_BF16  ? GPT2_CUDA_MATH_BF16
+                          : m->dtype == ZRT_F16 ? GPT2_CUDA_MATH_F16
+                                                : GPT2_CUDA_MATH_F32;
+    if (gpt2_cuda_init(m->cuda, stream, math) != 0) {
+        zrt_status st = cuda_status(m, -1);
+        free(m->cuda);
+        m->cuda = NULL;
+        return st;
+    }
+    return ZRT_OK;
+}
+
+static void cuda_stop(gpt2_model *m)
+{
+    if (m->cuda)
+        gpt2_cuda_deinit(m->cuda);
+    free(m->cuda);
+    free(m->host_view);
+    m->cuda = NULL;
+    m->host_view = NULL;
+}
+#else
+static const gpt2_ops *const cuda_table = NULL; /* this build has no CUDA layers */
+
+static size_t scratch_bytes(const gpt2_model *m)
+{
+    (void)m;
+    return 0;
+}
+
+static zrt_status cuda_start(gpt2_model *m)
+{
+    (void)m;
+    return ZRT_ERR_UNSUPPORTED;
+}
+
+static void cuda_stop(gpt2_model *m)
+{
+    (void)m;
+}
+#endif /* ZRT_GPT2_CUDA */
+
+/* The table for the context's backend: NULL when this build lacks it. */
+static const gpt2_ops *ops_for(const zrt_ctx *ctx)
+{
+    zrt_config c;
+    zrt_get_config(ctx, &c);
+    return strcmp(c.backend, "cuda") == 0 ? cuda_table : &cpu_ops;
+}
+
+static int on_device(const gpt2_model *m)
+{
+    return m->ops && m->ops != &cpu_ops;
 }
 
 /* ---- registration ---------------------------------------------------------- */
@@ -180,6 +684,12 @@ zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
     EXAMPLE_CHECK(add_param(ctx, "lnfw", L + 1, 1, C, 0, &m->lnfw));
     EXAMPLE_CHECK(add_param(ctx, "lnfb", L + 1, 1, C, 0, &m->lnfb));
     m->dtype = trained_dtype(ctx);
+    m->ops = ops_for(ctx);
+    if (!m->ops) {
+        fprintf(stderr, "gpt2: the cuda backend needs the GPT-2 CUDA layers, which this "
+                        "build lacks (configure with CUDA and NCCL found)\n");
+        return ZRT_ERR_UNSUPPORTED;
+    }
     return m->dtype == ZRT_F32 ? ZRT_OK : plan_wide_copies(m);
 }
 
@@ -219,21 +729,38 @@ zrt_status gpt2_declare_memory(gpt2_model *m)
     EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, total * sizeof(float)));
     EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, total * sizeof(float)));
     if (m->dtype != ZRT_F32) /* the f32 copies of live layers */
-        EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, (size_t)wide_bytes(m)));
+        EXAMPLE_CHECK(
+            zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, (size_t)wide_bytes(m)));
+    if (on_device(m)) /* the step's inputs and targets; attention's scratch */
+        EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, inputs_bytes(m)));
+    if (on_device(m))
+        EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, scratch_bytes(m)));
     return declare_step(m);
 }
 
-zrt_status gpt2_alloc_activations(gpt2_model *m)
+/* cuda: the backend's state, then the device buffers gpt2_declare_memory
+ * declared (in its order). */
+static zrt_status start_device(gpt2_model *m)
 {
-    size_t bt = (size_t)m->B * m->T;
-    m->inputs = calloc(bt, sizeof *m->inputs);
-    m->targets = calloc(bt, sizeof *m->targets);
-    if (!m->inputs || !m->targets)
-        return ZRT_ERR_OUT_OF_MEMORY;
-    EXAMPLE_CHECK(alloc_acts(m, &m->acts));
-    EXAMPLE_CHECK(alloc_acts(m, &m->grads));
-    if (m->dtype == ZRT_F32)
-        return ZRT_OK;
+    EXAMPLE_CHECK(cuda_start(m));
+    EXAMPLE_CHECK(zrt_buffer_alloc(m->ctx, inputs_bytes(m), ZRT_CAT_ACTIVATION,
+                                   (void **)&m->inputs));
+    m->targets = m->inputs + (size_t)m->B * m->T;
+    return zrt_buffer_alloc(m->ctx, scratch_bytes(m), ZRT_CAT_ACTIVATION,
+                            (void **)&m->attn_scratch);
+}
+
+static void stop_device(gpt2_model *m)
+{
+    zrt_buffer_free(m->ctx, m->inputs);
+    zrt_buffer_free(m->ctx, m->attn_scratch);
+    m->inputs = m->targets = NULL;
+    cuda_stop(m);
+}
+
+/* 16-bit: the f32 copies of the live layers' parameters and gradients. */
+static zrt_status alloc_wide(gpt2_model *m)
+{
     float *wide;
     EXAMPLE_CHECK(zrt_buffer_alloc(m->ctx, (size_t)wide_bytes(m), ZRT_CAT_ACTIVATION,
                                    (void **)&wide));
@@ -242,6 +769,23 @@ zrt_status gpt2_alloc_activations(gpt2_model *m)
     m->wide_grad[0] = m->wide[1] + m->wide_numel[1];
     m->wide_grad[1] = m->wide_grad[0] + m->wide_numel[0];
     return ZRT_OK;
+}
+
+/* In gpt2_declare_memory's order. */
+zrt_status gpt2_alloc_activations(gpt2_model *m)
+{
+    size_t bt = (size_t)m->B * m->T;
+    if (!on_device(m)) { /* on cuda, start_device puts them on the device */
+        m->inputs = calloc(bt, sizeof *m->inputs);
+        m->targets = calloc(bt, sizeof *m->targets);
+        if (!m->inputs || !m->targets)
+            return ZRT_ERR_OUT_OF_MEMORY;
+    }
+    EXAMPLE_CHECK(alloc_acts(m, &m->acts));
+    EXAMPLE_CHECK(alloc_acts(m, &m->grads));
+    if (m->dtype != ZRT_F32)
+        EXAMPLE_CHECK(alloc_wide(m));
+    return on_device(m) ? start_device(m) : ZRT_OK;
 }
 
 static void free_acts(zrt_ctx *ctx, gpt2_acts *a)
@@ -261,8 +805,12 @@ void gpt2_free(gpt2_model *m)
     free(m->numel);
     free(m->layer);
     free(m->blocks);
-    free(m->inputs);
-    free(m->targets);
+    if (on_device(m)) {
+        stop_device(m);
+    } else {
+        free(m->inputs);
+        free(m->targets);
+    }
     memset(m, 0, sizeof *m);
 }
 
@@ -426,18 +974,23 @@ static zrt_status block_forward(gpt2_model *m, int l)
     float *residual2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
     float *fch = a->fch + l * 4 * btc, *fch_gelu = a->fch_gelu + l * 4 * btc;
     float *fcproj = a->fcproj + l * btc, *residual3 = a->residual3 + l * btc;
-    layernorm_forward(ln1, a->ln1_mean + l * bt, a->ln1_rstd + l * bt, residual,
-                      w[LN1W], w[LN1B], BT, C);
-    matmul_forward(qkv, ln1, w[QKVW], w[QKVB], BT, C, 3 * C);
-    attention_forward(atty, a->preatt + l * att, a->att + l * att, qkv, B, T, C, NH);
-    matmul_forward(attproj, atty, w[ATTPROJW], w[ATTPROJB], BT, C, C);
-    residual_forward(residual2, residual, attproj, (int)btc);
-    layernorm_forward(ln2, a->ln2_mean + l * bt, a->ln2_rstd + l * bt, residual2,
-                      w[LN2W], w[LN2B], BT, C);
-    matmul_forward(fch, ln2, w[FCW], w[FCB], BT, C, 4 * C);
-    gelu_forward(fch_gelu, fch, (int)(4 * btc));
-    matmul_forward(fcproj, fch_gelu, w[FCPROJW], w[FCPROJB], BT, 4 * C, C);
-    residual_forward(residual3, residual2, fcproj, (int)btc);
+    EXAMPLE_CHECK(m->ops->layernorm_forward(m, ln1, a->ln1_mean + l * bt,
+                                            a->ln1_rstd + l * bt, residual, w[LN1W],
+                                            w[LN1B], BT, C));
+    EXAMPLE_CHECK(m->ops->matmul_forward(m, qkv, ln1, w[QKVW], w[QKVB], BT, C, 3 * C));
+    EXAMPLE_CHECK(m->ops->attention_forward(m, atty, a->preatt + l * att,
+                                            a->att + l * att, qkv, B, T, C, NH));
+    EXAMPLE_CHECK(
+        m->ops->matmul_forward(m, attproj, atty, w[ATTPROJW], w[ATTPROJB], BT, C, C));
+    EXAMPLE_CHECK(m->ops->residual_forward(m, residual2, residual, attproj, btc));
+    EXAMPLE_CHECK(m->ops->layernorm_forward(m, ln2, a->ln2_mean + l * bt,
+                                            a->ln2_rstd + l * bt, residual2, w[LN2W],
+                                            w[LN2B], BT, C));
+    EXAMPLE_CHECK(m->ops->matmul_forward(m, fch, ln2, w[FCW], w[FCB], BT, C, 4 * C));
+    EXAMPLE_CHECK(m->ops->gelu_forward(m, fch_gelu, fch, 4 * btc));
+    EXAMPLE_CHECK(m->ops->matmul_forward(m, fcproj, fch_gelu, w[FCPROJW], w[FCPROJB], BT,
+                                         4 * C, C));
+    EXAMPLE_CHECK(m->ops->residual_forward(m, residual3, residual2, fcproj, btc));
     return ZRT_OK;
 }
 
@@ -456,8 +1009,8 @@ static zrt_status widen_layer(gpt2_model *m, int layer)
             continue;
         void *data;
         EXAMPLE_CHECK(zrt_param_data(m->ctx, p, &data));
-        EXAMPLE_CHECK(zrt_convert(m->wide[copy_of(layer)] + m->offset[p], ZRT_F32, data,
-                                  m->dtype, (size_t)m->numel[p]));
+        EXAMPLE_CHECK(m->ops->widen(m, m->wide[copy_of(layer)] + m->offset[p], data,
+                                    (size_t)m->numel[p]));
     }
     return ZRT_OK;
 }
@@ -470,8 +1023,8 @@ static zrt_status flush_grads(gpt2_model *m, int layer)
             continue;
         void *grad;
         EXAMPLE_CHECK(zrt_grad_data(m->ctx, p, &grad));
-        EXAMPLE_CHECK(zrt_accumulate(grad, m->dtype, m->wide_grad[copy_of(layer)] +
-                                     m->offset[p], (size_t)m->numel[p]));
+        EXAMPLE_CHECK(m->ops->accumulate(
+            m, grad, m->wide_grad[copy_of(layer)] + m->offset[p], (size_t)m->numel[p]));
     }
     return ZRT_OK;
 }
@@ -483,8 +1036,9 @@ static zrt_status enter(gpt2_model *m, int layer, int backward)
     if (m->dtype == ZRT_F32)
         return ZRT_OK;
     if (backward)
-        memset(m->wide_grad[copy_of(layer)], 0,
-               (size_t)m->wide_numel[copy_of(layer)] * sizeof(float));
+        EXAMPLE_CHECK(
+            m->ops->zero(m, m->wide_grad[copy_of(layer)],
+                         (size_t)m->wide_numel[copy_of(layer)] * sizeof(float)));
     return widen_layer(m, layer);
 }
 
@@ -519,8 +1073,8 @@ static zrt_status embed(gpt2_model *m)
     EXAMPLE_CHECK(enter(m, 0, 0));
     EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
     EXAMPLE_CHECK(param_ptr(m, m->wpe, &wpe));
-    encoder_forward(m->acts->encoded, m->inputs, wte, wpe, m->B, m->T,
-                    m->cfg.channels);
+    EXAMPLE_CHECK(m->ops->encoder_forward(m, m->acts->encoded, m->inputs, wte, wpe, m->B,
+                                          m->T, m->cfg.channels));
     return leave(m, 0, 0);
 }
 
@@ -532,8 +1086,9 @@ static zrt_status final_layernorm(gpt2_model *m)
     EXAMPLE_CHECK(enter(m, L + 1, 0));
     EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
     EXAMPLE_CHECK(param_ptr(m, m->lnfb, &b));
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd,
-                      a->residual3 + (size_t)(L - 1) * BT * C, w, b, BT, C);
+    EXAMPLE_CHECK(m->ops->layernorm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd,
+                                            a->residual3 + (size_t)(L - 1) * BT * C, w, b,
+                                            BT, C));
     return leave(m, L + 1, 0);
 }
 
@@ -543,30 +1098,36 @@ static zrt_status head(gpt2_model *m)
     float *wte;
     EXAMPLE_CHECK(enter(m, 0, 0));
     EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
-    matmul_forward(m->acts->logits, m->acts->lnf, wte, NULL, m->B * m->T,
-                   m->cfg.channels, m->cfg.padded_vocab_size);
+    EXAMPLE_CHECK(m->ops->matmul_forward(m, m->acts->logits, m->acts->lnf, wte, NULL,
+                                         m->B * m->T, m->cfg.channels,
+                                         m->cfg.padded_vocab_size));
     return leave(m, 0, 0);
 }
 
-static void compute_loss(gpt2_model *m)
+/* The per-position losses on the backend, their mean on the host. */
+static zrt_status compute_loss(gpt2_model *m)
 {
     int BT = m->B * m->T;
     gpt2_acts *a = m->acts;
-    softmax_crossentropy_forward(a->probs, a->losses, a->logits, m->targets, BT,
-                                 m->cfg.vocab_size, m->cfg.padded_vocab_size);
+    EXAMPLE_CHECK(m->ops->xent_forward(m, a->probs, a->losses, a->logits, m->targets, BT,
+                                       m->cfg.vocab_size, m->cfg.padded_vocab_size));
+    const float *losses = m->ops->host_view(m, a->losses, (size_t)BT * sizeof(float));
+    if (!losses)
+        return ZRT_ERR_INTERNAL;
     double sum = 0;
     for (int i = 0; i < BT; i++)
-        sum += a->losses[i];
+        sum += losses[i];
     m->loss = (float)(sum / BT);
+    return ZRT_OK;
 }
 
 zrt_status gpt2_forward(gpt2_model *m, const int *inputs, const int *targets)
 {
     size_t bt = (size_t)m->B * m->T;
-    memcpy(m->inputs, inputs, bt * sizeof *inputs);
+    EXAMPLE_CHECK(m->ops->upload(m, m->inputs, inputs, bt * sizeof *inputs));
     m->has_targets = targets != NULL;
     if (targets)
-        memcpy(m->targets, targets, bt * sizeof *targets);
+        EXAMPLE_CHECK(m->ops->upload(m, m->targets, targets, bt * sizeof *targets));
     EXAMPLE_CHECK(embed(m));
     for (int l = 0; l < m->cfg.num_layers; l++) {
         EXAMPLE_CHECK(enter(m, 1 + l, 0));
@@ -576,13 +1137,19 @@ zrt_status gpt2_forward(gpt2_model *m, const int *inputs, const int *targets)
     EXAMPLE_CHECK(final_layernorm(m));
     EXAMPLE_CHECK(head(m));
     if (targets)
-        compute_loss(m);
+        EXAMPLE_CHECK(compute_loss(m));
     return ZRT_OK;
 }
 
 const float *gpt2_logits_at(const gpt2_model *m, int t)
 {
-    return m->acts->logits + (size_t)t * m->cfg.padded_vocab_size;
+    size_t Vp = (size_t)m->cfg.padded_vocab_size;
+    return m->ops->host_view(m, m->acts->logits + (size_t)t * Vp, Vp * sizeof(float));
+}
+
+zrt_status gpt2_wait(gpt2_model *m)
+{
+    return m->ops->wait(m);
 }
 
 /* ---- backward ----------------------------------------------------------------- */
@@ -599,24 +1166,31 @@ static zrt_status block_backward(gpt2_model *m, int l)
     const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
     float *dresidual = l == 0 ? g->encoded : g->residual3 + (l - 1) * btc;
     size_t o1 = l * btc, o3 = l * 3 * btc, o4 = l * 4 * btc, on = l * bt;
-    residual_backward(g->residual2 + o1, g->fcproj + o1, g->residual3 + o1, (int)btc);
-    matmul_backward(g->fch_gelu + o4, dw[FCPROJW], dw[FCPROJB], g->fcproj + o1,
-                    a->fch_gelu + o4, w[FCPROJW], BT, 4 * C, C);
-    gelu_backward(g->fch + o4, a->fch + o4, g->fch_gelu + o4, (int)(4 * btc));
-    matmul_backward(g->ln2 + o1, dw[FCW], dw[FCB], g->fch + o4, a->ln2 + o1, w[FCW],
-                    BT, C, 4 * C);
-    layernorm_backward(g->residual2 + o1, dw[LN2W], dw[LN2B], g->ln2 + o1,
-                       a->residual2 + o1, w[LN2W], a->ln2_mean + on,
-                       a->ln2_rstd + on, BT, C);
-    residual_backward(dresidual, g->attproj + o1, g->residual2 + o1, (int)btc);
-    matmul_backward(g->atty + o1, dw[ATTPROJW], dw[ATTPROJB], g->attproj + o1,
-                    a->atty + o1, w[ATTPROJW], BT, C, C);
-    attention_backward(g->qkv + o3, g->preatt + l * att, g->att + l * att,
-                       g->atty + o1, a->qkv + o3, a->att + l * att, B, T, C, NH);
-    matmul_backward(g->ln1 + o1, dw[QKVW], dw[QKVB], g->qkv + o3, a->ln1 + o1,
-                    w[QKVW], BT, C, 3 * C);
-    layernorm_backward(dresidual, dw[LN1W], dw[LN1B], g->ln1 + o1, residual,
-                       w[LN1W], a->ln1_mean + on, a->ln1_rstd + on, BT, C);
+    EXAMPLE_CHECK(m->ops->residual_backward(m, g->residual2 + o1, g->fcproj + o1,
+                                            g->residual3 + o1, btc));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->fch_gelu + o4, dw[FCPROJW], dw[FCPROJB],
+                                          g->fcproj + o1, a->fch_gelu + o4, w[FCPROJW],
+                                          BT, 4 * C, C));
+    EXAMPLE_CHECK(
+        m->ops->gelu_backward(m, g->fch + o4, a->fch + o4, g->fch_gelu + o4, 4 * btc));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->ln2 + o1, dw[FCW], dw[FCB], g->fch + o4,
+                                          a->ln2 + o1, w[FCW], BT, C, 4 * C));
+    EXAMPLE_CHECK(m->ops->layernorm_backward(m, g->residual2 + o1, dw[LN2W], dw[LN2B],
+                                             g->ln2 + o1, a->residual2 + o1, w[LN2W],
+                                             a->ln2_mean + on, a->ln2_rstd + on, BT, C));
+    EXAMPLE_CHECK(
+        m->ops->residual_backward(m, dresidual, g->attproj + o1, g->residual2 + o1, btc));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->atty + o1, dw[ATTPROJW], dw[ATTPROJB],
+                                          g->attproj + o1, a->atty + o1, w[ATTPROJW], BT,
+                                          C, C));
+    EXAMPLE_CHECK(m->ops->attention_backward(m, g->qkv + o3, g->preatt + l * att,
+                                             g->att + l * att, g->atty + o1, a->qkv + o3,
+                                             a->att + l * att, B, T, C, NH));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->ln1 + o1, dw[QKVW], dw[QKVB], g->qkv + o3,
+                                          a->ln1 + o1, w[QKVW], BT, C, 3 * C));
+    EXAMPLE_CHECK(m->ops->layernorm_backward(m, dresidual, dw[LN1W], dw[LN1B],
+                                             g->ln1 + o1, residual, w[LN1W],
+                                             a->ln1_mean + on, a->ln1_rstd + on, BT, C));
     return ZRT_OK;
 }
 
@@ -630,8 +1204,9 @@ static zrt_status final_layernorm_backward(gpt2_model *m)
     EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
     EXAMPLE_CHECK(grad_ptr(m, m->lnfw, &dw));
     EXAMPLE_CHECK(grad_ptr(m, m->lnfb, &db));
-    layernorm_backward(g->residual3 + last, dw, db, g->lnf, a->residual3 + last, w,
-                       a->lnf_mean, a->lnf_rstd, BT, C);
+    EXAMPLE_CHECK(m->ops->layernorm_backward(m, g->residual3 + last, dw, db, g->lnf,
+                                             a->residual3 + last, w, a->lnf_mean,
+                                             a->lnf_rstd, BT, C));
     return leave(m, L + 1, 1);
 }
 
@@ -645,15 +1220,16 @@ static zrt_status backward_through_model(gpt2_model *m)
     EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
     EXAMPLE_CHECK(grad_ptr(m, m->wte, &dwte));
     EXAMPLE_CHECK(grad_ptr(m, m->wpe, &dwpe));
-    matmul_backward(g->lnf, dwte, NULL, g->logits, a->lnf, wte, BT, C,
-                    m->cfg.padded_vocab_size);
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->lnf, dwte, NULL, g->logits, a->lnf, wte,
+                                          BT, C, m->cfg.padded_vocab_size));
     EXAMPLE_CHECK(final_layernorm_backward(m));
     for (int l = m->cfg.num_layers - 1; l >= 0; l--) {
         EXAMPLE_CHECK(enter(m, 1 + l, 1));
         EXAMPLE_CHECK(block_backward(m, l));
         EXAMPLE_CHECK(leave(m, 1 + l, 1));
     }
-    encoder_backward(dwte, dwpe, g->encoded, m->inputs, m->B, m->T, C);
+    EXAMPLE_CHECK(
+        m->ops->encoder_backward(m, dwte, dwpe, g->encoded, m->inputs, m->B, m->T, C));
     return leave(m, 0, 1);
 }
 
@@ -664,10 +1240,9 @@ zrt_status gpt2_backward(gpt2_model *m)
     int BT = m->B * m->T;
     float scale; /* fp16: the loss is scaled, so every gradient is */
     EXAMPLE_CHECK(zrt_loss_scale(m->ctx, &scale));
-    memset(m->grads->memory, 0, m->grads->count * sizeof(float));
-    softmax_crossentropy_backward(m->grads->logits, m->acts->probs, m->targets,
-                                  scale * m->loss_grad_factor / (float)BT, BT,
-                                  m->cfg.vocab_size,
-                                  m->cfg.padded_vocab_size);
+    EXAMPLE_CHECK(m->ops->zero(m, m->grads->memory, m->grads->count * sizeof(float)));
+    EXAMPLE_CHECK(m->ops->xent_backward(m, m->grads->logits, m->acts->probs, m->targets,
+                                        scale * m->loss_grad_factor / (float)BT, BT,
+                                        m->cfg.vocab_size, m->cfg.padded_vocab_size));
     return backward_through_model(m);
 }

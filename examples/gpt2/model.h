@@ -6,6 +6,14 @@
  * and prefetches the next. The output head is tied to wte: forward enters
  * layer 0 a second time for the logits, and backward keeps layer 0 open from
  * the head's gradient to the embedding's (one backward per layer per step).
+ *
+ * Backends: on zrt's cpu backend the operations are layers.c's; on the cuda
+ * backend (config "backend": "cuda", a build with CUDA) they are
+ * examples/gpt2/cuda's kernels and cuBLAS products, launched on zrt's device
+ * stream, and every tensor the step touches (parameters, gradients,
+ * activations, the step's inputs) is device memory. The functions below
+ * behave the same on both: the host sees the loss, the logits of
+ * gpt2_logits_at and llm.c-layout copies of parameters and gradients.
  */
 #ifndef ZRT_EXAMPLES_GPT2_MODEL_H
 #define ZRT_EXAMPLES_GPT2_MODEL_H
@@ -16,6 +24,8 @@
 #define GPT2_BLOCK_TENSORS 12 /* llm.c tensors 2..13, one slice per block */
 
 typedef struct gpt2_acts gpt2_acts; /* activations, see model.c */
+struct gpt2_ops;                    /* the step's operations, see model.c */
+struct gpt2_cuda;                   /* examples/gpt2/cuda/layers_cuda.h */
 
 typedef struct gpt2_model {
     gpt2_config cfg;
@@ -24,7 +34,8 @@ typedef struct gpt2_model {
     zrt_param wte, wpe, lnfw, lnfb;
     zrt_param *blocks;       /* (L, GPT2_BLOCK_TENSORS) */
     gpt2_acts *acts, *grads; /* activations and their gradients */
-    int *inputs, *targets;   /* (B, T) */
+    int *inputs, *targets;   /* (B, T), where the operations read them: host
+                                memory on the cpu backend, device on cuda */
     int has_targets;
     float loss;              /* this rank's mean loss of the last forward */
     float loss_grad_factor;  /* multiplies the loss gradient: 1, or inf to
@@ -41,6 +52,12 @@ typedef struct gpt2_model {
     int *layer;              /* by handle */
     float *wide[2], *wide_grad[2]; /* [0]: layer 0, [1]: the others */
     int64_t wide_numel[2];
+    /* Where the step runs (set by gpt2_register from the config). */
+    const struct gpt2_ops *ops; /* layers.c's or the CUDA ones */
+    struct gpt2_cuda *cuda;     /* cuda backend: stream and cuBLAS handle */
+    float *attn_scratch;        /* cuda backend: attention's scratch (device) */
+    float *host_view;           /* cuda backend: losses or a row of logits,
+                                   copied back (max(B*T, Vp) floats) */
 } gpt2_model;
 
 /* Registers the parameters with ctx (before zrt_finalize_params) and
@@ -71,7 +88,13 @@ zrt_status gpt2_forward(gpt2_model *m, const int *inputs, const int *targets);
 /* Collective. Backward of the last forward (which had targets); gradients
  * go to zrt, averaged over ranks when the reductions complete. */
 zrt_status gpt2_backward(gpt2_model *m);
-/* Logits of position t of batch row 0 after a forward: Vp floats. */
+/* Logits of position t (b * T + t for batch row b) after a forward: Vp
+ * floats in host memory. On the cuda backend they are copied back, into a
+ * buffer the next call (or the next forward's loss) overwrites; NULL if
+ * that copy fails. */
 const float *gpt2_logits_at(const gpt2_model *m, int t);
+/* Returns when the work queued so far has finished on the device (at once on
+ * the cpu backend): for step timings. */
+zrt_status gpt2_wait(gpt2_model *m);
 
 #endif

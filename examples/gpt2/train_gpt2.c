@@ -14,7 +14,9 @@
  * the stream). --save-dir/--save-every write checkpoints and --resume
  * continues one: the data position is the step index, so a resumed run
  * sees the same batches (and, with the same global batch, the same
- * mathematics on any world size).
+ * mathematics on any world size). --backend cuda runs the model on a GPU
+ * (examples/gpt2/cuda): every flag behaves the same, and the step times in
+ * the log include the device's work.
  */
 #include <cblas.h>
 #include <math.h>
@@ -290,6 +292,7 @@ static zrt_status train_step(run *r, int step, zrt_adamw *hp, float *mib)
     hp->lr = lr_at(&r->o, step, r->a.steps);
     zrt_comm_wait_seconds(r->ctx, &wait0);
     EXAMPLE_CHECK(accumulate(r, step, hp, &loss));
+    EXAMPLE_CHECK(gpt2_wait(&r->m)); /* cuda: the step's kernels are done */
     double seconds = now_seconds() - t0;
     zrt_comm_wait_seconds(r->ctx, &wait1);
     if (step >= WARM_STEPS) {
@@ -418,7 +421,12 @@ static zrt_status sample(run *r)
         st = gpt2_forward(&r->m, ctx, NULL);
         if (st != ZRT_OK)
             break;
-        int tok = sample_token(gpt2_logits_at(&r->m, len - 1), V, &rng);
+        const float *logits = gpt2_logits_at(&r->m, len - 1);
+        if (!logits) {
+            st = ZRT_ERR_INTERNAL;
+            break;
+        }
+        int tok = sample_token(logits, V, &rng);
         ctx[len++] = tok;
         if (r->rank == 0 && V == 256) /* bytes; keep the terminal sane */
             putchar(tok == '\n' || (tok >= 32 && tok < 127) ? tok : '?');
@@ -593,8 +601,12 @@ int main(int argc, char **argv)
         return 2;
     }
     size_blas_threads();
-    if (zrt_ctx_create(&zc, &r.ctx) != ZRT_OK)
+    zrt_status created = zrt_ctx_create(&zc, &r.ctx);
+    if (created != ZRT_OK) { /* zrt printed the reason (no GPU, say) */
+        fprintf(stderr, "error: cannot start zrt with backend '%s' (%s)\n", zc.backend,
+                zrt_status_str(created));
         return 1;
+    }
     zrt_status st = setup_model(&r, &cfg, err, sizeof err);
     if (st == ZRT_OK) { /* every rank fails alike: zrt_load agrees on outcomes */
         zrt_status resumed = example_resume(r.ctx, &r.a, &r.prog);

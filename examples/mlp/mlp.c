@@ -392,6 +392,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n", err);
         return 2;
     }
+    if (strcmp(cfg.backend, "cpu") != 0) { /* its math reads parameters on the host */
+        fprintf(stderr, "error: mlp computes on the host and runs on the cpu backend "
+                        "only (backend '%s'); train_gpt2 runs on cuda\n", cfg.backend);
+        return 2;
+    }
     zrt_ctx *ctx = NULL;
     zrt_status st = zrt_ctx_create(&cfg, &ctx);
     if (st != ZRT_OK)

@@ -19,6 +19,11 @@ expect_refusal '{"zero_optimization": {"reduce_bucket_size": -4}}' \
     "'zero_optimization.reduce_bucket_size' is -4"
 expect_refusal '{"zero_optimization": {"stage": 1,,}}' "malformed JSON at line 1, column"
 expect_refusal '{"device_mem_limit": "12Q"}' "'device_mem_limit'"
+expect_refusal '{"communicator": "gloo"}' "'communicator' is the string \"gloo\""
+expect_refusal '{"communicator": "nccl"}' "NCCL needs \"backend\": \"cuda\""
+# mlp's math reads parameters on the host: it refuses the cuda backend (the
+# library's own refusal without a GPU is checked by gpt2_cuda.sh).
+expect_refusal '{"backend": "cuda"}' "runs on the cpu backend only"
 run_ranks 1 "$MLP" --config "$WORK/missing.json" && fail "missing file accepted"
 grep -q "missing.json: cannot open" "$WORK/out" || fail "missing file not named"
 run_ranks 1 "$MLP" --stage 7 && fail "--stage 7 accepted"
