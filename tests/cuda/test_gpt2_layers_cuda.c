@@ -19,7 +19,9 @@
  *     differences over sums this short sit near 1e-7;
  *   - 2e-2: matmul with GPT2_CUDA_MATH_BF16, whose operands cuBLAS rounds to
  *     bf16 (8 significant bits, 2^-9 relative each): an accuracy check that
- *     the tensor-core path computes the same product, not a bit check.
+ *     the tensor-core path computes the same product, not a bit check;
+ *   - 5e-3: matmul with GPT2_CUDA_MATH_F16 (fp16 runs; 11 significant bits,
+ *     2^-11 relative each; a host emulation measured ~3e-4).
  * Attention: preatt and datt are compared on and below the diagonal only
  * (the GPU writes the masked entries, the CPU leaves them), dpreatt whole.
  * Determinism: the backward reductions run twice from the same state and
@@ -435,6 +437,11 @@ static void run_shape(const shape *s)
     test_matmul(s, s->C, 3 * s->C, GPT2_CUDA_MATH_F32, 1e-5, "f32");
     test_matmul(s, 4 * s->C, s->C, GPT2_CUDA_MATH_F32, 1e-5, "f32");
     test_matmul(s, s->C, 3 * s->C, GPT2_CUDA_MATH_BF16, 2e-2, "bf16");
+    /* the fp16 runs' products (CUBLAS_COMPUTE_32F_FAST_16F, which model.c
+     * picks for fp16 and nothing else tested), and the output head's shape
+     * (OC = Vp, the tied wte as W) */
+    test_matmul(s, s->C, 3 * s->C, GPT2_CUDA_MATH_F16, 5e-3, "f16");
+    test_matmul(s, s->C, s->Vp, GPT2_CUDA_MATH_F32, 1e-5, "f32 head");
     test_attention(s);
     test_elementwise(s);
     test_crossentropy(s);
