@@ -2,11 +2,11 @@
  * runtime/backend_cuda.c — the cuda backend: one CUDA device per rank.
  *
  * The rank's device is chosen at creation from its place on the host
- * (local_rank) and the hwloc topology: a device whose PCI locality meets the
- * cores this process is bound to is preferred, so that ranks of a
- * multi-socket host use the GPUs beside their cores. Everything the backend
- * does is queued on one non-blocking stream of its own (be->stream), which the
- * training loop may use too (zrt_device_stream).
+ * (local_rank) and, for the host's only rank, the hwloc topology: a device
+ * whose PCI locality meets the cores this process is bound to is preferred
+ * (pick_device says why several ranks keep local_rank % count). Everything
+ * the backend does is queued on one non-blocking stream of its own
+ * (be->stream), which the training loop may use too (zrt_device_stream).
  *
  * Device memory: one arena per category. Once the memory plan is known
  * (acct->has_plan, filled at zrt_finalize_params before the engine
@@ -283,9 +283,12 @@ static void arena_close(arena *a)
 
 static void release_block(void *ptr, zrt_tier tier)
 {
-    if (tier == ZRT_TIER_DEVICE)
-        cudaFree(ptr);
-    else
+    /* A failed cudaFree must not stay CUDA's last error: the
+     * next kernel launch (kernels/cuda reads cudaGetLastError) would report
+     * it as its own failure. */
+    if (tier == ZRT_TIER_DEVICE && cudaFree(ptr) != cudaSuccess)
+        (void)cudaGetLastError();
+    else if (tier != ZRT_TIER_DEVICE)
         free(ptr);
 }
 
@@ -532,6 +535,27 @@ static zrt_status cuda_copy(zrt__backend *be, void *dst, const void *src, size_t
     }
     const char *op = !src_dev ? "copy host to device"
                      : !dst_dev ? "copy device to host" : "copy device to device";
+    /* The contract is memmove's (the cpu backend's copy), but
+     * cudaMemcpyAsync is undefined on overlapping ranges. Device to device,
+     * the same range is a no-op, and an overlap moves in pieces no longer
+     * than the distance, in the order memmove would (each piece is disjoint
+     * from its source, and stream order keeps the pieces in sequence). */
+    if (dst_dev && src_dev) {
+        uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
+        size_t gap = d > s ? (size_t)(d - s) : (size_t)(s - d);
+        if (gap == 0)
+            return ZRT_OK;
+        if (gap < bytes) {
+            for (size_t done = 0; done < bytes; done += gap) {
+                size_t len = bytes - done < gap ? bytes - done : gap;
+                size_t off = d < s ? done : bytes - done - len; /* backwards if d > s */
+                CUDA_TRY(be, cudaMemcpyAsync((char *)dst + off, (const char *)src + off,
+                                             len, cudaMemcpyDeviceToDevice, stream_of(be)),
+                         "cudaMemcpyAsync", op, bytes, "bytes");
+            }
+            return ZRT_OK;
+        }
+    }
     CUDA_TRY(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_of(be)),
              "cudaMemcpyAsync", op, bytes, "bytes");
     if (!dst_dev || !src_dev)
@@ -946,12 +970,23 @@ static const zrt__backend_ops cuda_ops = {
  * over its GPUs), unless hwloc shows that device far from the cores this
  * process is bound to while others are near: then local_rank modulo the near
  * ones. Block binding (ranks 0-3 on socket 0 with GPUs 0-3) keeps the plain
- * rule; a binding that disagrees with it moves the rank next to its cores.
- * hwloc failing, or an unbound process (near every device), keeps the plain
- * rule. */
-static int pick_device(zrt__pool *pool, int local_rank, int count)
+ * rule. hwloc failing, or an unbound process (near every device), keeps the
+ * plain rule.
+ *
+ * The move is made only when this is the host's one rank. With
+ * several ranks it is not collision-free, because a rank cannot see the
+ * others' bindings: Open MPI's default for more than 2 ranks maps by socket
+ * round-robin (rank 0 on socket 0, rank 1 on socket 1, ...), so on a 2-socket
+ * host with GPUs 0-3 near socket 0 and 4-7 near socket 1, rank 1 moved to
+ * near[1 % 4] = GPU 5, which rank 5 (plain 5, already near) also takes, and
+ * rank 4 moved to GPU 0 beside rank 0. Two ranks on one GPU make NCCL refuse
+ * (or "mpi" share a GPU that was meant to be one per rank). The plain rule
+ * gives every local rank its own device whenever local_size <= count. */
+static int pick_device(zrt__pool *pool, int local_rank, int local_size, int count)
 {
     int rank = local_rank > 0 ? local_rank : 0, plain = rank % count;
+    if (local_size > 1)
+        return plain;
     int near[MAX_NEAR_DEVICES], nnear = 0, plain_near = 0;
     hwloc_topology_t topo;
     if (hwloc_topology_init(&topo) != 0)
@@ -977,10 +1012,11 @@ static int pick_device(zrt__pool *pool, int local_rank, int count)
 }
 
 /* Device, stream, sqnorm scratch and the inner cpu backend. */
-static zrt_status cuda_open(zrt__backend *be, zrt__pool *pool, int local_rank, int count)
+static zrt_status cuda_open(zrt__backend *be, zrt__pool *pool, int local_rank,
+                            int local_size, int count)
 {
     cuda_impl *impl = be->impl;
-    impl->device = pick_device(pool, local_rank, count);
+    impl->device = pick_device(pool, local_rank, local_size, count);
     cudaStream_t stream = NULL;
     CUDA_TRY(be, cudaSetDevice(impl->device), "cudaSetDevice", "creating the backend",
              (size_t)0, "bytes");
@@ -997,7 +1033,6 @@ zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,
                                     zrt__pool *pool, int local_rank, int local_size,
                                     zrt__backend **out)
 {
-    (void)local_size; /* the placement needs only the rank's index */
     int count = 0;
     cudaError_t rc = cudaGetDeviceCount(&count);
     if (rc != cudaSuccess) {
@@ -1024,7 +1059,7 @@ zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,
     be->acct = acct;
     be->err = err;
     be->pool = pool;
-    zrt_status st = cuda_open(be, pool, local_rank, count);
+    zrt_status st = cuda_open(be, pool, local_rank, local_size, count);
     if (st != ZRT_OK) {
         cuda_destroy(be);
         return st;

@@ -168,6 +168,10 @@ static void describe(const coll *k, char *buf, size_t size)
 static zrt_status cuda_fail(zrt__comm *c, cudaError_t rc, const char *call,
                             const char *what)
 {
+    /* Clear CUDA's last error (per thread), as the backend's
+     * cuda_error does: otherwise the backend's next kernel launch, which
+     * reads cudaGetLastError, fails with this error as its own. */
+    (void)cudaGetLastError();
     return zrt__fail(c->err, ZRT_ERR_COMM, "%s: %s failed: %s", what, call,
                      cudaGetErrorString(rc));
 }
@@ -265,6 +269,8 @@ static void watch_once(nccl_impl *impl)
         if (!w->complete) {
             cudaError_t rc = cudaEventQuery(w->done);
             double age = now - w->started;
+            if (rc != cudaSuccess)
+                (void)cudaGetLastError(); /* see nccl_test */
             if (rc == cudaSuccess) {
                 w->complete = 1;
             } else if (rc != cudaErrorNotReady) {
@@ -405,6 +411,7 @@ static zrt_status enqueue_locked(zrt__comm *c, const coll *k, watch *w)
     }
     cudaError_t crc = cudaEventRecord(w->done, impl->stream);
     if (crc != cudaSuccess) {
+        (void)cudaGetLastError(); /* see cuda_fail */
         snprintf(text, sizeof text, "%s: cudaEventRecord(comm stream) failed: %s",
                  w->what, cudaGetErrorString(crc));
         fail_locked(impl, ZRT_ERR_COMM, "%s", text);
@@ -593,6 +600,11 @@ static zrt_status nccl_test(zrt__comm *c, zrt__comm_req *req, int *done)
         return ZRT_OK;
     cudaError_t rc = cudaEventQuery(req->w->done);
     if (rc == cudaErrorNotReady) {
+        /* The runtime may keep cudaErrorNotReady as this
+         * thread's last error (PyTorch clears it after every query for that
+         * reason); left there, the backend's next kernel launch, which reads
+         * cudaGetLastError, would fail with "device not ready". */
+        (void)cudaGetLastError();
         *done = 0;
         return ZRT_OK;
     }

@@ -40,6 +40,16 @@ static zrt_status check_supported(zrt_ctx *ctx)
         return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                          "offload_optimizer.device \"nvme\" is not supported by backend "
                          "'%s' yet (\"cpu\" is)", ctx->be->ops->name);
+    /* "stage": "auto" picks its offload at zrt_finalize_params
+     * (zero/params.c walks zero/fit.c's ladder), after this check, and with an
+     * nvme_path its ladder includes NVMe rungs, which this backend cannot run
+     * (the swap I/O would read device memory from the host). Refuse here, by
+     * name, as for an explicit "nvme". */
+    if (ctx->cfg.stage == ZRT_STAGE_AUTO && (optim->nvme_path[0] || param->nvme_path[0]))
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "\"stage\": \"auto\" with an nvme_path is not supported by backend "
+                         "'%s' yet: its ladder may choose NVMe offload (remove the "
+                         "nvme_path, or name the stage)", ctx->be->ops->name);
     if (ctx->cfg.stage == 3 && param->device != ZRT_OFFLOAD_NONE)
         return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                          "offload_param.device \"%s\" is not supported by backend '%s' "
@@ -309,7 +319,16 @@ zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
                          "zrt_allreduce_f32: unknown reduce op %d", (int)op);
     zrt__comm_req *req;
     ZRT_CHECK(ctx->comm->ops->all_reduce_f32(ctx->comm, buf, buf, count, op, &req));
-    return zrt__comm_wait(ctx, req);
+    ZRT_CHECK(zrt__comm_wait(ctx, req));
+    /* The API calls this blocking, but on a device buffer the
+     * NCCL communicator's wait only orders the backend's stream after the
+     * collective (a non-blocking stream, which the legacy default stream
+     * does not wait for): wait for it here, so the result is there for the
+     * host and for any stream once this returns. Host buffers (MPI) and the
+     * cpu backend are complete already and skip this. */
+    if (!ctx->be->caps.device_is_host && count && ctx->be->ops->on_device(ctx->be, buf))
+        return ctx->be->ops->synchronize(ctx->be);
+    return ZRT_OK;
 }
 
 zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes, zrt_category category,

@@ -180,6 +180,14 @@ static int wait_polled(zrt__comm *c, zrt__comm_req *req, const char *what)
             fail("%s: test() did not report done within %d s", what, POLL_LIMIT_S);
             break;
         }
+        /* a poll that found the event not ready must not leave
+         * cudaErrorNotReady behind: the backend's next kernel launch reads
+         * cudaGetLastError and would fail with it */
+        cudaError_t last = cudaGetLastError();
+        if (last != cudaSuccess) {
+            fail("%s: test() left CUDA's last error set: %s", what, cudaGetErrorString(last));
+            break;
+        }
     }
     return ok(what, c->ops->wait(c, req));
 }
