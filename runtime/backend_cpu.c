@@ -6,7 +6,8 @@
  * without a GPU shows exactly what would and would not fit. Copies and
  * kernels run synchronously on the calling thread.
  *
- * Freed blocks are kept for reuse by an allocation of the same size and tier:
+ * Freed blocks are kept for reuse by an allocation of the same size and tier
+ * (runtime/block_cache.c):
  * a training step allocates the same buffers every time (gradient buckets,
  * gathered layers, reduction scratch), and fresh pages cost a page fault and
  * a kernel zeroing each. The account counts blocks in use; cached blocks are
@@ -29,19 +30,12 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "block_cache.h"
 
 enum { CPU_ALIGNMENT = 64 };
 
-typedef struct cached_block {
-    void *ptr;
-    size_t bytes;
-    zrt_tier tier;
-    struct cached_block *next;
-} cached_block;
-
 typedef struct cpu_impl {
-    cached_block *cache;
-    int64_t cached_bytes[ZRT_TIER_COUNT];
+    zrt__block_cache cache;
     size_t page_size;
     size_t pinned_bytes; /* sum of the pinned buffers' sizes as asked */
 } cpu_impl;
@@ -60,51 +54,11 @@ static size_t block_size(const cpu_impl *impl, size_t bytes, zrt_tier tier)
     return (bytes + align - 1) / align * align;
 }
 
-/* Takes a cached block of exactly this size and tier, or returns NULL. */
-static void *take_cached(cpu_impl *impl, size_t bytes, zrt_tier tier)
+static void release_block(void *ptr, zrt_tier tier, void *arg)
 {
-    for (cached_block **link = &impl->cache; *link; link = &(*link)->next) {
-        cached_block *b = *link;
-        if (b->bytes != bytes || b->tier != tier)
-            continue;
-        void *ptr = b->ptr;
-        *link = b->next;
-        impl->cached_bytes[tier] -= (int64_t)bytes;
-        free(b);
-        return ptr;
-    }
-    return NULL;
-}
-
-/* Frees cached blocks of the tier until in-use plus cached fits its limit
- * (without one: its peak in use). */
-static void evict_to_limit(zrt__backend *be, zrt_tier tier)
-{
-    cpu_impl *impl = be->impl;
-    const zrt_mem_stats *s = &be->acct->stats;
-    int64_t limit = s->tier_limit[tier] > 0 ? s->tier_limit[tier] : s->tier_peak[tier];
-    cached_block **link = &impl->cache;
-    while (*link && s->tier_current[tier] + impl->cached_bytes[tier] > limit) {
-        cached_block *b = *link;
-        if (b->tier != tier) {
-            link = &b->next;
-            continue;
-        }
-        *link = b->next;
-        impl->cached_bytes[tier] -= (int64_t)b->bytes;
-        free(b->ptr);
-        free(b);
-    }
-}
-
-static void drop_cache(cpu_impl *impl)
-{
-    while (impl->cache) {
-        cached_block *next = impl->cache->next;
-        free(impl->cache->ptr);
-        free(impl->cache);
-        impl->cache = next;
-    }
+    (void)tier;
+    (void)arg;
+    free(ptr);
 }
 
 static zrt_status cpu_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
@@ -116,9 +70,9 @@ static zrt_status cpu_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
     ZRT_CHECK(zrt__mem_charge(be->acct, be->err, tier, cat, (int64_t)bytes, what));
     cpu_impl *impl = be->impl;
     size_t rounded = block_size(impl, bytes, tier);
-    void *ptr = rounded ? take_cached(impl, rounded, tier) : NULL;
+    void *ptr = rounded ? zrt__block_cache_take(&impl->cache, rounded, tier) : NULL;
     if (rounded && !ptr) {
-        evict_to_limit(be, tier);
+        zrt__block_cache_fit(&impl->cache, &be->acct->stats, tier);
         ptr = aligned_alloc(block_alignment(impl, tier), rounded);
     }
     if (rounded && !ptr) {
@@ -146,15 +100,9 @@ static void cpu_free(zrt__backend *be, zrt__buf *buf)
         impl->pinned_bytes -= buf->bytes;
     }
     zrt__mem_release(be->acct, buf->tier, buf->cat, (int64_t)buf->bytes);
-    cached_block *b = buf->ptr ? malloc(sizeof *b) : NULL;
-    if (b) {
-        *b = (cached_block){.ptr = buf->ptr, .bytes = rounded,
-                            .tier = buf->tier, .next = impl->cache};
-        impl->cache = b;
-        impl->cached_bytes[buf->tier] += (int64_t)b->bytes;
-        evict_to_limit(be, buf->tier);
-    } else {
-        free(buf->ptr);
+    if (buf->ptr) {
+        zrt__block_cache_put(&impl->cache, buf->ptr, rounded, buf->tier);
+        zrt__block_cache_fit(&impl->cache, &be->acct->stats, buf->tier);
     }
     memset(buf, 0, sizeof *buf); /* padding too: callers may memcmp */
 }
@@ -386,7 +334,8 @@ static int cpu_on_device(zrt__backend *be, const void *ptr)
 
 static void cpu_destroy(zrt__backend *be)
 {
-    drop_cache(be->impl);
+    cpu_impl *impl = be->impl;
+    zrt__block_cache_drop(&impl->cache);
     free(be->impl);
     free(be);
 }
@@ -425,6 +374,7 @@ zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
     }
     long page = sysconf(_SC_PAGESIZE);
     impl->page_size = page > 0 ? (size_t)page : 4096;
+    zrt__block_cache_init(&impl->cache, release_block, NULL);
     be->impl = impl;
     be->ops = &cpu_ops;
     be->caps.device_is_host = 1;

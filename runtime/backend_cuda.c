@@ -70,6 +70,7 @@
 
 #include "backend.h"
 #include "backend_cuda.h"
+#include "block_cache.h"
 #include "../kernels/cuda/kernels_cuda.h"
 
 enum {
@@ -98,19 +99,11 @@ typedef struct arena {
     int refused; /* cudaMalloc refused the arena: the category falls back */
 } arena;
 
-typedef struct cached_block {
-    void *ptr;
-    size_t bytes;
-    zrt_tier tier;
-    struct cached_block *next;
-} cached_block;
-
 typedef struct cuda_impl {
     int device;
     zrt__backend *cpu; /* the host kernels; owns no memory */
     arena arenas[ZRT_CAT_COUNT];
-    cached_block *cache; /* freed fallback device blocks and host blocks */
-    int64_t cached_bytes[ZRT_TIER_COUNT];
+    zrt__block_cache cache; /* freed fallback device blocks and host blocks */
     size_t page_size;
     size_t pinned_bytes;
     double *d_norm;         /* ZRT_CUDA_SQNORM_SLOTS doubles of device scratch */
@@ -281,70 +274,24 @@ static void arena_close(arena *a)
 
 /* ---- the exact-size cache (fallback device blocks, host blocks) ------------ */
 
-static void release_block(void *ptr, zrt_tier tier)
+static void release_block(void *ptr, zrt_tier tier, void *arg)
 {
-    /* A failed cudaFree must not stay CUDA's last error: the
-     * next kernel launch (kernels/cuda reads cudaGetLastError) would report
-     * it as its own failure. */
+    (void)arg;
+    /* A failed cudaFree must not stay CUDA's last error: the next kernel
+     * launch (kernels/cuda reads cudaGetLastError) would report it as its
+     * own failure. */
     if (tier == ZRT_TIER_DEVICE && cudaFree(ptr) != cudaSuccess)
         (void)cudaGetLastError();
     else if (tier != ZRT_TIER_DEVICE)
         free(ptr);
 }
 
-static void *take_cached(cuda_impl *impl, size_t bytes, zrt_tier tier)
-{
-    for (cached_block **link = &impl->cache; *link; link = &(*link)->next) {
-        cached_block *b = *link;
-        if (b->bytes != bytes || b->tier != tier)
-            continue;
-        void *ptr = b->ptr;
-        *link = b->next;
-        impl->cached_bytes[tier] -= (int64_t)bytes;
-        free(b);
-        return ptr;
-    }
-    return NULL;
-}
-
-/* Frees cached blocks of the tier while in-use plus cached passes `limit`. */
-static void evict_over(cuda_impl *impl, zrt_tier tier, int64_t in_use, int64_t limit)
-{
-    cached_block **link = &impl->cache;
-    while (*link && in_use + impl->cached_bytes[tier] > limit) {
-        cached_block *b = *link;
-        if (b->tier != tier) {
-            link = &b->next;
-            continue;
-        }
-        *link = b->next;
-        impl->cached_bytes[tier] -= (int64_t)b->bytes;
-        release_block(b->ptr, tier);
-        free(b);
-    }
-}
-
-/* The cpu backend's rule: what the process holds in a tier never passes the
- * tier's limit, or without one its peak in use. */
-static void evict_to_limit(zrt__backend *be, zrt_tier tier)
-{
-    const zrt_mem_stats *s = &be->acct->stats;
-    int64_t limit = s->tier_limit[tier] > 0 ? s->tier_limit[tier] : s->tier_peak[tier];
-    evict_over(be->impl, tier, s->tier_current[tier], limit);
-}
-
+/* Keeps a freed block for the next allocation of its size (block_cache.h). */
 static void put_cached(zrt__backend *be, void *ptr, size_t bytes, zrt_tier tier)
 {
     cuda_impl *impl = be->impl;
-    cached_block *b = malloc(sizeof *b);
-    if (!b) {
-        release_block(ptr, tier);
-        return;
-    }
-    *b = (cached_block){.ptr = ptr, .bytes = bytes, .tier = tier, .next = impl->cache};
-    impl->cache = b;
-    impl->cached_bytes[tier] += (int64_t)bytes;
-    evict_to_limit(be, tier);
+    zrt__block_cache_put(&impl->cache, ptr, bytes, tier);
+    zrt__block_cache_fit(&impl->cache, &be->acct->stats, tier);
 }
 
 /* ---- alloc, free, pin ------------------------------------------------------ */
@@ -385,14 +332,14 @@ static zrt_status device_block(zrt__backend *be, size_t bytes, zrt_category cat,
     void *ptr = arena_take(&impl->arenas[cat], rounded);
     if (ptr) {
         impl->arena_allocs++;
-    } else if ((ptr = take_cached(impl, rounded, ZRT_TIER_DEVICE))) {
+    } else if ((ptr = zrt__block_cache_take(&impl->cache, rounded, ZRT_TIER_DEVICE))) {
         impl->fallback_reuses++;
     } else {
-        evict_to_limit(be, ZRT_TIER_DEVICE);
+        zrt__block_cache_fit(&impl->cache, &be->acct->stats, ZRT_TIER_DEVICE);
         cudaError_t rc = cudaMalloc(&ptr, rounded);
         if (rc == cudaErrorMemoryAllocation) {
             (void)cudaGetLastError();
-            evict_over(impl, ZRT_TIER_DEVICE, 0, 0);
+            zrt__block_cache_evict(&impl->cache, ZRT_TIER_DEVICE, 0, 0);
             rc = cudaMalloc(&ptr, rounded);
         }
         if (rc != cudaSuccess)
@@ -415,9 +362,9 @@ static zrt_status host_block(zrt__backend *be, size_t bytes, zrt_category cat,
 {
     cuda_impl *impl = be->impl;
     size_t rounded = host_block_size(impl, bytes);
-    void *ptr = take_cached(impl, rounded, ZRT_TIER_HOST);
+    void *ptr = zrt__block_cache_take(&impl->cache, rounded, ZRT_TIER_HOST);
     if (!ptr) {
-        evict_to_limit(be, ZRT_TIER_HOST);
+        zrt__block_cache_fit(&impl->cache, &be->acct->stats, ZRT_TIER_HOST);
         ptr = aligned_alloc(impl->page_size, rounded);
     }
     if (!ptr) {
@@ -928,8 +875,7 @@ static void cuda_destroy(zrt__backend *be)
         (void)cudaGetLastError(); /* a fault already reported; free what we can */
     for (int c = 0; c < ZRT_CAT_COUNT; c++)
         arena_close(&impl->arenas[c]);
-    for (int t = 0; t < ZRT_TIER_COUNT; t++)
-        evict_over(impl, (zrt_tier)t, 0, 0);
+    zrt__block_cache_drop(&impl->cache);
     if (impl->bounce) {
         cudaFreeHost(impl->bounce);
         zrt__mem_release(be->acct, ZRT_TIER_HOST, ZRT_CAT_STAGING,
@@ -1053,6 +999,7 @@ zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,
     }
     long page = sysconf(_SC_PAGESIZE);
     impl->page_size = page > 0 ? (size_t)page : 4096;
+    zrt__block_cache_init(&impl->cache, release_block, NULL);
     be->impl = impl;
     be->ops = &cuda_ops;
     be->caps.device_is_host = 0;
