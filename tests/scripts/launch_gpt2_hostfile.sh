@@ -13,8 +13,8 @@ printf '{"zero_optimization": {"stage": 2}, "log_level": "info"}' >"$WORK/zero.j
 cat "$WORK/out"
 grep -q "2 ranks x batch" "$WORK/out" || fail "not 2 ranks"
 grep -q "stage 2$" "$WORK/out" || fail "the --config file did not reach the ranks"
-grep -q "^\[[0-9]*,0\]<stdout>:final loss" "$WORK/out" || fail "rank 0's output is not tagged"
-grep -q "^\[[0-9]*,1\]<stderr>:\[zrt\] context created" "$WORK/out" ||
+grep -q "^\[[0-9]*,0\]<stdout>: \?final loss" "$WORK/out" || fail "rank 0's output is not tagged"
+grep -q "^\[[0-9]*,1\]<stderr>: \?\[zrt\] context created" "$WORK/out" ||
     fail "rank 1's runtime log is not tagged once"
 if grep -q "\[zrt rank" "$WORK/out"; then fail "lines tagged twice"; fi
 echo "PASS"
