@@ -117,6 +117,11 @@ struct zrt__backend {
 zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
                                    zrt__pool *pool, zrt__backend **out);
 
+/* The cuda backend's pinned bounce buffer (the mixed-pointer path above):
+ * allocated with the backend and charged to host/staging, so the memory plan
+ * counts it on that backend (zero/memplan.c). */
+#define ZRT__CUDA_BOUNCE_BYTES ((size_t)5 * (4u << 20))
+
 #ifdef ZRT_HAVE_CUDA
 /* The cuda backend (runtime/backend_cuda.c): picks the device from the
  * rank's place on its host (local_rank of local_size) and the hwloc

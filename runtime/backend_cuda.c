@@ -82,6 +82,8 @@ enum {
     CHUNK_ELEMENTS = BOUNCE_SLOT_BYTES / sizeof(float),
     MAX_NEAR_DEVICES = 64        /* devices the hwloc placement looks at */
 };
+_Static_assert((size_t)MAX_OPERANDS * BOUNCE_SLOT_BYTES == ZRT__CUDA_BOUNCE_BYTES,
+               "the bounce buffer's size is the memory plan's");
 
 /* ---- state ---------------------------------------------------------------- */
 
@@ -107,7 +109,7 @@ typedef struct cuda_impl {
     size_t page_size;
     size_t pinned_bytes;
     double *d_norm;         /* ZRT_CUDA_SQNORM_SLOTS doubles of device scratch */
-    unsigned char *bounce;  /* pinned, MAX_OPERANDS slots; on first mixed op */
+    unsigned char *bounce;  /* pinned, MAX_OPERANDS slots, from creation on */
     size_t bounce_bytes;
     uint64_t arena_allocs, fallback_mallocs, fallback_reuses;
 } cuda_impl;
@@ -541,7 +543,7 @@ static zrt_status bounce_ready(zrt__backend *be, const char *op, size_t n)
     cuda_impl *impl = be->impl;
     if (impl->bounce)
         return ZRT_OK;
-    size_t bytes = (size_t)MAX_OPERANDS * BOUNCE_SLOT_BYTES;
+    size_t bytes = ZRT__CUDA_BOUNCE_BYTES;
     ZRT_CHECK(zrt__mem_charge(be->acct, be->err, ZRT_TIER_HOST, ZRT_CAT_STAGING,
                               (int64_t)bytes, "the cuda backend's bounce buffer"));
     void *ptr = NULL;
@@ -972,7 +974,10 @@ static zrt_status cuda_open(zrt__backend *be, zrt__pool *pool, int local_rank,
     CUDA_TRY(be, cudaMalloc((void **)&impl->d_norm, ZRT_CUDA_SQNORM_SLOTS * sizeof(double)),
              "cudaMalloc", "the squared-norm scratch",
              (size_t)ZRT_CUDA_SQNORM_SLOTS * sizeof(double), "bytes");
-    return zrt__backend_cpu_create(be->acct, be->err, pool, &impl->cpu);
+    ZRT_CHECK(zrt__backend_cpu_create(be->acct, be->err, pool, &impl->cpu));
+    /* Now rather than at the first mixed op: charged at creation, the bounce
+     * buffer is a fixed line in the memory plan (zero/memplan.c). */
+    return bounce_ready(be, "creating the backend", 0);
 }
 
 zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,

@@ -22,6 +22,14 @@
  *
  * Three steps are replayed: the first records the layer order (no prefetch),
  * the second follows it, the third shows the second was the steady state.
+ *
+ * The communicator's scratch depends on where it runs (see comm_tier): the
+ * cpu backend's MPI reductions hold scratch in the device tier (host memory
+ * playing the device); on the cuda backend NCCL reduces in place with no
+ * scratch of ours, and MPI's scratch for host buffers (the norm's float) is
+ * host memory. MPI staging of device buffers on cuda (ranks sharing a GPU,
+ * "communicator": "mpi") is not modelled: that pairing's plan is approximate.
+ * The cuda backend's bounce buffer is a fixed host/staging line from the start.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +56,8 @@ typedef struct sim {
     int64_t reducing, prefetched;
     int fetches_queued, params_nvme, optim_nvme;
     int64_t esize; /* bytes of a parameter or gradient element: 4, or 2 (mixed) */
+    zrt_tier comm_tier; /* where the communicator's scratch lives */
+    int reduce_scratch; /* whether gradient reductions hold scratch (MPI) */
     long step;
     int micro; /* micro-steps ended in this optimizer step */
     zrt__trace trace;
@@ -374,7 +384,7 @@ static void fifo_remove(sim *s, int l)
  * held until the request is waited; none on one rank. */
 static int64_t scratch_of(const sim *s, const sim_layer *ly)
 {
-    return s->world > 1 ? ly->flat : 0;
+    return s->world > 1 && s->reduce_scratch ? ly->flat : 0;
 }
 
 static void complete_reduction(sim *s, int l)
@@ -384,7 +394,7 @@ static void complete_reduction(sim *s, int l)
     set_phase(s, ZRT__PHASE_REDUCE, l);
     fifo_remove(s, l);
     s->reducing -= ly->flat;
-    release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, scratch_of(s, ly));
+    release_p(s, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
     if (s->cfg->stage >= 2) {
         release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
         ly->has_bucket = 0;
@@ -404,7 +414,7 @@ static void start_reduction(sim *s, int l)
         return;
     while (s->nfifo > 0 && s->reducing + ly->flat > s->cfg->reduce_bucket_size)
         complete_reduction(s, s->fifo[0]);
-    charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, scratch_of(s, ly));
+    charge_p(s, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
     s->fifo[s->nfifo++] = l;
     s->reducing += ly->flat;
     if (!s->cfg->overlap_comm)
@@ -504,10 +514,10 @@ static void global_grad_norm(sim *s)
 {
     if (s->cfg->stage == 0 || s->world == 1)
         return;
-    charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, s->world);
-    charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, s->world);
-    release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, s->world);
-    release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, s->world);
+    charge(s, s->comm_tier, ZRT_CAT_COMM, s->world);
+    charge(s, s->comm_tier, ZRT_CAT_COMM, s->world);
+    release(s, s->comm_tier, ZRT_CAT_COMM, s->world);
+    release(s, s->comm_tier, ZRT_CAT_COMM, s->world);
 }
 
 static void end_micro_step(sim *s)
@@ -597,6 +607,20 @@ static zrt_layer_call *default_step(int n, int *count)
     return calls;
 }
 
+static int on_cuda(const zrt_config *cfg)
+{
+    return strcmp(cfg->backend, "cuda") == 0;
+}
+
+/* The communicator's scratch: device tier on the cpu backend (MPI), host tier
+ * on cuda, where only MPI's host-buffer collectives hold any unless the
+ * config names MPI for everything ("auto" on cuda is taken to be NCCL). */
+static void comm_model(sim *s, const zrt_config *cfg)
+{
+    s->comm_tier = on_cuda(cfg) ? ZRT_TIER_HOST : ZRT_TIER_DEVICE;
+    s->reduce_scratch = !on_cuda(cfg) || cfg->communicator == ZRT_COMM_MPI;
+}
+
 static zrt_status sim_init(sim *s, const zrt_config *cfg, const zrt__plan *plan,
                            zrt__errbuf *err)
 {
@@ -608,6 +632,7 @@ static zrt_status sim_init(sim *s, const zrt_config *cfg, const zrt__plan *plan,
     s->optim_nvme = cfg->offload_optimizer.device == ZRT_OFFLOAD_NVME;
     s->params_nvme = cfg->stage == 3 && cfg->offload_param.device == ZRT_OFFLOAD_NVME;
     s->esize = cfg->bf16.enabled || cfg->fp16.enabled ? 2 : 4;
+    comm_model(s, cfg);
     zrt__mem_account_init(&s->acct);
     s->acct.record_off = 1;
     s->layers = calloc((size_t)s->n + 1, sizeof *s->layers);
@@ -667,6 +692,9 @@ zrt_status zrt__memplan_run(const zrt_config *cfg, const zrt__plan *plan,
     }
     if (st == ZRT_OK) {
         set_phase(&s, ZRT__PHASE_INIT, -1);
+        if (on_cuda(cfg)) /* runtime/backend_cuda.c, from its creation */
+            zrt__mem_charge(&s.acct, NULL, ZRT_TIER_HOST, ZRT_CAT_STAGING,
+                            (int64_t)ZRT__CUDA_BOUNCE_BYTES, NULL);
         for (int l = 0; l < s.n; l++)
             alloc_layer(&s, &s.layers[l]);
         nvme_open(&s);

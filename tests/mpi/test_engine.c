@@ -1009,6 +1009,43 @@ START_TEST(a_declared_step_is_checked_and_followed)
 }
 END_TEST
 
+/* The plan follows the communicator: on the cuda backend NCCL reduces in
+ * place (no scratch of ours on the device), the gradient norm's one-float
+ * all-reduce goes through MPI in host memory, MPI for everything keeps its
+ * reduction scratch in host memory, and the backend's bounce buffer is a
+ * fixed host/staging line. Planned here on the cpu backend's context with a
+ * cuda config, which is what finalize does on a GPU. */
+START_TEST(the_plan_follows_the_communicator)
+{
+    zrt_config cfg;
+    base_config(&cfg, 2);
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    int world = m.ctx->comm->size;
+    zrt_mem_plan cpu, nccl, mpi;
+    ck_assert_int_eq(zrt__plan_for(m.ctx, &m.ctx->cfg, &m.ctx->plan, &cpu), ZRT_OK);
+    zrt_config gpu = m.ctx->cfg;
+    snprintf(gpu.backend, sizeof gpu.backend, "cuda");
+    ck_assert_int_eq(zrt__plan_for(m.ctx, &gpu, &m.ctx->plan, &nccl), ZRT_OK);
+    gpu.communicator = ZRT_COMM_MPI;
+    ck_assert_int_eq(zrt__plan_for(m.ctx, &gpu, &m.ctx->plan, &mpi), ZRT_OK);
+    const int D = ZRT_TIER_DEVICE, H = ZRT_TIER_HOST;
+    ck_assert_int_eq(nccl.peak[D][ZRT_CAT_COMM], 0);
+    ck_assert_int_eq(mpi.peak[D][ZRT_CAT_COMM], 0);
+    ck_assert_int_eq(nccl.peak[H][ZRT_CAT_STAGING], (int64_t)ZRT__CUDA_BOUNCE_BYTES);
+    ck_assert_int_eq(nccl.peak[D][ZRT_CAT_GRAD_BUCKET], cpu.peak[D][ZRT_CAT_GRAD_BUCKET]);
+    if (world > 1) {
+        ck_assert_int_gt(cpu.peak[D][ZRT_CAT_COMM], 2 * world * (int64_t)sizeof(float));
+        ck_assert_int_eq(nccl.peak[H][ZRT_CAT_COMM], 2 * world * (int64_t)sizeof(float));
+        ck_assert_int_eq(mpi.peak[H][ZRT_CAT_COMM], cpu.peak[D][ZRT_CAT_COMM]);
+        ck_assert_int_lt(nccl.tier_peak[D], cpu.tier_peak[D]);
+    } else {
+        ck_assert_int_eq(nccl.peak[H][ZRT_CAT_COMM], 0);
+    }
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+}
+END_TEST
+
 /* A buffer the loop did not declare passes the budget: the error says what
  * the plan expected, and what the category holds. */
 START_TEST(an_undeclared_buffer_over_budget_quotes_the_plan)
@@ -1471,6 +1508,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, mixed_precision_refusals_name_the_cause);
     tcase_add_test(tc, bf16_nvme_offload_is_bit_identical_and_all_or_nothing);
     tcase_add_test(tc, stage_auto_agrees_across_ranks);
+    tcase_add_test(tc, the_plan_follows_the_communicator);
     suite_add_tcase(s, tc);
     return s;
 }
