@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "../offload/crc32c.h"
+#include "../runtime/file_limit.h"
 #include "checkpoint.h"
 #include "ctx.h"
 
@@ -71,8 +72,7 @@ enum {
     KIND_EXP_AVG_SQ = 2,
     KIND_MASTER = 3, /* 16-bit parameters: their f32 master copy */
     META_MAX_BYTES = 256 << 20, /* meta.json larger than this is refused */
-    LATEST_MAX = 255,
-    VERIFY_CHUNK = 4 << 20      /* bytes read at a time to check a CRC */
+    LATEST_MAX = 255
 };
 
 static const char *const kind_names[ZRT__CKPT_MAX_KINDS] = {"param", "exp_avg",
@@ -96,10 +96,21 @@ const char *zrt__ckpt_f32_kind(const zrt__ckpt_meta *m)
 
 /* ---- small I/O helpers ------------------------------------------------------ */
 
+/* "No space left on device (errno 28, ENOSPC)": the text for a reader, the
+ * number and name for a search. */
+static const char *errno_detail(int e, char *buf, size_t size)
+{
+    const char *name = strerrorname_np(e);
+    snprintf(buf, size, "%s (errno %d%s%s)", strerror(e), e, name ? ", " : "",
+             name ? name : "");
+    return buf;
+}
+
 static zrt_status io_fail(zrt__errbuf *err, const char *what, const char *path, int e)
 {
+    char why[128];
     return zrt__fail(err, ZRT_ERR_IO, "checkpoint: cannot %s '%s': %s", what, path,
-                     strerror(e));
+                     errno_detail(e, why, sizeof why));
 }
 
 static zrt_status join(char *out, size_t size, const char *dir, const char *name,
@@ -121,11 +132,12 @@ static zrt_status pwrite_all(int fd, const void *buf, size_t bytes, uint64_t at,
         ssize_t n = pwrite(fd, p, bytes, (off_t)at);
         if (n < 0 && errno == EINTR)
             continue;
+        char why[128];
         if (n <= 0)
             return zrt__fail(err, ZRT_ERR_IO,
                              "checkpoint: cannot write %zu bytes at offset %" PRIu64
                              " of '%s': %s", bytes, at, path,
-                             n < 0 ? strerror(errno) : "no progress");
+                             n < 0 ? errno_detail(errno, why, sizeof why) : "no progress");
         p += n;
         bytes -= (size_t)n;
         at += (uint64_t)n;
@@ -173,6 +185,7 @@ static zrt_status write_file_atomic(const char *dir, const char *name, const voi
     char path[ZRT__CKPT_PATH], tmp[ZRT__CKPT_PATH + 8];
     ZRT_CHECK(join(path, sizeof path, dir, name, err));
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    ZRT_CHECK(zrt__check_file_size_limit(bytes, "the checkpoint file", tmp, err));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return io_fail(err, "create", tmp, errno);
@@ -449,7 +462,9 @@ static zrt_status parse_layers(json_t *root, zrt__ckpt_meta *m, const char *path
                           where, err));
         ZRT_CHECK(get_int(o, "flat_numel", 0, INT64_MAX / 8, &lp->flat_numel, path,
                           where, err));
-        if (lp->flat_numel != lp->shard_numel * m->world || lp->numel > lp->flat_numel ||
+        /* divided, not multiplied: a crafted shard_numel * world can overflow */
+        if (lp->flat_numel % m->world != 0 || lp->flat_numel / m->world != lp->shard_numel ||
+            lp->numel > lp->flat_numel ||
             (lp->numel > 0) != (lp->shard_numel > 0))
             return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': layer %d's sizes do not "
                              "agree (numel %lld, flat %lld, shard %lld, world %d)", path,
@@ -617,6 +632,51 @@ static zrt_status parse_scaler(json_t *root, zrt__ckpt_meta *m, const char *path
     return ZRT_OK;
 }
 
+int zrt__valid_model_dim_name(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n < 1 || n > 31)
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return 0;
+    return 1;
+}
+
+/* "model": {"heads": 8, ...}, optional (checkpoints before it have none). */
+static zrt_status parse_model(json_t *root, zrt__ckpt_meta *m, const char *path,
+                              zrt__errbuf *err)
+{
+    json_t *model = json_object_get(root, "model");
+    if (!model)
+        return ZRT_OK;
+    if (!json_is_object(model) || json_object_size(model) > ZRT_MODEL_DIMS_MAX)
+        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': \"model\" is not an object "
+                         "of at most %d names", path, ZRT_MODEL_DIMS_MAX);
+    const char *name;
+    json_t *v;
+    json_object_foreach(model, name, v) {
+        if (!zrt__valid_model_dim_name(name) || !json_is_integer(v) ||
+            json_integer_value(v) < 0)
+            return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': model.\"%.40s\" is not a "
+                             "name of [a-z0-9_] with an integer >= 0", path, name);
+        zrt__model_dim *d = &m->model[m->nmodel++];
+        snprintf(d->name, sizeof d->name, "%s", name);
+        d->value = json_integer_value(v);
+    }
+    return ZRT_OK;
+}
+
+int zrt__ckpt_model_dim(const zrt__ckpt_meta *m, const char *name, int64_t *value)
+{
+    for (int i = 0; i < m->nmodel; i++)
+        if (!strcmp(m->model[i].name, name)) {
+            *value = m->model[i].value;
+            return 1;
+        }
+    return 0;
+}
+
 static zrt_status parse_meta(json_t *root, zrt__ckpt_meta *m, const char *path,
                              zrt__errbuf *err)
 {
@@ -646,6 +706,7 @@ static zrt_status parse_meta(json_t *root, zrt__ckpt_meta *m, const char *path,
     ZRT_CHECK(parse_layers(root, m, path, err));
     ZRT_CHECK(parse_tensors(root, m, path, err));
     ZRT_CHECK(parse_files(root, m, path, err));
+    ZRT_CHECK(parse_model(root, m, path, err));
     return parse_user(root, m, path, err);
 }
 
@@ -671,15 +732,24 @@ static zrt_status read_meta(const char *step_dir, zrt__ckpt_meta *m, zrt__errbuf
 
 /* ---- opening a checkpoint ----------------------------------------------------------- */
 
-static int valid_entry_name(const char *name)
+/* `latest` may only name what zrt_save publishes: "step-" and digits. A
+ * "step-N.tmp" is a save that never finished, whatever it holds. */
+static int valid_step_name(const char *name)
 {
-    if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
+    if (strncmp(name, "step-", 5) != 0 || !name[5])
         return 0;
-    for (const char *p = name; *p; p++)
-        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
-              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+    for (const char *p = name + 5; *p; p++)
+        if (*p < '0' || *p > '9')
             return 0;
     return 1;
+}
+
+static int is_unfinished_dir(const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return n >= 4 && !strncmp(dir + n - 4, ".tmp", 4);
 }
 
 zrt_status zrt__ckpt_resolve(const char *dir, char *step_dir, size_t size,
@@ -688,6 +758,10 @@ zrt_status zrt__ckpt_resolve(const char *dir, char *step_dir, size_t size,
     char path[ZRT__CKPT_PATH];
     ZRT_CHECK(join(path, sizeof path, dir, "meta.json", err));
     if (access(path, F_OK) == 0) {
+        if (is_unfinished_dir(dir))
+            return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' is a save that never "
+                             "finished (a .tmp directory); load its parent's latest or a "
+                             "step-N directory", dir);
         if (snprintf(step_dir, size, "%s", dir) >= (int)size)
             return zrt__fail(err, ZRT_ERR_INVALID_ARG, "checkpoint: path too long");
         return ZRT_OK;
@@ -702,9 +776,9 @@ zrt_status zrt__ckpt_resolve(const char *dir, char *step_dir, size_t size,
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
         text[--len] = '\0';
     zrt_status st = ZRT_OK;
-    if (!valid_entry_name(text))
+    if (!valid_step_name(text))
         st = zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' does not name a step "
-                       "directory (it holds '%.64s')", path, text);
+                       "directory 'step-N' (it holds '%.64s')", path, text);
     if (st == ZRT_OK)
         st = join(step_dir, size, dir, text, err);
     free(text);
@@ -895,6 +969,10 @@ zrt_status zrt__ckpt_verify_section(zrt__ckpt *c, int rank, zrt__ckpt_section *s
                                     void *buf, size_t buf_bytes, zrt__errbuf *err)
 {
     const zrt__ckpt_rankfile *f = &c->files[rank];
+    if (!buf || buf_bytes == 0)
+        return zrt__fail(err, ZRT_ERR_INTERNAL, "checkpoint file '%s': no buffer to "
+                         "check section %s of layer %d through", f->path, s->kind,
+                         s->layer);
     uint32_t crc = 0;
     for (uint64_t done = 0; done < s->bytes;) {
         size_t n = s->bytes - done < buf_bytes ? (size_t)(s->bytes - done) : buf_bytes;
@@ -1228,6 +1306,15 @@ static json_t *scaler_json(const zrt_ctx *ctx)
                      (json_int_t)s->last_overflow_iter, "skipped", (json_int_t)s->skipped);
 }
 
+static json_t *model_json(const zrt_ctx *ctx)
+{
+    json_t *o = json_object();
+    for (int i = 0; o && i < ctx->nmodel_dims; i++)
+        json_object_set_new(o, ctx->model_dims[i].name,
+                            json_integer((json_int_t)ctx->model_dims[i].value));
+    return o;
+}
+
 static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info,
                          const rank_summary *all)
 {
@@ -1246,6 +1333,8 @@ static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info,
         json_object_set_new(root, "layers", layers_json(ctx));
     if (root)
         json_object_set_new(root, "tensors", tensors_json(ctx));
+    if (root && ctx->nmodel_dims)
+        json_object_set_new(root, "model", model_json(ctx));
     if (root)
         json_object_set_new(root, "user", user_json(info));
     if (root)
@@ -1409,7 +1498,10 @@ static zrt_status write_rank_sections(zrt_ctx *ctx, int fd, const char *path,
     if (!s)
         return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "zrt_save: no memory for the "
                          "section table");
-    zrt_status st = ZRT_OK;
+    uint64_t file_bytes = n ? s[n - 1].offset + s[n - 1].bytes
+                            : ZRT__CKPT_HEADER_BYTES;
+    zrt_status st = zrt__check_file_size_limit(file_bytes, "the checkpoint file", path,
+                                               &ctx->err);
     for (int i = 0; st == ZRT_OK && i < n; i++)
         st = write_section(ctx, fd, path, i % ctx_nkinds(ctx), &s[i]);
     if (st == ZRT_OK)
@@ -1476,6 +1568,10 @@ static zrt_status publish_dir(zrt_ctx *ctx, const save_job *job)
  * then latest. */
 static zrt_status finish_save(zrt_ctx *ctx, const save_job *job, const zrt_ckpt_info *info)
 {
+    for (int r = 0; r < ctx->comm->size; r++)
+        if (!job->all[r].ok) /* every rank agreed it succeeded: a bug if this fails */
+            return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL, "zrt_save: rank %d reported "
+                             "success without a durable file in '%s'", r, job->tmp);
     char *text = NULL;
     size_t len = 0;
     ZRT_CHECK(meta_text(ctx, info, job->all, &text, &len));
@@ -1488,6 +1584,21 @@ static zrt_status finish_save(zrt_ctx *ctx, const save_job *job, const zrt_ckpt_
     if (st == ZRT_OK)
         st = write_file_atomic(job->dir, "latest", latest, (size_t)n, &ctx->err);
     return st;
+}
+
+/* Appended to a failed save's error: what a user most wants to know next. */
+#define KEPT_LATEST "; nothing was published: 'latest' is unchanged"
+
+/* Rank 0, after every rank's failed or finished write: frees the space a
+ * failed save took (a full disk is the usual cause). Best effort: the next
+ * save removes a leftover step-N.tmp anyway. */
+static void discard_tmp_dir(zrt_ctx *ctx, const save_job *job)
+{
+    if (ctx->comm->rank != 0)
+        return;
+    zrt__errbuf scratch = {.rank = ctx->err.rank};
+    if (remove_step_dir(job->tmp, &scratch) != ZRT_OK)
+        zrt_log(ctx, 1, "zrt_save: %s", scratch.text);
 }
 
 static int64_t total_bytes(const rank_summary *all, int world)
@@ -1511,10 +1622,17 @@ zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info)
     ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
     st = write_rank_file(ctx, &job, &mine);
     zrt_status gathered = gather_summaries(ctx, &mine, job.all);
-    ZRT_CHECK_GOTO(gathered, st, done);
-    ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
+    if (gathered != ZRT_OK) { /* the communicator failed: nothing left to agree with */
+        st = gathered;
+        goto done;
+    }
+    st = agree_share(ctx, st, "zrt_save", KEPT_LATEST);
+    if (st != ZRT_OK) {
+        discard_tmp_dir(ctx, &job);
+        goto done;
+    }
     st = ctx->comm->rank == 0 ? finish_save(ctx, &job, info) : ZRT_OK;
-    ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
+    ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", KEPT_LATEST), st, done);
     if (ctx->comm->rank == 0) {
         char size[64];
         zrt_log(ctx, 2, "zrt_save: wrote %s (%d rank files, %s) in %.3f s", job.final,
@@ -1536,7 +1654,6 @@ typedef struct load_job {
     int *map;           /* registered parameter -> checkpoint tensor */
     void *buf;          /* for checking CRCs */
     size_t buf_bytes;
-    zrt__buf chunk;     /* buf when it was allocated here */
     void *dst;          /* pass 2: where the current segment goes */
     const char *kind;   /* pass 2: the checkpoint's kind being read */
 } load_job;
@@ -1598,28 +1715,16 @@ static zrt_status match_tensors(zrt_ctx *ctx, load_job *job)
     return st;
 }
 
-/* A buffer to check CRCs through: the NVMe staging when there is one, else
- * a bounded host staging buffer. */
-static zrt_status get_check_buffer(zrt_ctx *ctx, load_job *job)
+/* The window to check CRCs through, allocated at finalize so the memory
+ * plan covers loading: the NVMe step staging when there is one, else the
+ * checkpoint window (ctx.h zrt__ckpt_staging_bytes). A rank without
+ * parameters has neither and reads no section. */
+static void get_check_buffer(zrt_ctx *ctx, load_job *job)
 {
-    if (ctx->step_staging.ptr) {
-        job->buf = ctx->step_staging.ptr;
-        job->buf_bytes = ctx->step_staging.bytes;
-        return ZRT_OK;
-    }
-    int64_t largest = 0;
-    for (int l = 0; l < job->ck.meta.nlayers; l++)
-        if (job->ck.meta.layers[l].shard_numel > largest)
-            largest = job->ck.meta.layers[l].shard_numel;
-    size_t bytes = (size_t)largest * sizeof(float);
-    bytes = bytes < VERIFY_CHUNK ? bytes : VERIFY_CHUNK;
-    if (bytes == 0)
-        return ZRT_OK;
-    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, bytes, ZRT_TIER_HOST, ZRT_CAT_STAGING,
-                                  "checkpoint checksum buffer", &job->chunk));
-    job->buf = job->chunk.ptr;
-    job->buf_bytes = bytes;
-    return ZRT_OK;
+    const zrt__buf *window = ctx->step_staging.ptr ? &ctx->step_staging
+                                                   : &ctx->ckpt_staging;
+    job->buf = window->ptr;
+    job->buf_bytes = window->bytes;
 }
 
 static zrt_status verify_piece(void *arg, const zrt__ckpt_piece *piece)
@@ -1655,6 +1760,50 @@ static zrt_status verify_needed(zrt_ctx *ctx, load_job *job)
     return ZRT_OK;
 }
 
+/* Every declared dimension the checkpoint stores with another value, in one
+ * sentence. */
+static zrt_status match_model(zrt_ctx *ctx, const zrt__ckpt_meta *m)
+{
+    char diff[768] = "";
+    size_t at = 0;
+    int ndiff = 0;
+    for (int i = 0; i < ctx->nmodel_dims; i++) {
+        const zrt__model_dim *d = &ctx->model_dims[i];
+        int64_t saved;
+        if (!zrt__ckpt_model_dim(m, d->name, &saved) || saved == d->value)
+            continue;
+        int n = snprintf(diff + at, sizeof diff - at, "%s%s %lld (this run: %lld)",
+                         ndiff ? ", " : "", d->name, (long long)saved, (long long)d->value);
+        at = n > 0 && at + (size_t)n < sizeof diff ? at + (size_t)n : sizeof diff - 1;
+        ndiff++;
+    }
+    if (!ndiff)
+        return ZRT_OK;
+    return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_load: '%s' holds another model: "
+                     "it was saved with %s", m->dir, diff);
+}
+
+zrt_status zrt_declare_model_dim(zrt_ctx *ctx, const char *name, int64_t value)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!zrt__valid_model_dim_name(name) || value < 0)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_declare_model_dim: '%.40s' = "
+                         "%lld: the name must be 1 to 31 characters of [a-z0-9_] and the "
+                         "value >= 0", name ? name : "(null)", (long long)value);
+    for (int i = 0; i < ctx->nmodel_dims; i++)
+        if (!strcmp(ctx->model_dims[i].name, name)) {
+            ctx->model_dims[i].value = value;
+            return ZRT_OK;
+        }
+    if (ctx->nmodel_dims == ZRT_MODEL_DIMS_MAX)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_declare_model_dim: '%s': "
+                         "already %d names declared", name, ZRT_MODEL_DIMS_MAX);
+    zrt__model_dim *d = &ctx->model_dims[ctx->nmodel_dims++];
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->value = value;
+    return ZRT_OK;
+}
+
 static zrt_status load_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info,
                                load_job *job)
 {
@@ -1664,8 +1813,9 @@ static zrt_status load_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_inf
     ZRT_CHECK(require_between_steps(ctx, "zrt_load"));
     ZRT_CHECK(zrt__ckpt_open(dir, &job->ck, &ctx->err));
     job->opened = 1;
+    ZRT_CHECK(match_model(ctx, &job->ck.meta));
     ZRT_CHECK(match_tensors(ctx, job));
-    ZRT_CHECK(get_check_buffer(ctx, job));
+    get_check_buffer(ctx, job);
     return verify_needed(ctx, job);
 }
 
@@ -1806,12 +1956,11 @@ static void fill_info(const zrt__ckpt_meta *m, zrt_ckpt_info *info)
         memcpy(info->user, m->user, m->user_bytes);
 }
 
-static void free_load_job(zrt_ctx *ctx, load_job *job)
+static void free_load_job(load_job *job)
 {
     if (job->opened)
         zrt__ckpt_close(&job->ck);
     free(job->map);
-    ctx->be->ops->free(ctx->be, &job->chunk);
 }
 
 zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info)
@@ -1843,6 +1992,6 @@ zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info)
                 job.ck.meta.dir, (long long)job.ck.meta.step, job.ck.meta.world,
                 job.ck.meta.stage, now_seconds() - t0);
 done:
-    free_load_job(ctx, &job);
+    free_load_job(&job);
     return st;
 }

@@ -79,6 +79,12 @@ typedef struct zrt__ckpt_tensor {
     int no_weight_decay;
 } zrt__ckpt_tensor;
 
+/* One number of the model's shape (zrt_declare_model_dim), meta.json "model". */
+typedef struct zrt__model_dim {
+    char name[32];
+    int64_t value;
+} zrt__model_dim;
+
 typedef struct zrt__ckpt_file {
     int64_t bytes;
     uint32_t header_crc;
@@ -99,6 +105,8 @@ typedef struct zrt__ckpt_meta {
     unsigned char *user;       /* user_bytes (may be NULL when 0) */
     size_t user_bytes;
     char offload_optimizer[8], offload_param[8];
+    zrt__model_dim model[ZRT_MODEL_DIMS_MAX]; /* "model": optional, in file order */
+    int nmodel;
 } zrt__ckpt_meta;
 
 typedef struct zrt__ckpt_section {
@@ -173,5 +181,10 @@ zrt_dtype zrt__ckpt_kind_dtype(const zrt__ckpt_meta *m, const char *kind);
 const char *zrt__ckpt_f32_kind(const zrt__ckpt_meta *m);
 /* The tensor named `name`, or -1. */
 int zrt__ckpt_find_tensor(const zrt__ckpt_meta *m, const char *name);
+/* The model dimension `name` from meta.json's "model" into *value; 0 when the
+ * checkpoint does not store it (*value untouched). */
+int zrt__ckpt_model_dim(const zrt__ckpt_meta *m, const char *name, int64_t *value);
+/* 1 when name is 1 to 31 characters of [a-z0-9_]. */
+int zrt__valid_model_dim_name(const char *name);
 
 #endif /* ZRT_ZERO_CHECKPOINT_H */

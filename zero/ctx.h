@@ -23,6 +23,7 @@
 #include "../runtime/memory.h"
 #include "../offload/mover.h"
 #include "../offload/swap.h"
+#include "checkpoint.h"
 #include "loss_scale.h"
 #include "plan.h"
 #include "zrt/zrt.h"
@@ -127,6 +128,9 @@ struct zrt_ctx {
     zrt__nvme_store optim_nvme; /* offload_optimizer nvme: m, v of every layer */
     zrt__nvme_store param_nvme; /* offload_param nvme: stage-3 shards */
     zrt__buf step_staging;      /* host: two (p, m, v) sets of the largest range */
+    zrt__buf ckpt_staging;      /* host: checkpoint checksums without step_staging */
+    zrt__model_dim model_dims[ZRT_MODEL_DIMS_MAX]; /* zrt_declare_model_dim */
+    int nmodel_dims;
     int64_t staging_largest;    /* elements of the largest layer's range */
     int nvme_slot;              /* which of the two slots is current */
     int fetches_queued;         /* shard reads queued ahead of their gathers */
@@ -232,6 +236,17 @@ zrt_status zrt__nvme_open(zrt_ctx *ctx);
 void zrt__nvme_close(zrt_ctx *ctx);
 int zrt__params_on_nvme(const zrt_ctx *ctx);
 int zrt__nvme_step_needed(const zrt_ctx *ctx);
+/* Bytes of ctx->ckpt_staging, the window zrt_load reads a section through
+ * to check its CRC32C when there is no NVMe step staging to borrow: 1 MiB,
+ * or the largest layer range in f32 when that is smaller. It is allocated
+ * at finalize, not at the load, so that the memory plan (which charges it
+ * from "init") covers loading as it covers steps. */
+static inline int64_t zrt__ckpt_staging_bytes(int64_t largest_range)
+{
+    int64_t range_bytes = largest_range * (int64_t)sizeof(float);
+    return range_bytes < (1 << 20) ? range_bytes : (1 << 20);
+}
+
 /* Bytes of ctx->step_staging (ctx->staging_largest set). */
 size_t zrt__step_staging_bytes(const zrt_ctx *ctx);
 /* Whether the config puts state on NVMe, so the step runs through nvme.c. */

@@ -167,6 +167,21 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
     return ZRT_OK;
 }
 
+/* zrt_load's checksum window (ctx.h zrt__ckpt_staging_bytes), unless the
+ * NVMe step staging is there to serve. */
+static zrt_status alloc_ckpt_staging(zrt_ctx *ctx)
+{
+    int64_t largest = 0;
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        if (ctx->layers[l].range_len > largest)
+            largest = ctx->layers[l].range_len;
+    int64_t bytes = zrt__ckpt_staging_bytes(largest);
+    if (ctx->step_staging.ptr || bytes == 0)
+        return ZRT_OK;
+    return ctx->be->ops->alloc(ctx->be, (size_t)bytes, ZRT_TIER_HOST, ZRT_CAT_STAGING,
+                               "checkpoint checksum window", &ctx->ckpt_staging);
+}
+
 zrt_status zrt__engine_allocate(zrt_ctx *ctx)
 {
     int n = ctx->plan.nlayers;
@@ -180,7 +195,8 @@ zrt_status zrt__engine_allocate(zrt_ctx *ctx)
     ctx->trace.recording = 1;
     for (int l = 0; l < n; l++)
         ZRT_CHECK(alloc_layer(ctx, l));
-    return zrt__nvme_open(ctx);
+    ZRT_CHECK(zrt__nvme_open(ctx));
+    return alloc_ckpt_staging(ctx);
 }
 
 static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
@@ -207,6 +223,7 @@ void zrt__engine_release(zrt_ctx *ctx)
     for (int l = 0; ctx->layers && l < ctx->plan.nlayers; l++)
         release_layer(ctx, &ctx->layers[l]);
     zrt__nvme_close(ctx); /* after the gathers that read its fetched shards */
+    ctx->be->ops->free(ctx->be, &ctx->ckpt_staging);
     free(ctx->layers);
     free(ctx->reduce_fifo);
     free(ctx->trace.layers);

@@ -165,14 +165,30 @@ static int64_t swap_capacity(const sim *s, int regions_per_slot, int64_t esize)
     return at;
 }
 
-static void nvme_open(sim *s)
+static int64_t largest_range(const sim *s)
 {
-    if (!s->optim_nvme && !s->params_nvme)
-        return;
     int64_t largest = 0;
     for (int l = 0; l < s->n; l++)
         if (s->layers[l].range > largest)
             largest = s->layers[l].range;
+    return largest;
+}
+
+/* engine.c alloc_ckpt_staging: zrt_load's checksum window, planned from
+ * init whether or not the loop loads, as the engine allocates it. */
+static void ckpt_staging(sim *s)
+{
+    if ((s->optim_nvme || s->params_nvme) && largest_range(s) > 0)
+        return; /* the NVMe step staging serves */
+    zrt__mem_charge(&s->acct, NULL, ZRT_TIER_HOST, ZRT_CAT_STAGING,
+                    zrt__ckpt_staging_bytes(largest_range(s)), NULL);
+}
+
+static void nvme_open(sim *s)
+{
+    if (!s->optim_nvme && !s->params_nvme)
+        return;
+    int64_t largest = largest_range(s);
     if (largest == 0)
         return;
     /* nvme.c zrt__step_staging_bytes */
@@ -698,6 +714,7 @@ zrt_status zrt__memplan_run(const zrt_config *cfg, const zrt__plan *plan,
         for (int l = 0; l < s.n; l++)
             alloc_layer(&s, &s.layers[l]);
         nvme_open(&s);
+        ckpt_staging(&s);
         replay_setup(&s, declared);
     }
     for (int k = 0; st == ZRT_OK && k < PLANNED_STEPS; k++)

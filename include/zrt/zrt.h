@@ -592,6 +592,19 @@ ZRT_API zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *
  * a sentence naming the file (and section, byte range) or the parameter,
  * and the context is left as it was. */
 ZRT_API zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info);
+
+#define ZRT_MODEL_DIMS_MAX 32
+/* Declares one number of the model's shape under a name ("layers", "heads",
+ * "vocab_size", ...), at any time before zrt_save or zrt_load; a later value
+ * for the same name replaces it. zrt_save stores the declared numbers in
+ * meta.json's "model" object (tools such as `zero-ckpt llmc` read them);
+ * zrt_load refuses, on every rank and before anything changes, a checkpoint
+ * that stores another value under a name this context declares, naming every
+ * difference: tensors of equal shapes can belong to different models (the
+ * head count, say). A checkpoint without the name (older, or saved by a loop
+ * that did not declare it) loads. name: 1 to 31 characters of [a-z0-9_];
+ * at most ZRT_MODEL_DIMS_MAX names; value >= 0. */
+ZRT_API zrt_status zrt_declare_model_dim(zrt_ctx *ctx, const char *name, int64_t value);
 /* ==== end of checkpoints =================================================== */
 
 #ifdef __cplusplus

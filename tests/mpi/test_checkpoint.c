@@ -696,6 +696,42 @@ START_TEST(misuse_is_refused_with_a_sentence)
 }
 END_TEST
 
+/* Declared model dimensions go into meta.json; a load into a context that
+ * declares another value for one of them is refused naming every difference
+ * and changes nothing; an undeclared name, or a checkpoint without it, loads. */
+START_TEST(a_checkpoint_of_another_model_shape_is_refused)
+{
+    char dir[64];
+    shared_dir(dir, sizeof dir, "/tmp/zrt-ckpt-XXXXXX");
+    zrt_config cfg;
+    tier_case c = {2, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE};
+    config_for(&cfg, &c, "");
+    model m = {0};
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "heads", 4), ZRT_OK);
+    ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "vocab_size", 250), ZRT_OK);
+    ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "Heads", 4), ZRT_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(zrt_last_error(m.ctx), "'Heads'"), "%s", zrt_last_error(m.ctx));
+    train(&m, 1);
+    save_ok(&m, dir, NULL);
+    train(&m, 1);
+    ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "heads", 8), ZRT_OK); /* replaces */
+    ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "vocab_size", 256), ZRT_OK);
+    assert_refused(&m, dir, "heads 4 (this run: 8)", "vocab_size 250 (this run: 256)");
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK); /* declares nothing: loads */
+    ck_assert_msg(zrt_load(m.ctx, dir, NULL) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    ck_assert_int_eq(build(&m, &cfg), ZRT_OK); /* same values, one more name */
+    ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "heads", 4), ZRT_OK);
+    ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "layers", 3), ZRT_OK);
+    ck_assert_msg(zrt_load(m.ctx, dir, NULL) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    remove_tree(dir);
+}
+END_TEST
+
 /* A crashed save leaves step-N.tmp (and no `latest` change); the next save
  * of that step removes it. `latest` names the newest save. */
 START_TEST(leftovers_are_cleaned_and_latest_follows)
@@ -769,6 +805,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, damaged_files_are_refused_by_name_and_change_nothing);
     tcase_add_test(tc, misuse_is_refused_with_a_sentence);
     tcase_add_test(tc, leftovers_are_cleaned_and_latest_follows);
+    tcase_add_test(tc, a_checkpoint_of_another_model_shape_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }
