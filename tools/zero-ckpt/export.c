@@ -255,7 +255,37 @@ static int find(const zrt__ckpt_meta *m, const char *name)
     return t;
 }
 
-/* The shape from wte (Vp, C), wpe (maxT, C) and the count of h<l>.ln1w. */
+/* A dimension the header needs: the flag when given, else what the loop
+ * declared in meta.json's "model" (zrt_declare_model_dim), else `guess`
+ * (checkpoints saved before the shape was stored). A flag that contradicts
+ * the checkpoint is an error: the export would be another model. */
+static int header_dim(const zrt__ckpt_meta *m, const char *name, const char *flag,
+                      int given, int guess, int *out)
+{
+    int64_t stored = 0;
+    int has = zrt__ckpt_model_dim(m, name, &stored);
+    if (given && has && stored != given) {
+        fprintf(stderr, "zero-ckpt llmc: %s %d contradicts the checkpoint, whose model was "
+                "saved with %s %lld (meta.json \"model\"); leave the flag out\n", flag,
+                given, name, (long long)stored);
+        return -1;
+    }
+    *out = given ? given : has ? (int)stored : guess;
+    return 0;
+}
+
+/* What the tensors fix (wte (Vp, C), wpe (maxT, C), the count of h<l>.ln1w)
+ * must agree with what meta.json's "model" says, where it says it. */
+static int check_stored(const zrt__ckpt_meta *m, const char *name, int from_tensors)
+{
+    int64_t stored = 0;
+    if (!zrt__ckpt_model_dim(m, name, &stored) || stored == from_tensors)
+        return 0;
+    fprintf(stderr, "zero-ckpt llmc: meta.json's model.%s is %lld but the tensors hold %d\n",
+            name, (long long)stored, from_tensors);
+    return -1;
+}
+
 static int llmc_shape_of(const zrt__ckpt_meta *m, int vocab, int heads, llmc_shape *s)
 {
     int wte = find(m, "wte"), wpe = find(m, "wpe");
@@ -270,9 +300,13 @@ static int llmc_shape_of(const zrt__ckpt_meta *m, int vocab, int heads, llmc_sha
         if (zrt__ckpt_find_tensor(m, name) < 0)
             break;
     }
-    s->V = vocab ? vocab : s->Vp == 50304 ? 50257 : s->Vp;
-    s->NH = heads ? heads : s->C / 64;
-    if (s->C < 1 || s->L < 1 || s->NH < 1 || s->C % s->NH != 0 || s->V > s->Vp) {
+    if (check_stored(m, "padded_vocab_size", s->Vp) || check_stored(m, "channels", s->C) ||
+        check_stored(m, "max_seq_len", s->maxT) || check_stored(m, "layers", s->L) ||
+        header_dim(m, "vocab_size", "--vocab-size", vocab,
+                   s->Vp == 50304 ? 50257 : s->Vp, &s->V) ||
+        header_dim(m, "heads", "--heads", heads, s->C / 64, &s->NH))
+        return -1;
+    if (s->C < 1 || s->L < 1 || s->NH < 1 || s->C % s->NH != 0 || s->V < 1 || s->V > s->Vp) {
         fprintf(stderr, "zero-ckpt llmc: cannot make an llm.c header from C %d, L %d, "
                 "heads %d, vocab %d (padded %d); pass --heads and --vocab-size\n",
                 s->C, s->L, s->NH, s->V, s->Vp);

@@ -128,6 +128,12 @@ static int verify(const char *dir)
            m->offload_param);
     printf("  %d tensors, %lld parameters in %d layers; user blob %zu bytes\n",
            m->ntensors, (long long)total_params(m), m->nlayers, m->user_bytes);
+    if (m->nmodel > 0) {
+        printf("  model:");
+        for (int i = 0; i < m->nmodel; i++)
+            printf(" %s %lld", m->model[i].name, (long long)m->model[i].value);
+        printf("\n");
+    }
     if (m->dtype != ZRT_F32)
         printf("  %s parameters with an f32 master copy (format version %d)\n",
                zrt_dtype_str(m->dtype), m->version);
@@ -152,7 +158,9 @@ static int usage(FILE *f)
             "DIR: a checkpoint step directory, or a directory whose 'latest' names one.\n"
             "verify checks every checksum; the exports verify first, then write the\n"
             "parameters (f32, registration order; llmc: llm.c's GPT-2 model file);\n"
-            "for bf16/f16 parameters, their f32 master copy.\n");
+            "for bf16/f16 parameters, their f32 master copy. llmc takes the vocabulary\n"
+            "and head count from the checkpoint (the loop's zrt_declare_model_dim); the\n"
+            "flags are for checkpoints that do not store them.\n");
     return f == stdout ? 0 : 2;
 }
 
