@@ -58,7 +58,7 @@ static zrt_status zrt_once(bench *b, bench_op op)
     size_t full = (size_t)b->size * b->count;
     switch (op) {
     case OP_REDUCE_SCATTER:
-        ZRT_CHECK(c->ops->reduce_scatter_f32(c, b->send, b->recv, b->count,
+        ZRT_CHECK(zrt__comm_reduce_scatter_f32(c, b->send, b->recv, b->count,
                                              ZRT_SUM, &req));
         break;
     case OP_ALL_GATHER:
@@ -66,7 +66,7 @@ static zrt_status zrt_once(bench *b, bench_op op)
                                      &req));
         break;
     case OP_ALL_REDUCE:
-        ZRT_CHECK(c->ops->all_reduce_f32(c, b->send, b->recv, full, ZRT_SUM,
+        ZRT_CHECK(zrt__comm_all_reduce_f32(c, b->send, b->recv, full, ZRT_SUM,
                                          &req));
         break;
     }

@@ -32,6 +32,8 @@ typedef struct zrt__buf {
 typedef struct zrt__backend_caps {
     int device_is_host; /* device pointers can be read by the CPU and passed
                            to MPI as they are */
+    int device_ordinal; /* the GPU this backend drives; -1 for none */
+    int device_count;   /* GPUs this process sees; 0 on a host-only backend */
 } zrt__backend_caps;
 
 /*
@@ -59,8 +61,8 @@ typedef struct zrt__backend_ops {
      * (pin_memory in the offload sections). Pinning a pinned or an empty
      * buffer does nothing. Refuses any other tier with ZRT_ERR_INVALID_ARG;
      * fails with ZRT_ERR_OUT_OF_MEMORY, buf left unpinned, when the system
-     * will not lock that much (RLIMIT_MEMLOCK). The cpu backend uses mlock;
-     * a CUDA backend will use cudaHostRegister. */
+     * will not lock that much (RLIMIT_MEMLOCK). The cpu backend uses mlock,
+     * the cuda backend cudaHostRegister. */
     zrt_status (*pin)(zrt__backend *be, zrt__buf *buf);
     /* Copies between any two tiers' pointers; complete when it returns on a
      * synchronous backend, ordered on the backend's stream otherwise. */

@@ -378,6 +378,8 @@ zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
     be->impl = impl;
     be->ops = &cpu_ops;
     be->caps.device_is_host = 1;
+    be->caps.device_ordinal = -1;
+    be->caps.device_count = 0;
     be->acct = acct;
     be->err = err;
     be->pool = pool;

@@ -1016,6 +1016,8 @@ zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,
         cuda_destroy(be);
         return st;
     }
+    be->caps.device_ordinal = impl->device;
+    be->caps.device_count = count;
     *out = be;
     return ZRT_OK;
 }

@@ -28,12 +28,8 @@ typedef struct zrt__comm_req zrt__comm_req;
 
 typedef struct zrt__comm_ops {
     const char *name;
-    /* send: size * count floats; recv: count floats, this rank's block. */
-    zrt_status (*reduce_scatter_f32)(zrt__comm *c, const float *send,
-                                     float *recv, size_t count,
-                                     zrt_reduce_op op, zrt__comm_req **req);
-    /* The same for bf16 and f16 too (summed in f32 in rank order, rounded
-     * once): the _f32 forms are these with ZRT_F32. */
+    /* send: size * count elements; recv: count elements, this rank's block.
+     * bf16 and f16 are summed in f32 in rank order and rounded once. */
     zrt_status (*reduce_scatter)(zrt__comm *c, const void *send, void *recv,
                                  size_t count, zrt_dtype dtype, zrt_reduce_op op,
                                  zrt__comm_req **req);
@@ -43,10 +39,6 @@ typedef struct zrt__comm_ops {
     zrt_status (*all_gather)(zrt__comm *c, const void *send, void *recv,
                              size_t count, zrt_dtype dtype,
                              zrt__comm_req **req);
-    /* count floats; recv may equal send. */
-    zrt_status (*all_reduce_f32)(zrt__comm *c, const float *send, float *recv,
-                                 size_t count, zrt_reduce_op op,
-                                 zrt__comm_req **req);
     zrt_status (*broadcast)(zrt__comm *c, void *buf, size_t bytes, int root,
                             zrt__comm_req **req);
     /* Advances the request; *done becomes 1 once wait would not block. */
@@ -70,6 +62,22 @@ struct zrt__comm {
     zrt__errbuf *err;           /* not owned */
     void *impl;
 };
+
+/* The f32 forms of reduce_scatter and all_reduce (count floats; recv may
+ * equal send for all_reduce). */
+static inline zrt_status zrt__comm_reduce_scatter_f32(zrt__comm *c, const float *send,
+                                                      float *recv, size_t count,
+                                                      zrt_reduce_op op, zrt__comm_req **req)
+{
+    return c->ops->reduce_scatter(c, send, recv, count, ZRT_F32, op, req);
+}
+
+static inline zrt_status zrt__comm_all_reduce_f32(zrt__comm *c, const float *send,
+                                                  float *recv, size_t count,
+                                                  zrt_reduce_op op, zrt__comm_req **req)
+{
+    return c->ops->all_reduce(c, send, recv, count, ZRT_F32, op, req);
+}
 
 /* Starts MPI if the program has not (and finalizes it in destroy). On a
  * backend whose device is not the host, device buffers are staged through

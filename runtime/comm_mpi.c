@@ -657,20 +657,6 @@ static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
     return stage_attach(c, &s, st, out);
 }
 
-static zrt_status mpi_reduce_scatter_f32(zrt__comm *c, const float *send,
-                                         float *recv, size_t count,
-                                         zrt_reduce_op op, zrt__comm_req **out)
-{
-    return mpi_reduce_scatter(c, send, recv, count, ZRT_F32, op, out);
-}
-
-static zrt_status mpi_all_reduce_f32(zrt__comm *c, const float *send,
-                                     float *recv, size_t count,
-                                     zrt_reduce_op op, zrt__comm_req **out)
-{
-    return mpi_all_reduce(c, send, recv, count, ZRT_F32, op, out);
-}
-
 static zrt_status mpi_barrier(zrt__comm *c)
 {
     MPI_Request raw;
@@ -707,10 +693,8 @@ static void mpi_destroy(zrt__comm *c)
 
 static const zrt__comm_ops mpi_ops = {
     .name = "mpi",
-    .reduce_scatter_f32 = mpi_reduce_scatter_f32,
     .reduce_scatter = mpi_reduce_scatter,
     .all_gather = mpi_all_gather,
-    .all_reduce_f32 = mpi_all_reduce_f32,
     .all_reduce = mpi_all_reduce,
     .broadcast = mpi_broadcast,
     .test = mpi_test,

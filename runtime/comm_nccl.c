@@ -546,13 +546,6 @@ static zrt_status nccl_reduce_scatter(zrt__comm *c, const void *send, void *recv
     return start(c, &k, out);
 }
 
-static zrt_status nccl_reduce_scatter_f32(zrt__comm *c, const float *send, float *recv,
-                                          size_t count, zrt_reduce_op op,
-                                          zrt__comm_req **out)
-{
-    return nccl_reduce_scatter(c, send, recv, count, ZRT_F32, op, out);
-}
-
 static zrt_status nccl_all_reduce(zrt__comm *c, const void *send, void *recv,
                                   size_t count, zrt_dtype dtype, zrt_reduce_op op,
                                   zrt__comm_req **out)
@@ -564,12 +557,6 @@ static zrt_status nccl_all_reduce(zrt__comm *c, const void *send, void *recv,
               .dtype = dtype,
               .op = op};
     return start(c, &k, out);
-}
-
-static zrt_status nccl_all_reduce_f32(zrt__comm *c, const float *send, float *recv,
-                                      size_t count, zrt_reduce_op op, zrt__comm_req **out)
-{
-    return nccl_all_reduce(c, send, recv, count, ZRT_F32, op, out);
 }
 
 static zrt_status nccl_all_gather(zrt__comm *c, const void *send, void *recv,
@@ -737,10 +724,8 @@ static void nccl_destroy(zrt__comm *c)
 
 static const zrt__comm_ops nccl_ops = {
     .name = "nccl",
-    .reduce_scatter_f32 = nccl_reduce_scatter_f32,
     .reduce_scatter = nccl_reduce_scatter,
     .all_gather = nccl_all_gather,
-    .all_reduce_f32 = nccl_all_reduce_f32,
     .all_reduce = nccl_all_reduce,
     .broadcast = nccl_broadcast,
     .test = nccl_test,

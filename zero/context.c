@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../runtime/registry.h"
 #include "ctx.h"
 
 zrt_status zrt__require_ctx(const zrt_ctx *ctx)
@@ -60,54 +61,39 @@ static zrt_status check_supported(zrt_ctx *ctx)
 
 static zrt_status create_backend(zrt_ctx *ctx)
 {
-    if (strcmp(ctx->cfg.backend, "cpu") == 0)
-        return zrt__backend_cpu_create(&ctx->acct, &ctx->err, ctx->pool, &ctx->be);
-#ifdef ZRT_HAVE_CUDA
-    if (strcmp(ctx->cfg.backend, "cuda") == 0)
-        return zrt__backend_cuda_create(&ctx->acct, &ctx->err, ctx->pool,
-                                        env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0),
-                                        env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1), &ctx->be);
-    const char *available = "cpu, cuda";
-#else
-    const char *available = "cpu";
-#endif
-    return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                     "backend '%s' is not built into this zrt (available: %s)",
-                     ctx->cfg.backend, available);
+    zrt__backend_params p = {.acct = &ctx->acct,
+                             .err = &ctx->err,
+                             .pool = ctx->pool,
+                             .local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0),
+                             .local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1)};
+    return zrt__backend_create_by_name(ctx->cfg.backend, &p, &ctx->be);
 }
 
-/* "communicator": auto picks NCCL on the cuda backend unless ranks of one
- * host share a GPU (NCCL refuses that), and MPI otherwise. */
+/* "communicator": auto picks NCCL on a backend with GPUs unless ranks of
+ * one host share a GPU (NCCL refuses that), and MPI otherwise. */
 static int pick_communicator(const zrt_ctx *ctx)
 {
     if (ctx->cfg.communicator != ZRT_COMM_AUTO)
         return ctx->cfg.communicator;
     if (ctx->be->caps.device_is_host)
         return ZRT_COMM_MPI;
-#ifdef ZRT_HAVE_CUDA
-    int local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
-    if (local_size > zrt__backend_cuda_device_count(ctx->be))
+    if (env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1) > ctx->be->caps.device_count)
         return ZRT_COMM_MPI;
-#endif
     return ZRT_COMM_NCCL;
 }
 
 static zrt_status create_comm(zrt_ctx *ctx)
 {
     int which = pick_communicator(ctx);
-    if (which == ZRT_COMM_MPI)
-        return zrt__comm_mpi_create(ctx->be, &ctx->err, &ctx->comm);
-    if (ctx->be->caps.device_is_host)
+    if (which == ZRT_COMM_NCCL && ctx->be->caps.device_is_host)
         return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
                          "'communicator' is \"nccl\" but backend '%s' has no GPU; "
                          "NCCL needs \"backend\": \"cuda\"", ctx->be->ops->name);
-#ifdef ZRT_HAVE_NCCL
-    return zrt__comm_nccl_create(ctx->be, &ctx->err, (double)ctx->cfg.comm_timeout_seconds,
-                                 &ctx->comm);
-#else
-    return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                     "'communicator' is \"nccl\" but this zrt was built without NCCL");
-#endif
+    zrt__comm_params p = {.be = ctx->be,
+                          .err = &ctx->err,
+                          .timeout_seconds = (double)ctx->cfg.comm_timeout_seconds};
+    return zrt__comm_create_by_name(which == ZRT_COMM_MPI ? "mpi" : "nccl", &p,
+                                    &ctx->comm);
 }
 
 /* Config errors found before a context exists have nowhere to be stored:
@@ -155,10 +141,8 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     if (cfg->stage != ZRT_STAGE_AUTO)
         snprintf(stage, sizeof stage, "%d", cfg->stage);
     char where[32] = "";
-#ifdef ZRT_HAVE_CUDA
-    if (zrt__backend_cuda_device(ctx->be) >= 0)
-        snprintf(where, sizeof where, " on device %d", zrt__backend_cuda_device(ctx->be));
-#endif
+    if (ctx->be->caps.device_ordinal >= 0)
+        snprintf(where, sizeof where, " on device %d", ctx->be->caps.device_ordinal);
     zrt_log(ctx, 2, "context created: stage %s, %d ranks (local %d of %d), backend %s%s, "
                     "communicator %s, kernels %s, %d core(s) for helper threads", stage,
             ctx->comm->size, ctx->comm->local_rank, ctx->comm->local_size,
@@ -271,7 +255,7 @@ zrt_status zrt_log(const zrt_ctx *ctx, int level, const char *fmt, ...)
         return ZRT_ERR_INVALID_ARG;
     if (level > ctx->cfg.log_level)
         return ZRT_OK;
-    char line[2048];
+    char line[ZRT__ERRBUF_SIZE + 256]; /* a last-error sentence with a prefix */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
@@ -318,7 +302,7 @@ zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
                          "zrt_allreduce_f32: unknown reduce op %d", (int)op);
     zrt__comm_req *req;
-    ZRT_CHECK(ctx->comm->ops->all_reduce_f32(ctx->comm, buf, buf, count, op, &req));
+    ZRT_CHECK(zrt__comm_all_reduce_f32(ctx->comm, buf, buf, count, op, &req));
     ZRT_CHECK(zrt__comm_wait(ctx, req));
     /* The API calls this blocking, but on a device buffer the
      * NCCL communicator's wait only orders the backend's stream after the
@@ -373,13 +357,10 @@ zrt_status zrt_device_ordinal(zrt_ctx *ctx, int *ordinal)
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (!ordinal)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_device_ordinal: NULL out");
-#ifdef ZRT_HAVE_CUDA
-    int device = zrt__backend_cuda_device(ctx->be);
-    if (device >= 0) {
-        *ordinal = device;
+    if (ctx->be->caps.device_ordinal >= 0) {
+        *ordinal = ctx->be->caps.device_ordinal;
         return ZRT_OK;
     }
-#endif
     return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                      "zrt_device_ordinal: backend '%s' has no CUDA device",
                      ctx->be->ops->name);

@@ -797,7 +797,7 @@ static zrt_status global_grad_sqnorm(zrt_ctx *ctx, float *out)
     float total = (float)sum;
     if (ctx->cfg.stage > 0) {
         zrt__comm_req *req;
-        ZRT_CHECK(ctx->comm->ops->all_reduce_f32(ctx->comm, &total, &total, 1, ZRT_SUM,
+        ZRT_CHECK(zrt__comm_all_reduce_f32(ctx->comm, &total, &total, 1, ZRT_SUM,
                                                  &req));
         ZRT_CHECK(zrt__comm_wait(ctx, req));
     }

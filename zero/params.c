@@ -277,7 +277,7 @@ static zrt_status rungs_fitting_everywhere(zrt_ctx *ctx, zrt_config *ladder, int
         over[i] = tier_over_budget(ctx, &plans[i]) >= 0 ? 1.0f : 0.0f;
     }
     zrt__comm_req *req;
-    ZRT_CHECK(ctx->comm->ops->all_reduce_f32(ctx->comm, over, over, (size_t)n, ZRT_SUM, &req));
+    ZRT_CHECK(zrt__comm_all_reduce_f32(ctx->comm, over, over, (size_t)n, ZRT_SUM, &req));
     ZRT_CHECK(zrt__comm_wait(ctx, req));
     for (int i = 0; i < n; i++)
         fits[i] = over[i] == 0.0f;

@@ -278,7 +278,7 @@ static void check_host_all_reduce(zrt__comm *c)
 {
     float x = (float)(g_rank + 1);
     zrt__comm_req *req = NULL;
-    if (!ok("host all-reduce", c->ops->all_reduce_f32(c, &x, &x, 1, ZRT_SUM, &req)) ||
+    if (!ok("host all-reduce", zrt__comm_all_reduce_f32(c, &x, &x, 1, ZRT_SUM, &req)) ||
         !ok("host all-reduce wait", c->ops->wait(c, req)))
         return;
     float want = (float)g_size * (float)(g_size + 1) / 2.0f;
@@ -354,7 +354,7 @@ static void run_nccl_timeout(void)
         double start = MPI_Wtime();
         zrt_status st = ZRT_OK;
         if (dev_alloc(4096, &buf)) {
-            st = c->ops->all_reduce_f32(c, buf.ptr, buf.ptr, 1024, ZRT_SUM, &req);
+            st = zrt__comm_all_reduce_f32(c, buf.ptr, buf.ptr, 1024, ZRT_SUM, &req);
             if (st == ZRT_OK) {
                 int done = 0;
                 while (st == ZRT_OK && !done && MPI_Wtime() - start < 10 * timeout)

@@ -267,7 +267,7 @@ static void check_reduce_scatter(tally *t, size_t count, zrt_reduce_op op,
     float *recv = in_place ? send + (size_t)g_rank * count : out;
 
     zrt__comm_req *req = NULL;
-    complete(t, g_comm->ops->reduce_scatter_f32(g_comm, send, recv, count, op,
+    complete(t, zrt__comm_reduce_scatter_f32(g_comm, send, recv, count, op,
                                                 &req), &req, what);
     fill_reduced(want, count, seed, (size_t)g_rank * count, op);
     expect_bits(t, recv, want, count, what);
@@ -373,7 +373,7 @@ static void expect_same_as_reduce_scatter(tally *t, const float *all_reduced,
     float *recv = guarded_floats(block);
     fill_input(send, count, seed, g_rank, 0);
     zrt__comm_req *req = NULL;
-    complete(t, g_comm->ops->reduce_scatter_f32(g_comm, send, recv, block, op,
+    complete(t, zrt__comm_reduce_scatter_f32(g_comm, send, recv, block, op,
                                                 &req), &req, what);
     size_t lo = (size_t)g_rank * block;
     size_t hi = lo + block < count ? lo + block : count;
@@ -399,7 +399,7 @@ static void check_all_reduce(tally *t, size_t count, zrt_reduce_op op,
     float *recv = in_place ? send : out;
 
     zrt__comm_req *req = NULL;
-    complete(t, g_comm->ops->all_reduce_f32(g_comm, send, recv, count, op, &req),
+    complete(t, zrt__comm_all_reduce_f32(g_comm, send, recv, count, op, &req),
              &req, what);
     fill_reduced(want, count, seed, 0, op);
     expect_bits(t, recv, want, count, what);
@@ -593,9 +593,9 @@ static void start_flight(tally *t, flight *f)
         f->recv = f->in_place ? f->send + (size_t)g_rank * f->count : f->out;
     }
     zrt_status st = f->all_reduce
-        ? g_comm->ops->all_reduce_f32(g_comm, f->send, f->recv, f->count, f->op,
+        ? zrt__comm_all_reduce_f32(g_comm, f->send, f->recv, f->count, f->op,
                                       &f->req)
-        : g_comm->ops->reduce_scatter_f32(g_comm, f->send, f->recv, f->count,
+        : zrt__comm_reduce_scatter_f32(g_comm, f->send, f->recv, f->count,
                                           f->op, &f->req);
     f->started = st == ZRT_OK;
     EXPECT(t, f->started, "%s: start returned %s: %s", f->what,
@@ -799,7 +799,7 @@ START_TEST(test_comm_accounting)
     fill_input(send, (size_t)g_size * count, 500, g_rank, 0);
 
     zrt__comm_req *req = NULL;
-    zrt_status st = g_comm->ops->reduce_scatter_f32(g_comm, send, recv, count,
+    zrt_status st = zrt__comm_reduce_scatter_f32(g_comm, send, recv, count,
                                                     ZRT_SUM, &req);
     int64_t in_flight = comm_bytes_now();
     complete(&t, st, &req, "accounted reduce_scatter");
@@ -814,7 +814,7 @@ START_TEST(test_comm_accounting)
 
     /* An all-reduce with padding, completed through test(), then waited. */
     int done = 0;
-    st = g_comm->ops->all_reduce_f32(g_comm, recv, recv, 1001, ZRT_AVG, &req);
+    st = zrt__comm_all_reduce_f32(g_comm, recv, recv, 1001, ZRT_AVG, &req);
     EXPECT(&t, st == ZRT_OK, "accounted all_reduce: start returned %s",
            zrt_status_str(st));
     double give_up = now_s() + POLL_LIMIT_S;
@@ -840,11 +840,11 @@ START_TEST(test_zero_count)
     float *a = guarded_floats(0), *b = guarded_floats(0);
     zrt__comm_req *req = NULL;
     int done = 0;
-    complete(&t, g_comm->ops->reduce_scatter_f32(g_comm, a, b, 0, ZRT_SUM, &req),
+    complete(&t, zrt__comm_reduce_scatter_f32(g_comm, a, b, 0, ZRT_SUM, &req),
              &req, "reduce_scatter of 0");
-    complete(&t, g_comm->ops->reduce_scatter_f32(g_comm, a, a, 0, ZRT_AVG, &req),
+    complete(&t, zrt__comm_reduce_scatter_f32(g_comm, a, a, 0, ZRT_AVG, &req),
              &req, "in-place reduce_scatter of 0");
-    complete(&t, g_comm->ops->all_reduce_f32(g_comm, a, b, 0, ZRT_SUM, &req),
+    complete(&t, zrt__comm_all_reduce_f32(g_comm, a, b, 0, ZRT_SUM, &req),
              &req, "all_reduce of 0");
     complete(&t, g_comm->ops->all_gather(g_comm, a, b, 0, ZRT_F32, &req), &req,
              "all_gather of 0");
@@ -854,7 +854,7 @@ START_TEST(test_zero_count)
              "broadcast of 0 bytes");
 
     /* Polling a zero-count request says done at once. */
-    zrt_status st = g_comm->ops->all_reduce_f32(g_comm, a, a, 0, ZRT_AVG, &req);
+    zrt_status st = zrt__comm_all_reduce_f32(g_comm, a, a, 0, ZRT_AVG, &req);
     if (st == ZRT_OK) {
         EXPECT(&t, g_comm->ops->test(g_comm, req, &done) == ZRT_OK && done,
                "a zero-count all_reduce is not done at the first test()");

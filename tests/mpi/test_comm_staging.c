@@ -295,7 +295,7 @@ static void case_reduce_scatter_in_place(void)
     put(dev, host, n * sizeof *host);
     zrt__comm_req *req = NULL;
     if (check("reduce-scatter in place",
-              g_comm->ops->reduce_scatter_f32(g_comm, dev, dev + (size_t)g_rank * count,
+              zrt__comm_reduce_scatter_f32(g_comm, dev, dev + (size_t)g_rank * count,
                                               count, ZRT_SUM, &req)))
         wait_req("reduce-scatter in place", req);
     get(host, dev, n * sizeof *host);
@@ -342,7 +342,7 @@ static void case_reduce_scatter_to_host(void)
     put(send, host, n * sizeof *host);
     zrt__comm_req *req = NULL;
     if (check("reduce-scatter to host",
-              g_comm->ops->reduce_scatter_f32(g_comm, send, recv, count, ZRT_SUM, &req)))
+              zrt__comm_reduce_scatter_f32(g_comm, send, recv, count, ZRT_SUM, &req)))
         wait_req("reduce-scatter to host", req);
     reference_f32(want, n, (size_t)g_rank * count, count, 1.0f);
     expect_same("reduce-scatter device to host", recv, want, count * sizeof *want);
@@ -363,7 +363,7 @@ static void case_all_reduce_polled(void)
     put(dev, host, n * sizeof *host);
     zrt__comm_req *req = NULL;
     if (check("all-reduce",
-              g_comm->ops->all_reduce_f32(g_comm, dev, dev, n, ZRT_SUM, &req))) {
+              zrt__comm_all_reduce_f32(g_comm, dev, dev, n, ZRT_SUM, &req))) {
         int done = 0;
         while (!done && check("all-reduce test", g_comm->ops->test(g_comm, req, &done)))
             ;
@@ -456,7 +456,7 @@ static void case_host_buffers_untouched(void)
     long copies = g_dev.copies, pins = g_dev.pins;
     zrt__comm_req *req = NULL;
     if (check("host all-reduce",
-              g_comm->ops->all_reduce_f32(g_comm, x, x, 5, ZRT_SUM, &req)))
+              zrt__comm_all_reduce_f32(g_comm, x, x, 5, ZRT_SUM, &req)))
         wait_req("host all-reduce", req);
     expect_same("all-reduce of host floats", x, want, sizeof want);
     if (g_dev.copies != copies || g_dev.pins != pins)
