@@ -39,7 +39,8 @@
  * header CRC covers the table CRC, the table covers each section's CRC, so
  * every byte of a checkpoint is covered by one chain from meta.json.
  *
- * These calls need no context: zrt_load and tools/zero-ckpt share them.
+ * These calls need no context (zero/ckpt_format.c): zrt_save and zrt_load
+ * (zero/checkpoint.c) and tools/zero-ckpt share them.
  */
 #ifndef ZRT_ZERO_CHECKPOINT_H
 #define ZRT_ZERO_CHECKPOINT_H
@@ -58,6 +59,14 @@ enum {
     ZRT__CKPT_NKINDS = 3,    /* the kinds of an f32 checkpoint */
     ZRT__CKPT_MAX_KINDS = 4, /* ... of a 16-bit one: "master" added */
     ZRT__CKPT_PATH = 4096
+};
+
+/* The kinds, by index: the order of sections within a layer. */
+enum {
+    ZRT__CKPT_PARAM = 0,
+    ZRT__CKPT_EXP_AVG = 1,
+    ZRT__CKPT_EXP_AVG_SQ = 2,
+    ZRT__CKPT_MASTER = 3 /* 16-bit parameters: their f32 master copy */
 };
 
 /* "param", "exp_avg", "exp_avg_sq", "master", by index < ZRT__CKPT_MAX_KINDS;
@@ -186,5 +195,45 @@ int zrt__ckpt_find_tensor(const zrt__ckpt_meta *m, const char *name);
 int zrt__ckpt_model_dim(const zrt__ckpt_meta *m, const char *name, int64_t *value);
 /* 1 when name is 1 to 31 characters of [a-z0-9_]. */
 int zrt__valid_model_dim_name(const char *name);
+
+/* ---- writing ------------------------------------------------------------------ */
+
+/* "checkpoint: cannot <what> '<path>': <strerror> (errno N, ENAME)". */
+zrt_status zrt__ckpt_io_fail(zrt__errbuf *err, const char *what, const char *path, int e);
+/* out = dir/name, or a sentence when it does not fit in size. */
+zrt_status zrt__ckpt_join(char *out, size_t size, const char *dir, const char *name,
+                          zrt__errbuf *err);
+/* All of buf at byte `at` of fd (retrying short writes and EINTR). */
+zrt_status zrt__ckpt_pwrite(int fd, const void *buf, size_t bytes, uint64_t at,
+                            const char *path, zrt__errbuf *err);
+zrt_status zrt__ckpt_fsync_dir(const char *dir, zrt__errbuf *err);
+/* Writes dir/name through dir/name.tmp: the size limit checked, write,
+ * fsync, rename, fsync dir. */
+zrt_status zrt__ckpt_write_atomic(const char *dir, const char *name, const void *data,
+                                  size_t bytes, zrt__errbuf *err);
+/* mkdir -p (0755). */
+zrt_status zrt__ckpt_make_dirs(const char *dir, zrt__errbuf *err);
+/* Removes a step directory that holds only files; a missing one is fine. */
+zrt_status zrt__ckpt_remove_step_dir(const char *dir, zrt__errbuf *err);
+
+/* Who wrote a rank file: its header's identity fields. */
+typedef struct zrt__ckpt_file_id {
+    int version, rank, world;
+    int64_t step;
+} zrt__ckpt_file_id;
+
+/* Writes the section table (after the header) and then the header of a rank
+ * file whose n sections (offset, bytes and CRC set) are already written,
+ * and returns the header's CRC and the file's size for meta.json. */
+zrt_status zrt__ckpt_write_header_and_table(int fd, const char *path,
+                                           const zrt__ckpt_file_id *id,
+                                           const zrt__ckpt_section *s, int n,
+                                           uint32_t *header_crc, uint64_t *file_bytes,
+                                           zrt__errbuf *err);
+/* meta.json's text: body (a JSON object as text) with "meta_crc32c", the
+ * CRC32C of every byte before that key, added as its last member. *out is
+ * the caller's to free. */
+zrt_status zrt__ckpt_seal_meta(const char *body, char **out, size_t *len,
+                               zrt__errbuf *err);
 
 #endif /* ZRT_ZERO_CHECKPOINT_H */
