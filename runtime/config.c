@@ -7,10 +7,11 @@
  * in zrt_config and what kind of value it takes; the loader and the validator
  * are both driven by it, so a new field is one row plus its struct member.
  *
- * Invariants: nothing here keeps state between calls; a load parses into a
- * copy and writes *cfg only when the whole document was accepted; every
- * failure writes one sentence into the caller's errbuf (when there is one)
- * naming the source, the key path and the offending value.
+ * Invariants: nothing here keeps state between calls; a file over 1 MiB is
+ * refused before parsing; a positive real never becomes 0 as a float; a
+ * load parses into a copy and writes *cfg only when the whole document was
+ * accepted; every failure writes one sentence into the caller's errbuf (when
+ * there is one) naming the source, the key path and the offending value.
  */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* strerror_r, fileno, fstat, strcasecmp */
@@ -20,6 +21,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -28,6 +30,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+
+/* A config is a few hundred bytes; a larger file is refused before it is
+ * parsed (a 100 MB array would cost gigabytes of JSON nodes on every rank). */
+#define CONFIG_FILE_MAX (1 << 20)
 
 #define SECTION_ZERO "zero_optimization"
 #define SECTION_OFFLOAD_OPTIM "zero_optimization.offload_optimizer"
@@ -477,12 +483,36 @@ static zrt_status unknown_key(const cfg_err *e, const char *section,
                 section ? " may hold" : "", known);
 }
 
+/* The smallest value above 0 a real key takes: below FLT_MIN a float rounds
+ * to 0 (1e-50 would turn clipping off, or a timeout into "never") or keeps
+ * few digits; a timeout under a millisecond is no timeout a collective meets. */
+#define TIMEOUT_LEAST 1e-3
+
+static double real_least(const cfg_key *key)
+{
+    return key->offset == FIELD(comm_timeout_seconds) ? TIMEOUT_LEAST : (double)FLT_MIN;
+}
+
+/* "it must be 0 or at least 0.001" (+ why, at the float limit). */
+static const char *least_rule(const cfg_key *key, char *buf, size_t size)
+{
+    int timeout = key->offset == FIELD(comm_timeout_seconds);
+    snprintf(buf, size, "it must be 0 or at least %g%s", real_least(key),
+             timeout ? " seconds (0: never)"
+                     : " (the smallest normal float: a smaller value would "
+                       "round to 0 or lose its precision)");
+    return buf;
+}
+
 static zrt_status read_real(const cfg_err *e, const cfg_key *key,
                            const json_t *v, zrt_config *cfg)
 {
+    char rule[160];
     if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
         json_number_value(v) > 3.4e38)
         return bad_value(e, key, v, REAL_RULE);
+    if (json_number_value(v) > 0 && json_number_value(v) < real_least(key))
+        return bad_value(e, key, v, least_rule(key, rule, sizeof rule));
     float f = (float)json_number_value(v);
     memcpy((char *)cfg + key->offset, &f, sizeof f);
     return ZRT_OK;
@@ -628,25 +658,37 @@ zrt_status zrt_config_load_string(zrt_config *cfg, const char *json,
     return apply_document(&e, doc, &jerr, cfg);
 }
 
-/* Parses the open file fp (named by e->source) into *doc. */
+/* Reads the open file fp (named by e->source) into *doc: at most
+ * CONFIG_FILE_MAX bytes, a larger file (or pipe) refused before parsing. */
 static zrt_status parse_file(const cfg_err *e, FILE *fp, json_t **doc,
                              json_error_t *jerr)
 {
     char text[128];
     struct stat sb;
-    if (fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode))
+    int have_stat = fstat(fileno(fp), &sb) == 0;
+    if (have_stat && S_ISDIR(sb.st_mode))
         return fail(e, ZRT_ERR_CONFIG, "cannot open: %s",
                     errno_text(EISDIR, text, sizeof text));
+    if (have_stat && S_ISREG(sb.st_mode) && sb.st_size > CONFIG_FILE_MAX)
+        return fail(e, ZRT_ERR_CONFIG, "the file is %lld bytes; a config file may be at "
+                    "most %d bytes (1 MiB)", (long long)sb.st_size, CONFIG_FILE_MAX);
+    char *buf = malloc((size_t)CONFIG_FILE_MAX + 1);
+    if (buf == NULL)
+        return fail(e, ZRT_ERR_OUT_OF_MEMORY, "cannot allocate %d bytes to read it",
+                    CONFIG_FILE_MAX + 1);
     errno = 0;
-    *doc = json_loadf(fp, JSON_FLAGS, jerr);
-    if (ferror(fp)) {
-        int err = errno ? errno : EIO;
-        json_decref(*doc);
-        *doc = NULL;
-        return fail(e, ZRT_ERR_CONFIG, "cannot read: %s",
-                    errno_text(err, text, sizeof text));
-    }
-    return ZRT_OK;
+    size_t len = fread(buf, 1, (size_t)CONFIG_FILE_MAX + 1, fp);
+    zrt_status st = ZRT_OK;
+    if (ferror(fp))
+        st = fail(e, ZRT_ERR_CONFIG, "cannot read: %s",
+                  errno_text(errno ? errno : EIO, text, sizeof text));
+    else if (len > CONFIG_FILE_MAX) /* a pipe, or a file that grew */
+        st = fail(e, ZRT_ERR_CONFIG, "the file is more than %d bytes; a config file "
+                  "may be at most %d bytes (1 MiB)", CONFIG_FILE_MAX, CONFIG_FILE_MAX);
+    else
+        *doc = json_loadb(buf, len, JSON_FLAGS, jerr);
+    free(buf);
+    return st;
 }
 
 zrt_status zrt_config_load_file(zrt_config *cfg, const char *path,
@@ -781,10 +823,14 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
     }
     case KIND_REAL: {
         float f;
+        char rule[160];
         memcpy(&f, field, sizeof f);
-        return f >= 0.0f && f <= 3.4e38f
+        if (!(f >= 0.0f && f <= 3.4e38f))
+            return fail(e, ZRT_ERR_CONFIG, "'%s' is %g; %s", path, (double)f, REAL_RULE);
+        return f == 0.0f || (double)f >= real_least(key)
                    ? ZRT_OK
-                   : fail(e, ZRT_ERR_CONFIG, "'%s' is %g; %s", path, (double)f, REAL_RULE);
+                   : fail(e, ZRT_ERR_CONFIG, "'%s' is %g; %s", path, (double)f,
+                          least_rule(key, rule, sizeof rule));
     }
     case KIND_POSITIVE: {
         int n;

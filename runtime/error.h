@@ -11,7 +11,8 @@
 
 #include "zrt/zrt.h"
 
-#define ZRT__ERRBUF_SIZE 1024
+/* Room for the longest sentence: stage auto's refusal names all 16 rungs. */
+#define ZRT__ERRBUF_SIZE 4096
 
 typedef struct zrt__errbuf {
     int rank; /* -1 until the communicator knows it */

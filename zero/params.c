@@ -296,7 +296,7 @@ static zrt_status choose_configuration(zrt_ctx *ctx)
     ZRT_CHECK(zrt_fit_ladder(&ctx->cfg, ctx->comm->size, allow_nvme, ladder, 32, &n));
     n = n < 32 ? n : 32;
     ZRT_CHECK(rungs_fitting_everywhere(ctx, ladder, n, fits, plans));
-    char skipped[768] = "", choice[96], need[64];
+    char skipped[2048] = "", choice[96], need[64]; /* up to 16 rungs of ~100 bytes */
     size_t used = 0;
     for (int i = 0; i < n; i++) {
         describe_choice(&ladder[i], choice, sizeof choice);

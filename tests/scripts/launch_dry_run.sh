@@ -2,7 +2,9 @@
 # zero-launch builds the mpirun command line it promises: --dry-run prints it
 # shell-quoted, and reading that text back as a shell would gives the exact
 # argv checked here. Bad options fail with a message naming the option and
-# value. A real two-rank run shows arguments reach the program unchanged and
+# value; hostfile lines of any length are read whole, and a line that is not
+# Open MPI's "host [slots=N] [max_slots=N]" is refused with its file, number
+# and text; a missing --nvme-path directory is created (not by --dry-run). A real two-rank run shows arguments reach the program unchanged and
 # each output line is tagged once.
 #   launch_dry_run.sh ZERO_LAUNCH
 # '$HOME' below is meant literally: it must reach the program unexpanded.
@@ -109,6 +111,57 @@ printf 'localhost\nlocalhost slots=2\n' >"$WORK/twice_hosts"
 refused "$WORK/twice_hosts:2: host 'localhost' is already named on line 1" \
     --hostfile "$WORK/twice_hosts" prog
 refused "--hostfile: '$WORK/missing'" --hostfile "$WORK/missing" prog
+
+# Hostfile lines are read whole, whatever their length: a 1500-byte comment
+# is one comment (it was split at 1023 bytes, its tail read as a host).
+{ printf '# %s\n' "$(head -c 1500 /dev/zero | tr '\0' x)"; echo 'localhost slots=2'; } \
+    >"$WORK/long_hosts"
+dry --hostfile "$WORK/long_hosts" prog
+has "-np 2 --hostfile $WORK/long_hosts"
+# Open MPI's syntax: user@host, addresses, the max_slots spellings, '=' with
+# blanks, comments after a host.
+printf 'node1 slots=2 max_slots=4\nbob@node2 max-slots=3 # two\nnode3 count = 2\n10.0.0.1 cpu=1 username=bob\n::1\n' \
+    >"$WORK/ompi_hosts"
+dry --hostfile "$WORK/ompi_hosts" prog
+has "-np 7 --hostfile $WORK/ompi_hosts"
+# Anything else is refused, naming the file, the line and its text.
+printf 'localhost slots=2\nnode1 slots=2 bogus\n' >"$WORK/junk_hosts"
+refused "$WORK/junk_hosts:2: 'node1 slots=2 bogus' is not a hostfile line" \
+    --hostfile "$WORK/junk_hosts" prog
+grep -qF "'bogus' is not slots=N, max_slots=N or username=NAME" "$WORK/out" ||
+    fail "no reason for the junk line: $(cat "$WORK/out")"
+printf 'localhost\n$(reboot) !!\n' >"$WORK/junk_hosts"
+refused "$WORK/junk_hosts:2: '\$(reboot) !!' is not a hostfile line" \
+    --hostfile "$WORK/junk_hosts" prog
+grep -qF "'\$(reboot)' is not a host name or address" "$WORK/out" ||
+    fail "no reason for the junk host: $(cat "$WORK/out")"
+{ echo localhost; printf '%s slots=4\n' "$(head -c 1100 /dev/zero | tr '\0' x)"; } \
+    >"$WORK/long_hosts"
+refused "$WORK/long_hosts:2: 'xxxx" --hostfile "$WORK/long_hosts" prog
+grep -qF "... (1108 bytes)' is not a hostfile line" "$WORK/out" &&
+    grep -qF "is not a host name or address (over 255 bytes)" "$WORK/out" ||
+    fail "the long line is not refused whole: $(cat "$WORK/out")"
+printf 'node1 slots=4 max_slots=2\n' >"$WORK/max_hosts"
+refused "$WORK/max_hosts:1: 'node1 slots=4 max_slots=2' is not a hostfile line" \
+    --hostfile "$WORK/max_hosts" prog
+grep -qF "max_slots=2 is below slots=4" "$WORK/out" || fail "no max_slots reason"
+
+# --nvme-path DIR that does not exist: --dry-run creates nothing and says the
+# job would; a real run creates it and its parents (mode 0700) first.
+dry -n 1 --bind none --nvme-path "$WORK/new/swap" prog
+has "-x ZRT_NVME_PATH=$WORK/new/swap "
+grep -qF "'$WORK/new/swap' does not exist; the job would create it (mode 0700)" \
+    "$WORK/err" || fail "--dry-run does not say it would create the directory"
+[ ! -e "$WORK/new" ] || fail "--dry-run created the --nvme-path directory"
+"$ZL" --allow-run-as-root -n 1 --bind none --nvme-path "$WORK/new/swap" \
+    /usr/bin/printenv ZRT_NVME_PATH >"$WORK/out" 2>&1 ||
+    { cat "$WORK/out"; fail "--nvme-path with a missing directory: the job did not run"; }
+grep -qx "\[[0-9]*,0\]<stdout>: \?$ABS/new/swap" "$WORK/out" ||
+    fail "the rank did not get ZRT_NVME_PATH=$ABS/new/swap: $(cat "$WORK/out")"
+for d in "$WORK/new" "$WORK/new/swap"; do
+    [ "$(stat -c %a "$d")" = 700 ] || fail "$d: mode $(stat -c %a "$d"), not 700"
+done
+refused "--nvme-path: '$WORK/cfg.json/x': Not a directory" --nvme-path "$WORK/cfg.json/x" prog
 
 # --topology, --version, --help.
 "$ZL" --topology >"$WORK/out" || fail "--topology exited non-zero"

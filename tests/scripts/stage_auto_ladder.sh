@@ -3,8 +3,9 @@
 # plan: stage 0 when everything fits; as --device-mem shrinks, a higher stage
 # or an offload tier, never a rung before the last choice; every choice
 # trains within its budget and says why in one log line; a budget nothing
-# fits is refused before anything is allocated. With a host budget too, the
-# ladder reaches the NVMe rungs.
+# fits is refused before anything is allocated, in one sentence that names
+# every rung (NVMe ones too). With a host budget too, the ladder reaches the
+# NVMe rungs.
 source "$(dirname "$0")/common.sh"
 MLP=$1
 printf '%s' '{"zero_optimization": {"stage": "auto", "reduce_bucket_size": 100000,
@@ -39,6 +40,17 @@ if run_ranks 2 "$MLP" "${ARGS[@]}" --device-mem 1M; then
 fi
 grep -q 'stage auto: no configuration fits the budgets (device 1.00 MiB' "$WORK/out" ||
     { cat "$WORK/out"; fail "no 'no configuration fits' error"; }
+# The refusal names all 16 rungs of 2 ranks with an nvme_path, the NVMe ones
+# included, and is not cut (it ends with its source position).
+python3 - "$WORK/out" <<'PY' || { cat "$WORK/out"; fail "the refusal does not list every rung"; }
+import re, sys
+line = next(l.rstrip("\n") for l in open(sys.argv[1]) if "no configuration fits" in l)
+rungs = re.findall(r"stage ([0-3]), optimizer (\w+), parameters (\w+) (?:needs|does not)", line)
+assert len(rungs) == 16 and len(set(rungs)) == 16, (len(rungs), rungs)
+assert ("3", "nvme", "nvme") in rungs and ("1", "nvme", "none") in rungs, rungs
+assert re.search(r"\[zero/params\.c:\d+\]$", line), line[-80:]
+print(f"the refusal names {len(rungs)} rungs in {len(line)} characters")
+PY
 grep -Eiq "segmentation|core dumped|signal" "$WORK/out" && fail "crashed"
 python3 - "$WORK/choices" <<'PY' || fail "the choices do not walk up the ladder"
 import sys

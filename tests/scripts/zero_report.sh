@@ -7,7 +7,9 @@
 # exit 1) on a plan moved by 1 MiB; --fit picks stage 0 with room to spare,
 # higher stages and then offload tiers as the device budget shrinks, and
 # exits 1 when nothing fits;
-# a malformed report gives exit 2 and names the file.
+# a malformed report gives exit 2 and names the file; --html notes a rank
+# whose timeline names no device tier ("nothing to plot") and refuses a
+# timeline whose sums pass int64.
 source "$(dirname "$0")/common.sh"
 ZR=$1 MLP=$2
 
@@ -201,4 +203,39 @@ set -e
 [ "$rc" -eq 2 ] || fail "a report without a category: exit $rc, not 2"
 grep -q "nocomm.json: missing key 'tiers.device.categories.comm'" "$WORK/out" ||
     { cat "$WORK/out"; fail "the error does not name the missing key"; }
+
+# ---- --html on timelines that name some tiers, or overflow --------------------------
+# Rank 0's timeline keeps only its host events ("tiers": ["host"]): the page
+# says there is no device tier to plot for it and plots rank 1 (this freed an
+# uninitialized series before). Deltas whose running sum passes int64 are
+# refused, naming the file and the event.
+mkdir "$WORK/tiers"
+python3 - "$WORK/r0.json" "$WORK/r1.json" "$WORK/tiers" <<'EOF'
+import json, sys
+for i, path in enumerate(sys.argv[1:3]):
+    r = json.load(open(path))
+    tl = r["timeline"]
+    if i == 0:
+        host = tl["tiers"].index("host")
+        tl["events"] = [e[:3] + [0] + e[4:] for e in tl["events"] if e[3] == host]
+        tl["tiers"] = ["host"]
+    json.dump(r, open(f"{sys.argv[3]}/r{i}.json", "w"))
+    if i == 1:  # the same events plus two that take device 'param' past 2^63 - 1
+        dev, last = tl["tiers"].index("device"), max(e[0] for e in tl["events"])
+        tl["events"] += [[last, 0, -1, dev, 0, 2**63 - 1], [last, 0, -1, dev, 0, 2**63 - 1]]
+        json.dump(r, open(f"{sys.argv[3]}/huge.json", "w"))
+EOF
+rc=0
+"$ZR" --html "$WORK/tiers.html" "$WORK/tiers/r0.json" "$WORK/tiers/r1.json" \
+    >"$WORK/out" 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || { cat "$WORK/out"; fail "--html with a host-only timeline: exit $rc, not 0"; }
+grep -q "names no &#39;device&#39; tier: nothing to plot" "$WORK/tiers.html" ||
+    fail "the page does not say rank 0's timeline has no device tier"
+[ "$(grep -c '<svg' "$WORK/tiers.html")" -eq 1 ] || fail "the page does not plot rank 1 only"
+rc=0
+"$ZR" --html "$WORK/huge.html" "$WORK/tiers/huge.json" >"$WORK/out" 2>&1 || rc=$?
+cat "$WORK/out"
+[ "$rc" -eq 2 ] || fail "a timeline sum past int64: exit $rc, not 2"
+grep -Eq "huge.json: 'timeline.events\[[0-9]+\]\[5\]': the delta 9223372036854775807 .*tier 'device' in category 'param'.* 64-bit" \
+    "$WORK/out" || fail "the overflow error does not name the file, event and field"
 echo "PASS"

@@ -232,6 +232,67 @@ START_TEST(test_bad_values)
 }
 END_TEST
 
+/* A positive real must stay positive: one that a float would round to 0 (or
+ * to a denormal) is refused, naming the key and the value; the timeout must
+ * be 0 (never) or at least a millisecond. */
+START_TEST(test_tiny_reals)
+{
+    expect_fail("{\"gradient_clipping\": 1e-50}", "'gradient_clipping' is 1e-50",
+                "at least 1.17549e-38", NULL);
+    expect_fail("{\"comm_timeout_seconds\": 1e-50}", "'comm_timeout_seconds' is 1e-50",
+                "0 or at least 0.001 seconds", NULL);
+    expect_fail("{\"comm_timeout_seconds\": 0.0001}",
+                "'comm_timeout_seconds' is 0.0001", "at least 0.001", NULL);
+    expect_fail("{\"fp16\": {\"loss_scale\": 1e-40}}", "'fp16.loss_scale' is 1e-40",
+                NULL);
+    expect_fail("{\"fp16\": {\"min_loss_scale\": 1e-45}}",
+                "'fp16.min_loss_scale' is 1e-45", NULL);
+    zrt_config cfg = defaults();
+    char err[ERRBUF];
+    ck_assert_int_eq(load(&cfg, "{\"comm_timeout_seconds\": 0.001, "
+                                "\"gradient_clipping\": 1e-30}", err), ZRT_OK);
+    ck_assert(cfg.comm_timeout_seconds > 0.0f && cfg.gradient_clipping > 0.0f);
+    ck_assert_int_eq(load(&cfg, "{\"comm_timeout_seconds\": 0, "
+                                "\"gradient_clipping\": 0.0}", err), ZRT_OK);
+    ck_assert(cfg.comm_timeout_seconds == 0.0f && cfg.gradient_clipping == 0.0f);
+    /* the same rule for a struct filled in code */
+    cfg = defaults();
+    cfg.comm_timeout_seconds = 1e-6f;
+    ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, "'comm_timeout_seconds' is 1e-06"), "got: %s", err);
+}
+END_TEST
+
+/* A config file over 1 MiB is refused before it is parsed, with its size and
+ * the cap; one of exactly 1 MiB still loads. */
+START_TEST(test_file_size_cap)
+{
+    enum { CAP = 1 << 20 };
+    char path[64], err[ERRBUF];
+    char *text = malloc(2 * CAP + 1);
+    ck_assert_ptr_nonnull(text);
+    memset(text, ' ', 2 * CAP);
+    text[0] = '{';
+    text[2 * CAP - 1] = '}';
+    text[2 * CAP] = '\0';
+    write_temp(path, sizeof path, text);
+    zrt_config cfg = defaults(), before = cfg;
+    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, path) && strstr(err, "the file is 2097152 bytes") &&
+                      strstr(err, "at most 1048576 bytes"),
+                  "got: %s", err);
+    ck_assert_int_eq(memcmp(&cfg, &before, sizeof cfg), 0);
+    unlink(path);
+    memcpy(text + CAP - 16, "\"log_level\": 2}", 16); /* 1 MiB exactly */
+    text[CAP] = '\0';
+    write_temp(path, sizeof path, text);
+    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err), ZRT_OK);
+    ck_assert_int_eq(cfg.log_level, 2);
+    unlink(path);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_malformed_json)
 {
     expect_fail("{\n  \"zero_optimization\": {\n    \"stage\": ,\n  }\n}",
@@ -512,6 +573,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_unknown_keys);
     tcase_add_test(tc, test_bad_values);
+    tcase_add_test(tc, test_tiny_reals);
+    tcase_add_test(tc, test_file_size_cap);
     tcase_add_test(tc, test_malformed_json);
     tcase_add_test(tc, test_file_errors);
     tcase_add_test(tc, test_unchanged_after_failure);

@@ -50,7 +50,8 @@ struct options {
     const char *hostfile; /* NULL: this host only */
     enum bind bind;
     char *config;    /* absolute path, owned */
-    char *nvme_path; /* absolute path, owned */
+    const char *nvme_arg; /* --nvme-path as given (the last one), or NULL */
+    char *nvme_path;      /* its absolute path, owned (resolve_nvme) */
     char **envs;     /* K=V strings from argv, not owned; array owned */
     int nenv;
     bool allow_root, dry_run, topology;
@@ -149,15 +150,70 @@ static int absolute_path(const char *opt, const char *path, bool want_dir, char 
     return 0;
 }
 
+/* Creates dir and its missing parents, each with mode 0700 (mkdir -p). */
+static int make_dirs(const char *opt, const char *dir)
+{
+    char *path = strdup(dir);
+    if (!path)
+        return error("out of memory");
+    int rc = 0;
+    for (char *p = path + 1; rc == 0; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char end = *p;
+        *p = '\0';
+        struct stat st;
+        if (stat(path, &st) != 0 && mkdir(path, 0700) != 0 && errno != EEXIST)
+            rc = error("%s: cannot create '%s': %s", opt, path, strerror(errno));
+        else if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            rc = error("%s: '%s' is not a directory", opt, path);
+        *p = end;
+        if (end == '\0')
+            break;
+    }
+    free(path);
+    return rc;
+}
+
+/* --nvme-path DIR: a directory that exists, or one that is created (mode
+ * 0700 with its missing parents) before the job starts; with --dry-run or
+ * --topology nothing is created and the path is only made absolute. */
+static int resolve_nvme(struct options *o)
+{
+    const char *opt = "--nvme-path", *dir = o->nvme_arg;
+    struct stat st;
+    if (*dir == '\0')
+        return error("%s: the directory is empty", opt);
+    if (stat(dir, &st) == 0 || errno != ENOENT)
+        return absolute_path(opt, dir, true, &o->nvme_path);
+    if (!o->dry_run && !o->topology)
+        return make_dirs(opt, dir) ? -1 : absolute_path(opt, dir, true, &o->nvme_path);
+    char cwd[PATH_MAX] = "";
+    if (dir[0] != '/' && !getcwd(cwd, sizeof cwd))
+        return error("%s: '%s': cannot read the current directory: %s", opt, dir,
+                     strerror(errno));
+    if (asprintf(&o->nvme_path, "%s%s%s", cwd, cwd[0] ? "/" : "", dir) < 0)
+        return o->nvme_path = NULL, error("out of memory");
+    fprintf(stderr, "zero-launch: %s: '%s' does not exist; the job would create it "
+            "(mode 0700)\n", opt, dir);
+    return 0;
+}
+
 /* ---- hostfile --------------------------------------------------------- */
 
-enum { MAX_HOSTS = 4096 };
+enum { MAX_HOSTS = 4096, HOST_NAME_MAX_LEN = 255, SHOWN = 80 };
 
 /* The distinct hosts of a hostfile and the line each was first named on. */
 struct host_list {
     char *name[MAX_HOSTS];
     int line[MAX_HOSTS];
     int n;
+};
+
+/* One line as read: the host and the counts it gives (0: not given). */
+struct host_line {
+    char *host; /* into the line; NULL for a blank or comment line */
+    int slots, max_slots;
 };
 
 static int find_host(const struct host_list *h, const char *name)
@@ -184,70 +240,173 @@ static void join_equals(char *s)
     *out = '\0';
 }
 
-/* Open MPI's names for a host's slot count: slots=K, cpu=K, count=K. */
-static const char *slot_value(const char *tok)
+/* The keys Open MPI 4's hostfile lexer (orte/util/hostfile) gives a host:
+ * its slot count, the most slots it may be oversubscribed to, the user. */
+static const char *const slot_keys[] = {"slots", "cpu", "count", NULL};
+static const char *const max_keys[] = {
+    "max_slots", "max-slots", "slots_max", "slots-max", "max_cpu",   "max-cpu",
+    "cpu_max",   "cpu-max",   "max_count", "max-count", "count_max", "count-max",
+    NULL};
+static const char *const user_keys[] = {"username", "user_name", "user-name", NULL};
+
+static bool key_in(const char *key, size_t len, const char *const *names)
 {
-    static const char *const keys[] = {"slots=", "cpu=", "count="};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (strncmp(tok, keys[i], strlen(keys[i])) == 0)
-            return tok + strlen(keys[i]);
-    return NULL;
+    for (; *names; names++)
+        if (strlen(*names) == len && strncmp(key, *names, len) == 0)
+            return true;
+    return false;
 }
 
-/* Parses one line, comment already cut: "host [slots=K] [key=value...]".
- * Sets *host (into line; NULL for a blank line) and *slots (0 when the line
- * gives no count). */
-static int parse_host_line(char *line, const char *where, char **host, int *slots)
+/* s[0..len) is a letter or digit, then only those and `more`. */
+static bool is_word(const char *s, size_t len, const char *more)
 {
-    char *save, *tok;
-    join_equals(line);
-    *host = strtok_r(line, " \t\r\n", &save);
-    *slots = 0;
-    while (*host && (tok = strtok_r(NULL, " \t\r\n", &save))) {
-        const char *v = slot_value(tok);
-        if (v && !parse_positive(v, slots))
-            return error("%s: '%s': the slot count must be a positive integer", where,
-                         tok);
-    }
+    size_t n = 0;
+    while (n < len && s[n] && (isalnum((unsigned char)s[n]) || strchr(more, s[n])))
+        n++;
+    return len > 0 && n == len && isalnum((unsigned char)s[0]);
+}
+
+/* A host as Open MPI's lexer takes one: [user@]name, the name of letters,
+ * digits and . _ - : (host names, IPv4 and IPv6 addresses). */
+static bool is_host(const char *s)
+{
+    const char *at = strchr(s, '@'), *name = at ? at + 1 : s;
+    size_t len = strlen(name);
+    if (at && !is_word(s, (size_t)(at - s), "_-"))
+        return false;
+    return len <= HOST_NAME_MAX_LEN &&
+           (is_word(name, len, "._-:") || /* "::1": IPv6 may start with a colon */
+            (len > 0 && strspn(name, "0123456789abcdefABCDEF:.") == len &&
+             strchr(name, ':')));
+}
+
+/* The line for a message: at most SHOWN bytes, control bytes as '?'. */
+static const char *shown_line(const char *line, char *buf, size_t size)
+{
+    size_t len = strcspn(line, "\r\n"), n = 0;
+    for (size_t i = 0; i < len && i < SHOWN && n + 1 < size; i++)
+        buf[n++] = iscntrl((unsigned char)line[i]) && line[i] != '\t' ? '?' : line[i];
+    buf[n] = '\0';
+    if (len > SHOWN)
+        snprintf(buf + n, size - n, "... (%zu bytes)", len);
+    return buf;
+}
+
+/* "FILE:LINE: 'TEXT' is not a hostfile line (...): why"; returns -1. */
+__attribute__((format(printf, 3, 4))) static int bad_line(const char *where,
+                                                          const char *text,
+                                                          const char *fmt, ...)
+{
+    char why[512], shown[SHOWN + 32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return error("%s: '%s' is not a hostfile line ('host [slots=N] [max_slots=N]', "
+                 "'#' comments): %s",
+                 where, shown_line(text, shown, sizeof shown), why);
+}
+
+/* One key=value token of a host line into *out. */
+static int parse_key(char *tok, const char *where, const char *text, struct host_line *out)
+{
+    char *eq = strchr(tok, '=');
+    size_t klen = eq ? (size_t)(eq - tok) : strlen(tok);
+    int *count = key_in(tok, klen, slot_keys)  ? &out->slots
+                 : key_in(tok, klen, max_keys) ? &out->max_slots
+                                               : NULL;
+    const char *more = strlen(tok) > SHOWN ? "..." : "";
+    if (!eq || (!count && !key_in(tok, klen, user_keys)))
+        return bad_line(where, text, "'%.*s%s' is not slots=N, max_slots=N or "
+                        "username=NAME", SHOWN, tok, more);
+    if (!count)
+        return is_word(eq + 1, strlen(eq + 1), "._-")
+                   ? 0
+                   : bad_line(where, text, "'%.*s%s' does not name a user", SHOWN, tok,
+                              more);
+    if (*count)
+        return bad_line(where, text, "'%.*s%s' gives %s a second time", SHOWN, tok, more,
+                        count == &out->slots ? "the slot count" : "max_slots");
+    if (!parse_positive(eq + 1, count))
+        return error("%s: '%.*s%s': the slot count must be a positive integer", where,
+                     SHOWN, tok, more);
     return 0;
+}
+
+/* Parses one line (any length): "host [slots=K] [max_slots=K] [username=U]",
+ * '#' to the end of the line a comment. A blank line gives out->host NULL. */
+static int parse_host_line(char *line, const char *where, struct host_line *out)
+{
+    char *text = strdup(line), *save, *tok;
+    if (!text)
+        return error("out of memory");
+    *out = (struct host_line){NULL, 0, 0};
+    line[strcspn(line, "#")] = '\0';
+    join_equals(line);
+    int rc = 0;
+    out->host = strtok_r(line, " \t\r\n\f\v", &save);
+    if (out->host && !is_host(out->host))
+        rc = bad_line(where, text, "'%.*s%s' is not a host name or address%s", SHOWN,
+                      out->host, strlen(out->host) > SHOWN ? "..." : "",
+                      strlen(out->host) > HOST_NAME_MAX_LEN ? " (over 255 bytes)" : "");
+    while (!rc && out->host && (tok = strtok_r(NULL, " \t\r\n\f\v", &save)))
+        rc = parse_key(tok, where, text, out);
+    if (!rc && out->max_slots && out->slots > out->max_slots)
+        rc = bad_line(where, text, "max_slots=%d is below slots=%d", out->max_slots,
+                      out->slots);
+    free(text);
+    return rc;
 }
 
 /* Adds one parsed line to the totals, refusing what mpirun would refuse: a
  * slot count for a host named before. */
 static int add_host(struct host_list *h, struct hostfile *hf, const char *where,
-                    const char *host, int slots, int lineno)
+                    const struct host_line *l, int lineno)
 {
-    int i = find_host(h, host);
-    if (i >= 0 && slots > 0)
+    int i = find_host(h, l->host);
+    if (i >= 0 && l->slots > 0)
         return error("%s: host '%s' is already named on line %d; mpirun refuses a slot "
                      "count for it here (name it once, with slots=N)",
-                     where, host, h->line[i]);
+                     where, l->host, h->line[i]);
     if (i < 0 && h->n == MAX_HOSTS)
         return error("%s: more than %d hosts", where, MAX_HOSTS);
+    int add = l->slots > 0 ? l->slots : 1;
+    if (hf->slots > INT_MAX - add)
+        return error("%s: the slots add up to more than %d", where, INT_MAX);
     if (i < 0) {
-        h->name[h->n] = strdup(host);
+        if (!(h->name[h->n] = strdup(l->host)))
+            return error("out of memory");
         h->line[h->n++] = lineno;
     }
-    hf->slots += slots > 0 ? slots : 1;
+    hf->slots += add;
     return 0;
 }
 
+/* Every line, whatever its length (getline): a line is never split. */
 static int read_hostfile(FILE *f, const char *path, struct host_list *h,
                          struct hostfile *hf)
 {
-    char line[1024], where[PATH_MAX + 32];
-    int lineno = 0, slots;
-    char *host;
-    while (fgets(line, sizeof line, f)) {
+    char *line = NULL, where[PATH_MAX + 32];
+    size_t cap = 0;
+    int lineno = 0, rc = 0;
+    ssize_t len;
+    struct host_line l;
+    errno = 0;
+    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
         snprintf(where, sizeof where, "%s:%d", path, ++lineno);
-        line[strcspn(line, "#")] = '\0';
-        if (parse_host_line(line, where, &host, &slots) != 0)
-            return -1;
-        if (host && add_host(h, hf, where, host, slots, lineno) != 0)
-            return -1;
+        rc = memchr(line, '\0', (size_t)len)
+                 ? bad_line(where, line, "it holds a NUL byte")
+                 : parse_host_line(line, where, &l);
+        if (rc == 0 && l.host)
+            rc = add_host(h, hf, where, &l, lineno);
     }
-    if (ferror(f))
-        return error("--hostfile: '%s': read error", path);
+    int err = errno;
+    free(line);
+    if (rc != 0)
+        return -1;
+    if (ferror(f) || !feof(f)) /* a read error, or getline out of memory */
+        return error("--hostfile: '%s': cannot read line %d: %s", path, lineno + 1,
+                     strerror(err ? err : EIO));
     return h->n ? 0 : error("--hostfile: '%s' names no hosts", path);
 }
 
@@ -337,7 +496,7 @@ static struct plan make_plan(const struct options *o, const struct topo *tp,
     struct plan p = {.nproc = o->nproc, .bind = o->bind};
     if (p.nproc == 0)
         p.nproc = o->hostfile ? hf->slots : tp->numa > 1 ? tp->numa : 2;
-    p.per_host = o->hostfile ? (p.nproc + hf->hosts - 1) / hf->hosts : p.nproc;
+    p.per_host = o->hostfile ? (p.nproc - 1) / hf->hosts + 1 : p.nproc; /* rounded up */
     p.oversubscribe = p.nproc > (o->hostfile ? hf->slots : tp->cores);
     if (p.bind == BIND_DEFAULT)
         p.bind = default_bind(tp, p.per_host);
@@ -684,7 +843,8 @@ static void usage(FILE *f)
         "                         per rank; else none)\n"
         "      --config FILE      ranks get ZRT_CONFIG=<absolute path of FILE>\n"
         "      --env K=V          pass K=V to every rank (repeatable)\n"
-        "      --nvme-path DIR    ranks get ZRT_NVME_PATH=<absolute path of DIR>\n"
+        "      --nvme-path DIR    ranks get ZRT_NVME_PATH=<absolute path of DIR>;\n"
+        "                         a missing DIR is created (mode 0700, as mkdir -p)\n"
         "      --allow-run-as-root\n"
         "                         pass --allow-run-as-root to mpirun; mpirun refuses to\n"
         "                         run as root without it, so CI jobs and containers "
@@ -752,7 +912,8 @@ static int handle_option(int c, char *arg, struct options *o)
     case OPT_CONFIG:
         return absolute_path("--config", arg, false, &o->config);
     case OPT_NVME:
-        return absolute_path("--nvme-path", arg, true, &o->nvme_path);
+        o->nvme_arg = arg; /* resolved (and created) once every option is read */
+        return 0;
     case OPT_ENV:
         return add_env(o, arg);
     case OPT_ROOT:
@@ -801,7 +962,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->prog = argv + optind;
     if (!o->topology && !*o->prog)
         return error("no PROGRAM given; see 'zero-launch --help'");
-    return 0;
+    return o->nvme_arg ? resolve_nvme(o) : 0;
 }
 
 static void free_options(struct options *o)

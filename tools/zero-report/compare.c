@@ -46,7 +46,8 @@ bad:
 /* Bytes a tier peak may differ from its plan. */
 static int64_t allowed_bytes(const tolerance *tol, int64_t measured)
 {
-    int64_t pct = (int64_t)floor(tol->percent / 100.0 * (double)measured);
+    double share = floor(tol->percent / 100.0 * (double)measured);
+    int64_t pct = share < 0x1p63 ? (int64_t)share : INT64_MAX; /* 2^63 does not fit */
     return pct > tol->bytes ? pct : tol->bytes;
 }
 
@@ -76,7 +77,7 @@ static void plan_source(const report *r, char *buf, size_t size)
 /* "plan: ..." once when every report agrees, else a line per rank. */
 static int add_plan_lines(strlist *l, const report *r, int n)
 {
-    char first[640], other[640];
+    char first[4352], other[4352]; /* a plan_error (the runtime's up to 4 KiB) */
     int same = 1;
     plan_source(&r[0], first, sizeof first);
     for (int i = 1; i < n && same; i++) {

@@ -171,13 +171,15 @@ static int64_t held_at(const series *s, int point, int cat)
     return v > 0 ? v : 0; /* a dropped charge could leave a negative sum */
 }
 
-static int64_t stacked_max(const series *s)
+/* In double: each category's bytes fit int64 (the reader checks), their sum
+ * need not. */
+static double stacked_max(const series *s)
 {
-    int64_t most = 0;
+    double most = 0;
     for (int j = 0; j < s->npoints; j++) {
-        int64_t sum = 0;
+        double sum = 0;
         for (int c = 0; c < s->ncats; c++)
-            sum += held_at(s, j, c);
+            sum += (double)held_at(s, j, c);
         most = sum > most ? sum : most;
     }
     return most;
@@ -194,7 +196,7 @@ static int category_drawn(const series *s, int cat)
 static plot make_plot(const series *s, int64_t planned, int64_t limit)
 {
     plot p = {.x0 = LEFT, .x1 = SVG_W - RIGHT, .y0 = TOP, .y1 = SVG_H - BOTTOM};
-    double top = (double)stacked_max(s);
+    double top = stacked_max(s);
     top = planned > top ? (double)planned : top;
     top = limit > top ? (double)limit : top;
     p.ymax = top > 0 ? top * 1.08 : 1 << 20;
@@ -399,12 +401,18 @@ static int put_rank(FILE *f, const report *r)
     snprintf(heading, sizeof heading, "Rank %d", r->rank);
     fputs("<section class=\"rank\">\n", f);
     put_element(f, "h3", NULL, heading);
-    if (!r->tl.present) {
-        put_element(f, "p", "bad", "no timeline in this report: nothing to plot");
+    const char *nothing = !r->tl.present ? "no timeline in this report: nothing to plot"
+                          : zr_timeline_tier(&r->tl, "device") < 0
+                              ? "the timeline of this report names no 'device' tier: "
+                                "nothing to plot"
+                              : NULL;
+    if (nothing) {
+        put_element(f, "p", "bad", nothing);
+        put_element(f, "p", "path", r->path);
         fputs("</section>\n", f);
         return 0;
     }
-    series s;
+    series s = {0};
     int rc = zr_tier_series(r->path, &r->tl, "device", &s);
     if (!rc) {
         put_caption(f, r, &s);

@@ -174,15 +174,17 @@ static int read_plan_tier(report *r, json_t *plan, int t)
 static int read_plan(report *r, json_t *doc)
 {
     json_t *plan = json_object_get(doc, "plan");
-    char error_text[512];
+    json_t *error_text = json_object_get(doc, "plan_error");
     for (int t = 0; t < ZRT_TIER_COUNT; t++) {
         r->plan_tier[t] = NO_PLAN;
         for (int c = 0; c < ZRT_CAT_COUNT; c++)
             r->plan[t][c] = NO_PLAN;
     }
-    if (get_opt_string(r->path, doc, "plan_error", "", error_text, sizeof error_text))
-        return EXIT_BAD_INPUT;
-    if (error_text[0] && !(r->plan_error = strdup(error_text)))
+    if (error_text && !json_is_string(error_text))
+        return zr_error("%s: 'plan_error' is not a string", r->path);
+    /* the whole sentence: stage auto's refusal names every rung */
+    if (error_text && json_string_value(error_text)[0] &&
+        !(r->plan_error = strdup(json_string_value(error_text))))
         return zr_error("out of memory");
     if (!plan)
         return 0;

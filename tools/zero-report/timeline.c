@@ -5,11 +5,15 @@
  *    "categories": [...], "events": [[step, phase, layer, tier, cat, bytes]]}
  * and, from it, the bytes one tier held per category over one step: the
  * running sums of the deltas, started from everything before that step.
+ * A timeline need not name every tier (zr_timeline_tier); the reader refuses
+ * events whose running total on a tier and category would leave int64.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "zero_report.h"
+
+enum { MAX_PAIRS = 1 << 20 }; /* tiers x categories whose running totals are kept */
 
 /* A JSON array of strings, copied. */
 static int read_names(const char *file, json_t *tl, const char *key, char ***out, int *n)
@@ -75,6 +79,26 @@ static int read_event(const char *file, const timeline *tl, json_t *e, size_t i,
     return 0;
 }
 
+/* Adds event i's delta to the running total of its tier and category,
+ * refusing a total that would leave int64 (a report no run can write). */
+static int add_delta(const char *file, const timeline *tl, const tl_event *e, size_t i,
+                     int64_t *total)
+{
+    int64_t sum;
+    if (!__builtin_add_overflow(*total, e->delta, &sum)) {
+        *total = sum;
+        return 0;
+    }
+    return zr_error("%s: 'timeline.events[%zu][5]': the delta %lld takes the bytes held "
+                    "on tier '%s' in category '%s' from %lld past the range of a 64-bit "
+                    "integer",
+                    file, i, (long long)e->delta, tl->tiers[e->tier], tl->cats[e->cat],
+                    (long long)*total);
+}
+
+/* The events, each checked against the legends; the running total of every
+ * tier and category must stay a 64-bit integer, so the sums drawn from them
+ * (zr_tier_series) cannot overflow. */
 static int read_events(const char *file, json_t *obj, timeline *tl)
 {
     json_t *a = json_object_get(obj, "events"), *e;
@@ -82,16 +106,31 @@ static int read_events(const char *file, json_t *obj, timeline *tl)
     if (!a || !json_is_array(a))
         return zr_error("%s: 'timeline.events' is %s", file,
                         a ? "not an array" : "missing");
+    if (json_array_size(a) > INT32_MAX)
+        return zr_error("%s: 'timeline.events' has %zu events; at most %d are read", file,
+                        json_array_size(a), INT32_MAX);
+    if ((int64_t)tl->ntiers * tl->ncats > MAX_PAIRS) /* a run writes 3 x 10 */
+        return zr_error("%s: 'timeline' names %d tiers and %d categories; at most %d "
+                        "pairs are read",
+                        file, tl->ntiers, tl->ncats, MAX_PAIRS);
     tl->events = calloc(json_array_size(a) + 1, sizeof *tl->events);
-    if (!tl->events)
+    int64_t *total = calloc((size_t)tl->ntiers * (size_t)tl->ncats + 1, sizeof *total);
+    if (!tl->events || !total) {
+        free(total);
         return zr_error("out of memory");
+    }
+    int rc = 0;
     json_array_foreach(a, i, e)
     {
-        if (read_event(file, tl, e, i, &tl->events[i]))
-            return EXIT_BAD_INPUT;
+        tl_event *ev = &tl->events[i];
+        if ((rc = read_event(file, tl, e, i, ev)) != 0 ||
+            (rc = add_delta(file, tl, ev, i,
+                            &total[(size_t)ev->tier * (size_t)tl->ncats + ev->cat])) != 0)
+            break;
         tl->nevents++;
     }
-    return 0;
+    free(total);
+    return rc;
 }
 
 static int get_count(const char *file, json_t *obj, const char *key, int64_t *out)
@@ -169,14 +208,19 @@ static int alloc_series(series *s, int npoints, int ncats)
     return s->held && s->phase && s->layer ? 0 : zr_error("out of memory");
 }
 
+int zr_timeline_tier(const timeline *tl, const char *tier)
+{
+    return find_name(tl->tiers, tl->ntiers, tier);
+}
+
 int zr_tier_series(const char *file, const timeline *tl, const char *tier, series *out)
 {
     int t = find_name(tl->tiers, tl->ntiers, tier), step = last_step(tl), points = 1;
+    memset(out, 0, sizeof *out); /* zr_series_free is safe after any failure */
     if (t < 0)
         return zr_error("%s: no '%s' in 'timeline.tiers'", file, tier);
     for (int i = 0; i < tl->nevents; i++)
         points += tl->events[i].tier == t && tl->events[i].step == step;
-    memset(out, 0, sizeof *out);
     out->step = step;
     if (alloc_series(out, points, tl->ncats))
         return EXIT_BAD_INPUT;
@@ -195,7 +239,10 @@ int zr_tier_series(const char *file, const timeline *tl, const char *tier, serie
             out->phase[k] = e->phase;
             out->layer[k] = e->layer;
         }
-        now[e->cat] += e->delta;
+        if (__builtin_add_overflow(now[e->cat], e->delta, &now[e->cat]))
+            return zr_error("%s: 'timeline.events[%d][5]': the bytes held on tier '%s' "
+                            "in category '%s' pass the range of a 64-bit integer",
+                            file, i, tier, tl->cats[e->cat]);
     }
     if (points > 1) {
         out->phase[0] = out->phase[1];

@@ -135,6 +135,10 @@ int zr_check_run(report *r, int n);
 int zr_read_timeline(const char *file, json_t *doc, timeline *tl);
 void zr_timeline_free(timeline *tl);
 
+/* The index of `tier` in 'timeline.tiers', or -1 when the timeline does not
+ * name it (a report may record some tiers only). */
+int zr_timeline_tier(const timeline *tl, const char *tier);
+
 /* Bytes held on one tier at each point of one step, per category:
  * point 0 is the start of the step (every earlier event summed), point k
  * follows the step's k-th event. */
@@ -147,7 +151,9 @@ typedef struct series {
 } series;
 
 /* The last step of the timeline on the tier named `tier`; a step without
- * events gives npoints 1. Fails (naming the file) on bad events. */
+ * events gives npoints 1. Fails (naming the file) on bad events or a tier
+ * the timeline does not name; *out is zeroed first, so zr_series_free(out)
+ * is safe whatever it returns. */
 int zr_tier_series(const char *file, const timeline *tl, const char *tier, series *out);
 void zr_series_free(series *s);
 
