@@ -15,18 +15,27 @@
  * alignment (<= block_size); the padding written is zeros and the padding
  * read is ignored. The file is reserved to whole blocks at open, so every
  * I/O lies inside it.
+ *
+ * The file has no name: it is made with O_TMPFILE in the rank directory (or,
+ * where the file system refuses that, created exclusively and unlinked at
+ * once), so it vanishes with the last descriptor, however the process ends.
+ * The rank directory is opened once, without following a link, checked
+ * (a directory, ours, mode 0700) and the file made relative to that
+ * descriptor: nothing planted there can redirect or truncate another file.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* O_DIRECT, statx, fallocate, asprintf */
+#define _GNU_SOURCE /* O_DIRECT, O_TMPFILE, statx, fallocate, asprintf */
 #endif
 
 #include "swap.h"
 
+#include "../runtime/file_limit.h"
 #include "crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +67,10 @@ typedef struct slot {
 
 struct zrt__swap {
     int fd;
-    char *path;     /* <dir>/zrt-rank<R>/<name>.swap, owned */
-    char *rank_dir; /* <dir>/zrt-rank<R>, owned */
+    char *path;      /* <dir>/zrt-rank<R>/<name>.swap, owned: the name messages
+                        use; the file itself is unnamed */
+    char *rank_dir;  /* <dir>/zrt-rank<R>, owned */
+    int dir_checked; /* rank_dir passed open_rank_dir: close may remove it */
     uint64_t capacity;
     uint64_t nblocks;
     size_t block_size;
@@ -85,7 +96,9 @@ static size_t round_up(size_t v, size_t a)
 
 /* ---- open ---------------------------------------------------------------- */
 
-/* mkdir -p with mode 0700 for every component it creates. */
+/* mkdir -p with mode 0700 for every component it creates. These are the
+ * parents of the rank directory (cfg->dir): a link among them is the
+ * user's choice and is followed. */
 static zrt_status make_dirs(const char *path, zrt__errbuf *err)
 {
     char *copy = strdup(path);
@@ -117,6 +130,75 @@ static zrt_status make_dirs(const char *path, zrt__errbuf *err)
     if (!S_ISDIR(sb.st_mode))
         return zrt__fail(err, ZRT_ERR_IO, "cannot create swap directory %s: %s", path,
                          strerror(ENOTDIR));
+    return ZRT_OK;
+}
+
+/* Why open(O_NOFOLLOW | O_DIRECTORY) refused the rank directory. */
+static zrt_status explain_rank_dir(const char *path, int e, zrt__errbuf *err)
+{
+    struct stat sb;
+    const char *what = strerror(e);
+    if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode))
+        what = "it is a symbolic link, which is never followed";
+    else if (e == ENOTDIR || e == ELOOP)
+        what = "it is not a directory";
+    return zrt__fail(err, ZRT_ERR_IO,
+                     "refusing swap directory %s: %s (it must be a directory owned by "
+                     "uid %u with mode 0700; remove it or choose another nvme_path)",
+                     path, what, (unsigned)geteuid());
+}
+
+/* Only we may have put anything in the rank directory: it is ours, 0700. */
+static zrt_status check_rank_dir(const char *path, const struct stat *sb,
+                                 zrt__errbuf *err)
+{
+    uid_t us = geteuid();
+    if (!S_ISDIR(sb->st_mode))
+        return explain_rank_dir(path, ENOTDIR, err);
+    if (sb->st_uid != us)
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "refusing swap directory %s: it is owned by uid %u, not by "
+                         "this process's uid %u (remove it or choose another "
+                         "nvme_path)",
+                         path, (unsigned)sb->st_uid, (unsigned)us);
+    if ((sb->st_mode & 07777) != 0700)
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "refusing swap directory %s: its mode is 0%03o, not 0700 "
+                         "(others could plant or read files there; chmod 700 it or "
+                         "remove it)",
+                         path, (unsigned)(sb->st_mode & 07777));
+    return ZRT_OK;
+}
+
+/* Creates <dir>/zrt-rank<R> (0700) or takes the one an earlier run left,
+ * opens it without following a link and checks it. *dir_fd: the open
+ * directory, for openat. */
+static zrt_status open_rank_dir(const char *path, int *dir_fd, zrt__errbuf *err)
+{
+    int created = mkdir(path, 0700) == 0;
+    if (!created && errno != EEXIST)
+        return zrt__fail(err, ZRT_ERR_IO, "cannot create swap directory %s: %s", path,
+                         strerror(errno));
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return explain_rank_dir(path, errno, err);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return zrt__fail(err, ZRT_ERR_IO, "cannot stat swap directory %s: %s", path,
+                         strerror(e));
+    }
+    /* A umask may have taken bits off the directory we just made. */
+    if (created && sb.st_uid == geteuid() && (sb.st_mode & 07777) != 0700 &&
+        fchmod(fd, 0700) == 0)
+        sb.st_mode = (sb.st_mode & ~(mode_t)07777) | 0700;
+    zrt_status st = check_rank_dir(path, &sb, err);
+    if (st != ZRT_OK) {
+        close(fd);
+        return st;
+    }
+    *dir_fd = fd;
     return ZRT_OK;
 }
 
@@ -184,24 +266,79 @@ static zrt_status find_alignment(zrt__swap *s, size_t *mem_align, zrt__errbuf *e
     return ZRT_OK;
 }
 
-static zrt_status create_file(zrt__swap *s, zrt__errbuf *err)
+static zrt_status refuse_direct(zrt__swap *s, zrt__errbuf *err)
 {
-    s->fd = open(s->path, O_CREAT | O_TRUNC | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
-    if (s->fd >= 0)
-        return ZRT_OK;
-    int e = errno;
-    if (e == EINVAL) {
-        unlink(s->path); /* some kernels create the file before refusing */
-        return zrt__fail(err, ZRT_ERR_UNSUPPORTED, "%s: the file system refuses O_DIRECT",
-                         s->path);
+    return zrt__fail(err, ZRT_ERR_UNSUPPORTED, "%s: the file system refuses O_DIRECT",
+                     s->path);
+}
+
+/* The fallback where O_TMPFILE is refused: <name>.swap, created exclusively
+ * (never through a link, never over a file) and unlinked at once, so it
+ * has a name only for the two calls in between. A <name>.swap already
+ * there is a leftover of such a window (the directory is ours and 0700):
+ * its name is removed (unlinkat never follows a link) and the create
+ * tried once more. */
+static zrt_status create_named(zrt__swap *s, int dir_fd, const char *leaf,
+                               zrt__errbuf *err)
+{
+    int flags = O_CREAT | O_EXCL | O_NOFOLLOW | O_RDWR | O_DIRECT | O_CLOEXEC;
+    s->fd = openat(dir_fd, leaf, flags, 0600);
+    if (s->fd < 0 && errno == EEXIST && unlinkat(dir_fd, leaf, 0) == 0)
+        s->fd = openat(dir_fd, leaf, flags, 0600);
+    if (s->fd < 0) {
+        int e = errno;
+        if (e != EINVAL)
+            return zrt__fail(err, ZRT_ERR_IO, "cannot create swap file %s: %s", s->path,
+                             strerror(e));
+        unlinkat(dir_fd, leaf, 0); /* some kernels create the file before refusing */
+        return refuse_direct(s, err);
     }
-    return zrt__fail(err, ZRT_ERR_IO, "cannot create swap file %s: %s", s->path,
-                     strerror(e));
+    /* ENOENT: a run sharing the directory removed it as a leftover. */
+    if (unlinkat(dir_fd, leaf, 0) != 0 && errno != ENOENT)
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "cannot unlink swap file %s right after creating it: %s",
+                         s->path, strerror(errno));
+    return ZRT_OK;
+}
+
+/* An unnamed file in the rank directory: O_TMPFILE, else create_named. */
+static zrt_status create_file(zrt__swap *s, int dir_fd, const char *leaf, int named,
+                              zrt__errbuf *err)
+{
+    if (!named) {
+        s->fd = openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+        if (s->fd >= 0)
+            return ZRT_OK;
+        /* EINVAL may also be O_DIRECT refused: create_named tells them apart. */
+        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+            return zrt__fail(err, ZRT_ERR_IO, "cannot create swap file %s: %s", s->path,
+                             strerror(errno));
+    }
+    return create_named(s, dir_fd, leaf, err);
+}
+
+/* The rank directory and the file in it; the directory's descriptor is
+ * needed only until the file is made. */
+static zrt_status make_file(zrt__swap *s, const char *name, int named, zrt__errbuf *err)
+{
+    int dir_fd = -1;
+    ZRT_CHECK(open_rank_dir(s->rank_dir, &dir_fd, err));
+    s->dir_checked = 1;
+    char leaf[NAME_MAX + 1];
+    zrt_status st;
+    if ((size_t)snprintf(leaf, sizeof leaf, "%s.swap", name) >= sizeof leaf)
+        st = zrt__fail(err, ZRT_ERR_INVALID_ARG, "swap file %s: name too long", s->path);
+    else
+        st = create_file(s, dir_fd, leaf, named, err);
+    close(dir_fd);
+    return st;
 }
 
 static zrt_status reserve_space(zrt__swap *s, zrt__errbuf *err)
 {
     off_t size = (off_t)(s->nblocks * s->block_size);
+    /* Past RLIMIT_FSIZE, fallocate would kill us with SIGXFSZ: refuse first. */
+    ZRT_CHECK(zrt__check_file_size_limit((uint64_t)size, "swap file", s->path, err));
     int rc;
     do {
         rc = fallocate(s->fd, 0, 0, size);
@@ -293,8 +430,8 @@ zrt_status zrt__swap_open(const zrt__swap_config *cfg, const char *name,
         goto fail;
     }
     size_t mem_align;
-    ZRT_CHECK_GOTO(make_dirs(s->rank_dir, err), st, fail);
-    ZRT_CHECK_GOTO(create_file(s, err), st, fail);
+    ZRT_CHECK_GOTO(make_dirs(c.dir, err), st, fail);
+    ZRT_CHECK_GOTO(make_file(s, name, c.named_file, err), st, fail);
     ZRT_CHECK_GOTO(find_alignment(s, &mem_align, err), st, fail);
     ZRT_CHECK_GOTO(reserve_space(s, err), st, fail);
     ZRT_CHECK_GOTO(setup_ring(s, c.queue_depth, mem_align, err), st, fail);
@@ -315,11 +452,9 @@ zrt_status zrt__swap_close(zrt__swap *s)
         io_uring_unregister_buffers(&s->ring);
     if (s->ring_ready)
         io_uring_queue_exit(&s->ring);
-    if (s->fd >= 0) {
-        close(s->fd);
-        unlink(s->path);
-    }
-    if (s->rank_dir)
+    if (s->fd >= 0)
+        close(s->fd); /* the file has no name: this frees it */
+    if (s->dir_checked)
         rmdir(s->rank_dir); /* fails, harmlessly, unless empty */
     free(s->staging);
     free(s->iov);
@@ -340,6 +475,11 @@ uint64_t zrt__swap_capacity(const zrt__swap *s)
 size_t zrt__swap_alignment(const zrt__swap *s)
 {
     return s->align;
+}
+
+int zrt__swap_fd(const zrt__swap *s)
+{
+    return s->fd;
 }
 
 /* ---- the block pipeline -------------------------------------------------- */

@@ -30,4 +30,33 @@ train s3-both-nvme 3 --offload-optimizer nvme --offload-param nvme --nvme-path "
 same s3-both-nvme s3
 # the swap files are scratch: every rank removed its own
 [ -z "$(ls -A "$SWAP" 2>/dev/null)" ] || fail "swap files left in $SWAP: $(ls -R "$SWAP")"
+
+# ... and they vanish with a rank that is SIGKILLed mid-run (they have no name)
+KILLED="$WORK/killed"
+mkdir -p "$KILLED"
+KILLED=$(realpath "$KILLED")
+holder_of_rank0_swap() { # the pid whose descriptor points into zrt-rank0
+    local fd
+    for fd in /proc/[0-9]*/fd/*; do
+        case "$(readlink "$fd" 2>/dev/null)" in
+        "$KILLED/zrt-rank0/"*) fd=${fd#/proc/}; echo "${fd%%/*}"; return 0 ;;
+        esac
+    done
+    return 1
+}
+# shellcheck disable=SC2086
+$MPIRUN -np 2 "$TRAIN" --model d4 --stage 2 --steps 100000 --val-every 0 --sample-len 0 \
+    --offload-optimizer nvme --nvme-path "$KILLED" >"$WORK/out" 2>&1 &
+launcher=$!
+rank0=
+for _ in $(seq 600); do
+    rank0=$(holder_of_rank0_swap) && break
+    sleep 0.1
+done
+[ -n "$rank0" ] || { kill "$launcher"; cat "$WORK/out"; fail "rank 0 never opened its swap file"; }
+kill -KILL "$rank0"
+wait "$launcher" && fail "the run whose rank 0 was SIGKILLed succeeded"
+left=$(find "$KILLED" ! -type d)
+[ -z "$left" ] || fail "a SIGKILLed run left swap files: $left"
+echo "rank 0 SIGKILLed: no swap file left"
 echo "PASS"

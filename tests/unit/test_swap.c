@@ -10,6 +10,15 @@
  * path it cannot create, fail cleanly when the file cannot be reserved, and
  * leave nothing on disk after close.
  *
+ * The file must never follow a planted link nor truncate a file that is
+ * there (a victim behind a link keeps its bytes), the rank directory must
+ * be refused, with its path, when it is a link, not a directory, not 0700
+ * or not ours, and the file must vanish when its process is SIGKILLed:
+ * each with O_TMPFILE and with the named-file fallback. A file-size limit
+ * below the file gives an error, not SIGXFSZ, and leaves the signal's
+ * disposition alone; where the loop ignores SIGXFSZ, a write past the limit
+ * gives EFBIG.
+ *
  * Needs O_DIRECT and io_uring on /tmp: main() exits 77 (skipped) when either
  * is refused. main() returns 0 only if all pass.
  */
@@ -21,6 +30,7 @@
 #include "offload/swap.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -89,6 +99,49 @@ static void expect_mentions(const char *text, const char *needle)
 {
     ck_assert_msg(strstr(text, needle) != NULL, "message '%s' does not mention '%s'",
                   text, needle);
+}
+
+/* The swap file has no name: it is reached through its descriptor. */
+static void proc_path(const zrt__swap *s, char *buf, size_t size)
+{
+    snprintf(buf, size, "/proc/self/fd/%d", zrt__swap_fd(s));
+}
+
+/* The names in dir, space-separated, into buf ("" when empty). */
+static const char *entries(const char *dir, char *buf, size_t size)
+{
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "opendir %s: %s", dir, strerror(errno));
+    buf[0] = '\0';
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, ".."))
+            snprintf(buf + strlen(buf), size - strlen(buf), "%s ", e->d_name);
+    closedir(d);
+    return buf;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Expects open to fail with ZRT_ERR_IO and a message naming `path` and
+ * `why`. */
+static void expect_refused(const zrt__swap_config *c, const char *path, const char *why)
+{
+    zrt__errbuf err = {.rank = -1};
+    zrt__swap *s = NULL;
+    zrt_status st = zrt__swap_open(c, "x", MIB, &err, &s);
+    if (st == ZRT_OK)
+        zrt__swap_close(s);
+    ck_assert_msg(st == ZRT_ERR_IO, "open gave %s, not an I/O error: %s",
+                  zrt_status_str(st), err.text);
+    ck_assert_ptr_null(s);
+    expect_mentions(err.text, path);
+    expect_mentions(err.text, why);
 }
 
 /* Writes n random bytes at off, reads them back into a buffer with a canary
@@ -259,7 +312,7 @@ START_TEST(test_corrupt_byte_detected)
     write_random(s, 0, 3 * BS, 42);
     /* Flip one byte of block 1 through a plain (buffered) descriptor. */
     char path[128];
-    snprintf(path, sizeof path, "%s/zrt-rank3/corrupt.swap", base);
+    proc_path(s, path, sizeof path);
     int fd = open(path, O_RDWR);
     ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
     unsigned char byte;
@@ -339,12 +392,14 @@ START_TEST(test_uncreatable_dir)
 }
 END_TEST
 
-/* In a child: a file size limit below the capacity makes the reservation
- * fail. Exit codes: 0 ok, 1 opened, 2 wrong status, 3 message, 4 leftovers. */
+/* In a child, with SIGXFSZ at its default (death): a file size limit below
+ * the capacity fails the open with a sentence, and the disposition is left
+ * alone. Exit codes: 0 ok, 1 opened, 2 wrong status, 3 message, 4 leftovers,
+ * 6 disposition changed. */
 static int fsize_child(void)
 {
     struct rlimit lim = {.rlim_cur = MIB, .rlim_max = MIB};
-    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGXFSZ, SIG_DFL);
     if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
         return 5;
     zrt__swap_config c = config(0, 0);
@@ -357,27 +412,74 @@ static int fsize_child(void)
     }
     if (st != ZRT_ERR_IO)
         return 2;
-    if (!strstr(err.text, "big.swap") || !strstr(err.text, "8388608"))
+    if (!strstr(err.text, "big.swap") || !strstr(err.text, "8388608") ||
+        !strstr(err.text, "file-size limit")) {
+        fprintf(stderr, "fsize_child: %s\n", err.text);
         return 3;
+    }
     char rank_dir[128];
     snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
     struct stat sb;
     if (stat(rank_dir, &sb) == 0)
         return 4;
+    struct sigaction now;
+    if (sigaction(SIGXFSZ, NULL, &now) != 0 || now.sa_handler != SIG_DFL)
+        return 6;
     return 0;
+}
+
+/* In a child whose loop ignores SIGXFSZ: a limit lowered after open makes
+ * a write past it fail with EFBIG. 0 ok, 1 open, 2 write went through,
+ * 3 message. */
+static int efbig_child(void)
+{
+    zrt__swap_config c = config(0, 0);
+    zrt__errbuf err = {.rank = -1};
+    zrt__swap *s = NULL;
+    if (zrt__swap_open(&c, "efbig", 8 * MIB, &err, &s) != ZRT_OK)
+        return 1;
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {.rlim_cur = MIB, .rlim_max = RLIM_INFINITY};
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+        return 5;
+    static unsigned char buf[BS];
+    zrt_status st = zrt__swap_write(s, 2 * MIB, buf, BS, &err);
+    zrt__swap_close(s);
+    if (st != ZRT_ERR_IO)
+        return 2;
+    if (!strstr(err.text, "efbig.swap") || !strstr(err.text, strerror(EFBIG))) {
+        fprintf(stderr, "efbig_child: %s\n", err.text);
+        return 3;
+    }
+    return 0;
+}
+
+static void run_child(int (*child)(void))
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(child());
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "child died of signal %d%s",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                  WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ ? " (SIGXFSZ)" : "");
+    ck_assert_msg(WEXITSTATUS(status) == 0, "child reported %d", WEXITSTATUS(status));
 }
 
 START_TEST(test_capacity_over_fsize_limit)
 {
     make_base();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0)
-        _exit(fsize_child());
-    int status = 0;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status), "child died (status %d)", status);
-    ck_assert_msg(WEXITSTATUS(status) == 0, "child reported %d", WEXITSTATUS(status));
+    run_child(fsize_child);
+    remove_base();
+}
+END_TEST
+
+START_TEST(test_write_past_limit_with_sigxfsz_ignored)
+{
+    make_base();
+    run_child(efbig_child);
     remove_base();
 }
 END_TEST
@@ -394,13 +496,146 @@ START_TEST(test_close_removes_file)
     struct stat sb;
     ck_assert_int_eq(stat(rank_dir, &sb), 0);
     ck_assert_int_eq(sb.st_mode & 0777, 0700);
-    ck_assert_int_eq(stat(path, &sb), 0);
+    /* Reserved, and without a name from the start. */
+    ck_assert_int_ne(stat(path, &sb), 0);
+    char names[256];
+    ck_assert_str_eq(entries(rank_dir, names, sizeof names), "");
+    ck_assert_int_eq(fstat(zrt__swap_fd(s), &sb), 0);
+    ck_assert_int_eq(sb.st_nlink, 0);
     ck_assert_int_ge(sb.st_size, (off_t)(2 * BS));
     ck_assert_int_eq(zrt__swap_close(s), ZRT_OK);
     ck_assert_int_ne(stat(path, &sb), 0);
     ck_assert_int_ne(stat(rank_dir, &sb), 0);
     ck_assert_int_eq(zrt__swap_close(NULL), ZRT_OK);
     remove_base();
+}
+END_TEST
+
+/* ---- planted links, foreign directories, abnormal ends ------------------- */
+
+/* zrt-rank3 planted as a link to another directory, or as a file: refused,
+ * and nothing is made behind the link. */
+START_TEST(test_rank_dir_link_refused)
+{
+    make_base();
+    char other[128], rank_dir[128], names[256];
+    snprintf(other, sizeof other, "%s/other", base);
+    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
+    ck_assert_int_eq(mkdir(other, 0700), 0);
+    ck_assert_int_eq(symlink(other, rank_dir), 0);
+    zrt__swap_config c = config(0, 0);
+    for (c.named_file = 0; c.named_file < 2; c.named_file++) {
+        expect_refused(&c, rank_dir, "symbolic link");
+        ck_assert_str_eq(entries(other, names, sizeof names), "");
+    }
+    ck_assert_int_eq(unlink(rank_dir), 0);
+    write_file(rank_dir, "not a directory\n");
+    expect_refused(&c, rank_dir, "not a directory");
+    ck_assert_int_eq(unlink(rank_dir), 0);
+    ck_assert_int_eq(rmdir(other), 0);
+    remove_base();
+}
+END_TEST
+
+/* zrt-rank3/x.swap planted as a link to a victim: the victim keeps every
+ * byte, and the swap works (the name is ignored, or replaced). */
+START_TEST(test_planted_file_link_not_followed)
+{
+    static const char text[] = "another user's precious data\n";
+    make_base();
+    char rank_dir[128], planted[160], victim[128], got[64] = {0};
+    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
+    snprintf(planted, sizeof planted, "%s/x.swap", rank_dir);
+    snprintf(victim, sizeof victim, "%s/victim", base);
+    zrt__swap_config c = config(0, 0);
+    c.named_file = _i;
+    ck_assert_int_eq(mkdir(rank_dir, 0700), 0);
+    ck_assert_int_eq(chmod(rank_dir, 0700), 0);
+    write_file(victim, text);
+    ck_assert_int_eq(symlink(victim, planted), 0);
+    zrt__swap *s = open_ok(&c, "x", 4 * BS);
+    round_trip(s, 0, BS + 3, 1);
+    zrt__swap_close(s);
+    int fd = open(victim, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(read(fd, got, sizeof got), (ssize_t)strlen(text));
+    close(fd);
+    ck_assert_str_eq(got, text);
+    unlink(planted); /* still there with O_TMPFILE, which ignores it */
+    rmdir(rank_dir);
+    ck_assert_int_eq(unlink(victim), 0);
+    remove_base();
+}
+END_TEST
+
+/* A rank directory others can write, or someone else's, is refused with its
+ * path and what is wrong with it. */
+START_TEST(test_rank_dir_not_ours_refused)
+{
+    make_base();
+    char rank_dir[128];
+    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
+    ck_assert_int_eq(mkdir(rank_dir, 0700), 0);
+    ck_assert_int_eq(chmod(rank_dir, 0755), 0);
+    zrt__swap_config c = config(0, 0);
+    expect_refused(&c, rank_dir, "mode is 0755, not 0700");
+    ck_assert_int_eq(chmod(rank_dir, 0700), 0);
+    /* Only root can give it away (nobody: 65534). */
+    if (geteuid() == 0 && chown(rank_dir, 65534, 65534) == 0)
+        expect_refused(&c, rank_dir, "owned by uid 65534, not by this process's uid 0");
+    else
+        fprintf(stderr,
+                "test_swap: cannot chown to nobody (%s), the foreign-owner "
+                "check is skipped\n",
+                geteuid() == 0 ? strerror(errno) : "not root");
+    ck_assert_int_eq(rmdir(rank_dir), 0);
+    remove_base();
+}
+END_TEST
+
+/* A child opens a swap, writes, and is SIGKILLed: no file is left in the
+ * rank directory, and the next open takes the (empty, ours) directory. */
+START_TEST(test_file_vanishes_after_sigkill)
+{
+    make_base();
+    zrt__swap_config c = config(0, 0);
+    c.named_file = _i;
+    int ready[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        zrt__errbuf err = {.rank = -1};
+        zrt__swap *s = NULL;
+        static unsigned char buf[BS];
+        char ok = zrt__swap_open(&c, "killed", 4 * BS, &err, &s) == ZRT_OK &&
+                          zrt__swap_write(s, 0, buf, BS, &err) == ZRT_OK
+                      ? 'y'
+                      : 'n';
+        if (ok != 'y')
+            fprintf(stderr, "child: %s\n", err.text);
+        if (write(ready[1], &ok, 1) != 1)
+            _exit(2);
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    char ok = 0;
+    ck_assert_int_eq(read(ready[0], &ok, 1), 1);
+    close(ready[0]);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ck_assert_msg(ok == 'y', "the child could not open and write its swap");
+    char rank_dir[128], names[256];
+    snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
+    ck_assert_msg(strcmp(entries(rank_dir, names, sizeof names), "") == 0,
+                  "a SIGKILLed rank left in %s: %s", rank_dir, names);
+    zrt__swap *s = open_ok(&c, "killed", 4 * BS); /* the directory is reused */
+    round_trip(s, 0, 100, 3);
+    zrt__swap_close(s);
+    remove_base(); /* the rank directory went with the close */
 }
 END_TEST
 
@@ -449,7 +684,12 @@ static Suite *swap_suite(void)
     tcase_add_test(tc, test_bad_block_size);
     tcase_add_test(tc, test_uncreatable_dir);
     tcase_add_test(tc, test_capacity_over_fsize_limit);
+    tcase_add_test(tc, test_write_past_limit_with_sigxfsz_ignored);
     tcase_add_test(tc, test_close_removes_file);
+    tcase_add_test(tc, test_rank_dir_link_refused);
+    tcase_add_loop_test(tc, test_planted_file_link_not_followed, 0, 2); /* named_file */
+    tcase_add_test(tc, test_rank_dir_not_ours_refused);
+    tcase_add_loop_test(tc, test_file_vanishes_after_sigkill, 0, 2); /* named_file */
     suite_add_tcase(s, tc);
     return s;
 }
