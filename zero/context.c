@@ -12,11 +12,6 @@
 #include "../runtime/registry.h"
 #include "ctx.h"
 
-zrt_status zrt__require_ctx(const zrt_ctx *ctx)
-{
-    return ctx ? ZRT_OK : ZRT_ERR_INVALID_ARG;
-}
-
 /* The helper threads and the device are chosen before MPI starts, so the
  * rank's place on its host comes from the launcher's environment (Open MPI
  * sets these). */
@@ -211,11 +206,6 @@ zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
     return st;
 }
 
-const char *zrt_last_error(const zrt_ctx *ctx)
-{
-    return ctx ? ctx->err.text : "no context";
-}
-
 zrt_status zrt_abort_job(zrt_ctx *ctx, int exit_code)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));
@@ -247,40 +237,6 @@ zrt_status zrt_get_config(const zrt_ctx *ctx, zrt_config *out)
         return ZRT_ERR_INVALID_ARG;
     *out = ctx->cfg;
     return ZRT_OK;
-}
-
-zrt_status zrt_log(const zrt_ctx *ctx, int level, const char *fmt, ...)
-{
-    if (!ctx || !fmt)
-        return ZRT_ERR_INVALID_ARG;
-    if (level > ctx->cfg.log_level)
-        return ZRT_OK;
-    char line[ZRT__ERRBUF_SIZE + 256]; /* a last-error sentence with a prefix */
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (ctx->log_rank_prefix)
-        fprintf(stderr, "[zrt rank %d/%d] %s\n", ctx->comm->rank, ctx->comm->size,
-                line);
-    else
-        fprintf(stderr, "[zrt] %s\n", line);
-    return ZRT_OK;
-}
-
-static double monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req)
-{
-    double start = monotonic_seconds();
-    zrt_status st = ctx->comm->ops->wait(ctx->comm, req);
-    ctx->comm_wait_seconds += monotonic_seconds() - start;
-    return st;
 }
 
 zrt_status zrt_comm_wait_seconds(const zrt_ctx *ctx, double *out)

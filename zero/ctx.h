@@ -26,6 +26,7 @@
 #include "checkpoint.h"
 #include "loss_scale.h"
 #include "plan.h"
+#include "trace.h"
 #include "zrt/zrt.h"
 
 typedef struct zrt__param_info {
@@ -80,17 +81,6 @@ typedef struct zrt__user_buf {
     zrt__buf buf;
     struct zrt__user_buf *next;
 } zrt__user_buf;
-
-/* Stage 3 learns the order in which layers are entered during the first
- * step, and prefetches along it afterwards. */
-typedef struct zrt__trace {
-    int *layers;
-    int len, cap;   /* cap is fixed at finalize */
-    int pos;        /* next expected entry */
-    int valid;      /* a full step was recorded and is being followed */
-    int recording;  /* recording this step */
-    int overflowed; /* this step entered more layers than cap */
-} zrt__trace;
 
 struct zrt_ctx {
     zrt_config cfg;

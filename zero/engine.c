@@ -33,11 +33,6 @@ static int64_t shard_of(const zrt_ctx *ctx, int layer)
     return ctx->plan.layers[layer].shard_numel;
 }
 
-void *zrt__param_base(zrt_ctx *ctx, int layer)
-{
-    return ctx->layers[layer].param_full.ptr;
-}
-
 static zrt_status alloc_in(zrt_ctx *ctx, zrt__buf *buf, int64_t elements, size_t esize,
                            zrt_tier tier, zrt_category cat, const char *what, int layer)
 {
@@ -47,13 +42,6 @@ static zrt_status alloc_in(zrt_ctx *ctx, zrt__buf *buf, int64_t elements, size_t
 }
 
 
-
-zrt_status zrt__pin_for(zrt_ctx *ctx, zrt__buf *buf, const zrt_offload_config *owner)
-{
-    if (buf->tier != ZRT_TIER_HOST || !owner->pin_memory || !buf->ptr)
-        return ZRT_OK;
-    return ctx->be->ops->pin(ctx->be, buf);
-}
 
 /* A buffer of state that an offload section may move to the host, of
  * elements of esize bytes. */
@@ -315,41 +303,6 @@ zrt_status zrt__release_if_idle(zrt_ctx *ctx, int layer)
     return ZRT_OK;
 }
 
-/* The trace has a fixed capacity, allocated at finalize: a loop that enters
- * more layers than that between steps (an evaluation loop, say) simply gets
- * no prefetch. Every rank makes the same calls, so every rank reaches the
- * same decision, which keeps the collectives in one order everywhere. */
-static void trace_enter(zrt_ctx *ctx, int layer)
-{
-    zrt__trace *tr = &ctx->trace;
-    if (tr->recording) {
-        if (tr->len == tr->cap) {
-            tr->recording = 0;
-            tr->overflowed = 1;
-            return;
-        }
-        tr->layers[tr->len++] = layer;
-        return;
-    }
-    if (tr->valid && tr->pos < tr->len && tr->layers[tr->pos] == layer)
-        tr->pos++;
-    else
-        tr->valid = 0; /* the loop changed its order: record it again */
-}
-
-static void trace_step_end(zrt__trace *tr)
-{
-    if (tr->recording) {
-        tr->valid = tr->len > 0;
-        tr->recording = 0;
-    } else if (!tr->valid) {
-        tr->recording = 1;
-        tr->len = 0;
-    }
-    tr->overflowed = 0;
-    tr->pos = 0;
-}
-
 /* Shards on NVMe: queues the reads of the layers after those being
  * gathered, so the disk works ahead of the gathers that need them. */
 static zrt_status fetch_ahead(zrt_ctx *ctx, int from)
@@ -519,7 +472,7 @@ static zrt_status enter_layer(zrt_ctx *ctx, int layer)
     ZRT_CHECK(progress(ctx));
     if (ctx->cfg.stage < 3)
         return zrt__wait_gather(ctx, layer);
-    trace_enter(ctx, layer);
+    zrt__trace_enter(&ctx->trace, layer);
     ZRT_CHECK(zrt__ensure_gathered(ctx, layer));
     return prefetch(ctx);
 }
@@ -625,26 +578,6 @@ static zrt_status require_no_live_layer(zrt_ctx *ctx, const char *call)
     return ZRT_OK;
 }
 
-void *zrt__owned_param(zrt_ctx *ctx, int l)
-{
-    zrt__layer_state *ls = &ctx->layers[l];
-    return ctx->cfg.stage == 3 ? ls->param_shard.ptr
-                               : zrt__elem(ctx, ls->param_full.ptr, ls->range_lo);
-}
-
-void *zrt__reduced_grad(zrt_ctx *ctx, int l)
-{
-    zrt__layer_state *ls = &ctx->layers[l];
-    return ctx->cfg.stage < 2 ? zrt__elem(ctx, ls->grad_full.ptr, ls->range_lo)
-                              : ls->grad_shard.ptr;
-}
-
-void *zrt__owned_grad(zrt_ctx *ctx, int l)
-{
-    zrt__layer_state *ls = &ctx->layers[l];
-    return ls->grad_host.ptr ? ls->grad_host.ptr : zrt__reduced_grad(ctx, l);
-}
-
 /* The accumulated shards move to the optimizer's host copies, once. */
 static zrt_status move_staged_grads(zrt_ctx *ctx)
 {
@@ -653,23 +586,6 @@ static zrt_status move_staged_grads(zrt_ctx *ctx)
         if (ls->grad_host.ptr)
             ZRT_CHECK(ctx->be->ops->copy(ctx->be, ls->grad_host.ptr, ls->grad_shard.ptr,
                                          ls->grad_shard.bytes));
-    }
-    return ZRT_OK;
-}
-
-zrt_status zrt__adamw_layer(zrt_ctx *ctx, int l, const float *p, float *p_out,
-                            const float *g, float *m, float *v,
-                            const zrt_adamw_scalars *decay,
-                            const zrt_adamw_scalars *no_decay)
-{
-    const zrt__layer_state *ls = &ctx->layers[l];
-    for (int i = 0; i < ls->nsegs; i++) {
-        const zrt__segment *sg = &ls->segs[i];
-        int64_t at = sg->range_offset;
-        const zrt_adamw_scalars *s =
-            ctx->params[sg->tensor].desc.no_weight_decay ? no_decay : decay;
-        ZRT_CHECK(ctx->be->ops->adamw_f32(ctx->be, p + at, p_out + at, g + at, m + at,
-                                          v + at, (size_t)sg->count, s));
     }
     return ZRT_OK;
 }
@@ -756,7 +672,7 @@ static zrt_status zero_owned_grads(zrt_ctx *ctx)
  * gradients stay, every layer may run backward again. */
 static zrt_status end_micro_step(zrt_ctx *ctx)
 {
-    trace_step_end(&ctx->trace);
+    zrt__trace_step_end(&ctx->trace);
     for (int l = 0; l < ctx->plan.nlayers; l++)
         ctx->layers[l].bwd_done = 0;
     ctx->micro++;
@@ -853,30 +769,12 @@ static zrt_status update_layer_mixed(zrt_ctx *ctx, int l, float grad_scale,
                                   decay, no_decay);
 }
 
-zrt_status zrt__adamw_layer_mixed(zrt_ctx *ctx, int l, float *master, uint16_t *p,
-                                  const uint16_t *g, float *m, float *v, float grad_scale,
-                                  const zrt_adamw_scalars *decay,
-                                  const zrt_adamw_scalars *no_decay)
-{
-    const zrt__layer_state *ls = &ctx->layers[l];
-    for (int i = 0; i < ls->nsegs; i++) {
-        const zrt__segment *sg = &ls->segs[i];
-        int64_t at = sg->range_offset;
-        const zrt_adamw_scalars *s =
-            ctx->params[sg->tensor].desc.no_weight_decay ? no_decay : decay;
-        ZRT_CHECK(ctx->be->ops->adamw_mixed(ctx->be, master + at, p + at, g + at, m + at,
-                                            v + at, (size_t)sg->count, grad_scale, s,
-                                            zrt__half_of(ctx)));
-    }
-    return ZRT_OK;
-}
-
 /* The optimizer step skipped for an fp16 overflow: nothing changes but the
  * loss scale, on every rank alike (the norm they agree on decided it). */
 static zrt_status skip_step(zrt_ctx *ctx)
 {
     int at_floor = zrt__loss_scaler_update(&ctx->scaler, 1);
-    trace_step_end(&ctx->trace);
+    zrt__trace_step_end(&ctx->trace);
     zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1);
     ZRT_CHECK(zero_owned_grads(ctx));
     if (ctx->comm->rank == 0)
@@ -927,7 +825,7 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
         ZRT_CHECK(start_param_gathers(ctx));
     if (ctx->cfg.stage == 3)
         ZRT_CHECK(refresh_stage3_params(ctx));
-    trace_step_end(&ctx->trace);
+    zrt__trace_step_end(&ctx->trace);
     zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1); /* of the next step */
     return zero_owned_grads(ctx);
 }

@@ -318,37 +318,6 @@ static void release_if_idle(sim *s, int l)
     ly->gathered = 0;
 }
 
-static void trace_enter(sim *s, int l)
-{
-    zrt__trace *tr = &s->trace;
-    if (tr->recording) {
-        if (tr->len == tr->cap) {
-            tr->recording = 0;
-            tr->overflowed = 1;
-            return;
-        }
-        tr->layers[tr->len++] = l;
-        return;
-    }
-    if (tr->valid && tr->pos < tr->len && tr->layers[tr->pos] == l)
-        tr->pos++;
-    else
-        tr->valid = 0;
-}
-
-static void trace_step_end(zrt__trace *tr)
-{
-    if (tr->recording) {
-        tr->valid = tr->len > 0;
-        tr->recording = 0;
-    } else if (!tr->valid) {
-        tr->recording = 1;
-        tr->len = 0;
-    }
-    tr->overflowed = 0;
-    tr->pos = 0;
-}
-
 static int skipped_by_prefetch(const sim *s, int l)
 {
     const sim_layer *ly = &s->layers[l];
@@ -451,7 +420,7 @@ static void enter_layer(sim *s, int l)
         wait_gather(s, l);
         return;
     }
-    trace_enter(s, l);
+    zrt__trace_enter(&s->trace, l);
     ensure_gathered(s, l);
     prefetch(s);
 }
@@ -539,7 +508,7 @@ static void global_grad_norm(sim *s)
 static void end_micro_step(sim *s)
 {
     set_phase(s, ZRT__PHASE_STEP, -1);
-    trace_step_end(&s->trace);
+    zrt__trace_step_end(&s->trace);
     for (int l = 0; l < s->n; l++)
         s->layers[l].bwd_done = 0;
     s->micro++;
@@ -559,7 +528,7 @@ static void step(sim *s)
             nvme_drop_fetch(s, l);
     if (s->cfg->stage == 3)
         refresh_stage3_params(s);
-    trace_step_end(&s->trace);
+    zrt__trace_step_end(&s->trace);
     set_phase(s, ZRT__PHASE_LOOP, -1);
     for (int l = 0; l < s->n; l++)
         s->layers[l].bwd_done = 0;
@@ -726,57 +695,3 @@ zrt_status zrt__memplan_run(const zrt_config *cfg, const zrt__plan *plan,
     return st;
 }
 
-zrt_status zrt_declare_step(zrt_ctx *ctx, const zrt_layer_call *calls, int count)
-{
-    ZRT_CHECK(zrt__require_ctx(ctx));
-    if (count < 1 || !calls)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_declare_step: %d calls%s; a step has at least one",
-                         count, calls ? "" : " (NULL)");
-    zrt_layer_call *copy = malloc((size_t)count * sizeof *copy);
-    if (!copy)
-        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
-                         "zrt_declare_step: cannot copy %d calls", count);
-    memcpy(copy, calls, (size_t)count * sizeof *copy);
-    free(ctx->declared_calls);
-    ctx->declared_calls = copy;
-    ctx->ndeclared_calls = count;
-    return ZRT_OK;
-}
-
-zrt_status zrt_declare_buffer(zrt_ctx *ctx, zrt_category category, size_t bytes)
-{
-    ZRT_CHECK(zrt__require_ctx(ctx));
-    if ((unsigned)category >= ZRT_CAT_COUNT)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_declare_buffer: bad category %d", (int)category);
-    ctx->declared_bytes[category] += (int64_t)bytes;
-    return ZRT_OK;
-}
-
-zrt_status zrt__plan_for(zrt_ctx *ctx, const zrt_config *cfg, const zrt__plan *plan,
-                         zrt_mem_plan *out)
-{
-    ZRT_CHECK(zrt__memplan_run(cfg, plan, ctx->declared_calls, ctx->ndeclared_calls,
-                               ctx->declared_bytes, &ctx->err, out));
-    out->declared_step = ctx->declared_calls != NULL;
-    return ZRT_OK;
-}
-
-zrt_status zrt_plan_memory(zrt_ctx *ctx, zrt_mem_plan *out)
-{
-    ZRT_CHECK(zrt__require_ctx(ctx));
-    if (!out)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_plan_memory: out is NULL");
-    if (ctx->finalized)
-        return zrt__plan_for(ctx, &ctx->cfg, &ctx->plan, out);
-    if (ctx->cfg.stage == ZRT_STAGE_AUTO)
-        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
-                         "zrt_plan_memory: stage is \"auto\", chosen by "
-                         "zrt_finalize_params; plan after it, or plan a stage 0-3");
-    zrt__plan plan = {0};
-    ZRT_CHECK(zrt__build_plan(ctx, &plan));
-    zrt_status st = zrt__plan_for(ctx, &ctx->cfg, &plan, out);
-    zrt__plan_free(&plan);
-    return st;
-}

@@ -1,43 +1,13 @@
 /*
- * zero/params.c — registering parameters, building the plan, and moving a
- * parameter's value in and out (write, read, data pointers while live).
+ * zero/params.c — registering parameters, finalizing them (the plans, the
+ * allocation), and moving a parameter's value in and out (write, read, data
+ * pointers while live).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ctx.h"
-
-enum { PLAN_ALIGNMENT = 16 }; /* elements: 64 bytes of f32 */
-
-zrt_status zrt__require_finalized(zrt_ctx *ctx, const char *call)
-{
-    ZRT_CHECK(zrt__require_ctx(ctx));
-    if (!ctx->finalized)
-        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
-                         "%s: call zrt_finalize_params first", call);
-    return ZRT_OK;
-}
-
-zrt_status zrt__require_layer(zrt_ctx *ctx, int layer, const char *call)
-{
-    ZRT_CHECK(zrt__require_finalized(ctx, call));
-    if (layer < 0 || layer >= ctx->plan.nlayers)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "%s: layer %d does not exist (layers 0..%d)", call,
-                         layer, ctx->plan.nlayers - 1);
-    return ZRT_OK;
-}
-
-zrt_status zrt__require_param(zrt_ctx *ctx, zrt_param param, const char *call)
-{
-    ZRT_CHECK(zrt__require_finalized(ctx, call));
-    if (param < 0 || param >= ctx->nparams)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "%s: parameter handle %d is not registered (0..%d)",
-                         call, (int)param, ctx->nparams - 1);
-    return ZRT_OK;
-}
 
 static zrt_status check_desc(zrt_ctx *ctx, const zrt_param_desc *d,
                              int64_t *numel)
@@ -122,27 +92,6 @@ zrt_status zrt_param_register(zrt_ctx *ctx, const zrt_param_desc *desc,
     info->numel = numel;
     *out = ctx->nparams++;
     return ZRT_OK;
-}
-
-zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out)
-{
-    int n = ctx->nparams;
-    int64_t *numel = malloc(((size_t)n + 1) * sizeof *numel);
-    int *layer = malloc(((size_t)n + 1) * sizeof *layer);
-    zrt_status st = ZRT_OK;
-    if (!numel || !layer)
-        st = zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
-                       "zrt_finalize_params: cannot allocate the plan input");
-    for (int i = 0; st == ZRT_OK && i < n; i++) {
-        numel[i] = ctx->params[i].numel;
-        layer[i] = ctx->params[i].desc.layer;
-    }
-    if (st == ZRT_OK)
-        st = zrt__plan_build(numel, layer, n, ctx->comm->size, PLAN_ALIGNMENT,
-                             &ctx->err, out);
-    free(numel);
-    free(layer);
-    return st;
 }
 
 /* Every rank learns whether every rank succeeded, so a failure on one rank
