@@ -18,6 +18,31 @@
  * Calls that are collective (every rank must make them, in the same order) say
  * so. The library never exits or aborts the process; zrt_abort_job() is the
  * one call that ends the job, and only when the caller asks.
+ *
+ * Threads and lifetimes (the contract; libuv's and liburing's are the model):
+ *   - One thread drives one context: every call on a context comes from the
+ *     thread that created it. The runtime asks MPI for MPI_THREAD_FUNNELED
+ *     (only the thread that initialized MPI calls it), and collectives must
+ *     be started in the same order on every rank, which one driving thread
+ *     makes true. Calls on a context are not thread-safe; nothing in zrt
+ *     takes a lock for the caller. One context per process is what is tested.
+ *   - Threads of zrt's own: a pool of helper threads (optimizer updates, bound
+ *     near their memory), one I/O thread per NVMe tier, and with NCCL a
+ *     watchdog. They touch only the context's buffers while a call that
+ *     started their work is running, never call MPI and never call back into
+ *     the loop; zrt_ctx_destroy joins them.
+ *   - zrt_config_* and zrt_estimate_memory/zrt_fit_* use no context and no
+ *     state of their own: any thread may call them at any time.
+ *   - Strings returned by zrt_last_error() and zrt_param_name() are owned by
+ *     the context: zrt_last_error's until the next failing call on that
+ *     context or zrt_ctx_destroy, zrt_param_name's until zrt_ctx_destroy.
+ *     Copy them to keep them longer. zrt_status_str() returns static text.
+ *   - Who frees what: memory from zrt_buffer_alloc() is freed with
+ *     zrt_buffer_free() (or by zrt_ctx_destroy); pointers from
+ *     zrt_param_data()/zrt_grad_data() are the runtime's and valid only while
+ *     their layer is live; everything else the caller passes in (configs,
+ *     descriptors, names, source arrays) is copied or only read during the
+ *     call, and stays the caller's.
  */
 #ifndef ZRT_ZRT_H
 #define ZRT_ZRT_H
