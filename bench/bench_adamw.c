@@ -39,20 +39,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_args.h"
+#include "bench_common.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/backend.h"
 #include "runtime/memory.h"
 #include "runtime/threads.h"
 
-enum { MAX_SIZES = 16, MAX_REPS = 10000, CHECK_N = 100003 };
+enum { MAX_SIZES = 16, CHECK_N = 100003 };
 /* The cpu backend's split rule (runtime/backend_cpu.c), copied: parts are
  * rounded up to 16 elements, and arrays below 2^16 elements are not split. */
 enum { SPLIT_ALIGN = 16, SPLIT_MIN_ELEMENTS = 1 << 16 };
-static const double MIN_TIME = 0.25;   /* seconds of timed repetitions, at least */
 static const double ADAMW_BYTES = 28.0;
 static const double TRIAD_BYTES = 24.0;
 static const double NAIVE_REAL_BYTES = 80.0;
@@ -73,21 +72,15 @@ typedef struct arrays {
     zrt_adamw_scalars s;
 } arrays;
 
-/* What a kernel runs on: one thread (pool NULL) or the pool. */
+typedef enum kernel { FUSED, TRIAD, PATTERN, NAIVE, KERNELS } kernel;
+
+/* One kernel and what it runs on: one thread (pool NULL) or the pool. */
 typedef struct bench {
     arrays *x;
+    kernel k;
     zrt__pool *pool;
     zrt__backend *be; /* the cpu backend over pool */
 } bench;
-
-typedef void (*kernel_fn)(bench *b);
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Worker `worker`'s part [lo, hi) of n elements, cut as the cpu backend cuts
  * AdamW (runtime/backend_cpu.c): equal parts rounded up to 16 elements. */
@@ -184,90 +177,39 @@ static void naive_adamw(float *p, const float *g, float *m, float *v, float *tmp
 
 /* ---- the kernels, as pool tasks --------------------------------------------- */
 
-static void fused_task(void *arg, int worker, int nworkers)
+/* Worker `worker`'s part of b->k over b->x (the triad over its own nt). */
+static void kernel_task(void *arg, int worker, int nworkers)
 {
-    arrays *x = arg;
-    size_t lo, hi;
-    part(x->n, worker, nworkers, &lo, &hi);
-    zrt_adamw_f32(x->p + lo, x->g + lo, x->m + lo, x->v + lo, hi - lo, &x->s);
-}
-
-static void triad_task(void *arg, int worker, int nworkers)
-{
-    arrays *x = arg;
-    size_t lo, hi;
-    part(x->nt, worker, nworkers, &lo, &hi);
-    triad_f32(x->a + lo, x->b + lo, x->c + lo, hi - lo, 0.5f);
-}
-
-static void pattern_task(void *arg, int worker, int nworkers)
-{
-    arrays *x = arg;
-    size_t lo, hi;
-    part(x->n, worker, nworkers, &lo, &hi);
-    pattern_f32(x->p + lo, x->g + lo, x->m + lo, x->v + lo, hi - lo, &x->s);
-}
-
-static void naive_task(void *arg, int worker, int nworkers)
-{
-    arrays *x = arg;
-    size_t lo, hi;
-    part(x->n, worker, nworkers, &lo, &hi);
-    naive_adamw(x->p + lo, x->g + lo, x->m + lo, x->v + lo, x->tmp + lo, hi - lo, &x->s);
-}
-
-/* One thread: zrt_adamw_f32 itself. On the pool: the cpu backend's op. */
-static void run_fused(bench *b)
-{
+    const bench *b = arg;
     arrays *x = b->x;
-    if (!b->pool)
-        fused_task(x, 0, 1);
-    else
-        b->be->ops->adamw_f32(b->be, x->p, x->p, x->g, x->m, x->v, x->n, &x->s);
-}
-
-static void run_triad(bench *b)
-{
-    run_split(b->pool, b->x->nt, triad_task, b->x);
-}
-
-static void run_pattern(bench *b)
-{
-    run_split(b->pool, b->x->n, pattern_task, b->x);
-}
-
-static void run_naive(bench *b)
-{
-    run_split(b->pool, b->x->n, naive_task, b->x);
-}
-
-/* ---- timing ----------------------------------------------------------------- */
-
-typedef struct timing {
-    int reps;
-    double best, median; /* seconds */
-} timing;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* One warm-up, then repetitions until both `reps` and MIN_TIME are reached. */
-static timing measure(kernel_fn fn, bench *b, int reps, double *scratch)
-{
-    fn(b);
-    int r = 0;
-    double total = 0;
-    while (r < MAX_REPS && (r < reps || total < MIN_TIME)) {
-        double t0 = now();
-        fn(b);
-        scratch[r] = now() - t0;
-        total += scratch[r++];
+    size_t lo, hi;
+    part(b->k == TRIAD ? x->nt : x->n, worker, nworkers, &lo, &hi);
+    switch (b->k) {
+    case FUSED:
+        zrt_adamw_f32(x->p + lo, x->g + lo, x->m + lo, x->v + lo, hi - lo, &x->s);
+        break;
+    case TRIAD: triad_f32(x->a + lo, x->b + lo, x->c + lo, hi - lo, 0.5f); break;
+    case PATTERN:
+        pattern_f32(x->p + lo, x->g + lo, x->m + lo, x->v + lo, hi - lo, &x->s);
+        break;
+    case NAIVE:
+        naive_adamw(x->p + lo, x->g + lo, x->m + lo, x->v + lo, x->tmp + lo, hi - lo,
+                    &x->s);
+        break;
+    case KERNELS: break;
     }
-    qsort(scratch, (size_t)r, sizeof *scratch, cmp_double);
-    return (timing){.reps = r, .best = scratch[0], .median = scratch[r / 2]};
+}
+
+/* The baselines split as the backend splits; fused: zrt_adamw_f32 itself on
+ * one thread, the cpu backend's op on the pool. */
+static void run_kernel(void *arg)
+{
+    bench *b = arg;
+    arrays *x = b->x;
+    if (b->k == FUSED && b->pool)
+        b->be->ops->adamw_f32(b->be, x->p, x->p, x->g, x->m, x->v, x->n, &x->s);
+    else
+        run_split(b->pool, b->k == TRIAD ? x->nt : x->n, kernel_task, b);
 }
 
 /* ---- arrays ----------------------------------------------------------------- */
@@ -352,8 +294,8 @@ static int check_naive(void)
     }
     float worst = 0;
     for (int step = 0; step < 3; step++) {
-        fused_task(&f, 0, 1);
-        naive_task(&n, 0, 1);
+        kernel_task(&(bench){.x = &f, .k = FUSED}, 0, 1);
+        kernel_task(&(bench){.x = &n, .k = NAIVE}, 0, 1);
     }
     for (size_t i = 0; i < CHECK_N; i++) {
         float d[3] = {fabsf(f.p[i] - n.p[i]), fabsf(f.m[i] - n.m[i]),
@@ -374,16 +316,16 @@ static int check_naive(void)
 /* ---- report ----------------------------------------------------------------- */
 
 typedef struct row {
-    timing fused, triad, pattern, naive;
+    bench_timing t[KERNELS];
 } row;
 
-static double gbps(timing t, double bytes_per_elem, size_t elems)
+static double gbps(bench_timing t, double bytes_per_elem, size_t elems)
 {
     return bytes_per_elem * (double)elems / t.best / 1e9;
 }
 
 /* params: print parameters/s (the AdamW implementations) or "-". */
-static void print_row(const arrays *x, int threads, const char *name, timing t,
+static void print_row(const arrays *x, int threads, const char *name, bench_timing t,
                       double bytes_per_elem, size_t elems, int params)
 {
     char mps[32] = "-";
@@ -396,10 +338,10 @@ static void print_row(const arrays *x, int threads, const char *name, timing t,
 static void print_size(const arrays *x, int threads, const row *r)
 {
     print_row(x, threads, threads == 1 ? "fused: zrt_adamw_f32" : "fused: cpu backend",
-              r->fused, ADAMW_BYTES, x->n, 1);
-    print_row(x, threads, "triad", r->triad, TRIAD_BYTES, x->nt, 0);
-    print_row(x, threads, "pattern: no sqrt/div", r->pattern, ADAMW_BYTES, x->n, 0);
-    print_row(x, threads, "naive: 8 passes", r->naive, ADAMW_BYTES, x->n, 1);
+              r->t[FUSED], ADAMW_BYTES, x->n, 1);
+    print_row(x, threads, "triad", r->t[TRIAD], TRIAD_BYTES, x->nt, 0);
+    print_row(x, threads, "pattern: no sqrt/div", r->t[PATTERN], ADAMW_BYTES, x->n, 0);
+    print_row(x, threads, "naive: 8 passes", r->t[NAIVE], ADAMW_BYTES, x->n, 1);
 }
 
 /* ---- main ------------------------------------------------------------------- */
@@ -419,6 +361,12 @@ static int parse_sizes(const char *list, opts *o)
     return o->nsizes > 0 ? 0 : -1;
 }
 
+static const char usage[] =
+    "usage: bench_adamw [--sizes N[,N...]] [--reps K] [--threads T]\n"
+    "  N: f32 elements, suffix K/M/G (powers of 2); default 1M,16M,64M\n"
+    "  K: at least K timed reps (default 10)\n"
+    "  T: pool threads, 0 = one per core (default)\n";
+
 static int parse(int argc, char **argv, opts *o)
 {
     *o = (opts){.reps = 10, .threads = 0};
@@ -433,7 +381,7 @@ static int parse(int argc, char **argv, opts *o)
                 return -1;
         } else if (!strcmp(argv[i], "--reps")) {
             o->reps = atoi(val);
-            if (o->reps <= 0 || o->reps > MAX_REPS)
+            if (o->reps <= 0 || o->reps > BENCH_MAX_REPS)
                 return -1;
         } else if (!strcmp(argv[i], "--threads")) {
             o->threads = atoi(val);
@@ -457,7 +405,8 @@ static void print_header(const opts *o, int pool_size)
            "%.0f B/element for AdamW (fused and naive; the naive really moves %.0f), "
            "%.0f B/element for triad; triad arrays hold the same bytes as p,g,m,v\n\n",
            host, sysconf(_SC_NPROCESSORS_ONLN), load[0], zrt_kernels_cpu_path(),
-           pool_size, o->reps, MIN_TIME, ADAMW_BYTES, NAIVE_REAL_BYTES, TRIAD_BYTES);
+           pool_size, o->reps, BENCH_MIN_TIME, ADAMW_BYTES, NAIVE_REAL_BYTES,
+           TRIAD_BYTES);
 }
 
 /* Runs every kernel of one size at each thread count; fills r[0] (1 thread)
@@ -465,23 +414,18 @@ static void print_header(const opts *o, int pool_size)
 static void bench_size(arrays *x, zrt__pool *pool, zrt__backend *be, int reps,
                        double *scratch, row r[2])
 {
-    for (int t = 0; t < 2; t++) {
-        bench b = {.x = x, .pool = t ? pool : NULL, .be = be};
-        r[t].fused = measure(run_fused, &b, reps, scratch);
-        r[t].triad = measure(run_triad, &b, reps, scratch);
-        r[t].pattern = measure(run_pattern, &b, reps, scratch);
-        r[t].naive = measure(run_naive, &b, reps, scratch);
-    }
+    for (int t = 0; t < 2; t++)
+        for (kernel k = FUSED; k < KERNELS; k++) {
+            bench b = {.x = x, .k = k, .pool = t ? pool : NULL, .be = be};
+            r[t].t[k] = bench_measure(run_kernel, &b, NULL, reps, scratch);
+        }
 }
 
 int main(int argc, char **argv)
 {
     opts o;
     if (parse(argc, argv, &o)) {
-        fprintf(stderr, "usage: bench_adamw [--sizes N[,N...]] [--reps K] [--threads T]\n"
-                        "  N: f32 elements, suffix K/M/G (powers of 2); default "
-                        "1M,16M,64M\n  K: at least K timed reps (default 10)\n"
-                        "  T: pool threads, 0 = one per core (default)\n");
+        fputs(usage, stderr);
         return 2;
     }
     if (check_naive())
@@ -491,7 +435,7 @@ int main(int argc, char **argv)
     zrt__mem_account_init(&acct);
     zrt__pool *pool = NULL;
     zrt__backend *be = NULL;
-    double *scratch = malloc(MAX_REPS * sizeof *scratch);
+    double *scratch = malloc(BENCH_MAX_REPS * sizeof *scratch);
     if (!scratch || zrt__pool_create(o.threads, 0, 1, &err, &pool) != ZRT_OK ||
         zrt__backend_cpu_create(&acct, &err, pool, &be) != ZRT_OK) {
         fprintf(stderr, "bench_adamw: %s\n", err.text[0] ? err.text : "out of memory");
@@ -523,12 +467,12 @@ int main(int argc, char **argv)
         for (int t = 0; t < 2; t++) {
             const row *r = &rows[k][t];
             size_t n = o.sizes[k];
-            double triad = gbps(r->triad, TRIAD_BYTES, triad_elems(n));
+            double triad = gbps(r->t[TRIAD], TRIAD_BYTES, triad_elems(n));
             printf("| %zu | %d | %.2f | %.2f | %.2f | %.2f |\n", n, t ? threads : 1,
-                   gbps(r->fused, ADAMW_BYTES, n) / triad,
-                   r->pattern.best / r->fused.best,
-                   gbps(r->pattern, ADAMW_BYTES, n) / triad,
-                   r->naive.best / r->fused.best);
+                   gbps(r->t[FUSED], ADAMW_BYTES, n) / triad,
+                   r->t[PATTERN].best / r->t[FUSED].best,
+                   gbps(r->t[PATTERN], ADAMW_BYTES, n) / triad,
+                   r->t[NAIVE].best / r->t[FUSED].best);
         }
     printf("\nchecksum %.6e\n", checksum);
     be->ops->destroy(be);

@@ -38,17 +38,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_args.h"
+#include "bench_common.h"
 #include "kernels/cpu/kernels.h"
 #include "runtime/backend.h"
 #include "runtime/memory.h"
 #include "runtime/threads.h"
 
-enum { MAX_SIZES = 16, MAX_REPS = 10000, CHECK_N = 1000003, MAX_ROWS = 64 };
-static const double MIN_TIME = 0.25; /* seconds of timed repetitions, at least */
+enum { MAX_SIZES = 16, CHECK_N = 1000003, MAX_ROWS = 64 };
 static const double ADAMW_BYTES = 28.0;
 
 typedef struct opts {
@@ -61,18 +60,13 @@ typedef struct opts {
     int probe;
 } opts;
 
-typedef struct timing {
-    int reps;
-    double best, median; /* seconds */
-} timing;
-
 /* One result row: zrt's figure, the baseline's and what they measured. */
 typedef struct row {
     const char *what; /* "h2d", "d2h", "adamw mixed vs device", ... */
     size_t bytes;     /* moved per repetition (AdamW: 28 n) */
     size_t elements;  /* AdamW only */
     const char *zrt_name, *base_name;
-    timing zrt, base;
+    bench_timing zrt, base;
 } row;
 
 /* What a timed operation runs on. */
@@ -87,37 +81,10 @@ typedef struct bench {
     int failed; /* set by an operation that failed; the run then stops */
 } bench;
 
-typedef void (*op_fn)(bench *b);
-
-static double now(void)
+/* Times fn(b) (bench_common.h); a failed operation stops the repetitions. */
+static bench_timing measure(void (*fn)(void *), bench *b, int reps, double *scratch)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* One warm-up, then repetitions until both `reps` and MIN_TIME are reached. */
-static timing measure(op_fn fn, bench *b, int reps, double *scratch)
-{
-    fn(b);
-    int r = 0;
-    double total = 0;
-    while (!b->failed && r < MAX_REPS && (r < reps || total < MIN_TIME)) {
-        double t0 = now();
-        fn(b);
-        scratch[r] = now() - t0;
-        total += scratch[r++];
-    }
-    if (!r)
-        return (timing){0};
-    qsort(scratch, (size_t)r, sizeof *scratch, cmp_double);
-    return (timing){.reps = r, .best = scratch[0], .median = scratch[r / 2]};
+    return bench_measure(fn, b, &b->failed, reps, scratch);
 }
 
 static int cuda_ok(cudaError_t e, const char *what)
@@ -139,24 +106,27 @@ static int zrt_ok(zrt_status st, const zrt__errbuf *err, const char *what)
 
 /* ---- the timed operations --------------------------------------------------- */
 
-static void zrt_copy(bench *b)
+static void zrt_copy(void *arg)
 {
+    bench *b = arg;
     zrt__backend *be = b->be;
     if (be->ops->copy(be, b->dst, b->src, b->bytes) != ZRT_OK ||
         be->ops->synchronize(be) != ZRT_OK)
         b->failed = 1;
 }
 
-static void cuda_copy(bench *b)
+static void cuda_copy(void *arg)
 {
+    bench *b = arg;
     if (cudaMemcpyAsync(b->dst, b->src, b->bytes, cudaMemcpyDefault, b->stream) !=
             cudaSuccess ||
         cudaStreamSynchronize(b->stream) != cudaSuccess)
         b->failed = 1;
 }
 
-static void run_adamw_op(bench *b)
+static void run_adamw_op(void *arg)
 {
+    bench *b = arg;
     zrt__backend *be = b->be;
     if (be->ops->adamw_f32(be, b->p, b->p, b->g, b->m, b->v, b->n, &b->s) != ZRT_OK ||
         be->ops->synchronize(be) != ZRT_OK)
@@ -360,7 +330,7 @@ static int run_adamw(zrt__backend *be, zrt__errbuf *err, size_t n, int reps,
     } cfgs[3] = {{"device", ZRT_TIER_DEVICE, ZRT_TIER_DEVICE},
                  {"mixed", ZRT_TIER_DEVICE, ZRT_TIER_HOST},
                  {"host", ZRT_TIER_HOST, ZRT_TIER_HOST}};
-    timing t[3];
+    bench_timing t[3];
     for (int c = 0; c < 3; c++) {
         adamw_set a;
         if (make_set(be, err, n, cfgs[c].pg, cfgs[c].mv, &a))
@@ -375,26 +345,20 @@ static int run_adamw(zrt__backend *be, zrt__errbuf *err, size_t n, int reps,
         }
     }
     size_t bytes = (size_t)(ADAMW_BYTES * (double)n);
-    out[0] = (row){.what = "adamw",
-                   .bytes = bytes,
-                   .elements = n,
-                   .zrt_name = "mixed (m, v on host)",
-                   .base_name = "device",
-                   .zrt = t[1],
-                   .base = t[0]};
-    out[1] = (row){.what = "adamw",
-                   .bytes = bytes,
-                   .elements = n,
-                   .zrt_name = "mixed (m, v on host)",
-                   .base_name = "host (CPU only)",
-                   .zrt = t[1],
-                   .base = t[2]};
+    for (int k = 0; k < 2; k++) /* mixed against device, then against host */
+        out[k] = (row){.what = "adamw",
+                       .bytes = bytes,
+                       .elements = n,
+                       .zrt_name = "mixed (m, v on host)",
+                       .base_name = k ? "host (CPU only)" : "device",
+                       .zrt = t[1],
+                       .base = t[k ? 2 : 0]};
     return 0;
 }
 
 /* ---- report ----------------------------------------------------------------- */
 
-static double gbps(size_t bytes, timing t)
+static double gbps(size_t bytes, bench_timing t)
 {
     return t.best > 0 ? (double)bytes / t.best / 1e9 : 0;
 }
@@ -510,7 +474,7 @@ static int parse(int argc, char **argv, opts *o)
                 return -1;
         } else if (!strcmp(argv[i - 1], "--reps")) {
             o->reps = atoi(val);
-            if (o->reps <= 0 || o->reps > MAX_REPS)
+            if (o->reps <= 0 || o->reps > BENCH_MAX_REPS)
                 return -1;
         } else if (!strcmp(argv[i - 1], "--json")) {
             o->json = val;
@@ -563,7 +527,7 @@ int main(int argc, char **argv)
     zrt__pool *pool = NULL;
     zrt__backend *be = NULL;
     cudaStream_t stream = NULL;
-    double *scratch = malloc(MAX_REPS * sizeof *scratch);
+    double *scratch = malloc(BENCH_MAX_REPS * sizeof *scratch);
     row *rows = calloc(MAX_ROWS, sizeof *rows);
     int nrows = 0;
     rc = 1;
@@ -579,7 +543,7 @@ int main(int argc, char **argv)
            ">= %d reps (and >= %.2f s) after 1 warm-up, wall clock to the end of the "
            "synchronization; GB/s = 10^9 bytes/s; AdamW counts %.0f B/element\n\n",
            host, device, sysconf(_SC_NPROCESSORS_ONLN), zrt__pool_size(pool), o.reps,
-           MIN_TIME, ADAMW_BYTES);
+           BENCH_MIN_TIME, ADAMW_BYTES);
     int differ = check_adamw(be, &err);
     if (differ < 0) {
         fprintf(stderr, "bench_copy_cuda: the mixed-pointer AdamW check could not run\n");

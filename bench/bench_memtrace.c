@@ -21,8 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "runtime/backend.h"
 #include "zero/ctx.h"
 #include "zrt/zrt.h"
@@ -33,22 +33,9 @@ typedef struct opts {
     int layers, width, reps;
 } opts;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, by_value);
+    bench_sort(v, n);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -63,7 +50,7 @@ static double ns_per_pair(zrt__backend *be, zrt__mem_account *acct, event_mode m
     acct->record_off = mode == TIMELINE_OFF;
     acct->phase.step = mode == PAST_ITS_STEPS ? ZRT__TIMELINE_STEPS + 1 : 1;
     zrt__buf b;
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < EVENT_PAIRS; i++) {
         if (acct->nevents + 2 > ZRT__TIMELINE_MAX_EVENTS)
             acct->nevents = 0;
@@ -71,7 +58,7 @@ static double ns_per_pair(zrt__backend *be, zrt__mem_account *acct, event_mode m
             return -1;
         be->ops->free(be, &b);
     }
-    return (now() - t0) * 1e9 / EVENT_PAIRS;
+    return (bench_now() - t0) * 1e9 / EVENT_PAIRS;
 }
 
 static int bench_events(int reps)
@@ -114,23 +101,16 @@ static zrt_ctx *make_ctx(const opts *o, double *finalize_s, double *plan_s)
     zrt_ctx *ctx;
     if (zrt_ctx_create(&cfg, &ctx) != ZRT_OK)
         return NULL;
-    for (int l = 0; l < o->layers; l++) {
-        char name[32];
-        zrt_param p;
-        snprintf(name, sizeof name, "w%d", l);
-        zrt_param_desc d = {.name = name, .ndim = 2, .shape = {o->width, o->width},
-                            .dtype = ZRT_F32, .layer = l};
-        if (zrt_param_register(ctx, &d, &p) != ZRT_OK)
-            return NULL;
-    }
+    if (bench_register_layers(ctx, o->layers, o->width) != ZRT_OK)
+        return NULL;
     zrt_mem_plan plan;
-    double t0 = now();
+    double t0 = bench_now();
     zrt_status st = zrt_plan_memory(ctx, &plan);
-    double t1 = now();
+    double t1 = bench_now();
     if (st == ZRT_OK)
         st = zrt_finalize_params(ctx);
     *plan_s = t1 - t0;
-    *finalize_s = now() - t1;
+    *finalize_s = bench_now() - t1;
     if (st != ZRT_OK) {
         fprintf(stderr, "bench_memtrace: %s\n", zrt_last_error(ctx));
         return NULL;
@@ -143,7 +123,7 @@ static double time_step(zrt_ctx *ctx, int layers)
 {
     zrt_adamw hp;
     zrt_adamw_init(&hp);
-    double t0 = now();
+    double t0 = bench_now();
     for (int l = 0; l < layers; l++)
         if (zrt_forward_begin(ctx, l) != ZRT_OK || zrt_forward_end(ctx, l) != ZRT_OK)
             return -1;
@@ -152,7 +132,7 @@ static double time_step(zrt_ctx *ctx, int layers)
             return -1;
     if (zrt_step(ctx, &hp) != ZRT_OK)
         return -1;
-    return now() - t0;
+    return bench_now() - t0;
 }
 
 /* Step 2 of a fresh context: with the timeline on, it is recorded. */

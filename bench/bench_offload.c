@@ -20,6 +20,7 @@
 
 #include "zero/ctx.h"
 #include "bench_args.h"
+#include "bench_common.h"
 #include "zrt/zrt.h"
 
 typedef struct opts {
@@ -39,15 +40,8 @@ static zrt_ctx *make_ctx(const opts *o, int device)
     zrt_ctx *ctx;
     if (zrt_ctx_create(&cfg, &ctx) != ZRT_OK)
         return NULL;
-    for (int l = 0; l < o->layers; l++) {
-        char name[32];
-        zrt_param p;
-        snprintf(name, sizeof name, "w%d", l);
-        zrt_param_desc d = {.name = name, .ndim = 2, .shape = {o->width, o->width},
-                            .dtype = ZRT_F32, .layer = l};
-        if (zrt_param_register(ctx, &d, &p) != ZRT_OK)
-            return NULL;
-    }
+    if (bench_register_layers(ctx, o->layers, o->width) != ZRT_OK)
+        return NULL;
     if (zrt_finalize_params(ctx) != ZRT_OK) {
         fprintf(stderr, "%s\n", zrt_last_error(ctx));
         return NULL;

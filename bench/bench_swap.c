@@ -27,9 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "bench_args.h"
+#include "bench_common.h"
 #include "offload/crc32c.h"
 #include "offload/swap.h"
 
@@ -38,13 +38,6 @@ typedef struct opts {
     unsigned long long size, block, chunk;
     int queue_depth, buffer_count, reps;
 } opts;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- one repetition ---------------------------------------------------------- */
 
@@ -75,13 +68,13 @@ typedef struct pass_time {
 static pass_time pass(zrt__swap *s, const opts *o, swap_io_fn fn, unsigned char *buf,
                       zrt__errbuf *err)
 {
-    double c0 = cpu_seconds(), t0 = now();
+    double c0 = cpu_seconds(), t0 = bench_now();
     for (unsigned long long off = 0; off < o->size; off += o->chunk) {
         size_t len = (size_t)(o->size - off < o->chunk ? o->size - off : o->chunk);
         if (fn(s, off, buf, len, err) != ZRT_OK)
             return (pass_time){.wall = -1};
     }
-    return (pass_time){.wall = now() - t0, .cpu = cpu_seconds() - c0};
+    return (pass_time){.wall = bench_now() - t0, .cpu = cpu_seconds() - c0};
 }
 
 /* Fresh swap, write all, read all, close. Returns 0 or -1 (err says why). */
@@ -120,13 +113,13 @@ static void cpu_per_block(const opts *o, const unsigned char *buf, double *copy_
     }
     nblk = nblk > 256 ? 256 : nblk;
     memcpy(slot, buf, (size_t)o->block); /* fault the slot in */
-    double t0 = now();
+    double t0 = bench_now();
     for (size_t k = 0; k < nblk; k++)
         memcpy(slot, buf + k * o->block, (size_t)o->block);
-    double t1 = now();
+    double t1 = bench_now();
     for (size_t k = 0; k < nblk; k++)
         crc = zrt__crc32c(crc, slot, (size_t)o->block);
-    double t2 = now();
+    double t2 = bench_now();
     *copy_us = (t1 - t0) / (double)nblk * 1e6;
     *crc_us = (t2 - t1) / (double)nblk * 1e6;
     crc_sink = crc;
@@ -168,14 +161,16 @@ static int parse(int argc, char **argv, opts *o)
     return o->size <= SIZE_MAX ? 0 : -1;
 }
 
+static const char usage[] =
+    "usage: bench_swap [--dir DIR] [--size BYTES] [--block-size BYTES] "
+    "[--queue-depth Q] [--buffer-count B] [--chunk BYTES] [--reps R]\n"
+    "  BYTES take K/M/G suffixes; --chunk must be a multiple of --block-size\n";
+
 int main(int argc, char **argv)
 {
     opts o;
     if (parse(argc, argv, &o)) {
-        fprintf(stderr, "usage: bench_swap [--dir DIR] [--size BYTES] [--block-size BYTES] "
-                        "[--queue-depth Q] [--buffer-count B] [--chunk BYTES] [--reps R]\n"
-                        "  BYTES take K/M/G suffixes; --chunk must be a multiple of "
-                        "--block-size\n");
+        fputs(usage, stderr);
         return 2;
     }
     unsigned char *buf = aligned_alloc(4096, (size_t)((o.chunk + 4095) / 4096 * 4096));

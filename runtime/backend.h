@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "../kernels/cpu/kernels.h"
+#include "block_cache.h"
 #include "error.h"
 #include "memory.h"
 #include "threads.h"
@@ -113,6 +114,40 @@ struct zrt__backend {
     void *stream;
     void *impl;
 };
+
+/* ---- what the backends share (runtime/backend.c) ---- */
+
+/* Allocates a backend with a zeroed impl of impl_bytes and sets its ops, acct,
+ * err and pool; the caller fills caps, stream and the impl. On failure
+ * (ZRT_ERR_OUT_OF_MEMORY) the sentence names ops->name. */
+zrt_status zrt__backend_new(const zrt__backend_ops *ops, size_t impl_bytes,
+                            zrt__mem_account *acct, zrt__errbuf *err, zrt__pool *pool,
+                            zrt__backend **out);
+/* Frees what zrt__backend_new allocated (the impl's own resources first are
+ * the caller's). */
+void zrt__backend_delete(zrt__backend *be);
+/* The system's page size (4096 when it will not say). */
+size_t zrt__page_size(void);
+/* Where a backend's alloc gets a zeroed block of bytes > 0 in tier. */
+typedef zrt_status (*zrt__block_fn)(zrt__backend *be, size_t bytes, zrt_tier tier,
+                                    zrt_category cat, const char *what, void **out);
+/* The frame of every alloc: charges bytes to the account (tier, cat), takes
+ * the block from `block` (not called for 0 bytes: ptr NULL), gives the
+ * charge back when that fails, and describes the buffer in *out. */
+zrt_status zrt__backend_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
+                              zrt_category cat, const char *what, zrt__block_fn block,
+                              zrt__buf *out);
+/* A zeroed host-memory block for bytes > 0, rounded up to align (a power of
+ * two): a cached block of that size and tier, else aligned_alloc after the
+ * cache is fitted to its rule (zrt__block_cache_fit). Fails with
+ * ZRT_ERR_OUT_OF_MEMORY naming the buffer (cat, what); charging the account
+ * is the caller's. */
+zrt_status zrt__host_block(zrt__backend *be, zrt__block_cache *cache, size_t bytes,
+                           size_t align, zrt_tier tier, zrt_category cat,
+                           const char *what, void **out);
+/* What every pin refuses: a NULL buf (ZRT_ERR_INVALID_ARG) and a buffer
+ * outside the host tier (ZRT_ERR_INVALID_ARG, naming it). */
+zrt_status zrt__pin_check(zrt__backend *be, const zrt__buf *buf);
 
 /* The cpu backend: host memory plays the device; the account's device limit
  * is its capacity; long optimizer updates are split across the pool. */

@@ -27,7 +27,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "backend.h"
 #include "block_cache.h"
@@ -61,32 +60,22 @@ static void release_block(void *ptr, zrt_tier tier, void *arg)
     free(ptr);
 }
 
+/* Both tiers are host memory here, the host tier's page-aligned (see above). */
+static zrt_status cpu_block(zrt__backend *be, size_t bytes, zrt_tier tier,
+                            zrt_category cat, const char *what, void **out)
+{
+    cpu_impl *impl = be->impl;
+    return zrt__host_block(be, &impl->cache, bytes, block_alignment(impl, tier), tier,
+                           cat, what, out);
+}
+
 static zrt_status cpu_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
                             zrt_category cat, const char *what, zrt__buf *out)
 {
     if (tier == ZRT_TIER_NVME)
         return zrt__fail(be->err, ZRT_ERR_INVALID_ARG,
                          "the cpu backend cannot allocate in the nvme tier");
-    ZRT_CHECK(zrt__mem_charge(be->acct, be->err, tier, cat, (int64_t)bytes, what));
-    cpu_impl *impl = be->impl;
-    size_t rounded = block_size(impl, bytes, tier);
-    void *ptr = rounded ? zrt__block_cache_take(&impl->cache, rounded, tier) : NULL;
-    if (rounded && !ptr) {
-        zrt__block_cache_fit(&impl->cache, &be->acct->stats, tier);
-        ptr = aligned_alloc(block_alignment(impl, tier), rounded);
-    }
-    if (rounded && !ptr) {
-        zrt__mem_release(be->acct, tier, cat, (int64_t)bytes);
-        char asked[64];
-        return zrt__fail(be->err, ZRT_ERR_OUT_OF_MEMORY,
-                         "host allocation of %s for '%s'%s%s failed",
-                         zrt__fmt_bytes((long long)bytes, asked, sizeof asked),
-                         zrt_category_str(cat), what ? " " : "", what ? what : "");
-    }
-    if (ptr)
-        memset(ptr, 0, rounded);
-    *out = (zrt__buf){.ptr = ptr, .bytes = bytes, .tier = tier, .cat = cat};
-    return ZRT_OK;
+    return zrt__backend_alloc(be, bytes, tier, cat, what, cpu_block, out);
 }
 
 static void cpu_free(zrt__backend *be, zrt__buf *buf)
@@ -120,17 +109,6 @@ static const char *memlock_limit_text(char *buf, size_t size)
     return buf;
 }
 
-static const char *errno_text(int err, char *buf, size_t size)
-{
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    return strerror_r(err, buf, size); /* GNU variant: may not use buf */
-#else
-    if (strerror_r(err, buf, size) != 0)
-        snprintf(buf, size, "error %d", err);
-    return buf;
-#endif
-}
-
 static zrt_status pin_failed(zrt__backend *be, const zrt__buf *buf, int err)
 {
     const cpu_impl *impl = be->impl;
@@ -143,23 +121,14 @@ static zrt_status pin_failed(zrt__backend *be, const zrt__buf *buf, int err)
                      "pins %s); raise `ulimit -l` or set pin_memory to false",
                      zrt_tier_str(buf->tier), zrt_category_str(buf->cat),
                      zrt__fmt_bytes((long long)buf->bytes, size, sizeof size),
-                     errno_text(err, why, sizeof why),
+                     zrt__errno_text(err, why, sizeof why),
                      memlock_limit_text(limit, sizeof limit),
                      zrt__fmt_bytes((long long)impl->pinned_bytes, held, sizeof held));
 }
 
 static zrt_status cpu_pin(zrt__backend *be, zrt__buf *buf)
 {
-    if (!buf)
-        return zrt__fail(be->err, ZRT_ERR_INVALID_ARG, "pin: buf is NULL");
-    if (buf->tier != ZRT_TIER_HOST) {
-        char size[64];
-        return zrt__fail(be->err, ZRT_ERR_INVALID_ARG,
-                         "cannot pin the %s-tier '%s' buffer of %s: only "
-                         "host-tier buffers are page-locked",
-                         zrt_tier_str(buf->tier), zrt_category_str(buf->cat),
-                         zrt__fmt_bytes((long long)buf->bytes, size, sizeof size));
-    }
+    ZRT_CHECK(zrt__pin_check(be, buf));
     if (buf->pinned || !buf->ptr)
         return ZRT_OK;
     cpu_impl *impl = be->impl;
@@ -232,6 +201,15 @@ static void split_range(size_t n, int worker, int nworkers, size_t *lo, size_t *
     *hi = *lo + per < n ? *lo + per : n;
 }
 
+/* Runs part over the helper threads when n pays for them, else on this one. */
+static void run_split(zrt__backend *be, size_t n, zrt__task_fn part, void *job)
+{
+    if (be->pool && n >= SPLIT_MIN_ELEMENTS)
+        zrt__pool_run(be->pool, part, job);
+    else
+        part(job, 0, 1);
+}
+
 static void adamw_part(void *arg, int worker, int nworkers)
 {
     const adamw_job *j = arg;
@@ -247,10 +225,7 @@ static zrt_status cpu_adamw_f32(zrt__backend *be, const float *p, float *p_out,
                                 const zrt_adamw_scalars *s)
 {
     adamw_job job = {.p = p, .p_out = p_out, .g = g, .m = m, .v = v, .n = n, .s = s};
-    if (be->pool && n >= SPLIT_MIN_ELEMENTS)
-        zrt__pool_run(be->pool, adamw_part, &job);
-    else
-        adamw_part(&job, 0, 1);
+    run_split(be, n, adamw_part, &job);
     return ZRT_OK;
 }
 
@@ -312,10 +287,7 @@ static zrt_status cpu_adamw_mixed(zrt__backend *be, float *master, uint16_t *p_o
 {
     adamw_mixed_job job = {.master = master, .m = m, .v = v, .p_out = p_out, .g = g,
                            .n = n, .grad_scale = grad_scale, .s = s, .h = h};
-    if (be->pool && n >= SPLIT_MIN_ELEMENTS)
-        zrt__pool_run(be->pool, adamw_mixed_part, &job);
-    else
-        adamw_mixed_part(&job, 0, 1);
+    run_split(be, n, adamw_mixed_part, &job);
     return ZRT_OK;
 }
 
@@ -336,8 +308,7 @@ static void cpu_destroy(zrt__backend *be)
 {
     cpu_impl *impl = be->impl;
     zrt__block_cache_drop(&impl->cache);
-    free(be->impl);
-    free(be);
+    zrt__backend_delete(be);
 }
 
 static const zrt__backend_ops cpu_ops = {
@@ -364,25 +335,13 @@ static const zrt__backend_ops cpu_ops = {
 zrt_status zrt__backend_cpu_create(zrt__mem_account *acct, zrt__errbuf *err,
                                    zrt__pool *pool, zrt__backend **out)
 {
-    zrt__backend *be = calloc(1, sizeof *be);
-    cpu_impl *impl = calloc(1, sizeof *impl);
-    if (!be || !impl) {
-        free(be);
-        free(impl);
-        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
-                         "cannot allocate the cpu backend");
-    }
-    long page = sysconf(_SC_PAGESIZE);
-    impl->page_size = page > 0 ? (size_t)page : 4096;
+    zrt__backend *be;
+    ZRT_CHECK(zrt__backend_new(&cpu_ops, sizeof(cpu_impl), acct, err, pool, &be));
+    cpu_impl *impl = be->impl;
+    impl->page_size = zrt__page_size();
     zrt__block_cache_init(&impl->cache, release_block, NULL);
-    be->impl = impl;
-    be->ops = &cpu_ops;
-    be->caps.device_is_host = 1;
-    be->caps.device_ordinal = -1;
-    be->caps.device_count = 0;
-    be->acct = acct;
-    be->err = err;
-    be->pool = pool;
+    be->caps =
+        (zrt__backend_caps){.device_is_host = 1, .device_ordinal = -1, .device_count = 0};
     *out = be;
     return ZRT_OK;
 }

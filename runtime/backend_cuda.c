@@ -62,7 +62,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cuda_runtime_api.h>
 #include <hwloc.h>
@@ -359,26 +358,14 @@ static zrt_status device_block(zrt__backend *be, size_t bytes, zrt_category cat,
     return ZRT_OK;
 }
 
-static zrt_status host_block(zrt__backend *be, size_t bytes, zrt_category cat,
-                             const char *what, void **out)
+static zrt_status cuda_block(zrt__backend *be, size_t bytes, zrt_tier tier,
+                             zrt_category cat, const char *what, void **out)
 {
     cuda_impl *impl = be->impl;
-    size_t rounded = host_block_size(impl, bytes);
-    void *ptr = zrt__block_cache_take(&impl->cache, rounded, ZRT_TIER_HOST);
-    if (!ptr) {
-        zrt__block_cache_fit(&impl->cache, &be->acct->stats, ZRT_TIER_HOST);
-        ptr = aligned_alloc(impl->page_size, rounded);
-    }
-    if (!ptr) {
-        char asked[64];
-        return zrt__fail(be->err, ZRT_ERR_OUT_OF_MEMORY,
-                         "host allocation of %s for '%s'%s%s failed",
-                         zrt__fmt_bytes((long long)bytes, asked, sizeof asked),
-                         zrt_category_str(cat), what ? " " : "", what ? what : "");
-    }
-    memset(ptr, 0, rounded);
-    *out = ptr;
-    return ZRT_OK;
+    if (tier == ZRT_TIER_DEVICE)
+        return device_block(be, bytes, cat, what, out);
+    return zrt__host_block(be, &impl->cache, bytes, impl->page_size, tier, cat, what,
+                           out);
 }
 
 static zrt_status cuda_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
@@ -388,18 +375,7 @@ static zrt_status cuda_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
         return zrt__fail(be->err, ZRT_ERR_INVALID_ARG,
                          "the cuda backend cannot allocate in the %s tier",
                          (unsigned)tier < ZRT_TIER_COUNT ? zrt_tier_str(tier) : "unknown");
-    ZRT_CHECK(zrt__mem_charge(be->acct, be->err, tier, cat, (int64_t)bytes, what));
-    void *ptr = NULL;
-    zrt_status st = ZRT_OK;
-    if (bytes > 0)
-        st = tier == ZRT_TIER_DEVICE ? device_block(be, bytes, cat, what, &ptr)
-                                     : host_block(be, bytes, cat, what, &ptr);
-    if (st != ZRT_OK) {
-        zrt__mem_release(be->acct, tier, cat, (int64_t)bytes);
-        return st;
-    }
-    *out = (zrt__buf){.ptr = ptr, .bytes = bytes, .tier = tier, .cat = cat};
-    return ZRT_OK;
+    return zrt__backend_alloc(be, bytes, tier, cat, what, cuda_block, out);
 }
 
 static void cuda_free(zrt__backend *be, zrt__buf *buf)
@@ -423,18 +399,11 @@ static void cuda_free(zrt__backend *be, zrt__buf *buf)
 
 static zrt_status cuda_pin(zrt__backend *be, zrt__buf *buf)
 {
-    if (!buf)
-        return zrt__fail(be->err, ZRT_ERR_INVALID_ARG, "pin: buf is NULL");
-    char size[64], held[64];
-    if (buf->tier != ZRT_TIER_HOST)
-        return zrt__fail(be->err, ZRT_ERR_INVALID_ARG,
-                         "cannot pin the %s-tier '%s' buffer of %s: only "
-                         "host-tier buffers are page-locked",
-                         zrt_tier_str(buf->tier), zrt_category_str(buf->cat),
-                         zrt__fmt_bytes((long long)buf->bytes, size, sizeof size));
+    ZRT_CHECK(zrt__pin_check(be, buf));
     if (buf->pinned || !buf->ptr)
         return ZRT_OK;
     cuda_impl *impl = be->impl;
+    char size[64], held[64];
     cudaError_t rc = cudaHostRegister(buf->ptr, host_block_size(impl, buf->bytes),
                                       cudaHostRegisterDefault);
     if (rc != cudaSuccess) {
@@ -613,14 +582,25 @@ static zrt_status run_mixed(zrt__backend *be, const char *op, const operand *o,
     return ZRT_OK;
 }
 
-/* How an op runs, from where its operands live: 0 all host, 1 all device,
- * else mixed (the mask in *dev). */
-enum { ALL_HOST, ALL_DEVICE, MIXED };
-
-static int route(zrt__backend *be, const operand *o, int count, unsigned *dev)
+/* Runs an op on the CPU unless all its operands are device memory: directly
+ * when all are host memory, through the bounce buffer when they are mixed;
+ * returns 1 with the op's status in *st. Returns 0 when all are on the
+ * device: the caller launches its kernel. */
+static int run_on_host(zrt__backend *be, const char *op, const operand *o, int count,
+                       size_t n, host_kernel fn, const void *args, zrt_status *st)
 {
-    *dev = placement(be, o, count);
-    return *dev == 0 ? ALL_HOST : *dev == (1u << count) - 1 ? ALL_DEVICE : MIXED;
+    unsigned dev = placement(be, o, count);
+    if (dev == (1u << count) - 1)
+        return 0;
+    if (dev == 0) {
+        void *at[MAX_OPERANDS];
+        for (int i = 0; i < count; i++)
+            at[i] = o[i].ptr;
+        *st = fn(((cuda_impl *)be->impl)->cpu, at, n, args);
+    } else {
+        *st = run_mixed(be, op, o, count, dev, n, fn, args);
+    }
+    return 1;
 }
 
 #define KERNEL(be, launch, op, n)                                                  \
@@ -660,19 +640,11 @@ static zrt_status add_f32_host(zrt__backend *cpu, void *const *at, size_t n,
 
 static zrt_status cuda_add_f32(zrt__backend *be, float *dst, const float *src, size_t n)
 {
-    if (n == 0)
-        return ZRT_OK;
-    cuda_impl *impl = be->impl;
     operand o[] = {{dst, sizeof *dst, IN | OUT}, {(void *)src, sizeof *src, IN}};
-    unsigned dev;
-    switch (route(be, o, 2, &dev)) {
-    case ALL_DEVICE:
-        KERNEL(be, zrt_cuda_add_f32(dst, src, n, stream_of(be)), "add_f32", n);
-    case ALL_HOST:
-        return add_f32_host(impl->cpu, (void *const[]){dst, (void *)src}, n, NULL);
-    default:
-        return run_mixed(be, "add_f32", o, 2, dev, n, add_f32_host, NULL);
-    }
+    zrt_status st = ZRT_OK;
+    if (n == 0 || run_on_host(be, "add_f32", o, 2, n, add_f32_host, NULL, &st))
+        return st;
+    KERNEL(be, zrt_cuda_add_f32(dst, src, n, stream_of(be)), "add_f32", n);
 }
 
 /* The squared norm of device memory: the kernel into the scratch, the sum
@@ -715,22 +687,14 @@ static zrt_status cuda_adamw_f32(zrt__backend *be, const float *p, float *p_out,
                                  const float *g, float *m, float *v, size_t n,
                                  const zrt_adamw_scalars *s)
 {
-    if (n == 0)
-        return ZRT_OK;
-    cuda_impl *impl = be->impl;
     operand o[] = {{(void *)p, sizeof *p, IN}, {p_out, sizeof *p_out, OUT},
                    {(void *)g, sizeof *g, IN}, {m, sizeof *m, IN | OUT},
                    {v, sizeof *v, IN | OUT}};
-    unsigned dev;
-    switch (route(be, o, 5, &dev)) {
-    case ALL_DEVICE:
-        KERNEL(be, zrt_cuda_adamw_f32_out(p, p_out, g, m, v, n, s, stream_of(be)),
-               "adamw_f32", n);
-    case ALL_HOST:
-        return impl->cpu->ops->adamw_f32(impl->cpu, p, p_out, g, m, v, n, s);
-    default:
-        return run_mixed(be, "adamw_f32", o, 5, dev, n, adamw_f32_host, s);
-    }
+    zrt_status st = ZRT_OK;
+    if (n == 0 || run_on_host(be, "adamw_f32", o, 5, n, adamw_f32_host, s, &st))
+        return st;
+    KERNEL(be, zrt_cuda_adamw_f32_out(p, p_out, g, m, v, n, s, stream_of(be)),
+           "adamw_f32", n);
 }
 
 static zrt_status add_half_host(zrt__backend *cpu, void *const *at, size_t n,
@@ -742,19 +706,11 @@ static zrt_status add_half_host(zrt__backend *cpu, void *const *at, size_t n,
 static zrt_status cuda_add_half(zrt__backend *be, uint16_t *dst, const uint16_t *src,
                                 size_t n, zrt_half h)
 {
-    if (n == 0)
-        return ZRT_OK;
     operand o[] = {{dst, sizeof *dst, IN | OUT}, {(void *)src, sizeof *src, IN}};
-    unsigned dev;
-    switch (route(be, o, 2, &dev)) {
-    case ALL_DEVICE:
-        KERNEL(be, zrt_cuda_add_half(dst, src, n, h, stream_of(be)), "add_half", n);
-    case ALL_HOST:
-        return add_half_host(((cuda_impl *)be->impl)->cpu,
-                             (void *const[]){dst, (void *)src}, n, &h);
-    default:
-        return run_mixed(be, "add_half", o, 2, dev, n, add_half_host, &h);
-    }
+    zrt_status st = ZRT_OK;
+    if (n == 0 || run_on_host(be, "add_half", o, 2, n, add_half_host, &h, &st))
+        return st;
+    KERNEL(be, zrt_cuda_add_half(dst, src, n, h, stream_of(be)), "add_half", n);
 }
 
 static zrt_status cuda_sqnorm_half(zrt__backend *be, const uint16_t *x, size_t n,
@@ -780,20 +736,13 @@ static zrt_status cast_f32_to_half_host(zrt__backend *cpu, void *const *at, size
 static zrt_status cuda_cast_f32_to_half(zrt__backend *be, uint16_t *dst, const float *src,
                                         size_t n, zrt_half h)
 {
-    if (n == 0)
-        return ZRT_OK;
     operand o[] = {{dst, sizeof *dst, OUT}, {(void *)src, sizeof *src, IN}};
-    unsigned dev;
-    switch (route(be, o, 2, &dev)) {
-    case ALL_DEVICE:
-        KERNEL(be, zrt_cuda_cast_f32_to_half(dst, src, n, h, stream_of(be)),
-               "cast_f32_to_half", n);
-    case ALL_HOST:
-        return cast_f32_to_half_host(((cuda_impl *)be->impl)->cpu,
-                                     (void *const[]){dst, (void *)src}, n, &h);
-    default:
-        return run_mixed(be, "cast_f32_to_half", o, 2, dev, n, cast_f32_to_half_host, &h);
-    }
+    zrt_status st = ZRT_OK;
+    if (n == 0 ||
+        run_on_host(be, "cast_f32_to_half", o, 2, n, cast_f32_to_half_host, &h, &st))
+        return st;
+    KERNEL(be, zrt_cuda_cast_f32_to_half(dst, src, n, h, stream_of(be)),
+           "cast_f32_to_half", n);
 }
 
 static zrt_status cast_half_to_f32_host(zrt__backend *cpu, void *const *at, size_t n,
@@ -805,20 +754,13 @@ static zrt_status cast_half_to_f32_host(zrt__backend *cpu, void *const *at, size
 static zrt_status cuda_cast_half_to_f32(zrt__backend *be, float *dst, const uint16_t *src,
                                         size_t n, zrt_half h)
 {
-    if (n == 0)
-        return ZRT_OK;
     operand o[] = {{dst, sizeof *dst, OUT}, {(void *)src, sizeof *src, IN}};
-    unsigned dev;
-    switch (route(be, o, 2, &dev)) {
-    case ALL_DEVICE:
-        KERNEL(be, zrt_cuda_cast_half_to_f32(dst, src, n, h, stream_of(be)),
-               "cast_half_to_f32", n);
-    case ALL_HOST:
-        return cast_half_to_f32_host(((cuda_impl *)be->impl)->cpu,
-                                     (void *const[]){dst, (void *)src}, n, &h);
-    default:
-        return run_mixed(be, "cast_half_to_f32", o, 2, dev, n, cast_half_to_f32_host, &h);
-    }
+    zrt_status st = ZRT_OK;
+    if (n == 0 ||
+        run_on_host(be, "cast_half_to_f32", o, 2, n, cast_half_to_f32_host, &h, &st))
+        return st;
+    KERNEL(be, zrt_cuda_cast_half_to_f32(dst, src, n, h, stream_of(be)),
+           "cast_half_to_f32", n);
 }
 
 typedef struct mixed_args {
@@ -839,24 +781,16 @@ static zrt_status cuda_adamw_mixed(zrt__backend *be, float *master, uint16_t *p_
                                    const uint16_t *g, float *m, float *v, size_t n,
                                    float grad_scale, const zrt_adamw_scalars *s, zrt_half h)
 {
-    if (n == 0)
-        return ZRT_OK;
     mixed_args args = {.grad_scale = grad_scale, .s = s, .h = h};
     operand o[] = {{master, sizeof *master, IN | OUT}, {p_out, sizeof *p_out, OUT},
                    {(void *)g, sizeof *g, IN}, {m, sizeof *m, IN | OUT},
                    {v, sizeof *v, IN | OUT}};
-    unsigned dev;
-    switch (route(be, o, 5, &dev)) {
-    case ALL_DEVICE:
-        KERNEL(be, zrt_cuda_adamw_mixed(master, p_out, g, m, v, n, grad_scale, s, h,
-                                        stream_of(be)),
-               "adamw_mixed", n);
-    case ALL_HOST:
-        return adamw_mixed_host(((cuda_impl *)be->impl)->cpu,
-                                (void *const[]){master, p_out, (void *)g, m, v}, n, &args);
-    default:
-        return run_mixed(be, "adamw_mixed", o, 5, dev, n, adamw_mixed_host, &args);
-    }
+    zrt_status st = ZRT_OK;
+    if (n == 0 || run_on_host(be, "adamw_mixed", o, 5, n, adamw_mixed_host, &args, &st))
+        return st;
+    KERNEL(be, zrt_cuda_adamw_mixed(master, p_out, g, m, v, n, grad_scale, s, h,
+                                    stream_of(be)),
+           "adamw_mixed", n);
 }
 
 static zrt_status cuda_synchronize(zrt__backend *be)
@@ -889,8 +823,7 @@ static void cuda_destroy(zrt__backend *be)
         cudaStreamDestroy(stream_of(be));
     if (impl->cpu)
         impl->cpu->ops->destroy(impl->cpu);
-    free(impl);
-    free(be);
+    zrt__backend_delete(be);
 }
 
 static const zrt__backend_ops cuda_ops = {
@@ -995,22 +928,12 @@ zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,
     if (count <= 0)
         return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
                          "backend 'cuda': no CUDA device (cudaGetDeviceCount: 0 devices)");
-    zrt__backend *be = calloc(1, sizeof *be);
-    cuda_impl *impl = calloc(1, sizeof *impl);
-    if (!be || !impl) {
-        free(be);
-        free(impl);
-        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY, "cannot allocate the cuda backend");
-    }
-    long page = sysconf(_SC_PAGESIZE);
-    impl->page_size = page > 0 ? (size_t)page : 4096;
+    zrt__backend *be;
+    ZRT_CHECK(zrt__backend_new(&cuda_ops, sizeof(cuda_impl), acct, err, pool, &be));
+    cuda_impl *impl = be->impl;
+    impl->page_size = zrt__page_size();
     zrt__block_cache_init(&impl->cache, release_block, NULL);
-    be->impl = impl;
-    be->ops = &cuda_ops;
     be->caps.device_is_host = 0;
-    be->acct = acct;
-    be->err = err;
-    be->pool = pool;
     zrt_status st = cuda_open(be, pool, local_rank, local_size, count);
     if (st != ZRT_OK) {
         cuda_destroy(be);

@@ -537,39 +537,72 @@ static zrt_status stage_attach(zrt__comm *c, staging *s, zrt_status st,
     return ZRT_OK;
 }
 
+/* Stages a reduction's device operands: send (in_bytes) into a staged input;
+ * recv (out_bytes) into a staged output or, in place (recv is send's bytes
+ * at own_at), into the staged input there. *hsend and *hrecv are what the
+ * host algorithm reads and writes. What it staged is in *s, failed or not
+ * (stage_attach frees it). */
+static zrt_status stage_reduction(zrt__comm *c, const char *name, const void *send,
+                                  void *recv, size_t in_bytes, size_t out_bytes,
+                                  size_t own_at, staging *s, const void **hsend,
+                                  void **hrecv)
+{
+    char what[48];
+    *hsend = send;
+    *hrecv = recv;
+    if (on_device(c, send)) {
+        snprintf(what, sizeof what, "staged %s input", name);
+        ZRT_CHECK(stage_in(c, send, in_bytes, what, &s->in));
+        *hsend = s->in.ptr;
+    }
+    if (!on_device(c, recv))
+        return ZRT_OK;
+    if ((const char *)recv == (const char *)send + own_at && s->in.ptr) {
+        *hrecv = (char *)s->in.ptr + own_at;
+    } else {
+        snprintf(what, sizeof what, "staged %s output", name);
+        ZRT_CHECK(stage_alloc(c, out_bytes, what, &s->out));
+        *hrecv = s->out.ptr;
+    }
+    stage_result(s, recv, *hrecv, out_bytes);
+    return ZRT_OK;
+}
+
+typedef zrt_status (*host_reduction)(zrt__comm *c, const void *send, void *recv,
+                                     size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                     zrt__comm_req **out);
+
+/* A reduction of send's `blocks` blocks of count elements into recv's one
+ * block, by the host algorithm `host`: host buffers as they are, device
+ * buffers staged (stage_reduction), in place when recv is send's block
+ * `own`. */
+static zrt_status reduction(zrt__comm *c, const char *name, host_reduction host,
+                            size_t blocks, size_t own, const void *send, void *recv,
+                            size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                            zrt__comm_req **out)
+{
+    if (count == 0 || (!on_device(c, send) && !on_device(c, recv)))
+        return host(c, send, recv, count, dtype, op, out);
+    ZRT_CHECK(check_dtype(c, dtype, name));
+    size_t block = count * zrt_dtype_size(dtype);
+    staging s = {0};
+    const void *hsend;
+    void *hrecv;
+    zrt_status st = stage_reduction(c, name, send, recv, blocks * block, block,
+                                    own * block, &s, &hsend, &hrecv);
+    if (st == ZRT_OK)
+        st = host(c, hsend, hrecv, count, dtype, op, out);
+    return stage_attach(c, &s, st, out);
+}
+
 /* send: size * count elements, recv: count; in place when recv is send's
  * block r, which then stays in the staged input. */
 static zrt_status mpi_reduce_scatter(zrt__comm *c, const void *send, void *recv,
                                      size_t count, zrt_dtype dtype, zrt_reduce_op op,
                                      zrt__comm_req **out)
 {
-    if (count == 0 || (!on_device(c, send) && !on_device(c, recv)))
-        return host_reduce_scatter(c, send, recv, count, dtype, op, out);
-    ZRT_CHECK(check_dtype(c, dtype, "reduce-scatter"));
-    size_t block = count * zrt_dtype_size(dtype);
-    int in_place = (const char *)recv == (const char *)send + (size_t)c->rank * block;
-    staging s = {0};
-    const void *hsend = send;
-    void *hrecv = recv;
-    zrt_status st = ZRT_OK;
-    if (on_device(c, send)) {
-        ZRT_CHECK(stage_in(c, send, (size_t)c->size * block,
-                           "staged reduce-scatter input", &s.in));
-        hsend = s.in.ptr;
-    }
-    if (on_device(c, recv)) {
-        if (in_place && s.in.ptr) {
-            hrecv = (char *)s.in.ptr + (size_t)c->rank * block;
-        } else {
-            ZRT_CHECK_GOTO(stage_alloc(c, block, "staged reduce-scatter output", &s.out),
-                           st, done);
-            hrecv = s.out.ptr;
-        }
-        stage_result(&s, recv, hrecv, block);
-    }
-    st = host_reduce_scatter(c, hsend, hrecv, count, dtype, op, out);
-done:
-    return stage_attach(c, &s, st, out);
+    return reduction(c, "reduce-scatter", host_reduce_scatter, (size_t)c->size,
+                     (size_t)c->rank, send, recv, count, dtype, op, out);
 }
 
 /* count elements each; in place when recv is send. */
@@ -577,31 +610,8 @@ static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv,
                                  size_t count, zrt_dtype dtype, zrt_reduce_op op,
                                  zrt__comm_req **out)
 {
-    if (count == 0 || (!on_device(c, send) && !on_device(c, recv)))
-        return host_all_reduce(c, send, recv, count, dtype, op, out);
-    ZRT_CHECK(check_dtype(c, dtype, "all-reduce"));
-    size_t bytes = count * zrt_dtype_size(dtype);
-    staging s = {0};
-    const void *hsend = send;
-    void *hrecv = recv;
-    zrt_status st = ZRT_OK;
-    if (on_device(c, send)) {
-        ZRT_CHECK(stage_in(c, send, bytes, "staged all-reduce input", &s.in));
-        hsend = s.in.ptr;
-    }
-    if (on_device(c, recv)) {
-        if (recv == send && s.in.ptr) {
-            hrecv = s.in.ptr;
-        } else {
-            ZRT_CHECK_GOTO(stage_alloc(c, bytes, "staged all-reduce output", &s.out),
-                           st, done);
-            hrecv = s.out.ptr;
-        }
-        stage_result(&s, recv, hrecv, bytes);
-    }
-    st = host_all_reduce(c, hsend, hrecv, count, dtype, op, out);
-done:
-    return stage_attach(c, &s, st, out);
+    return reduction(c, "all-reduce", host_all_reduce, 1, 0, send, recv, count, dtype, op,
+                     out);
 }
 
 /* send: count elements, recv: size * count; in place when send is recv's

@@ -533,11 +533,12 @@ static zrt_status start(zrt__comm *c, const coll *k, zrt__comm_req **out)
     return wrap_inner(c, st, inner, out);
 }
 
-static zrt_status nccl_reduce_scatter(zrt__comm *c, const void *send, void *recv,
-                                      size_t count, zrt_dtype dtype, zrt_reduce_op op,
-                                      zrt__comm_req **out)
+/* A reduce-scatter or an all-reduce: a collective with an op. */
+static zrt_status start_reduction(zrt__comm *c, coll_kind kind, const void *send,
+                                  void *recv, size_t count, zrt_dtype dtype,
+                                  zrt_reduce_op op, zrt__comm_req **out)
 {
-    coll k = {.kind = REDUCE_SCATTER,
+    coll k = {.kind = kind,
               .send = send,
               .recv = recv,
               .count = count,
@@ -546,17 +547,18 @@ static zrt_status nccl_reduce_scatter(zrt__comm *c, const void *send, void *recv
     return start(c, &k, out);
 }
 
+static zrt_status nccl_reduce_scatter(zrt__comm *c, const void *send, void *recv,
+                                      size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                      zrt__comm_req **out)
+{
+    return start_reduction(c, REDUCE_SCATTER, send, recv, count, dtype, op, out);
+}
+
 static zrt_status nccl_all_reduce(zrt__comm *c, const void *send, void *recv,
                                   size_t count, zrt_dtype dtype, zrt_reduce_op op,
                                   zrt__comm_req **out)
 {
-    coll k = {.kind = ALL_REDUCE,
-              .send = send,
-              .recv = recv,
-              .count = count,
-              .dtype = dtype,
-              .op = op};
-    return start(c, &k, out);
+    return start_reduction(c, ALL_REDUCE, send, recv, count, dtype, op, out);
 }
 
 static zrt_status nccl_all_gather(zrt__comm *c, const void *send, void *recv,
@@ -857,9 +859,11 @@ static zrt_status start_watchdog(zrt__comm *c)
 {
     nccl_impl *impl = c->impl;
     int rc = pthread_create(&impl->watchdog, NULL, watchdog_main, impl);
+    char why[128];
     if (rc != 0)
         return zrt__fail(c->err, ZRT_ERR_INTERNAL,
-                         "cannot start the NCCL watchdog thread: %s", strerror(rc));
+                         "cannot start the NCCL watchdog thread: %s",
+                         zrt__errno_text(rc, why, sizeof why));
     impl->watchdog_running = 1;
     return ZRT_OK;
 }

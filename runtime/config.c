@@ -14,10 +14,13 @@
  * there is one) naming the source, the key path and the offending value.
  */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L /* strerror_r, fileno, fstat, strcasecmp */
+#define _POSIX_C_SOURCE 200809L /* fileno, fstat, strcasecmp */
 #endif
 
 #include "zrt/zrt.h"
+
+#include "error.h"
+#include "sized.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -166,17 +169,6 @@ fail(const cfg_err *e, zrt_status status, const char *fmt, ...)
     vsnprintf(e->buf + n, e->size - (size_t)n, fmt, ap);
     va_end(ap);
     return status;
-}
-
-static const char *errno_text(int err, char *buf, size_t size)
-{
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    return strerror_r(err, buf, size); /* GNU variant: may not use buf */
-#else
-    if (strerror_r(err, buf, size) != 0)
-        snprintf(buf, size, "error %d", err);
-    return buf;
-#endif
 }
 
 /* Copies user text (valid UTF-8, as jansson guarantees) into buf for a
@@ -345,43 +337,35 @@ static const char *const device_names[] = {"none", "cpu", "nvme"};
 static const char *const dtype_names[] = {"fp32", "bf16", "fp16"};
 #define DTYPE_RULE "it must be \"fp32\", \"bf16\" or \"fp16\""
 
-static zrt_status read_dtype(const cfg_err *e, const cfg_key *key, const json_t *v,
-                             zrt_config *cfg)
-{
-    for (int d = 0; json_is_string(v) && d < 3; d++) {
-        if (strcmp(json_string_value(v), dtype_names[d]) == 0) {
-            memcpy((char *)cfg + key->offset, &d, sizeof d);
-            return ZRT_OK;
-        }
-    }
-    return bad_value(e, key, v, DTYPE_RULE);
-}
-
-static zrt_status read_device(const cfg_err *e, const cfg_key *key,
-                              const json_t *v, zrt_config *cfg)
-{
-    for (int d = 0; json_is_string(v) && d < 3; d++) {
-        if (strcmp(json_string_value(v), device_names[d]) == 0) {
-            memcpy((char *)cfg + key->offset, &d, sizeof d);
-            return ZRT_OK;
-        }
-    }
-    return bad_value(e, key, v, DEVICE_RULE);
-}
-
 #define COMM_RULE "it must be \"auto\", \"mpi\" or \"nccl\""
 static const char *const comm_names[] = {"auto", "mpi", "nccl"};
 
-static zrt_status read_comm(const cfg_err *e, const cfg_key *key, const json_t *v,
+/* The kinds whose value is one of a list of names, stored as the name's index
+ * (an int): the names in index order and the rule that lists them. */
+typedef struct enum_kind {
+    const char *const *names;
+    int count;
+    const char *rule;
+} enum_kind;
+
+#define NAMES(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
+static const enum_kind enum_kinds[] = {
+    [KIND_DEVICE] = {NAMES(device_names), DEVICE_RULE},
+    [KIND_COMM] = {NAMES(comm_names), COMM_RULE},
+    [KIND_DTYPE] = {NAMES(dtype_names), DTYPE_RULE},
+};
+
+static zrt_status read_enum(const cfg_err *e, const cfg_key *key, const json_t *v,
                             zrt_config *cfg)
 {
-    for (int c = 0; json_is_string(v) && c < 3; c++) {
-        if (strcmp(json_string_value(v), comm_names[c]) == 0) {
-            memcpy((char *)cfg + key->offset, &c, sizeof c);
+    const enum_kind *en = &enum_kinds[key->kind];
+    for (int i = 0; json_is_string(v) && i < en->count; i++) {
+        if (strcmp(json_string_value(v), en->names[i]) == 0) {
+            memcpy((char *)cfg + key->offset, &i, sizeof i);
             return ZRT_OK;
         }
     }
-    return bad_value(e, key, v, COMM_RULE);
+    return bad_value(e, key, v, en->rule);
 }
 
 static zrt_status read_path(const cfg_err *e, const cfg_key *key,
@@ -530,12 +514,12 @@ static zrt_status read_key(const cfg_err *e, const cfg_key *key,
                  key->section ? "." : "", key->name);
         return read_object(e, path, v, cfg);
     }
-    case KIND_DEVICE: return read_device(e, key, v, cfg);
-    case KIND_COMM: return read_comm(e, key, v, cfg);
+    case KIND_DEVICE:
+    case KIND_COMM:
+    case KIND_DTYPE: return read_enum(e, key, v, cfg);
     case KIND_PATH: return read_path(e, key, v, cfg);
     case KIND_POSITIVE: return read_positive(e, key, v, cfg);
     case KIND_REAL: return read_real(e, key, v, cfg);
-    case KIND_DTYPE: return read_dtype(e, key, v, cfg);
     case KIND_STAGE: return read_stage(e, key, v, cfg);
     case KIND_ELEMENTS:
     case KIND_BYTES: return read_count(e, key, v, cfg);
@@ -612,10 +596,8 @@ static zrt_status check_struct_size(const cfg_err *e, const zrt_config *cfg)
 
 zrt_status zrt_config_init(zrt_config *cfg)
 {
-    if (cfg == NULL)
-        return ZRT_ERR_INVALID_ARG;
-    memset(cfg, 0, sizeof *cfg);
-    cfg->struct_size = sizeof *cfg;
+    _Static_assert(offsetof(zrt_config, struct_size) == 0, "struct_size comes first");
+    ZRT_CHECK(zrt__sized_init(cfg, sizeof *cfg));
     cfg->stage = 0;
     cfg->reduce_bucket_size = 500000000;
     cfg->allgather_bucket_size = 500000000;
@@ -668,7 +650,7 @@ static zrt_status parse_file(const cfg_err *e, FILE *fp, json_t **doc,
     int have_stat = fstat(fileno(fp), &sb) == 0;
     if (have_stat && S_ISDIR(sb.st_mode))
         return fail(e, ZRT_ERR_CONFIG, "cannot open: %s",
-                    errno_text(EISDIR, text, sizeof text));
+                    zrt__errno_text(EISDIR, text, sizeof text));
     if (have_stat && S_ISREG(sb.st_mode) && sb.st_size > CONFIG_FILE_MAX)
         return fail(e, ZRT_ERR_CONFIG, "the file is %lld bytes; a config file may be at "
                     "most %d bytes (1 MiB)", (long long)sb.st_size, CONFIG_FILE_MAX);
@@ -681,7 +663,7 @@ static zrt_status parse_file(const cfg_err *e, FILE *fp, json_t **doc,
     zrt_status st = ZRT_OK;
     if (ferror(fp))
         st = fail(e, ZRT_ERR_CONFIG, "cannot read: %s",
-                  errno_text(errno ? errno : EIO, text, sizeof text));
+                  zrt__errno_text(errno ? errno : EIO, text, sizeof text));
     else if (len > CONFIG_FILE_MAX) /* a pipe, or a file that grew */
         st = fail(e, ZRT_ERR_CONFIG, "the file is more than %d bytes; a config file "
                   "may be at most %d bytes (1 MiB)", CONFIG_FILE_MAX, CONFIG_FILE_MAX);
@@ -705,7 +687,7 @@ zrt_status zrt_config_load_file(zrt_config *cfg, const char *path,
     if (fp == NULL) {
         char text[128];
         return fail(&e, ZRT_ERR_CONFIG, "cannot open: %s",
-                    errno_text(errno, text, sizeof text));
+                    zrt__errno_text(errno, text, sizeof text));
     }
     json_t *doc = NULL;
     json_error_t jerr;
@@ -808,8 +790,10 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
         return validate_int(e, path, field, 3,
                             "it must be 0 (error), 1 (warn), 2 (info) "
                             "or 3 (debug)");
-    case KIND_DEVICE: return validate_int(e, path, field, 2, DEVICE_RULE);
-    case KIND_COMM: return validate_int(e, path, field, 2, COMM_RULE);
+    case KIND_DEVICE:
+    case KIND_COMM:
+        return validate_int(e, path, field, enum_kinds[key->kind].count - 1,
+                            enum_kinds[key->kind].rule);
     case KIND_PATH:
         return memchr(field, '\0', sizeof cfg->offload_optimizer.nvme_path)
                    ? ZRT_OK

@@ -1,6 +1,10 @@
 /*
  * runtime/error.c — writing the last-error sentence.
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* strerror_r */
+#endif
+
 #include "error.h"
 
 #include <stdarg.h>
@@ -54,4 +58,15 @@ const char *zrt__fmt_bytes(long long bytes, char *buf, size_t size)
     else
         snprintf(buf, size, "%.2f %s (%lld bytes)", value, units[unit], bytes);
     return buf;
+}
+
+const char *zrt__errno_text(int err, char *buf, size_t size)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(err, buf, size); /* GNU variant: may not use buf */
+#else
+    if (strerror_r(err, buf, size) != 0)
+        snprintf(buf, size, "error %d", err);
+    return buf;
+#endif
 }

@@ -31,6 +31,11 @@ zrt_status zrt__fail_at(zrt__errbuf *err, zrt_status status, const char *file,
 /* Formats bytes for messages: "1.50 MiB (1572864 bytes)". */
 const char *zrt__fmt_bytes(long long bytes, char *buf, size_t size);
 
+/* Names an errno value for messages ("No such file or directory"), thread-
+ * safely. The text may live in buf or in a static string of the C library;
+ * use the returned pointer, not buf. */
+const char *zrt__errno_text(int err, char *buf, size_t size);
+
 /* Evaluates a zrt_status expression; returns it from the enclosing function
  * when it is not ZRT_OK. */
 #define ZRT_CHECK(expr)                   \

@@ -8,15 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct backend_entry {
+/* One built-in backend or communicator: its name and the create call of its
+ * kind (the other is NULL). */
+typedef struct entry {
     const char *name;
-    zrt_status (*create)(const zrt__backend_params *p, zrt__backend **out);
-} backend_entry;
-
-typedef struct comm_entry {
-    const char *name;
-    zrt_status (*create)(const zrt__comm_params *p, zrt__comm **out);
-} comm_entry;
+    zrt_status (*create_backend)(const zrt__backend_params *p, zrt__backend **out);
+    zrt_status (*create_comm)(const zrt__comm_params *p, zrt__comm **out);
+} entry;
 
 static zrt_status create_cpu(const zrt__backend_params *p, zrt__backend **out)
 {
@@ -43,54 +41,50 @@ static zrt_status create_nccl(const zrt__comm_params *p, zrt__comm **out)
 }
 #endif
 
-static const backend_entry backends[] = {
-    {"cpu", create_cpu},
+static const entry backends[] = {
+    {"cpu", .create_backend = create_cpu},
 #ifdef ZRT_HAVE_CUDA
-    {"cuda", create_cuda},
+    {"cuda", .create_backend = create_cuda},
 #endif
 };
 
-static const comm_entry comms[] = {
-    {"mpi", create_mpi},
+static const entry comms[] = {
+    {"mpi", .create_comm = create_mpi},
 #ifdef ZRT_HAVE_NCCL
-    {"nccl", create_nccl},
+    {"nccl", .create_comm = create_nccl},
 #endif
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* "cpu, cuda": the names of a table, for a refusal. */
-#define LIST_NAMES(table, buf)                                                 \
-    do {                                                                       \
-        size_t at_ = 0;                                                        \
-        (buf)[0] = '\0';                                                       \
-        for (size_t i_ = 0; i_ < COUNT(table) && at_ < sizeof(buf); i_++)      \
-            at_ += (size_t)snprintf((buf) + at_, sizeof(buf) - at_, "%s%s",    \
-                                    i_ ? ", " : "", (table)[i_].name);         \
-    } while (0)
+/* The entry called name among count, or NULL after writing the refusal:
+ * "backend 'x' is not built into this zrt (available: cpu, cuda)". */
+static const entry *find(const char *kind, const char *name, const entry *table,
+                         size_t count, zrt__errbuf *err)
+{
+    for (size_t i = 0; name && i < count; i++)
+        if (!strcmp(table[i].name, name))
+            return &table[i];
+    char available[64] = "";
+    for (size_t i = 0, at = 0; i < count && at < sizeof available; i++)
+        at += (size_t)snprintf(available + at, sizeof available - at, "%s%s",
+                               i ? ", " : "", table[i].name);
+    zrt__fail(err, ZRT_ERR_UNSUPPORTED,
+              "%s '%s' is not built into this zrt (available: %s)", kind,
+              name ? name : "(null)", available);
+    return NULL;
+}
 
 zrt_status zrt__backend_create_by_name(const char *name, const zrt__backend_params *p,
                                        zrt__backend **out)
 {
-    for (size_t i = 0; name && i < COUNT(backends); i++)
-        if (!strcmp(backends[i].name, name))
-            return backends[i].create(p, out);
-    char available[64];
-    LIST_NAMES(backends, available);
-    return zrt__fail(p->err, ZRT_ERR_UNSUPPORTED,
-                     "backend '%s' is not built into this zrt (available: %s)",
-                     name ? name : "(null)", available);
+    const entry *e = find("backend", name, backends, COUNT(backends), p->err);
+    return e ? e->create_backend(p, out) : ZRT_ERR_UNSUPPORTED;
 }
 
 zrt_status zrt__comm_create_by_name(const char *name, const zrt__comm_params *p,
                                     zrt__comm **out)
 {
-    for (size_t i = 0; name && i < COUNT(comms); i++)
-        if (!strcmp(comms[i].name, name))
-            return comms[i].create(p, out);
-    char available[64];
-    LIST_NAMES(comms, available);
-    return zrt__fail(p->err, ZRT_ERR_UNSUPPORTED,
-                     "communicator '%s' is not built into this zrt (available: %s)",
-                     name ? name : "(null)", available);
+    const entry *e = find("communicator", name, comms, COUNT(comms), p->err);
+    return e ? e->create_comm(p, out) : ZRT_ERR_UNSUPPORTED;
 }

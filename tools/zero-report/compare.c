@@ -401,6 +401,6 @@ int zr_run_reports(char **args, int nargs, const zr_opts *o)
     for (int i = 0; r && i < p.n; i++)
         zr_report_free(&r[i]);
     free(r);
-    zr_paths_free(&p);
+    zr_strlist_free(&p);
     return rc;
 }

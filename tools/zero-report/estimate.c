@@ -409,8 +409,9 @@ static void print_estimate_notes(const question *q, int all)
            "buffers are upper bounds of their peaks; not counted: activations (the "
            "training loop's), nvme block rounding, the loop's own all-reduces.\n");
     if (q->model.param_bytes == 2)
-        printf("16-bit rows show the mixed-precision layout; the engine trains in f32 "
-               "today (--precision fp32).\n");
+        printf("16-bit rows: bf16 or fp16 parameters and gradients with an f32 master "
+               "copy and f32 Adam moments, as the engine trains with \"bf16\" or "
+               "\"fp16\" enabled.\n");
     if (all && q->cfg.offload_optimizer.device != ZRT_OFFLOAD_NONE)
         printf("stage 0: no optimizer offload (it needs stage 1-3).\n");
     if (all && q->cfg.offload_param.device != ZRT_OFFLOAD_NONE)

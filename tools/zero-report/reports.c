@@ -23,19 +23,33 @@ static const char *key_path(char *buf, size_t size, const char *where, const cha
     return buf;
 }
 
-/* Reads obj[key] as an integer of at least `min`. */
-static int get_int(const char *file, json_t *obj, const char *key, const char *where,
-                   int64_t min, int64_t *out)
+/* Reads obj[key], which must be there and of `type` (`what` names it). */
+static int get_typed(const char *file, json_t *obj, const char *key, const char *where,
+                     json_type type, const char *what, json_t **out)
 {
     char k[160];
     json_t *v = json_object_get(obj, key);
     key_path(k, sizeof k, where, key);
     if (!v)
         return zr_error("%s: missing key '%s'", file, k);
-    if (!json_is_integer(v))
-        return zr_error("%s: '%s' is not an integer", file, k);
+    if (json_typeof(v) != type)
+        return zr_error("%s: '%s' is not %s", file, k, what);
+    *out = v;
+    return 0;
+}
+
+/* Reads obj[key] as an integer of at least `min`. */
+static int get_int(const char *file, json_t *obj, const char *key, const char *where,
+                   int64_t min, int64_t *out)
+{
+    char k[160];
+    json_t *v;
+    int rc = get_typed(file, obj, key, where, JSON_INTEGER, "an integer", &v);
+    if (rc)
+        return rc;
     if (json_integer_value(v) < min)
-        return zr_error("%s: '%s' is %lld; it must be at least %lld", file, k,
+        return zr_error("%s: '%s' is %lld; it must be at least %lld", file,
+                        key_path(k, sizeof k, where, key),
                         (long long)json_integer_value(v), (long long)min);
     *out = json_integer_value(v);
     return 0;
@@ -53,15 +67,7 @@ static int get_opt_int(const char *file, json_t *obj, const char *key, const cha
 static int get_object(const char *file, json_t *obj, const char *key, const char *where,
                       json_t **out)
 {
-    char k[160];
-    json_t *v = json_object_get(obj, key);
-    key_path(k, sizeof k, where, key);
-    if (!v)
-        return zr_error("%s: missing key '%s'", file, k);
-    if (!json_is_object(v))
-        return zr_error("%s: '%s' is not an object", file, k);
-    *out = v;
-    return 0;
+    return get_typed(file, obj, key, where, JSON_OBJECT, "an object", out);
 }
 
 /* An optional string copied into out (size bytes); "" when absent. */
@@ -252,16 +258,7 @@ void zr_report_free(report *r)
 
 static int add_path(paths *p, const char *path)
 {
-    if (p->n == p->cap) {
-        int cap = p->cap ? 2 * p->cap : 16;
-        char **v = realloc(p->v, (size_t)cap * sizeof *v);
-        if (!v)
-            return zr_error("out of memory");
-        p->v = v;
-        p->cap = cap;
-    }
-    p->v[p->n] = strdup(path);
-    return p->v[p->n++] ? 0 : zr_error("out of memory");
+    return zr_add_line(p, "%s", path);
 }
 
 static int by_name(const void *a, const void *b)
@@ -325,14 +322,6 @@ int zr_collect(paths *p, char **args, int nargs)
             return rc;
     }
     return 0;
-}
-
-void zr_paths_free(paths *p)
-{
-    for (int i = 0; i < p->n; i++)
-        free(p->v[i]);
-    free(p->v);
-    *p = (paths){0};
 }
 
 /* ---- one run's reports --------------------------------------------------- */

@@ -115,14 +115,11 @@ typedef struct report {
     timeline tl; /* read only when asked (--html) */
 } report;
 
-/* Files named by the arguments: reports, directories, glob patterns. */
-typedef struct paths {
-    char **v;
-    int n, cap;
-} paths;
+/* Files named by the arguments: reports, directories, glob patterns; one
+ * path a line (free with zr_strlist_free). */
+typedef strlist paths;
 
 int zr_collect(paths *p, char **args, int nargs);
-void zr_paths_free(paths *p);
 /* Reads and checks one report; with_timeline also reads "timeline". */
 int zr_read_report(const char *path, int with_timeline, report *r);
 void zr_report_free(report *r);
