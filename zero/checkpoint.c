@@ -59,6 +59,7 @@
 #include "../offload/crc32c.h"
 #include "../runtime/file_limit.h"
 #include "checkpoint.h"
+#include "../runtime/sized.h"
 #include "ctx.h"
 
 enum {
@@ -213,11 +214,7 @@ static zrt_status check_info(zrt_ctx *ctx, const zrt_ckpt_info *info, const char
 
 zrt_status zrt_ckpt_info_init(zrt_ckpt_info *info)
 {
-    if (!info)
-        return ZRT_ERR_INVALID_ARG;
-    memset(info, 0, sizeof *info);
-    info->struct_size = sizeof *info;
-    return ZRT_OK;
+    return zrt__sized_init(info, sizeof *info);
 }
 
 /* ---- meta.json: writing ----------------------------------------------------------- */

@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../runtime/sized.h"
 #include "zrt/zrt.h"
 
 #define MAX_PARAMS ((int64_t)1 << 50) /* keeps every product below 2^63 */
@@ -313,10 +314,9 @@ static void subtotals(zrt_mem_estimate *e)
 
 zrt_status zrt_mem_model_init(zrt_mem_model *model)
 {
-    if (model == NULL)
-        return ZRT_ERR_INVALID_ARG;
-    memset(model, 0, sizeof *model);
-    model->struct_size = sizeof *model;
+    zrt_status st = zrt__sized_init(model, sizeof *model);
+    if (st != ZRT_OK)
+        return st;
     model->param_bytes = 4;
     return ZRT_OK;
 }
