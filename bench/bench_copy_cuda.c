@@ -111,7 +111,7 @@ static void zrt_copy(void *arg)
     bench *b = arg;
     zrt__backend *be = b->be;
     if (be->ops->copy(be, b->dst, b->src, b->bytes) != ZRT_OK ||
-        be->ops->synchronize(be) != ZRT_OK)
+        zrt__be_synchronize(be) != ZRT_OK)
         b->failed = 1;
 }
 
@@ -129,7 +129,7 @@ static void run_adamw_op(void *arg)
     bench *b = arg;
     zrt__backend *be = b->be;
     if (be->ops->adamw_f32(be, b->p, b->p, b->g, b->m, b->v, b->n, &b->s) != ZRT_OK ||
-        be->ops->synchronize(be) != ZRT_OK)
+        zrt__be_synchronize(be) != ZRT_OK)
         b->failed = 1;
 }
 
@@ -189,7 +189,7 @@ static int make_set(zrt__backend *be, zrt__errbuf *err, size_t n, zrt_tier pg,
                                : 1e-6f * (1.0f + hashed(i + 3 * n));
         if (!zrt_ok(be->ops->copy(be, a->buf[k].ptr, init, n * sizeof(float)), err,
                     "copy") ||
-            !zrt_ok(be->ops->synchronize(be), err, "synchronize"))
+            !zrt_ok(zrt__be_synchronize(be), err, "synchronize"))
             goto fail;
     }
     free(init);
@@ -239,7 +239,7 @@ static int check_adamw(zrt__backend *be, zrt__errbuf *err)
             int k = compared[c];
             if (!zrt_ok(be->ops->copy(be, a, dev.buf[k].ptr, bytes), err, "copy") ||
                 !zrt_ok(be->ops->copy(be, b, mix.buf[k].ptr, bytes), err, "copy") ||
-                !zrt_ok(be->ops->synchronize(be), err, "synchronize")) {
+                !zrt_ok(zrt__be_synchronize(be), err, "synchronize")) {
                 bad = -1;
                 break;
             }

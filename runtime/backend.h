@@ -95,13 +95,16 @@ typedef struct zrt__backend_ops {
     zrt_status (*adamw_mixed)(zrt__backend *be, float *master, uint16_t *p_out,
                               const uint16_t *g, float *m, float *v, size_t n,
                               float grad_scale, const zrt_adamw_scalars *s, zrt_half h);
-    /* Waits until every queued copy and kernel is done. */
+    /* OPTIONAL (NULL: everything is done when an op returns). Waits until
+     * every queued copy and kernel is done. Call zrt__be_synchronize. */
     zrt_status (*synchronize)(zrt__backend *be);
-    /* Whether the host cannot dereference ptr (device memory of a backend
-     * whose device is not the host). Always 0 on the cpu backend. */
+    /* OPTIONAL (NULL: never). Whether the host cannot dereference ptr (device
+     * memory of a backend whose device is not the host). Call
+     * zrt__be_on_device. */
     int (*on_device)(zrt__backend *be, const void *ptr);
     void (*destroy)(zrt__backend *be);
 } zrt__backend_ops;
+
 
 struct zrt__backend {
     const zrt__backend_ops *ops;
@@ -114,6 +117,17 @@ struct zrt__backend {
     void *stream;
     void *impl;
 };
+
+/* The optional ops with their defaults (ggml-backend-impl.h's way). */
+static inline zrt_status zrt__be_synchronize(zrt__backend *be)
+{
+    return be->ops->synchronize ? be->ops->synchronize(be) : ZRT_OK;
+}
+
+static inline int zrt__be_on_device(zrt__backend *be, const void *ptr)
+{
+    return be->ops->on_device ? be->ops->on_device(be, ptr) : 0;
+}
 
 /* ---- what the backends share (runtime/backend.c) ---- */
 

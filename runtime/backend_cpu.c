@@ -291,19 +291,6 @@ static zrt_status cpu_adamw_mixed(zrt__backend *be, float *master, uint16_t *p_o
     return ZRT_OK;
 }
 
-static zrt_status cpu_synchronize(zrt__backend *be)
-{
-    (void)be;
-    return ZRT_OK;
-}
-
-static int cpu_on_device(zrt__backend *be, const void *ptr)
-{
-    (void)be;
-    (void)ptr;
-    return 0;
-}
-
 static void cpu_destroy(zrt__backend *be)
 {
     cpu_impl *impl = be->impl;
@@ -327,8 +314,7 @@ static const zrt__backend_ops cpu_ops = {
     .cast_f32_to_half = cpu_cast_f32_to_half,
     .cast_half_to_f32 = cpu_cast_half_to_f32,
     .adamw_mixed = cpu_adamw_mixed,
-    .synchronize = cpu_synchronize,
-    .on_device = cpu_on_device,
+    /* synchronize, on_device: not needed, everything runs on the host */
     .destroy = cpu_destroy,
 };
 

@@ -17,7 +17,7 @@
  *
  * Staging: on a backend whose device is not the host (the cuda backend, when
  * two or more ranks share one GPU and NCCL cannot be used), a collective whose
- * send or recv buffer is device memory (ops->on_device) runs on host copies.
+ * send or recv buffer is device memory (zrt__be_on_device) runs on host copies.
  * Its device input is copied into host buffers from the backend (tier host,
  * category comm: host memory charged to host/comm, page-locked with ops->pin
  * so the copies run at full speed), the host algorithm below runs on those,
@@ -492,7 +492,7 @@ static zrt_status host_broadcast(zrt__comm *c, void *buf, size_t bytes, int root
  * whose device is the host, so the cpu backend's path is unchanged. */
 static int on_device(const zrt__comm *c, const void *ptr)
 {
-    return !c->be->caps.device_is_host && ptr && c->be->ops->on_device(c->be, ptr);
+    return !c->be->caps.device_is_host && ptr && zrt__be_on_device(c->be, ptr);
 }
 
 /* A page-locked host buffer of bytes, charged to host/comm. */

@@ -498,7 +498,7 @@ static zrt_status wrap_inner(zrt__comm *c, zrt_status st, zrt__comm_req *inner,
 
 static int on_device(zrt__comm *c, const void *ptr)
 {
-    return ptr && c->be->ops->on_device(c->be, ptr);
+    return ptr && zrt__be_on_device(c->be, ptr);
 }
 
 /* Device buffers to NCCL; a host buffer anywhere, to MPI. */

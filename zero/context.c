@@ -266,8 +266,8 @@ zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
      * does not wait for): wait for it here, so the result is there for the
      * host and for any stream once this returns. Host buffers (MPI) and the
      * cpu backend are complete already and skip this. */
-    if (!ctx->be->caps.device_is_host && count && ctx->be->ops->on_device(ctx->be, buf))
-        return ctx->be->ops->synchronize(ctx->be);
+    if (!ctx->be->caps.device_is_host && count && zrt__be_on_device(ctx->be, buf))
+        return zrt__be_synchronize(ctx->be);
     return ZRT_OK;
 }
 

@@ -165,7 +165,7 @@ static int put(void *dev, const void *host, size_t bytes)
 /* Reads after the backend's stream: what a collective's wait ordered is there. */
 static int get(void *host, const void *dev, size_t bytes)
 {
-    return ok("synchronize", g_be->ops->synchronize(g_be)) &&
+    return ok("synchronize", zrt__be_synchronize(g_be)) &&
            ok("copy to host", g_be->ops->copy(g_be, host, dev, bytes));
 }
 
@@ -380,7 +380,7 @@ static void run_nccl_timeout(void)
                    g_err.text);
         if (c->ops->barrier(c) != ZRT_ERR_REMOTE)
             fail("a call after the abort did not return ZRT_ERR_REMOTE");
-        g_be->ops->synchronize(g_be);
+        zrt__be_synchronize(g_be);
         g_be->ops->free(g_be, &buf);
     }
     MPI_Barrier(MPI_COMM_WORLD);

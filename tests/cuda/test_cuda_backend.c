@@ -167,7 +167,7 @@ static void place(zrt__buf *buf, int on_device, const void *data, size_t bytes)
 {
     ZOK(be->ops->alloc(be, bytes, on_device ? ZRT_TIER_DEVICE : ZRT_TIER_HOST,
                        ZRT_CAT_PARAM, "a test operand", buf));
-    ZOK(be->ops->synchronize(be));
+    ZOK(zrt__be_synchronize(be));
     if (on_device) {
         CU(cudaMemcpy(buf->ptr, data, bytes, cudaMemcpyHostToDevice));
         /* from pageable memory cudaMemcpy may return before the data lands,
@@ -179,7 +179,7 @@ static void place(zrt__buf *buf, int on_device, const void *data, size_t bytes)
 
 static void fetch(void *data, const zrt__buf *buf)
 {
-    ZOK(be->ops->synchronize(be));
+    ZOK(zrt__be_synchronize(be));
     if (buf->tier == ZRT_TIER_DEVICE)
         CU(cudaMemcpy(data, buf->ptr, buf->bytes, cudaMemcpyDeviceToHost));
     else
@@ -490,13 +490,13 @@ static void test_accounting(void)
           (long long)g_acct.stats.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD],
           (long long)g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_OPTIM]);
     CHECK(all_zero(&d) && all_zero(&h), "new memory is not zeroed");
-    CHECK(be->ops->on_device(be, d.ptr) == 1 &&
-              be->ops->on_device(be, (char *)d.ptr + 999) == 1,
+    CHECK(zrt__be_on_device(be, d.ptr) == 1 &&
+              zrt__be_on_device(be, (char *)d.ptr + 999) == 1,
           "on_device is not 1 for device memory");
     int on_stack = 0;
     void *heap = xmalloc(64);
-    CHECK(be->ops->on_device(be, h.ptr) == 0 && be->ops->on_device(be, heap) == 0 &&
-              be->ops->on_device(be, &on_stack) == 0 && be->ops->on_device(be, NULL) == 0,
+    CHECK(zrt__be_on_device(be, h.ptr) == 0 && zrt__be_on_device(be, heap) == 0 &&
+              zrt__be_on_device(be, &on_stack) == 0 && zrt__be_on_device(be, NULL) == 0,
           "on_device is not 0 for host memory");
     free(heap);
     /* the same buffers again, written first: a reused block comes zeroed too */
@@ -626,7 +626,7 @@ static void test_copies(void)
     CU(cudaPointerGetAttributes(&attr, h.ptr));
     CHECK(h.pinned && attr.type == cudaMemoryTypeHost,
           "pin: pinned %d, memory type %d", h.pinned, (int)attr.type);
-    CHECK(be->ops->on_device(be, h.ptr) == 0, "on_device is 1 for pinned host memory");
+    CHECK(zrt__be_on_device(be, h.ptr) == 0, "on_device is 1 for pinned host memory");
     memset(h.ptr, 0, N);
     ZOK(be->ops->copy(be, h.ptr, d1.ptr, N));
     CHECK(memcmp(a, h.ptr, N) == 0, "a copy into pinned memory changed the data");
