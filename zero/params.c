@@ -377,81 +377,166 @@ static void overlap_of(const zrt__tensor_place *t, int64_t lo, int64_t len,
     *end = t->offset + t->numel < lo + len ? t->offset + t->numel : lo + len;
 }
 
-/* Copies the part of the tensor's full value src (parameter-typed elements)
- * that falls in [lo, lo+len) of its layer's flat buffer into dst (which
- * holds that range). */
-static zrt_status copy_into_range(zrt_ctx *ctx, zrt_param param, const void *src,
+/* The values a write brings: elements [first, first + count) of the
+ * tensor, in src (parameter-typed). zrt_param_write brings all of them. */
+typedef struct value_window {
+    const void *src;
+    int64_t first, count;
+    int ranged; /* from zrt_param_write_range */
+} value_window;
+
+/* The part of the window that falls in [lo, lo + len) of the tensor's
+ * layer's flat buffer: [*begin, *end), flat positions; empty when
+ * *begin >= *end. */
+static void window_overlap(const zrt__tensor_place *t, const value_window *w, int64_t lo,
+                           int64_t len, int64_t *begin, int64_t *end)
+{
+    int64_t wb = t->offset + w->first, we = wb + w->count;
+    overlap_of(t, lo, len, begin, end);
+    *begin = *begin > wb ? *begin : wb;
+    *end = *end < we ? *end : we;
+}
+
+/* Copies the part of the window that falls in [lo, lo+len) of the tensor's
+ * layer's flat buffer into dst (which holds that range). */
+static zrt_status copy_into_range(zrt_ctx *ctx, zrt_param param, const value_window *w,
                                   void *dst, int64_t lo, int64_t len)
 {
     const zrt__tensor_place *t = place_of(ctx, param);
     int64_t begin, end;
-    overlap_of(t, lo, len, &begin, &end);
+    window_overlap(t, w, lo, len, &begin, &end);
     if (begin >= end)
         return ZRT_OK;
+    int64_t wb = t->offset + w->first;
     return ctx->be->ops->copy(ctx->be, zrt__elem(ctx, dst, begin - lo),
-                              zrt__elem(ctx, (void *)src, begin - t->offset),
+                              zrt__elem(ctx, (void *)w->src, begin - wb),
                               (size_t)(end - begin) * ctx->esize);
 }
 
 /* 16-bit parameters: the master copy of this rank's range starts as the
  * exact f32 value of what was written. */
-static zrt_status widen_into_master(zrt_ctx *ctx, zrt_param param, const uint16_t *src)
+static zrt_status widen_into_master(zrt_ctx *ctx, zrt_param param, const value_window *w)
 {
     const zrt__tensor_place *t = place_of(ctx, param);
     const zrt__layer_state *ls = &ctx->layers[t->layer];
     int64_t begin, end;
-    overlap_of(t, ls->range_lo, ls->range_len, &begin, &end);
+    window_overlap(t, w, ls->range_lo, ls->range_len, &begin, &end);
     if (begin >= end)
         return ZRT_OK;
-    return ctx->be->ops->cast_half_to_f32(ctx->be,
-                                          (float *)ls->master.ptr + (begin - ls->range_lo),
-                                          src + (begin - t->offset), (size_t)(end - begin),
-                                          zrt__half_of(ctx));
+    const uint16_t *src = w->src;
+    return ctx->be->ops->cast_half_to_f32(
+        ctx->be, (float *)ls->master.ptr + (begin - ls->range_lo),
+        src + (begin - t->offset - w->first), (size_t)(end - begin), zrt__half_of(ctx));
 }
 
 static zrt_status require_idle(zrt_ctx *ctx, zrt_param param, const char *call)
 {
     const zrt__layer_state *ls = &ctx->layers[place_of(ctx, param)->layer];
     if (ls->fwd_live || ls->bwd_live)
-        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
-                         "%s: layer %d of '%s' is live", call,
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE, "%s: layer %d of '%s' is live", call,
                          place_of(ctx, param)->layer, ctx->params[param].name);
     return ZRT_OK;
 }
 
 typedef struct write_request {
     zrt_param param;
-    const void *src;
+    const value_window *w;
 } write_request;
 
 /* Stage 3 with shards on NVMe: applied to the shard read back from disk. */
-static zrt_status write_into_shard(zrt_ctx *ctx, int layer, void *shard,
-                                   const void *arg)
+static zrt_status write_into_shard(zrt_ctx *ctx, int layer, void *shard, const void *arg)
 {
     const write_request *req = arg;
     const zrt__layer_state *ls = &ctx->layers[layer];
-    return copy_into_range(ctx, req->param, req->src, shard, ls->range_lo,
-                           ls->range_len);
+    return copy_into_range(ctx, req->param, req->w, shard, ls->range_lo, ls->range_len);
 }
 
-/* Puts the tensor's values where this rank keeps them: the full buffer,
+static uint64_t round_up_bytes(uint64_t value, uint64_t multiple)
+{
+    return (value + multiple - 1) / multiple * multiple;
+}
+
+/* Stage 3, shards on NVMe, a ranged write: reads only the
+ * swap blocks of the shard that the window touches, copies its part in and
+ * writes those blocks back to the current slot, so a write costs its own
+ * size rather than the shard's (the swap checks block by block, and the
+ * blocks keep the lengths the shard's write gave them). */
+static zrt_status write_window_blocks(zrt_ctx *ctx, int layer, zrt_param param,
+                                      const value_window *w)
+{
+    const zrt__layer_state *ls = &ctx->layers[layer];
+    int64_t begin, end;
+    window_overlap(place_of(ctx, param), w, ls->range_lo, ls->range_len, &begin, &end);
+    if (begin >= end)
+        return ZRT_OK;
+    uint64_t block = ctx->cfg.aio.block_size > 0 ? (uint64_t)ctx->cfg.aio.block_size
+                                                 : (uint64_t)1 << 20;
+    uint64_t shard_bytes = (uint64_t)ls->range_len * ctx->esize;
+    uint64_t b0 = (uint64_t)(begin - ls->range_lo) * ctx->esize / block * block;
+    uint64_t b1 = round_up_bytes((uint64_t)(end - ls->range_lo) * ctx->esize, block);
+    b1 = b1 < shard_bytes ? b1 : shard_bytes;
+    uint64_t at = ls->swap_p[ctx->nvme_slot] + b0, ticket;
+    zrt__buf buf = {0};
+    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, (size_t)(b1 - b0), ZRT_TIER_HOST,
+                                  ZRT_CAT_STAGING, "parameter blocks being written",
+                                  &buf));
+    zrt__mover *mv = ctx->param_nvme.mover;
+    zrt_status st = zrt__mover_read(mv, at, buf.ptr, (size_t)(b1 - b0), &ticket);
+    if (st == ZRT_OK)
+        st = zrt__mover_wait(mv, ticket, &ctx->err);
+    if (st == ZRT_OK)
+        st = copy_into_range(ctx, param, w, buf.ptr,
+                             ls->range_lo + (int64_t)(b0 / ctx->esize),
+                             (int64_t)((b1 - b0) / ctx->esize));
+    if (st == ZRT_OK)
+        st = zrt__mover_write(mv, at, buf.ptr, (size_t)(b1 - b0), &ticket);
+    if (st == ZRT_OK)
+        st = zrt__mover_wait(mv, ticket, &ctx->err);
+    ctx->be->ops->free(ctx->be, &buf);
+    return st;
+}
+
+/* Stage 3, shards on NVMe: any copy read ahead is stale now. A ranged
+ * write touches only its blocks (a small tensor's included: a whole-shard
+ * pass per piece would cost the shard's size each time). */
+static zrt_status write_nvme_shard(zrt_ctx *ctx, int layer, zrt_param param,
+                                   const value_window *w)
+{
+    if (w->ranged) {
+        zrt__nvme_drop_fetch(ctx, layer);
+        return write_window_blocks(ctx, layer, param, w);
+    }
+    write_request req = {param, w};
+    return zrt__nvme_shard_update(ctx, layer, write_into_shard, &req);
+}
+
+/* Puts the window's values where this rank keeps them: the full buffer,
  * the shard, or the shard on NVMe. */
-static zrt_status write_values(zrt_ctx *ctx, zrt_param param, const void *src)
+static zrt_status write_values(zrt_ctx *ctx, zrt_param param, const value_window *w)
 {
     int layer = place_of(ctx, param)->layer;
     zrt__layer_state *ls = &ctx->layers[layer];
     if (ctx->cfg.stage < 3) {
         int64_t flat = ctx->plan.layers[layer].flat_numel;
-        return copy_into_range(ctx, param, src, ls->param_full.ptr, 0, flat);
+        return copy_into_range(ctx, param, w, ls->param_full.ptr, 0, flat);
     }
     ls->gathered = 0; /* any gathered copy is now stale */
     ZRT_CHECK(zrt__release_if_idle(ctx, layer));
-    if (zrt__params_on_nvme(ctx)) {
-        write_request req = {param, src};
-        return zrt__nvme_shard_update(ctx, layer, write_into_shard, &req);
-    }
-    return copy_into_range(ctx, param, src, ls->param_shard.ptr, ls->range_lo,
+    if (zrt__params_on_nvme(ctx))
+        return write_nvme_shard(ctx, layer, param, w);
+    return copy_into_range(ctx, param, w, ls->param_shard.ptr, ls->range_lo,
                            ls->range_len);
+}
+
+static zrt_status write_window(zrt_ctx *ctx, zrt_param param, const value_window *w,
+                               const char *call)
+{
+    ZRT_CHECK(require_idle(ctx, param, call));
+    ZRT_CHECK(zrt__wait_gather(ctx, place_of(ctx, param)->layer));
+    ZRT_CHECK(write_values(ctx, param, w));
+    if (zrt__mixed(ctx)) /* only once the 16-bit values are in place */
+        return widen_into_master(ctx, param, w);
+    return ZRT_OK;
 }
 
 zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
@@ -460,12 +545,46 @@ zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src)
     if (!src)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
                          "zrt_param_write: source is NULL");
-    ZRT_CHECK(require_idle(ctx, param, "zrt_param_write"));
-    ZRT_CHECK(zrt__wait_gather(ctx, place_of(ctx, param)->layer));
-    ZRT_CHECK(write_values(ctx, param, src));
-    if (zrt__mixed(ctx)) /* only once the 16-bit values are in place */
-        return widen_into_master(ctx, param, src);
+    value_window w = {src, 0, ctx->params[param].numel, 0};
+    return write_window(ctx, param, &w, "zrt_param_write");
+}
+
+zrt_status zrt_param_owned_range(zrt_ctx *ctx, zrt_param param, int64_t *first,
+                                 int64_t *count)
+{
+    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_owned_range"));
+    if (!first || !count)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_owned_range: an output is NULL");
+    const zrt__tensor_place *t = place_of(ctx, param);
+    const zrt__layer_state *ls = &ctx->layers[t->layer];
+    int64_t begin = 0, end = t->numel; /* stages 0-2: the full value */
+    if (ctx->cfg.stage >= 3) {
+        overlap_of(t, ls->range_lo, ls->range_len, &begin, &end);
+        begin -= t->offset;
+        end -= t->offset;
+    }
+    *first = begin < end ? begin : 0;
+    *count = begin < end ? end - begin : 0;
     return ZRT_OK;
+}
+
+zrt_status zrt_param_write_range(zrt_ctx *ctx, zrt_param param, int64_t first,
+                                 int64_t count, const void *src)
+{
+    ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_write_range"));
+    int64_t numel = ctx->params[param].numel;
+    if (first < 0 || count < 0 || first > numel || count > numel - first)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_write_range: elements [%lld, %lld) are outside "
+                         "'%s' (%lld elements)",
+                         (long long)first, (long long)first + (long long)count,
+                         ctx->params[param].name, (long long)numel);
+    if (!src && count > 0)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_param_write_range: source is NULL");
+    value_window w = {src, first, count, 1};
+    return write_window(ctx, param, &w, "zrt_param_write_range");
 }
 
 zrt_status zrt_param_read(zrt_ctx *ctx, zrt_param param, void *dst)

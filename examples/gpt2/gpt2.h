@@ -67,6 +67,18 @@ int gpt2_model_read_header(const char *path, gpt2_config *cfg, char *err,
  * mismatch names the field). Returns 0 or -1 with err. */
 int gpt2_model_read(const char *path, const gpt2_config *expect, float *params,
                     char *err, size_t err_size);
+/* A model file opened for reading in pieces (pread), so that a rank reads
+ * only the parameters it keeps. Open checks what gpt2_model_read checks
+ * (header, size, and the shape against expect when not NULL). Reads take
+ * element positions in the whole parameter array (llm.c order). Each
+ * returns 0, or -1 with a sentence naming the file in err. */
+typedef struct gpt2_model_file gpt2_model_file;
+int gpt2_model_open(const char *path, const gpt2_config *expect, gpt2_model_file **out,
+                    char *err, size_t err_size);
+/* Reads parameters [first, first + count) into dst. */
+int gpt2_model_read_at(gpt2_model_file *f, size_t first, size_t count, float *dst,
+                       char *err, size_t err_size);
+void gpt2_model_close(gpt2_model_file *f); /* NULL is a no-op */
 /* Writes header and parameters to "<path>.tmp.<pid>", fsyncs, renames over
  * path. Returns 0 or -1 with err. */
 int gpt2_model_write(const char *path, const gpt2_config *cfg,

@@ -385,6 +385,75 @@ out:
     return rc;
 }
 
+/* ---- reading a model file piece by piece ------------------------------- */
+
+struct gpt2_model_file {
+    FILE *fp;
+    char *path;   /* for messages */
+    size_t total; /* parameters in the file */
+};
+
+int gpt2_model_open(const char *path, const gpt2_config *expect, gpt2_model_file **out,
+                    char *err, size_t err_size)
+{
+    FILE *fp;
+    gpt2_config c;
+    size_t total;
+    if (open_model(path, &fp, &c, &total, err, err_size))
+        return -1;
+    if (expect && check_expected(path, &c, expect, err, err_size)) {
+        fclose(fp);
+        return -1;
+    }
+    gpt2_model_file *f = malloc(sizeof *f);
+    char *copy = strdup(path);
+    if (!f || !copy) {
+        set_err(err, err_size, "%s: out of memory opening the model file", path);
+        free(f);
+        free(copy);
+        fclose(fp);
+        return -1;
+    }
+    *f = (gpt2_model_file){.fp = fp, .path = copy, .total = total};
+    *out = f;
+    return 0;
+}
+
+int gpt2_model_read_at(gpt2_model_file *f, size_t first, size_t count, float *dst,
+                       char *err, size_t err_size)
+{
+    if (first > f->total || count > f->total - first) {
+        set_err(err, err_size, "%s: parameters [%zu, %zu) are past the file's %zu",
+                f->path, first, first + count, f->total);
+        return -1;
+    }
+    char *at = (char *)dst;
+    size_t left = count * sizeof(float);
+    off_t offset = (off_t)HEADER_BYTES + (off_t)first * (off_t)sizeof(float);
+    while (left > 0) {
+        errno = 0;
+        ssize_t got = pread(fileno(f->fp), at, left, offset);
+        if (got <= 0) {
+            set_err(err, err_size, "%s: cannot read parameters [%zu, %zu): %s", f->path,
+                    first, first + count, errno_text(errno, "file shrank while reading"));
+            return -1;
+        }
+        at += got;
+        offset += got;
+        left -= (size_t)got;
+    }
+    return 0;
+}
+
+void gpt2_model_close(gpt2_model_file *f)
+{
+    if (!f)
+        return;
+    fclose(f->fp);
+    free(f->path);
+    free(f);
+}
+
 /* Writes header and params to an open stream and makes them durable;
  * closes fp in every case. 0, or -1 with errno set. */
 static int write_and_sync(FILE *fp, const int32_t *header, const float *params,

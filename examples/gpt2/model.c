@@ -910,38 +910,175 @@ zrt_status gpt2_get_grads(gpt2_model *m, float *grads)
     return for_each_slice(m, grads, read_grad_slice);
 }
 
-/* Standard normal from two uniforms (Box-Muller). */
-static float randn(uint64_t *rng)
+/* ---- building the parameters where they live ---------------------------------
+ * No rank holds the model: each asks zrt which part of every tensor it keeps
+ * (zrt_param_owned_range: all of it at stages 0-2, its shard at stage 3) and
+ * produces just that, GPT2_FILL_CHUNK elements at a time, as DeepSpeed's
+ * zero.Init and FSDP's meta-device init do. The values depend only on the
+ * element (the seed, the tensor and the position in it, or the file), never
+ * on the world size, the stage or the order of the pieces. */
+
+#define GPT2_FILL_CHUNK ((int64_t)1 << 20) /* elements: 4 MiB of f32 */
+
+typedef struct fill_job {
+    gpt2_fill_fn fill;
+    void *user;
+    float *piece;   /* (GPT2_FILL_CHUNK) f32 */
+    uint16_t *half; /* (GPT2_FILL_CHUNK) the piece in 16 bits; NULL for f32 */
+} fill_job;
+
+static zrt_status write_piece(gpt2_model *m, fill_job *job, zrt_param p, int64_t first,
+                              int64_t n)
 {
-    float u1 = 0.5f * (example_rand_uniform(rng) + 1.0f);
-    float u2 = 0.5f * (example_rand_uniform(rng) + 1.0f);
-    if (u1 < 1e-7f)
-        u1 = 1e-7f;
-    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+    if (m->dtype == ZRT_F32)
+        return zrt_param_write_range(m->ctx, p, first, n, job->piece);
+    EXAMPLE_CHECK(zrt_convert(job->half, m->dtype, job->piece, ZRT_F32, (size_t)n));
+    return zrt_param_write_range(m->ctx, p, first, n, job->half);
+}
+
+/* Parameter p is elements [base, base + numel) of llm.c tensor `index`. */
+static zrt_status fill_slice(gpt2_model *m, fill_job *job, int index, size_t base,
+                             zrt_param p)
+{
+    int64_t first, count;
+    EXAMPLE_CHECK(zrt_param_owned_range(m->ctx, p, &first, &count));
+    if (count == 0) /* stage 3: every rank writes every parameter */
+        return zrt_param_write_range(m->ctx, p, 0, 0, NULL);
+    for (int64_t k = first; k < first + count; k += GPT2_FILL_CHUNK) {
+        int64_t n =
+            first + count - k < GPT2_FILL_CHUNK ? first + count - k : GPT2_FILL_CHUNK;
+        EXAMPLE_CHECK(
+            job->fill(job->user, index, base + (size_t)k, (size_t)n, job->piece));
+        EXAMPLE_CHECK(write_piece(m, job, p, k, n));
+    }
+    return ZRT_OK;
+}
+
+static zrt_status fill_all(gpt2_model *m, fill_job *job)
+{
+    size_t sizes[GPT2_NUM_TENSORS];
+    gpt2_tensor_sizes(&m->cfg, sizes);
+    int L = m->cfg.num_layers;
+    for (int i = 0; i < GPT2_NUM_TENSORS; i++) {
+        int slices = gpt2_tensor_is_per_layer(i) ? L : 1;
+        size_t per_slice = sizes[i] / (size_t)slices;
+        for (int l = 0; l < slices; l++)
+            EXAMPLE_CHECK(
+                fill_slice(m, job, i, (size_t)l * per_slice, handle_of(m, i, l)));
+    }
+    return ZRT_OK;
+}
+
+zrt_status gpt2_fill_params(gpt2_model *m, gpt2_fill_fn fill, void *user)
+{
+    fill_job job = {fill, user, malloc((size_t)GPT2_FILL_CHUNK * sizeof(float)), NULL};
+    if (m->dtype != ZRT_F32)
+        job.half = malloc((size_t)GPT2_FILL_CHUNK * sizeof(uint16_t));
+    zrt_status st = ZRT_ERR_OUT_OF_MEMORY;
+    if (job.piece && (m->dtype == ZRT_F32 || job.half))
+        st = fill_all(m, &job);
+    free(job.piece);
+    free(job.half);
+    return st;
+}
+
+/* -- the initial values: a counter-based generator -- */
+
+static uint64_t mix64(uint64_t z) /* splitmix64's finalizer */
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Two standard normals for pair j of a tensor's elements (2j and 2j+1):
+ * splitmix64 at counter j of the tensor's stream gives two 32-bit uniforms,
+ * Box-Muller turns them into a cosine and a sine normal. */
+static void normal_pair(uint64_t key, uint64_t j, float z[2])
+{
+    uint64_t h = mix64(key + (j + 1) * 0x9E3779B97F4A7C15ull);
+    double u1 = ((double)(h >> 32) + 1.0) * 0x1p-32; /* (0, 1] */
+    double u2 = (double)(h & 0xFFFFFFFFu) * 0x1p-32; /* [0, 1) */
+    double r = sqrt(-2.0 * log(u1)), theta = 6.283185307179586 * u2;
+    z[0] = (float)(r * cos(theta));
+    z[1] = (float)(r * sin(theta));
+}
+
+typedef struct init_values {
+    uint64_t seed;
+    float residual_scale; /* 1/sqrt(2L) */
+} init_values;
+
+/* N(0, std) for elements [first, first + count) of tensor `index`. */
+static void fill_normal(uint64_t key, float std, size_t first, size_t count, float *dst)
+{
+    float z[2];
+    for (size_t k = 0; k < count;) {
+        uint64_t e = (uint64_t)(first + k);
+        normal_pair(key, e >> 1, z);
+        dst[k++] = std * z[e & 1];
+        if ((e & 1) == 0 && k < count)
+            dst[k++] = std * z[1];
+    }
+}
+
+/* GPT-2's initialization: N(0, 0.02) matrices (wte, wpe and the four block
+ * weights), the residual projections (attprojw, fcprojw) scaled by
+ * 1/sqrt(2L), layernorm weights 1, biases 0. */
+static zrt_status init_fill(void *user, int index, size_t first, size_t count, float *dst)
+{
+    const init_values *v = user;
+    int is_layernorm_weight = index == 2 || index == 8 || index == 14;
+    int is_matrix = index == 0 || index == 1 || index == 4 || index == 6 || index == 10 ||
+                    index == 12;
+    if (!is_matrix) {
+        for (size_t k = 0; k < count; k++)
+            dst[k] = is_layernorm_weight ? 1.0f : 0.0f;
+        return ZRT_OK;
+    }
+    float std = 0.02f * (index == 6 || index == 12 ? v->residual_scale : 1.0f);
+    uint64_t key = mix64(mix64(v->seed) + (uint64_t)(index + 1) * 0xD1B54A32D192ED03ull);
+    fill_normal(key, std, first, count, dst);
+    return ZRT_OK;
 }
 
 zrt_status gpt2_init_params(gpt2_model *m, uint64_t seed)
 {
-    size_t sizes[GPT2_NUM_TENSORS];
-    size_t total = gpt2_tensor_sizes(&m->cfg, sizes);
-    float *params = malloc(total * sizeof *params);
-    if (!params)
-        return ZRT_ERR_OUT_OF_MEMORY;
-    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
-    float residual_scale = 1.0f / sqrtf(2.0f * (float)m->cfg.num_layers);
-    size_t offset = 0;
+    init_values v = {seed, 1.0f / sqrtf(2.0f * (float)m->cfg.num_layers)};
+    return gpt2_fill_params(m, init_fill, &v);
+}
+
+/* -- values from an llm.c model file, read where this rank keeps them -- */
+
+typedef struct file_values {
+    gpt2_model_file *file;
+    size_t start[GPT2_NUM_TENSORS]; /* each tensor's first element in the file */
+    char *err;
+    size_t err_size;
+} file_values;
+
+static zrt_status file_fill(void *user, int index, size_t first, size_t count, float *dst)
+{
+    file_values *v = user;
+    if (gpt2_model_read_at(v->file, v->start[index] + first, count, dst, v->err,
+                           v->err_size))
+        return ZRT_ERR_IO;
+    return ZRT_OK;
+}
+
+zrt_status gpt2_load_params(gpt2_model *m, const char *path, char *err, size_t err_size)
+{
+    file_values v = {.err = err, .err_size = err_size};
+    size_t sizes[GPT2_NUM_TENSORS], at = 0;
+    gpt2_tensor_sizes(&m->cfg, sizes);
     for (int i = 0; i < GPT2_NUM_TENSORS; i++) {
-        int is_layernorm_weight = i == 2 || i == 8 || i == 14;
-        int is_matrix = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
-        float std = 0.02f * (i == 6 || i == 12 ? residual_scale : 1.0f);
-        for (size_t k = 0; k < sizes[i]; k++)
-            params[offset + k] = is_layernorm_weight ? 1.0f
-                                 : is_matrix         ? std * randn(&rng)
-                                                     : 0.0f;
-        offset += sizes[i];
+        v.start[i] = at;
+        at += sizes[i];
     }
-    zrt_status st = gpt2_set_params(m, params);
-    free(params);
+    if (gpt2_model_open(path, &m->cfg, &v.file, err, err_size))
+        return ZRT_ERR_IO;
+    zrt_status st = gpt2_fill_params(m, file_fill, &v);
+    gpt2_model_close(v.file);
     return st;
 }
 

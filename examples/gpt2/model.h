@@ -70,10 +70,28 @@ zrt_status gpt2_declare_memory(gpt2_model *m);
 zrt_status gpt2_alloc_activations(gpt2_model *m);
 void gpt2_free(gpt2_model *m);
 
-/* Initializes every parameter from seed, the same on every rank: N(0, 0.02)
- * weights, residual projections scaled by 1/sqrt(2L), layernorm 1 and 0,
- * biases 0. */
+/* Produces elements [first, first + count) of llm.c tensor `index` (the
+ * whole tensor: every layer's slice, in order) into dst, host memory. */
+typedef zrt_status (*gpt2_fill_fn)(void *user, int index, size_t first, size_t count,
+                                   float *dst);
+/* Sets every parameter without holding the model: for each zrt parameter,
+ * this rank's owned range (zrt_param_owned_range; stage 3: its shard) is
+ * asked from fill in pieces of at most 1 Mi elements and written with
+ * zrt_param_write_range. Host memory beyond zrt's: one piece (4 MiB, and
+ * 2 MiB more for 16-bit parameters). Every rank calls it (at stage 3 every
+ * rank writes every parameter, possibly nothing of it). */
+zrt_status gpt2_fill_params(gpt2_model *m, gpt2_fill_fn fill, void *user);
+/* Initializes every parameter from seed: N(0, 0.02) weights, residual
+ * projections scaled by 1/sqrt(2L), layernorm weights 1, biases 0. Each
+ * normal is a function of (seed, tensor, element index) alone — a
+ * counter-based generator (splitmix64 of the counter, Box-Muller) — so
+ * the values are the same for any world size and stage, and a rank
+ * computes only the elements it keeps (gpt2_fill_params). */
 zrt_status gpt2_init_params(gpt2_model *m, uint64_t seed);
+/* Loads an llm.c model file of m's shape, each rank reading (pread) only
+ * the parameters it keeps, a piece at a time. ZRT_ERR_IO with a sentence
+ * naming the file in err when it cannot be read or has another shape. */
+zrt_status gpt2_load_params(gpt2_model *m, const char *path, char *err, size_t err_size);
 /* Loads / saves all parameters in llm.c's layout (host array of
  * gpt2_tensor_sizes floats). Collective at stage 3. */
 zrt_status gpt2_set_params(gpt2_model *m, const float *params);

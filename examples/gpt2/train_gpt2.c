@@ -197,6 +197,7 @@ typedef struct run {
     gpt2_data *train, *val;
     int rank, world;
     int *inputs, *targets;
+    long rss_before_kib; /* VmRSS when the parameters were registered */
 } run;
 
 static float lr_at(const gpt2_opts *o, int step, int steps)
@@ -441,21 +442,13 @@ static zrt_status sample(run *r)
 
 /* ---- model files -------------------------------------------------------------------- */
 
+/* Each rank builds (or reads) only the parameters it keeps: no rank ever
+ * holds the whole model here. */
 static zrt_status load_or_init(run *r, char *err, size_t size)
 {
     if (!r->o.load)
         return gpt2_init_params(&r->m, r->a.seed);
-    size_t sizes[GPT2_NUM_TENSORS];
-    float *params = malloc(gpt2_tensor_sizes(&r->m.cfg, sizes) * sizeof *params);
-    if (!params)
-        return ZRT_ERR_OUT_OF_MEMORY;
-    zrt_status st = ZRT_OK;
-    if (gpt2_model_read(r->o.load, &r->m.cfg, params, err, size))
-        st = ZRT_ERR_IO;
-    if (st == ZRT_OK)
-        st = gpt2_set_params(&r->m, params);
-    free(params);
-    return st;
+    return gpt2_load_params(&r->m, r->o.load, err, size);
 }
 
 /* Collective: every rank reads (stage 3 gathers), rank 0 writes. */
@@ -542,6 +535,42 @@ static int prepare(run *r, int argc, char **argv, gpt2_config *cfg, zrt_config *
     return 0;
 }
 
+/* A "Vm...: N kB" line of /proc/self/status, in KiB; -1 where unknown. */
+static long proc_status_kib(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    size_t n = strlen(field);
+    while (f && kib < 0 && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':')
+            kib = strtol(line + n + 1, NULL, 10);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* Rank 0: what this process held at its peak (VmHWM: every byte, zrt's or
+ * not) against what zrt planned for its memory tiers. On the cpu backend
+ * both the device and the host tier are this process's memory, so the peak
+ * should be their sum plus what it held before the model; on cuda the
+ * device tier is GPU memory and the host tier alone compares. */
+static zrt_status report_rss(run *r)
+{
+    zrt_mem_plan plan;
+    EXAMPLE_CHECK(zrt_plan_memory(r->ctx, &plan));
+    long peak = proc_status_kib("VmHWM");
+    double planned = (double)(plan.tier_peak[ZRT_TIER_DEVICE] +
+                              plan.tier_peak[ZRT_TIER_HOST]) / 1048576.0;
+    if (r->rank == 0 && peak >= 0)
+        printf("memory: peak RSS %.1f MiB (%.1f MiB before the model); planned "
+               "device %.1f + host %.1f = %.1f MiB\n",
+               (double)peak / 1024.0, (double)r->rss_before_kib / 1024.0,
+               (double)plan.tier_peak[ZRT_TIER_DEVICE] / 1048576.0,
+               (double)plan.tier_peak[ZRT_TIER_HOST] / 1048576.0, planned);
+    return ZRT_OK;
+}
+
 static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t size)
 {
     zrt_rank(r->ctx, &r->rank);
@@ -550,6 +579,7 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
     r->targets = calloc((size_t)r->o.B * r->o.T, sizeof *r->targets);
     if (!r->inputs || !r->targets)
         return ZRT_ERR_OUT_OF_MEMORY;
+    r->rss_before_kib = proc_status_kib("VmRSS");
     EXAMPLE_CHECK(gpt2_register(&r->m, r->ctx, cfg, r->o.B, r->o.T));
     EXAMPLE_CHECK(gpt2_declare_memory(&r->m));
     EXAMPLE_CHECK(zrt_finalize_params(r->ctx));
@@ -584,7 +614,7 @@ static zrt_status finish(run *r, char *err, size_t size)
         EXAMPLE_CHECK(example_dump_params(r->ctx, r->a.dump_params));
     if (r->a.mem_report)
         EXAMPLE_CHECK(zrt_write_mem_report(r->ctx, r->a.mem_report));
-    return ZRT_OK;
+    return report_rss(r);
 }
 
 int main(int argc, char **argv)

@@ -319,6 +319,30 @@ ZRT_API zrt_status zrt_num_params(const zrt_ctx *ctx, int *out);
  * the same zrt_param_write calls (the next use of the layer gathers it). */
 ZRT_API zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param,
                                    const void *src);
+/* After zrt_finalize_params: the elements [*first, *first + *count) of the
+ * parameter (row-major over its shape) whose values this rank keeps — all
+ * numel at stages 0-2, the part inside this rank's shard at stage 3
+ * (*count is 0 when the shard holds none of it; then *first is 0). Not
+ * collective. With zrt_param_write_range a rank can build its part of a
+ * model that no rank could hold whole (DeepSpeed's zero.Init). */
+ZRT_API zrt_status zrt_param_owned_range(zrt_ctx *ctx, zrt_param param,
+                                         int64_t *first, int64_t *count);
+/* Sets elements [first, first + count) of a parameter from host memory
+ * holding just those (count elements of its dtype; src may be NULL when
+ * count is 0). The rank keeps the part inside its owned range and ignores
+ * the rest, so it need only pass that range, in pieces of any size; the
+ * other elements keep their values. Elements outside [0, numel) are
+ * refused with ZRT_ERR_INVALID_ARG. As zrt_param_write: not while the
+ * parameter's layer is live; the values a rank passes for an element it
+ * keeps must be the same on every rank that keeps it (stages 0-2: all);
+ * at stage 3 every rank must call it at least once for each parameter
+ * written (count 0 will do), before the layer is used again, because each
+ * call drops this rank's gathered copy of the layer. With 16-bit
+ * parameters the master copy of the range is set from the same bits. On
+ * NVMe a call reads and rewrites only the swap blocks the range touches. */
+ZRT_API zrt_status zrt_param_write_range(zrt_ctx *ctx, zrt_param param,
+                                         int64_t first, int64_t count,
+                                         const void *src);
 /* Collective at stage 3 (every rank calls it for the same parameter): copies
  * the full current value into dst. */
 ZRT_API zrt_status zrt_param_read(zrt_ctx *ctx, zrt_param param, void *dst);
