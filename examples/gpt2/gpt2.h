@@ -103,6 +103,8 @@ int gpt2_data_open_text(const char *path, gpt2_data **out, char *err,
 int gpt2_data_open_shards(const char *pattern, int vocab_size, gpt2_data **out,
                           char *err, size_t err_size);
 size_t gpt2_data_num_tokens(const gpt2_data *d);
+/* 1 for a text file; the number of shard files the pattern matched. */
+size_t gpt2_data_num_files(const gpt2_data *d);
 /* Fills inputs and targets (B*T each) with this rank's part of global batch
  * `batch_index`; wraps around the stream. Returns 0, or -1 if the stream
  * holds fewer than B*T+1 tokens. */

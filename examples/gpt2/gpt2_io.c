@@ -531,15 +531,17 @@ int gpt2_model_write(const char *path, const gpt2_config *cfg, const float *para
 struct gpt2_data {
     uint16_t *tokens; /* (ntok) every token below the vocabulary size */
     size_t ntok;
+    size_t nfiles; /* the text file, or the shards the pattern matched */
 };
 
-static int make_data(uint16_t *tokens, size_t ntok, gpt2_data **out)
+static int make_data(uint16_t *tokens, size_t ntok, size_t nfiles, gpt2_data **out)
 {
     gpt2_data *d = malloc(sizeof *d);
     if (!d)
         return -1;
     d->tokens = tokens;
     d->ntok = ntok;
+    d->nfiles = nfiles;
     *out = d;
     return 0;
 }
@@ -590,7 +592,7 @@ int gpt2_data_open_text(const char *path, gpt2_data **out, char *err, size_t err
         return -1;
     }
     uint16_t *tokens = n ? malloc(n * sizeof *tokens) : NULL;
-    if (n == 0 || !tokens || make_data(tokens, n, out)) {
+    if (n == 0 || !tokens || make_data(tokens, n, 1, out)) {
         set_err(err, err_size, "%s: %s", path,
                 n == 0 ? "file is empty; there are no tokens to read"
                        : "out of memory for the tokens");
@@ -733,7 +735,8 @@ static int gather_shards(const glob_t *g, const char *pattern, int vocab_size,
     if (count_shards(g, counts, &total, err, err_size))
         goto fail;
     if (total == 0) {
-        set_err(err, err_size, "%s: the matched shards hold no tokens", pattern);
+        set_err(err, err_size, "%s: the %zu matched shard files hold no tokens", pattern,
+                (size_t)g->gl_pathc);
         goto fail;
     }
     tokens = total <= SIZE_MAX / sizeof *tokens ? malloc(total * sizeof *tokens) : NULL;
@@ -768,20 +771,28 @@ int gpt2_data_open_shards(const char *pattern, int vocab_size, gpt2_data **out, 
     uint16_t *tokens;
     size_t total;
     int rc = gather_shards(&g, pattern, vocab_size, &tokens, &total, err, err_size);
-    globfree(&g);
-    if (rc)
-        return -1;
-    if (make_data(tokens, total, out)) {
-        set_err(err, err_size, "%s: out of memory", pattern);
-        free(tokens);
+    if (rc) {
+        globfree(&g);
         return -1;
     }
+    if (make_data(tokens, total, g.gl_pathc, out)) {
+        set_err(err, err_size, "%s: out of memory", pattern);
+        free(tokens);
+        globfree(&g);
+        return -1;
+    }
+    globfree(&g);
     return 0;
 }
 
 size_t gpt2_data_num_tokens(const gpt2_data *d)
 {
     return d ? d->ntok : 0;
+}
+
+size_t gpt2_data_num_files(const gpt2_data *d)
+{
+    return d ? d->nfiles : 0;
 }
 
 /* (a + b) mod m for a, b < m, without overflow. */

@@ -470,6 +470,27 @@ static zrt_status save(run *r, char *err, size_t size)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
+/* A set too small for one batch, named by its flag and its file or pattern,
+ * with what it holds: "--train-shards 'dir/x_*.bin': 3 shard files hold 900
+ * tokens in all, fewer than --batch x --seq-len + 1 = 1025". */
+static int check_enough(const gpt2_data *d, const char *text_flag, const char *text,
+                        const char *shard_flag, const char *shards, size_t need,
+                        char *err, size_t size)
+{
+    size_t have = gpt2_data_num_tokens(d);
+    if (!d || have >= need)
+        return 0;
+    if (shards)
+        snprintf(err, size, "%s '%s': %zu shard file%s hold%s %zu tokens in all, fewer "
+                 "than --batch x --seq-len + 1 = %zu", shard_flag, shards,
+                 gpt2_data_num_files(d), gpt2_data_num_files(d) == 1 ? "" : "s",
+                 gpt2_data_num_files(d) == 1 ? "s" : "", have, need);
+    else
+        snprintf(err, size, "%s '%s' holds %zu tokens (bytes), fewer than --batch x "
+                 "--seq-len + 1 = %zu", text_flag, text, have, need);
+    return -1;
+}
+
 /* Catches what would otherwise fail on the first batch, after MPI started. */
 static int check_data(const run *r, const gpt2_config *cfg, char *err, size_t size)
 {
@@ -479,13 +500,11 @@ static int check_data(const run *r, const gpt2_config *cfg, char *err, size_t si
                  "a vocabulary of at least 256", cfg->vocab_size);
         return -1;
     }
-    if (gpt2_data_num_tokens(r->train) < need ||
-        (r->val && gpt2_data_num_tokens(r->val) < need)) {
-        snprintf(err, size, "the training or validation data holds fewer than "
-                 "--batch x --seq-len + 1 = %zu tokens", need);
+    if (check_enough(r->train, "--train", r->o.train, "--train-shards", r->o.train_shards,
+                     need, err, size))
         return -1;
-    }
-    return 0;
+    return check_enough(r->val, "--val", r->o.val, "--val-shards", r->o.val_shards, need,
+                        err, size);
 }
 
 static int open_inputs(run *r, const gpt2_config *cfg, char *err, size_t size)
@@ -498,12 +517,42 @@ static int open_inputs(run *r, const gpt2_config *cfg, char *err, size_t size)
     return check_data(r, cfg, err, size);
 }
 
+/* A model file fixes the shape: a flag that names another value, or a
+ * --seq-len past the file's position table, is refused naming both numbers
+ * (reading past wpe would corrupt memory; another shape would be another
+ * model). */
+static int check_loaded_shape(const gpt2_opts *o, const gpt2_config *file, char *err,
+                              size_t size)
+{
+    const struct {
+        const char *flag;
+        int given, in_file;
+    } dims[] = {{"--layers", o->layers, file->num_layers},
+                {"--channels", o->channels, file->channels},
+                {"--heads", o->heads, file->num_heads},
+                {"--max-seq-len", o->max_seq_len, file->max_seq_len},
+                {"--vocab-size", o->vocab_size, file->vocab_size}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (dims[i].given && dims[i].given != dims[i].in_file) {
+            snprintf(err, size, "%s %d contradicts --load '%s', whose model has %d",
+                     dims[i].flag, dims[i].given, o->load, dims[i].in_file);
+            return -1;
+        }
+    if (o->T > file->max_seq_len) {
+        snprintf(err, size, "--seq-len %d exceeds the max_seq_len %d of the model in "
+                 "--load '%s'", o->T, file->max_seq_len, o->load);
+        return -1;
+    }
+    return 0;
+}
+
 static int finish_prepare(run *r, gpt2_config *cfg, zrt_config *zc, char *err,
                           size_t size)
 {
     if (r->o.load) {
         gpt2_config file_cfg;
-        if (gpt2_model_read_header(r->o.load, &file_cfg, err, size))
+        if (gpt2_model_read_header(r->o.load, &file_cfg, err, size) ||
+            check_loaded_shape(&r->o, &file_cfg, err, size))
             return -1;
         *cfg = file_cfg; /* the file's shape wins over the preset */
     }
@@ -571,6 +620,18 @@ static zrt_status report_rss(run *r)
     return ZRT_OK;
 }
 
+/* The shape goes into checkpoints: zrt_load refuses another model's (equal
+ * tensor shapes, other heads), and zero-ckpt llmc exports from it. */
+static zrt_status declare_shape(zrt_ctx *ctx, const gpt2_config *cfg)
+{
+    EXAMPLE_CHECK(zrt_declare_model_dim(ctx, "layers", cfg->num_layers));
+    EXAMPLE_CHECK(zrt_declare_model_dim(ctx, "channels", cfg->channels));
+    EXAMPLE_CHECK(zrt_declare_model_dim(ctx, "heads", cfg->num_heads));
+    EXAMPLE_CHECK(zrt_declare_model_dim(ctx, "max_seq_len", cfg->max_seq_len));
+    EXAMPLE_CHECK(zrt_declare_model_dim(ctx, "vocab_size", cfg->vocab_size));
+    return zrt_declare_model_dim(ctx, "padded_vocab_size", cfg->padded_vocab_size);
+}
+
 static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t size)
 {
     zrt_rank(r->ctx, &r->rank);
@@ -581,6 +642,7 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
         return ZRT_ERR_OUT_OF_MEMORY;
     r->rss_before_kib = proc_status_kib("VmRSS");
     EXAMPLE_CHECK(gpt2_register(&r->m, r->ctx, cfg, r->o.B, r->o.T));
+    EXAMPLE_CHECK(declare_shape(r->ctx, cfg));
     EXAMPLE_CHECK(gpt2_declare_memory(&r->m));
     EXAMPLE_CHECK(zrt_finalize_params(r->ctx));
     EXAMPLE_CHECK(gpt2_alloc_activations(&r->m));
