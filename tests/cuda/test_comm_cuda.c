@@ -35,38 +35,26 @@
 #include <mpi.h>
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../common/test_common.h"
 
 enum { POLL_LIMIT_S = 120 };
 
 static zrt__mem_account g_acct;
 static zrt__errbuf g_err = {.rank = -1};
 static zrt__backend *g_be;
-static int g_rank, g_size, g_fails;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL rank %d/%d: ", g_rank, g_size);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    g_fails++;
-}
+static int g_rank, g_size;
 
 /* A zrt call that failed: reported, and the caller skips what depended on it. */
 static int ok(const char *what, zrt_status st)
 {
     if (st == ZRT_OK)
         return 1;
-    fail("%s: %s: %s", what, zrt_status_str(st), g_err.text);
+    TEST_FAIL("%s: %s: %s", what, zrt_status_str(st), g_err.text);
     return 0;
 }
 
@@ -78,18 +66,10 @@ static int env_int(const char *name, int fallback)
 
 /* ---- data ------------------------------------------------------------------ */
 
-static uint64_t mix(uint64_t x) /* splitmix64's finalizer */
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
 /* Rank r's element i of test `seed`, in [-1, 1), exact in bf16 when asked. */
 static float input(unsigned seed, int r, size_t i, zrt_dtype dtype)
 {
-    uint64_t h = mix(((uint64_t)seed << 48) ^ ((uint64_t)(unsigned)r << 40) ^ i);
+    uint64_t h = test_mix64(((uint64_t)seed << 48) ^ ((uint64_t)(unsigned)r << 40) ^ i);
     float x = (float)((double)(h >> 11) / 9007199254740992.0 * 2.0 - 1.0);
     return dtype == ZRT_BF16 ? zrt_bf16_to_f32(zrt_f32_to_bf16(x)) : x;
 }
@@ -146,7 +126,7 @@ static void expect_same_everywhere(const char *what, const void *data, size_t by
     MPI_Allreduce(&mine, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(&mine, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
     if (lo != hi)
-        fail("%s: the ranks hold different bits", what);
+        TEST_FAIL("%s: the ranks hold different bits", what);
 }
 
 /* ---- device buffers ----------------------------------------------------------- */
@@ -177,7 +157,7 @@ static int wait_polled(zrt__comm *c, zrt__comm_req *req, const char *what)
         if (!ok(what, c->ops->test(c, req, &done)))
             return 0;
         if (MPI_Wtime() - start > POLL_LIMIT_S) {
-            fail("%s: test() did not report done within %d s", what, POLL_LIMIT_S);
+            TEST_FAIL("%s: test() did not report done within %d s", what, POLL_LIMIT_S);
             break;
         }
         /* a poll that found the event not ready must not leave
@@ -185,7 +165,8 @@ static int wait_polled(zrt__comm *c, zrt__comm_req *req, const char *what)
          * cudaGetLastError and would fail with it */
         cudaError_t last = cudaGetLastError();
         if (last != cudaSuccess) {
-            fail("%s: test() left CUDA's last error set: %s", what, cudaGetErrorString(last));
+            TEST_FAIL("%s: test() left CUDA's last error set: %s", what,
+                      cudaGetErrorString(last));
             break;
         }
     }
@@ -221,8 +202,8 @@ static void check_scatter_gather(zrt__comm *c, zrt_dtype dtype, size_t count,
         double want, tol, got = load(host, own + i, dtype);
         expected_sum(seed, own + i, dtype, &want, &tol);
         if (fabs(got - want) > tol && bad++ < 5)
-            fail("%s reduce-scatter of %zu: element %zu is %.9g, want %.9g +- %.3g", name,
-                 count, own + i, got, want, tol);
+            TEST_FAIL("%s reduce-scatter of %zu: element %zu is %.9g, want %.9g +- %.3g",
+                      name, count, own + i, got, want, tol);
     }
     if (!ok("all-gather",
             c->ops->all_gather(c, dev + own * es, dev, count, dtype, &req)) ||
@@ -232,8 +213,9 @@ static void check_scatter_gather(zrt__comm *c, zrt_dtype dtype, size_t count,
         double want, tol, got = load(host, i, dtype);
         expected_sum(seed, i, dtype, &want, &tol);
         if (fabs(got - want) > tol && bad++ < 5)
-            fail("%s all-gather of %zu per rank: element %zu is %.9g, want %.9g +- %.3g",
-                 name, count, i, got, want, tol);
+            TEST_FAIL(
+                "%s all-gather of %zu per rank: element %zu is %.9g, want %.9g +- %.3g",
+                name, count, i, got, want, tol);
     }
     expect_same_everywhere("all-gather", host, n * es);
 out:
@@ -264,8 +246,8 @@ static void check_all_reduce(zrt__comm *c, size_t n, unsigned seed)
         want /= g_size; /* ncclAvg may scale each input first: twice the margin */
         tol = 2.0 * tol / g_size + fabs(want) / 8388608.0;
         if (fabs(host[i] - want) > tol && bad++ < 5)
-            fail("all-reduce avg of %zu: element %zu is %.9g, want %.9g +- %.3g", n, i,
-                 host[i], want, tol);
+            TEST_FAIL("all-reduce avg of %zu: element %zu is %.9g, want %.9g +- %.3g", n,
+                      i, host[i], want, tol);
     }
     expect_same_everywhere("all-reduce", host, n * sizeof *host);
 out:
@@ -283,7 +265,7 @@ static void check_host_all_reduce(zrt__comm *c)
         return;
     float want = (float)g_size * (float)(g_size + 1) / 2.0f;
     if (x != want)
-        fail("all-reduce of a host float: %g, want %g", x, want);
+        TEST_FAIL("all-reduce of a host float: %g, want %g", x, want);
 }
 
 static void check_broadcast(zrt__comm *c, size_t bytes)
@@ -302,7 +284,7 @@ static void check_broadcast(zrt__comm *c, size_t bytes)
         goto out;
     for (size_t i = 0; i < bytes; i++) {
         if (host[i] != (unsigned char)(i * 31 + 7)) {
-            fail("broadcast of %zu bytes: byte %zu is %u", bytes, i, host[i]);
+            TEST_FAIL("broadcast of %zu bytes: byte %zu is %u", bytes, i, host[i]);
             break;
         }
     }
@@ -314,7 +296,7 @@ out:
 
 static void run_checks(zrt__comm *c)
 {
-    int before = g_fails;
+    int before = test_failures;
     check_scatter_gather(c, ZRT_F32, (1u << 20) + 3, 1);
     check_scatter_gather(c, ZRT_BF16, 4097, 2);
     check_scatter_gather(c, ZRT_F32, 1, 3);
@@ -324,7 +306,7 @@ static void run_checks(zrt__comm *c)
     ok("barrier", c->ops->barrier(c));
     if (g_rank == 0)
         printf("test_comm_cuda: %s on %d rank(s): %s\n", c->ops->name, g_size,
-               g_fails == before ? "passed" : "FAILED");
+               test_failures == before ? "passed" : "FAILED");
 }
 
 /* ---- the communicators ----------------------------------------------------------------
@@ -367,19 +349,20 @@ static void run_nccl_timeout(void)
         }
         double took = MPI_Wtime() - start;
         if (st != ZRT_ERR_REMOTE)
-            fail("an all-reduce no peer joined gave %s after %.1f s (want "
-                 "ZRT_ERR_REMOTE): %s",
-                 zrt_status_str(st), took, g_err.text);
+            TEST_FAIL("an all-reduce no peer joined gave %s after %.1f s (want "
+                      "ZRT_ERR_REMOTE): %s",
+                      zrt_status_str(st), took, g_err.text);
         else if (took > timeout + 5.0)
-            fail("the lost peer was noticed after %.1f s (timeout %.1f s)", took,
-                 timeout);
+            TEST_FAIL("the lost peer was noticed after %.1f s (timeout %.1f s)", took,
+                      timeout);
         else if (!strstr(g_err.text, "all-reduce"))
-            fail("the timeout's sentence does not name the collective: %s", g_err.text);
+            TEST_FAIL("the timeout's sentence does not name the collective: %s",
+                      g_err.text);
         else
             printf("test_comm_cuda: lost peer noticed after %.1f s: %s\n", took,
                    g_err.text);
         if (c->ops->barrier(c) != ZRT_ERR_REMOTE)
-            fail("a call after the abort did not return ZRT_ERR_REMOTE");
+            TEST_FAIL("a call after the abort did not return ZRT_ERR_REMOTE");
         zrt__be_synchronize(g_be);
         g_be->ops->free(g_be, &buf);
     }
@@ -395,12 +378,12 @@ static void run_mpi_staged(void)
     run_checks(c);
     c->ops->destroy(c);
     if (g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_COMM] != 0)
-        fail("%lld bytes of host/comm staging still held after every wait",
-             (long long)g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_COMM]);
+        TEST_FAIL("%lld bytes of host/comm staging still held after every wait",
+                  (long long)g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_COMM]);
     if (g_acct.stats.peak[ZRT_TIER_HOST][ZRT_CAT_COMM] == 0)
-        fail("the MPI communicator did not stage through host/comm");
+        TEST_FAIL("the MPI communicator did not stage through host/comm");
     if (g_acct.stats.peak[ZRT_TIER_DEVICE][ZRT_CAT_COMM] != 0)
-        fail("the MPI communicator charged device memory to comm");
+        TEST_FAIL("the MPI communicator charged device memory to comm");
 }
 
 /* Ranks sharing a GPU: NCCL must refuse, and say what to do instead. */
@@ -409,17 +392,17 @@ static void expect_nccl_refused(void)
     zrt__comm *c = NULL;
     zrt_status st = zrt__comm_nccl_create(g_be, &g_err, 60.0, &c);
     if (st == ZRT_OK) {
-        fail("the NCCL communicator was created with ranks sharing a GPU");
+        TEST_FAIL("the NCCL communicator was created with ranks sharing a GPU");
         c->ops->destroy(c);
         return;
     }
     if (st != ZRT_ERR_UNSUPPORTED && st != ZRT_ERR_REMOTE)
-        fail("NCCL refused with %s, want ZRT_ERR_UNSUPPORTED: %s", zrt_status_str(st),
-             g_err.text);
+        TEST_FAIL("NCCL refused with %s, want ZRT_ERR_UNSUPPORTED: %s",
+                  zrt_status_str(st), g_err.text);
     else if (st == ZRT_ERR_UNSUPPORTED &&
              !strstr(g_err.text, "\"communicator\": \"mpi\""))
-        fail("NCCL's refusal does not point to \"communicator\": \"mpi\": %s",
-             g_err.text);
+        TEST_FAIL("NCCL's refusal does not point to \"communicator\": \"mpi\": %s",
+                  g_err.text);
     else if (g_rank == 0)
         printf("test_comm_cuda: NCCL refused as it should: %s\n", g_err.text);
 }
@@ -455,7 +438,7 @@ int main(void)
         zrt__backend_cuda_create(&g_acct, &g_err, NULL, local_rank, local_size, &g_be);
     if (st == ZRT_ERR_UNSUPPORTED) {
         printf("test_comm_cuda: skipped: %s\n", g_err.text);
-        return 77; /* before MPI starts: every rank skips alike */
+        return ZRT_TEST_SKIP; /* before MPI starts: every rank skips alike */
     }
     if (st != ZRT_OK) {
         fprintf(stderr, "test_comm_cuda: cannot create the cuda backend: %s\n",
@@ -469,6 +452,7 @@ int main(void)
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     g_err.rank = g_rank;
+    test_rank = g_rank;
     int any_shared = device_shared();
     if (g_rank == 0)
         printf("test_comm_cuda: %d rank(s), %d per host: %s\n", g_size, local_size,
@@ -483,7 +467,7 @@ int main(void)
     run_mpi_staged();
 
     int total = 0;
-    MPI_Allreduce(&g_fails, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&test_failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (g_rank == 0)
         printf("test_comm_cuda: %d failure(s) summed over %d rank(s)\n", total, g_size);
     g_be->ops->destroy(g_be);

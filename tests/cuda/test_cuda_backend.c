@@ -34,80 +34,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures, checks;
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+#include "../common/test_common.h"
+
+static test_rng rng = {0x9e3779b97f4a7c15ull};
 static zrt__mem_account g_acct, g_ref_acct;
 static zrt__errbuf err = {.rank = -1};
 static zrt__backend *be;  /* under test */
 static zrt__backend *ref; /* a cpu backend, for what is not a cuda backend */
 
-#define FAIL(...)                                                              \
-    do {                                                                       \
-        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                   \
-        fprintf(stderr, __VA_ARGS__);                                          \
-        fputc('\n', stderr);                                                   \
-        failures++;                                                            \
-    } while (0)
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        checks++;                                                              \
-        if (!(cond))                                                           \
-            FAIL(__VA_ARGS__);                                                 \
-    } while (0)
-
 /* A zrt call that must succeed; nothing after a failure would mean much. */
-#define ZOK(expr)                                                              \
-    do {                                                                       \
-        zrt_status st_ = (expr);                                               \
-        if (st_ != ZRT_OK) {                                                   \
-            fprintf(stderr, "FAIL %s:%d: %s: %s: %s\n", __FILE__, __LINE__,    \
-                    #expr, zrt_status_str(st_), err.text);                     \
-            exit(1);                                                           \
-        }                                                                      \
-    } while (0)
-
-#define CU(call)                                                               \
-    do {                                                                       \
-        cudaError_t rc_ = (call);                                              \
-        if (rc_ != cudaSuccess) {                                              \
-            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
-                    cudaGetErrorString(rc_));                                  \
-            exit(1);                                                           \
-        }                                                                      \
+#define ZOK(expr)                                                                        \
+    do {                                                                                 \
+        zrt_status st_ = (expr);                                                         \
+        if (st_ != ZRT_OK)                                                               \
+            TEST_FATAL("%s: %s: %s", #expr, zrt_status_str(st_), err.text);              \
     } while (0)
 
 /* ---- random data ---------------------------------------------------------- */
-
-static uint32_t rnd(void) /* xorshift64* */
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (uint32_t)((rng * 0x2545f4914f6cdd1dull) >> 32);
-}
-
-static float rnd_unit(void) /* [-1, 1) */
-{
-    return (float)((double)rnd() / 2147483648.0 - 1.0);
-}
-
-static uint32_t bits_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "FAIL: out of host memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 /* What an operand's random data looks like. */
 enum {
@@ -118,17 +61,6 @@ enum {
     HALF_ANY      /* any 16-bit pattern */
 };
 
-static int half_nonfinite(uint16_t x, zrt_half h)
-{
-    uint16_t e = h == ZRT_HALF_BF16 ? 0x7f80u : 0x7c00u;
-    return (x & e) == e;
-}
-
-static int half_nan(uint16_t x, zrt_half h)
-{
-    return (x & 0x7fffu) > (h == ZRT_HALF_BF16 ? 0x7f80u : 0x7c00u);
-}
-
 static void fill_random(void *data, size_t n, int kind, zrt_half h)
 {
     float *f = data;
@@ -136,23 +68,23 @@ static void fill_random(void *data, size_t n, int kind, zrt_half h)
     for (size_t i = 0; i < n; i++) {
         switch (kind) {
         case F32_FINITE:
-            f[i] = ldexpf(rnd_unit(), (int)(rnd() % 40) - 20);
+            f[i] = ldexpf(test_rng_unit(&rng), (int)(test_rng_u32(&rng) % 40) - 20);
             break;
         case F32_MOMENT:
-            f[i] = 0.01f * fabsf(rnd_unit());
+            f[i] = 0.01f * fabsf(test_rng_unit(&rng));
             break;
         case F32_ANY: {
-            uint32_t b = rnd();
+            uint32_t b = test_rng_u32(&rng);
             memcpy(&f[i], &b, 4);
             break;
         }
         case HALF_FINITE:
             do
-                u[i] = (uint16_t)rnd();
-            while (half_nonfinite(u[i], h));
+                u[i] = (uint16_t)test_rng_u32(&rng);
+            while (test_half_nonfinite(u[i], h == ZRT_HALF_BF16));
             break;
         default:
-            u[i] = (uint16_t)rnd();
+            u[i] = (uint16_t)test_rng_u32(&rng);
             break;
         }
     }
@@ -169,10 +101,10 @@ static void place(zrt__buf *buf, int on_device, const void *data, size_t bytes)
                        ZRT_CAT_PARAM, "a test operand", buf));
     ZOK(zrt__be_synchronize(be));
     if (on_device) {
-        CU(cudaMemcpy(buf->ptr, data, bytes, cudaMemcpyHostToDevice));
+        TEST_CUDA(cudaMemcpy(buf->ptr, data, bytes, cudaMemcpyHostToDevice));
         /* from pageable memory cudaMemcpy may return before the data lands,
          * and the backend's stream does not wait for the legacy one */
-        CU(cudaDeviceSynchronize());
+        TEST_CUDA(cudaDeviceSynchronize());
     } else
         memcpy(buf->ptr, data, bytes);
 }
@@ -181,14 +113,14 @@ static void fetch(void *data, const zrt__buf *buf)
 {
     ZOK(zrt__be_synchronize(be));
     if (buf->tier == ZRT_TIER_DEVICE)
-        CU(cudaMemcpy(data, buf->ptr, buf->bytes, cudaMemcpyDeviceToHost));
+        TEST_CUDA(cudaMemcpy(data, buf->ptr, buf->bytes, cudaMemcpyDeviceToHost));
     else
         memcpy(data, buf->ptr, buf->bytes);
 }
 
 static int all_zero(const zrt__buf *buf)
 {
-    unsigned char *host = xmalloc(buf->bytes);
+    unsigned char *host = test_xmalloc(buf->bytes);
     fetch(host, buf);
     int zero = 1;
     for (size_t i = 0; i < buf->bytes && zero; i++)
@@ -209,10 +141,11 @@ static int same(const void *got, const void *want, size_t n, size_t esize, zrt_h
             float a, b;
             memcpy(&a, (const char *)got + 4 * i, 4);
             memcpy(&b, (const char *)want + 4 * i, 4);
-            ok = bits_of(a) == bits_of(b) || (nan_ok && isnan(a) && isnan(b));
+            ok = test_bits_of(a) == test_bits_of(b) || (nan_ok && isnan(a) && isnan(b));
         } else {
             uint16_t a = ((const uint16_t *)got)[i], b = ((const uint16_t *)want)[i];
-            ok = a == b || (nan_ok && half_nan(a, h) && half_nan(b, h));
+            int bf16 = h == ZRT_HALF_BF16;
+            ok = a == b || (nan_ok && test_half_nan(a, bf16) && test_half_nan(b, bf16));
         }
         if (!ok) {
             *first = i;
@@ -265,23 +198,25 @@ static void run_placement(const op_case *c, size_t n, unsigned mask, void *const
         ptr[i] = buf[i].ptr;
     }
     zrt_status st = c->fn(be, ptr, n, c->arg);
-    checks++;
+    test_checks++;
     if (st != ZRT_OK)
-        FAIL("%s n=%zu placement %s: %s: %s", c->name, n,
-             mask_text(mask, c->k, where), zrt_status_str(st), err.text);
+        TEST_FAIL("%s n=%zu placement %s: %s: %s", c->name, n,
+                  mask_text(mask, c->k, where), zrt_status_str(st), err.text);
     for (int i = 0; i < c->k && st == ZRT_OK; i++) {
         if (c->alias[i] >= 0)
             continue;
         size_t first = 0;
         int nan_ok = c->arithmetic && mask == (1u << c->k) - 1;
         fetch(got[i], &buf[i]);
-        checks++;
+        test_checks++;
         if (!same(got[i], want[i], n, c->esize[i], c->h, nan_ok, &first)) {
             uint32_t a = 0, b = 0;
             memcpy(&a, (char *)got[i] + first * c->esize[i], c->esize[i]);
             memcpy(&b, (char *)want[i] + first * c->esize[i], c->esize[i]);
-            FAIL("%s n=%zu placement %s: operand %d differs first at [%zu]: got 0x%x "
-                 "want 0x%x", c->name, n, mask_text(mask, c->k, where), i, first, a, b);
+            TEST_FAIL(
+                "%s n=%zu placement %s: operand %d differs first at [%zu]: got 0x%x "
+                "want 0x%x",
+                c->name, n, mask_text(mask, c->k, where), i, first, a, b);
         }
     }
     for (int i = 0; i < c->k; i++)
@@ -293,9 +228,9 @@ static void run_case(const op_case *c, size_t n)
     void *init[MAX_OPS], *want[MAX_OPS], *got[MAX_OPS];
     for (int i = 0; i < c->k; i++) {
         size_t bytes = n * c->esize[i];
-        init[i] = xmalloc(bytes);
-        want[i] = xmalloc(bytes);
-        got[i] = xmalloc(bytes);
+        init[i] = test_xmalloc(bytes);
+        want[i] = test_xmalloc(bytes);
+        got[i] = test_xmalloc(bytes);
         fill_random(init[i], n, c->kind[i], c->h);
         memcpy(want[i], init[i], bytes);
     }
@@ -448,8 +383,8 @@ static void test_elementwise(size_t n)
 /* The squared norms: device within 1e-6 relative, host exact. */
 static void test_sqnorm(size_t n)
 {
-    float *f = xmalloc(n * 4);
-    uint16_t *u = xmalloc(n * 2);
+    float *f = test_xmalloc(n * 4);
+    uint16_t *u = test_xmalloc(n * 2);
     fill_random(f, n, F32_FINITE, ZRT_HALF_BF16);
     for (int on_dev = 0; on_dev < 2; on_dev++) {
         zrt__buf bf, bu;
@@ -457,9 +392,9 @@ static void test_sqnorm(size_t n)
         place(&bf, on_dev, f, n * 4);
         want = zrt_sqnorm_f32(f, n);
         ZOK(be->ops->sqnorm_f32(be, bf.ptr, n, &got));
-        CHECK(on_dev ? fabs(got - want) <= 1e-6 * fabs(want) : got == want,
-              "sqnorm_f32 n=%zu %s: got %.17g want %.17g", n, on_dev ? "device" : "host",
-              got, want);
+        TEST_CHECK(on_dev ? fabs(got - want) <= 1e-6 * fabs(want) : got == want,
+                   "sqnorm_f32 n=%zu %s: got %.17g want %.17g", n,
+                   on_dev ? "device" : "host", got, want);
         be->ops->free(be, &bf);
         for (int hi = 0; hi < 2; hi++) {
             zrt_half h = hi ? ZRT_HALF_F16 : ZRT_HALF_BF16;
@@ -467,9 +402,9 @@ static void test_sqnorm(size_t n)
             place(&bu, on_dev, u, n * 2);
             want = zrt_sqnorm_half(u, n, h);
             ZOK(be->ops->sqnorm_half(be, bu.ptr, n, h, &got));
-            CHECK(on_dev ? fabs(got - want) <= 1e-6 * fabs(want) : got == want,
-                  "sqnorm_half %s n=%zu %s: got %.17g want %.17g", hi ? "fp16" : "bf16", n,
-                  on_dev ? "device" : "host", got, want);
+            TEST_CHECK(on_dev ? fabs(got - want) <= 1e-6 * fabs(want) : got == want,
+                       "sqnorm_half %s n=%zu %s: got %.17g want %.17g",
+                       hi ? "fp16" : "bf16", n, on_dev ? "device" : "host", got, want);
             be->ops->free(be, &bu);
         }
     }
@@ -484,57 +419,62 @@ static void test_accounting(void)
     zrt__buf d, h, none;
     ZOK(be->ops->alloc(be, 1000, ZRT_TIER_DEVICE, ZRT_CAT_GRAD, "grads", &d));
     ZOK(be->ops->alloc(be, 5000, ZRT_TIER_HOST, ZRT_CAT_OPTIM, "moments", &h));
-    CHECK(g_acct.stats.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD] == 1000 &&
-              g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_OPTIM] == 5000,
-          "charged %lld device grad and %lld host optim bytes, want 1000 and 5000",
-          (long long)g_acct.stats.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD],
-          (long long)g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_OPTIM]);
-    CHECK(all_zero(&d) && all_zero(&h), "new memory is not zeroed");
-    CHECK(zrt__be_on_device(be, d.ptr) == 1 &&
-              zrt__be_on_device(be, (char *)d.ptr + 999) == 1,
-          "on_device is not 1 for device memory");
+    TEST_CHECK(g_acct.stats.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD] == 1000 &&
+                   g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_OPTIM] == 5000,
+               "charged %lld device grad and %lld host optim bytes, want 1000 and 5000",
+               (long long)g_acct.stats.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD],
+               (long long)g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_OPTIM]);
+    TEST_CHECK(all_zero(&d) && all_zero(&h), "new memory is not zeroed");
+    TEST_CHECK(zrt__be_on_device(be, d.ptr) == 1 &&
+                   zrt__be_on_device(be, (char *)d.ptr + 999) == 1,
+               "on_device is not 1 for device memory");
     int on_stack = 0;
-    void *heap = xmalloc(64);
-    CHECK(zrt__be_on_device(be, h.ptr) == 0 && zrt__be_on_device(be, heap) == 0 &&
-              zrt__be_on_device(be, &on_stack) == 0 && zrt__be_on_device(be, NULL) == 0,
-          "on_device is not 0 for host memory");
+    void *heap = test_xmalloc(64);
+    TEST_CHECK(zrt__be_on_device(be, h.ptr) == 0 && zrt__be_on_device(be, heap) == 0 &&
+                   zrt__be_on_device(be, &on_stack) == 0 &&
+                   zrt__be_on_device(be, NULL) == 0,
+               "on_device is not 0 for host memory");
     free(heap);
     /* the same buffers again, written first: a reused block comes zeroed too */
-    CU(cudaMemset(d.ptr, 0xff, 1000));
-    CU(cudaDeviceSynchronize());
+    TEST_CUDA(cudaMemset(d.ptr, 0xff, 1000));
+    TEST_CUDA(cudaDeviceSynchronize());
     memset(h.ptr, 0xff, 5000);
     be->ops->free(be, &d);
     be->ops->free(be, &h);
     /* the host tier keeps the bounce buffer, charged from the backend's
      * creation (host/staging; the memory plan has the same line) */
-    CHECK(g_acct.stats.tier_current[ZRT_TIER_DEVICE] == 0 &&
-              g_acct.stats.tier_current[ZRT_TIER_HOST] == (int64_t)ZRT__CUDA_BOUNCE_BYTES &&
-              g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_STAGING] ==
-                  (int64_t)ZRT__CUDA_BOUNCE_BYTES,
-          "free leaves %lld device and %lld host bytes charged (want 0, and the "
-          "bounce buffer's)",
-          (long long)g_acct.stats.tier_current[ZRT_TIER_DEVICE],
-          (long long)g_acct.stats.tier_current[ZRT_TIER_HOST]);
+    TEST_CHECK(g_acct.stats.tier_current[ZRT_TIER_DEVICE] == 0 &&
+                   g_acct.stats.tier_current[ZRT_TIER_HOST] ==
+                       (int64_t)ZRT__CUDA_BOUNCE_BYTES &&
+                   g_acct.stats.current[ZRT_TIER_HOST][ZRT_CAT_STAGING] ==
+                       (int64_t)ZRT__CUDA_BOUNCE_BYTES,
+               "free leaves %lld device and %lld host bytes charged (want 0, and the "
+               "bounce buffer's)",
+               (long long)g_acct.stats.tier_current[ZRT_TIER_DEVICE],
+               (long long)g_acct.stats.tier_current[ZRT_TIER_HOST]);
     ZOK(be->ops->alloc(be, 1000, ZRT_TIER_DEVICE, ZRT_CAT_GRAD, "grads", &d));
     ZOK(be->ops->alloc(be, 5000, ZRT_TIER_HOST, ZRT_CAT_OPTIM, "moments", &h));
-    CHECK(all_zero(&d) && all_zero(&h), "reused memory is not zeroed");
+    TEST_CHECK(all_zero(&d) && all_zero(&h), "reused memory is not zeroed");
     be->ops->free(be, &d);
     be->ops->free(be, &h);
     ZOK(be->ops->alloc(be, 0, ZRT_TIER_DEVICE, ZRT_CAT_GRAD, "nothing", &none));
     be->ops->free(be, &none);
     zrt_status st = be->ops->alloc(be, 4096, ZRT_TIER_NVME, ZRT_CAT_PARAM, "swap", &none);
-    CHECK(st == ZRT_ERR_INVALID_ARG, "an nvme-tier allocation gives %s, want "
-          "ZRT_ERR_INVALID_ARG", zrt_status_str(st));
+    TEST_CHECK(st == ZRT_ERR_INVALID_ARG,
+               "an nvme-tier allocation gives %s, want "
+               "ZRT_ERR_INVALID_ARG",
+               zrt_status_str(st));
 
     /* a device limit: out of memory, naming the category; nothing charged */
     int64_t before = g_acct.stats.tier_current[ZRT_TIER_DEVICE];
     zrt__mem_set_limit(&g_acct, ZRT_TIER_DEVICE, before + 4096);
     st = be->ops->alloc(be, 1 << 20, ZRT_TIER_DEVICE, ZRT_CAT_OPTIM, "m of layer 0", &none);
-    CHECK(st == ZRT_ERR_OUT_OF_MEMORY && strstr(err.text, "optim"),
-          "over the device limit: %s '%s', want ZRT_ERR_OUT_OF_MEMORY naming 'optim'",
-          zrt_status_str(st), err.text);
-    CHECK(g_acct.stats.tier_current[ZRT_TIER_DEVICE] == before,
-          "a refused allocation stays charged");
+    TEST_CHECK(
+        st == ZRT_ERR_OUT_OF_MEMORY && strstr(err.text, "optim"),
+        "over the device limit: %s '%s', want ZRT_ERR_OUT_OF_MEMORY naming 'optim'",
+        zrt_status_str(st), err.text);
+    TEST_CHECK(g_acct.stats.tier_current[ZRT_TIER_DEVICE] == before,
+               "a refused allocation stays charged");
     zrt__mem_set_limit(&g_acct, ZRT_TIER_DEVICE, 0);
 }
 
@@ -551,32 +491,34 @@ static void test_arenas(void)
     g_acct.planned_peak[ZRT_TIER_DEVICE][ZRT_CAT_COMM] = 4096;
 
     zrt__cuda_stats s0, s1, s2;
-    CHECK(zrt__backend_cuda_stats(be, &s0) == 0, "no stats from the cuda backend");
-    CHECK(zrt__backend_cuda_stats(ref, &s1) == -1, "stats from the cpu backend");
+    TEST_CHECK(zrt__backend_cuda_stats(be, &s0) == 0, "no stats from the cuda backend");
+    TEST_CHECK(zrt__backend_cuda_stats(ref, &s1) == -1, "stats from the cpu backend");
     for (int round = 0; round < 2; round++) {
         zrt__buf buf[COUNT];
         for (int i = 0; i < COUNT; i++) {
             ZOK(be->ops->alloc(be, sizes[i], ZRT_TIER_DEVICE, ZRT_CAT_PARAM_GATHER,
                                "a gathered layer", &buf[i]));
-            CHECK((uintptr_t)buf[i].ptr % 256 == 0, "block %d is not 256-byte aligned", i);
-            CHECK(all_zero(&buf[i]), "arena block %d (round %d) is not zeroed", i, round);
+            TEST_CHECK((uintptr_t)buf[i].ptr % 256 == 0,
+                       "block %d is not 256-byte aligned", i);
+            TEST_CHECK(all_zero(&buf[i]), "arena block %d (round %d) is not zeroed", i,
+                       round);
         }
         for (int i = 0; i < COUNT; i++) /* dirty them: the next round must re-zero */
-            CU(cudaMemset(buf[i].ptr, 0xa5, sizes[i]));
-        CU(cudaDeviceSynchronize());
+            TEST_CUDA(cudaMemset(buf[i].ptr, 0xa5, sizes[i]));
+        TEST_CUDA(cudaDeviceSynchronize());
         for (int i = 0; i < COUNT; i++)
             be->ops->free(be, &buf[free_order[i]]);
     }
     zrt__backend_cuda_stats(be, &s1);
-    CHECK(s1.fallback_mallocs == s0.fallback_mallocs,
-          "planned allocations reached cudaMalloc %llu times",
-          (unsigned long long)(s1.fallback_mallocs - s0.fallback_mallocs));
-    CHECK(s1.arena_allocs == s0.arena_allocs + 2 * COUNT,
-          "the arena served %llu allocations, want %d",
-          (unsigned long long)(s1.arena_allocs - s0.arena_allocs), 2 * COUNT);
-    CHECK(s1.arena_bytes >= (size_t)total && s1.arena_used_bytes == 0,
-          "arenas hold %zu bytes (%zu used), want >= %lld (0 used)", s1.arena_bytes,
-          s1.arena_used_bytes, (long long)total);
+    TEST_CHECK(s1.fallback_mallocs == s0.fallback_mallocs,
+               "planned allocations reached cudaMalloc %llu times",
+               (unsigned long long)(s1.fallback_mallocs - s0.fallback_mallocs));
+    TEST_CHECK(s1.arena_allocs == s0.arena_allocs + 2 * COUNT,
+               "the arena served %llu allocations, want %d",
+               (unsigned long long)(s1.arena_allocs - s0.arena_allocs), 2 * COUNT);
+    TEST_CHECK(s1.arena_bytes >= (size_t)total && s1.arena_used_bytes == 0,
+               "arenas hold %zu bytes (%zu used), want >= %lld (0 used)", s1.arena_bytes,
+               s1.arena_used_bytes, (long long)total);
 
     /* no plan for the category (activation), and a block too big for its
      * arena (comm): cudaMalloc the first time, the cache the second */
@@ -584,27 +526,29 @@ static void test_arenas(void)
         zrt__buf a, c;
         ZOK(be->ops->alloc(be, 12345, ZRT_TIER_DEVICE, ZRT_CAT_ACTIVATION, "acts", &a));
         ZOK(be->ops->alloc(be, 3u << 20, ZRT_TIER_DEVICE, ZRT_CAT_COMM, "scratch", &c));
-        CHECK(all_zero(&a) && all_zero(&c), "fallback blocks (round %d) not zeroed", round);
-        CU(cudaMemset(a.ptr, 0x5a, a.bytes));
-        CU(cudaMemset(c.ptr, 0x5a, c.bytes));
-        CU(cudaDeviceSynchronize());
+        TEST_CHECK(all_zero(&a) && all_zero(&c), "fallback blocks (round %d) not zeroed",
+                   round);
+        TEST_CUDA(cudaMemset(a.ptr, 0x5a, a.bytes));
+        TEST_CUDA(cudaMemset(c.ptr, 0x5a, c.bytes));
+        TEST_CUDA(cudaDeviceSynchronize());
         be->ops->free(be, &a);
         be->ops->free(be, &c);
         zrt__backend_cuda_stats(be, &s2);
-        CHECK(s2.fallback_mallocs == s1.fallback_mallocs + 2,
-              "round %d: %llu fallback cudaMallocs, want 2 in all", round,
-              (unsigned long long)(s2.fallback_mallocs - s1.fallback_mallocs));
+        TEST_CHECK(s2.fallback_mallocs == s1.fallback_mallocs + 2,
+                   "round %d: %llu fallback cudaMallocs, want 2 in all", round,
+                   (unsigned long long)(s2.fallback_mallocs - s1.fallback_mallocs));
     }
-    CHECK(s2.fallback_reuses >= s1.fallback_reuses + 2, "the fallback cache was not used");
+    TEST_CHECK(s2.fallback_reuses >= s1.fallback_reuses + 2,
+               "the fallback cache was not used");
     g_acct.has_plan = 0;
 }
 
 static void test_copies(void)
 {
     enum { N = 100003 };
-    unsigned char *a = xmalloc(N), *b = xmalloc(N);
+    unsigned char *a = test_xmalloc(N), *b = test_xmalloc(N);
     for (size_t i = 0; i < N; i++)
-        a[i] = (unsigned char)rnd();
+        a[i] = (unsigned char)test_rng_u32(&rng);
     zrt__buf d1, d2, h;
     ZOK(be->ops->alloc(be, N, ZRT_TIER_DEVICE, ZRT_CAT_PARAM, "copy 1", &d1));
     ZOK(be->ops->alloc(be, N, ZRT_TIER_DEVICE, ZRT_CAT_PARAM, "copy 2", &d2));
@@ -614,39 +558,40 @@ static void test_copies(void)
     ZOK(be->ops->copy(be, h.ptr, d2.ptr, N));    /* device to host */
     memset(b, 0, N);
     ZOK(be->ops->copy(be, b, h.ptr, N));         /* host to host */
-    CHECK(memcmp(a, b, N) == 0, "copies in four directions changed the data");
+    TEST_CHECK(memcmp(a, b, N) == 0, "copies in four directions changed the data");
     memset(b, 0, N);
     fetch(b, &d2);
-    CHECK(memcmp(a, b, N) == 0, "the device-to-device copy changed the data");
+    TEST_CHECK(memcmp(a, b, N) == 0, "the device-to-device copy changed the data");
 
     /* pinned: registered host memory is still host memory */
     ZOK(be->ops->pin(be, &h));
     ZOK(be->ops->pin(be, &h)); /* twice: nothing */
     struct cudaPointerAttributes attr;
-    CU(cudaPointerGetAttributes(&attr, h.ptr));
-    CHECK(h.pinned && attr.type == cudaMemoryTypeHost,
-          "pin: pinned %d, memory type %d", h.pinned, (int)attr.type);
-    CHECK(zrt__be_on_device(be, h.ptr) == 0, "on_device is 1 for pinned host memory");
+    TEST_CUDA(cudaPointerGetAttributes(&attr, h.ptr));
+    TEST_CHECK(h.pinned && attr.type == cudaMemoryTypeHost,
+               "pin: pinned %d, memory type %d", h.pinned, (int)attr.type);
+    TEST_CHECK(zrt__be_on_device(be, h.ptr) == 0,
+               "on_device is 1 for pinned host memory");
     memset(h.ptr, 0, N);
     ZOK(be->ops->copy(be, h.ptr, d1.ptr, N));
-    CHECK(memcmp(a, h.ptr, N) == 0, "a copy into pinned memory changed the data");
+    TEST_CHECK(memcmp(a, h.ptr, N) == 0, "a copy into pinned memory changed the data");
     zrt_status st = be->ops->pin(be, &d1);
-    CHECK(st == ZRT_ERR_INVALID_ARG, "pinning a device buffer gives %s",
-          zrt_status_str(st));
+    TEST_CHECK(st == ZRT_ERR_INVALID_ARG, "pinning a device buffer gives %s",
+               zrt_status_str(st));
     void *was = h.ptr;
     be->ops->free(be, &h);
-    CHECK(!h.pinned && !h.ptr, "free leaves the buffer set");
+    TEST_CHECK(!h.pinned && !h.ptr, "free leaves the buffer set");
     ZOK(be->ops->alloc(be, N, ZRT_TIER_HOST, ZRT_CAT_STAGING, "copy 3", &h));
     if (h.ptr == was) { /* the cached block: unregistered by the free */
-        CU(cudaPointerGetAttributes(&attr, h.ptr));
-        CHECK(attr.type != cudaMemoryTypeHost, "free left the block registered");
+        TEST_CUDA(cudaPointerGetAttributes(&attr, h.ptr));
+        TEST_CHECK(attr.type != cudaMemoryTypeHost, "free left the block registered");
     }
     be->ops->free(be, &h);
 
     /* overlapping device ranges: memmove's result (cudaMemcpyAsync alone is
      * undefined there), the same range a no-op, and no error left behind */
     static const long shifts[] = {0, 1, -1, 7, -7, 256, -256, 33333, -33333, 50001, -50001};
-    unsigned char *want = xmalloc(N);
+    unsigned char *want = test_xmalloc(N);
     for (size_t k = 0; k < sizeof shifts / sizeof shifts[0]; k++) {
         long sh = shifts[k];
         size_t len = N - (size_t)labs(sh), so = sh >= 0 ? 0 : (size_t)-sh,
@@ -657,9 +602,10 @@ static void test_copies(void)
         ZOK(be->ops->copy(be, (char *)d1.ptr + dof, (char *)d1.ptr + so, len));
         memset(b, 0, N);
         fetch(b, &d1);
-        CHECK(memcmp(b, want, N) == 0, "an overlapping device copy (shift %ld) is not memmove's",
-              sh);
-        CHECK(cudaGetLastError() == cudaSuccess, "an overlapping copy left a CUDA error");
+        TEST_CHECK(memcmp(b, want, N) == 0,
+                   "an overlapping device copy (shift %ld) is not memmove's", sh);
+        TEST_CHECK(cudaGetLastError() == cudaSuccess,
+                   "an overlapping copy left a CUDA error");
     }
     free(want);
     be->ops->free(be, &d1);
@@ -683,14 +629,14 @@ int main(void)
         zrt__pool_destroy(pool);
         zrt__mem_account_free(&g_acct);
         zrt__mem_account_free(&g_ref_acct);
-        return 77;
+        return ZRT_TEST_SKIP;
     }
     ZOK(st);
     ZOK(zrt__backend_cpu_create(&g_ref_acct, &err, pool, &ref));
-    CHECK(zrt__backend_cuda_device(be) >= 0 && zrt__backend_cuda_device(ref) == -1,
-          "device ordinals %d (cuda) and %d (cpu)", zrt__backend_cuda_device(be),
-          zrt__backend_cuda_device(ref));
-    CHECK(!be->caps.device_is_host && be->stream, "caps or stream not set");
+    TEST_CHECK(zrt__backend_cuda_device(be) >= 0 && zrt__backend_cuda_device(ref) == -1,
+               "device ordinals %d (cuda) and %d (cpu)", zrt__backend_cuda_device(be),
+               zrt__backend_cuda_device(ref));
+    TEST_CHECK(!be->caps.device_is_host && be->stream, "caps or stream not set");
 
     test_accounting();
     test_arenas();
@@ -700,9 +646,9 @@ int main(void)
         test_elementwise(lengths[i]);
         test_sqnorm(lengths[i]);
     }
-    CHECK(g_acct.stats.tier_current[ZRT_TIER_DEVICE] == 0,
-          "%lld device bytes still charged",
-          (long long)g_acct.stats.tier_current[ZRT_TIER_DEVICE]);
+    TEST_CHECK(g_acct.stats.tier_current[ZRT_TIER_DEVICE] == 0,
+               "%lld device bytes still charged",
+               (long long)g_acct.stats.tier_current[ZRT_TIER_DEVICE]);
 
     zrt__cuda_stats s;
     zrt__backend_cuda_stats(be, &s);
@@ -712,17 +658,17 @@ int main(void)
         snprintf(prop.name, sizeof prop.name, "?");
     be->ops->destroy(be);
     ref->ops->destroy(ref);
-    CHECK(g_acct.stats.tier_current[ZRT_TIER_HOST] == 0,
-          "%lld host bytes charged after destroy",
-          (long long)g_acct.stats.tier_current[ZRT_TIER_HOST]);
+    TEST_CHECK(g_acct.stats.tier_current[ZRT_TIER_HOST] == 0,
+               "%lld host bytes charged after destroy",
+               (long long)g_acct.stats.tier_current[ZRT_TIER_HOST]);
     zrt__pool_destroy(pool);
     zrt__mem_account_free(&g_acct);
     zrt__mem_account_free(&g_ref_acct);
     printf("test_cuda_backend: device %d (%s), cpu kernels %s: %d checks, %d failed; "
            "arenas %zu bytes, %llu arena allocations, %llu fallback cudaMallocs, bounce "
            "%zu bytes\n",
-           device, prop.name, zrt_kernels_cpu_path(), checks, failures, s.arena_bytes,
-           (unsigned long long)s.arena_allocs, (unsigned long long)s.fallback_mallocs,
-           s.bounce_bytes);
-    return failures ? 1 : 0;
+           device, prop.name, zrt_kernels_cpu_path(), test_checks, test_failures,
+           s.arena_bytes, (unsigned long long)s.arena_allocs,
+           (unsigned long long)s.fallback_mallocs, s.bounce_bytes);
+    return test_failures ? 1 : 0;
 }

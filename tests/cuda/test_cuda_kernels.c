@@ -34,59 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
+#include "../common/test_common.h"
+
 static cudaStream_t stream;
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-#define FAIL(...)                                                              \
-    do {                                                                       \
-        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                   \
-        fprintf(stderr, __VA_ARGS__);                                          \
-        fputc('\n', stderr);                                                   \
-        failures++;                                                            \
-    } while (0)
-
-/* A failed CUDA call ends the test: nothing after it would mean anything. */
-#define CU(call)                                                               \
-    do {                                                                       \
-        int rc_ = (int)(call);                                                 \
-        if (rc_ != 0) {                                                        \
-            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
-                    cudaGetErrorString((cudaError_t)rc_));                     \
-            exit(1);                                                           \
-        }                                                                      \
-    } while (0)
+static test_rng rng = {0x9e3779b97f4a7c15ull};
 
 /* ---- random data ---------------------------------------------------------- */
-
-static uint32_t rnd(void) /* xorshift64* */
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (uint32_t)((rng * 0x2545f4914f6cdd1dull) >> 32);
-}
-
-static float rnd_unit(void) /* [-1, 1) */
-{
-    return (float)((double)rnd() / 2147483648.0 - 1.0);
-}
-
-static float f32_of(uint32_t u)
-{
-    float f;
-
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint32_t bits_of(float f)
-{
-    uint32_t u;
-
-    memcpy(&u, &f, 4);
-    return u;
-}
 
 /* f32 values for the casts and the arithmetic: raw bit patterns (NaN, inf,
  * subnormals), exact 16-bit values, exact midpoints between 16-bit
@@ -94,11 +47,11 @@ static uint32_t bits_of(float f)
 static void fill_mixed_f32(float *x, size_t n, zrt_half h)
 {
     for (size_t i = 0; i < n; i++) {
-        uint16_t q = (uint16_t)rnd();
+        uint16_t q = (uint16_t)test_rng_u32(&rng);
 
-        switch (rnd() % 4) {
+        switch (test_rng_u32(&rng) % 4) {
         case 0:
-            x[i] = f32_of(rnd());
+            x[i] = test_f32_of(test_rng_u32(&rng));
             break;
         case 1:
             x[i] = zrt_half_to_f32(q, h);
@@ -108,10 +61,11 @@ static void fill_mixed_f32(float *x, size_t n, zrt_half h)
             if (h == ZRT_HALF_F16 && fabsf(x[i]) < 0x1p-14f) /* subnormal, zero */
                 x[i] += copysignf(0x1p-25f, x[i]);
             else if (isfinite(x[i]))
-                x[i] = f32_of(bits_of(x[i]) | (h == ZRT_HALF_BF16 ? 0x8000u : 0x1000u));
+                x[i] = test_f32_of(test_bits_of(x[i]) |
+                                   (h == ZRT_HALF_BF16 ? 0x8000u : 0x1000u));
             break;
         default:
-            x[i] = ldexpf(rnd_unit(), (int)(rnd() % 60) - 40);
+            x[i] = ldexpf(test_rng_unit(&rng), (int)(test_rng_u32(&rng) % 60) - 40);
             break;
         }
     }
@@ -121,19 +75,7 @@ static void fill_mixed_f32(float *x, size_t n, zrt_half h)
 static void fill_finite_f32(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = ldexpf(rnd_unit(), (int)(rnd() % 40) - 20);
-}
-
-static int half_nonfinite(uint16_t x, zrt_half h)
-{
-    uint16_t e = h == ZRT_HALF_BF16 ? 0x7f80u : 0x7c00u;
-
-    return (x & e) == e;
-}
-
-static int half_nan(uint16_t x, zrt_half h)
-{
-    return (x & 0x7fffu) > (h == ZRT_HALF_BF16 ? 0x7f80u : 0x7c00u);
+        x[i] = ldexpf(test_rng_unit(&rng), (int)(test_rng_u32(&rng) % 40) - 20);
 }
 
 /* random 16-bit patterns; finite ones only when finite != 0 */
@@ -141,29 +83,18 @@ static void fill_half(uint16_t *x, size_t n, zrt_half h, int finite)
 {
     for (size_t i = 0; i < n; i++) {
         do
-            x[i] = (uint16_t)rnd();
-        while (finite && half_nonfinite(x[i], h));
+            x[i] = (uint16_t)test_rng_u32(&rng);
+        while (finite && test_half_nonfinite(x[i], h == ZRT_HALF_BF16));
     }
 }
 
 /* ---- device buffers --------------------------------------------------------- */
 
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-
-    if (!p) {
-        fprintf(stderr, "FAIL: out of host memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 static void *dev_alloc(size_t bytes)
 {
     void *d;
 
-    CU(cudaMalloc(&d, bytes ? bytes : 1));
+    TEST_CUDA(cudaMalloc(&d, bytes ? bytes : 1));
     return d;
 }
 
@@ -172,16 +103,16 @@ static void *dev_copy(const void *host, size_t bytes)
     void *d = dev_alloc(bytes);
 
     if (bytes)
-        CU(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
+        TEST_CUDA(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
     return d;
 }
 
 /* waits for the stream (a kernel's fault shows here), then copies back */
 static void to_host(void *host, const void *d, size_t bytes)
 {
-    CU(cudaStreamSynchronize(stream));
+    TEST_CUDA(cudaStreamSynchronize(stream));
     if (bytes)
-        CU(cudaMemcpy(host, d, bytes, cudaMemcpyDeviceToHost));
+        TEST_CUDA(cudaMemcpy(host, d, bytes, cudaMemcpyDeviceToHost));
 }
 
 /* ---- comparisons ------------------------------------------------------------ */
@@ -192,28 +123,30 @@ static void check_f32(const char *what, size_t n, const float *got,
     size_t bad = 0, first = 0;
 
     for (size_t i = 0; i < n; i++) {
-        uint32_t a = bits_of(got[i]), b = bits_of(want[i]);
+        uint32_t a = test_bits_of(got[i]), b = test_bits_of(want[i]);
 
         if (a != b && !(nan_ok && isnan(got[i]) && isnan(want[i])) && !bad++)
             first = i;
     }
     if (bad)
-        FAIL("%s n=%zu: %zu differ, first [%zu] got 0x%08x want 0x%08x", what, n,
-             bad, first, bits_of(got[first]), bits_of(want[first]));
+        TEST_FAIL("%s n=%zu: %zu differ, first [%zu] got 0x%08x want 0x%08x", what, n,
+                  bad, first, test_bits_of(got[first]), test_bits_of(want[first]));
 }
 
 static void check_u16(const char *what, size_t n, const uint16_t *got,
                       const uint16_t *want, zrt_half h, int nan_ok)
 {
     size_t bad = 0, first = 0;
+    int bf16 = h == ZRT_HALF_BF16;
 
     for (size_t i = 0; i < n; i++)
         if (got[i] != want[i] &&
-            !(nan_ok && half_nan(got[i], h) && half_nan(want[i], h)) && !bad++)
+            !(nan_ok && test_half_nan(got[i], bf16) && test_half_nan(want[i], bf16)) &&
+            !bad++)
             first = i;
     if (bad)
-        FAIL("%s n=%zu: %zu differ, first [%zu] got 0x%04x want 0x%04x", what, n,
-             bad, first, got[first], want[first]);
+        TEST_FAIL("%s n=%zu: %zu differ, first [%zu] got 0x%04x want 0x%04x", what, n,
+                  bad, first, got[first], want[first]);
 }
 
 static void check_norm(const char *what, size_t n, double got, double want)
@@ -221,8 +154,8 @@ static void check_norm(const char *what, size_t n, double got, double want)
     double err = fabs(got - want), tol = 1e-6 * fabs(want);
 
     if (!(err <= tol)) /* also catches NaN */
-        FAIL("%s n=%zu: got %.17g want %.17g (rel %.3g)", what, n, got, want,
-             want != 0.0 ? err / fabs(want) : err);
+        TEST_FAIL("%s n=%zu: got %.17g want %.17g (rel %.3g)", what, n, got, want,
+                  want != 0.0 ? err / fabs(want) : err);
 }
 
 static const char *hname(zrt_half h)
@@ -235,12 +168,13 @@ static const char *hname(zrt_half h)
 static void test_f32(size_t n)
 {
     size_t b = n * sizeof(float);
-    float *x = xmalloc(b), *y = xmalloc(b), *want = xmalloc(b), *got = xmalloc(b);
+    float *x = test_xmalloc(b), *y = test_xmalloc(b), *want = test_xmalloc(b),
+          *got = test_xmalloc(b);
     const float *src[2];
     float *dx, *dy;
     double *dnorm, norm;
     int *dflag, flag;
-    float value = rnd_unit();
+    float value = test_rng_unit(&rng);
 
     dnorm = dev_alloc(ZRT_CUDA_SQNORM_SLOTS * sizeof(double));
     dflag = dev_alloc(sizeof(int));
@@ -248,20 +182,20 @@ static void test_f32(size_t n)
     /* fill */
     dx = dev_alloc(b);
     zrt_fill_f32_scalar(want, n, value);
-    CU(zrt_cuda_fill_f32(dx, n, value, stream));
+    TEST_CUDA(zrt_cuda_fill_f32(dx, n, value, stream));
     to_host(got, dx, b);
     check_f32("fill_f32", n, got, want, 0);
-    CU(cudaFree(dx));
+    TEST_CUDA(cudaFree(dx));
 
     /* scale: NaN/inf/subnormal inputs included */
     fill_mixed_f32(x, n, ZRT_HALF_F16);
     memcpy(want, x, b);
     zrt_scale_f32_scalar(want, n, 0.37f);
     dx = dev_copy(x, b);
-    CU(zrt_cuda_scale_f32(dx, n, 0.37f, stream));
+    TEST_CUDA(zrt_cuda_scale_f32(dx, n, 0.37f, stream));
     to_host(got, dx, b);
     check_f32("scale_f32", n, got, want, 1);
-    CU(cudaFree(dx));
+    TEST_CUDA(cudaFree(dx));
 
     /* add, separate and aliased */
     fill_mixed_f32(x, n, ZRT_HALF_BF16);
@@ -271,49 +205,50 @@ static void test_f32(size_t n)
     zrt_sum_ordered_f32_scalar(want, src, 2, n, 1.0f);
     dx = dev_copy(x, b);
     dy = dev_copy(y, b);
-    CU(zrt_cuda_add_f32(dx, dy, n, stream));
+    TEST_CUDA(zrt_cuda_add_f32(dx, dy, n, stream));
     to_host(got, dx, b);
     check_f32("add_f32", n, got, want, 1);
     src[1] = x;
     zrt_sum_ordered_f32_scalar(want, src, 2, n, 1.0f);
-    CU(cudaMemcpy(dx, x, b, cudaMemcpyHostToDevice));
-    CU(zrt_cuda_add_f32(dx, dx, n, stream));
+    TEST_CUDA(cudaMemcpy(dx, x, b, cudaMemcpyHostToDevice));
+    TEST_CUDA(zrt_cuda_add_f32(dx, dx, n, stream));
     to_host(got, dx, b);
     check_f32("add_f32 (dst == src)", n, got, want, 1);
-    CU(cudaFree(dy));
+    TEST_CUDA(cudaFree(dy));
 
     /* squared norm and all_finite on finite data */
     fill_finite_f32(x, n);
-    CU(cudaMemcpy(dx, x, b, cudaMemcpyHostToDevice));
-    CU(zrt_cuda_sqnorm_f32(dx, n, dnorm, stream));
+    TEST_CUDA(cudaMemcpy(dx, x, b, cudaMemcpyHostToDevice));
+    TEST_CUDA(zrt_cuda_sqnorm_f32(dx, n, dnorm, stream));
     to_host(&norm, dnorm, sizeof norm);
     check_norm("sqnorm_f32", n, norm, zrt_sqnorm_f32_scalar(x, n));
-    CU(zrt_cuda_all_finite_f32(dx, n, dflag, stream));
+    TEST_CUDA(zrt_cuda_all_finite_f32(dx, n, dflag, stream));
     to_host(&flag, dflag, sizeof flag);
     if (flag != 1)
-        FAIL("all_finite_f32 n=%zu: finite data gives %d", n, flag);
+        TEST_FAIL("all_finite_f32 n=%zu: finite data gives %d", n, flag);
     for (int k = 0; k < 3 && n > 0; k++) { /* first, middle, last */
         size_t at = k == 0 ? 0 : k == 1 ? n / 2 : n - 1;
-        float bad = f32_of(k == 1 ? 0x7fc00001u : 0xff800000u); /* NaN, -inf */
+        float bad = test_f32_of(k == 1 ? 0x7fc00001u : 0xff800000u); /* NaN, -inf */
 
-        CU(cudaMemcpy(dx + at, &bad, sizeof bad, cudaMemcpyHostToDevice));
-        CU(zrt_cuda_all_finite_f32(dx, n, dflag, stream));
+        TEST_CUDA(cudaMemcpy(dx + at, &bad, sizeof bad, cudaMemcpyHostToDevice));
+        TEST_CUDA(zrt_cuda_all_finite_f32(dx, n, dflag, stream));
         to_host(&flag, dflag, sizeof flag);
         if (flag != 0)
-            FAIL("all_finite_f32 n=%zu: non-finite at %zu missed", n, at);
-        CU(cudaMemcpy(dx + at, x + at, sizeof(float), cudaMemcpyHostToDevice));
+            TEST_FAIL("all_finite_f32 n=%zu: non-finite at %zu missed", n, at);
+        TEST_CUDA(cudaMemcpy(dx + at, x + at, sizeof(float), cudaMemcpyHostToDevice));
     }
-    CU(cudaFree(dx));
+    TEST_CUDA(cudaFree(dx));
 
     /* AdamW, 3 steps in place, then 1 step into a separate p_out */
     {
-        float *p = xmalloc(b), *g = xmalloc(b), *m = xmalloc(b), *v = xmalloc(b);
+        float *p = test_xmalloc(b), *g = test_xmalloc(b), *m = test_xmalloc(b),
+              *v = test_xmalloc(b);
         float *dp, *dg, *dm, *dv, *dpo;
 
         for (size_t i = 0; i < n; i++) {
-            p[i] = rnd_unit();
-            m[i] = 0.1f * rnd_unit();
-            v[i] = 0.01f * fabsf(rnd_unit());
+            p[i] = test_rng_unit(&rng);
+            m[i] = 0.1f * test_rng_unit(&rng);
+            v[i] = 0.01f * fabsf(test_rng_unit(&rng));
         }
         dp = dev_copy(p, b);
         dm = dev_copy(m, b);
@@ -326,42 +261,42 @@ static void test_f32(size_t n)
             fill_finite_f32(g, n);
             if (n > 2) {
                 g[0] = 0.0f;
-                g[1] = f32_of(0x00000301u); /* subnormal */
+                g[1] = test_f32_of(0x00000301u); /* subnormal */
             }
             if (b)
-                CU(cudaMemcpy(dg, g, b, cudaMemcpyHostToDevice));
+                TEST_CUDA(cudaMemcpy(dg, g, b, cudaMemcpyHostToDevice));
             if (t < 4) {
                 zrt_adamw_f32_scalar(p, g, m, v, n, &s);
-                CU(zrt_cuda_adamw_f32(dp, dg, dm, dv, n, &s, stream));
+                TEST_CUDA(zrt_cuda_adamw_f32(dp, dg, dm, dv, n, &s, stream));
                 to_host(got, dp, b);
                 check_f32("adamw_f32 p", n, got, p, 0);
             } else {
                 zrt_adamw_f32_out_scalar(p, want, g, m, v, n, &s);
                 dpo = dev_alloc(b);
-                CU(zrt_cuda_adamw_f32_out(dp, dpo, dg, dm, dv, n, &s, stream));
+                TEST_CUDA(zrt_cuda_adamw_f32_out(dp, dpo, dg, dm, dv, n, &s, stream));
                 to_host(got, dpo, b);
                 check_f32("adamw_f32_out p_out", n, got, want, 0);
                 to_host(got, dp, b);
                 check_f32("adamw_f32_out p unchanged", n, got, p, 0);
-                CU(cudaFree(dpo));
+                TEST_CUDA(cudaFree(dpo));
             }
             to_host(got, dm, b);
             check_f32("adamw_f32 m", n, got, m, 0);
             to_host(got, dv, b);
             check_f32("adamw_f32 v", n, got, v, 0);
         }
-        CU(cudaFree(dp));
-        CU(cudaFree(dg));
-        CU(cudaFree(dm));
-        CU(cudaFree(dv));
+        TEST_CUDA(cudaFree(dp));
+        TEST_CUDA(cudaFree(dg));
+        TEST_CUDA(cudaFree(dm));
+        TEST_CUDA(cudaFree(dv));
         free(p);
         free(g);
         free(m);
         free(v);
     }
 
-    CU(cudaFree(dnorm));
-    CU(cudaFree(dflag));
+    TEST_CUDA(cudaFree(dnorm));
+    TEST_CUDA(cudaFree(dflag));
     free(x);
     free(y);
     free(want);
@@ -373,9 +308,9 @@ static void test_f32(size_t n)
 static void test_half_arith(size_t n, zrt_half h)
 {
     size_t b16 = n * 2, b32 = n * 4;
-    float *f = xmalloc(b32), *fgot = xmalloc(b32);
-    uint16_t *x = xmalloc(b16), *y = xmalloc(b16), *want = xmalloc(b16),
-             *got = xmalloc(b16);
+    float *f = test_xmalloc(b32), *fgot = test_xmalloc(b32);
+    uint16_t *x = test_xmalloc(b16), *y = test_xmalloc(b16), *want = test_xmalloc(b16),
+             *got = test_xmalloc(b16);
     float *df;
     uint16_t *dx, *dy;
     double *dnorm, norm;
@@ -390,7 +325,7 @@ static void test_half_arith(size_t n, zrt_half h)
     zrt_cast_f32_to_half_scalar(want, f, n, h);
     df = dev_copy(f, b32);
     dx = dev_alloc(b16);
-    CU(zrt_cuda_cast_f32_to_half(dx, df, n, h, stream));
+    TEST_CUDA(zrt_cuda_cast_f32_to_half(dx, df, n, h, stream));
     to_host(got, dx, b16);
     snprintf(what, sizeof what, "cast_f32_to_half %s", hname(h));
     check_u16(what, n, got, want, h, 0);
@@ -399,8 +334,8 @@ static void test_half_arith(size_t n, zrt_half h)
     fill_half(x, n, h, 0);
     zrt_cast_half_to_f32_scalar(f, x, n, h);
     if (b16)
-        CU(cudaMemcpy(dx, x, b16, cudaMemcpyHostToDevice));
-    CU(zrt_cuda_cast_half_to_f32(df, dx, n, h, stream));
+        TEST_CUDA(cudaMemcpy(dx, x, b16, cudaMemcpyHostToDevice));
+    TEST_CUDA(zrt_cuda_cast_half_to_f32(df, dx, n, h, stream));
     to_host(fgot, df, b32);
     snprintf(what, sizeof what, "cast_half_to_f32 %s", hname(h));
     check_f32(what, n, fgot, f, 0);
@@ -410,21 +345,21 @@ static void test_half_arith(size_t n, zrt_half h)
     memcpy(want, x, b16);
     zrt_add_half_scalar(want, y, n, h);
     dy = dev_copy(y, b16);
-    CU(zrt_cuda_add_half(dx, dy, n, h, stream));
+    TEST_CUDA(zrt_cuda_add_half(dx, dy, n, h, stream));
     to_host(got, dx, b16);
     snprintf(what, sizeof what, "add_half %s", hname(h));
     check_u16(what, n, got, want, h, 1);
     memcpy(want, y, b16);
     zrt_add_half_scalar(want, want, n, h);
-    CU(zrt_cuda_add_half(dy, dy, n, h, stream));
+    TEST_CUDA(zrt_cuda_add_half(dy, dy, n, h, stream));
     to_host(got, dy, b16);
     snprintf(what, sizeof what, "add_half %s (dst == src)", hname(h));
     check_u16(what, n, got, want, h, 1);
     memcpy(want, x, b16);
     zrt_scale_half_scalar(want, n, 0.37f, h);
     if (b16)
-        CU(cudaMemcpy(dx, x, b16, cudaMemcpyHostToDevice));
-    CU(zrt_cuda_scale_half(dx, n, 0.37f, h, stream));
+        TEST_CUDA(cudaMemcpy(dx, x, b16, cudaMemcpyHostToDevice));
+    TEST_CUDA(zrt_cuda_scale_half(dx, n, 0.37f, h, stream));
     to_host(got, dx, b16);
     snprintf(what, sizeof what, "scale_half %s", hname(h));
     check_u16(what, n, got, want, h, 1);
@@ -432,33 +367,34 @@ static void test_half_arith(size_t n, zrt_half h)
     /* squared norm and all_finite on finite patterns */
     fill_half(x, n, h, 1);
     if (b16)
-        CU(cudaMemcpy(dx, x, b16, cudaMemcpyHostToDevice));
-    CU(zrt_cuda_sqnorm_half(dx, n, h, dnorm, stream));
+        TEST_CUDA(cudaMemcpy(dx, x, b16, cudaMemcpyHostToDevice));
+    TEST_CUDA(zrt_cuda_sqnorm_half(dx, n, h, dnorm, stream));
     to_host(&norm, dnorm, sizeof norm);
     snprintf(what, sizeof what, "sqnorm_half %s", hname(h));
     check_norm(what, n, norm, zrt_sqnorm_half_scalar(x, n, h));
-    CU(zrt_cuda_all_finite_half(dx, n, h, dflag, stream));
+    TEST_CUDA(zrt_cuda_all_finite_half(dx, n, h, dflag, stream));
     to_host(&flag, dflag, sizeof flag);
     if (flag != 1 || !zrt_all_finite_half_scalar(x, n, h))
-        FAIL("all_finite_half %s n=%zu: finite data gives %d", hname(h), n, flag);
+        TEST_FAIL("all_finite_half %s n=%zu: finite data gives %d", hname(h), n, flag);
     for (int k = 0; k < 3 && n > 0; k++) {
         size_t at = k == 0 ? 0 : k == 1 ? n / 2 : n - 1;
         uint16_t bad = h == ZRT_HALF_BF16 ? (k == 1 ? 0x7fc1u : 0xff80u)
                                           : (k == 1 ? 0x7e01u : 0xfc00u);
 
-        CU(cudaMemcpy(dx + at, &bad, 2, cudaMemcpyHostToDevice));
-        CU(zrt_cuda_all_finite_half(dx, n, h, dflag, stream));
+        TEST_CUDA(cudaMemcpy(dx + at, &bad, 2, cudaMemcpyHostToDevice));
+        TEST_CUDA(zrt_cuda_all_finite_half(dx, n, h, dflag, stream));
         to_host(&flag, dflag, sizeof flag);
         if (flag != 0)
-            FAIL("all_finite_half %s n=%zu: non-finite at %zu missed", hname(h), n, at);
-        CU(cudaMemcpy(dx + at, x + at, 2, cudaMemcpyHostToDevice));
+            TEST_FAIL("all_finite_half %s n=%zu: non-finite at %zu missed", hname(h), n,
+                      at);
+        TEST_CUDA(cudaMemcpy(dx + at, x + at, 2, cudaMemcpyHostToDevice));
     }
 
-    CU(cudaFree(df));
-    CU(cudaFree(dx));
-    CU(cudaFree(dy));
-    CU(cudaFree(dnorm));
-    CU(cudaFree(dflag));
+    TEST_CUDA(cudaFree(df));
+    TEST_CUDA(cudaFree(dx));
+    TEST_CUDA(cudaFree(dy));
+    TEST_CUDA(cudaFree(dnorm));
+    TEST_CUDA(cudaFree(dflag));
     free(f);
     free(fgot);
     free(x);
@@ -473,18 +409,18 @@ static void test_half_adamw(size_t n, zrt_half h)
 {
     static const float scales[] = {1.0f, 0x1p-10f, 1.0f / 3.0f};
     size_t b16 = n * 2, b32 = n * 4;
-    float *ms = xmalloc(b32), *m = xmalloc(b32), *v = xmalloc(b32),
-          *g32 = xmalloc(b32), *fgot = xmalloc(b32);
-    uint16_t *g = xmalloc(b16), *pout = xmalloc(b16), *got = xmalloc(b16);
+    float *ms = test_xmalloc(b32), *m = test_xmalloc(b32), *v = test_xmalloc(b32),
+          *g32 = test_xmalloc(b32), *fgot = test_xmalloc(b32);
+    uint16_t *g = test_xmalloc(b16), *pout = test_xmalloc(b16), *got = test_xmalloc(b16);
     float *dms, *dm, *dv, *dg32;
     uint16_t *dg, *dpo;
     char what[96];
     long t = 0;
 
     for (size_t i = 0; i < n; i++) {
-        ms[i] = rnd_unit();
-        m[i] = 0.1f * rnd_unit();
-        v[i] = 0.01f * fabsf(rnd_unit());
+        ms[i] = test_rng_unit(&rng);
+        m[i] = 0.1f * test_rng_unit(&rng);
+        v[i] = 0.01f * fabsf(test_rng_unit(&rng));
     }
     dms = dev_copy(ms, b32);
     dm = dev_copy(m, b32);
@@ -506,15 +442,15 @@ static void test_half_adamw(size_t n, zrt_half h)
                 if (f32grad) {
                     zrt_adamw_mixed_f32grad_scalar(ms, pout, g32, m, v, n, gs, &s, h);
                     if (b32)
-                        CU(cudaMemcpy(dg32, g32, b32, cudaMemcpyHostToDevice));
-                    CU(zrt_cuda_adamw_mixed_f32grad(dms, dout, dg32, dm, dv, n, gs,
-                                                    &s, h, stream));
+                        TEST_CUDA(cudaMemcpy(dg32, g32, b32, cudaMemcpyHostToDevice));
+                    TEST_CUDA(zrt_cuda_adamw_mixed_f32grad(dms, dout, dg32, dm, dv, n, gs,
+                                                           &s, h, stream));
                 } else {
                     zrt_adamw_mixed_scalar(ms, pout, g, m, v, n, gs, &s, h);
                     if (b16)
-                        CU(cudaMemcpy(dg, g, b16, cudaMemcpyHostToDevice));
-                    CU(zrt_cuda_adamw_mixed(dms, dout, dg, dm, dv, n, gs, &s, h,
-                                            stream));
+                        TEST_CUDA(cudaMemcpy(dg, g, b16, cudaMemcpyHostToDevice));
+                    TEST_CUDA(zrt_cuda_adamw_mixed(dms, dout, dg, dm, dv, n, gs, &s, h,
+                                                   stream));
                 }
                 snprintf(what, sizeof what, "adamw_mixed%s %s scale %g%s",
                          f32grad ? "_f32grad" : "", hname(h), (double)gs,
@@ -530,12 +466,12 @@ static void test_half_adamw(size_t n, zrt_half h)
             }
         }
     }
-    CU(cudaFree(dms));
-    CU(cudaFree(dm));
-    CU(cudaFree(dv));
-    CU(cudaFree(dg32));
-    CU(cudaFree(dg));
-    CU(cudaFree(dpo));
+    TEST_CUDA(cudaFree(dms));
+    TEST_CUDA(cudaFree(dm));
+    TEST_CUDA(cudaFree(dv));
+    TEST_CUDA(cudaFree(dg32));
+    TEST_CUDA(cudaFree(dg));
+    TEST_CUDA(cudaFree(dpo));
     free(ms);
     free(m);
     free(v);
@@ -586,22 +522,22 @@ int main(void)
                "the CUDA kernels were compiled, not run\n",
                cudaGetErrorName((cudaError_t)rc), cudaGetErrorString((cudaError_t)rc),
                rc);
-        return 77;
+        return ZRT_TEST_SKIP;
     }
     if (count == 0) {
         printf("no CUDA device: cudaGetDeviceCount reports 0 devices; "
                "the CUDA kernels were compiled, not run\n");
-        return 77;
+        return ZRT_TEST_SKIP;
     }
-    CU(cudaSetDevice(0));
-    CU(cudaGetDeviceProperties(&prop, 0));
+    TEST_CUDA(cudaSetDevice(0));
+    TEST_CUDA(cudaGetDeviceProperties(&prop, 0));
     printf("device 0: %s (sm_%d%d), %d device(s)\n", prop.name, prop.major,
            prop.minor, count);
-    CU(cudaStreamCreate(&stream));
+    TEST_CUDA(cudaStreamCreate(&stream));
 
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
         size_t n = lengths[k];
-        int before = failures;
+        int before = test_failures;
 
         test_f32(n);
         for (int hh = 0; hh < 2; hh++) {
@@ -610,16 +546,14 @@ int main(void)
             test_half_arith(n, h);
             test_half_adamw(n, h);
         }
-        printf("n=%zu: %s\n", n, failures == before ? "all kernels match the CPU" :
-                                                      "FAILED");
+        printf("n=%zu: %s\n", n,
+               test_failures == before ? "all kernels match the CPU" : "FAILED");
     }
     /* an invalid format is refused, not launched */
     if (zrt_cuda_scale_half(NULL, 1, 1.0f, (zrt_half)7, stream) !=
         (int)cudaErrorInvalidValue)
-        FAIL("scale_half accepted an invalid zrt_half");
+        TEST_FAIL("scale_half accepted an invalid zrt_half");
 
-    CU(cudaStreamDestroy(stream));
-    printf("%s (%d failure%s)\n", failures ? "FAILED" : "passed", failures,
-           failures == 1 ? "" : "s");
-    return failures ? 1 : 0;
+    TEST_CUDA(cudaStreamDestroy(stream));
+    return test_exit_code("test_cuda_kernels");
 }

@@ -42,19 +42,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
+#include "../common/test_common.h"
+
 static gpt2_cuda gx;
-static uint64_t rng = 0x2545f4914f6cdd1dull;
+static test_rng rng = {0x2545f4914f6cdd1dull};
 
 /* A failed CUDA call or layer launch ends the test. */
-#define CU(call)                                                                        \
-    do {                                                                                \
-        int rc_ = (int)(call);                                                          \
-        if (rc_ != 0) {                                                                 \
-            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call,          \
-                    gx.error[0] ? gx.error : cudaGetErrorString((cudaError_t)rc_));     \
-            exit(1);                                                                    \
-        }                                                                               \
+#define CU(call)                                                                         \
+    do {                                                                                 \
+        int rc_ = (int)(call);                                                           \
+        if (rc_ != 0)                                                                    \
+            TEST_FATAL("%s: %s", #call,                                                  \
+                       gx.error[0] ? gx.error : cudaGetErrorString((cudaError_t)rc_));   \
     } while (0)
 
 typedef struct shape {
@@ -63,23 +62,11 @@ typedef struct shape {
 
 /* ---- host and device buffers ------------------------------------------------ */
 
-static float rnd(void) /* [-1, 1) */
+static float *host_random(size_t n, float scale) /* in [-scale, scale) */
 {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (float)((double)((rng * 0x2545f4914f6cdd1dull) >> 40) / 8388608.0 - 1.0);
-}
-
-static float *host_random(size_t n, float scale)
-{
-    float *h = malloc(n * sizeof *h);
-    if (!h) {
-        fprintf(stderr, "FAIL: out of host memory\n");
-        exit(1);
-    }
+    float *h = test_xmalloc(n * sizeof *h);
     for (size_t i = 0; i < n; i++)
-        h[i] = scale * rnd();
+        h[i] = scale * test_rng_unit(&rng);
     return h;
 }
 
@@ -100,9 +87,7 @@ static float *dev_f(const float *host, size_t n)
 /* Waits for the stream and copies n floats back into a new host array. */
 static float *back(const float *d, size_t n)
 {
-    float *h = malloc(n * sizeof *h);
-    if (!h)
-        exit(1);
+    float *h = test_xmalloc(n * sizeof *h);
     CU(cudaStreamSynchronize((cudaStream_t)gx.stream));
     CU(cudaMemcpy(h, d, n * sizeof *h, cudaMemcpyDeviceToHost));
     return h;
@@ -127,10 +112,11 @@ static double rel_err(const float *got, const float *want, size_t n)
 static void expect(const char *what, const shape *s, double err, double tol)
 {
     int ok = err <= tol;
+    test_checks++;
     printf("%s %-34s B%d T%d C%d: rel err %.3g (bound %.0e)\n", ok ? "ok  " : "FAIL", what,
            s->B, s->T, s->C, err, tol);
     if (!ok)
-        failures++;
+        test_failures++;
 }
 
 /* Compares a device result with the CPU's. */
@@ -174,19 +160,18 @@ static int same_bits(const float *d_a, const float *d_b, size_t n)
 
 static void expect_deterministic(const char *what, const shape *s, int same)
 {
+    test_checks++;
     printf("%s %-34s B%d T%d C%d: %s\n", same ? "ok  " : "FAIL", what, s->B, s->T, s->C,
            same ? "same bits on a second run" : "a second run differs");
     if (!same)
-        failures++;
+        test_failures++;
 }
 
 static int *random_tokens(size_t n, int below)
 {
-    int *t = malloc(n * sizeof *t);
-    if (!t)
-        exit(1);
+    int *t = test_xmalloc(n * sizeof *t);
     for (size_t i = 0; i < n; i++)
-        t[i] = (int)((rnd() + 1.0f) * 0.5f * (float)below) % below;
+        t[i] = (int)((test_rng_unit(&rng) + 1.0f) * 0.5f * (float)below) % below;
     return t;
 }
 
@@ -453,7 +438,7 @@ int main(void)
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
         printf("no CUDA device: skipped\n");
-        return 77;
+        return ZRT_TEST_SKIP;
     }
     cudaStream_t stream;
     CU(cudaStreamCreate(&stream));
@@ -464,6 +449,5 @@ int main(void)
     CU(cudaStreamSynchronize(stream));
     gpt2_cuda_deinit(&gx);
     cudaStreamDestroy(stream);
-    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    return test_exit_code("test_gpt2_layers_cuda");
 }

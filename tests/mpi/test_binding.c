@@ -13,19 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../common/test_common.h"
 #include "runtime/threads.h"
 #include "zero/ctx.h"
-
-static int failures;
-
-#define EXPECT(cond, ...)                                              \
-    do {                                                               \
-        if (!(cond)) {                                                 \
-            printf("FAIL: " __VA_ARGS__);                              \
-            printf("\n");                                              \
-            failures++;                                                \
-        }                                                              \
-    } while (0)
 
 /* The process's affinity as the OS reports it, as an hwloc bitmap. */
 static hwloc_bitmap_t os_affinity(void)
@@ -57,19 +47,21 @@ static void check_pool(hwloc_topology_t topo, const zrt__pool *pool, int rank)
     int cores = hwloc_get_nbobjs_inside_cpuset_by_type(topo, process, HWLOC_OBJ_CORE);
     printf("rank %d: bound to PUs %s (%d cores); %d helper worker(s)\n", rank, text,
            cores, zrt__pool_size(pool));
-    EXPECT(hwloc_bitmap_isequal(os, process), "hwloc and the OS disagree on the binding");
-    EXPECT(cores == expected_cores(topo), "%d cores, expected %d", cores,
-           expected_cores(topo));
-    EXPECT(zrt__pool_size(pool) == cores, "%d workers for %d cores",
-           zrt__pool_size(pool), cores);
+    TEST_CHECK(hwloc_bitmap_isequal(os, process),
+               "hwloc and the OS disagree on the binding");
+    TEST_CHECK(cores == expected_cores(topo), "%d cores, expected %d", cores,
+               expected_cores(topo));
+    TEST_CHECK(zrt__pool_size(pool) == cores, "%d workers for %d cores",
+               zrt__pool_size(pool), cores);
     for (int i = 1; i < zrt__pool_size(pool); i++) {
         hwloc_const_cpuset_t w = zrt__pool_worker_cpuset(pool, i);
         hwloc_bitmap_list_snprintf(text, sizeof text, w);
         printf("rank %d: helper thread %d on PUs %s\n", rank, i, text);
-        EXPECT(hwloc_bitmap_isincluded(w, process), "thread %d outside the rank's cores", i);
-        EXPECT(!hwloc_bitmap_intersects(w, used), "thread %d shares a core", i);
-        EXPECT(hwloc_get_nbobjs_inside_cpuset_by_type(topo, w, HWLOC_OBJ_CORE) == 1,
-               "thread %d is not bound to exactly one core", i);
+        TEST_CHECK(hwloc_bitmap_isincluded(w, process),
+                   "thread %d outside the rank's cores", i);
+        TEST_CHECK(!hwloc_bitmap_intersects(w, used), "thread %d shares a core", i);
+        TEST_CHECK(hwloc_get_nbobjs_inside_cpuset_by_type(topo, w, HWLOC_OBJ_CORE) == 1,
+                   "thread %d is not bound to exactly one core", i);
         hwloc_bitmap_or(used, used, w);
     }
     hwloc_bitmap_free(os);
@@ -85,17 +77,18 @@ int main(int argc, char **argv)
     zrt_ctx *ctx;
     int rank = 0, total = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    test_rank = rank;
     hwloc_topology_t topo;
     hwloc_topology_init(&topo);
     hwloc_topology_load(topo);
     if (zrt_ctx_create(&cfg, &ctx) != ZRT_OK) {
-        failures++;
+        TEST_FAIL("zrt_ctx_create failed");
     } else {
         check_pool(topo, ctx->pool, rank);
         zrt_ctx_destroy(ctx);
     }
     hwloc_topology_destroy(topo);
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&test_failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0)
         printf("%d passed, %d failed\n", total == 0 ? 1 : 0, total == 0 ? 0 : 1);
     MPI_Finalize();

@@ -24,7 +24,6 @@
  *     16-bit params, and the master surviving an f32 -> bf16 -> f32 trip.
  * Check runs without fork (forked children cannot use MPI).
  */
-#include <check.h>
 #include <errno.h>
 #include <math.h>
 #include <mpi.h>
@@ -34,30 +33,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/test_check.h"
+#include "../common/test_model.h"
 #include "zero/checkpoint.h"
 #include "zero/ctx.h"
 #include "zrt/zrt.h"
-
-/* Layers: 0 = {a 37x5, b 3}, 1 = {} (no parameters), 2 = {c 129, d 2x2},
- * 3 = {e 300}. */
-enum { NLAYERS = 4, NTENSORS = 5 };
-static const int64_t shapes[NTENSORS][2] = {{37, 5}, {3, 1}, {129, 1}, {2, 2}, {300, 1}};
-static const int ndims[NTENSORS] = {2, 1, 1, 2, 1};
-static const int layer_of[NTENSORS] = {0, 0, 2, 2, 3};
-static const int64_t model_numel = 37 * 5 + 3 + 129 + 4 + 300;
-
-static int world_rank, world_size;
-
-typedef struct model {
-    zrt_ctx *ctx;
-    zrt_param p[NTENSORS];
-    zrt_dtype dtype; /* of the parameters: the config's precision */
-} model;
-
-static zrt_dtype dtype_of(const zrt_config *cfg)
-{
-    return cfg->bf16.enabled ? ZRT_BF16 : cfg->fp16.enabled ? ZRT_F16 : ZRT_F32;
-}
 
 /* x rounded to dtype and widened back: what a 16-bit parameter holds. */
 static float rounded(float x, zrt_dtype dtype)
@@ -89,11 +69,9 @@ static void shared_dir(char *dir, size_t size, const char *pattern)
 static void remove_tree(const char *dir)
 {
     MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank == 0) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        ck_assert_int_eq(system(cmd), 0);
-    }
+    if (world_rank == 0)
+        ck_assert_msg(test_remove_tree(dir) == 0, "removing %s: %s", dir,
+                      strerror(errno));
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
@@ -112,98 +90,13 @@ static void config_for(zrt_config *cfg, const tier_case *c, const char *swap)
              swap);
 }
 
-static float initial_value(int tensor, int64_t i)
-{
-    return (float)sin(0.37 * (double)(i + 1) + tensor) * 0.5f;
-}
-
-static zrt_status build_named(model *m, const zrt_config *cfg, const char *prefix,
-                              int64_t first_dim)
-{
-    ZRT_CHECK(zrt_ctx_create(cfg, &m->ctx));
-    m->dtype = dtype_of(cfg);
-    for (int t = 0; t < NTENSORS; t++) {
-        char name[16];
-        snprintf(name, sizeof name, "%s%d", t == 0 ? prefix : "t", t);
-        zrt_param_desc d = {.name = name, .ndim = ndims[t],
-                            .shape = {t == 0 ? first_dim : shapes[t][0], shapes[t][1]},
-                            .dtype = m->dtype, .layer = layer_of[t],
-                            .no_weight_decay = t == 1};
-        ZRT_CHECK(zrt_param_register(m->ctx, &d, &m->p[t]));
-    }
-    ZRT_CHECK(zrt_finalize_params(m->ctx));
-    for (int t = 0; t < NTENSORS; t++) {
-        int64_t n = (t == 0 ? first_dim : shapes[t][0]) * shapes[t][1];
-        float *v = malloc((size_t)n * sizeof *v);
-        for (int64_t i = 0; i < n; i++)
-            v[i] = initial_value(t, i);
-        zrt_status st = zrt_convert(v, m->dtype, v, ZRT_F32, (size_t)n); /* in place */
-        if (st == ZRT_OK)
-            st = zrt_param_write(m->ctx, m->p[t], v);
-        free(v);
-        ZRT_CHECK(st);
-    }
-    return ZRT_OK;
-}
-
-static zrt_status build(model *m, const zrt_config *cfg)
-{
-    return build_named(m, cfg, "t", shapes[0][0]);
-}
-
-/* grad += f(param, rank): differs per rank, so the reduction matters.
- * 16-bit: computed in f32 from the widened parameters, times the loss
- * scale, and accumulated (rounded once) into the 16-bit gradients. */
-static zrt_status backward_tensor(model *m, int t, int overflow)
-{
-    void *p, *g;
-    ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], &p));
-    ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], &g));
-    int64_t n = shapes[t][0] * shapes[t][1];
-    if (m->dtype == ZRT_F32) {
-        float *pf = p, *gf = g;
-        for (int64_t i = 0; i < n; i++)
-            gf[i] += sinf(pf[i] * (float)(world_rank + 1)) + 0.01f * (float)i;
-        return ZRT_OK;
-    }
-    float scale, pf[512], gf[512];
-    ck_assert_int_le(n, 512);
-    ZRT_CHECK(zrt_loss_scale(m->ctx, &scale));
-    ZRT_CHECK(zrt_convert(pf, ZRT_F32, p, m->dtype, (size_t)n));
-    for (int64_t i = 0; i < n; i++)
-        gf[i] = (sinf(pf[i] * (float)(world_rank + 1)) + 0.01f * (float)i) * scale;
-    if (overflow)
-        gf[0] = INFINITY;
-    return zrt_accumulate(g, m->dtype, gf, (size_t)n);
-}
-
 /* fp16: rank 0's gradients overflow in the optimizer steps the scaler
  * counts as 2 and 7 (skipped steps count), so a resume that lost the
  * scaler's counter would inject them at other steps. */
-static int overflows_now(const model *m)
+static int model_overflows(const model *m, int t)
 {
     long iter = m->ctx->scaler.iter;
-    return m->dtype == ZRT_F16 && world_rank == 0 && (iter == 2 || iter == 7);
-}
-
-static zrt_status backward_layer(model *m, int layer)
-{
-    ZRT_CHECK(zrt_backward_begin(m->ctx, layer));
-    for (int t = 0; t < NTENSORS; t++)
-        if (layer_of[t] == layer)
-            ZRT_CHECK(backward_tensor(m, t, t == 4 && overflows_now(m)));
-    return zrt_backward_end(m->ctx, layer);
-}
-
-static zrt_status forward_backward(model *m)
-{
-    for (int l = 0; l < NLAYERS; l++) {
-        ZRT_CHECK(zrt_forward_begin(m->ctx, l));
-        ZRT_CHECK(zrt_forward_end(m->ctx, l));
-    }
-    for (int l = NLAYERS - 1; l >= 0; l--)
-        ZRT_CHECK(backward_layer(m, l));
-    return ZRT_OK;
+    return t == 4 && m->dtype == ZRT_F16 && world_rank == 0 && (iter == 2 || iter == 7);
 }
 
 static void train(model *m, int steps)
@@ -212,37 +105,9 @@ static void train(model *m, int steps)
     zrt_adamw_init(&hp);
     hp.lr = 0.01f;
     for (int s = 0; s < steps; s++) {
-        ck_assert_msg(forward_backward(m) == ZRT_OK, "%s", zrt_last_error(m->ctx));
+        ck_assert_msg(model_forward_backward(m) == ZRT_OK, "%s", zrt_last_error(m->ctx));
         ck_assert_msg(zrt_step(m->ctx, &hp) == ZRT_OK, "%s", zrt_last_error(m->ctx));
     }
-}
-
-/* Every parameter, as f32 (16-bit ones widened exactly). */
-static float *read_all(model *m)
-{
-    float *all = malloc((size_t)model_numel * sizeof *all);
-    int64_t at = 0;
-    for (int t = 0; t < NTENSORS; t++) {
-        int64_t n = shapes[t][0] * shapes[t][1];
-        ck_assert_msg(zrt_param_read(m->ctx, m->p[t], all + at) == ZRT_OK, "%s",
-                      zrt_last_error(m->ctx));
-        if (m->dtype != ZRT_F32) { /* widen in place, from the back */
-            uint16_t *h = (uint16_t *)(all + at);
-            for (int64_t i = n - 1; i >= 0; i--)
-                ck_assert_int_eq(zrt_convert(all + at + i, ZRT_F32, h + i, m->dtype, 1),
-                                 ZRT_OK);
-        }
-        at += n;
-    }
-    return all;
-}
-
-static void assert_same_bits(const float *a, const float *b, const char *what)
-{
-    for (int64_t i = 0; i < model_numel; i++)
-        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0,
-                      "%s: element %lld differs (%.9g vs %.9g)", what, (long long)i,
-                      a[i], b[i]);
 }
 
 static void fill_info(zrt_ckpt_info *info)
@@ -662,12 +527,12 @@ START_TEST(misuse_is_refused_with_a_sentence)
     ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
     zrt_adamw hp;
     zrt_adamw_init(&hp);
-    ck_assert_int_eq(forward_backward(&m), ZRT_OK);
+    ck_assert_int_eq(model_forward_backward(&m), ZRT_OK);
     ck_assert_int_eq(zrt_step(m.ctx, &hp), ZRT_OK); /* micro-step 1 of 2 */
     ck_assert_int_eq(zrt_save(m.ctx, dir, NULL), ZRT_ERR_STATE);
     ck_assert_msg(strstr(zrt_last_error(m.ctx), "micro-step"), "%s",
                   zrt_last_error(m.ctx));
-    ck_assert_int_eq(forward_backward(&m), ZRT_OK);
+    ck_assert_int_eq(model_forward_backward(&m), ZRT_OK);
     ck_assert_int_eq(zrt_step(m.ctx, &hp), ZRT_OK); /* the optimizer step */
     zrt_ckpt_info info = {.struct_size = 8};
     ck_assert_int_eq(zrt_save(m.ctx, dir, &info), ZRT_ERR_INVALID_ARG);
@@ -793,36 +658,17 @@ START_TEST(leftovers_are_cleaned_and_latest_follows)
 }
 END_TEST
 
-static Suite *checkpoint_suite(void)
-{
-    Suite *s = suite_create("checkpoint");
-    TCase *tc = tcase_create("checkpoint");
-    tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, resume_is_bit_identical_at_every_stage_and_tier);
-    tcase_add_test(tc, a_checkpoint_loads_at_another_stage);
-    tcase_add_test(tc, mixed_precision_resumes_bit_identical);
-    tcase_add_test(tc, a_checkpoint_loads_into_another_precision);
-    tcase_add_test(tc, damaged_files_are_refused_by_name_and_change_nothing);
-    tcase_add_test(tc, misuse_is_refused_with_a_sentence);
-    tcase_add_test(tc, leftovers_are_cleaned_and_latest_follows);
-    tcase_add_test(tc, a_checkpoint_of_another_model_shape_is_refused);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-    SRunner *sr = srunner_create(checkpoint_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, world_rank == 0 ? CK_NORMAL : CK_SILENT);
-    int failed = srunner_ntests_failed(sr), any_failed = 0;
-    srunner_free(sr);
-    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (failed)
-        fprintf(stderr, "rank %d: %d checkpoint tests failed\n", world_rank, failed);
+    zrt_check_mpi_init(&argc, &argv, &world_rank, &world_size);
+    Suite *s = ZRT_CHECK_SUITE(
+        "checkpoint", 240, resume_is_bit_identical_at_every_stage_and_tier,
+        a_checkpoint_loads_at_another_stage, mixed_precision_resumes_bit_identical,
+        a_checkpoint_loads_into_another_precision,
+        damaged_files_are_refused_by_name_and_change_nothing,
+        misuse_is_refused_with_a_sentence, leftovers_are_cleaned_and_latest_follows,
+        a_checkpoint_of_another_model_shape_is_refused);
+    int rc = zrt_check_main_mpi(s, "checkpoint");
     MPI_Finalize();
-    return any_failed ? 1 : 0;
+    return rc;
 }

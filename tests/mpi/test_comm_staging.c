@@ -24,7 +24,6 @@
  * and counts its failures; main returns 0 only if no rank failed.
  */
 #include <mpi.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +31,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../common/test_common.h"
 #include "runtime/backend.h"
 #include "runtime/comm.h"
 #include "runtime/memory.h"
@@ -58,20 +58,7 @@ static fake_dev g_dev;
 static zrt__mem_account g_acct;
 static zrt__errbuf g_err = {.rank = -1};
 static zrt__comm *g_comm;
-static int g_rank, g_size, g_fails;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL rank %d/%d: ", g_rank, g_size);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    g_fails++;
-}
+static int g_rank, g_size;
 
 static region *region_of(const void *ptr)
 {
@@ -239,8 +226,8 @@ static void inputs_bf16(uint16_t *x, int r, size_t n)
  * elements [lo, lo + len) into out. */
 static void reference_f32(float *out, size_t n, size_t lo, size_t len, float divisor)
 {
-    float *all = malloc((size_t)g_size * n * sizeof *all);
-    const float **src = malloc((size_t)g_size * sizeof *src);
+    float *all = test_xmalloc((size_t)g_size * n * sizeof *all);
+    const float **src = test_xmalloc((size_t)g_size * sizeof *src);
     for (int r = 0; r < g_size; r++) {
         inputs_f32(all + (size_t)r * n, r, n);
         src[r] = all + (size_t)r * n + lo;
@@ -252,8 +239,8 @@ static void reference_f32(float *out, size_t n, size_t lo, size_t len, float div
 
 static void reference_bf16(uint16_t *out, size_t n, size_t lo, size_t len, float divisor)
 {
-    uint16_t *all = malloc((size_t)g_size * n * sizeof *all);
-    const uint16_t **src = malloc((size_t)g_size * sizeof *src);
+    uint16_t *all = test_xmalloc((size_t)g_size * n * sizeof *all);
+    const uint16_t **src = test_xmalloc((size_t)g_size * sizeof *src);
     for (int r = 0; r < g_size; r++) {
         inputs_bf16(all + (size_t)r * n, r, n);
         src[r] = all + (size_t)r * n + lo;
@@ -267,14 +254,14 @@ static void reference_bf16(uint16_t *out, size_t n, size_t lo, size_t len, float
 static void expect_same(const char *what, const void *got, const void *want, size_t bytes)
 {
     if (memcmp(got, want, bytes) != 0)
-        fail("%s: result differs from the ordered host reduction", what);
+        TEST_FAIL("%s: result differs from the ordered host reduction", what);
 }
 
 static int check(const char *what, zrt_status st)
 {
     if (st == ZRT_OK)
         return 1;
-    fail("%s: %s: %s", what, zrt_status_str(st), g_err.text);
+    TEST_FAIL("%s: %s: %s", what, zrt_status_str(st), g_err.text);
     return 0;
 }
 
@@ -289,7 +276,8 @@ static void wait_req(const char *what, zrt__comm_req *req)
 static void case_reduce_scatter_in_place(void)
 {
     const size_t count = 1000, n = count * (size_t)g_size;
-    float *host = malloc(n * sizeof *host), *want = malloc(count * sizeof *want);
+    float *host = test_xmalloc(n * sizeof *host),
+          *want = test_xmalloc(count * sizeof *want);
     float *dev = dev_alloc(n * sizeof *host);
     inputs_f32(host, g_rank, n);
     put(dev, host, n * sizeof *host);
@@ -311,8 +299,9 @@ static void case_reduce_scatter_in_place(void)
 static void case_reduce_scatter_bf16(void)
 {
     const size_t count = 333, n = count * (size_t)g_size;
-    uint16_t *host = malloc(n * sizeof *host), *want = malloc(count * sizeof *want);
-    uint16_t *got = malloc(count * sizeof *got);
+    uint16_t *host = test_xmalloc(n * sizeof *host),
+             *want = test_xmalloc(count * sizeof *want);
+    uint16_t *got = test_xmalloc(count * sizeof *got);
     uint16_t *send = dev_alloc(n * 2), *recv = dev_alloc(count * 2);
     inputs_bf16(host, g_rank, n);
     put(send, host, n * 2);
@@ -335,8 +324,9 @@ static void case_reduce_scatter_bf16(void)
 static void case_reduce_scatter_to_host(void)
 {
     const size_t count = 64, n = count * (size_t)g_size;
-    float *host = malloc(n * sizeof *host), *want = malloc(count * sizeof *want);
-    float *recv = malloc(count * sizeof *recv);
+    float *host = test_xmalloc(n * sizeof *host),
+          *want = test_xmalloc(count * sizeof *want);
+    float *recv = test_xmalloc(count * sizeof *recv);
     float *send = dev_alloc(n * sizeof *host);
     inputs_f32(host, g_rank, n);
     put(send, host, n * sizeof *host);
@@ -357,7 +347,7 @@ static void case_reduce_scatter_to_host(void)
 static void case_all_reduce_polled(void)
 {
     const size_t n = 1001;
-    float *host = malloc(n * sizeof *host), *want = malloc(n * sizeof *want);
+    float *host = test_xmalloc(n * sizeof *host), *want = test_xmalloc(n * sizeof *want);
     float *dev = dev_alloc(n * sizeof *host);
     inputs_f32(host, g_rank, n);
     put(dev, host, n * sizeof *host);
@@ -384,7 +374,7 @@ static void case_all_reduce_polled(void)
 static void case_all_gather_in_place(void)
 {
     const size_t count = 257, n = count * (size_t)g_size;
-    uint16_t *host = malloc(n * 2), *want = malloc(n * 2);
+    uint16_t *host = test_xmalloc(n * 2), *want = test_xmalloc(n * 2);
     uint16_t *dev = dev_alloc(n * 2);
     memset(host, 0xA5, n * 2);
     inputs_bf16(host + (size_t)g_rank * count, g_rank, count);
@@ -407,8 +397,9 @@ static void case_all_gather_in_place(void)
 static void case_all_gather_from_host(void)
 {
     const size_t count = 100, n = count * (size_t)g_size;
-    float *mine = malloc(count * sizeof *mine), *host = malloc(n * sizeof *host);
-    float *want = malloc(n * sizeof *want);
+    float *mine = test_xmalloc(count * sizeof *mine),
+          *host = test_xmalloc(n * sizeof *host);
+    float *want = test_xmalloc(n * sizeof *want);
     float *dev = dev_alloc(n * sizeof *host);
     inputs_f32(mine, g_rank, count);
     zrt__comm_req *req = NULL;
@@ -429,7 +420,7 @@ static void case_broadcast(void)
 {
     const size_t bytes = 4099;
     const int root = g_size - 1;
-    unsigned char *host = malloc(bytes), *want = malloc(bytes);
+    unsigned char *host = test_xmalloc(bytes), *want = test_xmalloc(bytes);
     unsigned char *dev = dev_alloc(bytes);
     for (size_t i = 0; i < bytes; i++) {
         want[i] = (unsigned char)(i * 31 + 7);
@@ -460,23 +451,23 @@ static void case_host_buffers_untouched(void)
         wait_req("host all-reduce", req);
     expect_same("all-reduce of host floats", x, want, sizeof want);
     if (g_dev.copies != copies || g_dev.pins != pins)
-        fail("a host-buffer all-reduce staged: %ld copies, %ld pins",
-             g_dev.copies - copies, g_dev.pins - pins);
+        TEST_FAIL("a host-buffer all-reduce staged: %ld copies, %ld pins",
+                  g_dev.copies - copies, g_dev.pins - pins);
 }
 
 static void check_accounting(void)
 {
     const zrt_mem_stats *s = &g_acct.stats;
     if (s->current[ZRT_TIER_HOST][ZRT_CAT_COMM] != 0)
-        fail("%lld bytes of host/comm still held after every wait",
-             (long long)s->current[ZRT_TIER_HOST][ZRT_CAT_COMM]);
+        TEST_FAIL("%lld bytes of host/comm still held after every wait",
+                  (long long)s->current[ZRT_TIER_HOST][ZRT_CAT_COMM]);
     if (s->peak[ZRT_TIER_HOST][ZRT_CAT_COMM] == 0)
-        fail("the staging was not charged to host/comm");
+        TEST_FAIL("the staging was not charged to host/comm");
     if (s->peak[ZRT_TIER_DEVICE][ZRT_CAT_COMM] != 0)
-        fail("%lld bytes of comm scratch charged to the device tier",
-             (long long)s->peak[ZRT_TIER_DEVICE][ZRT_CAT_COMM]);
+        TEST_FAIL("%lld bytes of comm scratch charged to the device tier",
+                  (long long)s->peak[ZRT_TIER_DEVICE][ZRT_CAT_COMM]);
     if (g_dev.pins == 0)
-        fail("no staging buffer was pinned");
+        TEST_FAIL("no staging buffer was pinned");
 }
 
 int main(void)
@@ -490,6 +481,7 @@ int main(void)
     g_rank = g_comm->rank;
     g_size = g_comm->size;
     g_err.rank = g_rank;
+    test_rank = g_rank;
     case_reduce_scatter_in_place();
     case_reduce_scatter_bf16();
     case_reduce_scatter_to_host();
@@ -501,9 +493,9 @@ int main(void)
     check_accounting();
 
     int total = 0;
-    if (MPI_Allreduce(&g_fails, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD) !=
+    if (MPI_Allreduce(&test_failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD) !=
         MPI_SUCCESS)
-        total = g_fails > 0 ? g_fails : 1;
+        total = test_failures > 0 ? test_failures : 1;
     if (g_rank == 0)
         printf("test_comm_staging: %d rank(s), %d failure(s) summed over ranks\n", g_size,
                total);

@@ -12,7 +12,6 @@
  * Check runs without fork (forked children cannot use MPI); every rank runs
  * the same tests in the same order.
  */
-#include <check.h>
 #include <errno.h>
 #include <math.h>
 #include <mpi.h>
@@ -23,32 +22,19 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "../common/test_check.h"
+#include "../common/test_model.h"
 #include "zero/ctx.h"
 #include "zrt/zrt.h"
 
-/* Layers: 0 = {a 37x5, b 3}, 1 = {} (no parameters), 2 = {c 129, d 2x2},
- * 3 = {e 300}. */
-enum { NLAYERS = 4, NTENSORS = 5 };
-static const int64_t shapes[NTENSORS][2] = {{37, 5}, {3, 1}, {129, 1}, {2, 2}, {300, 1}};
-static const int ndims[NTENSORS] = {2, 1, 1, 2, 1};
-static const int layer_of[NTENSORS] = {0, 0, 2, 2, 3};
-static const int64_t model_numel = 37 * 5 + 3 + 129 + 4 + 300;
-
-static int world_rank, world_size;
-
-typedef struct model {
-    zrt_ctx *ctx;
-    zrt_param p[NTENSORS];
-    zrt_dtype dtype; /* of parameters and gradients: f32, or 16-bit (mixed) */
-} model;
-
-static zrt_half half_of(zrt_dtype d)
-{
-    return d == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16;
-}
-
 /* The rank whose next backward puts an inf into a gradient (fp16 tests). */
 static int poison_rank = -1;
+
+static int model_overflows(const model *m, int t)
+{
+    (void)m;
+    return poison_rank == world_rank && t == 0;
+}
 
 static void base_config(zrt_config *cfg, int stage)
 {
@@ -58,101 +44,13 @@ static void base_config(zrt_config *cfg, int stage)
     cfg->log_level = 0;
 }
 
-static float initial_value(int tensor, int64_t i)
-{
-    return (float)sin(0.37 * (double)(i + 1) + tensor) * 0.5f;
-}
-
-/* Writes tensor t's initial values in the model's dtype. */
-static zrt_status write_initial(model *m, int t)
-{
-    int64_t n = shapes[t][0] * shapes[t][1];
-    float *v = malloc((size_t)n * sizeof *v);
-    uint16_t *h = malloc((size_t)n * sizeof *h);
-    for (int64_t i = 0; i < n; i++) {
-        v[i] = initial_value(t, i);
-        if (m->dtype != ZRT_F32)
-            h[i] = zrt_f32_to_half(v[i], half_of(m->dtype));
-    }
-    zrt_status st = zrt_param_write(m->ctx, m->p[t], m->dtype == ZRT_F32 ? (void *)v : h);
-    free(v);
-    free(h);
-    return st;
-}
-
-static zrt_status build(model *m, const zrt_config *cfg)
-{
-    m->dtype = cfg->bf16.enabled ? ZRT_BF16 : cfg->fp16.enabled ? ZRT_F16 : ZRT_F32;
-    ZRT_CHECK(zrt_ctx_create(cfg, &m->ctx));
-    for (int t = 0; t < NTENSORS; t++) {
-        char name[16];
-        snprintf(name, sizeof name, "t%d", t);
-        zrt_param_desc d = {.name = name, .ndim = ndims[t],
-                            .shape = {shapes[t][0], shapes[t][1]},
-                            .dtype = m->dtype, .layer = layer_of[t],
-                            .no_weight_decay = t == 1};
-        ZRT_CHECK(zrt_param_register(m->ctx, &d, &m->p[t]));
-    }
-    ZRT_CHECK(zrt_finalize_params(m->ctx));
-    for (int t = 0; t < NTENSORS; t++)
-        ZRT_CHECK(write_initial(m, t));
-    return ZRT_OK;
-}
-
-/* grad += f(param, rank): differs per rank, so the reduction matters. */
-/* 16-bit: the same gradient, times the loss scale, added with one rounding. */
-static zrt_status backward_half(model *m, int t)
-{
-    uint16_t *p, *g;
-    float scale;
-    zrt_half h = half_of(m->dtype);
-    ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], (void **)&p));
-    ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], (void **)&g));
-    ZRT_CHECK(zrt_loss_scale(m->ctx, &scale));
-    int64_t n = shapes[t][0] * shapes[t][1];
-    for (int64_t i = 0; i < n; i++) {
-        float pv = zrt_half_to_f32(p[i], h);
-        float add = (sinf(pv * (float)(world_rank + 1)) + 0.01f * (float)i) * scale;
-        g[i] = zrt_f32_to_half(zrt_half_to_f32(g[i], h) + add, h);
-    }
-    if (poison_rank == world_rank && t == 0)
-        g[0] = zrt_f32_to_half(INFINITY, h);
-    return ZRT_OK;
-}
-
-static zrt_status backward_layer(model *m, int layer)
-{
-    ZRT_CHECK(zrt_backward_begin(m->ctx, layer));
-    for (int t = 0; t < NTENSORS; t++) {
-        if (layer_of[t] != layer)
-            continue;
-        if (m->dtype != ZRT_F32) {
-            ZRT_CHECK(backward_half(m, t));
-            continue;
-        }
-        float *p, *g;
-        ZRT_CHECK(zrt_param_data(m->ctx, m->p[t], (void **)&p));
-        ZRT_CHECK(zrt_grad_data(m->ctx, m->p[t], (void **)&g));
-        int64_t n = shapes[t][0] * shapes[t][1];
-        for (int64_t i = 0; i < n; i++)
-            g[i] += sinf(p[i] * (float)(world_rank + 1)) + 0.01f * (float)i;
-    }
-    return zrt_backward_end(m->ctx, layer);
-}
-
 static int call_zero_grad = 1;
 
 static zrt_status forward_backward(model *m)
 {
     if (call_zero_grad)
         ZRT_CHECK(zrt_zero_grad(m->ctx));
-    for (int l = 0; l < NLAYERS; l++) {
-        ZRT_CHECK(zrt_forward_begin(m->ctx, l));
-        ZRT_CHECK(zrt_forward_end(m->ctx, l));
-    }
-    for (int l = NLAYERS - 1; l >= 0; l--)
-        ZRT_CHECK(backward_layer(m, l));
-    return ZRT_OK;
+    return model_forward_backward(m);
 }
 
 static zrt_status train_step(model *m)
@@ -163,25 +61,6 @@ static zrt_status train_step(model *m)
     ZRT_CHECK(forward_backward(m));
     return zrt_step(m->ctx, &hp);
 }
-
-/* Every parameter, as f32 (16-bit values widened exactly). */
-static float *read_all(model *m)
-{
-    float *all = malloc((size_t)model_numel * sizeof *all);
-    uint16_t *h = malloc((size_t)model_numel * sizeof *h);
-    int64_t at = 0;
-    for (int t = 0; t < NTENSORS; t++) {
-        void *dst = m->dtype == ZRT_F32 ? (void *)(all + at) : (void *)(h + at);
-        ck_assert_msg(zrt_param_read(m->ctx, m->p[t], dst) == ZRT_OK, "%s",
-                      zrt_last_error(m->ctx));
-        at += shapes[t][0] * shapes[t][1];
-    }
-    for (int64_t i = 0; m->dtype != ZRT_F32 && i < model_numel; i++)
-        all[i] = zrt_half_to_f32(h[i], half_of(m->dtype));
-    free(h);
-    return all;
-}
-
 
 /* Trains `steps` steps and returns every parameter, gathered, concatenated. */
 static float *train_and_read(const zrt_config *cfg, int steps)
@@ -194,14 +73,6 @@ static float *train_and_read(const zrt_config *cfg, int steps)
     float *all = read_all(&m);
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     return all;
-}
-
-static void assert_same_bits(const float *a, const float *b, const char *what)
-{
-    for (int64_t i = 0; i < model_numel; i++)
-        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0,
-                      "%s: element %lld differs (%.9g vs %.9g)", what,
-                      (long long)i, a[i], b[i]);
 }
 
 START_TEST(stages_are_bit_identical)
@@ -1446,14 +1317,8 @@ START_TEST(stage_auto_agrees_across_ranks)
     cfg.device_mem_limit = p0.tier_peak[ZRT_TIER_DEVICE] + 64;
     zrt_ctx *ctx;
     ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
-    for (int t = 0; t < NTENSORS; t++) {
-        char name[16];
-        snprintf(name, sizeof name, "t%d", t);
-        zrt_param_desc d = {.name = name, .ndim = ndims[t],
-                            .shape = {shapes[t][0], shapes[t][1]}, .layer = layer_of[t]};
-        zrt_param h;
-        ck_assert_int_eq(zrt_param_register(ctx, &d, &h), ZRT_OK);
-    }
+    zrt_param params[NTENSORS];
+    ck_assert_int_eq(register_params(ctx, ZRT_F32, "t", shapes[0][0], params), ZRT_OK);
     if (world_rank == 0) /* only rank 0 is over stage 0's budget */
         ck_assert_int_eq(zrt_declare_buffer(ctx, ZRT_CAT_ACTIVATION, 4096), ZRT_OK);
     zrt_mem_plan p;
@@ -1489,61 +1354,36 @@ START_TEST(allreduce_averages_in_rank_order)
 }
 END_TEST
 
-static Suite *engine_suite(void)
-{
-    Suite *s = suite_create("engine");
-    TCase *tc = tcase_create("engine");
-    tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, stages_are_bit_identical);
-    tcase_add_test(tc, step_leaves_gradients_zeroed);
-    tcase_add_test(tc, host_offload_is_bit_identical_and_leaves_the_device);
-    tcase_add_test(tc, pin_memory_locks_the_offloaded_buffers);
-    tcase_add_test(tc, nvme_offload_is_bit_identical);
-    tcase_add_test(tc, broken_optimizer_swap_fails_the_step_and_changes_nothing);
-    tcase_add_test(tc, broken_parameter_swap_fails_the_gather);
-    tcase_add_test(tc, nvme_shards_are_fetched_ahead_along_the_trace);
-    tcase_add_test(tc, unusable_swap_directory_fails_at_finalize);
-    tcase_add_test(tc, offload_rules_are_enforced);
-    tcase_add_test(tc, buckets_and_overlap_do_not_change_results);
-    tcase_add_test(tc, model_state_bytes_follow_the_formulas);
-    tcase_add_test(tc, stage3_prefetches_next_layer_within_budget);
-    tcase_add_test(tc, stage3_persistent_layers_stay_gathered);
-    tcase_add_test(tc, misuse_is_refused_with_a_sentence);
-    tcase_add_test(tc, bad_parameter_descriptions_are_refused);
-    tcase_add_test(tc, stage0_over_budget_fails_on_every_rank_stage3_fits);
-    tcase_add_test(tc, allreduce_averages_in_rank_order);
-    tcase_add_test(tc, plan_equals_measured_peaks);
-    tcase_add_test(tc, a_declared_step_is_checked_and_followed);
-    tcase_add_test(tc, an_undeclared_buffer_over_budget_quotes_the_plan);
-    tcase_add_test(tc, accumulated_micro_steps_equal_one_large_batch);
-    tcase_add_test(tc, offloaded_accumulation_keeps_the_shard_on_the_device);
-    tcase_add_test(tc, clipping_scales_the_gradients_to_the_limit);
-    tcase_add_test(tc, grad_norm_is_the_global_norm);
-    tcase_add_test(tc, bf16_stages_agree_and_track_f32);
-    tcase_add_test(tc, bf16_holds_two_bytes_a_parameter_and_a_master_copy);
-    tcase_add_test(tc, fp16_overflow_skips_the_step_on_every_rank);
-    tcase_add_test(tc, mixed_precision_refusals_name_the_cause);
-    tcase_add_test(tc, bf16_nvme_offload_is_bit_identical_and_all_or_nothing);
-    tcase_add_test(tc, stage_auto_agrees_across_ranks);
-    tcase_add_test(tc, the_plan_follows_the_communicator);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(int argc, char **argv)
 {
     /* The program owns MPI here so every context shares one MPI lifetime. */
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-    SRunner *sr = srunner_create(engine_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, world_rank == 0 ? CK_NORMAL : CK_SILENT);
-    int failed = srunner_ntests_failed(sr), any_failed = 0;
-    srunner_free(sr);
-    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (failed)
-        fprintf(stderr, "rank %d: %d engine tests failed\n", world_rank, failed);
+    zrt_check_mpi_init(&argc, &argv, &world_rank, &world_size);
+    Suite *s = ZRT_CHECK_SUITE(
+        "engine", 240, stages_are_bit_identical, step_leaves_gradients_zeroed,
+        host_offload_is_bit_identical_and_leaves_the_device,
+        pin_memory_locks_the_offloaded_buffers, nvme_offload_is_bit_identical,
+        broken_optimizer_swap_fails_the_step_and_changes_nothing,
+        broken_parameter_swap_fails_the_gather,
+        nvme_shards_are_fetched_ahead_along_the_trace,
+        unusable_swap_directory_fails_at_finalize, offload_rules_are_enforced,
+        buckets_and_overlap_do_not_change_results, model_state_bytes_follow_the_formulas,
+        stage3_prefetches_next_layer_within_budget,
+        stage3_persistent_layers_stay_gathered, misuse_is_refused_with_a_sentence,
+        bad_parameter_descriptions_are_refused,
+        stage0_over_budget_fails_on_every_rank_stage3_fits,
+        allreduce_averages_in_rank_order, plan_equals_measured_peaks,
+        a_declared_step_is_checked_and_followed,
+        an_undeclared_buffer_over_budget_quotes_the_plan,
+        accumulated_micro_steps_equal_one_large_batch,
+        offloaded_accumulation_keeps_the_shard_on_the_device,
+        clipping_scales_the_gradients_to_the_limit, grad_norm_is_the_global_norm,
+        bf16_stages_agree_and_track_f32,
+        bf16_holds_two_bytes_a_parameter_and_a_master_copy,
+        fp16_overflow_skips_the_step_on_every_rank,
+        mixed_precision_refusals_name_the_cause,
+        bf16_nvme_offload_is_bit_identical_and_all_or_nothing,
+        stage_auto_agrees_across_ranks, the_plan_follows_the_communicator);
+    int rc = zrt_check_main_mpi(s, "engine");
     MPI_Finalize();
-    return any_failed ? 1 : 0;
+    return rc;
 }

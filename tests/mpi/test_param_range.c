@@ -15,7 +15,6 @@
  *     refused with a sentence.
  * Check runs without fork (forked children cannot use MPI).
  */
-#include <check.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/test_check.h"
 #include "zrt/zrt.h"
 
 /* Layers: 0 = {a 1000x7, b 3}, 1 = {c 129}: a tensor over several 4 KiB
@@ -249,34 +249,17 @@ START_TEST(bad_ranges_are_refused_with_a_sentence)
 }
 END_TEST
 
-static Suite *range_suite(void)
-{
-    Suite *s = suite_create("param_range");
-    TCase *tc = tcase_create("param_range");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, owned_ranges_written_piecewise_give_the_full_values);
-    tcase_add_test(tc, bad_ranges_are_refused_with_a_sentence);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    zrt_check_mpi_init(&argc, &argv, &world_rank, &world_size);
     if (world_size > 4) {
         MPI_Finalize();
-        return 77;
+        return ZRT_TEST_SKIP;
     }
-    SRunner *sr = srunner_create(range_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, world_rank == 0 ? CK_NORMAL : CK_SILENT);
-    int failed = srunner_ntests_failed(sr), any_failed = 0;
-    srunner_free(sr);
-    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (failed)
-        fprintf(stderr, "rank %d: %d param_range tests failed\n", world_rank, failed);
+    Suite *s = ZRT_CHECK_SUITE("param_range", 120,
+                               owned_ranges_written_piecewise_give_the_full_values,
+                               bad_ranges_are_refused_with_a_sentence);
+    int rc = zrt_check_main_mpi(s, "param_range");
     MPI_Finalize();
-    return any_failed ? 1 : 0;
+    return rc;
 }

@@ -8,7 +8,7 @@
  */
 #include "zrt/zrt.h"
 
-#include <check.h>
+#include "../common/test_check.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +31,24 @@ static zrt_status load(zrt_config *cfg, const char *json, char *err)
 {
     err[0] = '\0';
     return zrt_config_load_string(cfg, json, err, ERRBUF);
+}
+
+/* The keys of zero_optimization and the top level that test_defaults and
+ * test_every_key read: each as want has it. */
+static void expect_keys(const zrt_config *cfg, const zrt_config *want)
+{
+    ck_assert_int_eq(cfg->stage, want->stage);
+    ck_assert_int_eq(cfg->reduce_bucket_size, want->reduce_bucket_size);
+    ck_assert_int_eq(cfg->allgather_bucket_size, want->allgather_bucket_size);
+    ck_assert_int_eq(cfg->stage3_prefetch_bucket_size, want->stage3_prefetch_bucket_size);
+    ck_assert_int_eq(cfg->stage3_param_persistence_threshold,
+                     want->stage3_param_persistence_threshold);
+    ck_assert_int_eq(cfg->overlap_comm, want->overlap_comm);
+    ck_assert_int_eq(cfg->device_mem_limit, want->device_mem_limit);
+    ck_assert_str_eq(cfg->backend, want->backend);
+    ck_assert_int_eq(cfg->communicator, want->communicator);
+    ck_assert_float_eq(cfg->comm_timeout_seconds, want->comm_timeout_seconds);
+    ck_assert_int_eq(cfg->log_level, want->log_level);
 }
 
 /* Expects json to fail with ZRT_ERR_CONFIG, leave the config unchanged, and
@@ -69,17 +87,18 @@ START_TEST(test_defaults)
     memset(&cfg, 0xAB, sizeof cfg);
     ck_assert_int_eq(zrt_config_init(&cfg), ZRT_OK);
     ck_assert_uint_eq(cfg.struct_size, sizeof(zrt_config));
-    ck_assert_int_eq(cfg.stage, 0);
-    ck_assert_int_eq(cfg.reduce_bucket_size, 500000000);
-    ck_assert_int_eq(cfg.allgather_bucket_size, 500000000);
-    ck_assert_int_eq(cfg.stage3_prefetch_bucket_size, 50000000);
-    ck_assert_int_eq(cfg.stage3_param_persistence_threshold, 100000);
-    ck_assert_int_eq(cfg.overlap_comm, 1);
-    ck_assert_int_eq(cfg.device_mem_limit, 0);
-    ck_assert_str_eq(cfg.backend, "cpu");
-    ck_assert_int_eq(cfg.communicator, ZRT_COMM_AUTO);
-    ck_assert_float_eq(cfg.comm_timeout_seconds, 600.0f);
-    ck_assert_int_eq(cfg.log_level, 1);
+    const zrt_config want = {.stage = 0,
+                             .reduce_bucket_size = 500000000,
+                             .allgather_bucket_size = 500000000,
+                             .stage3_prefetch_bucket_size = 50000000,
+                             .stage3_param_persistence_threshold = 100000,
+                             .overlap_comm = 1,
+                             .device_mem_limit = 0,
+                             .backend = "cpu",
+                             .communicator = ZRT_COMM_AUTO,
+                             .comm_timeout_seconds = 600.0f,
+                             .log_level = 1};
+    expect_keys(&cfg, &want);
     ck_assert_int_eq(zrt_config_init(NULL), ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt_config_validate(&cfg, NULL, 0), ZRT_OK);
 }
@@ -99,17 +118,18 @@ START_TEST(test_every_key)
                        " \"backend\": \"cuda\", \"log_level\": 3,"
                        " \"communicator\": \"nccl\", \"comm_timeout_seconds\": 30}";
     ck_assert_int_eq(load(&cfg, json, err), ZRT_OK);
-    ck_assert_int_eq(cfg.stage, 3);
-    ck_assert_int_eq(cfg.reduce_bucket_size, 1000);
-    ck_assert_int_eq(cfg.allgather_bucket_size, 2000);
-    ck_assert_int_eq(cfg.stage3_prefetch_bucket_size, 3000);
-    ck_assert_int_eq(cfg.stage3_param_persistence_threshold, 4000);
-    ck_assert_int_eq(cfg.overlap_comm, 1);
-    ck_assert_int_eq(cfg.device_mem_limit, 5000);
-    ck_assert_str_eq(cfg.backend, "cuda");
-    ck_assert_int_eq(cfg.communicator, ZRT_COMM_NCCL);
-    ck_assert_float_eq(cfg.comm_timeout_seconds, 30.0f);
-    ck_assert_int_eq(cfg.log_level, 3);
+    const zrt_config want = {.stage = 3,
+                             .reduce_bucket_size = 1000,
+                             .allgather_bucket_size = 2000,
+                             .stage3_prefetch_bucket_size = 3000,
+                             .stage3_param_persistence_threshold = 4000,
+                             .overlap_comm = 1,
+                             .device_mem_limit = 5000,
+                             .backend = "cuda",
+                             .communicator = ZRT_COMM_NCCL,
+                             .comm_timeout_seconds = 30.0f,
+                             .log_level = 3};
+    expect_keys(&cfg, &want);
     ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_OK);
 }
 END_TEST
@@ -561,39 +581,14 @@ START_TEST(test_stage_auto_and_host_budget)
 }
 END_TEST
 
-static Suite *config_suite(void)
-{
-    Suite *s = suite_create("config");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_defaults);
-    tcase_add_test(tc, test_every_key);
-    tcase_add_test(tc, test_deepspeed_reals_and_strings);
-    tcase_add_test(tc, test_overlap_comm_false_and_partial);
-    tcase_add_test(tc, test_log_level_names);
-    tcase_add_test(tc, test_load_file);
-    tcase_add_test(tc, test_unknown_keys);
-    tcase_add_test(tc, test_bad_values);
-    tcase_add_test(tc, test_tiny_reals);
-    tcase_add_test(tc, test_file_size_cap);
-    tcase_add_test(tc, test_malformed_json);
-    tcase_add_test(tc, test_file_errors);
-    tcase_add_test(tc, test_unchanged_after_failure);
-    tcase_add_test(tc, test_errbuf_handling);
-    tcase_add_test(tc, test_null_arguments);
-    tcase_add_test(tc, test_parse_size_good);
-    tcase_add_test(tc, test_parse_size_bad);
-    tcase_add_test(tc, test_validate);
-    tcase_add_test(tc, test_offload_and_aio);
-    tcase_add_test(tc, test_stage_auto_and_host_budget);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zrt_check_main(ZRT_CHECK_SUITE(
+        "config", 0, test_defaults, test_every_key, test_deepspeed_reals_and_strings,
+        test_overlap_comm_false_and_partial, test_log_level_names, test_load_file,
+        test_unknown_keys, test_bad_values, test_tiny_reals, test_file_size_cap,
+        test_malformed_json, test_file_errors, test_unchanged_after_failure,
+        test_errbuf_handling, test_null_arguments, test_parse_size_good,
+        test_parse_size_bad, test_validate, test_offload_and_aio,
+        test_stage_auto_and_host_budget));
 }

@@ -8,7 +8,7 @@
  */
 #include "zrt/zrt.h"
 
-#include <check.h>
+#include "../common/test_check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,30 +351,11 @@ START_TEST(empty_model)
 }
 END_TEST
 
-static Suite *estimate_suite(void)
-{
-    Suite *s = suite_create("estimate");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, paper_model_states);
-    tcase_add_test(tc, mixed_precision_categories);
-    tcase_add_test(tc, f32_table_with_ceil_shards);
-    tcase_add_test(tc, optimizer_cpu_moves_between_tiers);
-    tcase_add_test(tc, param_cpu_moves_the_shard);
-    tcase_add_test(tc, nvme_holds_two_slots);
-    tcase_add_test(tc, buffer_bounds);
-    tcase_add_test(tc, persistent_layers);
-    tcase_add_test(tc, largest_from_layer_count);
-    tcase_add_test(tc, bad_input_refused);
-    tcase_add_test(tc, empty_model);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(estimate_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zrt_check_main(ZRT_CHECK_SUITE(
+        "estimate", 0, paper_model_states, mixed_precision_categories,
+        f32_table_with_ceil_shards, optimizer_cpu_moves_between_tiers,
+        param_cpu_moves_the_shard, nvme_holds_two_slots, buffer_bounds, persistent_layers,
+        largest_from_layer_count, bad_input_refused, empty_model));
 }

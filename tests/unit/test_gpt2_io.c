@@ -10,7 +10,7 @@
  */
 #include "gpt2.h"
 
-#include <check.h>
+#include "../common/test_check.h"
 #include <dirent.h>
 #include <limits.h>
 #include <stdint.h>
@@ -46,33 +46,15 @@ static void make_dir(void)
     ck_assert_ptr_nonnull(mkdtemp(g_dir));
 }
 
-/* Removes dir and everything under it. */
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (unlink(p) != 0)
-            remove_tree(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static void drop_dir(void)
 {
-    remove_tree(g_dir);
+    test_remove_tree(g_dir);
 }
 
 static void drop_root(void)
 {
     if (g_root[0])
-        remove_tree(g_root);
+        test_remove_tree(g_root);
 }
 
 /* g_dir/name into buf. */
@@ -102,11 +84,8 @@ static float *random_params(size_t n, uint32_t seed)
 {
     float *p = malloc(n * sizeof *p);
     ck_assert_ptr_nonnull(p);
-    uint32_t x = seed;
-    for (size_t i = 0; i < n; i++) {
-        x = x * 1664525u + 1013904223u;
-        p[i] = (float)((int32_t)x) / 1e9f;
-    }
+    test_rng r = test_rng_seed(seed);
+    test_fill_f32(&r, p, n);
     uint32_t specials[] = {0x80000000u /* -0 */, 0x7fc01234u /* NaN payload */,
                            0x00000001u /* denormal */, 0x7f800000u /* inf */};
     for (size_t i = 0; i < 4 && i < n; i++)
@@ -650,9 +629,5 @@ static Suite *gpt2_io_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(gpt2_io_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return zrt_check_main(gpt2_io_suite());
 }

@@ -25,7 +25,7 @@
 #include "kernels/cpu/kernels_avx2.h"
 #include "kernels/cpu/kernels_avx512.h"
 
-#include <check.h>
+#include "../common/test_check.h"
 #if defined(__x86_64__) && defined(__clang__)
 #include <cpuid.h>
 #endif
@@ -35,8 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GUARD 9 /* floats each side; odd, so buffers are misaligned */
-#define SENTINEL 12345.0f
+#define GUARD      9 /* elements each side; odd, so buffers are misaligned */
 #define ADAM_STEPS 5
 
 static const size_t sizes[] = {0, 1, 7, 8, 9, 1000, 4099};
@@ -44,75 +43,80 @@ static const size_t sizes[] = {0, 1, 7, 8, 9, 1000, 4099};
 
 /* ---- helpers ---------------------------------------------------------- */
 
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r) /* xorshift64* */
-{
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-
-static rng rng_seed(uint64_t seed)
-{
-    rng r = {seed * 0x9E3779B97F4A7C15ULL + 1};
-    return r;
-}
-
-/* Uniform in [-1, 1), exactly representable. */
-static float rng_unit(rng *r)
-{
-    return (float)((int32_t)(rng_next(r) >> 40) - (1 << 23)) / (float)(1 << 23);
-}
-
 /* A value of mixed magnitude, sometimes exactly zero, like a gradient. */
-static float rng_grad(rng *r)
+static float rng_grad(test_rng *r)
 {
     static const float scale[4] = {1.0f, 1e-2f, 1e-4f, 0.0f};
-    return rng_unit(r) * scale[rng_next(r) >> 62];
+    return test_rng_unit(r) * scale[test_rng_next(r) >> 62];
 }
 
-static float *guarded_alloc(size_t n)
+/* n elements of esize bytes between GUARD copies of sentinel on each side;
+ * guard_free checks that none of them was written. */
+static void *guard_alloc(size_t n, size_t esize, const void *sentinel)
 {
-    float *base = malloc((n + 2 * GUARD) * sizeof *base);
+    unsigned char *base = malloc((n + 2 * GUARD) * esize);
 
     ck_assert_ptr_nonnull(base);
     for (size_t i = 0; i < n + 2 * GUARD; i++)
-        base[i] = SENTINEL;
-    return base + GUARD;
+        memcpy(base + i * esize, sentinel, esize);
+    return base + GUARD * esize;
 }
 
-static void guarded_free(float *x, size_t n)
+static void guard_free(void *x, size_t n, size_t esize, const void *sentinel)
 {
-    float *base = x - GUARD;
+    unsigned char *base = (unsigned char *)x - GUARD * esize;
 
     for (size_t i = 0; i < GUARD; i++) {
-        ck_assert_msg(base[i] == SENTINEL, "write before buffer at -%zu",
-                      GUARD - i);
-        ck_assert_msg(x[n + i] == SENTINEL, "write past buffer at n+%zu", i);
+        ck_assert_msg(memcmp(base + i * esize, sentinel, esize) == 0,
+                      "write before buffer at -%zu", GUARD - i);
+        ck_assert_msg(memcmp(base + (GUARD + n + i) * esize, sentinel, esize) == 0,
+                      "write past buffer at n+%zu", i);
     }
     free(base);
 }
 
-static float *random_buf(rng *r, size_t n)
+static void *guard_copy(const void *x, size_t n, size_t esize, const void *sentinel)
 {
-    float *x = guarded_alloc(n);
+    unsigned char *y = guard_alloc(n, esize, sentinel);
+    const unsigned char *from = x;
 
+    for (size_t i = 0; i < n * esize; i++)
+        y[i] = from[i];
+    return y;
+}
+
+/* Index of the first element whose bits differ, or n. */
+static size_t first_diff(const void *a, const void *b, size_t n, size_t esize)
+{
     for (size_t i = 0; i < n; i++)
-        x[i] = rng_unit(r);
-    return x;
+        if (memcmp((const char *)a + i * esize, (const char *)b + i * esize, esize) != 0)
+            return i;
+    return n;
+}
+
+static const float sentinel_f32 = 12345.0f;
+
+static float *guarded_alloc(size_t n)
+{
+    return guard_alloc(n, sizeof(float), &sentinel_f32);
+}
+
+static void guarded_free(float *x, size_t n)
+{
+    guard_free(x, n, sizeof *x, &sentinel_f32);
 }
 
 static float *copy_buf(const float *x, size_t n)
 {
-    float *y = guarded_alloc(n);
+    return guard_copy(x, n, sizeof *x, &sentinel_f32);
+}
 
-    for (size_t i = 0; i < n; i++)
-        y[i] = x[i];
-    return y;
+static float *random_buf(test_rng *r, size_t n)
+{
+    float *x = guarded_alloc(n);
+
+    test_fill_f32(r, x, n);
+    return x;
 }
 
 static float from_bits(uint32_t u)
@@ -144,29 +148,19 @@ static const uint32_t special_bits[] = {
 #define NSPECIAL ((int)(sizeof special_bits / sizeof special_bits[0]))
 
 /* Replaces about one element in eight of x with a special value. */
-static void sprinkle_specials(rng *r, float *x, size_t n)
+static void sprinkle_specials(test_rng *r, float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (rng_next(r) >> 61 == 0)
-            x[i] = from_bits(special_bits[rng_next(r) % NSPECIAL]);
+        if (test_rng_next(r) >> 61 == 0)
+            x[i] = from_bits(special_bits[test_rng_next(r) % NSPECIAL]);
 }
 
-/* Index of the first element whose bits differ, or n. */
-static size_t first_diff(const float *a, const float *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof a[i]) != 0)
-            return i;
-    return n;
-}
-
-#define ck_assert_bits_eq(a, b, n, what)                                     \
-    do {                                                                     \
-        size_t d_ = first_diff((a), (b), (n));                               \
-        ck_assert_msg(d_ == (n), "%s: bits differ at %zu of %zu (%a vs %a)", \
-                      (what), d_, (size_t)(n),                               \
-                      d_ < (n) ? (double)(a)[d_] : 0.0,                      \
-                      d_ < (n) ? (double)(b)[d_] : 0.0);                     \
+#define ck_assert_bits_eq(a, b, n, what)                                                 \
+    do {                                                                                 \
+        size_t d_ = first_diff((a), (b), (n), sizeof *(a));                              \
+        ck_assert_msg(d_ == (n), "%s: bits differ at %zu of %zu (%a vs %a)", (what), d_, \
+                      (size_t)(n), d_ < (n) ? (double)(a)[d_] : 0.0,                     \
+                      d_ < (n) ? (double)(b)[d_] : 0.0);                                 \
     } while (0)
 
 /* ---- AdamW -------------------------------------------------------------- */
@@ -182,7 +176,7 @@ typedef struct adam_hp {
 
 static const adam_hp default_hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f};
 
-static adam_state adam_alloc(rng *r, size_t n)
+static adam_state adam_alloc(test_rng *r, size_t n)
 {
     adam_state st = {random_buf(r, n), guarded_alloc(n), guarded_alloc(n), n};
 
@@ -214,7 +208,7 @@ static zrt_adamw_scalars hp_scalars(const adam_hp *hp, long t)
 START_TEST(test_adamw_dispatch_bits)
 {
     size_t n = sizes[_i];
-    rng r = rng_seed(100 + n);
+    test_rng r = test_rng_seed(100 + n);
     adam_state a = adam_alloc(&r, n), b = adam_copy(&a);
     float *g = guarded_alloc(n);
 
@@ -260,7 +254,7 @@ static void check_adamw_elem(const adam_hp *hp, long t, float p0, float g,
 START_TEST(test_adamw_scalar_vs_double)
 {
     size_t n = sizes[_i];
-    rng r = rng_seed(200 + n);
+    test_rng r = test_rng_seed(200 + n);
     adam_state st = adam_alloc(&r, n), prev;
     float *g = guarded_alloc(n);
 
@@ -310,7 +304,7 @@ START_TEST(test_adamw_weight_decay_only)
     enum { N = 19 };
     zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f,
                                                  0.5f, 3);
-    rng r = rng_seed(300);
+    test_rng r = test_rng_seed(300);
 
     ck_assert(s.decay_factor == (float)(1.0 - 0.1f * (double)0.5f));
     ck_assert(fabsf(s.decay_factor - 0.95f) <= 1e-7f);
@@ -318,7 +312,7 @@ START_TEST(test_adamw_weight_decay_only)
         float p[N], p0[N], g[N] = {0}, m[N] = {0}, v[N] = {0};
 
         for (int i = 0; i < N; i++)
-            p[i] = p0[i] = rng_unit(&r) * 10.0f;
+            p[i] = p0[i] = test_rng_unit(&r) * 10.0f;
         if (path == 0)
             zrt_adamw_f32(p, g, m, v, N, &s);
         else
@@ -372,7 +366,7 @@ END_TEST
 START_TEST(test_scale)
 {
     size_t n = sizes[_i];
-    rng r = rng_seed(400 + n);
+    test_rng r = test_rng_seed(400 + n);
     float *x0 = random_buf(&r, n), *a = copy_buf(x0, n), *b = copy_buf(x0, n);
     const float alpha = 0.7f;
 
@@ -407,7 +401,7 @@ static void check_sqnorm(const float *x, size_t n)
 START_TEST(test_sqnorm_random)
 {
     size_t n = _i < NSIZES ? sizes[_i] : 100003;
-    rng r = rng_seed(500 + n);
+    test_rng r = test_rng_seed(500 + n);
     float *x = guarded_alloc(n);
 
     for (size_t i = 0; i < n; i++)
@@ -456,14 +450,14 @@ typedef void sum_fn(float *, const float *const *, int, size_t, float);
 static void check_sum_specials(sum_fn *fn, int nsrc, size_t n, float divisor,
                                int alias, uint64_t seed, int specials)
 {
-    rng r = rng_seed(seed);
+    test_rng r = test_rng_seed(seed);
     float *src[MAXSRC], *want = guarded_alloc(n), *out;
 
     for (int k = 0; k < nsrc; k++) {
         src[k] = guarded_alloc(n);
         for (size_t i = 0; i < n; i++) {
-            float mag = (float)(1 << (rng_next(&r) >> 60));
-            src[k][i] = rng_unit(&r) * mag;
+            float mag = (float)(1 << (test_rng_next(&r) >> 60));
+            src[k][i] = test_rng_unit(&r) * mag;
         }
         if (specials)
             sprinkle_specials(&r, src[k], n);
@@ -512,7 +506,7 @@ END_TEST
 START_TEST(test_sum_ordered_single_source)
 {
     enum { N = 1001 };
-    rng r = rng_seed(900);
+    test_rng r = test_rng_seed(900);
     float *x = random_buf(&r, N), *out = guarded_alloc(N);
     const float *src[1] = {x};
 
@@ -528,7 +522,7 @@ END_TEST
 START_TEST(test_sum_ordered_mean_of_three)
 {
     enum { N = 1003 };
-    rng r = rng_seed(1000);
+    test_rng r = test_rng_seed(1000);
     float *a = random_buf(&r, N), *b = random_buf(&r, N);
     float *c = random_buf(&r, N), *out = guarded_alloc(N);
     const float *src[3] = {a, b, c};
@@ -640,7 +634,7 @@ START_TEST(test_path_adamw_bits)
 {
     const kpath *kp = loop_path(_i);
     size_t n = loop_size(_i);
-    rng r = rng_seed(1100 + n);
+    test_rng r = test_rng_seed(1100 + n);
     adam_state a = adam_alloc(&r, n), b;
     float *g = guarded_alloc(n);
 
@@ -671,7 +665,7 @@ START_TEST(test_path_adamw_out_bits)
 {
     const kpath *kp = loop_path(_i);
     size_t n = loop_size(_i);
-    rng r = rng_seed(1300 + n);
+    test_rng r = test_rng_seed(1300 + n);
     adam_state a = adam_alloc(&r, n), b, c;
     float *g = guarded_alloc(n), *g_over = guarded_alloc(n), *p_out = guarded_alloc(n);
     float *p_before = guarded_alloc(n);
@@ -749,7 +743,7 @@ START_TEST(test_path_scale_bits)
                                       0x7f61b1e6u /* 3e38 */, 0xbf800000u};
     const kpath *kp = loop_path(_i);
     size_t n = loop_size(_i);
-    rng r = rng_seed(1200 + n);
+    test_rng r = test_rng_seed(1200 + n);
     float *x0 = random_buf(&r, n);
 
     sprinkle_specials(&r, x0, n);
@@ -776,7 +770,7 @@ START_TEST(test_path_sqnorm)
 {
     const kpath *kp = loop_path(_i);
     size_t n = loop_size(_i);
-    rng r = rng_seed(1300 + n);
+    test_rng r = test_rng_seed(1300 + n);
     float *x = guarded_alloc(n);
     long double ref = 0.0L;
     double a, b;
@@ -821,7 +815,7 @@ START_TEST(test_path_misaligned)
 {
     static const size_t lens[] = {1, 8, 15, 16, 17, 33, 47};
     const kpath *kp = &vpaths[_i];
-    rng r = rng_seed(2000);
+    test_rng r = test_rng_seed(2000);
 
     for (size_t off = 0; off <= 16; off++)
         for (size_t j = 0; j < sizeof lens / sizeof lens[0]; j++) {
@@ -1014,77 +1008,52 @@ static const uint16_t hspecial_bits[2][14] = {
 };
 #define NHSPECIAL 14
 
-#define HGUARD 9 /* uint16_t each side; odd, so buffers are misaligned */
-#define HSENTINEL 0xa5c3u
+static const uint16_t sentinel_half = 0xa5c3u;
 
 static uint16_t *hguarded_alloc(size_t n)
 {
-    uint16_t *base = malloc((n + 2 * HGUARD) * sizeof *base);
-
-    ck_assert_ptr_nonnull(base);
-    for (size_t i = 0; i < n + 2 * HGUARD; i++)
-        base[i] = HSENTINEL;
-    return base + HGUARD;
+    return guard_alloc(n, sizeof(uint16_t), &sentinel_half);
 }
 
 static void hguarded_free(uint16_t *x, size_t n)
 {
-    uint16_t *base = x - HGUARD;
-
-    for (size_t i = 0; i < HGUARD; i++) {
-        ck_assert_msg(base[i] == HSENTINEL, "write before buffer at -%zu",
-                      HGUARD - i);
-        ck_assert_msg(x[n + i] == HSENTINEL, "write past buffer at n+%zu", i);
-    }
-    free(base);
+    guard_free(x, n, sizeof *x, &sentinel_half);
 }
 
 static uint16_t *hcopy_buf(const uint16_t *x, size_t n)
 {
-    uint16_t *y = hguarded_alloc(n);
-
-    for (size_t i = 0; i < n; i++)
-        y[i] = x[i];
-    return y;
+    return guard_copy(x, n, sizeof *x, &sentinel_half);
 }
 
 /* A finite value of mixed magnitude (fp16 subnormals and near-overflow
  * values included), rounded to the format; sometimes zero. */
-static uint16_t rng_half(rng *r, zrt_half h)
+static uint16_t rng_half(test_rng *r, zrt_half h)
 {
     static const float mag[8] = {1.0f, 1e-2f, 1e-4f, 1e-6f,
                                  100.0f, 3e4f, 0.0f, 1e-7f};
-    float x = rng_unit(r) * mag[rng_next(r) >> 61];
+    float x = test_rng_unit(r) * mag[test_rng_next(r) >> 61];
 
     return ref_round(x, h);
 }
 
-static uint16_t *rng_half_buf(rng *r, size_t n, zrt_half h, int specials)
+static uint16_t *rng_half_buf(test_rng *r, size_t n, zrt_half h, int specials)
 {
     uint16_t *x = hguarded_alloc(n);
 
     for (size_t i = 0; i < n; i++) {
         x[i] = rng_half(r, h);
-        if (specials && rng_next(r) >> 61 == 0)
-            x[i] = hspecial_bits[h][rng_next(r) % NHSPECIAL];
+        if (specials && test_rng_next(r) >> 61 == 0)
+            x[i] = hspecial_bits[h][test_rng_next(r) % NHSPECIAL];
     }
     return x;
 }
 
-static size_t first_hdiff(const uint16_t *a, const uint16_t *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (a[i] != b[i])
-            return i;
-    return n;
-}
-
-#define ck_assert_hbits_eq(a, b, n, what)                                      \
-    do {                                                                       \
-        size_t d_ = first_hdiff((a), (b), (n));                                \
-        ck_assert_msg(d_ == (n), "%s: bits differ at %zu of %zu (%#x vs %#x)", \
-                      (what), d_, (size_t)(n), d_ < (n) ? (a)[d_] : 0u,        \
-                      d_ < (n) ? (b)[d_] : 0u);                                \
+#define ck_assert_hbits_eq(a, b, n, what)                                                \
+    do {                                                                                 \
+        size_t d_ = first_diff((a), (b), (n), sizeof *(a));                              \
+        ck_assert_msg(d_ == (n), "%s: bits differ at %zu of %zu (%#x vs %#x)", (what),   \
+                      d_, (size_t)(n), d_ < (n) ? (a)[d_] : 0u,                          \
+                      d_ < (n) ? (b)[d_] : 0u);                                          \
     } while (0)
 
 /* ---- the 16-bit kernels of one path ---- */
@@ -1365,7 +1334,7 @@ START_TEST(test_half_add_scale_formula)
                                    65536.0f, -0.0f};
     size_t n = sizes[_i / 2];
     zrt_half h = halves[_i % 2];
-    rng r = rng_seed(3000 + n * 2 + (size_t)h);
+    test_rng r = test_rng_seed(3000 + n * 2 + (size_t)h);
     uint16_t *a = rng_half_buf(&r, n, h, 1), *b = rng_half_buf(&r, n, h, 1);
     uint16_t *want = hguarded_alloc(n), *out = hguarded_alloc(n);
     size_t bad_exact = 0;
@@ -1407,7 +1376,7 @@ START_TEST(test_half_sum_formula)
     static const float divisors[] = {1.0f, 3.0f, 0.37f, 4.0f};
     size_t n = sizes[_i / 2];
     zrt_half h = halves[_i % 2];
-    rng r = rng_seed(3100 + n * 2 + (size_t)h);
+    test_rng r = test_rng_seed(3100 + n * 2 + (size_t)h);
     uint16_t *src[MAXSRC], *want = hguarded_alloc(n), *out;
 
     for (int k = 0; k < MAXSRC; k++)
@@ -1473,7 +1442,7 @@ END_TEST
 static void check_adamw_mixed(const hpath *hp, size_t n, zrt_half h,
                               float grad_scale, uint64_t seed)
 {
-    rng r = rng_seed(seed);
+    test_rng r = test_rng_seed(seed);
     adam_state a = adam_alloc(&r, n), b, c;
     float *gf = guarded_alloc(n), *g32 = guarded_alloc(n);
     uint16_t *p_out = hguarded_alloc(n), *want = hguarded_alloc(n), *g, *gover;
@@ -1555,13 +1524,13 @@ START_TEST(test_hpath_cast_bits)
 {
     const hpath *hp = hloop_path(_i);
     size_t n = hloop_size(_i);
-    rng r = rng_seed(3400 + n);
+    test_rng r = test_rng_seed(3400 + n);
     float *x = guarded_alloc(n), *wa = guarded_alloc(n), *wb = guarded_alloc(n);
     uint16_t *hx = hguarded_alloc(n), *a = hguarded_alloc(n), *b = hguarded_alloc(n);
 
     for (size_t i = 0; i < n; i++) {
-        x[i] = from_bits((uint32_t)(rng_next(&r) >> 32)); /* any pattern */
-        hx[i] = (uint16_t)(rng_next(&r) >> 48);
+        x[i] = from_bits((uint32_t)(test_rng_next(&r) >> 32)); /* any pattern */
+        hx[i] = (uint16_t)(test_rng_next(&r) >> 48);
     }
     for (int hi = 0; hi < 2; hi++) {
         hp->to_half(a, x, n, halves[hi]);
@@ -1587,7 +1556,7 @@ START_TEST(test_hpath_arith_bits)
                                       0x7f61b1e6u /* 3e38 */, 0xbf800000u};
     const hpath *hp = hloop_path(_i);
     size_t n = hloop_size(_i);
-    rng r = rng_seed(3500 + n);
+    test_rng r = test_rng_seed(3500 + n);
 
     for (int hi = 0; hi < 2; hi++) {
         zrt_half h = halves[hi];
@@ -1620,7 +1589,7 @@ START_TEST(test_hpath_sum_bits)
     static const float divisors[] = {1.0f, 3.0f, 0.37f, 0.0f};
     const hpath *hp = hloop_path(_i);
     size_t n = hloop_size(_i);
-    rng r = rng_seed(3600 + n);
+    test_rng r = test_rng_seed(3600 + n);
 
     for (int hi = 0; hi < 2; hi++) {
         zrt_half h = halves[hi];
@@ -1653,7 +1622,7 @@ START_TEST(test_hpath_sqnorm)
 {
     const hpath *hp = hloop_path(_i);
     size_t n = hloop_size(_i);
-    rng r = rng_seed(3700 + n);
+    test_rng r = test_rng_seed(3700 + n);
 
     for (int hi = 0; hi < 2; hi++) {
         zrt_half h = halves[hi];
@@ -1694,7 +1663,7 @@ START_TEST(test_hpath_all_finite)
     };
     const hpath *hp = hloop_path(_i);
     size_t n = hloop_size(_i);
-    rng r = rng_seed(3800 + n);
+    test_rng r = test_rng_seed(3800 + n);
     float *x = random_buf(&r, n);
     uint16_t *hx[2];
     size_t missed = 0, false_alarm = 0, where = 0;
@@ -1747,7 +1716,7 @@ START_TEST(test_hpath_adamw_bits)
 {
     const hpath *hp = hloop_path(_i);
     size_t n = hloop_size(_i);
-    rng r = rng_seed(3900 + n);
+    test_rng r = test_rng_seed(3900 + n);
 
     for (int hi = 0; hi < 2; hi++) {
         zrt_half h = halves[hi];
@@ -1795,7 +1764,7 @@ START_TEST(test_hpath_misaligned)
 {
     static const size_t lens[] = {1, 7, 8, 15, 16, 17, 33, 47};
     const hpath *hp = &hpaths[_i];
-    rng r = rng_seed(4000);
+    test_rng r = test_rng_seed(4000);
 
     for (int hi = 0; hi < 2; hi++) {
         zrt_half h = halves[hi];
@@ -1957,9 +1926,6 @@ static Suite *kernels_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int nfailed;
-
     printf("kernels: dispatch uses the %s path; fp16 reference: %s\n",
            zrt_kernels_cpu_path(), ref_f16_name);
     for (int p = 0; p < NVPATHS; p++) {
@@ -1979,9 +1945,5 @@ int main(void)
                    hpaths[p].name, hpaths[p].feature);
     }
     fflush(stdout);
-    sr = srunner_create(kernels_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    nfailed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return (nfailed == 0) ? 0 : 1;
+    return zrt_check_main(kernels_suite());
 }

@@ -3,7 +3,7 @@
  * DynamicLossScaler step by step: hysteresis before halving, doubling after
  * a window without overflow, the floor, and a fixed scale that never moves.
  */
-#include <check.h>
+#include "../common/test_check.h"
 #include <stdlib.h>
 
 #include "zero/loss_scale.h"
@@ -98,16 +98,7 @@ END_TEST
 
 int main(void)
 {
-    Suite *suite = suite_create("loss_scale");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, starts_at_two_to_the_power);
-    tcase_add_test(tc, hysteresis_then_halving);
-    tcase_add_test(tc, doubles_after_a_clean_window);
-    tcase_add_test(tc, floor_and_fixed_scale);
-    suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zrt_check_main(ZRT_CHECK_SUITE(
+        "loss_scale", 0, starts_at_two_to_the_power, hysteresis_then_halving,
+        doubles_after_a_clean_window, floor_and_fixed_scale));
 }

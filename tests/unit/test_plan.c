@@ -15,7 +15,7 @@
  */
 #include "zero/plan.h"
 
-#include <check.h>
+#include "../common/test_check.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,21 +23,14 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r) /* xorshift64* */
+/* One segment: which tensor, where in it, where in the range, how many. */
+static void expect_segment(const zrt__segment *seg, int tensor, int64_t tensor_offset,
+                           int64_t range_offset, int64_t count)
 {
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-
-static int rng_below(rng *r, int n) /* uniform-ish in [0, n) */
-{
-    return (int)((rng_next(r) >> 33) % (uint64_t)n);
+    ck_assert_int_eq(seg->tensor, tensor);
+    ck_assert_int_eq(seg->tensor_offset, tensor_offset);
+    ck_assert_int_eq(seg->range_offset, range_offset);
+    ck_assert_int_eq(seg->count, count);
 }
 
 static void build_ok(const int64_t *numel, const int *layer, int n, int world,
@@ -150,14 +143,14 @@ static void check_shard_coverage(const zrt__plan *p)
 }
 
 /* Buckets of arbitrary, unaligned sizes cover every element exactly once. */
-static void check_bucket_coverage(const zrt__plan *p, rng *r)
+static void check_bucket_coverage(const zrt__plan *p, test_rng *r)
 {
     int **cover = cover_new(p);
     for (int l = 0; l < p->nlayers; l++) {
         const zrt__layer_plan *lp = &p->layers[l];
         int64_t lo = 0, total = 0;
         while (lo < lp->flat_numel) {
-            int64_t hi = lo + 1 + rng_below(r, 37);
+            int64_t hi = lo + 1 + (int)test_rng_below(r, 37);
             if (hi > lp->flat_numel)
                 hi = lp->flat_numel;
             total += cut_range(p, l, lo, hi, cover);
@@ -299,7 +292,7 @@ START_TEST(test_world3_odd_sizes)
     ck_assert_int_eq(p.total_flat_numel, 96 + 96 + 144);
     ck_assert_int_eq(p.max_flat_numel, 144);
 
-    rng r = {42};
+    test_rng r = test_rng_seed(42);
     check_bucket_coverage(&p, &r);
     zrt__plan_free(&p);
 }
@@ -356,35 +349,20 @@ START_TEST(test_tensor_across_shards)
     ck_assert_int_eq(p.layers[0].shard_numel, 12);
 
     ck_assert_int_eq(zrt__plan_segments(&p, 0, 0, 12, seg), 2);
-    ck_assert_int_eq(seg[0].tensor, 0);
-    ck_assert_int_eq(seg[0].tensor_offset, 0);
-    ck_assert_int_eq(seg[0].range_offset, 0);
-    ck_assert_int_eq(seg[0].count, 3);
-    ck_assert_int_eq(seg[1].tensor, 1);
-    ck_assert_int_eq(seg[1].tensor_offset, 0);
-    ck_assert_int_eq(seg[1].range_offset, 4);
-    ck_assert_int_eq(seg[1].count, 8);
+    expect_segment(&seg[0], 0, 0, 0, 3);
+    expect_segment(&seg[1], 1, 0, 4, 8);
 
     ck_assert_int_eq(zrt__plan_segments(&p, 0, 12, 24, seg), 1);
-    ck_assert_int_eq(seg[0].tensor, 1);
-    ck_assert_int_eq(seg[0].tensor_offset, 8);
-    ck_assert_int_eq(seg[0].range_offset, 0);
-    ck_assert_int_eq(seg[0].count, 12);
+    expect_segment(&seg[0], 1, 8, 0, 12);
 
     ck_assert_int_eq(zrt__plan_segments(&p, 0, 24, 36, seg), 1);
-    ck_assert_int_eq(seg[0].tensor, 1);
-    ck_assert_int_eq(seg[0].tensor_offset, 20);
-    ck_assert_int_eq(seg[0].range_offset, 0);
-    ck_assert_int_eq(seg[0].count, 10);
+    expect_segment(&seg[0], 1, 20, 0, 10);
 
     /* A range cut inside the padding and inside the tensor. */
     ck_assert_int_eq(zrt__plan_segments(&p, 0, 3, 6, seg), 1);
-    ck_assert_int_eq(seg[0].tensor, 1);
-    ck_assert_int_eq(seg[0].tensor_offset, 0);
-    ck_assert_int_eq(seg[0].range_offset, 1);
-    ck_assert_int_eq(seg[0].count, 2);
+    expect_segment(&seg[0], 1, 0, 1, 2);
 
-    rng r = {7};
+    test_rng r = test_rng_seed(7);
     check_bucket_coverage(&p, &r);
     zrt__plan_free(&p);
 }
@@ -479,19 +457,19 @@ END_TEST
 START_TEST(test_random_plans)
 {
     static const int aligns[] = {1, 4, 16};
-    rng r = {0x5eed2024ULL};
+    test_rng r = test_rng_seed(0x5eed2024ULL);
     int plans = 0;
     for (int world = 1; world <= 5; world++) {
         for (int ai = 0; ai < 3; ai++) {
             for (int trial = 0; trial < 8; trial++) {
                 int64_t numel[12];
                 int layer[12];
-                int n = rng_below(&r, 13); /* 0..12 */
-                int skip = rng_below(&r, 4); /* a layer id left empty */
+                int n = (int)test_rng_below(&r, 13);   /* 0..12 */
+                int skip = (int)test_rng_below(&r, 4); /* a layer id left empty */
                 for (int i = 0; i < n; i++) {
                     static const int scale[] = {3, 40, 200};
-                    numel[i] = 1 + rng_below(&r, scale[rng_below(&r, 3)]);
-                    int l = rng_below(&r, 4);
+                    numel[i] = 1 + (int)test_rng_below(&r, scale[test_rng_below(&r, 3)]);
+                    int l = (int)test_rng_below(&r, 4);
                     layer[i] = l >= skip ? l + 1 : l; /* ids 0..4 but skip */
                 }
                 zrt__plan p;
@@ -612,30 +590,11 @@ START_TEST(test_empty_plan_and_free)
 }
 END_TEST
 
-static Suite *plan_suite(void)
-{
-    Suite *s = suite_create("plan");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_world3_odd_sizes);
-    tcase_add_test(tc, test_tensor_smaller_than_world);
-    tcase_add_test(tc, test_tensor_across_shards);
-    tcase_add_test(tc, test_interleaved_registration);
-    tcase_add_test(tc, test_empty_layers);
-    tcase_add_test(tc, test_large_tensors);
-    tcase_add_test(tc, test_random_plans);
-    tcase_add_test(tc, test_padding_bound_worst_case);
-    tcase_add_test(tc, test_bad_inputs);
-    tcase_add_test(tc, test_empty_plan_and_free);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(plan_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zrt_check_main(ZRT_CHECK_SUITE(
+        "plan", 60, test_world3_odd_sizes, test_tensor_smaller_than_world,
+        test_tensor_across_shards, test_interleaved_registration, test_empty_layers,
+        test_large_tensors, test_random_plans, test_padding_bound_worst_case,
+        test_bad_inputs, test_empty_plan_and_free));
 }

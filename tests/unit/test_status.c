@@ -10,7 +10,7 @@
 #include "runtime/error.h"
 #include "zrt/zrt.h"
 
-#include <check.h>
+#include "../common/test_check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,30 +280,11 @@ START_TEST(test_fmt_bytes)
 }
 END_TEST
 
-static Suite *status_suite(void)
-{
-    Suite *s = suite_create("status");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_status_names);
-    tcase_add_test(tc, test_status_out_of_range);
-    tcase_add_test(tc, test_category_names);
-    tcase_add_test(tc, test_tier_names);
-    tcase_add_test(tc, test_dtypes);
-    tcase_add_test(tc, test_fail_with_rank);
-    tcase_add_test(tc, test_fail_without_rank);
-    tcase_add_test(tc, test_fail_source_names);
-    tcase_add_test(tc, test_fail_returns_status);
-    tcase_add_test(tc, test_fail_truncates_long_messages);
-    tcase_add_test(tc, test_fmt_bytes);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(status_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zrt_check_main(ZRT_CHECK_SUITE(
+        "status", 0, test_status_names, test_status_out_of_range, test_category_names,
+        test_tier_names, test_dtypes, test_fail_with_rank, test_fail_without_rank,
+        test_fail_source_names, test_fail_returns_status,
+        test_fail_truncates_long_messages, test_fmt_bytes));
 }

@@ -29,7 +29,7 @@
 #include "offload/crc32c.h"
 #include "offload/swap.h"
 
-#include <check.h>
+#include "../common/test_check.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -53,8 +53,8 @@ static char base[64]; /* per-test mkdtemp directory */
 
 static void make_base(void)
 {
-    strcpy(base, "/tmp/zrt-test-swap-XXXXXX");
-    ck_assert_msg(mkdtemp(base) != NULL, "mkdtemp: %s", strerror(errno));
+    ck_assert_msg(test_make_tmpdir(base, sizeof base, "test-swap") == 0, "mkdtemp: %s",
+                  strerror(errno));
 }
 
 /* Everything the swap made must be gone by now, so rmdir must succeed. */
@@ -86,13 +86,8 @@ static zrt__swap *open_ok(const zrt__swap_config *c, const char *name, uint64_t 
 
 static void fill_random(unsigned char *p, size_t n, uint64_t seed)
 {
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p[i] = (unsigned char)(x >> 24);
-    }
+    test_rng r = test_rng_seed(seed);
+    test_fill_bytes(&r, p, n);
 }
 
 static void expect_mentions(const char *text, const char *needle)
@@ -144,45 +139,6 @@ static void expect_refused(const zrt__swap_config *c, const char *path, const ch
     expect_mentions(err.text, why);
 }
 
-/* Writes n random bytes at off, reads them back into a buffer with a canary
- * after it, and compares. */
-static void round_trip(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
-{
-    unsigned char *src = malloc(n);
-    unsigned char *dst = malloc(n + 16);
-    ck_assert(src && dst);
-    fill_random(src, n, seed);
-    memset(dst, 0xA5, n + 16);
-    zrt__errbuf err = {.rank = -1};
-    zrt_status st = zrt__swap_write(s, off, src, n, &err);
-    ck_assert_msg(st == ZRT_OK, "write of %zu at %llu: %s", n, (unsigned long long)off,
-                  err.text);
-    st = zrt__swap_read(s, off, dst, n, &err);
-    ck_assert_msg(st == ZRT_OK, "read of %zu at %llu: %s", n, (unsigned long long)off,
-                  err.text);
-    ck_assert_msg(memcmp(src, dst, n) == 0, "data of %zu bytes at %llu differ", n,
-                  (unsigned long long)off);
-    for (size_t i = 0; i < 16; i++)
-        ck_assert_int_eq(dst[n + i], 0xA5);
-    free(src);
-    free(dst);
-}
-
-static void read_back(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
-{
-    unsigned char *want = malloc(n), *got = malloc(n);
-    ck_assert(want && got);
-    fill_random(want, n, seed);
-    zrt__errbuf err = {.rank = -1};
-    zrt_status st = zrt__swap_read(s, off, got, n, &err);
-    ck_assert_msg(st == ZRT_OK, "read of %zu at %llu: %s", n, (unsigned long long)off,
-                  err.text);
-    ck_assert_msg(memcmp(want, got, n) == 0, "data at %llu differ",
-                  (unsigned long long)off);
-    free(want);
-    free(got);
-}
-
 static void write_random(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
 {
     unsigned char *src = malloc(n);
@@ -193,6 +149,33 @@ static void write_random(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
     ck_assert_msg(st == ZRT_OK, "write of %zu at %llu: %s", n, (unsigned long long)off,
                   err.text);
     free(src);
+}
+
+/* Reads n bytes at off into a buffer with a canary after it: they are the
+ * bytes fill_random gives for seed, and the canary is untouched. */
+static void read_back(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
+{
+    unsigned char *want = malloc(n), *got = malloc(n + 16);
+    ck_assert(want && got);
+    fill_random(want, n, seed);
+    memset(got, 0xA5, n + 16);
+    zrt__errbuf err = {.rank = -1};
+    zrt_status st = zrt__swap_read(s, off, got, n, &err);
+    ck_assert_msg(st == ZRT_OK, "read of %zu at %llu: %s", n, (unsigned long long)off,
+                  err.text);
+    ck_assert_msg(memcmp(want, got, n) == 0, "data of %zu bytes at %llu differ", n,
+                  (unsigned long long)off);
+    for (size_t i = 0; i < 16; i++)
+        ck_assert_int_eq(got[n + i], 0xA5);
+    free(want);
+    free(got);
+}
+
+/* Writes n random bytes at off and reads them back. */
+static void round_trip(zrt__swap *s, uint64_t off, size_t n, uint64_t seed)
+{
+    write_random(s, off, n, seed);
+    read_back(s, off, n, seed);
 }
 
 /* ---- CRC32C -------------------------------------------------------------- */
@@ -644,9 +627,9 @@ END_TEST
 /* 0 when /tmp takes O_DIRECT and io_uring works, else 77 (skip). */
 static int probe(void)
 {
-    char dir[] = "/tmp/zrt-test-swap-probe-XXXXXX";
-    if (!mkdtemp(dir))
-        return 77;
+    char dir[64];
+    if (test_make_tmpdir(dir, sizeof dir, "test-swap-probe") != 0)
+        return ZRT_TEST_SKIP;
     char path[64];
     snprintf(path, sizeof path, "%s/probe", dir);
     int fd = open(path, O_CREAT | O_RDWR | O_DIRECT, 0600);
@@ -657,13 +640,13 @@ static int probe(void)
     rmdir(dir);
     if (!ok) {
         fprintf(stderr, "test_swap: skipped, /tmp refuses O_DIRECT\n");
-        return 77;
+        return ZRT_TEST_SKIP;
     }
     struct io_uring ring;
     int rc = io_uring_queue_init(2, &ring, 0);
     if (rc < 0) {
         fprintf(stderr, "test_swap: skipped, io_uring_queue_init: %s\n", strerror(-rc));
-        return 77;
+        return ZRT_TEST_SKIP;
     }
     io_uring_queue_exit(&ring);
     return 0;
@@ -699,9 +682,5 @@ int main(void)
     int skip = probe();
     if (skip)
         return skip;
-    SRunner *sr = srunner_create(swap_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return zrt_check_main(swap_suite());
 }
