@@ -165,14 +165,14 @@ BASELINE static void pattern_f32(float *p, const float *g, float *m, float *v, s
 static void naive_adamw(float *p, const float *g, float *m, float *v, float *tmp,
                         size_t n, const zrt_adamw_scalars *s)
 {
-    pass_scale(p, n, s->decay_factor);                /* p *= decay */
-    pass_scale(m, n, s->beta1);                       /* m *= b1 */
-    pass_axpy(m, g, n, s->one_minus_beta1);           /* m += (1 - b1) g */
-    pass_scale(v, n, s->beta2);                       /* v *= b2 */
-    pass_square(tmp, g, n);                           /* tmp = g * g */
-    pass_axpy(v, tmp, n, s->one_minus_beta2);         /* v += (1 - b2) tmp */
-    pass_denom(tmp, v, n, s->inv_sqrt_bc2, s->eps);   /* tmp = sqrt(v)/.. + eps */
-    pass_update(p, m, tmp, n, s->step_size);          /* p -= step m / tmp */
+    pass_scale(p, n, s->decay_factor);              /* p *= decay */
+    pass_scale(m, n, s->beta1);                     /* m *= b1 */
+    pass_axpy(m, g, n, s->one_minus_beta1);         /* m += (1 - b1) g */
+    pass_scale(v, n, s->beta2);                     /* v *= b2 */
+    pass_square(tmp, g, n);                         /* tmp = g * g */
+    pass_axpy(v, tmp, n, s->one_minus_beta2);       /* v += (1 - b2) tmp */
+    pass_denom(tmp, v, n, s->inv_sqrt_bc2, s->eps); /* tmp = sqrt(v)/.. + eps */
+    pass_update(p, m, tmp, n, s->step_size);        /* p -= step m / tmp */
 }
 
 /* ---- the kernels, as pool tasks --------------------------------------------- */
@@ -188,7 +188,9 @@ static void kernel_task(void *arg, int worker, int nworkers)
     case FUSED:
         zrt_adamw_f32(x->p + lo, x->g + lo, x->m + lo, x->v + lo, hi - lo, &x->s);
         break;
-    case TRIAD: triad_f32(x->a + lo, x->b + lo, x->c + lo, hi - lo, 0.5f); break;
+    case TRIAD:
+        triad_f32(x->a + lo, x->b + lo, x->c + lo, hi - lo, 0.5f);
+        break;
     case PATTERN:
         pattern_f32(x->p + lo, x->g + lo, x->m + lo, x->v + lo, hi - lo, &x->s);
         break;
@@ -196,7 +198,8 @@ static void kernel_task(void *arg, int worker, int nworkers)
         naive_adamw(x->p + lo, x->g + lo, x->m + lo, x->v + lo, x->tmp + lo, hi - lo,
                     &x->s);
         break;
-    case KERNELS: break;
+    case KERNELS:
+        break;
     }
 }
 
@@ -461,8 +464,9 @@ int main(int argc, char **argv)
                     sum_f32(x.a, x.nt);
         free_arrays(&x);
     }
-    printf("\n| elements | threads | fused / triad (GB/s) | fused / pattern | "
-           "pattern / triad | fused / naive (speed) |\n|---:|---:|---:|---:|---:|---:|\n");
+    printf(
+        "\n| elements | threads | fused / triad (GB/s) | fused / pattern | "
+        "pattern / triad | fused / naive (speed) |\n|---:|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < o.nsizes; k++)
         for (int t = 0; t < 2; t++) {
             const row *r = &rows[k][t];

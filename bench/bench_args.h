@@ -27,7 +27,7 @@ static inline int bench_parse_model_args(int argc, char **argv, bench_model_args
             continue;
         }
         int v = atoi(argv[i + 1]);
-        int *field = !strcmp(argv[i], "--layers") ? &a->layers
+        int *field = !strcmp(argv[i], "--layers")  ? &a->layers
                      : !strcmp(argv[i], "--width") ? &a->width
                      : !strcmp(argv[i], "--steps") ? &a->steps
                                                    : NULL;

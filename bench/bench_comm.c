@@ -34,8 +34,7 @@ enum { WARMUP = 2, MIN_ITERS = 5, MAX_ITERS = 100000, ROUNDS = 2 };
 
 typedef enum bench_op { OP_REDUCE_SCATTER, OP_ALL_GATHER, OP_ALL_REDUCE } bench_op;
 
-static const char *const op_names[] = {"reduce_scatter", "all_gather",
-                                       "all_reduce"};
+static const char *const op_names[] = {"reduce_scatter", "all_gather", "all_reduce"};
 
 typedef struct bench {
     zrt__comm *comm;
@@ -58,16 +57,14 @@ static zrt_status zrt_once(bench *b, bench_op op)
     size_t full = (size_t)b->size * b->count;
     switch (op) {
     case OP_REDUCE_SCATTER:
-        ZRT_CHECK(zrt__comm_reduce_scatter_f32(c, b->send, b->recv, b->count,
-                                             ZRT_SUM, &req));
+        ZRT_CHECK(
+            zrt__comm_reduce_scatter_f32(c, b->send, b->recv, b->count, ZRT_SUM, &req));
         break;
     case OP_ALL_GATHER:
-        ZRT_CHECK(c->ops->all_gather(c, b->send, b->recv, b->count, ZRT_F32,
-                                     &req));
+        ZRT_CHECK(c->ops->all_gather(c, b->send, b->recv, b->count, ZRT_F32, &req));
         break;
     case OP_ALL_REDUCE:
-        ZRT_CHECK(zrt__comm_all_reduce_f32(c, b->send, b->recv, full, ZRT_SUM,
-                                         &req));
+        ZRT_CHECK(zrt__comm_all_reduce_f32(c, b->send, b->recv, full, ZRT_SUM, &req));
         break;
     }
     return c->ops->wait(c, req);
@@ -97,8 +94,8 @@ static void run_once(bench *b, bench_op op, int use_zrt)
         zrt_status st = zrt_once(b, op);
         if (st == ZRT_OK)
             return;
-        fprintf(stderr, "bench_comm: rank %d: zrt %s failed: %s\n", b->rank,
-                op_names[op], b->comm->err->text);
+        fprintf(stderr, "bench_comm: rank %d: zrt %s failed: %s\n", b->rank, op_names[op],
+                b->comm->err->text);
     } else {
         int rc = mpi_once(b, op);
         if (rc == MPI_SUCCESS)
@@ -187,16 +184,15 @@ static void print_header(const bench *b, const options *o)
     printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 }
 
-static void print_row(const bench *b, bench_op op, int iters, double t_zrt,
-                      double t_mpi)
+static void print_row(const bench *b, bench_op op, int iters, double t_zrt, double t_mpi)
 {
     size_t bytes = (size_t)b->size * b->count * sizeof(float);
     double us_zrt = 1e6 * t_zrt / iters, us_mpi = 1e6 * t_mpi / iters;
     double bus = bus_factor(op, b->size) * (double)bytes * 1e-3; /* GB/s * us */
     char size[32];
-    printf("| %s | %s | %zu | %d | %.1f | %.1f | %.2f | %.2f | %.3f |\n",
-           op_names[op], fmt_size(bytes, size, sizeof size), b->count, iters,
-           us_zrt, us_mpi, bus / us_zrt, bus / us_mpi, us_zrt / us_mpi);
+    printf("| %s | %s | %zu | %d | %.1f | %.1f | %.2f | %.2f | %.3f |\n", op_names[op],
+           fmt_size(bytes, size, sizeof size), b->count, iters, us_zrt, us_mpi,
+           bus / us_zrt, bus / us_mpi, us_zrt / us_mpi);
     fflush(stdout);
 }
 

@@ -54,7 +54,8 @@ static double ns_per_pair(zrt__backend *be, zrt__mem_account *acct, event_mode m
     for (int i = 0; i < EVENT_PAIRS; i++) {
         if (acct->nevents + 2 > ZRT__TIMELINE_MAX_EVENTS)
             acct->nevents = 0;
-        if (be->ops->alloc(be, 4096, ZRT_TIER_DEVICE, ZRT_CAT_COMM, "bench", &b) != ZRT_OK)
+        if (be->ops->alloc(be, 4096, ZRT_TIER_DEVICE, ZRT_CAT_COMM, "bench", &b) !=
+            ZRT_OK)
             return -1;
         be->ops->free(be, &b);
     }
@@ -77,10 +78,13 @@ static int bench_events(int reps)
             t[m][r] = ns_per_pair(be, &acct, (event_mode)m);
     double rec = median(t[RECORDING], reps), past = median(t[PAST_ITS_STEPS], reps);
     double off = median(t[TIMELINE_OFF], reps);
-    printf("| alloc + free of 4 KiB (cpu backend, cached block) | ns per pair, median of %d |\n"
+    printf("| alloc + free of 4 KiB (cpu backend, cached block) | ns per pair, median of "
+           "%d |\n"
            "|---|---:|\n| timeline off (baseline) | %.1f |\n"
-           "| timeline recording (steps 1-2) | %.1f |\n| timeline past its steps (3..) | %.1f |\n"
-           "| **recording / baseline** | **%.2f** |\n| **past its steps / baseline** | **%.2f** |\n\n",
+           "| timeline recording (steps 1-2) | %.1f |\n| timeline past its steps (3..) | "
+           "%.1f |\n"
+           "| **recording / baseline** | **%.2f** |\n| **past its steps / baseline** | "
+           "**%.2f** |\n\n",
            reps, off, rec, past, rec / off, past / off);
     be->ops->destroy(be);
     zrt__mem_account_free(&acct);
@@ -163,14 +167,15 @@ static int bench_steps(const opts *o)
     }
     double rec = median(on, o->reps), base = median(off, o->reps);
     double plan = median(plans, o->reps), fin = median(finals, o->reps);
-    printf("| stage 3, %d layers of %d x %d, 1 rank, no compute | median of %d |\n"
-           "|---|---:|\n| events recorded in step 2 | %d |\n"
-           "| step 2, timeline recording | %.3f ms |\n| step 2, timeline off | %.3f ms |\n"
-           "| **recording / off** | **%.3f** |\n"
-           "| zrt_plan_memory | %.3f ms |\n| zrt_finalize_params | %.3f ms |\n"
-           "| **plan / finalize** | **%.4f** |\n",
-           o->layers, o->width, o->width, o->reps, events, rec * 1e3, base * 1e3,
-           rec / base, plan * 1e3, fin * 1e3, plan / fin);
+    printf(
+        "| stage 3, %d layers of %d x %d, 1 rank, no compute | median of %d |\n"
+        "|---|---:|\n| events recorded in step 2 | %d |\n"
+        "| step 2, timeline recording | %.3f ms |\n| step 2, timeline off | %.3f ms |\n"
+        "| **recording / off** | **%.3f** |\n"
+        "| zrt_plan_memory | %.3f ms |\n| zrt_finalize_params | %.3f ms |\n"
+        "| **plan / finalize** | **%.4f** |\n",
+        o->layers, o->width, o->width, o->reps, events, rec * 1e3, base * 1e3, rec / base,
+        plan * 1e3, fin * 1e3, plan / fin);
     return 0;
 }
 
@@ -195,7 +200,8 @@ int main(int argc, char **argv)
 {
     opts o;
     if (parse(argc, argv, &o)) {
-        fprintf(stderr, "usage: bench_memtrace [--layers L] [--width W] [--reps K (1-%d)]\n",
+        fprintf(stderr,
+                "usage: bench_memtrace [--layers L] [--width W] [--reps K (1-%d)]\n",
                 MAX_REPS);
         return 2;
     }

@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "zero/ctx.h"
 #include "bench_args.h"
 #include "bench_common.h"
+#include "zero/ctx.h"
 #include "zrt/zrt.h"
 
 typedef struct opts {

@@ -26,13 +26,13 @@ typedef struct bench_opts {
     int layers, width, steps;
 } bench_opts;
 
-#define TRY(expr)                                                             \
-    do {                                                                      \
-        zrt_status st_ = (expr);                                              \
-        if (st_ != ZRT_OK) {                                                  \
-            fprintf(stderr, "%s failed: %s\n", #expr, zrt_last_error(ctx));   \
-            return -1;                                                        \
-        }                                                                     \
+#define TRY(expr)                                                                        \
+    do {                                                                                 \
+        zrt_status st_ = (expr);                                                         \
+        if (st_ != ZRT_OK) {                                                             \
+            fprintf(stderr, "%s failed: %s\n", #expr, zrt_last_error(ctx));              \
+            return -1;                                                                   \
+        }                                                                                \
     } while (0)
 
 static float layer_forward(const float *w, size_t n)
@@ -49,8 +49,8 @@ static void layer_backward(const float *w, float *g, size_t n, int rank)
         g[i] += w[i] * (0.001f * (float)(rank + 1)) + 1e-4f;
 }
 
-static int run_step(zrt_ctx *ctx, const zrt_param *p, const bench_opts *o,
-                    int rank, float *sink)
+static int run_step(zrt_ctx *ctx, const zrt_param *p, const bench_opts *o, int rank,
+                    float *sink)
 {
     size_t n = (size_t)o->width * o->width;
     zrt_adamw hp;
@@ -86,8 +86,11 @@ static int setup(zrt_ctx *ctx, zrt_param *p, const bench_opts *o)
     for (int l = 0; l < o->layers; l++) {
         char name[32];
         snprintf(name, sizeof name, "layer%d.weight", l);
-        zrt_param_desc d = {.name = name, .ndim = 2, .shape = {o->width, o->width},
-                            .dtype = ZRT_F32, .layer = l};
+        zrt_param_desc d = {.name = name,
+                            .ndim = 2,
+                            .shape = {o->width, o->width},
+                            .dtype = ZRT_F32,
+                            .layer = l};
         TRY(zrt_param_register(ctx, &d, &p[l]));
     }
     TRY(zrt_finalize_params(ctx));
@@ -164,8 +167,8 @@ int main(int argc, char **argv)
     gethostname(host, sizeof host);
     if (rank == 0) {
         printf("bench_stages: %d ranks on %s (%ld cores), %d layers of %dx%d f32 "
-               "(%.1f M parameters), %d timed steps\n\n", world, host,
-               sysconf(_SC_NPROCESSORS_ONLN), o.layers, o.width, o.width,
+               "(%.1f M parameters), %d timed steps\n\n",
+               world, host, sysconf(_SC_NPROCESSORS_ONLN), o.layers, o.width, o.width,
                o.layers * (double)o.width * o.width / 1e6, o.steps);
         printf("| stage | ms/step | vs stage 0 | device peak per rank (MiB) |\n");
         printf("|---|---|---|---|\n");

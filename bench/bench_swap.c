@@ -81,7 +81,9 @@ static pass_time pass(zrt__swap *s, const opts *o, swap_io_fn fn, unsigned char 
 static int one_rep(const opts *o, unsigned char *buf, pass_time *w, pass_time *r,
                    size_t *align, zrt__errbuf *err)
 {
-    zrt__swap_config cfg = {.dir = o->dir, .rank = 0, .block_size = o->block,
+    zrt__swap_config cfg = {.dir = o->dir,
+                            .rank = 0,
+                            .block_size = o->block,
                             .queue_depth = o->queue_depth,
                             .buffer_count = o->buffer_count};
     zrt__swap *s;
@@ -130,8 +132,13 @@ static void cpu_per_block(const opts *o, const unsigned char *buf, double *copy_
 
 static int parse(int argc, char **argv, opts *o)
 {
-    *o = (opts){.dir = "/tmp", .size = 1ULL << 30, .block = 1ULL << 20, .chunk = 0,
-                .queue_depth = 8, .buffer_count = 4, .reps = 1};
+    *o = (opts){.dir = "/tmp",
+                .size = 1ULL << 30,
+                .block = 1ULL << 20,
+                .chunk = 0,
+                .queue_depth = 8,
+                .buffer_count = 4,
+                .reps = 1};
     for (int i = 1; i < argc; i += 2) {
         if (i + 1 >= argc)
             return -1;
@@ -187,8 +194,9 @@ int main(int argc, char **argv)
     int inflight = o.queue_depth < o.buffer_count ? o.queue_depth : o.buffer_count;
     size_t align = 0;
     double best_w = 0, best_r = 0, cpu_w = 0, cpu_r = 0;
-    printf("| rep | write s | write GB/s | write CPU %% | read s | read GB/s | read CPU %% "
-           "|\n|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf(
+        "| rep | write s | write GB/s | write CPU %% | read s | read GB/s | read CPU %% "
+        "|\n|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int r = 0; r < o.reps; r++) {
         pass_time w, rd;
         if (one_rep(&o, buf, &w, &rd, &align, &err)) {
@@ -209,15 +217,18 @@ int main(int argc, char **argv)
                100 * w.cpu / w.wall, rd.wall, rg, 100 * rd.cpu / rd.wall);
         fflush(stdout);
     }
-    printf("\nbench_swap: dir %s, %llu bytes, block %llu, queue_depth %d, buffer_count %d "
-           "(%d blocks in flight), %llu bytes per call, direct-I/O alignment %zu, "
-           "fresh file each of %d reps\n",
-           o.dir, o.size, o.block, o.queue_depth, o.buffer_count, inflight, o.chunk, align,
-           o.reps);
+    printf(
+        "\nbench_swap: dir %s, %llu bytes, block %llu, queue_depth %d, buffer_count %d "
+        "(%d blocks in flight), %llu bytes per call, direct-I/O alignment %zu, "
+        "fresh file each of %d reps\n",
+        o.dir, o.size, o.block, o.queue_depth, o.buffer_count, inflight, o.chunk, align,
+        o.reps);
     printf("bench_swap: CPU work per block on the swap's one I/O thread: memcpy %.1f us, "
            "crc32c %.1f us (%.2f and %.2f GB/s)\n",
-           copy_us, crc_us, (double)o.block / copy_us / 1e3, (double)o.block / crc_us / 1e3);
-    printf("bench_swap result: write_gbps=%.3f read_gbps=%.3f write_cpu=%.0f read_cpu=%.0f\n",
+           copy_us, crc_us, (double)o.block / copy_us / 1e3,
+           (double)o.block / crc_us / 1e3);
+    printf("bench_swap result: write_gbps=%.3f read_gbps=%.3f write_cpu=%.0f "
+           "read_cpu=%.0f\n",
            best_w, best_r, cpu_w, cpu_r);
     free(buf);
     return 0;

@@ -26,7 +26,7 @@ struct zrt__mover {
     uint64_t next_ticket; /* tickets issued */
     uint64_t done;        /* tickets finished */
     int stopping;
-    zrt_status failure;   /* first failure, sticky */
+    zrt_status failure;     /* first failure, sticky */
     uint64_t failed_ticket; /* the job that failed first */
     zrt__errbuf failure_text;
 };
@@ -116,8 +116,8 @@ zrt_status zrt__mover_wait(zrt__mover *mv, uint64_t ticket, zrt__errbuf *err)
         pthread_cond_wait(&mv->finished, &mv->lock);
     /* Jobs before the failed one succeeded: waiting for them is not an
      * error, which makes where a failure surfaces independent of timing. */
-    zrt_status st = mv->failure != ZRT_OK && ticket >= mv->failed_ticket ? mv->failure
-                                                                          : ZRT_OK;
+    zrt_status st =
+        mv->failure != ZRT_OK && ticket >= mv->failed_ticket ? mv->failure : ZRT_OK;
     if (st != ZRT_OK && err)
         memcpy(err->text, mv->failure_text.text, sizeof err->text);
     pthread_mutex_unlock(&mv->lock);

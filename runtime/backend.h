@@ -54,8 +54,8 @@ typedef struct zrt__backend_ops {
     const char *name;
     /* Allocates bytes in tier, charged to cat; the memory is zeroed.
      * `what` names the buffer in an out-of-memory message (may be NULL). */
-    zrt_status (*alloc)(zrt__backend *be, size_t bytes, zrt_tier tier,
-                        zrt_category cat, const char *what, zrt__buf *out);
+    zrt_status (*alloc)(zrt__backend *be, size_t bytes, zrt_tier tier, zrt_category cat,
+                        const char *what, zrt__buf *out);
     /* Unlocks the buffer if it was pinned, returns it and zeroes *buf. */
     void (*free)(zrt__backend *be, zrt__buf *buf);
     /* Page-locks a host-tier buffer for its lifetime: free unlocks it
@@ -67,23 +67,20 @@ typedef struct zrt__backend_ops {
     zrt_status (*pin)(zrt__backend *be, zrt__buf *buf);
     /* Copies between any two tiers' pointers; complete when it returns on a
      * synchronous backend, ordered on the backend's stream otherwise. */
-    zrt_status (*copy)(zrt__backend *be, void *dst, const void *src,
-                       size_t bytes);
+    zrt_status (*copy)(zrt__backend *be, void *dst, const void *src, size_t bytes);
     zrt_status (*fill_f32)(zrt__backend *be, float *x, size_t n, float value);
     zrt_status (*scale_f32)(zrt__backend *be, float *x, size_t n, float alpha);
     /* dst[i] = dst[i] + src[i] */
-    zrt_status (*add_f32)(zrt__backend *be, float *dst, const float *src,
-                          size_t n);
-    zrt_status (*sqnorm_f32)(zrt__backend *be, const float *x, size_t n,
-                             double *out);
+    zrt_status (*add_f32)(zrt__backend *be, float *dst, const float *src, size_t n);
+    zrt_status (*sqnorm_f32)(zrt__backend *be, const float *x, size_t n, double *out);
     /* AdamW; the new parameters go to p_out, which may be p or g (see
      * zrt_adamw_f32_out). */
     zrt_status (*adamw_f32)(zrt__backend *be, const float *p, float *p_out,
                             const float *g, float *m, float *v, size_t n,
                             const zrt_adamw_scalars *s);
     /* 16-bit (bf16 or f16) arrays, computed in f32 and rounded once. */
-    zrt_status (*add_half)(zrt__backend *be, uint16_t *dst, const uint16_t *src,
-                           size_t n, zrt_half h);
+    zrt_status (*add_half)(zrt__backend *be, uint16_t *dst, const uint16_t *src, size_t n,
+                           zrt_half h);
     zrt_status (*sqnorm_half)(zrt__backend *be, const uint16_t *x, size_t n, zrt_half h,
                               double *out);
     zrt_status (*cast_f32_to_half)(zrt__backend *be, uint16_t *dst, const float *src,
@@ -104,7 +101,6 @@ typedef struct zrt__backend_ops {
     int (*on_device)(zrt__backend *be, const void *ptr);
     void (*destroy)(zrt__backend *be);
 } zrt__backend_ops;
-
 
 struct zrt__backend {
     const zrt__backend_ops *ops;

@@ -113,17 +113,17 @@ static zrt_status pin_failed(zrt__backend *be, const zrt__buf *buf, int err)
 {
     const cpu_impl *impl = be->impl;
     char size[64], held[64], limit[64], why[128];
-    return zrt__fail(be->err,
-                     err == ENOMEM || err == EPERM || err == EAGAIN
-                         ? ZRT_ERR_OUT_OF_MEMORY : ZRT_ERR_INTERNAL,
-                     "cannot pin the %s-tier '%s' buffer of %s: mlock: %s "
-                     "(RLIMIT_MEMLOCK soft limit %s; this backend already "
-                     "pins %s); raise `ulimit -l` or set pin_memory to false",
-                     zrt_tier_str(buf->tier), zrt_category_str(buf->cat),
-                     zrt__fmt_bytes((long long)buf->bytes, size, sizeof size),
-                     zrt__errno_text(err, why, sizeof why),
-                     memlock_limit_text(limit, sizeof limit),
-                     zrt__fmt_bytes((long long)impl->pinned_bytes, held, sizeof held));
+    return zrt__fail(
+        be->err,
+        err == ENOMEM || err == EPERM || err == EAGAIN ? ZRT_ERR_OUT_OF_MEMORY
+                                                       : ZRT_ERR_INTERNAL,
+        "cannot pin the %s-tier '%s' buffer of %s: mlock: %s "
+        "(RLIMIT_MEMLOCK soft limit %s; this backend already "
+        "pins %s); raise `ulimit -l` or set pin_memory to false",
+        zrt_tier_str(buf->tier), zrt_category_str(buf->cat),
+        zrt__fmt_bytes((long long)buf->bytes, size, sizeof size),
+        zrt__errno_text(err, why, sizeof why), memlock_limit_text(limit, sizeof limit),
+        zrt__fmt_bytes((long long)impl->pinned_bytes, held, sizeof held));
 }
 
 static zrt_status cpu_pin(zrt__backend *be, zrt__buf *buf)
@@ -139,8 +139,7 @@ static zrt_status cpu_pin(zrt__backend *be, zrt__buf *buf)
     return ZRT_OK;
 }
 
-static zrt_status cpu_copy(zrt__backend *be, void *dst, const void *src,
-                           size_t bytes)
+static zrt_status cpu_copy(zrt__backend *be, void *dst, const void *src, size_t bytes)
 {
     (void)be;
     if (bytes)
@@ -162,8 +161,7 @@ static zrt_status cpu_scale_f32(zrt__backend *be, float *x, size_t n, float alph
     return ZRT_OK;
 }
 
-static zrt_status cpu_add_f32(zrt__backend *be, float *dst, const float *src,
-                              size_t n)
+static zrt_status cpu_add_f32(zrt__backend *be, float *dst, const float *src, size_t n)
 {
     (void)be;
     const float *srcs[2] = {dst, src};
@@ -171,8 +169,7 @@ static zrt_status cpu_add_f32(zrt__backend *be, float *dst, const float *src,
     return ZRT_OK;
 }
 
-static zrt_status cpu_sqnorm_f32(zrt__backend *be, const float *x, size_t n,
-                                 double *out)
+static zrt_status cpu_sqnorm_f32(zrt__backend *be, const float *x, size_t n, double *out)
 {
     (void)be;
     *out = zrt_sqnorm_f32(x, n);
@@ -283,10 +280,18 @@ static void adamw_mixed_part(void *arg, int worker, int nworkers)
 
 static zrt_status cpu_adamw_mixed(zrt__backend *be, float *master, uint16_t *p_out,
                                   const uint16_t *g, float *m, float *v, size_t n,
-                                  float grad_scale, const zrt_adamw_scalars *s, zrt_half h)
+                                  float grad_scale, const zrt_adamw_scalars *s,
+                                  zrt_half h)
 {
-    adamw_mixed_job job = {.master = master, .m = m, .v = v, .p_out = p_out, .g = g,
-                           .n = n, .grad_scale = grad_scale, .s = s, .h = h};
+    adamw_mixed_job job = {.master = master,
+                           .m = m,
+                           .v = v,
+                           .p_out = p_out,
+                           .g = g,
+                           .n = n,
+                           .grad_scale = grad_scale,
+                           .s = s,
+                           .h = h};
     run_split(be, n, adamw_mixed_part, &job);
     return ZRT_OK;
 }

@@ -67,10 +67,10 @@
 #include <hwloc.h>
 #include <hwloc/cudart.h>
 
+#include "../kernels/cuda/kernels_cuda.h"
 #include "backend.h"
 #include "backend_cuda.h"
 #include "block_cache.h"
-#include "../kernels/cuda/kernels_cuda.h"
 
 enum {
     DEVICE_ALIGN = 256,          /* every device block (cudaMalloc gives 256 too) */
@@ -79,9 +79,9 @@ enum {
     MAX_OPERANDS = 5,            /* AdamW: p, p_out, g, m, v */
     BOUNCE_SLOT_BYTES = 4 << 20, /* one operand's chunk: 1 Mi f32 elements */
     CHUNK_ELEMENTS = BOUNCE_SLOT_BYTES / sizeof(float),
-    MAX_NEAR_DEVICES = 64        /* devices the hwloc placement looks at */
+    MAX_NEAR_DEVICES = 64 /* devices the hwloc placement looks at */
 };
-_Static_assert((size_t)MAX_OPERANDS * BOUNCE_SLOT_BYTES == ZRT__CUDA_BOUNCE_BYTES,
+_Static_assert((size_t)MAX_OPERANDS *BOUNCE_SLOT_BYTES == ZRT__CUDA_BOUNCE_BYTES,
                "the bounce buffer's size is the memory plan's");
 
 /* ---- state ---------------------------------------------------------------- */
@@ -107,8 +107,8 @@ typedef struct cuda_impl {
     zrt__block_cache cache; /* freed fallback device blocks and host blocks */
     size_t page_size;
     size_t pinned_bytes;
-    double *d_norm;         /* ZRT_CUDA_SQNORM_SLOTS doubles of device scratch */
-    unsigned char *bounce;  /* pinned, MAX_OPERANDS slots, from creation on */
+    double *d_norm;        /* ZRT_CUDA_SQNORM_SLOTS doubles of device scratch */
+    unsigned char *bounce; /* pinned, MAX_OPERANDS slots, from creation on */
     size_t bounce_bytes;
     uint64_t arena_allocs, fallback_mallocs, fallback_reuses;
 } cuda_impl;
@@ -156,12 +156,11 @@ static zrt_status cuda_error(const zrt__backend *be, cudaError_t rc, const char 
 
 /* Evaluates a CUDA call (or a kernels/cuda launch, which returns the
  * cudaError_t as an int); returns the mapped status on failure. */
-#define CUDA_TRY(be, expr, call, op, n, unit)                                      \
-    do {                                                                           \
-        cudaError_t rc_ = (cudaError_t)(expr);                                     \
-        if (rc_ != cudaSuccess)                                                    \
-            return cuda_error((be), rc_, __FILE__, __LINE__, (call), (op), (n),    \
-                              (unit));                                             \
+#define CUDA_TRY(be, expr, call, op, n, unit)                                            \
+    do {                                                                                 \
+        cudaError_t rc_ = (cudaError_t)(expr);                                           \
+        if (rc_ != cudaSuccess)                                                          \
+            return cuda_error((be), rc_, __FILE__, __LINE__, (call), (op), (n), (unit)); \
     } while (0)
 
 /* ---- device arenas -------------------------------------------------------- */
@@ -208,8 +207,10 @@ static void *arena_take(arena *a, size_t rounded)
             seg *rest = malloc(sizeof *rest);
             if (!rest)
                 return NULL;
-            *rest = (seg){.off = s->off + rounded, .size = s->size - rounded,
-                          .prev = s, .next = s->next};
+            *rest = (seg){.off = s->off + rounded,
+                          .size = s->size - rounded,
+                          .prev = s,
+                          .next = s->next};
             if (s->next)
                 s->next->prev = rest;
             s->next = rest;
@@ -311,15 +312,14 @@ static zrt_status device_oom(zrt__backend *be, cudaError_t rc, size_t bytes,
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess)
         (void)cudaGetLastError();
     char asked[64], left[64], total[64];
-    return zrt__fail(be->err,
-                     rc == cudaErrorMemoryAllocation ? ZRT_ERR_OUT_OF_MEMORY : status_of(rc),
-                     "device allocation of %s for '%s'%s%s failed: cudaMalloc: %s "
-                     "(device %d has %s free of %s)",
-                     zrt__fmt_bytes((long long)bytes, asked, sizeof asked),
-                     zrt_category_str(cat), what ? " " : "", what ? what : "",
-                     cudaGetErrorString(rc), impl->device,
-                     zrt__fmt_bytes((long long)free_b, left, sizeof left),
-                     zrt__fmt_bytes((long long)total_b, total, sizeof total));
+    return zrt__fail(
+        be->err, rc == cudaErrorMemoryAllocation ? ZRT_ERR_OUT_OF_MEMORY : status_of(rc),
+        "device allocation of %s for '%s'%s%s failed: cudaMalloc: %s "
+        "(device %d has %s free of %s)",
+        zrt__fmt_bytes((long long)bytes, asked, sizeof asked), zrt_category_str(cat),
+        what ? " " : "", what ? what : "", cudaGetErrorString(rc), impl->device,
+        zrt__fmt_bytes((long long)free_b, left, sizeof left),
+        zrt__fmt_bytes((long long)total_b, total, sizeof total));
 }
 
 /* A zeroed device block: the category's arena, else the cache, else
@@ -374,7 +374,8 @@ static zrt_status cuda_alloc(zrt__backend *be, size_t bytes, zrt_tier tier,
     if (tier != ZRT_TIER_DEVICE && tier != ZRT_TIER_HOST)
         return zrt__fail(be->err, ZRT_ERR_INVALID_ARG,
                          "the cuda backend cannot allocate in the %s tier",
-                         (unsigned)tier < ZRT_TIER_COUNT ? zrt_tier_str(tier) : "unknown");
+                         (unsigned)tier < ZRT_TIER_COUNT ? zrt_tier_str(tier)
+                                                         : "unknown");
     return zrt__backend_alloc(be, bytes, tier, cat, what, cuda_block, out);
 }
 
@@ -408,16 +409,16 @@ static zrt_status cuda_pin(zrt__backend *be, zrt__buf *buf)
                                       cudaHostRegisterDefault);
     if (rc != cudaSuccess) {
         (void)cudaGetLastError();
-        return zrt__fail(be->err,
-                         rc == cudaErrorMemoryAllocation ? ZRT_ERR_OUT_OF_MEMORY
-                                                         : ZRT_ERR_INTERNAL,
-                         "cannot pin the host-tier '%s' buffer of %s: "
-                         "cudaHostRegister: %s (this backend already pins %s); "
-                         "set pin_memory to false",
-                         zrt_category_str(buf->cat),
-                         zrt__fmt_bytes((long long)buf->bytes, size, sizeof size),
-                         cudaGetErrorString(rc),
-                         zrt__fmt_bytes((long long)impl->pinned_bytes, held, sizeof held));
+        return zrt__fail(
+            be->err,
+            rc == cudaErrorMemoryAllocation ? ZRT_ERR_OUT_OF_MEMORY : ZRT_ERR_INTERNAL,
+            "cannot pin the host-tier '%s' buffer of %s: "
+            "cudaHostRegister: %s (this backend already pins %s); "
+            "set pin_memory to false",
+            zrt_category_str(buf->cat),
+            zrt__fmt_bytes((long long)buf->bytes, size, sizeof size),
+            cudaGetErrorString(rc),
+            zrt__fmt_bytes((long long)impl->pinned_bytes, held, sizeof held));
     }
     buf->pinned = 1;
     impl->pinned_bytes += buf->bytes;
@@ -451,8 +452,9 @@ static zrt_status cuda_copy(zrt__backend *be, void *dst, const void *src, size_t
         memmove(dst, src, bytes);
         return ZRT_OK;
     }
-    const char *op = !src_dev ? "copy host to device"
-                     : !dst_dev ? "copy device to host" : "copy device to device";
+    const char *op = !src_dev   ? "copy host to device"
+                     : !dst_dev ? "copy device to host"
+                                : "copy device to device";
     /* The contract is memmove's (the cpu backend's copy), but
      * cudaMemcpyAsync is undefined on overlapping ranges. Device to device,
      * the same range is a no-op, and an overlap moves in pieces no longer
@@ -467,8 +469,9 @@ static zrt_status cuda_copy(zrt__backend *be, void *dst, const void *src, size_t
             for (size_t done = 0; done < bytes; done += gap) {
                 size_t len = bytes - done < gap ? bytes - done : gap;
                 size_t off = d < s ? done : bytes - done - len; /* backwards if d > s */
-                CUDA_TRY(be, cudaMemcpyAsync((char *)dst + off, (const char *)src + off,
-                                             len, cudaMemcpyDeviceToDevice, stream_of(be)),
+                CUDA_TRY(be,
+                         cudaMemcpyAsync((char *)dst + off, (const char *)src + off, len,
+                                         cudaMemcpyDeviceToDevice, stream_of(be)),
                          "cudaMemcpyAsync", op, bytes, "bytes");
             }
             return ZRT_OK;
@@ -519,8 +522,8 @@ static zrt_status bounce_ready(zrt__backend *be, const char *op, size_t n)
     cudaError_t rc = cudaHostAlloc(&ptr, bytes, cudaHostAllocDefault);
     if (rc != cudaSuccess) {
         zrt__mem_release(be->acct, ZRT_TIER_HOST, ZRT_CAT_STAGING, (int64_t)bytes);
-        return cuda_error(be, rc, __FILE__, __LINE__, "cudaHostAlloc of the bounce buffer",
-                          op, n, "elements");
+        return cuda_error(be, rc, __FILE__, __LINE__,
+                          "cudaHostAlloc of the bounce buffer", op, n, "elements");
     }
     impl->bounce = ptr;
     impl->bounce_bytes = bytes;
@@ -530,9 +533,8 @@ static zrt_status bounce_ready(zrt__backend *be, const char *op, size_t n)
 /* The CPU computes; the device operands (those in `dev`) stream through the
  * bounce buffer chunk by chunk. Operands passed twice (p_out == p) share a
  * slot: read down if either reads, written back if either writes. */
-static zrt_status run_mixed(zrt__backend *be, const char *op, const operand *o,
-                            int count, unsigned dev, size_t n, host_kernel fn,
-                            const void *args)
+static zrt_status run_mixed(zrt__backend *be, const char *op, const operand *o, int count,
+                            unsigned dev, size_t n, host_kernel fn, const void *args)
 {
     ZRT_CHECK(bounce_ready(be, op, n));
     cuda_impl *impl = be->impl;
@@ -562,20 +564,23 @@ static zrt_status run_mixed(zrt__backend *be, const char *op, const operand *o,
                         : (void *)((char *)o[i].ptr + lo * o[i].esize);
         for (int s = 0; s < nslots; s++)
             if (slot_use[s] & IN)
-                CUDA_TRY(be, cudaMemcpyAsync(impl->bounce + (size_t)s * BOUNCE_SLOT_BYTES,
-                                             (char *)slot_op[s]->ptr + lo * slot_op[s]->esize,
-                                             len * slot_op[s]->esize,
-                                             cudaMemcpyDeviceToHost, st),
+                CUDA_TRY(be,
+                         cudaMemcpyAsync(impl->bounce + (size_t)s * BOUNCE_SLOT_BYTES,
+                                         (char *)slot_op[s]->ptr + lo * slot_op[s]->esize,
+                                         len * slot_op[s]->esize, cudaMemcpyDeviceToHost,
+                                         st),
                          "cudaMemcpyAsync", op, n, "elements");
         /* also waits for the last chunk's uploads: the slots are free */
-        CUDA_TRY(be, cudaStreamSynchronize(st), "cudaStreamSynchronize", op, n, "elements");
+        CUDA_TRY(be, cudaStreamSynchronize(st), "cudaStreamSynchronize", op, n,
+                 "elements");
         ZRT_CHECK(fn(impl->cpu, at, len, args));
         for (int s = 0; s < nslots; s++)
             if (slot_use[s] & OUT)
-                CUDA_TRY(be, cudaMemcpyAsync((char *)slot_op[s]->ptr + lo * slot_op[s]->esize,
-                                             impl->bounce + (size_t)s * BOUNCE_SLOT_BYTES,
-                                             len * slot_op[s]->esize,
-                                             cudaMemcpyHostToDevice, st),
+                CUDA_TRY(be,
+                         cudaMemcpyAsync((char *)slot_op[s]->ptr + lo * slot_op[s]->esize,
+                                         impl->bounce + (size_t)s * BOUNCE_SLOT_BYTES,
+                                         len * slot_op[s]->esize, cudaMemcpyHostToDevice,
+                                         st),
                          "cudaMemcpyAsync", op, n, "elements");
     }
     CUDA_TRY(be, cudaStreamSynchronize(st), "cudaStreamSynchronize", op, n, "elements");
@@ -603,10 +608,10 @@ static int run_on_host(zrt__backend *be, const char *op, const operand *o, int c
     return 1;
 }
 
-#define KERNEL(be, launch, op, n)                                                  \
-    do {                                                                           \
-        CUDA_TRY(be, launch, "the kernel launch", op, n, "elements");              \
-        return ZRT_OK;                                                             \
+#define KERNEL(be, launch, op, n)                                                        \
+    do {                                                                                 \
+        CUDA_TRY(be, launch, "the kernel launch", op, n, "elements");                    \
+        return ZRT_OK;                                                                   \
     } while (0)
 
 /* ---- the ops ------------------------------------------------------------------ */
@@ -655,8 +660,9 @@ static zrt_status device_sqnorm(zrt__backend *be, int launched, const char *op, 
     cuda_impl *impl = be->impl;
     double sum = 0.0;
     CUDA_TRY(be, launched, "the kernel launch", op, n, "elements");
-    CUDA_TRY(be, cudaMemcpyAsync(&sum, impl->d_norm, sizeof sum, cudaMemcpyDeviceToHost,
-                                 stream_of(be)),
+    CUDA_TRY(be,
+             cudaMemcpyAsync(&sum, impl->d_norm, sizeof sum, cudaMemcpyDeviceToHost,
+                             stream_of(be)),
              "cudaMemcpyAsync", op, n, "elements");
     CUDA_TRY(be, cudaStreamSynchronize(stream_of(be)), "cudaStreamSynchronize", op, n,
              "elements");
@@ -687,8 +693,10 @@ static zrt_status cuda_adamw_f32(zrt__backend *be, const float *p, float *p_out,
                                  const float *g, float *m, float *v, size_t n,
                                  const zrt_adamw_scalars *s)
 {
-    operand o[] = {{(void *)p, sizeof *p, IN}, {p_out, sizeof *p_out, OUT},
-                   {(void *)g, sizeof *g, IN}, {m, sizeof *m, IN | OUT},
+    operand o[] = {{(void *)p, sizeof *p, IN},
+                   {p_out, sizeof *p_out, OUT},
+                   {(void *)g, sizeof *g, IN},
+                   {m, sizeof *m, IN | OUT},
                    {v, sizeof *v, IN | OUT}};
     zrt_status st = ZRT_OK;
     if (n == 0 || run_on_host(be, "adamw_f32", o, 5, n, adamw_f32_host, s, &st))
@@ -722,7 +730,8 @@ static zrt_status cuda_sqnorm_half(zrt__backend *be, const uint16_t *x, size_t n
         return ZRT_OK;
     }
     if (cuda_on_device(be, x))
-        return device_sqnorm(be, zrt_cuda_sqnorm_half(x, n, h, impl->d_norm, stream_of(be)),
+        return device_sqnorm(be,
+                             zrt_cuda_sqnorm_half(x, n, h, impl->d_norm, stream_of(be)),
                              "sqnorm_half", n, out);
     return impl->cpu->ops->sqnorm_half(impl->cpu, x, n, h, out);
 }
@@ -779,18 +788,22 @@ static zrt_status adamw_mixed_host(zrt__backend *cpu, void *const *at, size_t n,
 
 static zrt_status cuda_adamw_mixed(zrt__backend *be, float *master, uint16_t *p_out,
                                    const uint16_t *g, float *m, float *v, size_t n,
-                                   float grad_scale, const zrt_adamw_scalars *s, zrt_half h)
+                                   float grad_scale, const zrt_adamw_scalars *s,
+                                   zrt_half h)
 {
     mixed_args args = {.grad_scale = grad_scale, .s = s, .h = h};
-    operand o[] = {{master, sizeof *master, IN | OUT}, {p_out, sizeof *p_out, OUT},
-                   {(void *)g, sizeof *g, IN}, {m, sizeof *m, IN | OUT},
+    operand o[] = {{master, sizeof *master, IN | OUT},
+                   {p_out, sizeof *p_out, OUT},
+                   {(void *)g, sizeof *g, IN},
+                   {m, sizeof *m, IN | OUT},
                    {v, sizeof *v, IN | OUT}};
     zrt_status st = ZRT_OK;
     if (n == 0 || run_on_host(be, "adamw_mixed", o, 5, n, adamw_mixed_host, &args, &st))
         return st;
-    KERNEL(be, zrt_cuda_adamw_mixed(master, p_out, g, m, v, n, grad_scale, s, h,
-                                    stream_of(be)),
-           "adamw_mixed", n);
+    KERNEL(
+        be,
+        zrt_cuda_adamw_mixed(master, p_out, g, m, v, n, grad_scale, s, h, stream_of(be)),
+        "adamw_mixed", n);
 }
 
 static zrt_status cuda_synchronize(zrt__backend *be)
@@ -904,7 +917,8 @@ static zrt_status cuda_open(zrt__backend *be, zrt__pool *pool, int local_rank,
     CUDA_TRY(be, cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
              "cudaStreamCreateWithFlags", "creating the backend", (size_t)0, "bytes");
     be->stream = stream;
-    CUDA_TRY(be, cudaMalloc((void **)&impl->d_norm, ZRT_CUDA_SQNORM_SLOTS * sizeof(double)),
+    CUDA_TRY(be,
+             cudaMalloc((void **)&impl->d_norm, ZRT_CUDA_SQNORM_SLOTS * sizeof(double)),
              "cudaMalloc", "the squared-norm scratch",
              (size_t)ZRT_CUDA_SQNORM_SLOTS * sizeof(double), "bytes");
     ZRT_CHECK(zrt__backend_cpu_create(be->acct, be->err, pool, &impl->cpu));
@@ -926,8 +940,9 @@ zrt_status zrt__backend_cuda_create(zrt__mem_account *acct, zrt__errbuf *err,
                          cudaGetErrorString(rc));
     }
     if (count <= 0)
-        return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
-                         "backend 'cuda': no CUDA device (cudaGetDeviceCount: 0 devices)");
+        return zrt__fail(
+            err, ZRT_ERR_UNSUPPORTED,
+            "backend 'cuda': no CUDA device (cudaGetDeviceCount: 0 devices)");
     zrt__backend *be;
     ZRT_CHECK(zrt__backend_new(&cuda_ops, sizeof(cuda_impl), acct, err, pool, &be));
     cuda_impl *impl = be->impl;

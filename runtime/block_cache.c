@@ -65,8 +65,8 @@ void zrt__block_cache_evict(zrt__block_cache *c, zrt_tier tier, int64_t in_use,
 
 void zrt__block_cache_fit(zrt__block_cache *c, const zrt_mem_stats *stats, zrt_tier tier)
 {
-    int64_t limit = stats->tier_limit[tier] > 0 ? stats->tier_limit[tier]
-                                                : stats->tier_peak[tier];
+    int64_t limit =
+        stats->tier_limit[tier] > 0 ? stats->tier_limit[tier] : stats->tier_peak[tier];
     zrt__block_cache_evict(c, tier, stats->tier_current[tier], limit);
 }
 

@@ -38,13 +38,13 @@
  * parsed (a 100 MB array would cost gigabytes of JSON nodes on every rank). */
 #define CONFIG_FILE_MAX (1 << 20)
 
-#define SECTION_ZERO "zero_optimization"
+#define SECTION_ZERO          "zero_optimization"
 #define SECTION_OFFLOAD_OPTIM "zero_optimization.offload_optimizer"
 #define SECTION_OFFLOAD_PARAM "zero_optimization.offload_param"
-#define SECTION_AIO "aio"
-#define SECTION_BF16 "bf16"
-#define SECTION_FP16 "fp16"
-#define STRING_SOURCE "<string>"
+#define SECTION_AIO           "aio"
+#define SECTION_BF16          "bf16"
+#define SECTION_FP16          "fp16"
+#define STRING_SOURCE         "<string>"
 
 /* ---- the key table ------------------------------------------------------- */
 
@@ -76,10 +76,8 @@ typedef struct cfg_key {
 static const cfg_key keys[] = {
     {NULL, SECTION_ZERO, KIND_SECTION, 0},
     {SECTION_ZERO, "stage", KIND_STAGE, FIELD(stage)},
-    {SECTION_ZERO, "reduce_bucket_size", KIND_ELEMENTS,
-     FIELD(reduce_bucket_size)},
-    {SECTION_ZERO, "allgather_bucket_size", KIND_ELEMENTS,
-     FIELD(allgather_bucket_size)},
+    {SECTION_ZERO, "reduce_bucket_size", KIND_ELEMENTS, FIELD(reduce_bucket_size)},
+    {SECTION_ZERO, "allgather_bucket_size", KIND_ELEMENTS, FIELD(allgather_bucket_size)},
     {SECTION_ZERO, "stage3_prefetch_bucket_size", KIND_ELEMENTS,
      FIELD(stage3_prefetch_bucket_size)},
     {SECTION_ZERO, "stage3_param_persistence_threshold", KIND_ELEMENTS,
@@ -131,16 +129,16 @@ static const char *const backend_names[] = {"cpu", "cuda"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 #define NUM_LOG_LEVELS (sizeof log_level_names / sizeof log_level_names[0])
 
-#define STAGE_RULE "it must be 0, 1, 2, 3 or \"auto\""
-#define BOOL_RULE "it must be true or false"
+#define STAGE_RULE   "it must be 0, 1, 2, 3 or \"auto\""
+#define BOOL_RULE    "it must be true or false"
 #define BACKEND_RULE "it must be \"cpu\" or \"cuda\""
-#define LOG_LEVEL_RULE \
+#define LOG_LEVEL_RULE                                                                   \
     "it must be 0, 1, 2, 3 or one of \"error\", \"warn\", \"info\", \"debug\""
-#define ELEMENTS_RULE                                                  \
-    "it must be a non-negative whole element count (an integer, or a " \
+#define ELEMENTS_RULE                                                                    \
+    "it must be a non-negative whole element count (an integer, or a "                   \
     "string such as \"500M\")"
-#define BYTES_RULE                                                        \
-    "it must be a non-negative whole number of bytes (an integer, or a " \
+#define BYTES_RULE                                                                       \
+    "it must be a non-negative whole number of bytes (an integer, or a "                 \
     "string such as \"16G\")"
 
 /* ---- error sentences ----------------------------------------------------- */
@@ -218,23 +216,34 @@ static const char *describe(const json_t *v, char *buf, size_t size)
     case JSON_INTEGER:
         snprintf(buf, size, "%lld", (long long)json_integer_value(v));
         break;
-    case JSON_REAL: format_real(json_real_value(v), buf, size); break;
+    case JSON_REAL:
+        format_real(json_real_value(v), buf, size);
+        break;
     case JSON_STRING:
         snprintf(buf, size, "the string \"%s\"",
                  quote_text(json_string_value(v), text, sizeof text));
         break;
-    case JSON_TRUE: snprintf(buf, size, "true"); break;
-    case JSON_FALSE: snprintf(buf, size, "false"); break;
-    case JSON_NULL: snprintf(buf, size, "null"); break;
-    case JSON_OBJECT: snprintf(buf, size, "an object"); break;
-    case JSON_ARRAY: snprintf(buf, size, "an array"); break;
+    case JSON_TRUE:
+        snprintf(buf, size, "true");
+        break;
+    case JSON_FALSE:
+        snprintf(buf, size, "false");
+        break;
+    case JSON_NULL:
+        snprintf(buf, size, "null");
+        break;
+    case JSON_OBJECT:
+        snprintf(buf, size, "an object");
+        break;
+    case JSON_ARRAY:
+        snprintf(buf, size, "an array");
+        break;
     }
     return buf;
 }
 
 /* "zero_optimization.stage" or "backend". */
-static const char *key_path(const char *section, const char *name, char *buf,
-                            size_t size)
+static const char *key_path(const char *section, const char *name, char *buf, size_t size)
 {
     char text[64];
     quote_text(name, text, sizeof text);
@@ -246,8 +255,8 @@ static const char *key_path(const char *section, const char *name, char *buf,
 }
 
 /* "'<path>' is <value>; <rule>" */
-static zrt_status bad_value(const cfg_err *e, const cfg_key *key,
-                            const json_t *v, const char *rule)
+static zrt_status bad_value(const cfg_err *e, const cfg_key *key, const json_t *v,
+                            const char *rule)
 {
     char path[128], value[96];
     key_path(key->section, key->name, path, sizeof path);
@@ -271,8 +280,7 @@ static int json_to_count(const json_t *v, int64_t *out)
     if (json_is_real(v)) {
         double d = json_real_value(v);
         /* 2^63 is exactly representable; anything >= it is out of range. */
-        if (!isfinite(d) || d < 0 || d != floor(d) ||
-            d >= 9223372036854775808.0)
+        if (!isfinite(d) || d < 0 || d != floor(d) || d >= 9223372036854775808.0)
             return 0;
         *out = (int64_t)d;
         return 1;
@@ -282,19 +290,18 @@ static int json_to_count(const json_t *v, int64_t *out)
     return 0;
 }
 
-static zrt_status read_count(const cfg_err *e, const cfg_key *key,
-                             const json_t *v, zrt_config *cfg)
+static zrt_status read_count(const cfg_err *e, const cfg_key *key, const json_t *v,
+                             zrt_config *cfg)
 {
     int64_t n;
     if (!json_to_count(v, &n))
-        return bad_value(e, key, v,
-                         key->kind == KIND_BYTES ? BYTES_RULE : ELEMENTS_RULE);
+        return bad_value(e, key, v, key->kind == KIND_BYTES ? BYTES_RULE : ELEMENTS_RULE);
     memcpy((char *)cfg + key->offset, &n, sizeof n);
     return ZRT_OK;
 }
 
-static zrt_status read_stage(const cfg_err *e, const cfg_key *key,
-                             const json_t *v, zrt_config *cfg)
+static zrt_status read_stage(const cfg_err *e, const cfg_key *key, const json_t *v,
+                             zrt_config *cfg)
 {
     int stage;
     if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)
@@ -308,8 +315,8 @@ static zrt_status read_stage(const cfg_err *e, const cfg_key *key,
     return ZRT_OK;
 }
 
-static zrt_status read_bool(const cfg_err *e, const cfg_key *key,
-                            const json_t *v, zrt_config *cfg)
+static zrt_status read_bool(const cfg_err *e, const cfg_key *key, const json_t *v,
+                            zrt_config *cfg)
 {
     if (!json_is_boolean(v))
         return bad_value(e, key, v, BOOL_RULE);
@@ -327,10 +334,10 @@ static int find_backend(const char *name)
     return -1;
 }
 
-#define DEVICE_RULE "it must be \"none\", \"cpu\" or \"nvme\""
-#define PATH_RULE "it must be a non-empty path of at most 255 bytes"
+#define DEVICE_RULE   "it must be \"none\", \"cpu\" or \"nvme\""
+#define PATH_RULE     "it must be a non-empty path of at most 255 bytes"
 #define POSITIVE_RULE "it must be a whole number from 1 to 1048576"
-#define REAL_RULE "it must be a number, 0 or more (0: off)"
+#define REAL_RULE     "it must be a number, 0 or more (0: off)"
 
 static const char *const device_names[] = {"none", "cpu", "nvme"};
 /* zrt_dtype order: ZRT_F32, ZRT_BF16, ZRT_F16 */
@@ -368,12 +375,11 @@ static zrt_status read_enum(const cfg_err *e, const cfg_key *key, const json_t *
     return bad_value(e, key, v, en->rule);
 }
 
-static zrt_status read_path(const cfg_err *e, const cfg_key *key,
-                            const json_t *v, zrt_config *cfg)
+static zrt_status read_path(const cfg_err *e, const cfg_key *key, const json_t *v,
+                            zrt_config *cfg)
 {
     const size_t room = sizeof cfg->offload_optimizer.nvme_path;
-    if (!json_is_string(v) || json_string_length(v) == 0 ||
-        json_string_length(v) >= room)
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= room)
         return bad_value(e, key, v, PATH_RULE);
     char *field = (char *)cfg + key->offset;
     memset(field, 0, room);
@@ -381,8 +387,8 @@ static zrt_status read_path(const cfg_err *e, const cfg_key *key,
     return ZRT_OK;
 }
 
-static zrt_status read_positive(const cfg_err *e, const cfg_key *key,
-                                const json_t *v, zrt_config *cfg)
+static zrt_status read_positive(const cfg_err *e, const cfg_key *key, const json_t *v,
+                                zrt_config *cfg)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 1 ||
         json_integer_value(v) > (1 << 20))
@@ -392,8 +398,8 @@ static zrt_status read_positive(const cfg_err *e, const cfg_key *key,
     return ZRT_OK;
 }
 
-static zrt_status read_backend(const cfg_err *e, const cfg_key *key,
-                               const json_t *v, zrt_config *cfg)
+static zrt_status read_backend(const cfg_err *e, const cfg_key *key, const json_t *v,
+                               zrt_config *cfg)
 {
     if (!json_is_string(v) || find_backend(json_string_value(v)) < 0)
         return bad_value(e, key, v, BACKEND_RULE);
@@ -419,8 +425,8 @@ static int json_to_log_level(const json_t *v)
     return -1;
 }
 
-static zrt_status read_log_level(const cfg_err *e, const cfg_key *key,
-                                 const json_t *v, zrt_config *cfg)
+static zrt_status read_log_level(const cfg_err *e, const cfg_key *key, const json_t *v,
+                                 zrt_config *cfg)
 {
     int level = json_to_log_level(v);
     if (level < 0)
@@ -431,8 +437,8 @@ static zrt_status read_log_level(const cfg_err *e, const cfg_key *key,
 
 /* ---- walking the document ------------------------------------------------ */
 
-static zrt_status read_object(const cfg_err *e, const char *section,
-                              const json_t *obj, zrt_config *cfg);
+static zrt_status read_object(const cfg_err *e, const char *section, const json_t *obj,
+                              zrt_config *cfg);
 
 /* Whether k lives in section (NULL: the top level). */
 static int in_section(const cfg_key *k, const char *section)
@@ -452,8 +458,7 @@ static const cfg_key *find_key(const char *section, const char *name)
 
 /* "unknown key 'zero_optimization.stage3_foo'; known keys there are stage,
  * reduce_bucket_size, ..." */
-static zrt_status unknown_key(const cfg_err *e, const char *section,
-                              const char *name)
+static zrt_status unknown_key(const cfg_err *e, const char *section, const char *name)
 {
     char path[128], known[512] = "";
     size_t used = 0;
@@ -462,9 +467,9 @@ static zrt_status unknown_key(const cfg_err *e, const char *section,
             used += (size_t)snprintf(known + used, sizeof known - used, "%s%s",
                                      used ? ", " : "", keys[i].name);
     key_path(section, name, path, sizeof path);
-    return fail(e, ZRT_ERR_CONFIG, "unknown key '%s'; the keys %s%s are %s",
-                path, section ? section : "at the top level",
-                section ? " may hold" : "", known);
+    return fail(e, ZRT_ERR_CONFIG, "unknown key '%s'; the keys %s%s are %s", path,
+                section ? section : "at the top level", section ? " may hold" : "",
+                known);
 }
 
 /* The smallest value above 0 a real key takes: below FLT_MIN a float rounds
@@ -488,8 +493,8 @@ static const char *least_rule(const cfg_key *key, char *buf, size_t size)
     return buf;
 }
 
-static zrt_status read_real(const cfg_err *e, const cfg_key *key,
-                           const json_t *v, zrt_config *cfg)
+static zrt_status read_real(const cfg_err *e, const cfg_key *key, const json_t *v,
+                            zrt_config *cfg)
 {
     char rule[160];
     if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
@@ -502,8 +507,8 @@ static zrt_status read_real(const cfg_err *e, const cfg_key *key,
     return ZRT_OK;
 }
 
-static zrt_status read_key(const cfg_err *e, const cfg_key *key,
-                           const json_t *v, zrt_config *cfg)
+static zrt_status read_key(const cfg_err *e, const cfg_key *key, const json_t *v,
+                           zrt_config *cfg)
 {
     switch (key->kind) {
     case KIND_SECTION: {
@@ -516,29 +521,38 @@ static zrt_status read_key(const cfg_err *e, const cfg_key *key,
     }
     case KIND_DEVICE:
     case KIND_COMM:
-    case KIND_DTYPE: return read_enum(e, key, v, cfg);
-    case KIND_PATH: return read_path(e, key, v, cfg);
-    case KIND_POSITIVE: return read_positive(e, key, v, cfg);
-    case KIND_REAL: return read_real(e, key, v, cfg);
-    case KIND_STAGE: return read_stage(e, key, v, cfg);
+    case KIND_DTYPE:
+        return read_enum(e, key, v, cfg);
+    case KIND_PATH:
+        return read_path(e, key, v, cfg);
+    case KIND_POSITIVE:
+        return read_positive(e, key, v, cfg);
+    case KIND_REAL:
+        return read_real(e, key, v, cfg);
+    case KIND_STAGE:
+        return read_stage(e, key, v, cfg);
     case KIND_ELEMENTS:
-    case KIND_BYTES: return read_count(e, key, v, cfg);
-    case KIND_BOOL: return read_bool(e, key, v, cfg);
-    case KIND_BACKEND: return read_backend(e, key, v, cfg);
-    case KIND_LOG_LEVEL: return read_log_level(e, key, v, cfg);
+    case KIND_BYTES:
+        return read_count(e, key, v, cfg);
+    case KIND_BOOL:
+        return read_bool(e, key, v, cfg);
+    case KIND_BACKEND:
+        return read_backend(e, key, v, cfg);
+    case KIND_LOG_LEVEL:
+        return read_log_level(e, key, v, cfg);
     }
-    return fail(e, ZRT_ERR_INTERNAL, "key table entry '%s' has no reader",
-                key->name);
+    return fail(e, ZRT_ERR_INTERNAL, "key table entry '%s' has no reader", key->name);
 }
 
 /* Applies every key of obj (in document order) to *cfg; stops at the first
  * bad one. */
-static zrt_status read_object(const cfg_err *e, const char *section,
-                              const json_t *obj, zrt_config *cfg)
+static zrt_status read_object(const cfg_err *e, const char *section, const json_t *obj,
+                              zrt_config *cfg)
 {
     const char *name;
     json_t *v;
-    json_object_foreach((json_t *)obj, name, v) {
+    json_object_foreach((json_t *)obj, name, v)
+    {
         const cfg_key *key = find_key(section, name);
         if (key == NULL)
             return unknown_key(e, section, name);
@@ -551,21 +565,19 @@ static zrt_status read_object(const cfg_err *e, const char *section,
 
 /* Turns a parsed document (or jansson's error when doc is NULL) into
  * overrides on *cfg, all or nothing. Takes the reference to doc. */
-static zrt_status apply_document(const cfg_err *e, json_t *doc,
-                                 const json_error_t *jerr, zrt_config *cfg)
+static zrt_status apply_document(const cfg_err *e, json_t *doc, const json_error_t *jerr,
+                                 zrt_config *cfg)
 {
     char what[96];
     if (doc == NULL) {
         if (jerr->line < 0)
             return fail(e, ZRT_ERR_CONFIG, "malformed JSON: %s", jerr->text);
-        return fail(e, ZRT_ERR_CONFIG,
-                    "malformed JSON at line %d, column %d: %s", jerr->line,
-                    jerr->column, jerr->text);
+        return fail(e, ZRT_ERR_CONFIG, "malformed JSON at line %d, column %d: %s",
+                    jerr->line, jerr->column, jerr->text);
     }
     zrt_status st;
     if (!json_is_object(doc)) {
-        st = fail(e, ZRT_ERR_CONFIG,
-                  "the document is %s; it must be a JSON object",
+        st = fail(e, ZRT_ERR_CONFIG, "the document is %s; it must be a JSON object",
                   describe(doc, what, sizeof what));
     } else {
         zrt_config next;
@@ -609,9 +621,12 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->gradient_accumulation_steps = 1;
     cfg->gradient_clipping = 0.0f;
     cfg->bf16.enabled = 0;
-    cfg->fp16 = (zrt_fp16_config){.enabled = 0, .loss_scale = 0.0f,
-                                  .initial_scale_power = 16, .loss_scale_window = 1000,
-                                  .hysteresis = 2, .min_loss_scale = 1.0f};
+    cfg->fp16 = (zrt_fp16_config){.enabled = 0,
+                                  .loss_scale = 0.0f,
+                                  .initial_scale_power = 16,
+                                  .loss_scale_window = 1000,
+                                  .hysteresis = 2,
+                                  .min_loss_scale = 1.0f};
     cfg->reduce_dtype = ZRT_DTYPE_DEFAULT;
     strcpy(cfg->backend, "cpu");
     cfg->communicator = ZRT_COMM_AUTO;
@@ -619,14 +634,16 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
     cfg->offload_param.buffer_count = 5;
-    cfg->aio = (zrt_aio_config){.block_size = 1048576, .queue_depth = 8,
-                                .thread_count = 1, .single_submit = 0,
+    cfg->aio = (zrt_aio_config){.block_size = 1048576,
+                                .queue_depth = 8,
+                                .thread_count = 1,
+                                .single_submit = 0,
                                 .overlap_events = 1};
     return ZRT_OK;
 }
 
-zrt_status zrt_config_load_string(zrt_config *cfg, const char *json,
-                                  char *errbuf, size_t errbuf_size)
+zrt_status zrt_config_load_string(zrt_config *cfg, const char *json, char *errbuf,
+                                  size_t errbuf_size)
 {
     const cfg_err e = {errbuf, errbuf_size, STRING_SOURCE};
     if (cfg == NULL || json == NULL)
@@ -642,8 +659,7 @@ zrt_status zrt_config_load_string(zrt_config *cfg, const char *json,
 
 /* Reads the open file fp (named by e->source) into *doc: at most
  * CONFIG_FILE_MAX bytes, a larger file (or pipe) refused before parsing. */
-static zrt_status parse_file(const cfg_err *e, FILE *fp, json_t **doc,
-                             json_error_t *jerr)
+static zrt_status parse_file(const cfg_err *e, FILE *fp, json_t **doc, json_error_t *jerr)
 {
     char text[128];
     struct stat sb;
@@ -652,8 +668,10 @@ static zrt_status parse_file(const cfg_err *e, FILE *fp, json_t **doc,
         return fail(e, ZRT_ERR_CONFIG, "cannot open: %s",
                     zrt__errno_text(EISDIR, text, sizeof text));
     if (have_stat && S_ISREG(sb.st_mode) && sb.st_size > CONFIG_FILE_MAX)
-        return fail(e, ZRT_ERR_CONFIG, "the file is %lld bytes; a config file may be at "
-                    "most %d bytes (1 MiB)", (long long)sb.st_size, CONFIG_FILE_MAX);
+        return fail(e, ZRT_ERR_CONFIG,
+                    "the file is %lld bytes; a config file may be at "
+                    "most %d bytes (1 MiB)",
+                    (long long)sb.st_size, CONFIG_FILE_MAX);
     char *buf = malloc((size_t)CONFIG_FILE_MAX + 1);
     if (buf == NULL)
         return fail(e, ZRT_ERR_OUT_OF_MEMORY, "cannot allocate %d bytes to read it",
@@ -665,16 +683,18 @@ static zrt_status parse_file(const cfg_err *e, FILE *fp, json_t **doc,
         st = fail(e, ZRT_ERR_CONFIG, "cannot read: %s",
                   zrt__errno_text(errno ? errno : EIO, text, sizeof text));
     else if (len > CONFIG_FILE_MAX) /* a pipe, or a file that grew */
-        st = fail(e, ZRT_ERR_CONFIG, "the file is more than %d bytes; a config file "
-                  "may be at most %d bytes (1 MiB)", CONFIG_FILE_MAX, CONFIG_FILE_MAX);
+        st = fail(e, ZRT_ERR_CONFIG,
+                  "the file is more than %d bytes; a config file "
+                  "may be at most %d bytes (1 MiB)",
+                  CONFIG_FILE_MAX, CONFIG_FILE_MAX);
     else
         *doc = json_loadb(buf, len, JSON_FLAGS, jerr);
     free(buf);
     return st;
 }
 
-zrt_status zrt_config_load_file(zrt_config *cfg, const char *path,
-                                char *errbuf, size_t errbuf_size)
+zrt_status zrt_config_load_file(zrt_config *cfg, const char *path, char *errbuf,
+                                size_t errbuf_size)
 {
     const cfg_err e = {errbuf, errbuf_size, path ? path : "(null)"};
     if (cfg == NULL || path == NULL)
@@ -733,30 +753,29 @@ zrt_status zrt_config_load_env(zrt_config *cfg, char *errbuf, size_t errbuf_size
 static zrt_status validate_backend(const cfg_err *e, const char *backend)
 {
     char text[64];
-    if (memchr(backend, '\0', sizeof ((zrt_config *)0)->backend) == NULL)
+    if (memchr(backend, '\0', sizeof((zrt_config *)0)->backend) == NULL)
         return fail(e, ZRT_ERR_CONFIG,
                     "'backend' is not NUL-terminated within its %zu bytes",
-                    sizeof ((zrt_config *)0)->backend);
+                    sizeof((zrt_config *)0)->backend);
     if (find_backend(backend) < 0)
         return fail(e, ZRT_ERR_CONFIG, "'backend' is \"%s\"; %s",
                     quote_text(backend, text, sizeof text), BACKEND_RULE);
     return ZRT_OK;
 }
 
-static zrt_status validate_count(const cfg_err *e, const char *path,
-                                 const char *field, const char *rule)
+static zrt_status validate_count(const cfg_err *e, const char *path, const char *field,
+                                 const char *rule)
 {
     int64_t n;
     memcpy(&n, field, sizeof n);
     if (n >= 0)
         return ZRT_OK;
-    return fail(e, ZRT_ERR_CONFIG, "'%s' is %lld; %s", path, (long long)n,
-                rule);
+    return fail(e, ZRT_ERR_CONFIG, "'%s' is %lld; %s", path, (long long)n, rule);
 }
 
 /* An int field that must lie in 0..max. */
-static zrt_status validate_int(const cfg_err *e, const char *path,
-                               const char *field, int max, const char *rule)
+static zrt_status validate_int(const cfg_err *e, const char *path, const char *field,
+                               int max, const char *rule)
 {
     int i;
     memcpy(&i, field, sizeof i);
@@ -773,19 +792,22 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
     char path[128];
     key_path(key->section, key->name, path, sizeof path);
     switch (key->kind) {
-    case KIND_SECTION: return ZRT_OK;
+    case KIND_SECTION:
+        return ZRT_OK;
     case KIND_STAGE: {
         int stage;
         memcpy(&stage, field, sizeof stage);
         return stage == ZRT_STAGE_AUTO ? ZRT_OK
                                        : validate_int(e, path, field, 3, STAGE_RULE);
     }
-    case KIND_ELEMENTS: return validate_count(e, path, field, ELEMENTS_RULE);
-    case KIND_BYTES: return validate_count(e, path, field, BYTES_RULE);
+    case KIND_ELEMENTS:
+        return validate_count(e, path, field, ELEMENTS_RULE);
+    case KIND_BYTES:
+        return validate_count(e, path, field, BYTES_RULE);
     case KIND_BOOL:
-        return validate_int(e, path, field, 1,
-                            "it must be 1 (true) or 0 (false)");
-    case KIND_BACKEND: return validate_backend(e, field);
+        return validate_int(e, path, field, 1, "it must be 1 (true) or 0 (false)");
+    case KIND_BACKEND:
+        return validate_backend(e, field);
     case KIND_LOG_LEVEL:
         return validate_int(e, path, field, 3,
                             "it must be 0 (error), 1 (warn), 2 (info) "
@@ -832,18 +854,23 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
 static zrt_status validate_precision(const cfg_err *e, const zrt_config *cfg)
 {
     if (cfg->bf16.enabled && cfg->fp16.enabled)
-        return fail(e, ZRT_ERR_CONFIG, "'bf16.enabled' and 'fp16.enabled' are both "
+        return fail(e, ZRT_ERR_CONFIG,
+                    "'bf16.enabled' and 'fp16.enabled' are both "
                     "true; choose one");
-    zrt_dtype params = cfg->bf16.enabled ? ZRT_BF16 : cfg->fp16.enabled ? ZRT_F16 : ZRT_F32;
+    zrt_dtype params = cfg->bf16.enabled   ? ZRT_BF16
+                       : cfg->fp16.enabled ? ZRT_F16
+                                           : ZRT_F32;
     if (cfg->reduce_dtype != ZRT_DTYPE_DEFAULT && cfg->reduce_dtype != ZRT_F32 &&
         cfg->reduce_dtype != (int)params)
-        return fail(e, ZRT_ERR_CONFIG, "'reduce_dtype' is \"%s\" but the parameters are "
+        return fail(e, ZRT_ERR_CONFIG,
+                    "'reduce_dtype' is \"%s\" but the parameters are "
                     "%s; gradients reduce in fp32 or in the parameters' type",
                     dtype_names[cfg->reduce_dtype], dtype_names[params]);
     if (cfg->fp16.initial_scale_power > 127)
-        return fail(e, ZRT_ERR_CONFIG, "'fp16.initial_scale_power' is %d; 2^%d is not a "
-                    "finite float (at most 127)", cfg->fp16.initial_scale_power,
-                    cfg->fp16.initial_scale_power);
+        return fail(e, ZRT_ERR_CONFIG,
+                    "'fp16.initial_scale_power' is %d; 2^%d is not a "
+                    "finite float (at most 127)",
+                    cfg->fp16.initial_scale_power, cfg->fp16.initial_scale_power);
     if (!(cfg->fp16.min_loss_scale > 0.0f))
         return fail(e, ZRT_ERR_CONFIG, "'fp16.min_loss_scale' is %g; it must be above 0",
                     (double)cfg->fp16.min_loss_scale);
@@ -858,24 +885,29 @@ static zrt_status validate_offload(const cfg_err *e, const zrt_config *cfg)
     if (cfg->stage == ZRT_STAGE_AUTO) /* the runtime picks stage and tiers */
         return ZRT_OK;
     if (o->device != ZRT_OFFLOAD_NONE && cfg->stage < 1)
-        return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"%s\" but stage is 0; "
+        return fail(e, ZRT_ERR_CONFIG,
+                    "'%s.device' is \"%s\" but stage is 0; "
                     "offloading the optimizer needs stage 1, 2 or 3",
                     SECTION_OFFLOAD_OPTIM, device_names[o->device]);
     if (p->device != ZRT_OFFLOAD_NONE && cfg->stage != 3)
-        return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"%s\" but stage is %d; "
-                    "offloading parameters needs stage 3", SECTION_OFFLOAD_PARAM,
-                    device_names[p->device], cfg->stage);
+        return fail(e, ZRT_ERR_CONFIG,
+                    "'%s.device' is \"%s\" but stage is %d; "
+                    "offloading parameters needs stage 3",
+                    SECTION_OFFLOAD_PARAM, device_names[p->device], cfg->stage);
     if (o->device == ZRT_OFFLOAD_NVME && !o->nvme_path[0])
-        return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"nvme\" but '%s.nvme_path' "
-                    "is not set", SECTION_OFFLOAD_OPTIM, SECTION_OFFLOAD_OPTIM);
+        return fail(e, ZRT_ERR_CONFIG,
+                    "'%s.device' is \"nvme\" but '%s.nvme_path' "
+                    "is not set",
+                    SECTION_OFFLOAD_OPTIM, SECTION_OFFLOAD_OPTIM);
     if (p->device == ZRT_OFFLOAD_NVME && !p->nvme_path[0])
-        return fail(e, ZRT_ERR_CONFIG, "'%s.device' is \"nvme\" but '%s.nvme_path' "
-                    "is not set", SECTION_OFFLOAD_PARAM, SECTION_OFFLOAD_PARAM);
+        return fail(e, ZRT_ERR_CONFIG,
+                    "'%s.device' is \"nvme\" but '%s.nvme_path' "
+                    "is not set",
+                    SECTION_OFFLOAD_PARAM, SECTION_OFFLOAD_PARAM);
     return ZRT_OK;
 }
 
-zrt_status zrt_config_validate(const zrt_config *cfg, char *errbuf,
-                               size_t errbuf_size)
+zrt_status zrt_config_validate(const zrt_config *cfg, char *errbuf, size_t errbuf_size)
 {
     const cfg_err e = {errbuf, errbuf_size, NULL};
     if (cfg == NULL)

@@ -25,8 +25,8 @@ static const char *short_source(const char *file)
     return slash ? slash + 1 : file;
 }
 
-zrt_status zrt__fail_at(zrt__errbuf *err, zrt_status status, const char *file,
-                        int line, const char *fmt, ...)
+zrt_status zrt__fail_at(zrt__errbuf *err, zrt_status status, const char *file, int line,
+                        const char *fmt, ...)
 {
     if (!err)
         return status;
@@ -36,11 +36,11 @@ zrt_status zrt__fail_at(zrt__errbuf *err, zrt_status status, const char *file,
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     if (err->rank >= 0)
-        snprintf(err->text, sizeof err->text, "rank %d: %s [%s:%d]", err->rank,
-                 what, short_source(file), line);
-    else
-        snprintf(err->text, sizeof err->text, "%s [%s:%d]", what,
+        snprintf(err->text, sizeof err->text, "rank %d: %s [%s:%d]", err->rank, what,
                  short_source(file), line);
+    else
+        snprintf(err->text, sizeof err->text, "%s [%s:%d]", what, short_source(file),
+                 line);
     return status;
 }
 

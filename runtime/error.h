@@ -21,11 +21,10 @@ typedef struct zrt__errbuf {
 
 /* Writes the sentence and returns status, so callers can
  * `return zrt__fail(err, ZRT_ERR_X, "...")`. err may be NULL. */
-zrt_status zrt__fail_at(zrt__errbuf *err, zrt_status status, const char *file,
-                        int line, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+zrt_status zrt__fail_at(zrt__errbuf *err, zrt_status status, const char *file, int line,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-#define zrt__fail(err, status, ...) \
+#define zrt__fail(err, status, ...)                                                      \
     zrt__fail_at((err), (status), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Formats bytes for messages: "1.50 MiB (1572864 bytes)". */
@@ -38,19 +37,19 @@ const char *zrt__errno_text(int err, char *buf, size_t size);
 
 /* Evaluates a zrt_status expression; returns it from the enclosing function
  * when it is not ZRT_OK. */
-#define ZRT_CHECK(expr)                   \
-    do {                                  \
-        zrt_status zrt__st_ = (expr);     \
-        if (zrt__st_ != ZRT_OK)           \
-            return zrt__st_;              \
+#define ZRT_CHECK(expr)                                                                  \
+    do {                                                                                 \
+        zrt_status zrt__st_ = (expr);                                                    \
+        if (zrt__st_ != ZRT_OK)                                                          \
+            return zrt__st_;                                                             \
     } while (0)
 
 /* Same, but stores the status in `st` and jumps to `label` (cleanup path). */
-#define ZRT_CHECK_GOTO(expr, st, label)   \
-    do {                                  \
-        (st) = (expr);                    \
-        if ((st) != ZRT_OK)               \
-            goto label;                   \
+#define ZRT_CHECK_GOTO(expr, st, label)                                                  \
+    do {                                                                                 \
+        (st) = (expr);                                                                   \
+        if ((st) != ZRT_OK)                                                              \
+            goto label;                                                                  \
     } while (0)
 
 #endif /* ZRT_RUNTIME_ERROR_H */

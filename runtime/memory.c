@@ -41,8 +41,7 @@ void zrt__phase_format(const zrt__phase *phase, char *buf, size_t size)
 
 /* Appends to the timeline while the first steps run. Growing may fail: the
  * event is then counted as dropped, never an error of the allocation. */
-static void record(zrt__mem_account *acct, zrt_tier tier, zrt_category cat,
-                   int64_t delta)
+static void record(zrt__mem_account *acct, zrt_tier tier, zrt_category cat, int64_t delta)
 {
     if (acct->record_off || acct->phase.step > ZRT__TIMELINE_STEPS)
         return;
@@ -58,10 +57,12 @@ static void record(zrt__mem_account *acct, zrt_tier tier, zrt_category cat,
         acct->events = grown;
         acct->events_cap = cap;
     }
-    acct->events[acct->nevents++] = (zrt__mem_event){
-        .delta = delta, .step = (int32_t)acct->phase.step,
-        .layer = acct->phase.layer, .kind = (uint8_t)acct->phase.kind,
-        .tier = (uint8_t)tier, .cat = (uint8_t)cat};
+    acct->events[acct->nevents++] = (zrt__mem_event){.delta = delta,
+                                                     .step = (int32_t)acct->phase.step,
+                                                     .layer = acct->phase.layer,
+                                                     .kind = (uint8_t)acct->phase.kind,
+                                                     .tier = (uint8_t)tier,
+                                                     .cat = (uint8_t)cat};
 }
 
 void zrt__mem_set_limit(zrt__mem_account *acct, zrt_tier tier, int64_t limit)
@@ -80,8 +81,8 @@ static void describe_holders(const zrt_mem_stats *s, zrt_tier tier, char *buf,
         if (s->current[tier][c] == 0)
             continue;
         char amount[64];
-        int n = snprintf(buf + used, size - used, "%s%s %s",
-                         used ? ", " : "", zrt_category_str((zrt_category)c),
+        int n = snprintf(buf + used, size - used, "%s%s %s", used ? ", " : "",
+                         zrt_category_str((zrt_category)c),
                          zrt__fmt_bytes(s->current[tier][c], amount, sizeof amount));
         if (n < 0)
             break;
@@ -93,8 +94,8 @@ static void describe_holders(const zrt_mem_stats *s, zrt_tier tier, char *buf,
 
 /* " The plan expected a device peak of 12.0 MiB (at backward layer 2), of
  * which grad-bucket 1.0 MiB; grad-bucket now holds 1.5 MiB." */
-static void describe_plan(const zrt__mem_account *acct, zrt_tier tier,
-                          zrt_category cat, char *buf, size_t size)
+static void describe_plan(const zrt__mem_account *acct, zrt_tier tier, zrt_category cat,
+                          char *buf, size_t size)
 {
     buf[0] = '\0';
     if (!acct->has_plan)
@@ -132,9 +133,8 @@ static zrt_status over_budget(const zrt__mem_account *acct, zrt__errbuf *err,
                      zrt__fmt_bytes(limit, budget, sizeof budget), holders, plan);
 }
 
-zrt_status zrt__mem_charge(zrt__mem_account *acct, zrt__errbuf *err,
-                           zrt_tier tier, zrt_category cat, int64_t bytes,
-                           const char *what)
+zrt_status zrt__mem_charge(zrt__mem_account *acct, zrt__errbuf *err, zrt_tier tier,
+                           zrt_category cat, int64_t bytes, const char *what)
 {
     zrt_mem_stats *s = &acct->stats;
     int64_t limit = s->tier_limit[tier];

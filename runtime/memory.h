@@ -32,9 +32,9 @@ typedef enum zrt__phase_kind {
 } zrt__phase_kind;
 
 typedef struct zrt__phase {
-    int kind;   /* zrt__phase_kind */
-    int layer;  /* -1 when the phase has none */
-    long step;  /* the step in progress, from 1 */
+    int kind;  /* zrt__phase_kind */
+    int layer; /* -1 when the phase has none */
+    long step; /* the step in progress, from 1 */
 } zrt__phase;
 
 /* "backward layer 3"; "step" */
@@ -48,8 +48,10 @@ typedef struct zrt__mem_event {
     uint8_t kind, tier, cat;
 } zrt__mem_event;
 
-enum { ZRT__TIMELINE_STEPS = 2,          /* steps recorded from the start */
-       ZRT__TIMELINE_MAX_EVENTS = 1 << 16 };
+enum {
+    ZRT__TIMELINE_STEPS = 2, /* steps recorded from the start */
+    ZRT__TIMELINE_MAX_EVENTS = 1 << 16
+};
 
 typedef struct zrt__mem_account {
     zrt_mem_stats stats; /* the public view, kept up to date */
@@ -77,9 +79,8 @@ void zrt__mem_set_limit(zrt__mem_account *acct, zrt_tier tier, int64_t limit);
 /* Charges bytes; fails with ZRT_ERR_OUT_OF_MEMORY, charging nothing, when the
  * tier's limit would be passed. `what` names the buffer for the message
  * ("grad shard of layer 3"); may be NULL. */
-zrt_status zrt__mem_charge(zrt__mem_account *acct, zrt__errbuf *err,
-                           zrt_tier tier, zrt_category cat, int64_t bytes,
-                           const char *what);
+zrt_status zrt__mem_charge(zrt__mem_account *acct, zrt__errbuf *err, zrt_tier tier,
+                           zrt_category cat, int64_t bytes, const char *what);
 void zrt__mem_release(zrt__mem_account *acct, zrt_tier tier, zrt_category cat,
                       int64_t bytes);
 

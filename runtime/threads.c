@@ -19,14 +19,14 @@ typedef struct worker {
 struct zrt__pool {
     hwloc_topology_t topo;
     hwloc_bitmap_t process_set;
-    int size;           /* workers including the caller */
-    int started;        /* threads running: workers [1, started] */
-    worker *workers;    /* [1, size) are threads */
+    int size;        /* workers including the caller */
+    int started;     /* threads running: workers [1, started] */
+    worker *workers; /* [1, size) are threads */
     pthread_mutex_t lock;
     pthread_cond_t start, done;
     unsigned long generation;
-    int pending;        /* threads still running this generation */
-    int ready;          /* threads that have bound themselves */
+    int pending; /* threads still running this generation */
+    int ready;   /* threads that have bound themselves */
     int stopping;
     zrt__task_fn fn;
     void *arg;
@@ -115,8 +115,8 @@ static void take_share_if_unbound(zrt__pool *pool, int local_rank, int local_siz
     int first = (local_rank * share) % (cores > 0 ? cores : 1);
     hwloc_bitmap_zero(pool->process_set);
     for (int i = first; i < first + share && i < cores; i++) {
-        hwloc_obj_t core = hwloc_get_obj_inside_cpuset_by_type(pool->topo, all,
-                                                               HWLOC_OBJ_CORE, i);
+        hwloc_obj_t core =
+            hwloc_get_obj_inside_cpuset_by_type(pool->topo, all, HWLOC_OBJ_CORE, i);
         hwloc_bitmap_or(pool->process_set, pool->process_set, core->cpuset);
     }
 }
@@ -128,11 +128,12 @@ static zrt_status start_workers(zrt__pool *pool, zrt__errbuf *err)
         start_args *a = malloc(sizeof *a);
         hwloc_obj_t core = hwloc_get_obj_inside_cpuset_by_type(
             pool->topo, pool->process_set, HWLOC_OBJ_CORE, i);
-        if (!a || !core || (*a = (start_args){.w = w, .core = core},
-                            pthread_create(&w->thread, NULL, worker_start, a))) {
+        if (!a || !core ||
+            (*a = (start_args){.w = w, .core = core},
+             pthread_create(&w->thread, NULL, worker_start, a))) {
             free(a);
-            return zrt__fail(err, ZRT_ERR_INTERNAL,
-                             "cannot start helper thread %d of %d", i, pool->size - 1);
+            return zrt__fail(err, ZRT_ERR_INTERNAL, "cannot start helper thread %d of %d",
+                             i, pool->size - 1);
         }
         pool->started = i;
     }
@@ -163,8 +164,8 @@ zrt_status zrt__pool_create(int max_workers, int local_rank, int local_size,
                            pool->size);
     }
     for (int i = 0; st == ZRT_OK && i < pool->size; i++)
-        pool->workers[i] = (worker){.pool = pool, .index = i,
-                                    .bound = hwloc_bitmap_alloc()};
+        pool->workers[i] =
+            (worker){.pool = pool, .index = i, .bound = hwloc_bitmap_alloc()};
     if (st == ZRT_OK)
         st = start_workers(pool, err);
     wait_until_bound(pool);

@@ -15,6 +15,12 @@
 #                                               bytes it sent (tx) and
 #                                               received (rx) over the link
 #   cluster.sh hostfile                         the hostfile's path
+#   cluster.sh check-clean [INODE...]           exit 1 naming what is left:
+#                                               a zrt- namespace or link, the
+#                                               state directory, a holder, a
+#                                               process in a network namespace
+#                                               of these inodes (stat -L -c %i
+#                                               /run/netns/zrt-hI while up)
 #
 # Host i is namespace zrt-hi, hostname zrt-hi, address <subnet>.i/24 on its
 # interface zrt0; its link's other end is zrt-vi on bridge zrt-br0, which has
@@ -338,6 +344,42 @@ cmd_status() {
     echo "hostfile: $HOSTFILE"
 }
 
+# cmd_check_clean [INODE...] : nothing `up` made is left (after `down`; a
+# cluster that is up is not clean). A zombie has ended: pid 1 reaps it.
+cmd_check_clean() {
+    [ "$(id -u)" -eq 0 ] || skip "needs root (to read every process's namespaces)"
+    local left=() name p pid args inode
+    for inode in "$@"; do
+        [[ $inode =~ ^[0-9]+$ ]] || die "check-clean: '$inode' is not a namespace inode number"
+    done
+    while read -r name _; do
+        left+=("namespace $name")
+    done < <(ip netns list 2>/dev/null | grep '^zrt-' || true)
+    while read -r name; do
+        left+=("link $name")
+    done < <(ip -o link show | awk -F': ' '$2 ~ /^zrt-/ {sub(/@.*/, "", $2); print $2}')
+    [ ! -e "$STATE_DIR" ] || left+=("$STATE_DIR")
+    for p in /proc/[0-9]*; do
+        pid=${p#/proc/}
+        ! exited "$pid" || continue
+        args=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+        args=${args% }
+        if [[ $args == "zrt-cluster-holder "* ]]; then
+            left+=("holder process $pid ($args)")
+            continue
+        fi
+        for inode in "$@"; do
+            [ "$(readlink "$p/ns/net" 2>/dev/null)" != "net:[$inode]" ] ||
+                left+=("process $pid (${args:0:60}) in network namespace $inode")
+        done
+    done
+    if [ "${#left[@]}" -gt 0 ]; then
+        printf 'cluster.sh: left behind: %s\n' "${left[@]}" >&2
+        exit 1
+    fi
+    echo "cluster.sh: nothing left"
+}
+
 main() {
     local cmd=${1:-}
     [ $# -eq 0 ] || shift
@@ -347,6 +389,7 @@ main() {
         exec) cmd_exec "$@" ;;
         status) cmd_status ;;
         hostfile) [ -e "$HOSTFILE" ] || die "no cluster is up"; echo "$HOSTFILE" ;;
+        check-clean) cmd_check_clean "$@" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac

@@ -26,8 +26,7 @@ zrt_status zrt_log(const zrt_ctx *ctx, int level, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (ctx->log_rank_prefix)
-        fprintf(stderr, "[zrt rank %d/%d] %s\n", ctx->comm->rank, ctx->comm->size,
-                line);
+        fprintf(stderr, "[zrt rank %d/%d] %s\n", ctx->comm->rank, ctx->comm->size, line);
     else
         fprintf(stderr, "[zrt] %s\n", line);
     return ZRT_OK;
@@ -52,8 +51,8 @@ zrt_status zrt__require_finalized(zrt_ctx *ctx, const char *call)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (!ctx->finalized)
-        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
-                         "%s: call zrt_finalize_params first", call);
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE, "%s: call zrt_finalize_params first",
+                         call);
     return ZRT_OK;
 }
 
@@ -62,8 +61,8 @@ zrt_status zrt__require_layer(zrt_ctx *ctx, int layer, const char *call)
     ZRT_CHECK(zrt__require_finalized(ctx, call));
     if (layer < 0 || layer >= ctx->plan.nlayers)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "%s: layer %d does not exist (layers 0..%d)", call,
-                         layer, ctx->plan.nlayers - 1);
+                         "%s: layer %d does not exist (layers 0..%d)", call, layer,
+                         ctx->plan.nlayers - 1);
     return ZRT_OK;
 }
 
@@ -72,8 +71,8 @@ zrt_status zrt__require_param(zrt_ctx *ctx, zrt_param param, const char *call)
     ZRT_CHECK(zrt__require_finalized(ctx, call));
     if (param < 0 || param >= ctx->nparams)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "%s: parameter handle %d is not registered (0..%d)",
-                         call, (int)param, ctx->nparams - 1);
+                         "%s: parameter handle %d is not registered (0..%d)", call,
+                         (int)param, ctx->nparams - 1);
     return ZRT_OK;
 }
 

@@ -58,8 +58,8 @@
 
 #include "../offload/crc32c.h"
 #include "../runtime/file_limit.h"
-#include "checkpoint.h"
 #include "../runtime/sized.h"
+#include "checkpoint.h"
 #include "ctx.h"
 
 enum {
@@ -69,7 +69,8 @@ enum {
     KIND_MASTER = ZRT__CKPT_MASTER
 };
 
-/* ---- agreeing on outcomes ------------------------------------------------------------ */
+/* ---- agreeing on outcomes ------------------------------------------------------------
+ */
 
 /* Every rank learns whether any failed; the lowest failing rank's sentence
  * is broadcast so that every rank's error names the real cause. */
@@ -155,7 +156,8 @@ static zrt_status require_reachable(zrt_ctx *ctx, const state_place *p, int kind
     return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                      "%s: %s of layer %d lives in device memory the host cannot read on "
                      "backend '%s'; checkpoints through a staging copy are not "
-                     "implemented yet", call, zrt__ckpt_kind(kind), l, ctx->be->ops->name);
+                     "implemented yet",
+                     call, zrt__ckpt_kind(kind), l, ctx->be->ops->name);
 }
 
 /* The NVMe staging buffer (zero/nvme.c): two (p, m, v) sets of the largest
@@ -170,8 +172,9 @@ static zrt_status swap_io(zrt_ctx *ctx, const state_place *p, int64_t elems, voi
 {
     uint64_t ticket = 0;
     size_t bytes = (size_t)elems * p->esize;
-    zrt_status st = write ? zrt__mover_write(p->mover, p->swap_offset, buf, bytes, &ticket)
-                          : zrt__mover_read(p->mover, p->swap_offset, buf, bytes, &ticket);
+    zrt_status st = write
+                        ? zrt__mover_write(p->mover, p->swap_offset, buf, bytes, &ticket)
+                        : zrt__mover_read(p->mover, p->swap_offset, buf, bytes, &ticket);
     if (st == ZRT_OK)
         st = zrt__mover_wait(p->mover, ticket, &ctx->err);
     if (st != ZRT_OK) /* a later step reads (and verifies) the slot again */
@@ -186,13 +189,16 @@ static zrt_status require_between_steps(zrt_ctx *ctx, const char *call)
     for (int l = 0; l < ctx->plan.nlayers; l++) {
         const zrt__layer_state *ls = &ctx->layers[l];
         if (ls->fwd_live || ls->bwd_live)
-            return zrt__fail(&ctx->err, ZRT_ERR_STATE, "%s: layer %d is live; call it "
-                             "between steps", call, l);
+            return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                             "%s: layer %d is live; call it "
+                             "between steps",
+                             call, l);
         if (ls->bwd_done || ctx->micro != 0)
-            return zrt__fail(&ctx->err, ZRT_ERR_STATE, "%s: backward ran since the last "
+            return zrt__fail(&ctx->err, ZRT_ERR_STATE,
+                             "%s: backward ran since the last "
                              "optimizer step (micro-step %d of %d); call it after "
-                             "zrt_step applies the optimizer", call, ctx->micro + 1,
-                             ctx->cfg.gradient_accumulation_steps);
+                             "zrt_step applies the optimizer",
+                             call, ctx->micro + 1, ctx->cfg.gradient_accumulation_steps);
     }
     return zrt__engine_drain(ctx);
 }
@@ -202,13 +208,15 @@ static zrt_status check_info(zrt_ctx *ctx, const zrt_ckpt_info *info, const char
     if (!info)
         return ZRT_OK;
     if (info->struct_size != sizeof(zrt_ckpt_info))
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "%s: info->struct_size is %zu, "
-                         "expected %zu (call zrt_ckpt_info_init)", call,
-                         info->struct_size, sizeof(zrt_ckpt_info));
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "%s: info->struct_size is %zu, "
+                         "expected %zu (call zrt_ckpt_info_init)",
+                         call, info->struct_size, sizeof(zrt_ckpt_info));
     if (info->user_bytes > ZRT_CKPT_USER_MAX)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "%s: info->user_bytes is %zu, "
-                         "more than ZRT_CKPT_USER_MAX (%d)", call, info->user_bytes,
-                         ZRT_CKPT_USER_MAX);
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "%s: info->user_bytes is %zu, "
+                         "more than ZRT_CKPT_USER_MAX (%d)",
+                         call, info->user_bytes, ZRT_CKPT_USER_MAX);
     return ZRT_OK;
 }
 
@@ -227,7 +235,9 @@ typedef struct rank_summary { /* all-gathered to rank 0: 16 bytes */
 
 static const char *device_name(int device)
 {
-    return device == ZRT_OFFLOAD_CPU ? "cpu" : device == ZRT_OFFLOAD_NVME ? "nvme" : "none";
+    return device == ZRT_OFFLOAD_CPU    ? "cpu"
+           : device == ZRT_OFFLOAD_NVME ? "nvme"
+                                        : "none";
 }
 
 static json_t *layers_json(const zrt_ctx *ctx)
@@ -310,11 +320,12 @@ static int ctx_version(const zrt_ctx *ctx)
 static json_t *scaler_json(const zrt_ctx *ctx)
 {
     const zrt__loss_scaler *s = &ctx->scaler;
-    return json_pack("{s:i, s:f, s:f, s:i, s:i, s:i, s:I, s:I, s:I}", "dynamic", s->dynamic,
-                     "scale", (double)s->scale, "min_scale", (double)s->min_scale,
-                     "window", s->window, "hysteresis", s->hysteresis, "hysteresis_left",
-                     s->hysteresis_left, "iter", (json_int_t)s->iter, "last_overflow_iter",
-                     (json_int_t)s->last_overflow_iter, "skipped", (json_int_t)s->skipped);
+    return json_pack(
+        "{s:i, s:f, s:f, s:i, s:i, s:i, s:I, s:I, s:I}", "dynamic", s->dynamic, "scale",
+        (double)s->scale, "min_scale", (double)s->min_scale, "window", s->window,
+        "hysteresis", s->hysteresis, "hysteresis_left", s->hysteresis_left, "iter",
+        (json_int_t)s->iter, "last_overflow_iter", (json_int_t)s->last_overflow_iter,
+        "skipped", (json_int_t)s->skipped);
 }
 
 static json_t *model_json(const zrt_ctx *ctx)
@@ -332,12 +343,12 @@ static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info,
     json_t *kinds = json_array();
     for (int k = 0; kinds && k < ctx_nkinds(ctx); k++)
         json_array_append_new(kinds, json_string(zrt__ckpt_kind(k)));
-    json_t *root = json_pack(
-        "{s:s, s:i, s:s, s:I, s:i, s:i, s:i, s:s, s:o?, s:o?}", "format", "zrt-checkpoint",
-        "version", ctx_version(ctx), "zrt_version", "0.1.0", "step", (json_int_t)ctx->step,
-        "world_size", ctx->comm->size, "stage", ctx->cfg.stage, "alignment",
-        ctx->plan.alignment, "dtype", zrt_dtype_str(ctx->pdtype), "kinds", kinds, "config",
-        config_json(ctx));
+    json_t *root =
+        json_pack("{s:s, s:i, s:s, s:I, s:i, s:i, s:i, s:s, s:o?, s:o?}", "format",
+                  "zrt-checkpoint", "version", ctx_version(ctx), "zrt_version", "0.1.0",
+                  "step", (json_int_t)ctx->step, "world_size", ctx->comm->size, "stage",
+                  ctx->cfg.stage, "alignment", ctx->plan.alignment, "dtype",
+                  zrt_dtype_str(ctx->pdtype), "kinds", kinds, "config", config_json(ctx));
     if (root && zrt__mixed(ctx))
         json_object_set_new(root, "loss_scaler", scaler_json(ctx));
     if (root)
@@ -361,7 +372,8 @@ static zrt_status meta_text(zrt_ctx *ctx, const zrt_ckpt_info *info,
     char *body = root ? json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
     if (!body)
-        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "zrt_save: cannot build "
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "zrt_save: cannot build "
                          "meta.json");
     zrt_status st = zrt__ckpt_seal_meta(body, out, len, &ctx->err);
     free(body);
@@ -371,10 +383,10 @@ static zrt_status meta_text(zrt_ctx *ctx, const zrt_ckpt_info *info,
 
 typedef struct save_job {
     char dir[ZRT__CKPT_PATH];
-    char name[32];                 /* step-00000020 */
-    char final[ZRT__CKPT_PATH];    /* dir/step-00000020 */
-    char tmp[ZRT__CKPT_PATH + 8];  /* dir/step-00000020.tmp */
-    rank_summary *all;             /* world entries */
+    char name[32];                /* step-00000020 */
+    char final[ZRT__CKPT_PATH];   /* dir/step-00000020 */
+    char tmp[ZRT__CKPT_PATH + 8]; /* dir/step-00000020.tmp */
+    rank_summary *all;            /* world entries */
 } save_job;
 
 static zrt_status save_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info,
@@ -385,15 +397,18 @@ static zrt_status save_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_inf
     ZRT_CHECK(check_info(ctx, info, "zrt_save"));
     ZRT_CHECK(require_between_steps(ctx, "zrt_save"));
     if (snprintf(job->dir, sizeof job->dir, "%s", dir) >= (int)sizeof job->dir)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_save: directory name too "
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_save: directory name too "
                          "long");
     snprintf(job->name, sizeof job->name, "step-%08ld", ctx->step);
     ZRT_CHECK(zrt__ckpt_join(job->final, sizeof job->final, dir, job->name, &ctx->err));
     snprintf(job->tmp, sizeof job->tmp, "%s.tmp", job->final);
     job->all = calloc((size_t)ctx->comm->size, sizeof *job->all);
     if (!job->all)
-        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "zrt_save: no memory for %d "
-                         "file summaries", ctx->comm->size);
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "zrt_save: no memory for %d "
+                         "file summaries",
+                         ctx->comm->size);
     return ZRT_OK;
 }
 
@@ -459,8 +474,10 @@ static zrt_status write_header_and_table(zrt_ctx *ctx, int fd, const char *path,
                                          const zrt__ckpt_section *s, int n,
                                          rank_summary *out)
 {
-    zrt__ckpt_file_id id = {.version = ctx_version(ctx), .rank = ctx->comm->rank,
-                            .world = ctx->comm->size, .step = ctx->step};
+    zrt__ckpt_file_id id = {.version = ctx_version(ctx),
+                            .rank = ctx->comm->rank,
+                            .world = ctx->comm->size,
+                            .step = ctx->step};
     return zrt__ckpt_write_header_and_table(fd, path, &id, s, n, &out->header_crc,
                                             &out->bytes, &ctx->err);
 }
@@ -471,12 +488,12 @@ static zrt_status write_rank_sections(zrt_ctx *ctx, int fd, const char *path,
     int n = 0;
     zrt__ckpt_section *s = plan_sections(ctx, &n);
     if (!s)
-        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "zrt_save: no memory for the "
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "zrt_save: no memory for the "
                          "section table");
-    uint64_t file_bytes = n ? s[n - 1].offset + s[n - 1].bytes
-                            : ZRT__CKPT_HEADER_BYTES;
-    zrt_status st = zrt__check_file_size_limit(file_bytes, "the checkpoint file", path,
-                                               &ctx->err);
+    uint64_t file_bytes = n ? s[n - 1].offset + s[n - 1].bytes : ZRT__CKPT_HEADER_BYTES;
+    zrt_status st =
+        zrt__check_file_size_limit(file_bytes, "the checkpoint file", path, &ctx->err);
     for (int i = 0; st == ZRT_OK && i < n; i++)
         st = write_section(ctx, fd, path, i % ctx_nkinds(ctx), &s[i]);
     if (st == ZRT_OK)
@@ -530,23 +547,28 @@ static zrt_status publish_dir(zrt_ctx *ctx, const save_job *job)
         return zrt__ckpt_fsync_dir(job->dir, &ctx->err);
     }
     if (renameat2(AT_FDCWD, job->tmp, AT_FDCWD, job->final, RENAME_EXCHANGE) != 0)
-        return zrt__fail(&ctx->err, ZRT_ERR_IO, "zrt_save: cannot replace '%s' with '%s' "
-                         "atomically (renameat2 RENAME_EXCHANGE): %s", job->final,
-                         job->tmp, strerror(errno));
+        return zrt__fail(&ctx->err, ZRT_ERR_IO,
+                         "zrt_save: cannot replace '%s' with '%s' "
+                         "atomically (renameat2 RENAME_EXCHANGE): %s",
+                         job->final, job->tmp, strerror(errno));
     ZRT_CHECK(zrt__ckpt_fsync_dir(job->dir, &ctx->err));
-    if (zrt__ckpt_remove_step_dir(job->tmp, &ctx->err) != ZRT_OK) /* the next save retries */
+    if (zrt__ckpt_remove_step_dir(job->tmp, &ctx->err) !=
+        ZRT_OK) /* the next save retries */
         zrt_log(ctx, 1, "zrt_save: %s", ctx->err.text);
     return ZRT_OK;
 }
 
 /* Rank 0, after every rank's file is durable: meta.json, the directory,
  * then latest. */
-static zrt_status finish_save(zrt_ctx *ctx, const save_job *job, const zrt_ckpt_info *info)
+static zrt_status finish_save(zrt_ctx *ctx, const save_job *job,
+                              const zrt_ckpt_info *info)
 {
     for (int r = 0; r < ctx->comm->size; r++)
         if (!job->all[r].ok) /* every rank agreed it succeeded: a bug if this fails */
-            return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL, "zrt_save: rank %d reported "
-                             "success without a durable file in '%s'", r, job->tmp);
+            return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL,
+                             "zrt_save: rank %d reported "
+                             "success without a durable file in '%s'",
+                             r, job->tmp);
     char *text = NULL;
     size_t len = 0;
     ZRT_CHECK(meta_text(ctx, info, job->all, &text, &len));
@@ -626,11 +648,11 @@ typedef struct load_job {
     zrt_ctx *ctx;
     zrt__ckpt ck;
     int opened;
-    int *map;           /* registered parameter -> checkpoint tensor */
-    void *buf;          /* for checking CRCs */
+    int *map;  /* registered parameter -> checkpoint tensor */
+    void *buf; /* for checking CRCs */
     size_t buf_bytes;
-    void *dst;          /* pass 2: where the current segment goes */
-    const char *kind;   /* pass 2: the checkpoint's kind being read */
+    void *dst;        /* pass 2: where the current segment goes */
+    const char *kind; /* pass 2: the checkpoint's kind being read */
 } load_job;
 
 static void format_shape(int ndim, const int64_t *shape, char *buf, size_t size)
@@ -651,8 +673,10 @@ static zrt_status match_one(zrt_ctx *ctx, load_job *job, int i)
                 ? i
                 : zrt__ckpt_find_tensor(m, p->name);
     if (t < 0)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_load: checkpoint '%s' has no "
-                         "parameter '%s'", m->dir, p->name);
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_load: checkpoint '%s' has no "
+                         "parameter '%s'",
+                         m->dir, p->name);
     const zrt__ckpt_tensor *ct = &m->tensors[t];
     int same = ct->ndim == p->desc.ndim;
     for (int d = 0; same && d < ct->ndim; d++)
@@ -661,8 +685,10 @@ static zrt_status match_one(zrt_ctx *ctx, load_job *job, int i)
         char have[96], want[96];
         format_shape(ct->ndim, ct->shape, have, sizeof have);
         format_shape(p->desc.ndim, p->desc.shape, want, sizeof want);
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_load: parameter '%s' is %s "
-                         "in checkpoint '%s' but %s here", p->name, have, m->dir, want);
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_load: parameter '%s' is %s "
+                         "in checkpoint '%s' but %s here",
+                         p->name, have, m->dir, want);
     }
     job->map[i] = t;
     return ZRT_OK;
@@ -683,9 +709,10 @@ static zrt_status match_tensors(zrt_ctx *ctx, load_job *job)
     }
     for (int t = 0; st == ZRT_OK && t < m->ntensors; t++)
         if (!used[t])
-            st = zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_load: checkpoint '%s' holds "
-                           "parameter '%s', which is not registered here", m->dir,
-                           m->tensors[t].name);
+            st = zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                           "zrt_load: checkpoint '%s' holds "
+                           "parameter '%s', which is not registered here",
+                           m->dir, m->tensors[t].name);
     free(used);
     return st;
 }
@@ -696,8 +723,8 @@ static zrt_status match_tensors(zrt_ctx *ctx, load_job *job)
  * parameters has neither and reads no section. */
 static void get_check_buffer(zrt_ctx *ctx, load_job *job)
 {
-    const zrt__buf *window = ctx->step_staging.ptr ? &ctx->step_staging
-                                                   : &ctx->ckpt_staging;
+    const zrt__buf *window =
+        ctx->step_staging.ptr ? &ctx->step_staging : &ctx->ckpt_staging;
     job->buf = window->ptr;
     job->buf_bytes = window->bytes;
 }
@@ -707,8 +734,8 @@ static zrt_status verify_piece(void *arg, const zrt__ckpt_piece *piece)
     load_job *job = arg;
     for (int k = 0; k < job->ck.meta.nkinds; k++) {
         zrt__ckpt_section *s = NULL;
-        ZRT_CHECK(zrt__ckpt_section_of(&job->ck, piece->rank, zrt__ckpt_kind(k), piece->layer,
-                                       &s, &job->ctx->err));
+        ZRT_CHECK(zrt__ckpt_section_of(&job->ck, piece->rank, zrt__ckpt_kind(k),
+                                       piece->layer, &s, &job->ctx->err));
         if (!s->verified)
             ZRT_CHECK(zrt__ckpt_verify_section(&job->ck, piece->rank, s, job->buf,
                                                job->buf_bytes, &job->ctx->err));
@@ -729,7 +756,8 @@ static zrt_status verify_needed(zrt_ctx *ctx, load_job *job)
         for (int i = 0; i < ls->nsegs; i++) {
             const zrt__segment *sg = &ls->segs[i];
             ZRT_CHECK(zrt__ckpt_for_pieces(&job->ck.meta, job->map[sg->tensor],
-                                           sg->tensor_offset, sg->count, verify_piece, job));
+                                           sg->tensor_offset, sg->count, verify_piece,
+                                           job));
         }
     }
     return ZRT_OK;
@@ -747,32 +775,39 @@ static zrt_status match_model(zrt_ctx *ctx, const zrt__ckpt_meta *m)
         int64_t saved;
         if (!zrt__ckpt_model_dim(m, d->name, &saved) || saved == d->value)
             continue;
-        int n = snprintf(diff + at, sizeof diff - at, "%s%s %lld (this run: %lld)",
-                         ndiff ? ", " : "", d->name, (long long)saved, (long long)d->value);
+        int n =
+            snprintf(diff + at, sizeof diff - at, "%s%s %lld (this run: %lld)",
+                     ndiff ? ", " : "", d->name, (long long)saved, (long long)d->value);
         at = n > 0 && at + (size_t)n < sizeof diff ? at + (size_t)n : sizeof diff - 1;
         ndiff++;
     }
     if (!ndiff)
         return ZRT_OK;
-    return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_load: '%s' holds another model: "
-                     "it was saved with %s", m->dir, diff);
+    return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                     "zrt_load: '%s' holds another model: "
+                     "it was saved with %s",
+                     m->dir, diff);
 }
 
 zrt_status zrt_declare_model_dim(zrt_ctx *ctx, const char *name, int64_t value)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (!zrt__valid_model_dim_name(name) || value < 0)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_declare_model_dim: '%.40s' = "
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_declare_model_dim: '%.40s' = "
                          "%lld: the name must be 1 to 31 characters of [a-z0-9_] and the "
-                         "value >= 0", name ? name : "(null)", (long long)value);
+                         "value >= 0",
+                         name ? name : "(null)", (long long)value);
     for (int i = 0; i < ctx->nmodel_dims; i++)
         if (!strcmp(ctx->model_dims[i].name, name)) {
             ctx->model_dims[i].value = value;
             return ZRT_OK;
         }
     if (ctx->nmodel_dims == ZRT_MODEL_DIMS_MAX)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_declare_model_dim: '%s': "
-                         "already %d names declared", name, ZRT_MODEL_DIMS_MAX);
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_declare_model_dim: '%s': "
+                         "already %d names declared",
+                         name, ZRT_MODEL_DIMS_MAX);
     zrt__model_dim *d = &ctx->model_dims[ctx->nmodel_dims++];
     snprintf(d->name, sizeof d->name, "%s", name);
     d->value = value;
@@ -810,8 +845,10 @@ static zrt_status load_layer_kind(zrt_ctx *ctx, load_job *job, int l, int kind,
     state_place p;
     place_of(ctx, kind, l, &p);
     if (zrt_dtype_size(zrt__ckpt_kind_dtype(&job->ck.meta, from)) != p.esize)
-        return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL, "zrt_load: %s of layer %d read "
-                         "from %s of another element size", zrt__ckpt_kind(kind), l, from);
+        return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL,
+                         "zrt_load: %s of layer %d read "
+                         "from %s of another element size",
+                         zrt__ckpt_kind(kind), l, from);
     char *range = p.mover ? (char *)nvme_staging(ctx) : p.mem;
     if (p.mover)
         memset(range, 0, (size_t)ls->range_len * p.esize);
@@ -820,7 +857,8 @@ static zrt_status load_layer_kind(zrt_ctx *ctx, load_job *job, int l, int kind,
         const zrt__segment *sg = &ls->segs[i];
         job->dst = range + (size_t)sg->range_offset * p.esize;
         ZRT_CHECK(zrt__ckpt_for_pieces(&job->ck.meta, job->map[sg->tensor],
-                                       sg->tensor_offset, sg->count, read_piece_into, job));
+                                       sg->tensor_offset, sg->count, read_piece_into,
+                                       job));
     }
     return p.mover ? swap_io(ctx, &p, ls->range_len, range, 1) : ZRT_OK;
 }
@@ -852,7 +890,8 @@ static zrt_status load_layer(zrt_ctx *ctx, load_job *job, int l)
     const zrt__ckpt_meta *m = &job->ck.meta;
     const char *f32 = zrt__ckpt_f32_kind(m);
     ZRT_CHECK(load_layer_kind(ctx, job, l, KIND_EXP_AVG, zrt__ckpt_kind(KIND_EXP_AVG)));
-    ZRT_CHECK(load_layer_kind(ctx, job, l, KIND_EXP_AVG_SQ, zrt__ckpt_kind(KIND_EXP_AVG_SQ)));
+    ZRT_CHECK(
+        load_layer_kind(ctx, job, l, KIND_EXP_AVG_SQ, zrt__ckpt_kind(KIND_EXP_AVG_SQ)));
     if (!zrt__mixed(ctx))
         return load_layer_kind(ctx, job, l, KIND_PARAM, f32);
     ZRT_CHECK(load_layer_kind(ctx, job, l, KIND_MASTER, f32));
@@ -905,9 +944,9 @@ static zrt_status refresh_params(zrt_ctx *ctx)
         if (ctx->cfg.stage < 3) {
             void *full = ls->param_full.ptr;
             zrt__comm_req *req = NULL;
-            ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, zrt__elem(ctx, full, ls->range_lo),
-                                                 full, (size_t)lp->shard_numel, ctx->pdtype,
-                                                 &req));
+            ZRT_CHECK(ctx->comm->ops->all_gather(
+                ctx->comm, zrt__elem(ctx, full, ls->range_lo), full,
+                (size_t)lp->shard_numel, ctx->pdtype, &req));
             ZRT_CHECK(zrt__comm_wait(ctx, req));
             continue;
         }
@@ -958,12 +997,15 @@ zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info)
     restore_scaler(ctx, &job.ck.meta);
     fill_info(&job.ck.meta, info);
     if (ctx->comm->rank == 0 && job.ck.meta.dtype != ctx->pdtype)
-        zrt_log(ctx, 1, "zrt_load: %s holds %s parameters; loaded as %s from its f32 %s "
-                "values%s", job.ck.meta.dir, zrt_dtype_str(job.ck.meta.dtype),
+        zrt_log(ctx, 1,
+                "zrt_load: %s holds %s parameters; loaded as %s from its f32 %s "
+                "values%s",
+                job.ck.meta.dir, zrt_dtype_str(job.ck.meta.dtype),
                 zrt_dtype_str(ctx->pdtype), zrt__ckpt_f32_kind(&job.ck.meta),
                 ctx->pdtype == ZRT_F16 ? " (the loss scaler starts afresh)" : "");
     if (ctx->comm->rank == 0)
-        zrt_log(ctx, 2, "zrt_load: %s (step %lld, saved by %d ranks at stage %d) in %.3f s",
+        zrt_log(ctx, 2,
+                "zrt_load: %s (step %lld, saved by %d ranks at stage %d) in %.3f s",
                 job.ck.meta.dir, (long long)job.ck.meta.step, job.ck.meta.world,
                 job.ck.meta.stage, now_seconds() - t0);
 done:

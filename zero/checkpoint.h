@@ -169,7 +169,7 @@ typedef struct zrt__ckpt_piece {
     int rank, layer;
     int64_t section_elem; /* first element, counted within the section */
     int64_t count;
-    int64_t dst_elem;     /* first element, counted from the caller's `from` */
+    int64_t dst_elem; /* first element, counted from the caller's `from` */
 } zrt__ckpt_piece;
 
 typedef zrt_status (*zrt__ckpt_piece_fn)(void *arg, const zrt__ckpt_piece *piece);
@@ -226,10 +226,10 @@ typedef struct zrt__ckpt_file_id {
  * file whose n sections (offset, bytes and CRC set) are already written,
  * and returns the header's CRC and the file's size for meta.json. */
 zrt_status zrt__ckpt_write_header_and_table(int fd, const char *path,
-                                           const zrt__ckpt_file_id *id,
-                                           const zrt__ckpt_section *s, int n,
-                                           uint32_t *header_crc, uint64_t *file_bytes,
-                                           zrt__errbuf *err);
+                                            const zrt__ckpt_file_id *id,
+                                            const zrt__ckpt_section *s, int n,
+                                            uint32_t *header_crc, uint64_t *file_bytes,
+                                            zrt__errbuf *err);
 /* meta.json's text: body (a JSON object as text) with "meta_crc32c", the
  * CRC32C of every byte before that key, added as its last member. *out is
  * the caller's to free. */

@@ -35,7 +35,7 @@ enum {
 };
 
 static const char *const kind_names[ZRT__CKPT_MAX_KINDS] = {"param", "exp_avg",
-                                                             "exp_avg_sq", "master"};
+                                                            "exp_avg_sq", "master"};
 static const char file_magic[8] = "ZRTCKPT";
 
 const char *zrt__ckpt_kind(int kind)
@@ -73,7 +73,7 @@ zrt_status zrt__ckpt_io_fail(zrt__errbuf *err, const char *what, const char *pat
 }
 
 zrt_status zrt__ckpt_join(char *out, size_t size, const char *dir, const char *name,
-                       zrt__errbuf *err)
+                          zrt__errbuf *err)
 {
     int n = snprintf(out, size, "%s/%s", dir, name);
     if (n < 0 || (size_t)n >= size)
@@ -84,7 +84,7 @@ zrt_status zrt__ckpt_join(char *out, size_t size, const char *dir, const char *n
 }
 
 zrt_status zrt__ckpt_pwrite(int fd, const void *buf, size_t bytes, uint64_t at,
-                             const char *path, zrt__errbuf *err)
+                            const char *path, zrt__errbuf *err)
 {
     const char *p = buf;
     while (bytes > 0) {
@@ -93,10 +93,11 @@ zrt_status zrt__ckpt_pwrite(int fd, const void *buf, size_t bytes, uint64_t at,
             continue;
         char why[128];
         if (n <= 0)
-            return zrt__fail(err, ZRT_ERR_IO,
-                             "checkpoint: cannot write %zu bytes at offset %" PRIu64
-                             " of '%s': %s", bytes, at, path,
-                             n < 0 ? errno_detail(errno, why, sizeof why) : "no progress");
+            return zrt__fail(
+                err, ZRT_ERR_IO,
+                "checkpoint: cannot write %zu bytes at offset %" PRIu64 " of '%s': %s",
+                bytes, at, path,
+                n < 0 ? errno_detail(errno, why, sizeof why) : "no progress");
         p += n;
         bytes -= (size_t)n;
         at += (uint64_t)n;
@@ -115,11 +116,13 @@ static zrt_status pread_all(int fd, void *buf, size_t bytes, uint64_t at,
         if (n < 0)
             return zrt__fail(err, ZRT_ERR_IO,
                              "checkpoint: cannot read %zu bytes at offset %" PRIu64
-                             " of '%s': %s", bytes, at, path, strerror(errno));
+                             " of '%s': %s",
+                             bytes, at, path, strerror(errno));
         if (n == 0)
             return zrt__fail(err, ZRT_ERR_IO,
                              "checkpoint file '%s' ends at byte %" PRIu64 ", before the "
-                             "%zu bytes expected there (truncated)", path, at, bytes);
+                             "%zu bytes expected there (truncated)",
+                             path, at, bytes);
         p += n;
         bytes -= (size_t)n;
         at += (uint64_t)n;
@@ -139,7 +142,7 @@ zrt_status zrt__ckpt_fsync_dir(const char *dir, zrt__errbuf *err)
 
 /* Writes dir/name through dir/name.tmp: write, fsync, rename, fsync dir. */
 zrt_status zrt__ckpt_write_atomic(const char *dir, const char *name, const void *data,
-                                    size_t bytes, zrt__errbuf *err)
+                                  size_t bytes, zrt__errbuf *err)
 {
     char path[ZRT__CKPT_PATH], tmp[ZRT__CKPT_PATH + 8];
     ZRT_CHECK(zrt__ckpt_join(path, sizeof path, dir, name, err));
@@ -176,8 +179,10 @@ static zrt_status read_small_file(const char *path, size_t limit, char **out, si
     if (fstat(fd, &sb) != 0)
         st = zrt__ckpt_io_fail(err, "stat", path, errno);
     else if ((uint64_t)sb.st_size > limit)
-        st = zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' is %lld bytes, more than the "
-                       "%zu a valid one can be", path, (long long)sb.st_size, limit);
+        st = zrt__fail(err, ZRT_ERR_IO,
+                       "checkpoint: '%s' is %lld bytes, more than the "
+                       "%zu a valid one can be",
+                       path, (long long)sb.st_size, limit);
     else if (!(text = malloc((size_t)sb.st_size + 1)))
         st = zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY, "checkpoint: no memory to read '%s'",
                        path);
@@ -223,16 +228,18 @@ zrt_status zrt__ckpt_remove_step_dir(const char *dir, zrt__errbuf *err)
 {
     DIR *d = opendir(dir);
     if (!d)
-        return errno == ENOENT ? ZRT_OK : zrt__ckpt_io_fail(err, "open the directory", dir, errno);
+        return errno == ENOENT ? ZRT_OK
+                               : zrt__ckpt_io_fail(err, "open the directory", dir, errno);
     zrt_status st = ZRT_OK;
     struct dirent *e;
     while (st == ZRT_OK && (e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         if (unlinkat(dirfd(d), e->d_name, 0) != 0)
-            st = zrt__fail(err, ZRT_ERR_IO, "checkpoint: cannot remove '%s/%s' from an "
-                           "unfinished or replaced checkpoint: %s", dir, e->d_name,
-                           strerror(errno));
+            st = zrt__fail(err, ZRT_ERR_IO,
+                           "checkpoint: cannot remove '%s/%s' from an "
+                           "unfinished or replaced checkpoint: %s",
+                           dir, e->d_name, strerror(errno));
     }
     closedir(d);
     if (st == ZRT_OK && rmdir(dir) != 0)
@@ -242,8 +249,14 @@ zrt_status zrt__ckpt_remove_step_dir(const char *dir, zrt__errbuf *err)
 
 /* ---- the rank file's header and section table ---------------------------------- */
 
-static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
 static uint32_t get_u32(const unsigned char *p)
 {
     uint32_t v;
@@ -285,27 +298,37 @@ static zrt_status decode_header(const unsigned char in[ZRT__CKPT_HEADER_BYTES],
                                 const char *path, file_header *h, zrt__errbuf *err)
 {
     if (memcmp(in, file_magic, 8) != 0)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s' does not start with "
-                         "the zrt checkpoint magic", path);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint file '%s' does not start with "
+                         "the zrt checkpoint magic",
+                         path);
     uint32_t stored = get_u32(in + 60), computed = zrt__crc32c(0, in, 60);
     if (stored != computed)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': header (bytes 0..63) "
-                         "fails its CRC32C (stored %08x, computed %08x)", path, stored,
-                         computed);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint file '%s': header (bytes 0..63) "
+                         "fails its CRC32C (stored %08x, computed %08x)",
+                         path, stored, computed);
     uint32_t version = get_u32(in + 8);
     if (version < 1 || version > ZRT__CKPT_VERSION ||
         get_u32(in + 12) != ZRT__CKPT_HEADER_BYTES)
-        return zrt__fail(err, ZRT_ERR_UNSUPPORTED, "checkpoint file '%s' is format "
-                         "version %u; this zrt reads versions 1 to %d", path, version,
-                         ZRT__CKPT_VERSION);
-    *h = (file_header){.version = version, .rank = get_u32(in + 16), .world = get_u32(in + 20),
-                       .nsections = get_u32(in + 24), .step = get_u64(in + 32),
-                       .data_offset = get_u64(in + 40), .file_bytes = get_u64(in + 48),
-                       .table_crc = get_u32(in + 56), .header_crc = stored};
+        return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
+                         "checkpoint file '%s' is format "
+                         "version %u; this zrt reads versions 1 to %d",
+                         path, version, ZRT__CKPT_VERSION);
+    *h = (file_header){.version = version,
+                       .rank = get_u32(in + 16),
+                       .world = get_u32(in + 20),
+                       .nsections = get_u32(in + 24),
+                       .step = get_u64(in + 32),
+                       .data_offset = get_u64(in + 40),
+                       .file_bytes = get_u64(in + 48),
+                       .table_crc = get_u32(in + 56),
+                       .header_crc = stored};
     return ZRT_OK;
 }
 
-static void encode_entry(const zrt__ckpt_section *s, unsigned char out[ZRT__CKPT_ENTRY_BYTES])
+static void encode_entry(const zrt__ckpt_section *s,
+                         unsigned char out[ZRT__CKPT_ENTRY_BYTES])
 {
     memset(out, 0, ZRT__CKPT_ENTRY_BYTES);
     memcpy(out, s->kind, strnlen(s->kind, ZRT__CKPT_KIND_BYTES));
@@ -319,7 +342,8 @@ static void encode_entry(const zrt__ckpt_section *s, unsigned char out[ZRT__CKPT
 }
 
 /* An unknown dtype reads as ZRT_DTYPE_COUNT (check_table refuses it). */
-static void decode_entry(const unsigned char in[ZRT__CKPT_ENTRY_BYTES], zrt__ckpt_section *s)
+static void decode_entry(const unsigned char in[ZRT__CKPT_ENTRY_BYTES],
+                         zrt__ckpt_section *s)
 {
     memset(s, 0, sizeof *s);
     memcpy(s->kind, in, ZRT__CKPT_KIND_BYTES);
@@ -334,28 +358,33 @@ static void decode_entry(const unsigned char in[ZRT__CKPT_ENTRY_BYTES], zrt__ckp
 }
 
 zrt_status zrt__ckpt_write_header_and_table(int fd, const char *path,
-                                           const zrt__ckpt_file_id *id,
-                                           const zrt__ckpt_section *s, int n,
-                                           uint32_t *header_crc, uint64_t *file_bytes,
-                                           zrt__errbuf *err)
+                                            const zrt__ckpt_file_id *id,
+                                            const zrt__ckpt_section *s, int n,
+                                            uint32_t *header_crc, uint64_t *file_bytes,
+                                            zrt__errbuf *err)
 {
     size_t table_bytes = (size_t)n * ZRT__CKPT_ENTRY_BYTES;
     unsigned char *table = calloc(table_bytes + 1, 1);
     if (!table)
-        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY, "checkpoint: no memory for the "
-                         "section table of '%s'", path);
+        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
+                         "checkpoint: no memory for the "
+                         "section table of '%s'",
+                         path);
     for (int i = 0; i < n; i++)
         encode_entry(&s[i], table + (size_t)i * ZRT__CKPT_ENTRY_BYTES);
     uint64_t data = ZRT__CKPT_HEADER_BYTES + table_bytes;
-    file_header h = {.version = (uint32_t)id->version, .rank = (uint32_t)id->rank,
-                     .world = (uint32_t)id->world, .nsections = (uint32_t)n,
-                     .step = (uint64_t)id->step, .data_offset = data,
+    file_header h = {.version = (uint32_t)id->version,
+                     .rank = (uint32_t)id->rank,
+                     .world = (uint32_t)id->world,
+                     .nsections = (uint32_t)n,
+                     .step = (uint64_t)id->step,
+                     .data_offset = data,
                      .file_bytes = n ? s[n - 1].offset + s[n - 1].bytes : data,
                      .table_crc = zrt__crc32c(0, table, table_bytes)};
     unsigned char raw[ZRT__CKPT_HEADER_BYTES];
     encode_header(&h, raw);
-    zrt_status st = zrt__ckpt_pwrite(fd, table, table_bytes, ZRT__CKPT_HEADER_BYTES, path,
-                                     err);
+    zrt_status st =
+        zrt__ckpt_pwrite(fd, table, table_bytes, ZRT__CKPT_HEADER_BYTES, path, err);
     if (st == ZRT_OK)
         st = zrt__ckpt_pwrite(fd, raw, sizeof raw, 0, path, err);
     free(table);
@@ -373,14 +402,16 @@ zrt_status zrt__ckpt_seal_meta(const char *body, char **out, size_t *len,
 {
     const char *end = body ? strrchr(body, '}') : NULL;
     if (!end)
-        return zrt__fail(err, ZRT_ERR_INVALID_ARG, "checkpoint: meta.json text is not "
+        return zrt__fail(err, ZRT_ERR_INVALID_ARG,
+                         "checkpoint: meta.json text is not "
                          "a JSON object");
     while (end > body && (end[-1] == '\n' || end[-1] == ' '))
         end--;
     size_t head = (size_t)(end - body);
     char *text = malloc(head + 64);
     if (!text)
-        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY, "checkpoint: no memory for "
+        return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
+                         "checkpoint: no memory for "
                          "meta.json");
     memcpy(text, body, head);
     memcpy(text + head, ",\n ", 3);
@@ -403,13 +434,16 @@ static zrt_status check_meta_crc(const char *text, const char *path, zrt__errbuf
     int used = 0;
     if (!key || sscanf(key + strlen(crc_key), " : \"%8x\"%n", &stored, &used) != 1 ||
         used == 0)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' has no meta_crc32c "
-                         "(damaged, or not written by zrt)", path);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s' has no meta_crc32c "
+                         "(damaged, or not written by zrt)",
+                         path);
     uint32_t computed = zrt__crc32c(0, text, (size_t)(key - text));
     if (computed != stored)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' fails its CRC32C (stored "
-                         "%08x, computed %08x over bytes 0..%zu)", path, stored, computed,
-                         (size_t)(key - text));
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s' fails its CRC32C (stored "
+                         "%08x, computed %08x over bytes 0..%zu)",
+                         path, stored, computed, (size_t)(key - text));
     return ZRT_OK;
 }
 
@@ -420,9 +454,10 @@ static zrt_status get_int(json_t *obj, const char *key, int64_t lo, int64_t hi,
 {
     json_t *v = json_object_get(obj, key);
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': %s\"%s\" is missing or "
-                         "outside %lld..%lld", path, where, key, (long long)lo,
-                         (long long)hi);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': %s\"%s\" is missing or "
+                         "outside %lld..%lld",
+                         path, where, key, (long long)lo, (long long)hi);
     *out = json_integer_value(v);
     return ZRT_OK;
 }
@@ -446,8 +481,10 @@ static zrt_status parse_user(json_t *root, zrt__ckpt_meta *m, const char *path,
     ZRT_CHECK(get_int(user, "bytes", 0, ZRT_CKPT_USER_MAX, &bytes, path, "user ", err));
     const char *hex = json_string_value(json_object_get(user, "hex"));
     if (!hex || strlen(hex) != 2 * (size_t)bytes)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': user.hex does not hold "
-                         "%lld bytes", path, (long long)bytes);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': user.hex does not hold "
+                         "%lld bytes",
+                         path, (long long)bytes);
     m->user = malloc((size_t)bytes + 1);
     m->user_bytes = (size_t)bytes;
     if (!m->user || parse_hex(hex, m->user, (size_t)bytes) != ZRT_OK)
@@ -473,15 +510,16 @@ static zrt_status parse_layers(json_t *root, zrt__ckpt_meta *m, const char *path
         ZRT_CHECK(get_int(o, "numel", 0, INT64_MAX / 8, &lp->numel, path, where, err));
         ZRT_CHECK(get_int(o, "shard_numel", 0, INT64_MAX / 8, &lp->shard_numel, path,
                           where, err));
-        ZRT_CHECK(get_int(o, "flat_numel", 0, INT64_MAX / 8, &lp->flat_numel, path,
-                          where, err));
+        ZRT_CHECK(get_int(o, "flat_numel", 0, INT64_MAX / 8, &lp->flat_numel, path, where,
+                          err));
         /* divided, not multiplied: a crafted shard_numel * world can overflow */
-        if (lp->flat_numel % m->world != 0 || lp->flat_numel / m->world != lp->shard_numel ||
-            lp->numel > lp->flat_numel ||
+        if (lp->flat_numel % m->world != 0 ||
+            lp->flat_numel / m->world != lp->shard_numel || lp->numel > lp->flat_numel ||
             (lp->numel > 0) != (lp->shard_numel > 0))
-            return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': layer %d's sizes do not "
-                             "agree (numel %lld, flat %lld, shard %lld, world %d)", path,
-                             l, (long long)lp->numel, (long long)lp->flat_numel,
+            return zrt__fail(err, ZRT_ERR_IO,
+                             "checkpoint: '%s': layer %d's sizes do not "
+                             "agree (numel %lld, flat %lld, shard %lld, world %d)",
+                             path, l, (long long)lp->numel, (long long)lp->flat_numel,
                              (long long)lp->shard_numel, m->world);
     }
     return ZRT_OK;
@@ -494,21 +532,26 @@ static zrt_status parse_shape(json_t *o, zrt__ckpt_tensor *t, const char *path,
     size_t ndim = json_array_size(shape);
     int64_t product = 1;
     if (!json_is_array(shape) || ndim < 1 || ndim > 4)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': tensor '%s' has no valid "
-                         "shape", path, t->name);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': tensor '%s' has no valid "
+                         "shape",
+                         path, t->name);
     t->ndim = (int)ndim;
     for (size_t d = 0; d < ndim; d++) {
         json_t *v = json_array_get(shape, d);
         t->shape[d] = json_is_integer(v) ? json_integer_value(v) : -1;
         if (t->shape[d] < 1 || product > INT64_MAX / t->shape[d])
-            return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': tensor '%s' dimension "
-                             "%zu is invalid", path, t->name, d);
+            return zrt__fail(err, ZRT_ERR_IO,
+                             "checkpoint: '%s': tensor '%s' dimension "
+                             "%zu is invalid",
+                             path, t->name, d);
         product *= t->shape[d];
     }
     if (product != t->numel)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': tensor '%s' has %lld "
-                         "elements but its shape holds %lld", path, t->name,
-                         (long long)t->numel, (long long)product);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': tensor '%s' has %lld "
+                         "elements but its shape holds %lld",
+                         path, t->name, (long long)t->numel, (long long)product);
     return ZRT_OK;
 }
 
@@ -531,8 +574,10 @@ static zrt_status parse_tensor(json_t *o, int i, zrt__ckpt_meta *m, const char *
     t->layer = (int)layer;
     t->no_weight_decay = (int)nwd;
     if (t->offset + t->numel > m->layers[t->layer].flat_numel)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': tensor '%s' runs past the "
-                         "end of layer %d", path, name, t->layer);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': tensor '%s' runs past the "
+                         "end of layer %d",
+                         path, name, t->layer);
     return parse_shape(o, t, path, err);
 }
 
@@ -556,8 +601,10 @@ static zrt_status parse_files(json_t *root, zrt__ckpt_meta *m, const char *path,
 {
     json_t *files = json_object_get(root, "files");
     if (!json_is_array(files) || json_array_size(files) != (size_t)m->world)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' does not list one file per "
-                         "rank (%d)", path, m->world);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s' does not list one file per "
+                         "rank (%d)",
+                         path, m->world);
     m->files = calloc((size_t)m->world, sizeof *m->files);
     if (!m->files)
         return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY, "checkpoint: no memory for files");
@@ -567,13 +614,15 @@ static zrt_status parse_files(json_t *root, zrt__ckpt_meta *m, const char *path,
         snprintf(where, sizeof where, "files[%d].", r);
         int64_t rank;
         ZRT_CHECK(get_int(o, "rank", r, r, &rank, path, where, err));
-        ZRT_CHECK(get_int(o, "bytes", ZRT__CKPT_HEADER_BYTES, INT64_MAX, &m->files[r].bytes,
-                          path, where, err));
+        ZRT_CHECK(get_int(o, "bytes", ZRT__CKPT_HEADER_BYTES, INT64_MAX,
+                          &m->files[r].bytes, path, where, err));
         const char *crc = json_string_value(json_object_get(o, "header_crc32c"));
         unsigned value;
         if (!crc || strlen(crc) != 8 || sscanf(crc, "%8x", &value) != 1)
-            return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': %sheader_crc32c is not "
-                             "8 hex digits", path, where);
+            return zrt__fail(err, ZRT_ERR_IO,
+                             "checkpoint: '%s': %sheader_crc32c is not "
+                             "8 hex digits",
+                             path, where);
         m->files[r].header_crc = value;
     }
     return ZRT_OK;
@@ -596,9 +645,11 @@ static zrt_status parse_kinds(json_t *root, zrt__ckpt_meta *m, const char *path,
         if (!strcmp(dtype, zrt_dtype_str((zrt_dtype)d)))
             m->dtype = (zrt_dtype)d;
     if (m->dtype == ZRT_DTYPE_COUNT || (m->version == 1 && m->dtype != ZRT_F32))
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': \"dtype\" is %s%s%s; format "
-                         "version %d holds %s", path, dtype ? "\"" : "",
-                         dtype ? dtype : "missing", dtype ? "\"" : "", m->version,
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': \"dtype\" is %s%s%s; format "
+                         "version %d holds %s",
+                         path, dtype ? "\"" : "", dtype ? dtype : "missing",
+                         dtype ? "\"" : "", m->version,
                          m->version == 1 ? "f32" : "f32, bf16 or f16");
     m->nkinds = m->dtype == ZRT_F32 ? ZRT__CKPT_NKINDS : ZRT__CKPT_MAX_KINDS;
     json_t *kinds = json_object_get(root, "kinds");
@@ -608,9 +659,10 @@ static zrt_status parse_kinds(json_t *root, zrt__ckpt_meta *m, const char *path,
         same = name && !strcmp(name, kind_names[k]);
     }
     if (!same)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': \"kinds\" is not the list a "
-                         "%s checkpoint holds (%d kinds from \"param\")", path,
-                         zrt_dtype_str(m->dtype), m->nkinds);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': \"kinds\" is not the list a "
+                         "%s checkpoint holds (%d kinds from \"param\")",
+                         path, zrt_dtype_str(m->dtype), m->nkinds);
     return ZRT_OK;
 }
 
@@ -634,13 +686,19 @@ static zrt_status parse_scaler(json_t *root, zrt__ckpt_meta *m, const char *path
     ZRT_CHECK(get_int(o, "skipped", 0, INT64_MAX, &skipped, path, w, err));
     if (!json_is_number(scale) || !(json_number_value(scale) > 0.0) ||
         !json_is_number(min) || !(json_number_value(min) > 0.0))
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': loss_scaler.scale or "
-                         "min_scale is missing or not positive", path);
-    *sc = (zrt__loss_scaler){.dynamic = (int)dyn, .scale = (float)json_number_value(scale),
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': loss_scaler.scale or "
+                         "min_scale is missing or not positive",
+                         path);
+    *sc = (zrt__loss_scaler){.dynamic = (int)dyn,
+                             .scale = (float)json_number_value(scale),
                              .min_scale = (float)json_number_value(min),
-                             .window = (int)window, .hysteresis = (int)hyst,
-                             .hysteresis_left = (int)left, .iter = (long)iter,
-                             .last_overflow_iter = (long)last, .skipped = (long)skipped};
+                             .window = (int)window,
+                             .hysteresis = (int)hyst,
+                             .hysteresis_left = (int)left,
+                             .iter = (long)iter,
+                             .last_overflow_iter = (long)last,
+                             .skipped = (long)skipped};
     m->has_scaler = 1;
     return ZRT_OK;
 }
@@ -664,15 +722,20 @@ static zrt_status parse_model(json_t *root, zrt__ckpt_meta *m, const char *path,
     if (!model)
         return ZRT_OK;
     if (!json_is_object(model) || json_object_size(model) > ZRT_MODEL_DIMS_MAX)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': \"model\" is not an object "
-                         "of at most %d names", path, ZRT_MODEL_DIMS_MAX);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s': \"model\" is not an object "
+                         "of at most %d names",
+                         path, ZRT_MODEL_DIMS_MAX);
     const char *name;
     json_t *v;
-    json_object_foreach(model, name, v) {
+    json_object_foreach(model, name, v)
+    {
         if (!zrt__valid_model_dim_name(name) || !json_is_integer(v) ||
             json_integer_value(v) < 0)
-            return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s': model.\"%.40s\" is not a "
-                             "name of [a-z0-9_] with an integer >= 0", path, name);
+            return zrt__fail(err, ZRT_ERR_IO,
+                             "checkpoint: '%s': model.\"%.40s\" is not a "
+                             "name of [a-z0-9_] with an integer >= 0",
+                             path, name);
         zrt__model_dim *d = &m->model[m->nmodel++];
         snprintf(d->name, sizeof d->name, "%s", name);
         d->value = json_integer_value(v);
@@ -696,13 +759,16 @@ static zrt_status parse_meta(json_t *root, zrt__ckpt_meta *m, const char *path,
     const char *format = json_string_value(json_object_get(root, "format"));
     int64_t version = 0, world = 0, stage = 0, alignment = 0;
     if (!format || strcmp(format, "zrt-checkpoint") != 0)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' is not a zrt checkpoint's "
-                         "meta.json (no \"format\": \"zrt-checkpoint\")", path);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint: '%s' is not a zrt checkpoint's "
+                         "meta.json (no \"format\": \"zrt-checkpoint\")",
+                         path);
     ZRT_CHECK(get_int(root, "version", 1, 1 << 20, &version, path, "", err));
     if (version > ZRT__CKPT_VERSION)
-        return zrt__fail(err, ZRT_ERR_UNSUPPORTED, "checkpoint: '%s' is format version "
-                         "%lld; this zrt reads versions 1 to %d", path, (long long)version,
-                         ZRT__CKPT_VERSION);
+        return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
+                         "checkpoint: '%s' is format version "
+                         "%lld; this zrt reads versions 1 to %d",
+                         path, (long long)version, ZRT__CKPT_VERSION);
     m->version = (int)version;
     ZRT_CHECK(parse_kinds(root, m, path, err));
     ZRT_CHECK(parse_scaler(root, m, path, err));
@@ -714,7 +780,8 @@ static zrt_status parse_meta(json_t *root, zrt__ckpt_meta *m, const char *path,
     m->stage = (int)stage;
     m->alignment = (int)alignment;
     json_t *config = json_object_get(root, "config");
-    copy_device(config, "offload_optimizer", m->offload_optimizer, sizeof m->offload_optimizer);
+    copy_device(config, "offload_optimizer", m->offload_optimizer,
+                sizeof m->offload_optimizer);
     copy_device(config, "offload_param", m->offload_param, sizeof m->offload_param);
     ZRT_CHECK(parse_layers(root, m, path, err));
     ZRT_CHECK(parse_tensors(root, m, path, err));
@@ -734,8 +801,10 @@ static zrt_status read_meta(const char *step_dir, zrt__ckpt_meta *m, zrt__errbuf
     json_t *root = NULL;
     zrt_status st = check_meta_crc(text, path, err);
     if (st == ZRT_OK && !(root = json_loadb(text, len, 0, &jerr)))
-        st = zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' is not valid JSON (line %d, "
-                       "column %d: %s)", path, jerr.line, jerr.column, jerr.text);
+        st = zrt__fail(err, ZRT_ERR_IO,
+                       "checkpoint: '%s' is not valid JSON (line %d, "
+                       "column %d: %s)",
+                       path, jerr.line, jerr.column, jerr.text);
     if (st == ZRT_OK)
         st = parse_meta(root, m, path, err);
     json_decref(root);
@@ -743,7 +812,8 @@ static zrt_status read_meta(const char *step_dir, zrt__ckpt_meta *m, zrt__errbuf
     return st;
 }
 
-/* ---- opening a checkpoint ----------------------------------------------------------- */
+/* ---- opening a checkpoint -----------------------------------------------------------
+ */
 
 /* `latest` may only name what zrt_save publishes: "step-" and digits. A
  * "step-N.tmp" is a save that never finished, whatever it holds. */
@@ -772,17 +842,21 @@ zrt_status zrt__ckpt_resolve(const char *dir, char *step_dir, size_t size,
     ZRT_CHECK(zrt__ckpt_join(path, sizeof path, dir, "meta.json", err));
     if (access(path, F_OK) == 0) {
         if (is_unfinished_dir(dir))
-            return zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' is a save that never "
+            return zrt__fail(err, ZRT_ERR_IO,
+                             "checkpoint: '%s' is a save that never "
                              "finished (a .tmp directory); load its parent's latest or a "
-                             "step-N directory", dir);
+                             "step-N directory",
+                             dir);
         if (snprintf(step_dir, size, "%s", dir) >= (int)size)
             return zrt__fail(err, ZRT_ERR_INVALID_ARG, "checkpoint: path too long");
         return ZRT_OK;
     }
     ZRT_CHECK(zrt__ckpt_join(path, sizeof path, dir, "latest", err));
     if (access(path, F_OK) != 0)
-        return zrt__fail(err, ZRT_ERR_IO, "no checkpoint in '%s': it holds neither "
-                         "meta.json nor latest", dir);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "no checkpoint in '%s': it holds neither "
+                         "meta.json nor latest",
+                         dir);
     char *text = NULL;
     size_t len = 0;
     ZRT_CHECK(read_small_file(path, LATEST_MAX, &text, &len, err));
@@ -790,8 +864,10 @@ zrt_status zrt__ckpt_resolve(const char *dir, char *step_dir, size_t size,
         text[--len] = '\0';
     zrt_status st = ZRT_OK;
     if (!valid_step_name(text))
-        st = zrt__fail(err, ZRT_ERR_IO, "checkpoint: '%s' does not name a step "
-                       "directory 'step-N' (it holds '%.64s')", path, text);
+        st = zrt__fail(err, ZRT_ERR_IO,
+                       "checkpoint: '%s' does not name a step "
+                       "directory 'step-N' (it holds '%.64s')",
+                       path, text);
     if (st == ZRT_OK)
         st = zrt__ckpt_join(step_dir, size, dir, text, err);
     free(text);
@@ -823,7 +899,8 @@ zrt_status zrt__ckpt_open(const char *dir, zrt__ckpt *out, zrt__errbuf *err)
         c.files[r].fd = -1;
         char name[32];
         snprintf(name, sizeof name, "rank-%05d.zrtc", r);
-        st = zrt__ckpt_join(c.files[r].path, sizeof c.files[r].path, c.meta.dir, name, err);
+        st = zrt__ckpt_join(c.files[r].path, sizeof c.files[r].path, c.meta.dir, name,
+                            err);
     }
     if (st != ZRT_OK) {
         zrt__ckpt_close(&c);
@@ -854,17 +931,21 @@ static zrt_status check_table(const zrt__ckpt_meta *m, zrt__ckpt_rankfile *f,
         const zrt__ckpt_section *s = &f->sections[i];
         int ok = s->layer >= 0 && s->layer < m->nlayers &&
                  s->dtype == zrt__ckpt_kind_dtype(m, s->kind) && s->offset == at &&
-                 s->numel >= 0 && s->bytes == (uint64_t)s->numel * zrt_dtype_size(s->dtype);
+                 s->numel >= 0 &&
+                 s->bytes == (uint64_t)s->numel * zrt_dtype_size(s->dtype);
         if (!ok)
-            return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': section %d (%s of "
-                             "layer %d) has an invalid place or size", f->path, i,
-                             s->kind, s->layer);
+            return zrt__fail(err, ZRT_ERR_IO,
+                             "checkpoint file '%s': section %d (%s of "
+                             "layer %d) has an invalid place or size",
+                             f->path, i, s->kind, s->layer);
         at += s->bytes;
     }
     if (at != h->file_bytes)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': its sections end at "
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint file '%s': its sections end at "
                          "byte %" PRIu64 " but its header says the file is %" PRIu64
-                         " bytes", f->path, at, h->file_bytes);
+                         " bytes",
+                         f->path, at, h->file_bytes);
     return ZRT_OK;
 }
 
@@ -876,15 +957,18 @@ static zrt_status read_table(const zrt__ckpt_meta *m, zrt__ckpt_rankfile *f,
     f->sections = calloc((size_t)h->nsections + 1, sizeof *f->sections);
     zrt_status st = ZRT_OK;
     if (!table || !f->sections)
-        st = zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY, "checkpoint: no memory for the "
-                       "section table of '%s'", f->path);
+        st = zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
+                       "checkpoint: no memory for the "
+                       "section table of '%s'",
+                       f->path);
     if (st == ZRT_OK)
         st = pread_all(f->fd, table, bytes, ZRT__CKPT_HEADER_BYTES, f->path, err);
     uint32_t crc = st == ZRT_OK ? zrt__crc32c(0, table, bytes) : 0;
     if (st == ZRT_OK && crc != h->table_crc)
-        st = zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': section table (bytes "
-                       "64..%zu) fails its CRC32C (stored %08x, computed %08x)", f->path,
-                       64 + bytes, h->table_crc, crc);
+        st = zrt__fail(err, ZRT_ERR_IO,
+                       "checkpoint file '%s': section table (bytes "
+                       "64..%zu) fails its CRC32C (stored %08x, computed %08x)",
+                       f->path, 64 + bytes, h->table_crc, crc);
     for (uint32_t i = 0; st == ZRT_OK && i < h->nsections; i++)
         decode_entry(table + (size_t)i * ZRT__CKPT_ENTRY_BYTES, &f->sections[i]);
     f->nsections = (int)h->nsections;
@@ -899,21 +983,27 @@ static zrt_status check_header(const zrt__ckpt_meta *m, int rank, const char *pa
                                const file_header *h, zrt__errbuf *err)
 {
     if (h->header_crc != m->files[rank].header_crc)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': header CRC32C %08x "
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint file '%s': header CRC32C %08x "
                          "differs from the %08x meta.json records (a file from another "
-                         "save?)", path, h->header_crc, m->files[rank].header_crc);
+                         "save?)",
+                         path, h->header_crc, m->files[rank].header_crc);
     if (h->version != (uint32_t)m->version)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s' is format version %u; "
-                         "meta.json says %d", path, h->version, m->version);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint file '%s' is format version %u; "
+                         "meta.json says %d",
+                         path, h->version, m->version);
     if (h->rank != (uint32_t)rank || h->world != (uint32_t)m->world ||
         h->step != (uint64_t)m->step ||
-        h->data_offset != ZRT__CKPT_HEADER_BYTES +
-                              (uint64_t)h->nsections * ZRT__CKPT_ENTRY_BYTES ||
+        h->data_offset !=
+            ZRT__CKPT_HEADER_BYTES + (uint64_t)h->nsections * ZRT__CKPT_ENTRY_BYTES ||
         h->nsections > (uint32_t)(m->nlayers + 1) * 16u)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': header says rank %u of "
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint file '%s': header says rank %u of "
                          "%u at step %" PRIu64 " with %u sections; meta.json says rank "
-                         "%d of %d at step %lld", path, h->rank, h->world, h->step,
-                         h->nsections, rank, m->world, (long long)m->step);
+                         "%d of %d at step %lld",
+                         path, h->rank, h->world, h->step, h->nsections, rank, m->world,
+                         (long long)m->step);
     return ZRT_OK;
 }
 
@@ -927,9 +1017,10 @@ static zrt_status open_rankfile(zrt__ckpt *c, int rank, zrt__errbuf *err)
     struct stat sb;
     if (fstat(fd, &sb) != 0 || sb.st_size != want->bytes) {
         close(fd);
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s' is %lld bytes but "
-                         "meta.json records %lld (truncated or replaced)", f->path,
-                         (long long)sb.st_size, (long long)want->bytes);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint file '%s' is %lld bytes but "
+                         "meta.json records %lld (truncated or replaced)",
+                         f->path, (long long)sb.st_size, (long long)want->bytes);
     }
     unsigned char raw[ZRT__CKPT_HEADER_BYTES];
     file_header h = {0};
@@ -955,8 +1046,10 @@ zrt_status zrt__ckpt_section_of(zrt__ckpt *c, int rank, const char *kind, int la
                                 zrt__ckpt_section **out, zrt__errbuf *err)
 {
     if (rank < 0 || rank >= c->meta.world || layer < 0 || layer >= c->meta.nlayers)
-        return zrt__fail(err, ZRT_ERR_INTERNAL, "checkpoint: rank %d / layer %d outside "
-                         "the plan", rank, layer);
+        return zrt__fail(err, ZRT_ERR_INTERNAL,
+                         "checkpoint: rank %d / layer %d outside "
+                         "the plan",
+                         rank, layer);
     zrt__ckpt_rankfile *f = &c->files[rank];
     if (f->fd < 0)
         ZRT_CHECK(open_rankfile(c, rank, err));
@@ -966,16 +1059,20 @@ zrt_status zrt__ckpt_section_of(zrt__ckpt *c, int rank, const char *kind, int la
         if (s->layer != layer || strcmp(s->kind, kind) != 0)
             continue;
         if (s->first != (int64_t)rank * shard || s->numel != shard)
-            return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': section %s of layer "
+            return zrt__fail(err, ZRT_ERR_IO,
+                             "checkpoint file '%s': section %s of layer "
                              "%d holds elements [%lld, %lld); the plan in meta.json says "
-                             "[%lld, %lld)", f->path, kind, layer, (long long)s->first,
-                             (long long)(s->first + s->numel),
-                             (long long)rank * shard, (long long)(rank + 1) * shard);
+                             "[%lld, %lld)",
+                             f->path, kind, layer, (long long)s->first,
+                             (long long)(s->first + s->numel), (long long)rank * shard,
+                             (long long)(rank + 1) * shard);
         *out = s;
         return ZRT_OK;
     }
-    return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s' has no section %s for layer "
-                     "%d", f->path, kind, layer);
+    return zrt__fail(err, ZRT_ERR_IO,
+                     "checkpoint file '%s' has no section %s for layer "
+                     "%d",
+                     f->path, kind, layer);
 }
 
 zrt_status zrt__ckpt_verify_section(zrt__ckpt *c, int rank, zrt__ckpt_section *s,
@@ -983,9 +1080,10 @@ zrt_status zrt__ckpt_verify_section(zrt__ckpt *c, int rank, zrt__ckpt_section *s
 {
     const zrt__ckpt_rankfile *f = &c->files[rank];
     if (!buf || buf_bytes == 0)
-        return zrt__fail(err, ZRT_ERR_INTERNAL, "checkpoint file '%s': no buffer to "
-                         "check section %s of layer %d through", f->path, s->kind,
-                         s->layer);
+        return zrt__fail(err, ZRT_ERR_INTERNAL,
+                         "checkpoint file '%s': no buffer to "
+                         "check section %s of layer %d through",
+                         f->path, s->kind, s->layer);
     uint32_t crc = 0;
     for (uint64_t done = 0; done < s->bytes;) {
         size_t n = s->bytes - done < buf_bytes ? (size_t)(s->bytes - done) : buf_bytes;
@@ -994,10 +1092,12 @@ zrt_status zrt__ckpt_verify_section(zrt__ckpt *c, int rank, zrt__ckpt_section *s
         done += n;
     }
     if (crc != s->crc)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s': section %s of layer %d "
-                         "(bytes %" PRIu64 "..%" PRIu64 ") fails its CRC32C (stored %08x, "
-                         "computed %08x)", f->path, s->kind, s->layer, s->offset,
-                         s->offset + s->bytes, s->crc, crc);
+        return zrt__fail(
+            err, ZRT_ERR_IO,
+            "checkpoint file '%s': section %s of layer %d "
+            "(bytes %" PRIu64 "..%" PRIu64 ") fails its CRC32C (stored %08x, "
+            "computed %08x)",
+            f->path, s->kind, s->layer, s->offset, s->offset + s->bytes, s->crc, crc);
     s->verified = 1;
     return ZRT_OK;
 }
@@ -1019,12 +1119,14 @@ zrt_status zrt__ckpt_verify_file(zrt__ckpt *c, int rank, void *buf, size_t buf_b
     if (f->fd < 0) /* a model without parameters: check the header alone */
         ZRT_CHECK(open_rankfile(c, rank, err));
     if (f->nsections != expected)
-        return zrt__fail(err, ZRT_ERR_IO, "checkpoint file '%s' holds %d sections; the "
-                         "plan calls for %d", f->path, f->nsections, expected);
+        return zrt__fail(err, ZRT_ERR_IO,
+                         "checkpoint file '%s' holds %d sections; the "
+                         "plan calls for %d",
+                         f->path, f->nsections, expected);
     for (int i = 0; i < f->nsections; i++)
         if (!f->sections[i].verified)
-            ZRT_CHECK(zrt__ckpt_verify_section(c, rank, &f->sections[i], buf, buf_bytes,
-                                               err));
+            ZRT_CHECK(
+                zrt__ckpt_verify_section(c, rank, &f->sections[i], buf, buf_bytes, err));
     return ZRT_OK;
 }
 
@@ -1037,8 +1139,10 @@ zrt_status zrt__ckpt_for_pieces(const zrt__ckpt_meta *m, int tensor, int64_t fro
     while (at < end) {
         int64_t q = at / shard;
         int64_t stop = (q + 1) * shard < end ? (q + 1) * shard : end;
-        zrt__ckpt_piece p = {.rank = (int)q, .layer = t->layer,
-                             .section_elem = at - q * shard, .count = stop - at,
+        zrt__ckpt_piece p = {.rank = (int)q,
+                             .layer = t->layer,
+                             .section_elem = at - q * shard,
+                             .count = stop - at,
                              .dst_elem = at - (t->offset + from)};
         ZRT_CHECK(fn(arg, &p));
         at = stop;
@@ -1047,16 +1151,15 @@ zrt_status zrt__ckpt_for_pieces(const zrt__ckpt_meta *m, int tensor, int64_t fro
 }
 
 zrt_status zrt__ckpt_read_piece(zrt__ckpt *c, const char *kind,
-                                const zrt__ckpt_piece *piece, void *dst,
-                                zrt__errbuf *err)
+                                const zrt__ckpt_piece *piece, void *dst, zrt__errbuf *err)
 {
     zrt__ckpt_section *s = NULL;
     ZRT_CHECK(zrt__ckpt_section_of(c, piece->rank, kind, piece->layer, &s, err));
     size_t esize = zrt_dtype_size(s->dtype);
-    return pread_all(c->files[piece->rank].fd, (char *)dst + (size_t)piece->dst_elem * esize,
-                     (size_t)piece->count * esize,
-                     s->offset + (uint64_t)piece->section_elem * esize,
-                     c->files[piece->rank].path, err);
+    return pread_all(
+        c->files[piece->rank].fd, (char *)dst + (size_t)piece->dst_elem * esize,
+        (size_t)piece->count * esize, s->offset + (uint64_t)piece->section_elem * esize,
+        c->files[piece->rank].path, err);
 }
 
 int zrt__ckpt_find_tensor(const zrt__ckpt_meta *m, const char *name)
@@ -1066,4 +1169,3 @@ int zrt__ckpt_find_tensor(const zrt__ckpt_meta *m, const char *name)
             return i;
     return -1;
 }
-

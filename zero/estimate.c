@@ -236,8 +236,9 @@ static void model_states(const zrt_config *cfg, const dims *d, zrt_mem_estimate 
      * offloaded, NVMe included), twice when a step goes through NVMe */
     int nvme_step = cfg->offload_optimizer.device == ZRT_OFFLOAD_NVME ||
                     (d->stage == 3 && cfg->offload_param.device == ZRT_OFFLOAD_NVME);
-    zrt_tier master_tier =
-        cfg->offload_optimizer.device == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE : ZRT_TIER_HOST;
+    zrt_tier master_tier = cfg->offload_optimizer.device == ZRT_OFFLOAD_NONE
+                               ? ZRT_TIER_DEVICE
+                               : ZRT_TIER_HOST;
     e->bytes[master_tier][ZRT_CAT_MASTER] = (nvme_step ? 2 : 1) * optim * master_bytes;
     e->bytes[optim_tier][ZRT_CAT_OPTIM] = optim_copies * optim * 8;
 }

@@ -45,10 +45,10 @@ void *zrt__owned_grad(zrt_ctx *ctx, int l)
  * grad_scale. Offsets are in elements, whatever the element size. */
 typedef struct adamw_operands {
     int mixed;
-    const float *p;   /* f32: parameters in */
-    void *p_out;      /* f32 or 16-bit parameters out */
-    const void *g;    /* f32 or 16-bit gradients */
-    float *master;    /* mixed: the f32 master copy, updated in place */
+    const float *p; /* f32: parameters in */
+    void *p_out;    /* f32 or 16-bit parameters out */
+    const void *g;  /* f32 or 16-bit gradients */
+    float *master;  /* mixed: the f32 master copy, updated in place */
     float *m, *v;
     float grad_scale; /* mixed */
 } adamw_operands;
@@ -65,14 +65,14 @@ static zrt_status adamw_segments(zrt_ctx *ctx, int l, const adamw_operands *op,
         size_t n = (size_t)sg->count;
         const zrt_adamw_scalars *s =
             ctx->params[sg->tensor].desc.no_weight_decay ? no_decay : decay;
-        zrt_status st =
-            op->mixed
-                ? be->ops->adamw_mixed(be, op->master + at, (uint16_t *)op->p_out + at,
-                                       (const uint16_t *)op->g + at, op->m + at,
-                                       op->v + at, n, op->grad_scale, s, zrt__half_of(ctx))
-                : be->ops->adamw_f32(be, op->p + at, (float *)op->p_out + at,
-                                     (const float *)op->g + at, op->m + at, op->v + at,
-                                     n, s);
+        zrt_status st = op->mixed
+                            ? be->ops->adamw_mixed(
+                                  be, op->master + at, (uint16_t *)op->p_out + at,
+                                  (const uint16_t *)op->g + at, op->m + at, op->v + at, n,
+                                  op->grad_scale, s, zrt__half_of(ctx))
+                            : be->ops->adamw_f32(be, op->p + at, (float *)op->p_out + at,
+                                                 (const float *)op->g + at, op->m + at,
+                                                 op->v + at, n, s);
         ZRT_CHECK(st);
     }
     return ZRT_OK;
@@ -92,7 +92,12 @@ zrt_status zrt__adamw_layer_mixed(zrt_ctx *ctx, int l, float *master, uint16_t *
                                   const zrt_adamw_scalars *decay,
                                   const zrt_adamw_scalars *no_decay)
 {
-    adamw_operands op = {.mixed = 1, .p_out = p, .g = g, .master = master, .m = m,
-                         .v = v, .grad_scale = grad_scale};
+    adamw_operands op = {.mixed = 1,
+                         .p_out = p,
+                         .g = g,
+                         .master = master,
+                         .m = m,
+                         .v = v,
+                         .grad_scale = grad_scale};
     return adamw_segments(ctx, l, &op, decay, no_decay);
 }

@@ -7,8 +7,12 @@
 
 void zrt__loss_scaler_init(zrt__loss_scaler *s, const zrt_fp16_config *fp16)
 {
-    *s = (zrt__loss_scaler){.dynamic = 0, .scale = 1.0f, .min_scale = 1.0f,
-                            .window = 1, .hysteresis = 1, .hysteresis_left = 1,
+    *s = (zrt__loss_scaler){.dynamic = 0,
+                            .scale = 1.0f,
+                            .min_scale = 1.0f,
+                            .window = 1,
+                            .hysteresis = 1,
+                            .hysteresis_left = 1,
                             .last_overflow_iter = -1};
     if (!fp16->enabled)
         return;

@@ -40,7 +40,7 @@ enum { PLANNED_STEPS = 3 };
 
 typedef struct sim_layer {
     int64_t numel, flat, shard, range; /* elements; range: what this rank updates */
-    int has_full;    /* param_full allocated */
+    int has_full;                      /* param_full allocated */
     int gathered, prefetched, persistent, gather_pending;
     int fwd_live, bwd_live, bwd_done;
     int has_bucket;  /* grad_full at stages 2-3 */
@@ -55,7 +55,7 @@ typedef struct sim {
     int *fifo, nfifo;
     int64_t reducing, prefetched;
     int fetches_queued, params_nvme, optim_nvme;
-    int64_t esize; /* bytes of a parameter or gradient element: 4, or 2 (mixed) */
+    int64_t esize;      /* bytes of a parameter or gradient element: 4, or 2 (mixed) */
     zrt_tier comm_tier; /* where the communicator's scratch lives */
     int reduce_scratch; /* whether gradient reductions hold scratch (MPI) */
     long step;
@@ -241,8 +241,8 @@ static void nvme_drop_fetch(sim *s, int l)
 
 static int nvme_fetch_room(const sim *s)
 {
-    int limit = s->cfg->offload_param.buffer_count > 0 ? s->cfg->offload_param.buffer_count
-                                                       : 1;
+    int limit =
+        s->cfg->offload_param.buffer_count > 0 ? s->cfg->offload_param.buffer_count : 1;
     return s->fetches_queued < limit;
 }
 
@@ -359,7 +359,8 @@ static void fifo_remove(sim *s, int l)
     for (int i = 0; i < s->nfifo; i++) {
         if (s->fifo[i] != l)
             continue;
-        memmove(&s->fifo[i], &s->fifo[i + 1], (size_t)(s->nfifo - i - 1) * sizeof *s->fifo);
+        memmove(&s->fifo[i], &s->fifo[i + 1],
+                (size_t)(s->nfifo - i - 1) * sizeof *s->fifo);
         s->nfifo--;
         return;
     }
@@ -428,8 +429,8 @@ static void enter_layer(sim *s, int l)
 /* One layer call; a call the engine would refuse fails the plan, naming it. */
 static zrt_status replay_call(sim *s, const zrt_layer_call *call, int index)
 {
-    static const char *const names[] = {"forward_begin", "forward_end",
-                                        "backward_begin", "backward_end"};
+    static const char *const names[] = {"forward_begin", "forward_end", "backward_begin",
+                                        "backward_end"};
     int l = call->layer;
     if ((unsigned)call->kind > ZRT_BACKWARD_END || l < 0 || l >= s->n)
         return zrt__fail(s->err, ZRT_ERR_INVALID_ARG,
@@ -442,17 +443,26 @@ static zrt_status replay_call(sim *s, const zrt_layer_call *call, int index)
     set_phase(s, bwd ? ZRT__PHASE_BACKWARD : ZRT__PHASE_FORWARD, l);
     switch (call->kind) {
     case ZRT_FORWARD_BEGIN:
-        if (ly->fwd_live) { wrong = "is already in forward"; break; }
+        if (ly->fwd_live) {
+            wrong = "is already in forward";
+            break;
+        }
         enter_layer(s, l);
         ly->fwd_live = 1;
         break;
     case ZRT_FORWARD_END:
-        if (!ly->fwd_live) { wrong = "is not in forward"; break; }
+        if (!ly->fwd_live) {
+            wrong = "is not in forward";
+            break;
+        }
         ly->fwd_live = 0;
         release_if_idle(s, l);
         break;
     case ZRT_BACKWARD_BEGIN:
-        if (ly->bwd_live || ly->bwd_done) { wrong = "runs backward twice"; break; }
+        if (ly->bwd_live || ly->bwd_done) {
+            wrong = "runs backward twice";
+            break;
+        }
         enter_layer(s, l);
         if (ly->has_bucket && s->cfg->stage >= 2) /* last micro-step's reduction */
             complete_reduction(s, l);
@@ -463,7 +473,10 @@ static zrt_status replay_call(sim *s, const zrt_layer_call *call, int index)
         ly->bwd_live = 1;
         break;
     default:
-        if (!ly->bwd_live) { wrong = "is not in backward"; break; }
+        if (!ly->bwd_live) {
+            wrong = "is not in backward";
+            break;
+        }
         start_reduction(s, l);
         ly->bwd_live = 0;
         ly->bwd_done = 1;
@@ -472,8 +485,8 @@ static zrt_status replay_call(sim *s, const zrt_layer_call *call, int index)
     }
     if (wrong)
         return zrt__fail(s->err, ZRT_ERR_INVALID_ARG,
-                         "declared step: call %d (%s of layer %d): layer %d %s",
-                         index, names[call->kind], l, l, wrong);
+                         "declared step: call %d (%s of layer %d): layer %d %s", index,
+                         names[call->kind], l, l, wrong);
     return ZRT_OK;
 }
 
@@ -630,8 +643,8 @@ static zrt_status sim_init(sim *s, const zrt_config *cfg, const zrt__plan *plan,
                          "cannot allocate the memory plan's tables");
     for (int l = 0; l < s->n; l++) {
         const zrt__layer_plan *lp = &plan->layers[l];
-        s->layers[l] = (sim_layer){.numel = lp->numel, .flat = lp->flat_numel,
-                                   .shard = lp->shard_numel};
+        s->layers[l] = (sim_layer){
+            .numel = lp->numel, .flat = lp->flat_numel, .shard = lp->shard_numel};
     }
     return ZRT_OK;
 }
@@ -662,8 +675,7 @@ static void fill_result(const sim *s, zrt_mem_plan *out)
 
 zrt_status zrt__memplan_run(const zrt_config *cfg, const zrt__plan *plan,
                             const zrt_layer_call *calls, int ncalls,
-                            const int64_t *declared, zrt__errbuf *err,
-                            zrt_mem_plan *out)
+                            const int64_t *declared, zrt__errbuf *err, zrt_mem_plan *out)
 {
     sim s;
     zrt_layer_call *own = NULL;
@@ -694,4 +706,3 @@ zrt_status zrt__memplan_run(const zrt_config *cfg, const zrt__plan *plan,
     sim_free(&s);
     return st;
 }
-

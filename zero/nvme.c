@@ -99,8 +99,10 @@ static zrt_status write_zero_slot(zrt_ctx *ctx, zrt__nvme_store *store, int opti
         if (bytes == 0)
             continue;
         if (optim) {
-            ZRT_CHECK(zrt__swap_write(store->swap, ls->swap_m[0], zeros, bytes, &ctx->err));
-            ZRT_CHECK(zrt__swap_write(store->swap, ls->swap_v[0], zeros, bytes, &ctx->err));
+            ZRT_CHECK(
+                zrt__swap_write(store->swap, ls->swap_m[0], zeros, bytes, &ctx->err));
+            ZRT_CHECK(
+                zrt__swap_write(store->swap, ls->swap_v[0], zeros, bytes, &ctx->err));
         } else {
             ZRT_CHECK(zrt__swap_write(store->swap, ls->swap_p[0], zeros,
                                       param_bytes(ctx, ls), &ctx->err));
@@ -162,12 +164,12 @@ zrt_status zrt__nvme_open(zrt_ctx *ctx)
     ctx->staging_largest = largest_range(ctx);
     if (ctx->staging_largest == 0)
         return ZRT_OK;
-    ZRT_CHECK(ctx->be->ops->alloc(ctx->be, zrt__step_staging_bytes(ctx),
-                                  ZRT_TIER_HOST, ZRT_CAT_STAGING,
-                                  "optimizer step staging for the nvme tier",
-                                  &ctx->step_staging));
-    ZRT_CHECK(zrt__pin_for(ctx, &ctx->step_staging,
-                           optim ? &ctx->cfg.offload_optimizer : &ctx->cfg.offload_param));
+    ZRT_CHECK(ctx->be->ops->alloc(
+        ctx->be, zrt__step_staging_bytes(ctx), ZRT_TIER_HOST, ZRT_CAT_STAGING,
+        "optimizer step staging for the nvme tier", &ctx->step_staging));
+    ZRT_CHECK(
+        zrt__pin_for(ctx, &ctx->step_staging,
+                     optim ? &ctx->cfg.offload_optimizer : &ctx->cfg.offload_param));
     if (optim)
         ZRT_CHECK(open_store(ctx, &ctx->optim_nvme, &ctx->cfg.offload_optimizer, 1));
     if (param)
@@ -239,7 +241,8 @@ zrt_status zrt__nvme_fetched_shard(zrt_ctx *ctx, int layer, void **shard)
     if (ls->fetch_state == ZRT__FETCH_QUEUED) {
         ctx->fetches_queued--;
         ls->fetch_state = ZRT__FETCH_READY;
-        zrt_status st = zrt__mover_wait(ctx->param_nvme.mover, ls->fetch_ticket, &ctx->err);
+        zrt_status st =
+            zrt__mover_wait(ctx->param_nvme.mover, ls->fetch_ticket, &ctx->err);
         if (st != ZRT_OK) { /* never gather what a failed read left behind */
             zrt__nvme_drop_fetch(ctx, layer);
             return st;
@@ -262,8 +265,8 @@ void zrt__nvme_drop_fetch(zrt_ctx *ctx, int layer)
 
 int zrt__nvme_fetch_room(const zrt_ctx *ctx)
 {
-    int limit = ctx->cfg.offload_param.buffer_count > 0 ? ctx->cfg.offload_param.buffer_count
-                                                        : 1;
+    int limit =
+        ctx->cfg.offload_param.buffer_count > 0 ? ctx->cfg.offload_param.buffer_count : 1;
     return ctx->fetches_queued < limit;
 }
 
@@ -291,15 +294,16 @@ zrt_status zrt__nvme_shard_update(zrt_ctx *ctx, int layer, zrt__shard_edit edit,
 
 static float *set_array(zrt_ctx *ctx, int set, int which)
 {
-    return (float *)ctx->step_staging.ptr + ((size_t)set * 3 + (size_t)which) *
-                                                (size_t)ctx->staging_largest;
+    return (float *)ctx->step_staging.ptr +
+           ((size_t)set * 3 + (size_t)which) * (size_t)ctx->staging_largest;
 }
 
 /* 16-bit parameters on NVMe: the set's new parameters, after the six f32
  * arrays. */
 static uint16_t *set_halves(zrt_ctx *ctx, int set)
 {
-    return (uint16_t *)(set_array(ctx, 2, 0)) + (size_t)set * (size_t)ctx->staging_largest;
+    return (uint16_t *)(set_array(ctx, 2, 0)) +
+           (size_t)set * (size_t)ctx->staging_largest;
 }
 
 /* The step's grad_scale (16-bit parameters: 1/K, the loss scale and the
@@ -383,15 +387,14 @@ static zrt_status update_set(zrt_ctx *ctx, int l, int set, const step_args *a)
     if (zrt__mixed(ctx)) {
         uint16_t *g = zrt__owned_grad(ctx, l);
         uint16_t *p_out = ctx->param_nvme.mover ? set_halves(ctx, set) : g;
-        return zrt__adamw_layer_mixed(ctx, l, ctx->layers[l].master_next.ptr, p_out, g,
-                                      set_array(ctx, set, SET_M),
-                                      set_array(ctx, set, SET_V), a->grad_scale, a->decay,
-                                      a->no_decay);
+        return zrt__adamw_layer_mixed(
+            ctx, l, ctx->layers[l].master_next.ptr, p_out, g, set_array(ctx, set, SET_M),
+            set_array(ctx, set, SET_V), a->grad_scale, a->decay, a->no_decay);
     }
     const zrt_adamw_scalars *decay = a->decay, *no_decay = a->no_decay;
     float *g = zrt__owned_grad(ctx, l);
-    const float *p = ctx->param_nvme.mover ? set_array(ctx, set, SET_P)
-                                           : zrt__owned_param(ctx, l);
+    const float *p =
+        ctx->param_nvme.mover ? set_array(ctx, set, SET_P) : zrt__owned_param(ctx, l);
     float *p_out = ctx->param_nvme.mover ? set_array(ctx, set, SET_P) : g;
     return zrt__adamw_layer(ctx, l, p, p_out, g, set_array(ctx, set, SET_M),
                             set_array(ctx, set, SET_V), decay, no_decay);
@@ -448,11 +451,12 @@ static zrt_status recompute_moments(zrt_ctx *ctx, int l, const step_args *a)
     zrt__layer_state *ls = &ctx->layers[l];
     float *scratch = set_array(ctx, 0, SET_P);
     if (!zrt__mixed(ctx))
-        return zrt__adamw_layer(ctx, l, scratch, scratch, zrt__owned_grad(ctx, l), ls->m.ptr,
-                                ls->v.ptr, a->decay, a->no_decay);
+        return zrt__adamw_layer(ctx, l, scratch, scratch, zrt__owned_grad(ctx, l),
+                                ls->m.ptr, ls->v.ptr, a->decay, a->no_decay);
     ZRT_CHECK(ctx->be->ops->copy(ctx->be, scratch, ls->master.ptr, range_bytes(ls)));
-    return zrt__adamw_layer_mixed(ctx, l, scratch, set_halves(ctx, 0), zrt__owned_grad(ctx, l),
-                                  ls->m.ptr, ls->v.ptr, a->grad_scale, a->decay, a->no_decay);
+    return zrt__adamw_layer_mixed(ctx, l, scratch, set_halves(ctx, 0),
+                                  zrt__owned_grad(ctx, l), ls->m.ptr, ls->v.ptr,
+                                  a->grad_scale, a->decay, a->no_decay);
 }
 
 /* Every rank wrote every layer: make the new values current. */

@@ -9,8 +9,7 @@
 
 #include "ctx.h"
 
-static zrt_status check_desc(zrt_ctx *ctx, const zrt_param_desc *d,
-                             int64_t *numel)
+static zrt_status check_desc(zrt_ctx *ctx, const zrt_param_desc *d, int64_t *numel)
 {
     const char *name = d->name ? d->name : "(unnamed)";
     if (!d->name || !*d->name)
@@ -18,12 +17,12 @@ static zrt_status check_desc(zrt_ctx *ctx, const zrt_param_desc *d,
                          "zrt_param_register: a parameter needs a name");
     if (d->ndim < 1 || d->ndim > ZRT_MAX_DIMS)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_param_register: '%s' has %d dimensions (1..%d)",
-                         name, d->ndim, ZRT_MAX_DIMS);
+                         "zrt_param_register: '%s' has %d dimensions (1..%d)", name,
+                         d->ndim, ZRT_MAX_DIMS);
     if (d->layer < 0)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_param_register: '%s' has layer %d (must be >= 0)",
-                         name, d->layer);
+                         "zrt_param_register: '%s' has layer %d (must be >= 0)", name,
+                         d->layer);
     if ((unsigned)d->dtype >= ZRT_DTYPE_COUNT)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
                          "zrt_param_register: '%s' has dtype %d", name, (int)d->dtype);
@@ -40,15 +39,14 @@ static zrt_status check_desc(zrt_ctx *ctx, const zrt_param_desc *d,
     for (int i = 0; i < d->ndim; i++) {
         if (d->shape[i] < 1 || n > INT64_MAX / d->shape[i])
             return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                             "zrt_param_register: '%s' dimension %d is %lld",
-                             name, i, (long long)d->shape[i]);
+                             "zrt_param_register: '%s' dimension %d is %lld", name, i,
+                             (long long)d->shape[i]);
         n *= d->shape[i];
     }
     for (int i = 0; i < ctx->nparams; i++)
         if (strcmp(ctx->params[i].name, d->name) == 0)
             return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                             "zrt_param_register: '%s' is already registered",
-                             name);
+                             "zrt_param_register: '%s' is already registered", name);
     *numel = n;
     return ZRT_OK;
 }
@@ -67,8 +65,7 @@ static zrt_status grow_params(zrt_ctx *ctx)
     return ZRT_OK;
 }
 
-zrt_status zrt_param_register(zrt_ctx *ctx, const zrt_param_desc *desc,
-                              zrt_param *out)
+zrt_status zrt_param_register(zrt_ctx *ctx, const zrt_param_desc *desc, zrt_param *out)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (!desc || !out)
@@ -77,7 +74,8 @@ zrt_status zrt_param_register(zrt_ctx *ctx, const zrt_param_desc *desc,
     if (ctx->finalized)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                          "zrt_param_register: '%s' comes after "
-                         "zrt_finalize_params", desc->name ? desc->name : "?");
+                         "zrt_finalize_params",
+                         desc->name ? desc->name : "?");
     int64_t numel = 0;
     ZRT_CHECK(check_desc(ctx, desc, &numel));
     ZRT_CHECK(grow_params(ctx));
@@ -164,14 +162,17 @@ static zrt_status check_plan_fits(zrt_ctx *ctx, const zrt_mem_plan *p)
 
 static const char *device_word(int device)
 {
-    return device == ZRT_OFFLOAD_CPU ? "cpu" : device == ZRT_OFFLOAD_NVME ? "nvme" : "none";
+    return device == ZRT_OFFLOAD_CPU    ? "cpu"
+           : device == ZRT_OFFLOAD_NVME ? "nvme"
+                                        : "none";
 }
 
 /* "stage 3, optimizer cpu, parameters none" */
 static void describe_choice(const zrt_config *c, char *buf, size_t size)
 {
     snprintf(buf, size, "stage %d, optimizer %s, parameters %s", c->stage,
-             device_word(c->offload_optimizer.device), device_word(c->offload_param.device));
+             device_word(c->offload_optimizer.device),
+             device_word(c->offload_param.device));
 }
 
 /* The first tier whose planned peak passes its budget, or -1. */
@@ -206,7 +207,8 @@ static void describe_budgets(const zrt_ctx *ctx, char *buf, size_t size)
         if (limit <= 0)
             continue;
         int k = snprintf(buf + used, size - used, "%s%s %s", used ? ", " : "",
-                         zrt_tier_str((zrt_tier)t), zrt__fmt_bytes(limit, amount, sizeof amount));
+                         zrt_tier_str((zrt_tier)t),
+                         zrt__fmt_bytes(limit, amount, sizeof amount));
         if (k < 0 || (size_t)k >= size - used)
             return;
         used += (size_t)k;
@@ -241,7 +243,8 @@ static zrt_status choose_configuration(zrt_ctx *ctx)
     zrt_config ladder[32];
     zrt_mem_plan plans[32];
     int n = 0, fits[32];
-    int allow_nvme = ctx->cfg.offload_optimizer.nvme_path[0] || ctx->cfg.offload_param.nvme_path[0];
+    int allow_nvme =
+        ctx->cfg.offload_optimizer.nvme_path[0] || ctx->cfg.offload_param.nvme_path[0];
     ZRT_CHECK(zrt_fit_ladder(&ctx->cfg, ctx->comm->size, allow_nvme, ladder, 32, &n));
     n = n < 32 ? n : 32;
     ZRT_CHECK(rungs_fitting_everywhere(ctx, ladder, n, fits, plans));
@@ -252,20 +255,22 @@ static zrt_status choose_configuration(zrt_ctx *ctx)
         if (fits[i]) {
             ctx->cfg = ladder[i];
             if (ctx->comm->rank == 0)
-                zrt_log(ctx, 1, "stage auto: chose %s: device peak %s planned%s%s", choice,
-                        zrt__fmt_bytes(plans[i].tier_peak[ZRT_TIER_DEVICE], need,
-                                       sizeof need),
-                        used ? "; cheaper ones do not fit: " : " (the cheapest)", skipped);
+                zrt_log(
+                    ctx, 1, "stage auto: chose %s: device peak %s planned%s%s", choice,
+                    zrt__fmt_bytes(plans[i].tier_peak[ZRT_TIER_DEVICE], need,
+                                   sizeof need),
+                    used ? "; cheaper ones do not fit: " : " (the cheapest)", skipped);
             return ZRT_OK;
         }
         int over = tier_over_budget(ctx, &plans[i]);
-        int k = over < 0 ? snprintf(skipped + used, sizeof skipped - used,
-                                    "%s%s does not fit on another rank", used ? ", " : "",
-                                    choice)
-                         : snprintf(skipped + used, sizeof skipped - used, "%s%s needs %s %s",
-                                    used ? ", " : "", choice,
-                                    zrt__fmt_bytes(plans[i].tier_peak[over], need, sizeof need),
-                                    zrt_tier_str((zrt_tier)over));
+        int k =
+            over < 0
+                ? snprintf(skipped + used, sizeof skipped - used,
+                           "%s%s does not fit on another rank", used ? ", " : "", choice)
+                : snprintf(skipped + used, sizeof skipped - used, "%s%s needs %s %s",
+                           used ? ", " : "", choice,
+                           zrt__fmt_bytes(plans[i].tier_peak[over], need, sizeof need),
+                           zrt_tier_str((zrt_tier)over));
         if (k > 0 && (size_t)k < sizeof skipped - used)
             used += (size_t)k;
     }
@@ -290,8 +295,7 @@ zrt_status zrt_finalize_params(zrt_ctx *ctx)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (ctx->finalized)
-        return zrt__fail(&ctx->err, ZRT_ERR_STATE,
-                         "zrt_finalize_params: already called");
+        return zrt__fail(&ctx->err, ZRT_ERR_STATE, "zrt_finalize_params: already called");
     zrt__set_phase(ctx, ZRT__PHASE_INIT, -1);
     zrt_config asked = ctx->cfg; /* "stage": "auto" rewrites it */
     zrt_status st = zrt__build_plan(ctx, &ctx->plan);
@@ -307,8 +311,10 @@ zrt_status zrt_finalize_params(zrt_ctx *ctx)
     }
     ctx->finalized = 1;
     zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1);
-    zrt_log(ctx, 2, "plan: %d parameters, %lld elements (%lld padded) in %d "
-                    "layers", ctx->nparams, (long long)ctx->plan.total_numel,
+    zrt_log(ctx, 2,
+            "plan: %d parameters, %lld elements (%lld padded) in %d "
+            "layers",
+            ctx->nparams, (long long)ctx->plan.total_numel,
             (long long)ctx->plan.total_flat_numel, ctx->plan.nlayers);
     return ZRT_OK;
 }
@@ -332,8 +338,7 @@ zrt_status zrt_num_params(const zrt_ctx *ctx, int *out)
     return ZRT_OK;
 }
 
-static zrt_status lookup(const zrt_ctx *ctx, zrt_param param,
-                         const zrt__param_info **out)
+static zrt_status lookup(const zrt_ctx *ctx, zrt_param param, const zrt__param_info **out)
 {
     if (!ctx || param < 0 || param >= ctx->nparams)
         return ZRT_ERR_INVALID_ARG;
@@ -606,8 +611,7 @@ zrt_status zrt_param_data(zrt_ctx *ctx, zrt_param param, void **out)
 {
     ZRT_CHECK(zrt__require_param(ctx, param, "zrt_param_data"));
     if (!out)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_param_data: out is NULL");
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_param_data: out is NULL");
     const zrt__tensor_place *t = place_of(ctx, param);
     const zrt__layer_state *ls = &ctx->layers[t->layer];
     if (!ls->fwd_live && !ls->bwd_live)
@@ -655,11 +659,12 @@ zrt_status zrt_grad_read(zrt_ctx *ctx, zrt_param param, void *dst)
     size_t bytes = (size_t)t->numel * ctx->esize;
     if (ctx->cfg.stage == 0)
         return ctx->be->ops->copy(
-            ctx->be, dst, zrt__elem(ctx, zrt__reduced_grad(ctx, t->layer), t->offset), bytes);
+            ctx->be, dst, zrt__elem(ctx, zrt__reduced_grad(ctx, t->layer), t->offset),
+            bytes);
     zrt__buf full = {0};
     ZRT_CHECK(gather_grads(ctx, t->layer, &full));
-    zrt_status st = ctx->be->ops->copy(ctx->be, dst, zrt__elem(ctx, full.ptr, t->offset),
-                                       bytes);
+    zrt_status st =
+        ctx->be->ops->copy(ctx->be, dst, zrt__elem(ctx, full.ptr, t->offset), bytes);
     ctx->be->ops->free(ctx->be, &full);
     return st;
 }
@@ -668,8 +673,7 @@ zrt_status zrt_grad_data(zrt_ctx *ctx, zrt_param param, void **out)
 {
     ZRT_CHECK(zrt__require_param(ctx, param, "zrt_grad_data"));
     if (!out)
-        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_grad_data: out is NULL");
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_grad_data: out is NULL");
     const zrt__tensor_place *t = place_of(ctx, param);
     const zrt__layer_state *ls = &ctx->layers[t->layer];
     if (!ls->bwd_live)

@@ -12,18 +12,20 @@ static int64_t round_up(int64_t value, int64_t multiple)
     return (value + multiple - 1) / multiple * multiple;
 }
 
-static zrt_status check_inputs(const int64_t *numel, const int *layer, int n,
-                               int world, int alignment, zrt__errbuf *err)
+static zrt_status check_inputs(const int64_t *numel, const int *layer, int n, int world,
+                               int alignment, zrt__errbuf *err)
 {
     if (n < 0 || world < 1 || alignment < 1 || (n > 0 && (!numel || !layer)))
         return zrt__fail(err, ZRT_ERR_INVALID_ARG,
                          "partition plan: bad arguments (n %d, world %d, "
-                         "alignment %d)", n, world, alignment);
+                         "alignment %d)",
+                         n, world, alignment);
     for (int i = 0; i < n; i++) {
         if (numel[i] < 1 || layer[i] < 0)
             return zrt__fail(err, ZRT_ERR_INVALID_ARG,
                              "partition plan: tensor %d has %lld elements in "
-                             "layer %d", i, (long long)numel[i], layer[i]);
+                             "layer %d",
+                             i, (long long)numel[i], layer[i]);
     }
     return ZRT_OK;
 }
@@ -75,12 +77,13 @@ static void place_layer(zrt__plan *p, int l)
         p->max_flat_numel = lp->flat_numel;
 }
 
-zrt_status zrt__plan_build(const int64_t *numel, const int *layer, int n,
-                           int world, int alignment, zrt__errbuf *err,
-                           zrt__plan *out)
+zrt_status zrt__plan_build(const int64_t *numel, const int *layer, int n, int world,
+                           int alignment, zrt__errbuf *err, zrt__plan *out)
 {
     ZRT_CHECK(check_inputs(numel, layer, n, world, alignment, err));
-    zrt__plan p = {.world = world, .alignment = alignment, .ntensors = n,
+    zrt__plan p = {.world = world,
+                   .alignment = alignment,
+                   .ntensors = n,
                    .nlayers = count_layers(layer, n)};
     p.layers = calloc((size_t)p.nlayers + 1, sizeof *p.layers);
     p.tensors = calloc((size_t)n + 1, sizeof *p.tensors);
@@ -88,8 +91,7 @@ zrt_status zrt__plan_build(const int64_t *numel, const int *layer, int n,
     if (!p.layers || !p.tensors || !p.tensor_order) {
         zrt__plan_free(&p);
         return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
-                         "partition plan: cannot allocate tables for %d tensors",
-                         n);
+                         "partition plan: cannot allocate tables for %d tensors", n);
     }
     for (int i = 0; i < n; i++)
         p.tensors[i] = (zrt__tensor_place){.numel = numel[i], .layer = layer[i]};
@@ -108,8 +110,8 @@ void zrt__plan_free(zrt__plan *plan)
     memset(plan, 0, sizeof *plan);
 }
 
-int zrt__plan_segments(const zrt__plan *plan, int layer, int64_t lo,
-                       int64_t hi, zrt__segment *out)
+int zrt__plan_segments(const zrt__plan *plan, int layer, int64_t lo, int64_t hi,
+                       zrt__segment *out)
 {
     const zrt__layer_plan *lp = &plan->layers[layer];
     int written = 0;

@@ -30,24 +30,24 @@ typedef struct zrt__tensor_place {
 } zrt__tensor_place;
 
 typedef struct zrt__layer_plan {
-    int64_t numel;       /* parameter elements, no padding */
-    int64_t flat_numel;  /* world * shard_numel */
+    int64_t numel;      /* parameter elements, no padding */
+    int64_t flat_numel; /* world * shard_numel */
     int64_t shard_numel;
-    int first;           /* its tensors: tensor_order[first .. first+count) */
+    int first; /* its tensors: tensor_order[first .. first+count) */
     int count;
 } zrt__layer_plan;
 
 typedef struct zrt__plan {
     int world;
-    int alignment;          /* elements */
-    int nlayers;            /* highest layer id + 1 */
+    int alignment; /* elements */
+    int nlayers;   /* highest layer id + 1 */
     int ntensors;
     zrt__layer_plan *layers;
     zrt__tensor_place *tensors; /* by tensor index (registration order) */
     int *tensor_order;          /* tensor indices grouped by layer */
     int64_t total_numel;
     int64_t total_flat_numel;
-    int64_t max_flat_numel;     /* largest layer */
+    int64_t max_flat_numel; /* largest layer */
 } zrt__plan;
 
 /* A run of one tensor's elements inside a range of its layer's flat buffer. */
@@ -59,9 +59,8 @@ typedef struct zrt__segment {
 } zrt__segment;
 
 /* Builds the plan for n tensors; numel[i] >= 1 and layer[i] >= 0. */
-zrt_status zrt__plan_build(const int64_t *numel, const int *layer, int n,
-                           int world, int alignment, zrt__errbuf *err,
-                           zrt__plan *out);
+zrt_status zrt__plan_build(const int64_t *numel, const int *layer, int n, int world,
+                           int alignment, zrt__errbuf *err, zrt__plan *out);
 void zrt__plan_free(zrt__plan *plan);
 
 /* Layer ids passed below must be in [0, nlayers). */
@@ -69,8 +68,8 @@ void zrt__plan_free(zrt__plan *plan);
 /* Segments of the tensors of `layer` that fall in [lo, hi) of its flat
  * buffer, in flat order. `out` has room for the layer's tensor count; the
  * number written is returned. */
-int zrt__plan_segments(const zrt__plan *plan, int layer, int64_t lo,
-                       int64_t hi, zrt__segment *out);
+int zrt__plan_segments(const zrt__plan *plan, int layer, int64_t lo, int64_t hi,
+                       zrt__segment *out);
 
 /* The rank whose shard holds flat element `index` of `layer`; -1 when the
  * index is outside the flat buffer. */

@@ -26,8 +26,8 @@ zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out)
         layer[i] = ctx->params[i].desc.layer;
     }
     if (st == ZRT_OK)
-        st = zrt__plan_build(numel, layer, n, ctx->comm->size, PLAN_ALIGNMENT,
-                             &ctx->err, out);
+        st = zrt__plan_build(numel, layer, n, ctx->comm->size, PLAN_ALIGNMENT, &ctx->err,
+                             out);
     free(numel);
     free(layer);
     return st;
@@ -38,8 +38,8 @@ zrt_status zrt_declare_step(zrt_ctx *ctx, const zrt_layer_call *calls, int count
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (count < 1 || !calls)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_declare_step: %d calls%s; a step has at least one",
-                         count, calls ? "" : " (NULL)");
+                         "zrt_declare_step: %d calls%s; a step has at least one", count,
+                         calls ? "" : " (NULL)");
     zrt_layer_call *copy = malloc((size_t)count * sizeof *copy);
     if (!copy)
         return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,

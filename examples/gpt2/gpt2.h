@@ -26,12 +26,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GPT2_NUM_TENSORS 16
-#define GPT2_MODEL_MAGIC 20240326
+#define GPT2_NUM_TENSORS       16
+#define GPT2_MODEL_MAGIC       20240326
 #define GPT2_MODEL_VERSION_F32 3
-#define GPT2_SHARD_MAGIC 20240520
-#define GPT2_SHARD_VERSION 1
-#define GPT2_HEADER_INTS 256 /* both file kinds start with 256 int32 */
+#define GPT2_SHARD_MAGIC       20240520
+#define GPT2_SHARD_VERSION     1
+#define GPT2_HEADER_INTS       256 /* both file kinds start with 256 int32 */
 
 typedef struct gpt2_config {
     int max_seq_len;       /* maxT */
@@ -65,8 +65,8 @@ int gpt2_model_read_header(const char *path, gpt2_config *cfg, char *err,
 /* Reads all parameters (gpt2_tensor_sizes total floats, llm.c order) into
  * params. If `expect` is not NULL the file's shape must equal it (a
  * mismatch names the field). Returns 0 or -1 with err. */
-int gpt2_model_read(const char *path, const gpt2_config *expect, float *params,
-                    char *err, size_t err_size);
+int gpt2_model_read(const char *path, const gpt2_config *expect, float *params, char *err,
+                    size_t err_size);
 /* A model file opened for reading in pieces (pread), so that a rank reads
  * only the parameters it keeps. Open checks what gpt2_model_read checks
  * (header, size, and the shape against expect when not NULL). Reads take
@@ -81,8 +81,8 @@ int gpt2_model_read_at(gpt2_model_file *f, size_t first, size_t count, float *ds
 void gpt2_model_close(gpt2_model_file *f); /* NULL is a no-op */
 /* Writes header and parameters to "<path>.tmp.<pid>", fsyncs, renames over
  * path. Returns 0 or -1 with err. */
-int gpt2_model_write(const char *path, const gpt2_config *cfg,
-                     const float *params, char *err, size_t err_size);
+int gpt2_model_write(const char *path, const gpt2_config *cfg, const float *params,
+                     char *err, size_t err_size);
 
 /* ---- data ---------------------------------------------------------------
  * A token stream from either a text file read as bytes (vocabulary 256) or
@@ -94,22 +94,21 @@ int gpt2_model_write(const char *path, const gpt2_config *cfg,
 typedef struct gpt2_data gpt2_data;
 
 /* Opens a text file as bytes. */
-int gpt2_data_open_text(const char *path, gpt2_data **out, char *err,
-                        size_t err_size);
+int gpt2_data_open_text(const char *path, gpt2_data **out, char *err, size_t err_size);
 /* Opens one or more shard files (a glob pattern such as
  * "dir/fineweb_train_*.bin"), in sorted name order, checking each header:
  * magic, version, token count against the file size, and every token below
  * vocab_size. */
-int gpt2_data_open_shards(const char *pattern, int vocab_size, gpt2_data **out,
-                          char *err, size_t err_size);
+int gpt2_data_open_shards(const char *pattern, int vocab_size, gpt2_data **out, char *err,
+                          size_t err_size);
 size_t gpt2_data_num_tokens(const gpt2_data *d);
 /* 1 for a text file; the number of shard files the pattern matched. */
 size_t gpt2_data_num_files(const gpt2_data *d);
 /* Fills inputs and targets (B*T each) with this rank's part of global batch
  * `batch_index`; wraps around the stream. Returns 0, or -1 if the stream
  * holds fewer than B*T+1 tokens. */
-int gpt2_data_batch(const gpt2_data *d, long batch_index, int rank, int world,
-                    int B, int T, int *inputs, int *targets);
+int gpt2_data_batch(const gpt2_data *d, long batch_index, int rank, int world, int B,
+                    int T, int *inputs, int *targets);
 void gpt2_data_close(gpt2_data *d);
 
 #endif /* ZRT_EXAMPLES_GPT2_H */

@@ -9,8 +9,8 @@
 #include <math.h>
 #include <string.h>
 
-void encoder_forward(float *out, const int *inp, const float *wte,
-                     const float *wpe, int B, int T, int C)
+void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe,
+                     int B, int T, int C)
 {
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
@@ -23,8 +23,8 @@ void encoder_forward(float *out, const int *inp, const float *wte,
     }
 }
 
-void encoder_backward(float *dwte, float *dwpe, const float *dout,
-                      const int *inp, int B, int T, int C)
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B,
+                      int T, int C)
 {
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
@@ -91,11 +91,11 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
     }
 }
 
-void matmul_forward(float *out, const float *inp, const float *w,
-                    const float *bias, int N, int C, int OC)
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                    int N, int C, int OC)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C,
-                w, C, 0.0f, out, OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
+                0.0f, out, OC);
     if (!bias)
         return;
     for (int n = 0; n < N; n++) {
@@ -109,11 +109,11 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC)
 {
     /* dinp (N,C) += dout (N,OC) W (OC,C) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout,
-                OC, w, C, 1.0f, dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
+                1.0f, dinp, C);
     /* dW (OC,C) += dout^T (OC,N) inp (N,C) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC,
-                inp, C, 1.0f, dw, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+                1.0f, dw, C);
     if (!dbias)
         return;
     for (int n = 0; n < N; n++) {
@@ -124,8 +124,8 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
 }
 
 /* One (b, t, h) query: scores over t2 <= t, softmax, weighted sum of v. */
-static void attend_one(float *out, float *preatt, float *att, const float *inp,
-                       int b, int t, int h, int T, int C, int NH)
+static void attend_one(float *out, float *preatt, float *att, const float *inp, int b,
+                       int t, int h, int T, int C, int NH)
 {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -155,8 +155,8 @@ static void attend_one(float *out, float *preatt, float *att, const float *inp,
     }
 }
 
-void attention_forward(float *out, float *preatt, float *att, const float *inp,
-                       int B, int T, int C, int NH)
+void attention_forward(float *out, float *preatt, float *att, const float *inp, int B,
+                       int T, int C, int NH)
 {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
@@ -167,9 +167,8 @@ void attention_forward(float *out, float *preatt, float *att, const float *inp,
 }
 
 static void attend_one_backward(float *dinp, float *dpreatt, float *datt,
-                                const float *dout, const float *inp,
-                                const float *att, int b, int t, int h, int T,
-                                int C, int NH)
+                                const float *dout, const float *inp, const float *att,
+                                int b, int t, int h, int T, int C, int NH)
 {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -202,16 +201,15 @@ static void attend_one_backward(float *dinp, float *dpreatt, float *datt,
     }
 }
 
-void attention_backward(float *dinp, float *dpreatt, float *datt,
-                        const float *dout, const float *inp, const float *att,
-                        int B, int T, int C, int NH)
+void attention_backward(float *dinp, float *dpreatt, float *datt, const float *dout,
+                        const float *inp, const float *att, int B, int T, int C, int NH)
 {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {
                 size_t row = (((size_t)b * NH + h) * T + t) * T;
-                attend_one_backward(dinp, dpreatt + row, datt + row, dout, inp,
-                                    att + row, b, t, h, T, C, NH);
+                attend_one_backward(dinp, dpreatt + row, datt + row, dout, inp, att + row,
+                                    b, t, h, T, C, NH);
             }
 }
 
@@ -254,9 +252,8 @@ void residual_backward(float *da, float *db, const float *dout, int n)
     }
 }
 
-void softmax_crossentropy_forward(float *probs, float *losses,
-                                  const float *logits, const int *targets,
-                                  int N, int V, int Vp)
+void softmax_crossentropy_forward(float *probs, float *losses, const float *logits,
+                                  const int *targets, int N, int V, int Vp)
 {
     for (int n = 0; n < N; n++) {
         const float *l = logits + (size_t)n * Vp;
@@ -275,9 +272,8 @@ void softmax_crossentropy_forward(float *probs, float *losses,
     }
 }
 
-void softmax_crossentropy_backward(float *dlogits, const float *probs,
-                                   const int *targets, float scale, int N,
-                                   int V, int Vp)
+void softmax_crossentropy_backward(float *dlogits, const float *probs, const int *targets,
+                                   float scale, int N, int V, int Vp)
 {
     for (int n = 0; n < N; n++) {
         const float *p = probs + (size_t)n * Vp;

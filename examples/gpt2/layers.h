@@ -10,10 +10,10 @@
 #define ZRT_EXAMPLES_GPT2_LAYERS_H
 
 /* out (B,T,C) = wte[inp] + wpe[t] */
-void encoder_forward(float *out, const int *inp, const float *wte,
-                     const float *wpe, int B, int T, int C);
-void encoder_backward(float *dwte, float *dwpe, const float *dout,
-                      const int *inp, int B, int T, int C);
+void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe,
+                     int B, int T, int C);
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B,
+                      int T, int C);
 
 /* out (N,C) = (x - mean) * rstd * w + b, per row; mean, rstd (N) kept */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -23,17 +23,16 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                         const float *rstd, int N, int C);
 
 /* out (N,OC) = inp (N,C) W^T + bias; W (OC,C); bias (OC) or NULL */
-void matmul_forward(float *out, const float *inp, const float *w,
-                    const float *bias, int N, int C, int OC);
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                    int N, int C, int OC);
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC);
 
 /* inp (B,T,3C) holds q, k, v; out (B,T,C); preatt, att (B,NH,T,T) kept */
-void attention_forward(float *out, float *preatt, float *att, const float *inp,
-                       int B, int T, int C, int NH);
-void attention_backward(float *dinp, float *dpreatt, float *datt,
-                        const float *dout, const float *inp, const float *att,
-                        int B, int T, int C, int NH);
+void attention_forward(float *out, float *preatt, float *att, const float *inp, int B,
+                       int T, int C, int NH);
+void attention_backward(float *dinp, float *dpreatt, float *datt, const float *dout,
+                        const float *inp, const float *att, int B, int T, int C, int NH);
 
 /* tanh-approximated GELU, element-wise over n */
 void gelu_forward(float *out, const float *inp, int n);
@@ -45,12 +44,10 @@ void residual_backward(float *da, float *db, const float *dout, int n);
 
 /* probs (N,Vp) = softmax over the first V logits (padded ones get 0);
  * losses (N) = -log probs[target] */
-void softmax_crossentropy_forward(float *probs, float *losses,
-                                  const float *logits, const int *targets,
-                                  int N, int V, int Vp);
+void softmax_crossentropy_forward(float *probs, float *losses, const float *logits,
+                                  const int *targets, int N, int V, int Vp);
 /* dlogits (N,Vp) = (probs - onehot(target)) * scale; padded ones 0 */
-void softmax_crossentropy_backward(float *dlogits, const float *probs,
-                                   const int *targets, float scale, int N,
-                                   int V, int Vp);
+void softmax_crossentropy_backward(float *dlogits, const float *probs, const int *targets,
+                                   float scale, int N, int V, int Vp);
 
 #endif

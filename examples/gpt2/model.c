@@ -20,25 +20,37 @@
 #endif
 
 /* Block tensors, in llm.c order (tensor index = 2 + these). */
-enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB,
-       FCPROJW, FCPROJB };
+enum {
+    LN1W,
+    LN1B,
+    QKVW,
+    QKVB,
+    ATTPROJW,
+    ATTPROJB,
+    LN2W,
+    LN2B,
+    FCW,
+    FCB,
+    FCPROJW,
+    FCPROJB
+};
 
 /* Activations of one forward pass, as in llm.c (L = layers). */
 struct gpt2_acts {
-    float *encoded;                 /* (B,T,C) */
+    float *encoded;                   /* (B,T,C) */
     float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C), (L,B,T), (L,B,T) */
-    float *qkv;                     /* (L,B,T,3C) */
-    float *atty;                    /* (L,B,T,C) */
-    float *preatt, *att;            /* (L,B,NH,T,T) */
-    float *attproj, *residual2;     /* (L,B,T,C) */
+    float *qkv;                       /* (L,B,T,3C) */
+    float *atty;                      /* (L,B,T,C) */
+    float *preatt, *att;              /* (L,B,NH,T,T) */
+    float *attproj, *residual2;       /* (L,B,T,C) */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;          /* (L,B,T,4C) */
-    float *fcproj, *residual3;      /* (L,B,T,C) */
+    float *fch, *fch_gelu;            /* (L,B,T,4C) */
+    float *fcproj, *residual3;        /* (L,B,T,C) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (B,T,C), (B,T), (B,T) */
-    float *logits, *probs;          /* (B,T,Vp) */
-    float *losses;                  /* (B,T) */
-    float *memory;                  /* one block holding all of the above */
-    size_t count;                   /* floats in memory */
+    float *logits, *probs;            /* (B,T,Vp) */
+    float *losses;                    /* (B,T) */
+    float *memory;                    /* one block holding all of the above */
+    size_t count;                     /* floats in memory */
 };
 
 #define NUM_ACTS 23
@@ -49,19 +61,29 @@ static void act_sizes(const gpt2_model *m, size_t s[NUM_ACTS])
     size_t B = (size_t)m->B, T = (size_t)m->T, C = (size_t)m->cfg.channels;
     size_t L = (size_t)m->cfg.num_layers, NH = (size_t)m->cfg.num_heads;
     size_t Vp = (size_t)m->cfg.padded_vocab_size, BT = B * T;
-    size_t sizes[NUM_ACTS] = {
-        BT * C,                              /* encoded */
-        L * BT * C, L * BT, L * BT,          /* ln1, mean, rstd */
-        L * BT * 3 * C,                      /* qkv */
-        L * BT * C,                          /* atty */
-        L * B * NH * T * T, L * B * NH * T * T, /* preatt, att */
-        L * BT * C, L * BT * C,              /* attproj, residual2 */
-        L * BT * C, L * BT, L * BT,          /* ln2, mean, rstd */
-        L * BT * 4 * C, L * BT * 4 * C,      /* fch, fch_gelu */
-        L * BT * C, L * BT * C,              /* fcproj, residual3 */
-        BT * C, BT, BT,                      /* lnf, mean, rstd */
-        BT * Vp, BT * Vp,                    /* logits, probs */
-        BT};                                 /* losses */
+    size_t sizes[NUM_ACTS] = {BT * C, /* encoded */
+                              L * BT * C,
+                              L * BT,
+                              L * BT,         /* ln1, mean, rstd */
+                              L * BT * 3 * C, /* qkv */
+                              L * BT * C,     /* atty */
+                              L * B * NH * T * T,
+                              L * B * NH * T * T, /* preatt, att */
+                              L * BT * C,
+                              L * BT * C, /* attproj, residual2 */
+                              L * BT * C,
+                              L * BT,
+                              L * BT, /* ln2, mean, rstd */
+                              L * BT * 4 * C,
+                              L * BT * 4 * C, /* fch, fch_gelu */
+                              L * BT * C,
+                              L * BT * C, /* fcproj, residual3 */
+                              BT * C,
+                              BT,
+                              BT, /* lnf, mean, rstd */
+                              BT * Vp,
+                              BT * Vp, /* logits, probs */
+                              BT};     /* losses */
     memcpy(s, sizes, sizeof sizes);
 }
 
@@ -74,17 +96,18 @@ static zrt_status alloc_acts(gpt2_model *m, gpt2_acts **out)
     gpt2_acts *a = calloc(1, sizeof *a);
     if (!a)
         return ZRT_ERR_OUT_OF_MEMORY;
-    zrt_status st = zrt_buffer_alloc(m->ctx, total * sizeof(float),
-                                     ZRT_CAT_ACTIVATION, (void **)&a->memory);
+    zrt_status st = zrt_buffer_alloc(m->ctx, total * sizeof(float), ZRT_CAT_ACTIVATION,
+                                     (void **)&a->memory);
     if (st != ZRT_OK) {
         free(a);
         return st;
     }
-    float **slots[NUM_ACTS] = {
-        &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty,
-        &a->preatt, &a->att, &a->attproj, &a->residual2, &a->ln2, &a->ln2_mean,
-        &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->fcproj, &a->residual3, &a->lnf,
-        &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->probs, &a->losses};
+    float **slots[NUM_ACTS] = {&a->encoded,   &a->ln1,       &a->ln1_mean, &a->ln1_rstd,
+                               &a->qkv,       &a->atty,      &a->preatt,   &a->att,
+                               &a->attproj,   &a->residual2, &a->ln2,      &a->ln2_mean,
+                               &a->ln2_rstd,  &a->fch,       &a->fch_gelu, &a->fcproj,
+                               &a->residual3, &a->lnf,       &a->lnf_mean, &a->lnf_rstd,
+                               &a->logits,    &a->probs,     &a->losses};
     float *next = a->memory;
     for (int i = 0; i < NUM_ACTS; i++) {
         *slots[i] = next;
@@ -605,8 +628,11 @@ static zrt_dtype trained_dtype(const zrt_ctx *ctx)
 static zrt_status add_param(zrt_ctx *ctx, const char *name, int layer, int ndim,
                             int64_t d0, int64_t d1, zrt_param *out)
 {
-    zrt_param_desc d = {.name = name, .ndim = ndim, .shape = {d0, d1},
-                        .dtype = trained_dtype(ctx), .layer = layer,
+    zrt_param_desc d = {.name = name,
+                        .ndim = ndim,
+                        .shape = {d0, d1},
+                        .dtype = trained_dtype(ctx),
+                        .layer = layer,
                         .no_weight_decay = ndim == 1};
     return zrt_param_register(ctx, &d, out);
 }
@@ -616,16 +642,15 @@ static zrt_status register_block(gpt2_model *m, int l)
     int64_t C = m->cfg.channels;
     static const char *names[GPT2_BLOCK_TENSORS] = {
         "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-        "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb"};
+        "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw",  "fcprojb"};
     const int64_t rows[GPT2_BLOCK_TENSORS] = {C, C, 3 * C, 3 * C, C, C,
                                               C, C, 4 * C, 4 * C, C, C};
-    const int64_t cols[GPT2_BLOCK_TENSORS] = {0, 0, C, 0, C, 0,
-                                              0, 0, C, 0, 4 * C, 0};
+    const int64_t cols[GPT2_BLOCK_TENSORS] = {0, 0, C, 0, C, 0, 0, 0, C, 0, 4 * C, 0};
     for (int j = 0; j < GPT2_BLOCK_TENSORS; j++) {
         char name[48];
         snprintf(name, sizeof name, "h%d.%s", l, names[j]);
-        EXAMPLE_CHECK(add_param(m->ctx, name, 1 + l, cols[j] ? 2 : 1, rows[j],
-                                cols[j], &m->blocks[l * GPT2_BLOCK_TENSORS + j]));
+        EXAMPLE_CHECK(add_param(m->ctx, name, 1 + l, cols[j] ? 2 : 1, rows[j], cols[j],
+                                &m->blocks[l * GPT2_BLOCK_TENSORS + j]));
     }
     return ZRT_OK;
 }
@@ -663,8 +688,8 @@ static int64_t wide_bytes(const gpt2_model *m)
     return (m->wide_numel[0] + m->wide_numel[1]) * 2 * (int64_t)sizeof(float);
 }
 
-zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
-                         int B, int T)
+zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg, int B,
+                         int T)
 {
     memset(m, 0, sizeof *m);
     m->loss_grad_factor = 1.0f;
@@ -820,11 +845,16 @@ void gpt2_free(gpt2_model *m)
 static zrt_param handle_of(const gpt2_model *m, int index, int l)
 {
     switch (index) {
-    case 0: return m->wte;
-    case 1: return m->wpe;
-    case 14: return m->lnfw;
-    case 15: return m->lnfb;
-    default: return m->blocks[l * GPT2_BLOCK_TENSORS + (index - 2)];
+    case 0:
+        return m->wte;
+    case 1:
+        return m->wpe;
+    case 14:
+        return m->lnfw;
+    case 15:
+        return m->lnfb;
+    default:
+        return m->blocks[l * GPT2_BLOCK_TENSORS + (index - 2)];
     }
 }
 
@@ -884,7 +914,8 @@ static zrt_status for_each_slice(gpt2_model *m, float *params, slice_fn fn)
         int slices = gpt2_tensor_is_per_layer(i) ? L : 1;
         size_t per_slice = sizes[i] / (size_t)slices;
         for (int l = 0; l < slices; l++)
-            EXAMPLE_CHECK(fn(m, handle_of(m, i, l), params + offset + (size_t)l * per_slice));
+            EXAMPLE_CHECK(
+                fn(m, handle_of(m, i, l), params + offset + (size_t)l * per_slice));
         offset += sizes[i];
     }
     return ZRT_OK;

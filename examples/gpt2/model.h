@@ -30,26 +30,26 @@ struct gpt2_cuda;                   /* examples/gpt2/cuda/layers_cuda.h */
 typedef struct gpt2_model {
     gpt2_config cfg;
     zrt_ctx *ctx;
-    int B, T;                /* this rank's batch and sequence length */
+    int B, T; /* this rank's batch and sequence length */
     zrt_param wte, wpe, lnfw, lnfb;
     zrt_param *blocks;       /* (L, GPT2_BLOCK_TENSORS) */
     gpt2_acts *acts, *grads; /* activations and their gradients */
     int *inputs, *targets;   /* (B, T), where the operations read them: host
                                 memory on the cpu backend, device on cuda */
     int has_targets;
-    float loss;              /* this rank's mean loss of the last forward */
-    float loss_grad_factor;  /* multiplies the loss gradient: 1, or inf to
-                                force an fp16 overflow (--overflow-at) */
+    float loss;             /* this rank's mean loss of the last forward */
+    float loss_grad_factor; /* multiplies the loss gradient: 1, or inf to
+                               force an fp16 overflow (--overflow-at) */
     /* 16-bit parameters (bf16/fp16 in the config): the math stays f32. A
      * live layer's parameters are widened into an f32 copy, and its
      * gradients accumulate in f32 and are added into zrt's 16-bit buffers
      * when its backward ends. Layer 0 has its own pair (its backward stays
      * open while the others run); the other layers share one. */
     zrt_dtype dtype;
-    int nparams;             /* zrt handles 0 .. nparams-1 */
-    int64_t *offset;         /* by handle: where it starts in its layer's copy */
-    int64_t *numel;          /* by handle */
-    int *layer;              /* by handle */
+    int nparams;                   /* zrt handles 0 .. nparams-1 */
+    int64_t *offset;               /* by handle: where it starts in its layer's copy */
+    int64_t *numel;                /* by handle */
+    int *layer;                    /* by handle */
     float *wide[2], *wide_grad[2]; /* [0]: layer 0, [1]: the others */
     int64_t wide_numel[2];
     /* Where the step runs (set by gpt2_register from the config). */
@@ -62,8 +62,8 @@ typedef struct gpt2_model {
 
 /* Registers the parameters with ctx (before zrt_finalize_params) and
  * allocates activations for (B, T) from zrt's budget (after). */
-zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg,
-                         int B, int T);
+zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg, int B,
+                         int T);
 /* Declares, before zrt_finalize_params, what the memory plan needs from the
  * model: the layer calls of a training step and the activation buffers. */
 zrt_status gpt2_declare_memory(gpt2_model *m);

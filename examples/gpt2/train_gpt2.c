@@ -51,23 +51,32 @@ typedef struct flag_spec {
     void *dst;
 } flag_spec;
 
-static int own_flag(void *user, int argc, char **argv, int *i, char *err,
-                    size_t size)
+static int own_flag(void *user, int argc, char **argv, int *i, char *err, size_t size)
 {
     gpt2_opts *o = user;
-    const flag_spec flags[] = {
-        {"--model", 's', &o->preset}, {"--layers", 'i', &o->layers},
-        {"--channels", 'i', &o->channels}, {"--heads", 'i', &o->heads},
-        {"--max-seq-len", 'i', &o->max_seq_len}, {"--vocab-size", 'i', &o->vocab_size},
-        {"--batch", 'i', &o->B}, {"--seq-len", 'i', &o->T},
-        {"--lr", 'f', &o->lr}, {"--min-lr-frac", 'f', &o->min_lr_frac},
-        {"--weight-decay", 'f', &o->weight_decay}, {"--warmup", 'i', &o->warmup},
-        {"--val-every", 'i', &o->val_every}, {"--val-batches", 'i', &o->val_batches},
-        {"--sample-len", 'i', &o->sample_len}, {"--train", 's', &o->train},
-        {"--val", 's', &o->val}, {"--train-shards", 's', &o->train_shards},
-        {"--val-shards", 's', &o->val_shards}, {"--load", 's', &o->load},
-        {"--save", 's', &o->save}, {"--loss-log", 's', &o->loss_log},
-        {"--overflow-at", 'i', &o->overflow_at}};
+    const flag_spec flags[] = {{"--model", 's', &o->preset},
+                               {"--layers", 'i', &o->layers},
+                               {"--channels", 'i', &o->channels},
+                               {"--heads", 'i', &o->heads},
+                               {"--max-seq-len", 'i', &o->max_seq_len},
+                               {"--vocab-size", 'i', &o->vocab_size},
+                               {"--batch", 'i', &o->B},
+                               {"--seq-len", 'i', &o->T},
+                               {"--lr", 'f', &o->lr},
+                               {"--min-lr-frac", 'f', &o->min_lr_frac},
+                               {"--weight-decay", 'f', &o->weight_decay},
+                               {"--warmup", 'i', &o->warmup},
+                               {"--val-every", 'i', &o->val_every},
+                               {"--val-batches", 'i', &o->val_batches},
+                               {"--sample-len", 'i', &o->sample_len},
+                               {"--train", 's', &o->train},
+                               {"--val", 's', &o->val},
+                               {"--train-shards", 's', &o->train_shards},
+                               {"--val-shards", 's', &o->val_shards},
+                               {"--load", 's', &o->load},
+                               {"--save", 's', &o->save},
+                               {"--loss-log", 's', &o->loss_log},
+                               {"--overflow-at", 'i', &o->overflow_at}};
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
         if (strcmp(argv[*i], flags[k].name) != 0)
             continue;
@@ -126,8 +135,7 @@ static int usage(const char *prog)
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static int preset_config(const gpt2_opts *o, gpt2_config *c, char *err,
-                         size_t size)
+static int preset_config(const gpt2_opts *o, gpt2_config *c, char *err, size_t size)
 {
     int depth = 0;
     if (!strcmp(o->preset, "d4"))
@@ -157,8 +165,8 @@ static int preset_config(const gpt2_opts *o, gpt2_config *c, char *err,
     return 0;
 }
 
-static int open_data(const char *file, const char *shards, int vocab,
-                     gpt2_data **out, char *err, size_t size)
+static int open_data(const char *file, const char *shards, int vocab, gpt2_data **out,
+                     char *err, size_t size)
 {
     if (shards)
         return gpt2_data_open_shards(shards, vocab, out, err, size);
@@ -215,8 +223,8 @@ static zrt_status validation_loss(run *r, float *out)
         return ZRT_ERR_INVALID_ARG;
     float sum = 0;
     for (int k = 0; k < r->o.val_batches; k++) {
-        if (gpt2_data_batch(r->val, k, r->rank, r->world, r->o.B, r->o.T,
-                            r->inputs, r->targets))
+        if (gpt2_data_batch(r->val, k, r->rank, r->world, r->o.B, r->o.T, r->inputs,
+                            r->targets))
             return ZRT_ERR_INVALID_ARG;
         EXAMPLE_CHECK(gpt2_forward(&r->m, r->inputs, r->targets));
         sum += r->m.loss;
@@ -242,8 +250,8 @@ static double now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void print_progress(const run *r, int step, float loss, float lr,
-                           double seconds, const float *mib)
+static void print_progress(const run *r, int step, float loss, float lr, double seconds,
+                           const float *mib)
 {
     if (r->rank != 0)
         return;
@@ -349,8 +357,8 @@ static zrt_status report_timing(run *r)
     if (r->rank == 0)
         printf("timing: %.1f ms/step, %.0f tok/s, waiting on communication "
                "%.1f%% of the step (mean over ranks, steps %d-%d)\n",
-               t[0] * 1e3, (double)r->world * r->o.B * r->o.T / t[0],
-               100.0 * t[1] / t[0], WARM_STEPS + 1, r->a.steps);
+               t[0] * 1e3, (double)r->world * r->o.B * r->o.T / t[0], 100.0 * t[1] / t[0],
+               WARM_STEPS + 1, r->a.steps);
     return ZRT_OK;
 }
 
@@ -440,7 +448,8 @@ static zrt_status sample(run *r)
     return st;
 }
 
-/* ---- model files -------------------------------------------------------------------- */
+/* ---- model files --------------------------------------------------------------------
+ */
 
 /* Each rank builds (or reads) only the parameters it keeps: no rank ever
  * holds the whole model here. */
@@ -468,7 +477,8 @@ static zrt_status save(run *r, char *err, size_t size)
     return st;
 }
 
-/* ---- main ------------------------------------------------------------------------------ */
+/* ---- main
+ * ------------------------------------------------------------------------------ */
 
 /* A set too small for one batch, named by its flag and its file or pattern,
  * with what it holds: "--train-shards 'dir/x_*.bin': 3 shard files hold 900
@@ -481,13 +491,17 @@ static int check_enough(const gpt2_data *d, const char *text_flag, const char *t
     if (!d || have >= need)
         return 0;
     if (shards)
-        snprintf(err, size, "%s '%s': %zu shard file%s hold%s %zu tokens in all, fewer "
-                 "than --batch x --seq-len + 1 = %zu", shard_flag, shards,
-                 gpt2_data_num_files(d), gpt2_data_num_files(d) == 1 ? "" : "s",
+        snprintf(err, size,
+                 "%s '%s': %zu shard file%s hold%s %zu tokens in all, fewer "
+                 "than --batch x --seq-len + 1 = %zu",
+                 shard_flag, shards, gpt2_data_num_files(d),
+                 gpt2_data_num_files(d) == 1 ? "" : "s",
                  gpt2_data_num_files(d) == 1 ? "s" : "", have, need);
     else
-        snprintf(err, size, "%s '%s' holds %zu tokens (bytes), fewer than --batch x "
-                 "--seq-len + 1 = %zu", text_flag, text, have, need);
+        snprintf(err, size,
+                 "%s '%s' holds %zu tokens (bytes), fewer than --batch x "
+                 "--seq-len + 1 = %zu",
+                 text_flag, text, have, need);
     return -1;
 }
 
@@ -496,8 +510,10 @@ static int check_data(const run *r, const gpt2_config *cfg, char *err, size_t si
 {
     size_t need = (size_t)r->o.B * r->o.T + 1;
     if (!r->o.train_shards && cfg->vocab_size < 256) {
-        snprintf(err, size, "--vocab-size %d: text is read as bytes, which needs "
-                 "a vocabulary of at least 256", cfg->vocab_size);
+        snprintf(err, size,
+                 "--vocab-size %d: text is read as bytes, which needs "
+                 "a vocabulary of at least 256",
+                 cfg->vocab_size);
         return -1;
     }
     if (check_enough(r->train, "--train", r->o.train, "--train-shards", r->o.train_shards,
@@ -539,8 +555,10 @@ static int check_loaded_shape(const gpt2_opts *o, const gpt2_config *file, char 
             return -1;
         }
     if (o->T > file->max_seq_len) {
-        snprintf(err, size, "--seq-len %d exceeds the max_seq_len %d of the model in "
-                 "--load '%s'", o->T, file->max_seq_len, o->load);
+        snprintf(err, size,
+                 "--seq-len %d exceeds the max_seq_len %d of the model in "
+                 "--load '%s'",
+                 o->T, file->max_seq_len, o->load);
         return -1;
     }
     return 0;
@@ -565,9 +583,16 @@ static int finish_prepare(run *r, gpt2_config *cfg, zrt_config *zc, char *err,
 static int prepare(run *r, int argc, char **argv, gpt2_config *cfg, zrt_config *zc,
                    char *err, size_t size)
 {
-    r->o = (gpt2_opts){.preset = "d4", .B = 4, .T = 64, .lr = 1e-3f,
-                       .min_lr_frac = 0.1f, .weight_decay = 0.1f, .warmup = 20,
-                       .val_every = 50, .val_batches = 4, .sample_len = 200,
+    r->o = (gpt2_opts){.preset = "d4",
+                       .B = 4,
+                       .T = 64,
+                       .lr = 1e-3f,
+                       .min_lr_frac = 0.1f,
+                       .weight_decay = 0.1f,
+                       .warmup = 20,
+                       .val_every = 50,
+                       .val_batches = 4,
+                       .sample_len = 200,
                        .train = ZRT_DATA_DIR "/kjv_train.txt",
                        .val = ZRT_DATA_DIR "/kjv_val.txt"};
     int parsed = example_parse_args(argc, argv, &r->a, own_flag, &r->o, err, size);
@@ -609,8 +634,9 @@ static zrt_status report_rss(run *r)
     zrt_mem_plan plan;
     EXAMPLE_CHECK(zrt_plan_memory(r->ctx, &plan));
     long peak = proc_status_kib("VmHWM");
-    double planned = (double)(plan.tier_peak[ZRT_TIER_DEVICE] +
-                              plan.tier_peak[ZRT_TIER_HOST]) / 1048576.0;
+    double planned =
+        (double)(plan.tier_peak[ZRT_TIER_DEVICE] + plan.tier_peak[ZRT_TIER_HOST]) /
+        1048576.0;
     if (r->rank == 0 && peak >= 0)
         printf("memory: peak RSS %.1f MiB (%.1f MiB before the model); planned "
                "device %.1f + host %.1f = %.1f MiB\n",
@@ -647,7 +673,8 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
     EXAMPLE_CHECK(zrt_finalize_params(r->ctx));
     EXAMPLE_CHECK(gpt2_alloc_activations(&r->m));
     EXAMPLE_CHECK(load_or_init(r, err, size));
-    r->prog = (example_progress){.seed = r->a.seed, .steps = r->a.steps,
+    r->prog = (example_progress){.seed = r->a.seed,
+                                 .steps = r->a.steps,
                                  .global_batch = (int64_t)r->world * r->o.B *
                                                  example_accumulation_steps(r->ctx)};
     if (r->rank == 0 && r->o.loss_log && !(r->loss_log = fopen(r->o.loss_log, "w"))) {
@@ -662,8 +689,8 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
         printf("gpt2: %d layers, %d channels, %d heads, vocab %d (padded %d), "
                "%.2f M parameters; %d ranks x batch %d x seq %d; stage %d\n",
                cfg->num_layers, cfg->channels, cfg->num_heads, cfg->vocab_size,
-               cfg->padded_vocab_size, (double)count / 1e6, r->world, r->o.B,
-               r->o.T, used.stage);
+               cfg->padded_vocab_size, (double)count / 1e6, r->world, r->o.B, r->o.T,
+               used.stage);
     return ZRT_OK;
 }
 

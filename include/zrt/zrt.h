@@ -66,17 +66,17 @@ extern "C" {
 
 /* ---- status codes --------------------------------------------------------
  * One list, expanded into the enum and into zrt_status_str(). */
-#define ZRT_STATUS_LIST(X)                                                     \
-    X(ZRT_OK, 0, "ok")                                                         \
-    X(ZRT_ERR_INVALID_ARG, 1, "invalid argument")                              \
-    X(ZRT_ERR_CONFIG, 2, "invalid configuration")                              \
-    X(ZRT_ERR_OUT_OF_MEMORY, 3, "out of memory")                               \
-    X(ZRT_ERR_STATE, 4, "call not valid in the current state")                 \
-    X(ZRT_ERR_COMM, 5, "communication failure")                                \
-    X(ZRT_ERR_IO, 6, "input/output failure")                                   \
-    X(ZRT_ERR_UNSUPPORTED, 7, "not supported by this build or backend")        \
-    X(ZRT_ERR_REMOTE, 8, "another rank failed")                                \
-    X(ZRT_ERR_INTERNAL, 9, "internal error")                                   \
+#define ZRT_STATUS_LIST(X)                                                               \
+    X(ZRT_OK, 0, "ok")                                                                   \
+    X(ZRT_ERR_INVALID_ARG, 1, "invalid argument")                                        \
+    X(ZRT_ERR_CONFIG, 2, "invalid configuration")                                        \
+    X(ZRT_ERR_OUT_OF_MEMORY, 3, "out of memory")                                         \
+    X(ZRT_ERR_STATE, 4, "call not valid in the current state")                           \
+    X(ZRT_ERR_COMM, 5, "communication failure")                                          \
+    X(ZRT_ERR_IO, 6, "input/output failure")                                             \
+    X(ZRT_ERR_UNSUPPORTED, 7, "not supported by this build or backend")                  \
+    X(ZRT_ERR_REMOTE, 8, "another rank failed")                                          \
+    X(ZRT_ERR_INTERNAL, 9, "internal error")                                             \
     X(ZRT_ERR_NUMERIC, 10, "numerical failure")
 
 typedef enum zrt_status {
@@ -103,23 +103,25 @@ ZRT_API size_t zrt_dtype_size(zrt_dtype dtype); /* bytes; 0 for a bad value */
 
 /* What a block of memory holds. Every allocation the runtime makes carries
  * one, and zrt_mem_stats() reports current and peak bytes for each. */
-#define ZRT_CATEGORY_LIST(X)                                                   \
-    X(ZRT_CAT_PARAM, "param")               /* owned params: full (0-2), shard (3) */ \
-    X(ZRT_CAT_PARAM_GATHER, "param-gather") /* stage 3: gathered layers, live or prefetched */ \
-    X(ZRT_CAT_PARAM_PERSIST, "param-persist") /* stage 3: small layers kept gathered */ \
-    X(ZRT_CAT_GRAD, "grad")                 /* owned grads: full (0-1), shard (2-3) */ \
-    X(ZRT_CAT_GRAD_BUCKET, "grad-bucket")   /* stage 2-3: full layer grads until reduced */ \
-    X(ZRT_CAT_MASTER, "master")             /* fp32 master copy of 16-bit params */ \
-    X(ZRT_CAT_OPTIM, "optim")               /* Adam moments m and v */ \
-    X(ZRT_CAT_COMM, "comm")                 /* communicator scratch */ \
-    X(ZRT_CAT_ACTIVATION, "activation")     /* declared by the training loop */ \
-    X(ZRT_CAT_STAGING, "staging")           /* offload staging */
+#define ZRT_CATEGORY_LIST(X)                                                             \
+    X(ZRT_CAT_PARAM, "param") /* owned params: full (0-2), shard (3) */                  \
+    X(ZRT_CAT_PARAM_GATHER,                                                              \
+      "param-gather") /* stage 3: gathered layers, live or prefetched */                 \
+    X(ZRT_CAT_PARAM_PERSIST, "param-persist") /* stage 3: small layers kept gathered */  \
+    X(ZRT_CAT_GRAD, "grad")                   /* owned grads: full (0-1), shard (2-3) */ \
+    X(ZRT_CAT_GRAD_BUCKET,                                                               \
+      "grad-bucket")                    /* stage 2-3: full layer grads until reduced */  \
+    X(ZRT_CAT_MASTER, "master")         /* fp32 master copy of 16-bit params */          \
+    X(ZRT_CAT_OPTIM, "optim")           /* Adam moments m and v */                       \
+    X(ZRT_CAT_COMM, "comm")             /* communicator scratch */                       \
+    X(ZRT_CAT_ACTIVATION, "activation") /* declared by the training loop */              \
+    X(ZRT_CAT_STAGING, "staging")       /* offload staging */
 
 typedef enum zrt_category {
 #define ZRT_CATEGORY_ENUM(name, text) name,
     ZRT_CATEGORY_LIST(ZRT_CATEGORY_ENUM)
 #undef ZRT_CATEGORY_ENUM
-    ZRT_CAT_COUNT
+        ZRT_CAT_COUNT
 } zrt_category;
 
 typedef enum zrt_tier {
@@ -150,8 +152,8 @@ typedef struct zrt_offload_config {
 
 /* DeepSpeed's "aio" section: how the NVMe tier drives io_uring. */
 typedef struct zrt_aio_config {
-    int64_t block_size;  /* bytes per I/O */
-    int queue_depth;     /* I/Os in flight */
+    int64_t block_size; /* bytes per I/O */
+    int queue_depth;    /* I/Os in flight */
     int thread_count;
     int single_submit;
     int overlap_events;
@@ -185,8 +187,8 @@ typedef struct zrt_bf16_config {
 #define ZRT_STAGE_AUTO (-1)
 
 typedef struct zrt_config {
-    size_t struct_size; /* sizeof(zrt_config) as the caller compiled it */
-    int stage;          /* ZeRO stage 0, 1, 2 or 3, or ZRT_STAGE_AUTO */
+    size_t struct_size;            /* sizeof(zrt_config) as the caller compiled it */
+    int stage;                     /* ZeRO stage 0, 1, 2 or 3, or ZRT_STAGE_AUTO */
     int64_t reduce_bucket_size;    /* elements of full-size gradients that may
                                       wait for their reduction at once */
     int64_t allgather_bucket_size; /* elements of parameter all-gathers in
@@ -194,24 +196,24 @@ typedef struct zrt_config {
     int64_t stage3_prefetch_bucket_size;        /* elements gathered ahead */
     int64_t stage3_param_persistence_threshold; /* layers with at most this
                                                    many elements stay gathered */
-    int overlap_comm;         /* 1: collectives run while compute goes on;
-                                 0: each collective is waited at once */
-    int64_t device_mem_limit; /* bytes of device memory this rank may use;
-                                 0 means no limit */
-    int64_t host_mem_limit;   /* bytes of (pinned) host memory this rank may
-                                 use for offloaded state; 0 means no limit */
+    int overlap_comm;                /* 1: collectives run while compute goes on;
+                                        0: each collective is waited at once */
+    int64_t device_mem_limit;        /* bytes of device memory this rank may use;
+                                        0 means no limit */
+    int64_t host_mem_limit;          /* bytes of (pinned) host memory this rank may
+                                        use for offloaded state; 0 means no limit */
     int gradient_accumulation_steps; /* micro-steps per optimizer step (1) */
-    float gradient_clipping;  /* clip the global gradient norm to this; 0: off */
-    zrt_bf16_config bf16;     /* bf16 parameters and gradients, f32 master */
-    zrt_fp16_config fp16;     /* fp16 parameters and gradients, f32 master */
-    int reduce_dtype;         /* gradients reduce in: ZRT_F32, or
-                                 ZRT_DTYPE_DEFAULT (the parameters' type) */
-    char backend[16];         /* "cpu" or "cuda" (a build with CUDA and NCCL) */
-    int log_level;            /* 0 error, 1 warn, 2 info, 3 debug */
+    float gradient_clipping;         /* clip the global gradient norm to this; 0: off */
+    zrt_bf16_config bf16;            /* bf16 parameters and gradients, f32 master */
+    zrt_fp16_config fp16;            /* fp16 parameters and gradients, f32 master */
+    int reduce_dtype;                /* gradients reduce in: ZRT_F32, or
+                                        ZRT_DTYPE_DEFAULT (the parameters' type) */
+    char backend[16];                /* "cpu" or "cuda" (a build with CUDA and NCCL) */
+    int log_level;                   /* 0 error, 1 warn, 2 info, 3 debug */
     zrt_offload_config offload_optimizer; /* m, v: stages 1-3 */
     zrt_offload_config offload_param;     /* parameter shards: stage 3 */
     zrt_aio_config aio;
-    int communicator;         /* zrt_communicator: how ranks exchange data */
+    int communicator;           /* zrt_communicator: how ranks exchange data */
     float comm_timeout_seconds; /* nccl: a collective that has not completed
                                     after this long (a lost peer) ends the job
                                     with an error instead of a hang; 0: never */
@@ -245,17 +247,16 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * or range, or malformed JSON fails with ZRT_ERR_CONFIG and writes a sentence
  * naming the key or the line and column into errbuf (may be NULL). *cfg is
  * left unchanged on failure. */
-ZRT_API zrt_status zrt_config_load_file(zrt_config *cfg, const char *path,
-                                        char *errbuf, size_t errbuf_size);
-ZRT_API zrt_status zrt_config_load_string(zrt_config *cfg, const char *json,
-                                          char *errbuf, size_t errbuf_size);
+ZRT_API zrt_status zrt_config_load_file(zrt_config *cfg, const char *path, char *errbuf,
+                                        size_t errbuf_size);
+ZRT_API zrt_status zrt_config_load_string(zrt_config *cfg, const char *json, char *errbuf,
+                                          size_t errbuf_size);
 /* Loads the file named by the environment variable ZRT_CONFIG, if set (what
  * zero-launch --config passes to every rank); same rules and errors as
  * zrt_config_load_file. ZRT_NVME_PATH (zero-launch --nvme-path) then fills
  * the offload sections' nvme_path where it is empty. Neither set: *cfg
  * unchanged, ZRT_OK. */
-ZRT_API zrt_status zrt_config_load_env(zrt_config *cfg, char *errbuf,
-                                       size_t errbuf_size);
+ZRT_API zrt_status zrt_config_load_env(zrt_config *cfg, char *errbuf, size_t errbuf_size);
 /* Checks the ranges of every field (also done by zrt_ctx_create). */
 ZRT_API zrt_status zrt_config_validate(const zrt_config *cfg, char *errbuf,
                                        size_t errbuf_size);
@@ -288,12 +289,12 @@ ZRT_API zrt_status zrt_log(const zrt_ctx *ctx, int level, const char *fmt, ...)
 #define ZRT_MAX_DIMS 4
 
 typedef struct zrt_param_desc {
-    const char *name;           /* copied; unique within the context */
-    int ndim;                   /* 1..ZRT_MAX_DIMS */
+    const char *name; /* copied; unique within the context */
+    int ndim;         /* 1..ZRT_MAX_DIMS */
     int64_t shape[ZRT_MAX_DIMS];
-    zrt_dtype dtype;            /* ZRT_F32, or the config's 16-bit type */
-    int layer;                  /* owning layer, 0..; layers run in any order */
-    int no_weight_decay;        /* 1: AdamW skips decay (biases, norms) */
+    zrt_dtype dtype;     /* ZRT_F32, or the config's 16-bit type */
+    int layer;           /* owning layer, 0..; layers run in any order */
+    int no_weight_decay; /* 1: AdamW skips decay (biases, norms) */
 } zrt_param_desc;
 
 typedef int32_t zrt_param; /* handle: index in registration order */
@@ -307,26 +308,23 @@ ZRT_API zrt_status zrt_param_register(zrt_ctx *ctx, const zrt_param_desc *desc,
 ZRT_API zrt_status zrt_finalize_params(zrt_ctx *ctx);
 
 ZRT_API zrt_status zrt_param_count(const zrt_ctx *ctx, int64_t *out);
-ZRT_API zrt_status zrt_param_numel(const zrt_ctx *ctx, zrt_param param,
-                                   int64_t *out);
-ZRT_API zrt_status zrt_param_name(const zrt_ctx *ctx, zrt_param param,
-                                  const char **out);
+ZRT_API zrt_status zrt_param_numel(const zrt_ctx *ctx, zrt_param param, int64_t *out);
+ZRT_API zrt_status zrt_param_name(const zrt_ctx *ctx, zrt_param param, const char **out);
 ZRT_API zrt_status zrt_num_params(const zrt_ctx *ctx, int *out);
 
 /* Sets a parameter from host memory holding its full value (numel elements of
  * its dtype). Every rank passes the same values; each keeps what it owns.
  * Not while the parameter's layer is live. At stage 3 every rank must make
  * the same zrt_param_write calls (the next use of the layer gathers it). */
-ZRT_API zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param,
-                                   const void *src);
+ZRT_API zrt_status zrt_param_write(zrt_ctx *ctx, zrt_param param, const void *src);
 /* After zrt_finalize_params: the elements [*first, *first + *count) of the
  * parameter (row-major over its shape) whose values this rank keeps — all
  * numel at stages 0-2, the part inside this rank's shard at stage 3
  * (*count is 0 when the shard holds none of it; then *first is 0). Not
  * collective. With zrt_param_write_range a rank can build its part of a
  * model that no rank could hold whole (DeepSpeed's zero.Init). */
-ZRT_API zrt_status zrt_param_owned_range(zrt_ctx *ctx, zrt_param param,
-                                         int64_t *first, int64_t *count);
+ZRT_API zrt_status zrt_param_owned_range(zrt_ctx *ctx, zrt_param param, int64_t *first,
+                                         int64_t *count);
 /* Sets elements [first, first + count) of a parameter from host memory
  * holding just those (count elements of its dtype; src may be NULL when
  * count is 0). The rank keeps the part inside its owned range and ignores
@@ -340,9 +338,8 @@ ZRT_API zrt_status zrt_param_owned_range(zrt_ctx *ctx, zrt_param param,
  * call drops this rank's gathered copy of the layer. With 16-bit
  * parameters the master copy of the range is set from the same bits. On
  * NVMe a call reads and rewrites only the swap blocks the range touches. */
-ZRT_API zrt_status zrt_param_write_range(zrt_ctx *ctx, zrt_param param,
-                                         int64_t first, int64_t count,
-                                         const void *src);
+ZRT_API zrt_status zrt_param_write_range(zrt_ctx *ctx, zrt_param param, int64_t first,
+                                         int64_t count, const void *src);
 /* Collective at stage 3 (every rank calls it for the same parameter): copies
  * the full current value into dst. */
 ZRT_API zrt_status zrt_param_read(zrt_ctx *ctx, zrt_param param, void *dst);
@@ -422,8 +419,8 @@ ZRT_API zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
 
 /* Allocates memory the training loop uses (activations, say) from the same
  * accounted device budget. */
-ZRT_API zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes,
-                                    zrt_category category, void **out);
+ZRT_API zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes, zrt_category category,
+                                    void **out);
 ZRT_API zrt_status zrt_buffer_free(zrt_ctx *ctx, void *ptr);
 
 /* On the cuda backend, device-tier pointers (parameters, gradients,
@@ -471,10 +468,10 @@ ZRT_API zrt_status zrt_write_mem_report(zrt_ctx *ctx, const char *path);
  * training step, computed from the config, the registered parameters and the
  * world size before anything is allocated. zrt_finalize_params computes it,
  * refuses to allocate when it does not fit a budget (device_mem_limit,
- * host_mem_limit; naming what was expected where), and zrt_write_mem_report writes it next to what was
- * measured. The plan assumes the layer calls of the declared step (or, by
- * default, forward 0..n-1 then backward n-1..0) and includes the buffers the
- * loop declares. docs/memory.md says what it does not include. */
+ * host_mem_limit; naming what was expected where), and zrt_write_mem_report writes it
+ * next to what was measured. The plan assumes the layer calls of the declared step (or,
+ * by default, forward 0..n-1 then backward n-1..0) and includes the buffers the loop
+ * declares. docs/memory.md says what it does not include. */
 typedef enum zrt_layer_call_kind {
     ZRT_FORWARD_BEGIN = 0,
     ZRT_FORWARD_END = 1,
@@ -483,7 +480,7 @@ typedef enum zrt_layer_call_kind {
 } zrt_layer_call_kind;
 
 typedef struct zrt_layer_call {
-    int kind;  /* zrt_layer_call_kind */
+    int kind; /* zrt_layer_call_kind */
     int layer;
 } zrt_layer_call;
 
@@ -491,22 +488,20 @@ typedef struct zrt_layer_call {
  * before zrt_finalize_params; a later call replaces it. A sequence the
  * engine would refuse (a layer ended that is not live, backward twice, a
  * layer left live) fails the plan with a sentence naming the call. */
-ZRT_API zrt_status zrt_declare_step(zrt_ctx *ctx, const zrt_layer_call *calls,
-                                    int count);
+ZRT_API zrt_status zrt_declare_step(zrt_ctx *ctx, const zrt_layer_call *calls, int count);
 /* Declares a device buffer the training loop will allocate with
  * zrt_buffer_alloc and keep through training (activations, say), so the
  * plan includes it. Declarations add up. */
-ZRT_API zrt_status zrt_declare_buffer(zrt_ctx *ctx, zrt_category category,
-                                      size_t bytes);
+ZRT_API zrt_status zrt_declare_buffer(zrt_ctx *ctx, zrt_category category, size_t bytes);
 
 typedef struct zrt_mem_plan {
-    int stage;                                      /* the stage planned */
-    int declared_step;                              /* 1: zrt_declare_step's calls */
-    int64_t peak[ZRT_TIER_COUNT][ZRT_CAT_COUNT];    /* each category's own peak */
-    int64_t tier_peak[ZRT_TIER_COUNT];              /* most bytes at one moment */
+    int stage;                                           /* the stage planned */
+    int declared_step;                                   /* 1: zrt_declare_step's calls */
+    int64_t peak[ZRT_TIER_COUNT][ZRT_CAT_COUNT];         /* each category's own peak */
+    int64_t tier_peak[ZRT_TIER_COUNT];                   /* most bytes at one moment */
     int64_t at_tier_peak[ZRT_TIER_COUNT][ZRT_CAT_COUNT]; /* held at that moment */
-    char tier_peak_phase[ZRT_TIER_COUNT][48];       /* "backward layer 3", "init" */
-    long tier_peak_step[ZRT_TIER_COUNT];            /* from 1 */
+    char tier_peak_phase[ZRT_TIER_COUNT][48];            /* "backward layer 3", "init" */
+    long tier_peak_step[ZRT_TIER_COUNT];                 /* from 1 */
 } zrt_mem_plan;
 
 /* The plan for this context's config and parameters (before or after
@@ -528,15 +523,13 @@ typedef struct zrt_fit_cost {
  * parameters of param_bytes (4 or 2) bytes on world_size ranks; the formulas
  * are in zero/fit.c and docs/zero-report.md. */
 ZRT_API zrt_status zrt_fit_cost_of(const zrt_config *cfg, int64_t param_count,
-                                   int param_bytes, int world_size,
-                                   zrt_fit_cost *out);
+                                   int param_bytes, int world_size, zrt_fit_cost *out);
 /* The ladder: base with stage and offload devices varied (nvme only when
  * allow_nvme), ordered by NVMe bytes, then host bytes, then communication,
  * then stage. Writes the first `capacity` into out (may be NULL when capacity
  * is 0) and the ladder's length into *count (at most 32). */
-ZRT_API zrt_status zrt_fit_ladder(const zrt_config *base, int world_size,
-                                  int allow_nvme, zrt_config *out, int capacity,
-                                  int *count);
+ZRT_API zrt_status zrt_fit_ladder(const zrt_config *base, int world_size, int allow_nvme,
+                                  zrt_config *out, int capacity, int *count);
 /* ==== end of fitting ========================================================= */
 
 /* ==== memory estimates (zero/estimate.c) ===================================
@@ -590,10 +583,9 @@ ZRT_API zrt_status zrt_mem_model_init(zrt_mem_model *model);
  * ZRT_ERR_INVALID_ARG; NULL pointers with ZRT_ERR_INVALID_ARG. Each failure
  * writes one sentence naming the field and its value into errbuf (may be
  * NULL) and leaves *out untouched. */
-ZRT_API zrt_status zrt_estimate_memory(const zrt_config *cfg,
-                                       const zrt_mem_model *model, int world_size,
-                                       zrt_mem_estimate *out, char *errbuf,
-                                       size_t errbuf_size);
+ZRT_API zrt_status zrt_estimate_memory(const zrt_config *cfg, const zrt_mem_model *model,
+                                       int world_size, zrt_mem_estimate *out,
+                                       char *errbuf, size_t errbuf_size);
 /* ==== end of memory estimates ============================================= */
 
 /* ==== checkpoints (zero/checkpoint.c) ======================================
@@ -612,12 +604,12 @@ ZRT_API zrt_status zrt_estimate_memory(const zrt_config *cfg,
  * loop's RNG state and data position, as bytes of its own layout. Fill with
  * zrt_ckpt_info_init(). */
 typedef struct zrt_ckpt_info {
-    size_t struct_size;   /* sizeof(zrt_ckpt_info) as the caller compiled it */
-    int64_t step;         /* zrt_load: optimizer steps taken when saved
-                             (zrt_save writes the context's own count) */
-    int world_size;       /* zrt_load: the world size that saved it */
-    int stage;            /* zrt_load: the stage that saved it */
-    size_t user_bytes;    /* bytes of user[] in use, 0..ZRT_CKPT_USER_MAX */
+    size_t struct_size; /* sizeof(zrt_ckpt_info) as the caller compiled it */
+    int64_t step;       /* zrt_load: optimizer steps taken when saved
+                           (zrt_save writes the context's own count) */
+    int world_size;     /* zrt_load: the world size that saved it */
+    int stage;          /* zrt_load: the stage that saved it */
+    size_t user_bytes;  /* bytes of user[] in use, 0..ZRT_CKPT_USER_MAX */
     unsigned char user[ZRT_CKPT_USER_MAX]; /* zrt_save: rank 0's is stored */
 } zrt_ckpt_info;
 

@@ -82,9 +82,8 @@ const char *zrt_kernels_cpu_path(void)
     return use_avx2() ? "avx2" : "scalar";
 }
 
-zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2,
-                                         float eps, float weight_decay,
-                                         long step)
+zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2, float eps,
+                                         float weight_decay, long step)
 {
     double bc1 = 1.0 - pow((double)beta1, (double)step);
     double bc2 = 1.0 - pow((double)beta2, (double)step);
@@ -104,8 +103,8 @@ zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2,
 /* One element of AdamW: updates *m and *v, returns the new parameter. The
  * parenthesisation here is the contract: kernels_avx2.c and kernels_avx512.c
  * repeat it, and every AdamW kernel (f32 and mixed) goes through it. */
-static inline float adamw_elem(const zrt_adamw_scalars *s, float p, float g,
-                               float *m, float *v)
+static inline float adamw_elem(const zrt_adamw_scalars *s, float p, float g, float *m,
+                               float *v)
 {
     float pi = p * s->decay_factor;
     float mi = s->beta1 * *m + s->one_minus_beta1 * g;
@@ -127,8 +126,8 @@ void zrt_adamw_f32_out_scalar(const float *p, float *p_out, const float *g, floa
     }
 }
 
-void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v,
-                          size_t n, const zrt_adamw_scalars *s)
+void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v, size_t n,
+                          const zrt_adamw_scalars *s)
 {
     zrt_adamw_f32_out_scalar(p, p, g, m, v, n, s);
 }
@@ -168,34 +167,31 @@ void zrt__sum_ordered_f32_range(float *out, const float *const *src, int nsrc,
     }
 }
 
-void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc,
-                                size_t n, float divisor)
+void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc, size_t n,
+                                float divisor)
 {
     zrt__sum_ordered_f32_range(out, src, nsrc, 0, n, divisor);
 }
 
 /* ---- 16-bit scalar references ---- */
 
-void zrt_cast_f32_to_half_scalar(uint16_t *dst, const float *src, size_t n,
-                                 zrt_half h)
+void zrt_cast_f32_to_half_scalar(uint16_t *dst, const float *src, size_t n, zrt_half h)
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = zrt_f32_to_half(src[i], h);
 }
 
-void zrt_cast_half_to_f32_scalar(float *dst, const uint16_t *src, size_t n,
-                                 zrt_half h)
+void zrt_cast_half_to_f32_scalar(float *dst, const uint16_t *src, size_t n, zrt_half h)
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = zrt_half_to_f32(src[i], h);
 }
 
-void zrt_add_half_scalar(uint16_t *dst, const uint16_t *src, size_t n,
-                         zrt_half h)
+void zrt_add_half_scalar(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h)
 {
     for (size_t i = 0; i < n; i++)
-        dst[i] = zrt_f32_to_half(zrt_half_to_f32(dst[i], h) +
-                                     zrt_half_to_f32(src[i], h), h);
+        dst[i] =
+            zrt_f32_to_half(zrt_half_to_f32(dst[i], h) + zrt_half_to_f32(src[i], h), h);
 }
 
 void zrt_scale_half_scalar(uint16_t *x, size_t n, float alpha, zrt_half h)
@@ -216,9 +212,8 @@ double zrt_sqnorm_half_scalar(const uint16_t *x, size_t n, zrt_half h)
     return acc;
 }
 
-void zrt__sum_ordered_half_range(uint16_t *out, const uint16_t *const *src,
-                                 int nsrc, size_t begin, size_t end,
-                                 float divisor, zrt_half h)
+void zrt__sum_ordered_half_range(uint16_t *out, const uint16_t *const *src, int nsrc,
+                                 size_t begin, size_t end, float divisor, zrt_half h)
 {
     for (size_t i = begin; i < end; i++) {
         float acc = zrt_half_to_f32(src[0][i], h);
@@ -231,8 +226,8 @@ void zrt__sum_ordered_half_range(uint16_t *out, const uint16_t *const *src,
     }
 }
 
-void zrt_sum_ordered_half_scalar(uint16_t *out, const uint16_t *const *src,
-                                 int nsrc, size_t n, float divisor, zrt_half h)
+void zrt_sum_ordered_half_scalar(uint16_t *out, const uint16_t *const *src, int nsrc,
+                                 size_t n, float divisor, zrt_half h)
 {
     zrt__sum_ordered_half_range(out, src, nsrc, 0, n, divisor, h);
 }
@@ -260,8 +255,8 @@ int zrt_all_finite_f32_scalar(const float *x, size_t n)
     return 1;
 }
 
-void zrt_adamw_mixed_scalar(float *master, uint16_t *p_out, const uint16_t *g,
-                            float *m, float *v, size_t n, float grad_scale,
+void zrt_adamw_mixed_scalar(float *master, uint16_t *p_out, const uint16_t *g, float *m,
+                            float *v, size_t n, float grad_scale,
                             const zrt_adamw_scalars *s, zrt_half h)
 {
     for (size_t i = 0; i < n; i++) {
@@ -273,9 +268,8 @@ void zrt_adamw_mixed_scalar(float *master, uint16_t *p_out, const uint16_t *g,
     }
 }
 
-void zrt_adamw_mixed_f32grad_scalar(float *master, uint16_t *p_out,
-                                    const float *g, float *m, float *v,
-                                    size_t n, float grad_scale,
+void zrt_adamw_mixed_f32grad_scalar(float *master, uint16_t *p_out, const float *g,
+                                    float *m, float *v, size_t n, float grad_scale,
                                     const zrt_adamw_scalars *s, zrt_half h)
 {
     for (size_t i = 0; i < n; i++) {
@@ -289,8 +283,8 @@ void zrt_adamw_mixed_f32grad_scalar(float *master, uint16_t *p_out,
 
 /* ---- dispatch ---- */
 
-void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m,
-                       float *v, size_t n, const zrt_adamw_scalars *s)
+void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m, float *v,
+                       size_t n, const zrt_adamw_scalars *s)
 {
     if (use_avx512())
         zrt__adamw_f32_out_avx512(p, p_out, g, m, v, n, s);
@@ -330,12 +324,11 @@ double zrt_sqnorm_f32(const float *x, size_t n)
 {
     if (use_avx512())
         return zrt__sqnorm_f32_avx512(x, n);
-    return use_avx2() ? zrt__sqnorm_f32_avx2(x, n)
-                      : zrt_sqnorm_f32_scalar(x, n);
+    return use_avx2() ? zrt__sqnorm_f32_avx2(x, n) : zrt_sqnorm_f32_scalar(x, n);
 }
 
-void zrt_sum_ordered_f32(float *out, const float *const *src, int nsrc,
-                         size_t n, float divisor)
+void zrt_sum_ordered_f32(float *out, const float *const *src, int nsrc, size_t n,
+                         float divisor)
 {
     if (use_avx512())
         zrt__sum_ordered_f32_avx512(out, src, nsrc, n, divisor);
@@ -393,8 +386,8 @@ double zrt_sqnorm_half(const uint16_t *x, size_t n, zrt_half h)
                            : zrt_sqnorm_half_scalar(x, n, h);
 }
 
-void zrt_sum_ordered_half(uint16_t *out, const uint16_t *const *src, int nsrc,
-                          size_t n, float divisor, zrt_half h)
+void zrt_sum_ordered_half(uint16_t *out, const uint16_t *const *src, int nsrc, size_t n,
+                          float divisor, zrt_half h)
 {
     if (use_avx512())
         zrt__sum_ordered_half_avx512(out, src, nsrc, n, divisor, h);
@@ -416,13 +409,12 @@ int zrt_all_finite_f32(const float *x, size_t n)
 {
     if (use_avx512())
         return zrt__all_finite_f32_avx512(x, n);
-    return use_avx2() ? zrt__all_finite_f32_avx2(x, n)
-                      : zrt_all_finite_f32_scalar(x, n);
+    return use_avx2() ? zrt__all_finite_f32_avx2(x, n) : zrt_all_finite_f32_scalar(x, n);
 }
 
-void zrt_adamw_mixed(float *master, uint16_t *p_out, const uint16_t *g,
-                     float *m, float *v, size_t n, float grad_scale,
-                     const zrt_adamw_scalars *s, zrt_half h)
+void zrt_adamw_mixed(float *master, uint16_t *p_out, const uint16_t *g, float *m,
+                     float *v, size_t n, float grad_scale, const zrt_adamw_scalars *s,
+                     zrt_half h)
 {
     if (use_avx512())
         zrt__adamw_mixed_avx512(master, p_out, g, m, v, n, grad_scale, s, h);
@@ -432,17 +424,14 @@ void zrt_adamw_mixed(float *master, uint16_t *p_out, const uint16_t *g,
         zrt_adamw_mixed_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
 }
 
-void zrt_adamw_mixed_f32grad(float *master, uint16_t *p_out, const float *g,
-                             float *m, float *v, size_t n, float grad_scale,
+void zrt_adamw_mixed_f32grad(float *master, uint16_t *p_out, const float *g, float *m,
+                             float *v, size_t n, float grad_scale,
                              const zrt_adamw_scalars *s, zrt_half h)
 {
     if (use_avx512())
-        zrt__adamw_mixed_f32grad_avx512(master, p_out, g, m, v, n, grad_scale,
-                                        s, h);
+        zrt__adamw_mixed_f32grad_avx512(master, p_out, g, m, v, n, grad_scale, s, h);
     else if (use_avx2_f16c())
-        zrt__adamw_mixed_f32grad_avx2(master, p_out, g, m, v, n, grad_scale,
-                                      s, h);
+        zrt__adamw_mixed_f32grad_avx2(master, p_out, g, m, v, n, grad_scale, s, h);
     else
-        zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale,
-                                       s, h);
+        zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
 }

@@ -32,16 +32,15 @@
 typedef struct zrt_adamw_scalars {
     float beta1, one_minus_beta1;
     float beta2, one_minus_beta2;
-    float step_size;        /* lr / (1 - beta1^t) */
-    float inv_sqrt_bc2;     /* 1 / sqrt(1 - beta2^t) */
+    float step_size;    /* lr / (1 - beta1^t) */
+    float inv_sqrt_bc2; /* 1 / sqrt(1 - beta2^t) */
     float eps;
-    float decay_factor;     /* 1 - lr * weight_decay */
+    float decay_factor; /* 1 - lr * weight_decay */
 } zrt_adamw_scalars;
 
 /* Computes the scalars for step t (t >= 1), as PyTorch's AdamW does. */
-zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2,
-                                         float eps, float weight_decay,
-                                         long step);
+zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2, float eps,
+                                         float weight_decay, long step);
 
 /* AdamW on n elements (PyTorch's order of operations):
  *   p *= decay_factor
@@ -51,14 +50,14 @@ zrt_adamw_scalars zrt_adamw_scalars_make(float lr, float beta1, float beta2,
  * p, m, v are updated in place; g is read. */
 void zrt_adamw_f32(float *p, const float *g, float *m, float *v, size_t n,
                    const zrt_adamw_scalars *s);
-void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v,
-                          size_t n, const zrt_adamw_scalars *s);
+void zrt_adamw_f32_scalar(float *p, const float *g, float *m, float *v, size_t n,
+                          const zrt_adamw_scalars *s);
 
 /* The same update with the new parameters written to p_out instead of p
  * (p is only read). p_out may be p, or g: each element's inputs are read
  * before its output is written. Same bits as the in-place update. */
-void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m,
-                       float *v, size_t n, const zrt_adamw_scalars *s);
+void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m, float *v,
+                       size_t n, const zrt_adamw_scalars *s);
 void zrt_adamw_f32_out_scalar(const float *p, float *p_out, const float *g, float *m,
                               float *v, size_t n, const zrt_adamw_scalars *s);
 
@@ -77,10 +76,10 @@ double zrt_sqnorm_f32_scalar(const float *x, size_t n);
 /* out[i] = ((src[0][i] + src[1][i]) + src[2][i]) + ... in the order given,
  * then divided by divisor when divisor != 1. out may alias any src (each
  * element is written after all its inputs are read). nsrc >= 1. */
-void zrt_sum_ordered_f32(float *out, const float *const *src, int nsrc,
-                         size_t n, float divisor);
-void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc,
-                                size_t n, float divisor);
+void zrt_sum_ordered_f32(float *out, const float *const *src, int nsrc, size_t n,
+                         float divisor);
+void zrt_sum_ordered_f32_scalar(float *out, const float *const *src, int nsrc, size_t n,
+                                float divisor);
 
 /* Name of the path the dispatching entry points use on this CPU: "avx512",
  * "avx2" or "scalar". */
@@ -173,8 +172,7 @@ static inline ZRT_HOST_DEVICE uint16_t zrt_f32_to_f16(float x)
     if (a >= 0x477ff000u) /* >= 65520 (inf included): +-inf */
         return (uint16_t)(sign | 0x7c00u);
     if (a >= 0x38800000u) /* >= 2^-14: normal; rebias 127 -> 15 */
-        return (uint16_t)(sign |
-                          ((a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13));
+        return (uint16_t)(sign | ((a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13));
     if (a <= 0x33000000u) /* <= 2^-25: zero */
         return (uint16_t)sign;
     /* subnormal: round(mantissa * 2^(e - 150) / 2^-24), shift 14..24 */
@@ -200,18 +198,15 @@ static inline ZRT_HOST_DEVICE uint16_t zrt_f32_to_half(float x, zrt_half h)
 
 /* dst[i] = round(src[i]) (f32 -> 16 bits). dst and src must not overlap. */
 void zrt_cast_f32_to_half(uint16_t *dst, const float *src, size_t n, zrt_half h);
-void zrt_cast_f32_to_half_scalar(uint16_t *dst, const float *src, size_t n,
-                                 zrt_half h);
+void zrt_cast_f32_to_half_scalar(uint16_t *dst, const float *src, size_t n, zrt_half h);
 
 /* dst[i] = widen(src[i]), exact. dst and src must not overlap. */
 void zrt_cast_half_to_f32(float *dst, const uint16_t *src, size_t n, zrt_half h);
-void zrt_cast_half_to_f32_scalar(float *dst, const uint16_t *src, size_t n,
-                                 zrt_half h);
+void zrt_cast_half_to_f32_scalar(float *dst, const uint16_t *src, size_t n, zrt_half h);
 
 /* dst[i] = round(widen(dst[i]) + widen(src[i])). dst may equal src. */
 void zrt_add_half(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h);
-void zrt_add_half_scalar(uint16_t *dst, const uint16_t *src, size_t n,
-                         zrt_half h);
+void zrt_add_half_scalar(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h);
 
 /* x[i] = round(widen(x[i]) * alpha) */
 void zrt_scale_half(uint16_t *x, size_t n, float alpha, zrt_half h);
@@ -225,10 +220,10 @@ double zrt_sqnorm_half_scalar(const uint16_t *x, size_t n, zrt_half h);
 /* out[i] = round(((w(src[0][i]) + w(src[1][i])) + ...) / divisor), w = widen:
  * the sources summed in f32 in the order given, divided when divisor != 1,
  * rounded once. out may alias any src. nsrc >= 1. */
-void zrt_sum_ordered_half(uint16_t *out, const uint16_t *const *src, int nsrc,
-                          size_t n, float divisor, zrt_half h);
-void zrt_sum_ordered_half_scalar(uint16_t *out, const uint16_t *const *src,
-                                 int nsrc, size_t n, float divisor, zrt_half h);
+void zrt_sum_ordered_half(uint16_t *out, const uint16_t *const *src, int nsrc, size_t n,
+                          float divisor, zrt_half h);
+void zrt_sum_ordered_half_scalar(uint16_t *out, const uint16_t *const *src, int nsrc,
+                                 size_t n, float divisor, zrt_half h);
 
 /* 1 when no x[i] is inf or NaN (n == 0 included), else 0. */
 int zrt_all_finite_half(const uint16_t *x, size_t n, zrt_half h);
@@ -246,20 +241,19 @@ int zrt_all_finite_f32_scalar(const float *x, size_t n);
  * the bits zrt_adamw_f32 gives for the gradients widen(g). master, m, v are
  * updated in place; p_out may equal g (each element's inputs are read before
  * its outputs are written). */
-void zrt_adamw_mixed(float *master, uint16_t *p_out, const uint16_t *g,
-                     float *m, float *v, size_t n, float grad_scale,
-                     const zrt_adamw_scalars *s, zrt_half h);
-void zrt_adamw_mixed_scalar(float *master, uint16_t *p_out, const uint16_t *g,
-                            float *m, float *v, size_t n, float grad_scale,
+void zrt_adamw_mixed(float *master, uint16_t *p_out, const uint16_t *g, float *m,
+                     float *v, size_t n, float grad_scale, const zrt_adamw_scalars *s,
+                     zrt_half h);
+void zrt_adamw_mixed_scalar(float *master, uint16_t *p_out, const uint16_t *g, float *m,
+                            float *v, size_t n, float grad_scale,
                             const zrt_adamw_scalars *s, zrt_half h);
 
 /* The same with f32 gradients (reduced in f32): g32 = g[i] * grad_scale. */
-void zrt_adamw_mixed_f32grad(float *master, uint16_t *p_out, const float *g,
-                             float *m, float *v, size_t n, float grad_scale,
+void zrt_adamw_mixed_f32grad(float *master, uint16_t *p_out, const float *g, float *m,
+                             float *v, size_t n, float grad_scale,
                              const zrt_adamw_scalars *s, zrt_half h);
-void zrt_adamw_mixed_f32grad_scalar(float *master, uint16_t *p_out,
-                                    const float *g, float *m, float *v,
-                                    size_t n, float grad_scale,
+void zrt_adamw_mixed_f32grad_scalar(float *master, uint16_t *p_out, const float *g,
+                                    float *m, float *v, size_t n, float grad_scale,
                                     const zrt_adamw_scalars *s, zrt_half h);
 
 #endif /* ZRT_KERNELS_CPU_KERNELS_H */

@@ -46,22 +46,20 @@ ZRT__AVX2 static void adamw_vec_init(adamw_vec *k, const zrt_adamw_scalars *s)
 
 /* adamw_elem of kernels.c on eight lanes, same parenthesisation: updates
  * *m and *v, returns the new parameters. */
-ZRT__AVX2 static inline __m256 adamw8_core(__m256 p, __m256 gv, __m256 *m,
-                                           __m256 *v, const adamw_vec *k)
+ZRT__AVX2 static inline __m256 adamw8_core(__m256 p, __m256 gv, __m256 *m, __m256 *v,
+                                           const adamw_vec *k)
 {
     __m256 pv = _mm256_mul_ps(p, k->decay_factor);
-    __m256 mv = _mm256_add_ps(_mm256_mul_ps(k->beta1, *m),
-                              _mm256_mul_ps(k->one_minus_beta1, gv));
-    __m256 vv = _mm256_add_ps(
-        _mm256_mul_ps(k->beta2, *v),
-        _mm256_mul_ps(_mm256_mul_ps(k->one_minus_beta2, gv), gv));
-    __m256 denom = _mm256_add_ps(
-        _mm256_mul_ps(_mm256_sqrt_ps(vv), k->inv_sqrt_bc2), k->eps);
+    __m256 mv =
+        _mm256_add_ps(_mm256_mul_ps(k->beta1, *m), _mm256_mul_ps(k->one_minus_beta1, gv));
+    __m256 vv = _mm256_add_ps(_mm256_mul_ps(k->beta2, *v),
+                              _mm256_mul_ps(_mm256_mul_ps(k->one_minus_beta2, gv), gv));
+    __m256 denom =
+        _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vv), k->inv_sqrt_bc2), k->eps);
 
     *m = mv;
     *v = vv;
-    return _mm256_sub_ps(pv,
-                         _mm256_div_ps(_mm256_mul_ps(k->step_size, mv), denom));
+    return _mm256_sub_ps(pv, _mm256_div_ps(_mm256_mul_ps(k->step_size, mv), denom));
 }
 
 /* One vector of zrt_adamw_f32_out_scalar's loop. */
@@ -139,8 +137,8 @@ ZRT__AVX2 double zrt__sqnorm_f32_avx2(const float *x, size_t n)
 
 /* All eight lanes of every source are loaded before out is stored, which
  * makes out == src[k] safe. */
-ZRT__AVX2 void zrt__sum_ordered_f32_avx2(float *out, const float *const *src,
-                                         int nsrc, size_t n, float divisor)
+ZRT__AVX2 void zrt__sum_ordered_f32_avx2(float *out, const float *const *src, int nsrc,
+                                         size_t n, float divisor)
 {
     __m256 d = _mm256_set1_ps(divisor);
     size_t i;
@@ -185,8 +183,8 @@ ZRT__AVX2H static inline void narrow8(uint16_t *out, __m256 x, zrt_half h)
         __m256i mag = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
         __m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7f800000));
         __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-        __m256i rne = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
-                                       lsb);
+        __m256i rne =
+            _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
         __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
         __m256i w = _mm256_srli_epi32(_mm256_blendv_epi8(rne, quiet, nan), 16);
 
@@ -198,8 +196,8 @@ ZRT__AVX2H static inline void narrow8(uint16_t *out, __m256 x, zrt_half h)
     _mm_storeu_si128((__m128i *)out, r);
 }
 
-ZRT__AVX2H void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src,
-                                           size_t n, zrt_half h)
+ZRT__AVX2H void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src, size_t n,
+                                           zrt_half h)
 {
     size_t i;
 
@@ -208,8 +206,8 @@ ZRT__AVX2H void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src,
     zrt_cast_f32_to_half_scalar(dst + i, src + i, n - i, h);
 }
 
-ZRT__AVX2H void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src,
-                                           size_t n, zrt_half h)
+ZRT__AVX2H void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src, size_t n,
+                                           zrt_half h)
 {
     size_t i;
 
@@ -218,8 +216,8 @@ ZRT__AVX2H void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src,
     zrt_cast_half_to_f32_scalar(dst + i, src + i, n - i, h);
 }
 
-ZRT__AVX2H void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src,
-                                   size_t n, zrt_half h)
+ZRT__AVX2H void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src, size_t n,
+                                   zrt_half h)
 {
     size_t i;
 
@@ -228,8 +226,7 @@ ZRT__AVX2H void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src,
     zrt_add_half_scalar(dst + i, src + i, n - i, h);
 }
 
-ZRT__AVX2H void zrt__scale_half_avx2(uint16_t *x, size_t n, float alpha,
-                                     zrt_half h)
+ZRT__AVX2H void zrt__scale_half_avx2(uint16_t *x, size_t n, float alpha, zrt_half h)
 {
     __m256 a = _mm256_set1_ps(alpha);
     size_t i;
@@ -261,9 +258,8 @@ ZRT__AVX2H double zrt__sqnorm_half_avx2(const uint16_t *x, size_t n, zrt_half h)
 
 /* All eight lanes of every source are loaded before out is stored, which
  * makes out == src[k] safe. */
-ZRT__AVX2H void zrt__sum_ordered_half_avx2(uint16_t *out,
-                                           const uint16_t *const *src, int nsrc,
-                                           size_t n, float divisor, zrt_half h)
+ZRT__AVX2H void zrt__sum_ordered_half_avx2(uint16_t *out, const uint16_t *const *src,
+                                           int nsrc, size_t n, float divisor, zrt_half h)
 {
     __m256 d = _mm256_set1_ps(divisor);
     size_t i;
@@ -314,9 +310,8 @@ ZRT__AVX2 int zrt__all_finite_f32_avx2(const float *x, size_t n)
 
 /* One vector of zrt_adamw_mixed_scalar's loop, from the scaled gradients:
  * g was loaded before p_out is stored, so p_out == g is safe. */
-ZRT__AVX2H static void adamw_mixed8(float *master, uint16_t *p_out, __m256 g32,
-                                    float *m, float *v, const adamw_vec *k,
-                                    zrt_half h)
+ZRT__AVX2H static void adamw_mixed8(float *master, uint16_t *p_out, __m256 g32, float *m,
+                                    float *v, const adamw_vec *k, zrt_half h)
 {
     __m256 mv = _mm256_loadu_ps(m), vv = _mm256_loadu_ps(v);
     __m256 pv = adamw8_core(_mm256_loadu_ps(master), g32, &mv, &vv, k);
@@ -327,9 +322,8 @@ ZRT__AVX2H static void adamw_mixed8(float *master, uint16_t *p_out, __m256 g32,
     narrow8(p_out, pv, h);
 }
 
-ZRT__AVX2H void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out,
-                                      const uint16_t *g, float *m, float *v,
-                                      size_t n, float grad_scale,
+ZRT__AVX2H void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out, const uint16_t *g,
+                                      float *m, float *v, size_t n, float grad_scale,
                                       const zrt_adamw_scalars *s, zrt_half h)
 {
     __m256 gs = _mm256_set1_ps(grad_scale);
@@ -338,17 +332,16 @@ ZRT__AVX2H void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out,
 
     adamw_vec_init(&k, s);
     for (i = 0; n - i >= 8; i += 8)
-        adamw_mixed8(master + i, p_out + i, _mm256_mul_ps(widen8(g + i, h), gs),
-                     m + i, v + i, &k, h);
-    zrt_adamw_mixed_scalar(master + i, p_out + i, g + i, m + i, v + i, n - i,
-                           grad_scale, s, h);
+        adamw_mixed8(master + i, p_out + i, _mm256_mul_ps(widen8(g + i, h), gs), m + i,
+                     v + i, &k, h);
+    zrt_adamw_mixed_scalar(master + i, p_out + i, g + i, m + i, v + i, n - i, grad_scale,
+                           s, h);
 }
 
 ZRT__AVX2H void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out,
                                               const float *g, float *m, float *v,
                                               size_t n, float grad_scale,
-                                              const zrt_adamw_scalars *s,
-                                              zrt_half h)
+                                              const zrt_adamw_scalars *s, zrt_half h)
 {
     __m256 gs = _mm256_set1_ps(grad_scale);
     adamw_vec k;
@@ -356,11 +349,10 @@ ZRT__AVX2H void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out,
 
     adamw_vec_init(&k, s);
     for (i = 0; n - i >= 8; i += 8)
-        adamw_mixed8(master + i, p_out + i,
-                     _mm256_mul_ps(_mm256_loadu_ps(g + i), gs), m + i, v + i, &k,
-                     h);
-    zrt_adamw_mixed_f32grad_scalar(master + i, p_out + i, g + i, m + i, v + i,
-                                   n - i, grad_scale, s, h);
+        adamw_mixed8(master + i, p_out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), gs),
+                     m + i, v + i, &k, h);
+    zrt_adamw_mixed_f32grad_scalar(master + i, p_out + i, g + i, m + i, v + i, n - i,
+                                   grad_scale, s, h);
 }
 
 #else /* not x86-64: never called, defined so that kernels.c links */
@@ -371,8 +363,8 @@ void zrt__adamw_f32_out_avx2(const float *p, float *p_out, const float *g, float
     zrt_adamw_f32_out_scalar(p, p_out, g, m, v, n, s);
 }
 
-void zrt__adamw_f32_avx2(float *p, const float *g, float *m, float *v,
-                         size_t n, const zrt_adamw_scalars *s)
+void zrt__adamw_f32_avx2(float *p, const float *g, float *m, float *v, size_t n,
+                         const zrt_adamw_scalars *s)
 {
     zrt_adamw_f32_scalar(p, g, m, v, n, s);
 }
@@ -392,26 +384,23 @@ double zrt__sqnorm_f32_avx2(const float *x, size_t n)
     return zrt_sqnorm_f32_scalar(x, n);
 }
 
-void zrt__sum_ordered_f32_avx2(float *out, const float *const *src, int nsrc,
-                               size_t n, float divisor)
+void zrt__sum_ordered_f32_avx2(float *out, const float *const *src, int nsrc, size_t n,
+                               float divisor)
 {
     zrt_sum_ordered_f32_scalar(out, src, nsrc, n, divisor);
 }
 
-void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src, size_t n,
-                                zrt_half h)
+void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src, size_t n, zrt_half h)
 {
     zrt_cast_f32_to_half_scalar(dst, src, n, h);
 }
 
-void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src, size_t n,
-                                zrt_half h)
+void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src, size_t n, zrt_half h)
 {
     zrt_cast_half_to_f32_scalar(dst, src, n, h);
 }
 
-void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src, size_t n,
-                        zrt_half h)
+void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h)
 {
     zrt_add_half_scalar(dst, src, n, h);
 }
@@ -426,8 +415,8 @@ double zrt__sqnorm_half_avx2(const uint16_t *x, size_t n, zrt_half h)
     return zrt_sqnorm_half_scalar(x, n, h);
 }
 
-void zrt__sum_ordered_half_avx2(uint16_t *out, const uint16_t *const *src,
-                                int nsrc, size_t n, float divisor, zrt_half h)
+void zrt__sum_ordered_half_avx2(uint16_t *out, const uint16_t *const *src, int nsrc,
+                                size_t n, float divisor, zrt_half h)
 {
     zrt_sum_ordered_half_scalar(out, src, nsrc, n, divisor, h);
 }
@@ -442,16 +431,15 @@ int zrt__all_finite_f32_avx2(const float *x, size_t n)
     return zrt_all_finite_f32_scalar(x, n);
 }
 
-void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out, const uint16_t *g,
-                           float *m, float *v, size_t n, float grad_scale,
+void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out, const uint16_t *g, float *m,
+                           float *v, size_t n, float grad_scale,
                            const zrt_adamw_scalars *s, zrt_half h)
 {
     zrt_adamw_mixed_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
 }
 
-void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out,
-                                   const float *g, float *m, float *v,
-                                   size_t n, float grad_scale,
+void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out, const float *g,
+                                   float *m, float *v, size_t n, float grad_scale,
                                    const zrt_adamw_scalars *s, zrt_half h)
 {
     zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale, s, h);

@@ -11,43 +11,38 @@
 
 #include "kernels.h"
 
-void zrt__adamw_f32_avx2(float *p, const float *g, float *m, float *v,
-                         size_t n, const zrt_adamw_scalars *s);
+void zrt__adamw_f32_avx2(float *p, const float *g, float *m, float *v, size_t n,
+                         const zrt_adamw_scalars *s);
 void zrt__adamw_f32_out_avx2(const float *p, float *p_out, const float *g, float *m,
                              float *v, size_t n, const zrt_adamw_scalars *s);
 void zrt__fill_f32_avx2(float *x, size_t n, float value);
 void zrt__scale_f32_avx2(float *x, size_t n, float alpha);
 double zrt__sqnorm_f32_avx2(const float *x, size_t n);
-void zrt__sum_ordered_f32_avx2(float *out, const float *const *src, int nsrc,
-                               size_t n, float divisor);
+void zrt__sum_ordered_f32_avx2(float *out, const float *const *src, int nsrc, size_t n,
+                               float divisor);
 
 /* The 16-bit kernels. All but all_finite_half also need F16C: call them
  * only when __builtin_cpu_supports("f16c") holds as well. */
-void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src, size_t n,
-                                zrt_half h);
-void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src, size_t n,
-                                zrt_half h);
-void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src, size_t n,
-                        zrt_half h);
+void zrt__cast_f32_to_half_avx2(uint16_t *dst, const float *src, size_t n, zrt_half h);
+void zrt__cast_half_to_f32_avx2(float *dst, const uint16_t *src, size_t n, zrt_half h);
+void zrt__add_half_avx2(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h);
 void zrt__scale_half_avx2(uint16_t *x, size_t n, float alpha, zrt_half h);
 double zrt__sqnorm_half_avx2(const uint16_t *x, size_t n, zrt_half h);
-void zrt__sum_ordered_half_avx2(uint16_t *out, const uint16_t *const *src,
-                                int nsrc, size_t n, float divisor, zrt_half h);
+void zrt__sum_ordered_half_avx2(uint16_t *out, const uint16_t *const *src, int nsrc,
+                                size_t n, float divisor, zrt_half h);
 int zrt__all_finite_half_avx2(const uint16_t *x, size_t n, zrt_half h);
 int zrt__all_finite_f32_avx2(const float *x, size_t n);
-void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out, const uint16_t *g,
-                           float *m, float *v, size_t n, float grad_scale,
+void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out, const uint16_t *g, float *m,
+                           float *v, size_t n, float grad_scale,
                            const zrt_adamw_scalars *s, zrt_half h);
-void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out,
-                                   const float *g, float *m, float *v,
-                                   size_t n, float grad_scale,
+void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out, const float *g,
+                                   float *m, float *v, size_t n, float grad_scale,
                                    const zrt_adamw_scalars *s, zrt_half h);
 
 /* The scalar sum_ordered on elements [begin, end). */
 void zrt__sum_ordered_f32_range(float *out, const float *const *src, int nsrc,
                                 size_t begin, size_t end, float divisor);
-void zrt__sum_ordered_half_range(uint16_t *out, const uint16_t *const *src,
-                                 int nsrc, size_t begin, size_t end,
-                                 float divisor, zrt_half h);
+void zrt__sum_ordered_half_range(uint16_t *out, const uint16_t *const *src, int nsrc,
+                                 size_t begin, size_t end, float divisor, zrt_half h);
 
 #endif /* ZRT_KERNELS_CPU_KERNELS_AVX2_H */

@@ -47,8 +47,7 @@ typedef struct adamw_vec {
     __m512 step_size, inv_sqrt_bc2, eps, decay_factor;
 } adamw_vec;
 
-ZRT__AVX512 static void adamw_vec_init(adamw_vec *k,
-                                       const zrt_adamw_scalars *s)
+ZRT__AVX512 static void adamw_vec_init(adamw_vec *k, const zrt_adamw_scalars *s)
 {
     k->beta1 = _mm512_set1_ps(s->beta1);
     k->one_minus_beta1 = _mm512_set1_ps(s->one_minus_beta1);
@@ -62,28 +61,25 @@ ZRT__AVX512 static void adamw_vec_init(adamw_vec *k,
 
 /* adamw_elem of kernels.c on sixteen lanes, same parenthesisation: updates
  * *m and *v, returns the new parameters. */
-ZRT__AVX512 static inline __m512 adamw16_core(__m512 p, __m512 gv, __m512 *m,
-                                              __m512 *v, const adamw_vec *k)
+ZRT__AVX512 static inline __m512 adamw16_core(__m512 p, __m512 gv, __m512 *m, __m512 *v,
+                                              const adamw_vec *k)
 {
     __m512 pv = _mm512_mul_ps(p, k->decay_factor);
-    __m512 mv = _mm512_add_ps(_mm512_mul_ps(k->beta1, *m),
-                              _mm512_mul_ps(k->one_minus_beta1, gv));
-    __m512 vv = _mm512_add_ps(
-        _mm512_mul_ps(k->beta2, *v),
-        _mm512_mul_ps(_mm512_mul_ps(k->one_minus_beta2, gv), gv));
-    __m512 denom = _mm512_add_ps(
-        _mm512_mul_ps(_mm512_sqrt_ps(vv), k->inv_sqrt_bc2), k->eps);
+    __m512 mv =
+        _mm512_add_ps(_mm512_mul_ps(k->beta1, *m), _mm512_mul_ps(k->one_minus_beta1, gv));
+    __m512 vv = _mm512_add_ps(_mm512_mul_ps(k->beta2, *v),
+                              _mm512_mul_ps(_mm512_mul_ps(k->one_minus_beta2, gv), gv));
+    __m512 denom =
+        _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vv), k->inv_sqrt_bc2), k->eps);
 
     *m = mv;
     *v = vv;
-    return _mm512_sub_ps(pv,
-                         _mm512_div_ps(_mm512_mul_ps(k->step_size, mv), denom));
+    return _mm512_sub_ps(pv, _mm512_div_ps(_mm512_mul_ps(k->step_size, mv), denom));
 }
 
 /* One vector of zrt_adamw_f32_out_scalar's loop, on the lanes in mask. */
-ZRT__AVX512 static void adamw16(const float *p, float *p_out, const float *g,
-                                float *m, float *v, const adamw_vec *k,
-                                __mmask16 mask)
+ZRT__AVX512 static void adamw16(const float *p, float *p_out, const float *g, float *m,
+                                float *v, const adamw_vec *k, __mmask16 mask)
 {
     __m512 mv = _mm512_maskz_loadu_ps(mask, m);
     __m512 vv = _mm512_maskz_loadu_ps(mask, v);
@@ -95,9 +91,9 @@ ZRT__AVX512 static void adamw16(const float *p, float *p_out, const float *g,
     _mm512_mask_storeu_ps(v, mask, vv);
 }
 
-ZRT__AVX512 void zrt__adamw_f32_out_avx512(const float *p, float *p_out,
-                                           const float *g, float *m, float *v,
-                                           size_t n, const zrt_adamw_scalars *s)
+ZRT__AVX512 void zrt__adamw_f32_out_avx512(const float *p, float *p_out, const float *g,
+                                           float *m, float *v, size_t n,
+                                           const zrt_adamw_scalars *s)
 {
     adamw_vec k;
     size_t i;
@@ -146,13 +142,11 @@ ZRT__AVX512 void zrt__scale_f32_avx512(float *x, size_t n, float alpha)
 
 /* x[0..15] (the lanes in mask; zeros elsewhere) squared in double and added
  * to the partial sums: lo gets lanes 0-7, hi lanes 8-15. */
-ZRT__AVX512 static void sqnorm16(const float *x, __mmask16 mask, __m512d *lo,
-                                 __m512d *hi)
+ZRT__AVX512 static void sqnorm16(const float *x, __mmask16 mask, __m512d *lo, __m512d *hi)
 {
     __m512 xv = _mm512_maskz_loadu_ps(mask, x);
     __m256 xlo = _mm512_castps512_ps256(xv);
-    __m256 xhi =
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1));
+    __m256 xhi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1));
     __m512d a = _mm512_cvtps_pd(xlo);
     __m512d b = _mm512_cvtps_pd(xhi);
 
@@ -180,9 +174,8 @@ ZRT__AVX512 double zrt__sqnorm_f32_avx512(const float *x, size_t n)
 
 /* All lanes of every source are loaded before out is stored, which makes
  * out == src[k] safe. */
-ZRT__AVX512 static void sum16(float *out, const float *const *src, int nsrc,
-                              size_t i, __mmask16 mask, float divisor,
-                              __m512 d)
+ZRT__AVX512 static void sum16(float *out, const float *const *src, int nsrc, size_t i,
+                              __mmask16 mask, float divisor, __m512 d)
 {
     __m512 acc = _mm512_maskz_loadu_ps(mask, src[0] + i);
 
@@ -193,8 +186,7 @@ ZRT__AVX512 static void sum16(float *out, const float *const *src, int nsrc,
     _mm512_mask_storeu_ps(out + i, mask, acc);
 }
 
-ZRT__AVX512 void zrt__sum_ordered_f32_avx512(float *out,
-                                             const float *const *src,
+ZRT__AVX512 void zrt__sum_ordered_f32_avx512(float *out, const float *const *src,
                                              int nsrc, size_t n, float divisor)
 {
     __m512 d = _mm512_set1_ps(divisor);
@@ -265,8 +257,7 @@ ZRT__AVX512 static inline __m512 widen16(const uint16_t *x, size_t r, zrt_half h
 
 /* The first r lanes of x rounded to 16 bits, as zrt_f32_to_half does, and
  * stored to out[0..r). */
-ZRT__AVX512 static inline void narrow16(uint16_t *out, __m512 x, size_t r,
-                                        zrt_half h)
+ZRT__AVX512 static inline void narrow16(uint16_t *out, __m512 x, size_t r, zrt_half h)
 {
     __m256i w;
 
@@ -275,8 +266,8 @@ ZRT__AVX512 static inline void narrow16(uint16_t *out, __m512 x, size_t r,
         __m512i mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
         __mmask16 nan = _mm512_cmpgt_epi32_mask(mag, _mm512_set1_epi32(0x7f800000));
         __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-        __m512i rne = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
-                                       lsb);
+        __m512i rne =
+            _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
 
         rne = _mm512_mask_or_epi32(rne, nan, u, _mm512_set1_epi32(0x00400000));
         w = _mm512_cvtepi32_epi16(_mm512_srli_epi32(rne, 16)); /* exact: < 2^16 */
@@ -286,8 +277,8 @@ ZRT__AVX512 static inline void narrow16(uint16_t *out, __m512 x, size_t r,
     store16h(out, w, r);
 }
 
-ZRT__AVX512 void zrt__cast_f32_to_half_avx512(uint16_t *dst, const float *src,
-                                              size_t n, zrt_half h)
+ZRT__AVX512 void zrt__cast_f32_to_half_avx512(uint16_t *dst, const float *src, size_t n,
+                                              zrt_half h)
 {
     for (size_t i = 0, r; i < n; i += r) {
         r = chunk(n, i);
@@ -295,8 +286,8 @@ ZRT__AVX512 void zrt__cast_f32_to_half_avx512(uint16_t *dst, const float *src,
     }
 }
 
-ZRT__AVX512 void zrt__cast_half_to_f32_avx512(float *dst, const uint16_t *src,
-                                              size_t n, zrt_half h)
+ZRT__AVX512 void zrt__cast_half_to_f32_avx512(float *dst, const uint16_t *src, size_t n,
+                                              zrt_half h)
 {
     for (size_t i = 0, r; i < n; i += r) {
         r = chunk(n, i);
@@ -304,19 +295,17 @@ ZRT__AVX512 void zrt__cast_half_to_f32_avx512(float *dst, const uint16_t *src,
     }
 }
 
-ZRT__AVX512 void zrt__add_half_avx512(uint16_t *dst, const uint16_t *src,
-                                      size_t n, zrt_half h)
+ZRT__AVX512 void zrt__add_half_avx512(uint16_t *dst, const uint16_t *src, size_t n,
+                                      zrt_half h)
 {
     for (size_t i = 0, r; i < n; i += r) {
         r = chunk(n, i);
-        narrow16(dst + i,
-                 _mm512_add_ps(widen16(dst + i, r, h), widen16(src + i, r, h)),
+        narrow16(dst + i, _mm512_add_ps(widen16(dst + i, r, h), widen16(src + i, r, h)),
                  r, h);
     }
 }
 
-ZRT__AVX512 void zrt__scale_half_avx512(uint16_t *x, size_t n, float alpha,
-                                        zrt_half h)
+ZRT__AVX512 void zrt__scale_half_avx512(uint16_t *x, size_t n, float alpha, zrt_half h)
 {
     __m512 a = _mm512_set1_ps(alpha);
 
@@ -328,8 +317,7 @@ ZRT__AVX512 void zrt__scale_half_avx512(uint16_t *x, size_t n, float alpha,
 
 /* As zrt__sqnorm_f32_avx512, on the widened values; the padding lanes add
  * exact zeros. */
-ZRT__AVX512 double zrt__sqnorm_half_avx512(const uint16_t *x, size_t n,
-                                           zrt_half h)
+ZRT__AVX512 double zrt__sqnorm_half_avx512(const uint16_t *x, size_t n, zrt_half h)
 {
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
     double l[8];
@@ -352,8 +340,7 @@ ZRT__AVX512 double zrt__sqnorm_half_avx512(const uint16_t *x, size_t n,
 
 /* All lanes of every source are loaded before out is stored, which makes
  * out == src[k] safe. */
-ZRT__AVX512 void zrt__sum_ordered_half_avx512(uint16_t *out,
-                                              const uint16_t *const *src,
+ZRT__AVX512 void zrt__sum_ordered_half_avx512(uint16_t *out, const uint16_t *const *src,
                                               int nsrc, size_t n, float divisor,
                                               zrt_half h)
 {
@@ -375,8 +362,7 @@ ZRT__AVX512 void zrt__sum_ordered_half_avx512(uint16_t *out,
 /* An element is inf or NaN when all its exponent bits are set; 16-bit
  * elements are compared widened to 32 bits (no AVX512BW). Padding lanes are
  * zeros, which are finite. */
-ZRT__AVX512 int zrt__all_finite_half_avx512(const uint16_t *x, size_t n,
-                                           zrt_half h)
+ZRT__AVX512 int zrt__all_finite_half_avx512(const uint16_t *x, size_t n, zrt_half h)
 {
     __m512i e = _mm512_set1_epi32(h == ZRT_HALF_BF16 ? 0x7f80 : 0x7c00);
 
@@ -408,9 +394,9 @@ ZRT__AVX512 int zrt__all_finite_f32_avx512(const float *x, size_t n)
 
 /* One chunk of zrt_adamw_mixed_scalar's loop, from the scaled gradients:
  * g was loaded before p_out is stored, so p_out == g is safe. */
-ZRT__AVX512 static void adamw_mixed16(float *master, uint16_t *p_out,
-                                      __m512 g32, float *m, float *v,
-                                      const adamw_vec *k, size_t r, zrt_half h)
+ZRT__AVX512 static void adamw_mixed16(float *master, uint16_t *p_out, __m512 g32,
+                                      float *m, float *v, const adamw_vec *k, size_t r,
+                                      zrt_half h)
 {
     __mmask16 mask = lanes(r);
     __m512 mv = _mm512_maskz_loadu_ps(mask, m);
@@ -424,9 +410,9 @@ ZRT__AVX512 static void adamw_mixed16(float *master, uint16_t *p_out,
 }
 
 ZRT__AVX512 void zrt__adamw_mixed_avx512(float *master, uint16_t *p_out,
-                                         const uint16_t *g, float *m, float *v,
-                                         size_t n, float grad_scale,
-                                         const zrt_adamw_scalars *s, zrt_half h)
+                                         const uint16_t *g, float *m, float *v, size_t n,
+                                         float grad_scale, const zrt_adamw_scalars *s,
+                                         zrt_half h)
 {
     __m512 gs = _mm512_set1_ps(grad_scale);
     adamw_vec k;
@@ -434,18 +420,15 @@ ZRT__AVX512 void zrt__adamw_mixed_avx512(float *master, uint16_t *p_out,
     adamw_vec_init(&k, s);
     for (size_t i = 0, r; i < n; i += r) {
         r = chunk(n, i);
-        adamw_mixed16(master + i, p_out + i,
-                      _mm512_mul_ps(widen16(g + i, r, h), gs), m + i, v + i, &k,
-                      r, h);
+        adamw_mixed16(master + i, p_out + i, _mm512_mul_ps(widen16(g + i, r, h), gs),
+                      m + i, v + i, &k, r, h);
     }
 }
 
 ZRT__AVX512 void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out,
-                                                 const float *g, float *m,
-                                                 float *v, size_t n,
-                                                 float grad_scale,
-                                                 const zrt_adamw_scalars *s,
-                                                 zrt_half h)
+                                                 const float *g, float *m, float *v,
+                                                 size_t n, float grad_scale,
+                                                 const zrt_adamw_scalars *s, zrt_half h)
 {
     __m512 gs = _mm512_set1_ps(grad_scale);
     adamw_vec k;
@@ -454,8 +437,8 @@ ZRT__AVX512 void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out,
     for (size_t i = 0, r; i < n; i += r) {
         r = chunk(n, i);
         adamw_mixed16(master + i, p_out + i,
-                      _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes(r), g + i), gs),
-                      m + i, v + i, &k, r, h);
+                      _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes(r), g + i), gs), m + i,
+                      v + i, &k, r, h);
     }
 }
 
@@ -467,8 +450,8 @@ void zrt__adamw_f32_out_avx512(const float *p, float *p_out, const float *g, flo
     zrt_adamw_f32_out_scalar(p, p_out, g, m, v, n, s);
 }
 
-void zrt__adamw_f32_avx512(float *p, const float *g, float *m, float *v,
-                           size_t n, const zrt_adamw_scalars *s)
+void zrt__adamw_f32_avx512(float *p, const float *g, float *m, float *v, size_t n,
+                           const zrt_adamw_scalars *s)
 {
     zrt_adamw_f32_scalar(p, g, m, v, n, s);
 }
@@ -488,26 +471,23 @@ double zrt__sqnorm_f32_avx512(const float *x, size_t n)
     return zrt_sqnorm_f32_scalar(x, n);
 }
 
-void zrt__sum_ordered_f32_avx512(float *out, const float *const *src,
-                                 int nsrc, size_t n, float divisor)
+void zrt__sum_ordered_f32_avx512(float *out, const float *const *src, int nsrc, size_t n,
+                                 float divisor)
 {
     zrt_sum_ordered_f32_scalar(out, src, nsrc, n, divisor);
 }
 
-void zrt__cast_f32_to_half_avx512(uint16_t *dst, const float *src, size_t n,
-                                  zrt_half h)
+void zrt__cast_f32_to_half_avx512(uint16_t *dst, const float *src, size_t n, zrt_half h)
 {
     zrt_cast_f32_to_half_scalar(dst, src, n, h);
 }
 
-void zrt__cast_half_to_f32_avx512(float *dst, const uint16_t *src, size_t n,
-                                  zrt_half h)
+void zrt__cast_half_to_f32_avx512(float *dst, const uint16_t *src, size_t n, zrt_half h)
 {
     zrt_cast_half_to_f32_scalar(dst, src, n, h);
 }
 
-void zrt__add_half_avx512(uint16_t *dst, const uint16_t *src, size_t n,
-                          zrt_half h)
+void zrt__add_half_avx512(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h)
 {
     zrt_add_half_scalar(dst, src, n, h);
 }
@@ -522,9 +502,8 @@ double zrt__sqnorm_half_avx512(const uint16_t *x, size_t n, zrt_half h)
     return zrt_sqnorm_half_scalar(x, n, h);
 }
 
-void zrt__sum_ordered_half_avx512(uint16_t *out, const uint16_t *const *src,
-                                  int nsrc, size_t n, float divisor,
-                                  zrt_half h)
+void zrt__sum_ordered_half_avx512(uint16_t *out, const uint16_t *const *src, int nsrc,
+                                  size_t n, float divisor, zrt_half h)
 {
     zrt_sum_ordered_half_scalar(out, src, nsrc, n, divisor, h);
 }
@@ -539,16 +518,15 @@ int zrt__all_finite_f32_avx512(const float *x, size_t n)
     return zrt_all_finite_f32_scalar(x, n);
 }
 
-void zrt__adamw_mixed_avx512(float *master, uint16_t *p_out, const uint16_t *g,
-                             float *m, float *v, size_t n, float grad_scale,
+void zrt__adamw_mixed_avx512(float *master, uint16_t *p_out, const uint16_t *g, float *m,
+                             float *v, size_t n, float grad_scale,
                              const zrt_adamw_scalars *s, zrt_half h)
 {
     zrt_adamw_mixed_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
 }
 
-void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out,
-                                     const float *g, float *m, float *v,
-                                     size_t n, float grad_scale,
+void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out, const float *g,
+                                     float *m, float *v, size_t n, float grad_scale,
                                      const zrt_adamw_scalars *s, zrt_half h)
 {
     zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale, s, h);

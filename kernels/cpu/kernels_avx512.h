@@ -12,36 +12,31 @@
 
 #include "kernels.h"
 
-void zrt__adamw_f32_avx512(float *p, const float *g, float *m, float *v,
-                           size_t n, const zrt_adamw_scalars *s);
+void zrt__adamw_f32_avx512(float *p, const float *g, float *m, float *v, size_t n,
+                           const zrt_adamw_scalars *s);
 void zrt__adamw_f32_out_avx512(const float *p, float *p_out, const float *g, float *m,
                                float *v, size_t n, const zrt_adamw_scalars *s);
 void zrt__fill_f32_avx512(float *x, size_t n, float value);
 void zrt__scale_f32_avx512(float *x, size_t n, float alpha);
 double zrt__sqnorm_f32_avx512(const float *x, size_t n);
-void zrt__sum_ordered_f32_avx512(float *out, const float *const *src,
-                                 int nsrc, size_t n, float divisor);
+void zrt__sum_ordered_f32_avx512(float *out, const float *const *src, int nsrc, size_t n,
+                                 float divisor);
 
 /* The 16-bit kernels (AVX512F has the fp16 conversions). */
-void zrt__cast_f32_to_half_avx512(uint16_t *dst, const float *src, size_t n,
-                                  zrt_half h);
-void zrt__cast_half_to_f32_avx512(float *dst, const uint16_t *src, size_t n,
-                                  zrt_half h);
-void zrt__add_half_avx512(uint16_t *dst, const uint16_t *src, size_t n,
-                          zrt_half h);
+void zrt__cast_f32_to_half_avx512(uint16_t *dst, const float *src, size_t n, zrt_half h);
+void zrt__cast_half_to_f32_avx512(float *dst, const uint16_t *src, size_t n, zrt_half h);
+void zrt__add_half_avx512(uint16_t *dst, const uint16_t *src, size_t n, zrt_half h);
 void zrt__scale_half_avx512(uint16_t *x, size_t n, float alpha, zrt_half h);
 double zrt__sqnorm_half_avx512(const uint16_t *x, size_t n, zrt_half h);
-void zrt__sum_ordered_half_avx512(uint16_t *out, const uint16_t *const *src,
-                                  int nsrc, size_t n, float divisor,
-                                  zrt_half h);
+void zrt__sum_ordered_half_avx512(uint16_t *out, const uint16_t *const *src, int nsrc,
+                                  size_t n, float divisor, zrt_half h);
 int zrt__all_finite_half_avx512(const uint16_t *x, size_t n, zrt_half h);
 int zrt__all_finite_f32_avx512(const float *x, size_t n);
-void zrt__adamw_mixed_avx512(float *master, uint16_t *p_out, const uint16_t *g,
-                             float *m, float *v, size_t n, float grad_scale,
+void zrt__adamw_mixed_avx512(float *master, uint16_t *p_out, const uint16_t *g, float *m,
+                             float *v, size_t n, float grad_scale,
                              const zrt_adamw_scalars *s, zrt_half h);
-void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out,
-                                     const float *g, float *m, float *v,
-                                     size_t n, float grad_scale,
+void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out, const float *g,
+                                     float *m, float *v, size_t n, float grad_scale,
                                      const zrt_adamw_scalars *s, zrt_half h);
 
 #endif /* ZRT_KERNELS_CPU_KERNELS_AVX512_H */

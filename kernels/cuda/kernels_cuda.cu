@@ -19,7 +19,7 @@
 
 #include <cuda_runtime.h>
 
-#define THREADS 256
+#define THREADS         256
 #define ELEM_MAX_BLOCKS 8192
 
 /* ---- device helpers ------------------------------------------------------------ */
@@ -39,13 +39,13 @@ __device__ __forceinline__ uint16_t narrow(float x, zrt_half h)
 /* kernels.c's adamw_elem, operation for operation:
  *   pi = p * decay; mi = b1*m + (1-b1)*g; vi = b2*v + ((1-b2)*g)*g;
  *   denom = sqrt(vi) * inv_sqrt_bc2 + eps; return pi - (step*mi) / denom */
-__device__ __forceinline__ float adamw_elem(const zrt_adamw_scalars &s, float p,
-                                            float g, float *m, float *v)
+__device__ __forceinline__ float adamw_elem(const zrt_adamw_scalars &s, float p, float g,
+                                            float *m, float *v)
 {
     float pi = __fmul_rn(p, s.decay_factor);
     float mi = __fadd_rn(__fmul_rn(s.beta1, *m), __fmul_rn(s.one_minus_beta1, g));
-    float vi = __fadd_rn(__fmul_rn(s.beta2, *v),
-                         __fmul_rn(__fmul_rn(s.one_minus_beta2, g), g));
+    float vi =
+        __fadd_rn(__fmul_rn(s.beta2, *v), __fmul_rn(__fmul_rn(s.one_minus_beta2, g), g));
     float denom = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), s.inv_sqrt_bc2), s.eps);
 
     *m = mi;
@@ -53,8 +53,8 @@ __device__ __forceinline__ float adamw_elem(const zrt_adamw_scalars &s, float p,
     return __fsub_rn(pi, __fdiv_rn(__fmul_rn(s.step_size, mi), denom));
 }
 
-#define GRID_STRIDE(i, n)                                                      \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);    \
+#define GRID_STRIDE(i, n)                                                                \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);              \
          i += (size_t)gridDim.x * blockDim.x)
 
 /* ---- kernels ------------------------------------------------------------------ */
@@ -74,8 +74,8 @@ __global__ void k_add_f32(float *dst, const float *src, size_t n)
     GRID_STRIDE(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
 }
 
-__global__ void k_adamw_f32(const float *p, float *p_out, const float *g,
-                            float *m, float *v, size_t n, zrt_adamw_scalars s)
+__global__ void k_adamw_f32(const float *p, float *p_out, const float *g, float *m,
+                            float *v, size_t n, zrt_adamw_scalars s)
 {
     GRID_STRIDE(i, n)
     {
@@ -85,14 +85,12 @@ __global__ void k_adamw_f32(const float *p, float *p_out, const float *g,
     }
 }
 
-__global__ void k_cast_f32_to_half(uint16_t *dst, const float *src, size_t n,
-                                   zrt_half h)
+__global__ void k_cast_f32_to_half(uint16_t *dst, const float *src, size_t n, zrt_half h)
 {
     GRID_STRIDE(i, n) dst[i] = narrow(src[i], h);
 }
 
-__global__ void k_cast_half_to_f32(float *dst, const uint16_t *src, size_t n,
-                                   zrt_half h)
+__global__ void k_cast_half_to_f32(float *dst, const uint16_t *src, size_t n, zrt_half h)
 {
     GRID_STRIDE(i, n) dst[i] = widen(src[i], h);
 }
@@ -108,13 +106,19 @@ __global__ void k_scale_half(uint16_t *x, size_t n, float alpha, zrt_half h)
 }
 
 /* G is uint16_t (16-bit gradients, widened) or float (f32 gradients) */
-__device__ __forceinline__ float grad_f32(uint16_t g, zrt_half h) { return widen(g, h); }
-__device__ __forceinline__ float grad_f32(float g, zrt_half) { return g; }
+__device__ __forceinline__ float grad_f32(uint16_t g, zrt_half h)
+{
+    return widen(g, h);
+}
+__device__ __forceinline__ float grad_f32(float g, zrt_half)
+{
+    return g;
+}
 
 template <typename G>
 __global__ void k_adamw_mixed(float *master, uint16_t *p_out, const G *g, float *m,
-                              float *v, size_t n, float grad_scale,
-                              zrt_adamw_scalars s, zrt_half h)
+                              float *v, size_t n, float grad_scale, zrt_adamw_scalars s,
+                              zrt_half h)
 {
     GRID_STRIDE(i, n)
     {
@@ -128,18 +132,23 @@ __global__ void k_adamw_mixed(float *master, uint16_t *p_out, const G *g, float 
 
 /* Non-finite means every exponent bit set. Blocks that find one write 0;
  * k_set_int wrote 1 first (same stream, so ordered). */
-__global__ void k_set_int(int *out, int value) { *out = value; }
+__global__ void k_set_int(int *out, int value)
+{
+    *out = value;
+}
 
 __global__ void k_all_finite_f32(const float *x, size_t n, int *out)
 {
     GRID_STRIDE(i, n)
-    if ((__float_as_uint(x[i]) & 0x7f800000u) == 0x7f800000u) *out = 0;
+    if ((__float_as_uint(x[i]) & 0x7f800000u) == 0x7f800000u)
+        *out = 0;
 }
 
 __global__ void k_all_finite_half(const uint16_t *x, size_t n, uint16_t e, int *out)
 {
     GRID_STRIDE(i, n)
-    if ((x[i] & e) == e) *out = 0;
+    if ((x[i] & e) == e)
+        *out = 0;
 }
 
 /* Sums a block's THREADS values in a fixed tree; thread 0 gets the total. */
@@ -205,12 +214,12 @@ static int bad_half(zrt_half h)
     return h != ZRT_HALF_BF16 && h != ZRT_HALF_F16;
 }
 
-#define ELEM_LAUNCH(kernel, n, stream, ...)                                    \
-    do {                                                                       \
-        if ((n) == 0)                                                          \
-            return 0;                                                          \
-        kernel<<<elem_blocks(n), THREADS, 0, (cudaStream_t)(stream)>>>(__VA_ARGS__); \
-        return launched();                                                     \
+#define ELEM_LAUNCH(kernel, n, stream, ...)                                              \
+    do {                                                                                 \
+        if ((n) == 0)                                                                    \
+            return 0;                                                                    \
+        kernel<<<elem_blocks(n), THREADS, 0, (cudaStream_t)(stream)>>>(__VA_ARGS__);     \
+        return launched();                                                               \
     } while (0)
 
 extern "C" {
@@ -234,8 +243,8 @@ int zrt_cuda_add_f32(float *d_dst, const float *d_src, size_t n,
 int zrt_cuda_sqnorm_f32(const float *d_x, size_t n, double *d_out,
                         struct CUstream_st *stream)
 {
-    k_sqnorm_partial<float><<<ZRT_CUDA_SQNORM_BLOCKS, THREADS, 0, stream>>>(
-        d_x, n, ZRT_HALF_BF16, d_out);
+    k_sqnorm_partial<float>
+        <<<ZRT_CUDA_SQNORM_BLOCKS, THREADS, 0, stream>>>(d_x, n, ZRT_HALF_BF16, d_out);
     k_sqnorm_final<<<1, THREADS, 0, stream>>>(d_out);
     return launched();
 }
@@ -249,38 +258,37 @@ int zrt_cuda_all_finite_f32(const float *d_x, size_t n, int *d_out,
     ELEM_LAUNCH(k_all_finite_f32, n, stream, d_x, n, d_out);
 }
 
-int zrt_cuda_adamw_f32_out(const float *d_p, float *d_p_out, const float *d_g,
-                           float *d_m, float *d_v, size_t n,
-                           const zrt_adamw_scalars *s, struct CUstream_st *stream)
+int zrt_cuda_adamw_f32_out(const float *d_p, float *d_p_out, const float *d_g, float *d_m,
+                           float *d_v, size_t n, const zrt_adamw_scalars *s,
+                           struct CUstream_st *stream)
 {
     ELEM_LAUNCH(k_adamw_f32, n, stream, d_p, d_p_out, d_g, d_m, d_v, n, *s);
 }
 
-int zrt_cuda_adamw_f32(float *d_p, const float *d_g, float *d_m, float *d_v,
-                       size_t n, const zrt_adamw_scalars *s,
-                       struct CUstream_st *stream)
+int zrt_cuda_adamw_f32(float *d_p, const float *d_g, float *d_m, float *d_v, size_t n,
+                       const zrt_adamw_scalars *s, struct CUstream_st *stream)
 {
     return zrt_cuda_adamw_f32_out(d_p, d_p, d_g, d_m, d_v, n, s, stream);
 }
 
-int zrt_cuda_cast_f32_to_half(uint16_t *d_dst, const float *d_src, size_t n,
-                              zrt_half h, struct CUstream_st *stream)
+int zrt_cuda_cast_f32_to_half(uint16_t *d_dst, const float *d_src, size_t n, zrt_half h,
+                              struct CUstream_st *stream)
 {
     if (bad_half(h))
         return (int)cudaErrorInvalidValue;
     ELEM_LAUNCH(k_cast_f32_to_half, n, stream, d_dst, d_src, n, h);
 }
 
-int zrt_cuda_cast_half_to_f32(float *d_dst, const uint16_t *d_src, size_t n,
-                              zrt_half h, struct CUstream_st *stream)
+int zrt_cuda_cast_half_to_f32(float *d_dst, const uint16_t *d_src, size_t n, zrt_half h,
+                              struct CUstream_st *stream)
 {
     if (bad_half(h))
         return (int)cudaErrorInvalidValue;
     ELEM_LAUNCH(k_cast_half_to_f32, n, stream, d_dst, d_src, n, h);
 }
 
-int zrt_cuda_add_half(uint16_t *d_dst, const uint16_t *d_src, size_t n,
-                      zrt_half h, struct CUstream_st *stream)
+int zrt_cuda_add_half(uint16_t *d_dst, const uint16_t *d_src, size_t n, zrt_half h,
+                      struct CUstream_st *stream)
 {
     if (bad_half(h))
         return (int)cudaErrorInvalidValue;
@@ -295,19 +303,19 @@ int zrt_cuda_scale_half(uint16_t *d_x, size_t n, float alpha, zrt_half h,
     ELEM_LAUNCH(k_scale_half, n, stream, d_x, n, alpha, h);
 }
 
-int zrt_cuda_sqnorm_half(const uint16_t *d_x, size_t n, zrt_half h,
-                         double *d_out, struct CUstream_st *stream)
+int zrt_cuda_sqnorm_half(const uint16_t *d_x, size_t n, zrt_half h, double *d_out,
+                         struct CUstream_st *stream)
 {
     if (bad_half(h))
         return (int)cudaErrorInvalidValue;
-    k_sqnorm_partial<uint16_t><<<ZRT_CUDA_SQNORM_BLOCKS, THREADS, 0, stream>>>(
-        d_x, n, h, d_out);
+    k_sqnorm_partial<uint16_t>
+        <<<ZRT_CUDA_SQNORM_BLOCKS, THREADS, 0, stream>>>(d_x, n, h, d_out);
     k_sqnorm_final<<<1, THREADS, 0, stream>>>(d_out);
     return launched();
 }
 
-int zrt_cuda_all_finite_half(const uint16_t *d_x, size_t n, zrt_half h,
-                             int *d_out, struct CUstream_st *stream)
+int zrt_cuda_all_finite_half(const uint16_t *d_x, size_t n, zrt_half h, int *d_out,
+                             struct CUstream_st *stream)
 {
     uint16_t e = h == ZRT_HALF_BF16 ? 0x7f80u : 0x7c00u;
 
@@ -326,20 +334,19 @@ int zrt_cuda_adamw_mixed(float *d_master, uint16_t *d_p_out, const uint16_t *d_g
 {
     if (bad_half(h))
         return (int)cudaErrorInvalidValue;
-    ELEM_LAUNCH(k_adamw_mixed<uint16_t>, n, stream, d_master, d_p_out, d_g, d_m,
-                d_v, n, grad_scale, *s, h);
+    ELEM_LAUNCH(k_adamw_mixed<uint16_t>, n, stream, d_master, d_p_out, d_g, d_m, d_v, n,
+                grad_scale, *s, h);
 }
 
-int zrt_cuda_adamw_mixed_f32grad(float *d_master, uint16_t *d_p_out,
-                                 const float *d_g, float *d_m, float *d_v,
-                                 size_t n, float grad_scale,
+int zrt_cuda_adamw_mixed_f32grad(float *d_master, uint16_t *d_p_out, const float *d_g,
+                                 float *d_m, float *d_v, size_t n, float grad_scale,
                                  const zrt_adamw_scalars *s, zrt_half h,
                                  struct CUstream_st *stream)
 {
     if (bad_half(h))
         return (int)cudaErrorInvalidValue;
-    ELEM_LAUNCH(k_adamw_mixed<float>, n, stream, d_master, d_p_out, d_g, d_m, d_v,
-                n, grad_scale, *s, h);
+    ELEM_LAUNCH(k_adamw_mixed<float>, n, stream, d_master, d_p_out, d_g, d_m, d_v, n,
+                grad_scale, *s, h);
 }
 
 } /* extern "C" */

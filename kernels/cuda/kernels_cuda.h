@@ -54,17 +54,15 @@ struct CUstream_st; /* cudaStream_t == struct CUstream_st * */
  * doubles of device memory, and the sum lands in d_out[0] (the other slots
  * hold per-block partial sums and are overwritten). */
 #define ZRT_CUDA_SQNORM_BLOCKS 256
-#define ZRT_CUDA_SQNORM_SLOTS (1 + ZRT_CUDA_SQNORM_BLOCKS)
+#define ZRT_CUDA_SQNORM_SLOTS  (1 + ZRT_CUDA_SQNORM_BLOCKS)
 
 /* ---- f32 ---------------------------------------------------------------- */
 
 /* d_x[i] = value */
-int zrt_cuda_fill_f32(float *d_x, size_t n, float value,
-                      struct CUstream_st *stream);
+int zrt_cuda_fill_f32(float *d_x, size_t n, float value, struct CUstream_st *stream);
 
 /* d_x[i] *= alpha */
-int zrt_cuda_scale_f32(float *d_x, size_t n, float alpha,
-                       struct CUstream_st *stream);
+int zrt_cuda_scale_f32(float *d_x, size_t n, float alpha, struct CUstream_st *stream);
 
 /* d_dst[i] = d_dst[i] + d_src[i]; d_dst may equal d_src. The bits of
  * zrt_sum_ordered_f32_scalar with the two sources {dst, src}, divisor 1. */
@@ -81,57 +79,54 @@ int zrt_cuda_all_finite_f32(const float *d_x, size_t n, int *d_out,
 
 /* AdamW, zrt_adamw_f32's update operation for operation; p, m, v in place,
  * g read. `s` comes from zrt_adamw_scalars_make (host memory). */
-int zrt_cuda_adamw_f32(float *d_p, const float *d_g, float *d_m, float *d_v,
-                       size_t n, const zrt_adamw_scalars *s,
-                       struct CUstream_st *stream);
+int zrt_cuda_adamw_f32(float *d_p, const float *d_g, float *d_m, float *d_v, size_t n,
+                       const zrt_adamw_scalars *s, struct CUstream_st *stream);
 
 /* The same with the new parameters written to d_p_out (d_p only read);
  * d_p_out may equal d_p or d_g. */
-int zrt_cuda_adamw_f32_out(const float *d_p, float *d_p_out, const float *d_g,
-                           float *d_m, float *d_v, size_t n,
-                           const zrt_adamw_scalars *s,
+int zrt_cuda_adamw_f32_out(const float *d_p, float *d_p_out, const float *d_g, float *d_m,
+                           float *d_v, size_t n, const zrt_adamw_scalars *s,
                            struct CUstream_st *stream);
 
 /* ---- 16-bit storage, f32 arithmetic (kernels.h's rounding rules) --------- */
 
 /* d_dst[i] = round(d_src[i]); no overlap */
-int zrt_cuda_cast_f32_to_half(uint16_t *d_dst, const float *d_src, size_t n,
-                              zrt_half h, struct CUstream_st *stream);
+int zrt_cuda_cast_f32_to_half(uint16_t *d_dst, const float *d_src, size_t n, zrt_half h,
+                              struct CUstream_st *stream);
 
 /* d_dst[i] = widen(d_src[i]), exact; no overlap */
-int zrt_cuda_cast_half_to_f32(float *d_dst, const uint16_t *d_src, size_t n,
-                              zrt_half h, struct CUstream_st *stream);
+int zrt_cuda_cast_half_to_f32(float *d_dst, const uint16_t *d_src, size_t n, zrt_half h,
+                              struct CUstream_st *stream);
 
 /* d_dst[i] = round(widen(d_dst[i]) + widen(d_src[i])); d_dst may equal d_src */
-int zrt_cuda_add_half(uint16_t *d_dst, const uint16_t *d_src, size_t n,
-                      zrt_half h, struct CUstream_st *stream);
+int zrt_cuda_add_half(uint16_t *d_dst, const uint16_t *d_src, size_t n, zrt_half h,
+                      struct CUstream_st *stream);
 
 /* d_x[i] = round(widen(d_x[i]) * alpha) */
 int zrt_cuda_scale_half(uint16_t *d_x, size_t n, float alpha, zrt_half h,
                         struct CUstream_st *stream);
 
 /* d_out[0] = sum of widen(d_x[i])^2 in double (see the slots above) */
-int zrt_cuda_sqnorm_half(const uint16_t *d_x, size_t n, zrt_half h,
-                         double *d_out, struct CUstream_st *stream);
+int zrt_cuda_sqnorm_half(const uint16_t *d_x, size_t n, zrt_half h, double *d_out,
+                         struct CUstream_st *stream);
 
 /* *d_out = 1 when no d_x[i] is inf or NaN (n == 0 included), else 0: the
  * overflow check of fp16 loss scaling */
-int zrt_cuda_all_finite_half(const uint16_t *d_x, size_t n, zrt_half h,
-                             int *d_out, struct CUstream_st *stream);
+int zrt_cuda_all_finite_half(const uint16_t *d_x, size_t n, zrt_half h, int *d_out,
+                             struct CUstream_st *stream);
 
 /* Mixed-precision AdamW in one pass (zrt_adamw_mixed's contract):
  *   g32 = widen(d_g[i]) * grad_scale; AdamW on d_master, d_m, d_v with g32;
  *   d_p_out[i] = round(d_master[i]).
  * d_p_out may equal d_g. */
-int zrt_cuda_adamw_mixed(float *d_master, uint16_t *d_p_out,
-                         const uint16_t *d_g, float *d_m, float *d_v, size_t n,
-                         float grad_scale, const zrt_adamw_scalars *s,
-                         zrt_half h, struct CUstream_st *stream);
+int zrt_cuda_adamw_mixed(float *d_master, uint16_t *d_p_out, const uint16_t *d_g,
+                         float *d_m, float *d_v, size_t n, float grad_scale,
+                         const zrt_adamw_scalars *s, zrt_half h,
+                         struct CUstream_st *stream);
 
 /* The same with f32 gradients: g32 = d_g[i] * grad_scale. */
-int zrt_cuda_adamw_mixed_f32grad(float *d_master, uint16_t *d_p_out,
-                                 const float *d_g, float *d_m, float *d_v,
-                                 size_t n, float grad_scale,
+int zrt_cuda_adamw_mixed_f32grad(float *d_master, uint16_t *d_p_out, const float *d_g,
+                                 float *d_m, float *d_v, size_t n, float grad_scale,
                                  const zrt_adamw_scalars *s, zrt_half h,
                                  struct CUstream_st *stream);
 

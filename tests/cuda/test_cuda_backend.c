@@ -54,11 +54,11 @@ static zrt__backend *ref; /* a cpu backend, for what is not a cuda backend */
 
 /* What an operand's random data looks like. */
 enum {
-    F32_FINITE,   /* |x| < 2^20 */
-    F32_MOMENT,   /* small, >= 0: a second moment */
-    F32_ANY,      /* raw bit patterns: NaN, inf, subnormals */
-    HALF_FINITE,  /* finite 16-bit patterns of the case's format */
-    HALF_ANY      /* any 16-bit pattern */
+    F32_FINITE,  /* |x| < 2^20 */
+    F32_MOMENT,  /* small, >= 0: a second moment */
+    F32_ANY,     /* raw bit patterns: NaN, inf, subnormals */
+    HALF_FINITE, /* finite 16-bit patterns of the case's format */
+    HALF_ANY     /* any 16-bit pattern */
 };
 
 static void fill_random(void *data, size_t n, int kind, zrt_half h)
@@ -163,14 +163,14 @@ typedef zrt_status (*op_fn)(zrt__backend *b, void *const *p, size_t n, const voi
 
 typedef struct op_case {
     const char *name;
-    int k;                 /* operands */
+    int k; /* operands */
     size_t esize[MAX_OPS];
-    int kind[MAX_OPS];     /* fill_random's kind */
-    int alias[MAX_OPS];    /* the operand whose pointer this one reuses, or -1 */
+    int kind[MAX_OPS];  /* fill_random's kind */
+    int alias[MAX_OPS]; /* the operand whose pointer this one reuses, or -1 */
     op_fn fn;
     const void *arg;
-    zrt_half h;            /* the 16-bit format, where there is one */
-    int arithmetic;        /* NaN payloads may differ on the all-device path */
+    zrt_half h;     /* the 16-bit format, where there is one */
+    int arithmetic; /* NaN payloads may differ on the all-device path */
 } op_case;
 
 static const char *mask_text(unsigned mask, int k, char *buf)
@@ -338,19 +338,52 @@ static void test_elementwise(size_t n)
     op_case f32_cases[] = {
         {"fill_f32", 1, {F}, {F32_ANY}, {-1}, op_fill, &a, ZRT_HALF_BF16, 0},
         {"scale_f32", 1, {F}, {F32_ANY}, {-1}, op_scale, &a, ZRT_HALF_BF16, 1},
-        {"add_f32", 2, {F, F}, {F32_ANY, F32_ANY}, {-1, -1}, op_add, &a, ZRT_HALF_BF16, 1},
-        {"add_f32 (dst == src)", 2, {F, F}, {F32_FINITE, F32_FINITE}, {-1, 0}, op_add, &a,
-         ZRT_HALF_BF16, 1},
+        {"add_f32",
+         2,
+         {F, F},
+         {F32_ANY, F32_ANY},
+         {-1, -1},
+         op_add,
+         &a,
+         ZRT_HALF_BF16,
+         1},
+        {"add_f32 (dst == src)",
+         2,
+         {F, F},
+         {F32_FINITE, F32_FINITE},
+         {-1, 0},
+         op_add,
+         &a,
+         ZRT_HALF_BF16,
+         1},
         /* p, p_out, g, m, v */
-        {"adamw_f32", 5, {F, F, F, F, F},
+        {"adamw_f32",
+         5,
+         {F, F, F, F, F},
          {F32_FINITE, F32_FINITE, F32_FINITE, F32_FINITE, F32_MOMENT},
-         {-1, -1, -1, -1, -1}, op_adamw, &a, ZRT_HALF_BF16, 1},
-        {"adamw_f32 (p_out == p)", 5, {F, F, F, F, F},
+         {-1, -1, -1, -1, -1},
+         op_adamw,
+         &a,
+         ZRT_HALF_BF16,
+         1},
+        {"adamw_f32 (p_out == p)",
+         5,
+         {F, F, F, F, F},
          {F32_FINITE, F32_FINITE, F32_FINITE, F32_FINITE, F32_MOMENT},
-         {-1, 0, -1, -1, -1}, op_adamw, &a, ZRT_HALF_BF16, 1},
-        {"adamw_f32 (p_out == g)", 5, {F, F, F, F, F},
+         {-1, 0, -1, -1, -1},
+         op_adamw,
+         &a,
+         ZRT_HALF_BF16,
+         1},
+        {"adamw_f32 (p_out == g)",
+         5,
+         {F, F, F, F, F},
          {F32_FINITE, F32_FINITE, F32_FINITE, F32_FINITE, F32_MOMENT},
-         {-1, -1, 1, -1, -1}, op_adamw, &a, ZRT_HALF_BF16, 1},
+         {-1, -1, 1, -1, -1},
+         op_adamw,
+         &a,
+         ZRT_HALF_BF16,
+         1},
     };
     for (size_t i = 0; i < sizeof f32_cases / sizeof f32_cases[0]; i++)
         run_case(&f32_cases[i], n);
@@ -360,20 +393,61 @@ static void test_elementwise(size_t n)
         ah.h = h;
         ah.value = 1.0f / 1024.0f; /* adamw_mixed's grad_scale */
         op_case half_cases[] = {
-            {"add_half", 2, {U, U}, {HALF_ANY, HALF_ANY}, {-1, -1}, op_add_half, &ah, h, 1},
-            {"add_half (dst == src)", 2, {U, U}, {HALF_ANY, HALF_ANY}, {-1, 0}, op_add_half,
-             &ah, h, 1},
-            {"cast_f32_to_half", 2, {U, F}, {HALF_ANY, F32_ANY}, {-1, -1}, op_to_half, &ah,
-             h, 0},
-            {"cast_half_to_f32", 2, {F, U}, {F32_ANY, HALF_ANY}, {-1, -1}, op_to_f32, &ah,
-             h, 0},
+            {"add_half",
+             2,
+             {U, U},
+             {HALF_ANY, HALF_ANY},
+             {-1, -1},
+             op_add_half,
+             &ah,
+             h,
+             1},
+            {"add_half (dst == src)",
+             2,
+             {U, U},
+             {HALF_ANY, HALF_ANY},
+             {-1, 0},
+             op_add_half,
+             &ah,
+             h,
+             1},
+            {"cast_f32_to_half",
+             2,
+             {U, F},
+             {HALF_ANY, F32_ANY},
+             {-1, -1},
+             op_to_half,
+             &ah,
+             h,
+             0},
+            {"cast_half_to_f32",
+             2,
+             {F, U},
+             {F32_ANY, HALF_ANY},
+             {-1, -1},
+             op_to_f32,
+             &ah,
+             h,
+             0},
             /* master, p_out, g, m, v */
-            {"adamw_mixed", 5, {F, U, U, F, F},
+            {"adamw_mixed",
+             5,
+             {F, U, U, F, F},
              {F32_FINITE, HALF_ANY, HALF_FINITE, F32_FINITE, F32_MOMENT},
-             {-1, -1, -1, -1, -1}, op_adamw_mixed, &ah, h, 1},
-            {"adamw_mixed (p_out == g)", 5, {F, U, U, F, F},
+             {-1, -1, -1, -1, -1},
+             op_adamw_mixed,
+             &ah,
+             h,
+             1},
+            {"adamw_mixed (p_out == g)",
+             5,
+             {F, U, U, F, F},
              {F32_FINITE, HALF_FINITE, HALF_FINITE, F32_FINITE, F32_MOMENT},
-             {-1, -1, 1, -1, -1}, op_adamw_mixed, &ah, h, 1},
+             {-1, -1, 1, -1, -1},
+             op_adamw_mixed,
+             &ah,
+             h,
+             1},
         };
         for (size_t i = 0; i < sizeof half_cases / sizeof half_cases[0]; i++)
             run_case(&half_cases[i], n);
@@ -468,7 +542,8 @@ static void test_accounting(void)
     /* a device limit: out of memory, naming the category; nothing charged */
     int64_t before = g_acct.stats.tier_current[ZRT_TIER_DEVICE];
     zrt__mem_set_limit(&g_acct, ZRT_TIER_DEVICE, before + 4096);
-    st = be->ops->alloc(be, 1 << 20, ZRT_TIER_DEVICE, ZRT_CAT_OPTIM, "m of layer 0", &none);
+    st = be->ops->alloc(be, 1 << 20, ZRT_TIER_DEVICE, ZRT_CAT_OPTIM, "m of layer 0",
+                        &none);
     TEST_CHECK(
         st == ZRT_ERR_OUT_OF_MEMORY && strstr(err.text, "optim"),
         "over the device limit: %s '%s', want ZRT_ERR_OUT_OF_MEMORY naming 'optim'",
@@ -553,11 +628,11 @@ static void test_copies(void)
     ZOK(be->ops->alloc(be, N, ZRT_TIER_DEVICE, ZRT_CAT_PARAM, "copy 1", &d1));
     ZOK(be->ops->alloc(be, N, ZRT_TIER_DEVICE, ZRT_CAT_PARAM, "copy 2", &d2));
     ZOK(be->ops->alloc(be, N, ZRT_TIER_HOST, ZRT_CAT_STAGING, "copy 3", &h));
-    ZOK(be->ops->copy(be, d1.ptr, a, N));        /* host to device */
-    ZOK(be->ops->copy(be, d2.ptr, d1.ptr, N));   /* device to device */
-    ZOK(be->ops->copy(be, h.ptr, d2.ptr, N));    /* device to host */
+    ZOK(be->ops->copy(be, d1.ptr, a, N));      /* host to device */
+    ZOK(be->ops->copy(be, d2.ptr, d1.ptr, N)); /* device to device */
+    ZOK(be->ops->copy(be, h.ptr, d2.ptr, N));  /* device to host */
     memset(b, 0, N);
-    ZOK(be->ops->copy(be, b, h.ptr, N));         /* host to host */
+    ZOK(be->ops->copy(be, b, h.ptr, N)); /* host to host */
     TEST_CHECK(memcmp(a, b, N) == 0, "copies in four directions changed the data");
     memset(b, 0, N);
     fetch(b, &d2);
@@ -590,7 +665,8 @@ static void test_copies(void)
 
     /* overlapping device ranges: memmove's result (cudaMemcpyAsync alone is
      * undefined there), the same range a no-op, and no error left behind */
-    static const long shifts[] = {0, 1, -1, 7, -7, 256, -256, 33333, -33333, 50001, -50001};
+    static const long shifts[] = {0,    1,     -1,     7,     -7,    256,
+                                  -256, 33333, -33333, 50001, -50001};
     unsigned char *want = test_xmalloc(N);
     for (size_t k = 0; k < sizeof shifts / sizeof shifts[0]; k++) {
         long sh = shifts[k];

@@ -117,8 +117,8 @@ static void to_host(void *host, const void *d, size_t bytes)
 
 /* ---- comparisons ------------------------------------------------------------ */
 
-static void check_f32(const char *what, size_t n, const float *got,
-                      const float *want, int nan_ok)
+static void check_f32(const char *what, size_t n, const float *got, const float *want,
+                      int nan_ok)
 {
     size_t bad = 0, first = 0;
 
@@ -255,8 +255,8 @@ static void test_f32(size_t n)
         dv = dev_copy(v, b);
         dg = dev_alloc(b);
         for (long t = 1; t <= 4; t++) {
-            zrt_adamw_scalars s = zrt_adamw_scalars_make(1e-3f, 0.9f, 0.999f, 1e-8f,
-                                                         0.1f, t);
+            zrt_adamw_scalars s =
+                zrt_adamw_scalars_make(1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, t);
 
             fill_finite_f32(g, n);
             if (n > 2) {
@@ -432,8 +432,8 @@ static void test_half_adamw(size_t n, zrt_half h)
     for (int f32grad = 0; f32grad < 2; f32grad++) {
         for (int si = 0; si < 3; si++) {
             for (int over_g = 0; over_g < 2 - f32grad; over_g++) {
-                zrt_adamw_scalars s = zrt_adamw_scalars_make(1e-3f, 0.9f, 0.95f, 1e-8f,
-                                                             0.1f, ++t);
+                zrt_adamw_scalars s =
+                    zrt_adamw_scalars_make(1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, ++t);
                 float gs = scales[si];
                 uint16_t *dout = over_g ? dg : dpo;
 
@@ -531,8 +531,8 @@ int main(void)
     }
     TEST_CUDA(cudaSetDevice(0));
     TEST_CUDA(cudaGetDeviceProperties(&prop, 0));
-    printf("device 0: %s (sm_%d%d), %d device(s)\n", prop.name, prop.major,
-           prop.minor, count);
+    printf("device 0: %s (sm_%d%d), %d device(s)\n", prop.name, prop.major, prop.minor,
+           count);
     TEST_CUDA(cudaStreamCreate(&stream));
 
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {

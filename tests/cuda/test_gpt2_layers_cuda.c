@@ -113,8 +113,8 @@ static void expect(const char *what, const shape *s, double err, double tol)
 {
     int ok = err <= tol;
     test_checks++;
-    printf("%s %-34s B%d T%d C%d: rel err %.3g (bound %.0e)\n", ok ? "ok  " : "FAIL", what,
-           s->B, s->T, s->C, err, tol);
+    printf("%s %-34s B%d T%d C%d: rel err %.3g (bound %.0e)\n", ok ? "ok  " : "FAIL",
+           what, s->B, s->T, s->C, err, tol);
     if (!ok)
         test_failures++;
 }
@@ -182,7 +182,8 @@ static void test_encoder(const shape *s)
     size_t BT = (size_t)s->B * s->T, C = (size_t)s->C;
     int *inp = random_tokens(BT, s->V);
     int *d_inp = dev_of(inp, BT * sizeof *inp);
-    float *wte = host_random((size_t)s->Vp * C, 1), *wpe = host_random((size_t)s->T * C, 1);
+    float *wte = host_random((size_t)s->Vp * C, 1),
+          *wpe = host_random((size_t)s->T * C, 1);
     float *out = host_random(BT * C, 1), *d_wte = dev_f(wte, (size_t)s->Vp * C);
     float *d_wpe = dev_f(wpe, (size_t)s->T * C), *d_out = dev_f(NULL, BT * C);
     encoder_forward(out, inp, wte, wpe, s->B, s->T, s->C);
@@ -231,8 +232,8 @@ static void test_layernorm(const shape *s)
     layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
     CU(gpt2_cuda_layernorm_backward(&gx, d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean,
                                     d_rstd, N, C));
-    CU(gpt2_cuda_layernorm_backward(&gx, d_dinp2, d_dw2, d_db2, d_dout, d_inp, d_w, d_mean,
-                                    d_rstd, N, C));
+    CU(gpt2_cuda_layernorm_backward(&gx, d_dinp2, d_dw2, d_db2, d_dout, d_inp, d_w,
+                                    d_mean, d_rstd, N, C));
     check("layernorm_backward dinp", s, d_dinp, dinp, NC, 1e-5);
     check("layernorm_backward dw", s, d_dw, dw, (size_t)C, 1e-5);
     check("layernorm_backward db", s, d_db, db, (size_t)C, 1e-5);
@@ -264,7 +265,8 @@ static void test_matmul(const shape *s, int C, int OC, gpt2_cuda_math math, doub
         matmul_forward(out, inp, w, with_bias ? bias : NULL, N, C, OC);
         CU(gpt2_cuda_matmul_forward(&gx, d_out, d_inp, d_w, with_bias ? d_bias : NULL, N,
                                     C, OC));
-        snprintf(what, sizeof what, "matmul_forward %s%s", tag, with_bias ? "" : " nobias");
+        snprintf(what, sizeof what, "matmul_forward %s%s", tag,
+                 with_bias ? "" : " nobias");
         check(what, s, d_out, out, NO, tol);
     }
     float *dout = host_random(NO, 1), *dinp = host_random(NC, 1);
@@ -288,7 +290,8 @@ static void test_matmul(const shape *s, int C, int OC, gpt2_cuda_math math, doub
                          same_bits(d_dinp, d_dinp2, NC) && same_bits(d_dw, d_dw2, WC) &&
                              same_bits(d_dbias, d_dbias2, (size_t)OC));
     gx.math = GPT2_CUDA_MATH_F32;
-    free(inp), free(w), free(bias), free(out), free(dout), free(dinp), free(dw), free(dbias);
+    free(inp), free(w), free(bias), free(out), free(dout), free(dinp), free(dw),
+        free(dbias);
     cudaFree(d_inp), cudaFree(d_w), cudaFree(d_bias), cudaFree(d_out), cudaFree(d_dout);
     cudaFree(d_dinp), cudaFree(d_dw), cudaFree(d_dbias), cudaFree(d_dbias2);
     cudaFree(d_dinp2), cudaFree(d_dw2);
@@ -378,8 +381,8 @@ static void test_crossentropy(const shape *s)
     CU(cudaMemcpy(d_probs, probs, NV * sizeof(float), cudaMemcpyHostToDevice));
     float *dlogits = host_random(NV, 1), *d_dlogits = dev_f(dlogits, NV);
     softmax_crossentropy_backward(dlogits, probs, targets, 0.37f, N, V, Vp);
-    CU(gpt2_cuda_softmax_crossentropy_backward(&gx, d_dlogits, d_probs, d_targets, 0.37f, N,
-                                               V, Vp));
+    CU(gpt2_cuda_softmax_crossentropy_backward(&gx, d_dlogits, d_probs, d_targets, 0.37f,
+                                               N, V, Vp));
     check("softmax_crossentropy_backward", s, d_dlogits, dlogits, NV, 0);
     free(logits), free(probs), free(losses), free(targets), free(dlogits);
     cudaFree(d_logits), cudaFree(d_probs), cudaFree(d_losses), cudaFree(d_targets);

@@ -206,8 +206,10 @@ START_TEST(resume_is_bit_identical_at_every_stage_and_tier)
         float *ref = reference_run(&cfg, dir, NULL, NULL);
         float *got = resumed_run(&cfg, dir, NULL, 5, NULL);
         char what[96];
-        snprintf(what, sizeof what, "stage %d, optimizer %d, params %d (0 none 1 cpu 2 "
-                 "nvme)", c->stage, c->optim, c->param);
+        snprintf(what, sizeof what,
+                 "stage %d, optimizer %d, params %d (0 none 1 cpu 2 "
+                 "nvme)",
+                 c->stage, c->optim, c->param);
         assert_same_bits(got, ref, what);
         ck_assert_float_ne(ref[0], initial_value(0, 0));
         free(ref);
@@ -227,8 +229,10 @@ START_TEST(a_checkpoint_loads_at_another_stage)
     shared_dir(dir, sizeof dir, "/tmp/zrt-ckpt-XXXXXX");
     shared_dir(swap, sizeof swap, "/tmp/zrt-ckpt-swap-XXXXXX");
     const tier_case pairs[][2] = {
-        {{0, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE}, {3, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NVME}},
-        {{3, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NVME}, {0, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE}},
+        {{0, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE},
+         {3, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NVME}},
+        {{3, ZRT_OFFLOAD_NVME, ZRT_OFFLOAD_NVME},
+         {0, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE}},
         {{2, ZRT_OFFLOAD_CPU, ZRT_OFFLOAD_NONE}, {1, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE}},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
@@ -428,7 +432,8 @@ END_TEST
 /* The file of the last rank in the step directory of the context's step. */
 static void last_rank_file(char *out, size_t size, const char *dir, const model *m)
 {
-    snprintf(out, size, "%s/step-%08ld/rank-%05d.zrtc", dir, m->ctx->step, world_size - 1);
+    snprintf(out, size, "%s/step-%08ld/rank-%05d.zrtc", dir, m->ctx->step,
+             world_size - 1);
 }
 
 /* Rank 0 damages `path`: truncates it by `cut` bytes, or flips the byte at

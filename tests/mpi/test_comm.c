@@ -28,10 +28,10 @@
 #include "runtime/comm.h"
 #include "runtime/memory.h"
 
-#define GUARD 16               /* elements or bytes after each buffer */
-#define GUARD_BYTE 0xA5        /* fills guards and buffers to be overwritten */
-#define POLL_LIMIT_S 60.0      /* test() polling gives up after this long */
-#define STUCK_S 20.0           /* one request polled alone: deadlocked after */
+#define GUARD        16   /* elements or bytes after each buffer */
+#define GUARD_BYTE   0xA5 /* fills guards and buffers to be overwritten */
+#define POLL_LIMIT_S 60.0 /* test() polling gives up after this long */
+#define STUCK_S      20.0 /* one request polled alone: deadlocked after */
 
 /* The one communicator every test uses (test code: file-static is fine). */
 static zrt__mem_account g_acct;
@@ -63,16 +63,18 @@ static void note(tally *t, const char *fmt, ...)
     t->fails++;
 }
 
-#define EXPECT(t, cond, ...)          \
-    do {                              \
-        if (!(cond))                  \
-            note((t), __VA_ARGS__);   \
+#define EXPECT(t, cond, ...)                                                             \
+    do {                                                                                 \
+        if (!(cond))                                                                     \
+            note((t), __VA_ARGS__);                                                      \
     } while (0)
 
 /* Asserts at the end of a test, after its last collective. */
-#define FINISH(t)                                                              \
-    ck_assert_msg((t)->fails == 0, "rank %d/%d: %d failed expectation(s), "    \
-                  "first: %s", g_rank, g_size, (t)->fails, (t)->first)
+#define FINISH(t)                                                                        \
+    ck_assert_msg((t)->fails == 0,                                                       \
+                  "rank %d/%d: %d failed expectation(s), "                               \
+                  "first: %s",                                                           \
+                  g_rank, g_size, (t)->fails, (t)->first)
 
 static int64_t comm_bytes_now(void)
 {
@@ -87,9 +89,10 @@ static int64_t comm_bytes_peak(void)
 /* Every test ends with no scratch held: all its requests were waited. */
 static void expect_comm_idle(tally *t, const char *what)
 {
-    EXPECT(t, comm_bytes_now() == 0, "%s: %lld bytes of comm scratch still "
-           "charged after every request was waited", what,
-           (long long)comm_bytes_now());
+    EXPECT(t, comm_bytes_now() == 0,
+           "%s: %lld bytes of comm scratch still "
+           "charged after every request was waited",
+           what, (long long)comm_bytes_now());
 }
 
 /* ---- deterministic inputs and the sequential reference ----------------- */
@@ -120,8 +123,7 @@ static float input_f32(unsigned seed, int rank, size_t i)
 }
 
 /* x[j] = rank's element offset + j. */
-static void fill_input(float *x, size_t n, unsigned seed, int rank,
-                       size_t offset)
+static void fill_input(float *x, size_t n, unsigned seed, int rank, size_t offset)
 {
     for (size_t j = 0; j < n; j++)
         x[j] = input_f32(seed, rank, offset + j);
@@ -166,8 +168,8 @@ static void expect_bits(tally *t, const float *got, const float *want, size_t n,
     size_t i = 0;
     while (i < n && memcmp(got + i, want + i, sizeof *got) == 0)
         i++;
-    note(t, "%s: element %zu of %zu is %a, expected %a", what, i, n,
-         (double)got[i], (double)want[i]);
+    note(t, "%s: element %zu of %zu is %a, expected %a", what, i, n, (double)got[i],
+         (double)want[i]);
 }
 
 static void expect_bytes(tally *t, const void *got, const void *want, size_t n,
@@ -179,8 +181,7 @@ static void expect_bytes(tally *t, const void *got, const void *want, size_t n,
     size_t i = 0;
     while (i < n && g[i] == w[i])
         i++;
-    note(t, "%s: byte %zu of %zu is 0x%02x, expected 0x%02x", what, i, n, g[i],
-         w[i]);
+    note(t, "%s: byte %zu of %zu is 0x%02x, expected 0x%02x", what, i, n, g[i], w[i]);
 }
 
 static void expect_guard(tally *t, const void *end, const char *what)
@@ -220,13 +221,12 @@ static void complete(tally *t, zrt_status started, zrt__comm_req *const *req,
                      const char *what)
 {
     if (started != ZRT_OK) {
-        note(t, "%s: start returned %s: %s", what, zrt_status_str(started),
-             g_err.text);
+        note(t, "%s: start returned %s: %s", what, zrt_status_str(started), g_err.text);
         return;
     }
     zrt_status st = g_comm->ops->wait(g_comm, *req);
-    EXPECT(t, st == ZRT_OK, "%s: wait returned %s: %s", what,
-           zrt_status_str(st), g_err.text);
+    EXPECT(t, st == ZRT_OK, "%s: wait returned %s: %s", what, zrt_status_str(st),
+           g_err.text);
 }
 
 /* ---- the test data itself ------------------------------------------------- */
@@ -253,12 +253,12 @@ END_TEST
 
 static const size_t rs_counts[] = {1, 7, 1000, 65537};
 
-static void check_reduce_scatter(tally *t, size_t count, zrt_reduce_op op,
-                                 int in_place, unsigned seed)
+static void check_reduce_scatter(tally *t, size_t count, zrt_reduce_op op, int in_place,
+                                 unsigned seed)
 {
     char what[128];
-    snprintf(what, sizeof what, "reduce_scatter %s count %zu %s", op_name(op),
-             count, in_place ? "in-place" : "out-of-place");
+    snprintf(what, sizeof what, "reduce_scatter %s count %zu %s", op_name(op), count,
+             in_place ? "in-place" : "out-of-place");
     size_t full = (size_t)g_size * count;
     float *send = guarded_floats(full);
     float *out = guarded_floats(count);
@@ -267,8 +267,8 @@ static void check_reduce_scatter(tally *t, size_t count, zrt_reduce_op op,
     float *recv = in_place ? send + (size_t)g_rank * count : out;
 
     zrt__comm_req *req = NULL;
-    complete(t, zrt__comm_reduce_scatter_f32(g_comm, send, recv, count, op,
-                                                &req), &req, what);
+    complete(t, zrt__comm_reduce_scatter_f32(g_comm, send, recv, count, op, &req), &req,
+             what);
     fill_reduced(want, count, seed, (size_t)g_rank * count, op);
     expect_bits(t, recv, want, count, what);
     expect_guard(t, send + full, what);
@@ -288,8 +288,8 @@ START_TEST(test_reduce_scatter)
     for (int op = ZRT_SUM; op <= ZRT_AVG; op++)
         for (size_t c = 0; c < sizeof rs_counts / sizeof rs_counts[0]; c++)
             for (int in_place = 0; in_place <= 1; in_place++)
-                check_reduce_scatter(&t, rs_counts[c], (zrt_reduce_op)op,
-                                     in_place, seed++);
+                check_reduce_scatter(&t, rs_counts[c], (zrt_reduce_op)op, in_place,
+                                     seed++);
     expect_comm_idle(&t, "reduce_scatter");
     FINISH(&t);
 }
@@ -332,11 +332,13 @@ START_TEST(test_half_reductions)
             for (size_t j = 0; j < n; j++)
                 send[j] = all[j] = input_half(seed, g_rank, j, h);
             zrt__comm_req *req = NULL;
-            complete(&t, g_comm->ops->reduce_scatter(g_comm, send, mine, count, types[k],
-                                                     (zrt_reduce_op)op, &req),
-                     &req, "half reduce-scatter");
-            complete(&t, g_comm->ops->all_reduce(g_comm, all, all, n, types[k],
+            complete(&t,
+                     g_comm->ops->reduce_scatter(g_comm, send, mine, count, types[k],
                                                  (zrt_reduce_op)op, &req),
+                     &req, "half reduce-scatter");
+            complete(&t,
+                     g_comm->ops->all_reduce(g_comm, all, all, n, types[k],
+                                             (zrt_reduce_op)op, &req),
                      &req, "half all-reduce");
             for (size_t j = 0; j < n; j++) {
                 uint16_t want = reduced_half(seed, j, (zrt_reduce_op)op, h);
@@ -364,8 +366,8 @@ static const size_t ar_counts[] = {1, 5, 4096, 10001};
  * (zero-padded to a multiple of the world size) gives this rank's slice of
  * the all-reduce's result, bit for bit. */
 static void expect_same_as_reduce_scatter(tally *t, const float *all_reduced,
-                                          size_t count, zrt_reduce_op op,
-                                          unsigned seed, const char *what)
+                                          size_t count, zrt_reduce_op op, unsigned seed,
+                                          const char *what)
 {
     size_t n = (size_t)g_size;
     size_t block = (count + n - 1) / n;
@@ -373,8 +375,8 @@ static void expect_same_as_reduce_scatter(tally *t, const float *all_reduced,
     float *recv = guarded_floats(block);
     fill_input(send, count, seed, g_rank, 0);
     zrt__comm_req *req = NULL;
-    complete(t, zrt__comm_reduce_scatter_f32(g_comm, send, recv, block, op,
-                                                &req), &req, what);
+    complete(t, zrt__comm_reduce_scatter_f32(g_comm, send, recv, block, op, &req), &req,
+             what);
     size_t lo = (size_t)g_rank * block;
     size_t hi = lo + block < count ? lo + block : count;
     if (lo < hi) {
@@ -386,12 +388,12 @@ static void expect_same_as_reduce_scatter(tally *t, const float *all_reduced,
     free(send);
 }
 
-static void check_all_reduce(tally *t, size_t count, zrt_reduce_op op,
-                             int in_place, unsigned seed)
+static void check_all_reduce(tally *t, size_t count, zrt_reduce_op op, int in_place,
+                             unsigned seed)
 {
     char what[128];
-    snprintf(what, sizeof what, "all_reduce %s count %zu %s", op_name(op),
-             count, in_place ? "in-place" : "out-of-place");
+    snprintf(what, sizeof what, "all_reduce %s count %zu %s", op_name(op), count,
+             in_place ? "in-place" : "out-of-place");
     float *send = guarded_floats(count);
     float *out = guarded_floats(count);
     float *want = malloc(count * sizeof *want);
@@ -399,8 +401,8 @@ static void check_all_reduce(tally *t, size_t count, zrt_reduce_op op,
     float *recv = in_place ? send : out;
 
     zrt__comm_req *req = NULL;
-    complete(t, zrt__comm_all_reduce_f32(g_comm, send, recv, count, op, &req),
-             &req, what);
+    complete(t, zrt__comm_all_reduce_f32(g_comm, send, recv, count, op, &req), &req,
+             what);
     fill_reduced(want, count, seed, 0, op);
     expect_bits(t, recv, want, count, what);
     expect_guard(t, recv + count, what);
@@ -419,8 +421,7 @@ START_TEST(test_all_reduce)
     for (int op = ZRT_SUM; op <= ZRT_AVG; op++)
         for (size_t c = 0; c < sizeof ar_counts / sizeof ar_counts[0]; c++)
             for (int in_place = 0; in_place <= 1; in_place++)
-                check_all_reduce(&t, ar_counts[c], (zrt_reduce_op)op, in_place,
-                                 seed++);
+                check_all_reduce(&t, ar_counts[c], (zrt_reduce_op)op, in_place, seed++);
     expect_comm_idle(&t, "all_reduce");
     FINISH(&t);
 }
@@ -428,12 +429,12 @@ END_TEST
 
 /* ---- all-gather ---------------------------------------------------------------- */
 
-static void check_all_gather(tally *t, size_t count, zrt_dtype dtype,
-                             int in_place, unsigned seed)
+static void check_all_gather(tally *t, size_t count, zrt_dtype dtype, int in_place,
+                             unsigned seed)
 {
     char what[128];
-    snprintf(what, sizeof what, "all_gather %s count %zu %s",
-             zrt_dtype_str(dtype), count, in_place ? "in-place" : "out-of-place");
+    snprintf(what, sizeof what, "all_gather %s count %zu %s", zrt_dtype_str(dtype), count,
+             in_place ? "in-place" : "out-of-place");
     size_t bytes = count * zrt_dtype_size(dtype);
     size_t full = (size_t)g_size * bytes;
     unsigned char *recv = (unsigned char *)guarded_floats((full + 3) / 4);
@@ -445,8 +446,8 @@ static void check_all_gather(tally *t, size_t count, zrt_dtype dtype,
         memcpy(send, own, bytes);
 
     zrt__comm_req *req = NULL;
-    complete(t, g_comm->ops->all_gather(g_comm, send, recv, count, dtype, &req),
-             &req, what);
+    complete(t, g_comm->ops->all_gather(g_comm, send, recv, count, dtype, &req), &req,
+             what);
     for (int r = 0; r < g_size; r++) {
         char label[160];
         snprintf(label, sizeof label, "%s, block of rank %d", what, r);
@@ -454,8 +455,7 @@ static void check_all_gather(tally *t, size_t count, zrt_dtype dtype,
         expect_bytes(t, recv + (size_t)r * bytes, want, bytes, label);
     }
     for (size_t i = full; i < (full + 3) / 4 * 4; i++)
-        EXPECT(t, recv[i] == GUARD_BYTE, "%s: wrote past the end (byte %zu)",
-               what, i);
+        EXPECT(t, recv[i] == GUARD_BYTE, "%s: wrote past the end (byte %zu)", what, i);
     expect_guard(t, recv + (full + 3) / 4 * 4, what);
     if (!in_place) {
         fill_bytes(want, bytes, seed, g_rank);
@@ -486,16 +486,14 @@ END_TEST
 static void check_broadcast(tally *t, size_t bytes, int root, unsigned seed)
 {
     char what[128];
-    snprintf(what, sizeof what, "broadcast of %zu bytes from root %d", bytes,
-             root);
+    snprintf(what, sizeof what, "broadcast of %zu bytes from root %d", bytes, root);
     unsigned char *buf = (unsigned char *)guarded_floats((bytes + 3) / 4);
     unsigned char *want = malloc(bytes + 1);
     fill_bytes(want, bytes, seed, root);
     if (g_rank == root)
         memcpy(buf, want, bytes);
     zrt__comm_req *req = NULL;
-    complete(t, g_comm->ops->broadcast(g_comm, buf, bytes, root, &req), &req,
-             what);
+    complete(t, g_comm->ops->broadcast(g_comm, buf, bytes, root, &req), &req, what);
     expect_bytes(t, buf, want, bytes, what);
     expect_guard(t, buf + (bytes + 3) / 4 * 4, what);
     free(want);
@@ -510,14 +508,14 @@ static void check_bad_root(tally *t, int root)
     zrt__comm_req *req = untouched;
     g_err.text[0] = '\0';
     zrt_status st = g_comm->ops->broadcast(g_comm, buf, sizeof buf, root, &req);
-    EXPECT(t, st == ZRT_ERR_INVALID_ARG, "broadcast root %d of %d ranks "
-           "returned %s, expected ZRT_ERR_INVALID_ARG", root, g_size,
-           zrt_status_str(st));
+    EXPECT(t, st == ZRT_ERR_INVALID_ARG,
+           "broadcast root %d of %d ranks "
+           "returned %s, expected ZRT_ERR_INVALID_ARG",
+           root, g_size, zrt_status_str(st));
     char needle[32];
     snprintf(needle, sizeof needle, "root %d", root);
     EXPECT(t, strstr(g_err.text, needle) != NULL,
-           "error for broadcast root %d does not name it: \"%s\"", root,
-           g_err.text);
+           "error for broadcast root %d does not name it: \"%s\"", root, g_err.text);
     EXPECT(t, req == untouched, "failed broadcast wrote its request out");
     if (st == ZRT_OK && req != untouched)
         g_comm->ops->wait(g_comm, req);
@@ -546,7 +544,7 @@ END_TEST
 typedef struct flight {
     int all_reduce; /* 0: reduce-scatter */
     zrt_reduce_op op;
-    size_t count;   /* per rank for reduce-scatter, total for all-reduce */
+    size_t count; /* per rank for reduce-scatter, total for all-reduce */
     int in_place;
     unsigned seed;
     float *send, *out, *recv;
@@ -560,19 +558,25 @@ enum { NFLIGHT = 5 };
 /* The engine's pattern: reduce-scatters and all-reduces interleaved. */
 static void plan_flights(flight f[NFLIGHT], unsigned seed)
 {
-    static const struct { int ar; zrt_reduce_op op; size_t count; int in_place; }
-        plan[NFLIGHT] = {{0, ZRT_SUM, 1000, 0},
-                         {1, ZRT_SUM, 10001, 0},
-                         {0, ZRT_AVG, 65537, 1},
-                         {1, ZRT_AVG, 4096, 1},
-                         {0, ZRT_SUM, 7, 0}};
+    static const struct {
+        int ar;
+        zrt_reduce_op op;
+        size_t count;
+        int in_place;
+    } plan[NFLIGHT] = {{0, ZRT_SUM, 1000, 0},
+                       {1, ZRT_SUM, 10001, 0},
+                       {0, ZRT_AVG, 65537, 1},
+                       {1, ZRT_AVG, 4096, 1},
+                       {0, ZRT_SUM, 7, 0}};
     for (int i = 0; i < NFLIGHT; i++) {
-        f[i] = (flight){.all_reduce = plan[i].ar, .op = plan[i].op,
-                        .count = plan[i].count, .in_place = plan[i].in_place,
+        f[i] = (flight){.all_reduce = plan[i].ar,
+                        .op = plan[i].op,
+                        .count = plan[i].count,
+                        .in_place = plan[i].in_place,
                         .seed = seed + (unsigned)i};
-        snprintf(f[i].what, sizeof f[i].what, "in flight #%d: %s %s count %zu",
-                 i, f[i].all_reduce ? "all_reduce" : "reduce_scatter",
-                 op_name(f[i].op), f[i].count);
+        snprintf(f[i].what, sizeof f[i].what, "in flight #%d: %s %s count %zu", i,
+                 f[i].all_reduce ? "all_reduce" : "reduce_scatter", op_name(f[i].op),
+                 f[i].count);
     }
 }
 
@@ -592,14 +596,14 @@ static void start_flight(tally *t, flight *f)
     } else {
         f->recv = f->in_place ? f->send + (size_t)g_rank * f->count : f->out;
     }
-    zrt_status st = f->all_reduce
-        ? zrt__comm_all_reduce_f32(g_comm, f->send, f->recv, f->count, f->op,
-                                      &f->req)
-        : zrt__comm_reduce_scatter_f32(g_comm, f->send, f->recv, f->count,
-                                          f->op, &f->req);
+    zrt_status st =
+        f->all_reduce
+            ? zrt__comm_all_reduce_f32(g_comm, f->send, f->recv, f->count, f->op, &f->req)
+            : zrt__comm_reduce_scatter_f32(g_comm, f->send, f->recv, f->count, f->op,
+                                           &f->req);
     f->started = st == ZRT_OK;
-    EXPECT(t, f->started, "%s: start returned %s: %s", f->what,
-           zrt_status_str(st), g_err.text);
+    EXPECT(t, f->started, "%s: start returned %s: %s", f->what, zrt_status_str(st),
+           g_err.text);
 }
 
 static void wait_flight(tally *t, flight *f)
@@ -607,8 +611,8 @@ static void wait_flight(tally *t, flight *f)
     if (!f->started || f->done)
         return;
     zrt_status st = g_comm->ops->wait(g_comm, f->req);
-    EXPECT(t, st == ZRT_OK, "%s: wait returned %s: %s", f->what,
-           zrt_status_str(st), g_err.text);
+    EXPECT(t, st == ZRT_OK, "%s: wait returned %s: %s", f->what, zrt_status_str(st),
+           g_err.text);
     f->done = 1;
 }
 
@@ -653,16 +657,15 @@ static void poll_flights(tally *t, flight f[NFLIGHT])
             if (done) {
                 int again = 0;
                 g_comm->ops->test(g_comm, f[i].req, &again);
-                EXPECT(t, again == 1, "%s: test said done, then not done",
-                       f[i].what);
+                EXPECT(t, again == 1, "%s: test said done, then not done", f[i].what);
                 wait_flight(t, &f[i]);
             } else {
                 open++;
             }
         }
     }
-    EXPECT(t, open == 0, "%d requests not done after %.0f s of test() polling",
-           open, POLL_LIMIT_S);
+    EXPECT(t, open == 0, "%d requests not done after %.0f s of test() polling", open,
+           POLL_LIMIT_S);
     for (int i = 0; i < NFLIGHT; i++)
         wait_flight(t, &f[i]);
 }
@@ -676,8 +679,7 @@ static int poll_one(tally *t, flight *f)
     while (f->started && !done && now_s() < give_up) {
         zrt_status st = g_comm->ops->test(g_comm, f->req, &done);
         if (st != ZRT_OK) {
-            note(t, "%s: test returned %s: %s", f->what, zrt_status_str(st),
-                 g_err.text);
+            note(t, "%s: test returned %s: %s", f->what, zrt_status_str(st), g_err.text);
             break;
         }
     }
@@ -698,8 +700,10 @@ static void complete_per_rank(tally *t, flight f[NFLIGHT], const int *order)
     for (int i = 0; i < NFLIGHT; i++) {
         flight *next = &f[order[reverse ? NFLIGHT - 1 - i : i]];
         if (!poll_one(t, next)) {
-            note(t, "%s: no progress in %.0f s while ranks complete their "
-                 "requests in different orders (deadlock)", next->what, STUCK_S);
+            note(t,
+                 "%s: no progress in %.0f s while ranks complete their "
+                 "requests in different orders (deadlock)",
+                 next->what, STUCK_S);
             break;
         }
     }
@@ -709,9 +713,9 @@ static void complete_per_rank(tally *t, flight f[NFLIGHT], const int *order)
 
 /* How a round completes its requests once all five are started. */
 typedef enum finish_mode {
-    FINISH_WAIT_SHUFFLED,  /* wait in an order other than started */
-    FINISH_PER_RANK,       /* odd ranks in the reverse order of even ones */
-    FINISH_POLL            /* test() until done */
+    FINISH_WAIT_SHUFFLED, /* wait in an order other than started */
+    FINISH_PER_RANK,      /* odd ranks in the reverse order of even ones */
+    FINISH_POLL           /* test() until done */
 } finish_mode;
 
 static void run_flights(tally *t, finish_mode mode, unsigned seed)
@@ -764,14 +768,14 @@ END_TEST
 
 static void check_agree(tally *t, int fail_a, int fail_b, int expected)
 {
-    zrt_status local = g_rank == fail_a || g_rank == fail_b ? ZRT_ERR_INTERNAL
-                                                            : ZRT_OK;
+    zrt_status local = g_rank == fail_a || g_rank == fail_b ? ZRT_ERR_INTERNAL : ZRT_OK;
     int first = -2;
     zrt_status st = g_comm->ops->agree(g_comm, local, &first);
-    EXPECT(t, st == ZRT_OK, "agree returned %s: %s", zrt_status_str(st),
-           g_err.text);
-    EXPECT(t, first == expected, "agree with ranks %d and %d failing: "
-           "first_failed %d, expected %d", fail_a, fail_b, first, expected);
+    EXPECT(t, st == ZRT_OK, "agree returned %s: %s", zrt_status_str(st), g_err.text);
+    EXPECT(t, first == expected,
+           "agree with ranks %d and %d failing: "
+           "first_failed %d, expected %d",
+           fail_a, fail_b, first, expected);
 }
 
 START_TEST(test_agree)
@@ -799,13 +803,15 @@ START_TEST(test_comm_accounting)
     fill_input(send, (size_t)g_size * count, 500, g_rank, 0);
 
     zrt__comm_req *req = NULL;
-    zrt_status st = zrt__comm_reduce_scatter_f32(g_comm, send, recv, count,
-                                                    ZRT_SUM, &req);
+    zrt_status st =
+        zrt__comm_reduce_scatter_f32(g_comm, send, recv, count, ZRT_SUM, &req);
     int64_t in_flight = comm_bytes_now();
     complete(&t, st, &req, "accounted reduce_scatter");
     if (g_size > 1) {
-        EXPECT(&t, in_flight > 0, "a reduce-scatter at %d ranks in flight "
-               "charges no comm scratch", g_size);
+        EXPECT(&t, in_flight > 0,
+               "a reduce-scatter at %d ranks in flight "
+               "charges no comm scratch",
+               g_size);
         EXPECT(&t, comm_bytes_peak() >= in_flight && comm_bytes_peak() > 0,
                "comm peak %lld below the %lld bytes held in flight",
                (long long)comm_bytes_peak(), (long long)in_flight);
@@ -832,7 +838,8 @@ START_TEST(test_comm_accounting)
 }
 END_TEST
 
-/* ---- zero elements ------------------------------------------------------------------ */
+/* ---- zero elements ------------------------------------------------------------------
+ */
 
 START_TEST(test_zero_count)
 {
@@ -840,12 +847,12 @@ START_TEST(test_zero_count)
     float *a = guarded_floats(0), *b = guarded_floats(0);
     zrt__comm_req *req = NULL;
     int done = 0;
-    complete(&t, zrt__comm_reduce_scatter_f32(g_comm, a, b, 0, ZRT_SUM, &req),
-             &req, "reduce_scatter of 0");
-    complete(&t, zrt__comm_reduce_scatter_f32(g_comm, a, a, 0, ZRT_AVG, &req),
-             &req, "in-place reduce_scatter of 0");
-    complete(&t, zrt__comm_all_reduce_f32(g_comm, a, b, 0, ZRT_SUM, &req),
-             &req, "all_reduce of 0");
+    complete(&t, zrt__comm_reduce_scatter_f32(g_comm, a, b, 0, ZRT_SUM, &req), &req,
+             "reduce_scatter of 0");
+    complete(&t, zrt__comm_reduce_scatter_f32(g_comm, a, a, 0, ZRT_AVG, &req), &req,
+             "in-place reduce_scatter of 0");
+    complete(&t, zrt__comm_all_reduce_f32(g_comm, a, b, 0, ZRT_SUM, &req), &req,
+             "all_reduce of 0");
     complete(&t, g_comm->ops->all_gather(g_comm, a, b, 0, ZRT_F32, &req), &req,
              "all_gather of 0");
     complete(&t, g_comm->ops->all_gather(g_comm, b, b, 0, ZRT_BF16, &req), &req,
@@ -875,7 +882,8 @@ START_TEST(test_zero_count)
 }
 END_TEST
 
-/* ---- runner --------------------------------------------------------------------------- */
+/* ---- runner ---------------------------------------------------------------------------
+ */
 
 static Suite *comm_suite(void)
 {
@@ -902,8 +910,7 @@ static int setup_comm(void)
     zrt__mem_account_init(&g_acct);
     if (zrt__backend_cpu_create(&g_acct, &g_err, NULL, &g_be) != ZRT_OK ||
         zrt__comm_mpi_create(g_be, &g_err, &g_comm) != ZRT_OK) {
-        fprintf(stderr, "test_comm: cannot create the communicator: %s\n",
-                g_err.text);
+        fprintf(stderr, "test_comm: cannot create the communicator: %s\n", g_err.text);
         return -1;
     }
     g_rank = g_comm->rank;
@@ -923,15 +930,14 @@ int main(void)
     srunner_free(sr);
 
     int total = 0;
-    if (MPI_Allreduce(&local, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD) !=
-        MPI_SUCCESS)
+    if (MPI_Allreduce(&local, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
         total = local > 0 ? local : 1;
     if (local > 0)
-        fprintf(stderr, "test_comm: rank %d/%d: %d test(s) failed\n", g_rank,
-                g_size, local);
+        fprintf(stderr, "test_comm: rank %d/%d: %d test(s) failed\n", g_rank, g_size,
+                local);
     if (g_rank == 0)
-        printf("test_comm: %d rank(s), %d failed test(s) summed over ranks\n",
-               g_size, total);
+        printf("test_comm: %d rank(s), %d failed test(s) summed over ranks\n", g_size,
+               total);
     g_comm->ops->destroy(g_comm);
     g_be->ops->destroy(g_be);
     return total == 0 ? 0 : 1;

@@ -284,7 +284,7 @@ static void case_reduce_scatter_in_place(void)
     zrt__comm_req *req = NULL;
     if (check("reduce-scatter in place",
               zrt__comm_reduce_scatter_f32(g_comm, dev, dev + (size_t)g_rank * count,
-                                              count, ZRT_SUM, &req)))
+                                           count, ZRT_SUM, &req)))
         wait_req("reduce-scatter in place", req);
     get(host, dev, n * sizeof *host);
     reference_f32(want, n, (size_t)g_rank * count, count, 1.0f);

@@ -15,9 +15,9 @@
 #include <errno.h>
 #include <math.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -68,8 +68,7 @@ static float *train_and_read(const zrt_config *cfg, int steps)
     model m = {0};
     ck_assert_int_eq(build(&m, cfg), ZRT_OK);
     for (int s = 0; s < steps; s++)
-        ck_assert_msg(train_step(&m) == ZRT_OK, "step %d: %s", s,
-                      zrt_last_error(m.ctx));
+        ck_assert_msg(train_step(&m) == ZRT_OK, "step %d: %s", s, zrt_last_error(m.ctx));
     float *all = read_all(&m);
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     return all;
@@ -237,10 +236,10 @@ static void check_nvme_tiers(zrt_ctx *ctx, const offload_case *c)
         ck_assert_int_ge(st.current[ZRT_TIER_NVME][ZRT_CAT_OPTIM], 2 * 2 * 4 * shard);
     }
     if (ctx->esize == 2) /* the master copy stays in memory, twice */
-        ck_assert_int_eq(st.current[c->optim == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE
-                                                                 : ZRT_TIER_HOST]
-                                   [ZRT_CAT_MASTER],
-                         2 * 4 * shard);
+        ck_assert_int_eq(
+            st.current[c->optim == ZRT_OFFLOAD_NONE ? ZRT_TIER_DEVICE : ZRT_TIER_HOST]
+                      [ZRT_CAT_MASTER],
+            2 * 4 * shard);
     if (c->optim != ZRT_OFFLOAD_NONE && c->stage >= 2) {
         ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_GRAD], 0);
         ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_GRAD], shard_bytes);
@@ -275,8 +274,9 @@ static void check_nvme_bit_identical(void)
         ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
         float *got = train_and_read(&cfg, 4);
         char what[96];
-        snprintf(what, sizeof what, "stage %d, optimizer %d, params %d (0 none 1 cpu 2 nvme)",
-                 c->stage, (int)c->optim, (int)c->param);
+        snprintf(what, sizeof what,
+                 "stage %d, optimizer %d, params %d (0 none 1 cpu 2 nvme)", c->stage,
+                 (int)c->optim, (int)c->param);
         assert_same_bits(got, reference, what);
         free(got);
     }
@@ -580,8 +580,7 @@ static void check_formula(int stage)
     const zrt__plan *plan = &m.ctx->plan;
     int64_t n = world_size, padded = plan->total_flat_numel;
     /* Padding: each tensor starts aligned, each layer splits evenly. */
-    int64_t pad_bound = NTENSORS * (plan->alignment - 1) +
-                        NLAYERS * n * plan->alignment;
+    int64_t pad_bound = NTENSORS * (plan->alignment - 1) + NLAYERS * n * plan->alignment;
     ck_assert_int_ge(padded, model_numel);
     ck_assert_int_le(padded - model_numel, pad_bound);
     ck_assert_int_eq(padded % n, 0);
@@ -656,7 +655,7 @@ static void check_prefetch(int64_t budget, int expect_prefetch)
 
 START_TEST(stage3_prefetches_next_layer_within_budget)
 {
-    check_prefetch(0, 0);   /* no budget: only the live layer */
+    check_prefetch(0, 0); /* no budget: only the live layer */
     /* 200 elements hold layer 2 (144-192 padded elements on 1-4 ranks), the
      * next with parameters, but not layer 3 as well (304-336 more). */
     check_prefetch(200, 1);
@@ -708,14 +707,12 @@ START_TEST(misuse_is_refused_with_a_sentence)
     expect_error(ctx, zrt_param_register(ctx, &late, &handle), ZRT_ERR_STATE,
                  "after zrt_finalize_params");
     ck_assert_int_eq(zrt_forward_begin(ctx, 0), ZRT_OK);
-    expect_error(ctx, zrt_grad_data(ctx, m.p[0], &ptr), ZRT_ERR_STATE,
-                 "not in backward");
+    expect_error(ctx, zrt_grad_data(ctx, m.p[0], &ptr), ZRT_ERR_STATE, "not in backward");
     expect_error(ctx, zrt_step(ctx, &hp), ZRT_ERR_STATE, "layer 0 is still live");
     expect_error(ctx, zrt_ctx_destroy(ctx), ZRT_ERR_STATE, "still live");
     ck_assert_int_eq(zrt_forward_end(ctx, 0), ZRT_OK);
     ck_assert_int_eq(backward_layer(&m, 3), ZRT_OK);
-    expect_error(ctx, zrt_backward_begin(ctx, 3), ZRT_ERR_STATE,
-                 "already ran backward");
+    expect_error(ctx, zrt_backward_begin(ctx, 3), ZRT_ERR_STATE, "already ran backward");
     hp.beta1 = 1.5f;
     expect_error(ctx, zrt_step(ctx, &hp), ZRT_ERR_INVALID_ARG, "beta1 1.5");
     ck_assert_int_eq(zrt_ctx_destroy(ctx), ZRT_OK);
@@ -806,8 +803,8 @@ static void expect_plan_equals_measured(const zrt_config *cfg, const char *what)
     for (int t = 0; t < ZRT_TIER_COUNT; t++) {
         ck_assert_msg(ms.tier_peak[t] == before.tier_peak[t],
                       "%s, %d ranks: %s peak %lld measured, %lld planned", what,
-                      world_size, zrt_tier_str((zrt_tier)t),
-                      (long long)ms.tier_peak[t], (long long)before.tier_peak[t]);
+                      world_size, zrt_tier_str((zrt_tier)t), (long long)ms.tier_peak[t],
+                      (long long)before.tier_peak[t]);
         for (int c = 0; c < ZRT_CAT_COUNT; c++)
             ck_assert_msg(ms.peak[t][c] == before.peak[t][c],
                           "%s, %d ranks: %s/%s peak %lld measured, %lld planned", what,
@@ -1036,8 +1033,9 @@ static void assert_close(const float *a, const float *b, double rel, const char 
         diff += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
         norm += (double)b[i] * b[i];
     }
-    ck_assert_msg(sqrt(diff) <= rel * sqrt(norm), "%s, %d ranks: relative difference %.3g",
-                  what, world_size, sqrt(diff / norm));
+    ck_assert_msg(sqrt(diff) <= rel * sqrt(norm),
+                  "%s, %d ranks: relative difference %.3g", what, world_size,
+                  sqrt(diff / norm));
 }
 
 START_TEST(accumulated_micro_steps_equal_one_large_batch)
@@ -1058,8 +1056,9 @@ START_TEST(accumulated_micro_steps_equal_one_large_batch)
             float *micro = train_batches(&cfg, 3, 4, 3, NULL, NULL);
             char what[64];
             snprintf(what, sizeof what, "stage %d%s, 4 x 3 against 1 x 12", stage,
-                     offload == 1 ? ", optimizer on the host"
-                     : offload == 2 ? ", default buckets" : "");
+                     offload == 1   ? ", optimizer on the host"
+                     : offload == 2 ? ", default buckets"
+                                    : "");
             assert_close(micro, large, 1e-6, what);
             free(large);
             free(micro);
@@ -1085,7 +1084,8 @@ START_TEST(offloaded_accumulation_keeps_the_shard_on_the_device)
             shard += m.ctx->plan.layers[l].shard_numel;
         zrt_mem_stats ms;
         zrt_get_mem_stats(m.ctx, &ms);
-        ck_assert_int_eq(ms.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD], k == 1 ? 0 : 4 * shard);
+        ck_assert_int_eq(ms.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD],
+                         k == 1 ? 0 : 4 * shard);
         ck_assert_int_eq(ms.current[ZRT_TIER_HOST][ZRT_CAT_GRAD], 4 * shard);
         ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     }

@@ -4,8 +4,14 @@
 # argv checked here. Bad options fail with a message naming the option and
 # value; hostfile lines of any length are read whole, and a line that is not
 # Open MPI's "host [slots=N] [max_slots=N]" is refused with its file, number
-# and text; a missing --nvme-path directory is created (not by --dry-run). A real two-rank run shows arguments reach the program unchanged and
-# each output line is tagged once.
+# and text; a missing --nvme-path directory is created (not by --dry-run).
+# Across hosts: --ranks-per-host (ppr:N:node, -np hosts x N, a -n that
+# disagrees refused), --launch-agent (plm_rsh_agent, an absolute path to an
+# executable), --net (shared memory within a host, TCP on that network between
+# hosts; malformed or absent networks refused), --mca (repeatable, replacing an
+# option's value), and the OMPI_MCA_* variables --dry-run lists. A real
+# two-rank run shows arguments reach the program unchanged and each output
+# line is tagged once.
 #   launch_dry_run.sh ZERO_LAUNCH
 # '$HOME' below is meant literally: it must reach the program unexpanded.
 # shellcheck disable=SC2016
@@ -163,6 +169,93 @@ for d in "$WORK/new" "$WORK/new/swap"; do
 done
 refused "--nvme-path: '$WORK/cfg.json/x': Not a directory" --nvme-path "$WORK/cfg.json/x" prog
 
+# --ranks-per-host N: N ranks on each host of the hostfile (ppr:N:node), with
+# the binding computed for N ranks a host; -np is the hosts times N.
+printf 'node1 slots=2\nnode2 slots=2 # two hosts\n' >"$WORK/two_hosts"
+dry --hostfile "$WORK/two_hosts" --ranks-per-host 2 --bind none prog
+expect_argv "${HEAD[@]}" -np 4 --hostfile "$WORK/two_hosts" --map-by ppr:2:node \
+    --bind-to none "${TAIL[@]}" "$SELF" --rank-wrapper -- prog
+dry --hostfile "$WORK/two_hosts" --ranks-per-host 2 -n 4 --bind core prog
+has "-np 4 --hostfile $WORK/two_hosts --map-by ppr:2:node:PE=$(pe 2) --bind-to core --tag"
+dry --hostfile "$WORK/two_hosts" --ranks-per-host 3 --bind numa prog
+has "-np 6 --hostfile $WORK/two_hosts --oversubscribe --map-by ppr:3:node --bind-to numa:overload-allowed --tag"
+printf 'node1 slots=4\nnode2 slots=1\n' >"$WORK/uneven_hosts" # node2 lacks a slot
+dry --hostfile "$WORK/uneven_hosts" --ranks-per-host 2 --bind socket prog
+has "-np 4 --hostfile $WORK/uneven_hosts --oversubscribe --map-by ppr:2:node --bind-to socket:overload-allowed"
+dry --ranks-per-host 1 --bind none prog # no hostfile: this host
+expect_argv "${HEAD[@]}" -np 1 --map-by ppr:1:node --bind-to none "${TAIL[@]}" \
+    "$SELF" --rank-wrapper -- prog
+dry --ranks-per-host 1 -n 3 --bind none prog # a Slurm allocation: mpirun finds the hosts
+has "-np 3 --map-by ppr:1:node --bind-to none"
+refused "-n 3 disagrees with --ranks-per-host 2: '$WORK/two_hosts' names 2 hosts, so 4 ranks" \
+    --hostfile "$WORK/two_hosts" --ranks-per-host 2 -n 3 prog
+refused "-n 3 disagrees with --ranks-per-host 2: without --hostfile, -n must be the hosts times 2" \
+    --ranks-per-host 2 -n 3 prog
+refused "--ranks-per-host: '0' is not a positive integer" --ranks-per-host 0 prog
+
+# --launch-agent PATH: mpirun's remote launch agent in place of ssh, as an
+# absolute path (links kept); a name without '/' is looked up in PATH.
+mkdir "$WORK/bin"
+printf '#!/bin/sh\nexec ssh "$@"\n' >"$WORK/bin/my-agent"
+chmod +x "$WORK/bin/my-agent"
+(cd "$WORK" && "$ZL" --dry-run -n 1 --bind none --launch-agent ./bin/my-agent prog) \
+    >"$WORK/out" || fail "--launch-agent ./bin/my-agent refused"
+eval "ARGV=($(cat "$WORK/out"))"
+expect_argv "${HEAD[@]}" -np 1 --mca plm_rsh_agent "$ABS/bin/my-agent" --bind-to none \
+    "${TAIL[@]}" "$SELF" --rank-wrapper -- prog
+PATH="$WORK/bin:$PATH" dry -n 1 --launch-agent my-agent prog
+has "--mca plm_rsh_agent $WORK/bin/my-agent --"
+refused "--launch-agent: '$WORK/missing': No such file or directory" \
+    --launch-agent "$WORK/missing" prog
+refused "--launch-agent: '$ABS/cfg.json' is not an executable file" \
+    --launch-agent "$ABS/cfg.json" prog
+refused "--launch-agent: '$WORK/bin' is not an executable file" --launch-agent "$WORK/bin" prog
+refused "--launch-agent: no executable 'zrt-no-such-agent' in PATH" \
+    --launch-agent zrt-no-such-agent prog
+
+# --net IF|CIDR[,...]: the TCP btl (under the ob1 pml: no UCX or libfabric
+# path around it) and mpirun's daemons use that network, ranks of one host
+# shared memory; an item nothing here matches is said, and
+# a run (not --dry-run) where nothing matches is refused before mpirun starts.
+dry -n 2 --bind none --net lo,127.0.0.0/8 prog
+expect_argv "${HEAD[@]}" -np 2 --mca pml ob1 --mca btl self,vader,tcp --mca btl_tcp_if_include \
+    lo,127.0.0.0/8 --mca oob_tcp_if_include lo,127.0.0.0/8 --bind-to none "${TAIL[@]}" \
+    "$SELF" --rank-wrapper -- prog
+dry -n 1 --net lo,zrtnone0 prog
+grep -qF "no interface of this host ($(hostname)) is named 'zrtnone0'" "$WORK/err" ||
+    fail "--net: no note on the absent interface: $(cat "$WORK/err")"
+dry -n 1 --net zrtnone0 prog
+grep -qF "a run here would be refused" "$WORK/err" || fail "--net: no note: $(cat "$WORK/err")"
+refused "--net 'zrtnone0': no interface of this host ($(hostname)) matches it" \
+    -n 1 --net zrtnone0 prog
+refused "--net: '10.1.2.3' is an address; give its network, a.b.c.d/N (for example 10.1.2.3/24)" \
+    --net 10.1.2.3 prog
+refused "--net: '10.0.0.0/33' is not an IPv4 network a.b.c.d/N" --net lo,10.0.0.0/33 prog
+refused "--net: 'bad name' is not an interface name" --net 'bad name' prog
+refused "--net: 'lo,,eth0' has an empty item" --net lo,,eth0 prog
+
+# --mca KEY VALUE (repeatable), after the options' own; one an option sets
+# replaces that value in its place, and says so.
+dry -n 1 --bind none --mca mpi_yield_when_idle 1 --launch-agent "$WORK/bin/my-agent" \
+    --mca btl_tcp_if_exclude 'lo,docker0' prog
+expect_argv "${HEAD[@]}" -np 1 --mca plm_rsh_agent "$WORK/bin/my-agent" \
+    --mca mpi_yield_when_idle 1 --mca btl_tcp_if_exclude lo,docker0 --bind-to none \
+    "${TAIL[@]}" "$SELF" --rank-wrapper -- prog
+dry -n 1 --net lo --mca btl self,tcp prog
+has "--mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --"
+grep -qF -- "--mca btl self,tcp replaces the value --net gives it (self,vader,tcp)" \
+    "$WORK/err" || fail "--mca btl: no note: $(cat "$WORK/err")"
+refused "--mca btl needs a VALUE" --mca btl
+refused "--mca btl needs a VALUE" --mca btl -- prog
+refused "--mca btl is given twice ('tcp' and 'self'); give it once" --mca btl tcp --mca btl self prog
+refused "--mca: 'btl-x' is not an MCA parameter name" --mca btl-x 1 prog
+
+# --dry-run lists the OMPI_MCA_* variables mpirun would read as well.
+OMPI_MCA_zrt_test_a=7 OMPI_MCA_zrt_test_b=8 dry -n 1 --mca zrt_test_b 9 prog
+grep -qxF "zero-launch: the environment sets OMPI_MCA_zrt_test_a=7: mpirun reads it too (it is not in the command)" \
+    "$WORK/err" && grep -qxF "zero-launch: the environment sets OMPI_MCA_zrt_test_b=8: mpirun reads it too, but the command's --mca of that name wins" \
+    "$WORK/err" || fail "--dry-run: OMPI_MCA_* not listed: $(cat "$WORK/err")"
+
 # --topology, --version, --help.
 "$ZL" --topology >"$WORK/out" || fail "--topology exited non-zero"
 has "cores:"
@@ -171,6 +264,7 @@ grep -q '^binding: *\(none\|core\|numa\|socket\)' "$WORK/out" || fail "no bindin
 grep -q '^zero-launch [0-9]' "$WORK/out" || fail "--version: $(cat "$WORK/out")"
 "$ZL" --help >"$WORK/out" || fail "--help exited non-zero"
 has "--allow-run-as-root"
+for opt in --ranks-per-host --launch-agent --net --mca; do has "$opt"; done
 
 # A real run: each rank's program gets the arguments unchanged (no shell), and
 # every line carries Open MPI's tag once.

@@ -62,8 +62,7 @@ static void expect_fail(const char *json, ...)
     ck_assert_msg(strncmp(err, "config <string>: ", 17) == 0, "got: %s", err);
     va_list ap;
     va_start(ap, json);
-    for (const char *s = va_arg(ap, const char *); s;
-         s = va_arg(ap, const char *))
+    for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *))
         ck_assert_msg(strstr(err, s) != NULL, "'%s' not in: %s", s, err);
     va_end(ap);
 }
@@ -167,8 +166,7 @@ START_TEST(test_overlap_comm_false_and_partial)
     zrt_config cfg = defaults(), expect = cfg;
     char err[ERRBUF];
     ck_assert_int_eq(
-        load(&cfg, "{\"zero_optimization\": {\"overlap_comm\": false}}", err),
-        ZRT_OK);
+        load(&cfg, "{\"zero_optimization\": {\"overlap_comm\": false}}", err), ZRT_OK);
     expect.overlap_comm = 0;
     /* Only the named key changed. */
     ck_assert_int_eq(memcmp(&cfg, &expect, sizeof cfg), 0);
@@ -188,8 +186,8 @@ START_TEST(test_log_level_names)
         ck_assert_int_eq(load(&cfg, json, err), ZRT_OK);
         ck_assert_int_eq(cfg.log_level, i);
     }
-    expect_fail("{\"log_level\": \"verbose\"}", "'log_level'", "\"verbose\"",
-                "\"debug\"", NULL);
+    expect_fail("{\"log_level\": \"verbose\"}", "'log_level'", "\"verbose\"", "\"debug\"",
+                NULL);
     expect_fail("{\"log_level\": 4}", "'log_level' is 4", NULL);
 }
 END_TEST
@@ -211,8 +209,8 @@ END_TEST
 
 START_TEST(test_unknown_keys)
 {
-    expect_fail("{\"zero_optimisation\": {}}",
-                "unknown key 'zero_optimisation'", "zero_optimization", NULL);
+    expect_fail("{\"zero_optimisation\": {}}", "unknown key 'zero_optimisation'",
+                "zero_optimization", NULL);
     expect_fail("{\"zero_optimization\": {\"stage\": 1, \"stage3_foo\": 1}}",
                 "unknown key 'zero_optimization.stage3_foo'", NULL);
     /* A nested key at the top level is unknown there. */
@@ -227,27 +225,23 @@ START_TEST(test_bad_values)
     expect_fail("{\"zero_optimization\": {\"stage\": \"Auto\"}}",
                 "'zero_optimization.stage' is the string \"Auto\"", NULL);
     expect_fail("{\"zero_optimization\": {\"reduce_bucket_size\": -1}}",
-                "'zero_optimization.reduce_bucket_size' is -1",
-                "non-negative", NULL);
+                "'zero_optimization.reduce_bucket_size' is -1", "non-negative", NULL);
     expect_fail("{\"zero_optimization\": {\"allgather_bucket_size\": 1.5}}",
                 "'zero_optimization.allgather_bucket_size' is 1.5", NULL);
-    expect_fail("{\"device_mem_limit\": \"0.3\"}", "'device_mem_limit'",
-                "\"0.3\"", NULL);
+    expect_fail("{\"device_mem_limit\": \"0.3\"}", "'device_mem_limit'", "\"0.3\"", NULL);
     expect_fail("{\"device_mem_limit\": 1e19}", "'device_mem_limit'", NULL);
     expect_fail("{\"zero_optimization\": {\"stage\": \"2\"}}",
                 "'zero_optimization.stage' is the string \"2\"", NULL);
     expect_fail("{\"zero_optimization\": {\"stage\": 2.0}}",
                 "'zero_optimization.stage' is 2.0", NULL);
     expect_fail("{\"zero_optimization\": {\"overlap_comm\": 1}}",
-                "'zero_optimization.overlap_comm' is 1", "true or false",
-                NULL);
-    expect_fail("{\"zero_optimization\": []}",
-                "'zero_optimization' is an array", NULL);
-    expect_fail("{\"backend\": \"tpu\"}", "'backend' is the string \"tpu\"",
-                "\"cpu\"", "\"cuda\"", NULL);
+                "'zero_optimization.overlap_comm' is 1", "true or false", NULL);
+    expect_fail("{\"zero_optimization\": []}", "'zero_optimization' is an array", NULL);
+    expect_fail("{\"backend\": \"tpu\"}", "'backend' is the string \"tpu\"", "\"cpu\"",
+                "\"cuda\"", NULL);
     expect_fail("{\"reduce_bucket_size\": null}", "unknown key", NULL);
-    expect_fail("{\"communicator\": \"gloo\"}", "'communicator'", "\"auto\"",
-                "\"mpi\"", "\"nccl\"", NULL);
+    expect_fail("{\"communicator\": \"gloo\"}", "'communicator'", "\"auto\"", "\"mpi\"",
+                "\"nccl\"", NULL);
     expect_fail("{\"comm_timeout_seconds\": -1}", "'comm_timeout_seconds'", NULL);
 }
 END_TEST
@@ -261,19 +255,25 @@ START_TEST(test_tiny_reals)
                 "at least 1.17549e-38", NULL);
     expect_fail("{\"comm_timeout_seconds\": 1e-50}", "'comm_timeout_seconds' is 1e-50",
                 "0 or at least 0.001 seconds", NULL);
-    expect_fail("{\"comm_timeout_seconds\": 0.0001}",
-                "'comm_timeout_seconds' is 0.0001", "at least 0.001", NULL);
+    expect_fail("{\"comm_timeout_seconds\": 0.0001}", "'comm_timeout_seconds' is 0.0001",
+                "at least 0.001", NULL);
     expect_fail("{\"fp16\": {\"loss_scale\": 1e-40}}", "'fp16.loss_scale' is 1e-40",
                 NULL);
     expect_fail("{\"fp16\": {\"min_loss_scale\": 1e-45}}",
                 "'fp16.min_loss_scale' is 1e-45", NULL);
     zrt_config cfg = defaults();
     char err[ERRBUF];
-    ck_assert_int_eq(load(&cfg, "{\"comm_timeout_seconds\": 0.001, "
-                                "\"gradient_clipping\": 1e-30}", err), ZRT_OK);
+    ck_assert_int_eq(load(&cfg,
+                          "{\"comm_timeout_seconds\": 0.001, "
+                          "\"gradient_clipping\": 1e-30}",
+                          err),
+                     ZRT_OK);
     ck_assert(cfg.comm_timeout_seconds > 0.0f && cfg.gradient_clipping > 0.0f);
-    ck_assert_int_eq(load(&cfg, "{\"comm_timeout_seconds\": 0, "
-                                "\"gradient_clipping\": 0.0}", err), ZRT_OK);
+    ck_assert_int_eq(load(&cfg,
+                          "{\"comm_timeout_seconds\": 0, "
+                          "\"gradient_clipping\": 0.0}",
+                          err),
+                     ZRT_OK);
     ck_assert(cfg.comm_timeout_seconds == 0.0f && cfg.gradient_clipping == 0.0f);
     /* the same rule for a struct filled in code */
     cfg = defaults();
@@ -317,11 +317,10 @@ START_TEST(test_malformed_json)
 {
     expect_fail("{\n  \"zero_optimization\": {\n    \"stage\": ,\n  }\n}",
                 "malformed JSON at line 3, column", NULL);
-    expect_fail("{\"backend\": \"cpu\"} trailing", "malformed JSON", "line 1",
-                NULL);
+    expect_fail("{\"backend\": \"cpu\"} trailing", "malformed JSON", "line 1", NULL);
     expect_fail("", "malformed JSON", NULL);
-    expect_fail("{\"zero_optimization\": {\"stage\": 1, \"stage\": 2}}",
-                "duplicate", "stage", NULL);
+    expect_fail("{\"zero_optimization\": {\"stage\": 1, \"stage\": 2}}", "duplicate",
+                "stage", NULL);
     expect_fail("[1, 2]", "the document is an array", "object", NULL);
     expect_fail("3", "the document is 3", NULL);
 }
@@ -337,24 +336,18 @@ START_TEST(test_file_errors)
     ck_assert_msg(strstr(err, missing) && strstr(err, "cannot open") &&
                       strstr(err, "No such file"),
                   "got: %s", err);
-    ck_assert_int_eq(zrt_config_load_file(&cfg, "/tmp", err, sizeof err),
-                     ZRT_ERR_CONFIG);
+    ck_assert_int_eq(zrt_config_load_file(&cfg, "/tmp", err, sizeof err), ZRT_ERR_CONFIG);
     ck_assert_msg(strstr(err, "config /tmp: cannot open"), "got: %s", err);
 
-    write_temp(path, sizeof path,
-               "{\n\"log_level\": 2,\n\"backend\": \"x\"}\n");
-    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err),
-                     ZRT_ERR_CONFIG);
-    ck_assert_msg(strstr(err, path) && strstr(err, "'backend'"), "got: %s",
-                  err);
+    write_temp(path, sizeof path, "{\n\"log_level\": 2,\n\"backend\": \"x\"}\n");
+    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, path) && strstr(err, "'backend'"), "got: %s", err);
     ck_assert_int_eq(memcmp(&cfg, &before, sizeof cfg), 0);
     unlink(path);
 
     write_temp(path, sizeof path, "{\n\"log_level\": 2,\n\"backend\" \"x\"}\n");
-    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err),
-                     ZRT_ERR_CONFIG);
-    ck_assert_msg(strstr(err, path) && strstr(err, "line 3, column"),
-                  "got: %s", err);
+    ck_assert_int_eq(zrt_config_load_file(&cfg, path, err, sizeof err), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, path) && strstr(err, "line 3, column"), "got: %s", err);
     unlink(path);
 }
 END_TEST
@@ -379,26 +372,21 @@ START_TEST(test_errbuf_handling)
 {
     zrt_config cfg = defaults(), before = cfg;
     const char *bad = "{\"zero_optimization\": {\"stage\": 5}}";
-    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, NULL, 100),
-                     ZRT_ERR_CONFIG);
-    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, NULL, 0),
-                     ZRT_ERR_CONFIG);
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, NULL, 100), ZRT_ERR_CONFIG);
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, NULL, 0), ZRT_ERR_CONFIG);
     char small[16];
     memset(small, 'Z', sizeof small);
-    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, small, 8),
-                     ZRT_ERR_CONFIG);
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, small, 8), ZRT_ERR_CONFIG);
     ck_assert_str_eq(small, "config ");
     for (size_t i = 8; i < sizeof small; i++)
         ck_assert_int_eq(small[i], 'Z');
     /* Size 0: nothing written at all. */
     small[0] = 'Q';
-    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, small, 0),
-                     ZRT_ERR_CONFIG);
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, small, 0), ZRT_ERR_CONFIG);
     ck_assert_int_eq(small[0], 'Q');
     /* A cut inside the detail (after the prefix) is also terminated. */
     char mid[24];
-    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, mid, sizeof mid),
-                     ZRT_ERR_CONFIG);
+    ck_assert_int_eq(zrt_config_load_string(&cfg, bad, mid, sizeof mid), ZRT_ERR_CONFIG);
     ck_assert_uint_eq(strlen(mid), sizeof mid - 1);
     ck_assert_int_eq(memcmp(&cfg, &before, sizeof cfg), 0);
 }
@@ -414,8 +402,7 @@ START_TEST(test_null_arguments)
                      ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt_config_load_file(&cfg, NULL, err, sizeof err),
                      ZRT_ERR_INVALID_ARG);
-    ck_assert_int_eq(zrt_config_validate(NULL, err, sizeof err),
-                     ZRT_ERR_INVALID_ARG);
+    ck_assert_int_eq(zrt_config_validate(NULL, err, sizeof err), ZRT_ERR_INVALID_ARG);
     /* A struct never initialised is refused, not written. */
     zrt_config zero;
     memset(&zero, 0, sizeof zero);
@@ -453,8 +440,8 @@ START_TEST(test_parse_size_good)
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         int64_t out = -7;
-        ck_assert_msg(zrt_parse_size(good[i].text, &out) == ZRT_OK,
-                      "'%s' refused", good[i].text);
+        ck_assert_msg(zrt_parse_size(good[i].text, &out) == ZRT_OK, "'%s' refused",
+                      good[i].text);
         ck_assert_msg(out == good[i].bytes, "'%s' gave %lld", good[i].text,
                       (long long)out);
     }
@@ -464,9 +451,28 @@ END_TEST
 START_TEST(test_parse_size_bad)
 {
     static const char *const bad[] = {
-        "", "   ", "-5", "+5", "12Q", "5e", "5e8", "0.3", "1.", ".5",
-        "1.5", "K", "64KiBB", "64iB", "64Ki", "1 2", "0x10", "inf", "nan",
-        "9223372036854775808", "8388608T", "99999999999999999999999",
+        "",
+        "   ",
+        "-5",
+        "+5",
+        "12Q",
+        "5e",
+        "5e8",
+        "0.3",
+        "1.",
+        ".5",
+        "1.5",
+        "K",
+        "64KiBB",
+        "64iB",
+        "64Ki",
+        "1 2",
+        "0x10",
+        "inf",
+        "nan",
+        "9223372036854775808",
+        "8388608T",
+        "99999999999999999999999",
         "1.00000000000000000001K",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -527,15 +533,16 @@ START_TEST(test_offload_and_aio)
     zrt_config_init(&cfg);
     ck_assert_int_eq(cfg.offload_optimizer.device, ZRT_OFFLOAD_NONE);
     ck_assert_int_eq(cfg.aio.block_size, 1048576);
-    ck_assert_int_eq(load(&cfg,
-                          "{\"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": "
-                          "{\"device\": \"nvme\", \"nvme_path\": \"/mnt/nvme\", "
-                          "\"pin_memory\": true, \"buffer_count\": 6}, \"offload_param\": "
-                          "{\"device\": \"cpu\"}}, \"aio\": {\"block_size\": \"2M\", "
-                          "\"queue_depth\": 16, \"thread_count\": 2, \"single_submit\": true, "
-                          "\"overlap_events\": false}}",
-                          err),
-                     ZRT_OK);
+    ck_assert_int_eq(
+        load(&cfg,
+             "{\"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": "
+             "{\"device\": \"nvme\", \"nvme_path\": \"/mnt/nvme\", "
+             "\"pin_memory\": true, \"buffer_count\": 6}, \"offload_param\": "
+             "{\"device\": \"cpu\"}}, \"aio\": {\"block_size\": \"2M\", "
+             "\"queue_depth\": 16, \"thread_count\": 2, \"single_submit\": true, "
+             "\"overlap_events\": false}}",
+             err),
+        ZRT_OK);
     ck_assert_int_eq(cfg.offload_optimizer.device, ZRT_OFFLOAD_NVME);
     ck_assert_str_eq(cfg.offload_optimizer.nvme_path, "/mnt/nvme");
     ck_assert_int_eq(cfg.offload_optimizer.pin_memory, 1);
@@ -548,16 +555,22 @@ START_TEST(test_offload_and_aio)
     ck_assert_int_eq(cfg.aio.overlap_events, 0);
     ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_OK);
     /* the full path of a nested key is named */
-    ck_assert_int_eq(load(&cfg, "{\"zero_optimization\": {\"offload_param\": "
-                                "{\"device\": \"disk\"}}}", err),
+    ck_assert_int_eq(load(&cfg,
+                          "{\"zero_optimization\": {\"offload_param\": "
+                          "{\"device\": \"disk\"}}}",
+                          err),
                      ZRT_ERR_CONFIG);
     ck_assert_msg(strstr(err, "'zero_optimization.offload_param.device' is the string "
-                              "\"disk\""), "%s", err);
-    ck_assert_int_eq(load(&cfg, "{\"zero_optimization\": {\"offload_optimizer\": "
-                                "{\"devices\": \"cpu\"}}}", err),
-                     ZRT_ERR_CONFIG);
-    ck_assert_msg(strstr(err, "unknown key 'zero_optimization.offload_optimizer.devices'"),
+                              "\"disk\""),
                   "%s", err);
+    ck_assert_int_eq(load(&cfg,
+                          "{\"zero_optimization\": {\"offload_optimizer\": "
+                          "{\"devices\": \"cpu\"}}}",
+                          err),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(
+        strstr(err, "unknown key 'zero_optimization.offload_optimizer.devices'"), "%s",
+        err);
     ck_assert_int_eq(load(&cfg, "{\"aio\": {\"queue_depth\": 0}}", err), ZRT_ERR_CONFIG);
     ck_assert_msg(strstr(err, "'aio.queue_depth' is 0"), "%s", err);
 }
@@ -568,9 +581,11 @@ START_TEST(test_stage_auto_and_host_budget)
 {
     zrt_config cfg = defaults();
     char err[ERRBUF];
-    ck_assert_int_eq(load(&cfg, "{\"zero_optimization\": {\"stage\": \"auto\", "
-                                "\"offload_param\": {\"device\": \"cpu\"}}, "
-                                "\"host_mem_limit\": \"2G\"}", err),
+    ck_assert_int_eq(load(&cfg,
+                          "{\"zero_optimization\": {\"stage\": \"auto\", "
+                          "\"offload_param\": {\"device\": \"cpu\"}}, "
+                          "\"host_mem_limit\": \"2G\"}",
+                          err),
                      ZRT_OK);
     ck_assert_int_eq(cfg.stage, ZRT_STAGE_AUTO);
     ck_assert_int_eq(cfg.host_mem_limit, 2LL << 30);

@@ -187,8 +187,8 @@ static adam_state adam_alloc(test_rng *r, size_t n)
 
 static adam_state adam_copy(const adam_state *a)
 {
-    adam_state st = {copy_buf(a->p, a->n), copy_buf(a->m, a->n),
-                     copy_buf(a->v, a->n), a->n};
+    adam_state st = {copy_buf(a->p, a->n), copy_buf(a->m, a->n), copy_buf(a->v, a->n),
+                     a->n};
     return st;
 }
 
@@ -201,8 +201,7 @@ static void adam_free(adam_state *st)
 
 static zrt_adamw_scalars hp_scalars(const adam_hp *hp, long t)
 {
-    return zrt_adamw_scalars_make(hp->lr, hp->beta1, hp->beta2, hp->eps,
-                                  hp->wd, t);
+    return zrt_adamw_scalars_make(hp->lr, hp->beta1, hp->beta2, hp->eps, hp->wd, t);
 }
 
 START_TEST(test_adamw_dispatch_bits)
@@ -232,8 +231,8 @@ END_TEST
 /* One element of PyTorch's AdamW step in double, from the float inputs.
  * Tolerances are relative to the sum of the magnitudes of the terms, so
  * cancellation in m or p does not make a correct result look wrong. */
-static void check_adamw_elem(const adam_hp *hp, long t, float p0, float g,
-                             float m0, float v0, float p, float m, float v)
+static void check_adamw_elem(const adam_hp *hp, long t, float p0, float g, float m0,
+                             float v0, float p, float m, float v)
 {
     double lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2, wd = hp->wd;
     double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
@@ -247,8 +246,8 @@ static void check_adamw_elem(const adam_hp *hp, long t, float p0, float g,
 
     ck_assert_msg(fabs(m - md) <= 1e-6 * mmag, "m %.9g vs %.9g", m, md);
     ck_assert_msg(fabs(v - vd) <= 1e-6 * vd, "v %.9g vs %.9g", v, vd);
-    ck_assert_msg(fabs(p - pref) <= 1e-6 * (fabs(pd) + upd_mag),
-                  "p %.9g vs %.9g", p, pref);
+    ck_assert_msg(fabs(p - pref) <= 1e-6 * (fabs(pd) + upd_mag), "p %.9g vs %.9g", p,
+                  pref);
 }
 
 START_TEST(test_adamw_scalar_vs_double)
@@ -266,8 +265,8 @@ START_TEST(test_adamw_scalar_vs_double)
         prev = adam_copy(&st);
         zrt_adamw_f32_scalar(st.p, g, st.m, st.v, n, &s);
         for (size_t i = 0; i < n; i++)
-            check_adamw_elem(&default_hp, t, prev.p[i], g[i], prev.m[i],
-                             prev.v[i], st.p[i], st.m[i], st.v[i]);
+            check_adamw_elem(&default_hp, t, prev.p[i], g[i], prev.m[i], prev.v[i],
+                             st.p[i], st.m[i], st.v[i]);
         adam_free(&prev);
     }
     guarded_free(g, n);
@@ -279,8 +278,7 @@ END_TEST
  * m_hat = 1, v_hat = 1, p = 1 - 0.1 * 1 / (1 + eps). */
 START_TEST(test_adamw_step1_by_hand)
 {
-    zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f,
-                                                 0.0f, 1);
+    zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
     double want = 1.0 - 0.1 * 1.0 / (1.0 + 1e-8);
 
     for (int path = 0; path < 2; path++) {
@@ -302,8 +300,7 @@ END_TEST
 START_TEST(test_adamw_weight_decay_only)
 {
     enum { N = 19 };
-    zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f,
-                                                 0.5f, 3);
+    zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f, 0.5f, 3);
     test_rng r = test_rng_seed(300);
 
     ck_assert(s.decay_factor == (float)(1.0 - 0.1f * (double)0.5f));
@@ -318,8 +315,7 @@ START_TEST(test_adamw_weight_decay_only)
         else
             zrt_adamw_f32_scalar(p, g, m, v, N, &s);
         for (int i = 0; i < N; i++) {
-            ck_assert_msg(p[i] == p0[i] * s.decay_factor, "path %d i %d",
-                          path, i);
+            ck_assert_msg(p[i] == p0[i] * s.decay_factor, "path %d i %d", path, i);
             ck_assert(m[i] == 0.0f && v[i] == 0.0f);
         }
     }
@@ -392,10 +388,8 @@ static void check_sqnorm(const float *x, size_t n)
 
     for (size_t i = 0; i < n; i++)
         ref += (long double)x[i] * x[i];
-    ck_assert_msg(fabsl(a - ref) <= 1e-12L * ref, "n %zu: %.17g vs %.17Lg",
-                  n, a, ref);
-    ck_assert_msg(fabsl(b - ref) <= 1e-12L * ref, "n %zu: %.17g vs %.17Lg",
-                  n, b, ref);
+    ck_assert_msg(fabsl(a - ref) <= 1e-12L * ref, "n %zu: %.17g vs %.17Lg", n, a, ref);
+    ck_assert_msg(fabsl(b - ref) <= 1e-12L * ref, "n %zu: %.17g vs %.17Lg", n, b, ref);
 }
 
 START_TEST(test_sqnorm_random)
@@ -430,8 +424,7 @@ END_TEST
 #define MAXSRC 5
 
 /* The definition, written independently of the library. */
-static void sum_expected(float *out, float *const *src, int nsrc, size_t n,
-                         float divisor)
+static void sum_expected(float *out, float *const *src, int nsrc, size_t n, float divisor)
 {
     for (size_t i = 0; i < n; i++) {
         float acc = src[0][i];
@@ -447,8 +440,8 @@ typedef void sum_fn(float *, const float *const *, int, size_t, float);
 /* Runs fn on nsrc fresh random sources (seeded), with out either a separate
  * buffer (alias < 0) or src[alias], and checks the bits against
  * sum_expected. */
-static void check_sum_specials(sum_fn *fn, int nsrc, size_t n, float divisor,
-                               int alias, uint64_t seed, int specials)
+static void check_sum_specials(sum_fn *fn, int nsrc, size_t n, float divisor, int alias,
+                               uint64_t seed, int specials)
 {
     test_rng r = test_rng_seed(seed);
     float *src[MAXSRC], *want = guarded_alloc(n), *out;
@@ -473,14 +466,13 @@ static void check_sum_specials(sum_fn *fn, int nsrc, size_t n, float divisor,
     guarded_free(want, n);
 }
 
-static void check_sum(sum_fn *fn, int nsrc, size_t n, float divisor,
-                      int alias, uint64_t seed)
+static void check_sum(sum_fn *fn, int nsrc, size_t n, float divisor, int alias,
+                      uint64_t seed)
 {
     check_sum_specials(fn, nsrc, n, divisor, alias, seed, 0);
 }
 
-static sum_fn *const sum_paths[2] = {zrt_sum_ordered_f32,
-                                     zrt_sum_ordered_f32_scalar};
+static sum_fn *const sum_paths[2] = {zrt_sum_ordered_f32, zrt_sum_ordered_f32_scalar};
 
 START_TEST(test_sum_ordered_random)
 {
@@ -565,8 +557,8 @@ END_TEST
 
 typedef void adamw_fn(float *, const float *, float *, float *, size_t,
                       const zrt_adamw_scalars *);
-typedef void adamw_out_fn(const float *, float *, const float *, float *, float *,
-                          size_t, const zrt_adamw_scalars *);
+typedef void adamw_out_fn(const float *, float *, const float *, float *, float *, size_t,
+                          const zrt_adamw_scalars *);
 typedef void fill_fn(float *, size_t, float);
 typedef void scale_fn(float *, size_t, float);
 typedef double sqnorm_fn(const float *, size_t);
@@ -738,9 +730,9 @@ END_TEST
  * operand, so its bits are defined. */
 START_TEST(test_path_scale_bits)
 {
-    static const uint32_t alphas[] = {0x3f333333u /* 0.7 */, 0x80000000u,
-                                      0x7f800000u, 0x00000001u,
-                                      0x7f61b1e6u /* 3e38 */, 0xbf800000u};
+    static const uint32_t alphas[] = {
+        0x3f333333u /* 0.7 */,  0x80000000u, 0x7f800000u, 0x00000001u,
+        0x7f61b1e6u /* 3e38 */, 0xbf800000u};
     const kpath *kp = loop_path(_i);
     size_t n = loop_size(_i);
     test_rng r = test_rng_seed(1200 + n);
@@ -780,8 +772,8 @@ START_TEST(test_path_sqnorm)
     for (size_t i = 0; i < n; i++)
         ref += (long double)x[i] * x[i];
     a = kp->sqnorm(x, n);
-    ck_assert_msg(fabsl(a - ref) <= 1e-12L * ref, "%s n %zu: %.17g vs %.17Lg",
-                  kp->name, n, a, ref);
+    ck_assert_msg(fabsl(a - ref) <= 1e-12L * ref, "%s n %zu: %.17g vs %.17Lg", kp->name,
+                  n, a, ref);
     if (n > 0) {
         x[n - 1] = INFINITY;
         a = kp->sqnorm(x, n);
@@ -828,8 +820,7 @@ START_TEST(test_path_misaligned)
             sprinkle_specials(&r, g, n);
             b = adam_copy(&a);
             kp->adamw(a.p + off, g + off, a.m + off, a.v + off, len, &s);
-            zrt_adamw_f32_scalar(b.p + off, g + off, b.m + off, b.v + off,
-                                 len, &s);
+            zrt_adamw_f32_scalar(b.p + off, g + off, b.m + off, b.v + off, len, &s);
             ck_assert_bits_eq(a.p, b.p, n, "adamw p");
             ck_assert_bits_eq(a.m, b.m, n, "adamw m");
             ck_assert_bits_eq(a.v, b.v, n, "adamw v");
@@ -1001,10 +992,10 @@ static uint16_t half_quiet_bit(zrt_half h)
  * payload) so that arithmetic on two NaNs has defined bits (see
  * special_bits). */
 static const uint16_t hspecial_bits[2][14] = {
-    {0x0000, 0x8000, 0x0001, 0x807f, 0x0080, 0x7f7f, 0xff7f, 0x7f80, 0xff80,
-     0xffc0, 0x3f80, 0xbf81, 0x4b80, 0x3380},
-    {0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00,
-     0xfe00, 0x3c00, 0xbc01, 0x7800, 0x0200},
+    {0x0000, 0x8000, 0x0001, 0x807f, 0x0080, 0x7f7f, 0xff7f, 0x7f80, 0xff80, 0xffc0,
+     0x3f80, 0xbf81, 0x4b80, 0x3380},
+    {0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0xfe00,
+     0x3c00, 0xbc01, 0x7800, 0x0200},
 };
 #define NHSPECIAL 14
 
@@ -1029,8 +1020,7 @@ static uint16_t *hcopy_buf(const uint16_t *x, size_t n)
  * values included), rounded to the format; sometimes zero. */
 static uint16_t rng_half(test_rng *r, zrt_half h)
 {
-    static const float mag[8] = {1.0f, 1e-2f, 1e-4f, 1e-6f,
-                                 100.0f, 3e4f, 0.0f, 1e-7f};
+    static const float mag[8] = {1.0f, 1e-2f, 1e-4f, 1e-6f, 100.0f, 3e4f, 0.0f, 1e-7f};
     float x = test_rng_unit(r) * mag[test_rng_next(r) >> 61];
 
     return ref_round(x, h);
@@ -1067,14 +1057,13 @@ typedef struct hpath {
     void (*add)(uint16_t *, const uint16_t *, size_t, zrt_half);
     void (*scale)(uint16_t *, size_t, float, zrt_half);
     double (*sqnorm)(const uint16_t *, size_t, zrt_half);
-    void (*sum)(uint16_t *, const uint16_t *const *, int, size_t, float,
-                zrt_half);
+    void (*sum)(uint16_t *, const uint16_t *const *, int, size_t, float, zrt_half);
     int (*finite_half)(const uint16_t *, size_t, zrt_half);
     int (*finite_f32)(const float *, size_t);
-    void (*adamw)(float *, uint16_t *, const uint16_t *, float *, float *,
-                  size_t, float, const zrt_adamw_scalars *, zrt_half);
-    void (*adamw_f32g)(float *, uint16_t *, const float *, float *, float *,
-                       size_t, float, const zrt_adamw_scalars *, zrt_half);
+    void (*adamw)(float *, uint16_t *, const uint16_t *, float *, float *, size_t, float,
+                  const zrt_adamw_scalars *, zrt_half);
+    void (*adamw_f32g)(float *, uint16_t *, const float *, float *, float *, size_t,
+                       float, const zrt_adamw_scalars *, zrt_half);
 } hpath;
 
 static int always(void)
@@ -1099,27 +1088,23 @@ static int cpu_has_avx2_f16c(void)
 /* hpaths[0] is the dispatching entry point, whichever path it takes here;
  * the vector paths follow, each called directly. */
 static const hpath hpaths[] = {
-    {"dispatch", "", always, zrt_cast_f32_to_half, zrt_cast_half_to_f32,
-     zrt_add_half, zrt_scale_half, zrt_sqnorm_half, zrt_sum_ordered_half,
-     zrt_all_finite_half, zrt_all_finite_f32, zrt_adamw_mixed,
-     zrt_adamw_mixed_f32grad},
+    {"dispatch", "", always, zrt_cast_f32_to_half, zrt_cast_half_to_f32, zrt_add_half,
+     zrt_scale_half, zrt_sqnorm_half, zrt_sum_ordered_half, zrt_all_finite_half,
+     zrt_all_finite_f32, zrt_adamw_mixed, zrt_adamw_mixed_f32grad},
     {"AVX2", "avx2 and f16c", cpu_has_avx2_f16c, zrt__cast_f32_to_half_avx2,
      zrt__cast_half_to_f32_avx2, zrt__add_half_avx2, zrt__scale_half_avx2,
-     zrt__sqnorm_half_avx2, zrt__sum_ordered_half_avx2,
-     zrt__all_finite_half_avx2, zrt__all_finite_f32_avx2,
-     zrt__adamw_mixed_avx2, zrt__adamw_mixed_f32grad_avx2},
+     zrt__sqnorm_half_avx2, zrt__sum_ordered_half_avx2, zrt__all_finite_half_avx2,
+     zrt__all_finite_f32_avx2, zrt__adamw_mixed_avx2, zrt__adamw_mixed_f32grad_avx2},
     {"AVX-512", "avx512f", cpu_has_avx512f, zrt__cast_f32_to_half_avx512,
-     zrt__cast_half_to_f32_avx512, zrt__add_half_avx512,
-     zrt__scale_half_avx512, zrt__sqnorm_half_avx512,
-     zrt__sum_ordered_half_avx512, zrt__all_finite_half_avx512,
+     zrt__cast_half_to_f32_avx512, zrt__add_half_avx512, zrt__scale_half_avx512,
+     zrt__sqnorm_half_avx512, zrt__sum_ordered_half_avx512, zrt__all_finite_half_avx512,
      zrt__all_finite_f32_avx512, zrt__adamw_mixed_avx512,
      zrt__adamw_mixed_f32grad_avx512},
 };
 #define NHPATHS ((int)(sizeof hpaths / sizeof hpaths[0]))
 
 /* Around both vector widths (8, 16), both tails, and larger odd sizes. */
-static const size_t hsizes[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1003, 4099,
-                                100003};
+static const size_t hsizes[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1003, 4099, 100003};
 #define NHSIZES ((int)(sizeof hsizes / sizeof hsizes[0]))
 
 static const hpath *hloop_path(int i)
@@ -1158,17 +1143,16 @@ START_TEST(test_half_roundtrip_all)
         bad_widen += to_bits(w) != to_bits(rw);
         if (half_is_nan(xi, h))
             bad_nan += !isnan(w) || !half_is_nan(b, h) ||
-                       (b & 0x8000u) != (xi & 0x8000u) ||
-                       b != (xi | half_quiet_bit(h));
+                       (b & 0x8000u) != (xi & 0x8000u) || b != (xi | half_quiet_bit(h));
         else
             bad_back += b != xi;
     }
     ck_assert_msg(bad_widen == 0, "%s: %zu patterns widen unlike the reference",
                   half_names[_i], bad_widen);
-    ck_assert_msg(bad_back == 0, "%s: %zu patterns do not round-trip",
-                  half_names[_i], bad_back);
-    ck_assert_msg(bad_nan == 0, "%s: %zu NaNs not kept as quiet NaNs",
-                  half_names[_i], bad_nan);
+    ck_assert_msg(bad_back == 0, "%s: %zu patterns do not round-trip", half_names[_i],
+                  bad_back);
+    ck_assert_msg(bad_nan == 0, "%s: %zu NaNs not kept as quiet NaNs", half_names[_i],
+                  bad_nan);
     ck_assert(zrt_f32_to_half(zrt_half_to_f32(0x0001, h), h) == 0x0001);
 
     zrt_cast_half_to_f32_scalar(wide, x, N, h);
@@ -1203,9 +1187,10 @@ static void check_narrow(const float *x, size_t n, zrt_half h, uint16_t *out,
         if (zrt_f32_to_half(x[i], h) != want[i] && bad++ == 0)
             first = i;
     }
-    ck_assert_msg(bad == 0, "%s: %zu values narrow unlike the reference, "
-                  "first %#x -> %#x, want %#x", half_names[h], bad,
-                  first < n ? to_bits(x[first]) : 0u,
+    ck_assert_msg(bad == 0,
+                  "%s: %zu values narrow unlike the reference, "
+                  "first %#x -> %#x, want %#x",
+                  half_names[h], bad, first < n ? to_bits(x[first]) : 0u,
                   first < n ? zrt_f32_to_half(x[first], h) : 0u,
                   first < n ? want[first] : 0u);
     zrt_cast_f32_to_half_scalar(out, x, n, h);
@@ -1251,12 +1236,11 @@ START_TEST(test_half_narrow_boundaries)
 {
     zrt_half h = halves[_i];
     static const uint32_t extra[] = {
-        0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x00800000u,
-        0x7f7fffffu, 0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00000u,
-        0xffc00000u, 0x7f800001u, 0xffbfffffu, 0x7fffffffu, 0xffffffffu,
-        0x7fa5a5a5u, 0x33000000u, 0x33000001u, 0x32ffffffu, 0xb3000000u,
-        0x33800000u, 0x477fe000u, 0x477fefffu, 0x477ff000u, 0xc77ff000u,
-        0x47800000u, 0x38800000u, 0x387fc000u, 0x387fe000u, 0x387ff000u,
+        0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x00800000u, 0x7f7fffffu,
+        0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u, 0x7f800001u,
+        0xffbfffffu, 0x7fffffffu, 0xffffffffu, 0x7fa5a5a5u, 0x33000000u, 0x33000001u,
+        0x32ffffffu, 0xb3000000u, 0x33800000u, 0x477fe000u, 0x477fefffu, 0x477ff000u,
+        0xc77ff000u, 0x47800000u, 0x38800000u, 0x387fc000u, 0x387fe000u, 0x387ff000u,
         0x7f7f7fffu, 0x7f7f8000u, 0x7f7f8001u, 0xff7f8000u, 0x7f7e8000u,
     };
     enum { PER = 6 };
@@ -1301,7 +1285,7 @@ START_TEST(test_half_narrow_boundaries)
         ck_assert_uint_eq(zrt_f32_to_f16(0x1p-24f), 0x0001u);
         ck_assert_uint_eq(zrt_f32_to_f16(0x1p-25f), 0x0000u);
         ck_assert_uint_eq(zrt_f32_to_f16(-0x1.000002p-25f), 0x8001u);
-        ck_assert_uint_eq(zrt_f32_to_f16(0x3p-25f), 0x0002u);   /* tie up */
+        ck_assert_uint_eq(zrt_f32_to_f16(0x3p-25f), 0x0002u);        /* tie up */
         ck_assert_uint_eq(zrt_f32_to_f16(1.0f + 0x1p-11f), 0x3c00u); /* tie down */
         ck_assert_uint_eq(zrt_f32_to_f16(from_bits(0x7f800001u)), 0x7e00u);
         ck_assert_uint_eq(zrt_f32_to_f16(-0.0f), 0x8000u);
@@ -1330,8 +1314,8 @@ END_TEST
  * dispatch. */
 START_TEST(test_half_add_scale_formula)
 {
-    static const float alphas[] = {0.7f, 1.0f / 3.0f, -1.0f, 0x1p-20f, 3e38f,
-                                   65536.0f, -0.0f};
+    static const float alphas[] = {0.7f,  1.0f / 3.0f, -1.0f, 0x1p-20f,
+                                   3e38f, 65536.0f,    -0.0f};
     size_t n = sizes[_i / 2];
     zrt_half h = halves[_i % 2];
     test_rng r = test_rng_seed(3000 + n * 2 + (size_t)h);
@@ -1358,8 +1342,7 @@ START_TEST(test_half_add_scale_formula)
         for (int path = 0; path < 2; path++) {
             memcpy(out, a, n * sizeof *a);
             (path ? zrt_scale_half : zrt_scale_half_scalar)(out, n, alphas[k], h);
-            ck_assert_hbits_eq(out, want, n,
-                               path ? "scale dispatch" : "scale scalar");
+            ck_assert_hbits_eq(out, want, n, path ? "scale dispatch" : "scale scalar");
         }
     }
     hguarded_free(a, n);
@@ -1405,7 +1388,9 @@ START_TEST(test_half_sum_formula)
 
         for (size_t i = 0; i < n; i++)
             want[i] = ref_round((ref_widen(src[0][i], h) + ref_widen(src[1][i], h) +
-                                 ref_widen(src[2][i], h)) / 3.0f, h);
+                                 ref_widen(src[2][i], h)) /
+                                    3.0f,
+                                h);
         zrt_sum_ordered_half(src[2], (const uint16_t *const *)src, 3, n, 3.0f, h);
         ck_assert_hbits_eq(src[2], want, n, "alias");
         memcpy(src[2], keep, n * sizeof *keep);
@@ -1439,8 +1424,8 @@ END_TEST
  * p_out is round(master) each step. grad_scale 1, a power of two and 1/3
  * (zrt_adamw_f32 then gets widen(g) * grad_scale, rounded in f32). p_out
  * separate and over g. Then the same with f32 gradients. */
-static void check_adamw_mixed(const hpath *hp, size_t n, zrt_half h,
-                              float grad_scale, uint64_t seed)
+static void check_adamw_mixed(const hpath *hp, size_t n, zrt_half h, float grad_scale,
+                              uint64_t seed)
 {
     test_rng r = test_rng_seed(seed);
     adam_state a = adam_alloc(&r, n), b, c;
@@ -1512,8 +1497,7 @@ START_TEST(test_adamw_mixed_vs_f32)
             check_adamw_mixed(&scalar, n, halves[hi], scales[k], 3200 + n + k);
             for (int p = 0; p < NHPATHS; p++)
                 if (hpaths[p].present())
-                    check_adamw_mixed(&hpaths[p], n, halves[hi], scales[k],
-                                      3300 + n + k);
+                    check_adamw_mixed(&hpaths[p], n, halves[hi], scales[k], 3300 + n + k);
         }
 }
 END_TEST
@@ -1551,9 +1535,9 @@ END_TEST
 
 START_TEST(test_hpath_arith_bits)
 {
-    static const uint32_t alphas[] = {0x3f333333u /* 0.7 */, 0x80000000u,
-                                      0x7f800000u, 0x35800000u /* 2^-20 */,
-                                      0x7f61b1e6u /* 3e38 */, 0xbf800000u};
+    static const uint32_t alphas[] = {
+        0x3f333333u /* 0.7 */,  0x80000000u, 0x7f800000u, 0x35800000u /* 2^-20 */,
+        0x7f61b1e6u /* 3e38 */, 0xbf800000u};
     const hpath *hp = hloop_path(_i);
     size_t n = hloop_size(_i);
     test_rng r = test_rng_seed(3500 + n);
@@ -1600,8 +1584,8 @@ START_TEST(test_hpath_sum_bits)
         for (int nsrc = 1; nsrc <= MAXSRC; nsrc += 2)
             for (size_t d = 0; d < sizeof divisors / sizeof divisors[0]; d++) {
                 hp->sum(a, (const uint16_t *const *)src, nsrc, n, divisors[d], h);
-                zrt_sum_ordered_half_scalar(b, (const uint16_t *const *)src,
-                                            nsrc, n, divisors[d], h);
+                zrt_sum_ordered_half_scalar(b, (const uint16_t *const *)src, nsrc, n,
+                                            divisors[d], h);
                 ck_assert_hbits_eq(a, b, n, hp->name);
             }
         /* out == src[0], after the separate-output reference */
@@ -1635,8 +1619,8 @@ START_TEST(test_hpath_sqnorm)
         a = hp->sqnorm(x, n, h);
         b = zrt_sqnorm_half_scalar(x, n, h);
         ck_assert_msg(fabsl(a - ref) <= 1e-12L * ref && fabsl(b - ref) <= 1e-12L * ref,
-                      "%s n %zu: %.17g, scalar %.17g, want %.17Lg", hp->name, n,
-                      a, b, ref);
+                      "%s n %zu: %.17g, scalar %.17g, want %.17Lg", hp->name, n, a, b,
+                      ref);
         if (n > 0) {
             x[n - 1] = zrt_f32_to_half(-INFINITY, h);
             a = hp->sqnorm(x, n, h);
@@ -1655,8 +1639,8 @@ END_TEST
  * finite extremes are not. One assertion per array and kind. */
 START_TEST(test_hpath_all_finite)
 {
-    static const uint32_t bad32[] = {0x7f800000u, 0xff800000u, 0x7fc00000u,
-                                     0x7f800001u, 0xffffffffu};
+    static const uint32_t bad32[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
+                                     0xffffffffu};
     static const uint16_t bad16[2][5] = {
         {0x7f80, 0xff80, 0x7fc0, 0x7f81, 0xffff},
         {0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xffff},
@@ -1681,8 +1665,8 @@ START_TEST(test_hpath_all_finite)
         false_alarm += !zrt_all_finite_half_scalar(hx[hi], n, halves[hi]);
     }
     false_alarm += !zrt_all_finite_f32_scalar(x, n);
-    ck_assert_msg(false_alarm == 0, "%s n %zu: finite data reported not finite",
-                  hp->name, n);
+    ck_assert_msg(false_alarm == 0, "%s n %zu: finite data reported not finite", hp->name,
+                  n);
     for (size_t pos = 0; pos < n; pos++) {
         if (n > 64 && pos > 40 && pos != n / 2 && pos < n - 40)
             continue;
@@ -1704,8 +1688,8 @@ START_TEST(test_hpath_all_finite)
             }
         }
     }
-    ck_assert_msg(missed == 0, "%s n %zu: %zu inf/NaN missed (last at %zu)",
-                  hp->name, n, missed, where);
+    ck_assert_msg(missed == 0, "%s n %zu: %zu inf/NaN missed (last at %zu)", hp->name, n,
+                  missed, where);
     guarded_free(x, n);
     hguarded_free(hx[0], n);
     hguarded_free(hx[1], n);
@@ -1780,10 +1764,10 @@ START_TEST(test_hpath_misaligned)
                 float *f = random_buf(&r, n), *fb = copy_buf(f, n);
 
                 b = adam_copy(&a);
-                hp->adamw(a.p + off, x + off, g + (off * 3) % 16, a.m + off,
-                          a.v + off, len, 0.5f, &s, h);
-                zrt_adamw_mixed_scalar(b.p + off, y + off, g + (off * 3) % 16,
-                                       b.m + off, b.v + off, len, 0.5f, &s, h);
+                hp->adamw(a.p + off, x + off, g + (off * 3) % 16, a.m + off, a.v + off,
+                          len, 0.5f, &s, h);
+                zrt_adamw_mixed_scalar(b.p + off, y + off, g + (off * 3) % 16, b.m + off,
+                                       b.v + off, len, 0.5f, &s, h);
                 ck_assert_bits_eq(a.p, b.p, n, "adamw master");
                 ck_assert_bits_eq(a.m, b.m, n, "adamw m");
                 ck_assert_bits_eq(a.v, b.v, n, "adamw v");
@@ -1808,8 +1792,8 @@ START_TEST(test_hpath_misaligned)
                 for (int k = 0; k < 3; k++)
                     src[k] = g + (off * 5 + 3 * (size_t)k) % 16;
                 hp->sum(x + off, (const uint16_t *const *)src, 3, len, 3.0f, h);
-                zrt_sum_ordered_half_scalar(y + off, (const uint16_t *const *)src,
-                                            3, len, 3.0f, h);
+                zrt_sum_ordered_half_scalar(y + off, (const uint16_t *const *)src, 3, len,
+                                            3.0f, h);
                 ck_assert_hbits_eq(x, y, n, "sum_ordered");
 
                 x[off + len - 1] = hspecial_bits[h][7]; /* inf, last element */
@@ -1930,8 +1914,7 @@ int main(void)
            zrt_kernels_cpu_path(), ref_f16_name);
     for (int p = 0; p < NVPATHS; p++) {
         if (vpaths[p].present())
-            printf("%s path tested against the scalar reference\n",
-                   vpaths[p].name);
+            printf("%s path tested against the scalar reference\n", vpaths[p].name);
         else
             printf("%s path not tested: this CPU lacks %s\n", vpaths[p].name,
                    vpaths[p].feature);
@@ -1941,8 +1924,8 @@ int main(void)
             printf("%s 16-bit kernels tested against the scalar reference\n",
                    hpaths[p].name);
         else
-            printf("%s 16-bit kernels not tested: this CPU lacks %s\n",
-                   hpaths[p].name, hpaths[p].feature);
+            printf("%s 16-bit kernels not tested: this CPU lacks %s\n", hpaths[p].name,
+                   hpaths[p].feature);
     }
     fflush(stdout);
     return zrt_check_main(kernels_suite());

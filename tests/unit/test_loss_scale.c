@@ -10,8 +10,11 @@
 
 static zrt_fp16_config deepspeed_defaults(void)
 {
-    return (zrt_fp16_config){.enabled = 1, .loss_scale = 0.0f, .initial_scale_power = 16,
-                             .loss_scale_window = 1000, .hysteresis = 2,
+    return (zrt_fp16_config){.enabled = 1,
+                             .loss_scale = 0.0f,
+                             .initial_scale_power = 16,
+                             .loss_scale_window = 1000,
+                             .hysteresis = 2,
                              .min_loss_scale = 1.0f};
 }
 

@@ -37,10 +37,9 @@ static void build_ok(const int64_t *numel, const int *layer, int n, int world,
                      int alignment, zrt__plan *plan)
 {
     zrt__errbuf err = {.rank = -1};
-    zrt_status st =
-        zrt__plan_build(numel, layer, n, world, alignment, &err, plan);
-    ck_assert_msg(st == ZRT_OK, "plan_build failed (%s): %s",
-                  zrt_status_str(st), err.text);
+    zrt_status st = zrt__plan_build(numel, layer, n, world, alignment, &err, plan);
+    ck_assert_msg(st == ZRT_OK, "plan_build failed (%s): %s", zrt_status_str(st),
+                  err.text);
 }
 
 /* Cuts [lo, hi) of `layer` into segments and checks each one: it belongs to
@@ -48,8 +47,7 @@ static void build_ok(const int64_t *numel, const int *layer, int n, int world,
  * tensor's offset, and follows the previous one in flat order. Adds 1 to
  * cover[tensor][element] for every element it reports; returns the number of
  * elements reported. */
-static int64_t cut_range(const zrt__plan *p, int l, int64_t lo, int64_t hi,
-                         int **cover)
+static int64_t cut_range(const zrt__plan *p, int l, int64_t lo, int64_t hi, int **cover)
 {
     const zrt__layer_plan *lp = &p->layers[l];
     /* One spare slot with a sentinel: writing past the layer's count fails. */
@@ -122,8 +120,7 @@ static void cover_check_once(const zrt__plan *p, int **cover, const char *how)
             ck_assert_msg(cover[i][e] == 1,
                           "%s: tensor %d element %lld covered %d times "
                           "(world %d, alignment %d)",
-                          how, i, (long long)e, cover[i][e], p->world,
-                          p->alignment);
+                          how, i, (long long)e, cover[i][e], p->world, p->alignment);
 }
 
 /* The rank shards [r*S, (r+1)*S) cover every element exactly once. */
@@ -134,8 +131,8 @@ static void check_shard_coverage(const zrt__plan *p)
         const zrt__layer_plan *lp = &p->layers[l];
         int64_t total = 0;
         for (int r = 0; r < p->world; r++)
-            total += cut_range(p, l, r * lp->shard_numel,
-                               (r + 1) * lp->shard_numel, cover);
+            total +=
+                cut_range(p, l, r * lp->shard_numel, (r + 1) * lp->shard_numel, cover);
         ck_assert_int_eq(total, lp->numel);
     }
     cover_check_once(p, cover, "rank shards");
@@ -175,15 +172,14 @@ static void check_owner(const zrt__plan *p)
         ck_assert_int_eq(zrt__plan_owner(p, l, lp->flat_numel + 7), -1);
         if (lp->flat_numel > 0) {
             ck_assert_int_eq(zrt__plan_owner(p, l, 0), 0);
-            ck_assert_int_eq(zrt__plan_owner(p, l, lp->flat_numel - 1),
-                             p->world - 1);
+            ck_assert_int_eq(zrt__plan_owner(p, l, lp->flat_numel - 1), p->world - 1);
         }
     }
 }
 
 /* The layout contract for a plan built from (numel, layer, n). */
-static void check_plan(const zrt__plan *p, const int64_t *numel,
-                       const int *layer, int n, int world, int alignment)
+static void check_plan(const zrt__plan *p, const int64_t *numel, const int *layer, int n,
+                       int world, int alignment)
 {
     ck_assert_int_eq(p->world, world);
     ck_assert_int_eq(p->alignment, alignment);
@@ -253,8 +249,7 @@ static void check_plan(const zrt__plan *p, const int64_t *numel,
     ck_assert_int_eq(p->max_flat_numel, max_flat);
     /* The documented padding bound. */
     ck_assert_int_le(p->total_flat_numel - p->total_numel,
-                     (int64_t)n * (alignment - 1) +
-                         (int64_t)nlayers * world * alignment);
+                     (int64_t)n * (alignment - 1) + (int64_t)nlayers * world * alignment);
 
     check_shard_coverage(p);
     check_owner(p);
@@ -388,8 +383,7 @@ START_TEST(test_interleaved_registration)
     ck_assert_int_eq(p.layers[1].numel, 40);
 
     zrt__segment seg[2];
-    ck_assert_int_eq(zrt__plan_segments(&p, 1, 0, p.layers[1].flat_numel, seg),
-                     2);
+    ck_assert_int_eq(zrt__plan_segments(&p, 1, 0, p.layers[1].flat_numel, seg), 2);
     ck_assert_int_eq(seg[0].tensor, 0);
     ck_assert_int_eq(seg[1].tensor, 2);
     ck_assert_int_eq(seg[1].range_offset, 16);
@@ -438,8 +432,7 @@ START_TEST(test_large_tensors)
         int nseg = zrt__plan_segments(&p, 0, r * shard, (r + 1) * shard, seg);
         for (int k = 0; k < nseg; k++) {
             ck_assert_int_eq(seg[k].range_offset + r * shard,
-                             p.tensors[seg[k].tensor].offset +
-                                 seg[k].tensor_offset);
+                             p.tensors[seg[k].tensor].offset + seg[k].tensor_offset);
             got[seg[k].tensor] += seg[k].count;
         }
     }
@@ -506,8 +499,7 @@ START_TEST(test_padding_bound_worst_case)
     /* 4 tensors per layer: 49 used -> ceil(49/5) = 10 -> shard 16 -> 80. */
     ck_assert_int_eq(p.layers[0].flat_numel, 80);
     ck_assert_int_eq(p.total_flat_numel, 240);
-    ck_assert_int_le(p.total_flat_numel - p.total_numel,
-                     12 * 15 + 3 * 5 * 16);
+    ck_assert_int_le(p.total_flat_numel - p.total_numel, 12 * 15 + 3 * 5 * 16);
     zrt__plan_free(&p);
 }
 END_TEST
@@ -515,9 +507,8 @@ END_TEST
 /* ---- bad inputs and lifetimes -------------------------------------------- */
 
 /* Expects INVALID_ARG, *out untouched, and a message holding each needle. */
-static void expect_invalid(const int64_t *numel, const int *layer, int n,
-                           int world, int alignment, const char *needle1,
-                           const char *needle2)
+static void expect_invalid(const int64_t *numel, const int *layer, int n, int world,
+                           int alignment, const char *needle1, const char *needle2)
 {
     zrt__errbuf err = {.rank = -1};
     zrt__plan p, before;
@@ -525,10 +516,9 @@ static void expect_invalid(const int64_t *numel, const int *layer, int n,
     memcpy(&before, &p, sizeof p);
     zrt_status st = zrt__plan_build(numel, layer, n, world, alignment, &err, &p);
     ck_assert_int_eq(st, ZRT_ERR_INVALID_ARG);
-    ck_assert_msg(memcmp(&p, &before, sizeof p) == 0,
-                  "plan_build wrote *out on failure");
-    ck_assert_msg(strstr(err.text, needle1) != NULL,
-                  "error '%s' does not mention '%s'", err.text, needle1);
+    ck_assert_msg(memcmp(&p, &before, sizeof p) == 0, "plan_build wrote *out on failure");
+    ck_assert_msg(strstr(err.text, needle1) != NULL, "error '%s' does not mention '%s'",
+                  err.text, needle1);
     if (needle2)
         ck_assert_msg(strstr(err.text, needle2) != NULL,
                       "error '%s' does not mention '%s'", err.text, needle2);

@@ -35,8 +35,7 @@ START_TEST(test_status_names)
 {
     ck_assert_int_eq(ZRT_OK, 0);
     ck_assert_str_eq(zrt_status_str(ZRT_OK), "ZRT_OK");
-    ck_assert_str_eq(zrt_status_str(ZRT_ERR_OUT_OF_MEMORY),
-                     "ZRT_ERR_OUT_OF_MEMORY");
+    ck_assert_str_eq(zrt_status_str(ZRT_ERR_OUT_OF_MEMORY), "ZRT_ERR_OUT_OF_MEMORY");
     for (int i = 0; i < NSTATUS; i++) {
         const status_row *row = &status_rows[i];
         ck_assert_int_eq((int)row->status, row->value);
@@ -98,8 +97,7 @@ START_TEST(test_category_names)
             ck_assert_str_ne(name, zrt_category_str((zrt_category)d));
     }
     ck_assert_str_eq(zrt_category_str(ZRT_CAT_COUNT), "unknown");
-    ck_assert_str_eq(zrt_category_str((zrt_category)(ZRT_CAT_COUNT + 5)),
-                     "unknown");
+    ck_assert_str_eq(zrt_category_str((zrt_category)(ZRT_CAT_COUNT + 5)), "unknown");
     ck_assert_str_eq(zrt_category_str((zrt_category)-1), "unknown");
 }
 END_TEST
@@ -158,8 +156,8 @@ START_TEST(test_fail_with_rank)
     snprintf(suffix, sizeof suffix, "test_status.c:%d]", line);
     ck_assert_msg(strncmp(err.text, "rank 2: bad key 'x' (7) [", 25) == 0,
                   "unexpected sentence '%s'", err.text);
-    ck_assert_msg(ends_with(err.text, suffix), "'%s' does not end with '%s'",
-                  err.text, suffix);
+    ck_assert_msg(ends_with(err.text, suffix), "'%s' does not end with '%s'", err.text,
+                  suffix);
 
     /* Rank 0 is a rank too. */
     err.rank = 0;
@@ -179,8 +177,8 @@ START_TEST(test_fail_without_rank)
     snprintf(want, sizeof want, "test_status.c:%d]", line);
     ck_assert_msg(strncmp(err.text, "cannot open /x/y [", 18) == 0,
                   "unexpected sentence '%s'", err.text);
-    ck_assert_msg(ends_with(err.text, want), "'%s' does not end with '%s'",
-                  err.text, want);
+    ck_assert_msg(ends_with(err.text, want), "'%s' does not end with '%s'", err.text,
+                  want);
     ck_assert_ptr_null(strstr(err.text, "rank"));
 }
 END_TEST
@@ -190,8 +188,8 @@ START_TEST(test_fail_source_names)
     /* Library sources are named from their layer folder, others by their
      * base name: stable across build trees. */
     zrt__errbuf err = {.rank = -1};
-    zrt__fail_at(&err, ZRT_ERR_INTERNAL, "/home/u/src/zrt/runtime/backend_cpu.c",
-                 12, "oops");
+    zrt__fail_at(&err, ZRT_ERR_INTERNAL, "/home/u/src/zrt/runtime/backend_cpu.c", 12,
+                 "oops");
     ck_assert_str_eq(err.text, "oops [runtime/backend_cpu.c:12]");
     zrt__fail_at(&err, ZRT_ERR_INTERNAL, "../zero/plan.c", 3, "oops");
     ck_assert_str_eq(err.text, "oops [zero/plan.c:3]");
@@ -230,8 +228,7 @@ START_TEST(test_fail_truncates_long_messages)
     for (int k = 0; k < 2; k++) {
         memset(&box, 0x5A, sizeof box);
         box.err.rank = ranks[k];
-        ck_assert_int_eq(zrt__fail(&box.err, ZRT_ERR_CONFIG, "%s", msg),
-                         ZRT_ERR_CONFIG);
+        ck_assert_int_eq(zrt__fail(&box.err, ZRT_ERR_CONFIG, "%s", msg), ZRT_ERR_CONFIG);
         ck_assert_ptr_nonnull(memchr(box.err.text, '\0', sizeof box.err.text));
         size_t len = strlen(box.err.text);
         ck_assert_uint_lt(len, ZRT__ERRBUF_SIZE);

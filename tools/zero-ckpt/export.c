@@ -114,10 +114,10 @@ static json_t *sidecar_json(const zrt__ckpt_meta *m)
     int64_t at = 0;
     for (int t = 0; t < m->ntensors; t++) {
         const zrt__ckpt_tensor *ct = &m->tensors[t];
-        json_array_append_new(tensors, json_pack("{s:s, s:o, s:I, s:I}", "name", ct->name,
-                                                 "shape", shape_json(ct), "offset_bytes",
-                                                 (json_int_t)at, "numel",
-                                                 (json_int_t)ct->numel));
+        json_array_append_new(tensors,
+                              json_pack("{s:s, s:o, s:I, s:I}", "name", ct->name, "shape",
+                                        shape_json(ct), "offset_bytes", (json_int_t)at,
+                                        "numel", (json_int_t)ct->numel));
         at += ct->numel * (int64_t)sizeof(float);
     }
     return json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:o}", "format",
@@ -160,9 +160,9 @@ int ckpt_consolidate(const char *dir, const char *out)
         rc = write_sidecar(&j.c.meta, out);
     if (rc == 0)
         printf("wrote %s: %d tensors, %lld parameters (f32%s, registration order) from "
-               "step %lld; names and shapes in %s.json\n", out, j.c.meta.ntensors,
-               (long long)total_numel(&j.c.meta), source_note(&j.c.meta),
-               (long long)j.c.meta.step, out);
+               "step %lld; names and shapes in %s.json\n",
+               out, j.c.meta.ntensors, (long long)total_numel(&j.c.meta),
+               source_note(&j.c.meta), (long long)j.c.meta.step, out);
     close_job(&j);
     return rc;
 }
@@ -238,9 +238,9 @@ int ckpt_safetensors(const char *dir, const char *out)
 /* ---- llm.c's GPT-2 model file ----------------------------------------------------- */
 
 /* llm.c's tensor order; the per-layer ones repeat for h0..h{L-1}. */
-static const char *const llmc_block[12] = {"ln1w", "ln1b", "qkvw", "qkvb",
-                                           "attprojw", "attprojb", "ln2w", "ln2b",
-                                           "fcw", "fcb", "fcprojw", "fcprojb"};
+static const char *const llmc_block[12] = {"ln1w",     "ln1b",     "qkvw",    "qkvb",
+                                           "attprojw", "attprojb", "ln2w",    "ln2b",
+                                           "fcw",      "fcb",      "fcprojw", "fcprojb"};
 
 typedef struct llmc_shape {
     int maxT, V, L, NH, C, Vp;
@@ -250,8 +250,10 @@ static int find(const zrt__ckpt_meta *m, const char *name)
 {
     int t = zrt__ckpt_find_tensor(m, name);
     if (t < 0)
-        fprintf(stderr, "zero-ckpt llmc: the checkpoint has no parameter '%s' (is it the "
-                "GPT-2 example's?)\n", name);
+        fprintf(stderr,
+                "zero-ckpt llmc: the checkpoint has no parameter '%s' (is it the "
+                "GPT-2 example's?)\n",
+                name);
     return t;
 }
 
@@ -265,9 +267,10 @@ static int header_dim(const zrt__ckpt_meta *m, const char *name, const char *fla
     int64_t stored = 0;
     int has = zrt__ckpt_model_dim(m, name, &stored);
     if (given && has && stored != given) {
-        fprintf(stderr, "zero-ckpt llmc: %s %d contradicts the checkpoint, whose model was "
-                "saved with %s %lld (meta.json \"model\"); leave the flag out\n", flag,
-                given, name, (long long)stored);
+        fprintf(stderr,
+                "zero-ckpt llmc: %s %d contradicts the checkpoint, whose model was "
+                "saved with %s %lld (meta.json \"model\"); leave the flag out\n",
+                flag, given, name, (long long)stored);
         return -1;
     }
     *out = given ? given : has ? (int)stored : guess;
@@ -281,7 +284,8 @@ static int check_stored(const zrt__ckpt_meta *m, const char *name, int from_tens
     int64_t stored = 0;
     if (!zrt__ckpt_model_dim(m, name, &stored) || stored == from_tensors)
         return 0;
-    fprintf(stderr, "zero-ckpt llmc: meta.json's model.%s is %lld but the tensors hold %d\n",
+    fprintf(stderr,
+            "zero-ckpt llmc: meta.json's model.%s is %lld but the tensors hold %d\n",
             name, (long long)stored, from_tensors);
     return -1;
 }
@@ -300,14 +304,17 @@ static int llmc_shape_of(const zrt__ckpt_meta *m, int vocab, int heads, llmc_sha
         if (zrt__ckpt_find_tensor(m, name) < 0)
             break;
     }
-    if (check_stored(m, "padded_vocab_size", s->Vp) || check_stored(m, "channels", s->C) ||
-        check_stored(m, "max_seq_len", s->maxT) || check_stored(m, "layers", s->L) ||
-        header_dim(m, "vocab_size", "--vocab-size", vocab,
-                   s->Vp == 50304 ? 50257 : s->Vp, &s->V) ||
+    if (check_stored(m, "padded_vocab_size", s->Vp) ||
+        check_stored(m, "channels", s->C) || check_stored(m, "max_seq_len", s->maxT) ||
+        check_stored(m, "layers", s->L) ||
+        header_dim(m, "vocab_size", "--vocab-size", vocab, s->Vp == 50304 ? 50257 : s->Vp,
+                   &s->V) ||
         header_dim(m, "heads", "--heads", heads, s->C / 64, &s->NH))
         return -1;
-    if (s->C < 1 || s->L < 1 || s->NH < 1 || s->C % s->NH != 0 || s->V < 1 || s->V > s->Vp) {
-        fprintf(stderr, "zero-ckpt llmc: cannot make an llm.c header from C %d, L %d, "
+    if (s->C < 1 || s->L < 1 || s->NH < 1 || s->C % s->NH != 0 || s->V < 1 ||
+        s->V > s->Vp) {
+        fprintf(stderr,
+                "zero-ckpt llmc: cannot make an llm.c header from C %d, L %d, "
                 "heads %d, vocab %d (padded %d); pass --heads and --vocab-size\n",
                 s->C, s->L, s->NH, s->V, s->Vp);
         return -1;
@@ -335,8 +342,10 @@ static int llmc_order(const zrt__ckpt_meta *m, const llmc_shape *s, int *order)
         if (order[i] < 0)
             return -1;
     if (n != m->ntensors) {
-        fprintf(stderr, "zero-ckpt llmc: the checkpoint holds %d parameters; GPT-2 with "
-                "%d layers has %d\n", m->ntensors, s->L, n);
+        fprintf(stderr,
+                "zero-ckpt llmc: the checkpoint holds %d parameters; GPT-2 with "
+                "%d layers has %d\n",
+                m->ntensors, s->L, n);
         return -1;
     }
     return n;
@@ -363,9 +372,11 @@ int ckpt_llmc(const char *dir, const char *out, int vocab, int heads)
         rc = finish(&o, rc);
     }
     if (rc == 0)
-        printf("wrote %s: llm.c GPT-2 model (maxT %d, V %d, L %d, heads %d, C %d, Vp %d%s) "
-               "from step %lld\n", out, s.maxT, s.V, s.L, s.NH, s.C, s.Vp,
-               source_note(&j.c.meta), (long long)j.c.meta.step);
+        printf(
+            "wrote %s: llm.c GPT-2 model (maxT %d, V %d, L %d, heads %d, C %d, Vp %d%s) "
+            "from step %lld\n",
+            out, s.maxT, s.V, s.L, s.NH, s.C, s.Vp, source_note(&j.c.meta),
+            (long long)j.c.meta.step);
     free(order);
     close_job(&j);
     return rc;

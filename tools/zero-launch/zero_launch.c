@@ -17,16 +17,26 @@
  *
  * If zero-launch itself dies, mpirun gets SIGTERM and ends the job in order.
  *
+ * Across hosts it adds what a cluster needs, each as the mpirun flags it
+ * stands for: the remote launch agent (--launch-agent: plm_rsh_agent; ssh when
+ * not given), the network for MPI and daemon traffic (--net: the TCP btl and
+ * oob restricted to it, shared memory within a host, the ob1 pml so that
+ * nothing bypasses the btls), rank placement by host
+ * (--ranks-per-host: ppr:N:node) and any MCA parameter (--mca).
+ *
  * Invariants: no shell anywhere (fork + execvp); no option is added implicitly
  * that changes who may run the job (--allow-run-as-root only when asked for);
  * the only mutable globals are the two that signal forwarding needs.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <hwloc.h>
+#include <ifaddrs.h>
 #include <limits.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -54,6 +64,11 @@ struct options {
     char *nvme_path;      /* its absolute path, owned (resolve_nvme) */
     char **envs;     /* K=V strings from argv, not owned; array owned */
     int nenv;
+    char *agent;      /* --launch-agent, absolute path, owned */
+    const char *net;  /* --net IF|CIDR[,...] as given (checked), or NULL */
+    const char **mca; /* --mca KEY VALUE pairs from argv: mca[2i], mca[2i+1] */
+    int nmca;
+    int ranks_per_host; /* 0: not given */
     bool allow_root, dry_run, topology;
     char **prog; /* PROGRAM ARGS..., NULL-terminated, points into argv */
 };
@@ -64,6 +79,7 @@ struct topo {
 
 struct hostfile {
     int slots, hosts;
+    int min_slots; /* the fewest slots any one host has */
 };
 
 /* What will be run: the choices made from the options, topology and hostfile. */
@@ -71,6 +87,7 @@ struct plan {
     int nproc, per_host, cores_per_rank;
     enum bind bind;
     bool oversubscribe;
+    bool by_host; /* --ranks-per-host: map per_host ranks to each host (ppr) */
 };
 
 /* A growing argv; every string is owned. */
@@ -203,10 +220,12 @@ static int resolve_nvme(struct options *o)
 
 enum { MAX_HOSTS = 4096, HOST_NAME_MAX_LEN = 255, SHOWN = 80 };
 
-/* The distinct hosts of a hostfile and the line each was first named on. */
+/* The distinct hosts of a hostfile, the line each was first named on and
+ * its slots (a host named on several lines without slots= has one a line). */
 struct host_list {
     char *name[MAX_HOSTS];
     int line[MAX_HOSTS];
+    int slots[MAX_HOSTS];
     int n;
 };
 
@@ -376,8 +395,11 @@ static int add_host(struct host_list *h, struct hostfile *hf, const char *where,
     if (i < 0) {
         if (!(h->name[h->n] = strdup(l->host)))
             return error("out of memory");
-        h->line[h->n++] = lineno;
+        h->line[h->n] = lineno;
+        h->slots[h->n] = 0;
+        i = h->n++;
     }
+    h->slots[i] += add; /* at most hf->slots: no overflow */
     hf->slots += add;
     return 0;
 }
@@ -417,13 +439,17 @@ static int load_hostfile(const char *path, struct hostfile *hf)
     if (!f)
         return error("--hostfile: '%s': %s", path, strerror(errno));
     struct host_list *h = calloc(1, sizeof *h);
-    *hf = (struct hostfile){0, 0};
+    *hf = (struct hostfile){0, 0, 0};
     int rc = h ? read_hostfile(f, path, h, hf) : error("out of memory");
     fclose(f);
     if (h) {
         hf->hosts = h->n;
-        for (int i = 0; i < h->n; i++)
+        hf->min_slots = h->n ? h->slots[0] : 0;
+        for (int i = 0; i < h->n; i++) {
+            if (h->slots[i] < hf->min_slots)
+                hf->min_slots = h->slots[i];
             free(h->name[i]);
+        }
     }
     free(h);
     return rc;
@@ -481,6 +507,167 @@ static void print_osdevs(hwloc_topology_t t, const char *label, hwloc_obj_osdev_
     printf("%s\n", n ? "" : " none");
 }
 
+/* ---- across hosts ---------------------------------------------------- */
+
+/* The first executable regular file named name in PATH's directories (an
+ * empty entry is the current directory), as execvp finds it; NULL if none.
+ * The result is malloc'd. */
+static char *search_path(const char *name)
+{
+    const char *dir = getenv("PATH");
+    while (dir) {
+        size_t len = strcspn(dir, ":");
+        char *cand = NULL;
+        struct stat st;
+        if (asprintf(&cand, "%.*s/%s", (int)len, len ? dir : ".", name) < 0)
+            return NULL;
+        if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
+            return cand;
+        free(cand);
+        dir = dir[len] ? dir + len + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* --launch-agent PATH: an executable file, by path or, for a name without
+ * '/', found in PATH. *out becomes its absolute path (symbolic links kept: a
+ * multi-call binary reads its name). */
+static int resolve_agent(const char *arg, char **out)
+{
+    const char *opt = "--launch-agent";
+    char cwd[PATH_MAX] = "", *found = NULL, *abs = NULL;
+    struct stat st;
+    if (*arg == '\0')
+        return error("%s: the path is empty", opt);
+    if (!strchr(arg, '/') && !(found = search_path(arg))) {
+        const char *path = getenv("PATH");
+        return error("%s: no executable '%s' in PATH (%s)%s%s", opt, arg,
+                     path ? path : "unset",
+                     access(arg, F_OK) == 0 ? "; for the file here, give ./" : "",
+                     access(arg, F_OK) == 0 ? arg : "");
+    }
+    if (found)
+        arg = found;
+    int rc = 0;
+    if (arg[0] != '/' && !getcwd(cwd, sizeof cwd))
+        rc = error("%s: '%s': cannot read the current directory: %s", opt, arg,
+                   strerror(errno));
+    else if (asprintf(&abs, "%s%s%s", cwd, cwd[0] ? "/" : "",
+                      strncmp(arg, "./", 2) == 0 && cwd[0] ? arg + 2 : arg) < 0)
+        rc = error("out of memory"), abs = NULL;
+    else if (stat(abs, &st) != 0)
+        rc = error("%s: '%s': %s", opt, abs, strerror(errno));
+    else if (!S_ISREG(st.st_mode) || access(abs, X_OK) != 0)
+        rc = error("%s: '%s' is not an executable file", opt, abs);
+    free(found);
+    if (rc != 0) {
+        free(abs);
+        return rc;
+    }
+    free(*out); /* the option given again replaces the earlier value */
+    *out = abs;
+    return 0;
+}
+
+enum { IFNAME_MAX = IF_NAMESIZE - 1 };
+
+/* One item of --net: an IPv4 network "a.b.c.d/N" (*prefix 0 to 32, *net its
+ * address) or an interface name (*prefix -1). */
+static int parse_net_item(const char *item, struct in_addr *net, int *prefix)
+{
+    const char *slash = strchr(item, '/');
+    char addr[INET_ADDRSTRLEN];
+    size_t len = slash ? (size_t)(slash - item) : strlen(item);
+    *prefix = -1;
+    if (slash) {
+        int bits = -1;
+        if (len < sizeof addr) {
+            memcpy(addr, item, len);
+            addr[len] = '\0';
+        }
+        if (len >= sizeof addr || inet_pton(AF_INET, addr, net) != 1 || !slash[1] ||
+            strspn(slash + 1, "0123456789") != strlen(slash + 1) ||
+            strlen(slash + 1) > 2 || (bits = atoi(slash + 1)) > 32)
+            return error("--net: '%s' is not an IPv4 network a.b.c.d/N (N from 0 to 32) "
+                         "or an interface name",
+                         item);
+        *prefix = bits;
+        return 0;
+    }
+    if (inet_pton(AF_INET, item, net) == 1)
+        return error("--net: '%s' is an address; give its network, a.b.c.d/N (for "
+                     "example %s/24), or an interface name",
+                     item, item);
+    if (len > IFNAME_MAX || !is_word(item, len, "._-:"))
+        return error("--net: '%s' is not an interface name (at most %d letters, digits, "
+                     "'.', '_', '-' or ':') or an IPv4 network a.b.c.d/N",
+                     item, IFNAME_MAX);
+    return 0;
+}
+
+/* An interface of this host is named item (prefix < 0), or has an IPv4
+ * address in net/prefix. */
+static bool net_here(const struct ifaddrs *ifs, const char *item, struct in_addr net,
+                     int prefix)
+{
+    uint32_t mask = prefix <= 0 ? 0 : htonl(~(uint32_t)0 << (32 - prefix));
+    for (const struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+        if (prefix < 0 && strcmp(i->ifa_name, item) == 0)
+            return true;
+        if (prefix >= 0 && i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+            ((((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr.s_addr ^
+              net.s_addr) &
+             mask) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* --net IF|CIDR[,...]: every item well formed. Hosts may differ, so an item
+ * that nothing here matches is only said; but mpirun runs here, and Open MPI
+ * ignores an oob_tcp_if_include that matches nothing (a warning), its daemons
+ * then taking any network: a run where no item matches is refused. */
+static int check_net(const struct options *o)
+{
+    const char *net = o->net;
+    size_t len = strlen(net);
+    if (len == 0 || net[0] == ',' || net[len - 1] == ',' || strstr(net, ",,"))
+        return error("--net: '%s' has an empty item (IF|CIDR[,...])", net);
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) != 0)
+        return error("--net: cannot list this host's interfaces: %s", strerror(errno));
+    char *list = strdup(net), *save = NULL, host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    bool several = strchr(net, ',') != NULL; /* one item: said once, below */
+    int rc = list ? 0 : error("out of memory"), found = 0;
+    for (char *item = list ? strtok_r(list, ",", &save) : NULL; rc == 0 && item;
+         item = strtok_r(NULL, ",", &save)) {
+        struct in_addr addr = {0};
+        int prefix;
+        rc = parse_net_item(item, &addr, &prefix);
+        if (rc == 0 && net_here(ifs, item, addr, prefix))
+            found++;
+        else if (rc == 0 && several)
+            fprintf(stderr,
+                    "zero-launch: --net: no interface of this host (%s) %s '%s'\n", host,
+                    prefix < 0 ? "is named" : "has an address in", item);
+    }
+    free(list);
+    freeifaddrs(ifs);
+    if (rc == 0 && found == 0 && !o->dry_run)
+        rc =
+            error("--net '%s': no interface of this host (%s) matches it, and mpirun "
+                  "runs here (Open MPI would ignore it for its daemons); run zero-launch "
+                  "on a host of that network",
+                  net, host);
+    else if (rc == 0 && found == 0)
+        fprintf(stderr,
+                "zero-launch: --net '%s': no interface of this host (%s) matches "
+                "it; a run here would be refused\n",
+                net, host);
+    return rc;
+}
+
 /* ---- the plan --------------------------------------------------------- */
 
 static enum bind default_bind(const struct topo *tp, int per_host)
@@ -490,14 +677,48 @@ static enum bind default_bind(const struct topo *tp, int per_host)
     return per_host <= tp->cores ? BIND_CORE : BIND_NONE;
 }
 
+/* --ranks-per-host N: the rank count is hosts x N, the hosts the hostfile's
+ * (or this one). Without a hostfile mpirun may find hosts of its own (a Slurm
+ * allocation), so a given -n need only be a multiple of N. */
+static int check_ranks_per_host(const struct options *o, const struct hostfile *hf)
+{
+    int n = o->ranks_per_host;
+    if (n == 0)
+        return 0;
+    if (!o->hostfile)
+        return o->nproc % n == 0
+                   ? 0
+                   : error("-n %d disagrees with --ranks-per-host %d: without "
+                           "--hostfile, -n must be the hosts times %d",
+                           o->nproc, n, n);
+    if (hf->hosts > INT_MAX / n)
+        return error("--ranks-per-host %d on the %d hosts of '%s': more than %d ranks", n,
+                     hf->hosts, o->hostfile, INT_MAX);
+    if (o->nproc && o->nproc != hf->hosts * n)
+        return error("-n %d disagrees with --ranks-per-host %d: '%s' names %d host%s, so "
+                     "%d ranks; give one of them",
+                     o->nproc, n, o->hostfile, hf->hosts, hf->hosts > 1 ? "s" : "",
+                     hf->hosts * n);
+    return 0;
+}
+
 static struct plan make_plan(const struct options *o, const struct topo *tp,
                              const struct hostfile *hf)
 {
     struct plan p = {.nproc = o->nproc, .bind = o->bind};
-    if (p.nproc == 0)
-        p.nproc = o->hostfile ? hf->slots : tp->numa > 1 ? tp->numa : 2;
-    p.per_host = o->hostfile ? (p.nproc - 1) / hf->hosts + 1 : p.nproc; /* rounded up */
-    p.oversubscribe = p.nproc > (o->hostfile ? hf->slots : tp->cores);
+    if (o->ranks_per_host) { /* checked by check_ranks_per_host */
+        p.by_host = true;
+        p.per_host = o->ranks_per_host;
+        if (p.nproc == 0)
+            p.nproc = (o->hostfile ? hf->hosts : 1) * p.per_host;
+        p.oversubscribe = p.per_host > (o->hostfile ? hf->min_slots : tp->cores);
+    } else {
+        if (p.nproc == 0)
+            p.nproc = o->hostfile ? hf->slots : tp->numa > 1 ? tp->numa : 2;
+        p.per_host =
+            o->hostfile ? (p.nproc - 1) / hf->hosts + 1 : p.nproc; /* rounded up */
+        p.oversubscribe = p.nproc > (o->hostfile ? hf->slots : tp->cores);
+    }
     if (p.bind == BIND_DEFAULT)
         p.bind = default_bind(tp, p.per_host);
     p.cores_per_rank = tp->cores / p.per_host > 1 ? tp->cores / p.per_host : 1;
@@ -554,37 +775,103 @@ static void argv_free(struct argv_buf *a)
     free(a->v);
 }
 
+/* --map-by BY[:PE=pe] (pe 0: none); with --ranks-per-host N, ppr:N:node in
+ * place of BY, and nothing when there is neither (BY NULL, pe 0). */
+static void push_map(struct argv_buf *a, const struct plan *p, const char *by, int pe)
+{
+    if (!p->by_host && !by)
+        return;
+    push_str(a, "--map-by");
+    if (p->by_host && pe)
+        pushf(a, "ppr:%d:node:PE=%d", p->per_host, pe);
+    else if (p->by_host)
+        pushf(a, "ppr:%d:node", p->per_host);
+    else if (pe)
+        pushf(a, "%s:PE=%d", by, pe);
+    else
+        push_str(a, by);
+}
+
 static void push_binding(struct argv_buf *a, const struct plan *p)
 {
     const char *name = bind_names[p->bind];
     switch (p->bind) {
     case BIND_CORE:
         if (p->oversubscribe) { /* mpirun cannot bind more ranks than cores to cores */
-            error("%d ranks oversubscribe the cores; binding to cores is off "
+            error("%d ranks%s oversubscribe the cores; binding to cores is off "
                   "(--bind-to none)",
-                  p->nproc);
+                  p->by_host ? p->per_host : p->nproc, p->by_host ? " per host" : "");
+            push_map(a, p, NULL, 0);
             push_pair(a, "--bind-to", "none");
             return;
         }
-        push_str(a, "--map-by");
-        pushf(a, "slot:PE=%d", p->cores_per_rank);
+        push_map(a, p, "slot", p->cores_per_rank);
         push_pair(a, "--bind-to", "core");
         return;
     case BIND_NUMA:
     case BIND_SOCKET:
-        push_pair(a, "--map-by", name);
+        push_map(a, p, name, 0);
         if (!p->oversubscribe) {
             push_pair(a, "--bind-to", name);
             return;
         }
         /* mpirun refuses to bind more ranks than cpus to one domain without this */
-        error("%d ranks oversubscribe the cores; binding to %s with overload-allowed",
-              p->nproc, name);
+        error("%d ranks%s oversubscribe the cores; binding to %s with overload-allowed",
+              p->by_host ? p->per_host : p->nproc, p->by_host ? " per host" : "", name);
         push_str(a, "--bind-to");
         pushf(a, "%s:overload-allowed", name);
         return;
     default:
+        push_map(a, p, NULL, 0);
         push_pair(a, "--bind-to", "none");
+    }
+}
+
+/* The value --mca gave key, or NULL. */
+static const char *mca_given(const struct options *o, const char *key)
+{
+    for (int i = 0; i < o->nmca; i++)
+        if (strcmp(o->mca[2 * i], key) == 0)
+            return o->mca[2 * i + 1];
+    return NULL;
+}
+
+/* --mca KEY VALUE for --launch-agent, for --net (MPI over the btls, so that
+ * no UCX or libfabric path bypasses them: shared memory within a host, TCP
+ * restricted to the network between hosts, and the daemons' TCP too), then
+ * every --mca as given. A --mca of a key one of those options sets replaces
+ * that option's value in its place, and says so. */
+static void push_mca(struct argv_buf *a, const struct options *o)
+{
+    const char *implied[][3] = {
+        {"plm_rsh_agent", o->agent, "--launch-agent"},
+        {"pml", o->net ? "ob1" : NULL, "--net"},
+        {"btl", o->net ? "self,vader,tcp" : NULL, "--net"},
+        {"btl_tcp_if_include", o->net, "--net"},
+        {"oob_tcp_if_include", o->net, "--net"},
+    };
+    enum { N_IMPLIED = sizeof implied / sizeof implied[0] };
+    for (int i = 0; i < N_IMPLIED; i++) {
+        const char *key = implied[i][0], *value = implied[i][1], *given;
+        if (!value)
+            continue;
+        if ((given = mca_given(o, key)) != NULL) {
+            fprintf(stderr,
+                    "zero-launch: --mca %s %s replaces the value %s gives it (%s)\n", key,
+                    given, implied[i][2], value);
+            value = given;
+        }
+        push_pair(a, "--mca", key);
+        push_str(a, value);
+    }
+    for (int i = 0; i < o->nmca; i++) {
+        bool done = false;
+        for (int j = 0; j < N_IMPLIED; j++)
+            done |= implied[j][1] && strcmp(implied[j][0], o->mca[2 * i]) == 0;
+        if (!done) {
+            push_pair(a, "--mca", o->mca[2 * i]);
+            push_str(a, o->mca[2 * i + 1]);
+        }
     }
 }
 
@@ -603,6 +890,7 @@ static int build_argv(const struct options *o, const struct plan *p, struct argv
         push_str(a, "--oversubscribe");
     if (o->allow_root)
         push_str(a, "--allow-run-as-root");
+    push_mca(a, o);
     push_binding(a, p);
     /* Open MPI tags each line [job,rank]<stream>:, so the runtime's own
      * "[zrt rank r/n]" prefix is switched off. */
@@ -845,12 +1133,27 @@ static void usage(FILE *f)
         "      --env K=V          pass K=V to every rank (repeatable)\n"
         "      --nvme-path DIR    ranks get ZRT_NVME_PATH=<absolute path of DIR>;\n"
         "                         a missing DIR is created (mode 0700, as mkdir -p)\n"
+        "      --ranks-per-host N\n"
+        "                         N ranks on each host (mpirun --map-by ppr:N:node);\n"
+        "                         the rank count is then the hostfile's hosts times N\n"
+        "                         (a -n that differs is refused)\n"
+        "      --launch-agent PATH\n"
+        "                         how mpirun starts its daemon on the other hosts, in\n"
+        "                         place of ssh (--mca plm_rsh_agent <absolute PATH>)\n"
+        "      --net IF|CIDR[,...]\n"
+        "                         the network between hosts: MPI and mpirun's daemons\n"
+        "                         use TCP on it, ranks of one host shared memory\n"
+        "                         (--mca pml ob1, btl self,vader,tcp,\n"
+        "                         btl_tcp_if_include and oob_tcp_if_include)\n"
+        "      --mca KEY VALUE    an Open MPI MCA parameter (repeatable); one that an\n"
+        "                         option above sets replaces that option's value\n"
         "      --allow-run-as-root\n"
         "                         pass --allow-run-as-root to mpirun; mpirun refuses to\n"
         "                         run as root without it, so CI jobs and containers "
         "that\n"
         "                         run as root need it (it is never added implicitly)\n"
-        "      --dry-run          print the mpirun command line and exit\n"
+        "      --dry-run          print the mpirun command line and exit (and on stderr\n"
+        "                         the OMPI_MCA_* variables mpirun would also read)\n"
         "      --topology         print what hwloc sees and the choices it leads to\n"
         "      --version          print the version and exit\n"
         "  -h, --help             print this help and exit\n",
@@ -866,7 +1169,11 @@ enum {
     OPT_ROOT,
     OPT_DRY,
     OPT_TOPO,
-    OPT_VERSION
+    OPT_VERSION,
+    OPT_RPH,
+    OPT_AGENT,
+    OPT_NET,
+    OPT_MCA
 };
 
 static const struct option long_opts[] = {
@@ -880,6 +1187,10 @@ static const struct option long_opts[] = {
     {"dry-run", no_argument, NULL, OPT_DRY},
     {"topology", no_argument, NULL, OPT_TOPO},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"ranks-per-host", required_argument, NULL, OPT_RPH},
+    {"launch-agent", required_argument, NULL, OPT_AGENT},
+    {"net", required_argument, NULL, OPT_NET},
+    {"mca", required_argument, NULL, OPT_MCA},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -892,6 +1203,25 @@ static int add_env(struct options *o, char *kv)
     if (!is_identifier(kv, (size_t)(eq - kv)))
         return error("--env: '%.*s' is not a valid variable name", (int)(eq - kv), kv);
     o->envs[o->nenv++] = kv;
+    return 0;
+}
+
+/* --mca KEY VALUE: KEY an identifier, given once; value the next argument
+ * (NULL when there is none). */
+static int add_mca(struct options *o, const char *key, const char *value)
+{
+    if (!value || strcmp(value, "--") == 0)
+        return error("--mca %s needs a VALUE (--mca KEY VALUE)", key);
+    if (!is_identifier(key, strlen(key)))
+        return error("--mca: '%s' is not an MCA parameter name (letters, digits, '_')",
+                     key);
+    const char *earlier = mca_given(o, key);
+    if (earlier)
+        return error("--mca %s is given twice ('%s' and '%s'); give it once", key,
+                     earlier, value);
+    o->mca[2 * o->nmca] = key;
+    o->mca[2 * o->nmca + 1] = value;
+    o->nmca++;
     return 0;
 }
 
@@ -916,6 +1246,15 @@ static int handle_option(int c, char *arg, struct options *o)
         return 0;
     case OPT_ENV:
         return add_env(o, arg);
+    case OPT_RPH:
+        return parse_positive(arg, &o->ranks_per_host)
+                   ? 0
+                   : error("--ranks-per-host: '%s' is not a positive integer", arg);
+    case OPT_AGENT:
+        return resolve_agent(arg, &o->agent);
+    case OPT_NET:
+        o->net = arg; /* checked once every option is read (--dry-run) */
+        return 0;
     case OPT_ROOT:
         o->allow_root = true;
         return 0;
@@ -951,17 +1290,25 @@ static int option_error(int c, char **argv)
 static int parse_options(int argc, char **argv, struct options *o)
 {
     o->envs = calloc((size_t)argc, sizeof *o->envs);
-    if (!o->envs)
+    o->mca = calloc((size_t)argc, sizeof *o->mca);
+    if (!o->envs || !o->mca)
         return error("out of memory");
     int c, rc = 0;
     opterr = 0;
-    while (rc == 0 && (c = getopt_long(argc, argv, "+:n:h", long_opts, NULL)) != -1)
-        rc = (c == '?' || c == ':') ? option_error(c, argv) : handle_option(c, optarg, o);
+    while (rc == 0 && (c = getopt_long(argc, argv, "+:n:h", long_opts, NULL)) != -1) {
+        if (c == OPT_MCA) /* two arguments: KEY is optarg, VALUE the next one */
+            rc = add_mca(o, optarg, optind < argc ? argv[optind++] : NULL);
+        else
+            rc = (c == '?' || c == ':') ? option_error(c, argv)
+                                        : handle_option(c, optarg, o);
+    }
     if (rc != 0)
         return rc;
     o->prog = argv + optind;
     if (!o->topology && !*o->prog)
         return error("no PROGRAM given; see 'zero-launch --help'");
+    if (o->net && !o->topology && check_net(o) != 0)
+        return -1;
     return o->nvme_arg ? resolve_nvme(o) : 0;
 }
 
@@ -970,6 +1317,8 @@ static void free_options(struct options *o)
     free(o->config);
     free(o->nvme_path);
     free(o->envs);
+    free(o->agent);
+    free(o->mca);
 }
 
 /* ---- main ------------------------------------------------------------- */
@@ -1001,12 +1350,37 @@ static int print_topology(const struct plan *p)
     return 0;
 }
 
+/* --dry-run: the OMPI_MCA_* variables of the environment, which mpirun reads
+ * though the command line does not show them (a --mca of the same name in
+ * the command line wins). */
+static void print_env_mca(char **v)
+{
+    const char *prefix = "OMPI_MCA_";
+    size_t plen = strlen(prefix);
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, prefix, plen) != 0)
+            continue;
+        const char *key = *e + plen;
+        size_t klen = strcspn(key, "=");
+        bool shown = false;
+        for (int i = 0; v[i] && v[i + 1]; i++)
+            shown |= strcmp(v[i], "--mca") == 0 && strlen(v[i + 1]) == klen &&
+                     strncmp(v[i + 1], key, klen) == 0;
+        fprintf(stderr, "zero-launch: the environment sets %s: mpirun reads it too%s\n",
+                *e,
+                shown ? ", but the command's --mca of that name wins"
+                      : " (it is not in the command)");
+    }
+}
+
 static int launch(const struct options *o)
 {
     hwloc_topology_t t;
-    struct hostfile hf = {0, 0};
+    struct hostfile hf = {0, 0, 0};
     if (o->hostfile && load_hostfile(o->hostfile, &hf) != 0)
         return 1;
+    if (check_ranks_per_host(o, &hf) != 0)
+        return 2;
     if (load_topology(&t, false) != 0)
         return 1;
     struct topo tp = topo_counts(t);
@@ -1016,9 +1390,10 @@ static int launch(const struct options *o)
         return print_topology(&p);
     struct argv_buf a = {0};
     int rc = build_argv(o, &p, &a) != 0 ? 1 : 0;
-    if (rc == 0 && o->dry_run)
+    if (rc == 0 && o->dry_run) {
         print_command(a.v);
-    else if (rc == 0)
+        print_env_mca(a.v);
+    } else if (rc == 0)
         rc = run_mpirun(a.v);
     argv_free(&a);
     return rc;

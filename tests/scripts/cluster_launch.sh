@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# zero-launch across hosts, on a 2-host cluster of network namespaces
+# (scripts/cluster.sh): from inside host 1, `zero-launch --hostfile
+# --launch-agent scripts/cluster-agent.sh --net <the cluster's subnet>
+# --ranks-per-host 2` trains GPT-2 d4 on 2 hosts x 2 ranks at stages 0, 1, 2
+# and 3. Its parameters are bit-identical across the stages and to 4 ranks on
+# one host through zero-launch; ranks 0-1 ran on zrt-h1 and 2-3 on zrt-h2;
+# each rank reached the other rank of its host through shared memory (vader)
+# and the other host's through TCP (Open MPI's BML says so); the job left no
+# process in the hosts, and after `cluster.sh down` nothing the cluster made is
+# left (`cluster.sh check-clean`). Traffic stays between the namespaces the
+# cluster makes. Skipped (77) where network namespaces cannot be made.
+#   cluster_launch.sh ZERO_LAUNCH TRAIN_GPT2 DUMP_COMPARE
+source "$(dirname "$0")/common.sh"
+ZL=$1 TRAIN=$2 COMPARE=$3
+SCRIPTS=$(cd "$(dirname "$0")/../../scripts" && pwd)
+CLUSTER=$SCRIPTS/cluster.sh
+AGENT=$SCRIPTS/cluster-agent.sh
+STEPS=6
+WAIT_S=120 # for another run's cluster to come down (one cluster at a time)
+cluster_up=0
+
+bring_down_and_clean() {
+    [ "$cluster_up" = 0 ] || "$CLUSTER" down || true
+    rm -rf "$WORK"
+}
+trap bring_down_and_clean EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# bring_up_cluster : 2 hosts of 2 slots; waits while another run's cluster
+# is up (cluster.sh up refuses then), at most WAIT_S seconds.
+bring_up_cluster() {
+    local status start=$SECONDS said=0
+    while :; do
+        status=0
+        "$CLUSTER" up 2 --slots 2 >"$WORK/up" 2>&1 || status=$?
+        [ "$status" != 77 ] || { cat "$WORK/up"; exit 77; }
+        [ "$status" != 0 ] || break
+        if ! grep -q "a cluster is up" "$WORK/up" || ((SECONDS - start >= WAIT_S)); then
+            cat "$WORK/up"
+            fail "cluster.sh up 2 (status $status)"
+        fi
+        ((said++)) || echo "a cluster is up (another run's?); waiting up to $WAIT_S s"
+        sleep 2
+    done
+    cluster_up=1
+    cat "$WORK/up"
+    SUBNET=$(awk '$1 == "subnet" {print $2 ".0/24"}' /run/zrt-cluster/state)
+    HOSTFILE=$("$CLUSTER" hostfile)
+    INODES=$(stat -L -c %i /run/netns/zrt-h1 /run/netns/zrt-h2)
+}
+
+ROOT=()
+[ "$(id -u)" != 0 ] || ROOT=(--allow-run-as-root)
+TRAIN_ARGS=(--model d4 --steps "$STEPS" --val-every 0 --sample-len 0)
+# 4 ranks share this machine's cores wherever they run: no binding, one BLAS
+# thread each, and ranks that yield while they wait.
+COMMON=("${ROOT[@]}" --bind none --env OPENBLAS_NUM_THREADS=1 --mca mpi_yield_when_idle 1)
+# Each rank says where it runs, then becomes train_gpt2.
+# shellcheck disable=SC2016 # expanded by the rank's shell
+WHERE=(sh -c 'echo "rank $OMPI_COMM_WORLD_RANK on $(hostname)"; exec "$@"' _)
+
+# on_cluster ZERO_LAUNCH_ARGS... : zero-launch across the hosts, from host 1.
+on_cluster() {
+    "$CLUSTER" exec 1 "$ZL" "${COMMON[@]}" --hostfile "$HOSTFILE" --ranks-per-host 2 \
+        --launch-agent "$AGENT" --net "$SUBNET" "$@"
+}
+
+# run_on_cluster STAGE DUMP : in the background, so that a signal brings the
+# cluster down at once.
+run_on_cluster() {
+    on_cluster --mca btl_base_verbose 100 -- "${WHERE[@]}" "$TRAIN" "${TRAIN_ARGS[@]}" \
+        --stage "$1" --dump-params "$2" >"$WORK/out" 2>&1 &
+    wait $!
+}
+
+# Every line is tagged by Open MPI: [job,rank]<stdout>: or <stderr>:.
+TAG='^\[[0-9]+,[0-9]+\]<std(out|err)>: ?'
+
+check_placement() {
+    local r want
+    for r in 0 1 2 3; do
+        want=zrt-h$((r / 2 + 1))
+        grep -Eq "^\[[0-9]+,$r\]<stdout>: ?rank $r on $want$" "$WORK/out" ||
+            { cat "$WORK/out"; fail "stage $1: rank $r did not run on $want"; }
+    done
+    echo "stage $1: ranks 0-1 on zrt-h1, 2-3 on zrt-h2"
+}
+
+# check_transports STAGE : what each rank's BML chose to reach each other
+# rank (btl_base_verbose): vader within a host, tcp between hosts.
+check_transports() {
+    local host to btl
+    for host in 1 2; do
+        for to in 0 1 2 3; do
+            btl=tcp
+            [ $((to / 2 + 1)) != "$host" ] || btl=vader
+            grep -Eq "$TAG\[zrt-h$host:[0-9]+\] mca: bml: Using $btl btl for send to \[\[[0-9]+,1\],$to\]" \
+                "$WORK/out" ||
+                { cat "$WORK/out"; fail "stage $1: no rank on zrt-h$host used $btl to reach rank $to"; }
+        done
+    done
+    ! grep -Eq "$TAG(\[zrt-h1:[0-9]+\] mca: bml: Using tcp btl for send to \[\[[0-9]+,1\],[01]\]|\[zrt-h2:[0-9]+\] mca: bml: Using tcp btl for send to \[\[[0-9]+,1\],[23]\])" \
+        "$WORK/out" || fail "stage $1: ranks of one host talk over TCP"
+}
+
+# check_only_holders_in_hosts : the job's processes (orted, ranks) have ended
+# on every host (given 2 s after zero-launch returns); only the holders are
+# left. Checked before `down`, which would end them silently.
+check_only_holders_in_hosts() {
+    local i n pids holder
+    for i in 1 2; do
+        holder=$(awk -v n="zrt-h$i" '$1 == "host" && $3 == n {print $6}' /run/zrt-cluster/state)
+        for ((n = 0; n < 20; n++)); do
+            pids=$(ip netns pids "zrt-h$i" | grep -vx "$holder" || true)
+            [ -n "$pids" ] || break
+            sleep 0.1
+        done
+        [ -z "$pids" ] ||
+            fail "processes left in zrt-h$i after the job: $(echo "$pids" | xargs ps -o pid,args -p)"
+    done
+}
+
+# 4 ranks on one host, the reference.
+"$ZL" "${COMMON[@]}" -n 4 -- "$TRAIN" "${TRAIN_ARGS[@]}" --stage 0 \
+    --dump-params "$WORK/one.bin" >"$WORK/out" 2>&1 ||
+    { cat "$WORK/out"; fail "4 ranks on one host"; }
+grep -E "${TAG}final loss" "$WORK/out"
+
+bring_up_cluster
+on_cluster --dry-run -- "$TRAIN" "${TRAIN_ARGS[@]}" || fail "zero-launch --dry-run in zrt-h1"
+for stage in 0 1 2 3; do
+    start=$SECONDS
+    run_on_cluster "$stage" "$WORK/two$stage.bin" ||
+        { cat "$WORK/out"; fail "2 hosts x 2 ranks at stage $stage"; }
+    grep -E "${TAG}final loss" "$WORK/out" | sed "s/^/stage $stage ($((SECONDS - start)) s): /"
+    check_placement "$stage"
+    check_transports "$stage"
+    "$COMPARE" "$WORK/one.bin" "$WORK/two$stage.bin" ||
+        fail "stage $stage: 2 hosts x 2 ranks differ from 4 ranks on one host at stage 0"
+done
+echo "transports: vader within each host, tcp between them"
+check_only_holders_in_hosts
+"$CLUSTER" down
+cluster_up=0
+# shellcheck disable=SC2086 # one inode a word
+"$CLUSTER" check-clean $INODES
+echo "PASS"
