@@ -19,6 +19,7 @@
 #define ZRT_RUNTIME_COMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend.h"
 #include "error.h"
@@ -43,7 +44,9 @@ typedef struct zrt__comm_ops {
                             zrt__comm_req **req);
     /* Advances the request; *done becomes 1 once wait would not block. */
     zrt_status (*test)(zrt__comm *c, zrt__comm_req *req, int *done);
-    /* Completes and frees the request. */
+    /* Completes and frees the request. mpi: fails with ZRT_ERR_REMOTE once
+     * it has blocked timeout_seconds (a lost peer), as barrier and agree do;
+     * the communicator then stays failed (runtime/comm_mpi.c). */
     zrt_status (*wait)(zrt__comm *c, zrt__comm_req *req);
     zrt_status (*barrier)(zrt__comm *c);
     /* Blocking. Every rank passes its own outcome; *first_failed becomes the
@@ -54,6 +57,25 @@ typedef struct zrt__comm_ops {
     void (*destroy)(zrt__comm *c);
 } zrt__comm_ops;
 
+/* Bytes this rank sent, by where the peer runs (MPI_COMM_TYPE_SHARED). */
+typedef struct zrt__comm_bytes {
+    uint64_t same_host, other_host;
+} zrt__comm_bytes;
+
+/* What the communicator sent since it was created. Collectives started for
+ * a layer (zrt__comm_for_layer: the engine's gathers and gradient
+ * reductions, the model states' traffic) count under `layers`; the rest (a
+ * gradient norm, a loss, checkpoints, agree's flags are not counted) under
+ * `other`. The mpi communicator counts what its algorithm sends: reductions
+ * exactly as written (block j to rank j, then an all-reduce's reduced block
+ * to every peer), all-gather and broadcast as the direct ideal (each block to
+ * each peer that lacks it: (N-1)/N of the buffer per rank, a ring's cost),
+ * since MPI's own algorithms are opaque. The split by host is per peer. */
+typedef struct zrt__comm_traffic {
+    zrt__comm_bytes layers, other;
+    uint64_t collectives; /* started with something to send */
+} zrt__comm_traffic;
+
 struct zrt__comm {
     const zrt__comm_ops *ops;
     int rank, size;             /* in the job */
@@ -61,7 +83,22 @@ struct zrt__comm {
     zrt__backend *be;           /* not owned: scratch comes from it */
     zrt__errbuf *err;           /* not owned */
     void *impl;
+    /* mpi: how long one wait, barrier or agree may block before it fails
+     * with ZRT_ERR_REMOTE (a lost peer); 0: no limit. The creator sets it
+     * after create (zrt_ctx_create: comm_timeout_seconds); the nccl
+     * communicator takes its own at create and passes it to its inner one. */
+    double timeout_seconds;
+    /* The layer the next collective started is for (-1: none), named in its
+     * timeout sentence and counted in traffic.layers; a start resets it. */
+    int next_layer;
+    zrt__comm_traffic traffic; /* mpi: counted at each start; nccl: zero */
 };
+
+/* Labels the next collective started on c with the layer it serves. */
+static inline void zrt__comm_for_layer(zrt__comm *c, int layer)
+{
+    c->next_layer = layer;
+}
 
 /* The f32 forms of reduce_scatter and all_reduce (count floats; recv may
  * equal send for all_reduce). */

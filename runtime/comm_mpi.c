@@ -37,12 +37,40 @@
  * the one asked about: an all-reduce's second phase must start on every rank
  * whatever order the ranks wait in, or two ranks waiting on different
  * requests would each hold back what the other needs.
+ *
+ * Lost peers: MPI's own waits end only through TCP's timeouts (many minutes)
+ * when a peer vanishes, so nothing here blocks in MPI. wait, barrier and
+ * agree poll (MPI_Test: spinning for 100 us, yielding the core between polls
+ * up to 10 ms, then napping 50-100 us, so a long wait does not burn a core)
+ * for at most c->timeout_seconds (comm_timeout_seconds; 0: no
+ * limit), counted from the start of that wait: the time a rank blocks, not
+ * the collective's age, so compute between start and wait does not count.
+ * On expiry the call fails with ZRT_ERR_REMOTE and one sentence naming the
+ * collective, its bytes, the layer it served (zrt__comm_for_layer) and the
+ * peers that did not answer where they are known (an all-reduce's second
+ * phase is point-to-point, so its missing senders are named; an MPI
+ * collective cannot say which rank is missing). The communicator is failed
+ * from then on: every later call returns that sentence at once, and destroy
+ * neither frees the MPI communicator nor finalizes MPI (a lost peer would
+ * hold them): the program ends the job (zrt_abort_job -> MPI_Abort), which
+ * also ends the peers still waiting, each within its own timeout at most.
+ *
+ * Traffic: every collective started adds what this rank sends to
+ * c->traffic (comm.h), split by whether the peer is on this host
+ * (MPI_COMM_TYPE_SHARED). The reductions' bytes are exact for the algorithm
+ * above (block j to rank j; an all-reduce's reduced block to each peer);
+ * all-gather and broadcast are MPI's, whose algorithms are opaque, so they
+ * count the direct ideal: each rank's block to each of the N-1 peers (a
+ * ring's (N-1)/N of the buffer per rank), the broadcast root's buffer to
+ * each peer.
  */
 #include <limits.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "comm.h"
 
@@ -51,9 +79,25 @@ typedef struct mpi_impl {
     int owns_mpi;      /* we called MPI_Init_thread, so we finalize */
     unsigned next_tag; /* all-reduces started, for their message tags */
     zrt__comm_req *active; /* requests not yet waited, newest first */
+    int agree_in, agree_out; /* agree's operands: MPI may still write them
+                                after a timeout, so not on the stack */
+    zrt_status failed;       /* ZRT_OK until a wait timed out */
+    char why[ZRT__ERRBUF_SIZE];
 } mpi_impl;
 
 enum { TAG_SPACE = 30000 }; /* MPI guarantees tags up to 32767 */
+
+/* A wait's polling, by how long it has waited: spin, then yield the core
+ * between polls (to a peer rank sharing it, without a timer's latency), then
+ * nap, so a long wait costs a few percent of a core. */
+static const double SPIN_SECONDS = 100e-6, YIELD_SECONDS = 10e-3, LONG_NAP_AFTER = 100e-3;
+enum { NAP_US = 50, LONG_NAP_US = 100 };
+
+/* What a request does, for its timeout sentence and its traffic. */
+typedef enum coll_kind { REDUCE_SCATTER, ALL_REDUCE, ALL_GATHER, BROADCAST } coll_kind;
+
+static const char *const kind_names[] = {"reduce-scatter", "all-reduce", "all-gather",
+                                         "broadcast"};
 
 /* A staged collective's host copies and where its result goes back. */
 typedef struct staging {
@@ -69,6 +113,9 @@ typedef enum req_phase { PHASE_EXCHANGE, PHASE_GATHER, PHASE_DONE } req_phase;
 struct zrt__comm_req {
     MPI_Request *mpi; /* the current phase's requests */
     int nmpi;
+    coll_kind kind;
+    size_t bytes;     /* of the full buffer (broadcast: the buffer) */
+    int layer;        /* the layer it serves, or -1 */
     int tag;          /* all-reduce: phase 2 message tag */
     req_phase phase;
     int gathers_after_reduce; /* all-reduce: phase 2 follows */
@@ -127,6 +174,136 @@ static zrt_status check_op(zrt__comm *c, zrt_reduce_op op, const char *what)
     return ZRT_OK;
 }
 
+/* ---- lost peers ----------------------------------------------------------- */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A poll that found nothing, `waited` seconds into the wait. */
+static void pause_poll(double waited)
+{
+    if (waited < SPIN_SECONDS)
+        return;
+    if (waited < YIELD_SECONDS) {
+        sched_yield();
+        return;
+    }
+    struct timespec ts = {0, (waited < LONG_NAP_AFTER ? NAP_US : LONG_NAP_US) * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+/* After a timeout the communicator is unusable: every call says why. */
+static zrt_status check_failed(zrt__comm *c)
+{
+    mpi_impl *impl = c->impl;
+    if (impl->failed == ZRT_OK)
+        return ZRT_OK;
+    return zrt__fail(c->err, impl->failed, "the MPI communicator failed earlier: %s",
+                     impl->why);
+}
+
+/* "all-gather of 4.00 KiB (4096 bytes; 2.00 KiB per rank) for layer 3" */
+static void describe(const zrt__comm *c, const zrt__comm_req *req, char *buf,
+                     size_t size)
+{
+    char total[48], block[48] = "", layer[32] = "";
+    zrt__fmt_bytes((long long)req->bytes, total, sizeof total);
+    if (req->kind != BROADCAST && req->kind != ALL_REDUCE)
+        zrt__fmt_bytes((long long)(req->bytes / (size_t)c->size), block, sizeof block);
+    if (req->layer >= 0)
+        snprintf(layer, sizeof layer, " for layer %d", req->layer);
+    snprintf(buf, size, "%s of %s%s%s%s", kind_names[req->kind], total,
+             *block ? ", " : "", *block ? block : "", *block ? " per rank" : "");
+    size_t used = strlen(buf);
+    snprintf(buf + used, size - used, "%s", layer);
+}
+
+/* An all-reduce's second phase waits on one receive per peer, so the peers
+ * whose block has not come are known: "ranks 2, 3". Asking completes the
+ * receives that did arrive, which is harmless: the request is failing. */
+static int missing_senders(zrt__comm *c, zrt__comm_req *req, char *buf, size_t size)
+{
+    if (req->phase != PHASE_GATHER || !req->gathers_after_reduce)
+        return 0;
+    int missing = 0, n = 0;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int peer = 0; peer < c->size; peer++) {
+        if (peer == c->rank)
+            continue;
+        int flag = 0;
+        MPI_Request *recv = &req->mpi[2 * n++];
+        if (MPI_Test(recv, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag)
+            continue;
+        int w = snprintf(buf + used, size - used, "%s%d", missing ? ", " : "", peer);
+        if (w > 0 && (size_t)w < size - used)
+            used += (size_t)w;
+        missing++;
+    }
+    return missing;
+}
+
+/* Fails the communicator for good with the sentence about `what`. */
+static zrt_status fail_lost(zrt__comm *c, const char *what, const char *peers,
+                            double waited)
+{
+    mpi_impl *impl = c->impl;
+    snprintf(impl->why, sizeof impl->why,
+             "%s did not complete within %.1f s (comm_timeout_seconds %g): %s; a peer "
+             "is lost or stuck, so the job must end",
+             what, waited, c->timeout_seconds, peers);
+    impl->failed = ZRT_ERR_REMOTE;
+    return zrt__fail(c->err, ZRT_ERR_REMOTE, "%s", impl->why);
+}
+
+/* Who did not answer, when nothing tells which peer it was. */
+static void unknown_peers(const zrt__comm *c, char *buf, size_t size)
+{
+    snprintf(buf, size,
+             "no answer from the other %d rank%s (an MPI collective cannot tell which "
+             "is missing)",
+             c->size - 1, c->size > 2 ? "s" : "");
+}
+
+static zrt_status timed_out(zrt__comm *c, zrt__comm_req *req, double waited)
+{
+    char what[160], who[256], peers[320];
+    describe(c, req, what, sizeof what);
+    int missing = missing_senders(c, req, who, sizeof who);
+    if (missing)
+        snprintf(peers, sizeof peers, "no answer from rank%s %s", missing > 1 ? "s" : "",
+                 who);
+    else
+        unknown_peers(c, peers, sizeof peers);
+    return fail_lost(c, what, peers, waited);
+}
+
+/* Whether a wait that began at `start` has used up the timeout; *waited
+ * becomes how long it has waited. */
+static int expired(const zrt__comm *c, double start, double *waited)
+{
+    *waited = now_seconds() - start;
+    return c->timeout_seconds > 0 && *waited > c->timeout_seconds;
+}
+
+/* ---- traffic ---------------------------------------------------------------- */
+
+/* This rank sends per_peer bytes to each of its N-1 peers: L-1 of them on
+ * its host, N-L on others (L = local_size). */
+static void count_sent(zrt__comm *c, int layer, uint64_t per_peer)
+{
+    zrt__comm_bytes *b = layer >= 0 ? &c->traffic.layers : &c->traffic.other;
+    b->same_host += per_peer * (uint64_t)(c->local_size - 1);
+    b->other_host += per_peer * (uint64_t)(c->size - c->local_size);
+    c->traffic.collectives++;
+}
+
+/* ---- requests --------------------------------------------------------------- */
+
 static zrt_status new_request(zrt__comm *c, zrt__comm_req **out)
 {
     zrt__comm_req *req = calloc(1, sizeof *req);
@@ -142,6 +319,7 @@ static zrt_status new_request(zrt__comm *c, zrt__comm_req **out)
     for (int i = 0; i < 2 * c->size; i++)
         req->mpi[i] = MPI_REQUEST_NULL;
     req->nmpi = 1;
+    req->layer = c->next_layer;
     mpi_impl *impl = c->impl;
     req->next = impl->active;
     impl->active = req;
@@ -290,6 +468,7 @@ static zrt_status copy_back(zrt__comm *c, zrt__comm_req *req)
  * loop must not starve the others. */
 static zrt_status mpi_test(zrt__comm *c, zrt__comm_req *req, int *done)
 {
+    ZRT_CHECK(check_failed(c));
     ZRT_CHECK(advance_all(c));
     *done = req->phase == PHASE_DONE;
     if (*done)
@@ -298,14 +477,25 @@ static zrt_status mpi_test(zrt__comm *c, zrt__comm_req *req, int *done)
 }
 
 /* Polls rather than blocking in MPI_Wait, so that every request in flight
- * keeps moving while this one completes (MPI_Wait spins as well). */
+ * keeps moving while this one completes, and a lost peer ends the wait
+ * after c->timeout_seconds. */
 static zrt_status mpi_wait(zrt__comm *c, zrt__comm_req *req)
 {
+    ZRT_CHECK(check_failed(c));
     zrt_status st = ZRT_OK;
-    while (st == ZRT_OK && req->phase != PHASE_DONE)
+    double start = now_seconds(), waited = 0.0;
+    while (st == ZRT_OK && req->phase != PHASE_DONE) {
         st = advance_all(c);
-    /* After an MPI failure the request's buffers may still be in MPI's
-     * hands: keep them (the communicator is unusable; end the job). */
+        if (st != ZRT_OK || req->phase == PHASE_DONE)
+            break;
+        if (expired(c, start, &waited))
+            st = timed_out(c, req, waited);
+        else
+            pause_poll(waited);
+    }
+    /* After an MPI failure or a timeout the request's buffers may still be
+     * in MPI's hands: keep them (the communicator is unusable; end the
+     * job). */
     if (st != ZRT_OK)
         return st;
     st = copy_back(c, req);
@@ -313,17 +503,25 @@ static zrt_status mpi_wait(zrt__comm *c, zrt__comm_req *req)
     return st;
 }
 
-/* Completes one raw MPI request (barrier, agree) the same way. */
-static zrt_status wait_raw(zrt__comm *c, MPI_Request *raw, const char *what)
+/* Completes one raw MPI request (barrier, agree: `what`) the same way. */
+static zrt_status wait_raw(zrt__comm *c, MPI_Request *raw, const char *call,
+                           const char *what)
 {
+    double start = now_seconds(), waited = 0.0;
     for (;;) {
         int flag = 0;
         int rc = MPI_Test(raw, &flag, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS)
-            return mpi_fail(c, rc, what);
+            return mpi_fail(c, rc, call);
         if (flag)
             return ZRT_OK;
         ZRT_CHECK(advance_all(c));
+        if (expired(c, start, &waited)) {
+            char peers[128];
+            unknown_peers(c, peers, sizeof peers);
+            return fail_lost(c, what, peers, waited);
+        }
+        pause_poll(waited);
     }
 }
 
@@ -376,11 +574,14 @@ static zrt_status host_reduce_scatter(zrt__comm *c, const void *send, void *recv
     ZRT_CHECK(new_reduction(c, dtype, op, &req));
     req->block = count;
     req->reduce_out = recv;
+    req->kind = REDUCE_SCATTER;
+    req->bytes = (size_t)c->size * count * req->esize;
     zrt_status st = start_exchange(c, req, send);
     if (st != ZRT_OK) {
         free_request(c, req);
         return st;
     }
+    count_sent(c, req->layer, (uint64_t)block_bytes(req)); /* block j to rank j */
     *out = req;
     return ZRT_OK;
 }
@@ -412,6 +613,8 @@ static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
         return single_rank_reduce(c, send, recv, count * esize, out);
     zrt__comm_req *req = NULL;
     ZRT_CHECK(new_reduction(c, dtype, op, &req));
+    req->kind = ALL_REDUCE;
+    req->bytes = count * esize;
     size_t n = (size_t)c->size;
     size_t padded_count = (count + n - 1) / n * n;
     zrt_status st;
@@ -432,6 +635,9 @@ static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
         free_request(c, req);
         return st;
     }
+    /* the padded block to each peer twice: its share to reduce, then the
+     * reduced block */
+    count_sent(c, req->layer, 2 * (uint64_t)block_bytes(req));
     *out = req;
     return ZRT_OK;
 }
@@ -455,6 +661,8 @@ static zrt_status host_all_gather(zrt__comm *c, const void *send, void *recv,
     zrt__comm_req *req = NULL;
     ZRT_CHECK(new_request(c, &req));
     req->phase = PHASE_GATHER;
+    req->kind = ALL_GATHER;
+    req->bytes = (size_t)c->size * bytes;
     const void *source = send == own_block ? MPI_IN_PLACE : send;
     int rc = MPI_Iallgather(source, (int)bytes, MPI_BYTE, recv, (int)bytes,
                             MPI_BYTE, comm_of(c), &req->mpi[0]);
@@ -462,6 +670,7 @@ static zrt_status host_all_gather(zrt__comm *c, const void *send, void *recv,
         free_request(c, req);
         return mpi_fail(c, rc, "MPI_Iallgather");
     }
+    count_sent(c, req->layer, bytes); /* the direct ideal: own block to each peer */
     *out = req;
     return ZRT_OK;
 }
@@ -477,11 +686,15 @@ static zrt_status host_broadcast(zrt__comm *c, void *buf, size_t bytes, int root
     zrt__comm_req *req = NULL;
     ZRT_CHECK(new_request(c, &req));
     req->phase = PHASE_GATHER;
+    req->kind = BROADCAST;
+    req->bytes = bytes;
     int rc = MPI_Ibcast(buf, (int)bytes, MPI_BYTE, root, comm_of(c), &req->mpi[0]);
     if (rc != MPI_SUCCESS) {
         free_request(c, req);
         return mpi_fail(c, rc, "MPI_Ibcast");
     }
+    if (bytes > 0) /* the direct ideal: the root's buffer to each peer */
+        count_sent(c, req->layer, c->rank == root ? bytes : 0);
     *out = req;
     return ZRT_OK;
 }
@@ -601,8 +814,12 @@ static zrt_status mpi_reduce_scatter(zrt__comm *c, const void *send, void *recv,
                                      size_t count, zrt_dtype dtype, zrt_reduce_op op,
                                      zrt__comm_req **out)
 {
-    return reduction(c, "reduce-scatter", host_reduce_scatter, (size_t)c->size,
-                     (size_t)c->rank, send, recv, count, dtype, op, out);
+    zrt_status st = check_failed(c);
+    if (st == ZRT_OK)
+        st = reduction(c, "reduce-scatter", host_reduce_scatter, (size_t)c->size,
+                       (size_t)c->rank, send, recv, count, dtype, op, out);
+    c->next_layer = -1; /* the label was this collective's */
+    return st;
 }
 
 /* count elements each; in place when recv is send. */
@@ -610,15 +827,18 @@ static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv,
                                  size_t count, zrt_dtype dtype, zrt_reduce_op op,
                                  zrt__comm_req **out)
 {
-    return reduction(c, "all-reduce", host_all_reduce, 1, 0, send, recv, count, dtype, op,
-                     out);
+    zrt_status st = check_failed(c);
+    if (st == ZRT_OK)
+        st = reduction(c, "all-reduce", host_all_reduce, 1, 0, send, recv, count, dtype,
+                       op, out);
+    c->next_layer = -1;
+    return st;
 }
 
 /* send: count elements, recv: size * count; in place when send is recv's
  * block r, copied into the staged output's block r. */
-static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
-                                 size_t count, zrt_dtype dtype,
-                                 zrt__comm_req **out)
+static zrt_status staged_all_gather(zrt__comm *c, const void *send, void *recv,
+                                    size_t count, zrt_dtype dtype, zrt__comm_req **out)
 {
     size_t esize = zrt_dtype_size(dtype);
     if (count == 0 || esize == 0 || (!on_device(c, send) && !on_device(c, recv)))
@@ -650,9 +870,19 @@ done:
     return stage_attach(c, &s, st, out);
 }
 
+static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
+                                 size_t count, zrt_dtype dtype, zrt__comm_req **out)
+{
+    zrt_status st = check_failed(c);
+    if (st == ZRT_OK)
+        st = staged_all_gather(c, send, recv, count, dtype, out);
+    c->next_layer = -1;
+    return st;
+}
+
 /* The root's bytes go in; every other rank's come back. */
-static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
-                                zrt__comm_req **out)
+static zrt_status staged_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
+                                   zrt__comm_req **out)
 {
     if (bytes == 0 || !on_device(c, buf) || root < 0 || root >= c->size)
         return host_broadcast(c, buf, bytes, root, out);
@@ -667,21 +897,39 @@ static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
     return stage_attach(c, &s, st, out);
 }
 
-static zrt_status mpi_barrier(zrt__comm *c)
+static zrt_status mpi_broadcast(zrt__comm *c, void *buf, size_t bytes, int root,
+                                zrt__comm_req **out)
 {
-    MPI_Request raw;
-    MPI_TRY(c, MPI_Ibarrier(comm_of(c), &raw));
-    return wait_raw(c, &raw, "MPI_Ibarrier");
+    zrt_status st = check_failed(c);
+    if (st == ZRT_OK)
+        st = staged_broadcast(c, buf, bytes, root, out);
+    c->next_layer = -1;
+    return st;
 }
 
+static zrt_status mpi_barrier(zrt__comm *c)
+{
+    ZRT_CHECK(check_failed(c));
+    MPI_Request raw;
+    MPI_TRY(c, MPI_Ibarrier(comm_of(c), &raw));
+    return wait_raw(c, &raw, "MPI_Ibarrier", "barrier");
+}
+
+/* A failed communicator cannot agree: it returns its sentence instead. */
 static zrt_status mpi_agree(zrt__comm *c, zrt_status local, int *first_failed)
 {
-    int mine = local == ZRT_OK ? INT_MAX : c->rank;
-    int lowest = INT_MAX;
+    ZRT_CHECK(check_failed(c));
+    mpi_impl *impl = c->impl;
+    impl->agree_in = local == ZRT_OK ? INT_MAX : c->rank;
+    impl->agree_out = INT_MAX;
     MPI_Request raw;
-    MPI_TRY(c, MPI_Iallreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm_of(c), &raw));
-    ZRT_CHECK(wait_raw(c, &raw, "MPI_Iallreduce"));
-    *first_failed = lowest == INT_MAX ? -1 : lowest;
+    MPI_TRY(c, MPI_Iallreduce(&impl->agree_in, &impl->agree_out, 1, MPI_INT, MPI_MIN,
+                              comm_of(c), &raw));
+    char what[64];
+    snprintf(what, sizeof what, "agree (an all-reduce of one int, this rank %s)",
+             local == ZRT_OK ? "ok" : "failed");
+    ZRT_CHECK(wait_raw(c, &raw, "MPI_Iallreduce", what));
+    *first_failed = impl->agree_out == INT_MAX ? -1 : impl->agree_out;
     return ZRT_OK;
 }
 
@@ -691,9 +939,16 @@ static zrt_status mpi_abort_job(zrt__comm *c, int exit_code)
     return ZRT_OK;
 }
 
+/* After a timeout, MPI_Comm_free and MPI_Finalize could wait for the lost
+ * peer: both are skipped (the job is to be ended by abort_job). */
 static void mpi_destroy(zrt__comm *c)
 {
     mpi_impl *impl = c->impl;
+    if (impl->failed != ZRT_OK) {
+        free(impl);
+        free(c);
+        return;
+    }
     MPI_Comm_free(&impl->comm);
     if (impl->owns_mpi)
         MPI_Finalize();
@@ -767,7 +1022,8 @@ zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err,
     MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN);
     if (impl->owns_mpi)
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    *c = (zrt__comm){.ops = &mpi_ops, .be = be, .err = err, .impl = impl};
+    *c = (zrt__comm){.ops = &mpi_ops, .be = be, .err = err, .impl = impl,
+                     .next_layer = -1};
     st = describe_world(c);
     if (st != ZRT_OK) {
         mpi_destroy(c);

@@ -434,7 +434,8 @@ static zrt_status empty_request(zrt__comm *c, zrt__comm_req **out)
 }
 
 /* A device collective: ordered after be->stream's work, watched until done. */
-static zrt_status start_device(zrt__comm *c, const coll *k, zrt__comm_req **out)
+static zrt_status start_device(zrt__comm *c, const coll *k, int layer,
+                               zrt__comm_req **out)
 {
     nccl_impl *impl = c->impl;
     zrt__comm_req *req = NULL;
@@ -445,6 +446,10 @@ static zrt_status start_device(zrt__comm *c, const coll *k, zrt__comm_req **out)
         return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY, "cannot allocate a watch entry");
     }
     describe(k, w->what, sizeof w->what);
+    if (layer >= 0) {
+        size_t used = strlen(w->what);
+        snprintf(w->what + used, sizeof w->what - used, " for layer %d", layer);
+    }
     const char *call = "cudaEventCreateWithFlags";
     cudaError_t crc = cudaEventCreateWithFlags(&w->done, cudaEventDisableTiming);
     if (crc == cudaSuccess) {
@@ -501,17 +506,21 @@ static int on_device(zrt__comm *c, const void *ptr)
     return ptr && zrt__be_on_device(c->be, ptr);
 }
 
-/* Device buffers to NCCL; a host buffer anywhere, to MPI. */
+/* Device buffers to NCCL; a host buffer anywhere, to MPI. The layer label
+ * (zrt__comm_for_layer) is this collective's: taken here, passed on. */
 static zrt_status start(zrt__comm *c, const coll *k, zrt__comm_req **out)
 {
     nccl_impl *impl = c->impl;
     zrt__comm *mpi = impl->mpi;
+    int layer = c->next_layer;
+    c->next_layer = -1;
     ZRT_CHECK(check_args(c, k));
     ZRT_CHECK(check_failed(c));
     if (k->count == 0)
         return empty_request(c, out);
     if (on_device(c, k->send) && on_device(c, k->recv))
-        return start_device(c, k, out);
+        return start_device(c, k, layer, out);
+    mpi->next_layer = layer;
     zrt__comm_req *inner = NULL;
     zrt_status st = ZRT_ERR_INTERNAL;
     switch (k->kind) {
@@ -930,7 +939,12 @@ zrt_status zrt__comm_nccl_create(zrt__backend *be, zrt__errbuf *err,
         return zrt__fail(err, ZRT_ERR_OUT_OF_MEMORY,
                          "cannot allocate the nccl communicator");
     }
-    *c = (zrt__comm){.ops = &nccl_ops, .be = be, .err = err, .impl = impl};
+    *c = (zrt__comm){.ops = &nccl_ops,
+                     .be = be,
+                     .err = err,
+                     .impl = impl,
+                     .timeout_seconds = timeout_seconds,
+                     .next_layer = -1};
     impl->device = device;
     impl->timeout = timeout_seconds;
     zrt_status st = init_sync(c, impl);
@@ -941,6 +955,8 @@ zrt_status zrt__comm_nccl_create(zrt__backend *be, zrt__errbuf *err,
     }
     st = zrt__comm_mpi_create(be, err, &impl->mpi);
     if (st == ZRT_OK) {
+        /* host buffers, agree and barrier: bounded like NCCL's collectives */
+        impl->mpi->timeout_seconds = timeout_seconds;
         c->rank = impl->mpi->rank;
         c->size = impl->mpi->size;
         c->local_rank = impl->mpi->local_rank;

@@ -87,8 +87,10 @@ static zrt_status create_comm(zrt_ctx *ctx)
     zrt__comm_params p = {.be = ctx->be,
                           .err = &ctx->err,
                           .timeout_seconds = (double)ctx->cfg.comm_timeout_seconds};
-    return zrt__comm_create_by_name(which == ZRT_COMM_MPI ? "mpi" : "nccl", &p,
-                                    &ctx->comm);
+    ZRT_CHECK(zrt__comm_create_by_name(which == ZRT_COMM_MPI ? "mpi" : "nccl", &p,
+                                       &ctx->comm));
+    ctx->comm->timeout_seconds = p.timeout_seconds; /* bounds the mpi waits too */
+    return ZRT_OK;
 }
 
 /* Config errors found before a context exists have nowhere to be stored:

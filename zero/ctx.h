@@ -82,6 +82,8 @@ typedef struct zrt__user_buf {
     struct zrt__user_buf *next;
 } zrt__user_buf;
 
+enum { ZRT__TRAFFIC_STEPS = 8 }; /* steps whose traffic the report lists */
+
 struct zrt_ctx {
     zrt_config cfg;
     zrt__errbuf err;
@@ -125,6 +127,10 @@ struct zrt_ctx {
     int nvme_slot;              /* which of the two slots is current */
     int fetches_queued;         /* shard reads queued ahead of their gathers */
     double comm_wait_seconds; /* blocked in zrt__comm_wait */
+    /* the communicator's traffic per optimizer step (zero/report.c) */
+    zrt__comm_traffic traffic_mark; /* comm->traffic at the last step's end */
+    zrt__comm_traffic traffic_steps[ZRT__TRAFFIC_STEPS]; /* steps 1.. */
+    int traffic_nsteps;                                  /* recorded */
 };
 
 /* Labels what follows (allocations, the timeline, the peaks) with a phase
@@ -139,6 +145,10 @@ zrt_status zrt__require_ctx(const zrt_ctx *ctx);
 zrt_status zrt__require_finalized(zrt_ctx *ctx, const char *call);
 zrt_status zrt__require_layer(zrt_ctx *ctx, int layer, const char *call);
 zrt_status zrt__require_param(zrt_ctx *ctx, zrt_param param, const char *call);
+
+/* Ends an optimizer step's traffic record (zrt_step, once the step's
+ * collectives have started): what comm->traffic gained since the last. */
+void zrt__traffic_step_end(zrt_ctx *ctx);
 
 /* Waits for a collective, counting the time blocked in comm_wait_seconds. */
 zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req);

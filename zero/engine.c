@@ -248,6 +248,7 @@ static zrt_status start_gather(zrt_ctx *ctx, int layer)
     if (!ls->param_full.ptr)
         ZRT_CHECK(alloc_elems(ctx, &ls->param_full, flat_of(ctx, layer),
                               ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
+    zrt__comm_for_layer(ctx->comm, layer);
     ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, shard, ls->param_full.ptr,
                                          (size_t)shard_of(ctx, layer), ctx->pdtype,
                                          &ls->gather));
@@ -407,6 +408,7 @@ static zrt_status start_reduction(zrt_ctx *ctx, int layer)
     ZRT_CHECK(make_room_for_reduction(ctx, flat));
     void *grad = ls->grad_full.ptr;
     const zrt__comm_ops *ops = ctx->comm->ops;
+    zrt__comm_for_layer(ctx->comm, layer);
     if (ctx->cfg.stage == 0)
         ZRT_CHECK(ops->all_reduce(ctx->comm, grad, grad, (size_t)flat, ctx->pdtype,
                                   ZRT_AVG, &ls->reduce));
@@ -626,6 +628,7 @@ static zrt_status start_param_gathers(zrt_ctx *ctx)
              old++)
             ZRT_CHECK(zrt__wait_gather(ctx, old));
         void *full = ls->param_full.ptr;
+        zrt__comm_for_layer(ctx->comm, l);
         ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, zrt__elem(ctx, full, ls->range_lo),
                                              full, (size_t)shard_of(ctx, l), ctx->pdtype,
                                              &ls->gather));
@@ -825,6 +828,7 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
         ZRT_CHECK(start_param_gathers(ctx));
     if (ctx->cfg.stage == 3)
         ZRT_CHECK(refresh_stage3_params(ctx));
+    zrt__traffic_step_end(ctx);
     zrt__trace_step_end(&ctx->trace);
     zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1); /* of the next step */
     return zero_owned_grads(ctx);

@@ -1,7 +1,8 @@
 /*
  * zero/report.c — the per-rank memory report (JSON): who this rank is, the
  * memory plan, the timeline of the first steps, and the current and peak
- * bytes per tier and category with the phase of each tier's peak.
+ * bytes per tier and category with the phase of each tier's peak, and what
+ * the communicator sent in the first steps beside the ZeRO paper's theory.
  * Written to "<path>.tmp.<pid>", fsynced, then renamed over <path>, so a
  * reader never sees half a report.
  */
@@ -111,6 +112,85 @@ static void write_timeline(FILE *f, const zrt__mem_account *a)
     fprintf(f, "]\n  },\n");
 }
 
+/* ---- traffic ---------------------------------------------------------------- */
+
+static zrt__comm_bytes bytes_minus(zrt__comm_bytes a, zrt__comm_bytes b)
+{
+    return (zrt__comm_bytes){a.same_host - b.same_host, a.other_host - b.other_host};
+}
+
+void zrt__traffic_step_end(zrt_ctx *ctx)
+{
+    const zrt__comm_traffic *now = &ctx->comm->traffic, *mark = &ctx->traffic_mark;
+    if (ctx->traffic_nsteps < ZRT__TRAFFIC_STEPS)
+        ctx->traffic_steps[ctx->traffic_nsteps++] =
+            (zrt__comm_traffic){.layers = bytes_minus(now->layers, mark->layers),
+                                .other = bytes_minus(now->other, mark->other),
+                                .collectives = now->collectives - mark->collectives};
+    ctx->traffic_mark = *now;
+}
+
+static void write_bytes(FILE *f, const char *key, zrt__comm_bytes b)
+{
+    fprintf(f, "\"%s\": {\"same_host\": %llu, \"other_host\": %llu}", key,
+            (unsigned long long)b.same_host, (unsigned long long)b.other_host);
+}
+
+static void write_traffic(FILE *f, const zrt__comm_traffic *t)
+{
+    write_bytes(f, "layers", t->layers);
+    fprintf(f, ", ");
+    write_bytes(f, "other", t->other);
+    fprintf(f, ", \"collectives\": %llu", (unsigned long long)t->collectives);
+}
+
+/* The ZeRO paper's volume per rank and step (2 psi at stages 0-2: an
+ * all-reduce, or a reduce-scatter and an all-gather; 3 psi at stage 3: the
+ * forward and backward all-gathers and the reduce-scatter), each collective
+ * sending (N-1)/N of psi: psi is the padded elements (every layer a multiple
+ * of N) in bytes of the parameter dtype, zrt_fit_cost_of's formula. It is
+ * what `layers` holds per step with one micro-step, and at stage 3 with no
+ * layer kept gathered between its forward and backward (persistence
+ * threshold and prefetch bucket 0); the split by host is per peer, as the
+ * communicator counts it. */
+static void write_theory(FILE *f, zrt_ctx *ctx)
+{
+    const zrt__comm *c = ctx->comm;
+    zrt_fit_cost cost = {0};
+    zrt_config cfg = ctx->cfg;
+    zrt_fit_cost_of(&cfg, ctx->plan.total_flat_numel, (int)ctx->esize, c->size, &cost);
+    uint64_t total = (uint64_t)cost.comm_bytes, peers = (uint64_t)(c->size - 1);
+    uint64_t same = peers ? total / peers * (uint64_t)(c->local_size - 1) : 0;
+    fprintf(f,
+            "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
+            "\"psi_multiple\": %d, \"bytes_per_step\": %llu, ",
+            (long long)ctx->plan.total_flat_numel, ctx->esize,
+            ctx->cfg.stage == 3 ? 3 : 2, (unsigned long long)total);
+    write_bytes(f, "layers", (zrt__comm_bytes){same, total - same});
+    fprintf(f, "},\n");
+}
+
+static void write_comm(FILE *f, zrt_ctx *ctx)
+{
+    const zrt__comm *c = ctx->comm;
+    fprintf(f,
+            "  \"comm\": {\"communicator\": \"%s\", \"local_size\": %d, "
+            "\"model\": \"%s\",\n",
+            c->ops->name, c->local_size,
+            "bytes sent: reductions as sent, all-gather and broadcast as the direct "
+            "ideal ((N-1)/N of the buffer per rank)");
+    write_theory(f, ctx);
+    fprintf(f, "    \"steps\": [");
+    for (int i = 0; i < ctx->traffic_nsteps; i++) {
+        fprintf(f, "%s{\"step\": %d, ", i ? ",\n              " : "", i + 1);
+        write_traffic(f, &ctx->traffic_steps[i]);
+        fprintf(f, "}");
+    }
+    fprintf(f, "],\n    \"total\": {");
+    write_traffic(f, &c->traffic);
+    fprintf(f, "}\n  },\n");
+}
+
 static void write_json(zrt_ctx *ctx, FILE *f)
 {
     const zrt__mem_account *a = &ctx->acct;
@@ -127,6 +207,8 @@ static void write_json(zrt_ctx *ctx, FILE *f)
             zrt__mixed(ctx) ? (zrt__nvme_configured(ctx) ? 8 : 4) : 0);
     write_plan(f, ctx);
     write_timeline(f, a);
+    if (ctx->finalized)
+        write_comm(f, ctx);
     fprintf(f, "  \"tiers\": {\n");
     for (int t = 0; t < ZRT_TIER_COUNT; t++)
         write_tier(f, a, t);

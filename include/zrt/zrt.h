@@ -214,9 +214,11 @@ typedef struct zrt_config {
     zrt_offload_config offload_param;     /* parameter shards: stage 3 */
     zrt_aio_config aio;
     int communicator;           /* zrt_communicator: how ranks exchange data */
-    float comm_timeout_seconds; /* nccl: a collective that has not completed
-                                    after this long (a lost peer) ends the job
-                                    with an error instead of a hang; 0: never */
+    float comm_timeout_seconds; /* mpi and nccl: a wait on a collective (and
+                                    agree, barrier) that has not completed after
+                                    this long (a lost peer) fails with
+                                    ZRT_ERR_REMOTE and a sentence naming it,
+                                    instead of a hang; 0: never; else >= 0.001 */
 } zrt_config;
 
 /* "communicator" in the config. auto: nccl on the cuda backend when every

@@ -144,12 +144,43 @@ static void set_triplet(table *t, int row, int i, int64_t plan, int64_t peak,
                 peak > plan ? " !" : "");
 }
 
+static int comm_used(const report *r, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (r[i].has_comm && r[i].comm_steps > 0)
+            return 1;
+    return 0;
+}
+
+enum { COMM_ROWS = 3 };
+
 static int count_rows(const report *r, int n)
 {
     int rows = 2;
     for (int t = 0; t < ZRT_TIER_COUNT; t++)
         rows += tier_used(r, n, t) ? ZRT_CAT_COUNT + 2 : 1; /* + a blank line */
-    return rows;
+    return rows + (comm_used(r, n) ? 1 + COMM_ROWS : 0);
+}
+
+/* Bytes sent per step: the model states' by peer class against the ZeRO
+ * paper's theory ("planned"), and the other collectives'. */
+static void fill_comm_rows(table *tb, int *row, const report *r, int n, const units *u)
+{
+    static const char *const names[COMM_ROWS] = {"same host", "other hosts",
+                                                 "other collectives"};
+    (*row)++; /* a blank line after the last tier */
+    for (int k = 0; k < COMM_ROWS; k++, (*row)++) {
+        zr_set_cell(tb, *row, 0, "sent/step");
+        zr_set_cell(tb, *row, 1, "%s", names[k]);
+        for (int i = 0; i < n; i++) {
+            if (!r[i].has_comm || r[i].comm_steps == 0)
+                continue;
+            if (k < 2)
+                set_triplet(tb, *row, i, r[i].comm_theory[k], r[i].comm_sent[k], u);
+            else
+                set_triplet(tb, *row, i, NO_PLAN, r[i].comm_other, u);
+        }
+    }
 }
 
 static void fill_tier_rows(table *tb, int *row, const report *r, int n, int t,
@@ -189,6 +220,8 @@ static int fill_table(table *tb, const report *r, int n, const units *u)
     int row = 2;
     for (int t = 0; t < ZRT_TIER_COUNT; t++)
         fill_tier_rows(tb, &row, r, n, t, u);
+    if (comm_used(r, n))
+        fill_comm_rows(tb, &row, r, n, u);
     return 0;
 }
 
@@ -310,6 +343,21 @@ static int check_tolerance(summary *s, const report *r, int n, const tolerance *
                        tol->percent, zr_grouped(bytes, sizeof bytes, tol->bytes));
 }
 
+/* What the sent/step rows are. */
+static int add_comm_lines(strlist *l, const report *r, int n)
+{
+    int uneven = 0;
+    for (int i = 0; i < n; i++)
+        uneven |= r[i].comm_uneven;
+    return zr_add_line(l,
+                       "sent/step: bytes one rank's collectives sent in one optimizer "
+                       "step (the largest of the %d recorded%s), the model states' by "
+                       "peer class against the ZeRO paper's %s (N-1)/N of the padded "
+                       "parameters (\"planned\"), the rest (norms, losses) unplanned",
+                       r[0].comm_steps, uneven ? "; they differ" : ", all equal",
+                       r[0].stage == 3 ? "3 psi" : "2 psi");
+}
+
 /* ---- the summary --------------------------------------------------------- */
 
 int zr_summarize(const report *r, int n, const units *u, const tolerance *tol,
@@ -321,6 +369,8 @@ int zr_summarize(const report *r, int n, const units *u, const tolerance *tol,
     for (int t = 0; t < ZRT_TIER_COUNT; t++)
         if (tier_used(r, n, t) && add_peak_lines(&out->peaks, r, n, t, u))
             return EXIT_BAD_INPUT;
+    if (comm_used(r, n) && add_comm_lines(&out->peaks, r, n))
+        return EXIT_BAD_INPUT;
     if (check_over_plan(out, r, n))
         return EXIT_BAD_INPUT;
     return tol->given ? check_tolerance(out, r, n, tol) : 0;

@@ -205,6 +205,64 @@ static int read_plan(report *r, json_t *doc)
     return 0;
 }
 
+/* {"same_host": a, "other_host": b} at obj[key] into out[0], out[1]. */
+static int read_peer_bytes(const char *file, json_t *obj, const char *key,
+                           const char *where, int64_t out[2])
+{
+    json_t *b;
+    char k[160];
+    key_path(k, sizeof k, where, key);
+    return get_object(file, obj, key, where, &b) ||
+           get_int(file, b, "same_host", k, 0, &out[0]) ||
+           get_int(file, b, "other_host", k, 0, &out[1]);
+}
+
+/* One recorded step: its model-state bytes and the rest, kept when largest. */
+static int read_comm_step(report *r, json_t *step, const char *where)
+{
+    int64_t layers[2], other[2];
+    if (!json_is_object(step))
+        return zr_error("%s: '%s' is not an object", r->path, where);
+    if (read_peer_bytes(r->path, step, "layers", where, layers) ||
+        read_peer_bytes(r->path, step, "other", where, other))
+        return EXIT_BAD_INPUT;
+    if (r->comm_steps > 0 &&
+        (layers[0] != r->comm_sent[0] || layers[1] != r->comm_sent[1]))
+        r->comm_uneven = 1;
+    if (r->comm_steps == 0 || layers[0] + layers[1] > r->comm_sent[0] + r->comm_sent[1]) {
+        r->comm_sent[0] = layers[0];
+        r->comm_sent[1] = layers[1];
+    }
+    if (other[0] + other[1] > r->comm_other)
+        r->comm_other = other[0] + other[1];
+    r->comm_steps++;
+    return 0;
+}
+
+/* "comm", optional: the theory and the recorded steps. */
+static int read_comm(report *r, json_t *doc)
+{
+    json_t *comm = json_object_get(doc, "comm"), *theory, *steps;
+    if (!comm)
+        return 0;
+    if (get_object(r->path, doc, "comm", "", &comm) ||
+        get_object(r->path, comm, "theory", "comm", &theory) ||
+        read_peer_bytes(r->path, theory, "layers", "comm.theory", r->comm_theory) ||
+        get_typed(r->path, comm, "steps", "comm", JSON_ARRAY, "an array", &steps))
+        return EXIT_BAD_INPUT;
+    size_t i;
+    json_t *step;
+    json_array_foreach(steps, i, step)
+    {
+        char where[48];
+        snprintf(where, sizeof where, "comm.steps[%zu]", i);
+        if (read_comm_step(r, step, where))
+            return EXIT_BAD_INPUT;
+    }
+    r->has_comm = 1;
+    return 0;
+}
+
 static int read_document(report *r, json_t *doc, int with_timeline)
 {
     int64_t rank = 0, world = 1, stage = 0;
@@ -215,7 +273,8 @@ static int read_document(report *r, json_t *doc, int with_timeline)
         get_int(r->path, doc, "stage", "", 0, &stage) ||
         get_int(r->path, doc, "param_count", "", 0, &r->param_count) ||
         get_opt_int(r->path, doc, "steps", "", 0, &r->steps) || read_tiers(r, doc) ||
-        read_plan(r, doc) || (with_timeline && zr_read_timeline(r->path, doc, &r->tl)))
+        read_plan(r, doc) || read_comm(r, doc) ||
+        (with_timeline && zr_read_timeline(r->path, doc, &r->tl)))
         return EXIT_BAD_INPUT;
     if (rank >= world || world > INT_MAX || stage > 3)
         return zr_error("%s: rank %lld, world_size %lld, stage %lld do not make sense "

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# A rank that stops mid-run (kill -STOP: alive, holding its sockets, answering
+# nothing, as a hung or partitioned host would) ends the job within
+# comm_timeout_seconds and a margin instead of hanging it until TCP gives up:
+# the other rank's wait fails with a sentence naming the collective, its
+# bytes and the layer, the example calls zrt_abort_job, and MPI_Abort takes
+# every process, the stopped one included. Stages 0 (all-reduce) and 3
+# (all-gather, reduce-scatter).
+#   comm_lost_peer.sh MLP
+source "$(dirname "$0")/common.sh"
+MLP=$1
+LIMIT=10 # seconds from the stop to the job's end (timeout 3)
+cleanup() {
+    local p
+    for p in $(pgrep -f -- "^$MLP " || true); do
+        kill -CONT "$p" 2>/dev/null || true
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+cat >"$WORK/zero.json" <<'JSON'
+{"zero_optimization": {"stage3_prefetch_bucket_size": 50000,
+                       "stage3_param_persistence_threshold": 1000},
+ "comm_timeout_seconds": 3}
+JSON
+# rank_pid R: the pid of the mlp process that is rank R.
+rank_pid() {
+    local p
+    for p in $(pgrep -f -- "^$MLP " || true); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+for stage in 0 3; do
+    # shellcheck disable=SC2086
+    timeout 120 $MPIRUN -np 2 "$MLP" --stage "$stage" --steps 1000000 --hidden 300 --depth 4 \
+        --config "$WORK/zero.json" >"$WORK/out" 2>&1 &
+    job=$!
+    for _ in $(seq 100); do # until training runs
+        grep -q '^step 5/' "$WORK/out" && break
+        sleep 0.1
+    done
+    grep -q '^step 5/' "$WORK/out" || { cat "$WORK/out"; fail "stage $stage: training did not start"; }
+    victim=$(rank_pid 1) || fail "stage $stage: no rank 1 process"
+    kill -STOP "$victim"
+    stopped=$(date +%s.%N)
+    status=0
+    wait "$job" || status=$?
+    elapsed=$(awk -v a="$stopped" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    echo "stage $stage: rank 1 (pid $victim) stopped; the job ended ${elapsed}s later, status $status"
+    ((status != 124)) || { cat "$WORK/out"; fail "stage $stage: the job hung"; }
+    ((status != 0)) || { cat "$WORK/out"; fail "stage $stage: the job ended with status 0"; }
+    awk -v t="$elapsed" -v l="$LIMIT" 'BEGIN { exit !(t < l) }' ||
+        { cat "$WORK/out"; fail "stage $stage: took ${elapsed}s (limit ${LIMIT}s)"; }
+    re='ending the job: .*(all-reduce|all-gather|reduce-scatter|broadcast|barrier|agree)[^:]* did not complete within 3\.[0-9] s \(comm_timeout_seconds 3\): no answer from'
+    grep -E "$re" "$WORK/out" || { cat "$WORK/out"; fail "stage $stage: no sentence naming the collective"; }
+    if ((stage == 3)); then
+        grep -Eq "$re" <(grep 'for layer [0-9]' "$WORK/out") ||
+            { cat "$WORK/out"; fail "stage 3: the sentence does not name the layer"; }
+    fi
+    for _ in $(seq 20); do
+        pgrep -f -- "^$MLP " >/dev/null || break
+        sleep 0.2
+    done
+    ! pgrep -af -- "^$MLP " || fail "stage $stage: mlp processes left after the job ended"
+done
+echo "PASS"
