@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # scripts/test.sh — sets up the machine, builds, and runs every test through
 # ctest: Check unit suites, multi-rank tests under mpirun (1 to 4 ranks), and
-# the example-driven checks. Prints ctest's summary; fails if any test fails
-# or if no test ran.
+# the example-driven checks; first, each libFuzzer target for a few seconds.
+# Prints ctest's summary; fails if any test fails or if no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
+# Each fuzz target for FUZZ_SECONDS (10) on a copy of its corpus, built in
+# build-fuzz/ with clang, ASan and UBSan (scripts/fuzz.sh); before ctest, so
+# that ctest's summary stays the last line. FUZZ_SECONDS=0 skips them.
+[ "${FUZZ_SECONDS:-10}" = 0 ] || bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 cd "${BUILD_DIR:-build}"
 # Open MPI refuses root unless told; CI runs as root in a container.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -363,6 +363,15 @@ static zrt_status setup(zrt_ctx *ctx, mlp *m, const example_args *a)
     return alloc_activations(ctx, m);
 }
 
+/* The host arrays setup allocates (the buffers they point to are the
+ * context's). */
+static void free_mlp(mlp *m)
+{
+    free(m->w);
+    free(m->b);
+    free(m->act);
+}
+
 /* The loop's position; --resume moves it to the checkpoint's. */
 static zrt_status start_position(zrt_ctx *ctx, const mlp *m, const example_args *a,
                                  example_progress *prog)
@@ -406,6 +415,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: --batch %d is not divisible by %d ranks\n",
                 m.d.batch, m.world);
         zrt_ctx_destroy(ctx);
+        free_mlp(&m);
         return 2;
     }
     if (st == ZRT_ERR_OUT_OF_MEMORY || st == ZRT_ERR_REMOTE) {
@@ -414,13 +424,16 @@ int main(int argc, char **argv)
          * so every rank is here too. */
         fprintf(stderr, "error: %s\n", zrt_last_error(ctx));
         zrt_ctx_destroy(ctx);
+        free_mlp(&m);
         return 1;
     }
     if (st != ZRT_OK)
         return example_fail(ctx, "setup", st);
     example_progress prog;
-    if ((st = start_position(ctx, &m, &a, &prog)) != ZRT_OK)
+    if ((st = start_position(ctx, &m, &a, &prog)) != ZRT_OK) {
+        free_mlp(&m);
         return example_exit_agreed(ctx, "--resume", st);
+    }
     if ((st = train(ctx, &m, &a, &prog)) != ZRT_OK)
         return example_fail(ctx, "training", st);
     if (a.dump_params && (st = example_dump_params(ctx, a.dump_params)) != ZRT_OK)
@@ -428,8 +441,6 @@ int main(int argc, char **argv)
     if (a.mem_report && (st = zrt_write_mem_report(ctx, a.mem_report)) != ZRT_OK)
         return example_fail(ctx, "--mem-report", st);
     st = zrt_ctx_destroy(ctx);
-    free(m.w);
-    free(m.b);
-    free(m.act);
+    free_mlp(&m);
     return st == ZRT_OK ? 0 : 1;
 }

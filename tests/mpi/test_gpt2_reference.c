@@ -98,6 +98,16 @@ static int load_reference(const char *model, const char *ref, reference *r)
     return bad ? -1 : 0;
 }
 
+static void free_reference(reference *r)
+{
+    free(r->params);
+    free(r->inputs);
+    free(r->targets);
+    free(r->logits);
+    free(r->grads);
+    free(r->losses);
+}
+
 static void compare_logits(const reference *r, const gpt2_model *m, int row0)
 {
     float largest = 0;
@@ -208,6 +218,7 @@ int main(int argc, char **argv)
     MPI_Allreduce(&local, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0)
         printf("%d passed, %d failed\n", total == 0 ? 4 : 0, total == 0 ? 0 : 4);
+    free_reference(&r);
     MPI_Finalize();
     return total == 0 ? 0 : 1;
 }

@@ -37,14 +37,10 @@ static float *load(const char *path, long *count)
     return data;
 }
 
-int main(int argc, char **argv)
+/* 0 when a matches b (byte-identical, or within rel_tol when given), 1 when
+ * not, 2 when either could not be read. */
+static int compare(const float *a, long na, const float *b, long nb, const char *rel_tol)
 {
-    if (argc != 3 && !(argc == 5 && strcmp(argv[3], "--rel") == 0)) {
-        fprintf(stderr, "usage: dump_compare A B [--rel TOL]\n");
-        return 2;
-    }
-    long na, nb;
-    float *a = load(argv[1], &na), *b = load(argv[2], &nb);
     if (!a || !b)
         return 2;
     if (na != nb || na == 0) {
@@ -64,7 +60,21 @@ int main(int argc, char **argv)
     double rel = ref_sq > 0 ? sqrt(diff_sq / ref_sq) : sqrt(diff_sq);
     printf("dump_compare: %ld floats, first differing element %ld, max abs diff "
            "%.3g, norm-wise relative difference %.3g\n", na, first, max_diff, rel);
-    if (argc == 3)
+    if (!rel_tol)
         return first < 0 ? 0 : 1;
-    return rel <= atof(argv[4]) ? 0 : 1;
+    return rel <= atof(rel_tol) ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 && !(argc == 5 && strcmp(argv[3], "--rel") == 0)) {
+        fprintf(stderr, "usage: dump_compare A B [--rel TOL]\n");
+        return 2;
+    }
+    long na = 0, nb = 0;
+    float *a = load(argv[1], &na), *b = load(argv[2], &nb);
+    int rc = compare(a, na, b, nb, argc == 5 ? argv[4] : NULL);
+    free(a);
+    free(b);
+    return rc;
 }
