@@ -31,15 +31,13 @@ typedef struct zrt__comm_ops {
     const char *name;
     /* send: size * count elements; recv: count elements, this rank's block.
      * bf16 and f16 are summed in f32 in rank order and rounded once. */
-    zrt_status (*reduce_scatter)(zrt__comm *c, const void *send, void *recv,
-                                 size_t count, zrt_dtype dtype, zrt_reduce_op op,
-                                 zrt__comm_req **req);
+    zrt_status (*reduce_scatter)(zrt__comm *c, const void *send, void *recv, size_t count,
+                                 zrt_dtype dtype, zrt_reduce_op op, zrt__comm_req **req);
     zrt_status (*all_reduce)(zrt__comm *c, const void *send, void *recv, size_t count,
                              zrt_dtype dtype, zrt_reduce_op op, zrt__comm_req **req);
     /* send: count elements; recv: size * count elements. */
-    zrt_status (*all_gather)(zrt__comm *c, const void *send, void *recv,
-                             size_t count, zrt_dtype dtype,
-                             zrt__comm_req **req);
+    zrt_status (*all_gather)(zrt__comm *c, const void *send, void *recv, size_t count,
+                             zrt_dtype dtype, zrt__comm_req **req);
     zrt_status (*broadcast)(zrt__comm *c, void *buf, size_t bytes, int root,
                             zrt__comm_req **req);
     /* Advances the request; *done becomes 1 once wait would not block. */
@@ -104,7 +102,8 @@ static inline void zrt__comm_for_layer(zrt__comm *c, int layer)
  * equal send for all_reduce). */
 static inline zrt_status zrt__comm_reduce_scatter_f32(zrt__comm *c, const float *send,
                                                       float *recv, size_t count,
-                                                      zrt_reduce_op op, zrt__comm_req **req)
+                                                      zrt_reduce_op op,
+                                                      zrt__comm_req **req)
 {
     return c->ops->reduce_scatter(c, send, recv, count, ZRT_F32, op, req);
 }
@@ -119,8 +118,7 @@ static inline zrt_status zrt__comm_all_reduce_f32(zrt__comm *c, const float *sen
 /* Starts MPI if the program has not (and finalizes it in destroy). On a
  * backend whose device is not the host, device buffers are staged through
  * pinned host memory (see runtime/comm_mpi.c). */
-zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err,
-                                zrt__comm **out);
+zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err, zrt__comm **out);
 
 #ifdef ZRT_HAVE_NCCL
 /* The NCCL communicator (runtime/comm_nccl.c) for the cuda backend: one

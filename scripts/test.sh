@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Formatting first: a difference fails here, naming the files and the fix.
+bash scripts/check-format.sh
 bash scripts/build.sh
 # Each fuzz target for FUZZ_SECONDS (10) on a copy of its corpus, built in
 # build-fuzz/ with clang, ASan and UBSan (scripts/fuzz.sh); before ctest, so

@@ -35,21 +35,25 @@ static zrt_status check_supported(zrt_ctx *ctx)
     if (optim->device == ZRT_OFFLOAD_NVME)
         return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                          "offload_optimizer.device \"nvme\" is not supported by backend "
-                         "'%s' yet (\"cpu\" is)", ctx->be->ops->name);
+                         "'%s' yet (\"cpu\" is)",
+                         ctx->be->ops->name);
     /* "stage": "auto" picks its offload at zrt_finalize_params
      * (zero/params.c walks zero/fit.c's ladder), after this check, and with an
      * nvme_path its ladder includes NVMe rungs, which this backend cannot run
      * (the swap I/O would read device memory from the host). Refuse here, by
      * name, as for an explicit "nvme". */
     if (ctx->cfg.stage == ZRT_STAGE_AUTO && (optim->nvme_path[0] || param->nvme_path[0]))
-        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                         "\"stage\": \"auto\" with an nvme_path is not supported by backend "
-                         "'%s' yet: its ladder may choose NVMe offload (remove the "
-                         "nvme_path, or name the stage)", ctx->be->ops->name);
+        return zrt__fail(
+            &ctx->err, ZRT_ERR_UNSUPPORTED,
+            "\"stage\": \"auto\" with an nvme_path is not supported by backend "
+            "'%s' yet: its ladder may choose NVMe offload (remove the "
+            "nvme_path, or name the stage)",
+            ctx->be->ops->name);
     if (ctx->cfg.stage == 3 && param->device != ZRT_OFFLOAD_NONE)
         return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                          "offload_param.device \"%s\" is not supported by backend '%s' "
-                         "yet", param->device == ZRT_OFFLOAD_CPU ? "cpu" : "nvme",
+                         "yet",
+                         param->device == ZRT_OFFLOAD_CPU ? "cpu" : "nvme",
                          ctx->be->ops->name);
     return ZRT_OK;
 }
@@ -83,12 +87,13 @@ static zrt_status create_comm(zrt_ctx *ctx)
     if (which == ZRT_COMM_NCCL && ctx->be->caps.device_is_host)
         return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
                          "'communicator' is \"nccl\" but backend '%s' has no GPU; "
-                         "NCCL needs \"backend\": \"cuda\"", ctx->be->ops->name);
+                         "NCCL needs \"backend\": \"cuda\"",
+                         ctx->be->ops->name);
     zrt__comm_params p = {.be = ctx->be,
                           .err = &ctx->err,
                           .timeout_seconds = (double)ctx->cfg.comm_timeout_seconds};
-    ZRT_CHECK(zrt__comm_create_by_name(which == ZRT_COMM_MPI ? "mpi" : "nccl", &p,
-                                       &ctx->comm));
+    ZRT_CHECK(
+        zrt__comm_create_by_name(which == ZRT_COMM_MPI ? "mpi" : "nccl", &p, &ctx->comm));
     ctx->comm->timeout_seconds = p.timeout_seconds; /* bounds the mpi waits too */
     return ZRT_OK;
 }
@@ -127,8 +132,8 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     zrt__mem_set_limit(&ctx->acct, ZRT_TIER_DEVICE, cfg->device_mem_limit);
     zrt__mem_set_limit(&ctx->acct, ZRT_TIER_HOST, cfg->host_mem_limit);
     ZRT_CHECK_GOTO(zrt__pool_create(0, env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0),
-                                    env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1),
-                                    &ctx->err, &ctx->pool),
+                                    env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1), &ctx->err,
+                                    &ctx->pool),
                    st, fail);
     ZRT_CHECK_GOTO(create_backend(ctx), st, fail);
     ZRT_CHECK_GOTO(check_supported(ctx), st, fail);
@@ -140,9 +145,10 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     char where[32] = "";
     if (ctx->be->caps.device_ordinal >= 0)
         snprintf(where, sizeof where, " on device %d", ctx->be->caps.device_ordinal);
-    zrt_log(ctx, 2, "context created: stage %s, %d ranks (local %d of %d), backend %s%s, "
-                    "communicator %s, kernels %s, %d core(s) for helper threads", stage,
-            ctx->comm->size, ctx->comm->local_rank, ctx->comm->local_size,
+    zrt_log(ctx, 2,
+            "context created: stage %s, %d ranks (local %d of %d), backend %s%s, "
+            "communicator %s, kernels %s, %d core(s) for helper threads",
+            stage, ctx->comm->size, ctx->comm->local_rank, ctx->comm->local_size,
             ctx->be->ops->name, where, ctx->comm->ops->name, zrt_kernels_cpu_path(),
             zrt__pool_size(ctx->pool));
     *out = ctx;
@@ -193,7 +199,8 @@ zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
     if (any_layer_live(ctx, &live))
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                          "zrt_ctx_destroy: layer %d is still live; end its "
-                         "forward or backward first", live);
+                         "forward or backward first",
+                         live);
     zrt_status st = ZRT_OK;
     if (ctx->finalized)
         st = zrt__engine_drain(ctx);
@@ -249,8 +256,7 @@ zrt_status zrt_comm_wait_seconds(const zrt_ctx *ctx, double *out)
     return ZRT_OK;
 }
 
-zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
-                             zrt_reduce_op op)
+zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count, zrt_reduce_op op)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (!buf && count)
@@ -273,14 +279,12 @@ zrt_status zrt_allreduce_f32(zrt_ctx *ctx, float *buf, size_t count,
     return ZRT_OK;
 }
 
-zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes, zrt_category category,
-                            void **out)
+zrt_status zrt_buffer_alloc(zrt_ctx *ctx, size_t bytes, zrt_category category, void **out)
 {
     ZRT_CHECK(zrt__require_ctx(ctx));
     if (!out || (unsigned)category >= ZRT_CAT_COUNT)
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                         "zrt_buffer_alloc: bad category %d or NULL out",
-                         (int)category);
+                         "zrt_buffer_alloc: bad category %d or NULL out", (int)category);
     zrt__user_buf *node = calloc(1, sizeof *node);
     if (!node)
         return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
@@ -339,8 +343,7 @@ zrt_status zrt_buffer_free(zrt_ctx *ctx, void *ptr)
         return ZRT_OK;
     }
     return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
-                     "zrt_buffer_free: %p was not allocated by zrt_buffer_alloc",
-                     ptr);
+                     "zrt_buffer_free: %p was not allocated by zrt_buffer_alloc", ptr);
 }
 
 zrt_status zrt_get_mem_stats(const zrt_ctx *ctx, zrt_mem_stats *out)

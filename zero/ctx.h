@@ -17,12 +17,12 @@
 #ifndef ZRT_ZERO_CTX_H
 #define ZRT_ZERO_CTX_H
 
+#include "../offload/mover.h"
+#include "../offload/swap.h"
 #include "../runtime/backend.h"
 #include "../runtime/comm.h"
 #include "../runtime/error.h"
 #include "../runtime/memory.h"
-#include "../offload/mover.h"
-#include "../offload/swap.h"
 #include "checkpoint.h"
 #include "loss_scale.h"
 #include "plan.h"
@@ -50,8 +50,8 @@ typedef struct zrt__layer_state {
     zrt__buf param_shard;
     zrt__buf grad_full;
     zrt__buf grad_shard;
-    zrt__buf grad_host;    /* the optimizer's copy of grad_shard, when the shard
-                              accumulates on the device (zrt__grad_staged) */
+    zrt__buf grad_host; /* the optimizer's copy of grad_shard, when the shard
+                           accumulates on the device (zrt__grad_staged) */
     zrt__buf m, v;
     zrt__buf master;       /* 16-bit parameters: the f32 copy of this rank's range */
     zrt__buf master_next;  /* with an NVMe tier: the step writes the new master
@@ -59,21 +59,21 @@ typedef struct zrt__layer_state {
     zrt__comm_req *gather; /* all-gather into param_full in flight */
     zrt__comm_req *reduce; /* gradient reduction in flight */
     int fwd_live, bwd_live;
-    int bwd_done;    /* backward ended in this step */
-    int persistent;  /* stage 3: kept gathered */
-    int gathered;    /* stage 3: param_full holds current values (or will,
-                        once `gather` completes) */
-    int prefetched;  /* stage 3: gathered ahead of use, counted in
-                        ctx->prefetched_numel */
+    int bwd_done;   /* backward ended in this step */
+    int persistent; /* stage 3: kept gathered */
+    int gathered;   /* stage 3: param_full holds current values (or will,
+                       once `gather` completes) */
+    int prefetched; /* stage 3: gathered ahead of use, counted in
+                       ctx->prefetched_numel */
     /* NVMe tiers (zero/nvme.c): where m, v and the parameter shard live in
      * each of the two slots; ctx->nvme_slot holds the current values */
     uint64_t swap_m[2], swap_v[2], swap_p[2];
     zrt__buf fetched;      /* stage 3, shards on NVMe: the copy being gathered */
     uint64_t fetch_ticket; /* its read on the parameter mover */
     int fetch_state;       /* ZRT__FETCH_* */
-    int64_t range_lo;  /* this rank's range of the flat buffer: the elements */
-    int64_t range_len; /* it updates in the optimizer step */
-    zrt__segment *segs; /* tensors within that range */
+    int64_t range_lo;      /* this rank's range of the flat buffer: the elements */
+    int64_t range_len;     /* it updates in the optimizer step */
+    zrt__segment *segs;    /* tensors within that range */
     int nsegs;
 } zrt__layer_state;
 
@@ -90,8 +90,8 @@ struct zrt_ctx {
     zrt__mem_account acct;
     zrt__backend *be;
     zrt__comm *comm;
-    zrt__pool *pool;       /* helper threads, bound inside the rank's cores */
-    int log_rank_prefix;   /* 0 when the launcher tags output lines already */
+    zrt__pool *pool;     /* helper threads, bound inside the rank's cores */
+    int log_rank_prefix; /* 0 when the launcher tags output lines already */
 
     zrt__param_info *params;
     int nparams, params_cap;
@@ -99,11 +99,11 @@ struct zrt_ctx {
     zrt__plan plan;
     zrt__layer_state *layers;
     long step;
-    zrt_dtype pdtype;          /* parameters and gradients: f32, bf16 or f16 */
-    size_t esize;              /* their bytes */
-    zrt__loss_scaler scaler;   /* fp16; a fixed 1 otherwise */
-    int micro;            /* micro-steps ended since the last optimizer step */
-    float last_grad_norm; /* of the last optimizer step, before clipping */
+    zrt_dtype pdtype;        /* parameters and gradients: f32, bf16 or f16 */
+    size_t esize;            /* their bytes */
+    zrt__loss_scaler scaler; /* fp16; a fixed 1 otherwise */
+    int micro;               /* micro-steps ended since the last optimizer step */
+    float last_grad_norm;    /* of the last optimizer step, before clipping */
 
     int *reduce_fifo; /* layers with a reduction in flight, oldest first */
     int reduce_count;
@@ -123,9 +123,9 @@ struct zrt_ctx {
     zrt__buf ckpt_staging;      /* host: checkpoint checksums without step_staging */
     zrt__model_dim model_dims[ZRT_MODEL_DIMS_MAX]; /* zrt_declare_model_dim */
     int nmodel_dims;
-    int64_t staging_largest;    /* elements of the largest layer's range */
-    int nvme_slot;              /* which of the two slots is current */
-    int fetches_queued;         /* shard reads queued ahead of their gathers */
+    int64_t staging_largest;  /* elements of the largest layer's range */
+    int nvme_slot;            /* which of the two slots is current */
+    int fetches_queued;       /* shard reads queued ahead of their gathers */
     double comm_wait_seconds; /* blocked in zrt__comm_wait */
     /* the communicator's traffic per optimizer step (zero/report.c) */
     zrt__comm_traffic traffic_mark; /* comm->traffic at the last step's end */
@@ -223,8 +223,7 @@ zrt_status zrt__pin_for(zrt_ctx *ctx, zrt__buf *buf, const zrt_offload_config *o
  * means the default order. */
 zrt_status zrt__memplan_run(const zrt_config *cfg, const zrt__plan *plan,
                             const zrt_layer_call *calls, int ncalls,
-                            const int64_t *declared, zrt__errbuf *err,
-                            zrt_mem_plan *out);
+                            const int64_t *declared, zrt__errbuf *err, zrt_mem_plan *out);
 
 /* The plan of `cfg` (the context's, or a candidate's) for the context's
  * declared step and buffers. */

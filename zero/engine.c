@@ -41,8 +41,6 @@ static zrt_status alloc_in(zrt_ctx *ctx, zrt__buf *buf, int64_t elements, size_t
     return ctx->be->ops->alloc(ctx->be, (size_t)elements * esize, tier, cat, label, buf);
 }
 
-
-
 /* A buffer of state that an offload section may move to the host, of
  * elements of esize bytes. */
 static zrt_status alloc_offloadable(zrt_ctx *ctx, zrt__buf *buf, int64_t elements,
@@ -111,7 +109,8 @@ static zrt_status alloc_master(zrt_ctx *ctx, int l)
     if (!zrt__nvme_configured(ctx))
         return ZRT_OK;
     return alloc_offloadable(ctx, &ls->master_next, ls->range_len, sizeof(float), tier,
-                             ZRT_CAT_MASTER, "f32 master copy for the next step", l, optim);
+                             ZRT_CAT_MASTER, "f32 master copy for the next step", l,
+                             optim);
 }
 
 static zrt_status alloc_layer(zrt_ctx *ctx, int l)
@@ -140,11 +139,11 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
         ZRT_CHECK(alloc_master(ctx, l));
     if (optim->device != ZRT_OFFLOAD_NVME) {
         ZRT_CHECK(alloc_offloadable(ctx, &ls->m, ls->range_len, sizeof(float),
-                                    tier_for(optim), ZRT_CAT_OPTIM, "Adam first moment", l,
-                                    optim));
+                                    tier_for(optim), ZRT_CAT_OPTIM, "Adam first moment",
+                                    l, optim));
         ZRT_CHECK(alloc_offloadable(ctx, &ls->v, ls->range_len, sizeof(float),
-                                    tier_for(optim), ZRT_CAT_OPTIM, "Adam second moment", l,
-                                    optim));
+                                    tier_for(optim), ZRT_CAT_OPTIM, "Adam second moment",
+                                    l, optim));
     }
     ls->segs = calloc((size_t)lp->count, sizeof *ls->segs);
     if (!ls->segs)
@@ -485,8 +484,7 @@ zrt_status zrt_forward_begin(zrt_ctx *ctx, int layer)
     zrt__set_phase(ctx, ZRT__PHASE_FORWARD, layer);
     if (ctx->layers[layer].fwd_live)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
-                         "zrt_forward_begin: layer %d is already in forward",
-                         layer);
+                         "zrt_forward_begin: layer %d is already in forward", layer);
     ZRT_CHECK(enter_layer(ctx, layer));
     ctx->layers[layer].fwd_live = 1;
     return ZRT_OK;
@@ -511,13 +509,13 @@ zrt_status zrt_backward_begin(zrt_ctx *ctx, int layer)
     zrt__layer_state *ls = &ctx->layers[layer];
     if (ls->bwd_live)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
-                         "zrt_backward_begin: layer %d is already in backward",
-                         layer);
+                         "zrt_backward_begin: layer %d is already in backward", layer);
     if (ls->bwd_done)
         return zrt__fail(&ctx->err, ZRT_ERR_STATE,
                          "zrt_backward_begin: layer %d already ran backward in "
                          "this step; keep it open across all its uses (one "
-                         "backward per layer per step)", layer);
+                         "backward per layer per step)",
+                         layer);
     ZRT_CHECK(enter_layer(ctx, layer));
     if (ls->reduce) /* the previous micro-step's, still holding the bucket */
         ZRT_CHECK(complete_reduction(ctx, layer));
@@ -551,8 +549,8 @@ zrt_status zrt_adamw_init(zrt_adamw *hp)
 {
     if (!hp)
         return ZRT_ERR_INVALID_ARG;
-    *hp = (zrt_adamw){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f,
-                      .eps = 1e-8f, .weight_decay = 0.01f};
+    *hp = (zrt_adamw){
+        .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
     return ZRT_OK;
 }
 
@@ -575,8 +573,8 @@ static zrt_status require_no_live_layer(zrt_ctx *ctx, const char *call)
 {
     for (int l = 0; l < ctx->plan.nlayers; l++)
         if (ctx->layers[l].fwd_live || ctx->layers[l].bwd_live)
-            return zrt__fail(&ctx->err, ZRT_ERR_STATE,
-                             "%s: layer %d is still live", call, l);
+            return zrt__fail(&ctx->err, ZRT_ERR_STATE, "%s: layer %d is still live", call,
+                             l);
     return ZRT_OK;
 }
 
@@ -629,9 +627,9 @@ static zrt_status start_param_gathers(zrt_ctx *ctx)
             ZRT_CHECK(zrt__wait_gather(ctx, old));
         void *full = ls->param_full.ptr;
         zrt__comm_for_layer(ctx->comm, l);
-        ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, zrt__elem(ctx, full, ls->range_lo),
-                                             full, (size_t)shard_of(ctx, l), ctx->pdtype,
-                                             &ls->gather));
+        ZRT_CHECK(ctx->comm->ops->all_gather(
+            ctx->comm, zrt__elem(ctx, full, ls->range_lo), full, (size_t)shard_of(ctx, l),
+            ctx->pdtype, &ls->gather));
         ctx->gathering_numel += flat;
         if (!ctx->cfg.overlap_comm)
             ZRT_CHECK(zrt__wait_gather(ctx, l));
@@ -716,8 +714,7 @@ static zrt_status global_grad_sqnorm(zrt_ctx *ctx, float *out)
     float total = (float)sum;
     if (ctx->cfg.stage > 0) {
         zrt__comm_req *req;
-        ZRT_CHECK(zrt__comm_all_reduce_f32(ctx->comm, &total, &total, 1, ZRT_SUM,
-                                                 &req));
+        ZRT_CHECK(zrt__comm_all_reduce_f32(ctx->comm, &total, &total, 1, ZRT_SUM, &req));
         ZRT_CHECK(zrt__comm_wait(ctx, req));
     }
     *out = total;
@@ -753,7 +750,8 @@ static zrt_status prepare_grads(zrt_ctx *ctx)
  * gradients that are not finite on some rank. */
 static zrt_status prepare_mixed_grads(zrt_ctx *ctx, float *grad_scale, int *overflow)
 {
-    float unscale = 1.0f / ((float)ctx->cfg.gradient_accumulation_steps * ctx->scaler.scale);
+    float unscale =
+        1.0f / ((float)ctx->cfg.gradient_accumulation_steps * ctx->scaler.scale);
     float sq;
     ZRT_CHECK(global_grad_sqnorm(ctx, &sq));
     *overflow = ctx->pdtype == ZRT_F16 && !isfinite(sq);
@@ -768,8 +766,8 @@ static zrt_status update_layer_mixed(zrt_ctx *ctx, int l, float grad_scale,
 {
     zrt__layer_state *ls = &ctx->layers[l];
     return zrt__adamw_layer_mixed(ctx, l, ls->master.ptr, zrt__owned_param(ctx, l),
-                                  zrt__owned_grad(ctx, l), ls->m.ptr, ls->v.ptr, grad_scale,
-                                  decay, no_decay);
+                                  zrt__owned_grad(ctx, l), ls->m.ptr, ls->v.ptr,
+                                  grad_scale, decay, no_decay);
 }
 
 /* The optimizer step skipped for an fp16 overflow: nothing changes but the
@@ -781,8 +779,10 @@ static zrt_status skip_step(zrt_ctx *ctx)
     zrt__set_phase(ctx, ZRT__PHASE_LOOP, -1);
     ZRT_CHECK(zero_owned_grads(ctx));
     if (ctx->comm->rank == 0)
-        zrt_log(ctx, 2, "fp16: gradients overflowed in step %ld: skipped; loss scale "
-                        "now %g", ctx->step + 1, (double)ctx->scaler.scale);
+        zrt_log(ctx, 2,
+                "fp16: gradients overflowed in step %ld: skipped; loss scale "
+                "now %g",
+                ctx->step + 1, (double)ctx->scaler.scale);
     if (at_floor)
         return zrt__fail(&ctx->err, ZRT_ERR_NUMERIC,
                          "fp16: the gradients overflow even at the minimum loss scale "
@@ -814,8 +814,8 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
     ctx->step++;
     zrt_adamw_scalars decay = zrt_adamw_scalars_make(
         hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, ctx->step);
-    zrt_adamw_scalars no_decay = zrt_adamw_scalars_make(
-        hp->lr, hp->beta1, hp->beta2, hp->eps, 0.0f, ctx->step);
+    zrt_adamw_scalars no_decay =
+        zrt_adamw_scalars_make(hp->lr, hp->beta1, hp->beta2, hp->eps, 0.0f, ctx->step);
     zrt_status st = update_all_layers(ctx, grad_scale, &decay, &no_decay);
     if (st != ZRT_OK) { /* through NVMe nothing was applied (zero/nvme.c); the
                            in-memory kernels cannot fail on the cpu backend */

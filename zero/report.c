@@ -15,8 +15,7 @@
 #include "ctx.h"
 
 /* Copies path into out, replacing each "%r" with the rank. */
-static zrt_status expand_rank(zrt_ctx *ctx, const char *path, char *out,
-                              size_t size)
+static zrt_status expand_rank(zrt_ctx *ctx, const char *path, char *out, size_t size)
 {
     size_t used = 0;
     for (const char *p = path; *p; p++) {
@@ -74,8 +73,9 @@ static void write_plan(FILE *f, zrt_ctx *ctx)
     fprintf(f, "  \"plan\": {\"step\": \"%s\",\n",
             p.declared_step ? "declared" : "default");
     for (int t = 0; t < ZRT_TIER_COUNT; t++) {
-        fprintf(f, "    \"%s\": {\"peak\": %lld, \"peak_phase\": \"%s\", "
-                   "\"peak_phase_step\": %ld, \"categories\": {",
+        fprintf(f,
+                "    \"%s\": {\"peak\": %lld, \"peak_phase\": \"%s\", "
+                "\"peak_phase_step\": %ld, \"categories\": {",
                 zrt_tier_str((zrt_tier)t), (long long)p.tier_peak[t],
                 p.tier_peak_phase[t], p.tier_peak_step[t]);
         for (int c = 0; c < ZRT_CAT_COUNT; c++)
@@ -201,8 +201,9 @@ static void write_json(zrt_ctx *ctx, FILE *f)
             (long long)ctx->plan.total_numel, (long long)ctx->plan.total_flat_numel);
     fprintf(f, "  \"largest_layer_elements\": %lld,\n",
             (long long)ctx->plan.max_flat_numel);
-    fprintf(f, "  \"bytes_per_param_element\": {\"param\": %zu, \"grad\": %zu, "
-               "\"master\": %d, \"optim\": 8},\n",
+    fprintf(f,
+            "  \"bytes_per_param_element\": {\"param\": %zu, \"grad\": %zu, "
+            "\"master\": %d, \"optim\": 8},\n",
             ctx->esize, ctx->esize,
             zrt__mixed(ctx) ? (zrt__nvme_configured(ctx) ? 8 : 4) : 0);
     write_plan(f, ctx);

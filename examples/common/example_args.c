@@ -42,15 +42,14 @@ static int need_value(int argc, char **argv, int i, char *err, size_t size)
     return -1;
 }
 
-static int parse_int(const char *flag, const char *text, long lo, long hi,
-                     long *out, char *err, size_t size)
+static int parse_int(const char *flag, const char *text, long lo, long hi, long *out,
+                     char *err, size_t size)
 {
     char *end;
     errno = 0;
     long value = strtol(text, &end, 10);
     if (errno || end == text || *end || value < lo || value > hi) {
-        snprintf(err, size, "%s: '%s' is not an integer in %ld..%ld", flag, text,
-                 lo, hi);
+        snprintf(err, size, "%s: '%s' is not an integer in %ld..%ld", flag, text, lo, hi);
         return -1;
     }
     *out = value;
@@ -98,15 +97,16 @@ static int parse_checkpoint_flags(example_args *a, const char *flag, const char 
 }
 
 /* Returns 1 if argv[*i] was a common flag, 0 if not, -1 on error. */
-static int parse_common(example_args *a, int argc, char **argv, int *i,
-                        char *err, size_t size)
+static int parse_common(example_args *a, int argc, char **argv, int *i, char *err,
+                        size_t size)
 {
     const char *flag = argv[*i];
     long value;
     int is_valued = !strcmp(flag, "--stage") || !strcmp(flag, "--steps") ||
                     !strcmp(flag, "--seed") || !strcmp(flag, "--config") ||
                     !strcmp(flag, "--device-mem") || !strcmp(flag, "--dump-params") ||
-                    !strcmp(flag, "--mem-report") || !strcmp(flag, "--offload-optimizer") ||
+                    !strcmp(flag, "--mem-report") ||
+                    !strcmp(flag, "--offload-optimizer") ||
                     !strcmp(flag, "--offload-param") || !strcmp(flag, "--nvme-path") ||
                     !strcmp(flag, "--grad-accum") || !strcmp(flag, "--clip") ||
                     !strcmp(flag, "--save-dir") || !strcmp(flag, "--save-every") ||
@@ -163,12 +163,16 @@ static int parse_common(example_args *a, int argc, char **argv, int *i,
 }
 
 int example_parse_args(int argc, char **argv, example_args *args,
-                       example_flag_fn own_flags, void *user, char *err,
-                       size_t err_size)
+                       example_flag_fn own_flags, void *user, char *err, size_t err_size)
 {
-    *args = (example_args){.stage = -1, .steps = 20, .seed = 1234, .device_mem = -1,
-                           .offload_optimizer = -1, .offload_param = -1,
-                           .grad_accum = -1, .clip = -1.0f};
+    *args = (example_args){.stage = -1,
+                           .steps = 20,
+                           .seed = 1234,
+                           .device_mem = -1,
+                           .offload_optimizer = -1,
+                           .offload_param = -1,
+                           .grad_accum = -1,
+                           .clip = -1.0f};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
             return 1;
@@ -189,8 +193,8 @@ int example_parse_args(int argc, char **argv, example_args *args,
     return 0;
 }
 
-zrt_status example_build_config(const example_args *args, zrt_config *cfg,
-                                char *err, size_t err_size)
+zrt_status example_build_config(const example_args *args, zrt_config *cfg, char *err,
+                                size_t err_size)
 {
     zrt_config c;
     zrt_config_init(&c);
@@ -354,8 +358,10 @@ static int decode_progress(const zrt_ckpt_info *info, example_progress *p)
     if (info->user_bytes != PROGRESS_BYTES || memcmp(info->user, progress_magic, 8) != 0)
         return -1;
     memcpy(fields, info->user + 8, sizeof fields);
-    *p = (example_progress){.next_step = (int64_t)fields[0], .seed = fields[1],
-                            .global_batch = (int64_t)fields[2], .steps = (int64_t)fields[3]};
+    *p = (example_progress){.next_step = (int64_t)fields[0],
+                            .seed = fields[1],
+                            .global_batch = (int64_t)fields[2],
+                            .steps = (int64_t)fields[3]};
     return 0;
 }
 
@@ -397,8 +403,10 @@ zrt_status example_resume(zrt_ctx *ctx, const example_args *args, example_progre
     zrt_rank(ctx, &rank);
     if (decode_progress(&info, &saved) != 0) {
         if (rank == 0)
-            fprintf(stderr, "error: %s was not saved by a zrt example (no progress "
-                    "record in its blob)\n", args->resume);
+            fprintf(stderr,
+                    "error: %s was not saved by a zrt example (no progress "
+                    "record in its blob)\n",
+                    args->resume);
         return ZRT_ERR_INVALID_ARG;
     }
     if (rank == 0)
@@ -412,7 +420,7 @@ zrt_status example_maybe_save(zrt_ctx *ctx, const example_args *args,
                               const example_progress *p)
 {
     int due = args->save_every > 0 ? p->next_step % args->save_every == 0
-                                    : p->next_step == p->steps; /* the last step */
+                                   : p->next_step == p->steps; /* the last step */
     if (!args->save_dir || !due)
         return ZRT_OK;
     zrt_ckpt_info info;

@@ -12,52 +12,51 @@
 #include "zrt/zrt.h"
 
 /* Returns the status from the enclosing function when it is not ZRT_OK. */
-#define EXAMPLE_CHECK(expr)               \
-    do {                                  \
-        zrt_status example_st_ = (expr);  \
-        if (example_st_ != ZRT_OK)        \
-            return example_st_;           \
+#define EXAMPLE_CHECK(expr)                                                              \
+    do {                                                                                 \
+        zrt_status example_st_ = (expr);                                                 \
+        if (example_st_ != ZRT_OK)                                                       \
+            return example_st_;                                                          \
     } while (0)
 
 typedef struct example_args {
-    int stage;                /* -1: from the config */
+    int stage; /* -1: from the config */
     int steps;
     uint64_t seed;
-    const char *config_path;  /* NULL: none */
-    int64_t device_mem;       /* -1: from the config */
-    const char *dump_params;  /* NULL: none */
-    const char *mem_report;   /* NULL: none */
-    int offload_optimizer;    /* -1: from the config; else zrt_offload_device */
+    const char *config_path; /* NULL: none */
+    int64_t device_mem;      /* -1: from the config */
+    const char *dump_params; /* NULL: none */
+    const char *mem_report;  /* NULL: none */
+    int offload_optimizer;   /* -1: from the config; else zrt_offload_device */
     int offload_param;
-    const char *nvme_path;    /* NULL: from the config */
-    int grad_accum;           /* -1: from the config; else micro-steps per step */
-    float clip;               /* < 0: from the config; else gradient_clipping */
-    const char *save_dir;     /* NULL: no checkpoints */
-    int save_every;           /* save after optimizer steps K, 2K, ...; 0: never */
-    const char *resume;       /* NULL: start fresh; else a checkpoint directory */
-    const char *backend;      /* NULL: from the config (default cpu); else "cpu"
-                                 or "cuda" */
+    const char *nvme_path; /* NULL: from the config */
+    int grad_accum;        /* -1: from the config; else micro-steps per step */
+    float clip;            /* < 0: from the config; else gradient_clipping */
+    const char *save_dir;  /* NULL: no checkpoints */
+    int save_every;        /* save after optimizer steps K, 2K, ...; 0: never */
+    const char *resume;    /* NULL: start fresh; else a checkpoint directory */
+    const char *backend;   /* NULL: from the config (default cpu); else "cpu"
+                              or "cuda" */
 } example_args;
 
 /* An example's own flags: returns 1 if it took argv[*i] (and advanced *i
  * past any value it consumed), 0 if the flag is not its own, -1 on a bad
  * value (with a message in err). */
-typedef int (*example_flag_fn)(void *user, int argc, char **argv, int *i,
-                               char *err, size_t err_size);
+typedef int (*example_flag_fn)(void *user, int argc, char **argv, int *i, char *err,
+                               size_t err_size);
 
 /* Parses argv. Returns 0, or 1 after printing usage (--help), or -1 with a
  * message in err. */
 int example_parse_args(int argc, char **argv, example_args *args,
-                       example_flag_fn own_flags, void *user, char *err,
-                       size_t err_size);
+                       example_flag_fn own_flags, void *user, char *err, size_t err_size);
 /* The flags shared by every example, for --help texts. */
 const char *example_common_usage(void);
 
 /* Defaults, then the file in $ZRT_CONFIG (zero-launch --config), then the
  * --config file, then --stage, --device-mem, --backend and the offload
  * flags. */
-zrt_status example_build_config(const example_args *args, zrt_config *cfg,
-                                char *err, size_t err_size);
+zrt_status example_build_config(const example_args *args, zrt_config *cfg, char *err,
+                                size_t err_size);
 
 /* Collective. Rank 0 writes every parameter, gathered, as raw little-endian
  * f32 in registration order (temporary name, fsync, rename). */

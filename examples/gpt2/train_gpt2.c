@@ -413,6 +413,8 @@ static zrt_status sample(run *r)
         return ZRT_OK;
     const char *prompt = "And God said";
     int len = V == 256 ? (int)strlen(prompt) : 1;
+    if (len > T) /* the window holds T tokens: a short --seq-len cuts the prompt */
+        len = T;
     int *ctx = calloc((size_t)r->o.B * T, sizeof *ctx);
     if (!ctx)
         return ZRT_ERR_OUT_OF_MEMORY;
@@ -420,13 +422,9 @@ static zrt_status sample(run *r)
         ctx[i] = V == 256 ? (unsigned char)prompt[i] : 0;
     uint64_t rng = r->a.seed + 77;
     if (r->rank == 0)
-        printf("sample:\n%s", V == 256 ? prompt : "");
+        printf("sample:\n%.*s", V == 256 ? len : 0, prompt);
     zrt_status st = ZRT_OK;
     for (int k = 0; k < n && st == ZRT_OK; k++) {
-        if (len == T) { /* slide the window */
-            memmove(ctx, ctx + 1, (size_t)(T - 1) * sizeof *ctx);
-            len--;
-        }
         st = gpt2_forward(&r->m, ctx, NULL);
         if (st != ZRT_OK)
             break;
@@ -436,6 +434,10 @@ static zrt_status sample(run *r)
             break;
         }
         int tok = sample_token(logits, V, &rng);
+        if (len == T) { /* slide the window to make room */
+            memmove(ctx, ctx + 1, (size_t)(T - 1) * sizeof *ctx);
+            len--;
+        }
         ctx[len++] = tok;
         if (r->rank == 0 && V == 256) /* bytes; keep the terminal sane */
             putchar(tok == '\n' || (tok >= 32 && tok < 127) ? tok : '?');

@@ -32,9 +32,9 @@ typedef struct mlp_dims {
 typedef struct mlp {
     mlp_dims d;
     int nlayers, rank, world, local_batch;
-    zrt_param *w, *b;  /* per layer */
-    float **act;       /* act[0] = x, act[l+1] = output of layer l: (b, width) */
-    float *target;     /* (b, out) */
+    zrt_param *w, *b;    /* per layer */
+    float **act;         /* act[0] = x, act[l+1] = output of layer l: (b, width) */
+    float *target;       /* (b, out) */
     float *dact, *dnext; /* (b, max width) scratch for backward */
     float teacher[64 * 64];
 } mlp;
@@ -49,8 +49,7 @@ static int layer_out(const mlp *m, int l)
     return l == m->nlayers - 1 ? m->d.out : m->d.hidden;
 }
 
-static int own_flag(void *user, int argc, char **argv, int *i, char *err,
-                    size_t size)
+static int own_flag(void *user, int argc, char **argv, int *i, char *err, size_t size)
 {
     mlp_dims *d = user;
     const char *names[] = {"--hidden", "--depth", "--batch", "--lr", "--in", "--out"};
@@ -90,11 +89,17 @@ static zrt_status register_params(zrt_ctx *ctx, mlp *m)
         char wname[32], bname[32];
         snprintf(wname, sizeof wname, "fc%d.weight", l);
         snprintf(bname, sizeof bname, "fc%d.bias", l);
-        zrt_param_desc w = {.name = wname, .ndim = 2,
+        zrt_param_desc w = {.name = wname,
+                            .ndim = 2,
                             .shape = {layer_out(m, l), layer_in(m, l)},
-                            .dtype = ZRT_F32, .layer = l};
-        zrt_param_desc b = {.name = bname, .ndim = 1, .shape = {layer_out(m, l)},
-                            .dtype = ZRT_F32, .layer = l, .no_weight_decay = 1};
+                            .dtype = ZRT_F32,
+                            .layer = l};
+        zrt_param_desc b = {.name = bname,
+                            .ndim = 1,
+                            .shape = {layer_out(m, l)},
+                            .dtype = ZRT_F32,
+                            .layer = l,
+                            .no_weight_decay = 1};
         EXAMPLE_CHECK(zrt_param_register(ctx, &w, &m->w[l]));
         EXAMPLE_CHECK(zrt_param_register(ctx, &b, &m->b[l]));
     }
@@ -131,8 +136,7 @@ static zrt_status init_params(zrt_ctx *ctx, mlp *m, uint64_t seed)
 
 static zrt_status alloc_f32(zrt_ctx *ctx, size_t count, float **out)
 {
-    return zrt_buffer_alloc(ctx, count * sizeof(float), ZRT_CAT_ACTIVATION,
-                            (void **)out);
+    return zrt_buffer_alloc(ctx, count * sizeof(float), ZRT_CAT_ACTIVATION, (void **)out);
 }
 
 static int widest_layer(const mlp *m)
@@ -208,8 +212,7 @@ static void layer_forward(const mlp *m, int l, const float *w, const float *bias
 }
 
 /* In: dact = dL/dy (b, n). Adds dL/dW and dL/dbias; leaves dL/dx in dnext. */
-static void layer_backward(const mlp *m, int l, const float *w, float *dw,
-                           float *dbias)
+static void layer_backward(const mlp *m, int l, const float *w, float *dw, float *dbias)
 {
     int k = layer_in(m, l), n = layer_out(m, l), last = l == m->nlayers - 1;
     const float *x = m->act[l], *y = m->act[l + 1];
@@ -317,8 +320,8 @@ static zrt_status train(zrt_ctx *ctx, mlp *m, const example_args *a,
         zrt_mem_stats ms;
         zrt_get_mem_stats(ctx, &ms);
         if (m->rank == 0)
-            printf("step %d/%d loss %.6f ms %.2f device_bytes %lld peak %lld\n",
-                   step + 1, a->steps, loss, now_ms() - t0,
+            printf("step %d/%d loss %.6f ms %.2f device_bytes %lld peak %lld\n", step + 1,
+                   a->steps, loss, now_ms() - t0,
                    (long long)ms.tier_current[ZRT_TIER_DEVICE],
                    (long long)ms.tier_peak[ZRT_TIER_DEVICE]);
         prog->next_step = step + 1;
@@ -376,17 +379,18 @@ static void free_mlp(mlp *m)
 static zrt_status start_position(zrt_ctx *ctx, const mlp *m, const example_args *a,
                                  example_progress *prog)
 {
-    *prog = (example_progress){.next_step = 0, .seed = a->seed,
-                               .global_batch = (int64_t)m->d.batch *
-                                               example_accumulation_steps(ctx),
+    *prog = (example_progress){.next_step = 0,
+                               .seed = a->seed,
+                               .global_batch =
+                                   (int64_t)m->d.batch * example_accumulation_steps(ctx),
                                .steps = a->steps};
     return example_resume(ctx, a, prog);
 }
 
 int main(int argc, char **argv)
 {
-    mlp m = {.d = {.in = 32, .hidden = 200, .out = 3, .depth = 3, .batch = 24,
-                   .lr = 1e-3f}};
+    mlp m = {
+        .d = {.in = 32, .hidden = 200, .out = 3, .depth = 3, .batch = 24, .lr = 1e-3f}};
     example_args a;
     char err[1024];
     int parsed = example_parse_args(argc, argv, &a, own_flag, &m.d, err, sizeof err);
@@ -402,8 +406,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(cfg.backend, "cpu") != 0) { /* its math reads parameters on the host */
-        fprintf(stderr, "error: mlp computes on the host and runs on the cpu backend "
-                        "only (backend '%s'); train_gpt2 runs on cuda\n", cfg.backend);
+        fprintf(stderr,
+                "error: mlp computes on the host and runs on the cpu backend "
+                "only (backend '%s'); train_gpt2 runs on cuda\n",
+                cfg.backend);
         return 2;
     }
     zrt_ctx *ctx = NULL;
@@ -412,8 +418,8 @@ int main(int argc, char **argv)
         return 1; /* zrt_ctx_create printed why */
     st = setup(ctx, &m, &a);
     if (st == ZRT_ERR_INVALID_ARG && m.local_batch == 0) {
-        fprintf(stderr, "error: --batch %d is not divisible by %d ranks\n",
-                m.d.batch, m.world);
+        fprintf(stderr, "error: --batch %d is not divisible by %d ranks\n", m.d.batch,
+                m.world);
         zrt_ctx_destroy(ctx);
         free_mlp(&m);
         return 2;

@@ -244,7 +244,7 @@ int main(void)
     snprintf(lost, sizeof lost, "no answer from rank %d", g_size - 1);
     snprintf(bytes, sizeof bytes, "(%zu bytes", (size_t)g_size * COUNT * sizeof(float));
     const char *ar[] = {"all-reduce of", bytes, lost, "within 1.0 s", NULL};
-    const char *rs[] = {"reduce-scatter of", bytes, "per rank", "for layer 3",
+    const char *rs[] = {"reduce-scatter of",    bytes, "per rank", "for layer 3",
                         "comm_timeout_seconds", NULL};
     const char *ag[] = {"all-gather of", bytes, "for layer 5", "no answer from the other",
                         NULL};

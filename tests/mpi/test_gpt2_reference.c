@@ -41,14 +41,14 @@ static struct {
     const char *grad_tensor;
 } worst;
 
-#define EXPECT(cond, ...)                                  \
-    do {                                                   \
-        if (!(cond)) {                                     \
-            fprintf(stderr, "rank %d: FAIL: ", rank);      \
-            fprintf(stderr, __VA_ARGS__);                  \
-            fprintf(stderr, "\n");                         \
-            failures++;                                    \
-        }                                                  \
+#define EXPECT(cond, ...)                                                                \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "rank %d: FAIL: ", rank);                                    \
+            fprintf(stderr, __VA_ARGS__);                                                \
+            fprintf(stderr, "\n");                                                       \
+            failures++;                                                                  \
+        }                                                                                \
     } while (0)
 
 static int read_exact(FILE *f, void *dst, size_t bytes)
@@ -77,8 +77,14 @@ static int load_reference(const char *model, const char *ref, reference *r)
         fprintf(stderr, "%s: not a reference file for %s\n", ref, model);
         return -1;
     }
-    *r = (reference){.B = h[2], .T = h[3], .nsteps = h[4], .P = h[5], .Vp = h[6],
-                     .V = h[7], .cfg = r->cfg, .params = r->params};
+    *r = (reference){.B = h[2],
+                     .T = h[3],
+                     .nsteps = h[4],
+                     .P = h[5],
+                     .Vp = h[6],
+                     .V = h[7],
+                     .cfg = r->cfg,
+                     .params = r->params};
     size_t bt = (size_t)r->B * r->T;
     r->inputs = malloc(bt * sizeof(int));
     r->targets = malloc(bt * sizeof(int));
@@ -134,8 +140,8 @@ static void compare_grads(const reference *r, const float *grads, int stage)
             norm += (double)r->grads[at + k] * r->grads[at + k];
         }
         double rel = norm > 0 ? sqrt(diff / norm) : sqrt(diff);
-        EXPECT(rel <= 1e-3, "stage %d: gradient of %s differs by %.3g relative",
-               stage, gpt2_tensor_name(i), rel);
+        EXPECT(rel <= 1e-3, "stage %d: gradient of %s differs by %.3g relative", stage,
+               gpt2_tensor_name(i), rel);
         if (rel >= worst.grad) {
             worst.grad = rel;
             worst.grad_tensor = gpt2_tensor_name(i);
@@ -169,8 +175,8 @@ static int run_stage(const reference *r, int stage)
     const int *in = r->inputs + (size_t)row0 * r->T;
     const int *tg = r->targets + (size_t)row0 * r->T;
     float *grads = malloc((size_t)r->P * sizeof(float));
-    zrt_adamw hp = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                    .weight_decay = 0.1f};
+    zrt_adamw hp = {
+        .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
     for (int step = 0; step < r->nsteps; step++) {
         if (gpt2_forward(&m, in, tg) != ZRT_OK || gpt2_backward(&m) != ZRT_OK) {
             fprintf(stderr, "rank %d: %s\n", rank, zrt_last_error(ctx));
@@ -179,16 +185,16 @@ static int run_stage(const reference *r, int stage)
         float loss = mean_loss(&m);
         if (step == 0) {
             compare_logits(r, &m, row0);
-            EXPECT(fabsf(loss - r->loss) <= 1e-4f, "stage %d: loss %.7f vs %.7f",
-                   stage, loss, r->loss);
+            EXPECT(fabsf(loss - r->loss) <= 1e-4f, "stage %d: loss %.7f vs %.7f", stage,
+                   loss, r->loss);
             worst.loss = fabsf(loss - r->loss);
             if (gpt2_get_grads(&m, grads) != ZRT_OK)
                 return -1;
             compare_grads(r, grads, stage);
         }
         EXPECT(fabsf(loss - r->losses[step]) <= 1e-4f,
-               "stage %d: loss of step %d is %.7f, PyTorch's %.7f", stage, step,
-               loss, r->losses[step]);
+               "stage %d: loss of step %d is %.7f, PyTorch's %.7f", stage, step, loss,
+               r->losses[step]);
         worst.step_loss = fmaxf(worst.step_loss, fabsf(loss - r->losses[step]));
         if (zrt_step(ctx, &hp) != ZRT_OK)
             return -1;
@@ -198,8 +204,9 @@ static int run_stage(const reference *r, int stage)
     if (rank == 0)
         printf("stage %d, %d rank(s): logits within %.2g, loss within %.2g, "
                "gradients within %.2g relative (worst: %s), %d step losses "
-               "within %.2g\n", stage, world, worst.logits, worst.loss, worst.grad,
-               worst.grad_tensor, r->nsteps, worst.step_loss);
+               "within %.2g\n",
+               stage, world, worst.logits, worst.loss, worst.grad, worst.grad_tensor,
+               r->nsteps, worst.step_loss);
     memset(&worst, 0, sizeof worst);
     return zrt_ctx_destroy(ctx) == ZRT_OK ? 0 : -1;
 }
@@ -210,8 +217,7 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
     reference r = {0};
-    int broken = argc != 3 || load_reference(argv[1], argv[2], &r) ||
-                 r.B % world != 0;
+    int broken = argc != 3 || load_reference(argv[1], argv[2], &r) || r.B % world != 0;
     for (int stage = 0; stage <= 3 && !broken; stage++)
         broken = run_stage(&r, stage);
     int local = failures + (broken ? 1 : 0), total = 0;

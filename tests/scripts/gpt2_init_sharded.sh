@@ -77,6 +77,10 @@ run_ranks 2 "$TRAIN" --layers 24 --channels 384 --heads 6 --stage 3 \
     --sample-len 0 || { cat "$WORK/out"; fail "43 M-parameter run"; }
 line=$(grep '^memory: peak RSS' "$WORK/out") || { cat "$WORK/out"; fail "no memory line"; }
 echo "$line"
+if [ -n "${ZRT_SANITIZE:-}" ]; then # ASan's shadow memory is in the RSS, not the plan
+    echo "PASS (RSS against the plan not checked under ZRT_SANITIZE=$ZRT_SANITIZE)"
+    exit 0
+fi
 python3 - "$line" <<'PY' || fail "peak RSS is more than 10 % over the plan"
 import re, sys
 peak, before, planned = (float(v) for v in re.search(

@@ -12,7 +12,9 @@
 #   - --resume with --heads 8 of a checkpoint saved with 4 heads (same tensor
 #     shapes) is refused, naming the heads;
 #   - a shard set too small for one batch names the pattern, the files and the
-#     tokens found.
+#     tokens found;
+#   - sampling with a window (--batch x --seq-len = 4) shorter than the
+#     12-byte prompt cuts the prompt (it wrote past the window, found by ASan).
 source "$(dirname "$0")/common.sh"
 TRAIN=$1 CKPT=$2
 GPT=(--model d4 --channels 64 --max-seq-len 64 --seq-len 32 --batch 2 --val-every 0
@@ -89,7 +91,16 @@ small_shard_set() {
     echo "shards: a set too small names the pattern, the files and the tokens"
 }
 
+short_window_sample() {
+    run_ranks 1 "$TRAIN" --layers 1 --channels 4 --heads 1 --max-seq-len 8 --batch 1 \
+        --seq-len 4 --steps 2 --val-every 0 --sample-len 20 ||
+        { cat "$WORK/out"; fail "sampling with a 4-token window"; }
+    expect "sample:" "short-window sample"
+    echo "sample: a window shorter than the prompt cuts the prompt"
+}
+
 short_context_load
+short_window_sample
 export_matches_save heads8 --heads 8
 make_shards "$WORK/shards" 4000
 export_matches_save vocab250 --vocab-size 250 --train-shards "$WORK/shards/tiny_train_*.bin"

@@ -26,8 +26,7 @@ static float *load(const char *path, long *count)
     long bytes = ftell(f);
     rewind(f);
     float *data = malloc(bytes > 0 ? (size_t)bytes : 1);
-    if (!data || fread(data, 1, (size_t)bytes, f) != (size_t)bytes ||
-        bytes % 4 != 0) {
+    if (!data || fread(data, 1, (size_t)bytes, f) != (size_t)bytes || bytes % 4 != 0) {
         fprintf(stderr, "dump_compare: cannot read '%s' as f32\n", path);
         free(data);
         data = NULL;
@@ -59,7 +58,8 @@ static int compare(const float *a, long na, const float *b, long nb, const char 
     }
     double rel = ref_sq > 0 ? sqrt(diff_sq / ref_sq) : sqrt(diff_sq);
     printf("dump_compare: %ld floats, first differing element %ld, max abs diff "
-           "%.3g, norm-wise relative difference %.3g\n", na, first, max_diff, rel);
+           "%.3g, norm-wise relative difference %.3g\n",
+           na, first, max_diff, rel);
     if (!rel_tol)
         return first < 0 ? 0 : 1;
     return rel <= atof(rel_tol) ? 0 : 1;

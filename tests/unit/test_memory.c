@@ -29,23 +29,21 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define DEV ZRT_TIER_DEVICE
+#define DEV  ZRT_TIER_DEVICE
 #define HOST ZRT_TIER_HOST
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void charge_ok(zrt__mem_account *a, zrt_tier tier, zrt_category cat,
-                      int64_t bytes)
+static void charge_ok(zrt__mem_account *a, zrt_tier tier, zrt_category cat, int64_t bytes)
 {
     zrt__errbuf err = {.rank = -1};
     zrt_status st = zrt__mem_charge(a, &err, tier, cat, bytes, NULL);
-    ck_assert_msg(st == ZRT_OK, "charge of %lld failed: %s", (long long)bytes,
-                  err.text);
+    ck_assert_msg(st == ZRT_OK, "charge of %lld failed: %s", (long long)bytes, err.text);
 }
 
 /* Every (tier, category) pair other than those listed holds nothing. */
-static void expect_cur(const zrt__mem_account *a, zrt_tier tier,
-                       zrt_category cat, int64_t cur, int64_t peak)
+static void expect_cur(const zrt__mem_account *a, zrt_tier tier, zrt_category cat,
+                       int64_t cur, int64_t peak)
 {
     ck_assert_int_eq(a->stats.current[tier][cat], cur);
     ck_assert_int_eq(a->stats.peak[tier][cat], peak);
@@ -60,8 +58,8 @@ static void expect_tier(const zrt__mem_account *a, zrt_tier tier, int64_t cur,
 
 static void expect_mentions(const char *text, const char *needle)
 {
-    ck_assert_msg(strstr(text, needle) != NULL,
-                  "message '%s' does not mention '%s'", text, needle);
+    ck_assert_msg(strstr(text, needle) != NULL, "message '%s' does not mention '%s'",
+                  text, needle);
 }
 
 /* ---- the account --------------------------------------------------------- */
@@ -355,8 +353,7 @@ START_TEST(test_cpu_alloc_zero_bytes)
     fixture f;
     fixture_init(&f, 1000);
     zrt__buf b;
-    ck_assert_int_eq(f.be->ops->alloc(f.be, 0, DEV, ZRT_CAT_COMM, "empty", &b),
-                     ZRT_OK);
+    ck_assert_int_eq(f.be->ops->alloc(f.be, 0, DEV, ZRT_CAT_COMM, "empty", &b), ZRT_OK);
     ck_assert_uint_eq(b.bytes, 0);
     ck_assert_int_eq(f.acct.stats.tier_current[DEV], 0);
     f.be->ops->free(f.be, &b);
@@ -375,9 +372,9 @@ START_TEST(test_cpu_alloc_nvme_refused)
     memcpy(&before, &b, sizeof b);
     zrt__mem_account acct_before;
     memcpy(&acct_before, &f.acct, sizeof f.acct);
-    ck_assert_int_eq(f.be->ops->alloc(f.be, 64, ZRT_TIER_NVME, ZRT_CAT_OPTIM,
-                                      "moments", &b),
-                     ZRT_ERR_INVALID_ARG);
+    ck_assert_int_eq(
+        f.be->ops->alloc(f.be, 64, ZRT_TIER_NVME, ZRT_CAT_OPTIM, "moments", &b),
+        ZRT_ERR_INVALID_ARG);
     ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "*out written on failure");
     ck_assert_msg(memcmp(&f.acct, &acct_before, sizeof f.acct) == 0,
                   "a refused alloc changed the account");
@@ -392,17 +389,16 @@ START_TEST(test_cpu_alloc_past_limit)
     fixture_init(&f, 1000);
     const zrt__backend_ops *ops = f.be->ops;
     zrt__buf a;
-    ck_assert_int_eq(ops->alloc(f.be, 800, DEV, ZRT_CAT_PARAM, "weights", &a),
-                     ZRT_OK);
+    ck_assert_int_eq(ops->alloc(f.be, 800, DEV, ZRT_CAT_PARAM, "weights", &a), ZRT_OK);
 
     zrt__buf b, before;
     memset(&b, 0x3C, sizeof b);
     memcpy(&before, &b, sizeof b);
     zrt__mem_account acct_before;
     memcpy(&acct_before, &f.acct, sizeof f.acct);
-    ck_assert_int_eq(ops->alloc(f.be, 300, DEV, ZRT_CAT_GRAD,
-                                "grad shard of layer 3", &b),
-                     ZRT_ERR_OUT_OF_MEMORY);
+    ck_assert_int_eq(
+        ops->alloc(f.be, 300, DEV, ZRT_CAT_GRAD, "grad shard of layer 3", &b),
+        ZRT_ERR_OUT_OF_MEMORY);
     ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "*out written on failure");
     ck_assert_msg(memcmp(&f.acct, &acct_before, sizeof f.acct) == 0,
                   "a refused alloc changed the account");
@@ -456,8 +452,8 @@ static long pages_kib(size_t bytes)
 /* Whether this process may mlock `bytes` now, tried on a scratch mapping. */
 static int can_mlock(size_t bytes)
 {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p =
+        mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ck_assert_msg(p != MAP_FAILED, "mmap of %zu bytes failed", bytes);
     int ok = mlock(p, bytes) == 0;
     if (ok)
@@ -471,8 +467,8 @@ static int can_mlock(size_t bytes)
 static int mlock_shows(void)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p =
+        mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ck_assert_msg(p != MAP_FAILED, "mmap of a page failed");
     long before = vmlck_kib();
     int shows = mlock(p, page) != 0 || vmlck_kib() > before;
@@ -669,8 +665,8 @@ START_TEST(test_cpu_pin_past_memlock_limit)
         expect_mentions(f.err.text, "1.00 MiB (1048576 bytes)");
         expect_mentions(f.err.text, "host-tier");
         expect_mentions(f.err.text, "'optim'");
-        expect_mentions(f.err.text, zrt__fmt_bytes((long long)low.rlim_cur, limit,
-                                                   sizeof limit));
+        expect_mentions(f.err.text,
+                        zrt__fmt_bytes((long long)low.rlim_cur, limit, sizeof limit));
     }
     ops->free(f.be, &b);
     ck_assert_int_eq(f.acct.stats.tier_current[HOST], 0);
@@ -688,10 +684,12 @@ START_TEST(test_cpu_kernels)
     fixture_init(&f, 0);
     const zrt__backend_ops *ops = f.be->ops;
     zrt__buf bx, by;
-    ck_assert_int_eq(ops->alloc(f.be, (N + 1) * sizeof(float), DEV,
-                                ZRT_CAT_ACTIVATION, NULL, &bx), ZRT_OK);
-    ck_assert_int_eq(ops->alloc(f.be, (N + 1) * sizeof(float), DEV,
-                                ZRT_CAT_ACTIVATION, NULL, &by), ZRT_OK);
+    ck_assert_int_eq(
+        ops->alloc(f.be, (N + 1) * sizeof(float), DEV, ZRT_CAT_ACTIVATION, NULL, &bx),
+        ZRT_OK);
+    ck_assert_int_eq(
+        ops->alloc(f.be, (N + 1) * sizeof(float), DEV, ZRT_CAT_ACTIVATION, NULL, &by),
+        ZRT_OK);
     float *x = bx.ptr, *y = by.ptr;
     x[N] = y[N] = -77.0f; /* guard past n */
 
@@ -742,8 +740,8 @@ START_TEST(test_cpu_kernels)
 END_TEST
 
 /* PyTorch's AdamW in double, for one element. */
-static void adamw_ref(double *p, double g, double *m, double *v, double lr,
-                      double b1, double b2, double eps, double wd, long t)
+static void adamw_ref(double *p, double g, double *m, double *v, double lr, double b1,
+                      double b2, double eps, double wd, long t)
 {
     *p *= 1.0 - lr * wd;
     *m = b1 * *m + (1.0 - b1) * g;
@@ -769,8 +767,9 @@ START_TEST(test_cpu_adamw)
     }
     for (long t = 1; t <= 3; t++) {
         for (int i = 0; i < N; i++)
-            g[i] = (i % 4 == 0) ? 0.0f : (float)((i % 3) - 1) * 0.25f * (float)t
-                                           + 0.0625f * (float)i;
+            g[i] = (i % 4 == 0)
+                       ? 0.0f
+                       : (float)((i % 3) - 1) * 0.25f * (float)t + 0.0625f * (float)i;
         zrt_adamw_scalars s = zrt_adamw_scalars_make(lr, b1, b2, eps, wd, t);
         ck_assert_int_eq(ops->adamw_f32(f.be, p, p, g, m, v, N, &s), ZRT_OK);
         for (int i = 0; i < N; i++) {
@@ -796,8 +795,7 @@ START_TEST(test_cpu_adamw_first_step)
     float p[4] = {1.0f, 1.0f, 1.0f, 1.0f};
     const float g[4] = {0.5f, -3.0f, 1e-3f, 0.0f};
     float m[4] = {0}, v[4] = {0};
-    zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f,
-                                                 0.0f, 1);
+    zrt_adamw_scalars s = zrt_adamw_scalars_make(0.1f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
     ck_assert_int_eq(f.be->ops->adamw_f32(f.be, p, p, g, m, v, 4, &s), ZRT_OK);
     ck_assert_float_eq_tol(p[0], 0.9f, 1e-6f);
     ck_assert_float_eq_tol(p[1], 1.1f, 1e-6f);
@@ -845,9 +843,9 @@ START_TEST(test_cpu_adamw_split_covers_all)
                       n, stale);
         memset(m, 0, n * sizeof *m);
         memset(v, 0, n * sizeof *v);
-        ck_assert_int_eq(be->ops->adamw_mixed(be, master, p16, g16, m, v, n, 1.0f, &s,
-                                              ZRT_HALF_BF16),
-                         ZRT_OK);
+        ck_assert_int_eq(
+            be->ops->adamw_mixed(be, master, p16, g16, m, v, n, 1.0f, &s, ZRT_HALF_BF16),
+            ZRT_OK);
         for (size_t i = 0; i < n && stale == n; i++)
             stale = master[i] < 1.0f ? n : i;
         ck_assert_msg(stale == n, "mixed, %d workers, n %zu: element %zu not updated",

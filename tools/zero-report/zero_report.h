@@ -115,11 +115,11 @@ typedef struct report {
     timeline tl; /* read only when asked (--html) */
     /* "comm" (optional): bytes sent per optimizer step, by peer class */
     int has_comm;
-    int comm_steps;             /* steps recorded */
-    int64_t comm_theory[2];     /* model states: same host, other hosts */
-    int64_t comm_sent[2];       /* the same, the largest recorded step */
-    int64_t comm_other;         /* other collectives, the largest step */
-    int comm_uneven;            /* the recorded steps' model-state bytes differ */
+    int comm_steps;         /* steps recorded */
+    int64_t comm_theory[2]; /* model states: same host, other hosts */
+    int64_t comm_sent[2];   /* the same, the largest recorded step */
+    int64_t comm_other;     /* other collectives, the largest step */
+    int comm_uneven;        /* the recorded steps' model-state bytes differ */
 } report;
 
 /* Files named by the arguments: reports, directories, glob patterns; one
