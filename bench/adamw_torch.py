@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/adamw_torch.py: PyTorch's CPU AdamW on the sizes bench_adamw uses.
 
     python3 bench/adamw_torch.py [--sizes 1M,16M,64M] [--reps K] [--threads T]

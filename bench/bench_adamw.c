@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_adamw.c — is zrt's fused AdamW as fast as memory lets it be?
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_adamw_vs_torch.sh: zrt's CPU AdamW against memory bandwidth, a naive
 # loop and PyTorch, on the same sizes and thread counts.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_args.h — the flags the synthetic-model benchmarks share:
  * --layers L --width W --steps K (positive integers) and, where a benchmark

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_comm.c — the zrt communicator against bare MPI on the same
  * buffers: reduce-scatter (zrt reduce_scatter_f32 SUM vs

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_common.h — what the benchmarks share: a monotonic clock, the
  * best-and-median timing loop, and the synthetic model's square layers.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_copy_cuda.c — does zrt's cuda backend move bytes between host
  * and device as fast as CUDA itself does, and what does its mixed-pointer

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_gpt2.sh: end-to-end GPT-2 training throughput and memory through zrt.
 #
 # For model shapes d4 (4 layers, 256 channels, ~3.5M parameters) and d12

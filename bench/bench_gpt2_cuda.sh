@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_gpt2_cuda.sh: GPT-2 124M training throughput and MFU on one GPU
 # through zrt's cuda backend.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_memtrace.c — what the memory timeline and the plan cost.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_offload.c — does the NVMe optimizer step overlap its I/O with
  * its compute?

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_stages.c — step time of ZeRO stages 1-3 against stage 0, in one
  * run, on the same model and the same ranks.

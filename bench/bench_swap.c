@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/bench_swap.c — the NVMe swap file's own speed: sequential write, then
  * read back, through zrt__swap_write / zrt__swap_read (offload/swap.h).

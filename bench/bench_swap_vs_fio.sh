@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench_swap_vs_fio.sh: the NVMe swap file (bench_swap) against fio on the
 # same directory, the same block size, queue depth and bytes.
 #

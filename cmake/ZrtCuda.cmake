@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # cmake/ZrtCuda.cmake — finds the CUDA toolchain for kernels/cuda, without
 # making it a requirement of the rest of the build.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * offload/crc32c.c — CRC32C, hardware (SSE4.2) and software paths.
  *

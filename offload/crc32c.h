@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * offload/crc32c.h — CRC32C (Castagnoli) checksums for swapped blocks.
  *

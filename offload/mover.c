@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * offload/mover.c — the swap file's I/O thread (see mover.h): a FIFO ring of
  * jobs, a done counter, and the first error.

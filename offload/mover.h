@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * offload/mover.h — moves blocks between a swap file and host buffers on a
  * thread of its own, so the disk works while the optimizer computes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * offload/swap.c — the NVMe swap file: O_DIRECT, io_uring, registered
  * staging buffers, a CRC32C per block.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * offload/swap.h — one NVMe swap file per (rank, name), read and written
  * block by block with O_DIRECT through io_uring registered buffers.

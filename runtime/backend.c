@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/backend.c — what the backends share: creating the backend object,
  * the frame of alloc, host-memory blocks through the block cache, and pin's

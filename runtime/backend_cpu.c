@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/backend_cpu.c — the cpu backend: host memory plays the device.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/backend_cuda.c — the cuda backend: one CUDA device per rank.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/backend_cuda.h — what the cuda backend tells its tests.
  *

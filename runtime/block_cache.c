@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/block_cache.c — freed blocks kept by size and tier (see the header).
  * A singly linked list, newest first: a step holds tens to hundreds of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/block_cache.h — freed blocks kept for an allocation of the same size
  * and tier, shared by the backends.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/comm.h — the communicator interface: the collectives ZeRO needs,
  * each non-blocking (start -> request -> test/wait), so the engine can keep

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/comm_mpi.c — the communicator over Open MPI, on host buffers (device
  * buffers are staged through them).

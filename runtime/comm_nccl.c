@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/comm_nccl.c — the communicator over NCCL, for the cuda backend with
  * one GPU per rank.

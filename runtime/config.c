@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/config.c — the zrt_config struct: defaults, loading overrides from
  * JSON (DeepSpeed's zero_optimization key names), range checks, and the size

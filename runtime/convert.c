@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/convert.c — element conversions a training loop needs with 16-bit
  * parameters: its f32 math reads bf16/f16 values and adds f32 gradients

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/error.h — the last-error sentence and the CHECK macros.
  *

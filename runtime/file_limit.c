@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/file_limit.c — refusing a file that would outgrow RLIMIT_FSIZE.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/file_limit.h — the process's file-size limit, checked before a write.
  *

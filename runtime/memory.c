@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/memory.c — the memory account: current and peak bytes per tier and
  * category, and the budget check with a message that explains the overrun.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/memory.h — accounting of every byte the runtime holds.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/registry.c — the tables of built-in backends and communicators.
  * The build flags that say which exist (ZRT_HAVE_CUDA, ZRT_HAVE_NCCL) are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/status.c — names and meanings of status codes, dtypes, memory
  * categories and tiers. Everything here is a constant table.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/threads.c — a small fixed pool of helper threads, each bound to one
  * core of the process's binding (see threads.h). Work is handed out by

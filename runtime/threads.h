@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * runtime/threads.h — the rank's helper threads, bound inside its cores.
  *

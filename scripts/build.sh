@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/build.sh — configures and builds zrt into ./build (or $BUILD_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."

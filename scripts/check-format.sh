@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/check-format.sh — checks that every C, header and CUDA file git
 # tracks is formatted as .clang-format says; `--fix` formats them in place.
 # CI runs the check (scripts/test.sh): a formatting difference fails it,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/cluster-agent.sh — Open MPI's remote launch agent for the cluster of
 # scripts/cluster.sh, in place of ssh: `cluster-agent.sh HOST CMD...` runs CMD
 # in HOST (its address from the hostfile, its hostname zrt-hI, or I) inside

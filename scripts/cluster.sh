@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/cluster.sh — a small cluster on this machine, for testing zrt across
 # hosts: K "hosts", each a network namespace (its own network stack) with its
 # own UTS namespace (its own hostname, so Open MPI's per-host session files

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/fuzz.sh [SECONDS] — builds the libFuzzer harnesses of tests/fuzz
 # with clang (ZRT_FUZZ=ON: ASan + UBSan + libFuzzer) in build-fuzz/, then runs
 # each for SECONDS (default 10) on a copy of its committed corpus, as ctest's

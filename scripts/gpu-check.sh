@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/gpu-check.sh — builds zrt with the CUDA backend on a GPU machine that
 # has no network and may lack zrt's build dependencies, runs the GPU tests and
 # the GPU benchmarks, and prints one table of what passed and what was measured

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/setup.sh — installs what zrt needs to build and test on Debian or
 # Ubuntu: a C compiler, CMake, Open MPI, hwloc, liburing, Check, jansson,
 # OpenBLAS, Chromium (the HTML report's render test), clang with its

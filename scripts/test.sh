@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/test.sh — sets up the machine, builds, and runs every test through
 # ctest: Check unit suites, multi-rank tests under mpirun (1 to 4 ranks), and
 # the example-driven checks; first, each libFuzzer target for a few seconds.

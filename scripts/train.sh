@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # scripts/train.sh — sets up the machine, builds, and trains GPT-2 (the d4
 # preset: 4 layers, 256 channels, 3.5 M parameters) on the bundled King James
 # Bible text, read as bytes, on 2 ranks at ZeRO stage 3 on the cpu backend.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/base.c — the leaf of zero/: the checks every call starts with, the
  * timed wait on a collective, and logging. It calls nothing else of zero/,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/checkpoint.c — zrt_save and zrt_load: a live context's state into a
  * checkpoint and back, through the format of zero/ckpt_format.c

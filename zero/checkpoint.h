@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/checkpoint.h — the checkpoint format, as zrt_load and zero-ckpt read it.
  *

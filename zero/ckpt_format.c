@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/ckpt_format.c — the checkpoint format (see checkpoint.h): reading and
  * checking meta.json and rank files, encoding their headers and tables, and

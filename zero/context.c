@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/context.c — creating and destroying a context, and the calls that
  * only read or use what it owns: rank, config, logging, the host all-reduce,

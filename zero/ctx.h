@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/ctx.h — the context: everything one rank of a zrt job owns.
  *

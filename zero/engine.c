@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/engine.c — the ZeRO engine: what happens at each layer boundary and
  * in the optimizer step, for stages 0 to 3 (see the table in ctx.h).

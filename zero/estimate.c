@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/estimate.c — what one rank will hold, computed before any run: the
  * model states and the bounded buffers per tier and category, from a config,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/fit.c — which configuration to train with: the ladder of stages and
  * offload tiers, cheapest in traffic first, that `"stage": "auto"` and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/layer.c — where one layer's state lives and its optimizer update:
  * the parameter base, the owned parameter and gradient ranges, the reduced

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/loss_scale.c — fp16's loss scale (see loss_scale.h for the rules).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/loss_scale.h — fp16's loss scale: fixed, or DeepSpeed's dynamic
  * scaler (DynamicLossScaler with delayed_shift = hysteresis and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/memplan.c — the memory plan: what this rank will hold in every tier
  * and category at every call of a training step, computed before anything is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/nvme.c — the NVMe tiers: optimizer moments (offload_optimizer nvme)
  * and stage-3 parameter shards (offload_param nvme) in swap files, one per

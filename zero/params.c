@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/params.c — registering parameters, finalizing them (the plans, the
  * allocation), and moving a parameter's value in and out (write, read, data

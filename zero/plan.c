@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/plan.c — building the partition plan and cutting shards into tensor
  * segments. See plan.h for the layout.

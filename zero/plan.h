@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/plan.h — the partition plan: where every parameter element lives.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/planning.c — a context's two plans: the partition plan of its
  * registered parameters (plan.c lays it out) and the memory plan of its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/report.c — the per-rank memory report (JSON): who this rank is, the
  * memory plan, the timeline of the first steps, and the current and peak

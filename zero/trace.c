@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero/trace.c — the order of layer entries a step follows (trace.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/common/example_args.c — shared flags and chores of the examples.
  */

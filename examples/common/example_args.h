@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/common/example_args.h — the command-line flags every zrt example
  * shares, and the few chores every example does the same way: building the

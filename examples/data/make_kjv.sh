@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # examples/data/make_kjv.sh — regenerates kjv_train.txt and kjv_val.txt, the
 # byte-level corpus of the GPT-2 example, from the King James Version text in
 # Debian's bible-kjv-text package (public domain; see README.md).

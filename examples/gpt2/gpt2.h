@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/gpt2.h — the GPT-2 example's shared definitions: model
  * shape, the parameter tensors in llm.c's order, the model file and the data

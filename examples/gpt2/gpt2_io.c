@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/gpt2_io.c — everything in gpt2.h that is not model math:
  * the tensor table (sizes, names, per-layer flags), config checks, llm.c's

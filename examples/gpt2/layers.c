@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/layers.c — GPT-2 operations on the CPU (see layers.h).
  * Written after llm.c's train_gpt2.c: the same mathematics, plain loops for

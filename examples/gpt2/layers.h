@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/layers.h — forward and backward of GPT-2's building blocks
  * on the CPU: one forward and one backward function per operation, shapes in

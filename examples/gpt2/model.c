@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/model.c — GPT-2 forward and backward through zrt (see
  * model.h for the layer mapping, layers.c for the operations).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/model.h — GPT-2 as a zrt training loop sees it.
  *

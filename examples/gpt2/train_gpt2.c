@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/train_gpt2.c — trains GPT-2 through zrt on N MPI ranks.
  *

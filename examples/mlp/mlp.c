@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/mlp/mlp.c — a multi-layer perceptron trained through zrt.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zrt.h — the public API of zrt, a ZeRO runtime for C training loops.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cpu/kernels.c — the scalar reference kernels, the AdamW scalars,
  * and the run-time choice between the AVX-512, AVX2 and scalar paths.

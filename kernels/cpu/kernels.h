@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cpu/kernels.h — elementwise and reduction kernels for host memory.
  *

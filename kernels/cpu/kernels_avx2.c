@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cpu/kernels_avx2.c — AVX2 versions of the kernels in kernels.h,
  * eight floats at a time, with unaligned loads and stores.

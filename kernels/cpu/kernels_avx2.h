@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cpu/kernels_avx2.h — private to kernels/cpu: the AVX2 versions of
  * the kernels in kernels.h, and the scalar range helper they share with the

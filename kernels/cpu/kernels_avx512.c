@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cpu/kernels_avx512.c — AVX-512 (AVX512F only) versions of the
  * kernels in kernels.h, sixteen floats at a time, with unaligned loads and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cpu/kernels_avx512.h — private to kernels/cpu (and to the unit
  * test, which calls each path directly): the AVX-512 versions of the kernels

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cuda/kernels_cuda.cu — kernels/cpu's kernels on device memory.
  *

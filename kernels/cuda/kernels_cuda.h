@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cuda/kernels_cuda.h — the kernels of kernels/cpu/kernels.h on
  * device memory, launched on a CUDA stream.

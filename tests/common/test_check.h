@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/common/test_check.h — a Check suite's registration and main, once.
  *

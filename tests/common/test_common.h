@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/common/test_common.h — what the test programs share instead of
  * copies: the skip code, deterministic random data, one check macro for the

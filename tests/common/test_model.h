@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/common/test_model.h — the synthetic model that tests/mpi's engine
  * and checkpoint suites train: odd tensor sizes, a tensor smaller than the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tests/consumer/main.c — a program outside the zrt tree, built against an
  * installed zrt through find_package(zrt) and through pkg-config. */
 #include <stdio.h>

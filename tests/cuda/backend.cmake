@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The cuda backend (runtime/backend_cuda.c) against kernels/cpu: allocation
 # and accounting, the device arenas, copies, pinning, and every kernel op with
 # device, host and mixed pointers. Included by tests/cuda/CMakeLists.txt.

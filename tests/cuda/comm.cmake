@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The communicators on the cuda backend (tests/cuda/test_comm_cuda.c): NCCL
 # where every rank has a GPU of its own, its refusal and MPI's staging through
 # pinned host memory where ranks share one, under mpirun with 1 and 2 ranks.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The GPT-2 example on a GPU (examples/gpt2/cuda). Included by
 # tests/cuda/CMakeLists.txt; label cuda; both skip (77) without a device.
 

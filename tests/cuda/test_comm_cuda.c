@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/cuda/test_comm_cuda.c — the communicators on the cuda backend: NCCL
  * (runtime/comm_nccl.c) and MPI staging device buffers through pinned host

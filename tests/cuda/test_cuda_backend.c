@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/cuda/test_cuda_backend.c — the cuda backend (runtime/backend_cuda.c)
  * against kernels/cpu.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/cuda/test_cuda_kernels.c — every kernel of kernels/cuda against the
  * kernels/cpu scalar references on random data.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/cuda/test_gpt2_layers_cuda.c — every operation of
  * examples/gpt2/cuda/layers_cuda.h, forward and backward, against

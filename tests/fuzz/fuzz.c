@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/fuzz/fuzz.c — the helpers of fuzz.h: one temporary directory per
  * process, input written to files in it, and NUL-terminated copies.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/fuzz/fuzz.h — what the libFuzzer harnesses share: a temporary
  * directory per process (made on first use, removed at exit) and writing the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/fuzz/fuzz_ckpt.c — the checkpoint readers (zero/checkpoint.c):
  * meta.json (zrt__ckpt_open) and a rank file (zrt__ckpt_section_of,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/fuzz/fuzz_gpt2_model.c — the llm.c model file reader
  * (examples/gpt2/gpt2_io.c: gpt2_model_read_header, gpt2_model_read).

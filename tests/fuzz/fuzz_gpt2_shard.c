@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/fuzz/fuzz_gpt2_shard.c — the llm.c token shard reader
  * (examples/gpt2/gpt2_io.c: gpt2_data_open_shards, gpt2_data_batch), and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/fuzz/fuzz_report.c — zero-report's reader of the per-rank memory
  * reports (tools/zero-report/reports.c and timeline.c: zr_read_report with

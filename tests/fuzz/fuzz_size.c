@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/fuzz/fuzz_size.c — the size parser ("64M", "1.5GiB": zrt_parse_size
  * in runtime/config.c), which both config files and command-line flags use.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/fuzz/run.sh TARGET CORPUS SECONDS CRASH_DIR — runs one libFuzzer
 # target for SECONDS on a copy of CORPUS (the committed corpus stays as it
 # is); a crash, leak or UB report fails it, with the input saved in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/mpi/test_binding.c — a rank's cores and its helper threads.
  *

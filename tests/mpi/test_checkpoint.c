@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/mpi/test_checkpoint.c — zrt_save / zrt_load across ranks (run under
  * mpirun with 1 to 4 ranks).

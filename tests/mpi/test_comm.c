@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/mpi/test_comm.c — Check suite "comm" for runtime/comm_mpi.c, run by
  * ctest under `mpirun -np N` for N = 1..4.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/mpi/test_comm_staging.c — the MPI communicator's staging of device
  * buffers through pinned host memory (runtime/comm_mpi.c), on any machine:

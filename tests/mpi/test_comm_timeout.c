@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/mpi/test_comm_timeout.c — a lost peer ends the MPI communicator's
  * waits after comm_timeout_seconds instead of hanging them (runtime/

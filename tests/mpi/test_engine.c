@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/mpi/test_engine.c — the ZeRO engine across ranks (run under mpirun
  * with 1 to 4 ranks).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/mpi/test_gpt2_reference.c — the GPT-2 example against PyTorch.
  *

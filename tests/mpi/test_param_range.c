@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/mpi/test_param_range.c — building a model a rank at a time:
  * zrt_param_owned_range and zrt_param_write_range (run under mpirun with

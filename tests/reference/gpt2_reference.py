@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """
 tests/reference/gpt2_reference.py — PyTorch reference for the GPT-2 example
 (examples/gpt2/gpt2.h, llm.c's GPT-2) on a tiny config.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Checks a `zero-ckpt safetensors` export with Python's safetensors package.
 
     test_safetensors.py OUT.safetensors CONSOLIDATED.bin

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Crash safety: 20 trials (CKPT_CRASH_TRIALS). Each starts GPT-2 (d4 shape,
 # 64 channels) on 2 or 3 ranks at a random stage, saving after every step
 # (a save is about half of a step here), waits for the first checkpoint,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Checkpoints under faults (issue 15), each case failing before its fix:
 #   1. disk full: the MLP on 2 ranks saves every step into a 4 MiB tmpfs;
 #      the first save fits, a later one does not. The job fails; every rank's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Resharding: GPT-2 (d4 shape, 64 channels) trained 20 steps on 4 ranks at
 # stage 3 (batch 3 per rank: 12 sequences a step), saving at step 10;
 # the step-10 checkpoint loaded on 2 ranks (stage 2, batch 6) and on 3

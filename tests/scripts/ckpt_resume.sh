@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Checkpoints resume exactly at the same world size: GPT-2 (d4 shape, 64
 # channels) on 2 ranks, 10 steps saving at 5 and 10, against a run resumed
 # from step 5: the last 5 losses (%.9g) and the parameter dump are

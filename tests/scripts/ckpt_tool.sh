@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # zero-ckpt on a GPT-2 checkpoint (d4 shape, 64 channels, 2 ranks, stage 3):
 #   - verify accepts it and prints the plan;
 #   - consolidate equals the run's own --dump-params byte for byte, and its

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GPT-2 d4 across a 2-host cluster of network namespaces (scripts/cluster.sh):
 # 2 hosts x 2 ranks (launched through scripts/cluster-agent.sh) for 10 steps
 # at stages 0 and 3, each byte-identical to 4 ranks on one host; ranks 0-1 ran

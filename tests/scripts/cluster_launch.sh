@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # zero-launch across hosts, on a 2-host cluster of network namespaces
 # (scripts/cluster.sh): from inside host 1, `zero-launch --hostfile
 # --launch-agent scripts/cluster-agent.sh --net <the cluster's subnet>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The communicator's traffic accounting: each rank's memory report has, per
 # optimizer step, the bytes its collectives sent for the model states
 # ("comm.steps[].layers", split by whether the peer is on this host), and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A rank that stops mid-run (kill -STOP: alive, holding its sockets, answering
 # nothing, as a hung or partitioned host would) ends the job within
 # comm_timeout_seconds and a margin instead of hanging it until TCP gives up:

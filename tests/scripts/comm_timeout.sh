@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A lost peer does not hang the MPI communicator: with comm_timeout_seconds 1,
 # every wait, barrier and agree of the ranks left fails within the timeout
 # plus a margin, with a sentence naming the collective (its bytes, its layer,

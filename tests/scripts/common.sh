@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # tests/scripts/common.sh — shared by the example-driving test scripts.
 # ZRT_MPIRUN (set by ctest) is the mpirun command with its flags.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GPT-2 d4 in bf16 on the cuda backend (label cuda; exits 77 where no GPU is
 # present, which ctest reports as skipped).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The GPT-2 example builds each rank's part of the model, never the whole
 # model (examples/gpt2/model.c, gpt2_fill_params):
 #  1. the initial parameters (--steps 0) are byte-identical on 1 and 3 ranks,

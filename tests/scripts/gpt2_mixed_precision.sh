@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GPT-2 on 2 ranks for 200 steps in bf16 and in fp16 (16-bit parameters and
 # gradients, f32 master copy and moments; fp16 with the dynamic loss scale)
 # tracks the same run in f32: the final loss, and the mean of the last 50,

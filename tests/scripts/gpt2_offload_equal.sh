@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GPT-2 d4 on 2 ranks, 20 steps: with the optimizer state in host memory or
 # on NVMe (stages 1-3), and at stage 3 with the parameter shards on NVMe too,
 # the parameter dump is byte-identical to the same stage without offload.

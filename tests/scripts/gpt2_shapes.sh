@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The model's shape is checked wherever it could silently be another model
 # (issues 15 and 16), each case failing on the code before:
 #   - --load of a model whose max_seq_len (32) is shorter than --seq-len (64)

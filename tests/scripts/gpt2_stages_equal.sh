@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GPT-2 d4 on 2 ranks, 30 steps at stages 0, 1, 2 and 3: byte-identical
 # parameter dumps.
 source "$(dirname "$0")/common.sh"

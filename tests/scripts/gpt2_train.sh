@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GPT-2 d4 on 2 ranks at stage 3, 300 steps on the bundled text: the
 # validation loss ends well below where it started (ln 256 = 5.55 for
 # bytes). The model it saves is llm.c's layout field for field (checked by an

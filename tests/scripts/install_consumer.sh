@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs zrt into a temporary prefix, then builds tests/consumer against it
 # twice — with find_package(zrt) and with pkg-config — and runs both on 2
 # ranks: another C project can find and link the library.

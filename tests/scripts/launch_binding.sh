@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # zero-launch --bind core gives each rank max(1, cores / ranks) cores; the
 # rank sees that CPU set (the OS and hwloc agree), and zrt's helper threads
 # are bound one per core inside it.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # zero-launch builds the mpirun command line it promises: --dry-run prints it
 # shell-quoted, and reading that text back as a shell would gives the exact
 # argv checked here. Bad options fail with a message naming the option and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A rank that fails ends the whole job quickly, the failing rank is named with
 # its exit status or signal, and zero-launch's own exit status is non-zero.
 # The victim's healthy ranks sit in MPI_Allreduce and would wait forever, and

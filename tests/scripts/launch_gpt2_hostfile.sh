@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # zero-launch -n 2 with a hostfile naming localhost twice (one slot
 # per line) and trains the GPT-2 example; every output line carries its rank
 # once (Open MPI's --tag-output, the runtime's own prefix off); the config

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The memory plan against the run: for the MLP and GPT-2 examples at stages
 # 0-3 (GPT-2 also in bf16), with and without offload (optimizer on the host or NVMe, stage-3
 # parameter shards on the host or NVMe), on 1-4 ranks, every rank's planned

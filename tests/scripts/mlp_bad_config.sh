@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A bad config file or flag stops the example before training with a message
 # naming the key, the value or the position.
 source "$(dirname "$0")/common.sh"

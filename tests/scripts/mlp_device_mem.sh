@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # With --device-mem below what stage 0 needs, stage 0 is refused before it
 # allocates anything, by the memory plan, with a message naming the bytes
 # needed, when in the step, what holds them and the budget, and exits

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # --mem-report writes one JSON report per rank (%r = rank) with the rank,
 # world size, stage, parameter count and peak bytes per tier and category,
 # and the peaks follow the stage: stage 3 holds a quarter of stage 0's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # For N = 1..4 ranks, the MLP trained 20 steps at stages 0, 1, 2 and 3 writes
 # byte-identical parameter dumps; dumps for different N agree to 1e-5
 # relative, norm-wise: ||p_N - p_1|| / ||p_1|| (the global batch is the same;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # "stage": "auto" walks the ladder (zero/fit.c) with the runtime's memory
 # plan: stage 0 when everything fits; as --device-mem shrinks, a higher stage
 # or an offload tier, never a rung before the last choice; every choice

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # zero-report: --estimate reproduces the ZeRO paper's model-state column
 # (7.5B parameters, 64 ranks, mixed precision: 120 / 31.4 / 16.6 / 1.9 GB);
 # on the reports of a 2-rank MLP run it prints a row per tier and category

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # zero-report --html on a real run: GPT-2 d4 on 2 ranks at stage 3 writes its
 # reports; the page parses (html.parser for the page, xml.etree for every
 # SVG), holds one plot per rank and the category legend, and headless

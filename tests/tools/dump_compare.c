@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/tools/dump_compare.c — compares two parameter dumps (raw f32).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * launch_victim — an MPI program that fails on purpose, for
  * tests/scripts/launch_failures.sh.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_config.c — Check suite "config": the behaviour users rely on
  * in zrt_config_init / zrt_config_load_file / zrt_config_load_string /

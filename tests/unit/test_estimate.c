@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_estimate.c — Check suite "estimate": zrt_estimate_memory.
  * The ZeRO paper's model-state column (7.5B parameters, 64 ranks, mixed

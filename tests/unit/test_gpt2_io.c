@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_gpt2_io.c — Check suite "gpt2_io": the GPT-2 example's
  * file and data layer (examples/gpt2/gpt2_io.c). Tensor sizes for the 124M

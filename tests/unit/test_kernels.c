@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_kernels.c — Check suite "kernels" for kernels/cpu.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_loss_scale.c — the fp16 loss scaler follows DeepSpeed's
  * DynamicLossScaler step by step: hysteresis before halving, doubling after

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_memory.c — Check suite "memory": the memory account
  * (runtime/memory.h) and the cpu backend (runtime/backend.h,

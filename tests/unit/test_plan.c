@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_plan.c — Check suite "plan" for the partition plan
  * (zero/plan.h): how registered tensors are laid into per-layer flat buffers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_status.c — Check suite "status": the names users print and
  * match on (zrt_status_str / zrt_status_text / zrt_category_str /

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/unit/test_swap.c — Check suite "swap": the NVMe swap file
  * (offload/swap.h) and CRC32C (offload/crc32c.h).

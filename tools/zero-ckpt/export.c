@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-ckpt/export.c — writing a checkpoint's parameters in other
  * layouts: one consolidated f32 file with a JSON sidecar, safetensors, and

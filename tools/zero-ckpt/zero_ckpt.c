@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-ckpt/zero_ckpt.c — checks and exports zrt checkpoints.
  *

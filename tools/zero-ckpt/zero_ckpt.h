@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-ckpt/zero_ckpt.h — what the zero-ckpt commands share: opening
  * and fully verifying a checkpoint, reading a tensor, writing an output file

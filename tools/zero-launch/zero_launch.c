@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero-launch — a thin, honest wrapper around Open MPI's mpirun.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-report/compare.c — one run's reports as one summary: header
  * lines (which run, where the plan came from), the table of planned,

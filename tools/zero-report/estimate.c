@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-report/estimate.c — --estimate: what each rank would hold for a
  * parameter count (or a model preset), a world size, a stage (or all four

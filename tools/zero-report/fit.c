@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-report/fit.c — --fit: which configurations fit the memory
  * budgets, cheapest in traffic first. The ladder is the library's

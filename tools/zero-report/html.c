@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-report/html.c — --html FILE: one self-contained page (inline CSS
  * and SVG, no script, nothing fetched) with the summary the text output

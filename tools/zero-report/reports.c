@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-report/reports.c — finds the per-rank memory reports a run wrote
  * (zrt_write_mem_report) and reads each into a `report`, checking every key

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-report/text.c — errors, byte counts written for people, the
  * aligned table (cells formatted first, widths measured, then printed) and

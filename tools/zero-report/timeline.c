@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-report/timeline.c — a report's "timeline": every charge and
  * release of the first steps, in order, as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * zero-report — what each rank holds, per tier and category, at a glance.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tools/zero-report/zero_report.h — what the files of zero-report share:
  * byte formatting, the aligned table, a list of lines, the reports as read,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/cuda/layers_cuda.cu — GPT-2's operations on a CUDA device
  * (see layers_cuda.h for the contracts). Written to be simple and correct

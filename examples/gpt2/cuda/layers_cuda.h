@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * examples/gpt2/cuda/layers_cuda.h — GPT-2's operations on a CUDA device:
  * the functions of examples/gpt2/layers.h, one for one, with the same
