@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * tests/fuzz/fuzz_ckpt.c — the checkpoint readers (zero/checkpoint.c):
+ * tests/fuzz/fuzz_ckpt.c — the checkpoint readers (zero/ckpt_format.c):
  * meta.json (zrt__ckpt_open) and a rank file (zrt__ckpt_section_of,
  * zrt__ckpt_verify_file, zrt__ckpt_read_piece).
  *
