@@ -13,8 +13,8 @@
  * every peer, so both give the same bits for the same element. That second
  * phase starts whenever the first completes, which differs between ranks, so
  * it uses point-to-point messages tagged with the all-reduce's sequence
- * number rather than a collective (collectives must start in one order). All-gather and broadcast
- * move bytes and are MPI's own non-blocking collectives.
+ * number rather than a collective (collectives must start in one order). All-gather and
+ * broadcast move bytes and are MPI's own non-blocking collectives.
  *
  * Staging: on a backend whose device is not the host (the cuda backend, when
  * two or more ranks share one GPU and NCCL cannot be used), a collective whose
@@ -77,14 +77,18 @@
 
 typedef struct mpi_impl {
     MPI_Comm comm;
-    int owns_mpi;      /* we called MPI_Init_thread, so we finalize */
-    unsigned next_tag; /* all-reduces started, for their message tags */
-    zrt__comm_req *active; /* requests not yet waited, newest first */
+    int owns_mpi;            /* we called MPI_Init_thread, so we finalize */
+    unsigned next_tag;       /* all-reduces started, for their message tags */
+    zrt__comm_req *active;   /* requests not yet waited, newest first */
     int agree_in, agree_out; /* agree's operands: MPI may still write them
                                 after a timeout, so not on the stack */
     zrt_status failed;       /* ZRT_OK until a wait timed out */
     char why[ZRT__ERRBUF_SIZE];
+    char *hosts; /* each rank's host name, HOST_LEN bytes apiece, for the
+                    timeout sentence; NULL if they could not be gathered */
 } mpi_impl;
+
+enum { HOST_LEN = 64 }; /* a host name's bytes in mpi_impl.hosts, NUL included */
 
 enum { TAG_SPACE = 30000 }; /* MPI guarantees tags up to 32767 */
 
@@ -102,8 +106,8 @@ static const char *const kind_names[] = {"reduce-scatter", "all-reduce", "all-ga
 
 /* A staged collective's host copies and where its result goes back. */
 typedef struct staging {
-    zrt__buf in, out;   /* pinned host copies of device buffers */
-    void *back_dst;     /* the caller's device buffer the result goes to, or NULL */
+    zrt__buf in, out;     /* pinned host copies of device buffers */
+    void *back_dst;       /* the caller's device buffer the result goes to, or NULL */
     const void *back_src; /* the staged result */
     size_t back_bytes;
 } staging;
@@ -115,24 +119,24 @@ struct zrt__comm_req {
     MPI_Request *mpi; /* the current phase's requests */
     int nmpi;
     coll_kind kind;
-    size_t bytes;     /* of the full buffer (broadcast: the buffer) */
-    int layer;        /* the layer it serves, or -1 */
-    int tag;          /* all-reduce: phase 2 message tag */
+    size_t bytes; /* of the full buffer (broadcast: the buffer) */
+    int layer;    /* the layer it serves, or -1 */
+    int tag;      /* all-reduce: phase 2 message tag */
     req_phase phase;
     int gathers_after_reduce; /* all-reduce: phase 2 follows */
     zrt_reduce_op op;
-    zrt_dtype dtype;          /* of the reduction: f32, bf16 or f16 */
-    size_t esize;             /* its bytes */
-    size_t block;             /* elements per rank block */
-    char *reduce_out;         /* where this rank's reduced block goes */
-    char *gather_buf;         /* all-reduce: the padded full buffer */
-    char *final_out;          /* all-reduce with padding: copy here at the end */
+    zrt_dtype dtype;  /* of the reduction: f32, bf16 or f16 */
+    size_t esize;     /* its bytes */
+    size_t block;     /* elements per rank block */
+    char *reduce_out; /* where this rank's reduced block goes */
+    char *gather_buf; /* all-reduce: the padded full buffer */
+    char *final_out;  /* all-reduce with padding: copy here at the end */
     size_t final_count;
-    zrt__buf scratch;         /* received blocks, size * block floats */
-    const void **blocks;      /* the received blocks, in rank order */
-    zrt__buf padded;          /* all-reduce whose count is not a multiple */
-    staging stage;            /* device buffers on a host-staging backend */
-    zrt__comm_req *next;      /* in mpi_impl.active */
+    zrt__buf scratch;    /* received blocks, size * block floats */
+    const void **blocks; /* the received blocks, in rank order */
+    zrt__buf padded;     /* all-reduce whose count is not a multiple */
+    staging stage;       /* device buffers on a host-staging backend */
+    zrt__comm_req *next; /* in mpi_impl.active */
 };
 
 static MPI_Comm comm_of(const zrt__comm *c)
@@ -149,11 +153,11 @@ static zrt_status mpi_fail(zrt__comm *c, int code, const char *call)
     return zrt__fail(c->err, ZRT_ERR_COMM, "%s failed: %s", call, text);
 }
 
-#define MPI_TRY(c, call)                       \
-    do {                                       \
-        int zrt__rc_ = (call);                 \
-        if (zrt__rc_ != MPI_SUCCESS)           \
-            return mpi_fail((c), zrt__rc_, #call); \
+#define MPI_TRY(c, call)                                                                 \
+    do {                                                                                 \
+        int zrt__rc_ = (call);                                                           \
+        if (zrt__rc_ != MPI_SUCCESS)                                                     \
+            return mpi_fail((c), zrt__rc_, #call);                                       \
     } while (0)
 
 /* MPI counts are ints, and every collective here moves MPI_BYTE: per_rank
@@ -162,16 +166,16 @@ static zrt_status check_count(zrt__comm *c, size_t per_rank, const char *what)
 {
     if (per_rank > (size_t)INT_MAX)
         return zrt__fail(c->err, ZRT_ERR_UNSUPPORTED,
-                         "%s of %zu bytes per rank exceeds MPI's int count (2 GiB)",
-                         what, per_rank);
+                         "%s of %zu bytes per rank exceeds MPI's int count (2 GiB)", what,
+                         per_rank);
     return ZRT_OK;
 }
 
 static zrt_status check_op(zrt__comm *c, zrt_reduce_op op, const char *what)
 {
     if (op != ZRT_SUM && op != ZRT_AVG)
-        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG, "%s: unknown reduce op %d",
-                         what, (int)op);
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG, "%s: unknown reduce op %d", what,
+                         (int)op);
     return ZRT_OK;
 }
 
@@ -208,8 +212,7 @@ static zrt_status check_failed(zrt__comm *c)
 }
 
 /* "all-gather of 4.00 KiB (4096 bytes; 2.00 KiB per rank) for layer 3" */
-static void describe(const zrt__comm *c, const zrt__comm_req *req, char *buf,
-                     size_t size)
+static void describe(const zrt__comm *c, const zrt__comm_req *req, char *buf, size_t size)
 {
     char total[48], block[48] = "", layer[32] = "";
     zrt__fmt_bytes((long long)req->bytes, total, sizeof total);
@@ -223,10 +226,30 @@ static void describe(const zrt__comm *c, const zrt__comm_req *req, char *buf,
     snprintf(buf + used, size - used, "%s", layer);
 }
 
+/* Appends host name h to the list in buf ("zrt-h1, zrt-h2") unless it is
+ * there already. */
+static void add_host(char *buf, size_t size, const char *h)
+{
+    size_t used = strlen(buf), n = strlen(h);
+    for (const char *p = buf; (p = strstr(p, h)) != NULL; p += n)
+        if ((p == buf || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+            return;
+    if (used + n + 3 < size)
+        snprintf(buf + used, size - used, "%s%s", used ? ", " : "", h);
+}
+
+/* The host of rank r, or NULL when the names were not gathered. */
+static const char *host_of(const zrt__comm *c, int r)
+{
+    const mpi_impl *impl = c->impl;
+    return impl->hosts ? impl->hosts + (size_t)r * HOST_LEN : NULL;
+}
+
 /* An all-reduce's second phase waits on one receive per peer, so the peers
  * whose block has not come are known: "ranks 2, 3". Asking completes the
  * receives that did arrive, which is harmless: the request is failing. */
-static int missing_senders(zrt__comm *c, zrt__comm_req *req, char *buf, size_t size)
+static int missing_senders(zrt__comm *c, zrt__comm_req *req, char *buf, size_t size,
+                           char *hosts, size_t hosts_size)
 {
     if (req->phase != PHASE_GATHER || !req->gathers_after_reduce)
         return 0;
@@ -243,6 +266,8 @@ static int missing_senders(zrt__comm *c, zrt__comm_req *req, char *buf, size_t s
         int w = snprintf(buf + used, size - used, "%s%d", missing ? ", " : "", peer);
         if (w > 0 && (size_t)w < size - used)
             used += (size_t)w;
+        if (host_of(c, peer))
+            add_host(hosts, hosts_size, host_of(c, peer));
         missing++;
     }
     return missing;
@@ -264,22 +289,29 @@ static zrt_status fail_lost(zrt__comm *c, const char *what, const char *peers,
 /* Who did not answer, when nothing tells which peer it was. */
 static void unknown_peers(const zrt__comm *c, char *buf, size_t size)
 {
+    char hosts[160] = "";
+    for (int r = 0; r < c->size; r++)
+        if (r != c->rank && host_of(c, r))
+            add_host(hosts, sizeof hosts, host_of(c, r));
     snprintf(buf, size,
-             "no answer from the other %d rank%s (an MPI collective cannot tell which "
-             "is missing)",
-             c->size - 1, c->size > 2 ? "s" : "");
+             "no answer from the other %d rank%s (%s%s%san MPI collective cannot tell "
+             "which is missing)",
+             c->size - 1, c->size > 2 ? "s" : "", *hosts ? "on " : "", hosts,
+             *hosts ? "; " : "");
 }
 
 static zrt_status timed_out(zrt__comm *c, zrt__comm_req *req, double waited)
 {
-    char what[160], who[256], peers[320];
+    char what[160], who[256], peers[480], hosts[160] = "";
     describe(c, req, what, sizeof what);
-    int missing = missing_senders(c, req, who, sizeof who);
-    if (missing)
-        snprintf(peers, sizeof peers, "no answer from rank%s %s", missing > 1 ? "s" : "",
-                 who);
-    else
+    int missing = missing_senders(c, req, who, sizeof who, hosts, sizeof hosts);
+    if (missing) {
+        snprintf(peers, sizeof peers, "no answer from rank%s %s%s%s%s",
+                 missing > 1 ? "s" : "", who, *hosts ? " (on " : "", hosts,
+                 *hosts ? ")" : "");
+    } else {
         unknown_peers(c, peers, sizeof peers);
+    }
     return fail_lost(c, what, peers, waited);
 }
 
@@ -360,8 +392,7 @@ static int block_bytes(const zrt__comm_req *req)
     return (int)(req->block * req->esize);
 }
 
-static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req,
-                                 const void *send)
+static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req, const void *send)
 {
     size_t bytes = (size_t)c->size * req->block * req->esize;
     req->blocks = calloc((size_t)c->size, sizeof *req->blocks);
@@ -387,8 +418,8 @@ static zrt_status start_block_exchange(zrt__comm *c, zrt__comm_req *req)
         char *theirs = req->gather_buf + (size_t)peer * req->block * req->esize;
         MPI_TRY(c, MPI_Irecv(theirs, block_bytes(req), MPI_BYTE, peer, req->tag,
                              comm_of(c), &req->mpi[n++]));
-        MPI_TRY(c, MPI_Isend(req->reduce_out, block_bytes(req), MPI_BYTE, peer,
-                             req->tag, comm_of(c), &req->mpi[n++]));
+        MPI_TRY(c, MPI_Isend(req->reduce_out, block_bytes(req), MPI_BYTE, peer, req->tag,
+                             comm_of(c), &req->mpi[n++]));
     }
     req->nmpi = n;
     return ZRT_OK;
@@ -405,9 +436,9 @@ static void reduce_received(zrt__comm *c, zrt__comm_req *req)
         zrt_sum_ordered_f32((float *)req->reduce_out, (const float *const *)req->blocks,
                             c->size, req->block, divisor);
     else
-        zrt_sum_ordered_half((uint16_t *)req->reduce_out,
-                             (const uint16_t *const *)req->blocks, c->size, req->block,
-                             divisor, req->dtype == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16);
+        zrt_sum_ordered_half(
+            (uint16_t *)req->reduce_out, (const uint16_t *const *)req->blocks, c->size,
+            req->block, divisor, req->dtype == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16);
     /* The scratch stays until wait frees the request: memory is released
      * where the caller completes it, never where a poll happened to find it
      * done, so every run holds the same bytes at the same point (the memory
@@ -589,9 +620,8 @@ static zrt_status host_reduce_scatter(zrt__comm *c, const void *send, void *recv
 
 /* All-reduce over a buffer whose length is a multiple of the world size:
  * in place in gather_buf. */
-static zrt_status start_all_reduce(zrt__comm *c, zrt__comm_req *req,
-                                   const void *send, void *gather_buf,
-                                   size_t padded_count)
+static zrt_status start_all_reduce(zrt__comm *c, zrt__comm_req *req, const void *send,
+                                   void *gather_buf, size_t padded_count)
 {
     req->block = padded_count / (size_t)c->size;
     req->gather_buf = gather_buf;
@@ -628,8 +658,7 @@ static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
             memcpy(req->padded.ptr, send, count * esize);
             req->final_out = recv;
             req->final_count = count;
-            st = start_all_reduce(c, req, req->padded.ptr, req->padded.ptr,
-                                  padded_count);
+            st = start_all_reduce(c, req, req->padded.ptr, req->padded.ptr, padded_count);
         }
     }
     if (st != ZRT_OK) {
@@ -644,8 +673,7 @@ static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
 }
 
 static zrt_status host_all_gather(zrt__comm *c, const void *send, void *recv,
-                                  size_t count, zrt_dtype dtype,
-                                  zrt__comm_req **out)
+                                  size_t count, zrt_dtype dtype, zrt__comm_req **out)
 {
     size_t esize = zrt_dtype_size(dtype);
     if (esize == 0)
@@ -665,8 +693,8 @@ static zrt_status host_all_gather(zrt__comm *c, const void *send, void *recv,
     req->kind = ALL_GATHER;
     req->bytes = (size_t)c->size * bytes;
     const void *source = send == own_block ? MPI_IN_PLACE : send;
-    int rc = MPI_Iallgather(source, (int)bytes, MPI_BYTE, recv, (int)bytes,
-                            MPI_BYTE, comm_of(c), &req->mpi[0]);
+    int rc = MPI_Iallgather(source, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
+                            comm_of(c), &req->mpi[0]);
     if (rc != MPI_SUCCESS) {
         free_request(c, req);
         return mpi_fail(c, rc, "MPI_Iallgather");
@@ -682,8 +710,8 @@ static zrt_status host_broadcast(zrt__comm *c, void *buf, size_t bytes, int root
     ZRT_CHECK(check_count(c, bytes, "broadcast"));
     if (root < 0 || root >= c->size)
         return zrt__fail(c->err, ZRT_ERR_INVALID_ARG,
-                         "broadcast root %d is outside the world of %d ranks",
-                         root, c->size);
+                         "broadcast root %d is outside the world of %d ranks", root,
+                         c->size);
     zrt__comm_req *req = NULL;
     ZRT_CHECK(new_request(c, &req));
     req->phase = PHASE_GATHER;
@@ -824,9 +852,8 @@ static zrt_status mpi_reduce_scatter(zrt__comm *c, const void *send, void *recv,
 }
 
 /* count elements each; in place when recv is send. */
-static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv,
-                                 size_t count, zrt_dtype dtype, zrt_reduce_op op,
-                                 zrt__comm_req **out)
+static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv, size_t count,
+                                 zrt_dtype dtype, zrt_reduce_op op, zrt__comm_req **out)
 {
     zrt_status st = check_failed(c);
     if (st == ZRT_OK)
@@ -851,8 +878,8 @@ static zrt_status staged_all_gather(zrt__comm *c, const void *send, void *recv,
     void *hrecv = recv;
     zrt_status st = ZRT_OK;
     if (on_device(c, recv)) {
-        ZRT_CHECK(stage_alloc(c, (size_t)c->size * block, "staged all-gather output",
-                              &s.out));
+        ZRT_CHECK(
+            stage_alloc(c, (size_t)c->size * block, "staged all-gather output", &s.out));
         hrecv = s.out.ptr;
         stage_result(&s, recv, hrecv, (size_t)c->size * block);
         if ((const char *)send == own_block) {
@@ -871,8 +898,8 @@ done:
     return stage_attach(c, &s, st, out);
 }
 
-static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv,
-                                 size_t count, zrt_dtype dtype, zrt__comm_req **out)
+static zrt_status mpi_all_gather(zrt__comm *c, const void *send, void *recv, size_t count,
+                                 zrt_dtype dtype, zrt__comm_req **out)
 {
     zrt_status st = check_failed(c);
     if (st == ZRT_OK)
@@ -945,6 +972,7 @@ static zrt_status mpi_abort_job(zrt__comm *c, int exit_code)
 static void mpi_destroy(zrt__comm *c)
 {
     mpi_impl *impl = c->impl;
+    free(impl->hosts);
     if (impl->failed != ZRT_OK) {
         free(impl);
         free(c);
@@ -995,11 +1023,23 @@ static zrt_status describe_world(zrt__comm *c)
     MPI_Comm_rank(node, &c->local_rank);
     MPI_Comm_size(node, &c->local_size);
     MPI_Comm_free(&node);
+    /* Every rank's host name, so that a timeout can say where the silent
+     * ranks run; without them the sentence names ranks only. */
+    mpi_impl *impl = c->impl;
+    char name[MPI_MAX_PROCESSOR_NAME] = "", mine[HOST_LEN] = "";
+    int len = 0;
+    MPI_Get_processor_name(name, &len);
+    snprintf(mine, sizeof mine, "%s", name);
+    impl->hosts = calloc((size_t)c->size, HOST_LEN);
+    if (impl->hosts && MPI_Allgather(mine, HOST_LEN, MPI_CHAR, impl->hosts, HOST_LEN,
+                                     MPI_CHAR, comm_of(c)) != MPI_SUCCESS) {
+        free(impl->hosts);
+        impl->hosts = NULL;
+    }
     return ZRT_OK;
 }
 
-zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err,
-                                zrt__comm **out)
+zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err, zrt__comm **out)
 {
     zrt__comm *c = calloc(1, sizeof *c);
     mpi_impl *impl = calloc(1, sizeof *impl);
@@ -1023,8 +1063,8 @@ zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err,
     MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN);
     if (impl->owns_mpi)
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    *c = (zrt__comm){.ops = &mpi_ops, .be = be, .err = err, .impl = impl,
-                     .next_layer = -1};
+    *c = (zrt__comm){
+        .ops = &mpi_ops, .be = be, .err = err, .impl = impl, .next_layer = -1};
     st = describe_world(c);
     if (st != ZRT_OK) {
         mpi_destroy(c);

@@ -60,10 +60,10 @@ struct options {
     int nproc;            /* 0: choose */
     const char *hostfile; /* NULL: this host only */
     enum bind bind;
-    char *config;    /* absolute path, owned */
+    char *config;         /* absolute path, owned */
     const char *nvme_arg; /* --nvme-path as given (the last one), or NULL */
     char *nvme_path;      /* its absolute path, owned (resolve_nvme) */
-    char **envs;     /* K=V strings from argv, not owned; array owned */
+    char **envs;          /* K=V strings from argv, not owned; array owned */
     int nenv;
     char *agent;      /* --launch-agent, absolute path, owned */
     const char *net;  /* --net IF|CIDR[,...] as given (checked), or NULL */
@@ -212,8 +212,10 @@ static int resolve_nvme(struct options *o)
                      strerror(errno));
     if (asprintf(&o->nvme_path, "%s%s%s", cwd, cwd[0] ? "/" : "", dir) < 0)
         return o->nvme_path = NULL, error("out of memory");
-    fprintf(stderr, "zero-launch: %s: '%s' does not exist; the job would create it "
-            "(mode 0700)\n", opt, dir);
+    fprintf(stderr,
+            "zero-launch: %s: '%s' does not exist; the job would create it "
+            "(mode 0700)\n",
+            opt, dir);
     return 0;
 }
 
@@ -264,9 +266,8 @@ static void join_equals(char *s)
  * its slot count, the most slots it may be oversubscribed to, the user. */
 static const char *const slot_keys[] = {"slots", "cpu", "count", NULL};
 static const char *const max_keys[] = {
-    "max_slots", "max-slots", "slots_max", "slots-max", "max_cpu",   "max-cpu",
-    "cpu_max",   "cpu-max",   "max_count", "max-count", "count_max", "count-max",
-    NULL};
+    "max_slots", "max-slots", "slots_max", "slots-max", "max_cpu",   "max-cpu", "cpu_max",
+    "cpu-max",   "max_count", "max-count", "count_max", "count-max", NULL};
 static const char *const user_keys[] = {"username", "user_name", "user-name", NULL};
 
 static bool key_in(const char *key, size_t len, const char *const *names)
@@ -313,9 +314,8 @@ static const char *shown_line(const char *line, char *buf, size_t size)
 }
 
 /* "FILE:LINE: 'TEXT' is not a hostfile line (...): why"; returns -1. */
-__attribute__((format(printf, 3, 4))) static int bad_line(const char *where,
-                                                          const char *text,
-                                                          const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int
+bad_line(const char *where, const char *text, const char *fmt, ...)
 {
     char why[512], shown[SHOWN + 32];
     va_list ap;
@@ -328,7 +328,8 @@ __attribute__((format(printf, 3, 4))) static int bad_line(const char *where,
 }
 
 /* One key=value token of a host line into *out. */
-static int parse_key(char *tok, const char *where, const char *text, struct host_line *out)
+static int parse_key(char *tok, const char *where, const char *text,
+                     struct host_line *out)
 {
     char *eq = strchr(tok, '=');
     size_t klen = eq ? (size_t)(eq - tok) : strlen(tok);
@@ -337,8 +338,10 @@ static int parse_key(char *tok, const char *where, const char *text, struct host
                                                : NULL;
     const char *more = strlen(tok) > SHOWN ? "..." : "";
     if (!eq || (!count && !key_in(tok, klen, user_keys)))
-        return bad_line(where, text, "'%.*s%s' is not slots=N, max_slots=N or "
-                        "username=NAME", SHOWN, tok, more);
+        return bad_line(where, text,
+                        "'%.*s%s' is not slots=N, max_slots=N or "
+                        "username=NAME",
+                        SHOWN, tok, more);
     if (!count)
         return is_word(eq + 1, strlen(eq + 1), "._-")
                    ? 0
