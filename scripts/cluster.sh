@@ -275,10 +275,17 @@ wait_gone() { # PID : until PID has exited (at most 5 s)
     done
 }
 
+# Open MPI's shared-memory segments of the cluster's hosts, named after their
+# hostnames (zrt-hN): a rank that was killed (the fault tests) leaves its own.
+remove_shm_segments() {
+    rm -f /dev/shm/vader_segment.zrt-h[0-9]*
+}
+
 cmd_down() {
     [ "$(id -u)" -eq 0 ] || skip "needs root"
     if [ ! -e "$STATE" ]; then
         rm -rf "$STATE_DIR"
+        remove_shm_segments
         return 0
     fi
     local kind name pid
@@ -301,6 +308,7 @@ cmd_down() {
         esac
     done < <(tac "$STATE")
     rm -rf "$STATE_DIR"
+    remove_shm_segments
 }
 
 # host_field HOST N : field N of the state's "host" line for HOST (1, h1,
@@ -360,6 +368,9 @@ cmd_check_clean() {
         left+=("link $name")
     done < <(ip -o link show | awk -F': ' '$2 ~ /^zrt-/ {sub(/@.*/, "", $2); print $2}')
     [ ! -e "$STATE_DIR" ] || left+=("$STATE_DIR")
+    for name in /dev/shm/vader_segment.zrt-h[0-9]*; do
+        [ ! -e "$name" ] || left+=("shared memory $name")
+    done
     for p in /proc/[0-9]*; do
         pid=${p#/proc/}
         ! exited "$pid" || continue
