@@ -14,42 +14,17 @@
 # Skipped (77) where network namespaces cannot be made.
 #   cluster_faults.sh ZERO_LAUNCH TRAIN_GPT2 [TRIALS]
 source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/cluster_common.sh"
 ZL=$1 TRAIN=$2 TRIALS=${3:-1}
-SCRIPTS=$(cd "$(dirname "$0")/../../scripts" && pwd)
-CLUSTER=$SCRIPTS/cluster.sh
-AGENT=$SCRIPTS/cluster-agent.sh
 TIMEOUT=5          # comm_timeout_seconds
 LINK_LIMIT=$((TIMEOUT + 10))
 KILL_LIMIT=10
-WAIT_S=120 # for another run's cluster to come down (one cluster at a time)
-cluster_up=0
 
-bring_down_and_clean() {
-    [ "$cluster_up" = 0 ] || "$CLUSTER" down || true
-    rm -rf "$WORK"
-}
-trap bring_down_and_clean EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-bring_up_cluster() {
-    local status start=$SECONDS said=0
-    while :; do
-        status=0
-        "$CLUSTER" up 2 --slots 2 >"$WORK/up" 2>&1 || status=$?
-        [ "$status" != 77 ] || { cat "$WORK/up"; exit 77; }
-        [ "$status" != 0 ] || break
-        if ! grep -q "a cluster is up" "$WORK/up" || ((SECONDS - start >= WAIT_S)); then
-            cat "$WORK/up"
-            fail "cluster.sh up 2 (status $status)"
-        fi
-        ((said++)) || echo "a cluster is up (another run's?); waiting up to $WAIT_S s"
-        sleep 2
-    done
-    cluster_up=1
-    SUBNET=$(awk '$1 == "subnet" {print $2 ".0/24"}' /run/zrt-cluster/state)
-    HOSTFILE=$("$CLUSTER" hostfile)
-    INODES=$(stat -L -c %i /run/netns/zrt-h1 /run/netns/zrt-h2)
+# The cluster, plus what the fault cases need: host 2's names, and TCP that
+# gives up within seconds.
+bring_up_fault_cluster() {
+    bring_up_cluster
     # host 2 as Open MPI names it (its hostfile line) or as zero-launch does
     ADDR2=$(awk '$1 == "host" && $3 == "zrt-h2" {print $4}' /run/zrt-cluster/state)
     LOST_HOST="(node|[Hh]ost):? +(zrt-h2|${ADDR2//./\\.})"
@@ -163,7 +138,7 @@ kill_trial() {
     only_holders_left "kill $t"
 }
 
-bring_up_cluster
+bring_up_fault_cluster
 for ((t = 1; t <= TRIALS; t++)); do
     for c in ${CASES:-link kill}; do
         "${c}_trial" "$t"

@@ -10,34 +10,11 @@
 # the bridge, its state directory, processes). Skipped (77) where network
 # namespaces cannot be made (not root, no CAP_NET_ADMIN).
 source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/cluster_common.sh"
 TRAIN=$1 COMPARE=$2
-SCRIPTS=$(cd "$(dirname "$0")/../../scripts" && pwd)
-CLUSTER=$SCRIPTS/cluster.sh
-AGENT=$SCRIPTS/cluster-agent.sh
 STEPS=10
 export OPENBLAS_NUM_THREADS=1 # 4 ranks on this host's cores, as on one host
-cluster_up=0
 
-bring_down_and_clean() {
-    [ "$cluster_up" = 0 ] || "$CLUSTER" down || true
-    rm -rf "$WORK"
-}
-trap bring_down_and_clean EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-bring_up_cluster() {
-    [ ! -e /run/zrt-cluster ] ||
-        fail "a cluster is already up (/run/zrt-cluster): 'scripts/cluster.sh down' removes it"
-    local status=0
-    "$CLUSTER" up 2 --slots 2 >"$WORK/up" 2>&1 || status=$?
-    cat "$WORK/up"
-    [ "$status" != 77 ] || exit 77
-    [ "$status" = 0 ] || fail "cluster.sh up 2 (status $status)"
-    cluster_up=1
-    SUBNET=$(awk '$1 == "subnet" {print $2 ".0/24"}' /run/zrt-cluster/state)
-    HOSTFILE=$("$CLUSTER" hostfile)
-}
 
 # link_bytes I DIR : bytes host I sent (DIR=rx on the bridge side) or
 # received (DIR=tx) so far.
@@ -102,21 +79,6 @@ check_traffic() {
         echo "stage $4: ${names[i]} $moved bytes"
         [ "$moved" -ge "$min" ] ||
             fail "stage $4: ${names[i]} moved $moved bytes over its link, less than $min ($STEPS steps x the model's bytes): did the ranks talk over the cluster?"
-    done
-}
-
-# check_only_holders_in_hosts : the job's processes (orted, ranks) have ended
-# on every host (given 2 s after mpirun returns); only the holders remain.
-check_only_holders_in_hosts() {
-    local i n pids holder
-    for i in 1 2; do
-        holder=$(awk -v n="zrt-h$i" '$1 == "host" && $3 == n {print $6}' /run/zrt-cluster/state)
-        for ((n = 0; n < 20; n++)); do
-            pids=$(ip netns pids "zrt-h$i" | grep -vx "$holder" || true)
-            [ -n "$pids" ] || break
-            sleep 0.1
-        done
-        [ -z "$pids" ] || fail "processes left in zrt-h$i after the job: $(echo "$pids" | xargs ps -o pid,args -p)"
     done
 }
 

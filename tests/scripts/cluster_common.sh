@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: Apache-2.0
+# tests/scripts/cluster_common.sh — shared by the tests that run on the
+# namespace cluster (scripts/cluster.sh): sourced after common.sh. It brings a
+# 2-host cluster up (waiting while another run's cluster is up: one cluster
+# at a time, fixed names) and always brings it down on exit, with $WORK.
+#   bring_up_cluster : 2 hosts of 2 slots; sets SUBNET (a.b.c.0/24), HOSTFILE
+#                      and INODES (the hosts' network namespace inodes, for
+#                      `cluster.sh check-clean $INODES`); exits 77 where
+#                      namespaces cannot be made.
+#   check_only_holders_in_hosts : no job process is left in the hosts.
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../scripts" && pwd)
+CLUSTER=$SCRIPTS/cluster.sh
+AGENT=$SCRIPTS/cluster-agent.sh
+WAIT_S=${WAIT_S:-120} # for another run's cluster to come down
+cluster_up=0
+
+bring_down_and_clean() {
+    [ "$cluster_up" = 0 ] || "$CLUSTER" down || true
+    rm -rf "$WORK"
+}
+trap bring_down_and_clean EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bring_up_cluster() {
+    local status start=$SECONDS said=0
+    while :; do
+        status=0
+        "$CLUSTER" up 2 --slots 2 >"$WORK/up" 2>&1 || status=$?
+        [ "$status" != 77 ] || { cat "$WORK/up"; exit 77; }
+        [ "$status" != 0 ] || break
+        if ! grep -q "a cluster is up" "$WORK/up" || ((SECONDS - start >= WAIT_S)); then
+            cat "$WORK/up"
+            fail "cluster.sh up 2 (status $status)"
+        fi
+        ((said++)) || echo "a cluster is up (another run's?); waiting up to $WAIT_S s"
+        sleep 2
+    done
+    cluster_up=1
+    cat "$WORK/up"
+    SUBNET=$(awk '$1 == "subnet" {print $2 ".0/24"}' /run/zrt-cluster/state)
+    HOSTFILE=$("$CLUSTER" hostfile)
+    INODES=$(stat -L -c %i /run/netns/zrt-h1 /run/netns/zrt-h2)
+}
+
+# check_only_holders_in_hosts : the job's processes (orted, ranks) have ended
+# on every host (given 2 s after the job returns); only the holders are
+# left. Checked before `down`, which would end them silently.
+check_only_holders_in_hosts() {
+    local i n pids holder
+    for i in 1 2; do
+        holder=$(awk -v n="zrt-h$i" '$1 == "host" && $3 == n {print $6}' /run/zrt-cluster/state)
+        for ((n = 0; n < 20; n++)); do
+            pids=$(ip netns pids "zrt-h$i" | grep -vx "$holder" || true)
+            [ -n "$pids" ] || break
+            sleep 0.1
+        done
+        [ -z "$pids" ] ||
+            fail "processes left in zrt-h$i after the job: $(echo "$pids" | xargs ps -o pid,args -p)"
+    done
+}
