@@ -508,41 +508,37 @@ static zrt_status read_real(const cfg_err *e, const cfg_key *key, const json_t *
     return ZRT_OK;
 }
 
+/* A section's keys are read as an object, named by the section's full path. */
+static zrt_status read_section(const cfg_err *e, const cfg_key *key, const json_t *v,
+                               zrt_config *cfg)
+{
+    if (!json_is_object(v))
+        return bad_value(e, key, v, "it must be an object");
+    char path[128];
+    snprintf(path, sizeof path, "%s%s%s", key->section ? key->section : "",
+             key->section ? "." : "", key->name);
+    return read_object(e, path, v, cfg);
+}
+
+typedef zrt_status (*key_reader)(const cfg_err *e, const cfg_key *key, const json_t *v,
+                                 zrt_config *cfg);
+
+static const key_reader readers[] = {
+    [KIND_SECTION] = read_section,     [KIND_STAGE] = read_stage,
+    [KIND_ELEMENTS] = read_count,      [KIND_BYTES] = read_count,
+    [KIND_BOOL] = read_bool,           [KIND_BACKEND] = read_backend,
+    [KIND_LOG_LEVEL] = read_log_level, [KIND_DEVICE] = read_enum,
+    [KIND_COMM] = read_enum,           [KIND_PATH] = read_path,
+    [KIND_POSITIVE] = read_positive,   [KIND_REAL] = read_real,
+    [KIND_DTYPE] = read_enum,
+};
+
 static zrt_status read_key(const cfg_err *e, const cfg_key *key, const json_t *v,
                            zrt_config *cfg)
 {
-    switch (key->kind) {
-    case KIND_SECTION: {
-        if (!json_is_object(v))
-            return bad_value(e, key, v, "it must be an object");
-        char path[128]; /* sections are named by their full path */
-        snprintf(path, sizeof path, "%s%s%s", key->section ? key->section : "",
-                 key->section ? "." : "", key->name);
-        return read_object(e, path, v, cfg);
-    }
-    case KIND_DEVICE:
-    case KIND_COMM:
-    case KIND_DTYPE:
-        return read_enum(e, key, v, cfg);
-    case KIND_PATH:
-        return read_path(e, key, v, cfg);
-    case KIND_POSITIVE:
-        return read_positive(e, key, v, cfg);
-    case KIND_REAL:
-        return read_real(e, key, v, cfg);
-    case KIND_STAGE:
-        return read_stage(e, key, v, cfg);
-    case KIND_ELEMENTS:
-    case KIND_BYTES:
-        return read_count(e, key, v, cfg);
-    case KIND_BOOL:
-        return read_bool(e, key, v, cfg);
-    case KIND_BACKEND:
-        return read_backend(e, key, v, cfg);
-    case KIND_LOG_LEVEL:
-        return read_log_level(e, key, v, cfg);
-    }
-    return fail(e, ZRT_ERR_INTERNAL, "key table entry '%s' has no reader", key->name);
+    if ((size_t)key->kind >= sizeof readers / sizeof readers[0] || !readers[key->kind])
+        return fail(e, ZRT_ERR_INTERNAL, "key table entry '%s' has no reader", key->name);
+    return readers[key->kind](e, key, v, cfg);
 }
 
 /* Applies every key of obj (in document order) to *cfg; stops at the first
