@@ -47,6 +47,7 @@
 #define ZRT_ZERO_CHECKPOINT_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "../runtime/error.h"
 #include "loss_scale.h"
@@ -61,6 +62,29 @@ enum {
     ZRT__CKPT_MAX_KINDS = 4, /* ... of a 16-bit one: "master" added */
     ZRT__CKPT_PATH = 4096
 };
+
+/* The rank file's integer fields, at byte p (the format is little-endian,
+ * as every host zrt builds for). */
+static inline uint32_t zrt__ckpt_get_u32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline uint64_t zrt__ckpt_get_u64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void zrt__ckpt_put_u32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+static inline void zrt__ckpt_put_u64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
 
 /* The kinds, by index: the order of sections within a layer. */
 enum {

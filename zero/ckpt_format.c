@@ -250,27 +250,6 @@ zrt_status zrt__ckpt_remove_step_dir(const char *dir, zrt__errbuf *err)
 
 /* ---- the rank file's header and section table ---------------------------------- */
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 typedef struct file_header {
     uint32_t version, rank, world, nsections;
     uint64_t step, data_offset, file_bytes;
@@ -282,17 +261,17 @@ static void encode_header(file_header *h, unsigned char out[ZRT__CKPT_HEADER_BYT
 {
     memset(out, 0, ZRT__CKPT_HEADER_BYTES);
     memcpy(out, file_magic, 8);
-    put_u32(out + 8, h->version);
-    put_u32(out + 12, ZRT__CKPT_HEADER_BYTES);
-    put_u32(out + 16, h->rank);
-    put_u32(out + 20, h->world);
-    put_u32(out + 24, h->nsections);
-    put_u64(out + 32, h->step);
-    put_u64(out + 40, h->data_offset);
-    put_u64(out + 48, h->file_bytes);
-    put_u32(out + 56, h->table_crc);
+    zrt__ckpt_put_u32(out + 8, h->version);
+    zrt__ckpt_put_u32(out + 12, ZRT__CKPT_HEADER_BYTES);
+    zrt__ckpt_put_u32(out + 16, h->rank);
+    zrt__ckpt_put_u32(out + 20, h->world);
+    zrt__ckpt_put_u32(out + 24, h->nsections);
+    zrt__ckpt_put_u64(out + 32, h->step);
+    zrt__ckpt_put_u64(out + 40, h->data_offset);
+    zrt__ckpt_put_u64(out + 48, h->file_bytes);
+    zrt__ckpt_put_u32(out + 56, h->table_crc);
     h->header_crc = zrt__crc32c(0, out, 60);
-    put_u32(out + 60, h->header_crc);
+    zrt__ckpt_put_u32(out + 60, h->header_crc);
 }
 
 static zrt_status decode_header(const unsigned char in[ZRT__CKPT_HEADER_BYTES],
@@ -303,27 +282,27 @@ static zrt_status decode_header(const unsigned char in[ZRT__CKPT_HEADER_BYTES],
                          "checkpoint file '%s' does not start with "
                          "the zrt checkpoint magic",
                          path);
-    uint32_t stored = get_u32(in + 60), computed = zrt__crc32c(0, in, 60);
+    uint32_t stored = zrt__ckpt_get_u32(in + 60), computed = zrt__crc32c(0, in, 60);
     if (stored != computed)
         return zrt__fail(err, ZRT_ERR_IO,
                          "checkpoint file '%s': header (bytes 0..63) "
                          "fails its CRC32C (stored %08x, computed %08x)",
                          path, stored, computed);
-    uint32_t version = get_u32(in + 8);
+    uint32_t version = zrt__ckpt_get_u32(in + 8);
     if (version < 1 || version > ZRT__CKPT_VERSION ||
-        get_u32(in + 12) != ZRT__CKPT_HEADER_BYTES)
+        zrt__ckpt_get_u32(in + 12) != ZRT__CKPT_HEADER_BYTES)
         return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
                          "checkpoint file '%s' is format "
                          "version %u; this zrt reads versions 1 to %d",
                          path, version, ZRT__CKPT_VERSION);
     *h = (file_header){.version = version,
-                       .rank = get_u32(in + 16),
-                       .world = get_u32(in + 20),
-                       .nsections = get_u32(in + 24),
-                       .step = get_u64(in + 32),
-                       .data_offset = get_u64(in + 40),
-                       .file_bytes = get_u64(in + 48),
-                       .table_crc = get_u32(in + 56),
+                       .rank = zrt__ckpt_get_u32(in + 16),
+                       .world = zrt__ckpt_get_u32(in + 20),
+                       .nsections = zrt__ckpt_get_u32(in + 24),
+                       .step = zrt__ckpt_get_u64(in + 32),
+                       .data_offset = zrt__ckpt_get_u64(in + 40),
+                       .file_bytes = zrt__ckpt_get_u64(in + 48),
+                       .table_crc = zrt__ckpt_get_u32(in + 56),
                        .header_crc = stored};
     return ZRT_OK;
 }
@@ -333,13 +312,13 @@ static void encode_entry(const zrt__ckpt_section *s,
 {
     memset(out, 0, ZRT__CKPT_ENTRY_BYTES);
     memcpy(out, s->kind, strnlen(s->kind, ZRT__CKPT_KIND_BYTES));
-    put_u32(out + 16, (uint32_t)s->layer);
-    put_u32(out + 20, (uint32_t)s->dtype);
-    put_u64(out + 24, (uint64_t)s->first);
-    put_u64(out + 32, (uint64_t)s->numel);
-    put_u64(out + 40, s->offset);
-    put_u64(out + 48, s->bytes);
-    put_u32(out + 56, s->crc);
+    zrt__ckpt_put_u32(out + 16, (uint32_t)s->layer);
+    zrt__ckpt_put_u32(out + 20, (uint32_t)s->dtype);
+    zrt__ckpt_put_u64(out + 24, (uint64_t)s->first);
+    zrt__ckpt_put_u64(out + 32, (uint64_t)s->numel);
+    zrt__ckpt_put_u64(out + 40, s->offset);
+    zrt__ckpt_put_u64(out + 48, s->bytes);
+    zrt__ckpt_put_u32(out + 56, s->crc);
 }
 
 /* An unknown dtype reads as ZRT_DTYPE_COUNT (check_table refuses it). */
@@ -348,14 +327,14 @@ static void decode_entry(const unsigned char in[ZRT__CKPT_ENTRY_BYTES],
 {
     memset(s, 0, sizeof *s);
     memcpy(s->kind, in, ZRT__CKPT_KIND_BYTES);
-    s->layer = (int)get_u32(in + 16);
-    uint32_t dtype = get_u32(in + 20);
+    s->layer = (int)zrt__ckpt_get_u32(in + 16);
+    uint32_t dtype = zrt__ckpt_get_u32(in + 20);
     s->dtype = dtype < ZRT_DTYPE_COUNT ? (zrt_dtype)dtype : ZRT_DTYPE_COUNT;
-    s->first = (int64_t)get_u64(in + 24);
-    s->numel = (int64_t)get_u64(in + 32);
-    s->offset = get_u64(in + 40);
-    s->bytes = get_u64(in + 48);
-    s->crc = get_u32(in + 56);
+    s->first = (int64_t)zrt__ckpt_get_u64(in + 24);
+    s->numel = (int64_t)zrt__ckpt_get_u64(in + 32);
+    s->offset = zrt__ckpt_get_u64(in + 40);
+    s->bytes = zrt__ckpt_get_u64(in + 48);
+    s->crc = zrt__ckpt_get_u32(in + 56);
 }
 
 zrt_status zrt__ckpt_write_header_and_table(int fd, const char *path,

@@ -22,32 +22,18 @@
 
 enum { HEADER = 64, ENTRY = 64, PIECE_ELEMS = 16 };
 
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 /* Recomputes the rank file's section, table and header CRCs in place;
  * returns the header's, or 0 when the file is shorter than a header. */
 static uint32_t fix_rank_file(unsigned char *f, size_t size)
 {
     if (size < HEADER)
         return 0;
-    uint64_t nsections = get_u32(f + 24);
+    uint64_t nsections = zrt__ckpt_get_u32(f + 24);
     if (nsections <= (size - HEADER) / ENTRY) {
         unsigned char *table = f + HEADER;
         for (uint64_t i = 0; i < nsections; i++) {
             unsigned char *e = table + i * ENTRY;
-            uint64_t at = get_u64(e + 40), bytes = get_u64(e + 48);
+            uint64_t at = zrt__ckpt_get_u64(e + 40), bytes = zrt__ckpt_get_u64(e + 48);
             if (at <= size && bytes <= size - at) {
                 uint32_t crc = zrt__crc32c(0, f + at, (size_t)bytes);
                 memcpy(e + 56, &crc, 4);
