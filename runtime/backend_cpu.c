@@ -182,7 +182,6 @@ static zrt_status cpu_sqnorm_f32(zrt__backend *be, const float *x, size_t n, dou
 typedef struct adamw_job {
     const float *p, *g;
     float *p_out, *m, *v;
-    size_t n;
     const zrt_adamw_scalars *s;
 } adamw_job;
 
@@ -199,40 +198,103 @@ static void split_range(size_t n, int worker, int nworkers, size_t *lo, size_t *
     *hi = *lo + per < n ? *lo + per : n;
 }
 
-/* Runs part over the helper threads when n pays for them, else on this one. */
-static void run_split(zrt__backend *be, size_t n, zrt__task_fn part, void *job)
+/* Runs fn over [0, n) in parts, one per helper thread when n pays for
+ * them, else over all of it on this thread. */
+typedef void (*range_fn)(const void *job, size_t lo, size_t hi);
+
+typedef struct split_task {
+    range_fn fn;
+    const void *job;
+    size_t n;
+} split_task;
+
+static void split_part(void *arg, int worker, int nworkers)
 {
-    if (be->pool && n >= SPLIT_MIN_ELEMENTS)
-        zrt__pool_run(be->pool, part, job);
-    else
-        part(job, 0, 1);
+    const split_task *t = arg;
+    size_t lo, hi;
+    split_range(t->n, worker, nworkers, &lo, &hi);
+    if (lo < hi)
+        t->fn(t->job, lo, hi);
 }
 
-static void adamw_part(void *arg, int worker, int nworkers)
+static void run_split(zrt__backend *be, size_t n, range_fn fn, const void *job)
+{
+    split_task task = {.fn = fn, .job = job, .n = n};
+    if (be->pool && n >= SPLIT_MIN_ELEMENTS)
+        zrt__pool_run(be->pool, split_part, &task);
+    else
+        split_part(&task, 0, 1);
+}
+
+static void adamw_range(const void *arg, size_t lo, size_t hi)
 {
     const adamw_job *j = arg;
-    size_t lo, hi;
-    split_range(j->n, worker, nworkers, &lo, &hi);
-    if (lo < hi)
-        zrt_adamw_f32_out(j->p + lo, j->p_out + lo, j->g + lo, j->m + lo, j->v + lo,
-                          hi - lo, j->s);
+    zrt_adamw_f32_out(j->p + lo, j->p_out + lo, j->g + lo, j->m + lo, j->v + lo, hi - lo,
+                      j->s);
 }
 
 static zrt_status cpu_adamw_f32(zrt__backend *be, const float *p, float *p_out,
                                 const float *g, float *m, float *v, size_t n,
                                 const zrt_adamw_scalars *s)
 {
-    adamw_job job = {.p = p, .p_out = p_out, .g = g, .m = m, .v = v, .n = n, .s = s};
-    run_split(be, n, adamw_part, &job);
+    adamw_job job = {.p = p, .p_out = p_out, .g = g, .m = m, .v = v, .s = s};
+    run_split(be, n, adamw_range, &job);
+    return ZRT_OK;
+}
+
+/* The element-wise 16-bit ops, split across the helper threads like AdamW
+ * (element-wise, so any split gives the same bits). */
+typedef enum half_op { HALF_ADD, HALF_FROM_F32, HALF_TO_F32 } half_op;
+
+typedef struct half_job {
+    half_op op;
+    void *dst;
+    const void *src;
+    zrt_half h;
+} half_job;
+
+static void half_range(const void *arg, size_t lo, size_t hi)
+{
+    const half_job *j = arg;
+    uint16_t *dst16 = (uint16_t *)j->dst + lo;
+    const uint16_t *src16 = (const uint16_t *)j->src + lo;
+    switch (j->op) {
+    case HALF_ADD:
+        zrt_add_half(dst16, src16, hi - lo, j->h);
+        break;
+    case HALF_FROM_F32:
+        zrt_cast_f32_to_half(dst16, (const float *)j->src + lo, hi - lo, j->h);
+        break;
+    case HALF_TO_F32:
+        zrt_cast_half_to_f32((float *)j->dst + lo, src16, hi - lo, j->h);
+        break;
+    }
+}
+
+static zrt_status run_half(zrt__backend *be, half_op op, void *dst, const void *src,
+                           size_t n, zrt_half h)
+{
+    half_job job = {.op = op, .dst = dst, .src = src, .h = h};
+    run_split(be, n, half_range, &job);
     return ZRT_OK;
 }
 
 static zrt_status cpu_add_half(zrt__backend *be, uint16_t *dst, const uint16_t *src,
                                size_t n, zrt_half h)
 {
-    (void)be;
-    zrt_add_half(dst, src, n, h);
-    return ZRT_OK;
+    return run_half(be, HALF_ADD, dst, src, n, h);
+}
+
+static zrt_status cpu_cast_f32_to_half(zrt__backend *be, uint16_t *dst, const float *src,
+                                       size_t n, zrt_half h)
+{
+    return run_half(be, HALF_FROM_F32, dst, src, n, h);
+}
+
+static zrt_status cpu_cast_half_to_f32(zrt__backend *be, float *dst, const uint16_t *src,
+                                       size_t n, zrt_half h)
+{
+    return run_half(be, HALF_TO_F32, dst, src, n, h);
 }
 
 static zrt_status cpu_sqnorm_half(zrt__backend *be, const uint16_t *x, size_t n,
@@ -243,40 +305,20 @@ static zrt_status cpu_sqnorm_half(zrt__backend *be, const uint16_t *x, size_t n,
     return ZRT_OK;
 }
 
-static zrt_status cpu_cast_f32_to_half(zrt__backend *be, uint16_t *dst, const float *src,
-                                       size_t n, zrt_half h)
-{
-    (void)be;
-    zrt_cast_f32_to_half(dst, src, n, h);
-    return ZRT_OK;
-}
-
-static zrt_status cpu_cast_half_to_f32(zrt__backend *be, float *dst, const uint16_t *src,
-                                       size_t n, zrt_half h)
-{
-    (void)be;
-    zrt_cast_half_to_f32(dst, src, n, h);
-    return ZRT_OK;
-}
-
 typedef struct adamw_mixed_job {
     float *master, *m, *v;
     uint16_t *p_out;
     const uint16_t *g;
-    size_t n;
     float grad_scale;
     const zrt_adamw_scalars *s;
     zrt_half h;
 } adamw_mixed_job;
 
-static void adamw_mixed_part(void *arg, int worker, int nworkers)
+static void adamw_mixed_range(const void *arg, size_t lo, size_t hi)
 {
     const adamw_mixed_job *j = arg;
-    size_t lo, hi;
-    split_range(j->n, worker, nworkers, &lo, &hi);
-    if (lo < hi)
-        zrt_adamw_mixed(j->master + lo, j->p_out + lo, j->g + lo, j->m + lo, j->v + lo,
-                        hi - lo, j->grad_scale, j->s, j->h);
+    zrt_adamw_mixed(j->master + lo, j->p_out + lo, j->g + lo, j->m + lo, j->v + lo,
+                    hi - lo, j->grad_scale, j->s, j->h);
 }
 
 static zrt_status cpu_adamw_mixed(zrt__backend *be, float *master, uint16_t *p_out,
@@ -289,11 +331,10 @@ static zrt_status cpu_adamw_mixed(zrt__backend *be, float *master, uint16_t *p_o
                            .v = v,
                            .p_out = p_out,
                            .g = g,
-                           .n = n,
                            .grad_scale = grad_scale,
                            .s = s,
                            .h = h};
-    run_split(be, n, adamw_mixed_part, &job);
+    run_split(be, n, adamw_mixed_range, &job);
     return ZRT_OK;
 }
 
