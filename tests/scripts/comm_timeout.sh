@@ -19,19 +19,12 @@ for n in 2 3; do
     timeout 120 $MPIRUN -np "$n" "$PROG" >"$WORK/out" 2>&1 || status=$?
     elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
     echo "n=$n: exit status $status after ${elapsed}s"
-    ((status != 124)) || { cat "$WORK/out"; fail "n=$n: the job hung"; }
-    ((status != 0)) || { cat "$WORK/out"; fail "n=$n: the job ended with status 0, not by abort"; }
+    check_aborted "n=$n" "$status" "$elapsed" "$LIMIT"
     ! grep -q '^FAIL' "$WORK/out" || { cat "$WORK/out"; fail "n=$n: a check failed"; }
     for ((r = 0; r < n - 1; r++)); do
         grep -q "^PASS rank $r\$" "$WORK/out" || { cat "$WORK/out"; fail "n=$n: rank $r did not pass"; }
     done
-    awk -v t="$elapsed" -v l="$LIMIT" 'BEGIN { exit !(t < l) }' ||
-        { cat "$WORK/out"; fail "n=$n: took ${elapsed}s (limit ${LIMIT}s)"; }
     grep -E '^rank 0 (all-reduce|reduce-scatter) after' "$WORK/out"
-    for _ in $(seq 20); do
-        pgrep -f -- "^$PROG\$" >/dev/null || break
-        sleep 0.2
-    done
-    ! pgrep -af -- "^$PROG\$" || fail "n=$n: processes left after the job ended"
+    check_no_process "n=$n" "^$PROG\$"
 done
 echo "PASS"

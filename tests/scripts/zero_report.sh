@@ -28,10 +28,8 @@ done
 grep -q '124,475,904 parameters' "$WORK/est" || fail "gpt2-124m is not 124,475,904 parameters"
 # 16 bytes x ceil(124475904 / 4)
 grep -Eq '^device +model states +497903616$' "$WORK/est" || fail "gpt2-124m stage 3 states"
-set +e
-"$ZR" --estimate --params 1e9 --stage 0 --offload-optimizer cpu >"$WORK/err" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" --estimate --params 1e9 --stage 0 --offload-optimizer cpu >"$WORK/err" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || fail "optimizer offload at stage 0: exit $rc, not 2"
 grep -q "stage 0" "$WORK/err" || { cat "$WORK/err"; fail "the refusal does not name the stage"; }
 
@@ -81,10 +79,8 @@ for i, path in enumerate(sys.argv[1:3]):
         "param": {"peak": dev["categories"]["param"]["peak"] + slack}}}}
     json.dump(r, open(f"{sys.argv[3]}/r{i}.json", "w"))
 EOF
-set +e
-"$ZR" "$WORK/plan" >"$WORK/out" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" "$WORK/plan" >"$WORK/out" 2>&1 || rc=$?
 cat "$WORK/out"
 [ "$rc" -eq 1 ] || fail "a measured peak above its plan: exit $rc, not 1"
 grep -q '^OVER PLAN: rank 1, tier device, param: ' "$WORK/out" || fail "no OVER PLAN line for rank 1"
@@ -107,10 +103,8 @@ for i, path in enumerate(sys.argv[1:3]):
         r["plan"]["device"]["peak"] += 1 << 20
     json.dump(r, open(f"{sys.argv[3]}/r{i}.json", "w"))
 EOF
-set +e
-"$ZR" --tolerance 1%,64K "$WORK/off" >"$WORK/out" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" --tolerance 1%,64K "$WORK/off" >"$WORK/out" 2>&1 || rc=$?
 cat "$WORK/out"
 [ "$rc" -eq 1 ] || fail "a tier peak 1 MiB under its plan with --tolerance 1%,64K: exit $rc, not 1"
 grep -Eq '^OFF PLAN: rank 0, tier device: measured [0-9]+, planned [0-9]+, difference -1048576, allowed [0-9]+ bytes' \
@@ -118,10 +112,8 @@ grep -Eq '^OFF PLAN: rank 0, tier device: measured [0-9]+, planned [0-9]+, diffe
 ! grep -q '^OFF PLAN: rank 1' "$WORK/out" || fail "rank 1 is on plan but was flagged"
 ! grep -q '^OVER PLAN' "$WORK/out" || fail "a peak under its plan was called OVER PLAN"
 "$ZR" "$WORK/off" >"$WORK/out" 2>&1 || fail "without --tolerance a peak under its plan must pass"
-set +e
-"$ZR" --tolerance 1%,lots "$WORK/off" >"$WORK/out" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" --tolerance 1%,lots "$WORK/off" >"$WORK/out" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && grep -q -- "--tolerance '1%,lots'" "$WORK/out" ||
     { cat "$WORK/out"; fail "a bad --tolerance: exit $rc, not 2 naming the flag"; }
 
@@ -164,43 +156,33 @@ stage3 = next(r for r in rows if r[1:4] == ["3", "device", "device"])
 assert stage3[4] == est, (stage3, est)
 print("fit table: ladder order, device totals as --estimate's")
 EOF
-set +e
-"$ZR" --fit --device-mem 512M "${FIT[@]}" >"$WORK/fit" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" --fit --device-mem 512M "${FIT[@]}" >"$WORK/fit" 2>&1 || rc=$?
 cat "$WORK/fit"
 [ "$rc" -eq 1 ] || fail "a budget nothing fits: exit $rc, not 1"
 grep -q '^nothing fits: the least device memory a rung needs is ' "$WORK/fit" ||
     fail "no 'nothing fits' line naming the device"
-set +e
-"$ZR" --fit --device-mem 800M --host-mem 512M "${FIT[@]}" >"$WORK/fit" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" --fit --device-mem 800M --host-mem 512M "${FIT[@]}" >"$WORK/fit" 2>&1 || rc=$?
 [ "$rc" -eq 1 ] && grep -Eq '^ *9 +3 +cpu +cpu .* over host$' "$WORK/fit" ||
     { cat "$WORK/fit"; fail "a host budget too small for the last rung: exit $rc, not 1"; }
-set +e
-"$ZR" --fit --device-mem 8G --stage 3 "${FIT[@]}" >"$WORK/fit" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" --fit --device-mem 8G --stage 3 "${FIT[@]}" >"$WORK/fit" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && grep -q -- "drop --stage" "$WORK/fit" ||
     { cat "$WORK/fit"; fail "--fit --stage: exit $rc, not 2"; }
 
 # ---- bad input ----------------------------------------------------------------------
 head -c 200 "$WORK/r1.json" >"$WORK/cut.json"
-set +e
-"$ZR" "$WORK/r0.json" "$WORK/cut.json" >"$WORK/out" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" "$WORK/r0.json" "$WORK/cut.json" >"$WORK/out" 2>&1 || rc=$?
 cat "$WORK/out"
 [ "$rc" -eq 2 ] || fail "a malformed report: exit $rc, not 2"
 grep -q "cut.json: not JSON at line [0-9]*, column [0-9]*" "$WORK/out" ||
     fail "the error does not name the file and the position"
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); del r['tiers']['device']['categories']['comm']; json.dump(r, open(sys.argv[2], 'w'))" \
     "$WORK/r1.json" "$WORK/nocomm.json"
-set +e
-"$ZR" "$WORK/nocomm.json" >"$WORK/out" 2>&1
-rc=$?
-set -e
+rc=0
+"$ZR" "$WORK/nocomm.json" >"$WORK/out" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || fail "a report without a category: exit $rc, not 2"
 grep -q "nocomm.json: missing key 'tiers.device.categories.comm'" "$WORK/out" ||
     { cat "$WORK/out"; fail "the error does not name the missing key"; }
