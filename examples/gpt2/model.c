@@ -181,31 +181,29 @@ typedef struct gpt2_ops {
 
 /* -- cpu: layers.c, on host memory -- */
 
+/* layers.c's functions return nothing and cannot fail: a cpu entry makes the
+ * call and returns ZRT_OK. The model is named only to mark it used. */
+#define CPU_CALL(m, call) ((void)(m), (call), ZRT_OK)
+
 static zrt_status cpu_encoder_forward(gpt2_model *m, float *out, const int *inp,
                                       const float *wte, const float *wpe, int B, int T,
                                       int C)
 {
-    (void)m;
-    encoder_forward(out, inp, wte, wpe, B, T, C);
-    return ZRT_OK;
+    return CPU_CALL(m, encoder_forward(out, inp, wte, wpe, B, T, C));
 }
 
 static zrt_status cpu_encoder_backward(gpt2_model *m, float *dwte, float *dwpe,
                                        const float *dout, const int *inp, int B, int T,
                                        int C)
 {
-    (void)m;
-    encoder_backward(dwte, dwpe, dout, inp, B, T, C);
-    return ZRT_OK;
+    return CPU_CALL(m, encoder_backward(dwte, dwpe, dout, inp, B, T, C));
 }
 
 static zrt_status cpu_layernorm_forward(gpt2_model *m, float *out, float *mean,
                                         float *rstd, const float *inp, const float *w,
                                         const float *b, int N, int C)
 {
-    (void)m;
-    layernorm_forward(out, mean, rstd, inp, w, b, N, C);
-    return ZRT_OK;
+    return CPU_CALL(m, layernorm_forward(out, mean, rstd, inp, w, b, N, C));
 }
 
 static zrt_status cpu_layernorm_backward(gpt2_model *m, float *dinp, float *dw, float *db,
@@ -213,107 +211,84 @@ static zrt_status cpu_layernorm_backward(gpt2_model *m, float *dinp, float *dw, 
                                          const float *w, const float *mean,
                                          const float *rstd, int N, int C)
 {
-    (void)m;
-    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-    return ZRT_OK;
+    return CPU_CALL(m, layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C));
 }
 
 static zrt_status cpu_matmul_forward(gpt2_model *m, float *out, const float *inp,
                                      const float *w, const float *bias, int N, int C,
                                      int OC)
 {
-    (void)m;
-    matmul_forward(out, inp, w, bias, N, C, OC);
-    return ZRT_OK;
+    return CPU_CALL(m, matmul_forward(out, inp, w, bias, N, C, OC));
 }
 
 static zrt_status cpu_matmul_backward(gpt2_model *m, float *dinp, float *dw, float *dbias,
                                       const float *dout, const float *inp, const float *w,
                                       int N, int C, int OC)
 {
-    (void)m;
-    matmul_backward(dinp, dw, dbias, dout, inp, w, N, C, OC);
-    return ZRT_OK;
+    return CPU_CALL(m, matmul_backward(dinp, dw, dbias, dout, inp, w, N, C, OC));
 }
 
 static zrt_status cpu_attention_forward(gpt2_model *m, float *out, float *preatt,
                                         float *att, const float *inp, int B, int T, int C,
                                         int NH)
 {
-    (void)m;
-    attention_forward(out, preatt, att, inp, B, T, C, NH);
-    return ZRT_OK;
+    return CPU_CALL(m, attention_forward(out, preatt, att, inp, B, T, C, NH));
 }
 
 static zrt_status cpu_attention_backward(gpt2_model *m, float *dinp, float *dpreatt,
                                          float *datt, const float *dout, const float *inp,
                                          const float *att, int B, int T, int C, int NH)
 {
-    (void)m;
-    attention_backward(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH);
-    return ZRT_OK;
+    return CPU_CALL(m,
+                    attention_backward(dinp, dpreatt, datt, dout, inp, att, B, T, C, NH));
 }
 
 static zrt_status cpu_gelu_forward(gpt2_model *m, float *out, const float *inp, size_t n)
 {
-    (void)m;
-    gelu_forward(out, inp, (int)n);
-    return ZRT_OK;
+    return CPU_CALL(m, gelu_forward(out, inp, (int)n));
 }
 
 static zrt_status cpu_gelu_backward(gpt2_model *m, float *dinp, const float *inp,
                                     const float *dout, size_t n)
 {
-    (void)m;
-    gelu_backward(dinp, inp, dout, (int)n);
-    return ZRT_OK;
+    return CPU_CALL(m, gelu_backward(dinp, inp, dout, (int)n));
 }
 
 static zrt_status cpu_residual_forward(gpt2_model *m, float *out, const float *a,
                                        const float *b, size_t n)
 {
-    (void)m;
-    residual_forward(out, a, b, (int)n);
-    return ZRT_OK;
+    return CPU_CALL(m, residual_forward(out, a, b, (int)n));
 }
 
 static zrt_status cpu_residual_backward(gpt2_model *m, float *da, float *db,
                                         const float *dout, size_t n)
 {
-    (void)m;
-    residual_backward(da, db, dout, (int)n);
-    return ZRT_OK;
+    return CPU_CALL(m, residual_backward(da, db, dout, (int)n));
 }
 
 static zrt_status cpu_xent_forward(gpt2_model *m, float *probs, float *losses,
                                    const float *logits, const int *targets, int N, int V,
                                    int Vp)
 {
-    (void)m;
-    softmax_crossentropy_forward(probs, losses, logits, targets, N, V, Vp);
-    return ZRT_OK;
+    return CPU_CALL(
+        m, softmax_crossentropy_forward(probs, losses, logits, targets, N, V, Vp));
 }
 
 static zrt_status cpu_xent_backward(gpt2_model *m, float *dlogits, const float *probs,
                                     const int *targets, float scale, int N, int V, int Vp)
 {
-    (void)m;
-    softmax_crossentropy_backward(dlogits, probs, targets, scale, N, V, Vp);
-    return ZRT_OK;
+    return CPU_CALL(
+        m, softmax_crossentropy_backward(dlogits, probs, targets, scale, N, V, Vp));
 }
 
 static zrt_status cpu_zero(gpt2_model *m, void *dst, size_t bytes)
 {
-    (void)m;
-    memset(dst, 0, bytes);
-    return ZRT_OK;
+    return CPU_CALL(m, memset(dst, 0, bytes));
 }
 
 static zrt_status cpu_upload(gpt2_model *m, void *dst, const void *src, size_t bytes)
 {
-    (void)m;
-    memcpy(dst, src, bytes);
-    return ZRT_OK;
+    return CPU_CALL(m, memcpy(dst, src, bytes));
 }
 
 static const void *cpu_host_view(const gpt2_model *m, const void *src, size_t bytes)
@@ -859,7 +834,36 @@ static zrt_param handle_of(const gpt2_model *m, int index, int l)
     }
 }
 
-typedef zrt_status (*slice_fn)(gpt2_model *m, zrt_param p, float *slice);
+/* Where parameter p sits in llm.c's layout: elements [base, base + numel)
+ * of tensor `index`, which are [flat, flat + numel) of the one array that
+ * holds every tensor in llm.c order. */
+typedef struct tensor_slice {
+    zrt_param p;
+    int index;
+    size_t base;
+    size_t flat;
+} tensor_slice;
+
+typedef zrt_status (*slice_fn)(gpt2_model *m, const tensor_slice *s, void *user);
+
+/* Calls fn for every parameter, in llm.c order. */
+static zrt_status for_each_slice(gpt2_model *m, slice_fn fn, void *user)
+{
+    size_t sizes[GPT2_NUM_TENSORS], start = 0;
+    gpt2_tensor_sizes(&m->cfg, sizes);
+    int L = m->cfg.num_layers;
+    for (int i = 0; i < GPT2_NUM_TENSORS; i++) {
+        int slices = gpt2_tensor_is_per_layer(i) ? L : 1;
+        size_t per_slice = sizes[i] / (size_t)slices;
+        for (int l = 0; l < slices; l++) {
+            size_t base = (size_t)l * per_slice;
+            tensor_slice s = {handle_of(m, i, l), i, base, start + base};
+            EXAMPLE_CHECK(fn(m, &s, user));
+        }
+        start += sizes[i];
+    }
+    return ZRT_OK;
+}
 
 /* A 16-bit copy of parameter p's numel elements, for writes and reads. */
 static uint16_t *half_buffer(const gpt2_model *m, zrt_param p)
@@ -869,8 +873,12 @@ static uint16_t *half_buffer(const gpt2_model *m, zrt_param p)
     return malloc((size_t)n * sizeof(uint16_t));
 }
 
-static zrt_status write_slice(gpt2_model *m, zrt_param p, float *slice)
+/* params: llm.c's array of every tensor (gpt2_set_params's const one: only
+ * read here). */
+static zrt_status write_slice(gpt2_model *m, const tensor_slice *s, void *params)
 {
+    zrt_param p = s->p;
+    const float *slice = (const float *)params + s->flat;
     if (m->dtype == ZRT_F32)
         return zrt_param_write(m->ctx, p, slice);
     uint16_t *h = half_buffer(m, p);
@@ -900,46 +908,31 @@ static zrt_status read_widened(gpt2_model *m, zrt_param p, float *slice, read_fn
     return st;
 }
 
-static zrt_status read_slice(gpt2_model *m, zrt_param p, float *slice)
+/* params: llm.c's array of every tensor. */
+static zrt_status read_slice(gpt2_model *m, const tensor_slice *s, void *params)
 {
-    return read_widened(m, p, slice, zrt_param_read);
+    return read_widened(m, s->p, (float *)params + s->flat, zrt_param_read);
 }
 
-/* Visits every (zrt parameter, slice of the llm.c array) pair in llm.c order. */
-static zrt_status for_each_slice(gpt2_model *m, float *params, slice_fn fn)
+/* grads: as params, for the gradients. */
+static zrt_status read_grad_slice(gpt2_model *m, const tensor_slice *s, void *grads)
 {
-    size_t sizes[GPT2_NUM_TENSORS], offset = 0;
-    gpt2_tensor_sizes(&m->cfg, sizes);
-    int L = m->cfg.num_layers;
-    for (int i = 0; i < GPT2_NUM_TENSORS; i++) {
-        int slices = gpt2_tensor_is_per_layer(i) ? L : 1;
-        size_t per_slice = sizes[i] / (size_t)slices;
-        for (int l = 0; l < slices; l++)
-            EXAMPLE_CHECK(
-                fn(m, handle_of(m, i, l), params + offset + (size_t)l * per_slice));
-        offset += sizes[i];
-    }
-    return ZRT_OK;
+    return read_widened(m, s->p, (float *)grads + s->flat, zrt_grad_read);
 }
 
 zrt_status gpt2_set_params(gpt2_model *m, const float *params)
 {
-    return for_each_slice(m, (float *)params, write_slice);
+    return for_each_slice(m, write_slice, (void *)params);
 }
 
 zrt_status gpt2_get_params(gpt2_model *m, float *params)
 {
-    return for_each_slice(m, params, read_slice);
-}
-
-static zrt_status read_grad_slice(gpt2_model *m, zrt_param p, float *slice)
-{
-    return read_widened(m, p, slice, zrt_grad_read);
+    return for_each_slice(m, read_slice, params);
 }
 
 zrt_status gpt2_get_grads(gpt2_model *m, float *grads)
 {
-    return for_each_slice(m, grads, read_grad_slice);
+    return for_each_slice(m, read_grad_slice, grads);
 }
 
 /* ---- building the parameters where they live ---------------------------------
@@ -968,10 +961,11 @@ static zrt_status write_piece(gpt2_model *m, fill_job *job, zrt_param p, int64_t
     return zrt_param_write_range(m->ctx, p, first, n, job->half);
 }
 
-/* Parameter p is elements [base, base + numel) of llm.c tensor `index`. */
-static zrt_status fill_slice(gpt2_model *m, fill_job *job, int index, size_t base,
-                             zrt_param p)
+/* Writes the part of s->p that this rank owns; user is the fill_job. */
+static zrt_status fill_slice(gpt2_model *m, const tensor_slice *s, void *user)
 {
+    fill_job *job = user;
+    zrt_param p = s->p;
     int64_t first, count;
     EXAMPLE_CHECK(zrt_param_owned_range(m->ctx, p, &first, &count));
     if (count == 0) /* stage 3: every rank writes every parameter */
@@ -980,23 +974,8 @@ static zrt_status fill_slice(gpt2_model *m, fill_job *job, int index, size_t bas
         int64_t n =
             first + count - k < GPT2_FILL_CHUNK ? first + count - k : GPT2_FILL_CHUNK;
         EXAMPLE_CHECK(
-            job->fill(job->user, index, base + (size_t)k, (size_t)n, job->piece));
+            job->fill(job->user, s->index, s->base + (size_t)k, (size_t)n, job->piece));
         EXAMPLE_CHECK(write_piece(m, job, p, k, n));
-    }
-    return ZRT_OK;
-}
-
-static zrt_status fill_all(gpt2_model *m, fill_job *job)
-{
-    size_t sizes[GPT2_NUM_TENSORS];
-    gpt2_tensor_sizes(&m->cfg, sizes);
-    int L = m->cfg.num_layers;
-    for (int i = 0; i < GPT2_NUM_TENSORS; i++) {
-        int slices = gpt2_tensor_is_per_layer(i) ? L : 1;
-        size_t per_slice = sizes[i] / (size_t)slices;
-        for (int l = 0; l < slices; l++)
-            EXAMPLE_CHECK(
-                fill_slice(m, job, i, (size_t)l * per_slice, handle_of(m, i, l)));
     }
     return ZRT_OK;
 }
@@ -1008,7 +987,7 @@ zrt_status gpt2_fill_params(gpt2_model *m, gpt2_fill_fn fill, void *user)
         job.half = malloc((size_t)GPT2_FILL_CHUNK * sizeof(uint16_t));
     zrt_status st = ZRT_ERR_OUT_OF_MEMORY;
     if (job.piece && (m->dtype == ZRT_F32 || job.half))
-        st = fill_all(m, &job);
+        st = for_each_slice(m, fill_slice, &job);
     free(job.piece);
     free(job.half);
     return st;
