@@ -223,6 +223,20 @@ static int bad_half(zrt_half h)
         return launched();                                                               \
     } while (0)
 
+/* Both mixed AdamW entry points: G is their gradients' type (see
+ * k_adamw_mixed). A template has no C linkage, so it sits outside the
+ * extern "C" block. */
+template <typename G>
+static int adamw_mixed(float *d_master, uint16_t *d_p_out, const G *d_g, float *d_m,
+                       float *d_v, size_t n, float grad_scale, const zrt_adamw_scalars *s,
+                       zrt_half h, struct CUstream_st *stream)
+{
+    if (bad_half(h))
+        return (int)cudaErrorInvalidValue;
+    ELEM_LAUNCH(k_adamw_mixed<G>, n, stream, d_master, d_p_out, d_g, d_m, d_v, n,
+                grad_scale, *s, h);
+}
+
 extern "C" {
 
 int zrt_cuda_fill_f32(float *d_x, size_t n, float value, struct CUstream_st *stream)
@@ -333,10 +347,7 @@ int zrt_cuda_adamw_mixed(float *d_master, uint16_t *d_p_out, const uint16_t *d_g
                          const zrt_adamw_scalars *s, zrt_half h,
                          struct CUstream_st *stream)
 {
-    if (bad_half(h))
-        return (int)cudaErrorInvalidValue;
-    ELEM_LAUNCH(k_adamw_mixed<uint16_t>, n, stream, d_master, d_p_out, d_g, d_m, d_v, n,
-                grad_scale, *s, h);
+    return adamw_mixed(d_master, d_p_out, d_g, d_m, d_v, n, grad_scale, s, h, stream);
 }
 
 int zrt_cuda_adamw_mixed_f32grad(float *d_master, uint16_t *d_p_out, const float *d_g,
@@ -344,10 +355,7 @@ int zrt_cuda_adamw_mixed_f32grad(float *d_master, uint16_t *d_p_out, const float
                                  const zrt_adamw_scalars *s, zrt_half h,
                                  struct CUstream_st *stream)
 {
-    if (bad_half(h))
-        return (int)cudaErrorInvalidValue;
-    ELEM_LAUNCH(k_adamw_mixed<float>, n, stream, d_master, d_p_out, d_g, d_m, d_v, n,
-                grad_scale, *s, h);
+    return adamw_mixed(d_master, d_p_out, d_g, d_m, d_v, n, grad_scale, s, h, stream);
 }
 
 } /* extern "C" */

@@ -427,6 +427,20 @@ size_t gpt2_cuda_attention_scratch(int B, int T, int C)
     return 7 * (size_t)B * T * C;
 }
 
+/* Where element i of a (B,NH,T,hs) tensor, i indexing (b, h, t, e), sits in
+ * part 0 of the interleaved (B,T,parts,NH,hs) one; part p is p * NH * hs
+ * further on. */
+__device__ static size_t interleaved_index(size_t i, int T, int NH, int hs, int parts)
+{
+    int e = (int)(i % hs);
+    size_t r = i / hs;
+    int t = (int)(r % T);
+    r /= T;
+    int h = (int)(r % NH);
+    size_t b = r / NH;
+    return ((b * T + t) * parts * NH + h) * (size_t)hs + e;
+}
+
 /* (B,T,parts,NH,hs) -> parts tensors (B,NH,T,hs), dst[p] = dst + p * BTC. */
 __global__ static void permute_kernel(float *dst, const float *src, int B, int T, int NH,
                                       int hs, int parts)
@@ -434,14 +448,7 @@ __global__ static void permute_kernel(float *dst, const float *src, int B, int T
     size_t btc = (size_t)B * T * NH * hs;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < btc;
          i += (size_t)gridDim.x * blockDim.x) {
-        /* i indexes (b, h, t, e) of the destination */
-        int e = (int)(i % hs);
-        size_t r = i / hs;
-        int t = (int)(r % T);
-        r /= T;
-        int h = (int)(r % NH);
-        size_t b = r / NH;
-        size_t from = ((b * T + t) * parts * NH + h) * (size_t)hs + e;
+        size_t from = interleaved_index(i, T, NH, hs, parts);
         for (int p = 0; p < parts; p++)
             dst[p * btc + i] = src[from + (size_t)p * NH * hs];
     }
@@ -455,13 +462,7 @@ __global__ static void unpermute_kernel(float *dst, const float *src, int B, int
     size_t btc = (size_t)B * T * NH * hs;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < btc;
          i += (size_t)gridDim.x * blockDim.x) {
-        int e = (int)(i % hs);
-        size_t r = i / hs;
-        int t = (int)(r % T);
-        r /= T;
-        int h = (int)(r % NH);
-        size_t b = r / NH;
-        size_t to = ((b * T + t) * parts * NH + h) * (size_t)hs + e;
+        size_t to = interleaved_index(i, T, NH, hs, parts);
         for (int p = 0; p < parts; p++) {
             float v = src[p * btc + i];
             float *d = dst + to + (size_t)p * NH * hs;
