@@ -114,26 +114,37 @@ ZRT__AVX2 void zrt__scale_f32_avx2(float *x, size_t n, float alpha)
     zrt_scale_f32_scalar(x + i, n - i, alpha);
 }
 
-/* Each float is widened to double before squaring, so the products are
- * exact; only the sums round, and in a different order from the scalar
- * loop (eight interleaved partial sums). */
+/* The squares of eight floats added into eight partial sums, lo and hi
+ * (four doubles each). Each float is widened to double before squaring,
+ * so the products are exact; only the sums round. */
+ZRT__AVX2 static inline void add_squares8(__m256 xv, __m256d *lo, __m256d *hi)
+{
+    __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(xv));
+    __m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+
+    *lo = _mm256_add_pd(*lo, _mm256_mul_pd(a, a));
+    *hi = _mm256_add_pd(*hi, _mm256_mul_pd(b, b));
+}
+
+/* add_squares8's eight partial sums as one, in a fixed order. */
+ZRT__AVX2 static inline double sum_partials(__m256d lo, __m256d hi)
+{
+    double lanes[4];
+
+    _mm256_storeu_pd(lanes, _mm256_add_pd(lo, hi));
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
+/* The sums round in a different order from the scalar loop (eight
+ * interleaved partial sums, see add_squares8). */
 ZRT__AVX2 double zrt__sqnorm_f32_avx2(const float *x, size_t n)
 {
     __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
-    double lanes[4], acc;
     size_t i;
 
-    for (i = 0; n - i >= 8; i += 8) {
-        __m256 xv = _mm256_loadu_ps(x + i);
-        __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(xv));
-        __m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
-
-        lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));
-        hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
-    }
-    _mm256_storeu_pd(lanes, _mm256_add_pd(lo, hi));
-    acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    return acc + zrt_sqnorm_f32_scalar(x + i, n - i);
+    for (i = 0; n - i >= 8; i += 8)
+        add_squares8(_mm256_loadu_ps(x + i), &lo, &hi);
+    return sum_partials(lo, hi) + zrt_sqnorm_f32_scalar(x + i, n - i);
 }
 
 /* All eight lanes of every source are loaded before out is stored, which
@@ -241,20 +252,11 @@ ZRT__AVX2H void zrt__scale_half_avx2(uint16_t *x, size_t n, float alpha, zrt_hal
 ZRT__AVX2H double zrt__sqnorm_half_avx2(const uint16_t *x, size_t n, zrt_half h)
 {
     __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
-    double lanes[4], acc;
     size_t i;
 
-    for (i = 0; n - i >= 8; i += 8) {
-        __m256 xv = widen8(x + i, h);
-        __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(xv));
-        __m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
-
-        lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));
-        hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
-    }
-    _mm256_storeu_pd(lanes, _mm256_add_pd(lo, hi));
-    acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    return acc + zrt_sqnorm_half_scalar(x + i, n - i, h);
+    for (i = 0; n - i >= 8; i += 8)
+        add_squares8(widen8(x + i, h), &lo, &hi);
+    return sum_partials(lo, hi) + zrt_sqnorm_half_scalar(x + i, n - i, h);
 }
 
 /* All eight lanes of every source are loaded before out is stored, which
@@ -323,18 +325,34 @@ ZRT__AVX2H static void adamw_mixed8(float *master, uint16_t *p_out, __m256 g32, 
     narrow8(p_out, pv, h);
 }
 
-ZRT__AVX2H void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out, const uint16_t *g,
-                                      float *m, float *v, size_t n, float grad_scale,
-                                      const zrt_adamw_scalars *s, zrt_half h)
+/* The whole vectors of both mixed kernels, whose gradients are either 16-bit
+ * (g16) or f32 (g32; the other is NULL). Returns the elements done, n less
+ * the n % 8 left for the scalar code. */
+ZRT__AVX2H static size_t adamw_mixed_vectors(float *master, uint16_t *p_out,
+                                             const uint16_t *g16, const float *g32,
+                                             float *m, float *v, size_t n,
+                                             float grad_scale, const zrt_adamw_scalars *s,
+                                             zrt_half h)
 {
     __m256 gs = _mm256_set1_ps(grad_scale);
     adamw_vec k;
     size_t i;
 
     adamw_vec_init(&k, s);
-    for (i = 0; n - i >= 8; i += 8)
-        adamw_mixed8(master + i, p_out + i, _mm256_mul_ps(widen8(g + i, h), gs), m + i,
-                     v + i, &k, h);
+    for (i = 0; n - i >= 8; i += 8) {
+        __m256 gv = g16 ? widen8(g16 + i, h) : _mm256_loadu_ps(g32 + i);
+
+        adamw_mixed8(master + i, p_out + i, _mm256_mul_ps(gv, gs), m + i, v + i, &k, h);
+    }
+    return i;
+}
+
+ZRT__AVX2H void zrt__adamw_mixed_avx2(float *master, uint16_t *p_out, const uint16_t *g,
+                                      float *m, float *v, size_t n, float grad_scale,
+                                      const zrt_adamw_scalars *s, zrt_half h)
+{
+    size_t i = adamw_mixed_vectors(master, p_out, g, NULL, m, v, n, grad_scale, s, h);
+
     zrt_adamw_mixed_scalar(master + i, p_out + i, g + i, m + i, v + i, n - i, grad_scale,
                            s, h);
 }
@@ -344,14 +362,8 @@ ZRT__AVX2H void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out,
                                               size_t n, float grad_scale,
                                               const zrt_adamw_scalars *s, zrt_half h)
 {
-    __m256 gs = _mm256_set1_ps(grad_scale);
-    adamw_vec k;
-    size_t i;
+    size_t i = adamw_mixed_vectors(master, p_out, NULL, g, m, v, n, grad_scale, s, h);
 
-    adamw_vec_init(&k, s);
-    for (i = 0; n - i >= 8; i += 8)
-        adamw_mixed8(master + i, p_out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), gs),
-                     m + i, v + i, &k, h);
     zrt_adamw_mixed_f32grad_scalar(master + i, p_out + i, g + i, m + i, v + i, n - i,
                                    grad_scale, s, h);
 }
