@@ -81,24 +81,43 @@ static void write_temp(char *path, size_t size, const char *text)
 
 /* ---- defaults and reading keys ------------------------------------------- */
 
+/* Every key expect_keys reads, each off its default. */
+static const char every_key_json[] = "{\"zero_optimization\": {\"stage\": 3,"
+                                     " \"reduce_bucket_size\": 1000,"
+                                     " \"allgather_bucket_size\": 2000,"
+                                     " \"stage3_prefetch_bucket_size\": 3000,"
+                                     " \"stage3_param_persistence_threshold\": 4000,"
+                                     " \"overlap_comm\": true},"
+                                     " \"device_mem_limit\": 5000,"
+                                     " \"backend\": \"cuda\", \"log_level\": 3,"
+                                     " \"communicator\": \"nccl\","
+                                     " \"comm_timeout_seconds\": 30}";
+
+/* The same keys at their documented defaults (zrt.h, DeepSpeed's). */
+static const char default_keys_json[] = "{\"zero_optimization\": {\"stage\": 0,"
+                                        " \"reduce_bucket_size\": 500000000,"
+                                        " \"allgather_bucket_size\": 500000000,"
+                                        " \"stage3_prefetch_bucket_size\": 50000000,"
+                                        " \"stage3_param_persistence_threshold\": 100000,"
+                                        " \"overlap_comm\": true},"
+                                        " \"device_mem_limit\": 0,"
+                                        " \"backend\": \"cpu\", \"log_level\": 1,"
+                                        " \"communicator\": \"auto\","
+                                        " \"comm_timeout_seconds\": 600}";
+
+/* zrt_config_init gives the documented defaults: a config with every key
+ * moved off its default, then set back by default_keys_json, equals it. */
 START_TEST(test_defaults)
 {
-    zrt_config cfg;
+    zrt_config cfg, spelt_out;
+    char err[ERRBUF];
     memset(&cfg, 0xAB, sizeof cfg);
     ck_assert_int_eq(zrt_config_init(&cfg), ZRT_OK);
     ck_assert_uint_eq(cfg.struct_size, sizeof(zrt_config));
-    const zrt_config want = {.stage = 0,
-                             .reduce_bucket_size = 500000000,
-                             .allgather_bucket_size = 500000000,
-                             .stage3_prefetch_bucket_size = 50000000,
-                             .stage3_param_persistence_threshold = 100000,
-                             .overlap_comm = 1,
-                             .device_mem_limit = 0,
-                             .backend = "cpu",
-                             .communicator = ZRT_COMM_AUTO,
-                             .comm_timeout_seconds = 600.0f,
-                             .log_level = 1};
-    expect_keys(&cfg, &want);
+    spelt_out = defaults();
+    ck_assert_int_eq(load(&spelt_out, every_key_json, err), ZRT_OK);
+    ck_assert_int_eq(load(&spelt_out, default_keys_json, err), ZRT_OK);
+    expect_keys(&cfg, &spelt_out);
     ck_assert_int_eq(zrt_config_init(NULL), ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt_config_validate(&cfg, NULL, 0), ZRT_OK);
 }
@@ -106,29 +125,20 @@ END_TEST
 
 START_TEST(test_every_key)
 {
-    zrt_config cfg = defaults();
+    zrt_config cfg = defaults(), want = cfg;
     char err[ERRBUF];
-    const char *json = "{\"zero_optimization\": {\"stage\": 3,"
-                       " \"reduce_bucket_size\": 1000,"
-                       " \"allgather_bucket_size\": 2000,"
-                       " \"stage3_prefetch_bucket_size\": 3000,"
-                       " \"stage3_param_persistence_threshold\": 4000,"
-                       " \"overlap_comm\": true},"
-                       " \"device_mem_limit\": 5000,"
-                       " \"backend\": \"cuda\", \"log_level\": 3,"
-                       " \"communicator\": \"nccl\", \"comm_timeout_seconds\": 30}";
-    ck_assert_int_eq(load(&cfg, json, err), ZRT_OK);
-    const zrt_config want = {.stage = 3,
-                             .reduce_bucket_size = 1000,
-                             .allgather_bucket_size = 2000,
-                             .stage3_prefetch_bucket_size = 3000,
-                             .stage3_param_persistence_threshold = 4000,
-                             .overlap_comm = 1,
-                             .device_mem_limit = 5000,
-                             .backend = "cuda",
-                             .communicator = ZRT_COMM_NCCL,
-                             .comm_timeout_seconds = 30.0f,
-                             .log_level = 3};
+    ck_assert_int_eq(load(&cfg, every_key_json, err), ZRT_OK);
+    want.stage = 3;
+    want.reduce_bucket_size = 1000;
+    want.allgather_bucket_size = 2000;
+    want.stage3_prefetch_bucket_size = 3000;
+    want.stage3_param_persistence_threshold = 4000;
+    want.overlap_comm = 1;
+    want.device_mem_limit = 5000;
+    strcpy(want.backend, "cuda");
+    want.communicator = ZRT_COMM_NCCL;
+    want.comm_timeout_seconds = 30.0f;
+    want.log_level = 3;
     expect_keys(&cfg, &want);
     ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_OK);
 }

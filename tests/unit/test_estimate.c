@@ -295,25 +295,29 @@ static void expect_refused(const zrt_config *cfg, const zrt_mem_model *m, int n,
     ck_assert_msg(strstr(why, needle) != NULL, "'%s' not in: %s", needle, why);
 }
 
+/* good with model field `field` set to `value`: refused as invalid, with a
+ * sentence naming "model.<field> is <value>". */
+#define expect_bad_model(cfg, good, field, value)                                        \
+    do {                                                                                 \
+        zrt_mem_model bad_ = *(good);                                                    \
+        bad_.field = value;                                                              \
+        expect_refused((cfg), &bad_, 2, ZRT_ERR_INVALID_ARG,                             \
+                       "model." #field " is " #value);                                   \
+    } while (0)
+
 START_TEST(bad_input_refused)
 {
     zrt_config cfg = config_at(2);
     zrt_mem_model good = model_of(1000, 100, 4), m;
     expect_refused(&cfg, &good, 0, ZRT_ERR_INVALID_ARG, "world_size is 0");
-    m = good, m.param_count = -1;
-    expect_refused(&cfg, &m, 2, ZRT_ERR_INVALID_ARG, "model.param_count is -1");
-    m = good, m.param_bytes = 3;
-    expect_refused(&cfg, &m, 2, ZRT_ERR_INVALID_ARG, "model.param_bytes is 3");
-    m = good, m.largest_layer_numel = 2000;
-    expect_refused(&cfg, &m, 2, ZRT_ERR_INVALID_ARG, "model.largest_layer_numel is 2000");
-    m = good, m.largest_layer_numel = 0;
+    expect_bad_model(&cfg, &good, param_count, -1);
+    expect_bad_model(&cfg, &good, param_bytes, 3);
+    expect_bad_model(&cfg, &good, largest_layer_numel, 2000);
+    m = good, m.largest_layer_numel = 0; /* and nlayers left 0 */
     expect_refused(&cfg, &m, 2, ZRT_ERR_INVALID_ARG, "model.nlayers are both 0");
-    m = good, m.nlayers = -2;
-    expect_refused(&cfg, &m, 2, ZRT_ERR_INVALID_ARG, "model.nlayers is -2");
-    m = good, m.persistent_numel = 5000;
-    expect_refused(&cfg, &m, 2, ZRT_ERR_INVALID_ARG, "model.persistent_numel is 5000");
-    m = good, m.struct_size = 8;
-    expect_refused(&cfg, &m, 2, ZRT_ERR_INVALID_ARG, "model.struct_size is 8");
+    expect_bad_model(&cfg, &good, nlayers, -2);
+    expect_bad_model(&cfg, &good, persistent_numel, 5000);
+    expect_bad_model(&cfg, &good, struct_size, 8);
     zrt_config bad = cfg;
     bad.stage = 5;
     expect_refused(&bad, &good, 2, ZRT_ERR_CONFIG, "'zero_optimization.stage' is 5");

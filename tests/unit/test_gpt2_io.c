@@ -71,12 +71,7 @@ static const char *in_dir(char *buf, size_t size, const char *name)
  * the wrong order cannot read back as the same numbers. */
 static gpt2_config small_config(void)
 {
-    gpt2_config c = {.max_seq_len = 6,
-                     .vocab_size = 50,
-                     .padded_vocab_size = 64,
-                     .num_layers = 3,
-                     .num_heads = 4,
-                     .channels = 8};
+    gpt2_config c = {6, 50, 64, 3, 4, 8}; /* maxT, V, Vp, L, NH, C */
     return c;
 }
 
@@ -101,9 +96,11 @@ static long file_size(const char *path)
     return (long)st.st_size;
 }
 
-/* Writes a valid small model to path; returns its parameters (caller frees). */
-static float *write_small_model(const char *path, size_t *total)
+/* Writes a valid small model to g_dir/model.bin and its path into path
+ * (PATH_MAX bytes); returns its parameters (caller frees). */
+static float *write_small_model(char *path, size_t *total)
 {
+    in_dir(path, PATH_MAX, "model.bin");
     gpt2_config c = small_config();
     size_t sizes[GPT2_NUM_TENSORS];
     *total = gpt2_tensor_sizes(&c, sizes);
@@ -276,7 +273,6 @@ END_TEST
 START_TEST(test_model_roundtrip)
 {
     char path[PATH_MAX];
-    in_dir(path, sizeof path, "model.bin");
     size_t total;
     float *p = write_small_model(path, &total);
     gpt2_config c, want = small_config();
@@ -300,7 +296,6 @@ END_TEST
 START_TEST(test_model_header_layout)
 {
     char path[PATH_MAX];
-    in_dir(path, sizeof path, "model.bin");
     size_t total;
     float *p = write_small_model(path, &total);
     /* wte 64*8 + wpe 6*8 + 3 layers x 872 + lnf 2*8, where a layer is
@@ -332,24 +327,25 @@ END_TEST
 START_TEST(test_model_refusals)
 {
     char path[PATH_MAX];
-    in_dir(path, sizeof path, "model.bin");
     size_t total;
     free(write_small_model(path, &total));
-    patch_int(path, 0, 12345);
-    expect_model_refused(path, "'magic'");
-    patch_int(path, 0, 20240326);
-    patch_int(path, 1, 5);
-    expect_model_refused(path, "version 5");
-    patch_int(path, 1, 3);
-    patch_int(path, 5, 3);
-    expect_model_refused(path, "'channels' 8 is not a multiple of 'num_heads' 3");
-    patch_int(path, 5, 4);
-    patch_int(path, 7, 40);
-    expect_model_refused(path, "'padded_vocab_size' 40");
-    patch_int(path, 7, 64);
-    patch_int(path, 4, 0);
-    expect_model_refused(path, "'num_layers' is 0");
-    patch_int(path, 4, 3);
+    /* one header int at a time made bad, then put back */
+    static const struct {
+        int index;
+        int32_t bad, good;
+        const char *field; /* what the refusal names */
+    } patches[] = {
+        {0, 12345, 20240326, "'magic'"},
+        {1, 5, 3, "version 5"},
+        {5, 3, 4, "'channels' 8 is not a multiple of 'num_heads' 3"},
+        {7, 40, 64, "'padded_vocab_size' 40"},
+        {4, 0, 3, "'num_layers' is 0"},
+    };
+    for (size_t i = 0; i < sizeof patches / sizeof patches[0]; i++) {
+        patch_int(path, patches[i].index, patches[i].bad);
+        expect_model_refused(path, patches[i].field);
+        patch_int(path, patches[i].index, patches[i].good);
+    }
 
     long size = file_size(path);
     ck_assert_int_eq(truncate(path, size - 4), 0); /* truncated */
@@ -364,7 +360,6 @@ END_TEST
 START_TEST(test_model_expect_mismatch)
 {
     char path[PATH_MAX];
-    in_dir(path, sizeof path, "model.bin");
     size_t total;
     free(write_small_model(path, &total));
     gpt2_config want = small_config();
@@ -400,7 +395,6 @@ static void assert_dir_holds_only(const char *only)
 START_TEST(test_model_write_leaves_no_temp)
 {
     char path[PATH_MAX];
-    in_dir(path, sizeof path, "model.bin");
     size_t total;
     float *p = write_small_model(path, &total);
     free(write_small_model(path, &total)); /* overwrite in place */

@@ -51,10 +51,21 @@ static float rng_grad(test_rng *r)
     return test_rng_unit(r) * scale[test_rng_next(r) >> 62];
 }
 
-/* n elements of esize bytes between GUARD copies of sentinel on each side;
- * guard_free checks that none of them was written. */
-static void *guard_alloc(size_t n, size_t esize, const void *sentinel)
+/* What the guard words hold: one value for float buffers, one for 16-bit
+ * ones (esize 4 or 2). */
+static const float sentinel_f32 = 12345.0f;
+static const uint16_t sentinel_half = 0xa5c3u;
+
+static const void *sentinel_of(size_t esize)
 {
+    return esize == sizeof(float) ? (const void *)&sentinel_f32 : &sentinel_half;
+}
+
+/* n elements of esize bytes between GUARD sentinels on each side;
+ * guard_free checks that none of them was written. */
+static void *guard_alloc(size_t n, size_t esize)
+{
+    const void *sentinel = sentinel_of(esize);
     unsigned char *base = malloc((n + 2 * GUARD) * esize);
 
     ck_assert_ptr_nonnull(base);
@@ -63,8 +74,9 @@ static void *guard_alloc(size_t n, size_t esize, const void *sentinel)
     return base + GUARD * esize;
 }
 
-static void guard_free(void *x, size_t n, size_t esize, const void *sentinel)
+static void guard_free(void *x, size_t n, size_t esize)
 {
+    const void *sentinel = sentinel_of(esize);
     unsigned char *base = (unsigned char *)x - GUARD * esize;
 
     for (size_t i = 0; i < GUARD; i++) {
@@ -76,9 +88,9 @@ static void guard_free(void *x, size_t n, size_t esize, const void *sentinel)
     free(base);
 }
 
-static void *guard_copy(const void *x, size_t n, size_t esize, const void *sentinel)
+static void *guard_copy(const void *x, size_t n, size_t esize)
 {
-    unsigned char *y = guard_alloc(n, esize, sentinel);
+    unsigned char *y = guard_alloc(n, esize);
     const unsigned char *from = x;
 
     for (size_t i = 0; i < n * esize; i++)
@@ -95,22 +107,20 @@ static size_t first_diff(const void *a, const void *b, size_t n, size_t esize)
     return n;
 }
 
-static const float sentinel_f32 = 12345.0f;
-
+/* Guarded buffers of n floats or n 16-bit values; guarded_free and
+ * copy_buf take either kind. */
 static float *guarded_alloc(size_t n)
 {
-    return guard_alloc(n, sizeof(float), &sentinel_f32);
+    return guard_alloc(n, sizeof(float));
 }
 
-static void guarded_free(float *x, size_t n)
+static uint16_t *hguarded_alloc(size_t n)
 {
-    guard_free(x, n, sizeof *x, &sentinel_f32);
+    return guard_alloc(n, sizeof(uint16_t));
 }
 
-static float *copy_buf(const float *x, size_t n)
-{
-    return guard_copy(x, n, sizeof *x, &sentinel_f32);
-}
+#define guarded_free(x, n) guard_free((x), (n), sizeof *(x))
+#define copy_buf(x, n)     guard_copy((x), (n), sizeof *(x))
 
 static float *random_buf(test_rng *r, size_t n)
 {
@@ -156,6 +166,15 @@ static void sprinkle_specials(test_rng *r, float *x, size_t n)
             x[i] = from_bits(special_bits[test_rng_next(r) % NSPECIAL]);
 }
 
+/* A gradient with special values in it: rng_grad values times scale, then
+ * sprinkle_specials. */
+static void random_grads(test_rng *r, float *g, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = rng_grad(r) * scale;
+    sprinkle_specials(r, g, n);
+}
+
 #define ck_assert_bits_eq(a, b, n, what)                                                 \
     do {                                                                                 \
         size_t d_ = first_diff((a), (b), (n), sizeof *(a));                              \
@@ -176,6 +195,8 @@ typedef struct adam_hp {
 } adam_hp;
 
 static const adam_hp default_hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f};
+/* Alternate settings, eps = 0 among them (0 / 0 where g = m = v = 0). */
+static const adam_hp other_hp = {1e-2f, 0.8f, 0.99f, 0.0f, 0.1f};
 
 static adam_state adam_alloc(test_rng *r, size_t n)
 {
@@ -200,9 +221,30 @@ static void adam_free(adam_state *st)
     guarded_free(st->v, st->n);
 }
 
+/* p, m and v of got have want's bits; what names the update in the messages
+ * (in mixed precision p is the f32 master copy). */
+static void check_adam_bits(const adam_state *got, const adam_state *want,
+                            const char *what)
+{
+    const float *g[3] = {got->p, got->m, got->v}, *w[3] = {want->p, want->m, want->v};
+    static const char *const part[3] = {"p", "m", "v"};
+    char label[96];
+
+    for (int k = 0; k < 3; k++) {
+        snprintf(label, sizeof label, "%s: %s", what, part[k]);
+        ck_assert_bits_eq(g[k], w[k], got->n, label);
+    }
+}
+
 static zrt_adamw_scalars hp_scalars(const adam_hp *hp, long t)
 {
     return zrt_adamw_scalars_make(hp->lr, hp->beta1, hp->beta2, hp->eps, hp->wd, t);
+}
+
+/* Step t of the multi-step tests: default_hp and other_hp in turn. */
+static zrt_adamw_scalars alternating_scalars(long t)
+{
+    return hp_scalars(t % 2 ? &default_hp : &other_hp, t);
 }
 
 START_TEST(test_adamw_dispatch_bits)
@@ -219,9 +261,7 @@ START_TEST(test_adamw_dispatch_bits)
             g[i] = rng_grad(&r);
         zrt_adamw_f32(a.p, g, a.m, a.v, n, &s);
         zrt_adamw_f32_scalar(b.p, g, b.m, b.v, n, &s);
-        ck_assert_bits_eq(a.p, b.p, n, "p");
-        ck_assert_bits_eq(a.m, b.m, n, "m");
-        ck_assert_bits_eq(a.v, b.v, n, "v");
+        check_adam_bits(&a, &b, "dispatch");
     }
     guarded_free(g, n);
     adam_free(&a);
@@ -564,22 +604,21 @@ typedef void fill_fn(float *, size_t, float);
 typedef void scale_fn(float *, size_t, float);
 typedef double sqnorm_fn(const float *, size_t);
 
+/* Whether the CPU reports a feature ("avx2"); never, off x86-64. */
+#if defined(__x86_64__)
+#define CPU_HAS(feature) __builtin_cpu_supports(feature)
+#else
+#define CPU_HAS(feature) 0
+#endif
+
 static int cpu_has_avx2(void)
 {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
+    return CPU_HAS("avx2");
 }
 
 static int cpu_has_avx512f(void)
 {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
+    return CPU_HAS("avx512f");
 }
 
 typedef struct kpath {
@@ -609,24 +648,25 @@ static const size_t path_sizes[] = {0,  1,  7,  8,    9,    15,     16,
                                     17, 31, 33, 1000, 4099, 1000003};
 #define NPSIZES ((int)(sizeof path_sizes / sizeof path_sizes[0]))
 
-/* A per-path loop test's index is path * NPSIZES + size index. */
-static const kpath *loop_path(int i)
-{
-    return &vpaths[i / NPSIZES];
-}
+/* A loop test over paths and lengths, written like START_TEST(name) { ... }
+ * but without END_TEST: its body sees the path as var (a const path_type *)
+ * and the length as n. The loop index is path index * nlengths + length
+ * index. */
+#define LOOP_TEST_OVER(name, path_type, var, paths, lengths, nlengths)                   \
+    static void name##_body(const path_type *var, size_t n);                             \
+    START_TEST(name)                                                                     \
+    {                                                                                    \
+        name##_body(&paths[_i / (nlengths)], lengths[_i % (nlengths)]);                  \
+    }                                                                                    \
+    END_TEST                                                                             \
+    static void name##_body(const path_type *var, size_t n)
 
-static size_t loop_size(int i)
-{
-    return path_sizes[i % NPSIZES];
-}
+/* PATH_TEST(name) { ... }: each vector path kp of vpaths, each length n of
+ * path_sizes. */
+#define PATH_TEST(name) LOOP_TEST_OVER(name, kpath, kp, vpaths, path_sizes, NPSIZES)
 
-/* Alternate settings, eps = 0 among them (0 / 0 where g = m = v = 0). */
-static const adam_hp other_hp = {1e-2f, 0.8f, 0.99f, 0.0f, 0.1f};
-
-START_TEST(test_path_adamw_bits)
+PATH_TEST(test_path_adamw_bits)
 {
-    const kpath *kp = loop_path(_i);
-    size_t n = loop_size(_i);
     test_rng r = test_rng_seed(1100 + n);
     adam_state a = adam_alloc(&r, n), b;
     float *g = guarded_alloc(n);
@@ -634,30 +674,23 @@ START_TEST(test_path_adamw_bits)
     sprinkle_specials(&r, a.p, n);
     b = adam_copy(&a);
     for (long t = 1; t <= ADAM_STEPS; t++) {
-        zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+        zrt_adamw_scalars s = alternating_scalars(t);
 
-        for (size_t i = 0; i < n; i++)
-            g[i] = rng_grad(&r);
-        sprinkle_specials(&r, g, n);
+        random_grads(&r, g, n, 1.0f);
         kp->adamw(a.p, g, a.m, a.v, n, &s);
         zrt_adamw_f32_scalar(b.p, g, b.m, b.v, n, &s);
-        ck_assert_bits_eq(a.p, b.p, n, kp->name);
-        ck_assert_bits_eq(a.m, b.m, n, kp->name);
-        ck_assert_bits_eq(a.v, b.v, n, kp->name);
+        check_adam_bits(&a, &b, kp->name);
     }
     guarded_free(g, n);
     adam_free(&a);
     adam_free(&b);
 }
-END_TEST
 
 /* New parameters written elsewhere (a separate buffer, or over the
  * gradient, as the NVMe step does): the in-place update's bits, and p left
  * as it was. */
-START_TEST(test_path_adamw_out_bits)
+PATH_TEST(test_path_adamw_out_bits)
 {
-    const kpath *kp = loop_path(_i);
-    size_t n = loop_size(_i);
     test_rng r = test_rng_seed(1300 + n);
     adam_state a = adam_alloc(&r, n), b, c;
     float *g = guarded_alloc(n), *g_over = guarded_alloc(n), *p_out = guarded_alloc(n);
@@ -666,11 +699,9 @@ START_TEST(test_path_adamw_out_bits)
     b = adam_copy(&a);
     c = adam_copy(&a);
     for (long t = 1; t <= ADAM_STEPS; t++) {
-        zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+        zrt_adamw_scalars s = alternating_scalars(t);
 
-        for (size_t i = 0; i < n; i++)
-            g[i] = rng_grad(&r);
-        sprinkle_specials(&r, g, n);
+        random_grads(&r, g, n, 1.0f);
         if (n)
             memcpy(g_over, g, n * sizeof *g);
         if (n)
@@ -696,14 +727,11 @@ START_TEST(test_path_adamw_out_bits)
     adam_free(&b);
     adam_free(&c);
 }
-END_TEST
 
 /* One assertion per buffer, not per element: in fork mode each passing
  * ck_assert is a message to the parent process. */
-START_TEST(test_path_fill_bits)
+PATH_TEST(test_path_fill_bits)
 {
-    const kpath *kp = loop_path(_i);
-    size_t n = loop_size(_i);
     float *a = guarded_alloc(n), *b = guarded_alloc(n);
     float *want = guarded_alloc(n);
     float values[NSPECIAL + 3];
@@ -725,17 +753,14 @@ START_TEST(test_path_fill_bits)
     guarded_free(b, n);
     guarded_free(want, n);
 }
-END_TEST
 
 /* x holds every kind of NaN, alpha none: each product has at most one NaN
  * operand, so its bits are defined. */
-START_TEST(test_path_scale_bits)
+PATH_TEST(test_path_scale_bits)
 {
     static const uint32_t alphas[] = {
         0x3f333333u /* 0.7 */,  0x80000000u, 0x7f800000u, 0x00000001u,
         0x7f61b1e6u /* 3e38 */, 0xbf800000u};
-    const kpath *kp = loop_path(_i);
-    size_t n = loop_size(_i);
     test_rng r = test_rng_seed(1200 + n);
     float *x0 = random_buf(&r, n);
 
@@ -755,14 +780,11 @@ START_TEST(test_path_scale_bits)
     }
     guarded_free(x0, n);
 }
-END_TEST
 
 /* A reduction: to rounding against a long double sum; inf and NaN agree
  * with the scalar path's. */
-START_TEST(test_path_sqnorm)
+PATH_TEST(test_path_sqnorm)
 {
-    const kpath *kp = loop_path(_i);
-    size_t n = loop_size(_i);
     test_rng r = test_rng_seed(1300 + n);
     float *x = guarded_alloc(n);
     long double ref = 0.0L;
@@ -786,13 +808,9 @@ START_TEST(test_path_sqnorm)
     }
     guarded_free(x, n);
 }
-END_TEST
 
-START_TEST(test_path_sum_bits)
+PATH_TEST(test_path_sum_bits)
 {
-    const kpath *kp = loop_path(_i);
-    size_t n = loop_size(_i);
-
     check_sum_specials(kp->sum, 4, n, 1.0f, -1, 1400 + n, 0);
     check_sum_specials(kp->sum, 4, n, 0.37f, -1, 1500 + n, 0);
     check_sum_specials(kp->sum, 1, n, 1.0f, -1, 1600 + n, 1);
@@ -800,7 +818,6 @@ START_TEST(test_path_sum_bits)
     check_sum_specials(kp->sum, 3, n, 3.0f, 1, 1800 + n, 1);
     check_sum_specials(kp->sum, 2, n, 0.0f, 0, 1900 + n, 1);
 }
-END_TEST
 
 /* Every start offset within a 64-byte line, for lengths around one and two
  * vectors: the kernels run on x + off and must leave x[0..off) alone. */
@@ -822,9 +839,7 @@ START_TEST(test_path_misaligned)
             b = adam_copy(&a);
             kp->adamw(a.p + off, g + off, a.m + off, a.v + off, len, &s);
             zrt_adamw_f32_scalar(b.p + off, g + off, b.m + off, b.v + off, len, &s);
-            ck_assert_bits_eq(a.p, b.p, n, "adamw p");
-            ck_assert_bits_eq(a.m, b.m, n, "adamw m");
-            ck_assert_bits_eq(a.v, b.v, n, "adamw v");
+            check_adam_bits(&a, &b, "adamw");
 
             kp->scale(a.p + off, len, 0.7f);
             zrt_scale_f32_scalar(b.p + off, len, 0.7f);
@@ -1000,23 +1015,6 @@ static const uint16_t hspecial_bits[2][14] = {
 };
 #define NHSPECIAL 14
 
-static const uint16_t sentinel_half = 0xa5c3u;
-
-static uint16_t *hguarded_alloc(size_t n)
-{
-    return guard_alloc(n, sizeof(uint16_t), &sentinel_half);
-}
-
-static void hguarded_free(uint16_t *x, size_t n)
-{
-    guard_free(x, n, sizeof *x, &sentinel_half);
-}
-
-static uint16_t *hcopy_buf(const uint16_t *x, size_t n)
-{
-    return guard_copy(x, n, sizeof *x, &sentinel_half);
-}
-
 /* A finite value of mixed magnitude (fp16 subnormals and near-overflow
  * values included), rounded to the format; sometimes zero. */
 static uint16_t rng_half(test_rng *r, zrt_half h)
@@ -1077,12 +1075,9 @@ static int cpu_has_avx2_f16c(void)
 #if defined(__x86_64__) && defined(__clang__) /* its builtin lacks "f16c" */
     unsigned a, b, c, d;
 
-    return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) &&
-           (c & bit_F16C) != 0;
-#elif defined(__x86_64__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    return CPU_HAS("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
 #else
-    return 0;
+    return CPU_HAS("avx2") && CPU_HAS("f16c");
 #endif
 }
 
@@ -1108,15 +1103,9 @@ static const hpath hpaths[] = {
 static const size_t hsizes[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1003, 4099, 100003};
 #define NHSIZES ((int)(sizeof hsizes / sizeof hsizes[0]))
 
-static const hpath *hloop_path(int i)
-{
-    return &hpaths[i / NHSIZES];
-}
-
-static size_t hloop_size(int i)
-{
-    return hsizes[i % NHSIZES];
-}
+/* HPATH_TEST(name) { ... }: each path hp of hpaths, each length n of
+ * hsizes (see LOOP_TEST_OVER). */
+#define HPATH_TEST(name) LOOP_TEST_OVER(name, hpath, hp, hpaths, hsizes, NHSIZES)
 
 /* ---- conversions ---- */
 
@@ -1168,9 +1157,9 @@ START_TEST(test_half_roundtrip_all)
         hpaths[p].to_half(back, wide, N, h);
         ck_assert_hbits_eq(back, want_back, (size_t)N, hpaths[p].name);
     }
-    hguarded_free(x, N);
-    hguarded_free(back, N);
-    hguarded_free(want_back, N);
+    guarded_free(x, N);
+    guarded_free(back, N);
+    guarded_free(want_back, N);
     guarded_free(wide, N);
     guarded_free(want_wide, N);
 }
@@ -1223,8 +1212,8 @@ START_TEST(test_half_narrow_sampled)
         check_narrow(x, CHUNK, h, out, want);
     }
     guarded_free(x, CHUNK);
-    hguarded_free(out, CHUNK);
-    hguarded_free(want, CHUNK);
+    guarded_free(out, CHUNK);
+    guarded_free(want, CHUNK);
 }
 END_TEST
 
@@ -1302,8 +1291,8 @@ START_TEST(test_half_narrow_boundaries)
         ck_assert_uint_eq(zrt_f32_to_bf16(-0.0f), 0x8000u);
     }
     guarded_free(x, n);
-    hguarded_free(out, n);
-    hguarded_free(want, n);
+    guarded_free(out, n);
+    guarded_free(want, n);
 }
 END_TEST
 
@@ -1346,10 +1335,10 @@ START_TEST(test_half_add_scale_formula)
             ck_assert_hbits_eq(out, want, n, path ? "scale dispatch" : "scale scalar");
         }
     }
-    hguarded_free(a, n);
-    hguarded_free(b, n);
-    hguarded_free(want, n);
-    hguarded_free(out, n);
+    guarded_free(a, n);
+    guarded_free(b, n);
+    guarded_free(want, n);
+    guarded_free(out, n);
 }
 END_TEST
 
@@ -1381,11 +1370,11 @@ START_TEST(test_half_sum_formula)
                 (path ? zrt_sum_ordered_half : zrt_sum_ordered_half_scalar)(
                     out, (const uint16_t *const *)src, nsrc, n, div, h);
                 ck_assert_hbits_eq(out, want, n, path ? "dispatch" : "scalar");
-                hguarded_free(out, n);
+                guarded_free(out, n);
             }
     /* out == src[last]: the sources are read before each element is written */
     {
-        uint16_t *keep = hcopy_buf(src[2], n);
+        uint16_t *keep = copy_buf(src[2], n);
 
         for (size_t i = 0; i < n; i++)
             want[i] = ref_round((ref_widen(src[0][i], h) + ref_widen(src[1][i], h) +
@@ -1395,11 +1384,11 @@ START_TEST(test_half_sum_formula)
         zrt_sum_ordered_half(src[2], (const uint16_t *const *)src, 3, n, 3.0f, h);
         ck_assert_hbits_eq(src[2], want, n, "alias");
         memcpy(src[2], keep, n * sizeof *keep);
-        hguarded_free(keep, n);
+        guarded_free(keep, n);
     }
     for (int k = 0; k < MAXSRC; k++)
-        hguarded_free(src[k], n);
-    hguarded_free(want, n);
+        guarded_free(src[k], n);
+    guarded_free(want, n);
 }
 END_TEST
 
@@ -1420,6 +1409,24 @@ END_TEST
 
 /* ---- mixed AdamW against zrt_adamw_f32 ---- */
 
+/* After one step of both updates: the mixed one's master state has the f32
+ * one's bits, and its p_out is the new master rounded to h. grads names the
+ * gradients' kind ("16-bit", "f32") in the messages. */
+static void check_mixed_step(const adam_state *mixed, const adam_state *f32,
+                             const uint16_t *p_out, zrt_half h, const char *grads)
+{
+    uint16_t *want = hguarded_alloc(f32->n);
+    char what[64];
+
+    for (size_t i = 0; i < f32->n; i++)
+        want[i] = ref_round(f32->p[i], h);
+    snprintf(what, sizeof what, "master state (%s grad)", grads);
+    check_adam_bits(mixed, f32, what);
+    snprintf(what, sizeof what, "p_out (%s grad)", grads);
+    ck_assert_hbits_eq(p_out, want, f32->n, what);
+    guarded_free(want, f32->n);
+}
+
 /* master, m, v after ADAM_STEPS steps of path p's zrt_adamw_mixed equal
  * zrt_adamw_f32's on the widened (and scaled) gradients, bit for bit, and
  * p_out is round(master) each step. grad_scale 1, a power of two and 1/3
@@ -1431,53 +1438,40 @@ static void check_adamw_mixed(const hpath *hp, size_t n, zrt_half h, float grad_
     test_rng r = test_rng_seed(seed);
     adam_state a = adam_alloc(&r, n), b, c;
     float *gf = guarded_alloc(n), *g32 = guarded_alloc(n);
-    uint16_t *p_out = hguarded_alloc(n), *want = hguarded_alloc(n), *g, *gover;
+    uint16_t *p_out = hguarded_alloc(n), *g, *gover;
 
     b = adam_copy(&a);
     c = adam_copy(&a);
     for (long t = 1; t <= ADAM_STEPS; t++) {
-        zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+        zrt_adamw_scalars s = alternating_scalars(t);
 
         g = rng_half_buf(&r, n, h, 1);
-        gover = hcopy_buf(g, n);
+        gover = copy_buf(g, n);
         for (size_t i = 0; i < n; i++)
             gf[i] = ref_widen(g[i], h) * grad_scale;
         zrt_adamw_f32(b.p, gf, b.m, b.v, n, &s);
         hp->adamw(a.p, p_out, g, a.m, a.v, n, grad_scale, &s, h);
-        ck_assert_bits_eq(a.p, b.p, n, "master");
-        ck_assert_bits_eq(a.m, b.m, n, "m");
-        ck_assert_bits_eq(a.v, b.v, n, "v");
-        for (size_t i = 0; i < n; i++)
-            want[i] = ref_round(b.p[i], h);
-        ck_assert_hbits_eq(p_out, want, n, "p_out");
+        check_mixed_step(&a, &b, p_out, h, "16-bit");
         hp->adamw(c.p, gover, gover, c.m, c.v, n, grad_scale, &s, h);
-        ck_assert_hbits_eq(gover, want, n, "p_out over g");
+        ck_assert_hbits_eq(gover, p_out, n, "p_out over g");
         ck_assert_bits_eq(c.p, b.p, n, "master (p_out over g)");
-        hguarded_free(g, n);
-        hguarded_free(gover, n);
+        guarded_free(g, n);
+        guarded_free(gover, n);
     }
     /* f32 gradients, continuing from the same state */
     for (long t = ADAM_STEPS + 1; t <= 2 * ADAM_STEPS; t++) {
-        zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+        zrt_adamw_scalars s = alternating_scalars(t);
 
-        for (size_t i = 0; i < n; i++)
-            g32[i] = rng_grad(&r) * 100.0f;
-        sprinkle_specials(&r, g32, n);
+        random_grads(&r, g32, n, 100.0f);
         for (size_t i = 0; i < n; i++)
             gf[i] = g32[i] * grad_scale;
         zrt_adamw_f32(b.p, gf, b.m, b.v, n, &s);
         hp->adamw_f32g(a.p, p_out, g32, a.m, a.v, n, grad_scale, &s, h);
-        ck_assert_bits_eq(a.p, b.p, n, "master (f32 grad)");
-        ck_assert_bits_eq(a.m, b.m, n, "m (f32 grad)");
-        ck_assert_bits_eq(a.v, b.v, n, "v (f32 grad)");
-        for (size_t i = 0; i < n; i++)
-            want[i] = ref_round(b.p[i], h);
-        ck_assert_hbits_eq(p_out, want, n, "p_out (f32 grad)");
+        check_mixed_step(&a, &b, p_out, h, "f32");
     }
     guarded_free(gf, n);
     guarded_free(g32, n);
-    hguarded_free(p_out, n);
-    hguarded_free(want, n);
+    guarded_free(p_out, n);
     adam_free(&a);
     adam_free(&b);
     adam_free(&c);
@@ -1505,10 +1499,8 @@ END_TEST
 
 /* ---- every path bit-identical to the scalar references ---- */
 
-START_TEST(test_hpath_cast_bits)
+HPATH_TEST(test_hpath_cast_bits)
 {
-    const hpath *hp = hloop_path(_i);
-    size_t n = hloop_size(_i);
     test_rng r = test_rng_seed(3400 + n);
     float *x = guarded_alloc(n), *wa = guarded_alloc(n), *wb = guarded_alloc(n);
     uint16_t *hx = hguarded_alloc(n), *a = hguarded_alloc(n), *b = hguarded_alloc(n);
@@ -1528,25 +1520,22 @@ START_TEST(test_hpath_cast_bits)
     guarded_free(x, n);
     guarded_free(wa, n);
     guarded_free(wb, n);
-    hguarded_free(hx, n);
-    hguarded_free(a, n);
-    hguarded_free(b, n);
+    guarded_free(hx, n);
+    guarded_free(a, n);
+    guarded_free(b, n);
 }
-END_TEST
 
-START_TEST(test_hpath_arith_bits)
+HPATH_TEST(test_hpath_arith_bits)
 {
     static const uint32_t alphas[] = {
         0x3f333333u /* 0.7 */,  0x80000000u, 0x7f800000u, 0x35800000u /* 2^-20 */,
         0x7f61b1e6u /* 3e38 */, 0xbf800000u};
-    const hpath *hp = hloop_path(_i);
-    size_t n = hloop_size(_i);
     test_rng r = test_rng_seed(3500 + n);
 
     for (int hi = 0; hi < 2; hi++) {
         zrt_half h = halves[hi];
         uint16_t *x = rng_half_buf(&r, n, h, 1), *y = rng_half_buf(&r, n, h, 1);
-        uint16_t *a = hcopy_buf(x, n), *b = hcopy_buf(x, n);
+        uint16_t *a = copy_buf(x, n), *b = copy_buf(x, n);
 
         hp->add(a, y, n, h);
         zrt_add_half_scalar(b, y, n, h);
@@ -1561,19 +1550,16 @@ START_TEST(test_hpath_arith_bits)
             zrt_scale_half_scalar(b, n, from_bits(alphas[k]), h);
             ck_assert_hbits_eq(a, b, n, hp->name);
         }
-        hguarded_free(x, n);
-        hguarded_free(y, n);
-        hguarded_free(a, n);
-        hguarded_free(b, n);
+        guarded_free(x, n);
+        guarded_free(y, n);
+        guarded_free(a, n);
+        guarded_free(b, n);
     }
 }
-END_TEST
 
-START_TEST(test_hpath_sum_bits)
+HPATH_TEST(test_hpath_sum_bits)
 {
     static const float divisors[] = {1.0f, 3.0f, 0.37f, 0.0f};
-    const hpath *hp = hloop_path(_i);
-    size_t n = hloop_size(_i);
     test_rng r = test_rng_seed(3600 + n);
 
     for (int hi = 0; hi < 2; hi++) {
@@ -1594,19 +1580,16 @@ START_TEST(test_hpath_sum_bits)
         hp->sum(src[0], (const uint16_t *const *)src, 3, n, 3.0f, h);
         ck_assert_hbits_eq(src[0], b, n, hp->name);
         for (int k = 0; k < MAXSRC; k++)
-            hguarded_free(src[k], n);
-        hguarded_free(a, n);
-        hguarded_free(b, n);
+            guarded_free(src[k], n);
+        guarded_free(a, n);
+        guarded_free(b, n);
     }
 }
-END_TEST
 
 /* A reduction: to rounding against a long double sum; inf and NaN agree
  * with the scalar path's. */
-START_TEST(test_hpath_sqnorm)
+HPATH_TEST(test_hpath_sqnorm)
 {
-    const hpath *hp = hloop_path(_i);
-    size_t n = hloop_size(_i);
     test_rng r = test_rng_seed(3700 + n);
 
     for (int hi = 0; hi < 2; hi++) {
@@ -1630,15 +1613,14 @@ START_TEST(test_hpath_sqnorm)
             x[n / 2] = hspecial_bits[h][9]; /* NaN */
             ck_assert_msg(isnan(hp->sqnorm(x, n, h)), "%s n %zu", hp->name, n);
         }
-        hguarded_free(x, n);
+        guarded_free(x, n);
     }
 }
-END_TEST
 
 /* inf and NaN found at every position (of small arrays; of large ones at
  * the start, the middle and every position of the last two vectors);
  * finite extremes are not. One assertion per array and kind. */
-START_TEST(test_hpath_all_finite)
+HPATH_TEST(test_hpath_all_finite)
 {
     static const uint32_t bad32[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
                                      0xffffffffu};
@@ -1646,8 +1628,6 @@ START_TEST(test_hpath_all_finite)
         {0x7f80, 0xff80, 0x7fc0, 0x7f81, 0xffff},
         {0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xffff},
     };
-    const hpath *hp = hloop_path(_i);
-    size_t n = hloop_size(_i);
     test_rng r = test_rng_seed(3800 + n);
     float *x = random_buf(&r, n);
     uint16_t *hx[2];
@@ -1692,15 +1672,12 @@ START_TEST(test_hpath_all_finite)
     ck_assert_msg(missed == 0, "%s n %zu: %zu inf/NaN missed (last at %zu)", hp->name, n,
                   missed, where);
     guarded_free(x, n);
-    hguarded_free(hx[0], n);
-    hguarded_free(hx[1], n);
+    guarded_free(hx[0], n);
+    guarded_free(hx[1], n);
 }
-END_TEST
 
-START_TEST(test_hpath_adamw_bits)
+HPATH_TEST(test_hpath_adamw_bits)
 {
-    const hpath *hp = hloop_path(_i);
-    size_t n = hloop_size(_i);
     test_rng r = test_rng_seed(3900 + n);
 
     for (int hi = 0; hi < 2; hi++) {
@@ -1712,35 +1689,28 @@ START_TEST(test_hpath_adamw_bits)
         sprinkle_specials(&r, a.p, n);
         b = adam_copy(&a);
         for (long t = 1; t <= ADAM_STEPS; t++) {
-            zrt_adamw_scalars s = hp_scalars(t % 2 ? &default_hp : &other_hp, t);
+            zrt_adamw_scalars s = alternating_scalars(t);
             uint16_t *g = rng_half_buf(&r, n, h, 1);
             float gs = t % 2 ? 1.0f : 1.0f / 3.0f;
 
             hp->adamw(a.p, pa, g, a.m, a.v, n, gs, &s, h);
             zrt_adamw_mixed_scalar(b.p, pb, g, b.m, b.v, n, gs, &s, h);
-            ck_assert_bits_eq(a.p, b.p, n, hp->name);
-            ck_assert_bits_eq(a.m, b.m, n, hp->name);
-            ck_assert_bits_eq(a.v, b.v, n, hp->name);
+            check_adam_bits(&a, &b, hp->name);
             ck_assert_hbits_eq(pa, pb, n, hp->name);
-            for (size_t i = 0; i < n; i++)
-                g32[i] = rng_grad(&r);
-            sprinkle_specials(&r, g32, n);
+            random_grads(&r, g32, n, 1.0f);
             hp->adamw_f32g(a.p, pa, g32, a.m, a.v, n, gs, &s, h);
             zrt_adamw_mixed_f32grad_scalar(b.p, pb, g32, b.m, b.v, n, gs, &s, h);
-            ck_assert_bits_eq(a.p, b.p, n, hp->name);
-            ck_assert_bits_eq(a.m, b.m, n, hp->name);
-            ck_assert_bits_eq(a.v, b.v, n, hp->name);
+            check_adam_bits(&a, &b, hp->name);
             ck_assert_hbits_eq(pa, pb, n, hp->name);
-            hguarded_free(g, n);
+            guarded_free(g, n);
         }
         guarded_free(g32, n);
-        hguarded_free(pa, n);
-        hguarded_free(pb, n);
+        guarded_free(pa, n);
+        guarded_free(pb, n);
         adam_free(&a);
         adam_free(&b);
     }
 }
-END_TEST
 
 /* Every start offset (in elements: 2-byte steps for the 16-bit arrays) over
  * 64 bytes and more, for lengths around one and two vectors: each kernel
@@ -1759,7 +1729,7 @@ START_TEST(test_hpath_misaligned)
                 size_t len = lens[j], n = off + len + 5;
                 zrt_adamw_scalars s = hp_scalars(&default_hp, 2);
                 adam_state a = adam_alloc(&r, n), b;
-                uint16_t *x = rng_half_buf(&r, n, h, 1), *y = hcopy_buf(x, n);
+                uint16_t *x = rng_half_buf(&r, n, h, 1), *y = copy_buf(x, n);
                 uint16_t *g = rng_half_buf(&r, n + 16, h, 1);
                 uint16_t *src[3];
                 float *f = random_buf(&r, n), *fb = copy_buf(f, n);
@@ -1769,9 +1739,7 @@ START_TEST(test_hpath_misaligned)
                           len, 0.5f, &s, h);
                 zrt_adamw_mixed_scalar(b.p + off, y + off, g + (off * 3) % 16, b.m + off,
                                        b.v + off, len, 0.5f, &s, h);
-                ck_assert_bits_eq(a.p, b.p, n, "adamw master");
-                ck_assert_bits_eq(a.m, b.m, n, "adamw m");
-                ck_assert_bits_eq(a.v, b.v, n, "adamw v");
+                check_adam_bits(&a, &b, "adamw master state");
                 ck_assert_hbits_eq(x, y, n, "adamw p_out");
 
                 hp->scale(x + off, len, 0.7f, h);
@@ -1806,9 +1774,9 @@ START_TEST(test_hpath_misaligned)
 
                 guarded_free(f, n);
                 guarded_free(fb, n);
-                hguarded_free(x, n);
-                hguarded_free(y, n);
-                hguarded_free(g, n + 16);
+                guarded_free(x, n);
+                guarded_free(y, n);
+                guarded_free(g, n + 16);
                 adam_free(&a);
                 adam_free(&b);
             }
@@ -1833,39 +1801,42 @@ END_TEST
 
 /* ---- suite --------------------------------------------------------------- */
 
-/* The bit-for-bit checks of vector path p, in a test case of its own. */
-static void add_path_tests(Suite *s, int p)
+/* A test case named name for path p: each of the NULL-terminated
+ * loop_tests over the path's nlengths lengths (loop indices p * nlengths
+ * and on), then misaligned, whose loop index is p. */
+static void add_path_tcase(Suite *s, const char *name, int p, int nlengths,
+                           const TTest *const *loop_tests, const TTest *misaligned)
 {
-    TCase *tc = tcase_create(vpaths[p].feature);
-    int lo = p * NPSIZES, hi = lo + NPSIZES;
+    TCase *tc = tcase_create(name);
+    int lo = p * nlengths;
 
     tcase_set_timeout(tc, 60); /* 1000003 elements under valgrind */
-    tcase_add_loop_test(tc, test_path_adamw_bits, lo, hi);
-    tcase_add_loop_test(tc, test_path_adamw_out_bits, lo, hi);
-    tcase_add_loop_test(tc, test_path_fill_bits, lo, hi);
-    tcase_add_loop_test(tc, test_path_scale_bits, lo, hi);
-    tcase_add_loop_test(tc, test_path_sqnorm, lo, hi);
-    tcase_add_loop_test(tc, test_path_sum_bits, lo, hi);
-    tcase_add_loop_test(tc, test_path_misaligned, p, p + 1);
+    for (; *loop_tests; loop_tests++)
+        tcase_add_loop_test(tc, *loop_tests, lo, lo + nlengths);
+    tcase_add_loop_test(tc, misaligned, p, p + 1);
     suite_add_tcase(s, tc);
 }
 
+/* The bit-for-bit checks of vector path p. */
+static void add_path_tests(Suite *s, int p)
+{
+    add_path_tcase(s, vpaths[p].feature, p, NPSIZES,
+                   (const TTest *const[]){test_path_adamw_bits, test_path_adamw_out_bits,
+                                          test_path_fill_bits, test_path_scale_bits,
+                                          test_path_sqnorm, test_path_sum_bits, NULL},
+                   test_path_misaligned);
+}
+
 /* The bit-for-bit checks of the 16-bit kernels of path p (hpaths[0] is the
- * dispatching entry point), in a test case of its own. */
+ * dispatching entry point). */
 static void add_hpath_tests(Suite *s, int p)
 {
-    TCase *tc = tcase_create(p == 0 ? "16-bit dispatch" : hpaths[p].feature);
-    int lo = p * NHSIZES, hi = lo + NHSIZES;
-
-    tcase_set_timeout(tc, 60);
-    tcase_add_loop_test(tc, test_hpath_cast_bits, lo, hi);
-    tcase_add_loop_test(tc, test_hpath_arith_bits, lo, hi);
-    tcase_add_loop_test(tc, test_hpath_sum_bits, lo, hi);
-    tcase_add_loop_test(tc, test_hpath_sqnorm, lo, hi);
-    tcase_add_loop_test(tc, test_hpath_all_finite, lo, hi);
-    tcase_add_loop_test(tc, test_hpath_adamw_bits, lo, hi);
-    tcase_add_loop_test(tc, test_hpath_misaligned, p, p + 1);
-    suite_add_tcase(s, tc);
+    add_path_tcase(s, p == 0 ? "16-bit dispatch" : hpaths[p].feature, p, NHSIZES,
+                   (const TTest *const[]){test_hpath_cast_bits, test_hpath_arith_bits,
+                                          test_hpath_sum_bits, test_hpath_sqnorm,
+                                          test_hpath_all_finite, test_hpath_adamw_bits,
+                                          NULL},
+                   test_hpath_misaligned);
 }
 
 static Suite *kernels_suite(void)

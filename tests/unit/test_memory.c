@@ -18,7 +18,7 @@
 #include "runtime/backend.h"
 #include "runtime/memory.h"
 
-#include <check.h>
+#include "../common/test_check.h"
 #include <linux/capability.h>
 #include <math.h>
 #include <stdint.h>
@@ -57,10 +57,15 @@ static void expect_tier(const zrt__mem_account *a, zrt_tier tier, int64_t cur,
     ck_assert_int_eq(a->stats.tier_peak[tier], peak);
 }
 
-static void expect_mentions(const char *text, const char *needle)
+/* expect_mentions(text, needle...): text contains every needle. */
+#define expect_mentions(text, ...)                                                       \
+    expect_mentions_all((text), (const char *const[]){__VA_ARGS__, NULL})
+
+static void expect_mentions_all(const char *text, const char *const *needles)
 {
-    ck_assert_msg(strstr(text, needle) != NULL, "message '%s' does not mention '%s'",
-                  text, needle);
+    for (; *needles; needles++)
+        ck_assert_msg(strstr(text, *needles) != NULL,
+                      "message '%s' does not mention '%s'", text, *needles);
 }
 
 /* ---- the account --------------------------------------------------------- */
@@ -155,13 +160,8 @@ START_TEST(test_limit_refuses_and_explains)
     ck_assert_msg(memcmp(&a, &before, sizeof a) == 0,
                   "a refused charge changed the account");
     expect_tier(&a, DEV, 600, 600);
-    expect_mentions(err.text, "device");
-    expect_mentions(err.text, "'optim'");
-    expect_mentions(err.text, "500 bytes");
-    expect_mentions(err.text, "400 bytes");
-    expect_mentions(err.text, "1000 bytes");
-    expect_mentions(err.text, "param");
-    expect_mentions(err.text, "600 bytes"); /* what param holds */
+    expect_mentions(err.text, "device", "'optim'", "500 bytes", "400 bytes", "1000 bytes",
+                    "param", "600 bytes" /* what param holds */);
 
     /* Up to the limit exactly is fine; one byte more is not. */
     charge_ok(&a, DEV, ZRT_CAT_OPTIM, 400);
@@ -170,10 +170,7 @@ START_TEST(test_limit_refuses_and_explains)
     ck_assert_int_eq(st, ZRT_ERR_OUT_OF_MEMORY);
     expect_tier(&a, DEV, 1000, 1000);
     expect_cur(&a, DEV, ZRT_CAT_GRAD, 0, 0);
-    expect_mentions(err.text, "'grad'");
-    expect_mentions(err.text, "grad shard of layer 3");
-    expect_mentions(err.text, "0 bytes");
-    expect_mentions(err.text, "optim");
+    expect_mentions(err.text, "'grad'", "grad shard of layer 3", "0 bytes", "optim");
 
     /* A NULL errbuf still refuses. */
     ck_assert_int_eq(zrt__mem_charge(&a, NULL, DEV, ZRT_CAT_GRAD, 1, NULL),
@@ -201,10 +198,8 @@ START_TEST(test_rank_in_oom_message)
     ck_assert_int_eq(zrt__mem_charge(&a, &err, DEV, ZRT_CAT_MASTER, 4096, NULL),
                      ZRT_ERR_OUT_OF_MEMORY);
     ck_assert_int_eq(strncmp(err.text, "rank 3: ", 8), 0);
-    expect_mentions(err.text, "'master'");
-    expect_mentions(err.text, "4.00 KiB (4096 bytes)");
-    expect_mentions(err.text, "2.00 KiB (2048 bytes)");
-    expect_mentions(err.text, "nothing"); /* nothing in use yet */
+    expect_mentions(err.text, "'master'", "4.00 KiB (4096 bytes)",
+                    "2.00 KiB (2048 bytes)", "nothing" /* nothing in use yet */);
     zrt__mem_account_free(&a);
 }
 END_TEST
@@ -236,7 +231,9 @@ typedef struct fixture {
     zrt__backend *be;
 } fixture;
 
-static void fixture_init(fixture *f, int64_t device_limit)
+/* A cpu backend on a fresh account whose device tier holds device_limit
+ * bytes (0: unlimited); returns the backend's ops. */
+static const zrt__backend_ops *fixture_init(fixture *f, int64_t device_limit)
 {
     zrt__mem_account_init(&f->acct);
     zrt__mem_set_limit(&f->acct, DEV, device_limit);
@@ -247,12 +244,29 @@ static void fixture_init(fixture *f, int64_t device_limit)
     ck_assert_ptr_nonnull(f->be->ops);
     ck_assert_ptr_eq(f->be->acct, &f->acct);
     ck_assert_ptr_eq(f->be->err, &f->err);
+    return f->be->ops;
 }
 
 static void fixture_deinit(fixture *f)
 {
     f->be->ops->destroy(f->be);
     zrt__mem_account_free(&f->acct);
+}
+
+/* An alloc that must fail with status want: *out and the account stay as
+ * they were. */
+static void expect_alloc_refused(fixture *f, size_t bytes, zrt_tier tier,
+                                 zrt_category cat, const char *name, zrt_status want)
+{
+    zrt__buf b, before;
+    zrt__mem_account acct_before;
+    memset(&b, 0x3C, sizeof b);
+    memcpy(&before, &b, sizeof b);
+    memcpy(&acct_before, &f->acct, sizeof f->acct);
+    ck_assert_int_eq(f->be->ops->alloc(f->be, bytes, tier, cat, name, &b), want);
+    ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "*out written on failure");
+    ck_assert_msg(memcmp(&f->acct, &acct_before, sizeof f->acct) == 0,
+                  "a refused alloc changed the account");
 }
 
 static int all_zero(const void *p, size_t n)
@@ -289,8 +303,7 @@ END_TEST
 START_TEST(test_cpu_alloc_free)
 {
     fixture f;
-    fixture_init(&f, 0);
-    const zrt__backend_ops *ops = f.be->ops;
+    const zrt__backend_ops *ops = fixture_init(&f, 0);
     static const size_t sizes[] = {1, 63, 64, 1000, 4099, 1 << 20};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         size_t n = sizes[k];
@@ -368,17 +381,8 @@ START_TEST(test_cpu_alloc_nvme_refused)
 {
     fixture f;
     fixture_init(&f, 0);
-    zrt__buf b, before;
-    memset(&b, 0x3C, sizeof b);
-    memcpy(&before, &b, sizeof b);
-    zrt__mem_account acct_before;
-    memcpy(&acct_before, &f.acct, sizeof f.acct);
-    ck_assert_int_eq(
-        f.be->ops->alloc(f.be, 64, ZRT_TIER_NVME, ZRT_CAT_OPTIM, "moments", &b),
-        ZRT_ERR_INVALID_ARG);
-    ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "*out written on failure");
-    ck_assert_msg(memcmp(&f.acct, &acct_before, sizeof f.acct) == 0,
-                  "a refused alloc changed the account");
+    expect_alloc_refused(&f, 64, ZRT_TIER_NVME, ZRT_CAT_OPTIM, "moments",
+                         ZRT_ERR_INVALID_ARG);
     expect_mentions(f.err.text, "nvme");
     fixture_deinit(&f);
 }
@@ -387,29 +391,14 @@ END_TEST
 START_TEST(test_cpu_alloc_past_limit)
 {
     fixture f;
-    fixture_init(&f, 1000);
-    const zrt__backend_ops *ops = f.be->ops;
-    zrt__buf a;
+    const zrt__backend_ops *ops = fixture_init(&f, 1000);
+    zrt__buf a, b;
     ck_assert_int_eq(ops->alloc(f.be, 800, DEV, ZRT_CAT_PARAM, "weights", &a), ZRT_OK);
 
-    zrt__buf b, before;
-    memset(&b, 0x3C, sizeof b);
-    memcpy(&before, &b, sizeof b);
-    zrt__mem_account acct_before;
-    memcpy(&acct_before, &f.acct, sizeof f.acct);
-    ck_assert_int_eq(
-        ops->alloc(f.be, 300, DEV, ZRT_CAT_GRAD, "grad shard of layer 3", &b),
-        ZRT_ERR_OUT_OF_MEMORY);
-    ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "*out written on failure");
-    ck_assert_msg(memcmp(&f.acct, &acct_before, sizeof f.acct) == 0,
-                  "a refused alloc changed the account");
-    expect_mentions(f.err.text, "grad shard of layer 3");
-    expect_mentions(f.err.text, "device");
-    expect_mentions(f.err.text, "'grad'");
-    expect_mentions(f.err.text, "300 bytes");
-    expect_mentions(f.err.text, "200 bytes");
-    expect_mentions(f.err.text, "1000 bytes");
-    expect_mentions(f.err.text, "param");
+    expect_alloc_refused(&f, 300, DEV, ZRT_CAT_GRAD, "grad shard of layer 3",
+                         ZRT_ERR_OUT_OF_MEMORY);
+    expect_mentions(f.err.text, "grad shard of layer 3", "device", "'grad'", "300 bytes",
+                    "200 bytes", "1000 bytes", "param");
 
     /* The host tier is not bound by the device capacity. */
     zrt__buf h;
@@ -481,6 +470,19 @@ static int mlock_shows(void)
     return shows;
 }
 
+/* Whether pinning `bytes` can be observed here: an mlock must show in VmLck
+ * and be allowed for that many bytes. Says why not. */
+static int pinning_testable(size_t bytes)
+{
+    if (!mlock_shows())
+        return 0;
+    if (!can_mlock(bytes)) {
+        printf("cannot mlock %zu bytes here (ulimit -l): pinning not tested\n", bytes);
+        return 0;
+    }
+    return 1;
+}
+
 /* Sets or clears CAP_IPC_LOCK in this thread's effective set (it stays
  * permitted, so it can come back); returns whether it was effective. Root
  * has it, and it makes mlock ignore RLIMIT_MEMLOCK. */
@@ -502,19 +504,11 @@ static int set_ipc_lock(int on)
 
 START_TEST(test_cpu_pin_host)
 {
-    fixture f;
-    fixture_init(&f, 0);
-    const zrt__backend_ops *ops = f.be->ops;
     const size_t n = (1 << 20) + 100; /* not a whole number of pages */
-    if (!mlock_shows()) {
-        fixture_deinit(&f);
+    if (!pinning_testable(n))
         return;
-    }
-    if (!can_mlock(n)) {
-        printf("cannot mlock %zu bytes here (ulimit -l): pinning not tested\n", n);
-        fixture_deinit(&f);
-        return;
-    }
+    fixture f;
+    const zrt__backend_ops *ops = fixture_init(&f, 0);
     long base = vmlck_kib();
     zrt__buf b;
     ck_assert_int_eq(ops->alloc(f.be, n, HOST, ZRT_CAT_OPTIM, "moments", &b), ZRT_OK);
@@ -564,18 +558,10 @@ START_TEST(test_cpu_pin_neighbours)
 {
     /* Page locks do not nest: two small pinned buffers must not share a
      * page, or freeing one would unlock the other. */
+    if (!pinning_testable(2 * (size_t)sysconf(_SC_PAGESIZE)))
+        return;
     fixture f;
-    fixture_init(&f, 0);
-    const zrt__backend_ops *ops = f.be->ops;
-    if (!mlock_shows()) {
-        fixture_deinit(&f);
-        return;
-    }
-    if (!can_mlock(2 * (size_t)sysconf(_SC_PAGESIZE))) {
-        printf("cannot mlock two pages here (ulimit -l): pinning not tested\n");
-        fixture_deinit(&f);
-        return;
-    }
+    const zrt__backend_ops *ops = fixture_init(&f, 0);
     long base = vmlck_kib();
     zrt__buf a, b;
     ck_assert_int_eq(ops->alloc(f.be, 100, HOST, ZRT_CAT_STAGING, NULL, &a), ZRT_OK);
@@ -600,8 +586,7 @@ END_TEST
 START_TEST(test_cpu_pin_device_refused)
 {
     fixture f;
-    fixture_init(&f, 0);
-    const zrt__backend_ops *ops = f.be->ops;
+    const zrt__backend_ops *ops = fixture_init(&f, 0);
     long base = vmlck_kib();
     zrt__buf d, before;
     ck_assert_int_eq(ops->alloc(f.be, 4096, DEV, ZRT_CAT_PARAM, "weights", &d), ZRT_OK);
@@ -610,10 +595,8 @@ START_TEST(test_cpu_pin_device_refused)
     ck_assert_msg(memcmp(&d, &before, sizeof d) == 0, "a refused pin changed the buf");
     ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
     ck_assert_int_eq(vmlck_kib(), base);
-    expect_mentions(f.err.text, "device-tier");
-    expect_mentions(f.err.text, "'param'");
-    expect_mentions(f.err.text, "4.00 KiB (4096 bytes)");
-    expect_mentions(f.err.text, "host-tier");
+    expect_mentions(f.err.text, "device-tier", "'param'", "4.00 KiB (4096 bytes)",
+                    "host-tier");
     ops->free(f.be, &d);
     ck_assert_int_eq(ops->pin(f.be, NULL), ZRT_ERR_INVALID_ARG);
     fixture_deinit(&f);
@@ -623,13 +606,10 @@ END_TEST
 START_TEST(test_cpu_pin_past_memlock_limit)
 {
     enum { LIMIT = 64 << 10, N_BYTES = 1 << 20 };
-    fixture f;
-    fixture_init(&f, 0);
-    const zrt__backend_ops *ops = f.be->ops;
-    if (!mlock_shows()) {
-        fixture_deinit(&f);
+    if (!mlock_shows())
         return;
-    }
+    fixture f;
+    const zrt__backend_ops *ops = fixture_init(&f, 0);
     zrt__buf b, before;
     ck_assert_int_eq(ops->alloc(f.be, N_BYTES, HOST, ZRT_CAT_OPTIM, "moments", &b),
                      ZRT_OK);
@@ -660,13 +640,8 @@ START_TEST(test_cpu_pin_past_memlock_limit)
         ck_assert_msg(memcmp(&b, &before, sizeof b) == 0, "a failed pin changed the buf");
         ck_assert_uint_eq(zrt__backend_cpu_pinned_bytes(f.be), 0);
         ck_assert_int_eq(locked, base);
-        expect_mentions(f.err.text, "RLIMIT_MEMLOCK");
-        expect_mentions(f.err.text, "ulimit -l");
-        expect_mentions(f.err.text, "pin_memory");
-        expect_mentions(f.err.text, "1.00 MiB (1048576 bytes)");
-        expect_mentions(f.err.text, "host-tier");
-        expect_mentions(f.err.text, "'optim'");
-        expect_mentions(f.err.text,
+        expect_mentions(f.err.text, "RLIMIT_MEMLOCK", "ulimit -l", "pin_memory",
+                        "1.00 MiB (1048576 bytes)", "host-tier", "'optim'",
                         zrt__fmt_bytes((long long)low.rlim_cur, limit, sizeof limit));
     }
     ops->free(f.be, &b);
@@ -682,8 +657,7 @@ END_TEST
 START_TEST(test_cpu_kernels)
 {
     fixture f;
-    fixture_init(&f, 0);
-    const zrt__backend_ops *ops = f.be->ops;
+    const zrt__backend_ops *ops = fixture_init(&f, 0);
     zrt__buf bx, by;
     ck_assert_int_eq(
         ops->alloc(f.be, (N + 1) * sizeof(float), DEV, ZRT_CAT_ACTIVATION, NULL, &bx),
@@ -755,8 +729,7 @@ static void adamw_ref(double *p, double g, double *m, double *v, double lr, doub
 START_TEST(test_cpu_adamw)
 {
     fixture f;
-    fixture_init(&f, 0);
-    const zrt__backend_ops *ops = f.be->ops;
+    const zrt__backend_ops *ops = fixture_init(&f, 0);
     const float lr = 0.1f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
     float p[N], g[N], m[N], v[N];
     double rp[N], rm[N], rv[N];
@@ -859,37 +832,14 @@ START_TEST(test_cpu_adamw_split_covers_all)
 }
 END_TEST
 
-static Suite *memory_suite(void)
-{
-    Suite *s = suite_create("memory");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_account_init);
-    tcase_add_test(tc, test_current_and_peak);
-    tcase_add_test(tc, test_limit_refuses_and_explains);
-    tcase_add_test(tc, test_rank_in_oom_message);
-    tcase_add_test(tc, test_limit_zero_is_unlimited);
-    tcase_add_test(tc, test_cpu_create);
-    tcase_add_test(tc, test_cpu_alloc_free);
-    tcase_add_test(tc, test_cpu_alloc_zero_bytes);
-    tcase_add_test(tc, test_cpu_alloc_nvme_refused);
-    tcase_add_test(tc, test_cpu_alloc_past_limit);
-    tcase_add_test(tc, test_cpu_pin_host);
-    tcase_add_test(tc, test_cpu_pin_neighbours);
-    tcase_add_test(tc, test_cpu_pin_device_refused);
-    tcase_add_test(tc, test_cpu_pin_past_memlock_limit);
-    tcase_add_test(tc, test_cpu_kernels);
-    tcase_add_test(tc, test_cpu_adamw);
-    tcase_add_test(tc, test_cpu_adamw_first_step);
-    tcase_add_test(tc, test_cpu_adamw_split_covers_all);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(memory_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zrt_check_main(ZRT_CHECK_SUITE(
+        "memory", 0, test_account_init, test_current_and_peak,
+        test_limit_refuses_and_explains, test_rank_in_oom_message,
+        test_limit_zero_is_unlimited, test_cpu_create, test_cpu_alloc_free,
+        test_cpu_alloc_zero_bytes, test_cpu_alloc_nvme_refused, test_cpu_alloc_past_limit,
+        test_cpu_pin_host, test_cpu_pin_neighbours, test_cpu_pin_device_refused,
+        test_cpu_pin_past_memlock_limit, test_cpu_kernels, test_cpu_adamw,
+        test_cpu_adamw_first_step, test_cpu_adamw_split_covers_all));
 }

@@ -256,6 +256,33 @@ static void check_plan(const zrt__plan *p, const int64_t *numel, const int *laye
     check_owner(p);
 }
 
+/* A plan built from (numel, layer, n) that holds the layout contract; the
+ * caller frees it. */
+static zrt__plan build_checked(const int64_t *numel, const int *layer, int n, int world,
+                               int alignment)
+{
+    zrt__plan p;
+    build_ok(numel, layer, n, world, alignment, &p);
+    check_plan(&p, numel, layer, n, world, alignment);
+    return p;
+}
+
+/* Layer l's exact layout: its shard and flat sizes, and the offsets of its
+ * count tensors in registration order. */
+static void expect_layer(const zrt__plan *p, int l, int64_t shard_numel,
+                         int64_t flat_numel, int count, const int64_t *offsets)
+{
+    const zrt__layer_plan *lp = &p->layers[l];
+    ck_assert_int_eq(lp->shard_numel, shard_numel);
+    ck_assert_int_eq(lp->flat_numel, flat_numel);
+    ck_assert_int_eq(lp->count, count);
+    for (int k = 0; k < count; k++)
+        ck_assert_msg(p->tensors[p->tensor_order[lp->first + k]].offset == offsets[k],
+                      "layer %d tensor %d: offset %lld, want %lld", l, k,
+                      (long long)p->tensors[p->tensor_order[lp->first + k]].offset,
+                      (long long)offsets[k]);
+}
+
 /* ---- fixed cases --------------------------------------------------------- */
 
 START_TEST(test_world3_odd_sizes)
@@ -263,27 +290,16 @@ START_TEST(test_world3_odd_sizes)
     const int64_t numel[] = {5, 17, 1, 33, 16, 7, 100};
     const int layer[] = {0, 0, 0, 1, 1, 2, 2};
     const int n = 7, world = 3, align = 16;
-    zrt__plan p;
-    build_ok(numel, layer, n, world, align, &p);
-    check_plan(&p, numel, layer, n, world, align);
+    zrt__plan p = build_checked(numel, layer, n, world, align);
 
     /* Layer 0: 5 | pad | 17 | pad | 1 -> offsets 0, 16, 48; 49 used,
      * ceil(49 / 3) = 17 -> shard 32, flat 96. */
-    ck_assert_int_eq(p.tensors[0].offset, 0);
-    ck_assert_int_eq(p.tensors[1].offset, 16);
-    ck_assert_int_eq(p.tensors[2].offset, 48);
+    expect_layer(&p, 0, 32, 96, 3, (const int64_t[]){0, 16, 48});
     ck_assert_int_eq(p.layers[0].numel, 23);
-    ck_assert_int_eq(p.layers[0].shard_numel, 32);
-    ck_assert_int_eq(p.layers[0].flat_numel, 96);
     /* Layer 1: offsets 0, 48; 64 used -> shard 32, flat 96. */
-    ck_assert_int_eq(p.tensors[3].offset, 0);
-    ck_assert_int_eq(p.tensors[4].offset, 48);
-    ck_assert_int_eq(p.layers[1].shard_numel, 32);
+    expect_layer(&p, 1, 32, 96, 2, (const int64_t[]){0, 48});
     /* Layer 2: offsets 0, 16; 116 used -> ceil(116/3) = 39 -> shard 48. */
-    ck_assert_int_eq(p.tensors[5].offset, 0);
-    ck_assert_int_eq(p.tensors[6].offset, 16);
-    ck_assert_int_eq(p.layers[2].shard_numel, 48);
-    ck_assert_int_eq(p.layers[2].flat_numel, 144);
+    expect_layer(&p, 2, 48, 144, 2, (const int64_t[]){0, 16});
     ck_assert_int_eq(p.total_numel, 179);
     ck_assert_int_eq(p.total_flat_numel, 96 + 96 + 144);
     ck_assert_int_eq(p.max_flat_numel, 144);
@@ -298,14 +314,11 @@ START_TEST(test_tensor_smaller_than_world)
 {
     const int64_t numel[] = {3};
     const int layer[] = {0};
-    zrt__plan p;
     zrt__segment seg[2];
 
     /* Alignment 16: the whole tensor sits in rank 0's shard. */
-    build_ok(numel, layer, 1, 4, 16, &p);
-    check_plan(&p, numel, layer, 1, 4, 16);
-    ck_assert_int_eq(p.layers[0].shard_numel, 16);
-    ck_assert_int_eq(p.layers[0].flat_numel, 64);
+    zrt__plan p = build_checked(numel, layer, 1, 4, 16);
+    expect_layer(&p, 0, 16, 64, 1, (const int64_t[]){0});
     ck_assert_int_eq(zrt__plan_segments(&p, 0, 0, 16, seg), 1);
     ck_assert_int_eq(seg[0].tensor, 0);
     ck_assert_int_eq(seg[0].count, 3);
@@ -314,10 +327,8 @@ START_TEST(test_tensor_smaller_than_world)
     zrt__plan_free(&p);
 
     /* Alignment 1: one element each on ranks 0..2, nothing on rank 3. */
-    build_ok(numel, layer, 1, 4, 1, &p);
-    check_plan(&p, numel, layer, 1, 4, 1);
-    ck_assert_int_eq(p.layers[0].shard_numel, 1);
-    ck_assert_int_eq(p.layers[0].flat_numel, 4);
+    p = build_checked(numel, layer, 1, 4, 1);
+    expect_layer(&p, 0, 1, 4, 1, (const int64_t[]){0});
     for (int r = 0; r < 3; r++) {
         ck_assert_int_eq(zrt__plan_segments(&p, 0, r, r + 1, seg), 1);
         ck_assert_int_eq(seg[0].tensor_offset, r);
@@ -337,12 +348,9 @@ START_TEST(test_tensor_across_shards)
      * ceil(34/3) = 12 -> shard 12. Tensor 1 spans all three shards. */
     const int64_t numel[] = {3, 30};
     const int layer[] = {0, 0};
-    zrt__plan p;
     zrt__segment seg[3];
-    build_ok(numel, layer, 2, 3, 4, &p);
-    check_plan(&p, numel, layer, 2, 3, 4);
-    ck_assert_int_eq(p.tensors[1].offset, 4);
-    ck_assert_int_eq(p.layers[0].shard_numel, 12);
+    zrt__plan p = build_checked(numel, layer, 2, 3, 4);
+    expect_layer(&p, 0, 12, 36, 2, (const int64_t[]){0, 4});
 
     ck_assert_int_eq(zrt__plan_segments(&p, 0, 0, 12, seg), 2);
     expect_segment(&seg[0], 0, 0, 0, 3);
@@ -369,9 +377,7 @@ START_TEST(test_interleaved_registration)
     /* Layer 1, layer 0, layer 1: each layer keeps registration order. */
     const int64_t numel[] = {10, 20, 30};
     const int layer[] = {1, 0, 1};
-    zrt__plan p;
-    build_ok(numel, layer, 3, 2, 16, &p);
-    check_plan(&p, numel, layer, 3, 2, 16);
+    zrt__plan p = build_checked(numel, layer, 3, 2, 16);
     ck_assert_int_eq(p.nlayers, 2);
     ck_assert_int_eq(p.layers[0].count, 1);
     ck_assert_int_eq(p.tensor_order[p.layers[0].first], 1);
@@ -397,9 +403,7 @@ START_TEST(test_empty_layers)
     /* Layers 0, 2 and 4 have no parameters. */
     const int64_t numel[] = {9, 40};
     const int layer[] = {3, 1};
-    zrt__plan p;
-    build_ok(numel, layer, 2, 3, 16, &p);
-    check_plan(&p, numel, layer, 2, 3, 16);
+    zrt__plan p = build_checked(numel, layer, 2, 3, 16);
     ck_assert_int_eq(p.nlayers, 4);
     for (int l = 0; l < 4; l += 2) {
         ck_assert_int_eq(p.layers[l].count, 0);
@@ -466,9 +470,7 @@ START_TEST(test_random_plans)
                     int l = (int)test_rng_below(&r, 4);
                     layer[i] = l >= skip ? l + 1 : l; /* ids 0..4 but skip */
                 }
-                zrt__plan p;
-                build_ok(numel, layer, n, world, aligns[ai], &p);
-                check_plan(&p, numel, layer, n, world, aligns[ai]);
+                zrt__plan p = build_checked(numel, layer, n, world, aligns[ai]);
                 if (skip < p.nlayers) {
                     ck_assert_int_eq(p.layers[skip].count, 0);
                     ck_assert_int_eq(p.layers[skip].numel, 0);
@@ -493,9 +495,7 @@ START_TEST(test_padding_bound_worst_case)
         numel[i] = 1;
         layer[i] = i % 3;
     }
-    zrt__plan p;
-    build_ok(numel, layer, 12, 5, 16, &p);
-    check_plan(&p, numel, layer, 12, 5, 16);
+    zrt__plan p = build_checked(numel, layer, 12, 5, 16);
     ck_assert_int_eq(p.total_numel, 12);
     /* 4 tensors per layer: 49 used -> ceil(49/5) = 10 -> shard 16 -> 80. */
     ck_assert_int_eq(p.layers[0].flat_numel, 80);

@@ -50,7 +50,10 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static char base[64]; /* per-test mkdtemp directory */
+/* Each test runs in a fresh mkdtemp directory, base, made and removed by a
+ * checked fixture: after the test, everything the swap made (the rank
+ * directory included) must be gone, so that the rmdir succeeds. */
+static char base[64];
 
 static void make_base(void)
 {
@@ -58,7 +61,6 @@ static void make_base(void)
                   strerror(errno));
 }
 
-/* Everything the swap made must be gone by now, so rmdir must succeed. */
 static void remove_base(void)
 {
     ck_assert_msg(rmdir(base) == 0, "rmdir %s: %s (left behind files?)", base,
@@ -83,6 +85,13 @@ static zrt__swap *open_ok(const zrt__swap_config *c, const char *name, uint64_t 
     ck_assert_msg(st == ZRT_OK, "open failed (%s): %s", zrt_status_str(st), err.text);
     ck_assert_ptr_nonnull(s);
     return s;
+}
+
+/* A swap with the default pipeline shape (config(0, 0)). */
+static zrt__swap *open_default(const char *name, uint64_t capacity)
+{
+    zrt__swap_config c = config(0, 0);
+    return open_ok(&c, name, capacity);
 }
 
 static void fill_random(unsigned char *p, size_t n, uint64_t seed)
@@ -213,9 +222,7 @@ END_TEST
 
 START_TEST(test_round_trip_sizes)
 {
-    make_base();
-    zrt__swap_config c = config(0, 0);
-    zrt__swap *s = open_ok(&c, "sizes", 4 * MIB);
+    zrt__swap *s = open_default("sizes", 4 * MIB);
     ck_assert_uint_eq(zrt__swap_capacity(s), 4 * MIB);
     size_t align = zrt__swap_alignment(s);
     ck_assert(align > 0 && BS % align == 0);
@@ -226,7 +233,6 @@ START_TEST(test_round_trip_sizes)
         round_trip(s, 4 * MIB - BS, sizes[i] < BS ? sizes[i] : BS, i + 21);
     }
     zrt__swap_close(s);
-    remove_base();
 }
 END_TEST
 
@@ -235,7 +241,6 @@ END_TEST
 START_TEST(test_round_trip_regions)
 {
     static const int shapes[][2] = {{1, 1}, {8, 3}, {0, 0}}; /* buffers, depth */
-    make_base();
     zrt__swap_config c = config(shapes[_i][0], shapes[_i][1]);
     uint64_t cap = 20 * BS + 1000; /* last block partial */
     zrt__swap *s = open_ok(&c, "regions", cap);
@@ -261,7 +266,6 @@ START_TEST(test_round_trip_regions)
     free(whole);
     free(one);
     zrt__swap_close(s);
-    remove_base();
 }
 END_TEST
 
@@ -269,9 +273,7 @@ END_TEST
 
 START_TEST(test_never_written)
 {
-    make_base();
-    zrt__swap_config c = config(0, 0);
-    zrt__swap *s = open_ok(&c, "never", 8 * BS);
+    zrt__swap *s = open_default("never", 8 * BS);
     unsigned char buf[200];
     zrt__errbuf err = {.rank = -1};
     ck_assert_int_eq(zrt__swap_read(s, 2 * BS, buf, 100, &err), ZRT_ERR_IO);
@@ -284,15 +286,12 @@ START_TEST(test_never_written)
     expect_mentions(err.text, "never written");
     ck_assert_int_eq(zrt__swap_read(s, 0, buf, 100, &err), ZRT_OK);
     zrt__swap_close(s);
-    remove_base();
 }
 END_TEST
 
 START_TEST(test_corrupt_byte_detected)
 {
-    make_base();
-    zrt__swap_config c = config(0, 0);
-    zrt__swap *s = open_ok(&c, "corrupt", 8 * BS);
+    zrt__swap *s = open_default("corrupt", 8 * BS);
     write_random(s, 0, 3 * BS, 42);
     /* Flip one byte of block 1 through a plain (buffered) descriptor. */
     char path[128];
@@ -317,15 +316,12 @@ START_TEST(test_corrupt_byte_detected)
     free(dst);
     read_back(s, 0, BS, 42); /* block 0 is fine */
     zrt__swap_close(s);
-    remove_base();
 }
 END_TEST
 
 START_TEST(test_unaligned_offset)
 {
-    make_base();
-    zrt__swap_config c = config(0, 0);
-    zrt__swap *s = open_ok(&c, "unaligned", 4 * BS);
+    zrt__swap *s = open_default("unaligned", 4 * BS);
     unsigned char buf[16] = {0};
     zrt__errbuf err = {.rank = -1};
     ck_assert_int_eq(zrt__swap_write(s, 4096, buf, 16, &err), ZRT_ERR_INVALID_ARG);
@@ -335,13 +331,11 @@ START_TEST(test_unaligned_offset)
     ck_assert_int_eq(zrt__swap_write(s, 4 * BS, buf, 1, &err), ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt__swap_write(s, 3 * BS, buf, 0, &err), ZRT_OK);
     zrt__swap_close(s);
-    remove_base();
 }
 END_TEST
 
 START_TEST(test_bad_block_size)
 {
-    make_base();
     zrt__swap_config c = config(0, 0);
     c.block_size = 1000; /* no file system aligns direct I/O to 1000 */
     zrt__errbuf err = {.rank = -1};
@@ -349,13 +343,11 @@ START_TEST(test_bad_block_size)
     ck_assert_int_eq(zrt__swap_open(&c, "bad", MIB, &err, &s), ZRT_ERR_INVALID_ARG);
     ck_assert_ptr_eq(s, (zrt__swap *)&c);
     expect_mentions(err.text, "1000");
-    remove_base(); /* nothing left behind */
 }
 END_TEST
 
 START_TEST(test_uncreatable_dir)
 {
-    make_base();
     char file[128], dir[160];
     snprintf(file, sizeof file, "%s/plain", base);
     int fd = open(file, O_CREAT | O_WRONLY, 0600);
@@ -372,7 +364,6 @@ START_TEST(test_uncreatable_dir)
     expect_mentions(err.text, dir);
     expect_mentions(err.text, strerror(ENOTDIR));
     unlink(file);
-    remove_base();
 }
 END_TEST
 
@@ -454,25 +445,19 @@ static void run_child(int (*child)(void))
 
 START_TEST(test_capacity_over_fsize_limit)
 {
-    make_base();
     run_child(fsize_child);
-    remove_base();
 }
 END_TEST
 
 START_TEST(test_write_past_limit_with_sigxfsz_ignored)
 {
-    make_base();
     run_child(efbig_child);
-    remove_base();
 }
 END_TEST
 
 START_TEST(test_close_removes_file)
 {
-    make_base();
-    zrt__swap_config c = config(0, 0);
-    zrt__swap *s = open_ok(&c, "gone", 2 * BS);
+    zrt__swap *s = open_default("gone", 2 * BS);
     write_random(s, 0, BS + 5, 1);
     char rank_dir[128], path[160];
     snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
@@ -491,7 +476,6 @@ START_TEST(test_close_removes_file)
     ck_assert_int_ne(stat(path, &sb), 0);
     ck_assert_int_ne(stat(rank_dir, &sb), 0);
     ck_assert_int_eq(zrt__swap_close(NULL), ZRT_OK);
-    remove_base();
 }
 END_TEST
 
@@ -501,7 +485,6 @@ END_TEST
  * and nothing is made behind the link. */
 START_TEST(test_rank_dir_link_refused)
 {
-    make_base();
     char other[128], rank_dir[128], names[256];
     snprintf(other, sizeof other, "%s/other", base);
     snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
@@ -517,7 +500,6 @@ START_TEST(test_rank_dir_link_refused)
     expect_refused(&c, rank_dir, "not a directory");
     ck_assert_int_eq(unlink(rank_dir), 0);
     ck_assert_int_eq(rmdir(other), 0);
-    remove_base();
 }
 END_TEST
 
@@ -526,7 +508,6 @@ END_TEST
 START_TEST(test_planted_file_link_not_followed)
 {
     static const char text[] = "another user's precious data\n";
-    make_base();
     char rank_dir[128], planted[160], victim[128], got[64] = {0};
     snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
     snprintf(planted, sizeof planted, "%s/x.swap", rank_dir);
@@ -548,7 +529,6 @@ START_TEST(test_planted_file_link_not_followed)
     unlink(planted); /* still there with O_TMPFILE, which ignores it */
     rmdir(rank_dir);
     ck_assert_int_eq(unlink(victim), 0);
-    remove_base();
 }
 END_TEST
 
@@ -556,7 +536,6 @@ END_TEST
  * path and what is wrong with it. */
 START_TEST(test_rank_dir_not_ours_refused)
 {
-    make_base();
     char rank_dir[128];
     snprintf(rank_dir, sizeof rank_dir, "%s/zrt-rank3", base);
     ck_assert_int_eq(mkdir(rank_dir, 0700), 0);
@@ -573,7 +552,6 @@ START_TEST(test_rank_dir_not_ours_refused)
                 "check is skipped\n",
                 geteuid() == 0 ? strerror(errno) : "not root");
     ck_assert_int_eq(rmdir(rank_dir), 0);
-    remove_base();
 }
 END_TEST
 
@@ -581,7 +559,6 @@ END_TEST
  * rank directory, and the next open takes the (empty, ours) directory. */
 START_TEST(test_file_vanishes_after_sigkill)
 {
-    make_base();
     zrt__swap_config c = config(0, 0);
     c.named_file = _i;
     int ready[2];
@@ -619,7 +596,6 @@ START_TEST(test_file_vanishes_after_sigkill)
     zrt__swap *s = open_ok(&c, "killed", 4 * BS); /* the directory is reused */
     round_trip(s, 0, 100, 3);
     zrt__swap_close(s);
-    remove_base(); /* the rank directory went with the close */
 }
 END_TEST
 
@@ -658,6 +634,7 @@ static Suite *swap_suite(void)
     Suite *s = suite_create("swap");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
+    tcase_add_checked_fixture(tc, make_base, remove_base);
     tcase_add_test(tc, test_crc32c_check_value);
     tcase_add_test(tc, test_crc32c_paths_agree);
     tcase_add_test(tc, test_round_trip_sizes);
