@@ -91,6 +91,23 @@ static void config_for(zrt_config *cfg, const tier_case *c, const char *swap)
              swap);
 }
 
+/* config_for a stage with nothing offloaded. */
+static void config_at(zrt_config *cfg, int stage)
+{
+    tier_case c = {stage, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE};
+    config_for(cfg, &c, "");
+}
+
+/* A model built from config_at(stage), which stays in cfg for the test to
+ * build again. */
+static model built_at(zrt_config *cfg, int stage)
+{
+    config_at(cfg, stage);
+    model m = {0};
+    ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    return m;
+}
+
 /* fp16: rank 0's gradients overflow in the optimizer steps the scaler
  * counts as 2 and 7 (skipped steps count), so a resume that lost the
  * scaler's counter would inject them at other steps. */
@@ -373,6 +390,26 @@ static void assert_format(const char *dir, int version, zrt_dtype dtype)
     zrt__ckpt_close(&ck);
 }
 
+/* A fresh context of `dtype` at `stage` loads `from`: its parameters are
+ * the f32 values rounded to dtype (exactly them for f32). It saves into
+ * `to` unless NULL, a checkpoint of format `version`, then trains a step. */
+static void expect_loaded_rounded(zrt_dtype dtype, int stage, const char *from,
+                                  const float *f32, const char *what, const char *to,
+                                  int version)
+{
+    model m = {0};
+    load_into(&m, dtype, stage, from);
+    float *got = read_all(&m);
+    assert_rounded_from(got, f32, dtype, what);
+    free(got);
+    if (to)
+        save_ok(&m, to, NULL);
+    train(&m, 1);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    if (to)
+        assert_format(to, version, dtype);
+}
+
 /* f32 -> bf16: the f32 params become the master and, rounded, the params;
  * bf16 -> f32: the master becomes the params (the f32 values came through
  * exactly); bf16 -> fp16 and fp16 -> bf16: the master, rounded to the new
@@ -391,36 +428,11 @@ START_TEST(a_checkpoint_loads_into_another_precision)
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     assert_format(a, 1, ZRT_F32);
 
-    load_into(&m, ZRT_BF16, 1, a);
-    float *got = read_all(&m);
-    assert_rounded_from(got, f32, ZRT_BF16, "f32 checkpoint into bf16");
-    free(got);
-    save_ok(&m, b, NULL);
-    train(&m, 1);
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-    assert_format(b, 2, ZRT_BF16);
-
-    load_into(&m, ZRT_F32, 2, b);
-    got = read_all(&m);
-    assert_same_bits(got, f32, "f32 -> bf16 -> f32: the master copy");
-    free(got);
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-
-    load_into(&m, ZRT_F16, 0, b);
-    got = read_all(&m);
-    assert_rounded_from(got, f32, ZRT_F16, "bf16 checkpoint into fp16");
-    free(got);
-    save_ok(&m, c, NULL);
-    train(&m, 1);
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-    assert_format(c, 2, ZRT_F16);
-
-    load_into(&m, ZRT_BF16, 3, c);
-    got = read_all(&m);
-    assert_rounded_from(got, f32, ZRT_BF16, "fp16 checkpoint into bf16");
-    free(got);
-    train(&m, 1);
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    expect_loaded_rounded(ZRT_BF16, 1, a, f32, "f32 checkpoint into bf16", b, 2);
+    expect_loaded_rounded(ZRT_F32, 2, b, f32, "f32 -> bf16 -> f32: the master copy", NULL,
+                          0);
+    expect_loaded_rounded(ZRT_F16, 0, b, f32, "bf16 checkpoint into fp16", c, 2);
+    expect_loaded_rounded(ZRT_BF16, 3, c, f32, "fp16 checkpoint into bf16", NULL, 0);
     free(f32);
     remove_tree(a);
     remove_tree(b);
@@ -523,14 +535,13 @@ END_TEST
 
 START_TEST(misuse_is_refused_with_a_sentence)
 {
-    char dir[64];
-    shared_dir(dir, sizeof dir, "/tmp/zrt-ckpt-XXXXXX");
     zrt_config cfg;
-    tier_case c = {1, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE};
-    config_for(&cfg, &c, "");
+    config_at(&cfg, 1);
     cfg.gradient_accumulation_steps = 2;
     model m = {0};
     ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    char dir[64];
+    shared_dir(dir, sizeof dir, "/tmp/zrt-ckpt-XXXXXX");
     zrt_adamw hp;
     zrt_adamw_init(&hp);
     ck_assert_int_eq(model_forward_backward(&m), ZRT_OK);
@@ -572,18 +583,15 @@ END_TEST
  * and changes nothing; an undeclared name, or a checkpoint without it, loads. */
 START_TEST(a_checkpoint_of_another_model_shape_is_refused)
 {
-    char dir[64];
-    shared_dir(dir, sizeof dir, "/tmp/zrt-ckpt-XXXXXX");
     zrt_config cfg;
-    tier_case c = {2, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE};
-    config_for(&cfg, &c, "");
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    model m = built_at(&cfg, 2);
     ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "heads", 4), ZRT_OK);
     ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "vocab_size", 250), ZRT_OK);
     ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "Heads", 4), ZRT_ERR_INVALID_ARG);
     ck_assert_msg(strstr(zrt_last_error(m.ctx), "'Heads'"), "%s", zrt_last_error(m.ctx));
     train(&m, 1);
+    char dir[64];
+    shared_dir(dir, sizeof dir, "/tmp/zrt-ckpt-XXXXXX");
     save_ok(&m, dir, NULL);
     train(&m, 1);
     ck_assert_int_eq(zrt_declare_model_dim(m.ctx, "heads", 8), ZRT_OK); /* replaces */
@@ -610,10 +618,7 @@ START_TEST(leftovers_are_cleaned_and_latest_follows)
     char dir[64], path[200];
     shared_dir(dir, sizeof dir, "/tmp/zrt-ckpt-XXXXXX");
     zrt_config cfg;
-    tier_case c = {3, ZRT_OFFLOAD_NONE, ZRT_OFFLOAD_NONE};
-    config_for(&cfg, &c, "");
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    model m = built_at(&cfg, 3);
     train(&m, 1);
     save_ok(&m, dir, NULL);
     if (world_rank == 0) { /* what a save killed half-way leaves */

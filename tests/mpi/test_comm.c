@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/test_check.h"
 #include "runtime/backend.h"
 #include "runtime/comm.h"
 #include "runtime/memory.h"
@@ -94,6 +95,26 @@ static void expect_comm_idle(tally *t, const char *what)
            "%s: %lld bytes of comm scratch still "
            "charged after every request was waited",
            what, (long long)comm_bytes_now());
+}
+
+/* One f32 reduction checked: count elements per rank's result, op, in place
+ * or out of place, inputs from seed. */
+typedef void reduction_check(tally *t, size_t count, zrt_reduce_op op, int in_place,
+                             unsigned seed);
+
+/* check() for both ops, every count and both placements, each with its own
+ * seed from first_seed up; then no scratch may be left. */
+static void check_every_reduction(reduction_check *check, const size_t *counts,
+                                  size_t ncounts, unsigned first_seed, const char *what)
+{
+    tally t = {0};
+    unsigned seed = first_seed;
+    for (int op = ZRT_SUM; op <= ZRT_AVG; op++)
+        for (size_t c = 0; c < ncounts; c++)
+            for (int in_place = 0; in_place <= 1; in_place++)
+                check(&t, counts[c], (zrt_reduce_op)op, in_place, seed++);
+    expect_comm_idle(&t, what);
+    FINISH(&t);
 }
 
 /* ---- deterministic inputs and the sequential reference ----------------- */
@@ -284,15 +305,8 @@ static void check_reduce_scatter(tally *t, size_t count, zrt_reduce_op op, int i
 
 START_TEST(test_reduce_scatter)
 {
-    tally t = {0};
-    unsigned seed = 10;
-    for (int op = ZRT_SUM; op <= ZRT_AVG; op++)
-        for (size_t c = 0; c < sizeof rs_counts / sizeof rs_counts[0]; c++)
-            for (int in_place = 0; in_place <= 1; in_place++)
-                check_reduce_scatter(&t, rs_counts[c], (zrt_reduce_op)op, in_place,
-                                     seed++);
-    expect_comm_idle(&t, "reduce_scatter");
-    FINISH(&t);
+    check_every_reduction(check_reduce_scatter, rs_counts,
+                          sizeof rs_counts / sizeof rs_counts[0], 10, "reduce_scatter");
 }
 END_TEST
 
@@ -417,14 +431,8 @@ static void check_all_reduce(tally *t, size_t count, zrt_reduce_op op, int in_pl
 
 START_TEST(test_all_reduce)
 {
-    tally t = {0};
-    unsigned seed = 100;
-    for (int op = ZRT_SUM; op <= ZRT_AVG; op++)
-        for (size_t c = 0; c < sizeof ar_counts / sizeof ar_counts[0]; c++)
-            for (int in_place = 0; in_place <= 1; in_place++)
-                check_all_reduce(&t, ar_counts[c], (zrt_reduce_op)op, in_place, seed++);
-    expect_comm_idle(&t, "all_reduce");
-    FINISH(&t);
+    check_every_reduction(check_all_reduce, ar_counts,
+                          sizeof ar_counts / sizeof ar_counts[0], 100, "all_reduce");
 }
 END_TEST
 
@@ -738,30 +746,30 @@ static void run_flights(tally *t, finish_mode mode, unsigned seed)
         verify_flight(t, &f[i]);
 }
 
-START_TEST(test_in_flight_wait_shuffled)
+/* One round of run_flights, then no scratch may be left. */
+static void check_in_flight(finish_mode mode, unsigned seed, const char *what)
 {
     tally t = {0};
-    run_flights(&t, FINISH_WAIT_SHUFFLED, 400);
-    expect_comm_idle(&t, "in flight, shuffled waits");
+    run_flights(&t, mode, seed);
+    expect_comm_idle(&t, what);
     FINISH(&t);
+}
+
+START_TEST(test_in_flight_wait_shuffled)
+{
+    check_in_flight(FINISH_WAIT_SHUFFLED, 400, "in flight, shuffled waits");
 }
 END_TEST
 
 START_TEST(test_in_flight_order_per_rank)
 {
-    tally t = {0};
-    run_flights(&t, FINISH_PER_RANK, 420);
-    expect_comm_idle(&t, "in flight, per-rank wait order");
-    FINISH(&t);
+    check_in_flight(FINISH_PER_RANK, 420, "in flight, per-rank wait order");
 }
 END_TEST
 
 START_TEST(test_in_flight_poll)
 {
-    tally t = {0};
-    run_flights(&t, FINISH_POLL, 440);
-    expect_comm_idle(&t, "in flight, polled");
-    FINISH(&t);
+    check_in_flight(FINISH_POLL, 440, "in flight, polled");
 }
 END_TEST
 
@@ -888,22 +896,11 @@ END_TEST
 
 static Suite *comm_suite(void)
 {
-    Suite *s = suite_create("comm");
-    TCase *tc = tcase_create("mpi");
-    tcase_add_test(tc, test_data_is_order_sensitive);
-    tcase_add_test(tc, test_reduce_scatter);
-    tcase_add_test(tc, test_all_reduce);
-    tcase_add_test(tc, test_half_reductions);
-    tcase_add_test(tc, test_all_gather);
-    tcase_add_test(tc, test_broadcast);
-    tcase_add_test(tc, test_in_flight_wait_shuffled);
-    tcase_add_test(tc, test_in_flight_order_per_rank);
-    tcase_add_test(tc, test_in_flight_poll);
-    tcase_add_test(tc, test_agree);
-    tcase_add_test(tc, test_comm_accounting);
-    tcase_add_test(tc, test_zero_count);
-    suite_add_tcase(s, tc);
-    return s;
+    return ZRT_CHECK_SUITE("comm", 0, test_data_is_order_sensitive, test_reduce_scatter,
+                           test_all_reduce, test_half_reductions, test_all_gather,
+                           test_broadcast, test_in_flight_wait_shuffled,
+                           test_in_flight_order_per_rank, test_in_flight_poll, test_agree,
+                           test_comm_accounting, test_zero_count);
 }
 
 static int setup_comm(void)

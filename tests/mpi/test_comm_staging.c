@@ -223,16 +223,51 @@ static void inputs_bf16(uint16_t *x, int r, size_t n)
         x[i] = zrt_f32_to_bf16(input(r, i));
 }
 
+/* The cases use f32 and bf16 only. */
+static size_t esize_of(zrt_dtype dtype)
+{
+    return dtype == ZRT_BF16 ? sizeof(uint16_t) : sizeof(float);
+}
+
+/* Rank r's first n inputs in dtype, into x. */
+static void inputs_of(zrt_dtype dtype, void *x, int r, size_t n)
+{
+    if (dtype == ZRT_BF16)
+        inputs_bf16(x, r, n);
+    else
+        inputs_f32(x, r, n);
+}
+
+/* Every rank's first n inputs in dtype, one rank after another: what an
+ * all-gather gives (the caller frees it). */
+static void *every_rank_inputs(zrt_dtype dtype, size_t n)
+{
+    size_t bytes = n * esize_of(dtype);
+    char *all = test_xmalloc((size_t)g_size * bytes);
+    for (int r = 0; r < g_size; r++)
+        inputs_of(dtype, all + (size_t)r * bytes, r, n);
+    return all;
+}
+
+/* A device buffer holding this rank's first n inputs in dtype. */
+static void *device_inputs(zrt_dtype dtype, size_t n)
+{
+    size_t bytes = n * esize_of(dtype);
+    void *host = test_xmalloc(bytes), *dev = dev_alloc(bytes);
+    inputs_of(dtype, host, g_rank, n);
+    put(dev, host, bytes);
+    free(host);
+    return dev;
+}
+
 /* Every rank's full f32 inputs of n elements, summed in rank order over
  * elements [lo, lo + len) into out. */
 static void reference_f32(float *out, size_t n, size_t lo, size_t len, float divisor)
 {
-    float *all = test_xmalloc((size_t)g_size * n * sizeof *all);
+    float *all = every_rank_inputs(ZRT_F32, n);
     const float **src = test_xmalloc((size_t)g_size * sizeof *src);
-    for (int r = 0; r < g_size; r++) {
-        inputs_f32(all + (size_t)r * n, r, n);
+    for (int r = 0; r < g_size; r++)
         src[r] = all + (size_t)r * n + lo;
-    }
     zrt_sum_ordered_f32(out, (const float *const *)src, g_size, len, divisor);
     free(src);
     free(all);
@@ -240,12 +275,10 @@ static void reference_f32(float *out, size_t n, size_t lo, size_t len, float div
 
 static void reference_bf16(uint16_t *out, size_t n, size_t lo, size_t len, float divisor)
 {
-    uint16_t *all = test_xmalloc((size_t)g_size * n * sizeof *all);
+    uint16_t *all = every_rank_inputs(ZRT_BF16, n);
     const uint16_t **src = test_xmalloc((size_t)g_size * sizeof *src);
-    for (int r = 0; r < g_size; r++) {
-        inputs_bf16(all + (size_t)r * n, r, n);
+    for (int r = 0; r < g_size; r++)
         src[r] = all + (size_t)r * n + lo;
-    }
     zrt_sum_ordered_half(out, (const uint16_t *const *)src, g_size, len, divisor,
                          ZRT_HALF_BF16);
     free(src);
@@ -256,6 +289,43 @@ static void expect_same(const char *what, const void *got, const void *want, siz
 {
     if (memcmp(got, want, bytes) != 0)
         TEST_FAIL("%s: result differs from the ordered host reduction", what);
+}
+
+/* got (host memory, len elements of dtype) is reference_f32 or
+ * reference_bf16 of n, lo, len and divisor. */
+static void expect_reduced(const char *what, zrt_dtype dtype, const void *got, size_t n,
+                           size_t lo, size_t len, float divisor)
+{
+    void *want = test_xmalloc(len * esize_of(dtype));
+    if (dtype == ZRT_BF16)
+        reference_bf16(want, n, lo, len, divisor);
+    else
+        reference_f32(want, n, lo, len, divisor);
+    expect_same(what, got, want, len * esize_of(dtype));
+    free(want);
+}
+
+/* expect_reduced of a result in device memory, read back through copy. */
+static void expect_device_reduced(const char *what, zrt_dtype dtype, const void *dev,
+                                  size_t n, size_t lo, size_t len, float divisor)
+{
+    void *got = test_xmalloc(len * esize_of(dtype));
+    get(got, dev, len * esize_of(dtype));
+    expect_reduced(what, dtype, got, n, lo, len, divisor);
+    free(got);
+}
+
+/* dev (device memory) holds every rank's first count inputs in dtype, one
+ * rank after another. */
+static void expect_device_gathered(const char *what, zrt_dtype dtype, const void *dev,
+                                   size_t count)
+{
+    size_t bytes = (size_t)g_size * count * esize_of(dtype);
+    void *got = test_xmalloc(bytes), *want = every_rank_inputs(dtype, count);
+    get(got, dev, bytes);
+    expect_same(what, got, want, bytes);
+    free(got);
+    free(want);
 }
 
 static int check(const char *what, zrt_status st)
@@ -271,75 +341,58 @@ static void wait_req(const char *what, zrt__comm_req *req)
     check(what, g_comm->ops->wait(g_comm, req));
 }
 
+/* Waits a started collective; a failed start or wait is a failure. req is
+ * read here, after the start call in the argument list has written it. */
+static void complete(const char *what, zrt_status started, zrt__comm_req *const *req)
+{
+    if (check(what, started))
+        wait_req(what, *req);
+}
+
 /* ---- cases ----------------------------------------------------------------- */
 
 /* f32, in place: recv is the send buffer's block r. */
 static void case_reduce_scatter_in_place(void)
 {
-    const size_t count = 1000, n = count * (size_t)g_size;
-    float *host = test_xmalloc(n * sizeof *host),
-          *want = test_xmalloc(count * sizeof *want);
-    float *dev = dev_alloc(n * sizeof *host);
-    inputs_f32(host, g_rank, n);
-    put(dev, host, n * sizeof *host);
+    const size_t count = 1000, n = count * (size_t)g_size, mine = (size_t)g_rank * count;
+    float *dev = device_inputs(ZRT_F32, n);
     zrt__comm_req *req = NULL;
-    if (check("reduce-scatter in place",
-              zrt__comm_reduce_scatter_f32(g_comm, dev, dev + (size_t)g_rank * count,
-                                           count, ZRT_SUM, &req)))
-        wait_req("reduce-scatter in place", req);
-    get(host, dev, n * sizeof *host);
-    reference_f32(want, n, (size_t)g_rank * count, count, 1.0f);
-    expect_same("reduce-scatter f32 in place", host + (size_t)g_rank * count, want,
-                count * sizeof *want);
-    dev_free(dev, n * sizeof *host);
-    free(host);
-    free(want);
+    complete("reduce-scatter in place",
+             zrt__comm_reduce_scatter_f32(g_comm, dev, dev + mine, count, ZRT_SUM, &req),
+             &req);
+    expect_device_reduced("reduce-scatter f32 in place", ZRT_F32, dev + mine, n, mine,
+                          count, 1.0f);
+    dev_free(dev, n * sizeof *dev);
 }
 
 /* bf16 with ZRT_AVG, separate device send and recv. */
 static void case_reduce_scatter_bf16(void)
 {
     const size_t count = 333, n = count * (size_t)g_size;
-    uint16_t *host = test_xmalloc(n * sizeof *host),
-             *want = test_xmalloc(count * sizeof *want);
-    uint16_t *got = test_xmalloc(count * sizeof *got);
-    uint16_t *send = dev_alloc(n * 2), *recv = dev_alloc(count * 2);
-    inputs_bf16(host, g_rank, n);
-    put(send, host, n * 2);
+    uint16_t *send = device_inputs(ZRT_BF16, n), *recv = dev_alloc(count * 2);
     zrt__comm_req *req = NULL;
-    if (check("reduce-scatter bf16",
-              g_comm->ops->reduce_scatter(g_comm, send, recv, count, ZRT_BF16, ZRT_AVG,
-                                          &req)))
-        wait_req("reduce-scatter bf16", req);
-    get(got, recv, count * 2);
-    reference_bf16(want, n, (size_t)g_rank * count, count, (float)g_size);
-    expect_same("reduce-scatter bf16 avg", got, want, count * 2);
+    complete(
+        "reduce-scatter bf16",
+        g_comm->ops->reduce_scatter(g_comm, send, recv, count, ZRT_BF16, ZRT_AVG, &req),
+        &req);
+    expect_device_reduced("reduce-scatter bf16 avg", ZRT_BF16, recv, n,
+                          (size_t)g_rank * count, count, (float)g_size);
     dev_free(send, n * 2);
     dev_free(recv, count * 2);
-    free(host);
-    free(want);
-    free(got);
 }
 
 /* Device send, host recv: only the input is staged. */
 static void case_reduce_scatter_to_host(void)
 {
     const size_t count = 64, n = count * (size_t)g_size;
-    float *host = test_xmalloc(n * sizeof *host),
-          *want = test_xmalloc(count * sizeof *want);
-    float *recv = test_xmalloc(count * sizeof *recv);
-    float *send = dev_alloc(n * sizeof *host);
-    inputs_f32(host, g_rank, n);
-    put(send, host, n * sizeof *host);
+    float *send = device_inputs(ZRT_F32, n), *recv = test_xmalloc(count * sizeof *recv);
     zrt__comm_req *req = NULL;
-    if (check("reduce-scatter to host",
-              zrt__comm_reduce_scatter_f32(g_comm, send, recv, count, ZRT_SUM, &req)))
-        wait_req("reduce-scatter to host", req);
-    reference_f32(want, n, (size_t)g_rank * count, count, 1.0f);
-    expect_same("reduce-scatter device to host", recv, want, count * sizeof *want);
-    dev_free(send, n * sizeof *host);
-    free(host);
-    free(want);
+    complete("reduce-scatter to host",
+             zrt__comm_reduce_scatter_f32(g_comm, send, recv, count, ZRT_SUM, &req),
+             &req);
+    expect_reduced("reduce-scatter device to host", ZRT_F32, recv, n,
+                   (size_t)g_rank * count, count, 1.0f);
+    dev_free(send, n * sizeof *send);
     free(recv);
 }
 
@@ -348,73 +401,51 @@ static void case_reduce_scatter_to_host(void)
 static void case_all_reduce_polled(void)
 {
     const size_t n = 1001;
-    float *host = test_xmalloc(n * sizeof *host), *want = test_xmalloc(n * sizeof *want);
-    float *dev = dev_alloc(n * sizeof *host);
-    inputs_f32(host, g_rank, n);
-    put(dev, host, n * sizeof *host);
+    float *dev = device_inputs(ZRT_F32, n);
     zrt__comm_req *req = NULL;
     if (check("all-reduce",
               zrt__comm_all_reduce_f32(g_comm, dev, dev, n, ZRT_SUM, &req))) {
         int done = 0;
         while (!done && check("all-reduce test", g_comm->ops->test(g_comm, req, &done)))
             ;
-        get(host, dev, n * sizeof *host);
-        reference_f32(want, n, 0, n, 1.0f);
-        expect_same("all-reduce in place, after test reported done", host, want,
-                    n * sizeof *want);
+        expect_device_reduced("all-reduce in place, after test reported done", ZRT_F32,
+                              dev, n, 0, n, 1.0f);
         wait_req("all-reduce", req);
     }
-    get(host, dev, n * sizeof *host);
-    expect_same("all-reduce in place, after wait", host, want, n * sizeof *want);
-    dev_free(dev, n * sizeof *host);
-    free(host);
-    free(want);
+    expect_device_reduced("all-reduce in place, after wait", ZRT_F32, dev, n, 0, n, 1.0f);
+    dev_free(dev, n * sizeof *dev);
 }
 
 /* bf16, in place: send is recv's block r. */
 static void case_all_gather_in_place(void)
 {
     const size_t count = 257, n = count * (size_t)g_size;
-    uint16_t *host = test_xmalloc(n * 2), *want = test_xmalloc(n * 2);
-    uint16_t *dev = dev_alloc(n * 2);
+    uint16_t *host = test_xmalloc(n * 2), *dev = dev_alloc(n * 2);
     memset(host, 0xA5, n * 2);
     inputs_bf16(host + (size_t)g_rank * count, g_rank, count);
     put(dev, host, n * 2);
     zrt__comm_req *req = NULL;
-    if (check("all-gather in place",
-              g_comm->ops->all_gather(g_comm, dev + (size_t)g_rank * count, dev, count,
-                                      ZRT_BF16, &req)))
-        wait_req("all-gather in place", req);
-    get(host, dev, n * 2);
-    for (int r = 0; r < g_size; r++)
-        inputs_bf16(want + (size_t)r * count, r, count);
-    expect_same("all-gather bf16 in place", host, want, n * 2);
+    complete("all-gather in place",
+             g_comm->ops->all_gather(g_comm, dev + (size_t)g_rank * count, dev, count,
+                                     ZRT_BF16, &req),
+             &req);
+    expect_device_gathered("all-gather bf16 in place", ZRT_BF16, dev, count);
     dev_free(dev, n * 2);
     free(host);
-    free(want);
 }
 
 /* Host send into a device recv. */
 static void case_all_gather_from_host(void)
 {
     const size_t count = 100, n = count * (size_t)g_size;
-    float *mine = test_xmalloc(count * sizeof *mine),
-          *host = test_xmalloc(n * sizeof *host);
-    float *want = test_xmalloc(n * sizeof *want);
-    float *dev = dev_alloc(n * sizeof *host);
+    float *mine = test_xmalloc(count * sizeof *mine), *dev = dev_alloc(n * sizeof *dev);
     inputs_f32(mine, g_rank, count);
     zrt__comm_req *req = NULL;
-    if (check("all-gather from host",
-              g_comm->ops->all_gather(g_comm, mine, dev, count, ZRT_F32, &req)))
-        wait_req("all-gather from host", req);
-    get(host, dev, n * sizeof *host);
-    for (int r = 0; r < g_size; r++)
-        inputs_f32(want + (size_t)r * count, r, count);
-    expect_same("all-gather host to device", host, want, n * sizeof *want);
-    dev_free(dev, n * sizeof *host);
+    complete("all-gather from host",
+             g_comm->ops->all_gather(g_comm, mine, dev, count, ZRT_F32, &req), &req);
+    expect_device_gathered("all-gather host to device", ZRT_F32, dev, count);
+    dev_free(dev, n * sizeof *dev);
     free(mine);
-    free(host);
-    free(want);
 }
 
 static void case_broadcast(void)
@@ -429,8 +460,7 @@ static void case_broadcast(void)
     }
     put(dev, host, bytes);
     zrt__comm_req *req = NULL;
-    if (check("broadcast", g_comm->ops->broadcast(g_comm, dev, bytes, root, &req)))
-        wait_req("broadcast", req);
+    complete("broadcast", g_comm->ops->broadcast(g_comm, dev, bytes, root, &req), &req);
     get(host, dev, bytes);
     expect_same("broadcast of a device buffer", host, want, bytes);
     dev_free(dev, bytes);
@@ -442,15 +472,12 @@ static void case_broadcast(void)
 static void case_host_buffers_untouched(void)
 {
     float x[5];
-    float want[5];
     inputs_f32(x, g_rank, 5);
-    reference_f32(want, 5, 0, 5, 1.0f);
     long copies = g_dev.copies, pins = g_dev.pins;
     zrt__comm_req *req = NULL;
-    if (check("host all-reduce",
-              zrt__comm_all_reduce_f32(g_comm, x, x, 5, ZRT_SUM, &req)))
-        wait_req("host all-reduce", req);
-    expect_same("all-reduce of host floats", x, want, sizeof want);
+    complete("host all-reduce", zrt__comm_all_reduce_f32(g_comm, x, x, 5, ZRT_SUM, &req),
+             &req);
+    expect_reduced("all-reduce of host floats", ZRT_F32, x, 5, 0, 5, 1.0f);
     if (g_dev.copies != copies || g_dev.pins != pins)
         TEST_FAIL("a host-buffer all-reduce staged: %ld copies, %ld pins",
                   g_dev.copies - copies, g_dev.pins - pins);

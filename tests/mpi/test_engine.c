@@ -17,6 +17,7 @@
 #include <math.h>
 #include <mpi.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,11 +64,60 @@ static zrt_status train_step(model *m)
     return zrt_step(m->ctx, &hp);
 }
 
+/* A model built from cfg; the build must succeed. */
+static model built(const zrt_config *cfg)
+{
+    model m = {0};
+    ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    return m;
+}
+
+/* A model built from base_config(stage). */
+static model built_at_stage(int stage)
+{
+    zrt_config cfg;
+    base_config(&cfg, stage);
+    return built(&cfg);
+}
+
+/* A model built from cfg and trained one step (which records the trace). */
+static model trained_one_step(const zrt_config *cfg)
+{
+    model m = built(cfg);
+    ck_assert_msg(train_step(&m) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    return m;
+}
+
+/* A bare context for base_config(stage): nothing registered yet. */
+static zrt_ctx *new_ctx(int stage)
+{
+    zrt_config cfg;
+    base_config(&cfg, stage);
+    zrt_ctx *ctx;
+    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
+    return ctx;
+}
+
+static zrt_mem_stats mem_stats(zrt_ctx *ctx)
+{
+    zrt_mem_stats st;
+    zrt_get_mem_stats(ctx, &st);
+    return st;
+}
+
+/* The elements of this rank's shards, summed over the layers. */
+static int64_t shard_numel(const zrt_ctx *ctx)
+{
+    int64_t shard = 0;
+    for (int l = 0; l < NLAYERS; l++)
+        shard += ctx->plan.layers[l].shard_numel;
+    return shard;
+}
+
 /* Trains `steps` steps and returns every parameter, gathered, concatenated. */
 static float *train_and_read(const zrt_config *cfg, int steps)
 {
-    model m = {0};
-    ck_assert_int_eq(build(&m, cfg), ZRT_OK);
+    model m = built(cfg);
     for (int s = 0; s < steps; s++)
         ck_assert_msg(train_step(&m) == ZRT_OK, "step %d: %s", s, zrt_last_error(m.ctx));
     float *all = read_all(&m);
@@ -75,18 +125,39 @@ static float *train_and_read(const zrt_config *cfg, int steps)
     return all;
 }
 
-START_TEST(stages_are_bit_identical)
+/* train_and_read of base_config(stage): the reference the variants match. */
+static float *train_stage(int stage, int steps)
 {
     zrt_config cfg;
-    base_config(&cfg, 0);
-    float *reference = train_and_read(&cfg, 5);
+    base_config(&cfg, stage);
+    return train_and_read(&cfg, steps);
+}
+
+/* Training cfg `steps` steps ends with the reference's bits exactly; the
+ * printf-style arguments name the case in a failure. */
+static void expect_trains_to(const float *reference, const zrt_config *cfg, int steps,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void expect_trains_to(const float *reference, const zrt_config *cfg, int steps,
+                             const char *fmt, ...)
+{
+    char what[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    float *got = train_and_read(cfg, steps);
+    assert_same_bits(got, reference, what);
+    free(got);
+}
+
+START_TEST(stages_are_bit_identical)
+{
+    float *reference = train_stage(0, 5);
     for (int stage = 1; stage <= 3; stage++) {
+        zrt_config cfg;
         base_config(&cfg, stage);
-        float *got = train_and_read(&cfg, 5);
-        char what[32];
-        snprintf(what, sizeof what, "stage %d vs 0", stage);
-        assert_same_bits(got, reference, what);
-        free(got);
+        expect_trains_to(reference, &cfg, 5, "stage %d vs 0", stage);
     }
     /* The parameters moved: the test would notice a step that did nothing. */
     ck_assert_float_ne(reference[0], initial_value(0, 0));
@@ -98,17 +169,12 @@ END_TEST
  * the same parameters at every stage. */
 START_TEST(step_leaves_gradients_zeroed)
 {
-    zrt_config cfg;
-    base_config(&cfg, 0);
-    float *reference = train_and_read(&cfg, 4);
+    float *reference = train_stage(0, 4);
     call_zero_grad = 0;
     for (int stage = 0; stage <= 3; stage++) {
+        zrt_config cfg;
         base_config(&cfg, stage);
-        float *got = train_and_read(&cfg, 4);
-        char what[48];
-        snprintf(what, sizeof what, "stage %d without zero_grad", stage);
-        assert_same_bits(got, reference, what);
-        free(got);
+        expect_trains_to(reference, &cfg, 4, "stage %d without zero_grad", stage);
     }
     call_zero_grad = 1;
     free(reference);
@@ -119,19 +185,15 @@ END_TEST
  * memory: the same bits, and the device tier holds none of them. */
 START_TEST(host_offload_is_bit_identical_and_leaves_the_device)
 {
-    zrt_config cfg;
-    base_config(&cfg, 0);
-    float *reference = train_and_read(&cfg, 4);
+    float *reference = train_stage(0, 4);
     for (int stage = 1; stage <= 3; stage++) {
+        zrt_config cfg;
         base_config(&cfg, stage);
         cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
         if (stage == 3)
             cfg.offload_param.device = ZRT_OFFLOAD_CPU;
-        model m = {0};
-        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-        ck_assert_int_eq(train_step(&m), ZRT_OK);
-        zrt_mem_stats st;
-        zrt_get_mem_stats(m.ctx, &st);
+        model m = trained_one_step(&cfg);
+        zrt_mem_stats st = mem_stats(m.ctx);
         int64_t padded = m.ctx->plan.total_flat_numel, n = world_size;
         ck_assert_int_eq(st.peak[ZRT_TIER_DEVICE][ZRT_CAT_OPTIM], 0);
         ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_OPTIM], 8 * padded / n);
@@ -140,11 +202,7 @@ START_TEST(host_offload_is_bit_identical_and_leaves_the_device)
             ck_assert_int_eq(st.peak[ZRT_TIER_HOST][ZRT_CAT_PARAM], 4 * padded / n);
         }
         ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-        float *got = train_and_read(&cfg, 4);
-        char what[48];
-        snprintf(what, sizeof what, "stage %d with host offload", stage);
-        assert_same_bits(got, reference, what);
-        free(got);
+        expect_trains_to(reference, &cfg, 4, "stage %d with host offload", stage);
     }
     free(reference);
 }
@@ -160,11 +218,8 @@ START_TEST(pin_memory_locks_the_offloaded_buffers)
         cfg.offload_optimizer.pin_memory = 1;
         cfg.offload_param.device = ZRT_OFFLOAD_CPU;
         cfg.offload_param.pin_memory = pin_param;
-        model m = {0};
-        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-        ck_assert_int_eq(train_step(&m), ZRT_OK);
-        zrt_mem_stats st;
-        zrt_get_mem_stats(m.ctx, &st);
+        model m = trained_one_step(&cfg);
+        zrt_mem_stats st = mem_stats(m.ctx);
         const int64_t *host = st.current[ZRT_TIER_HOST];
         int64_t expect = host[ZRT_CAT_OPTIM] + host[ZRT_CAT_GRAD] +
                          (pin_param ? host[ZRT_CAT_PARAM] : 0);
@@ -227,8 +282,7 @@ static void nvme_config(zrt_config *cfg, const offload_case *c, const char *dir)
  * to the host; both slots of every region counted in the nvme tier. */
 static void check_nvme_tiers(zrt_ctx *ctx, const offload_case *c)
 {
-    zrt_mem_stats st;
-    zrt_get_mem_stats(ctx, &st);
+    zrt_mem_stats st = mem_stats(ctx);
     int64_t shard = ctx->plan.total_flat_numel / world_size;
     int64_t shard_bytes = (int64_t)ctx->esize * shard; /* parameters, gradients */
     if (c->optim == ZRT_OFFLOAD_NVME) {
@@ -268,18 +322,12 @@ static void check_nvme_bit_identical(void)
         const offload_case *c = &nvme_cases[i];
         nvme_config(&cfg, c, dir);
         cfg.stage3_prefetch_bucket_size = 200; /* so fetches run ahead */
-        model m = {0};
-        ck_assert_msg(build(&m, &cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
-        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        model m = trained_one_step(&cfg);
         check_nvme_tiers(m.ctx, c);
         ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-        float *got = train_and_read(&cfg, 4);
-        char what[96];
-        snprintf(what, sizeof what,
-                 "stage %d, optimizer %d, params %d (0 none 1 cpu 2 nvme)", c->stage,
-                 (int)c->optim, (int)c->param);
-        assert_same_bits(got, reference, what);
-        free(got);
+        expect_trains_to(reference, &cfg, 4,
+                         "stage %d, optimizer %d, params %d (0 none 1 cpu 2 nvme)",
+                         c->stage, (int)c->optim, (int)c->param);
     }
     assert_nothing_left(dir);
     free(reference);
@@ -303,9 +351,7 @@ START_TEST(nvme_shards_are_fetched_ahead_along_the_trace)
         nvme_config(&cfg, &c, dir);
         cfg.stage3_prefetch_bucket_size = 0; /* no gathers ahead: reads only */
         cfg.offload_param.buffer_count = buffers;
-        model m = {0};
-        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-        ck_assert_int_eq(train_step(&m), ZRT_OK); /* records the trace */
+        model m = trained_one_step(&cfg);
         ck_assert_int_eq(zrt_forward_begin(m.ctx, 0), ZRT_OK);
         const zrt__layer_state *ls = m.ctx->layers;
         /* the trace goes on 1 (no parameters), 2, 3 */
@@ -382,8 +428,7 @@ static void expect_failed_step(const offload_case *c, int optim_file, breakage h
     make_dir(dir);
     zrt_config cfg;
     nvme_config(&cfg, c, dir);
-    model m = {0};
-    ck_assert_msg(build(&m, &cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    model m = built(&cfg);
     for (int s = 0; s < 2; s++)
         ck_assert_int_eq(train_step(&m), ZRT_OK);
     float *before = read_all(&m);
@@ -442,9 +487,7 @@ START_TEST(broken_parameter_swap_fails_the_gather)
         zrt_config cfg;
         const offload_case c = {3, ZRT_OFFLOAD_CPU, ZRT_OFFLOAD_NVME};
         nvme_config(&cfg, &c, dir);
-        model m = {0};
-        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        model m = trained_one_step(&cfg);
         char file[128], reach[64];
         snprintf(file, sizeof file, "%s/zrt-rank%d/param.swap", dir, world_rank);
         swap_file_path(&m, 0, reach, sizeof reach);
@@ -511,48 +554,47 @@ START_TEST(unusable_swap_directory_fails_at_finalize)
 }
 END_TEST
 
+/* Offload settings zrt_config_validate refuses, and what its reason says. */
+static const struct refused_offload {
+    int stage;
+    int param; /* the setting is offload_param's (else offload_optimizer's) */
+    zrt_offload_device device;
+    const char *reason;
+} refused_offloads[] = {
+    {0, 0, ZRT_OFFLOAD_CPU, "needs stage 1, 2 or 3"},
+    {2, 1, ZRT_OFFLOAD_CPU, "needs stage 3"},
+    {3, 0, ZRT_OFFLOAD_NVME, "nvme_path' is not set"},
+    {3, 1, ZRT_OFFLOAD_NVME, "nvme_path' is not set"},
+};
+
 START_TEST(offload_rules_are_enforced)
 {
-    zrt_config cfg;
-    base_config(&cfg, 0);
-    cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
-    char why[512];
-    ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
-    ck_assert_msg(strstr(why, "needs stage 1, 2 or 3"), "%s", why);
-    base_config(&cfg, 2);
-    cfg.offload_param.device = ZRT_OFFLOAD_CPU;
-    ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
-    ck_assert_msg(strstr(why, "needs stage 3"), "%s", why);
-    base_config(&cfg, 3);
-    cfg.offload_optimizer.device = ZRT_OFFLOAD_NVME;
-    ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
-    ck_assert_msg(strstr(why, "nvme_path' is not set"), "%s", why);
-    base_config(&cfg, 3);
-    cfg.offload_param.device = ZRT_OFFLOAD_NVME;
-    ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
-    ck_assert_msg(strstr(why, "nvme_path' is not set"), "%s", why);
+    for (size_t i = 0; i < sizeof refused_offloads / sizeof refused_offloads[0]; i++) {
+        const struct refused_offload *r = &refused_offloads[i];
+        zrt_config cfg;
+        base_config(&cfg, r->stage);
+        (r->param ? &cfg.offload_param : &cfg.offload_optimizer)->device = r->device;
+        char why[512];
+        ck_assert_int_eq(zrt_config_validate(&cfg, why, sizeof why), ZRT_ERR_CONFIG);
+        ck_assert_msg(strstr(why, r->reason), "case %zu: %s", i, why);
+    }
 }
 END_TEST
 
 START_TEST(buckets_and_overlap_do_not_change_results)
 {
-    zrt_config cfg;
-    base_config(&cfg, 2);
-    float *reference = train_and_read(&cfg, 4);
+    float *reference = train_stage(2, 4);
     for (int stage = 1; stage <= 3; stage++) {
         for (int overlap = 0; overlap <= 1; overlap++) {
+            zrt_config cfg;
             base_config(&cfg, stage);
             cfg.overlap_comm = overlap;
             cfg.reduce_bucket_size = 1;
             cfg.allgather_bucket_size = 1;
             cfg.stage3_prefetch_bucket_size = overlap ? 1000 : 0;
             cfg.stage3_param_persistence_threshold = overlap ? 200 : 0;
-            float *got = train_and_read(&cfg, 4);
-            char what[64];
-            snprintf(what, sizeof what, "stage %d overlap %d small buckets", stage,
-                     overlap);
-            assert_same_bits(got, reference, what);
-            free(got);
+            expect_trains_to(reference, &cfg, 4, "stage %d overlap %d small buckets",
+                             stage, overlap);
         }
     }
     free(reference);
@@ -572,12 +614,10 @@ static void check_formula(int stage)
     base_config(&cfg, stage);
     cfg.reduce_bucket_size = 200;
     cfg.stage3_prefetch_bucket_size = 200;
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    model m = built(&cfg);
     for (int s = 0; s < 3; s++)
         ck_assert_int_eq(train_step(&m), ZRT_OK);
-    zrt_mem_stats st;
-    zrt_get_mem_stats(m.ctx, &st);
+    zrt_mem_stats st = mem_stats(m.ctx);
     const zrt__plan *plan = &m.ctx->plan;
     int64_t n = world_size, padded = plan->total_flat_numel;
     /* Padding: each tensor starts aligned, each layer splits evenly. */
@@ -632,9 +672,7 @@ END_TEST
 
 static int64_t gathered_now(zrt_ctx *ctx)
 {
-    zrt_mem_stats st;
-    zrt_get_mem_stats(ctx, &st);
-    return st.current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_GATHER];
+    return mem_stats(ctx).current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_GATHER];
 }
 
 static void check_prefetch(int64_t budget, int expect_prefetch)
@@ -642,9 +680,7 @@ static void check_prefetch(int64_t budget, int expect_prefetch)
     zrt_config cfg;
     base_config(&cfg, 3);
     cfg.stage3_prefetch_bucket_size = budget;
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-    ck_assert_int_eq(train_step(&m), ZRT_OK); /* records the trace */
+    model m = trained_one_step(&cfg);
     int64_t layer0 = 4 * m.ctx->plan.layers[0].flat_numel;
     int64_t layer2 = 4 * m.ctx->plan.layers[2].flat_numel;
     ck_assert_int_eq(zrt_forward_begin(m.ctx, 0), ZRT_OK);
@@ -668,11 +704,8 @@ START_TEST(stage3_persistent_layers_stay_gathered)
     zrt_config cfg;
     base_config(&cfg, 3);
     cfg.stage3_param_persistence_threshold = 150; /* layer 2 (133), not 0 (188) or 3 */
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-    ck_assert_int_eq(train_step(&m), ZRT_OK);
-    zrt_mem_stats st;
-    zrt_get_mem_stats(m.ctx, &st);
+    model m = trained_one_step(&cfg);
+    zrt_mem_stats st = mem_stats(m.ctx);
     ck_assert_int_eq(st.current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_PERSIST],
                      4 * m.ctx->plan.layers[2].flat_numel);
     ck_assert_int_eq(st.current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_GATHER], 0);
@@ -693,10 +726,7 @@ static void expect_error(zrt_ctx *ctx, zrt_status got, zrt_status want,
 
 START_TEST(misuse_is_refused_with_a_sentence)
 {
-    zrt_config cfg;
-    base_config(&cfg, 3);
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    model m = built_at_stage(3);
     zrt_ctx *ctx = m.ctx;
     void *ptr;
     zrt_adamw hp;
@@ -722,10 +752,7 @@ END_TEST
 
 START_TEST(bad_parameter_descriptions_are_refused)
 {
-    zrt_config cfg;
-    base_config(&cfg, 1);
-    zrt_ctx *ctx;
-    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
+    zrt_ctx *ctx = new_ctx(1);
     zrt_param h = -7;
     zrt_param_desc d = {.name = "w", .ndim = 2, .shape = {3, 0}, .layer = 0};
     expect_error(ctx, zrt_param_register(ctx, &d, &h), ZRT_ERR_INVALID_ARG,
@@ -764,8 +791,7 @@ START_TEST(stage0_over_budget_fails_on_every_rank_stage3_fits)
                       strstr(why, "param ") && strstr(why, "optim ") &&
                       strstr(why, "nothing was allocated"),
                   "%s", why);
-    zrt_mem_stats ms;
-    zrt_get_mem_stats(m.ctx, &ms);
+    zrt_mem_stats ms = mem_stats(m.ctx);
     ck_assert_int_eq(ms.tier_peak[ZRT_TIER_DEVICE], 0);
     ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
     if (world_size == 1)
@@ -774,8 +800,7 @@ START_TEST(stage0_over_budget_fails_on_every_rank_stage3_fits)
     cfg.device_mem_limit = budget;
     cfg.stage3_prefetch_bucket_size = 0;
     cfg.reduce_bucket_size = 0;
-    model m3 = {0};
-    ck_assert_msg(build(&m3, &cfg) == ZRT_OK, "%s", zrt_last_error(m3.ctx));
+    model m3 = built(&cfg);
     for (int s = 0; s < 2; s++)
         ck_assert_msg(train_step(&m3) == ZRT_OK, "%s", zrt_last_error(m3.ctx));
     ck_assert_int_eq(zrt_ctx_destroy(m3.ctx), ZRT_OK);
@@ -799,8 +824,7 @@ static void expect_plan_equals_measured(const zrt_config *cfg, const char *what)
     call_zero_grad = 1;
     ck_assert_int_eq(zrt_plan_memory(m.ctx, &after), ZRT_OK);
     ck_assert_int_eq(memcmp(&before, &after, sizeof before), 0);
-    zrt_mem_stats ms;
-    zrt_get_mem_stats(m.ctx, &ms);
+    zrt_mem_stats ms = mem_stats(m.ctx);
     for (int t = 0; t < ZRT_TIER_COUNT; t++) {
         ck_assert_msg(ms.tier_peak[t] == before.tier_peak[t],
                       "%s, %d ranks: %s peak %lld measured, %lld planned", what,
@@ -875,21 +899,18 @@ END_TEST
 
 START_TEST(a_declared_step_is_checked_and_followed)
 {
-    zrt_config cfg;
-    base_config(&cfg, 3);
-    model m = {0};
-    ck_assert_int_eq(zrt_ctx_create(&cfg, &m.ctx), ZRT_OK);
+    zrt_ctx *ctx = new_ctx(3);
     zrt_layer_call wrong[] = {{ZRT_FORWARD_BEGIN, 0}, {ZRT_BACKWARD_END, 0}};
-    ck_assert_int_eq(zrt_declare_step(m.ctx, wrong, 2), ZRT_OK);
+    ck_assert_int_eq(zrt_declare_step(ctx, wrong, 2), ZRT_OK);
     zrt_param h;
     zrt_param_desc d = {.name = "w", .ndim = 1, .shape = {10}, .layer = 0};
-    ck_assert_int_eq(zrt_param_register(m.ctx, &d, &h), ZRT_OK);
+    ck_assert_int_eq(zrt_param_register(ctx, &d, &h), ZRT_OK);
     zrt_mem_plan p;
-    expect_error(m.ctx, zrt_plan_memory(m.ctx, &p), ZRT_ERR_INVALID_ARG,
+    expect_error(ctx, zrt_plan_memory(ctx, &p), ZRT_ERR_INVALID_ARG,
                  "declared step: call 1 (backward_end of layer 0): layer 0 is not in "
                  "backward");
-    expect_error(m.ctx, zrt_finalize_params(m.ctx), ZRT_ERR_INVALID_ARG, "call 1");
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    expect_error(ctx, zrt_finalize_params(ctx), ZRT_ERR_INVALID_ARG, "call 1");
+    ck_assert_int_eq(zrt_ctx_destroy(ctx), ZRT_OK);
 }
 END_TEST
 
@@ -901,10 +922,7 @@ END_TEST
  * cuda config, which is what finalize does on a GPU. */
 START_TEST(the_plan_follows_the_communicator)
 {
-    zrt_config cfg;
-    base_config(&cfg, 2);
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+    model m = built_at_stage(2);
     int world = m.ctx->comm->size;
     zrt_mem_plan cpu, nccl, mpi;
     ck_assert_int_eq(zrt__plan_for(m.ctx, &m.ctx->cfg, &m.ctx->plan, &cpu), ZRT_OK);
@@ -932,21 +950,25 @@ START_TEST(the_plan_follows_the_communicator)
 }
 END_TEST
 
+/* The device peak zrt_plan_memory gives the model at base_config(stage). */
+static int64_t planned_device_peak(int stage)
+{
+    model m = built_at_stage(stage);
+    zrt_mem_plan p;
+    ck_assert_int_eq(zrt_plan_memory(m.ctx, &p), ZRT_OK);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    return p.tier_peak[ZRT_TIER_DEVICE];
+}
+
 /* A buffer the loop did not declare passes the budget: the error says what
  * the plan expected, and what the category holds. */
 START_TEST(an_undeclared_buffer_over_budget_quotes_the_plan)
 {
     zrt_config cfg;
     base_config(&cfg, 2);
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-    zrt_mem_plan p;
-    ck_assert_int_eq(zrt_plan_memory(m.ctx, &p), ZRT_OK);
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-    cfg.device_mem_limit = p.tier_peak[ZRT_TIER_DEVICE] + 100;
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-    zrt_mem_stats ms;
-    zrt_get_mem_stats(m.ctx, &ms);
+    cfg.device_mem_limit = planned_device_peak(2) + 100;
+    model m = built(&cfg);
+    zrt_mem_stats ms = mem_stats(m.ctx);
     size_t over = (size_t)(cfg.device_mem_limit - ms.tier_current[ZRT_TIER_DEVICE]) + 1;
     void *buf = NULL;
     expect_error(m.ctx, zrt_buffer_alloc(m.ctx, over, ZRT_CAT_ACTIVATION, &buf),
@@ -995,8 +1017,7 @@ static zrt_status backward_batch(model *m, int first, int count, float scale)
 static float *train_batches(const zrt_config *cfg, int steps, int micro, int batch,
                             const float *scales, float *norms)
 {
-    model m = {0};
-    ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    model m = built(cfg);
     zrt_adamw hp;
     zrt_adamw_init(&hp);
     hp.lr = 0.01f;
@@ -1078,13 +1099,9 @@ START_TEST(offloaded_accumulation_keeps_the_shard_on_the_device)
         base_config(&cfg, 2);
         cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
         cfg.gradient_accumulation_steps = k;
-        model m = {0};
-        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-        int64_t shard = 0;
-        for (int l = 0; l < NLAYERS; l++)
-            shard += m.ctx->plan.layers[l].shard_numel;
-        zrt_mem_stats ms;
-        zrt_get_mem_stats(m.ctx, &ms);
+        model m = built(&cfg);
+        int64_t shard = shard_numel(m.ctx);
+        zrt_mem_stats ms = mem_stats(m.ctx);
         ck_assert_int_eq(ms.current[ZRT_TIER_DEVICE][ZRT_CAT_GRAD],
                          k == 1 ? 0 : 4 * shard);
         ck_assert_int_eq(ms.current[ZRT_TIER_HOST][ZRT_CAT_GRAD], 4 * shard);
@@ -1095,36 +1112,40 @@ END_TEST
 
 /* The norm is the gradient's (averaged over ranks), and clipping equals
  * the loop scaling its gradients by clip / (norm + 1e-6) when norm > clip. */
+static void check_clipping(int stage)
+{
+    zrt_config cfg;
+    base_config(&cfg, stage);
+    float norms[3], norms_unclipped[3], scales[3];
+    float *plain = train_batches(&cfg, 3, 1, 4, NULL, norms_unclipped);
+    cfg.gradient_clipping = 0.5f;
+    float *clipped = train_batches(&cfg, 3, 1, 4, NULL, norms);
+    ck_assert_msg(fabsf(norms[0] - norms_unclipped[0]) <= 1e-6f * norms[0],
+                  "the first norm does not depend on clipping: %g vs %g",
+                  (double)norms[0], (double)norms_unclipped[0]);
+    for (int s = 0; s < 3; s++) {
+        ck_assert_msg(norms[s] > 0.5f, "step %d: norm %g is under the limit", s,
+                      (double)norms[s]);
+        scales[s] = 0.5f / (norms[s] + 1e-6f);
+    }
+    cfg.gradient_clipping = 0.0f;
+    float *by_hand = train_batches(&cfg, 3, 1, 4, scales, NULL);
+    char what[64];
+    snprintf(what, sizeof what, "stage %d, clipped against scaled by hand", stage);
+    assert_close(clipped, by_hand, 1e-6, what);
+    int differs = 0;
+    for (int64_t i = 0; i < model_numel; i++)
+        differs |= clipped[i] != plain[i];
+    ck_assert_msg(differs, "stage %d: clipping changed nothing", stage);
+    free(plain);
+    free(clipped);
+    free(by_hand);
+}
+
 START_TEST(clipping_scales_the_gradients_to_the_limit)
 {
-    for (int stage = 0; stage <= 3; stage++) {
-        zrt_config cfg;
-        base_config(&cfg, stage);
-        float norms[3], norms_unclipped[3], scales[3];
-        float *plain = train_batches(&cfg, 3, 1, 4, NULL, norms_unclipped);
-        cfg.gradient_clipping = 0.5f;
-        float *clipped = train_batches(&cfg, 3, 1, 4, NULL, norms);
-        ck_assert_msg(fabsf(norms[0] - norms_unclipped[0]) <= 1e-6f * norms[0],
-                      "the first norm does not depend on clipping: %g vs %g",
-                      (double)norms[0], (double)norms_unclipped[0]);
-        for (int s = 0; s < 3; s++) {
-            ck_assert_msg(norms[s] > 0.5f, "step %d: norm %g is under the limit", s,
-                          (double)norms[s]);
-            scales[s] = 0.5f / (norms[s] + 1e-6f);
-        }
-        cfg.gradient_clipping = 0.0f;
-        float *by_hand = train_batches(&cfg, 3, 1, 4, scales, NULL);
-        char what[64];
-        snprintf(what, sizeof what, "stage %d, clipped against scaled by hand", stage);
-        assert_close(clipped, by_hand, 1e-6, what);
-        int differs = 0;
-        for (int64_t i = 0; i < model_numel; i++)
-            differs |= clipped[i] != plain[i];
-        ck_assert_msg(differs, "stage %d: clipping changed nothing", stage);
-        free(plain);
-        free(clipped);
-        free(by_hand);
-    }
+    for (int stage = 0; stage <= 3; stage++)
+        check_clipping(stage);
 }
 END_TEST
 
@@ -1132,10 +1153,7 @@ END_TEST
 START_TEST(grad_norm_is_the_global_norm)
 {
     for (int stage = 0; stage <= 3; stage++) {
-        zrt_config cfg;
-        base_config(&cfg, stage);
-        model m = {0};
-        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
+        model m = built_at_stage(stage);
         ck_assert_int_eq(zrt_zero_grad(m.ctx), ZRT_OK);
         for (int l = 0; l < NLAYERS; l++) {
             ck_assert_int_eq(zrt_forward_begin(m.ctx, l), ZRT_OK);
@@ -1168,10 +1186,9 @@ END_TEST
 
 START_TEST(bf16_stages_agree_and_track_f32)
 {
-    zrt_config cfg;
-    base_config(&cfg, 0);
-    float *f32 = train_and_read(&cfg, 10);
+    float *f32 = train_stage(0, 10);
     float *first = NULL;
+    zrt_config cfg;
     for (int stage = 0; stage <= 3; stage++) {
         base_config(&cfg, stage);
         cfg.bf16.enabled = 1;
@@ -1211,16 +1228,9 @@ START_TEST(bf16_holds_two_bytes_a_parameter_and_a_master_copy)
     cfg.stage = 3;
     cfg.offload_optimizer.device = ZRT_OFFLOAD_CPU;
     expect_plan_equals_measured(&cfg, "bf16 stage 3, optimizer on the host");
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-    zrt_mem_stats ms;
-    zrt_get_mem_stats(m.ctx, &ms);
-    int64_t flat = 0, shard = 0;
-    for (int l = 0; l < NLAYERS; l++) {
-        flat += m.ctx->plan.layers[l].flat_numel;
-        shard += m.ctx->plan.layers[l].shard_numel;
-    }
-    (void)flat;
+    model m = built(&cfg);
+    zrt_mem_stats ms = mem_stats(m.ctx);
+    int64_t shard = shard_numel(m.ctx);
     ck_assert_int_eq(ms.current[ZRT_TIER_DEVICE][ZRT_CAT_PARAM], 2 * shard);
     ck_assert_int_eq(ms.current[ZRT_TIER_HOST][ZRT_CAT_GRAD], 2 * shard);
     ck_assert_int_eq(ms.current[ZRT_TIER_HOST][ZRT_CAT_MASTER], 4 * shard);
@@ -1239,9 +1249,7 @@ START_TEST(fp16_overflow_skips_the_step_on_every_rank)
         cfg.fp16.enabled = 1;
         cfg.fp16.initial_scale_power = 8;
         cfg.fp16.hysteresis = hysteresis;
-        model m = {0};
-        ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-        ck_assert_int_eq(train_step(&m), ZRT_OK);
+        model m = trained_one_step(&cfg);
         float *before = read_all(&m), scale;
         long skipped;
         for (int k = 0; k < hysteresis; k++) {
@@ -1308,14 +1316,8 @@ END_TEST
 START_TEST(stage_auto_agrees_across_ranks)
 {
     zrt_config cfg;
-    base_config(&cfg, 0);
-    model m = {0};
-    ck_assert_int_eq(build(&m, &cfg), ZRT_OK);
-    zrt_mem_plan p0;
-    ck_assert_int_eq(zrt_plan_memory(m.ctx, &p0), ZRT_OK);
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-    cfg.stage = ZRT_STAGE_AUTO;
-    cfg.device_mem_limit = p0.tier_peak[ZRT_TIER_DEVICE] + 64;
+    base_config(&cfg, ZRT_STAGE_AUTO);
+    cfg.device_mem_limit = planned_device_peak(0) + 64; /* stage 0 fits, 64 bytes spare */
     zrt_ctx *ctx;
     ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
     zrt_param params[NTENSORS];
@@ -1337,10 +1339,7 @@ END_TEST
 
 START_TEST(allreduce_averages_in_rank_order)
 {
-    zrt_config cfg;
-    base_config(&cfg, 0);
-    zrt_ctx *ctx;
-    ck_assert_int_eq(zrt_ctx_create(&cfg, &ctx), ZRT_OK);
+    zrt_ctx *ctx = new_ctx(0);
     float v[3] = {(float)world_rank, 1.0f, 0.1f * (float)(world_rank + 1)};
     ck_assert_int_eq(zrt_allreduce_f32(ctx, v, 3, ZRT_AVG), ZRT_OK);
     float expect0 = 0, expect2 = 0;
