@@ -10,9 +10,16 @@
 # disagrees refused), --launch-agent (plm_rsh_agent, an absolute path to an
 # executable), --net (shared memory within a host, TCP on that network between
 # hosts; malformed or absent networks refused), --mca (repeatable, replacing an
-# option's value), and the OMPI_MCA_* variables --dry-run lists. A real
-# two-rank run shows arguments reach the program unchanged and each output
-# line is tagged once.
+# option's value), and the OMPI_MCA_* variables --dry-run lists. A run across
+# hosts (a hostfile of several, or --launch-agent) gets the daemons' keepalive
+# and `-x ZRT_LAUNCH_MONITOR` (the name only: its value, drawn per run, is in
+# mpirun's environment, so the command line stays the same); one host gets
+# neither. A real two-rank run shows arguments reach the program unchanged and
+# each output line is tagged once; real runs with the monitor on this host
+# (--launch-agent) show it naming a rank whose wrapper is killed or stopped,
+# dropping hostile connections, naming ranks that never connect (a fake
+# mpirun that starts nothing and ignores SIGTERM, which is then killed), and
+# wrappers stopping their programs when the top level stops answering.
 #   launch_dry_run.sh ZERO_LAUNCH
 # '$HOME' below is meant literally: it must reach the program unexpanded.
 # shellcheck disable=SC2016
@@ -23,6 +30,10 @@ CORES=$("$ZL" --topology | awk '/^cores:/ {print $2}')
 [[ $CORES =~ ^[0-9]+$ ]] || fail "--topology printed no core count"
 HEAD=(mpirun)
 TAIL=(--tag-output -x ZRT_LOG_RANK_PREFIX=0)
+# across hosts: the daemons' keepalive, and the monitor's variable (by name)
+KEEP=(--mca oob_tcp_keepalive_time 2 --mca oob_tcp_keepalive_intvl 2
+    --mca oob_tcp_keepalive_probes 3)
+MON=(-x ZRT_LAUNCH_MONITOR)
 
 # dry ARGS... : runs --dry-run; the command line, read back, lands in ARGV.
 dry() {
@@ -174,15 +185,15 @@ refused "--nvme-path: '$WORK/cfg.json/x': Not a directory" --nvme-path "$WORK/cf
 # the binding computed for N ranks a host; -np is the hosts times N.
 printf 'node1 slots=2\nnode2 slots=2 # two hosts\n' >"$WORK/two_hosts"
 dry --hostfile "$WORK/two_hosts" --ranks-per-host 2 --bind none prog
-expect_argv "${HEAD[@]}" -np 4 --hostfile "$WORK/two_hosts" --map-by ppr:2:node \
-    --bind-to none "${TAIL[@]}" "$SELF" --rank-wrapper -- prog
+expect_argv "${HEAD[@]}" -np 4 --hostfile "$WORK/two_hosts" "${KEEP[@]}" --map-by ppr:2:node \
+    --bind-to none "${TAIL[@]}" "${MON[@]}" "$SELF" --rank-wrapper -- prog
 dry --hostfile "$WORK/two_hosts" --ranks-per-host 2 -n 4 --bind core prog
-has "-np 4 --hostfile $WORK/two_hosts --map-by ppr:2:node:PE=$(pe 2) --bind-to core --tag"
+has "-np 4 --hostfile $WORK/two_hosts ${KEEP[*]} --map-by ppr:2:node:PE=$(pe 2) --bind-to core --tag"
 dry --hostfile "$WORK/two_hosts" --ranks-per-host 3 --bind numa prog
-has "-np 6 --hostfile $WORK/two_hosts --oversubscribe --map-by ppr:3:node --bind-to numa:overload-allowed --tag"
+has "-np 6 --hostfile $WORK/two_hosts --oversubscribe ${KEEP[*]} --map-by ppr:3:node --bind-to numa:overload-allowed --tag"
 printf 'node1 slots=4\nnode2 slots=1\n' >"$WORK/uneven_hosts" # node2 lacks a slot
 dry --hostfile "$WORK/uneven_hosts" --ranks-per-host 2 --bind socket prog
-has "-np 4 --hostfile $WORK/uneven_hosts --oversubscribe --map-by ppr:2:node --bind-to socket:overload-allowed"
+has "-np 4 --hostfile $WORK/uneven_hosts --oversubscribe ${KEEP[*]} --map-by ppr:2:node --bind-to socket:overload-allowed"
 dry --ranks-per-host 1 --bind none prog # no hostfile: this host
 expect_argv "${HEAD[@]}" -np 1 --map-by ppr:1:node --bind-to none "${TAIL[@]}" \
     "$SELF" --rank-wrapper -- prog
@@ -200,10 +211,10 @@ mkdir "$WORK/bin"
 printf '#!/bin/sh\nexec ssh "$@"\n' >"$WORK/bin/my-agent"
 chmod +x "$WORK/bin/my-agent"
 (cd "$WORK" && "$ZL" --dry-run -n 1 --bind none --launch-agent ./bin/my-agent prog) \
-    >"$WORK/out" || fail "--launch-agent ./bin/my-agent refused"
+    >"$WORK/out" 2>"$WORK/err" || fail "--launch-agent ./bin/my-agent refused"
 eval "ARGV=($(cat "$WORK/out"))"
-expect_argv "${HEAD[@]}" -np 1 --mca plm_rsh_agent "$ABS/bin/my-agent" --bind-to none \
-    "${TAIL[@]}" "$SELF" --rank-wrapper -- prog
+expect_argv "${HEAD[@]}" -np 1 --mca plm_rsh_agent "$ABS/bin/my-agent" "${KEEP[@]}" \
+    --bind-to none "${TAIL[@]}" "${MON[@]}" "$SELF" --rank-wrapper -- prog
 PATH="$WORK/bin:$PATH" dry -n 1 --launch-agent my-agent prog
 has "--mca plm_rsh_agent $WORK/bin/my-agent --"
 refused "--launch-agent: '$WORK/missing': No such file or directory" \
@@ -239,9 +250,9 @@ refused "--net: 'lo,,eth0' has an empty item" --net lo,,eth0 prog
 # replaces that value in its place, and says so.
 dry -n 1 --bind none --mca mpi_yield_when_idle 1 --launch-agent "$WORK/bin/my-agent" \
     --mca btl_tcp_if_exclude 'lo,docker0' prog
-expect_argv "${HEAD[@]}" -np 1 --mca plm_rsh_agent "$WORK/bin/my-agent" \
+expect_argv "${HEAD[@]}" -np 1 --mca plm_rsh_agent "$WORK/bin/my-agent" "${KEEP[@]}" \
     --mca mpi_yield_when_idle 1 --mca btl_tcp_if_exclude lo,docker0 --bind-to none \
-    "${TAIL[@]}" "$SELF" --rank-wrapper -- prog
+    "${TAIL[@]}" "${MON[@]}" "$SELF" --rank-wrapper -- prog
 dry -n 1 --net lo --mca btl self,tcp prog
 has "--mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --"
 grep -qF -- "--mca btl self,tcp replaces the value --net gives it (self,vader,tcp)" \
@@ -257,6 +268,28 @@ grep -qxF "zero-launch: the environment sets OMPI_MCA_zrt_test_a=7: mpirun reads
     "$WORK/err" && grep -qxF "zero-launch: the environment sets OMPI_MCA_zrt_test_b=8: mpirun reads it too, but the command's --mca of that name wins" \
     "$WORK/err" || fail "--dry-run: OMPI_MCA_* not listed: $(cat "$WORK/err")"
 
+# Across hosts only: one host (a hostfile of one, or none) gets neither the
+# keepalive nor the monitor; --dry-run says what the variable will hold; a
+# keepalive key given with --mca replaces that one value, and says so.
+dry --hostfile "$WORK/hosts" prog
+lacks ZRT_LAUNCH_MONITOR
+lacks oob_tcp_keepalive
+dry -n 2 --bind none --hostfile "$WORK/two_hosts" prog
+grep -qF "mpirun's environment also gets ZRT_LAUNCH_MONITOR=ADDR:PORT:TOKEN:SECONDS" \
+    "$WORK/err" || fail "--dry-run does not say what ZRT_LAUNCH_MONITOR holds: $(cat "$WORK/err")"
+dry -n 2 --bind none --hostfile "$WORK/two_hosts" --mca oob_tcp_keepalive_time 30 prog
+expect_argv "${HEAD[@]}" -np 2 --hostfile "$WORK/two_hosts" --mca oob_tcp_keepalive_time 30 \
+    "${KEEP[@]:3}" --bind-to none "${TAIL[@]}" "${MON[@]}" "$SELF" --rank-wrapper -- prog
+grep -qF -- "--mca oob_tcp_keepalive_time 30 replaces the value a run across hosts gives it (2)" \
+    "$WORK/err" || fail "--mca oob_tcp_keepalive_time: no note: $(cat "$WORK/err")"
+dry -n 2 --bind none --hostfile "$WORK/two_hosts" --heartbeat-timeout 7 --start-timeout 9 prog
+has "${MON[*]} $SELF"
+refused "--heartbeat-timeout: '1' is not a whole number of seconds from 2 to 86400" \
+    --heartbeat-timeout 1 prog
+refused "--heartbeat-timeout: 'x' is not a whole number" --heartbeat-timeout x prog
+refused "--start-timeout: '0' is not a whole number of seconds from 1 to 86400" \
+    --start-timeout 0 prog
+
 # --topology, --version, --help.
 "$ZL" --topology >"$WORK/out" || fail "--topology exited non-zero"
 has "cores:"
@@ -265,7 +298,8 @@ grep -q '^binding: *\(none\|core\|numa\|socket\)' "$WORK/out" || fail "no bindin
 grep -q '^zero-launch [0-9]' "$WORK/out" || fail "--version: $(cat "$WORK/out")"
 "$ZL" --help >"$WORK/out" || fail "--help exited non-zero"
 has "--allow-run-as-root"
-for opt in --ranks-per-host --launch-agent --net --mca; do has "$opt"; done
+for opt in --ranks-per-host --launch-agent --net --mca --heartbeat-timeout \
+    --start-timeout; do has "$opt"; done
 
 # A real run: each rank's program gets the arguments unchanged (no shell), and
 # every line carries Open MPI's tag once.
@@ -282,4 +316,110 @@ for r in 0 1; do
     grep -qx "\[[0-9]*,$r\]<stdout>: \?x y" "$WORK/out" || fail "rank $r: no SPACED=x y"
     grep -qx "\[[0-9]*,$r\]<stdout>: \?0" "$WORK/out" || fail "rank $r: no ZRT_LOG_RANK_PREFIX=0"
 done
+
+# Real runs with the monitor, all on this host: --launch-agent makes a run
+# one "across hosts" (mpirun starts every rank here all the same), --net lo
+# puts the monitor on 127.0.0.1. The program does not see the variable.
+MONITORED=("$ZL" --allow-run-as-root -n 2 --bind none --launch-agent /bin/true --net lo)
+"${MONITORED[@]}" /usr/bin/env >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "a monitored run failed"; }
+grep -q "^\[[0-9]*,1\]<stdout>: \?ZRT_LOG_RANK_PREFIX=0" "$WORK/out" || fail "monitored: no env"
+! grep -q ZRT_LAUNCH_MONITOR "$WORK/out" || fail "the program sees ZRT_LAUNCH_MONITOR"
+
+# start_monitored ARGS... : a monitored job of 2 ranks running PROGRAM ARGS
+# in the background ($job), returning once both programs run (their wrappers
+# have said hello): $mpirun, $wrappers, $programs.
+start_monitored() {
+    "${MONITORED[@]}" "$@" >"$WORK/out" 2>&1 &
+    job=$!
+    local n w
+    for ((n = 0; n < 100; n++)); do
+        mpirun=$(ps --ppid "$job" -o pid= | tr -d ' ' || true)
+        wrappers=$([ -z "$mpirun" ] || ps --ppid "$mpirun" -o pid= || true)
+        programs=$(for w in $wrappers; do ps --ppid "$w" -o pid= || true; done)
+        (($(wc -w <<<"$programs") < 2)) || return 0
+        sleep 0.1
+    done
+    fail "the monitored job did not start: $(cat "$WORK/out")"
+}
+# running PID... : one of them runs (a zombie has ended; pid 1 reaps it,
+# which can take a moment in a container).
+running() { ps -o stat= -p "$(tr -s ' \n' , <<<"$*" | sed 's/^,//; s/,$//')" | grep -qv '^Z'; }
+# ended CASE : $job ends within 15 s with a status that is not 0, and its
+# programs are gone (given 2 s).
+ended() {
+    local n status=0
+    for ((n = 0; n < 150; n++)); do
+        kill -0 "$job" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$job" 2>/dev/null && { kill -CONT "$job"; cat "$WORK/out"; fail "$1: still running"; }
+    wait "$job" || status=$?
+    ((status != 0)) || { cat "$WORK/out"; fail "$1: zero-launch exited 0"; }
+    for ((n = 0; n < 20; n++)); do
+        running "$programs" || return 0
+        sleep 0.1
+    done
+    fail "$1: programs left: $programs"
+}
+says() { grep -Eq -- "$2" "$WORK/out" || { cat "$WORK/out"; fail "$1: no '$2'"; }; }
+HERE="on host $(hostname) \(127\.0\.0\.1\), rank [01] stopped answering"
+
+# A wrapper killed (its connection closes without an exit status), and one
+# stopped (silent): zero-launch names the rank and its host and ends the job.
+start_monitored sleep 30
+kill -KILL "$(head -1 <<<"$wrappers")"
+ended "a killed wrapper"
+says "a killed wrapper" "^zero-launch: $HERE \(its connection closed without an exit status\)"
+start_monitored --heartbeat-timeout 2 sleep 30
+kill -STOP "$(head -1 <<<"$wrappers")"
+ended "a stopped wrapper"
+says "a stopped wrapper" "^zero-launch: $HERE \(no heartbeat for 2 s: the host or its link is down\); ending the job"
+
+# Hostile connections are dropped, each said, and the job goes on: a wrong
+# token, a hello for a rank that has one, a malformed hello, a line too long,
+# not a hello, no hello at all. The variable is read from mpirun's environment.
+start_monitored --heartbeat-timeout 2 sleep 4
+IFS=: read -r addr port token _ < <(tr '\0' '\n' <"/proc/$mpirun/environ" |
+    sed -n 's/^ZRT_LAUNCH_MONITOR=//p')
+[[ $token =~ ^[0-9a-f]{32}$ ]] || fail "ZRT_LAUNCH_MONITOR: no token in mpirun's environment"
+for line in "hello ${token//?/0} 0 x 1" "hello $token 0 x 1" "hello $token 9 x 1" \
+    "$(head -c 400 /dev/zero | tr '\0' a)" "GET / HTTP/1.0" ""; do
+    exec 3<>"/dev/tcp/$addr/$port"
+    if [ -n "$line" ]; then echo "$line" >&3; else sleep 2.5; fi
+    exec 3>&-
+done
+wait "$job" || { cat "$WORK/out"; fail "hostile connections: the job failed"; }
+for why in "a wrong token" "a second hello for rank 0" "a malformed hello" \
+    "a line of more than 319 bytes" "its first line is not 'hello" "no hello within 2 s"; do
+    grep -qF "zero-launch: monitor: dropped a connection from 127.0.0.1: $why" "$WORK/out" ||
+        { cat "$WORK/out"; fail "hostile connections: not said: $why"; }
+done
+
+# Ranks that never connect are named too, and an mpirun that ignores SIGTERM
+# is killed: an "mpirun" that starts nothing and ignores SIGTERM.
+mkdir "$WORK/fake"
+printf '#!/bin/sh\ntrap "" TERM\nexec sleep 30\n' >"$WORK/fake/mpirun"
+chmod +x "$WORK/fake/mpirun"
+start=$SECONDS
+if PATH="$WORK/fake:$PATH" "${MONITORED[@]}" --start-timeout 1 prog >"$WORK/out" 2>&1; then
+    fail "never connected: zero-launch exited 0"
+fi
+((SECONDS - start <= 8)) || fail "never connected: the job took $((SECONDS - start)) s"
+grep -Eq "^zero-launch: ranks 0, 1 did not connect to zero-launch \(127\.0\.0\.1:[0-9]+\) within 1 s of the start" \
+    "$WORK/out" || { cat "$WORK/out"; fail "never connected: the ranks are not named"; }
+grep -qxF "zero-launch: mpirun did not end within 3 s of SIGTERM; killed it (SIGKILL)" \
+    "$WORK/out" || { cat "$WORK/out"; fail "never connected: mpirun was not killed"; }
+
+# The top level stopped (silent): each wrapper stops its program.
+start_monitored --heartbeat-timeout 2 sleep 30
+kill -STOP "$job"
+for ((n = 0; n < 100; n++)); do
+    running "$programs" || break
+    sleep 0.1
+done
+kill -CONT "$job"
+ended "a stopped top level"
+says "a stopped top level" "zero-launch: rank [01] \(host $(hostname), pid [0-9]+\): zero-launch at 127\.0\.0\.1:[0-9]+ did not answer for 2 s; stopping the program"
+! grep -q "stopped answering" "$WORK/out" ||
+    { cat "$WORK/out"; fail "a stopped top level: its ranks were said lost"; }
 echo "PASS"

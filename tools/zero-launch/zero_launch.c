@@ -25,9 +25,26 @@
  * nothing bypasses the btls), rank placement by host
  * (--ranks-per-host: ppr:N:node) and any MCA parameter (--mca).
  *
+ * A run across hosts (a hostfile of more than one host, or --launch-agent)
+ * is also watched by zero-launch itself (monitor.h): every rank wrapper
+ * connects back to a TCP socket of the top level (on its --net address; the
+ * address, port and a random token reach the ranks as ZRT_LAUNCH_MONITOR,
+ * in mpirun's environment and `-x ZRT_LAUNCH_MONITOR`), and the two hear from
+ * each other every second. Ranks whose connections close without an exit
+ * status, that fall silent for --heartbeat-timeout seconds (5), or that never
+ * connect within --start-timeout seconds (60) are named, one sentence a host
+ * ("zero-launch: host H (ADDR) lost: ranks 2, 3 stopped answering (...)"),
+ * and zero-launch ends mpirun itself (SIGTERM, SIGKILL 3 s later) instead of
+ * leaving it to wait for TCP to give up on a lost host (tcp_retries2: about
+ * 15 minutes); a wrapper that stops hearing from the top level stops its
+ * program. Such runs also get mpirun's daemons' TCP keepalive (oob_tcp_
+ * keepalive_time 2, _intvl 2, _probes 3) unless --mca gives those keys. A run
+ * on one host is unchanged: no monitor, the same command line.
+ *
  * Invariants: no shell anywhere (fork + execvp); no option is added implicitly
  * that changes who may run the job (--allow-run-as-root only when asked for);
- * the only mutable globals are the two that signal forwarding needs.
+ * the only mutable globals are the two that signal forwarding needs (the
+ * monitor's state is in its own struct).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -38,6 +55,7 @@
 #include <ifaddrs.h>
 #include <limits.h>
 #include <net/if.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -48,6 +66,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "monitor.h"
 
 #ifndef ZRT_VERSION_STRING
 #define ZRT_VERSION_STRING "unknown"
@@ -70,6 +90,8 @@ struct options {
     const char **mca; /* --mca KEY VALUE pairs from argv: mca[2i], mca[2i+1] */
     int nmca;
     int ranks_per_host; /* 0: not given */
+    int heartbeat_s;    /* --heartbeat-timeout: 0 not given (ZL_HEARTBEAT_S) */
+    int start_s;        /* --start-timeout: 0 not given (ZL_START_S) */
     bool allow_root, dry_run, topology;
     char **prog; /* PROGRAM ARGS..., NULL-terminated, points into argv */
 };
@@ -89,6 +111,7 @@ struct plan {
     enum bind bind;
     bool oversubscribe;
     bool by_host; /* --ranks-per-host: map per_host ranks to each host (ppr) */
+    bool across;  /* across hosts: a hostfile of several, or --launch-agent */
 };
 
 /* A growing argv; every string is owned. */
@@ -105,15 +128,18 @@ struct argv_buf {
 static volatile pid_t forward_pid;
 static volatile sig_atomic_t forwarded_sig;
 
-/* Prints "zero-launch: <message>" on stderr; returns -1. */
+/* Prints "zero-launch: <message>" on stderr in one write (a rank's stderr
+ * goes through mpirun, which tags each piece it reads); returns -1. */
 __attribute__((format(printf, 1, 2))) static int error(const char *fmt, ...)
 {
+    char line[2048] = "zero-launch: ";
+    size_t n = strlen(line);
     va_list ap;
     va_start(ap, fmt);
-    fputs("zero-launch: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
     va_end(ap);
+    strcat(line, "\n");
+    fputs(line, stderr);
     return -1;
 }
 
@@ -609,22 +635,99 @@ static int parse_net_item(const char *item, struct in_addr *net, int *prefix)
     return 0;
 }
 
+/* The IPv4 address of an interface entry, or NULL. */
+static const struct in_addr *if_ipv4(const struct ifaddrs *i)
+{
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+        return NULL;
+    return &((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr;
+}
+
+/* The interface entry i is named item (prefix < 0), or has an IPv4 address
+ * in net/prefix. */
+static bool if_matches(const struct ifaddrs *i, const char *item, struct in_addr net,
+                       int prefix)
+{
+    uint32_t mask = prefix <= 0 ? 0 : htonl(~(uint32_t)0 << (32 - prefix));
+    const struct in_addr *a = if_ipv4(i);
+    if (prefix < 0)
+        return strcmp(i->ifa_name, item) == 0;
+    return a && ((a->s_addr ^ net.s_addr) & mask) == 0;
+}
+
 /* An interface of this host is named item (prefix < 0), or has an IPv4
  * address in net/prefix. */
 static bool net_here(const struct ifaddrs *ifs, const char *item, struct in_addr net,
                      int prefix)
 {
-    uint32_t mask = prefix <= 0 ? 0 : htonl(~(uint32_t)0 << (32 - prefix));
-    for (const struct ifaddrs *i = ifs; i; i = i->ifa_next) {
-        if (prefix < 0 && strcmp(i->ifa_name, item) == 0)
+    for (const struct ifaddrs *i = ifs; i; i = i->ifa_next)
+        if (if_matches(i, item, net, prefix))
             return true;
-        if (prefix >= 0 && i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
-            ((((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr.s_addr ^
-              net.s_addr) &
-             mask) == 0)
-            return true;
-    }
     return false;
+}
+
+/* The first IPv4 address of this host on --net (its items in order), for
+ * the monitor; false when there is none. */
+static bool net_address(const char *net, struct in_addr *out)
+{
+    struct ifaddrs *ifs = NULL;
+    char *list = strdup(net), *save = NULL;
+    bool found = false;
+    if (!list || getifaddrs(&ifs) != 0) {
+        free(list);
+        return false;
+    }
+    for (char *item = strtok_r(list, ",", &save); item && !found;
+         item = strtok_r(NULL, ",", &save)) {
+        struct in_addr addr = {0};
+        int prefix;
+        if (parse_net_item(item, &addr, &prefix) != 0) /* checked before: no */
+            continue;
+        for (const struct ifaddrs *i = ifs; i && !found; i = i->ifa_next)
+            if ((found = if_ipv4(i) && (i->ifa_flags & IFF_UP) &&
+                         if_matches(i, item, addr, prefix)))
+                *out = *if_ipv4(i);
+    }
+    free(list);
+    freeifaddrs(ifs);
+    return found;
+}
+
+static bool is_loopback(struct in_addr a)
+{
+    return (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* Without --net, the address the ranks reach the monitor at: what this
+ * host's name resolves to, else its first non-loopback IPv4 address, else
+ * 127.0.0.1. */
+static struct in_addr default_address(void)
+{
+    struct in_addr out = {htonl(INADDR_LOOPBACK)};
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) == 0 &&
+        getaddrinfo(host, NULL, &hints, &res) == 0) {
+        for (const struct addrinfo *r = res; r; r = r->ai_next) {
+            struct in_addr a =
+                ((const struct sockaddr_in *)(const void *)r->ai_addr)->sin_addr;
+            if (!is_loopback(a)) {
+                freeaddrinfo(res);
+                return a;
+            }
+        }
+        freeaddrinfo(res);
+    }
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) != 0)
+        return out;
+    for (const struct ifaddrs *i = ifs; i; i = i->ifa_next)
+        if (if_ipv4(i) && (i->ifa_flags & IFF_UP) && !is_loopback(*if_ipv4(i))) {
+            out = *if_ipv4(i);
+            break;
+        }
+    freeifaddrs(ifs);
+    return out;
 }
 
 /* --net IF|CIDR[,...]: every item well formed. Hosts may differ, so an item
@@ -726,6 +829,7 @@ static struct plan make_plan(const struct options *o, const struct topo *tp,
     if (p.bind == BIND_DEFAULT)
         p.bind = default_bind(tp, p.per_host);
     p.cores_per_rank = tp->cores / p.per_host > 1 ? tp->cores / p.per_host : 1;
+    p.across = o->agent || (o->hostfile && hf->hosts > 1);
     return p;
 }
 
@@ -842,10 +946,12 @@ static const char *mca_given(const struct options *o, const char *key)
 
 /* --mca KEY VALUE for --launch-agent, for --net (MPI over the btls, so that
  * no UCX or libfabric path bypasses them: shared memory within a host, TCP
- * restricted to the network between hosts, and the daemons' TCP too), then
- * every --mca as given. A --mca of a key one of those options sets replaces
- * that option's value in its place, and says so. */
-static void push_mca(struct argv_buf *a, const struct options *o)
+ * restricted to the network between hosts, and the daemons' TCP too), for a
+ * run across hosts (the daemons' connections probed when idle: 2 s, then
+ * every 2 s, given up after 3 unanswered probes), then every --mca as given.
+ * A --mca of a key one of those sets replaces that value in its place, and
+ * says so. */
+static void push_mca(struct argv_buf *a, const struct options *o, bool across)
 {
     const char *implied[][3] = {
         {"plm_rsh_agent", o->agent, "--launch-agent"},
@@ -853,6 +959,9 @@ static void push_mca(struct argv_buf *a, const struct options *o)
         {"btl", o->net ? "self,vader,tcp" : NULL, "--net"},
         {"btl_tcp_if_include", o->net, "--net"},
         {"oob_tcp_if_include", o->net, "--net"},
+        {"oob_tcp_keepalive_time", across ? "2" : NULL, "a run across hosts"},
+        {"oob_tcp_keepalive_intvl", across ? "2" : NULL, "a run across hosts"},
+        {"oob_tcp_keepalive_probes", across ? "3" : NULL, "a run across hosts"},
     };
     enum { N_IMPLIED = sizeof implied / sizeof implied[0] };
     for (int i = 0; i < N_IMPLIED; i++) {
@@ -894,12 +1003,14 @@ static int build_argv(const struct options *o, const struct plan *p, struct argv
         push_str(a, "--oversubscribe");
     if (o->allow_root)
         push_str(a, "--allow-run-as-root");
-    push_mca(a, o);
+    push_mca(a, o, p->across);
     push_binding(a, p);
     /* Open MPI tags each line [job,rank]<stream>:, so the runtime's own
      * "[zrt rank r/n]" prefix is switched off. */
     push_str(a, "--tag-output");
     push_pair(a, "-x", "ZRT_LOG_RANK_PREFIX=0");
+    if (p->across) /* its value is in mpirun's environment (run_job) */
+        push_pair(a, "-x", ZL_MONITOR_ENV);
     if (o->config) {
         push_str(a, "-x");
         pushf(a, "ZRT_CONFIG=%s", o->config);
@@ -977,16 +1088,20 @@ static void setup_forwarding(const int *sigs, sigset_t *old)
 }
 
 /* In the forked child: die with the parent (deathsig), restore the signal
- * mask, exec. On failure, errno goes to err_fd (close-on-exec, so the parent
- * reads nothing when exec succeeds). */
-static void exec_child(char **v, int deathsig, const sigset_t *mask, pid_t parent,
-                       int err_fd)
+ * mask, exec (with envp as its environment, or ours when NULL). On failure,
+ * errno goes to err_fd (close-on-exec, so the parent reads nothing when exec
+ * succeeds). */
+static void exec_child(char **v, char **envp, int deathsig, const sigset_t *mask,
+                       pid_t parent, int err_fd)
 {
     prctl(PR_SET_PDEATHSIG, deathsig);
     if (getppid() != parent) /* the parent died before prctl took effect */
         _exit(128 + deathsig);
     sigprocmask(SIG_SETMASK, mask, NULL);
-    execvp(v[0], v);
+    if (envp)
+        execvpe(v[0], v, envp);
+    else
+        execvp(v[0], v);
     int err = errno;
     ssize_t ignored = write(err_fd, &err, sizeof err); /* nothing to do if this fails */
     (void)ignored;
@@ -1012,12 +1127,12 @@ static int wait_child(pid_t pid, int *status)
     return 0;
 }
 
-/* Runs v (PATH search, no shell) with signals in sigs forwarded to it, and
- * deathsig sent to it should we die first. Returns its wait status in *status,
- * or the errno of fork/pipe/exec (0 on success). */
-static int run_child(char **v, const int *sigs, int deathsig, int *status, pid_t *pid)
+/* Starts v (PATH search, no shell; envp as in exec_child) with signals in
+ * sigs forwarded to it, and deathsig sent to it should we die first. Returns
+ * the errno of fork/pipe/exec (0 on success: *pid runs). */
+static int start_child(char **v, char **envp, const int *sigs, int deathsig, pid_t *pid)
 {
-    int fds[2], err;
+    int fds[2], err, status;
     sigset_t old;
     if (pipe2(fds, O_CLOEXEC) != 0)
         return errno;
@@ -1025,7 +1140,7 @@ static int run_child(char **v, const int *sigs, int deathsig, int *status, pid_t
     setup_forwarding(sigs, &old);
     *pid = fork();
     if (*pid == 0)
-        exec_child(v, deathsig, &old, parent, fds[1]);
+        exec_child(v, envp, deathsig, &old, parent, fds[1]);
     err = *pid < 0 ? errno : 0;
     forward_pid = *pid;
     sigprocmask(SIG_SETMASK, &old, NULL);
@@ -1034,7 +1149,16 @@ static int run_child(char **v, const int *sigs, int deathsig, int *status, pid_t
         err = exec_errno(fds[0]);
     else
         close(fds[0]);
-    if (*pid > 0 && wait_child(*pid, status) != 0 && err == 0)
+    if (err != 0 && *pid > 0) /* the child whose exec failed */
+        wait_child(*pid, &status);
+    return err;
+}
+
+/* start_child with our environment, then waits: its wait status in *status. */
+static int run_child(char **v, const int *sigs, int deathsig, int *status, pid_t *pid)
+{
+    int err = start_child(v, NULL, sigs, deathsig, pid);
+    if (err == 0 && wait_child(*pid, status) != 0)
         err = ECHILD;
     return err;
 }
@@ -1046,16 +1170,55 @@ static const char *signal_abbrev(int sig)
     return abbrev ? abbrev : "?";
 }
 
-/* Runs mpirun, forwarding SIGINT/SIGTERM to it (and SIGTERM should we die:
- * mpirun then ends the job in order); returns our exit status. */
-static int run_mpirun(char **v)
+/* Our environment with entry ("K=V") in place of any K there; the strings
+ * are not owned. NULL when out of memory. */
+static char **environ_with(const char *entry)
+{
+    size_t n = 0, klen = strcspn(entry, "=") + 1, k = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env);
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], entry, klen) != 0)
+            env[k++] = environ[i];
+    env[k] = (char *)entry;
+    return env;
+}
+
+/* Starts mpirun (with the monitor's variable in its environment when m) and
+ * waits for it, m serving the ranks meanwhile. Returns 0, or the errno of
+ * starting it; *lost: m named lost ranks and ended the job. */
+static int start_and_wait(char **v, struct zl_monitor *m, int *status, bool *lost)
 {
     static const int sigs[] = {SIGINT, SIGTERM, 0};
-    int status;
     pid_t pid;
-    int err = run_child(v, sigs, SIGTERM, &status, &pid);
+    if (!m)
+        return run_child(v, sigs, SIGTERM, status, &pid);
+    char **env = environ_with(zl_monitor_env(m));
+    if (!env)
+        return ENOMEM;
+    int err = start_child(v, env, sigs, SIGTERM, &pid), rc = 0;
+    free(env);
+    if (err == 0 && (rc = zl_monitor_wait(m, pid, status)) < 0)
+        err = ECHILD;
+    *lost = rc > 0;
+    return err;
+}
+
+/* Runs mpirun, forwarding SIGINT/SIGTERM to it (and SIGTERM should we die:
+ * mpirun then ends the job in order); returns our exit status. With m, ranks
+ * it finds lost end the job: mpirun's status when it gave one, else 1. */
+static int run_mpirun(char **v, struct zl_monitor *m)
+{
+    int status = 0;
+    bool lost = false;
+    int err = start_and_wait(v, m, &status, &lost);
     if (err != 0)
         return error("cannot run '%s': %s", v[0], strerror(err)), 127;
+    if (lost)
+        return WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     if (WIFEXITED(status) && forwarded_sig) {
@@ -1096,12 +1259,43 @@ static int report_rank(int status, const char *rank, pid_t pid)
     return 128 + sig;
 }
 
+/* The signals a rank wrapper forwards to its program. */
+static const int rank_sigs[] = {SIGTERM, SIGINT, SIGHUP, 0};
+
+/* A rank of a run across hosts: connected to the top level's monitor before
+ * the program starts (which then does not see the variable), beating while
+ * it runs, saying how it ended; stopped when the top level is lost. */
+static int monitored_rank(char **prog, const char *rank, const char *value)
+{
+    struct zl_link *l = NULL;
+    char *copy = strdup(value);
+    int status = 0, lost;
+    pid_t pid;
+    unsetenv(ZL_MONITOR_ENV); /* the token is not the program's */
+    if (!copy)
+        return error("out of memory"), 1;
+    int rc = zl_link_open(copy, rank, &l);
+    free(copy);
+    if (rc != 0)
+        return 1;
+    int err = start_child(prog, NULL, rank_sigs, SIGKILL, &pid);
+    if (err != 0) {
+        error("rank %s: cannot run '%s': %s", rank, prog[0], strerror(err));
+        zl_link_close(l, 127);
+        return 127;
+    }
+    lost = zl_link_wait(l, pid, &forwarded_sig, &status);
+    int code = lost != 0 ? 1 : report_rank(status, rank, pid);
+    zl_link_close(l, code);
+    return code;
+}
+
 /* Hidden mode, what mpirun starts on each rank: argv is
  * "--rank-wrapper -- PROGRAM ARGS...". The program dies with us (SIGKILL). */
 static int rank_wrapper(int argc, char **argv)
 {
-    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, 0};
     const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+    const char *monitor = getenv(ZL_MONITOR_ENV);
     int first = (argc > 2 && strcmp(argv[2], "--") == 0) ? 3 : 2;
     int status;
     pid_t pid;
@@ -1109,7 +1303,9 @@ static int rank_wrapper(int argc, char **argv)
         rank = "?";
     if (first >= argc)
         return error("rank %s: --rank-wrapper needs a PROGRAM", rank), 127;
-    int err = run_child(argv + first, sigs, SIGKILL, &status, &pid);
+    if (monitor)
+        return monitored_rank(argv + first, rank, monitor);
+    int err = run_child(argv + first, rank_sigs, SIGKILL, &status, &pid);
     if (err != 0)
         return error("rank %s: cannot run '%s': %s", rank, argv[first], strerror(err)),
                127;
@@ -1151,6 +1347,17 @@ static void usage(FILE *f)
         "                         btl_tcp_if_include and oob_tcp_if_include)\n"
         "      --mca KEY VALUE    an Open MPI MCA parameter (repeatable); one that an\n"
         "                         option above sets replaces that option's value\n"
+        "      --heartbeat-timeout SECONDS\n"
+        "                         across hosts (a hostfile of several hosts, or\n"
+        "                         --launch-agent), zero-launch hears from every rank\n"
+        "                         each second; ranks silent this long (default 5, at\n"
+        "                         least 2), or whose connection closes without an exit\n"
+        "                         status, are named with their host and the job is\n"
+        "                         ended (mpirun: SIGTERM, SIGKILL 3 s later)\n"
+        "      --start-timeout SECONDS\n"
+        "                         across hosts, ranks not connected this long after\n"
+        "                         mpirun starts are named and the job ended (default\n"
+        "                         60)\n"
         "      --allow-run-as-root\n"
         "                         pass --allow-run-as-root to mpirun; mpirun refuses to\n"
         "                         run as root without it, so CI jobs and containers "
@@ -1160,7 +1367,13 @@ static void usage(FILE *f)
         "                         the OMPI_MCA_* variables mpirun would also read)\n"
         "      --topology         print what hwloc sees and the choices it leads to\n"
         "      --version          print the version and exit\n"
-        "  -h, --help             print this help and exit\n",
+        "  -h, --help             print this help and exit\n"
+        "\n"
+        "Across hosts, mpirun also gets --mca oob_tcp_keepalive_time 2,\n"
+        "oob_tcp_keepalive_intvl 2 and oob_tcp_keepalive_probes 3 (each unless --mca\n"
+        "gives it) and -x ZRT_LAUNCH_MONITOR (ADDR:PORT:TOKEN:SECONDS, set in its\n"
+        "environment); a rank wrapper that stops hearing from zero-launch for the\n"
+        "heartbeat bound stops its program. On one host nothing of this is added.\n",
         f);
 }
 
@@ -1177,7 +1390,9 @@ enum {
     OPT_RPH,
     OPT_AGENT,
     OPT_NET,
-    OPT_MCA
+    OPT_MCA,
+    OPT_HEARTBEAT,
+    OPT_START
 };
 
 static const struct option long_opts[] = {
@@ -1195,6 +1410,8 @@ static const struct option long_opts[] = {
     {"launch-agent", required_argument, NULL, OPT_AGENT},
     {"net", required_argument, NULL, OPT_NET},
     {"mca", required_argument, NULL, OPT_MCA},
+    {"heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT},
+    {"start-timeout", required_argument, NULL, OPT_START},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -1229,6 +1446,17 @@ static int add_mca(struct options *o, const char *key, const char *value)
     return 0;
 }
 
+/* SECONDS of --heartbeat-timeout or --start-timeout: an integer in [lo, 86400]. */
+static int parse_seconds(const char *opt, const char *arg, int lo, int *out)
+{
+    int v;
+    if (!parse_positive(arg, &v) || v < lo || v > 86400)
+        return error("%s: '%s' is not a whole number of seconds from %d to 86400", opt,
+                     arg, lo);
+    *out = v;
+    return 0;
+}
+
 /* Handles one option; returns 0, -1 on error, or 1 when the program should
  * exit 0 (help, version). */
 static int handle_option(int c, char *arg, struct options *o)
@@ -1259,6 +1487,10 @@ static int handle_option(int c, char *arg, struct options *o)
     case OPT_NET:
         o->net = arg; /* checked once every option is read (--dry-run) */
         return 0;
+    case OPT_HEARTBEAT: /* above the 1 s between beats */
+        return parse_seconds("--heartbeat-timeout", arg, 2, &o->heartbeat_s);
+    case OPT_START:
+        return parse_seconds("--start-timeout", arg, 1, &o->start_s);
     case OPT_ROOT:
         o->allow_root = true;
         return 0;
@@ -1377,6 +1609,40 @@ static void print_env_mca(char **v)
     }
 }
 
+/* The monitor of a run across hosts: listening on this host's --net
+ * address, or on every address with the ranks told the default one. */
+static int open_monitor(const struct options *o, const struct plan *p,
+                        struct zl_monitor **m)
+{
+    struct zl_monitor_params mp = {
+        .nproc = p->nproc,
+        .heartbeat_s = o->heartbeat_s ? o->heartbeat_s : ZL_HEARTBEAT_S,
+        .start_s = o->start_s ? o->start_s : ZL_START_S,
+    };
+    if (o->net && !net_address(o->net, &mp.bind))
+        return error("--net '%s': no IPv4 address of this host is on it, for "
+                     "zero-launch's monitor to listen on",
+                     o->net);
+    if (o->net)
+        mp.advertise = mp.bind;
+    else {
+        mp.bind.s_addr = htonl(INADDR_ANY);
+        mp.advertise = default_address();
+    }
+    return zl_monitor_open(&mp, m);
+}
+
+/* Runs the job; across hosts, watched by the monitor. */
+static int run_job(const struct options *o, const struct plan *p, char **v)
+{
+    struct zl_monitor *m = NULL;
+    if (p->across && open_monitor(o, p, &m) != 0)
+        return 1;
+    int rc = run_mpirun(v, m);
+    zl_monitor_close(m);
+    return rc;
+}
+
 static int launch(const struct options *o)
 {
     hwloc_topology_t t;
@@ -1397,8 +1663,14 @@ static int launch(const struct options *o)
     if (rc == 0 && o->dry_run) {
         print_command(a.v);
         print_env_mca(a.v);
+        if (p.across)
+            fprintf(stderr,
+                    "zero-launch: across hosts, mpirun's environment also gets "
+                    "%s=ADDR:PORT:TOKEN:SECONDS (zero-launch's monitor, drawn "
+                    "when the job starts; without it the ranks run unwatched)\n",
+                    ZL_MONITOR_ENV);
     } else if (rc == 0)
-        rc = run_mpirun(a.v);
+        rc = run_job(o, &p, a.v);
     argv_free(&a);
     return rc;
 }
