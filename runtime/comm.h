@@ -11,10 +11,13 @@
  * recv = send + r * count (reduce-scatter) or send = recv + r * count
  * (all-gather) is the in-place form.
  *
- * Reductions sum the rank contributions in rank order, ((x0 + x1) + x2) + ...,
- * on every rank and for every collective, so a value reduced by an
- * all-reduce equals the same value reduced by a reduce-scatter, bit for bit.
- * ZRT_AVG divides that sum by the world size.
+ * Reductions sum the rank contributions in one fixed order on every rank and
+ * for every collective, so a value reduced by an all-reduce equals the same
+ * value reduced by a reduce-scatter, bit for bit. Flat (the default, and
+ * always for nccl): rank order, ((x0 + x1) + x2) + .... Hierarchical (mpi,
+ * set_hierarchy): with groups of R consecutive ranks, each group's ranks in
+ * order, then the G group sums in group order: ((x0 + x1) + (x2 + x3)) +
+ * (x4 + x5) for 3 groups of 2. ZRT_AVG divides that sum by the world size.
  */
 #ifndef ZRT_RUNTIME_COMM_H
 #define ZRT_RUNTIME_COMM_H
@@ -54,6 +57,15 @@ typedef struct zrt__comm_ops {
     /* Ends the whole job; returns only if that fails. */
     zrt_status (*abort_job)(zrt__comm *c, int exit_code);
     void (*destroy)(zrt__comm *c);
+    /* Optional (NULL: every collective stays flat, as nccl's). How
+     * reductions and all-gathers route: hierarchy a zrt_comm_hierarchy,
+     * group_size the ranks per group (0: one group per host). Call before
+     * the first collective, with the same values on every rank; sends
+     * nothing. *why becomes what was chosen and why, for the log. A layout
+     * that cannot be grouped as asked fails with ZRT_ERR_CONFIG
+     * (zrt__comm_pick_topology). */
+    zrt_status (*set_hierarchy)(zrt__comm *c, int hierarchy, int group_size, char *why,
+                                size_t why_size);
 } zrt__comm_ops;
 
 /* Bytes this rank sent, by where the peer runs (MPI_COMM_TYPE_SHARED). */
@@ -69,10 +81,16 @@ typedef struct zrt__comm_bytes {
  * exactly as written (block j to rank j, then an all-reduce's reduced block
  * to every peer), all-gather and broadcast as the direct ideal (each block to
  * each peer that lacks it: (N-1)/N of the buffer per rank, a ring's cost),
- * since MPI's own algorithms are opaque. The split by host is per peer. */
+ * since MPI's own algorithms are opaque; hierarchical collectives exactly as
+ * their point-to-point phases send. The split by host is per peer, by the
+ * real hosts (not the groups). */
 typedef struct zrt__comm_traffic {
     zrt__comm_bytes layers, other;
     uint64_t collectives; /* started with something to send */
+    /* Of all the bytes above (layers and other), those sent to a rank of
+     * another group (zrt__comm.group_size; with no grouping, another host):
+     * what a hierarchical collective cuts by the group size. */
+    uint64_t other_group;
 } zrt__comm_traffic;
 
 struct zrt__comm {
@@ -91,6 +109,11 @@ struct zrt__comm {
      * timeout sentence and counted in traffic.layers; a start resets it. */
     int next_layer;
     zrt__comm_traffic traffic; /* mpi: counted at each start; nccl: zero */
+    /* mpi: 1 when reductions and all-gathers run in two levels over groups
+     * of group_size consecutive ranks (set_hierarchy), 0 flat. group_size
+     * is the grouping in use, or flat the ranks per host when every host
+     * holds the same number of consecutive ranks; 0: no grouping. */
+    int hierarchical, group_size;
 };
 
 /* Labels the next collective started on c with the layer it serves. */
@@ -115,6 +138,25 @@ static inline zrt_status zrt__comm_all_reduce_f32(zrt__comm *c, const float *sen
 {
     return c->ops->all_reduce(c, send, recv, count, ZRT_F32, op, req);
 }
+
+/* The routing set_hierarchy chose. */
+typedef struct zrt__comm_topology {
+    int hierarchical; /* 1: two levels (reduce-scatter, all-reduce, all-gather) */
+    int group_size;   /* R, ranks per group; 0: no grouping (uneven hosts) */
+    char why[200];    /* "hierarchical: 2 groups of 2 ranks (...)", for the log */
+} zrt__comm_topology;
+
+/* Chooses the routing of `size` ranks whose hosts are host_id[] (equal ids:
+ * one host; a host's id is its lowest rank) from comm_hierarchy and
+ * comm_group_size. auto: hierarchical when there are 2 or more groups of 2
+ * or more ranks, else flat; uneven hosts (different rank counts, or ranks
+ * not consecutive) fall back to flat, and *out says so. Fails with
+ * ZRT_ERR_CONFIG and a sentence naming the numbers: a bad value, a world
+ * size that is not a multiple of group_size, uneven hosts with
+ * "hierarchical" and group_size 0. Pure: no MPI. */
+zrt_status zrt__comm_pick_topology(const int *host_id, int size, int hierarchy,
+                                   int group_size, zrt__errbuf *err,
+                                   zrt__comm_topology *out);
 
 /* Starts MPI if the program has not (and finalizes it in destroy). On a
  * backend whose device is not the host, device buffers are staged through

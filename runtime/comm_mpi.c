@@ -3,18 +3,50 @@
  * runtime/comm_mpi.c — the communicator over Open MPI, on host buffers (device
  * buffers are staged through them).
  *
- * Reductions are ordered: every rank sends block j of its buffer to rank j
- * (MPI_Ialltoall), and rank j sums the blocks it received in rank order. The
- * traffic equals a ring reduce-scatter's ((N-1)/N of the buffer per rank);
- * the cost is a scratch buffer of the buffer's size, charged to the 'comm'
- * category until the request is waited, and a reduction that runs when the
- * exchange completes. An
- * all-reduce is that reduce-scatter followed by sending the reduced block to
- * every peer, so both give the same bits for the same element. That second
- * phase starts whenever the first completes, which differs between ranks, so
- * it uses point-to-point messages tagged with the all-reduce's sequence
- * number rather than a collective (collectives must start in one order). All-gather and
- * broadcast move bytes and are MPI's own non-blocking collectives.
+ * Reductions are ordered, in one of two routings (set_hierarchy, from the
+ * config's comm_hierarchy and comm_group_size; flat until it is called, and
+ * always for the nccl communicator's MPI part):
+ *
+ * Flat: every rank sends block j of its buffer to rank j (MPI_Ialltoall),
+ * and rank j sums the blocks it received in rank order. The traffic equals
+ * a ring reduce-scatter's ((N-1)/N of the buffer per rank); the cost is a
+ * scratch buffer of the buffer's size, charged to the 'comm' category until
+ * the request is waited, and a reduction that runs when the exchange
+ * completes. An all-reduce is that reduce-scatter followed by sending the
+ * reduced block to every peer, so both give the same bits for the same
+ * element. All-gather and broadcast move bytes and are MPI's own
+ * non-blocking collectives.
+ *
+ * Hierarchical: the N ranks form G groups of R consecutive ranks (a host
+ * each, or comm_group_size), rank r = g * R + k. A reduce-scatter runs in
+ * two phases. Within the group, local rank k receives from each member m
+ * the G blocks {g' * R + k : g'} of m's buffer (sent straight from it with
+ * an MPI hvector type: no packing) into row m of the scratch, R rows of G
+ * blocks, and sums them in member order into its own row, which received
+ * nothing (its own blocks are read from the input). Across groups, rank
+ * (g, k) sends partial g' to rank (g', k), receives the other groups'
+ * partials of its block into a row already summed (row 0, or 1 on local
+ * rank 0), and sums the G partials in group order into block r. So
+ * element i is ((x0 + x1) + (x2 + x3)) + (x4 + x5) for 3 groups of 2: an
+ * order fixed by the groups, the same on every rank, in every run and at
+ * every ZeRO stage (16-bit partials are rounded to their type between the
+ * levels; the sum within each level is in f32). The scratch is one buffer,
+ * as flat (zero/memplan.c predicts both alike). Each rank sends N - 1
+ * blocks in all, as flat, but only G - 1 of them to other groups where flat
+ * sends N - R: the bytes between groups drop by R. An all-gather runs the
+ * other way, across groups (rank (g, k) gets blocks g' * R + k), then
+ * within (the G blocks it holds to each member, strided in place), with no
+ * scratch; an all-reduce is the hierarchical reduce-scatter, then that
+ * all-gather of the reduced blocks (its elements equal reduce-scatter's,
+ * bit for bit). With one group, or groups of one rank, there is one level
+ * and the routing is flat. Broadcast stays MPI's.
+ *
+ * Every phase that starts when another completes (an all-reduce's second
+ * phase, every hierarchical phase) uses point-to-point messages: phases
+ * complete at different times on different ranks, and collectives (on
+ * sub-communicators too) must start in one order everywhere. Each such
+ * collective takes PHASE_TAGS message tags at its start (the count of them
+ * started so far, the same on every rank), one per phase.
  *
  * Staging: on a backend whose device is not the host (the cuda backend, when
  * two or more ranks share one GPU and NCCL cannot be used), a collective whose
@@ -35,8 +67,9 @@
  * Progress: MPI moves data inside MPI calls. The engine calls test() on its
  * outstanding requests at every layer boundary. test(), wait() and the
  * blocking calls (barrier, agree) advance every request in flight, not only
- * the one asked about: an all-reduce's second phase must start on every rank
- * whatever order the ranks wait in, or two ranks waiting on different
+ * the one asked about: a phase that starts when another completes (an
+ * all-reduce's second phase, every hierarchical phase) must start on every
+ * rank whatever order the ranks wait in, or two ranks waiting on different
  * requests would each hold back what the other needs.
  *
  * Lost peers: MPI's own waits end only through TCP's timeouts (many minutes)
@@ -47,23 +80,26 @@
  * limit), counted from the start of that wait: the time a rank blocks, not
  * the collective's age, so compute between start and wait does not count.
  * On expiry the call fails with ZRT_ERR_REMOTE and one sentence naming the
- * collective, its bytes, the layer it served (zrt__comm_for_layer) and the
- * peers that did not answer where they are known (an all-reduce's second
- * phase is point-to-point, so its missing senders are named; an MPI
- * collective cannot say which rank is missing). The communicator is failed
+ * collective, its bytes, the layer it served (zrt__comm_for_layer), its
+ * hierarchical phase, and the peers that did not answer where they are
+ * known (a point-to-point phase names the ranks whose message has not come
+ * or who have not taken ours; an MPI collective cannot say which rank is
+ * missing). The communicator is failed
  * from then on: every later call returns that sentence at once, and destroy
  * neither frees the MPI communicator nor finalizes MPI (a lost peer would
  * hold them): the program ends the job (zrt_abort_job -> MPI_Abort), which
  * also ends the peers still waiting, each within its own timeout at most.
  *
  * Traffic: every collective started adds what this rank sends to
- * c->traffic (comm.h), split by whether the peer is on this host
- * (MPI_COMM_TYPE_SHARED). The reductions' bytes are exact for the algorithm
- * above (block j to rank j; an all-reduce's reduced block to each peer);
- * all-gather and broadcast are MPI's, whose algorithms are opaque, so they
- * count the direct ideal: each rank's block to each of the N-1 peers (a
- * ring's (N-1)/N of the buffer per rank), the broadcast root's buffer to
- * each peer.
+ * c->traffic (comm.h), split per peer by whether the peer is on this host
+ * (MPI_COMM_TYPE_SHARED: the real hosts, whatever the groups), and the
+ * bytes to other groups apart. The reductions' bytes are exact for the
+ * algorithms above (flat: block j to rank j, an all-reduce's reduced block
+ * to each peer; hierarchical: each phase's blocks to its peers), and so are
+ * hierarchical all-gathers'; flat all-gather and broadcast are MPI's, whose
+ * algorithms are opaque, so they count the direct ideal: each rank's block
+ * to each of the N-1 peers (a ring's (N-1)/N of the buffer per rank), the
+ * broadcast root's buffer to each peer.
  */
 #include <limits.h>
 #include <mpi.h>
@@ -78,19 +114,25 @@
 typedef struct mpi_impl {
     MPI_Comm comm;
     int owns_mpi;            /* we called MPI_Init_thread, so we finalize */
-    unsigned next_tag;       /* all-reduces started, for their message tags */
+    unsigned next_tag;       /* collectives with point-to-point phases
+                                started, for their message tags */
     zrt__comm_req *active;   /* requests not yet waited, newest first */
     int agree_in, agree_out; /* agree's operands: MPI may still write them
                                 after a timeout, so not on the stack */
     zrt_status failed;       /* ZRT_OK until a wait timed out */
     char why[ZRT__ERRBUF_SIZE];
-    char *hosts; /* each rank's host name, HOST_LEN bytes apiece, for the
-                    timeout sentence; NULL if they could not be gathered */
+    char *hosts;  /* each rank's host name, HOST_LEN bytes apiece, for the
+                     timeout sentence; NULL if they could not be gathered */
+    int *host_id; /* each rank's host as the lowest rank on it: the traffic
+                     split and the groups per host */
 } mpi_impl;
 
 enum { HOST_LEN = 64 }; /* a host name's bytes in mpi_impl.hosts, NUL included */
 
-enum { TAG_SPACE = 30000 }; /* MPI guarantees tags up to 32767 */
+/* MPI guarantees tags up to 32767. A collective with point-to-point phases
+ * takes PHASE_TAGS consecutive tags, one per phase. */
+enum { TAG_SPACE = 30000, PHASE_TAGS = 4 };
+enum { TAG_GROUP_REDUCE, TAG_CROSS_REDUCE, TAG_CROSS_GATHER, TAG_GATHER };
 
 /* A wait's polling, by how long it has waited: spin, then yield the core
  * between polls (to a peer rank sharing it, without a timer's latency), then
@@ -112,27 +154,43 @@ typedef struct staging {
     size_t back_bytes;
 } staging;
 
-/* One collective in flight. A reduction runs in up to two MPI phases. */
-typedef enum req_phase { PHASE_EXCHANGE, PHASE_GATHER, PHASE_DONE } req_phase;
+/* One collective in flight: its current phase. Flat: a reduction's
+ * exchange, then an all-reduce's gather of the reduced blocks (all-gather and
+ * broadcast: MPI's collective, in PHASE_GATHER). Hierarchical: a reduction
+ * within the group, then across groups; an all-gather (an all-reduce's
+ * second half) across groups, then within. */
+typedef enum req_phase {
+    PHASE_EXCHANGE,
+    PHASE_GROUP_REDUCE,
+    PHASE_CROSS_REDUCE,
+    PHASE_GATHER,
+    PHASE_CROSS_GATHER,
+    PHASE_GROUP_GATHER,
+    PHASE_DONE
+} req_phase;
 
 struct zrt__comm_req {
     MPI_Request *mpi; /* the current phase's requests */
+    int *peer;        /* p2p: the rank each of them exchanges with */
     int nmpi;
+    int p2p; /* the current phase is point-to-point (its peers are known) */
     coll_kind kind;
     size_t bytes; /* of the full buffer (broadcast: the buffer) */
     int layer;    /* the layer it serves, or -1 */
-    int tag;      /* all-reduce: phase 2 message tag */
+    int tag;      /* point-to-point phases: the first of PHASE_TAGS tags */
     req_phase phase;
     int gathers_after_reduce; /* all-reduce: phase 2 follows */
     zrt_reduce_op op;
-    zrt_dtype dtype;  /* of the reduction: f32, bf16 or f16 */
-    size_t esize;     /* its bytes */
-    size_t block;     /* elements per rank block */
-    char *reduce_out; /* where this rank's reduced block goes */
-    char *gather_buf; /* all-reduce: the padded full buffer */
-    char *final_out;  /* all-reduce with padding: copy here at the end */
+    zrt_dtype dtype;      /* of the reduction: f32, bf16 or f16 */
+    size_t esize;         /* its bytes */
+    size_t block;         /* elements per rank block */
+    const char *send_buf; /* hierarchical reduction: the input */
+    char *reduce_out;     /* where this rank's reduced block goes */
+    char *gather_buf;     /* all-reduce: the padded full buffer */
+    char *final_out;      /* all-reduce with padding: copy here at the end */
     size_t final_count;
-    zrt__buf scratch;    /* received blocks, size * block floats */
+    zrt__buf scratch;    /* received blocks, size * block elements
+                            (hierarchical: R rows of G blocks) */
     const void **blocks; /* the received blocks, in rank order */
     zrt__buf padded;     /* all-reduce whose count is not a multiple */
     staging stage;       /* device buffers on a host-staging backend */
@@ -211,6 +269,21 @@ static zrt_status check_failed(zrt__comm *c)
                      impl->why);
 }
 
+/* Where a hierarchical request is, for its timeout sentence. */
+static const char *phase_where(const zrt__comm_req *req)
+{
+    switch (req->phase) {
+    case PHASE_GROUP_REDUCE:
+    case PHASE_GROUP_GATHER:
+        return " (hierarchical, within the group)";
+    case PHASE_CROSS_REDUCE:
+    case PHASE_CROSS_GATHER:
+        return " (hierarchical, across groups)";
+    default:
+        return "";
+    }
+}
+
 /* "all-gather of 4.00 KiB (4096 bytes; 2.00 KiB per rank) for layer 3" */
 static void describe(const zrt__comm *c, const zrt__comm_req *req, char *buf, size_t size)
 {
@@ -223,7 +296,7 @@ static void describe(const zrt__comm *c, const zrt__comm_req *req, char *buf, si
     snprintf(buf, size, "%s of %s%s%s%s", kind_names[req->kind], total,
              *block ? ", " : "", *block ? block : "", *block ? " per rank" : "");
     size_t used = strlen(buf);
-    snprintf(buf + used, size - used, "%s", layer);
+    snprintf(buf + used, size - used, "%s%s", layer, phase_where(req));
 }
 
 /* Appends host name h to the list in buf ("zrt-h1, zrt-h2") unless it is
@@ -245,23 +318,35 @@ static const char *host_of(const zrt__comm *c, int r)
     return impl->hosts ? impl->hosts + (size_t)r * HOST_LEN : NULL;
 }
 
-/* An all-reduce's second phase waits on one receive per peer, so the peers
- * whose block has not come are known: "ranks 2, 3". Asking completes the
- * receives that did arrive, which is harmless: the request is failing. */
-static int missing_senders(zrt__comm *c, zrt__comm_req *req, char *buf, size_t size,
-                           char *hosts, size_t hosts_size)
+/* Whether the current phase's messages with `peer` (a point-to-point
+ * phase) have not all completed. Asking completes those that did, which is
+ * harmless: the request is failing. */
+static int peer_pending(zrt__comm_req *req, int peer)
 {
-    if (req->phase != PHASE_GATHER || !req->gathers_after_reduce)
+    int pending = 0;
+    for (int i = 0; i < req->nmpi; i++) {
+        int flag = 0;
+        if (req->peer[i] != peer)
+            continue;
+        if (MPI_Test(&req->mpi[i], &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS || !flag)
+            pending = 1;
+    }
+    return pending;
+}
+
+/* A point-to-point phase (an all-reduce's second phase, every hierarchical
+ * phase) knows its peers, so those whose message has not come, or who have
+ * not taken ours, are named: "ranks 2, 3". */
+static int missing_peers(zrt__comm *c, zrt__comm_req *req, char *buf, size_t size,
+                         char *hosts, size_t hosts_size)
+{
+    if (!req->p2p || req->phase == PHASE_DONE)
         return 0;
-    int missing = 0, n = 0;
+    int missing = 0;
     size_t used = 0;
     buf[0] = '\0';
     for (int peer = 0; peer < c->size; peer++) {
-        if (peer == c->rank)
-            continue;
-        int flag = 0;
-        MPI_Request *recv = &req->mpi[2 * n++];
-        if (MPI_Test(recv, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag)
+        if (peer == c->rank || !peer_pending(req, peer))
             continue;
         int w = snprintf(buf + used, size - used, "%s%d", missing ? ", " : "", peer);
         if (w > 0 && (size_t)w < size - used)
@@ -304,7 +389,7 @@ static zrt_status timed_out(zrt__comm *c, zrt__comm_req *req, double waited)
 {
     char what[160], who[256], peers[480], hosts[160] = "";
     describe(c, req, what, sizeof what);
-    int missing = missing_senders(c, req, who, sizeof who, hosts, sizeof hosts);
+    int missing = missing_peers(c, req, who, sizeof who, hosts, sizeof hosts);
     if (missing) {
         snprintf(peers, sizeof peers, "no answer from rank%s %s%s%s%s",
                  missing > 1 ? "s" : "", who, *hosts ? " (on " : "", hosts,
@@ -325,13 +410,38 @@ static int expired(const zrt__comm *c, double start, double *waited)
 
 /* ---- traffic ---------------------------------------------------------------- */
 
-/* This rank sends per_peer bytes to each of its N-1 peers: L-1 of them on
- * its host, N-L on others (L = local_size). */
+/* Rank r's group: its group of c->group_size ranks, or with no grouping
+ * its host. */
+static int group_of(const zrt__comm *c, int r)
+{
+    const mpi_impl *impl = c->impl;
+    return c->group_size > 0 ? r / c->group_size : impl->host_id[r];
+}
+
+/* bytes sent to `peer`, by whether it runs on this host (the real hosts,
+ * whatever the groups) and whether it is in this rank's group. */
+static void count_to(zrt__comm *c, zrt__comm_bytes *b, int peer, uint64_t bytes)
+{
+    const mpi_impl *impl = c->impl;
+    if (impl->host_id[peer] == impl->host_id[c->rank])
+        b->same_host += bytes;
+    else
+        b->other_host += bytes;
+    if (group_of(c, peer) != group_of(c, c->rank))
+        c->traffic.other_group += bytes;
+}
+
+static zrt__comm_bytes *bytes_for(zrt__comm *c, int layer)
+{
+    return layer >= 0 ? &c->traffic.layers : &c->traffic.other;
+}
+
+/* This rank sends per_peer bytes to each of its N-1 peers. */
 static void count_sent(zrt__comm *c, int layer, uint64_t per_peer)
 {
-    zrt__comm_bytes *b = layer >= 0 ? &c->traffic.layers : &c->traffic.other;
-    b->same_host += per_peer * (uint64_t)(c->local_size - 1);
-    b->other_host += per_peer * (uint64_t)(c->size - c->local_size);
+    for (int peer = 0; peer < c->size; peer++)
+        if (peer != c->rank)
+            count_to(c, bytes_for(c, layer), peer, per_peer);
     c->traffic.collectives++;
 }
 
@@ -344,7 +454,10 @@ static zrt_status new_request(zrt__comm *c, zrt__comm_req **out)
         return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
                          "cannot allocate a communication request");
     req->mpi = calloc(2 * (size_t)c->size, sizeof *req->mpi);
-    if (!req->mpi) {
+    req->peer = calloc(2 * (size_t)c->size, sizeof *req->peer);
+    if (!req->mpi || !req->peer) {
+        free(req->mpi);
+        free(req->peer);
         free(req);
         return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
                          "cannot allocate a communication request");
@@ -371,6 +484,7 @@ static void free_request(zrt__comm *c, zrt__comm_req *req)
     }
     free(req->blocks);
     free(req->mpi);
+    free(req->peer);
     c->be->ops->free(c->be, &req->scratch);
     c->be->ops->free(c->be, &req->padded);
     c->be->ops->free(c->be, &req->stage.in);
@@ -385,44 +499,101 @@ static zrt_tier scratch_tier(const zrt__comm *c)
     return c->be->caps.device_is_host ? ZRT_TIER_DEVICE : ZRT_TIER_HOST;
 }
 
-/* Phase 1 of a reduction: block j of send goes to rank j. */
 /* Blocks travel as bytes: a 16-bit block is 2 * block bytes. */
 static int block_bytes(const zrt__comm_req *req)
 {
     return (int)(req->block * req->esize);
 }
 
-static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req, const void *send)
+/* The byte offset of block j of a buffer of blocks. */
+static size_t block_at(const zrt__comm_req *req, size_t j)
 {
-    size_t bytes = (size_t)c->size * req->block * req->esize;
+    return j * req->block * req->esize;
+}
+
+/* A reduction's block table and scratch: N blocks, charged to 'comm' until
+ * the request is waited (flat and hierarchical alike: zero/memplan.c). */
+static zrt_status alloc_scratch(zrt__comm *c, zrt__comm_req *req)
+{
     req->blocks = calloc((size_t)c->size, sizeof *req->blocks);
     if (!req->blocks)
         return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
                          "cannot allocate a reduction's block table");
-    ZRT_CHECK(c->be->ops->alloc(c->be, bytes, scratch_tier(c), ZRT_CAT_COMM,
-                                "reduction scratch", &req->scratch));
+    return c->be->ops->alloc(c->be, block_at(req, (size_t)c->size), scratch_tier(c),
+                             ZRT_CAT_COMM, "reduction scratch", &req->scratch);
+}
+
+/* Flat phase 1 of a reduction: block j of send goes to rank j. */
+static zrt_status start_exchange(zrt__comm *c, zrt__comm_req *req, const void *send)
+{
+    ZRT_CHECK(alloc_scratch(c, req));
     req->phase = PHASE_EXCHANGE;
     MPI_TRY(c, MPI_Ialltoall(send, block_bytes(req), MPI_BYTE, req->scratch.ptr,
                              block_bytes(req), MPI_BYTE, comm_of(c), &req->mpi[0]));
     return ZRT_OK;
 }
 
-/* Phase 2 of an all-reduce: this rank's reduced block to every peer, and
- * every peer's block from it. */
+/* Point-to-point messages of the current phase, each remembered with its
+ * peer (the timeout names the peers that did not answer). */
+static zrt_status post_recv(zrt__comm *c, zrt__comm_req *req, void *buf, int count,
+                            MPI_Datatype type, int peer, int tag)
+{
+    int i = req->nmpi++;
+    req->peer[i] = peer;
+    MPI_TRY(c, MPI_Irecv(buf, count, type, peer, tag, comm_of(c), &req->mpi[i]));
+    return ZRT_OK;
+}
+
+static zrt_status post_send(zrt__comm *c, zrt__comm_req *req, const void *buf, int count,
+                            MPI_Datatype type, int peer, int tag)
+{
+    int i = req->nmpi++;
+    req->peer[i] = peer;
+    MPI_TRY(c, MPI_Isend(buf, count, type, peer, tag, comm_of(c), &req->mpi[i]));
+    return ZRT_OK;
+}
+
+/* A point-to-point phase begins: no message posted yet. */
+static void begin_p2p(zrt__comm_req *req, req_phase phase)
+{
+    req->phase = phase;
+    req->p2p = 1;
+    req->nmpi = 0;
+}
+
+/* Flat phase 2 of an all-reduce: this rank's reduced block to every peer,
+ * and every peer's block from it. */
 static zrt_status start_block_exchange(zrt__comm *c, zrt__comm_req *req)
 {
-    int n = 0;
+    begin_p2p(req, PHASE_GATHER);
+    int tag = req->tag + TAG_GATHER;
     for (int peer = 0; peer < c->size; peer++) {
         if (peer == c->rank)
             continue;
-        char *theirs = req->gather_buf + (size_t)peer * req->block * req->esize;
-        MPI_TRY(c, MPI_Irecv(theirs, block_bytes(req), MPI_BYTE, peer, req->tag,
-                             comm_of(c), &req->mpi[n++]));
-        MPI_TRY(c, MPI_Isend(req->reduce_out, block_bytes(req), MPI_BYTE, peer, req->tag,
-                             comm_of(c), &req->mpi[n++]));
+        char *theirs = req->gather_buf + block_at(req, (size_t)peer);
+        ZRT_CHECK(post_recv(c, req, theirs, block_bytes(req), MPI_BYTE, peer, tag));
+        ZRT_CHECK(
+            post_send(c, req, req->reduce_out, block_bytes(req), MPI_BYTE, peer, tag));
     }
-    req->nmpi = n;
     return ZRT_OK;
+}
+
+/* out = the n blocks of req->blocks summed in their order, then divided:
+ * f32, or 16-bit summed in f32 and rounded once. */
+static void sum_blocks(zrt__comm_req *req, char *out, int n, float divisor)
+{
+    if (req->dtype == ZRT_F32)
+        zrt_sum_ordered_f32((float *)out, (const float *const *)req->blocks, n,
+                            req->block, divisor);
+    else
+        zrt_sum_ordered_half((uint16_t *)out, (const uint16_t *const *)req->blocks, n,
+                             req->block, divisor,
+                             req->dtype == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16);
+}
+
+static float divisor_of(const zrt__comm *c, const zrt__comm_req *req)
+{
+    return req->op == ZRT_AVG ? (float)c->size : 1.0f;
 }
 
 /* The received blocks, summed in rank order into this rank's block. */
@@ -430,37 +601,255 @@ static void reduce_received(zrt__comm *c, zrt__comm_req *req)
 {
     const char *base = req->scratch.ptr;
     for (int k = 0; k < c->size; k++)
-        req->blocks[k] = base + (size_t)k * req->block * req->esize;
-    float divisor = req->op == ZRT_AVG ? (float)c->size : 1.0f;
-    if (req->dtype == ZRT_F32)
-        zrt_sum_ordered_f32((float *)req->reduce_out, (const float *const *)req->blocks,
-                            c->size, req->block, divisor);
-    else
-        zrt_sum_ordered_half(
-            (uint16_t *)req->reduce_out, (const uint16_t *const *)req->blocks, c->size,
-            req->block, divisor, req->dtype == ZRT_BF16 ? ZRT_HALF_BF16 : ZRT_HALF_F16);
+        req->blocks[k] = base + block_at(req, (size_t)k);
+    sum_blocks(req, req->reduce_out, c->size, divisor_of(c, req));
     /* The scratch stays until wait frees the request: memory is released
      * where the caller completes it, never where a poll happened to find it
      * done, so every run holds the same bytes at the same point (the memory
      * plan relies on it). */
 }
 
+/* ---- hierarchical phases ------------------------------------------------------ */
+
+/* This rank's place among G groups of R consecutive ranks: rank = g * R + k. */
+typedef struct place {
+    int R, G, g, k;
+} place;
+
+static place place_of(const zrt__comm *c)
+{
+    int R = c->group_size;
+    return (place){R, c->size / R, c->rank / R, c->rank % R};
+}
+
+/* The MPI types of a phase: one block, and the G blocks {g * R + m : g} of
+ * a full buffer from its block m on (a stride of R blocks). */
+typedef struct block_types {
+    MPI_Datatype one, strided;
+} block_types;
+
+static zrt_status make_types(zrt__comm *c, const zrt__comm_req *req, block_types *t)
+{
+    place p = place_of(c);
+    MPI_Aint stride = (MPI_Aint)block_at(req, (size_t)p.R);
+    MPI_TRY(c, MPI_Type_contiguous(block_bytes(req), MPI_BYTE, &t->one));
+    MPI_TRY(c, MPI_Type_commit(&t->one));
+    MPI_TRY(c, MPI_Type_create_hvector(p.G, 1, stride, t->one, &t->strided));
+    MPI_TRY(c, MPI_Type_commit(&t->strided));
+    return ZRT_OK;
+}
+
+/* Freed once the phase's messages are posted (MPI keeps what they use). */
+static void free_types(block_types *t)
+{
+    if (t->one != MPI_DATATYPE_NULL)
+        MPI_Type_free(&t->one);
+    if (t->strided != MPI_DATATYPE_NULL)
+        MPI_Type_free(&t->strided);
+}
+
+/* Scratch row m (R rows of G blocks): block j of it. */
+static char *scratch_block(const zrt__comm_req *req, place p, int m, int j)
+{
+    return (char *)req->scratch.ptr + block_at(req, (size_t)m * (size_t)p.G + (size_t)j);
+}
+
+/* Phase 2 receives into a row phase 1 has consumed: another member's. */
+static int spare_row(place p)
+{
+    return p.k == 0 ? 1 : 0;
+}
+
+/* Reduction, within the group: member m's blocks {g * R + k : g} (the ones
+ * this local rank k reduces) come into scratch row m; ours for member m go
+ * to it. */
+static zrt_status post_group_reduce(zrt__comm *c, zrt__comm_req *req,
+                                    const block_types *t)
+{
+    place p = place_of(c);
+    int tag = req->tag + TAG_GROUP_REDUCE;
+    for (int m = 0; m < p.R; m++) {
+        int peer = p.g * p.R + m;
+        if (m == p.k)
+            continue;
+        ZRT_CHECK(post_recv(c, req, scratch_block(req, p, m, 0), p.G, t->one, peer, tag));
+        ZRT_CHECK(post_send(c, req, req->send_buf + block_at(req, (size_t)m), 1,
+                            t->strided, peer, tag));
+    }
+    return ZRT_OK;
+}
+
+/* Reduction, across groups among the ranks of local rank k: our partial of
+ * block g' * R + k goes to rank (g', k); theirs of our block g * R + k
+ * come into the spare row, at their group's place. */
+static zrt_status post_cross_reduce(zrt__comm *c, zrt__comm_req *req,
+                                    const block_types *t)
+{
+    place p = place_of(c);
+    int tag = req->tag + TAG_CROSS_REDUCE;
+    for (int gi = 0; gi < p.G; gi++) {
+        int peer = gi * p.R + p.k;
+        if (gi == p.g)
+            continue;
+        ZRT_CHECK(post_recv(c, req, scratch_block(req, p, spare_row(p), gi), 1, t->one,
+                            peer, tag));
+        ZRT_CHECK(
+            post_send(c, req, scratch_block(req, p, p.k, gi), 1, t->one, peer, tag));
+    }
+    return ZRT_OK;
+}
+
+/* All-gather, across groups: our block to rank (g', k), its block
+ * g' * R + k from it, in place in the full buffer. */
+static zrt_status post_cross_gather(zrt__comm *c, zrt__comm_req *req,
+                                    const block_types *t)
+{
+    place p = place_of(c);
+    int tag = req->tag + TAG_CROSS_GATHER;
+    const char *mine = req->gather_buf + block_at(req, (size_t)c->rank);
+    for (int gi = 0; gi < p.G; gi++) {
+        int peer = gi * p.R + p.k;
+        if (gi == p.g)
+            continue;
+        ZRT_CHECK(post_recv(c, req, req->gather_buf + block_at(req, (size_t)peer), 1,
+                            t->one, peer, tag));
+        ZRT_CHECK(post_send(c, req, mine, 1, t->one, peer, tag));
+    }
+    return ZRT_OK;
+}
+
+/* All-gather, within the group: the blocks {g' * R + k : g'} we now hold
+ * to every member m, its {g' * R + m : g'} from it. */
+static zrt_status post_group_gather(zrt__comm *c, zrt__comm_req *req,
+                                    const block_types *t)
+{
+    place p = place_of(c);
+    int tag = req->tag + TAG_GATHER;
+    for (int m = 0; m < p.R; m++) {
+        int peer = p.g * p.R + m;
+        if (m == p.k)
+            continue;
+        ZRT_CHECK(post_recv(c, req, req->gather_buf + block_at(req, (size_t)m), 1,
+                            t->strided, peer, tag));
+        ZRT_CHECK(post_send(c, req, req->gather_buf + block_at(req, (size_t)p.k), 1,
+                            t->strided, peer, tag));
+    }
+    return ZRT_OK;
+}
+
+typedef zrt_status (*phase_poster)(zrt__comm *c, zrt__comm_req *req,
+                                   const block_types *t);
+
+/* Starts hierarchical phase `phase`: its types made, its messages posted. */
+static zrt_status start_hier_phase(zrt__comm *c, zrt__comm_req *req, req_phase phase)
+{
+    phase_poster post = phase == PHASE_GROUP_REDUCE   ? post_group_reduce
+                        : phase == PHASE_CROSS_REDUCE ? post_cross_reduce
+                        : phase == PHASE_CROSS_GATHER ? post_cross_gather
+                                                      : post_group_gather;
+    block_types t = {MPI_DATATYPE_NULL, MPI_DATATYPE_NULL};
+    begin_p2p(req, phase);
+    zrt_status st = make_types(c, req, &t);
+    if (st == ZRT_OK)
+        st = post(c, req, &t);
+    free_types(&t);
+    return st;
+}
+
+/* Within the group: partial g' = the members' blocks g' * R + k summed in
+ * member order (ours read from the input), into our own row of the
+ * scratch, which received nothing. */
+static void reduce_group_rows(zrt__comm *c, zrt__comm_req *req)
+{
+    place p = place_of(c);
+    for (int gi = 0; gi < p.G; gi++) {
+        for (int m = 0; m < p.R; m++)
+            req->blocks[m] = m == p.k
+                                 ? req->send_buf + block_at(req, (size_t)(gi * p.R + p.k))
+                                 : scratch_block(req, p, m, gi);
+        sum_blocks(req, scratch_block(req, p, p.k, gi), p.R, 1.0f);
+    }
+}
+
+/* Across groups: the G partials of our block summed in group order (ours
+ * in our row, the others' in the spare row), divided once (ZRT_AVG). */
+static void reduce_group_partials(zrt__comm *c, zrt__comm_req *req)
+{
+    place p = place_of(c);
+    for (int gi = 0; gi < p.G; gi++)
+        req->blocks[gi] = scratch_block(req, p, gi == p.g ? p.k : spare_row(p), gi);
+    sum_blocks(req, req->reduce_out, p.G, divisor_of(c, req));
+}
+
+/* Hierarchical reduction: the scratch (N blocks, as flat), then phase 1. */
+static zrt_status start_hier_reduce(zrt__comm *c, zrt__comm_req *req, const void *send)
+{
+    req->send_buf = send;
+    ZRT_CHECK(alloc_scratch(c, req));
+    return start_hier_phase(c, req, PHASE_GROUP_REDUCE);
+}
+
+/* A collective with point-to-point phases takes its tags. Every rank
+ * starts collectives in one order, so the tags pair up. */
+static void take_tags(zrt__comm *c, zrt__comm_req *req)
+{
+    mpi_impl *impl = c->impl;
+    req->tag = (int)(impl->next_tag++ % (TAG_SPACE / PHASE_TAGS)) * PHASE_TAGS;
+}
+
+/* What a hierarchical collective sends, counted at its start: a
+ * reduction's G blocks to each other member and a partial to each other
+ * group's rank k, an all-gather's block to each other group's rank k and
+ * G blocks to each other member: the same per peer, `times` over (2: an
+ * all-reduce). */
+static void count_hier(zrt__comm *c, int layer, uint64_t block, uint64_t times)
+{
+    place p = place_of(c);
+    for (int m = 0; m < p.R; m++)
+        if (m != p.k)
+            count_to(c, bytes_for(c, layer), p.g * p.R + m,
+                     times * (uint64_t)p.G * block);
+    for (int gi = 0; gi < p.G; gi++)
+        if (gi != p.g)
+            count_to(c, bytes_for(c, layer), gi * p.R + p.k, times * block);
+    c->traffic.collectives++;
+}
+
+/* ---- the phase machine ---------------------------------------------------------- */
+
+/* A reduction's sum is in place: an all-reduce goes on to gather it. */
+static zrt_status after_reduce(zrt__comm *c, zrt__comm_req *req)
+{
+    if (!req->gathers_after_reduce) {
+        req->phase = PHASE_DONE;
+        return ZRT_OK;
+    }
+    if (c->hierarchical)
+        return start_hier_phase(c, req, PHASE_CROSS_GATHER);
+    return start_block_exchange(c, req);
+}
+
 /* Called when the current MPI phase has completed. */
 static zrt_status finish_phase(zrt__comm *c, zrt__comm_req *req)
 {
-    if (req->phase == PHASE_EXCHANGE) {
+    switch (req->phase) {
+    case PHASE_EXCHANGE:
         reduce_received(c, req);
-        if (!req->gathers_after_reduce) {
-            req->phase = PHASE_DONE;
-            return ZRT_OK;
-        }
-        req->phase = PHASE_GATHER;
-        return start_block_exchange(c, req);
+        return after_reduce(c, req);
+    case PHASE_GROUP_REDUCE:
+        reduce_group_rows(c, req);
+        return start_hier_phase(c, req, PHASE_CROSS_REDUCE);
+    case PHASE_CROSS_REDUCE:
+        reduce_group_partials(c, req);
+        return after_reduce(c, req);
+    case PHASE_CROSS_GATHER:
+        return start_hier_phase(c, req, PHASE_GROUP_GATHER);
+    default: /* the last phase: PHASE_GATHER, PHASE_GROUP_GATHER */
+        if (req->final_out)
+            memcpy(req->final_out, req->gather_buf, req->final_count * req->esize);
+        req->phase = PHASE_DONE;
+        return ZRT_OK;
     }
-    if (req->final_out)
-        memcpy(req->final_out, req->gather_buf, req->final_count * req->esize);
-    req->phase = PHASE_DONE;
-    return ZRT_OK;
 }
 
 /* Moves one request through every phase that has completed. */
@@ -608,12 +997,21 @@ static zrt_status host_reduce_scatter(zrt__comm *c, const void *send, void *recv
     req->reduce_out = recv;
     req->kind = REDUCE_SCATTER;
     req->bytes = (size_t)c->size * count * req->esize;
-    zrt_status st = start_exchange(c, req, send);
+    zrt_status st;
+    if (c->hierarchical) {
+        take_tags(c, req);
+        st = start_hier_reduce(c, req, send);
+    } else {
+        st = start_exchange(c, req, send);
+    }
     if (st != ZRT_OK) {
         free_request(c, req);
         return st;
     }
-    count_sent(c, req->layer, (uint64_t)block_bytes(req)); /* block j to rank j */
+    if (c->hierarchical)
+        count_hier(c, req->layer, (uint64_t)block_bytes(req), 1);
+    else
+        count_sent(c, req->layer, (uint64_t)block_bytes(req)); /* block j to rank j */
     *out = req;
     return ZRT_OK;
 }
@@ -627,8 +1025,9 @@ static zrt_status start_all_reduce(zrt__comm *c, zrt__comm_req *req, const void 
     req->gather_buf = gather_buf;
     req->reduce_out = req->gather_buf + (size_t)c->rank * req->block * req->esize;
     req->gathers_after_reduce = 1;
-    mpi_impl *impl = c->impl;
-    req->tag = (int)(impl->next_tag++ % TAG_SPACE);
+    take_tags(c, req);
+    if (c->hierarchical)
+        return start_hier_reduce(c, req, send);
     return start_exchange(c, req, send);
 }
 
@@ -665,9 +1064,38 @@ static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
         free_request(c, req);
         return st;
     }
-    /* the padded block to each peer twice: its share to reduce, then the
-     * reduced block */
-    count_sent(c, req->layer, 2 * (uint64_t)block_bytes(req));
+    /* flat: the padded block to each peer twice, its share to reduce, then
+     * the reduced block; hierarchical: a reduce-scatter and an all-gather */
+    if (c->hierarchical)
+        count_hier(c, req->layer, (uint64_t)block_bytes(req), 2);
+    else
+        count_sent(c, req->layer, 2 * (uint64_t)block_bytes(req));
+    *out = req;
+    return ZRT_OK;
+}
+
+/* Hierarchical all-gather: this rank's block into its place (unless in
+ * place), then across groups and within, in recv. */
+static zrt_status hier_all_gather(zrt__comm *c, const void *send, void *recv,
+                                  size_t count, size_t esize, zrt__comm_req **out)
+{
+    zrt__comm_req *req = NULL;
+    ZRT_CHECK(new_request(c, &req));
+    req->kind = ALL_GATHER;
+    req->block = count;
+    req->esize = esize;
+    req->bytes = (size_t)c->size * count * esize;
+    req->gather_buf = recv;
+    char *own_block = req->gather_buf + block_at(req, (size_t)c->rank);
+    if (send != own_block)
+        memcpy(own_block, send, count * esize);
+    take_tags(c, req);
+    zrt_status st = start_hier_phase(c, req, PHASE_CROSS_GATHER);
+    if (st != ZRT_OK) {
+        free_request(c, req);
+        return st;
+    }
+    count_hier(c, req->layer, (uint64_t)block_bytes(req), 1);
     *out = req;
     return ZRT_OK;
 }
@@ -687,6 +1115,8 @@ static zrt_status host_all_gather(zrt__comm *c, const void *send, void *recv,
             memmove(own_block, send, bytes);
         return done_request(c, out);
     }
+    if (c->hierarchical)
+        return hier_all_gather(c, send, recv, count, esize, out);
     zrt__comm_req *req = NULL;
     ZRT_CHECK(new_request(c, &req));
     req->phase = PHASE_GATHER;
@@ -973,6 +1403,7 @@ static void mpi_destroy(zrt__comm *c)
 {
     mpi_impl *impl = c->impl;
     free(impl->hosts);
+    free(impl->host_id);
     if (impl->failed != ZRT_OK) {
         free(impl);
         free(c);
@@ -983,6 +1414,126 @@ static void mpi_destroy(zrt__comm *c)
         MPI_Finalize();
     free(impl);
     free(c);
+}
+
+/* ---- groups ------------------------------------------------------------------- */
+
+/* Ranks per host when every host holds the same number of consecutive
+ * ranks, else 0. *runs lists the rank counts of the hosts' runs of
+ * consecutive ranks ("3, 1"), and *scattered is 1 when a host's ranks are
+ * not consecutive (its id, its lowest rank, starts no run of its own). */
+static int ranks_per_host(const int *host_id, int size, char *runs, size_t runs_size,
+                          int *scattered)
+{
+    int per_host = -1, even = 1;
+    size_t used = 0;
+    runs[0] = '\0';
+    *scattered = 0;
+    for (int start = 0, end; start < size; start = end) {
+        for (end = start; end < size && host_id[end] == host_id[start];)
+            end++;
+        if (per_host < 0)
+            per_host = end - start;
+        if (host_id[start] != start)
+            *scattered = 1;
+        even = even && end - start == per_host && host_id[start] == start;
+        int w = snprintf(runs + used, runs_size - used, "%s%d", used ? ", " : "",
+                         end - start);
+        if (w > 0 && (size_t)w < runs_size - used)
+            used += (size_t)w;
+    }
+    return even && per_host > 0 ? per_host : 0;
+}
+
+static zrt_status check_route_values(zrt__errbuf *err, int hierarchy, int group_size)
+{
+    if (hierarchy < ZRT_COMM_HIER_AUTO || hierarchy > ZRT_COMM_HIER_HIERARCHICAL)
+        return zrt__fail(
+            err, ZRT_ERR_CONFIG,
+            "'comm_hierarchy' is %d; it must be \"auto\" (%d), \"flat\" (%d) "
+            "or \"hierarchical\" (%d)",
+            hierarchy, ZRT_COMM_HIER_AUTO, ZRT_COMM_HIER_FLAT,
+            ZRT_COMM_HIER_HIERARCHICAL);
+    if (group_size < 0)
+        return zrt__fail(err, ZRT_ERR_CONFIG,
+                         "'comm_group_size' is %d; it must be 0 (a group per host) or a "
+                         "number of ranks",
+                         group_size);
+    return ZRT_OK;
+}
+
+/* No group per host: "hierarchical" is refused, auto and flat run flat. */
+static zrt_status uneven_hosts(zrt__errbuf *err, int size, int hierarchy,
+                               const char *runs, int scattered, zrt__comm_topology *t)
+{
+    char layout[160];
+    snprintf(layout, sizeof layout, "the %d ranks' hosts hold %s ranks%s", size, runs,
+             scattered ? " (a host's ranks are not consecutive)" : "");
+    if (hierarchy == ZRT_COMM_HIER_HIERARCHICAL)
+        return zrt__fail(
+            err, ZRT_ERR_CONFIG,
+            "'comm_hierarchy' is \"hierarchical\" with 'comm_group_size' 0 (a "
+            "group per host), but %s; every host must hold the same number "
+            "of consecutive ranks, or set 'comm_group_size' to a divisor of %d",
+            layout, size);
+    snprintf(t->why, sizeof t->why, "flat: no group per host, since %s", layout);
+    return ZRT_OK;
+}
+
+zrt_status zrt__comm_pick_topology(const int *host_id, int size, int hierarchy,
+                                   int group_size, zrt__errbuf *err,
+                                   zrt__comm_topology *out)
+{
+    ZRT_CHECK(check_route_values(err, hierarchy, group_size));
+    if (group_size > 0 && size % group_size != 0)
+        return zrt__fail(err, ZRT_ERR_CONFIG,
+                         "'comm_group_size' is %d but the job has %d ranks; the world "
+                         "size must be a multiple of the group size",
+                         group_size, size);
+    zrt__comm_topology t = {0};
+    char runs[96];
+    int scattered = 0;
+    int per_host = ranks_per_host(host_id, size, runs, sizeof runs, &scattered);
+    t.group_size = group_size > 0 ? group_size : per_host;
+    if (t.group_size == 0) {
+        ZRT_CHECK(uneven_hosts(err, size, hierarchy, runs, scattered, &t));
+        *out = t;
+        return ZRT_OK;
+    }
+    int R = t.group_size, G = size / R;
+    char groups[96];
+    snprintf(groups, sizeof groups, "%d group%s of %d rank%s (%s)", G, G > 1 ? "s" : "",
+             R, R > 1 ? "s" : "",
+             group_size > 0 ? "comm_group_size" : "a group per host");
+    t.hierarchical = hierarchy != ZRT_COMM_HIER_FLAT && G > 1 && R > 1;
+    if (t.hierarchical)
+        snprintf(t.why, sizeof t.why, "hierarchical: %s", groups);
+    else if (hierarchy == ZRT_COMM_HIER_FLAT)
+        snprintf(t.why, sizeof t.why, "flat (comm_hierarchy \"flat\"): %s", groups);
+    else
+        snprintf(t.why, sizeof t.why,
+                 "flat: %s, one level, whose order is rank order either way", groups);
+    *out = t;
+    return ZRT_OK;
+}
+
+static zrt_status mpi_set_hierarchy(zrt__comm *c, int hierarchy, int group_size,
+                                    char *why, size_t why_size)
+{
+    mpi_impl *impl = c->impl;
+    ZRT_CHECK(check_failed(c));
+    if (impl->active)
+        return zrt__fail(c->err, ZRT_ERR_STATE,
+                         "the collectives' routing cannot change while a collective is "
+                         "in flight");
+    zrt__comm_topology t;
+    ZRT_CHECK(zrt__comm_pick_topology(impl->host_id, c->size, hierarchy, group_size,
+                                      c->err, &t));
+    c->hierarchical = t.hierarchical;
+    c->group_size = t.group_size;
+    if (why && why_size)
+        snprintf(why, why_size, "%s", t.why);
+    return ZRT_OK;
 }
 
 static const zrt__comm_ops mpi_ops = {
@@ -997,6 +1548,7 @@ static const zrt__comm_ops mpi_ops = {
     .agree = mpi_agree,
     .abort_job = mpi_abort_job,
     .destroy = mpi_destroy,
+    .set_hierarchy = mpi_set_hierarchy,
 };
 
 static zrt_status start_mpi(zrt__errbuf *err, int *owns)
@@ -1013,6 +1565,22 @@ static zrt_status start_mpi(zrt__errbuf *err, int *owns)
     return ZRT_OK;
 }
 
+/* Each rank's host as the lowest rank on it (node: this host's ranks), and
+ * the flat default: grouped by host where the hosts are even. */
+static zrt_status gather_host_ids(zrt__comm *c, MPI_Comm node)
+{
+    mpi_impl *impl = c->impl;
+    int lowest = c->rank, scattered = 0;
+    char runs[96];
+    MPI_TRY(c, MPI_Allreduce(MPI_IN_PLACE, &lowest, 1, MPI_INT, MPI_MIN, node));
+    impl->host_id = calloc((size_t)c->size, sizeof *impl->host_id);
+    if (!impl->host_id)
+        return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY, "cannot allocate the host table");
+    MPI_TRY(c, MPI_Allgather(&lowest, 1, MPI_INT, impl->host_id, 1, MPI_INT, comm_of(c)));
+    c->group_size = ranks_per_host(impl->host_id, c->size, runs, sizeof runs, &scattered);
+    return ZRT_OK;
+}
+
 static zrt_status describe_world(zrt__comm *c)
 {
     MPI_Comm node;
@@ -1022,7 +1590,9 @@ static zrt_status describe_world(zrt__comm *c)
                                    MPI_INFO_NULL, &node));
     MPI_Comm_rank(node, &c->local_rank);
     MPI_Comm_size(node, &c->local_size);
+    zrt_status st = gather_host_ids(c, node);
     MPI_Comm_free(&node);
+    ZRT_CHECK(st);
     /* Every rank's host name, so that a timeout can say where the silent
      * ranks run; without them the sentence names ranks only. */
     mpi_impl *impl = c->impl;

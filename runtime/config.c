@@ -63,6 +63,8 @@ typedef enum key_kind {
     KIND_POSITIVE,  /* int: 1 .. 1<<20 */
     KIND_REAL,      /* float: finite, 0 or more */
     KIND_DTYPE,     /* int: "fp32", "bf16" or "fp16" (zrt_dtype) */
+    KIND_HIERARCHY, /* int: "auto", "flat" or "hierarchical" (zrt_comm_hierarchy) */
+    KIND_GROUP,     /* int: 0 (per host) .. 1<<20 ranks */
 } key_kind;
 
 typedef struct cfg_key {
@@ -92,6 +94,8 @@ static const cfg_key keys[] = {
     {NULL, "backend", KIND_BACKEND, FIELD(backend)},
     {NULL, "communicator", KIND_COMM, FIELD(communicator)},
     {NULL, "comm_timeout_seconds", KIND_REAL, FIELD(comm_timeout_seconds)},
+    {NULL, "comm_hierarchy", KIND_HIERARCHY, FIELD(comm_hierarchy)},
+    {NULL, "comm_group_size", KIND_GROUP, FIELD(comm_group_size)},
     {NULL, "log_level", KIND_LOG_LEVEL, FIELD(log_level)},
     {SECTION_ZERO, "offload_optimizer", KIND_SECTION, 0},
     {SECTION_OFFLOAD_OPTIM, "device", KIND_DEVICE, FIELD(offload_optimizer.device)},
@@ -348,6 +352,13 @@ static const char *const dtype_names[] = {"fp32", "bf16", "fp16"};
 #define COMM_RULE "it must be \"auto\", \"mpi\" or \"nccl\""
 static const char *const comm_names[] = {"auto", "mpi", "nccl"};
 
+#define HIERARCHY_RULE "it must be \"auto\", \"flat\" or \"hierarchical\""
+/* zrt_comm_hierarchy order */
+static const char *const hierarchy_names[] = {"auto", "flat", "hierarchical"};
+#define GROUP_RULE                                                                       \
+    "it must be 0 (a group per host) or a whole number of ranks from 1 to 1048576"
+#define GROUP_MAX (1 << 20)
+
 /* The kinds whose value is one of a list of names, stored as the name's index
  * (an int): the names in index order and the rule that lists them. */
 typedef struct enum_kind {
@@ -361,6 +372,7 @@ static const enum_kind enum_kinds[] = {
     [KIND_DEVICE] = {NAMES(device_names), DEVICE_RULE},
     [KIND_COMM] = {NAMES(comm_names), COMM_RULE},
     [KIND_DTYPE] = {NAMES(dtype_names), DTYPE_RULE},
+    [KIND_HIERARCHY] = {NAMES(hierarchy_names), HIERARCHY_RULE},
 };
 
 static zrt_status read_enum(const cfg_err *e, const cfg_key *key, const json_t *v,
@@ -394,6 +406,17 @@ static zrt_status read_positive(const cfg_err *e, const cfg_key *key, const json
     if (!json_is_integer(v) || json_integer_value(v) < 1 ||
         json_integer_value(v) > (1 << 20))
         return bad_value(e, key, v, POSITIVE_RULE);
+    int n = (int)json_integer_value(v);
+    memcpy((char *)cfg + key->offset, &n, sizeof n);
+    return ZRT_OK;
+}
+
+static zrt_status read_group(const cfg_err *e, const cfg_key *key, const json_t *v,
+                             zrt_config *cfg)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > GROUP_MAX)
+        return bad_value(e, key, v, GROUP_RULE);
     int n = (int)json_integer_value(v);
     memcpy((char *)cfg + key->offset, &n, sizeof n);
     return ZRT_OK;
@@ -530,7 +553,8 @@ static const key_reader readers[] = {
     [KIND_LOG_LEVEL] = read_log_level, [KIND_DEVICE] = read_enum,
     [KIND_COMM] = read_enum,           [KIND_PATH] = read_path,
     [KIND_POSITIVE] = read_positive,   [KIND_REAL] = read_real,
-    [KIND_DTYPE] = read_enum,
+    [KIND_DTYPE] = read_enum,          [KIND_HIERARCHY] = read_enum,
+    [KIND_GROUP] = read_group,
 };
 
 static zrt_status read_key(const cfg_err *e, const cfg_key *key, const json_t *v,
@@ -628,6 +652,8 @@ zrt_status zrt_config_init(zrt_config *cfg)
     strcpy(cfg->backend, "cpu");
     cfg->communicator = ZRT_COMM_AUTO;
     cfg->comm_timeout_seconds = 600.0f;
+    cfg->comm_hierarchy = ZRT_COMM_HIER_AUTO;
+    cfg->comm_group_size = 0; /* a group per host */
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
     cfg->offload_param.buffer_count = 5;
@@ -811,6 +837,7 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
                             "or 3 (debug)");
     case KIND_DEVICE:
     case KIND_COMM:
+    case KIND_HIERARCHY:
         return validate_int(e, path, field, enum_kinds[key->kind].count - 1,
                             enum_kinds[key->kind].rule);
     case KIND_PATH:
@@ -835,6 +862,8 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
                    : fail(e, ZRT_ERR_CONFIG, "'%s' is %g; %s", path, (double)f,
                           least_rule(key, rule, sizeof rule));
     }
+    case KIND_GROUP:
+        return validate_int(e, path, field, GROUP_MAX, GROUP_RULE);
     case KIND_POSITIVE: {
         int n;
         memcpy(&n, field, sizeof n);

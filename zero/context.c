@@ -82,6 +82,32 @@ static int pick_communicator(const zrt_ctx *ctx)
     return ZRT_COMM_NCCL;
 }
 
+/* comm_hierarchy and comm_group_size, for a communicator that routes (mpi;
+ * nccl stays flat). A layout that cannot be grouped as asked ends the
+ * context's creation: the communicator is destroyed here. */
+static zrt_status route_comm(zrt_ctx *ctx)
+{
+    zrt__comm *c = ctx->comm;
+    if (!c->ops->set_hierarchy) {
+        if (ctx->cfg.comm_hierarchy == ZRT_COMM_HIER_HIERARCHICAL)
+            zrt_log(ctx, 1,
+                    "'comm_hierarchy' is \"hierarchical\" but the %s communicator's "
+                    "collectives stay flat (the mpi communicator's are hierarchical)",
+                    c->ops->name);
+        return ZRT_OK;
+    }
+    char why[256];
+    zrt_status st = c->ops->set_hierarchy(c, ctx->cfg.comm_hierarchy,
+                                          ctx->cfg.comm_group_size, why, sizeof why);
+    if (st != ZRT_OK) {
+        c->ops->destroy(c);
+        ctx->comm = NULL;
+        return st;
+    }
+    zrt_log(ctx, 2, "collectives: %s", why);
+    return ZRT_OK;
+}
+
 static zrt_status create_comm(zrt_ctx *ctx)
 {
     int which = pick_communicator(ctx);
@@ -96,7 +122,7 @@ static zrt_status create_comm(zrt_ctx *ctx)
     ZRT_CHECK(
         zrt__comm_create_by_name(which == ZRT_COMM_MPI ? "mpi" : "nccl", &p, &ctx->comm));
     ctx->comm->timeout_seconds = p.timeout_seconds; /* bounds the mpi waits too */
-    return ZRT_OK;
+    return route_comm(ctx);
 }
 
 /* Config errors found before a context exists have nowhere to be stored:

@@ -220,6 +220,10 @@ typedef struct zrt_config {
                                     this long (a lost peer) fails with
                                     ZRT_ERR_REMOTE and a sentence naming it,
                                     instead of a hang; 0: never; else >= 0.001 */
+    int comm_hierarchy;         /* zrt_comm_hierarchy: how the mpi communicator routes
+                                   reductions and all-gathers (nccl: always flat) */
+    int comm_group_size;        /* ranks per group for comm_hierarchy: 0 one group per
+                                   host; N groups of N consecutive ranks (0) */
 } zrt_config;
 
 /* "communicator" in the config. auto: nccl on the cuda backend when every
@@ -230,6 +234,20 @@ typedef enum zrt_communicator {
     ZRT_COMM_MPI = 1,
     ZRT_COMM_NCCL = 2
 } zrt_communicator;
+
+/* "comm_hierarchy" in the config. hierarchical: a reduction sums within
+ * each group of comm_group_size consecutive ranks, then across the groups,
+ * so only 1/R of the bytes cross between groups (R ranks a group), and the
+ * summation order is fixed by the groups; all-gathers run across, then
+ * within. auto: hierarchical when the job spans 2 or more groups of 2 or
+ * more ranks, flat otherwise (and when the hosts hold different rank
+ * counts). flat: every rank exchanges with every rank, summing in rank
+ * order. The mpi communicator only: nccl stays flat. */
+typedef enum zrt_comm_hierarchy {
+    ZRT_COMM_HIER_AUTO = 0,
+    ZRT_COMM_HIER_FLAT = 1,
+    ZRT_COMM_HIER_HIERARCHICAL = 2
+} zrt_comm_hierarchy;
 
 /* Fills *cfg with defaults. */
 ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
@@ -244,6 +262,7 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * {enabled, loss_scale, initial_scale_power, loss_scale_window, hysteresis,
  * min_loss_scale},
  * backend, communicator ("auto", "mpi", "nccl"), comm_timeout_seconds,
+ * comm_hierarchy ("auto", "flat", "hierarchical"), comm_group_size,
  * log_level, and an object aio {block_size, queue_depth,
  * thread_count, single_submit, overlap_events}. Sizes are integers, or strings with a
  * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
