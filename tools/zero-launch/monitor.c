@@ -45,7 +45,7 @@ enum {
 
 /* Prints "zero-launch: <message>" on stderr in one write (a rank's stderr
  * goes through mpirun, which tags each piece it reads); returns -1. */
-__attribute__((format(printf, 1, 2))) static int say(const char *fmt, ...)
+int zl_say(const char *fmt, ...)
 {
     char line[2048] = "zero-launch: ";
     size_t n = strlen(line);
@@ -141,7 +141,7 @@ static int reaped(pid_t child, int *status)
     while ((r = waitpid(child, status, WNOHANG)) < 0 && errno == EINTR)
         ;
     if (r < 0)
-        return say("waitpid: %s", strerror(errno));
+        return zl_say("waitpid: %s", strerror(errno));
     return r == child;
 }
 
@@ -212,7 +212,7 @@ static int draw_token(char *hex)
     while (got < sizeof raw) {
         ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
         if (n < 0 && errno != EINTR)
-            return say("monitor: getrandom: %s", strerror(errno));
+            return zl_say("monitor: getrandom: %s", strerror(errno));
         got += n > 0 ? (size_t)n : 0;
     }
     for (size_t i = 0; i < sizeof raw; i++)
@@ -229,7 +229,7 @@ static int listen_on(struct zl_monitor *m, const struct zl_monitor_params *p)
     m->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (m->fd < 0 || bind(m->fd, (struct sockaddr *)&a, sizeof a) != 0 ||
         listen(m->fd, SOMAXCONN) != 0 || getsockname(m->fd, (struct sockaddr *)&a, &len))
-        return say("monitor: cannot listen on %s: %s", addr, strerror(errno));
+        return zl_say("monitor: cannot listen on %s: %s", addr, strerror(errno));
     inet_ntop(AF_INET, &p->advertise, addr, sizeof addr);
     snprintf(m->where, sizeof m->where, "%s:%d", addr, ntohs(a.sin_port));
     return 0;
@@ -238,10 +238,10 @@ static int listen_on(struct zl_monitor *m, const struct zl_monitor_params *p)
 int zl_monitor_open(const struct zl_monitor_params *p, struct zl_monitor **out)
 {
     if (p->nproc < 1 || p->nproc > MAX_RANKS)
-        return say("monitor: %d ranks; it watches 1 to %d", p->nproc, MAX_RANKS);
+        return zl_say("monitor: %d ranks; it watches 1 to %d", p->nproc, MAX_RANKS);
     struct zl_monitor *m = calloc(1, sizeof *m);
     if (!m)
-        return say("out of memory");
+        return zl_say("out of memory");
     m->fd = -1;
     m->nproc = p->nproc;
     m->nconn = p->nproc + SPARE_CONNS;
@@ -250,7 +250,7 @@ int zl_monitor_open(const struct zl_monitor_params *p, struct zl_monitor **out)
     m->ranks = calloc((size_t)m->nproc, sizeof *m->ranks);
     m->conns = calloc((size_t)m->nconn, sizeof *m->conns);
     m->pfds = calloc((size_t)m->nconn + 1, sizeof *m->pfds);
-    int rc = m->ranks && m->conns && m->pfds ? 0 : say("out of memory");
+    int rc = m->ranks && m->conns && m->pfds ? 0 : zl_say("out of memory");
     for (int i = 0; rc == 0 && i < m->nconn; i++)
         m->conns[i] = (struct conn){.fd = -1, .rank = -1};
     for (int i = 0; rc == 0 && i < m->nproc; i++)
@@ -332,8 +332,8 @@ drop(struct zl_monitor *m, struct conn *c, const char *fmt, ...)
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     if (++m->drops <= DROPS_SAID)
-        say("monitor: dropped a connection from %s: %s%s", c->addr, why,
-            m->drops == DROPS_SAID ? " (further drops are not said)" : "");
+        zl_say("monitor: dropped a connection from %s: %s%s", c->addr, why,
+               m->drops == DROPS_SAID ? " (further drops are not said)" : "");
     conn_closed(m, c);
     return -1;
 }
@@ -460,7 +460,7 @@ static void accept_all(struct zl_monitor *m)
         if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
             continue;
         if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            say("monitor: accept: %s; accepting again in 1 s", strerror(errno));
+            zl_say("monitor: accept: %s; accepting again in 1 s", strerror(errno));
             m->accept_ms = now_ms() + 1000; /* EMFILE would wake ppoll at once */
         }
         if (fd < 0)
@@ -576,9 +576,9 @@ static void name_group(struct zl_monitor *m, int first, const char *ending)
     int n, why = add_group(m, first, &list, &n);
     const char *rs = n > 1 ? "ranks" : "rank";
     if (why == WHY_NEVER) {
-        say("%s %s did not connect to zero-launch (%s) within %d s of the start (not "
-            "started, or their host cannot reach that address: see --net); %s",
-            rs, list.s, m->where, m->start_ms / 1000, ending);
+        zl_say("%s %s did not connect to zero-launch (%s) within %d s of the start (not "
+               "started, or their host cannot reach that address: see --net); %s",
+               rs, list.s, m->where, m->start_ms / 1000, ending);
         return;
     }
     if (n == ranks_on(m, k->host))
@@ -593,7 +593,7 @@ static void name_group(struct zl_monitor *m, int first, const char *ending)
     if (why & WHY_SILENT)
         add(&t, "no heartbeat for %d s: the host or its link is down",
             m->heartbeat_ms / 1000);
-    say("%s); %s", t.s, ending);
+    zl_say("%s); %s", t.s, ending);
 }
 
 /* Every lost rank not named yet, one sentence a host; returns how many. */
@@ -618,10 +618,10 @@ static int name_lost(struct zl_monitor *m, const char *ending)
 static void end_mpirun(const struct zl_monitor *m, pid_t child, int *status)
 {
     if (end_child(child, !m->ending, ZL_MPIRUN_GRACE_MS, status))
-        say("mpirun did not end within %d s%s; killed it (SIGKILL)",
-            ZL_MPIRUN_GRACE_MS / 1000,
-            m->ending ? " (ending the job, it waits for the lost ranks' daemon)"
-                      : " of SIGTERM");
+        zl_say("mpirun did not end within %d s%s; killed it (SIGKILL)",
+               ZL_MPIRUN_GRACE_MS / 1000,
+               m->ending ? " (ending the job, it waits for the lost ranks' daemon)"
+                         : " of SIGTERM");
 }
 
 int zl_monitor_wait(struct zl_monitor *m, pid_t child, int *status)
@@ -763,14 +763,14 @@ int zl_link_open(const char *value, const char *rank, struct zl_link **out)
     char token[2 * TOKEN_BYTES + 1];
     int rank_no;
     if (!l)
-        return say("rank %s: out of memory", rank);
+        return zl_say("rank %s: out of memory", rank);
     l->rank = rank;
     hello_host(l->host, sizeof l->host);
     if (!parse_int(rank, 0, MAX_RANKS - 1, &rank_no) ||
         parse_value(value, l, &addr, token) != 0) {
-        say("rank %s (host %s): %s='%.80s' is not ADDR:PORT:TOKEN:SECONDS (or "
-            "OMPI_COMM_WORLD_RANK is not a rank); the program was not started",
-            rank, l->host, ZL_MONITOR_ENV, value);
+        zl_say("rank %s (host %s): %s='%.80s' is not ADDR:PORT:TOKEN:SECONDS (or "
+               "OMPI_COMM_WORLD_RANK is not a rank); the program was not started",
+               rank, l->host, ZL_MONITOR_ENV, value);
         free(l);
         return -1;
     }
@@ -780,7 +780,8 @@ int zl_link_open(const char *value, const char *rank, struct zl_link **out)
     else
         why = say_hello(l, token);
     if (why) {
-        say("rank %s (host %s): cannot reach zero-launch at %s: %s; the program was not "
+        zl_say(
+            "rank %s (host %s): cannot reach zero-launch at %s: %s; the program was not "
             "started",
             rank, l->host, l->where, why);
         zl_link_close(l, -1);
@@ -863,10 +864,10 @@ int zl_link_wait(struct zl_link *l, pid_t child, const volatile sig_atomic_t *fo
         char silent[32] = "";
         if (strcmp(lost, "did not answer") == 0)
             snprintf(silent, sizeof silent, " for %d s", l->heartbeat_ms / 1000);
-        say("rank %s (host %s, pid %d): zero-launch at %s %s%s; stopping the program "
-            "(SIGTERM, SIGKILL after %d s) so that it does not run on alone",
-            l->rank, l->host, (int)child, l->where, lost, silent,
-            ZL_PROGRAM_GRACE_MS / 1000);
+        zl_say("rank %s (host %s, pid %d): zero-launch at %s %s%s; stopping the program "
+               "(SIGTERM, SIGKILL after %d s) so that it does not run on alone",
+               l->rank, l->host, (int)child, l->where, lost, silent,
+               ZL_PROGRAM_GRACE_MS / 1000);
         end_child(child, true, ZL_PROGRAM_GRACE_MS, status);
     }
     release_sigchld(&g);

@@ -56,6 +56,11 @@ struct zl_monitor_params {
 struct zl_monitor; /* the top level's side: opaque */
 struct zl_link;    /* a wrapper's side: opaque */
 
+/* Prints "zero-launch: <message>" on stderr in one write (a rank's stderr
+ * goes through mpirun, which tags each piece it reads); returns -1. Shared
+ * by zero_launch.c and monitor.c. */
+__attribute__((format(printf, 1, 2))) int zl_say(const char *fmt, ...);
+
 /* Listens (port chosen by the kernel) and draws the token (getrandom). On
  * failure prints why and returns -1, *out untouched. */
 int zl_monitor_open(const struct zl_monitor_params *p, struct zl_monitor **out);

@@ -128,21 +128,6 @@ struct argv_buf {
 static volatile pid_t forward_pid;
 static volatile sig_atomic_t forwarded_sig;
 
-/* Prints "zero-launch: <message>" on stderr in one write (a rank's stderr
- * goes through mpirun, which tags each piece it reads); returns -1. */
-__attribute__((format(printf, 1, 2))) static int error(const char *fmt, ...)
-{
-    char line[2048] = "zero-launch: ";
-    size_t n = strlen(line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
-    va_end(ap);
-    strcat(line, "\n");
-    fputs(line, stderr);
-    return -1;
-}
-
 /* ---- small parsers ---------------------------------------------------- */
 
 static bool parse_positive(const char *s, int *out)
@@ -174,7 +159,7 @@ static int parse_bind(const char *s, enum bind *out)
             *out = (enum bind)b;
             return 0;
         }
-    return error("--bind: '%s' is not one of none, core, numa, socket", s);
+    return zl_say("--bind: '%s' is not one of none, core, numa, socket", s);
 }
 
 /* Resolves PATH to an absolute path that must exist and be a directory
@@ -184,11 +169,11 @@ static int absolute_path(const char *opt, const char *path, bool want_dir, char 
     struct stat st;
     char *abs = realpath(path, NULL);
     if (!abs || stat(abs, &st) != 0)
-        return free(abs), error("%s: '%s': %s", opt, path, strerror(errno));
+        return free(abs), zl_say("%s: '%s': %s", opt, path, strerror(errno));
     if (want_dir && !S_ISDIR(st.st_mode))
-        return free(abs), error("%s: '%s' is not a directory", opt, path);
+        return free(abs), zl_say("%s: '%s' is not a directory", opt, path);
     if (!want_dir && (S_ISDIR(st.st_mode) || access(abs, R_OK) != 0))
-        return free(abs), error("%s: '%s' is not a readable file", opt, path);
+        return free(abs), zl_say("%s: '%s' is not a readable file", opt, path);
     free(*out); /* the option given again replaces the earlier value */
     *out = abs;
     return 0;
@@ -199,7 +184,7 @@ static int make_dirs(const char *opt, const char *dir)
 {
     char *path = strdup(dir);
     if (!path)
-        return error("out of memory");
+        return zl_say("out of memory");
     int rc = 0;
     for (char *p = path + 1; rc == 0; p++) {
         if (*p != '/' && *p != '\0')
@@ -208,9 +193,9 @@ static int make_dirs(const char *opt, const char *dir)
         *p = '\0';
         struct stat st;
         if (stat(path, &st) != 0 && mkdir(path, 0700) != 0 && errno != EEXIST)
-            rc = error("%s: cannot create '%s': %s", opt, path, strerror(errno));
+            rc = zl_say("%s: cannot create '%s': %s", opt, path, strerror(errno));
         else if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-            rc = error("%s: '%s' is not a directory", opt, path);
+            rc = zl_say("%s: '%s' is not a directory", opt, path);
         *p = end;
         if (end == '\0')
             break;
@@ -227,17 +212,17 @@ static int resolve_nvme(struct options *o)
     const char *opt = "--nvme-path", *dir = o->nvme_arg;
     struct stat st;
     if (*dir == '\0')
-        return error("%s: the directory is empty", opt);
+        return zl_say("%s: the directory is empty", opt);
     if (stat(dir, &st) == 0 || errno != ENOENT)
         return absolute_path(opt, dir, true, &o->nvme_path);
     if (!o->dry_run && !o->topology)
         return make_dirs(opt, dir) ? -1 : absolute_path(opt, dir, true, &o->nvme_path);
     char cwd[PATH_MAX] = "";
     if (dir[0] != '/' && !getcwd(cwd, sizeof cwd))
-        return error("%s: '%s': cannot read the current directory: %s", opt, dir,
-                     strerror(errno));
+        return zl_say("%s: '%s': cannot read the current directory: %s", opt, dir,
+                      strerror(errno));
     if (asprintf(&o->nvme_path, "%s%s%s", cwd, cwd[0] ? "/" : "", dir) < 0)
-        return o->nvme_path = NULL, error("out of memory");
+        return o->nvme_path = NULL, zl_say("out of memory");
     fprintf(stderr,
             "zero-launch: %s: '%s' does not exist; the job would create it "
             "(mode 0700)\n",
@@ -348,9 +333,9 @@ bad_line(const char *where, const char *text, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    return error("%s: '%s' is not a hostfile line ('host [slots=N] [max_slots=N]', "
-                 "'#' comments): %s",
-                 where, shown_line(text, shown, sizeof shown), why);
+    return zl_say("%s: '%s' is not a hostfile line ('host [slots=N] [max_slots=N]', "
+                  "'#' comments): %s",
+                  where, shown_line(text, shown, sizeof shown), why);
 }
 
 /* One key=value token of a host line into *out. */
@@ -377,8 +362,8 @@ static int parse_key(char *tok, const char *where, const char *text,
         return bad_line(where, text, "'%.*s%s' gives %s a second time", SHOWN, tok, more,
                         count == &out->slots ? "the slot count" : "max_slots");
     if (!parse_positive(eq + 1, count))
-        return error("%s: '%.*s%s': the slot count must be a positive integer", where,
-                     SHOWN, tok, more);
+        return zl_say("%s: '%.*s%s': the slot count must be a positive integer", where,
+                      SHOWN, tok, more);
     return 0;
 }
 
@@ -388,7 +373,7 @@ static int parse_host_line(char *line, const char *where, struct host_line *out)
 {
     char *text = strdup(line), *save, *tok;
     if (!text)
-        return error("out of memory");
+        return zl_say("out of memory");
     *out = (struct host_line){NULL, 0, 0};
     line[strcspn(line, "#")] = '\0';
     join_equals(line);
@@ -414,17 +399,17 @@ static int add_host(struct host_list *h, struct hostfile *hf, const char *where,
 {
     int i = find_host(h, l->host);
     if (i >= 0 && l->slots > 0)
-        return error("%s: host '%s' is already named on line %d; mpirun refuses a slot "
-                     "count for it here (name it once, with slots=N)",
-                     where, l->host, h->line[i]);
+        return zl_say("%s: host '%s' is already named on line %d; mpirun refuses a slot "
+                      "count for it here (name it once, with slots=N)",
+                      where, l->host, h->line[i]);
     if (i < 0 && h->n == MAX_HOSTS)
-        return error("%s: more than %d hosts", where, MAX_HOSTS);
+        return zl_say("%s: more than %d hosts", where, MAX_HOSTS);
     int add = l->slots > 0 ? l->slots : 1;
     if (hf->slots > INT_MAX - add)
-        return error("%s: the slots add up to more than %d", where, INT_MAX);
+        return zl_say("%s: the slots add up to more than %d", where, INT_MAX);
     if (i < 0) {
         if (!(h->name[h->n] = strdup(l->host)))
-            return error("out of memory");
+            return zl_say("out of memory");
         h->line[h->n] = lineno;
         h->slots[h->n] = 0;
         i = h->n++;
@@ -457,9 +442,9 @@ static int read_hostfile(FILE *f, const char *path, struct host_list *h,
     if (rc != 0)
         return -1;
     if (ferror(f) || !feof(f)) /* a read error, or getline out of memory */
-        return error("--hostfile: '%s': cannot read line %d: %s", path, lineno + 1,
-                     strerror(err ? err : EIO));
-    return h->n ? 0 : error("--hostfile: '%s' names no hosts", path);
+        return zl_say("--hostfile: '%s': cannot read line %d: %s", path, lineno + 1,
+                      strerror(err ? err : EIO));
+    return h->n ? 0 : zl_say("--hostfile: '%s' names no hosts", path);
 }
 
 /* Checks a hostfile and counts its slots and distinct hosts. */
@@ -467,10 +452,10 @@ static int load_hostfile(const char *path, struct hostfile *hf)
 {
     FILE *f = fopen(path, "r");
     if (!f)
-        return error("--hostfile: '%s': %s", path, strerror(errno));
+        return zl_say("--hostfile: '%s': %s", path, strerror(errno));
     struct host_list *h = calloc(1, sizeof *h);
     *hf = (struct hostfile){0, 0, 0};
-    int rc = h ? read_hostfile(f, path, h, hf) : error("out of memory");
+    int rc = h ? read_hostfile(f, path, h, hf) : zl_say("out of memory");
     fclose(f);
     if (h) {
         hf->hosts = h->n;
@@ -496,12 +481,12 @@ static int count_type(hwloc_topology_t t, hwloc_obj_type_t type)
 static int load_topology(hwloc_topology_t *t, bool with_io)
 {
     if (hwloc_topology_init(t) != 0)
-        return error("hwloc: cannot initialise the topology");
+        return zl_say("hwloc: cannot initialise the topology");
     if (with_io)
         hwloc_topology_set_io_types_filter(*t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
     if (hwloc_topology_load(*t) != 0) {
         hwloc_topology_destroy(*t);
-        return error("hwloc: cannot load the topology");
+        return zl_say("hwloc: cannot load the topology");
     }
     return 0;
 }
@@ -568,27 +553,27 @@ static int resolve_agent(const char *arg, char **out)
     char cwd[PATH_MAX] = "", *found = NULL, *abs = NULL;
     struct stat st;
     if (*arg == '\0')
-        return error("%s: the path is empty", opt);
+        return zl_say("%s: the path is empty", opt);
     if (!strchr(arg, '/') && !(found = search_path(arg))) {
         const char *path = getenv("PATH");
-        return error("%s: no executable '%s' in PATH (%s)%s%s", opt, arg,
-                     path ? path : "unset",
-                     access(arg, F_OK) == 0 ? "; for the file here, give ./" : "",
-                     access(arg, F_OK) == 0 ? arg : "");
+        return zl_say("%s: no executable '%s' in PATH (%s)%s%s", opt, arg,
+                      path ? path : "unset",
+                      access(arg, F_OK) == 0 ? "; for the file here, give ./" : "",
+                      access(arg, F_OK) == 0 ? arg : "");
     }
     if (found)
         arg = found;
     int rc = 0;
     if (arg[0] != '/' && !getcwd(cwd, sizeof cwd))
-        rc = error("%s: '%s': cannot read the current directory: %s", opt, arg,
-                   strerror(errno));
+        rc = zl_say("%s: '%s': cannot read the current directory: %s", opt, arg,
+                    strerror(errno));
     else if (asprintf(&abs, "%s%s%s", cwd, cwd[0] ? "/" : "",
                       strncmp(arg, "./", 2) == 0 && cwd[0] ? arg + 2 : arg) < 0)
-        rc = error("out of memory"), abs = NULL;
+        rc = zl_say("out of memory"), abs = NULL;
     else if (stat(abs, &st) != 0)
-        rc = error("%s: '%s': %s", opt, abs, strerror(errno));
+        rc = zl_say("%s: '%s': %s", opt, abs, strerror(errno));
     else if (!S_ISREG(st.st_mode) || access(abs, X_OK) != 0)
-        rc = error("%s: '%s' is not an executable file", opt, abs);
+        rc = zl_say("%s: '%s' is not an executable file", opt, abs);
     free(found);
     if (rc != 0) {
         free(abs);
@@ -618,20 +603,20 @@ static int parse_net_item(const char *item, struct in_addr *net, int *prefix)
         if (len >= sizeof addr || inet_pton(AF_INET, addr, net) != 1 || !slash[1] ||
             strspn(slash + 1, "0123456789") != strlen(slash + 1) ||
             strlen(slash + 1) > 2 || (bits = atoi(slash + 1)) > 32)
-            return error("--net: '%s' is not an IPv4 network a.b.c.d/N (N from 0 to 32) "
-                         "or an interface name",
-                         item);
+            return zl_say("--net: '%s' is not an IPv4 network a.b.c.d/N (N from 0 to 32) "
+                          "or an interface name",
+                          item);
         *prefix = bits;
         return 0;
     }
     if (inet_pton(AF_INET, item, net) == 1)
-        return error("--net: '%s' is an address; give its network, a.b.c.d/N (for "
-                     "example %s/24), or an interface name",
-                     item, item);
+        return zl_say("--net: '%s' is an address; give its network, a.b.c.d/N (for "
+                      "example %s/24), or an interface name",
+                      item, item);
     if (len > IFNAME_MAX || !is_word(item, len, "._-:"))
-        return error("--net: '%s' is not an interface name (at most %d letters, digits, "
-                     "'.', '_', '-' or ':') or an IPv4 network a.b.c.d/N",
-                     item, IFNAME_MAX);
+        return zl_say("--net: '%s' is not an interface name (at most %d letters, digits, "
+                      "'.', '_', '-' or ':') or an IPv4 network a.b.c.d/N",
+                      item, IFNAME_MAX);
     return 0;
 }
 
@@ -739,14 +724,14 @@ static int check_net(const struct options *o)
     const char *net = o->net;
     size_t len = strlen(net);
     if (len == 0 || net[0] == ',' || net[len - 1] == ',' || strstr(net, ",,"))
-        return error("--net: '%s' has an empty item (IF|CIDR[,...])", net);
+        return zl_say("--net: '%s' has an empty item (IF|CIDR[,...])", net);
     struct ifaddrs *ifs = NULL;
     if (getifaddrs(&ifs) != 0)
-        return error("--net: cannot list this host's interfaces: %s", strerror(errno));
+        return zl_say("--net: cannot list this host's interfaces: %s", strerror(errno));
     char *list = strdup(net), *save = NULL, host[256] = "?";
     gethostname(host, sizeof host - 1);
     bool several = strchr(net, ',') != NULL; /* one item: said once, below */
-    int rc = list ? 0 : error("out of memory"), found = 0;
+    int rc = list ? 0 : zl_say("out of memory"), found = 0;
     for (char *item = list ? strtok_r(list, ",", &save) : NULL; rc == 0 && item;
          item = strtok_r(NULL, ",", &save)) {
         struct in_addr addr = {0};
@@ -762,11 +747,11 @@ static int check_net(const struct options *o)
     free(list);
     freeifaddrs(ifs);
     if (rc == 0 && found == 0 && !o->dry_run)
-        rc =
-            error("--net '%s': no interface of this host (%s) matches it, and mpirun "
-                  "runs here (Open MPI would ignore it for its daemons); run zero-launch "
-                  "on a host of that network",
-                  net, host);
+        rc = zl_say(
+            "--net '%s': no interface of this host (%s) matches it, and mpirun "
+            "runs here (Open MPI would ignore it for its daemons); run zero-launch "
+            "on a host of that network",
+            net, host);
     else if (rc == 0 && found == 0)
         fprintf(stderr,
                 "zero-launch: --net '%s': no interface of this host (%s) matches "
@@ -795,17 +780,17 @@ static int check_ranks_per_host(const struct options *o, const struct hostfile *
     if (!o->hostfile)
         return o->nproc % n == 0
                    ? 0
-                   : error("-n %d disagrees with --ranks-per-host %d: without "
-                           "--hostfile, -n must be the hosts times %d",
-                           o->nproc, n, n);
+                   : zl_say("-n %d disagrees with --ranks-per-host %d: without "
+                            "--hostfile, -n must be the hosts times %d",
+                            o->nproc, n, n);
     if (hf->hosts > INT_MAX / n)
-        return error("--ranks-per-host %d on the %d hosts of '%s': more than %d ranks", n,
-                     hf->hosts, o->hostfile, INT_MAX);
+        return zl_say("--ranks-per-host %d on the %d hosts of '%s': more than %d ranks",
+                      n, hf->hosts, o->hostfile, INT_MAX);
     if (o->nproc && o->nproc != hf->hosts * n)
-        return error("-n %d disagrees with --ranks-per-host %d: '%s' names %d host%s, so "
-                     "%d ranks; give one of them",
-                     o->nproc, n, o->hostfile, hf->hosts, hf->hosts > 1 ? "s" : "",
-                     hf->hosts * n);
+        return zl_say(
+            "-n %d disagrees with --ranks-per-host %d: '%s' names %d host%s, so "
+            "%d ranks; give one of them",
+            o->nproc, n, o->hostfile, hf->hosts, hf->hosts > 1 ? "s" : "", hf->hosts * n);
     return 0;
 }
 
@@ -906,9 +891,9 @@ static void push_binding(struct argv_buf *a, const struct plan *p)
     switch (p->bind) {
     case BIND_CORE:
         if (p->oversubscribe) { /* mpirun cannot bind more ranks than cores to cores */
-            error("%d ranks%s oversubscribe the cores; binding to cores is off "
-                  "(--bind-to none)",
-                  p->by_host ? p->per_host : p->nproc, p->by_host ? " per host" : "");
+            zl_say("%d ranks%s oversubscribe the cores; binding to cores is off "
+                   "(--bind-to none)",
+                   p->by_host ? p->per_host : p->nproc, p->by_host ? " per host" : "");
             push_map(a, p, NULL, 0);
             push_pair(a, "--bind-to", "none");
             return;
@@ -924,8 +909,8 @@ static void push_binding(struct argv_buf *a, const struct plan *p)
             return;
         }
         /* mpirun refuses to bind more ranks than cpus to one domain without this */
-        error("%d ranks%s oversubscribe the cores; binding to %s with overload-allowed",
-              p->by_host ? p->per_host : p->nproc, p->by_host ? " per host" : "", name);
+        zl_say("%d ranks%s oversubscribe the cores; binding to %s with overload-allowed",
+               p->by_host ? p->per_host : p->nproc, p->by_host ? " per host" : "", name);
         push_str(a, "--bind-to");
         pushf(a, "%s:overload-allowed", name);
         return;
@@ -993,7 +978,7 @@ static int build_argv(const struct options *o, const struct plan *p, struct argv
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len < 0)
-        return error("cannot read /proc/self/exe: %s", strerror(errno));
+        return zl_say("cannot read /proc/self/exe: %s", strerror(errno));
     self[len] = '\0';
     push_pair(a, "mpirun", "-np");
     pushf(a, "%d", p->nproc);
@@ -1123,7 +1108,7 @@ static int wait_child(pid_t pid, int *status)
 {
     while (waitpid(pid, status, 0) < 0)
         if (errno != EINTR)
-            return error("waitpid: %s", strerror(errno));
+            return zl_say("waitpid: %s", strerror(errno));
     return 0;
 }
 
@@ -1216,24 +1201,24 @@ static int run_mpirun(char **v, struct zl_monitor *m)
     bool lost = false;
     int err = start_and_wait(v, m, &status, &lost);
     if (err != 0)
-        return error("cannot run '%s': %s", v[0], strerror(err)), 127;
+        return zl_say("cannot run '%s': %s", v[0], strerror(err)), 127;
     if (lost)
         return WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     if (WIFEXITED(status) && forwarded_sig) {
-        error("the job was stopped by signal %d (SIG%s) (mpirun exit status %d)",
-              forwarded_sig, signal_abbrev(forwarded_sig), WEXITSTATUS(status));
+        zl_say("the job was stopped by signal %d (SIG%s) (mpirun exit status %d)",
+               forwarded_sig, signal_abbrev(forwarded_sig), WEXITSTATUS(status));
         return WEXITSTATUS(status);
     }
     if (WIFEXITED(status)) {
-        error(
+        zl_say(
             "the job failed (mpirun exit status %d); the failing rank's message is above",
             WEXITSTATUS(status));
         return WEXITSTATUS(status);
     }
-    error("the job failed: mpirun was killed by signal %d (SIG%s)", WTERMSIG(status),
-          signal_abbrev(WTERMSIG(status)));
+    zl_say("the job failed: mpirun was killed by signal %d (SIG%s)", WTERMSIG(status),
+           signal_abbrev(WTERMSIG(status)));
     return 128 + WTERMSIG(status);
 }
 
@@ -1273,14 +1258,14 @@ static int monitored_rank(char **prog, const char *rank, const char *value)
     pid_t pid;
     unsetenv(ZL_MONITOR_ENV); /* the token is not the program's */
     if (!copy)
-        return error("out of memory"), 1;
+        return zl_say("out of memory"), 1;
     int rc = zl_link_open(copy, rank, &l);
     free(copy);
     if (rc != 0)
         return 1;
     int err = start_child(prog, NULL, rank_sigs, SIGKILL, &pid);
     if (err != 0) {
-        error("rank %s: cannot run '%s': %s", rank, prog[0], strerror(err));
+        zl_say("rank %s: cannot run '%s': %s", rank, prog[0], strerror(err));
         zl_link_close(l, 127);
         return 127;
     }
@@ -1302,12 +1287,12 @@ static int rank_wrapper(int argc, char **argv)
     if (!rank)
         rank = "?";
     if (first >= argc)
-        return error("rank %s: --rank-wrapper needs a PROGRAM", rank), 127;
+        return zl_say("rank %s: --rank-wrapper needs a PROGRAM", rank), 127;
     if (monitor)
         return monitored_rank(argv + first, rank, monitor);
     int err = run_child(argv + first, rank_sigs, SIGKILL, &status, &pid);
     if (err != 0)
-        return error("rank %s: cannot run '%s': %s", rank, argv[first], strerror(err)),
+        return zl_say("rank %s: cannot run '%s': %s", rank, argv[first], strerror(err)),
                127;
     return report_rank(status, rank, pid);
 }
@@ -1420,9 +1405,9 @@ static int add_env(struct options *o, char *kv)
 {
     const char *eq = strchr(kv, '=');
     if (!eq)
-        return error("--env: '%s' is not K=V", kv);
+        return zl_say("--env: '%s' is not K=V", kv);
     if (!is_identifier(kv, (size_t)(eq - kv)))
-        return error("--env: '%.*s' is not a valid variable name", (int)(eq - kv), kv);
+        return zl_say("--env: '%.*s' is not a valid variable name", (int)(eq - kv), kv);
     o->envs[o->nenv++] = kv;
     return 0;
 }
@@ -1432,14 +1417,14 @@ static int add_env(struct options *o, char *kv)
 static int add_mca(struct options *o, const char *key, const char *value)
 {
     if (!value || strcmp(value, "--") == 0)
-        return error("--mca %s needs a VALUE (--mca KEY VALUE)", key);
+        return zl_say("--mca %s needs a VALUE (--mca KEY VALUE)", key);
     if (!is_identifier(key, strlen(key)))
-        return error("--mca: '%s' is not an MCA parameter name (letters, digits, '_')",
-                     key);
+        return zl_say("--mca: '%s' is not an MCA parameter name (letters, digits, '_')",
+                      key);
     const char *earlier = mca_given(o, key);
     if (earlier)
-        return error("--mca %s is given twice ('%s' and '%s'); give it once", key,
-                     earlier, value);
+        return zl_say("--mca %s is given twice ('%s' and '%s'); give it once", key,
+                      earlier, value);
     o->mca[2 * o->nmca] = key;
     o->mca[2 * o->nmca + 1] = value;
     o->nmca++;
@@ -1451,8 +1436,8 @@ static int parse_seconds(const char *opt, const char *arg, int lo, int *out)
 {
     int v;
     if (!parse_positive(arg, &v) || v < lo || v > 86400)
-        return error("%s: '%s' is not a whole number of seconds from %d to 86400", opt,
-                     arg, lo);
+        return zl_say("%s: '%s' is not a whole number of seconds from %d to 86400", opt,
+                      arg, lo);
     *out = v;
     return 0;
 }
@@ -1465,7 +1450,7 @@ static int handle_option(int c, char *arg, struct options *o)
     case 'n':
         return parse_positive(arg, &o->nproc)
                    ? 0
-                   : error("--nproc: '%s' is not a positive integer", arg);
+                   : zl_say("--nproc: '%s' is not a positive integer", arg);
     case OPT_HOSTFILE:
         o->hostfile = arg;
         return 0;
@@ -1481,7 +1466,7 @@ static int handle_option(int c, char *arg, struct options *o)
     case OPT_RPH:
         return parse_positive(arg, &o->ranks_per_host)
                    ? 0
-                   : error("--ranks-per-host: '%s' is not a positive integer", arg);
+                   : zl_say("--ranks-per-host: '%s' is not a positive integer", arg);
     case OPT_AGENT:
         return resolve_agent(arg, &o->agent);
     case OPT_NET:
@@ -1519,8 +1504,8 @@ static int option_error(int c, char **argv)
     if (optopt)
         what = short_opt;
     if (c == ':')
-        return error("option '%s' needs a value; see 'zero-launch --help'", what);
-    return error("unknown option '%s'; see 'zero-launch --help'", what);
+        return zl_say("option '%s' needs a value; see 'zero-launch --help'", what);
+    return zl_say("unknown option '%s'; see 'zero-launch --help'", what);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -1528,7 +1513,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->envs = calloc((size_t)argc, sizeof *o->envs);
     o->mca = calloc((size_t)argc, sizeof *o->mca);
     if (!o->envs || !o->mca)
-        return error("out of memory");
+        return zl_say("out of memory");
     int c, rc = 0;
     opterr = 0;
     while (rc == 0 && (c = getopt_long(argc, argv, "+:n:h", long_opts, NULL)) != -1) {
@@ -1542,7 +1527,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         return rc;
     o->prog = argv + optind;
     if (!o->topology && !*o->prog)
-        return error("no PROGRAM given; see 'zero-launch --help'");
+        return zl_say("no PROGRAM given; see 'zero-launch --help'");
     if (o->net && !o->topology && check_net(o) != 0)
         return -1;
     return o->nvme_arg ? resolve_nvme(o) : 0;
@@ -1620,9 +1605,9 @@ static int open_monitor(const struct options *o, const struct plan *p,
         .start_s = o->start_s ? o->start_s : ZL_START_S,
     };
     if (o->net && !net_address(o->net, &mp.bind))
-        return error("--net '%s': no IPv4 address of this host is on it, for "
-                     "zero-launch's monitor to listen on",
-                     o->net);
+        return zl_say("--net '%s': no IPv4 address of this host is on it, for "
+                      "zero-launch's monitor to listen on",
+                      o->net);
     if (o->net)
         mp.advertise = mp.bind;
     else {
