@@ -145,6 +145,20 @@ static void write_traffic(FILE *f, const zrt__comm_traffic *t)
     fprintf(f, ", \"collectives\": %llu", (unsigned long long)t->collectives);
 }
 
+/* Blocks of psi/N this rank sends to peer p in one collective: flat, one to
+ * every peer; hierarchical (groups of R consecutive ranks), its G blocks to
+ * each member of its group, then one partial to the rank of its own local
+ * index in every other group (runtime/comm_mpi.c). Either way N-1 in all. */
+static uint64_t blocks_to(const zrt__comm *c, int p)
+{
+    int R = c->group_size;
+    if (!c->hierarchical || R <= 0)
+        return 1;
+    if (p / R == c->rank / R)
+        return (uint64_t)(c->size / R);
+    return p % R == c->rank % R;
+}
+
 /* The ZeRO paper's volume per rank and step (2 psi at stages 0-2: an
  * all-reduce, or a reduce-scatter and an all-gather; 3 psi at stage 3: the
  * forward and backward all-gathers and the reduce-scatter), each collective
@@ -152,8 +166,9 @@ static void write_traffic(FILE *f, const zrt__comm_traffic *t)
  * of N) in bytes of the parameter dtype, zrt_fit_cost_of's formula. It is
  * what `layers` holds per step with one micro-step, and at stage 3 with no
  * layer kept gathered between its forward and backward (persistence
- * threshold and prefetch bucket 0); the split by host is per peer, as the
- * communicator counts it. */
+ * threshold and prefetch bucket 0). The split by host follows the routing
+ * (blocks_to) with hosts of local_size consecutive ranks, as zero-launch and
+ * mpirun's ppr mapping place them. */
 static void write_theory(FILE *f, zrt_ctx *ctx)
 {
     const zrt__comm *c = ctx->comm;
@@ -161,7 +176,11 @@ static void write_theory(FILE *f, zrt_ctx *ctx)
     zrt_config cfg = ctx->cfg;
     zrt_fit_cost_of(&cfg, ctx->plan.total_flat_numel, (int)ctx->esize, c->size, &cost);
     uint64_t total = (uint64_t)cost.comm_bytes, peers = (uint64_t)(c->size - 1);
-    uint64_t same = peers ? total / peers * (uint64_t)(c->local_size - 1) : 0;
+    uint64_t per_block = peers ? total / peers : 0, same = 0;
+    int host_ranks = c->local_size > 0 ? c->local_size : 1;
+    for (int p = 0; p < c->size; p++)
+        if (p != c->rank && p / host_ranks == c->rank / host_ranks)
+            same += per_block * blocks_to(c, p);
     fprintf(f,
             "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
             "\"psi_multiple\": %d, \"bytes_per_step\": %llu, ",
@@ -176,10 +195,11 @@ static void write_comm(FILE *f, zrt_ctx *ctx)
     const zrt__comm *c = ctx->comm;
     fprintf(f,
             "  \"comm\": {\"communicator\": \"%s\", \"local_size\": %d, "
-            "\"model\": \"%s\",\n",
-            c->ops->name, c->local_size,
-            "bytes sent: reductions as sent, all-gather and broadcast as the direct "
-            "ideal ((N-1)/N of the buffer per rank)");
+            "\"hierarchical\": %d, \"group_size\": %d, \"model\": \"%s\",\n",
+            c->ops->name, c->local_size, c->hierarchical, c->group_size,
+            "bytes sent: reductions and hierarchical collectives as sent, flat "
+            "all-gather and broadcast as the direct ideal ((N-1)/N of the buffer per "
+            "rank)");
     write_theory(f, ctx);
     fprintf(f, "    \"steps\": [");
     for (int i = 0; i < ctx->traffic_nsteps; i++) {
