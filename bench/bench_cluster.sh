@@ -26,12 +26,15 @@
 #   bench/bench_cluster.sh [--build DIR | --zero-launch F --train F]
 #                          [--model d4] [--short 5] [--long 15]
 #                          [--stages "0 1 2 3"] [--rate 1gbit] [--no-shaped]
-#                          [--check PCT]
+#                          [--check PCT] [--comm-hierarchy auto|flat|hierarchical]
 # --check PCT: exit 1 unless every host's link bytes are within PCT % of the
 # count and of the formula, each way, at every stage (the ctest
 # tests/scripts/cluster_bytes.sh uses it). Root only; exits 77 where network
 # namespaces cannot be made. Writes its table to stdout; the runs' outputs
 # are kept under $OUTDIR (default a temporary directory, removed).
+# --comm-hierarchy: the config's "comm_hierarchy" (default auto: hierarchical
+# on 2 hosts x 2 ranks, reductions and all-gathers within each host first and
+# then across; flat: every rank to every rank).
 set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
@@ -43,6 +46,7 @@ STAGES="0 1 2 3"
 RATE=1gbit
 SHAPED=1
 CHECK=""
+HIERARCHY=auto
 WAIT_S=${WAIT_S:-300}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -56,6 +60,7 @@ while [ $# -gt 0 ]; do
         --rate) RATE=$2; shift 2 ;;
         --no-shaped) SHAPED=0; shift ;;
         --check) CHECK=$2; shift 2 ;;
+        --comm-hierarchy) HIERARCHY=$2; shift 2 ;;
         -h | --help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench_cluster.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
@@ -114,9 +119,10 @@ counters() {
     echo
 }
 
-cat >"$OUT/zero.json" <<'JSON'
+cat >"$OUT/zero.json" <<JSON
 {"zero_optimization": {"stage3_prefetch_bucket_size": 0,
-                       "stage3_param_persistence_threshold": 0}}
+                       "stage3_param_persistence_threshold": 0},
+ "comm_hierarchy": "$HIERARCHY"}
 JSON
 ROOTOPT=()
 [ "$(id -u)" != 0 ] || ROOTOPT=(--allow-run-as-root)
@@ -137,7 +143,7 @@ run() {
     counters >>"$OUT/$tag.ctr"
 }
 
-echo "# bench_cluster.sh: GPT-2 $MODEL, 2 hosts x 2 ranks (zero-launch), steps $SHORT and $LONG"
+echo "# bench_cluster.sh: GPT-2 $MODEL, 2 hosts x 2 ranks (zero-launch), steps $SHORT and $LONG, comm_hierarchy $HIERARCHY"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 up
 for stage in $STAGES; do
@@ -191,13 +197,17 @@ def counted(rl, rs, ranks):  # bytes to the other host per step, all collectives
     t = lambda rep: rep["comm"]["total"]["layers"]["other_host"] + rep["comm"]["total"]["other"]["other_host"]
     return sum(t(rl[r]) - t(rs[r]) for r in ranks) / dsteps
 
+def remote_blocks(rep):  # blocks of an all-gather a rank sends to the other host
+    c = rep["comm"]
+    return N // c["group_size"] - 1 if c.get("hierarchical") else N - L
+
 def formula(rl, ranks, stage):
     f = 0
     for r in ranks:
         th = rl[r]["comm"]["theory"]
         f += th["layers"]["other_host"]
         if stage == 3:  # the tied embedding's second gather, the other host's share
-            f += EMBED * th["bytes_per_element"] * (N - L) // N
+            f += EMBED * th["bytes_per_element"] * remote_blocks(rl[r]) // N
     return f
 
 bad, summary = [], []

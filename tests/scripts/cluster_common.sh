@@ -8,6 +8,8 @@
 #                      `cluster.sh check-clean $INODES`); exits 77 where
 #                      namespaces cannot be made.
 #   check_only_holders_in_hosts : no job process is left in the hosts.
+#   check_placement, check_transports : where 2 hosts x 2 ranks ran, and how
+#                      they reached each other.
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../scripts" && pwd)
 CLUSTER=$SCRIPTS/cluster.sh
 AGENT=$SCRIPTS/cluster-agent.sh
@@ -58,4 +60,36 @@ check_only_holders_in_hosts() {
         [ -z "$pids" ] ||
             fail "processes left in zrt-h$i after the job: $(echo "$pids" | xargs ps -o pid,args -p)"
     done
+}
+
+# check_placement LABEL PREFIX : ranks 0-1 ran on zrt-h1 and 2-3 on zrt-h2, as
+# the line "rank R on HOST" each printed says; PREFIX is a regex for what the
+# launcher puts before a rank's output line.
+check_placement() {
+    local r want
+    for r in 0 1 2 3; do
+        want=zrt-h$((r / 2 + 1))
+        grep -Eq "$2rank $r on $want\$" "$WORK/out" ||
+            { cat "$WORK/out"; fail "$1: rank $r did not run on $want"; }
+    done
+    echo "$1: ranks 0-1 on zrt-h1, 2-3 on zrt-h2"
+}
+
+# check_transports LABEL PREFIX : what each rank's BML chose to reach each
+# other rank (btl_base_verbose 100): vader within a host, tcp between hosts.
+check_transports() {
+    local host to btl
+    local using="mca: bml: Using"
+    for host in 1 2; do
+        for to in 0 1 2 3; do
+            btl=tcp
+            [ $((to / 2 + 1)) != "$host" ] || btl=vader
+            grep -Eq "$2\[zrt-h$host:[0-9]+\] $using $btl btl for send to \[\[[0-9]+,1\],$to\]" \
+                "$WORK/out" ||
+                { cat "$WORK/out"; fail "$1: no rank on zrt-h$host used $btl to reach rank $to"; }
+        done
+    done
+    ! grep -Eq "$2(\[zrt-h1:[0-9]+\] $using tcp btl for send to \[\[[0-9]+,1\],[01]\]|\[zrt-h2:[0-9]+\] $using tcp btl for send to \[\[[0-9]+,1\],[23]\])" \
+        "$WORK/out" || fail "$1: ranks of one host talk over TCP"
+    echo "$1: vader within each host, tcp between them"
 }

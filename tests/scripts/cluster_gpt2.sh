@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # GPT-2 d4 across a 2-host cluster of network namespaces (scripts/cluster.sh):
 # 2 hosts x 2 ranks (launched through scripts/cluster-agent.sh) for 10 steps
-# at stages 0 and 3, each byte-identical to 4 ranks on one host; ranks 0-1 ran
+# at stages 0 and 3 (comm_hierarchy auto: hierarchical, one group per host),
+# each byte-identical to 4 ranks on one host routed over the same groups
+# (comm_group_size 2), and, with comm_hierarchy flat, to 4 flat ranks on one
+# host; ranks 0-1 ran
 # on zrt-h1 and 2-3 on zrt-h2, each reaching the other rank of its host through
 # shared memory (vader) and the other host's through TCP, as Open MPI's BML
 # reports; at least the model's bytes per step crossed each host's link each
@@ -23,10 +26,13 @@ link_bytes() { cat "/sys/class/net/zrt-v$1/statistics/$2_bytes"; }
 snapshot_links() { echo "$(link_bytes 1 rx) $(link_bytes 1 tx) $(link_bytes 2 rx) $(link_bytes 2 tx)"; }
 
 TRAIN_ARGS=(--model d4 --steps "$STEPS" --val-every 0 --sample-len 0)
+echo '{"log_level": "info"}' >"$WORK/auto.json"
+echo '{"comm_group_size": 2, "log_level": "info"}' >"$WORK/groups.json"
+echo '{"comm_hierarchy": "flat", "log_level": "info"}' >"$WORK/flat.json"
 # Each rank says where it runs, then becomes train_gpt2.
 WHERE=(sh -c 'echo "rank $OMPI_COMM_WORLD_RANK on $(hostname)"; exec "$@"' _)
 
-# run_on_cluster STAGE DUMP : 2 hosts x 2 ranks, mpirun inside host 1.
+# run_on_cluster STAGE DUMP CONFIG : 2 hosts x 2 ranks, mpirun inside host 1.
 run_on_cluster() {
     # shellcheck disable=SC2086
     "$CLUSTER" exec 1 $MPIRUN -np 4 --hostfile "$HOSTFILE" --map-by slot \
@@ -35,37 +41,9 @@ run_on_cluster() {
         --mca oob_tcp_if_include "$SUBNET" --mca mpi_yield_when_idle 1 \
         --mca btl_base_verbose 100 \
         -x OPENBLAS_NUM_THREADS \
-        "${WHERE[@]}" "$TRAIN" "${TRAIN_ARGS[@]}" --stage "$1" --dump-params "$2" \
+        "${WHERE[@]}" "$TRAIN" "${TRAIN_ARGS[@]}" --stage "$1" --dump-params "$2" --config "$3" \
         >"$WORK/out" 2>&1 &
     wait $! # in the background, so that a signal brings the cluster down at once
-}
-
-check_placement() {
-    local r
-    for r in 0 1 2 3; do
-        local want=zrt-h$((r / 2 + 1))
-        grep -q "^rank $r on $want$" "$WORK/out" || { cat "$WORK/out"; fail "rank $r did not run on $want"; }
-    done
-    grep '^rank [0-3] on ' "$WORK/out" | sort | tr '\n' ' '
-    echo
-}
-
-# check_transports : what each rank's BML chose to reach each other rank:
-# vader within a host, tcp between hosts (from btl_base_verbose's lines).
-check_transports() {
-    local host to btl
-    for host in 1 2; do
-        for to in 0 1 2 3; do
-            btl=tcp
-            [ $((to / 2 + 1)) != "$host" ] || btl=vader
-            grep -Eq "^\[zrt-h$host:[0-9]+\] mca: bml: Using $btl btl for send to \[\[[0-9]+,1\],$to\]" "$WORK/out" ||
-                { cat "$WORK/out"; fail "no rank on zrt-h$host used $btl to reach rank $to"; }
-        done
-    done
-    if grep -Eq "^\[zrt-h1:[0-9]+\] mca: bml: Using tcp btl for send to \[\[[0-9]+,1\],[01]\]|^\[zrt-h2:[0-9]+\] mca: bml: Using tcp btl for send to \[\[[0-9]+,1\],[23]\]" "$WORK/out"; then
-        fail "ranks of one host talk over TCP"
-    fi
-    echo "transports: vader within each host, tcp between them"
 }
 
 # check_traffic BEFORE AFTER MODEL_BYTES STAGE : each host sent and received
@@ -82,46 +60,40 @@ check_traffic() {
     done
 }
 
-# check_nothing_left NETNS_INODES HOLDER_PIDS : after down.
-check_nothing_left() {
-    local left="" inode pid p
-    left+=$(ip netns list | grep '^zrt-' || true)
-    left+=$(ip -o link show | grep -E '^[0-9]+: zrt-' || true)
-    [ ! -e /run/zrt-cluster ] || left+=" /run/zrt-cluster"
-    for pid in $2; do
-        # A zombie has ended; pid 1 reaps it (a second or so in a container).
-        [ ! -e "/proc/$pid" ] || grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null ||
-            left+=" holder process $pid"
-    done
-    for inode in $1; do
-        for p in /proc/[0-9]*; do
-            [ "$(readlink "$p/ns/net" 2>/dev/null)" != "net:[$inode]" ] ||
-                left+=" process ${p#/proc/} in a cluster namespace"
-        done
-    done
-    [ -z "$left" ] || fail "left behind after cluster.sh down: $left"
+# routed MODE : the log line saying how the collectives route.
+routed() {
+    grep -q "collectives: $1" "$WORK/out" || { cat "$WORK/out"; fail "the collectives were not $1"; }
 }
 
 bring_up_cluster
 for stage in 0 3; do
-    run_ranks 4 "$TRAIN" "${TRAIN_ARGS[@]}" --stage "$stage" --dump-params "$WORK/one$stage.bin" ||
-        { cat "$WORK/out"; fail "4 ranks on one host at stage $stage"; }
+    run_ranks 4 "$TRAIN" "${TRAIN_ARGS[@]}" --stage "$stage" --dump-params "$WORK/one$stage.bin" \
+        --config "$WORK/groups.json" || { cat "$WORK/out"; fail "4 ranks on one host at stage $stage"; }
+    routed "hierarchical: 2 groups of 2 ranks"
     counters_before=$(snapshot_links)
-    run_on_cluster "$stage" "$WORK/two$stage.bin" ||
+    run_on_cluster "$stage" "$WORK/two$stage.bin" "$WORK/auto.json" ||
         { cat "$WORK/out"; fail "2 hosts x 2 ranks at stage $stage"; }
     counters_after=$(snapshot_links)
+    routed "hierarchical: 2 groups of 2 ranks"
     grep -E '^(final loss|timing)' "$WORK/out"
-    check_placement
-    check_transports
+    check_placement "stage $stage" "^"
+    check_transports "stage $stage" "^"
     "$COMPARE" "$WORK/one$stage.bin" "$WORK/two$stage.bin" ||
-        fail "stage $stage: 2 hosts x 2 ranks differ from 4 ranks on one host"
+        fail "stage $stage: 2 hosts x 2 ranks differ from 4 ranks on one host in 2 groups"
     check_traffic "$counters_before" "$counters_after" "$(stat -c %s "$WORK/one$stage.bin")" "$stage"
 done
 "$COMPARE" "$WORK/two0.bin" "$WORK/two3.bin" || fail "stage 3 differs from stage 0 across hosts"
+# Flat, every rank to every rank: the same as flat on one host.
+run_ranks 4 "$TRAIN" "${TRAIN_ARGS[@]}" --stage 3 --dump-params "$WORK/one-flat.bin" \
+    --config "$WORK/flat.json" || { cat "$WORK/out"; fail "4 flat ranks on one host"; }
+run_on_cluster 3 "$WORK/two-flat.bin" "$WORK/flat.json" ||
+    { cat "$WORK/out"; fail "2 hosts x 2 flat ranks"; }
+routed flat
+"$COMPARE" "$WORK/one-flat.bin" "$WORK/two-flat.bin" ||
+    fail "flat: 2 hosts x 2 ranks differ from 4 ranks on one host"
 check_only_holders_in_hosts
-inodes=$(stat -L -c %i /run/netns/zrt-h1 /run/netns/zrt-h2)
-holders=$(awk '$1 == "host" {print $6}' /run/zrt-cluster/state)
 "$CLUSTER" down
 cluster_up=0
-check_nothing_left "$inodes" "$holders"
+# shellcheck disable=SC2086 # one inode a word
+"$CLUSTER" check-clean $INODES
 echo "PASS"
