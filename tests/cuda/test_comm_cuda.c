@@ -41,7 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/test_common.h"
+#include "../common/test_comm.h"
 
 enum { POLL_LIMIT_S = 120 };
 
@@ -53,10 +53,7 @@ static int g_rank, g_size;
 /* A zrt call that failed: reported, and the caller skips what depended on it. */
 static int ok(const char *what, zrt_status st)
 {
-    if (st == ZRT_OK)
-        return 1;
-    TEST_FAIL("%s: %s: %s", what, zrt_status_str(st), g_err.text);
-    return 0;
+    return tc_ok(&g_err, what, st);
 }
 
 static int env_int(const char *name, int fallback)
@@ -448,10 +445,7 @@ int main(void)
     }
     /* The program starts MPI, so a communicator that refuses (and is
      * destroyed) does not finalize it under the next one. */
-    int provided = 0;
-    MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    tc_mpi_start(&g_rank, &g_size);
     g_err.rank = g_rank;
     test_rank = g_rank;
     int any_shared = device_shared();
@@ -467,11 +461,8 @@ int main(void)
     }
     run_mpi_staged();
 
-    int total = 0;
-    MPI_Allreduce(&test_failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (g_rank == 0)
-        printf("test_comm_cuda: %d failure(s) summed over %d rank(s)\n", total, g_size);
+    int status = tc_exit_status("test_comm_cuda");
     g_be->ops->destroy(g_be);
     MPI_Finalize();
-    return total == 0 ? 0 : 1;
+    return status;
 }

@@ -32,7 +32,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../common/test_common.h"
+#include "../common/test_comm.h"
 #include "runtime/backend.h"
 #include "runtime/comm.h"
 #include "runtime/memory.h"
@@ -330,10 +330,7 @@ static void expect_device_gathered(const char *what, zrt_dtype dtype, const void
 
 static int check(const char *what, zrt_status st)
 {
-    if (st == ZRT_OK)
-        return 1;
-    TEST_FAIL("%s: %s: %s", what, zrt_status_str(st), g_err.text);
-    return 0;
+    return tc_ok(&g_err, what, st);
 }
 
 static void wait_req(const char *what, zrt__comm_req *req)
@@ -520,15 +517,9 @@ int main(void)
     case_host_buffers_untouched();
     check_accounting();
 
-    int total = 0;
-    if (MPI_Allreduce(&test_failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD) !=
-        MPI_SUCCESS)
-        total = test_failures > 0 ? test_failures : 1;
-    if (g_rank == 0)
-        printf("test_comm_staging: %d rank(s), %d failure(s) summed over ranks\n", g_size,
-               total);
+    int status = tc_exit_status("test_comm_staging");
     g_comm->ops->destroy(g_comm);
     g_dev.cpu->ops->destroy(g_dev.cpu);
     zrt__mem_account_free(&g_acct);
-    return total == 0 ? 0 : 1;
+    return status;
 }

@@ -29,9 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../common/test_comm.h"
 #include "runtime/backend.h"
 #include "runtime/comm.h"
 #include "runtime/memory.h"
@@ -61,13 +61,6 @@ static void fail(const char *fmt, ...)
     fflush(stdout);
     va_end(ap);
     g_fails++;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* CPU seconds this process has used. */
@@ -109,13 +102,13 @@ static void expect_lost(zrt__comm *c, const char *name, zrt_status st, double to
     /* want[-1]: the last piece, which the next call's sentence repeats */
     printf("rank %d %s after %.2f s (%.3f s of CPU): %s\n", g_rank, name, took, cpu,
            g_err.text);
-    double t0 = now();
+    double t0 = tc_now();
     zrt_status again = c->ops->barrier(c);
-    if (again != ZRT_ERR_REMOTE || now() - t0 > 0.5 ||
+    if (again != ZRT_ERR_REMOTE || tc_now() - t0 > 0.5 ||
         !strstr(g_err.text, "the MPI communicator failed earlier") ||
         !strstr(g_err.text, want[-1]))
         fail("%s: the failed communicator's next call gave %s after %.2f s: %s", name,
-             zrt_status_str(again), now() - t0, g_err.text);
+             zrt_status_str(again), tc_now() - t0, g_err.text);
     c->ops->destroy(c); /* failed: neither frees the MPI communicator nor finalizes */
 }
 
@@ -160,37 +153,39 @@ static void case_collective(const char *name, start_fn start, const char *const 
         fail("%s: start failed: %s", name, g_err.text);
         return;
     }
-    double t0 = now();
+    double t0 = tc_now();
     g_cpu_start = cpu_now();
     st = c->ops->wait(c, req);
-    expect_lost(c, name, st, now() - t0, want);
+    expect_lost(c, name, st, tc_now() - t0, want);
 }
 
-static void case_barrier(void)
+/* A blocking call on a fresh communicator; first_failed (agree's) starts at
+ * -2 and must stay so. */
+typedef zrt_status (*call_fn)(zrt__comm *c, int *first_failed);
+
+static zrt_status call_barrier(zrt__comm *c, int *first_failed)
 {
-    zrt__comm *c = fresh_comm();
-    if (!c)
-        return;
-    double t0 = now();
-    g_cpu_start = cpu_now();
-    zrt_status st = c->ops->barrier(c);
-    const char *want[] = {"barrier", "within 1.0 s", "comm_timeout_seconds", NULL};
-    expect_lost(c, "barrier", st, now() - t0, want);
+    (void)first_failed;
+    return c->ops->barrier(c);
 }
 
-static void case_agree(void)
+static zrt_status call_agree(zrt__comm *c, int *first_failed)
+{
+    return c->ops->agree(c, ZRT_OK, first_failed);
+}
+
+static void case_blocking(const char *name, call_fn call, const char *const *want)
 {
     zrt__comm *c = fresh_comm();
     if (!c)
         return;
     int first = -2;
-    double t0 = now();
+    double t0 = tc_now();
     g_cpu_start = cpu_now();
-    zrt_status st = c->ops->agree(c, ZRT_OK, &first);
-    const char *want[] = {"agree", "comm_timeout_seconds", NULL};
-    expect_lost(c, "agree", st, now() - t0, want);
+    zrt_status st = call(c, &first);
+    expect_lost(c, name, st, tc_now() - t0, want);
     if (first != -2)
-        fail("agree: *first_failed was written (%d) although it failed", first);
+        fail("%s: *first_failed was written (%d) although it failed", name, first);
 }
 
 /* The lost rank: in the all-reduce it sends its blocks (phase 1: MPI moves
@@ -204,7 +199,7 @@ static void be_lost(void)
     zrt__comm_req *req = NULL;
     if (c && start_ar(c, send, NULL, &req) != ZRT_OK)
         fail("lost rank: cannot start the all-reduce: %s", g_err.text);
-    for (double t0 = now(); now() - t0 < 0.5;) {
+    for (double t0 = tc_now(); tc_now() - t0 < 0.5;) {
         int flag = 0;
         MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
         usleep(1000);
@@ -215,10 +210,7 @@ static void be_lost(void)
 
 int main(void)
 {
-    int provided = 0;
-    MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    tc_mpi_start(&g_rank, &g_size);
     g_err.rank = g_rank;
     if (g_size < 2) {
         printf("SKIP: test_comm_timeout needs 2 ranks or more\n");
@@ -254,8 +246,10 @@ int main(void)
     case_collective("reduce-scatter", start_rs, rs);
     case_collective("all-gather", start_ag, ag);
     case_collective("broadcast", start_bc, bc);
-    case_barrier();
-    case_agree();
+    const char *barrier[] = {"barrier", "within 1.0 s", "comm_timeout_seconds", NULL};
+    const char *agree[] = {"agree", "comm_timeout_seconds", NULL};
+    case_blocking("barrier", call_barrier, barrier);
+    case_blocking("agree", call_agree, agree);
     if (g_fails == 0)
         printf("PASS rank %d\n", g_rank);
     fflush(stdout);
