@@ -15,11 +15,16 @@
 # and `-x ZRT_LAUNCH_MONITOR` (the name only: its value, drawn per run, is in
 # mpirun's environment, so the command line stays the same); one host gets
 # neither. A real two-rank run shows arguments reach the program unchanged and
-# each output line is tagged once; real runs with the monitor on this host
-# (--launch-agent) show it naming a rank whose wrapper is killed or stopped,
-# dropping hostile connections, naming ranks that never connect (a fake
-# mpirun that starts nothing and ignores SIGTERM, which is then killed), and
-# wrappers stopping their programs when the top level stops answering.
+# each output line is tagged once, a stale ZRT_LAUNCH_MONITOR not reaching it;
+# real runs with the monitor on this host (--launch-agent) show it naming a
+# rank whose wrapper is killed or stopped (with the wrapper's pid), dropping
+# hostile connections, letting wrappers in past idle connections that fill
+# every slot, naming ranks that never connect (a fake mpirun that starts
+# nothing and ignores SIGTERM, which is then killed) and a late hello,
+# wrappers stopping their programs when the top level stops answering, a
+# wrapper signalled while it connects not starting its program, the open-file
+# limit raised or its shortfall said, a failing ppoll ending the job, and the
+# address the monitor listens on and gives the ranks.
 #   launch_dry_run.sh ZERO_LAUNCH
 # '$HOME' below is meant literally: it must reach the program unexpanded.
 # shellcheck disable=SC2016
@@ -316,6 +321,16 @@ for r in 0 1; do
     grep -qx "\[[0-9]*,$r\]<stdout>: \?x y" "$WORK/out" || fail "rank $r: no SPACED=x y"
     grep -qx "\[[0-9]*,$r\]<stdout>: \?0" "$WORK/out" || fail "rank $r: no ZRT_LOG_RANK_PREFIX=0"
 done
+# A ZRT_LAUNCH_MONITOR left in the environment (a shell inside another job's
+# rank) does not reach the wrappers of a run without a monitor.
+ZRT_LAUNCH_MONITOR="127.0.0.1:1:$(printf '%032d' 0):5" "$ZL" --allow-run-as-root -n 2 \
+    --bind none /usr/bin/printenv ZRT_LOG_RANK_PREFIX >"$WORK/out" 2>&1 ||
+    { cat "$WORK/out"; fail "a stale ZRT_LAUNCH_MONITOR: the job failed"; }
+# A wrapper that cannot read the variable says so without printing it.
+if ZRT_LAUNCH_MONITOR=127.0.0.1:1:zrtsecretish:5 OMPI_COMM_WORLD_RANK=0 "$ZL" \
+    --rank-wrapper -- /bin/true >"$WORK/out" 2>&1; then fail "a malformed variable: accepted"; fi
+grep -qF "rank 0 (host $(hostname)): ZRT_LAUNCH_MONITOR (26 bytes, not shown" "$WORK/out" &&
+    ! grep -q zrtsecretish "$WORK/out" || fail "a malformed variable: $(cat "$WORK/out")"
 
 # Real runs with the monitor, all on this host: --launch-agent makes a run
 # one "across hosts" (mpirun starts every rank here all the same), --net lo
@@ -363,24 +378,45 @@ ended() {
 }
 says() { grep -Eq -- "$2" "$WORK/out" || { cat "$WORK/out"; fail "$1: no '$2'"; }; }
 HERE="on host $(hostname) \(127\.0\.0\.1\), rank [01] stopped answering"
+# monitor_of PID : ZRT_LAUNCH_MONITOR in PID's environment (empty before exec).
+monitor_of() { tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^ZRT_LAUNCH_MONITOR=//p' || true; }
+# fake_mpirun DIR ARGS... : a monitored job of 2 ranks in the background
+# ($job) whose "mpirun" is DIR/mpirun; returns once that runs: $mpirun, and
+# the variable's $value, $addr, $port, $token.
+fake_mpirun() {
+    local dir=$1 n
+    shift
+    PATH="$dir:$PATH" "${MONITORED[@]}" "$@" >"$WORK/out" 2>&1 &
+    job=$!
+    for ((n = 0; n < 100; n++)); do
+        mpirun=$(ps --ppid "$job" -o pid= | tr -d ' ' || true)
+        value=$([ -z "$mpirun" ] || monitor_of "$mpirun")
+        [ -z "$value" ] || break
+        sleep 0.1
+    done
+    IFS=: read -r addr port token _ <<<"$value"
+    [[ $token =~ ^[0-9a-f]{32}$ ]] || fail "ZRT_LAUNCH_MONITOR: no token in mpirun's environment"
+}
 
 # A wrapper killed (its connection closes without an exit status), and one
-# stopped (silent): zero-launch names the rank and its host and ends the job.
+# stopped (silent): zero-launch names the rank, its host and its wrapper's
+# pid, and ends the job.
 start_monitored sleep 30
-kill -KILL "$(head -1 <<<"$wrappers")"
+w=$(head -1 <<<"$wrappers" | tr -d ' ')
+kill -KILL "$w"
 ended "a killed wrapper"
-says "a killed wrapper" "^zero-launch: $HERE \(its connection closed without an exit status\)"
+says "a killed wrapper" "^zero-launch: $HERE \(its connection closed without an exit status\); wrapper pid $w; (ending|mpirun has ended) the job"
 start_monitored --heartbeat-timeout 2 sleep 30
-kill -STOP "$(head -1 <<<"$wrappers")"
+w=$(head -1 <<<"$wrappers" | tr -d ' ')
+kill -STOP "$w"
 ended "a stopped wrapper"
-says "a stopped wrapper" "^zero-launch: $HERE \(no heartbeat for 2 s: the host or its link is down\); ending the job"
+says "a stopped wrapper" "^zero-launch: $HERE \(no heartbeat for 2 s: the host or its link is down\); wrapper pid $w; ending the job"
 
 # Hostile connections are dropped, each said, and the job goes on: a wrong
 # token, a hello for a rank that has one, a malformed hello, a line too long,
 # not a hello, no hello at all. The variable is read from mpirun's environment.
 start_monitored --heartbeat-timeout 2 sleep 4
-IFS=: read -r addr port token _ < <(tr '\0' '\n' <"/proc/$mpirun/environ" |
-    sed -n 's/^ZRT_LAUNCH_MONITOR=//p')
+IFS=: read -r addr port token _ <<<"$(monitor_of "$mpirun")"
 [[ $token =~ ^[0-9a-f]{32}$ ]] || fail "ZRT_LAUNCH_MONITOR: no token in mpirun's environment"
 for line in "hello ${token//?/0} 0 x 1" "hello $token 0 x 1" "hello $token 9 x 1" \
     "$(head -c 400 /dev/zero | tr '\0' a)" "GET / HTTP/1.0" ""; do
@@ -409,6 +445,97 @@ grep -Eq "^zero-launch: ranks 0, 1 did not connect to zero-launch \(127\.0\.0\.1
     "$WORK/out" || { cat "$WORK/out"; fail "never connected: the ranks are not named"; }
 grep -qxF "zero-launch: mpirun did not end within 3 s of SIGTERM; killed it (SIGKILL)" \
     "$WORK/out" || { cat "$WORK/out"; fail "never connected: mpirun was not killed"; }
+
+# Wrappers get in past idle connections that fill every slot (2 ranks + 64):
+# the oldest that has said no hello is dropped for each new one. "mpirun"
+# starts nothing; the wrappers are started here. One signalled while it
+# connects (the top level stopped: it waits for "ok") records the signal,
+# starts nothing and tells its exit status: no rank is named lost.
+mkdir "$WORK/idle"
+printf '#!/bin/sh\nexec sleep 30\n' >"$WORK/idle/mpirun"
+chmod +x "$WORK/idle/mpirun"
+fake_mpirun "$WORK/idle" --start-timeout 30 prog
+# shellcheck disable=SC2034 # fd: each connection stays open, unused
+(for ((n = 0; n < 66; n++)); do exec {fd}<>"/dev/tcp/$addr/$port"; done
+    touch "$WORK/idle/open"; exec sleep 30) &
+holder=$!
+for ((n = 0; n < 100; n++)); do [ -e "$WORK/idle/open" ] && break; sleep 0.1; done
+wrapper() { ZRT_LAUNCH_MONITOR=$value OMPI_COMM_WORLD_RANK=$1 "$ZL" --rank-wrapper -- "${@:2}"; }
+wrapper 0 /bin/echo ran >"$WORK/w0" 2>&1 || { cat "$WORK/w0"; fail "idle connections: the wrapper failed"; }
+grep -qx ran "$WORK/w0" || fail "idle connections: the program did not run: $(cat "$WORK/w0")"
+kill -STOP "$job"
+ZRT_LAUNCH_MONITOR=$value OMPI_COMM_WORLD_RANK=1 "$ZL" --rank-wrapper -- \
+    touch "$WORK/idle/started" >"$WORK/w1" 2>&1 &
+w=$!
+for ((n = 0; n < 100; n++)); do # connecting: its handlers are in place
+    find "/proc/$w/fd" -lname 'socket:*' 2>/dev/null | grep -q . && break
+    sleep 0.1
+done
+kill -TERM "$w"
+kill -CONT "$job"
+status=0
+wait "$w" || status=$?
+((status == 143)) && [ ! -e "$WORK/idle/started" ] &&
+    grep -qxF "zero-launch: rank 1 (host $(hostname)): signal 15 (SIGTERM) from outside the rank (mpirun ending the job, or a user) before its program started; not starting it" \
+        "$WORK/w1" || { cat "$WORK/w1"; fail "a wrapper signalled while connecting (status $status)"; }
+kill "$mpirun" "$holder"
+wait "$job" || true
+grep -qF "zero-launch: monitor: dropped a connection from 127.0.0.1: no hello yet, and all 66 connections are open" \
+    "$WORK/out" && ! grep -Eq "stopped answering|did not connect" "$WORK/out" ||
+    { cat "$WORK/out"; fail "idle connections: not said, or a rank named"; }
+
+# A hello for a rank already given up after --start-timeout gets its own
+# reason (the hello comes between the rank's end of --start-timeout and the
+# sentence 1.5 s later).
+fake_mpirun "$WORK/idle" --start-timeout 1 prog
+sleep 1.8
+exec 3<>"/dev/tcp/$addr/$port"
+echo "hello $token 0 x 1" >&3
+if wait "$job"; then fail "a late hello: zero-launch exited 0"; fi
+exec 3>&-
+says "a late hello" "^zero-launch: monitor: dropped a connection from 127\.0\.0\.1: a hello for rank 0 after --start-timeout \(1 s\)"
+says "a late hello" "^zero-launch: ranks 0, 1 did not connect"
+
+# The address: with --net, the first of this host's on it that is not
+# loopback (0.0.0.0/0 matches lo too); without, the default one, listened on
+# alone. A fake mpirun notes the variable and the listening sockets.
+mkdir "$WORK/rec"
+printf '#!/bin/sh\nprintenv ZRT_LAUNCH_MONITOR >"$0.env"\nss -Hltn >"$0.ss" 2>&1\n' \
+    >"$WORK/rec/mpirun"
+chmod +x "$WORK/rec/mpirun"
+mine=$(ip -4 -o addr show up 2>/dev/null | awk '{sub("/.*", "", $4); print $4}' || true)
+PATH="$WORK/rec:$PATH" "$ZL" --allow-run-as-root -n 2 --launch-agent /bin/true \
+    --net 0.0.0.0/0 prog >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "--net 0.0.0.0/0 failed"; }
+addr=$(cut -d: -f1 "$WORK/rec/mpirun.env")
+if grep -qv '^127\.' <<<"$mine"; then
+    [[ $addr != 127.* ]] || fail "--net 0.0.0.0/0: the monitor gives the ranks $addr"
+fi
+PATH="$WORK/rec:$PATH" "$ZL" --allow-run-as-root -n 2 --launch-agent /bin/true prog \
+    >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "a fake run without --net failed"; }
+IFS=: read -r addr port _ <"$WORK/rec/mpirun.env"
+if grep -qxF "$addr" <<<"$mine" && command -v ss >/dev/null; then
+    grep -qF " $addr:$port " "$WORK/rec/mpirun.ss" ||
+        fail "without --net: not listening on $addr:$port alone: $(cat "$WORK/rec/mpirun.ss")"
+fi
+
+# Open files: the monitor needs 2 ranks + 64 + 17; a soft limit below is
+# raised (the ranks inherit it), a hard limit below is said. A limit lowered
+# under it while the job runs fails ppoll, which ends the job.
+if command -v prlimit >/dev/null; then
+    if prlimit --nofile=40:40 "${MONITORED[@]}" /bin/true >"$WORK/out" 2>&1; then
+        fail "a low hard open-file limit: accepted"
+    fi
+    grep -qxF "zero-launch: monitor: 2 ranks need 83 open files (one a rank, 64 spare, 17 of its own); ulimit -n is 40, and its hard limit (ulimit -Hn) 40: raise that to 83" \
+        "$WORK/out" || fail "a low hard open-file limit: $(cat "$WORK/out")"
+    prlimit --nofile=40:100 "${MONITORED[@]}" /bin/sh -c 'ulimit -n' >"$WORK/out" 2>&1 ||
+        { cat "$WORK/out"; fail "a low soft open-file limit: the job failed"; }
+    (($(grep -cx "\[[0-9]*,[01]\]<stdout>: \?83" "$WORK/out") == 2)) ||
+        fail "a low soft open-file limit: not raised to 83: $(cat "$WORK/out")"
+    start_monitored sleep 30
+    prlimit --pid "$job" --nofile=20:20
+    ended "a failing ppoll"
+    says "a failing ppoll" "^zero-launch: monitor: ppoll: Invalid argument; ending the job, whose ranks can no longer be watched"
+fi
 
 # The top level stopped (silent): each wrapper stops its program.
 start_monitored --heartbeat-timeout 2 sleep 30

@@ -9,8 +9,11 @@
  * checked after that too: every read is bounded by a connection's line
  * buffer (a longer line drops the connection), every number is range-checked,
  * nothing a peer says is used as a length; connections that never say hello
- * are dropped after the heartbeat bound, and at most nproc + SPARE_CONNS are
- * open. All state lives in struct zl_monitor or struct zl_link.
+ * are dropped after the hello bound, and at most nproc + SPARE_CONNS are
+ * open (when all are, the oldest that has said no hello makes room: an
+ * accepted rank's connection is never dropped for a new one). The soft
+ * RLIMIT_NOFILE covers them all (ppoll refuses more descriptors than it).
+ * All state lives in struct zl_monitor or struct zl_link.
  */
 #include "monitor.h"
 
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -36,6 +40,7 @@ enum {
     SETTLE_MS = 1500,       /* after a silence, a beat and more for the host's others */
     CLOSED_SETTLE_MS = 300, /* after a closed connection (its host's close at once) */
     SPARE_CONNS = 64,       /* connections beyond one a rank (not yet said hello) */
+    OWN_FILES = 16,         /* open files the top level needs besides its sockets */
     MAX_RANKS = 1 << 20,    /* the monitor refuses more */
     TOKEN_BYTES = 16,       /* 32 hex digits */
     HOST_MAX = 255,         /* bytes of a host name in a hello */
@@ -66,11 +71,13 @@ static int64_t now_ms(void)
 }
 
 /* Small messages on a non-blocking socket; a full buffer (a peer that does
- * not read) loses one, which the heartbeat bound then notices. */
-static void send_line(int fd, const char *s)
+ * not read) loses one, which the heartbeat bound then notices. Returns -1
+ * when only part of s went (the next line would be glued to that part). */
+static int send_line(int fd, const char *s)
 {
-    ssize_t ignored = send(fd, s, strlen(s), MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)ignored;
+    size_t len = strlen(s);
+    ssize_t n = send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n > 0 && (size_t)n < len ? -1 : 0;
 }
 
 /* s is decimal digits only, in [lo, hi]. */
@@ -175,6 +182,7 @@ struct rank {
     int why;    /* lost_why bits, once lost */
     bool named; /* in a sentence already */
     int conn;   /* its connection's slot, or -1 */
+    int pid;    /* its wrapper's, from the hello */
     int64_t heard_ms;
     char host[HOST_MAX + 1];
     char addr[INET_ADDRSTRLEN]; /* its connection's peer address */
@@ -192,10 +200,11 @@ struct conn {
 struct zl_monitor {
     int fd; /* listening */
     int nproc, heartbeat_ms, start_ms, nconn;
+    int hello_ms;       /* a connection says hello within this, or is dropped */
     int64_t started_ms; /* mpirun's start */
     int64_t settle_ms;  /* 0, or when to name the ranks lost so far */
     int64_t accept_ms;  /* after an accept error, not before then */
-    int drops;          /* connections dropped (said up to DROPS_SAID) */
+    int drops;          /* connections dropped, up to DROPS_SAID (each said) */
     bool ending;        /* mpirun is ending the job (see end_mpirun) */
     char where[INET_ADDRSTRLEN + 8];
     char token[2 * TOKEN_BYTES + 1];
@@ -235,10 +244,41 @@ static int listen_on(struct zl_monitor *m, const struct zl_monitor_params *p)
     return 0;
 }
 
+/* Open files for nconn connections, the listening socket and OWN_FILES
+ * (ppoll fails with EINVAL past the soft limit, accept with EMFILE): raises
+ * the soft limit when it is lower (mpirun inherits that), refuses when the
+ * hard limit is. */
+static int check_open_files(int nproc, int nconn)
+{
+    struct rlimit l;
+    rlim_t need = (rlim_t)nconn + 1 + OWN_FILES;
+    if (getrlimit(RLIMIT_NOFILE, &l) != 0)
+        return zl_say("monitor: getrlimit: %s", strerror(errno));
+    if (l.rlim_cur == RLIM_INFINITY || l.rlim_cur >= need)
+        return 0;
+    if (l.rlim_max != RLIM_INFINITY && l.rlim_max < need)
+        return zl_say("monitor: %d ranks need %llu open files (one a rank, %d spare, %d "
+                      "of its own); ulimit -n is %llu, and its hard limit (ulimit -Hn) "
+                      "%llu: raise that to %llu",
+                      nproc, (unsigned long long)need, SPARE_CONNS, OWN_FILES + 1,
+                      (unsigned long long)l.rlim_cur, (unsigned long long)l.rlim_max,
+                      (unsigned long long)need);
+    rlim_t was = l.rlim_cur;
+    l.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &l) != 0)
+        return zl_say("monitor: %d ranks need %llu open files; ulimit -n is %llu, and "
+                      "raising it failed: %s",
+                      nproc, (unsigned long long)need, (unsigned long long)was,
+                      strerror(errno));
+    return 0;
+}
+
 int zl_monitor_open(const struct zl_monitor_params *p, struct zl_monitor **out)
 {
     if (p->nproc < 1 || p->nproc > MAX_RANKS)
         return zl_say("monitor: %d ranks; it watches 1 to %d", p->nproc, MAX_RANKS);
+    if (check_open_files(p->nproc, p->nproc + SPARE_CONNS) != 0)
+        return -1;
     struct zl_monitor *m = calloc(1, sizeof *m);
     if (!m)
         return zl_say("out of memory");
@@ -246,6 +286,11 @@ int zl_monitor_open(const struct zl_monitor_params *p, struct zl_monitor **out)
     m->nproc = p->nproc;
     m->nconn = p->nproc + SPARE_CONNS;
     m->heartbeat_ms = p->heartbeat_s * 1000;
+    /* a wrapper says hello as it connects; the default heartbeat bound is
+     * ample for that one line, so a longer --heartbeat-timeout does not let
+     * an idle connection hold a slot longer */
+    m->hello_ms =
+        p->heartbeat_s < ZL_HEARTBEAT_S ? p->heartbeat_s * 1000 : ZL_HEARTBEAT_S * 1000;
     m->start_ms = p->start_s * 1000;
     m->ranks = calloc((size_t)m->nproc, sizeof *m->ranks);
     m->conns = calloc((size_t)m->nconn, sizeof *m->conns);
@@ -298,9 +343,9 @@ static void close_conn(struct zl_monitor *m, struct conn *c)
 static void lose(struct zl_monitor *m, int r, enum lost_why why, int64_t now)
 {
     struct rank *k = &m->ranks[r];
-    int64_t settle = now + (why == WHY_CLOSED ? CLOSED_SETTLE_MS : SETTLE_MS);
     if (k->state == RANK_LOST)
         return;
+    int64_t settle = now + (why == WHY_CLOSED ? CLOSED_SETTLE_MS : SETTLE_MS);
     k->state = RANK_LOST;
     k->why = why;
     m->ending |= why == WHY_CLOSED;
@@ -316,8 +361,10 @@ static void lose(struct zl_monitor *m, int r, enum lost_why why, int64_t now)
 static void conn_closed(struct zl_monitor *m, struct conn *c)
 {
     int r = c->rank;
-    if (r >= 0 && m->ranks[r].state == RANK_LIVE)
-        return lose(m, r, WHY_CLOSED, now_ms());
+    if (r >= 0 && m->ranks[r].state == RANK_LIVE) {
+        lose(m, r, WHY_CLOSED, now_ms()); /* closes c */
+        return;
+    }
     if (r >= 0 && m->ranks[r].state == RANK_STOPPING)
         m->ranks[r].state = RANK_DONE;
     close_conn(m, c);
@@ -331,9 +378,9 @@ drop(struct zl_monitor *m, struct conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (++m->drops <= DROPS_SAID)
+    if (m->drops < DROPS_SAID) /* stops counting there */
         zl_say("monitor: dropped a connection from %s: %s%s", c->addr, why,
-               m->drops == DROPS_SAID ? " (further drops are not said)" : "");
+               ++m->drops == DROPS_SAID ? " (further drops are not said)" : "");
     conn_closed(m, c);
     return -1;
 }
@@ -371,10 +418,17 @@ static int hello(struct zl_monitor *m, struct conn *c, char *line)
         return drop(m, c, "a malformed hello (a rank from 0 to %d, a host, a pid)",
                     m->nproc - 1);
     struct rank *k = &m->ranks[rank];
+    if (k->state == RANK_LOST && k->why == WHY_NEVER)
+        return drop(m, c,
+                    "a hello for rank %d after --start-timeout (%d s): it is named as "
+                    "not connected",
+                    rank, m->start_ms / 1000);
     if (k->state != RANK_WAITING)
         return drop(m, c, "a second hello for rank %d", rank);
-    *k = (struct rank){
-        .state = RANK_LIVE, .conn = (int)(c - m->conns), .heard_ms = now_ms()};
+    *k = (struct rank){.state = RANK_LIVE,
+                       .conn = (int)(c - m->conns),
+                       .pid = pid,
+                       .heard_ms = now_ms()};
     snprintf(k->host, sizeof k->host, "%s", w[3]);
     memcpy(k->addr, c->addr, sizeof k->addr);
     c->rank = rank;
@@ -434,20 +488,35 @@ static void read_conn(struct zl_monitor *m, struct conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        if (n <= 0)
-            return conn_closed(m, c);
+        if (n <= 0) {
+            conn_closed(m, c);
+            return;
+        }
         c->len += (size_t)n;
         if (take_lines(m, c) != 0)
             return;
     }
 }
 
+/* A free slot; when there is none, the oldest connection that has said no
+ * hello is dropped for it (idle connections cannot keep the wrappers out).
+ * NULL only when every slot holds a rank's. */
 static struct conn *free_slot(struct zl_monitor *m)
 {
-    for (int i = 0; i < m->nconn; i++)
-        if (m->conns[i].fd < 0)
-            return &m->conns[i];
-    return NULL;
+    struct conn *oldest = NULL;
+    for (int i = 0; i < m->nconn; i++) {
+        struct conn *c = &m->conns[i];
+        if (c->fd < 0)
+            return c;
+        if (c->rank < 0 && (!oldest || c->opened_ms < oldest->opened_ms))
+            oldest = c;
+    }
+    if (oldest)
+        drop(m, oldest,
+             "no hello yet, and all %d connections are open (the oldest makes "
+             "room for a new one)",
+             m->nconn);
+    return oldest;
 }
 
 static void accept_all(struct zl_monitor *m)
@@ -467,35 +536,42 @@ static void accept_all(struct zl_monitor *m)
             return;
         struct conn *c = free_slot(m);
         if (!c) {
-            close(fd); /* at most nproc + SPARE_CONNS: the rest wait or fail */
+            close(fd); /* every slot a rank's: cannot happen (SPARE_CONNS > 0) */
             continue;
         }
         *c = (struct conn){.fd = fd, .rank = -1, .opened_ms = now_ms()};
         inet_ntop(AF_INET, &a.sin_addr, c->addr, sizeof c->addr);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        read_conn(m, c); /* a wrapper's hello is there already, as a rule */
     }
 }
 
-/* Waits up to timeout_ms for connections and lines, and handles them. */
-static void serve(struct zl_monitor *m, int timeout_ms, const sigset_t *unblocked)
+/* Waits up to timeout_ms for connections and lines, and handles them: the
+ * open connections' lines first, so that none is dropped to make room
+ * before what it sent is read. Returns -1 when ppoll fails (errno). */
+static int serve(struct zl_monitor *m, int timeout_ms, const sigset_t *unblocked)
 {
     struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
     m->pfds[0] =
         (struct pollfd){.fd = now_ms() >= m->accept_ms ? m->fd : -1, .events = POLLIN};
     for (int i = 0; i < m->nconn; i++)
         m->pfds[i + 1] = (struct pollfd){.fd = m->conns[i].fd, .events = POLLIN};
-    if (ppoll(m->pfds, (nfds_t)m->nconn + 1, &ts, unblocked) <= 0)
-        return; /* the timeout, or SIGCHLD (EINTR) */
-    if (m->pfds[0].revents)
-        accept_all(m);
+    int r = ppoll(m->pfds, (nfds_t)m->nconn + 1, &ts, unblocked);
+    if (r < 0 && errno != EINTR)
+        return -1;
+    if (r <= 0)
+        return 0; /* the timeout, or SIGCHLD (EINTR) */
     for (int i = 0; i < m->nconn; i++)
         if (m->pfds[i + 1].revents && m->conns[i].fd == m->pfds[i + 1].fd)
             read_conn(m, &m->conns[i]);
+    if (m->pfds[0].revents)
+        accept_all(m);
+    return 0;
 }
 
 /* Ranks silent past the bound, ranks never connected within the start
- * bound, and connections that said no hello within the heartbeat bound. */
+ * bound, and connections that said no hello within the hello bound. */
 static void find_lost(struct zl_monitor *m, int64_t now)
 {
     for (int r = 0; r < m->nproc; r++) {
@@ -508,8 +584,8 @@ static void find_lost(struct zl_monitor *m, int64_t now)
     }
     for (int i = 0; i < m->nconn; i++) {
         struct conn *c = &m->conns[i];
-        if (c->fd >= 0 && c->rank < 0 && now - c->opened_ms > m->heartbeat_ms)
-            drop(m, c, "no hello within %d s", m->heartbeat_ms / 1000);
+        if (c->fd >= 0 && c->rank < 0 && now - c->opened_ms > m->hello_ms)
+            drop(m, c, "no hello within %d s", m->hello_ms / 1000);
     }
 }
 
@@ -531,6 +607,12 @@ __attribute__((format(printf, 2, 3))) static void add(struct text *t, const char
         t->n = t->n + (size_t)n < sizeof t->s ? t->n + (size_t)n : sizeof t->s - 1;
 }
 
+/* The same host: the same name and address (two hosts may share a name). */
+static bool same_host(const struct rank *a, const struct rank *b)
+{
+    return strcmp(a->host, b->host) == 0 && strcmp(a->addr, b->addr) == 0;
+}
+
 /* Rank r belongs to the group of rank first: lost, not named yet, and on the
  * same host (the ranks that never connected are one group). */
 static bool same_group(const struct zl_monitor *m, int first, int r)
@@ -538,11 +620,13 @@ static bool same_group(const struct zl_monitor *m, int first, int r)
     const struct rank *a = &m->ranks[first], *b = &m->ranks[r];
     return b->state == RANK_LOST && !b->named &&
            (a->why == WHY_NEVER) == (b->why == WHY_NEVER) &&
-           (a->why == WHY_NEVER || strcmp(a->host, b->host) == 0);
+           (a->why == WHY_NEVER || same_host(a, b));
 }
 
-/* "rank 2" or "ranks 2, 3"; marks them named; returns their lost_why bits. */
-static int add_group(struct zl_monitor *m, int first, struct text *t, int *count)
+/* "2" or "2, 3" in ranks, their wrappers' pids alike in pids; marks them
+ * named; returns their lost_why bits. */
+static int add_group(struct zl_monitor *m, int first, struct text *ranks,
+                     struct text *pids, int *count)
 {
     int why = 0, n = 0;
     for (int r = first; r < m->nproc; r++) {
@@ -550,21 +634,24 @@ static int add_group(struct zl_monitor *m, int first, struct text *t, int *count
             continue;
         why |= m->ranks[r].why;
         m->ranks[r].named = true;
-        if (n < SHOWN_RANKS)
-            add(t, "%s%d", n ? ", " : "", r);
+        if (n < SHOWN_RANKS) {
+            add(ranks, "%s%d", n ? ", " : "", r);
+            add(pids, "%s%d", n ? ", " : "", m->ranks[r].pid);
+        }
         n++;
     }
     if (n > SHOWN_RANKS)
-        add(t, " and %d more", n - SHOWN_RANKS);
+        add(ranks, " and %d more", n - SHOWN_RANKS);
     *count = n;
     return why;
 }
 
-static int ranks_on(const struct zl_monitor *m, const char *host)
+/* The ranks that said hello from k's host. */
+static int ranks_on(const struct zl_monitor *m, const struct rank *k)
 {
     int n = 0;
     for (int r = 0; r < m->nproc; r++)
-        n += m->ranks[r].state != RANK_WAITING && strcmp(m->ranks[r].host, host) == 0;
+        n += m->ranks[r].pid != 0 && same_host(&m->ranks[r], k);
     return n;
 }
 
@@ -572,8 +659,8 @@ static int ranks_on(const struct zl_monitor *m, const char *host)
 static void name_group(struct zl_monitor *m, int first, const char *ending)
 {
     const struct rank *k = &m->ranks[first];
-    struct text list = {.n = 0}, t = {.n = 0};
-    int n, why = add_group(m, first, &list, &n);
+    struct text list = {.n = 0}, pids = {.n = 0}, t = {.n = 0};
+    int n, why = add_group(m, first, &list, &pids, &n);
     const char *rs = n > 1 ? "ranks" : "rank";
     if (why == WHY_NEVER) {
         zl_say("%s %s did not connect to zero-launch (%s) within %d s of the start (not "
@@ -581,7 +668,7 @@ static void name_group(struct zl_monitor *m, int first, const char *ending)
                rs, list.s, m->where, m->start_ms / 1000, ending);
         return;
     }
-    if (n == ranks_on(m, k->host))
+    if (n == ranks_on(m, k))
         add(&t, "host %s (%s) lost: %s %s stopped answering (", k->host, k->addr, rs,
             list.s);
     else
@@ -593,7 +680,7 @@ static void name_group(struct zl_monitor *m, int first, const char *ending)
     if (why & WHY_SILENT)
         add(&t, "no heartbeat for %d s: the host or its link is down",
             m->heartbeat_ms / 1000);
-    zl_say("%s); %s", t.s, ending);
+    zl_say("%s); wrapper %s %s; %s", t.s, n > 1 ? "pids" : "pid", pids.s, ending);
 }
 
 /* Every lost rank not named yet, one sentence a host; returns how many. */
@@ -628,10 +715,21 @@ int zl_monitor_wait(struct zl_monitor *m, pid_t child, int *status)
 {
     struct sigchld_guard g;
     int rc, named = 0;
+    bool broken = false; /* the monitor itself failed */
     catch_sigchld(&g);
     m->started_ms = now_ms();
     while ((rc = reaped(child, status)) == 0) {
+        /* now first, then what queued up meanwhile: lines that wait because
+         * we did not run (stopped, a paused VM) count before silence does */
         int64_t now = now_ms();
+        if ((broken = serve(m, 0, &g.unblocked) != 0)) {
+            zl_say("monitor: ppoll: %s; ending the job, whose ranks can no longer be "
+                   "watched",
+                   strerror(errno));
+            end_mpirun(m, child, status);
+            rc = 1;
+            break;
+        }
         find_lost(m, now);
         if (m->settle_ms && now >= m->settle_ms) {
             named = name_lost(m, "ending the job");
@@ -639,16 +737,16 @@ int zl_monitor_wait(struct zl_monitor *m, pid_t child, int *status)
             rc = 1;
             break;
         }
-        serve(m, TICK_MS, &g.unblocked);
+        serve(m, TICK_MS, &g.unblocked); /* a failure shows in the next serve */
     }
     bool failed = rc == 1 && !(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
-    if (!named && failed) {
+    if (!named && failed && !broken) {
         serve(m, 0, &g.unblocked); /* the connections that closed as mpirun ended */
         if (m->settle_ms)
             named = name_lost(m, "mpirun has ended the job");
     }
     release_sigchld(&g);
-    return rc < 0 ? -1 : named > 0;
+    return rc < 0 ? -1 : named > 0 || broken;
 }
 
 /* ---- a rank wrapper's side ---------------------------------------------- */
@@ -736,8 +834,9 @@ static const char *say_hello(struct zl_link *l, const char *token)
     while (got < 3 && wait_fd(l->fd, POLLIN, deadline) == 1) {
         ssize_t n = recv(l->fd, reply + got, 3 - got, 0);
         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
-            return "it closed the connection (a wrong token, or a second rank "
-                   "of this number)";
+            return "it closed the connection (its stderr says why: a wrong token, "
+                   "another wrapper of this rank, this rank given up after "
+                   "--start-timeout, or too many connections at once)";
         got += n > 0 ? (size_t)n : 0;
     }
     if (got < 3)
@@ -768,9 +867,10 @@ int zl_link_open(const char *value, const char *rank, struct zl_link **out)
     hello_host(l->host, sizeof l->host);
     if (!parse_int(rank, 0, MAX_RANKS - 1, &rank_no) ||
         parse_value(value, l, &addr, token) != 0) {
-        zl_say("rank %s (host %s): %s='%.80s' is not ADDR:PORT:TOKEN:SECONDS (or "
-               "OMPI_COMM_WORLD_RANK is not a rank); the program was not started",
-               rank, l->host, ZL_MONITOR_ENV, value);
+        zl_say("rank %s (host %s): %s (%zu bytes, not shown: it holds a token) is not "
+               "ADDR:PORT:TOKEN:SECONDS (or OMPI_COMM_WORLD_RANK is not a rank); the "
+               "program was not started",
+               rank, l->host, ZL_MONITOR_ENV, strlen(value));
         free(l);
         return -1;
     }
@@ -811,37 +911,40 @@ static int drain(int fd)
     }
 }
 
-/* One tick of the wrapper's loop: a beat when one is due, then up to
- * TICK_MS for the top level's lines. Returns NULL, or why the top level is
- * lost. */
-static const char *link_tick(struct zl_link *l, int64_t *heard, int64_t *beat,
-                             const sigset_t *unblocked)
+enum link_state { LINK_UP, LINK_CLOSED, LINK_SILENT, LINK_STUCK };
+
+/* One tick of the wrapper's loop: now, then the top level's lines that
+ * queued up meanwhile (they count before silence does: this process may
+ * have been stopped), a beat when one is due, then up to TICK_MS waiting
+ * for more. */
+static enum link_state link_tick(struct zl_link *l, int64_t *heard, int64_t *beat,
+                                 const sigset_t *unblocked)
 {
     int64_t now = now_ms();
+    int r = drain(l->fd);
+    if (r < 0)
+        return LINK_CLOSED;
+    if (r > 0)
+        *heard = now;
+    if (now - *heard > l->heartbeat_ms)
+        return LINK_SILENT;
     if (now >= *beat) {
-        send_line(l->fd, "beat\n");
+        if (send_line(l->fd, "beat\n") != 0)
+            return LINK_STUCK;
         *beat = now + ZL_BEAT_MS;
     }
-    if (now - *heard > l->heartbeat_ms)
-        return "did not answer";
     int64_t wait = *beat - now < TICK_MS ? *beat - now : TICK_MS;
     struct pollfd p = {.fd = l->fd, .events = POLLIN};
     struct timespec ts = {0, (long)(wait > 0 ? wait : 0) * 1000000L};
-    if (ppoll(&p, 1, &ts, unblocked) <= 0)
-        return NULL; /* the timeout, or SIGCHLD (EINTR) */
-    int r = drain(l->fd);
-    if (r < 0)
-        return "closed the connection";
-    if (r > 0)
-        *heard = now_ms();
-    return NULL;
+    ppoll(&p, 1, &ts, unblocked); /* lines, the timeout, or SIGCHLD: the next tick */
+    return LINK_UP;
 }
 
-static void tell_signal(struct zl_link *l, int sig)
+static enum link_state tell_signal(struct zl_link *l, int sig)
 {
     char line[32];
     snprintf(line, sizeof line, "signal %d\n", sig);
-    send_line(l->fd, line);
+    return send_line(l->fd, line) != 0 ? LINK_STUCK : LINK_UP;
 }
 
 int zl_link_wait(struct zl_link *l, pid_t child, const volatile sig_atomic_t *forwarded,
@@ -849,29 +952,34 @@ int zl_link_wait(struct zl_link *l, pid_t child, const volatile sig_atomic_t *fo
 {
     struct sigchld_guard g;
     int64_t heard = now_ms(), beat = heard + ZL_BEAT_MS;
-    const char *lost = NULL;
+    enum link_state st = LINK_UP;
     bool told = false;
     int rc = 0;
     catch_sigchld(&g);
-    while (!lost && (rc = reaped(child, status)) == 0) {
+    while (st == LINK_UP && (rc = reaped(child, status)) == 0) {
         if (*forwarded && !told) { /* mpirun (or a user) is stopping the rank */
-            tell_signal(l, (int)*forwarded);
+            st = tell_signal(l, (int)*forwarded);
             told = true;
         }
-        lost = link_tick(l, &heard, &beat, &g.unblocked);
+        if (st == LINK_UP)
+            st = link_tick(l, &heard, &beat, &g.unblocked);
     }
-    if (lost) {
-        char silent[32] = "";
-        if (strcmp(lost, "did not answer") == 0)
-            snprintf(silent, sizeof silent, " for %d s", l->heartbeat_ms / 1000);
-        zl_say("rank %s (host %s, pid %d): zero-launch at %s %s%s; stopping the program "
+    if (st != LINK_UP) {
+        char why[64];
+        if (st == LINK_SILENT)
+            snprintf(why, sizeof why, "did not answer for %d s", l->heartbeat_ms / 1000);
+        else
+            snprintf(why, sizeof why, "%s",
+                     st == LINK_CLOSED ? "closed the connection"
+                                       : "does not read what the rank sends (a line "
+                                         "went only in part)");
+        zl_say("rank %s (host %s, pid %d): zero-launch at %s %s; stopping the program "
                "(SIGTERM, SIGKILL after %d s) so that it does not run on alone",
-               l->rank, l->host, (int)child, l->where, lost, silent,
-               ZL_PROGRAM_GRACE_MS / 1000);
+               l->rank, l->host, (int)child, l->where, why, ZL_PROGRAM_GRACE_MS / 1000);
         end_child(child, true, ZL_PROGRAM_GRACE_MS, status);
     }
     release_sigchld(&g);
-    return lost ? 1 : rc < 0 ? -1 : 0;
+    return st != LINK_UP ? 1 : rc < 0 ? -1 : 0;
 }
 
 void zl_link_close(struct zl_link *l, int code)

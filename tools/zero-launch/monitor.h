@@ -15,8 +15,12 @@
  *                         from outside was forwarded to the program, and
  *                         "exit N" (the wrapper's exit status) at the end;
  *   top level -> wrapper: "ok" for a hello it accepts, "beat" for each beat.
- * Anything else, a wrong token, a second hello for a rank, or a line that is
- * too long drops the connection (an accepted rank's then counts as lost).
+ * Anything else, a wrong token, a second hello for a rank (or one for a rank
+ * given up after the start bound), or a line that is too long drops the
+ * connection (an accepted rank's then counts as lost). A connection says its
+ * hello within min(heartbeat bound, ZL_HEARTBEAT_S) or is dropped; when all
+ * nproc + 64 are open, the oldest without a hello is dropped for a new one.
+ * The PID is named in the lost-host sentence.
  *
  * The ranks find the top level in the environment: ZRT_LAUNCH_MONITOR=
  * ADDR:PORT:TOKEN:SECONDS (SECONDS: the heartbeat bound), which mpirun
@@ -24,8 +28,12 @@
  * the token never appears in a command line; the wrapper removes it from its
  * program's environment.
  *
- * Both waits block SIGCHLD outside ppoll (a no-op handler interrupts ppoll),
- * so a child's end is seen at once; nothing here is global.
+ * Process-wide effects: both waits replace the SIGCHLD handler with a no-op
+ * one (it interrupts ppoll) and block SIGCHLD outside ppoll, so a child's end
+ * is seen at once, restoring both on return: call them from the main thread
+ * of a process that handles SIGCHLD nowhere else. zl_monitor_open may raise
+ * the soft RLIMIT_NOFILE (children inherit it). Everything else lives in the
+ * opaque structs.
  */
 #ifndef ZERO_LAUNCH_MONITOR_H
 #define ZERO_LAUNCH_MONITOR_H
@@ -61,8 +69,11 @@ struct zl_link;    /* a wrapper's side: opaque */
  * by zero_launch.c and monitor.c. */
 __attribute__((format(printf, 1, 2))) int zl_say(const char *fmt, ...);
 
-/* Listens (port chosen by the kernel) and draws the token (getrandom). On
- * failure prints why and returns -1, *out untouched. */
+/* Listens (port chosen by the kernel) and draws the token (getrandom). Needs
+ * nproc + 81 open files (ppoll refuses more descriptors than the soft
+ * RLIMIT_NOFILE): raises the soft limit to that when it is lower, refuses
+ * when the hard limit is. On failure prints why and returns -1, *out
+ * untouched. */
 int zl_monitor_open(const struct zl_monitor_params *p, struct zl_monitor **out);
 
 /* "ZRT_LAUNCH_MONITOR=ADDR:PORT:TOKEN:SECONDS", for mpirun's environment;
@@ -71,9 +82,10 @@ const char *zl_monitor_env(const struct zl_monitor *m);
 
 /* Waits for child (mpirun) to end, serving the ranks meanwhile. When ranks
  * are lost it prints one sentence a host naming them, then ends child
- * (SIGTERM, SIGKILL after ZL_MPIRUN_GRACE_MS). *status is child's wait status.
- * Returns 1 when lost ranks were named (the job failed for that), 0 when
- * not, -1 when waitpid failed. */
+ * (SIGTERM, SIGKILL after ZL_MPIRUN_GRACE_MS); so too, with a sentence, when
+ * the monitor itself fails (ppoll). *status is child's wait status. Returns 1
+ * when lost ranks were named or the monitor failed (the job failed for that),
+ * 0 when not, -1 when waitpid failed. */
 int zl_monitor_wait(struct zl_monitor *m, pid_t child, int *status);
 
 void zl_monitor_close(struct zl_monitor *m); /* NULL: no-op */
@@ -85,11 +97,12 @@ int zl_link_open(const char *value, const char *rank, struct zl_link **out);
 
 /* Waits for child (the rank's program) to end while beating. Reports the
  * first signal forwarded (*forwarded non-zero). When the top level is lost
- * (the connection closed, or silent past the bound) it prints why and stops
- * child (SIGTERM, SIGKILL after ZL_PROGRAM_GRACE_MS). *status is child's wait
- * status. Returns 1 when the top level was lost, 0 when child ended by
- * itself, -1 when waitpid failed; zl_link_close follows in every case (a top
- * level that was only stopped reads its "exit" when it resumes). */
+ * (the connection closed, silent past the bound, or not reading: a line sent
+ * only in part) it prints why and stops child (SIGTERM, SIGKILL after
+ * ZL_PROGRAM_GRACE_MS). *status is child's wait status. Returns 1 when the
+ * top level was lost, 0 when child ended by itself, -1 when waitpid failed;
+ * zl_link_close follows in every case (a top level that was only stopped
+ * reads its "exit" when it resumes). */
 int zl_link_wait(struct zl_link *l, pid_t child, const volatile sig_atomic_t *forwarded,
                  int *status);
 

@@ -651,13 +651,20 @@ static bool net_here(const struct ifaddrs *ifs, const char *item, struct in_addr
     return false;
 }
 
+static bool is_loopback(struct in_addr a)
+{
+    return (ntohl(a.s_addr) >> 24) == 127;
+}
+
 /* The first IPv4 address of this host on --net (its items in order), for
- * the monitor; false when there is none. */
+ * the monitor, a loopback one (127/8) only when nothing else is on it (the
+ * other hosts cannot reach that: --net 0.0.0.0/0 matches lo too); false when
+ * there is none. */
 static bool net_address(const char *net, struct in_addr *out)
 {
     struct ifaddrs *ifs = NULL;
     char *list = strdup(net), *save = NULL;
-    bool found = false;
+    bool found = false, have = false; /* found: one not loopback; have: *out set */
     if (!list || getifaddrs(&ifs) != 0) {
         free(list);
         return false;
@@ -668,19 +675,32 @@ static bool net_address(const char *net, struct in_addr *out)
         int prefix;
         if (parse_net_item(item, &addr, &prefix) != 0) /* checked before: no */
             continue;
-        for (const struct ifaddrs *i = ifs; i && !found; i = i->ifa_next)
-            if ((found = if_ipv4(i) && (i->ifa_flags & IFF_UP) &&
-                         if_matches(i, item, addr, prefix)))
-                *out = *if_ipv4(i);
+        for (const struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+            const struct in_addr *a = if_ipv4(i);
+            if (!a || !(i->ifa_flags & IFF_UP) || !if_matches(i, item, addr, prefix) ||
+                (have && is_loopback(*a)))
+                continue;
+            *out = *a;
+            have = true;
+            found = !is_loopback(*a);
+        }
     }
     free(list);
     freeifaddrs(ifs);
-    return found;
+    return have;
 }
 
-static bool is_loopback(struct in_addr a)
+/* a is an address of an interface of this host that is up. */
+static bool is_local(struct in_addr a)
 {
-    return (ntohl(a.s_addr) >> 24) == 127;
+    struct ifaddrs *ifs = NULL;
+    bool found = false;
+    if (getifaddrs(&ifs) != 0)
+        return false;
+    for (const struct ifaddrs *i = ifs; i && !found; i = i->ifa_next)
+        found = if_ipv4(i) && (i->ifa_flags & IFF_UP) && if_ipv4(i)->s_addr == a.s_addr;
+    freeifaddrs(ifs);
+    return found;
 }
 
 /* Without --net, the address the ranks reach the monitor at: what this
@@ -1055,20 +1075,26 @@ static void forward_signal(int sig, siginfo_t *info, void *ctx)
         kill(forward_pid, sig);
 }
 
-/* Installs forward_signal for each of sigs (0-terminated) and blocks them;
- * *old receives the previous mask, which the caller restores once forward_pid
- * is set. */
-static void setup_forwarding(const int *sigs, sigset_t *old)
+/* Installs forward_signal for each of sigs (0-terminated): until forward_pid
+ * is set, a signal is only recorded (forwarded_sig). */
+static void install_forwarding(const int *sigs)
 {
     struct sigaction sa = {.sa_sigaction = forward_signal,
                            .sa_flags = SA_SIGINFO | SA_RESTART};
-    sigset_t block;
     sigemptyset(&sa.sa_mask);
-    sigemptyset(&block);
-    for (; *sigs; sigs++) {
+    for (; *sigs; sigs++)
         sigaction(*sigs, &sa, NULL);
+}
+
+/* install_forwarding, and blocks sigs; *old receives the previous mask, which
+ * the caller restores once forward_pid is set. */
+static void setup_forwarding(const int *sigs, sigset_t *old)
+{
+    sigset_t block;
+    install_forwarding(sigs);
+    sigemptyset(&block);
+    for (; *sigs; sigs++)
         sigaddset(&block, *sigs);
-    }
     sigprocmask(SIG_BLOCK, &block, old);
 }
 
@@ -1114,7 +1140,8 @@ static int wait_child(pid_t pid, int *status)
 
 /* Starts v (PATH search, no shell; envp as in exec_child) with signals in
  * sigs forwarded to it, and deathsig sent to it should we die first. Returns
- * the errno of fork/pipe/exec (0 on success: *pid runs). */
+ * the errno of fork/pipe/exec (0 on success: *pid runs), or EINTR, starting
+ * nothing, when one of sigs was recorded before (install_forwarding). */
 static int start_child(char **v, char **envp, const int *sigs, int deathsig, pid_t *pid)
 {
     int fds[2], err, status;
@@ -1123,6 +1150,12 @@ static int start_child(char **v, char **envp, const int *sigs, int deathsig, pid
         return errno;
     pid_t parent = getpid();
     setup_forwarding(sigs, &old);
+    if (forwarded_sig) { /* checked with sigs blocked: a later one is forwarded */
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        close(fds[0]);
+        close(fds[1]);
+        return EINTR;
+    }
     *pid = fork();
     if (*pid == 0)
         exec_child(v, envp, deathsig, &old, parent, fds[1]);
@@ -1259,11 +1292,24 @@ static int monitored_rank(char **prog, const char *rank, const char *value)
     unsetenv(ZL_MONITOR_ENV); /* the token is not the program's */
     if (!copy)
         return zl_say("out of memory"), 1;
+    /* a signal while connecting (mpirun ending the job) is recorded: dying
+     * of it would look like a lost host to the top level */
+    install_forwarding(rank_sigs);
     int rc = zl_link_open(copy, rank, &l);
     free(copy);
     if (rc != 0)
-        return 1;
+        return forwarded_sig ? 128 + forwarded_sig : 1;
     int err = start_child(prog, NULL, rank_sigs, SIGKILL, &pid);
+    if (err == EINTR && forwarded_sig) {
+        int sig = forwarded_sig;
+        char host[256] = "?";
+        gethostname(host, sizeof host - 1);
+        zl_say("rank %s (host %s): signal %d (SIG%s) from outside the rank (mpirun "
+               "ending the job, or a user) before its program started; not starting it",
+               rank, host, sig, signal_abbrev(sig));
+        zl_link_close(l, 128 + sig);
+        return 128 + sig;
+    }
     if (err != 0) {
         zl_say("rank %s: cannot run '%s': %s", rank, prog[0], strerror(err));
         zl_link_close(l, 127);
@@ -1595,7 +1641,8 @@ static void print_env_mca(char **v)
 }
 
 /* The monitor of a run across hosts: listening on this host's --net
- * address, or on every address with the ranks told the default one. */
+ * address, else on the default one (on every address when that is not this
+ * host's own, as a name that resolves elsewhere would give). */
 static int open_monitor(const struct options *o, const struct plan *p,
                         struct zl_monitor **m)
 {
@@ -1611,8 +1658,8 @@ static int open_monitor(const struct options *o, const struct plan *p,
     if (o->net)
         mp.advertise = mp.bind;
     else {
-        mp.bind.s_addr = htonl(INADDR_ANY);
         mp.advertise = default_address();
+        mp.bind.s_addr = is_local(mp.advertise) ? mp.advertise.s_addr : htonl(INADDR_ANY);
     }
     return zl_monitor_open(&mp, m);
 }
@@ -1621,6 +1668,9 @@ static int open_monitor(const struct options *o, const struct plan *p,
 static int run_job(const struct options *o, const struct plan *p, char **v)
 {
     struct zl_monitor *m = NULL;
+    /* mpirun passes our environment on: a stale value (from a rank of another
+     * job, say) would send the ranks of a run without a monitor to one */
+    unsetenv(ZL_MONITOR_ENV);
     if (p->across && open_monitor(o, p, &m) != 0)
         return 1;
     int rc = run_mpirun(v, m);
