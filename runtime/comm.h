@@ -66,6 +66,13 @@ typedef struct zrt__comm_ops {
      * (zrt__comm_pick_topology). */
     zrt_status (*set_hierarchy)(zrt__comm *c, int hierarchy, int group_size, char *why,
                                 size_t why_size);
+    /* Optional (NULL: the communicator cannot be split, as nccl's). Collective
+     * over c: a new communicator of the ranks that pass the same color,
+     * ranked by key (ties by rank in c), as MPI_Comm_split. It starts flat
+     * (whatever c's routing), shares c's backend, error buffer and timeout,
+     * counts its own traffic, and must be destroyed before c. Hybrid
+     * sharding's shard groups and replica sets (zero/context.c). */
+    zrt_status (*split)(zrt__comm *c, int color, int key, zrt__comm **out);
 } zrt__comm_ops;
 
 /* Bytes this rank sent, by where the peer runs (MPI_COMM_TYPE_SHARED). */

@@ -48,6 +48,12 @@
  * collective takes PHASE_TAGS message tags at its start (the count of them
  * started so far, the same on every rank), one per phase.
  *
+ * Sub-communicators: split (MPI_Comm_split by color and key) makes a
+ * communicator of some of the ranks, flat whatever its parent's routing,
+ * with its own requests, tags and traffic; hybrid sharding's shard groups
+ * and replica sets (zero/context.c). It does not own MPI, so it must be
+ * destroyed before the communicator it came from.
+ *
  * Staging: on a backend whose device is not the host (the cuda backend, when
  * two or more ranks share one GPU and NCCL cannot be used), a collective whose
  * send or recv buffer is device memory (zrt__be_on_device) runs on host copies.
@@ -1536,6 +1542,8 @@ static zrt_status mpi_set_hierarchy(zrt__comm *c, int hierarchy, int group_size,
     return ZRT_OK;
 }
 
+static zrt_status mpi_split(zrt__comm *c, int color, int key, zrt__comm **out);
+
 static const zrt__comm_ops mpi_ops = {
     .name = "mpi",
     .reduce_scatter = mpi_reduce_scatter,
@@ -1549,6 +1557,7 @@ static const zrt__comm_ops mpi_ops = {
     .abort_job = mpi_abort_job,
     .destroy = mpi_destroy,
     .set_hierarchy = mpi_set_hierarchy,
+    .split = mpi_split,
 };
 
 static zrt_status start_mpi(zrt__errbuf *err, int *owns)
@@ -1609,6 +1618,44 @@ static zrt_status describe_world(zrt__comm *c)
     return ZRT_OK;
 }
 
+/* The communicator around impl->comm (an MPI communicator it owns), with
+ * its ranks, hosts and the flat default routing. */
+static zrt_status wrap_comm(zrt__backend *be, zrt__errbuf *err, mpi_impl *impl,
+                            zrt__comm *c, zrt__comm **out)
+{
+    MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN);
+    *c = (zrt__comm){
+        .ops = &mpi_ops, .be = be, .err = err, .impl = impl, .next_layer = -1};
+    zrt_status st = describe_world(c);
+    if (st != ZRT_OK) {
+        mpi_destroy(c);
+        return st;
+    }
+    *out = c;
+    return ZRT_OK;
+}
+
+/* A sub-communicator of c's ranks with the same color, ordered by key
+ * (MPI_Comm_split): flat, with c's backend, error buffer and timeout. It
+ * does not own MPI: destroy it before c. */
+static zrt_status mpi_split(zrt__comm *c, int color, int key, zrt__comm **out)
+{
+    ZRT_CHECK(check_failed(c));
+    zrt__comm *sub = calloc(1, sizeof *sub);
+    mpi_impl *impl = calloc(1, sizeof *impl);
+    int rc = sub && impl ? MPI_Comm_split(comm_of(c), color, key, &impl->comm) : -1;
+    if (rc != MPI_SUCCESS) {
+        free(sub);
+        free(impl);
+        return rc == -1 ? zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
+                                    "cannot allocate a sub-communicator")
+                        : mpi_fail(c, rc, "MPI_Comm_split");
+    }
+    ZRT_CHECK(wrap_comm(c->be, c->err, impl, sub, out));
+    (*out)->timeout_seconds = c->timeout_seconds;
+    return ZRT_OK;
+}
+
 zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err, zrt__comm **out)
 {
     zrt__comm *c = calloc(1, sizeof *c);
@@ -1627,19 +1674,11 @@ zrt_status zrt__comm_mpi_create(zrt__backend *be, zrt__errbuf *err, zrt__comm **
         free(impl);
         return st;
     }
-    /* Errors come back as codes we turn into a sentence. Requests report on
-     * MPI_COMM_WORLD's handler in Open MPI, so set it there too when the
-     * program left MPI to us. */
-    MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN);
+    /* Errors come back as codes we turn into a sentence (wrap_comm sets the
+     * handler of our communicator). Requests report on MPI_COMM_WORLD's
+     * handler in Open MPI, so set it there too when the program left MPI to
+     * us. */
     if (impl->owns_mpi)
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    *c = (zrt__comm){
-        .ops = &mpi_ops, .be = be, .err = err, .impl = impl, .next_layer = -1};
-    st = describe_world(c);
-    if (st != ZRT_OK) {
-        mpi_destroy(c);
-        return st;
-    }
-    *out = c;
-    return ZRT_OK;
+    return wrap_comm(be, err, impl, c, out);
 }

@@ -65,6 +65,7 @@ typedef enum key_kind {
     KIND_DTYPE,     /* int: "fp32", "bf16" or "fp16" (zrt_dtype) */
     KIND_HIERARCHY, /* int: "auto", "flat" or "hierarchical" (zrt_comm_hierarchy) */
     KIND_GROUP,     /* int: 0 (per host) .. 1<<20 ranks */
+    KIND_SHARDS,    /* int: 0 (off) .. 1<<20 ranks: a shard group's size */
 } key_kind;
 
 typedef struct cfg_key {
@@ -96,6 +97,7 @@ static const cfg_key keys[] = {
     {NULL, "comm_timeout_seconds", KIND_REAL, FIELD(comm_timeout_seconds)},
     {NULL, "comm_hierarchy", KIND_HIERARCHY, FIELD(comm_hierarchy)},
     {NULL, "comm_group_size", KIND_GROUP, FIELD(comm_group_size)},
+    {NULL, "hybrid_shard_size", KIND_SHARDS, FIELD(hybrid_shard_size)},
     {NULL, "log_level", KIND_LOG_LEVEL, FIELD(log_level)},
     {SECTION_ZERO, "offload_optimizer", KIND_SECTION, 0},
     {SECTION_OFFLOAD_OPTIM, "device", KIND_DEVICE, FIELD(offload_optimizer.device)},
@@ -358,6 +360,9 @@ static const char *const hierarchy_names[] = {"auto", "flat", "hierarchical"};
 #define GROUP_RULE                                                                       \
     "it must be 0 (a group per host) or a whole number of ranks from 1 to 1048576"
 #define GROUP_MAX (1 << 20)
+#define SHARDS_RULE                                                                      \
+    "it must be 0 (off: shard across every rank) or a whole number of ranks from 1 to "  \
+    "1048576 that divides the world size"
 
 /* The kinds whose value is one of a list of names, stored as the name's index
  * (an int): the names in index order and the rule that lists them. */
@@ -411,12 +416,13 @@ static zrt_status read_positive(const cfg_err *e, const cfg_key *key, const json
     return ZRT_OK;
 }
 
+/* comm_group_size and hybrid_shard_size: 0 .. GROUP_MAX ranks. */
 static zrt_status read_group(const cfg_err *e, const cfg_key *key, const json_t *v,
                              zrt_config *cfg)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 0 ||
         json_integer_value(v) > GROUP_MAX)
-        return bad_value(e, key, v, GROUP_RULE);
+        return bad_value(e, key, v, key->kind == KIND_SHARDS ? SHARDS_RULE : GROUP_RULE);
     int n = (int)json_integer_value(v);
     memcpy((char *)cfg + key->offset, &n, sizeof n);
     return ZRT_OK;
@@ -554,7 +560,7 @@ static const key_reader readers[] = {
     [KIND_COMM] = read_enum,           [KIND_PATH] = read_path,
     [KIND_POSITIVE] = read_positive,   [KIND_REAL] = read_real,
     [KIND_DTYPE] = read_enum,          [KIND_HIERARCHY] = read_enum,
-    [KIND_GROUP] = read_group,
+    [KIND_GROUP] = read_group,         [KIND_SHARDS] = read_group,
 };
 
 static zrt_status read_key(const cfg_err *e, const cfg_key *key, const json_t *v,
@@ -653,7 +659,8 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->communicator = ZRT_COMM_AUTO;
     cfg->comm_timeout_seconds = 600.0f;
     cfg->comm_hierarchy = ZRT_COMM_HIER_AUTO;
-    cfg->comm_group_size = 0; /* a group per host */
+    cfg->comm_group_size = 0;   /* a group per host */
+    cfg->hybrid_shard_size = 0; /* off: shard across every rank */
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
     cfg->offload_param.buffer_count = 5;
@@ -864,6 +871,8 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
     }
     case KIND_GROUP:
         return validate_int(e, path, field, GROUP_MAX, GROUP_RULE);
+    case KIND_SHARDS:
+        return validate_int(e, path, field, GROUP_MAX, SHARDS_RULE);
     case KIND_POSITIVE: {
         int n;
         memcpy(&n, field, sizeof n);

@@ -40,12 +40,17 @@ static double monotonic_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req)
+zrt_status zrt__comm_wait_in(zrt_ctx *ctx, zrt__comm *c, zrt__comm_req *req)
 {
     double start = monotonic_seconds();
-    zrt_status st = ctx->comm->ops->wait(ctx->comm, req);
+    zrt_status st = c->ops->wait(c, req);
     ctx->comm_wait_seconds += monotonic_seconds() - start;
     return st;
+}
+
+zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req)
+{
+    return zrt__comm_wait_in(ctx, ctx->comm, req);
 }
 
 zrt_status zrt__require_finalized(zrt_ctx *ctx, const char *call)

@@ -43,6 +43,14 @@
  * layer, hold "param" in their dtype, and put fp16's loss scaler in
  * meta.json; the scaler is restored with the step (restore_scaler).
  *
+ * Hybrid sharding (hybrid_shard_size S < N): every shard group holds the
+ * same state, so one copy is written: the ranks of group 0 (world ranks
+ * 0 .. S-1, whose shard index is their rank) write rank-R.zrtc and meta.json
+ * says world_size S, as if S ranks had saved it; the other groups only take
+ * part in the agreements. Loading needs nothing special: every rank reads
+ * its range of the plan over its shard group from those files, which is
+ * what resharding between world sizes does already.
+ *
  * Outcomes are agreed across ranks after every phase, and the failing rank's
  * sentence is broadcast, so every rank returns an error naming the cause and
  * nobody waits in a collective that another rank skipped.
@@ -347,7 +355,7 @@ static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info,
     json_t *root =
         json_pack("{s:s, s:i, s:s, s:I, s:i, s:i, s:i, s:s, s:o?, s:o?}", "format",
                   "zrt-checkpoint", "version", ctx_version(ctx), "zrt_version", "0.1.0",
-                  "step", (json_int_t)ctx->step, "world_size", ctx->comm->size, "stage",
+                  "step", (json_int_t)ctx->step, "world_size", ctx->plan.world, "stage",
                   ctx->cfg.stage, "alignment", ctx->plan.alignment, "dtype",
                   zrt_dtype_str(ctx->pdtype), "kinds", kinds, "config", config_json(ctx));
     if (root && zrt__mixed(ctx))
@@ -361,7 +369,7 @@ static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info,
     if (root)
         json_object_set_new(root, "user", user_json(info));
     if (root)
-        json_object_set_new(root, "files", files_json(all, ctx->comm->size));
+        json_object_set_new(root, "files", files_json(all, ctx->plan.world));
     return root;
 }
 
@@ -441,7 +449,7 @@ static zrt__ckpt_section *plan_sections(zrt_ctx *ctx, int *count)
             snprintf(s[i].kind, sizeof s[i].kind, "%s", zrt__ckpt_kind(k));
             s[i].layer = l;
             s[i].dtype = k == KIND_PARAM ? ctx->pdtype : ZRT_F32;
-            s[i].first = (int64_t)ctx->comm->rank * lp->shard_numel;
+            s[i].first = (int64_t)ctx->shard_comm->rank * lp->shard_numel;
             s[i].numel = lp->shard_numel;
             s[i].offset = at;
             s[i].bytes = (uint64_t)lp->shard_numel * zrt_dtype_size(s[i].dtype);
@@ -477,7 +485,7 @@ static zrt_status write_header_and_table(zrt_ctx *ctx, int fd, const char *path,
 {
     zrt__ckpt_file_id id = {.version = ctx_version(ctx),
                             .rank = ctx->comm->rank,
-                            .world = ctx->comm->size,
+                            .world = ctx->plan.world,
                             .step = ctx->step};
     return zrt__ckpt_write_header_and_table(fd, path, &id, s, n, &out->header_crc,
                                             &out->bytes, &ctx->err);
@@ -528,6 +536,13 @@ static zrt_status write_rank_file(zrt_ctx *ctx, const save_job *job, rank_summar
     return zrt__ckpt_fsync_dir(job->tmp, &ctx->err);
 }
 
+/* Whether this rank writes a file: one copy of the state, by shard group 0
+ * (with no hybrid sharding, every rank). */
+static int writes_files(const zrt_ctx *ctx)
+{
+    return ctx->comm->rank < ctx->plan.world;
+}
+
 /* Every rank's size and header CRC, to rank 0 (and everyone). */
 static zrt_status gather_summaries(zrt_ctx *ctx, const rank_summary *mine,
                                    rank_summary *all)
@@ -564,7 +579,7 @@ static zrt_status publish_dir(zrt_ctx *ctx, const save_job *job)
 static zrt_status finish_save(zrt_ctx *ctx, const save_job *job,
                               const zrt_ckpt_info *info)
 {
-    for (int r = 0; r < ctx->comm->size; r++)
+    for (int r = 0; r < ctx->plan.world; r++)
         if (!job->all[r].ok) /* every rank agreed it succeeded: a bug if this fails */
             return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL,
                              "zrt_save: rank %d reported "
@@ -618,7 +633,7 @@ zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info)
     ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
     st = ctx->comm->rank == 0 ? make_tmp_dir(&job, &ctx->err) : ZRT_OK;
     ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
-    st = write_rank_file(ctx, &job, &mine);
+    st = writes_files(ctx) ? write_rank_file(ctx, &job, &mine) : ZRT_OK;
     zrt_status gathered = gather_summaries(ctx, &mine, job.all);
     if (gathered != ZRT_OK) { /* the communicator failed: nothing left to agree with */
         st = gathered;
@@ -634,8 +649,8 @@ zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info)
     if (ctx->comm->rank == 0) {
         char size[64];
         zrt_log(ctx, 2, "zrt_save: wrote %s (%d rank files, %s) in %.3f s", job.final,
-                ctx->comm->size,
-                zrt__fmt_bytes(total_bytes(job.all, ctx->comm->size), size, sizeof size),
+                ctx->plan.world,
+                zrt__fmt_bytes(total_bytes(job.all, ctx->plan.world), size, sizeof size),
                 now_seconds() - t0);
     }
 done:
@@ -945,10 +960,10 @@ static zrt_status refresh_params(zrt_ctx *ctx)
         if (ctx->cfg.stage < 3) {
             void *full = ls->param_full.ptr;
             zrt__comm_req *req = NULL;
-            ZRT_CHECK(ctx->comm->ops->all_gather(
-                ctx->comm, zrt__elem(ctx, full, ls->range_lo), full,
-                (size_t)lp->shard_numel, ctx->pdtype, &req));
-            ZRT_CHECK(zrt__comm_wait(ctx, req));
+            zrt__comm *c = ctx->shard_comm;
+            ZRT_CHECK(c->ops->all_gather(c, zrt__elem(ctx, full, ls->range_lo), full,
+                                         (size_t)lp->shard_numel, ctx->pdtype, &req));
+            ZRT_CHECK(zrt__comm_wait_in(ctx, c, req));
             continue;
         }
         ls->gathered = 0; /* any gathered copy is stale */

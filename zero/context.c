@@ -125,6 +125,64 @@ static zrt_status create_comm(zrt_ctx *ctx)
     return route_comm(ctx);
 }
 
+/* The communicators a context holds, newest first (a split communicator
+ * must go before the one it came from, which may finalize MPI). */
+static void destroy_comms(zrt_ctx *ctx)
+{
+    if (ctx->replica_comm)
+        ctx->replica_comm->ops->destroy(ctx->replica_comm);
+    if (ctx->shard_comm && ctx->shard_comm != ctx->comm)
+        ctx->shard_comm->ops->destroy(ctx->shard_comm);
+    if (ctx->comm)
+        ctx->comm->ops->destroy(ctx->comm);
+    ctx->replica_comm = ctx->shard_comm = ctx->comm = NULL;
+}
+
+/* hybrid_shard_size S against the world size N: 0 (off) or a divisor. */
+static zrt_status check_shard_size(zrt_ctx *ctx, int S, int N)
+{
+    if (S < 0 || (S > 0 && N % S != 0))
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
+                         "'hybrid_shard_size' is %d but the job has %d ranks; it must "
+                         "be 0 (off) or a number of ranks that divides %d (the world "
+                         "size must be a multiple of the shard group size)",
+                         S, N, N);
+    if (S > 0 && S < N && !ctx->comm->ops->split)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'hybrid_shard_size' is %d but the %s communicator cannot form "
+                         "shard groups; hybrid sharding needs \"communicator\": "
+                         "\"mpi\"",
+                         S, ctx->comm->ops->name);
+    return ZRT_OK;
+}
+
+/* Hybrid sharding: rank r = g * S + k is member k of shard group g (the S
+ * ranks g * S .. g * S + S - 1) and member g of replica set k (the G = N / S
+ * ranks k, S + k, 2S + k, ...). Both are split from the world communicator
+ * and flat, whatever comm_hierarchy routes the world's own collectives: the
+ * two features are independent. Summing a gradient within the group in
+ * member order, then across the replicas in group order, is the
+ * hierarchical order over groups of S. Off, or S = N: the world's
+ * communicator serves as the shard group and there are no replicas, so the
+ * run is plain ZeRO, bit for bit. */
+static zrt_status create_shard_groups(zrt_ctx *ctx)
+{
+    zrt__comm *c = ctx->comm;
+    int S = ctx->cfg.hybrid_shard_size, N = c->size;
+    ctx->shard_comm = c;
+    ZRT_CHECK(check_shard_size(ctx, S, N));
+    if (S == 0 || S == N)
+        return ZRT_OK;
+    ZRT_CHECK(c->ops->split(c, c->rank / S, c->rank % S, &ctx->shard_comm));
+    ZRT_CHECK(c->ops->split(c, c->rank % S, c->rank / S, &ctx->replica_comm));
+    zrt_log(ctx, 2,
+            "hybrid sharding: %d shard groups of %d ranks (hybrid_shard_size %d); "
+            "gradients reduce within the group, then across the %d replicas "
+            "of each shard",
+            N / S, S, S, N / S);
+    return ZRT_OK;
+}
+
 /* Config errors found before a context exists have nowhere to be stored:
  * they go to stderr once, with the rank if Open MPI told us. */
 static void report_early_error(const char *text)
@@ -166,6 +224,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ZRT_CHECK_GOTO(check_supported(ctx), st, fail);
     ZRT_CHECK_GOTO(create_comm(ctx), st, fail);
     ctx->err.rank = ctx->comm->rank;
+    ZRT_CHECK_GOTO(create_shard_groups(ctx), st, fail);
     char stage[16] = "auto";
     if (cfg->stage != ZRT_STAGE_AUTO)
         snprintf(stage, sizeof stage, "%d", cfg->stage);
@@ -182,6 +241,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     return ZRT_OK;
 fail:
     report_early_error(ctx->err.text);
+    destroy_comms(ctx);
     if (ctx->be)
         ctx->be->ops->destroy(ctx->be);
     zrt__pool_destroy(ctx->pool);
@@ -234,7 +294,7 @@ zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
     zrt__engine_release(ctx);
     free_user_buffers(ctx);
     free_params(ctx);
-    ctx->comm->ops->destroy(ctx->comm);
+    destroy_comms(ctx);
     ctx->be->ops->destroy(ctx->be);
     zrt__pool_destroy(ctx->pool);
     zrt__mem_account_free(&ctx->acct);

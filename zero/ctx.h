@@ -90,7 +90,16 @@ struct zrt_ctx {
     zrt__errbuf err;
     zrt__mem_account acct;
     zrt__backend *be;
-    zrt__comm *comm;
+    zrt__comm *comm; /* every rank of the job: the loss, agree, barrier */
+    /* Hybrid sharding (hybrid_shard_size S, zero/context.c): shard_comm is
+     * this rank's shard group (S consecutive ranks), which the model states
+     * are sharded across: the partition plan, the gradients' reduce-scatter,
+     * the parameter all-gathers, the gradient norm. replica_comm holds the
+     * world / S ranks with this rank's index in each group, which all-reduce
+     * each reduced shard. Off (or S the world size): shard_comm is comm and
+     * replica_comm NULL, so the engine runs exactly as plain ZeRO. */
+    zrt__comm *shard_comm;
+    zrt__comm *replica_comm;
     zrt__pool *pool;     /* helper threads, bound inside the rank's cores */
     int log_rank_prefix; /* 0 when the launcher tags output lines already */
 
@@ -151,8 +160,11 @@ zrt_status zrt__require_param(zrt_ctx *ctx, zrt_param param, const char *call);
  * collectives have started): what comm->traffic gained since the last. */
 void zrt__traffic_step_end(zrt_ctx *ctx);
 
-/* Waits for a collective, counting the time blocked in comm_wait_seconds. */
+/* Waits for a collective of ctx->comm, counting the time blocked in
+ * comm_wait_seconds; zrt__comm_wait_in: of the communicator c that started
+ * it (shard_comm, replica_comm). */
 zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req);
+zrt_status zrt__comm_wait_in(zrt_ctx *ctx, zrt__comm *c, zrt__comm_req *req);
 
 /* The partition plan of the registered parameters (params.c). */
 zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out);

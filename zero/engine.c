@@ -13,6 +13,9 @@
  * next entered; stage 3 gathers a layer when it is entered, prefetches the
  * layers that the recorded trace says come next (up to
  * stage3_prefetch_bucket_size elements), and frees it when it is left.
+ * Hybrid sharding (ctx.h shard_comm, replica_comm): every collective above
+ * runs within the rank's shard group, and a completed reduction's range is
+ * then all-reduced across the replicas of its shard (reduce_across_replicas).
  * Every entry point first advances the collectives in flight, which is where
  * communication overlaps the training loop's compute; buffers are freed only
  * at fixed points (see progress()), so the memory plan can predict them.
@@ -122,7 +125,7 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
         return ZRT_OK;
     int stage = ctx->cfg.stage;
     const zrt_offload_config *optim = &ctx->cfg.offload_optimizer;
-    ls->range_lo = stage == 0 ? 0 : (int64_t)ctx->comm->rank * lp->shard_numel;
+    ls->range_lo = stage == 0 ? 0 : (int64_t)ctx->shard_comm->rank * lp->shard_numel;
     ls->range_len = stage == 0 ? lp->flat_numel : lp->shard_numel;
     ZRT_CHECK(alloc_params(ctx, l));
     if (stage < 2)
@@ -190,10 +193,11 @@ zrt_status zrt__engine_allocate(zrt_ctx *ctx)
 static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
 {
     zrt__backend *be = ctx->be;
+    zrt__comm *c = ctx->shard_comm;
     if (ls->gather)
-        ctx->comm->ops->wait(ctx->comm, ls->gather);
+        c->ops->wait(c, ls->gather);
     if (ls->reduce)
-        ctx->comm->ops->wait(ctx->comm, ls->reduce);
+        c->ops->wait(c, ls->reduce);
     be->ops->free(be, &ls->param_full);
     be->ops->free(be, &ls->param_shard);
     be->ops->free(be, &ls->grad_full);
@@ -232,7 +236,7 @@ zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
     ls->gather = NULL;
     if (ctx->cfg.stage < 3)
         ctx->gathering_numel -= flat_of(ctx, layer);
-    zrt_status st = zrt__comm_wait(ctx, req);
+    zrt_status st = zrt__comm_wait_in(ctx, ctx->shard_comm, req);
     if (ls->fetch_state == ZRT__FETCH_READY)
         zrt__nvme_drop_fetch(ctx, layer); /* the gather was its only reader */
     return st;
@@ -248,10 +252,10 @@ static zrt_status start_gather(zrt_ctx *ctx, int layer)
     if (!ls->param_full.ptr)
         ZRT_CHECK(alloc_elems(ctx, &ls->param_full, flat_of(ctx, layer),
                               ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
-    zrt__comm_for_layer(ctx->comm, layer);
-    ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, shard, ls->param_full.ptr,
-                                         (size_t)shard_of(ctx, layer), ctx->pdtype,
-                                         &ls->gather));
+    zrt__comm *c = ctx->shard_comm;
+    zrt__comm_for_layer(c, layer);
+    ZRT_CHECK(c->ops->all_gather(c, shard, ls->param_full.ptr,
+                                 (size_t)shard_of(ctx, layer), ctx->pdtype, &ls->gather));
     ls->gathered = 1;
     return ZRT_OK;
 }
@@ -356,6 +360,26 @@ static void fifo_remove(zrt_ctx *ctx, int layer)
     }
 }
 
+/* Hybrid sharding: this rank's reduced range (its shard's block; stage 0,
+ * the whole buffer), averaged within its shard group, is averaged across
+ * the G replicas of that shard in group order, in place. Started and
+ * waited here, where the group's reduction completes, so its scratch lives
+ * inside this call only (zero/memplan.c reduce_across_replicas). Every rank
+ * of a replica set completes the same layers in the same order. */
+static zrt_status reduce_across_replicas(zrt_ctx *ctx, int layer)
+{
+    zrt__comm *r = ctx->replica_comm;
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (!r || ls->range_len == 0)
+        return ZRT_OK;
+    void *block = zrt__elem(ctx, ls->grad_full.ptr, ls->range_lo);
+    zrt__comm_req *req = NULL;
+    zrt__comm_for_layer(r, layer);
+    ZRT_CHECK(r->ops->all_reduce(r, block, block, (size_t)ls->range_len, ctx->pdtype,
+                                 ZRT_AVG, &req));
+    return zrt__comm_wait_in(ctx, r, req);
+}
+
 /* Waits for the layer's reduction; stages 2-3 fold it into the shard. */
 static zrt_status finish_reduction(zrt_ctx *ctx, int layer)
 {
@@ -364,7 +388,9 @@ static zrt_status finish_reduction(zrt_ctx *ctx, int layer)
     ls->reduce = NULL;
     fifo_remove(ctx, layer);
     ctx->reducing_numel -= flat_of(ctx, layer);
-    zrt_status st = zrt__comm_wait(ctx, req);
+    zrt_status st = zrt__comm_wait_in(ctx, ctx->shard_comm, req);
+    if (st == ZRT_OK)
+        st = reduce_across_replicas(ctx, layer);
     if (ctx->cfg.stage < 2)
         return st;
     const void *reduced = zrt__elem(ctx, ls->grad_full.ptr, ls->range_lo);
@@ -407,15 +433,15 @@ static zrt_status start_reduction(zrt_ctx *ctx, int layer)
         return ZRT_OK;
     ZRT_CHECK(make_room_for_reduction(ctx, flat));
     void *grad = ls->grad_full.ptr;
-    const zrt__comm_ops *ops = ctx->comm->ops;
-    zrt__comm_for_layer(ctx->comm, layer);
+    zrt__comm *c = ctx->shard_comm;
+    zrt__comm_for_layer(c, layer);
     if (ctx->cfg.stage == 0)
-        ZRT_CHECK(ops->all_reduce(ctx->comm, grad, grad, (size_t)flat, ctx->pdtype,
-                                  ZRT_AVG, &ls->reduce));
+        ZRT_CHECK(c->ops->all_reduce(c, grad, grad, (size_t)flat, ctx->pdtype, ZRT_AVG,
+                                     &ls->reduce));
     else
-        ZRT_CHECK(ops->reduce_scatter(ctx->comm, grad, zrt__elem(ctx, grad, ls->range_lo),
-                                      (size_t)shard_of(ctx, layer), ctx->pdtype, ZRT_AVG,
-                                      &ls->reduce));
+        ZRT_CHECK(c->ops->reduce_scatter(c, grad, zrt__elem(ctx, grad, ls->range_lo),
+                                         (size_t)shard_of(ctx, layer), ctx->pdtype,
+                                         ZRT_AVG, &ls->reduce));
     ctx->reduce_fifo[ctx->reduce_count++] = layer;
     ctx->reducing_numel += flat;
     if (!ctx->cfg.overlap_comm)
@@ -457,12 +483,12 @@ zrt_status zrt__engine_drain(zrt_ctx *ctx)
 static zrt_status progress(zrt_ctx *ctx)
 {
     int done = 0;
+    zrt__comm *c = ctx->shard_comm;
     if (ctx->reduce_count > 0)
-        return ctx->comm->ops->test(ctx->comm, ctx->layers[ctx->reduce_fifo[0]].reduce,
-                                    &done);
+        return c->ops->test(c, ctx->layers[ctx->reduce_fifo[0]].reduce, &done);
     for (int l = 0; l < ctx->plan.nlayers; l++)
         if (ctx->layers[l].gather)
-            return ctx->comm->ops->test(ctx->comm, ctx->layers[l].gather, &done);
+            return c->ops->test(c, ctx->layers[l].gather, &done);
     return ZRT_OK;
 }
 
@@ -627,10 +653,10 @@ static zrt_status start_param_gathers(zrt_ctx *ctx)
              old++)
             ZRT_CHECK(zrt__wait_gather(ctx, old));
         void *full = ls->param_full.ptr;
-        zrt__comm_for_layer(ctx->comm, l);
-        ZRT_CHECK(ctx->comm->ops->all_gather(
-            ctx->comm, zrt__elem(ctx, full, ls->range_lo), full, (size_t)shard_of(ctx, l),
-            ctx->pdtype, &ls->gather));
+        zrt__comm *c = ctx->shard_comm;
+        zrt__comm_for_layer(c, l);
+        ZRT_CHECK(c->ops->all_gather(c, zrt__elem(ctx, full, ls->range_lo), full,
+                                     (size_t)shard_of(ctx, l), ctx->pdtype, &ls->gather));
         ctx->gathering_numel += flat;
         if (!ctx->cfg.overlap_comm)
             ZRT_CHECK(zrt__wait_gather(ctx, l));
@@ -696,7 +722,9 @@ static zrt_status scale_owned_grads(zrt_ctx *ctx, float factor)
 /* The sum of the squares of every rank's gradients: the owned ranges are
  * disjoint at stages 1-3 (one ordered all-reduce, so every rank gets the same
  * bits); at stage 0 every rank holds all of it. Not finite when any rank's
- * gradients are not. */
+ * gradients are not. With hybrid sharding the shard group's ranges cover the
+ * gradient once and every replica holds the same bits, so the sum runs
+ * within the group: the norm of the whole gradient, not G times it. */
 static zrt_status global_grad_sqnorm(zrt_ctx *ctx, float *out)
 {
     double sum = 0.0;
@@ -715,8 +743,9 @@ static zrt_status global_grad_sqnorm(zrt_ctx *ctx, float *out)
     float total = (float)sum;
     if (ctx->cfg.stage > 0) {
         zrt__comm_req *req;
-        ZRT_CHECK(zrt__comm_all_reduce_f32(ctx->comm, &total, &total, 1, ZRT_SUM, &req));
-        ZRT_CHECK(zrt__comm_wait(ctx, req));
+        zrt__comm *c = ctx->shard_comm;
+        ZRT_CHECK(zrt__comm_all_reduce_f32(c, &total, &total, 1, ZRT_SUM, &req));
+        ZRT_CHECK(zrt__comm_wait_in(ctx, c, req));
     }
     *out = total;
     return ZRT_OK;

@@ -47,6 +47,11 @@
  *                  min(S, B × S_L + ceil(P/N) + S_L) × b (B queued reads,
  *                  the prefetched layers' gathers and the current one; S_L × b
  *                  without overlap_comm)
+ * Hybrid sharding (hybrid_shard_size H > 0, which must divide the world
+ * size): the states are sharded across a group of H ranks and replicated
+ * across the N / H groups, so N above is H; the comm row holds with H = 1
+ * too when there are replicas (their all-reduce's scratch, at most a
+ * layer's range, is within it).
  * Not counted: the plan's padding (each tensor aligned to 16 elements, each
  * layer to 16·N: Ψ' − Ψ ≤ 15·tensors + 16·N·layers), the nvme regions'
  * rounding up to aio.block_size, activations (the training loop's own, through
@@ -123,6 +128,24 @@ static zrt_status check_model(const zrt_mem_model *m, int world_size, char *why,
     if (world_size < 1)
         return refuse(why, why_size, ZRT_ERR_INVALID_ARG,
                       "world_size is %d; it must be at least 1", world_size);
+    return ZRT_OK;
+}
+
+/* hybrid_shard_size: 0 (off) or a divisor of the world size. */
+static zrt_status check_shard_size(const zrt_config *cfg, int world_size, char *why,
+                                   size_t why_size)
+{
+    int S = cfg->hybrid_shard_size;
+    if (S < 0 || (S > 0 && world_size % S != 0))
+        return refuse(why, why_size, ZRT_ERR_CONFIG,
+                      "'hybrid_shard_size' is %d but the job has %d ranks; it must be "
+                      "0 (off) or a number of ranks that divides %d",
+                      S, world_size, world_size);
+    return ZRT_OK;
+}
+
+static zrt_status check_model_sizes(const zrt_mem_model *m, char *why, size_t why_size)
+{
     if (m->param_count < 0 || m->param_count > MAX_PARAMS)
         return refuse(why, why_size, ZRT_ERR_INVALID_ARG,
                       "model.param_count is %lld; it must be 0 to %lld",
@@ -185,15 +208,18 @@ static zrt_status check_config(const zrt_config *cfg, char *why, size_t why_size
 typedef struct dims {
     int stage, overlap;
     int64_t psi, n, shard, largest, largest_shard, persist;
-    int64_t b; /* bytes of a parameter or gradient element */
+    int64_t replicas; /* hybrid sharding: copies of each shard */
+    int64_t b;        /* bytes of a parameter or gradient element */
 } dims;
 
 static dims dims_of(const zrt_config *cfg, const zrt_mem_model *m, int world_size)
 {
+    int S = cfg->hybrid_shard_size;
     dims d = {.stage = cfg->stage,
               .overlap = cfg->overlap_comm != 0,
               .psi = m->param_count,
-              .n = world_size,
+              .n = S > 0 ? S : world_size, /* the shard group */
+              .replicas = S > 0 ? world_size / S : 1,
               .b = m->param_bytes};
     d.shard = ceil_div(d.psi, d.n);
     d.largest = m->largest_layer_numel;
@@ -266,7 +292,7 @@ static void reduce_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimat
         int64_t bucket = d->overlap ? add_cap(in_flight, d->largest, d->psi) : d->largest;
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_GRAD_BUCKET] = bucket * d->b;
     }
-    if (d->n > 1)
+    if (d->n > 1 || d->replicas > 1)
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_COMM] = in_flight * d->b;
 }
 
@@ -336,6 +362,10 @@ zrt_status zrt_estimate_memory(const zrt_config *cfg, const zrt_mem_model *model
     if (st != ZRT_OK)
         return st;
     st = check_model(model, world_size, errbuf, errbuf_size);
+    if (st == ZRT_OK)
+        st = check_model_sizes(model, errbuf, errbuf_size);
+    if (st == ZRT_OK)
+        st = check_shard_size(cfg, world_size, errbuf, errbuf_size);
     if (st != ZRT_OK)
         return st;
     if (errbuf != NULL && errbuf_size > 0)

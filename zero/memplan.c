@@ -51,6 +51,7 @@ typedef struct sim_layer {
 typedef struct sim {
     const zrt_config *cfg;
     int world, n;
+    int replicas; /* hybrid sharding: G copies of each shard (1: none) */
     zrt__mem_account acct;
     sim_layer *layers;
     int *fifo, nfifo;
@@ -374,6 +375,23 @@ static int64_t scratch_of(const sim *s, const sim_layer *ly)
     return s->world > 1 && s->reduce_scratch ? ly->flat : 0;
 }
 
+/* engine.c reduce_across_replicas: the all-reduce of this rank's range over
+ * the G replicas, started and waited at once after the group's reduction
+ * released its scratch. comm_mpi.c host_all_reduce pads the range to a
+ * multiple of G when it is not one, then holds a scratch of the padded
+ * size; both go at the wait. */
+static void reduce_across_replicas(sim *s, const sim_layer *ly)
+{
+    int64_t g = s->replicas;
+    if (g <= 1 || !s->reduce_scratch || ly->range == 0)
+        return;
+    int64_t padded = (ly->range + g - 1) / g * g;
+    int64_t padding = padded != ly->range ? padded : 0;
+    charge_p(s, s->comm_tier, ZRT_CAT_COMM, padding);
+    charge_p(s, s->comm_tier, ZRT_CAT_COMM, padded);
+    release_p(s, s->comm_tier, ZRT_CAT_COMM, padded + padding);
+}
+
 static void complete_reduction(sim *s, int l)
 {
     sim_layer *ly = &s->layers[l];
@@ -382,6 +400,7 @@ static void complete_reduction(sim *s, int l)
     fifo_remove(s, l);
     s->reducing -= ly->flat;
     release_p(s, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
+    reduce_across_replicas(s, ly);
     if (s->cfg->stage >= 2) {
         release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
         ly->has_bucket = 0;
@@ -626,6 +645,7 @@ static zrt_status sim_init(sim *s, const zrt_config *cfg, const zrt__plan *plan,
     memset(s, 0, sizeof *s);
     s->cfg = cfg;
     s->world = plan->world;
+    s->replicas = plan->replicas > 1 ? plan->replicas : 1;
     s->n = plan->nlayers;
     s->err = err;
     s->optim_nvme = cfg->offload_optimizer.device == ZRT_OFFLOAD_NVME;

@@ -246,7 +246,8 @@ static zrt_status choose_configuration(zrt_ctx *ctx)
     int n = 0, fits[32];
     int allow_nvme =
         ctx->cfg.offload_optimizer.nvme_path[0] || ctx->cfg.offload_param.nvme_path[0];
-    ZRT_CHECK(zrt_fit_ladder(&ctx->cfg, ctx->comm->size, allow_nvme, ladder, 32, &n));
+    ZRT_CHECK(zrt_fit_ladder(&ctx->cfg, ctx->shard_comm->size, allow_nvme, ladder, 32,
+                             &n)); /* the shards' spread: the shard group */
     n = n < 32 ? n : 32;
     ZRT_CHECK(rungs_fitting_everywhere(ctx, ladder, n, fits, plans));
     char skipped[2048] = "", choice[96], need[64]; /* up to 16 rungs of ~100 bytes */
@@ -638,11 +639,12 @@ static zrt_status gather_grads(zrt_ctx *ctx, int layer, zrt__buf *full)
     zrt__comm_req *req = NULL;
     zrt_status st = ctx->be->ops->copy(ctx->be, own_block, zrt__reduced_grad(ctx, layer),
                                        (size_t)ls->range_len * ctx->esize);
+    zrt__comm *c = ctx->shard_comm;
     if (st == ZRT_OK)
-        st = ctx->comm->ops->all_gather(ctx->comm, own_block, full->ptr,
-                                        (size_t)lp->shard_numel, ctx->pdtype, &req);
+        st = c->ops->all_gather(c, own_block, full->ptr, (size_t)lp->shard_numel,
+                                ctx->pdtype, &req);
     if (st == ZRT_OK)
-        st = zrt__comm_wait(ctx, req);
+        st = zrt__comm_wait_in(ctx, c, req);
     if (st != ZRT_OK)
         ctx->be->ops->free(ctx->be, full);
     return st;

@@ -39,7 +39,10 @@ typedef struct zrt__layer_plan {
 } zrt__layer_plan;
 
 typedef struct zrt__plan {
-    int world;
+    int world;     /* ranks the shards are spread over: the shard group */
+    int replicas;  /* hybrid sharding: copies of each shard (world / group
+                      size); 0 or 1: none (zero/memplan.c plans their
+                      all-reduce) */
     int alignment; /* elements */
     int nlayers;   /* highest layer id + 1 */
     int ntensors;

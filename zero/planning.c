@@ -27,8 +27,10 @@ zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out)
         layer[i] = ctx->params[i].desc.layer;
     }
     if (st == ZRT_OK)
-        st = zrt__plan_build(numel, layer, n, ctx->comm->size, PLAN_ALIGNMENT, &ctx->err,
-                             out);
+        st = zrt__plan_build(numel, layer, n, ctx->shard_comm->size, PLAN_ALIGNMENT,
+                             &ctx->err, out);
+    if (st == ZRT_OK)
+        out->replicas = ctx->comm->size / ctx->shard_comm->size;
     free(numel);
     free(layer);
     return st;

@@ -120,9 +120,35 @@ static zrt__comm_bytes bytes_minus(zrt__comm_bytes a, zrt__comm_bytes b)
     return (zrt__comm_bytes){a.same_host - b.same_host, a.other_host - b.other_host};
 }
 
+static zrt__comm_bytes bytes_plus(zrt__comm_bytes a, zrt__comm_bytes b)
+{
+    return (zrt__comm_bytes){a.same_host + b.same_host, a.other_host + b.other_host};
+}
+
+static void add_traffic(zrt__comm_traffic *sum, const zrt__comm *c)
+{
+    sum->layers = bytes_plus(sum->layers, c->traffic.layers);
+    sum->other = bytes_plus(sum->other, c->traffic.other);
+    sum->collectives += c->traffic.collectives;
+    sum->other_group += c->traffic.other_group;
+}
+
+/* What this rank sent on all its communicators: the world's, and with
+ * hybrid sharding its shard group's and replica set's. */
+static zrt__comm_traffic total_traffic(const zrt_ctx *ctx)
+{
+    zrt__comm_traffic sum = ctx->comm->traffic;
+    if (ctx->shard_comm && ctx->shard_comm != ctx->comm)
+        add_traffic(&sum, ctx->shard_comm);
+    if (ctx->replica_comm)
+        add_traffic(&sum, ctx->replica_comm);
+    return sum;
+}
+
 void zrt__traffic_step_end(zrt_ctx *ctx)
 {
-    const zrt__comm_traffic *now = &ctx->comm->traffic, *mark = &ctx->traffic_mark;
+    zrt__comm_traffic total = total_traffic(ctx);
+    const zrt__comm_traffic *now = &total, *mark = &ctx->traffic_mark;
     if (ctx->traffic_nsteps < ZRT__TRAFFIC_STEPS)
         ctx->traffic_steps[ctx->traffic_nsteps++] =
             (zrt__comm_traffic){.layers = bytes_minus(now->layers, mark->layers),
@@ -208,7 +234,8 @@ static void write_comm(FILE *f, zrt_ctx *ctx)
         fprintf(f, "}");
     }
     fprintf(f, "],\n    \"total\": {");
-    write_traffic(f, &c->traffic);
+    zrt__comm_traffic total = total_traffic(ctx);
+    write_traffic(f, &total);
     fprintf(f, "}\n  },\n");
 }
 

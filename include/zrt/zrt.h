@@ -224,6 +224,12 @@ typedef struct zrt_config {
                                    reductions and all-gathers (nccl: always flat) */
     int comm_group_size;        /* ranks per group for comm_hierarchy: 0 one group per
                                    host; N groups of N consecutive ranks (0) */
+    int hybrid_shard_size;      /* hybrid sharding (FSDP2's HSDP, MiCS): model
+                                   states are sharded across each group of S
+                                   consecutive ranks and replicated across the
+                                   world / S groups; S must divide the world
+                                   size; 0 (default) off: one group of every
+                                   rank. The mpi communicator only */
 } zrt_config;
 
 /* "communicator" in the config. auto: nccl on the cuda backend when every
@@ -263,7 +269,7 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * min_loss_scale},
  * backend, communicator ("auto", "mpi", "nccl"), comm_timeout_seconds,
  * comm_hierarchy ("auto", "flat", "hierarchical"), comm_group_size,
- * log_level, and an object aio {block_size, queue_depth,
+ * hybrid_shard_size, log_level, and an object aio {block_size, queue_depth,
  * thread_count, single_submit, overlap_events}. Sizes are integers, or strings with a
  * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
  * or range, or malformed JSON fails with ZRT_ERR_CONFIG and writes a sentence
