@@ -179,4 +179,29 @@ static inline void assert_same_bits(const float *a, const float *b, const char *
                       b[i]);
 }
 
+/* Checks zrt_step's gradient norm (zrt_last_grad_norm) against the norm of
+ * the whole gradient as zrt_grad_read returns it, tensor by tensor, within
+ * 1e-5 relative: call after the backward pass; it takes the step. */
+static inline void expect_step_norm_is_the_gradients(model *m, const char *what)
+{
+    double sum = 0;
+    for (int t = 0; t < NTENSORS; t++) {
+        int64_t n = shapes[t][0] * shapes[t][1];
+        float *g = malloc((size_t)n * sizeof *g);
+        ck_assert_ptr_nonnull(g);
+        ck_assert_int_eq(zrt_grad_read(m->ctx, m->p[t], g), ZRT_OK);
+        for (int64_t i = 0; i < n; i++)
+            sum += (double)g[i] * g[i];
+        free(g);
+    }
+    zrt_adamw hp;
+    zrt_adamw_init(&hp);
+    ck_assert_int_eq(zrt_step(m->ctx, &hp), ZRT_OK);
+    float norm;
+    ck_assert_int_eq(zrt_last_grad_norm(m->ctx, &norm), ZRT_OK);
+    ck_assert_msg(fabs(norm - sqrt(sum)) <= 1e-5 * sqrt(sum),
+                  "%s: norm %.9g, from the gradients %.9g", what, (double)norm,
+                  sqrt(sum));
+}
+
 #endif

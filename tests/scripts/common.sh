@@ -29,3 +29,44 @@ check_no_process() {
     done
     ! pgrep -af -- "$2" || fail "$1: processes left after the job ended"
 }
+# check_plan DIR RANKS [traffic] : the RANKS memory reports in DIR (r*.json)
+# each show planned peaks equal to the measured ones, per tier and category;
+# with "traffic", every recorded step's layer bytes equal the theory's too.
+check_plan() {
+    python3 - "$1" "$2" "${3:-}" <<'PY' || fail "$1: the memory plan or the traffic is off"
+import glob, json, os, sys
+bad, traffic = [], sys.argv[3] == "traffic"
+reports = sorted(glob.glob(os.path.join(sys.argv[1], "r*.json")))
+for path in reports:
+    r = json.load(open(path))
+    for tier, got in r["tiers"].items():
+        plan = r["plan"][tier]
+        if got["peak"] != plan["peak"]:
+            bad.append(f"rank {r['rank']} {tier}: planned {plan['peak']}, measured {got['peak']}")
+        for cat, c in got["categories"].items():
+            if c["peak"] != plan["categories"][cat]["peak"]:
+                bad.append(f"rank {r['rank']} {tier}/{cat}: planned "
+                           f"{plan['categories'][cat]['peak']}, measured {c['peak']}")
+    for s in r["comm"]["steps"] if traffic else []:
+        want = r["comm"]["theory"]["bytes_per_step"]
+        sent = s["layers"]["same_host"] + s["layers"]["other_host"]
+        if sent != want:
+            bad.append(f"rank {r['rank']} step {s['step']}: {sent} layer bytes, theory {want}")
+for line in bad:
+    print("OFF:", line)
+if len(reports) != int(sys.argv[2]):
+    print(f"OFF: {len(reports)} reports, not {sys.argv[2]}")
+sys.exit(1 if bad or len(reports) != int(sys.argv[2]) else 0)
+PY
+}
+# expect_refused RANKS PATTERN WHAT PROGRAM ARGS... : PROGRAM on RANKS ranks
+# fails, and its output has a line matching PATTERN (grep -E).
+expect_refused() {
+    local ranks=$1 pattern=$2 what=$3
+    shift 3
+    if run_ranks "$ranks" "$@"; then
+        cat "$WORK/out"
+        fail "$what was accepted"
+    fi
+    grep -Eq -- "$pattern" "$WORK/out" || { cat "$WORK/out"; fail "$what: no sentence matching '$pattern'"; }
+}
