@@ -204,4 +204,22 @@ static inline void expect_step_norm_is_the_gradients(model *m, const char *what)
                   sqrt(sum));
 }
 
+/* Checks each tier's and each category's measured peak against the plan. */
+static inline void expect_peaks_as_planned(const zrt_mem_stats *ms,
+                                           const zrt_mem_plan *plan, const char *what)
+{
+    for (int t = 0; t < ZRT_TIER_COUNT; t++) {
+        ck_assert_msg(ms->tier_peak[t] == plan->tier_peak[t],
+                      "%s, %d ranks: %s peak %lld measured, %lld planned", what,
+                      world_size, zrt_tier_str((zrt_tier)t), (long long)ms->tier_peak[t],
+                      (long long)plan->tier_peak[t]);
+        for (int c = 0; c < ZRT_CAT_COUNT; c++)
+            ck_assert_msg(ms->peak[t][c] == plan->peak[t][c],
+                          "%s, %d ranks: %s/%s peak %lld measured, %lld planned", what,
+                          world_size, zrt_tier_str((zrt_tier)t),
+                          zrt_category_str((zrt_category)c), (long long)ms->peak[t][c],
+                          (long long)plan->peak[t][c]);
+    }
+}
+
 #endif
