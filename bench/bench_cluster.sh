@@ -1,40 +1,68 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # bench/bench_cluster.sh — bytes on each host's link, and step time, for GPT-2
-# across the namespace cluster (scripts/cluster.sh): 2 hosts x 2 ranks through
-# zero-launch, stages 0-3, each with --mem-report.
+# across the namespace cluster (scripts/cluster.sh): H hosts x R ranks (default
+# 2 x 2) through zero-launch, stages 0-3, each with --mem-report, for one or
+# more collective routings (comm_hierarchy) in the same invocation.
 #
-# Part 1 (unshaped links): per stage, a run of SHORT steps and one of LONG
-# steps; the veth byte counters of each host's link (bridge side) are read
-# before and after each run, and (LONG run - SHORT run) / (LONG - SHORT) is a
-# steady step's traffic, without the setup, teardown and report-dump traffic
-# that both runs share. Beside it, the same difference of the communicator's
-# own count (the reports' "comm.total", other_host, summed over the host's
-# ranks: model states and the rest) and the formula (the reports'
-# "comm.theory.layers.other_host" summed over the host's ranks, plus, at stage
-# 3, the tied embedding's second gather; see docs/design.md, "Traffic
-# accounting"). The wire carries TCP/IP and Ethernet headers as well: the
-# counters count each packet's Ethernet (14), IP (20) and TCP (20 + 12 of
+# Part 1 (unshaped links): per routing and stage, a run of SHORT steps and one
+# of LONG steps; the veth byte counters of each host's link (bridge side) are
+# read before and after each run, and (LONG run - SHORT run) / (LONG - SHORT)
+# is a steady step's traffic, without the setup, teardown and report-dump
+# traffic that both runs share. Beside it, the same difference of the
+# communicator's own count (the reports' "comm.total", other_host, summed over
+# the host's ranks: model states and the rest; for what a host received, the
+# other hosts' ranks' count / (H - 1), the collectives being symmetric) and the
+# formula (the reports' "comm.theory.layers.other_host" summed the same way,
+# plus, at stage 3, the tied embedding's second gather; see docs/design.md,
+# "Traffic accounting"). The wire carries TCP/IP and Ethernet headers as well:
+# the counters count each packet's Ethernet (14), IP (20) and TCP (20 + 12 of
 # timestamps) headers, not the preamble or FCS; "hdr" below is packets x 66
 # bytes, and "payload" the counted bytes less it.
 #
 # Part 2: the step time (train_gpt2's "timing" line: the mean over ranks of
 # the steady steps) of the LONG run, unshaped and with every link shaped to
 # RATE (tc tbf, each direction), and the ratio step time / (bytes / rate),
-# bytes being the most any host's link carried one way in a step.
+# bytes being the most any host's link carried one way in a step. With
+# --repeat K the shaped runs are made K times, the routings interleaved per
+# stage (flat, hierarchical, flat, ...), so that a ratio compares runs made
+# side by side; each time is printed, and their mean.
+#
+# With two or more routings, the last table gives per stage the bytes
+# reduction factor (the first routing's link bytes / each other's) and the
+# step-time ratios (each routing's / the first's), unshaped and shaped.
 #
 #   bench/bench_cluster.sh [--build DIR | --zero-launch F --train F]
+#                          [--hosts 2] [--ranks-per-host 2]
 #                          [--model d4] [--short 5] [--long 15]
 #                          [--stages "0 1 2 3"] [--rate 1gbit] [--no-shaped]
-#                          [--check PCT] [--comm-hierarchy auto|flat|hierarchical]
+#                          [--repeat 1] [--single] [--check PCT]
+#                          [--comm-hierarchy "auto|flat|hierarchical ..."]
+#                          [--predict [--zero-report F] [--intra-bw BYTES/s]]
 # --check PCT: exit 1 unless every host's link bytes are within PCT % of the
-# count and of the formula, each way, at every stage (the ctest
-# tests/scripts/cluster_bytes.sh uses it). Root only; exits 77 where network
-# namespaces cannot be made. Writes its table to stdout; the runs' outputs
-# are kept under $OUTDIR (default a temporary directory, removed).
-# --comm-hierarchy: the config's "comm_hierarchy" (default auto: hierarchical
-# on 2 hosts x 2 ranks, reductions and all-gathers within each host first and
-# then across; flat: every rank to every rank).
+# count and of the formula, each way, at every stage and routing (the ctest
+# tests/scripts/cluster_bytes.sh uses it).
+# --single: also time the model on one rank (outside the cluster, one core,
+# no communication), once before and once after the cluster runs; their mean
+# is the compute the step-time model is calibrated with.
+# --predict (implies --single): zero-report's step-time model
+# (tools/zero-report/steptime.c) beside every step time measured, calibrated
+# on this run with nothing fitted: a rank's compute rate is the one-rank
+# run's (the preset's FLOP a step / its step time) times min(1, cores /
+# ranks), the ranks sharing this machine's cores; the inter-host bandwidth is
+# RATE for the shaped runs and the intra-host one for the unshaped runs (veth
+# and shared memory are both copies by these cores); the intra-host bandwidth
+# is --intra-bw BYTES/s (default 1.2e9 x 4 / ranks: bench_comm's ordered
+# reduce-scatter on 4 ranks, docs/benchmarks.md, shared by the ranks); both
+# progress models, --comm-progress async (the overlap rule) and polled
+# (compute + comm).
+# Root only; exits 77 where network namespaces cannot be made. Writes its
+# tables to stdout and, with OUTDIR set, keeps the runs' outputs and
+# summary.json (per routing and stage: link bytes, count, formula, step
+# times, the model's) under $OUTDIR (default a temporary directory, removed).
+# --comm-hierarchy: the config's "comm_hierarchy", one or more (default auto:
+# hierarchical on H >= 2 hosts of R >= 2 ranks, reductions and all-gathers
+# within each host first and then across; flat: every rank to every rank).
 set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
@@ -46,8 +74,16 @@ STAGES="0 1 2 3"
 RATE=1gbit
 SHAPED=1
 CHECK=""
-HIERARCHY=auto
+HIERARCHIES=auto
+HOSTS=2
+RPH=2
+REPEAT=1
+SINGLE=0
+PREDICT=0
+ZR=""
+INTRA_BW=""
 WAIT_S=${WAIT_S:-300}
+posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "bench_cluster.sh: $1 '$2': it must be a whole number above 0" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case $1 in
         --build) BUILD=$2; shift 2 ;;
@@ -60,13 +96,31 @@ while [ $# -gt 0 ]; do
         --rate) RATE=$2; shift 2 ;;
         --no-shaped) SHAPED=0; shift ;;
         --check) CHECK=$2; shift 2 ;;
-        --comm-hierarchy) HIERARCHY=$2; shift 2 ;;
+        --comm-hierarchy) HIERARCHIES=$2; shift 2 ;;
+        --hosts) posint "$1" "$2"; HOSTS=$2; shift 2 ;;
+        --ranks-per-host) posint "$1" "$2"; RPH=$2; shift 2 ;;
+        --repeat) posint "$1" "$2"; REPEAT=$2; shift 2 ;;
+        --single) SINGLE=1; shift ;;
+        --predict) PREDICT=1 SINGLE=1; shift ;;
+        --zero-report) ZR=$2; shift 2 ;;
+        --intra-bw) INTRA_BW=$2; shift 2
+            [[ $INTRA_BW =~ ^[0-9]+(\.[0-9]+)?([eE][0-9]+)?$ ]] ||
+                { echo "bench_cluster.sh: --intra-bw '$INTRA_BW': it must be bytes per second (1.2e9)" >&2; exit 2; } ;;
         -h | --help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench_cluster.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
+for h in $HIERARCHIES; do
+    case $h in
+        auto | flat | hierarchical) ;;
+        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat or hierarchical" >&2; exit 2 ;;
+    esac
+done
+[ "$HOSTS" -ge 2 ] || { echo "bench_cluster.sh: --hosts $HOSTS: it takes 2 hosts or more" >&2; exit 2; }
 ZL=${ZL:-$BUILD/bin/zero-launch}
 TRAIN=${TRAIN:-$BUILD/bin/train_gpt2}
+ZR=${ZR:-$BUILD/bin/zero-report}
+[ "$PREDICT" = 0 ] || [ -x "$ZR" ] || { echo "bench_cluster.sh: --predict: no $ZR (build it, or give --zero-report)" >&2; exit 2; }
 CLUSTER=$ROOT_DIR/scripts/cluster.sh
 AGENT=$ROOT_DIR/scripts/cluster-agent.sh
 for f in "$ZL" "$TRAIN"; do
@@ -84,12 +138,13 @@ trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# up [--rate R] : 2 hosts of 2 slots; waits while another run's cluster is up.
+# up [--rate R] : HOSTS hosts of RPH slots; waits while another run's cluster
+# is up.
 up() {
     local status start=$SECONDS
     while :; do
         status=0
-        "$CLUSTER" up 2 --slots 2 "$@" >"$OUT/up" 2>&1 || status=$?
+        "$CLUSTER" up "$HOSTS" --slots "$RPH" "$@" >"$OUT/up" 2>&1 || status=$?
         [ "$status" != 77 ] || { cat "$OUT/up" >&2; exit 77; }
         [ "$status" != 0 ] || break
         if ! grep -q "a cluster is up" "$OUT/up" || ((SECONDS - start >= WAIT_S)); then
@@ -105,11 +160,11 @@ up() {
 }
 down() { "$CLUSTER" down; cluster_up=0; }
 
-# counters : rx/tx bytes and packets of zrt-v1 and zrt-v2 (bridge side: rx is
+# counters : rx/tx bytes and packets of zrt-v1 .. zrt-vH (bridge side: rx is
 # what the host sent).
 counters() {
     local i d k
-    for i in 1 2; do
+    for ((i = 1; i <= HOSTS; i++)); do
         for d in rx tx; do
             for k in bytes packets; do
                 printf '%s ' "$(cat "/sys/class/net/zrt-v$i/statistics/${d}_$k")"
@@ -119,85 +174,108 @@ counters() {
     echo
 }
 
-cat >"$OUT/zero.json" <<JSON
+for h in $HIERARCHIES; do
+    cat >"$OUT/zero-$h.json" <<JSON
 {"zero_optimization": {"stage3_prefetch_bucket_size": 0,
                        "stage3_param_persistence_threshold": 0},
- "comm_hierarchy": "$HIERARCHY"}
+ "comm_hierarchy": "$h"}
 JSON
+done
 ROOTOPT=()
 [ "$(id -u)" != 0 ] || ROOTOPT=(--allow-run-as-root)
 
-# run TAG STAGE STEPS : one job from host 1; counters before/after in
-# $OUT/TAG.ctr, reports in $OUT/TAG/, output in $OUT/TAG.out.
+# run TAG HIERARCHY STAGE STEPS : one job from host 1; counters before/after
+# in $OUT/TAG.ctr, reports in $OUT/TAG/, output in $OUT/TAG.out.
 run() {
-    local tag=$1 stage=$2 steps=$3
+    local tag=$1 hier=$2 stage=$3 steps=$4
     mkdir -p "$OUT/$tag"
     counters >"$OUT/$tag.ctr"
     "$CLUSTER" exec 1 "$ZL" "${ROOTOPT[@]}" --bind none --env OPENBLAS_NUM_THREADS=1 \
-        --mca mpi_yield_when_idle 1 --hostfile "$HOSTFILE" --ranks-per-host 2 \
+        --mca mpi_yield_when_idle 1 --hostfile "$HOSTFILE" --ranks-per-host "$RPH" \
         --launch-agent "$AGENT" --net "$SUBNET" -- \
         "$TRAIN" --model "$MODEL" --steps "$steps" --val-every 0 --sample-len 0 \
-        --stage "$stage" --config "$OUT/zero.json" --mem-report "$OUT/$tag/r%r.json" \
+        --stage "$stage" --config "$OUT/zero-$hier.json" --mem-report "$OUT/$tag/r%r.json" \
         >"$OUT/$tag.out" 2>&1 &
     wait $! || { cat "$OUT/$tag.out" >&2; echo "bench_cluster.sh: $tag failed" >&2; exit 1; }
     counters >>"$OUT/$tag.ctr"
 }
 
-echo "# bench_cluster.sh: GPT-2 $MODEL, 2 hosts x 2 ranks (zero-launch), steps $SHORT and $LONG, comm_hierarchy $HIERARCHY"
-echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# bench_cluster.sh: GPT-2 $MODEL, $HOSTS hosts x $RPH ranks (zero-launch), steps $SHORT and $LONG, comm_hierarchy $HIERARCHIES$([ "$SHAPED" = 0 ] || echo ", shaped $RATE x $REPEAT")"
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
+# single TAG : one rank, no cluster, no communication: the compute of a step.
+single() {
+    OPENBLAS_NUM_THREADS=1 "$TRAIN" --model "$MODEL" --steps "$LONG" --val-every 0 --sample-len 0 \
+        --stage 0 >"$OUT/$1.out" 2>&1 ||
+        { cat "$OUT/$1.out" >&2; echo "bench_cluster.sh: the one-rank run failed" >&2; exit 1; }
+}
+[ "$SINGLE" = 0 ] || single single-before
 up
 for stage in $STAGES; do
-    run "s$stage-short" "$stage" "$SHORT"
-    run "s$stage-long" "$stage" "$LONG"
+    for h in $HIERARCHIES; do
+        run "$h-s$stage-short" "$h" "$stage" "$SHORT"
+        run "$h-s$stage-long" "$h" "$stage" "$LONG"
+    done
 done
 down
 if [ "$SHAPED" = 1 ]; then
     up --rate "$RATE"
     for stage in $STAGES; do
-        run "s$stage-shaped" "$stage" "$LONG"
+        for ((k = 1; k <= REPEAT; k++)); do
+            for h in $HIERARCHIES; do
+                run "$h-s$stage-shaped$k" "$h" "$stage" "$LONG"
+            done
+        done
     done
     down
 fi
-echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "$SINGLE" = 0 ] || single single-after
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%H:%M UTC')"
 
 DEPTH=${MODEL#d}
-python3 - "$OUT" "$SHORT" "$LONG" "$STAGES" "$RATE" "$SHAPED" "$CHECK" "$DEPTH" <<'PY'
+python3 - "$OUT" "$SHORT" "$LONG" "$STAGES" "$RATE" "$SHAPED" "$CHECK" "$DEPTH" \
+    "$HOSTS" "$RPH" "$HIERARCHIES" "$REPEAT" "$SINGLE" "$PREDICT" "$ZR" "$INTRA_BW" "$(nproc)" <<'PY'
 import json, re, sys
 out, short, long_, stages, rate, shaped, check, depth = sys.argv[1:9]
-short, long_, depth = int(short), int(long_), int(depth)
+H, R, hierarchies, repeat, single, predict, zr, intra_bw, cores = sys.argv[9:18]
+predict, cores = predict == "1", int(cores)
+short, long_, depth, H, R, repeat = int(short), int(long_), int(depth), int(H), int(R), int(repeat)
 stages = [int(s) for s in stages.split()]
-shaped = shaped == "1"
+hierarchies = hierarchies.split()
+shaped, single = shaped == "1", single == "1"
 check = float(check) if check else None
 units = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 m = re.fullmatch(r"(\d+)(bit|kbit|mbit|gbit)", rate.lower())
 rate_Bps = int(m.group(1)) * units[m.group(2)] / 8
 HDR = 14 + 20 + 32  # Ethernet, IP, TCP with timestamps
-N, L = 4, 2
+N, L = H * R, R
 EMBED = (256 + 1024) * 64 * depth  # wte + wpe: (V + max_seq_len) * C, train_gpt2's byte model
 dsteps = long_ - short
-HOSTS = {1: (0, 1), 2: (2, 3)}
+HOSTS = {h: tuple(range((h - 1) * R, h * R)) for h in range(1, H + 1)}
 
 def ctr(tag):
     a, b = [list(map(int, l.split())) for l in open(f"{out}/{tag}.ctr")]
     d = [y - x for x, y in zip(a, b)]
     # per host: [sent bytes, sent packets, received bytes, received packets]
-    return {1: d[0:4], 2: d[4:8]}
+    return {h: d[4 * (h - 1):4 * h] for h in HOSTS}
 
 def reports(tag):
     return [json.load(open(f"{out}/{tag}/r{r}.json")) for r in range(N)]
 
 def timing(tag):
-    for line in open(f"{out}/{tag}.out"):
-        m = re.search(r"timing: ([0-9.]+) ms/step", line)
-        if m:
-            return float(m.group(1)) / 1e3
+    try:
+        for line in open(f"{out}/{tag}.out"):
+            m = re.search(r"timing: ([0-9.]+) ms/step", line)
+            if m:
+                return float(m.group(1)) / 1e3
+    except FileNotFoundError:
+        pass
     return None
 
-def counted(rl, rs, ranks):  # bytes to the other host per step, all collectives
+def counted(rl, rs, ranks):  # bytes to other hosts per step, all collectives
     t = lambda rep: rep["comm"]["total"]["layers"]["other_host"] + rep["comm"]["total"]["other"]["other_host"]
     return sum(t(rl[r]) - t(rs[r]) for r in ranks) / dsteps
 
-def remote_blocks(rep):  # blocks of an all-gather a rank sends to the other host
+def remote_blocks(rep):  # blocks of an all-gather a rank sends to other hosts
     c = rep["comm"]
     return N // c["group_size"] - 1 if c.get("hierarchical") else N - L
 
@@ -206,50 +284,146 @@ def formula(rl, ranks, stage):
     for r in ranks:
         th = rl[r]["comm"]["theory"]
         f += th["layers"]["other_host"]
-        if stage == 3:  # the tied embedding's second gather, the other host's share
+        if stage == 3:  # the tied embedding's second gather, the other hosts' share
             f += EMBED * th["bytes_per_element"] * remote_blocks(rl[r]) // N
     return f
 
-bad, summary = [], []
-print()
-print("per step, steady state ((%d steps - %d steps) / %d): bytes over each host's link, each way" % (long_, short, dsteps))
-print("%-5s %-4s %-4s %11s %11s %11s %8s %6s %9s %9s %9s" % (
-    "stage", "host", "dir", "link", "count", "formula", "packets", "hdr%",
-    "link/cnt", "link/for", "payl/cnt"))
-for s in stages:
-    cs, cl = ctr(f"s{s}-short"), ctr(f"s{s}-long")
-    rs, rl = reports(f"s{s}-short"), reports(f"s{s}-long")
-    host_max = 0
-    for h, ranks in HOSTS.items():
-        other = HOSTS[3 - h]
-        for d, (bi, pi), src in (("sent", (0, 1), ranks), ("recv", (2, 3), other)):
-            link = (cl[h][bi] - cs[h][bi]) / dsteps
-            pk = (cl[h][pi] - cs[h][pi]) / dsteps
-            c = counted(rl, rs, src)  # what the host received, the other host's ranks sent
-            f = formula(rl, src, s)
-            payload = link - pk * HDR
-            host_max = max(host_max, link)
-            print("%-5d %-4s %-4s %11.0f %11.0f %11.0f %8.0f %6.2f %+8.2f%% %+8.2f%% %+8.2f%%" % (
-                s, "h%d" % h, d, link, c, f, pk, 100 * pk * HDR / link,
-                100 * (link / c - 1), 100 * (link / f - 1), 100 * (payload / c - 1)))
-            if check is not None:
-                if abs(link / c - 1) * 100 > check:
-                    bad.append(f"stage {s} h{h} {d}: link {link:.0f} vs count {c:.0f}")
-                if abs(link / f - 1) * 100 > check:
-                    bad.append(f"stage {s} h{h} {d}: link {link:.0f} vs formula {f:.0f}")
-    t0 = timing(f"s{s}-long")
-    ts = timing(f"s{s}-shaped") if shaped else None
-    wire = host_max / rate_Bps
-    summary.append("%-5d %12.0f %10.3f %9.2f %10s %10s %9s" % (
-        s, host_max, t0, t0 / wire, "%.3f" % ts if ts else "-", "%.3f" % wire,
-        "%.2f" % (ts / wire) if ts else "-"))
+bad, summary, results = [], [], {}
+for hier in hierarchies:
+    results[hier] = {}
+    print()
+    print("comm_hierarchy %s: per step, steady state ((%d steps - %d steps) / %d): bytes over each host's link, each way" % (hier, long_, short, dsteps))
+    print("%-5s %-4s %-4s %11s %11s %11s %8s %6s %9s %9s %9s" % (
+        "stage", "host", "dir", "link", "count", "formula", "packets", "hdr%",
+        "link/cnt", "link/for", "payl/cnt"))
+    for s in stages:
+        tag = f"{hier}-s{s}"
+        cs, cl = ctr(f"{tag}-short"), ctr(f"{tag}-long")
+        rs, rl = reports(f"{tag}-short"), reports(f"{tag}-long")
+        routing = "hierarchical" if rl[0]["comm"].get("hierarchical") else "flat"
+        host_max, rows = 0, []
+        for h, ranks in HOSTS.items():
+            others = [r for g, rr in HOSTS.items() if g != h for r in rr]
+            # what a host received: the other hosts' ranks sent to other hosts,
+            # 1 / (H - 1) of it to this one (the collectives are symmetric)
+            for d, (bi, pi), src, share in (("sent", (0, 1), ranks, 1), ("recv", (2, 3), others, H - 1)):
+                link = (cl[h][bi] - cs[h][bi]) / dsteps
+                pk = (cl[h][pi] - cs[h][pi]) / dsteps
+                c = counted(rl, rs, src) / share
+                f = formula(rl, src, s) / share
+                payload = link - pk * HDR
+                host_max = max(host_max, link)
+                rows.append({"host": h, "dir": d, "link": link, "count": c, "formula": f, "packets": pk})
+                print("%-5d %-4s %-4s %11.0f %11.0f %11.0f %8.0f %6.2f %+8.2f%% %+8.2f%% %+8.2f%%" % (
+                    s, "h%d" % h, d, link, c, f, pk, 100 * pk * HDR / link,
+                    100 * (link / c - 1), 100 * (link / f - 1), 100 * (payload / c - 1)))
+                if check is not None:
+                    if abs(link / c - 1) * 100 > check:
+                        bad.append(f"{hier} stage {s} h{h} {d}: link {link:.0f} vs count {c:.0f}")
+                    if abs(link / f - 1) * 100 > check:
+                        bad.append(f"{hier} stage {s} h{h} {d}: link {link:.0f} vs formula {f:.0f}")
+        t0 = timing(f"{tag}-long")
+        tsh = [timing(f"{tag}-shaped{k}") for k in range(1, repeat + 1)] if shaped else []
+        tsh = [t for t in tsh if t is not None]
+        ts = sum(tsh) / len(tsh) if tsh else None
+        wire = host_max / rate_Bps
+        results[hier][s] = {"routing": routing, "links": rows, "link_max": host_max,
+                            "formula_max": max(r["formula"] for r in rows),
+                            "unshaped_s": t0, "shaped_s": tsh, "shaped_mean_s": ts}
+        summary.append("%-12s %-5d %12.0f %10.3f %9.2f %10s %10s %9s  %s" % (
+            hier, s, host_max, t0, t0 / wire, "%.3f" % ts if ts else "-", "%.3f" % wire,
+            "%.2f" % (ts / wire) if ts else "-",
+            " ".join("%.3f" % t for t in tsh) if len(tsh) > 1 else ""))
+t1s = [timing("single-before"), timing("single-after")] if single else []
+t1 = sum(t1s) / 2 if single else None
 print()
 print("step time (s, mean over ranks of the steady steps of the %d-step run); bytes: the most one link carried one way per step" % long_)
-print("%-5s %12s %10s %9s %10s %10s %9s" % ("stage", "bytes/step", "unshaped", "ratio", rate, "bytes/rate", "ratio"))
+print("%-12s %-5s %12s %10s %9s %10s %10s %9s  %s" % (
+    "hierarchy", "stage", "bytes/step", "unshaped", "ratio", rate, "bytes/rate", "ratio",
+    "each run (%d, interleaved)" % repeat if repeat > 1 else ""))
 print("\n".join(summary))
+if t1 is not None:
+    print("one rank, no communication (stage 0, steady steps of %d): %.3f s/step (%.3f before the cluster runs, %.3f after)" % (
+        long_, t1, t1s[0], t1s[1]))
+if len(hierarchies) > 1:
+    base = hierarchies[0]
+    print()
+    print("against %s, the same invocation: link bytes reduction (%s / other), step time ratio (other / %s)" % (base, base, base))
+    print("%-12s %-5s %13s %15s %15s" % ("hierarchy", "stage", "bytes factor", "unshaped ratio", "%s ratio" % rate))
+    for hier in hierarchies[1:]:
+        for s in stages:
+            a, b = results[base][s], results[hier][s]
+            r0 = b["unshaped_s"] / a["unshaped_s"] if a["unshaped_s"] and b["unshaped_s"] else None
+            r1 = b["shaped_mean_s"] / a["shaped_mean_s"] if a["shaped_mean_s"] and b["shaped_mean_s"] else None
+            print("%-12s %-5d %13.3f %15s %15s" % (hier, s, a["link_max"] / b["link_max"],
+                  "%.3f" % r0 if r0 else "-", "%.3f" % r1 if r1 else "-"))
+json.dump({"hosts": H, "ranks_per_host": R, "model": "d%d" % depth, "short": short, "long": long_,
+           "rate_Bps": rate_Bps if shaped else None, "single_s": t1, "results": results},
+          open(f"{out}/summary.json", "w"), indent=1)
+
+def model(hier_of, inter, intra, rate, progress):  # zero-report's rows: (stage, routing) -> step s
+    cmd = [zr, "--estimate", "--preset", "train-gpt2-d%d" % depth, "--stage", "all",
+           "--config", f"{out}/zero-{hier_of}.json", "--hosts", str(H), "--ranks-per-host", str(R),
+           "--inter-bw", "%.6g" % inter, "--intra-bw", "%.6g" % intra, "--comm-progress", progress,
+           "--compute-rate", "%.6g" % rate, "--tokens-per-step", "256", "--seq-len", "64"]
+    rows = {}
+    for line in subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines():
+        c = line.split()
+        if len(c) == 10 and c[0] in "0123" and c[1] in ("flat", "hierarchical"):
+            rows[(int(c[0]), c[1])] = {"link": int(c[2]), "comm": float(c[6]), "compute": float(c[7]), "step": float(c[8])}
+    return rows
+
+if predict and t1:
+    import subprocess
+    # FLOP a step of one rank: zero-report's compute time at 1 FLOP/s
+    one = model(hierarchies[0], 1e9, 1e9, 1.0, "async")
+    flops = one[(stages[0], "flat")]["compute"]
+    share = min(1.0, cores / N)
+    rate1 = flops / t1
+    intra = float(intra_bw) if intra_bw else 1.2e9 * 4 / N
+    pct = lambda p, m: "%+6.1f%%" % (100 * (p / m - 1)) if m else "-"
+    print()
+    print("the step-time model (zero-report --estimate --preset train-gpt2-d%d ...), calibrated on this run:" % depth)
+    print("  compute: %.4g FLOP a step per rank / %.3f s (one rank) = %.4g FLOP/s, x min(1, %d cores / %d ranks) = %.4g FLOP/s per rank" % (
+        flops, t1, rate1, cores, N, rate1 * share))
+    print("  inter-host: %s = %.4g B/s shaped, %.4g B/s unshaped (= intra); intra-host %.4g B/s per rank" % (rate, rate_Bps, intra, intra))
+    print("  model: --comm-progress async (the overlap rule) and polled (compute + comm); diff: model / measured - 1")
+    print("%-12s %-5s %9s %8s %8s %8s %8s %9s %8s %8s %8s %8s" % (
+        "hierarchy", "stage", "unshaped", "async", "diff", "polled", "diff", rate, "async", "diff", "polled", "diff"))
+    worst = {"async": 0, "polled": 0}
+    for hier in hierarchies:
+        routing = results[hier][stages[0]]["routing"]
+        pred = {(pr, sh): model(hier, rate_Bps if sh else intra, intra, rate1 * share, pr)
+                for pr in ("async", "polled") for sh in (0, 1)}
+        for s in stages:
+            r = results[hier][s]
+            m0, m1 = r["unshaped_s"], r["shaped_mean_s"]
+            p = {k: v[(s, routing)]["step"] for k, v in pred.items()}
+            r["model"] = {"%s_%s" % (pr, "shaped" if sh else "unshaped"): v for (pr, sh), v in p.items()}
+            for pr in worst:
+                worst[pr] = max(worst[pr], abs(p[(pr, 0)] / m0 - 1), abs(p[(pr, 1)] / m1 - 1) if m1 else 0)
+            print("%-12s %-5d %9.3f %8.3f %8s %8.3f %8s %9s %8.3f %8s %8.3f %8s" % (
+                hier, s, m0, p[("async", 0)], pct(p[("async", 0)], m0), p[("polled", 0)], pct(p[("polled", 0)], m0),
+                "%.3f" % m1 if m1 else "-", p[("async", 1)], pct(p[("async", 1)], m1),
+                p[("polled", 1)], pct(p[("polled", 1)], m1)))
+    print("  the largest difference: async %.1f%%, polled %.1f%%" % (100 * worst["async"], 100 * worst["polled"]))
+    if len(hierarchies) > 1 and shaped:
+        base = hierarchies[0]
+        for hier in hierarchies[1:]:
+            print("  %s / %s at %s: " % (hier, base, rate) + ", ".join(
+                "stage %d measured %.3f, async %.3f, polled %.3f" % (
+                    s, results[hier][s]["shaped_mean_s"] / results[base][s]["shaped_mean_s"],
+                    results[hier][s]["model"]["async_shaped"] / results[base][s]["model"]["async_shaped"],
+                    results[hier][s]["model"]["polled_shaped"] / results[base][s]["model"]["polled_shaped"])
+                for s in stages if results[hier][s]["shaped_mean_s"] and results[base][s]["shaped_mean_s"]))
+    json.dump({"hosts": H, "ranks_per_host": R, "model": "d%d" % depth, "short": short, "long": long_,
+               "rate_Bps": rate_Bps if shaped else None, "single_s": t1s, "results": results,
+               "calibration": {"flops_per_step": flops, "rate_one_rank": rate1, "share": share,
+                               "intra_bw": intra}},
+              open(f"{out}/summary.json", "w"), indent=1)
 if bad:
     print("\nFAIL (beyond %.1f%%):\n  " % check + "\n  ".join(bad))
     sys.exit(1)
 if check is not None:
-    print("\nevery link within %.1f%% of the count and of the formula, every stage" % check)
+    print("\nevery link within %.1f%% of the count and of the formula, every stage and routing" % check)
 PY

@@ -17,7 +17,8 @@
 
 /* A model preset. GPT-2 shapes as the example groups them into layers
  * (examples/gpt2/model.c): layer 0 wte + wpe, one layer per block, the last
- * the final layer norm; vocabulary 50257 padded to 50304, context 1024. */
+ * the final layer norm; vocabulary 50257 padded to 50304 (the train-gpt2-dN
+ * presets: examples/gpt2/train_gpt2 --model dN, bytes, 256), context 1024. */
 typedef struct preset {
     const char *name;
     int64_t channels; /* 0: not a GPT-2 shape */
@@ -25,17 +26,25 @@ typedef struct preset {
     int64_t params, largest; /* when channels is 0 */
     int param_bytes;
     const char *note;
+    int64_t vocab; /* padded; 0: GPT-2's 50304 */
 } preset;
 
 static const preset presets[] = {
-    {"gpt2-124m", 768, 12, 0, 0, 4, NULL},
-    {"gpt2-350m", 1024, 24, 0, 0, 4, NULL},
-    {"gpt2-774m", 1280, 36, 0, 0, 4, NULL},
-    {"gpt2-1558m", 1600, 48, 0, 0, 4, NULL},
+    {"gpt2-124m", 768, 12, 0, 0, 4, NULL, 0},
+    {"gpt2-350m", 1024, 24, 0, 0, 4, NULL, 0},
+    {"gpt2-774m", 1280, 36, 0, 0, 4, NULL, 0},
+    {"gpt2-1558m", 1600, 48, 0, 0, 4, NULL, 0},
     {"zero-paper-7.5b", 0, 0, 7500000000LL, 12LL * 4096 * 4096, 2,
      "the ZeRO paper's 7.5B-parameter model in mixed precision; its layers are "
      "not given, so the largest is assumed to be one transformer block without "
-     "biases, 12*h^2 with h = 4096, and no layer is persistent"},
+     "biases, 12*h^2 with h = 4096, and no layer is persistent",
+     0},
+    {"train-gpt2-d4", 256, 4, 0, 0, 4,
+     "examples/gpt2/train_gpt2 --model d4: a byte vocabulary (256), context 1024", 256},
+    {"train-gpt2-d6", 384, 6, 0, 0, 4,
+     "examples/gpt2/train_gpt2 --model d6: a byte vocabulary (256), context 1024", 256},
+    {"train-gpt2-d12", 768, 12, 0, 0, 4,
+     "examples/gpt2/train_gpt2 --model d12: a byte vocabulary (256), context 1024", 256},
 };
 #define NPRESETS (int)(sizeof presets / sizeof presets[0])
 
@@ -46,7 +55,7 @@ static int64_t gpt2_layer(const preset *p, int layer)
 {
     int64_t c = p->channels;
     if (layer == 0)
-        return (GPT2_VOCAB + GPT2_CTX) * c;
+        return ((p->vocab ? p->vocab : GPT2_VOCAB) + GPT2_CTX) * c;
     if (layer <= p->blocks)
         return 12 * c * c + 13 * c;
     return 2 * c;
@@ -193,6 +202,13 @@ static int read_precision(const zr_opts *o, question *q)
     return 0;
 }
 
+static int64_t resolved_largest(const zrt_mem_model *m)
+{
+    if (m->largest_layer_numel || m->nlayers == 0)
+        return m->largest_layer_numel;
+    return m->param_count / m->nlayers + (m->param_count % m->nlayers != 0);
+}
+
 enum { DEFAULT_LAYERS = 32 };
 
 /* The model: a preset, or --params with --largest-layer / --layers. */
@@ -207,6 +223,15 @@ int zr_read_model(const zr_opts *o, question *q)
         if (find_preset(o->preset, &q->preset))
             return EXIT_BAD_INPUT;
         apply_preset(q->preset, q->cfg.stage3_param_persistence_threshold, &q->model);
+        if (q->preset->channels) {
+            q->blocks = q->preset->blocks;
+            q->channels = q->preset->channels;
+            q->context = GPT2_CTX;
+            q->first_layer = gpt2_layer(q->preset, 0);
+            q->tied_embedding = 1;
+        } else {
+            q->first_layer = q->model.largest_layer_numel;
+        }
         return read_precision(o, q);
     }
     if (!o->params)
@@ -228,6 +253,7 @@ int zr_read_model(const zr_opts *o, question *q)
                  "assumed: %d equal layers; give --largest-layer, --layers or --preset",
                  DEFAULT_LAYERS);
     }
+    q->first_layer = resolved_largest(&q->model); /* not known: the largest */
     return read_precision(o, q);
 }
 
@@ -242,13 +268,6 @@ static zrt_config config_for(const question *q, int stage, int all)
     if (all && stage < 3)
         c.offload_param.device = ZRT_OFFLOAD_NONE;
     return c;
-}
-
-static int64_t resolved_largest(const zrt_mem_model *m)
-{
-    if (m->largest_layer_numel || m->nlayers == 0)
-        return m->largest_layer_numel;
-    return m->param_count / m->nlayers + (m->param_count % m->nlayers != 0);
 }
 
 /* The model, its largest layer, the ranks and the buckets: four lines. */
@@ -422,16 +441,22 @@ static void print_estimate_notes(const question *q, int all)
 int zr_run_estimate(const zr_opts *o)
 {
     question q;
+    zr_cluster cl;
     memset(&q, 0, sizeof q);
-    q.world_size = o->world_size;
-    if (zr_read_config(o, &q) || read_stages(o, &q) || zr_read_model(o, &q))
+    q.world_size = o->world_size ? o->world_size : 1;
+    if (zr_read_config(o, &q) || read_stages(o, &q) || zr_read_model(o, &q) ||
+        zr_read_cluster(o, &cl))
         return EXIT_BAD_INPUT;
+    if (cl.given)
+        q.world_size = cl.hosts * cl.ranks_per_host;
     int all = q.first_stage != q.last_stage, n = 0, stages[4];
     zrt_mem_estimate e[4];
+    zrt_config cfgs[4];
     for (int s = q.first_stage; s <= q.last_stage; s++, n++) {
         char why[512];
         zrt_config c = config_for(&q, s, all);
         stages[n] = s;
+        cfgs[n] = c;
         if (zrt_estimate_memory(&c, &q.model, q.world_size, &e[n], why, sizeof why))
             return zr_error("stage %d: %s", s, why);
     }
@@ -450,5 +475,5 @@ int zr_run_estimate(const zr_opts *o)
     if (print_estimate_table(e, stages, n, &dec, &bin))
         return EXIT_BAD_INPUT;
     print_estimate_notes(&q, all);
-    return 0;
+    return cl.given ? zr_print_step_times(&q, cfgs, n, &cl) : 0;
 }

@@ -8,7 +8,8 @@
  * rung's bytes per tier are zrt_estimate_memory's and its traffic
  * zrt_fit_cost_of's. The first rung that fits is what "stage": "auto" would
  * choose by this estimate; the runtime walks the same ladder with its exact
- * plan.
+ * plan. Given a cluster, the rungs that fit are then ranked, with each
+ * routing (flat, hierarchical), by the step time steptime.c predicts.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #include "zero_report.h"
 
 enum { LADDER_MAX = 32 };
+
+enum { ROUTINGS = 2 };
 
 /* Budgets per rank in bytes; 0: none given (no limit, or no NVMe). */
 typedef struct budgets {
@@ -50,8 +53,9 @@ static int check_fit_flags(const zr_opts *o)
                                            : "--offload-param");
     if (!o->device_mem)
         return zr_error("--fit needs --device-mem SIZE (the device budget of one rank)");
-    if (!o->world_size)
-        return zr_error("--fit needs --world-size N (the ranks the run will have)");
+    if (!o->world_size && !o->hosts)
+        return zr_error("--fit needs --world-size N (the ranks the run will have), or "
+                        "--hosts and --ranks-per-host");
     return 0;
 }
 
@@ -228,16 +232,109 @@ static void print_choice(const rung *r, int index)
            index + 1, what);
 }
 
+/* ---- ranked by predicted step time (with a cluster) ------------------------ */
+
+typedef struct timed {
+    int rung; /* index into the ladder */
+    zr_step_time t;
+} timed;
+
+/* Ascending step time; ties keep the ladder's order, then flat first. */
+static int by_step_time(const void *a, const void *b)
+{
+    const timed *x = a, *y = b;
+    if (x->t.step_s != y->t.step_s)
+        return x->t.step_s < y->t.step_s ? -1 : 1;
+    if (x->rung != y->rung)
+        return x->rung - y->rung;
+    return x->t.hierarchical - y->t.hierarchical;
+}
+
+static const char *const timed_columns[] = {"rank",
+                                            "#",
+                                            "stage",
+                                            "optimizer",
+                                            "parameters",
+                                            "routing",
+                                            "link bytes/step",
+                                            "intra bytes/rank",
+                                            "inter s",
+                                            "intra s",
+                                            "comm s",
+                                            "compute s",
+                                            "step s",
+                                            "exposed comm s"};
+enum { TIMED_COLS = sizeof timed_columns / sizeof timed_columns[0] };
+
+/* One row: rank, rung, its stage and devices, the routing, the model's cells. */
+static void fill_timed_row(table *tb, int row, const timed *t, const zrt_config *cfg)
+{
+    zr_set_cell(tb, row, 0, "%d", row);
+    zr_set_cell(tb, row, 1, "%d", t->rung + 1);
+    zr_set_cell(tb, row, 2, "%d", cfg->stage);
+    zr_set_cell(tb, row, 3, "%s",
+                cfg->offload_optimizer.device
+                    ? zr_device_name(cfg->offload_optimizer.device)
+                    : "device");
+    zr_set_cell(tb, row, 4, "%s",
+                cfg->offload_param.device ? zr_device_name(cfg->offload_param.device)
+                                          : "device");
+    zr_set_cell(tb, row, 5, "%s", t->t.hierarchical ? "hierarchical" : "flat");
+    zr_fill_step_row(tb, row, 6, &t->t);
+}
+
+static int print_timed(const question *q, const zr_cluster *c, const rung *rungs, int n)
+{
+    timed t[LADDER_MAX * ROUTINGS];
+    int routings = c->hosts >= 2 && c->ranks_per_host >= 2 ? ROUTINGS : 1, k = 0;
+    for (int i = 0; i < n; i++)
+        for (int hier = 0; hier < routings && rungs[i].fits; hier++) {
+            t[k].rung = i;
+            zr_step_time_of(q, &rungs[i].cfg, c, hier, &t[k++].t);
+        }
+    qsort(t, (size_t)k, sizeof t[0], by_step_time);
+    table tb;
+    if (zr_table_init(&tb, k + 1, TIMED_COLS))
+        return EXIT_BAD_INPUT;
+    tb.align = "rrllllrrrrrrrr";
+    for (int col = 0; col < TIMED_COLS; col++)
+        zr_set_cell(&tb, 0, col, "%s", timed_columns[col]);
+    for (int i = 0; i < k; i++)
+        fill_timed_row(&tb, i + 1, &t[i], &rungs[t[i].rung].cfg);
+    printf(
+        "\nby predicted step time: the rungs that fit, each routing; seconds per step\n");
+    zr_print_cluster(q, c);
+    printf("\n");
+    zr_table_print(&tb, 0);
+    zr_table_free(&tb);
+    printf("\n");
+    zr_print_steptime_notes(q, c);
+    printf("not timed: host<->device and NVMe traffic of the offload rungs; equal times "
+           "keep the ladder's order (less offload first), flat before hierarchical\n");
+    if (k > 0) {
+        char what[96];
+        describe(&rungs[t[0].rung].cfg, what, sizeof what);
+        printf("fastest: #%d, %s, %s collectives: %.4f s a step predicted\n",
+               t[0].rung + 1, what, t[0].t.hierarchical ? "hierarchical" : "flat",
+               t[0].t.step_s);
+    }
+    return 0;
+}
+
 int zr_run_fit(const zr_opts *o)
 {
     question q;
     budgets b;
+    zr_cluster cl;
     rung rungs[LADDER_MAX];
     int n = 0, chosen = -1;
     memset(&q, 0, sizeof q);
     q.world_size = o->world_size;
-    if (check_fit_flags(o) || read_budgets(o, &b) || zr_read_config(o, &q) ||
-        zr_read_model(o, &q) || build_ladder(&q, &b, rungs, &n))
+    if (check_fit_flags(o) || read_budgets(o, &b) || zr_read_cluster(o, &cl))
+        return EXIT_BAD_INPUT;
+    if (cl.given)
+        q.world_size = cl.hosts * cl.ranks_per_host;
+    if (zr_read_config(o, &q) || zr_read_model(o, &q) || build_ladder(&q, &b, rungs, &n))
         return EXIT_BAD_INPUT;
     for (int i = 0; i < n && chosen < 0; i++)
         chosen = rungs[i].fits ? i : -1;
@@ -251,5 +348,5 @@ int zr_run_fit(const zr_opts *o)
         return EXIT_NOTHING_FITS;
     }
     print_choice(&rungs[chosen], chosen);
-    return 0;
+    return cl.given ? print_timed(&q, &cl, rungs, n) : 0;
 }

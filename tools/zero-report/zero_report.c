@@ -25,6 +25,12 @@
  * (zrt_fit_ladder), each with its estimate against the budgets and its
  * traffic per step, and marks the first that fits.
  *
+ * Given a cluster (--hosts, --ranks-per-host, --inter-bw, --intra-bw,
+ * --compute-rate, --tokens-per-step), both also print the step-time model
+ * (steptime.c): per stage and routing (flat, hierarchical) the bytes per
+ * host link, the communication and compute time, and the step time with
+ * overlap; --fit then ranks the rungs that fit by predicted step time.
+ *
  * Exit status: 0 fine; 1 a rank's peak is over (or, with --tolerance, off)
  * its plan, or nothing fits; 2 bad input or usage (the message names the
  * file, the key or the flag).
@@ -93,7 +99,27 @@ static const char usage_text[] =
     "  --device-mem SIZE     device budget of one rank (16G: powers of 1024)\n"
     "  --host-mem SIZE       host budget of one rank (default: none)\n"
     "  --nvme SIZE           NVMe space of one rank; adds the NVMe rungs\n"
-    "  --world-size N        ranks (required)\n"
+    "  --world-size N        ranks (required, unless the cluster gives it)\n"
+    "\n"
+    "Step time (--estimate and --fit): give the cluster and the model prints, per\n"
+    "stage and routing (flat, hierarchical), the bytes per host link per step, the\n"
+    "communication and compute time and the step time with overlap; --fit also\n"
+    "ranks the rungs that fit by predicted step time.\n"
+    "  --hosts H             hosts\n"
+    "  --ranks-per-host R    ranks on each host (H x R is the world size)\n"
+    "  --inter-bw RATE       one host's link to the others, each way: 1gbit,\n"
+    "                        400Gbit/s (bits: 'bit', powers of 1000), 50GB/s,\n"
+    "                        25GiB/s, 450e9 (bytes: 'B' or a bare number)\n"
+    "  --intra-bw RATE       one rank to the ranks of its host, each way\n"
+    "  --compute-rate FLOPS  FLOP per second of one rank (2.5e9, 400T)\n"
+    "  --tokens-per-step N   tokens one rank computes per step (batch x seq-len)\n"
+    "  --seq-len T           of the attention term, 12 x layers x T x channels FLOP\n"
+    "                        a token (default the preset's context, 1024)\n"
+    "  --comm-progress async|polled\n"
+    "                        async (default): collectives move while compute runs\n"
+    "                        (NCCL streams), overlapped by the overlap_comm rule;\n"
+    "                        polled: only inside the communicator's calls (the mpi\n"
+    "                        communicator on CPU, no progress thread): compute + comm\n"
     "\n"
     "docs/zero-report.md has the formula of every row.\n";
 
@@ -123,6 +149,14 @@ static const string_flag string_flags[] = {
     STRING_FLAG("device-mem", device_mem),
     STRING_FLAG("host-mem", host_mem),
     STRING_FLAG("nvme", nvme),
+    STRING_FLAG("hosts", hosts),
+    STRING_FLAG("ranks-per-host", ranks_per_host),
+    STRING_FLAG("intra-bw", intra_bw),
+    STRING_FLAG("inter-bw", inter_bw),
+    STRING_FLAG("compute-rate", compute_rate),
+    STRING_FLAG("tokens-per-step", tokens),
+    STRING_FLAG("seq-len", seq_len),
+    STRING_FLAG("comm-progress", progress),
     STRING_FLAG("html", html),
     STRING_FLAG("tolerance", tolerance),
 };
@@ -216,6 +250,11 @@ static const char *foreign_flag(const zr_opts *o, enum mode mode)
          o->world_size || o->stage || o->offload_optim || o->offload_param))
         return "--params, --preset, --stage, --world-size and the other model flags "
                "need --estimate or --fit";
+    if (!model && (o->hosts || o->ranks_per_host || o->intra_bw || o->inter_bw ||
+                   o->compute_rate || o->tokens || o->seq_len || o->progress))
+        return "--hosts, --ranks-per-host, --inter-bw, --intra-bw, --compute-rate, "
+               "--tokens-per-step, --seq-len and --comm-progress describe a cluster for "
+               "the step-time model of --estimate and --fit";
     if (!fit && (o->device_mem || o->host_mem || o->nvme))
         return "--device-mem, --host-mem and --nvme need --fit";
     if (model && (o->html || o->tolerance))
@@ -269,7 +308,6 @@ int main(int argc, char **argv)
     if (mode == MODE_FIT)
         return zr_run_fit(&o);
     if (mode == MODE_ESTIMATE) {
-        o.world_size = o.world_size ? o.world_size : 1;
         o.decimals = o.decimals < 0 ? 1 : o.decimals;
         o.unit = o.unit ? o.unit : 'G';
         return zr_run_estimate(&o);

@@ -12,6 +12,8 @@
  *   html.c         --html: the table and a stacked-area SVG per rank
  *   estimate.c     --estimate, and the model and config both it and --fit read
  *   fit.c          --fit: the ladder of configurations against budgets
+ *   steptime.c     the step-time model: bytes per host link, comm and
+ *                  compute time, overlap (--estimate and --fit with a cluster)
  *
  * Every function that can fail prints one line naming the file, the key or
  * the flag (zr_error) and returns EXIT_BAD_INPUT; nothing is global.
@@ -200,6 +202,9 @@ typedef struct zr_opts {
     const char *reduce_bucket, *prefetch_bucket, *threshold, *largest, *layers;
     /* --fit */
     const char *device_mem, *host_mem, *nvme;
+    /* the cluster of the step-time model (--estimate and --fit) */
+    const char *hosts, *ranks_per_host, *intra_bw, *inter_bw, *compute_rate, *tokens,
+        *seq_len, *progress;
     /* reports */
     const char *html, *tolerance;
     int world_size; /* 0: not given */
@@ -223,6 +228,10 @@ typedef struct question {
     int first_stage, last_stage;
     const preset *preset;
     char largest_note[160];
+    /* the shape, for the step-time model: known for GPT-2 presets (blocks > 0) */
+    int64_t blocks, channels, context;
+    int64_t first_layer; /* elements of layer 0 (entered first, reduced last) */
+    int tied_embedding;  /* layer 0 is gathered again by the head (GPT-2) */
 } question;
 
 /* The config: zrt_config_init, --config, the offload and bucket flags. */
@@ -232,5 +241,49 @@ int zr_read_model(const zr_opts *o, question *q);
 /* "model: ..." and "largest layer: ..." lines of both headers. */
 void zr_print_model(const question *q);
 const char *zr_device_name(int device);
+
+/* ---- steptime.c ---------------------------------------------------------- */
+
+/* A cluster: H hosts of R ranks; bytes per second of one host's link to the
+ * others, each way (the sum of its NICs), and of one rank to the ranks of
+ * its host, each way; FLOP per second of one rank; tokens a rank computes
+ * per step; the sequence length of the attention term (0: the preset's). */
+typedef struct zr_cluster {
+    int given; /* 0: no cluster flags, no step-time model */
+    int hosts, ranks_per_host;
+    double inter_bw, intra_bw, compute_rate;
+    int64_t tokens, seq_len;
+    int polled; /* --comm-progress polled: collectives move only inside the
+                   communicator's calls, so nothing overlaps compute */
+} zr_cluster;
+
+/* One configuration's step, per rank: bytes exact, times in seconds. */
+typedef struct zr_step_time {
+    int stage, hierarchical;
+    int64_t link_bytes;  /* one host's link, each way, per step */
+    int64_t intra_bytes; /* one rank to its own host, per step */
+    double inter_s, intra_s, comm_s, compute_s, step_s;
+    double exposed_s; /* step_s - compute_s: communication nothing hid */
+} zr_step_time;
+
+/* The cluster flags; c->given stays 0 when none is given. Every flag must
+ * then be given (--seq-len and --comm-progress optional); errors name the
+ * flag and the value. */
+int zr_read_cluster(const zr_opts *o, zr_cluster *c);
+/* 6 psi + 12 L T C (GPT-2 presets), else 6 psi. */
+double zr_flops_per_token(const question *q, const zr_cluster *c);
+/* The model for cfg (its stage, overlap_comm, stage3_prefetch_bucket_size);
+ * with c->polled, compute + comm whatever overlap_comm says;
+ * hier is ignored (flat) with one host or one rank a host. */
+int zr_step_time_of(const question *q, const zrt_config *cfg, const zr_cluster *c,
+                    int hier, zr_step_time *out);
+/* The cluster and compute lines; the notes on formulas and overlap. */
+void zr_print_cluster(const question *q, const zr_cluster *c);
+void zr_print_steptime_notes(const question *q, const zr_cluster *c);
+/* Eight cells from column col: link bytes .. exposed comm s. */
+void zr_fill_step_row(table *tb, int row, int col, const zr_step_time *s);
+/* --estimate's step-time table: each config x flat / hierarchical. */
+int zr_print_step_times(const question *q, const zrt_config *cfgs, int n,
+                        const zr_cluster *c);
 
 #endif
