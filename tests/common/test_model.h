@@ -222,4 +222,25 @@ static inline void expect_peaks_as_planned(const zrt_mem_stats *ms,
     }
 }
 
+/* Builds the model for cfg, failing the test with the context's error. */
+static inline model built(const zrt_config *cfg)
+{
+    model m = {0};
+    ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
+    return m;
+}
+
+/* Trains `steps` steps of step(m) and returns every parameter, gathered,
+ * concatenated (free it). */
+static inline float *train_and_read_with(const zrt_config *cfg, int steps,
+                                         zrt_status (*step)(model *m))
+{
+    model m = built(cfg);
+    for (int s = 0; s < steps; s++)
+        ck_assert_msg(step(&m) == ZRT_OK, "step %d: %s", s, zrt_last_error(m.ctx));
+    float *all = read_all(&m);
+    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+    return all;
+}
+
 #endif

@@ -65,13 +65,6 @@ static zrt_status train_step(model *m)
 }
 
 /* A model built from cfg; the build must succeed. */
-static model built(const zrt_config *cfg)
-{
-    model m = {0};
-    ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
-    return m;
-}
-
 /* A model built from base_config(stage). */
 static model built_at_stage(int stage)
 {
@@ -117,12 +110,7 @@ static int64_t shard_numel(const zrt_ctx *ctx)
 /* Trains `steps` steps and returns every parameter, gathered, concatenated. */
 static float *train_and_read(const zrt_config *cfg, int steps)
 {
-    model m = built(cfg);
-    for (int s = 0; s < steps; s++)
-        ck_assert_msg(train_step(&m) == ZRT_OK, "step %d: %s", s, zrt_last_error(m.ctx));
-    float *all = read_all(&m);
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-    return all;
+    return train_and_read_with(cfg, steps, train_step);
 }
 
 /* train_and_read of base_config(stage): the reference the variants match. */

@@ -44,13 +44,6 @@ static void hybrid_config(zrt_config *cfg, int stage, int shard_size)
     cfg->log_level = 0;
 }
 
-static model built(const zrt_config *cfg)
-{
-    model m = {0};
-    ck_assert_msg(build(&m, cfg) == ZRT_OK, "%s", zrt_last_error(m.ctx));
-    return m;
-}
-
 static zrt_status train_step(model *m)
 {
     zrt_adamw hp;
@@ -63,12 +56,7 @@ static zrt_status train_step(model *m)
 
 static float *train_and_read(const zrt_config *cfg, int steps)
 {
-    model m = built(cfg);
-    for (int s = 0; s < steps; s++)
-        ck_assert_msg(train_step(&m) == ZRT_OK, "step %d: %s", s, zrt_last_error(m.ctx));
-    float *all = read_all(&m);
-    ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
-    return all;
+    return train_and_read_with(cfg, steps, train_step);
 }
 
 static float *train_at(int stage, int shard_size, int steps)

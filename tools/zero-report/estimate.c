@@ -80,8 +80,9 @@ static void apply_preset(const preset *p, int64_t threshold, zrt_mem_model *m)
     }
 }
 
-/* "7.5e9", "124M", "1.5B": a whole count; K, M, B/G, T are powers of 1000. */
-static int parse_count(const char *flag, const char *s, int64_t max, int64_t *out)
+/* "7.5e9", "124M", "1.5B": a whole count from lo to hi; K, M, B/G, T are
+ * powers of 1000. Shared with the step-time flags. */
+int zr_parse_whole(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
     char *end;
     errno = 0;
@@ -91,11 +92,11 @@ static int parse_count(const char *flag, const char *s, int64_t max, int64_t *ou
     const char *hit = *end ? strchr(suffixes, toupper((unsigned char)*end)) : NULL;
     if (hit && end[1] == '\0')
         v *= scale[hit - suffixes], end++;
-    if (errno || end == s || *end || !(v >= 0) || v > (double)max ||
+    if (errno || end == s || *end || !(v >= (double)lo) || v > (double)hi ||
         fabs(v - nearbyint(v)) > 1e-6 * (v > 1 ? v : 1))
-        return zr_error("%s '%s': it must be a whole number from 0 to %lld (7.5e9 and "
+        return zr_error("%s '%s': it must be a whole number from %lld to %lld (7.5e9 and "
                         "suffixes K, M, B, T in powers of 1000 are fine)",
-                        flag, s, (long long)max);
+                        flag, s, (long long)lo, (long long)hi);
     *out = (int64_t)nearbyint(v);
     return 0;
 }
@@ -237,10 +238,12 @@ int zr_read_model(const zr_opts *o, question *q)
     if (!o->params)
         return zr_error("--estimate and --fit need --params N or --preset NAME");
     int64_t layers = 0;
-    if (parse_count("--params", o->params, (int64_t)1 << 50, &q->model.param_count) ||
-        (o->largest && parse_count("--largest-layer", o->largest, q->model.param_count,
-                                   &q->model.largest_layer_numel)) ||
-        (o->layers && parse_count("--layers", o->layers, INT_MAX, &layers)))
+    if (zr_parse_whole("--params", o->params, 0, (int64_t)1 << 50,
+                       &q->model.param_count) ||
+        (o->largest &&
+         zr_parse_whole("--largest-layer", o->largest, 0, q->model.param_count,
+                        &q->model.largest_layer_numel)) ||
+        (o->layers && zr_parse_whole("--layers", o->layers, 0, INT_MAX, &layers)))
         return EXIT_BAD_INPUT;
     q->model.nlayers = (int)layers;
     if (o->largest)

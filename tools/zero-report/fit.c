@@ -301,14 +301,9 @@ static int print_timed(const question *q, const zr_cluster *c, const rung *rungs
         zr_set_cell(&tb, 0, col, "%s", timed_columns[col]);
     for (int i = 0; i < k; i++)
         fill_timed_row(&tb, i + 1, &t[i], &rungs[t[i].rung].cfg);
-    printf(
-        "\nby predicted step time: the rungs that fit, each routing; seconds per step\n");
-    zr_print_cluster(q, c);
-    printf("\n");
-    zr_table_print(&tb, 0);
-    zr_table_free(&tb);
-    printf("\n");
-    zr_print_steptime_notes(q, c);
+    zr_print_timed_table(q, c, &tb,
+                         "by predicted step time: the rungs that fit, each routing; "
+                         "seconds per step");
     printf("not timed: host<->device and NVMe traffic of the offload rungs; equal times "
            "keep the ladder's order (less offload first), flat before hierarchical\n");
     if (k > 0) {

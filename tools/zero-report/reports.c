@@ -44,7 +44,7 @@ static int get_int(const char *file, json_t *obj, const char *key, const char *w
                    int64_t min, int64_t *out)
 {
     char k[160];
-    json_t *v;
+    json_t *v = NULL;
     int rc = get_typed(file, obj, key, where, JSON_INTEGER, "an integer", &v);
     if (rc)
         return rc;
@@ -210,7 +210,7 @@ static int read_plan(report *r, json_t *doc)
 static int read_peer_bytes(const char *file, json_t *obj, const char *key,
                            const char *where, int64_t out[2])
 {
-    json_t *b;
+    json_t *b = NULL;
     char k[160];
     key_path(k, sizeof k, where, key);
     return get_object(file, obj, key, where, &b) ||
@@ -243,7 +243,7 @@ static int read_comm_step(report *r, json_t *step, const char *where)
 /* "comm", optional: the theory and the recorded steps. */
 static int read_comm(report *r, json_t *doc)
 {
-    json_t *comm = json_object_get(doc, "comm"), *theory, *steps;
+    json_t *comm = json_object_get(doc, "comm"), *theory = NULL, *steps = NULL;
     if (!comm)
         return 0;
     if (get_object(r->path, doc, "comm", "", &comm) ||

@@ -111,25 +111,6 @@ static int parse_flops(const char *flag, const char *s, double *out)
     return 0;
 }
 
-static int parse_whole(const char *flag, const char *s, int64_t lo, int64_t hi,
-                       int64_t *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    const char *suffixes = "KMBGT";
-    const double scale[] = {1e3, 1e6, 1e9, 1e9, 1e12};
-    const char *hit = *end ? strchr(suffixes, toupper((unsigned char)*end)) : NULL;
-    if (hit && end[1] == '\0')
-        v *= scale[hit - suffixes], end++;
-    if (errno || end == s || *end || !(v >= (double)lo) || v > (double)hi ||
-        v != nearbyint(v))
-        return zr_error("%s '%s': it must be a whole number from %lld to %lld", flag, s,
-                        (long long)lo, (long long)hi);
-    *out = (int64_t)v;
-    return 0;
-}
-
 /* A flag of the cluster, for the "needs" message. */
 static int any_cluster_flag(const zr_opts *o)
 {
@@ -155,13 +136,13 @@ int zr_read_cluster(const zr_opts *o, zr_cluster *c)
                         "--compute-rate, --tokens-per-step)",
                         missing);
     int64_t h, r, tokens, seq = 0;
-    if (parse_whole("--hosts", o->hosts, 1, 1 << 20, &h) ||
-        parse_whole("--ranks-per-host", o->ranks_per_host, 1, 1 << 12, &r) ||
+    if (zr_parse_whole("--hosts", o->hosts, 1, 1 << 20, &h) ||
+        zr_parse_whole("--ranks-per-host", o->ranks_per_host, 1, 1 << 12, &r) ||
         parse_rate("--inter-bw", o->inter_bw, &c->inter_bw) ||
         parse_rate("--intra-bw", o->intra_bw, &c->intra_bw) ||
         parse_flops("--compute-rate", o->compute_rate, &c->compute_rate) ||
-        parse_whole("--tokens-per-step", o->tokens, 1, (int64_t)1 << 40, &tokens) ||
-        (o->seq_len && parse_whole("--seq-len", o->seq_len, 1, 1 << 24, &seq)))
+        zr_parse_whole("--tokens-per-step", o->tokens, 1, (int64_t)1 << 40, &tokens) ||
+        (o->seq_len && zr_parse_whole("--seq-len", o->seq_len, 1, 1 << 24, &seq)))
         return EXIT_BAD_INPUT;
     if (h * r > (1 << 24))
         return zr_error("--hosts %lld x --ranks-per-host %lld: %lld ranks, more than %d",
@@ -362,6 +343,18 @@ void zr_print_steptime_notes(const question *q, const zr_cluster *c)
                "flat\n");
 }
 
+void zr_print_timed_table(const question *q, const zr_cluster *c, table *tb,
+                          const char *title)
+{
+    printf("\n%s\n", title);
+    zr_print_cluster(q, c);
+    printf("\n");
+    zr_table_print(tb, 0);
+    zr_table_free(tb);
+    printf("\n");
+    zr_print_steptime_notes(q, c);
+}
+
 static const char *const st_columns[] = {
     "stage",   "routing", "link bytes/step", "intra bytes/rank", "inter s",
     "intra s", "comm s",  "compute s",       "step s",           "exposed comm s"};
@@ -398,12 +391,6 @@ int zr_print_step_times(const question *q, const zrt_config *cfgs, int n,
             zr_set_cell(&tb, row, 1, "%s", hier ? "hierarchical" : "flat");
             zr_fill_step_row(&tb, row, 2, &s);
         }
-    printf("\nstep time: per rank, per step; seconds\n");
-    zr_print_cluster(q, c);
-    printf("\n");
-    zr_table_print(&tb, 0);
-    zr_table_free(&tb);
-    printf("\n");
-    zr_print_steptime_notes(q, c);
+    zr_print_timed_table(q, c, &tb, "step time: per rank, per step; seconds");
     return 0;
 }

@@ -214,6 +214,9 @@ typedef struct zr_opts {
 
 int zr_run_reports(char **args, int nargs, const zr_opts *o);
 int zr_run_estimate(const zr_opts *o);
+/* A whole count from lo to hi ("7.5e9", "124M"); prints why and returns
+ * EXIT_BAD_INPUT when it is not one. */
+int zr_parse_whole(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out);
 int zr_run_fit(const zr_opts *o);
 
 /* ---- estimate.c, shared with fit.c --------------------------------------- */
@@ -280,6 +283,9 @@ int zr_step_time_of(const question *q, const zrt_config *cfg, const zr_cluster *
 /* The cluster and compute lines; the notes on formulas and overlap. */
 void zr_print_cluster(const question *q, const zr_cluster *c);
 void zr_print_steptime_notes(const question *q, const zr_cluster *c);
+/* Prints title, the cluster, the table (then frees it) and the model's notes. */
+void zr_print_timed_table(const question *q, const zr_cluster *c, table *tb,
+                          const char *title);
 /* Eight cells from column col: link bytes .. exposed comm s. */
 void zr_fill_step_row(table *tb, int row, int col, const zr_step_time *s);
 /* --estimate's step-time table: each config x flat / hierarchical. */
