@@ -66,6 +66,7 @@ typedef enum key_kind {
     KIND_HIERARCHY, /* int: "auto", "flat" or "hierarchical" (zrt_comm_hierarchy) */
     KIND_GROUP,     /* int: 0 (per host) .. 1<<20 ranks */
     KIND_SHARDS,    /* int: 0 (off) .. 1<<20 ranks: a shard group's size */
+    KIND_HPZ,       /* int: 0 or 1 (off) .. 1<<20 ranks: an hpZ group's size */
 } key_kind;
 
 typedef struct cfg_key {
@@ -86,6 +87,7 @@ static const cfg_key keys[] = {
      FIELD(stage3_prefetch_bucket_size)},
     {SECTION_ZERO, "stage3_param_persistence_threshold", KIND_ELEMENTS,
      FIELD(stage3_param_persistence_threshold)},
+    {SECTION_ZERO, "zero_hpz_partition_size", KIND_HPZ, FIELD(zero_hpz_partition_size)},
     {SECTION_ZERO, "overlap_comm", KIND_BOOL, FIELD(overlap_comm)},
     {NULL, "gradient_accumulation_steps", KIND_POSITIVE,
      FIELD(gradient_accumulation_steps)},
@@ -360,6 +362,9 @@ static const char *const hierarchy_names[] = {"auto", "flat", "hierarchical"};
 #define GROUP_RULE                                                                       \
     "it must be 0 (a group per host) or a whole number of ranks from 1 to 1048576"
 #define GROUP_MAX (1 << 20)
+#define HPZ_RULE                                                                         \
+    "it must be 0 or 1 (off) or a whole number of ranks from 2 to 1048576 that divides " \
+    "the world size"
 #define SHARDS_RULE                                                                      \
     "it must be 0 (off: shard across every rank) or a whole number of ranks from 1 to "  \
     "1048576 that divides the world size"
@@ -416,13 +421,17 @@ static zrt_status read_positive(const cfg_err *e, const cfg_key *key, const json
     return ZRT_OK;
 }
 
-/* comm_group_size and hybrid_shard_size: 0 .. GROUP_MAX ranks. */
+/* comm_group_size, hybrid_shard_size, zero_hpz_partition_size: 0 .. GROUP_MAX
+ * ranks. */
 static zrt_status read_group(const cfg_err *e, const cfg_key *key, const json_t *v,
                              zrt_config *cfg)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 0 ||
         json_integer_value(v) > GROUP_MAX)
-        return bad_value(e, key, v, key->kind == KIND_SHARDS ? SHARDS_RULE : GROUP_RULE);
+        return bad_value(e, key, v,
+                         key->kind == KIND_SHARDS ? SHARDS_RULE
+                         : key->kind == KIND_HPZ  ? HPZ_RULE
+                                                  : GROUP_RULE);
     int n = (int)json_integer_value(v);
     memcpy((char *)cfg + key->offset, &n, sizeof n);
     return ZRT_OK;
@@ -561,6 +570,7 @@ static const key_reader readers[] = {
     [KIND_POSITIVE] = read_positive,   [KIND_REAL] = read_real,
     [KIND_DTYPE] = read_enum,          [KIND_HIERARCHY] = read_enum,
     [KIND_GROUP] = read_group,         [KIND_SHARDS] = read_group,
+    [KIND_HPZ] = read_group,
 };
 
 static zrt_status read_key(const cfg_err *e, const cfg_key *key, const json_t *v,
@@ -659,8 +669,9 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->communicator = ZRT_COMM_AUTO;
     cfg->comm_timeout_seconds = 600.0f;
     cfg->comm_hierarchy = ZRT_COMM_HIER_AUTO;
-    cfg->comm_group_size = 0;   /* a group per host */
-    cfg->hybrid_shard_size = 0; /* off: shard across every rank */
+    cfg->comm_group_size = 0;         /* a group per host */
+    cfg->hybrid_shard_size = 0;       /* off: shard across every rank */
+    cfg->zero_hpz_partition_size = 0; /* off: backward gathers across every rank */
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
     cfg->offload_param.buffer_count = 5;
@@ -873,6 +884,8 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
         return validate_int(e, path, field, GROUP_MAX, GROUP_RULE);
     case KIND_SHARDS:
         return validate_int(e, path, field, GROUP_MAX, SHARDS_RULE);
+    case KIND_HPZ:
+        return validate_int(e, path, field, GROUP_MAX, HPZ_RULE);
     case KIND_POSITIVE: {
         int n;
         memcpy(&n, field, sizeof n);

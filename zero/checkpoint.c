@@ -966,7 +966,8 @@ static zrt_status refresh_params(zrt_ctx *ctx)
             ZRT_CHECK(zrt__comm_wait_in(ctx, c, req));
             continue;
         }
-        ls->gathered = 0; /* any gathered copy is stale */
+        ls->gathered = 0;  /* any gathered copy is stale */
+        ls->hpz_valid = 0; /* and hpZ's secondary shard */
         ZRT_CHECK(ls->persistent ? zrt__ensure_gathered(ctx, l)
                                  : zrt__release_if_idle(ctx, l));
     }

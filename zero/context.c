@@ -129,6 +129,9 @@ static zrt_status create_comm(zrt_ctx *ctx)
  * must go before the one it came from, which may finalize MPI). */
 static void destroy_comms(zrt_ctx *ctx)
 {
+    if (ctx->hpz_comm)
+        ctx->hpz_comm->ops->destroy(ctx->hpz_comm);
+    ctx->hpz_comm = NULL;
     if (ctx->replica_comm)
         ctx->replica_comm->ops->destroy(ctx->replica_comm);
     if (ctx->shard_comm && ctx->shard_comm != ctx->comm)
@@ -183,6 +186,63 @@ static zrt_status create_shard_groups(zrt_ctx *ctx)
     return ZRT_OK;
 }
 
+/* zero_hpz_partition_size P against the config and the world size N. */
+static zrt_status check_hpz_size(zrt_ctx *ctx, int P, int N)
+{
+    const zrt_config *cfg = &ctx->cfg;
+    if (P < 0 || (P > 1 && N % P != 0))
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
+                         "'zero_hpz_partition_size' is %d but the job has %d ranks; it "
+                         "must be 0 or 1 (off) or a number of ranks that divides %d",
+                         P, N, N);
+    if (P <= 1)
+        return ZRT_OK;
+    if (cfg->stage != 3)
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
+                         "'zero_hpz_partition_size' is %d but the stage is not 3; hpZ "
+                         "keeps secondary shards of the parameters that stage 3 "
+                         "gathers (set \"stage\": 3, or drop the key)",
+                         P);
+    if (cfg->hybrid_shard_size > 0 && cfg->hybrid_shard_size < N)
+        return zrt__fail(
+            &ctx->err, ZRT_ERR_UNSUPPORTED,
+            "'zero_hpz_partition_size' %d with 'hybrid_shard_size' %d is not "
+            "supported: use one of the two",
+            P, cfg->hybrid_shard_size);
+    if (cfg->offload_param.device == ZRT_OFFLOAD_NVME)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'zero_hpz_partition_size' %d with offload_param.device "
+                         "\"nvme\" is not supported: hpZ keeps its secondary shards in "
+                         "memory",
+                         P);
+    if (!ctx->comm->ops->split)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'zero_hpz_partition_size' is %d but the %s communicator cannot "
+                         "form hpZ groups; hpZ needs \"communicator\": \"mpi\"",
+                         P, ctx->comm->ops->name);
+    return ZRT_OK;
+}
+
+/* hpZ (ZeRO++): rank r = g * P + k is member k of hpZ group g (the P ranks
+ * g * P .. g * P + P - 1; with P the ranks per host, a host). Its secondary
+ * shard of a layer is slice k of P of the gathered flat parameters, so the
+ * group's all-gather of the secondary shards rebuilds the flat buffer in
+ * place, bit for bit. Split from the world communicator, flat. */
+static zrt_status create_hpz_groups(zrt_ctx *ctx)
+{
+    zrt__comm *c = ctx->comm;
+    int P = ctx->cfg.zero_hpz_partition_size, N = c->size;
+    ZRT_CHECK(check_hpz_size(ctx, P, N));
+    if (P <= 1)
+        return ZRT_OK;
+    ZRT_CHECK(c->ops->split(c, c->rank / P, c->rank % P, &ctx->hpz_comm));
+    zrt_log(ctx, 2,
+            "hpZ: %d groups of %d ranks (zero_hpz_partition_size %d); backward "
+            "gathers run within the group from secondary shards",
+            N / P, P, P);
+    return ZRT_OK;
+}
+
 /* Config errors found before a context exists have nowhere to be stored:
  * they go to stderr once, with the rank if Open MPI told us. */
 static void report_early_error(const char *text)
@@ -225,6 +285,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ZRT_CHECK_GOTO(create_comm(ctx), st, fail);
     ctx->err.rank = ctx->comm->rank;
     ZRT_CHECK_GOTO(create_shard_groups(ctx), st, fail);
+    ZRT_CHECK_GOTO(create_hpz_groups(ctx), st, fail);
     char stage[16] = "auto";
     if (cfg->stage != ZRT_STAGE_AUTO)
         snprintf(stage, sizeof stage, "%d", cfg->stage);

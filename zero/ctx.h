@@ -66,6 +66,13 @@ typedef struct zrt__layer_state {
                        once `gather` completes) */
     int prefetched; /* stage 3: gathered ahead of use, counted in
                        ctx->prefetched_numel */
+    /* hpZ (ctx->hpz_comm): hpz_shard is slice hpz_comm->rank of P of the
+     * flat parameters (flat / P elements; layers that are not persistent);
+     * hpz_valid: it holds the current parameters; hpz_fill: the gather in
+     * flight is over shard_comm and fills it when it completes; hpz_gather:
+     * the gather in flight runs over hpz_comm, from the secondary shards. */
+    zrt__buf hpz_shard;
+    int hpz_valid, hpz_fill, hpz_gather;
     /* NVMe tiers (zero/nvme.c): where m, v and the parameter shard live in
      * each of the two slots; ctx->nvme_slot holds the current values */
     uint64_t swap_m[2], swap_v[2], swap_p[2];
@@ -100,6 +107,12 @@ struct zrt_ctx {
      * replica_comm NULL, so the engine runs exactly as plain ZeRO. */
     zrt__comm *shard_comm;
     zrt__comm *replica_comm;
+    /* hpZ (zero_hpz_partition_size P > 1, stage 3, zero/context.c): this
+     * rank's group of P consecutive ranks, ranked by r % P. A forward's
+     * gather (over shard_comm) also fills each layer's hpz_shard, and later
+     * gathers of the same parameters run over hpz_comm from those. NULL:
+     * off. */
+    zrt__comm *hpz_comm;
     zrt__pool *pool;     /* helper threads, bound inside the rank's cores */
     int log_rank_prefix; /* 0 when the launcher tags output lines already */
 

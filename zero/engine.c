@@ -16,6 +16,9 @@
  * Hybrid sharding (ctx.h shard_comm, replica_comm): every collective above
  * runs within the rank's shard group, and a completed reduction's range is
  * then all-reduced across the replicas of its shard (reduce_across_replicas).
+ * hpZ (ctx.h hpz_comm): a stage-3 gather over the shard group also fills the
+ * layer's secondary shard (fill_hpz_shard), and the layer's later gathers
+ * until the parameters change run within the hpZ group from those.
  * Every entry point first advances the collectives in flight, which is where
  * communication overlaps the training loop's compute; buffers are freed only
  * at fixed points (see progress()), so the memory plan can predict them.
@@ -92,6 +95,9 @@ static zrt_status alloc_params(zrt_ctx *ctx, int l)
                                     "parameter shard", l, &ctx->cfg.offload_param));
     ls->persistent =
         ctx->plan.layers[l].numel <= ctx->cfg.stage3_param_persistence_threshold;
+    if (!ls->persistent && ctx->hpz_comm) /* hpZ: this rank's slice of P */
+        return alloc_elems(ctx, &ls->hpz_shard, flat_of(ctx, l) / ctx->hpz_comm->size,
+                           ZRT_CAT_HPZ, "hpZ secondary shard", l);
     if (!ls->persistent)
         return ZRT_OK;
     return alloc_elems(ctx, &ls->param_full, flat_of(ctx, l), ZRT_CAT_PARAM_PERSIST,
@@ -190,15 +196,23 @@ zrt_status zrt__engine_allocate(zrt_ctx *ctx)
     return alloc_ckpt_staging(ctx);
 }
 
+/* The communicator of the layer's gather in flight: hpZ's group for one
+ * from the secondary shards, the shard group otherwise. */
+static zrt__comm *gather_comm(const zrt_ctx *ctx, const zrt__layer_state *ls)
+{
+    return ls->hpz_gather ? ctx->hpz_comm : ctx->shard_comm;
+}
+
 static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
 {
     zrt__backend *be = ctx->be;
-    zrt__comm *c = ctx->shard_comm;
+    zrt__comm *c = ctx->shard_comm, *g = gather_comm(ctx, ls);
     if (ls->gather)
-        c->ops->wait(c, ls->gather);
+        g->ops->wait(g, ls->gather);
     if (ls->reduce)
         c->ops->wait(c, ls->reduce);
     be->ops->free(be, &ls->param_full);
+    be->ops->free(be, &ls->hpz_shard);
     be->ops->free(be, &ls->param_shard);
     be->ops->free(be, &ls->grad_full);
     be->ops->free(be, &ls->grad_shard);
@@ -227,6 +241,20 @@ void zrt__engine_release(zrt_ctx *ctx)
 
 /* ---- parameter gathers ------------------------------------------------------ */
 
+/* hpZ: keeps this rank's slice of P of the parameters just gathered over
+ * the shard group: the forward's gather (the first since the parameters
+ * last changed) refreshes the copy the backward then gathers from. */
+static zrt_status fill_hpz_shard(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    int64_t slice = flat_of(ctx, layer) / ctx->hpz_comm->size; /* elements */
+    const void *from = zrt__elem(ctx, ls->param_full.ptr, slice * ctx->hpz_comm->rank);
+    ZRT_CHECK(
+        ctx->be->ops->copy(ctx->be, ls->hpz_shard.ptr, from, (size_t)slice * ctx->esize));
+    ls->hpz_valid = 1;
+    return ZRT_OK;
+}
+
 zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
@@ -236,9 +264,13 @@ zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
     ls->gather = NULL;
     if (ctx->cfg.stage < 3)
         ctx->gathering_numel -= flat_of(ctx, layer);
-    zrt_status st = zrt__comm_wait_in(ctx, ctx->shard_comm, req);
+    zrt_status st = zrt__comm_wait_in(ctx, gather_comm(ctx, ls), req);
+    ls->hpz_gather = 0;
     if (ls->fetch_state == ZRT__FETCH_READY)
         zrt__nvme_drop_fetch(ctx, layer); /* the gather was its only reader */
+    if (st == ZRT_OK && ls->hpz_fill)
+        st = fill_hpz_shard(ctx, layer);
+    ls->hpz_fill = 0;
     return st;
 }
 
@@ -247,15 +279,24 @@ static zrt_status start_gather(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
     void *shard = ls->param_shard.ptr;
-    if (zrt__params_on_nvme(ctx))
+    size_t count = (size_t)shard_of(ctx, layer);
+    zrt__comm *c = ctx->shard_comm;
+    int from_hpz = ls->hpz_shard.ptr && ls->hpz_valid;
+    if (from_hpz) { /* hpZ: within the group, from the secondary shards */
+        c = ctx->hpz_comm;
+        shard = ls->hpz_shard.ptr;
+        count = (size_t)(flat_of(ctx, layer) / c->size);
+    } else if (zrt__params_on_nvme(ctx)) {
         ZRT_CHECK(zrt__nvme_fetched_shard(ctx, layer, &shard));
+    }
     if (!ls->param_full.ptr)
         ZRT_CHECK(alloc_elems(ctx, &ls->param_full, flat_of(ctx, layer),
                               ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
-    zrt__comm *c = ctx->shard_comm;
     zrt__comm_for_layer(c, layer);
-    ZRT_CHECK(c->ops->all_gather(c, shard, ls->param_full.ptr,
-                                 (size_t)shard_of(ctx, layer), ctx->pdtype, &ls->gather));
+    ZRT_CHECK(c->ops->all_gather(c, shard, ls->param_full.ptr, count, ctx->pdtype,
+                                 &ls->gather));
+    ls->hpz_gather = from_hpz;
+    ls->hpz_fill = ls->hpz_shard.ptr && !from_hpz;
     ls->gathered = 1;
     return ZRT_OK;
 }
@@ -487,8 +528,10 @@ static zrt_status progress(zrt_ctx *ctx)
     if (ctx->reduce_count > 0)
         return c->ops->test(c, ctx->layers[ctx->reduce_fifo[0]].reduce, &done);
     for (int l = 0; l < ctx->plan.nlayers; l++)
-        if (ctx->layers[l].gather)
-            return c->ops->test(c, ctx->layers[l].gather, &done);
+        if (ctx->layers[l].gather) {
+            zrt__comm *g = gather_comm(ctx, &ctx->layers[l]);
+            return g->ops->test(g, ctx->layers[l].gather, &done);
+        }
     return ZRT_OK;
 }
 
@@ -671,6 +714,7 @@ static zrt_status refresh_stage3_params(zrt_ctx *ctx)
         zrt__layer_state *ls = &ctx->layers[l];
         ZRT_CHECK(zrt__wait_gather(ctx, l));
         ls->gathered = 0;
+        ls->hpz_valid = 0; /* the next forward's gather refreshes it */
         if (ls->persistent && ctx->plan.layers[l].numel > 0) {
             ZRT_CHECK(start_gather(ctx, l));
             if (!ctx->cfg.overlap_comm)

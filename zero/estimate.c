@@ -52,6 +52,9 @@
  * across the N / H groups, so N above is H; the comm row holds with H = 1
  * too when there are replicas (their all-reduce's scratch, at most a
  * layer's range, is within it).
+ * hpZ (zero_hpz_partition_size P > 1, stage 3, P divides the world size):
+ *   hpz            ceil((Ψ − Q) / P) × b: the secondary shards of the layers
+ *                  that are not persistent
  * Not counted: the plan's padding (each tensor aligned to 16 elements, each
  * layer to 16·N: Ψ' − Ψ ≤ 15·tensors + 16·N·layers), the nvme regions'
  * rounding up to aio.block_size, activations (the training loop's own, through
@@ -131,7 +134,8 @@ static zrt_status check_model(const zrt_mem_model *m, int world_size, char *why,
     return ZRT_OK;
 }
 
-/* hybrid_shard_size: 0 (off) or a divisor of the world size. */
+/* hybrid_shard_size and zero_hpz_partition_size: off or a divisor of the
+ * world size. */
 static zrt_status check_shard_size(const zrt_config *cfg, int world_size, char *why,
                                    size_t why_size)
 {
@@ -141,6 +145,12 @@ static zrt_status check_shard_size(const zrt_config *cfg, int world_size, char *
                       "'hybrid_shard_size' is %d but the job has %d ranks; it must be "
                       "0 (off) or a number of ranks that divides %d",
                       S, world_size, world_size);
+    int P = cfg->zero_hpz_partition_size;
+    if (P < 0 || (P > 1 && world_size % P != 0))
+        return refuse(why, why_size, ZRT_ERR_CONFIG,
+                      "'zero_hpz_partition_size' is %d but the job has %d ranks; it must "
+                      "be 0 or 1 (off) or a number of ranks that divides %d",
+                      P, world_size, world_size);
     return ZRT_OK;
 }
 
@@ -280,6 +290,9 @@ static void gather_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimat
     int64_t gather = add_cap(min64(d->largest, gatherable), ahead, gatherable);
     e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_GATHER] = gather * d->b;
     e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_PERSIST] = d->persist * d->b;
+    int64_t P = cfg->zero_hpz_partition_size; /* hpZ: a 1/P slice of the rest */
+    if (P > 1)
+        e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_HPZ] = ceil_div(gatherable, P) * d->b;
 }
 
 /* Gradient buckets (stages 2-3) and the reductions' scratch. */

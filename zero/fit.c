@@ -43,6 +43,9 @@ zrt_status zrt_fit_cost_of(const zrt_config *cfg, int64_t param_count, int param
     int params_off = stage == 3 && cfg->offload_param.device != ZRT_OFFLOAD_NONE;
     zrt_fit_cost c = {0};
     c.comm_bytes = (stage == 3 ? 3 : 2) * per_rank_sends * b;
+    int64_t P = cfg->zero_hpz_partition_size;
+    if (stage == 3 && P > 1 && n % P == 0) /* hpZ: the backward gathers in groups */
+        c.comm_bytes = (2 * per_rank_sends + param_count / P * (P - 1)) * b;
     c.host_bytes = (optim_off ? 2 * shard * b : 0) + (params_off ? 2 * shard * b : 0);
     if (cfg->offload_optimizer.device == ZRT_OFFLOAD_NVME) /* the master copy stays */
         c.nvme_bytes += 2 * 8 * shard;                     /* in memory */

@@ -133,6 +133,10 @@ static void alloc_layer(sim *s, sim_layer *ly)
         if (ly->persistent) {
             charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM_PERSIST, ly->flat);
             ly->has_full = 1;
+        } else if (c->zero_hpz_partition_size > 1) {
+            /* engine.c alloc_params: hpZ's secondary shard, flat / P */
+            charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_HPZ,
+                     ly->flat / c->zero_hpz_partition_size);
         }
     }
     if (c->stage < 2)

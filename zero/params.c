@@ -527,7 +527,8 @@ static zrt_status write_values(zrt_ctx *ctx, zrt_param param, const value_window
         int64_t flat = ctx->plan.layers[layer].flat_numel;
         return copy_into_range(ctx, param, w, ls->param_full.ptr, 0, flat);
     }
-    ls->gathered = 0; /* any gathered copy is now stale */
+    ls->gathered = 0;  /* any gathered copy is now stale */
+    ls->hpz_valid = 0; /* and hpZ's secondary shard */
     ZRT_CHECK(zrt__release_if_idle(ctx, layer));
     if (zrt__params_on_nvme(ctx))
         return write_nvme_shard(ctx, layer, param, w);

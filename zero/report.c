@@ -133,8 +133,8 @@ static void add_traffic(zrt__comm_traffic *sum, const zrt__comm *c)
     sum->other_group += c->traffic.other_group;
 }
 
-/* What this rank sent on all its communicators: the world's, and with
- * hybrid sharding its shard group's and replica set's. */
+/* What this rank sent on all its communicators: the world's, with hybrid
+ * sharding its shard group's and replica set's, with hpZ its group's. */
 static zrt__comm_traffic total_traffic(const zrt_ctx *ctx)
 {
     zrt__comm_traffic sum = ctx->comm->traffic;
@@ -142,6 +142,8 @@ static zrt__comm_traffic total_traffic(const zrt_ctx *ctx)
         add_traffic(&sum, ctx->shard_comm);
     if (ctx->replica_comm)
         add_traffic(&sum, ctx->replica_comm);
+    if (ctx->hpz_comm)
+        add_traffic(&sum, ctx->hpz_comm);
     return sum;
 }
 
@@ -194,24 +196,35 @@ static uint64_t blocks_to(const zrt__comm *c, int p)
  * layer kept gathered between its forward and backward (persistence
  * threshold and prefetch bucket 0). The split by host follows the routing
  * (blocks_to) with hosts of local_size consecutive ranks, as zero-launch and
- * mpirun's ppr mapping place them. */
+ * mpirun's ppr mapping place them. With hpZ (zero_hpz_partition_size P) the
+ * backward's gather runs within each group of P consecutive ranks: psi
+ * (P-1)/P to the group instead of psi (N-1)/N to every rank, so with P the
+ * ranks per host L the bytes to other hosts are 2 psi (N-L)/N, not 3. */
 static void write_theory(FILE *f, zrt_ctx *ctx)
 {
     const zrt__comm *c = ctx->comm;
     zrt_fit_cost cost = {0};
     zrt_config cfg = ctx->cfg;
     zrt_fit_cost_of(&cfg, ctx->plan.total_flat_numel, (int)ctx->esize, c->size, &cost);
+    int P = ctx->hpz_comm ? ctx->hpz_comm->size : 1;
     uint64_t total = (uint64_t)cost.comm_bytes, peers = (uint64_t)(c->size - 1);
-    uint64_t per_block = peers ? total / peers : 0, same = 0;
+    /* hpZ: psi (P-1)/P of it is the backward's gathers, to the group */
+    uint64_t group =
+        P > 1 ? (uint64_t)(ctx->plan.total_flat_numel / P * (P - 1)) * ctx->esize : 0;
+    uint64_t per_block = peers ? (total - group) / peers : 0, same = 0;
     int host_ranks = c->local_size > 0 ? c->local_size : 1;
     for (int p = 0; p < c->size; p++)
-        if (p != c->rank && p / host_ranks == c->rank / host_ranks)
+        if (p != c->rank && p / host_ranks == c->rank / host_ranks) {
             same += per_block * blocks_to(c, p);
-    fprintf(f,
-            "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
-            "\"psi_multiple\": %d, \"bytes_per_step\": %llu, ",
-            (long long)ctx->plan.total_flat_numel, ctx->esize,
-            ctx->cfg.stage == 3 ? 3 : 2, (unsigned long long)total);
+            if (p / P == c->rank / P && P > 1)
+                same += group / (uint64_t)(P - 1);
+        }
+    fprintf(
+        f,
+        "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
+        "\"psi_multiple\": %d, \"hpz_partition_size\": %d, \"bytes_per_step\": %llu, ",
+        (long long)ctx->plan.total_flat_numel, ctx->esize, ctx->cfg.stage == 3 ? 3 : 2, P,
+        (unsigned long long)total);
     write_bytes(f, "layers", (zrt__comm_bytes){same, total - same});
     fprintf(f, "},\n");
 }

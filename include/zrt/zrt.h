@@ -116,7 +116,8 @@ ZRT_API size_t zrt_dtype_size(zrt_dtype dtype); /* bytes; 0 for a bad value */
     X(ZRT_CAT_OPTIM, "optim")           /* Adam moments m and v */                       \
     X(ZRT_CAT_COMM, "comm")             /* communicator scratch */                       \
     X(ZRT_CAT_ACTIVATION, "activation") /* declared by the training loop */              \
-    X(ZRT_CAT_STAGING, "staging")       /* offload staging */
+    X(ZRT_CAT_STAGING, "staging")       /* offload staging */                            \
+    X(ZRT_CAT_HPZ, "hpz")               /* stage 3 hpZ: secondary parameter shards */
 
 typedef enum zrt_category {
 #define ZRT_CATEGORY_ENUM(name, text) name,
@@ -230,6 +231,12 @@ typedef struct zrt_config {
                                    world / S groups; S must divide the world
                                    size; 0 (default) off: one group of every
                                    rank. The mpi communicator only */
+    /* Stage 3, ZeRO++'s hpZ: each rank also keeps its 1/P slice of every
+     * layer that a forward gathers (not the persistent ones), and the
+     * backward gathers it within its group of P consecutive ranks; P must
+     * divide the world size; 0 or 1 (default) off. Refused at stages 0-2,
+     * "auto", with hybrid_shard_size, with NVMe parameters, and on nccl. */
+    int zero_hpz_partition_size;
 } zrt_config;
 
 /* "communicator" in the config. auto: nccl on the cuda backend when every
@@ -260,7 +267,8 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
 /* Overrides fields of *cfg from a JSON file or text. Keys: an object
  * "zero_optimization" holding stage, reduce_bucket_size,
  * allgather_bucket_size, stage3_prefetch_bucket_size,
- * stage3_param_persistence_threshold, overlap_comm, and the objects
+ * stage3_param_persistence_threshold, zero_hpz_partition_size, overlap_comm,
+ * and the objects
  * offload_optimizer and offload_param {device: "none"|"cpu"|"nvme",
  * nvme_path, pin_memory, buffer_count}; at the top level device_mem_limit,
  * host_mem_limit, gradient_accumulation_steps, gradient_clipping,
