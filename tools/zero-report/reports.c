@@ -115,6 +115,11 @@ static int read_tier(report *r, json_t *tiers, int t)
     for (int c = 0; c < ZRT_CAT_COUNT; c++) {
         const char *cn = zrt_category_str((zrt_category)c);
         snprintf(where, sizeof where, "tiers.%s.categories", tn);
+        /* "hpz" came with hpZ: a report written before it lacks it. */
+        if (c == ZRT_CAT_HPZ && !json_object_get(cats, cn)) {
+            r->peak[t][c] = 0;
+            continue;
+        }
         if (get_object(r->path, cats, cn, where, &cat))
             return EXIT_BAD_INPUT;
         snprintf(where, sizeof where, "tiers.%s.categories.%s", tn, cn);
