@@ -36,7 +36,12 @@ rank_pid() {
     done
     return 1
 }
-for stage in 0 3; do
+RE='ending the job: .*(all-reduce|all-gather|reduce-scatter|broadcast|barrier|agree)[^:]* did not complete within 3\.[0-9] s \(comm_timeout_seconds 3\): no answer from'
+
+# trial STAGE : trains, stops rank 1 mid-run, checks that the job ended in
+# time with the sentence naming the collective and left nothing behind.
+trial() {
+    local stage=$1
     # shellcheck disable=SC2086
     timeout 120 $MPIRUN -np 2 "$MLP" --stage "$stage" --steps 1000000 --hidden 300 --depth 4 \
         --config "$WORK/zero.json" >"$WORK/out" 2>&1 &
@@ -54,12 +59,20 @@ for stage in 0 3; do
     elapsed=$(awk -v a="$stopped" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
     echo "stage $stage: rank 1 (pid $victim) stopped; the job ended ${elapsed}s later, status $status"
     check_aborted "stage $stage" "$status" "$elapsed" "$LIMIT"
-    re='ending the job: .*(all-reduce|all-gather|reduce-scatter|broadcast|barrier|agree)[^:]* did not complete within 3\.[0-9] s \(comm_timeout_seconds 3\): no answer from'
-    grep -E "$re" "$WORK/out" || { cat "$WORK/out"; fail "stage $stage: no sentence naming the collective"; }
-    if ((stage == 3)); then
-        grep -Eq "$re" <(grep 'for layer [0-9]' "$WORK/out") ||
-            { cat "$WORK/out"; fail "stage 3: the sentence does not name the layer"; }
-    fi
+    grep -E "$RE" "$WORK/out" || { cat "$WORK/out"; fail "stage $stage: no sentence naming the collective"; }
     check_no_process "stage $stage" "^$MLP "
+}
+
+trial 0
+# At stage 3 the sentence names the layer whose gather or reduction waited.
+# The stop can land in the loop's own loss all-reduce instead (4 bytes, no
+# layer; its sentence is right too): then it is tried again, 3 times at most.
+for attempt in 1 2 3; do
+    trial 3
+    ! grep -Eq "$RE" <(grep 'for layer [0-9]' "$WORK/out") || break
+    grep -Eq "all-reduce of 4 bytes did not complete" "$WORK/out" ||
+        { cat "$WORK/out"; fail "stage 3: the sentence names neither a layer nor the loss"; }
+    ((attempt < 3)) || { cat "$WORK/out"; fail "stage 3: 3 stops, none named a layer"; }
+    echo "stage 3: the stop landed in the loss all-reduce; again"
 done
 echo "PASS"
