@@ -37,7 +37,7 @@
 #                          [--model d4] [--short 5] [--long 15]
 #                          [--stages "0 1 2 3"] [--rate 1gbit] [--no-shaped]
 #                          [--repeat 1] [--single] [--check PCT]
-#                          [--comm-hierarchy "auto|flat|hierarchical ..."]
+#                          [--comm-hierarchy "auto|flat|hierarchical|hpz ..."]
 #                          [--predict [--zero-report F] [--intra-bw BYTES/s]]
 # --check PCT: exit 1 unless every host's link bytes are within PCT % of the
 # count and of the formula, each way, at every stage and routing (the ctest
@@ -112,8 +112,8 @@ while [ $# -gt 0 ]; do
 done
 for h in $HIERARCHIES; do
     case $h in
-        auto | flat | hierarchical) ;;
-        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat or hierarchical" >&2; exit 2 ;;
+        auto | flat | hierarchical | hpz) ;;
+        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical or hpz (stage 3 only)" >&2; exit 2 ;;
     esac
 done
 [ "$HOSTS" -ge 2 ] || { echo "bench_cluster.sh: --hosts $HOSTS: it takes 2 hosts or more" >&2; exit 2; }
@@ -174,11 +174,17 @@ counters() {
     echo
 }
 
+# A routing is a comm_hierarchy value, or hpz: stage 3 with ZeRO++'s
+# secondary partition over each host's ranks (zero_hpz_partition_size R),
+# flat collectives.
 for h in $HIERARCHIES; do
+    hpz=0 hier=$h
+    [ "$h" != hpz ] || hpz=$RPH hier=flat
     cat >"$OUT/zero-$h.json" <<JSON
 {"zero_optimization": {"stage3_prefetch_bucket_size": 0,
-                       "stage3_param_persistence_threshold": 0},
- "comm_hierarchy": "$h"}
+                       "stage3_param_persistence_threshold": 0,
+                       "zero_hpz_partition_size": $hpz},
+ "comm_hierarchy": "$hier"}
 JSON
 done
 ROOTOPT=()
@@ -277,6 +283,8 @@ def counted(rl, rs, ranks):  # bytes to other hosts per step, all collectives
 
 def remote_blocks(rep):  # blocks of an all-gather a rank sends to other hosts
     c = rep["comm"]
+    if c["theory"].get("hpz_partition_size", 0) > 1:
+        return 0  # a gather after the step's first stays within the host's group
     return N // c["group_size"] - 1 if c.get("hierarchical") else N - L
 
 def formula(rl, ranks, stage):
