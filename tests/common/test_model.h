@@ -243,4 +243,16 @@ static inline float *train_and_read_with(const zrt_config *cfg, int steps,
     return all;
 }
 
+/* One training step: zero the gradients, forward and backward, AdamW with
+ * lr 0.01. */
+static inline zrt_status zero_forward_backward_step(model *m)
+{
+    zrt_adamw hp;
+    zrt_adamw_init(&hp);
+    hp.lr = 0.01f;
+    ZRT_CHECK(zrt_zero_grad(m->ctx));
+    ZRT_CHECK(model_forward_backward(m));
+    return zrt_step(m->ctx, &hp);
+}
+
 #endif

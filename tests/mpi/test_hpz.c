@@ -48,12 +48,7 @@ static void hpz_config(zrt_config *cfg, int P, int variant)
 
 static zrt_status train_step(model *m)
 {
-    zrt_adamw hp;
-    zrt_adamw_init(&hp);
-    hp.lr = 0.01f;
-    ZRT_CHECK(zrt_zero_grad(m->ctx));
-    ZRT_CHECK(model_forward_backward(m));
-    return zrt_step(m->ctx, &hp);
+    return zero_forward_backward_step(m);
 }
 
 START_TEST(groups_are_split_by_rank)

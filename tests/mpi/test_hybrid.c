@@ -46,12 +46,7 @@ static void hybrid_config(zrt_config *cfg, int stage, int shard_size)
 
 static zrt_status train_step(model *m)
 {
-    zrt_adamw hp;
-    zrt_adamw_init(&hp);
-    hp.lr = 0.01f;
-    ZRT_CHECK(zrt_zero_grad(m->ctx));
-    ZRT_CHECK(model_forward_backward(m));
-    return zrt_step(m->ctx, &hp);
+    return zero_forward_backward_step(m);
 }
 
 static float *train_and_read(const zrt_config *cfg, int steps)

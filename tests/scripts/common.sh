@@ -70,3 +70,14 @@ expect_refused() {
     fi
     grep -Eq -- "$pattern" "$WORK/out" || { cat "$WORK/out"; fail "$what: no sentence matching '$pattern'"; }
 }
+# train_gpt2_d4 RANKS CONFIG STAGE DUMP [ARGS...] : $TRAIN (train_gpt2) trains
+# GPT-2 d4 on RANKS ranks for $STEPS steps with CONFIG at STAGE and dumps its
+# parameters to DUMP; prints the final loss.
+train_gpt2_d4() {
+    local ranks=$1 config=$2 stage=$3 dump=$4
+    shift 4
+    run_ranks "$ranks" "$TRAIN" --model d4 --stage "$stage" --steps "$STEPS" --val-every 0 \
+        --sample-len 0 --config "$config" --dump-params "$dump" "$@" ||
+        { cat "$WORK/out"; fail "train_gpt2 on $ranks ranks at stage $stage with $config"; }
+    grep '^final loss' "$WORK/out"
+}

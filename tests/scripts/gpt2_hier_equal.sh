@@ -16,15 +16,8 @@ cat >"$WORK/hier.json" <<'JSON'
 {"comm_hierarchy": "hierarchical", "comm_group_size": 2, "log_level": "info"}
 JSON
 echo '{"comm_hierarchy": "flat"}' >"$WORK/flat.json"
-# train CONFIG STAGE DUMP [ARGS...]
-train() {
-    local config=$1 stage=$2 dump=$3
-    shift 3
-    run_ranks 4 "$TRAIN" --model d4 --stage "$stage" --steps "$STEPS" --val-every 0 \
-        --sample-len 0 --config "$config" --dump-params "$dump" "$@" ||
-        { cat "$WORK/out"; fail "train_gpt2 at stage $stage with $config"; }
-    grep '^final loss' "$WORK/out"
-}
+# train CONFIG STAGE DUMP [ARGS...] : on 4 ranks.
+train() { train_gpt2_d4 4 "$@"; }
 for stage in 0 1 2 3; do
     mkdir -p "$WORK/m$stage"
     train "$WORK/hier.json" "$stage" "$WORK/s$stage.bin" --mem-report "$WORK/m$stage/r%r.json"

@@ -27,15 +27,8 @@ cat >"$WORK/plain0.json" <<'JSON'
 {"zero_optimization": {"stage3_param_persistence_threshold": 0,
                        "stage3_prefetch_bucket_size": 0}}
 JSON
-# train CONFIG STAGE DUMP [ARGS...]
-train() {
-    local config=$1 stage=$2 dump=$3
-    shift 3
-    run_ranks 4 "$TRAIN" --model d4 --stage "$stage" --steps "$STEPS" --val-every 0 \
-        --sample-len 0 --config "$config" --dump-params "$dump" "$@" ||
-        { cat "$WORK/out"; fail "train_gpt2 at stage $stage with $config"; }
-    grep '^final loss' "$WORK/out"
-}
+# train CONFIG STAGE DUMP [ARGS...] : on 4 ranks.
+train() { train_gpt2_d4 4 "$@"; }
 # hpz_share DIR P: every rank's hpz bytes are 1/P of the flat parameters of
 # the layers that are not persistent (padded psi less param-persist).
 hpz_share() {

@@ -22,14 +22,7 @@ echo '{"hybrid_shard_size": 4}' >"$WORK/h4.json"
 echo '{"hybrid_shard_size": 1}' >"$WORK/h1.json"
 echo '{}' >"$WORK/plain.json"
 # train RANKS CONFIG STAGE DUMP [ARGS...]
-train() {
-    local ranks=$1 config=$2 stage=$3 dump=$4
-    shift 4
-    run_ranks "$ranks" "$TRAIN" --model d4 --stage "$stage" --steps "$STEPS" \
-        --val-every 0 --sample-len 0 --config "$config" --dump-params "$dump" "$@" ||
-        { cat "$WORK/out"; fail "train_gpt2 on $ranks ranks at stage $stage with $config"; }
-    grep '^final loss' "$WORK/out"
-}
+train() { train_gpt2_d4 "$@"; }
 # same_states HYBRID_DIR PLAIN_DIR: every hybrid rank holds the model states
 # (device param, grad, optim, master peaks) of rank 0 of the plain run.
 same_states() {
