@@ -11,7 +11,8 @@
  * The includer sets world_rank and world_size after MPI_Init, and defines
  *   static int model_overflows(const model *m, int t);
  * which says whether tensor t's next gradient gets an inf (the fp16 tests;
- * return 0 for never). Everything here is for Check suites: a failed zrt
+ * or define ZRT_TEST_MODEL_NEVER_OVERFLOWS before including this header for
+ * never). Everything here is for Check suites: a failed zrt
  * call returns its status (ZRT_CHECK) or fails the test (ck_assert).
  */
 #ifndef ZRT_TEST_MODEL_H
@@ -40,7 +41,16 @@ typedef struct model {
     zrt_dtype dtype; /* of parameters and gradients: f32, or 16-bit (mixed) */
 } model;
 
+#ifdef ZRT_TEST_MODEL_NEVER_OVERFLOWS /* no gradient gets an inf */
+static int model_overflows(const model *m, int t)
+{
+    (void)m;
+    (void)t;
+    return 0;
+}
+#else
 static int model_overflows(const model *m, int t);
+#endif
 
 /* The parameters' dtype a config asks for. */
 static inline zrt_dtype dtype_of(const zrt_config *cfg)
@@ -253,6 +263,28 @@ static inline zrt_status zero_forward_backward_step(model *m)
     ZRT_CHECK(zrt_zero_grad(m->ctx));
     ZRT_CHECK(model_forward_backward(m));
     return zrt_step(m->ctx, &hp);
+}
+
+/* A model for zrt_estimate_memory: 2^20 parameters in 8 equal layers. */
+static inline zrt_mem_model estimate_model(void)
+{
+    zrt_mem_model mm;
+    ck_assert_int_eq(zrt_mem_model_init(&mm), ZRT_OK);
+    mm.param_count = 1 << 20;
+    mm.nlayers = 8;
+    return mm;
+}
+
+/* zrt_estimate_memory refuses cfg on `world` ranks with ZRT_ERR_CONFIG and a
+ * sentence holding `sentence`. */
+static inline void expect_estimate_refused(const zrt_config *cfg, const zrt_mem_model *mm,
+                                           int world, const char *sentence)
+{
+    zrt_mem_estimate e;
+    char why[256];
+    ck_assert_int_eq(zrt_estimate_memory(cfg, mm, world, &e, why, sizeof why),
+                     ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(why, sentence), "%s", why);
 }
 
 #endif

@@ -22,16 +22,10 @@
 #include <string.h>
 
 #include "../common/test_check.h"
+#define ZRT_TEST_MODEL_NEVER_OVERFLOWS
 #include "../common/test_model.h"
 #include "zero/ctx.h"
 #include "zrt/zrt.h"
-
-static int model_overflows(const model *m, int t)
-{
-    (void)m;
-    (void)t;
-    return 0;
-}
 
 static void hpz_config(zrt_config *cfg, int P, int variant)
 {
@@ -115,10 +109,7 @@ END_TEST
 
 START_TEST(estimate_counts_the_secondary_shards)
 {
-    zrt_mem_model mm;
-    ck_assert_int_eq(zrt_mem_model_init(&mm), ZRT_OK);
-    mm.param_count = 1 << 20;
-    mm.nlayers = 8;
+    zrt_mem_model mm = estimate_model();
     zrt_config cfg;
     hpz_config(&cfg, 2, 0);
     zrt_mem_estimate e;
@@ -126,10 +117,8 @@ START_TEST(estimate_counts_the_secondary_shards)
     ck_assert_int_eq(zrt_estimate_memory(&cfg, &mm, 4, &e, why, sizeof why), ZRT_OK);
     ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_HPZ], (1 << 20) / 2 * 4);
     cfg.zero_hpz_partition_size = 3;
-    ck_assert_int_eq(zrt_estimate_memory(&cfg, &mm, 4, &e, why, sizeof why),
-                     ZRT_ERR_CONFIG);
-    ck_assert_msg(strstr(why, "'zero_hpz_partition_size' is 3 but the job has 4 ranks"),
-                  "%s", why);
+    expect_estimate_refused(&cfg, &mm, 4,
+                            "'zero_hpz_partition_size' is 3 but the job has 4 ranks");
 }
 END_TEST
 

@@ -24,16 +24,10 @@
 #include <string.h>
 
 #include "../common/test_check.h"
+#define ZRT_TEST_MODEL_NEVER_OVERFLOWS
 #include "../common/test_model.h"
 #include "zero/ctx.h"
 #include "zrt/zrt.h"
-
-static int model_overflows(const model *m, int t)
-{
-    (void)m;
-    (void)t;
-    return 0;
-}
 
 static void hybrid_config(zrt_config *cfg, int stage, int shard_size)
 {
@@ -209,10 +203,7 @@ END_TEST
 
 START_TEST(estimate_shards_by_the_group)
 {
-    zrt_mem_model mm;
-    ck_assert_int_eq(zrt_mem_model_init(&mm), ZRT_OK);
-    mm.param_count = 1 << 20;
-    mm.nlayers = 8;
+    zrt_mem_model mm = estimate_model();
     for (int stage = 0; stage <= 3; stage++) {
         zrt_config hybrid, plain;
         hybrid_config(&hybrid, stage, 2);
@@ -226,10 +217,8 @@ START_TEST(estimate_shards_by_the_group)
         for (int t = 0; t < ZRT_TIER_COUNT; t++)
             ck_assert_int_eq(h.model_states[t], p.model_states[t]);
         hybrid.hybrid_shard_size = 3;
-        ck_assert_int_eq(zrt_estimate_memory(&hybrid, &mm, 8, &h, why, sizeof why),
-                         ZRT_ERR_CONFIG);
-        ck_assert_msg(strstr(why, "'hybrid_shard_size' is 3 but the job has 8 ranks"),
-                      "%s", why);
+        expect_estimate_refused(&hybrid, &mm, 8,
+                                "'hybrid_shard_size' is 3 but the job has 8 ranks");
     }
 }
 END_TEST
