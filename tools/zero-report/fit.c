@@ -9,7 +9,8 @@
  * zrt_fit_cost_of's. The first rung that fits is what "stage": "auto" would
  * choose by this estimate; the runtime walks the same ladder with its exact
  * plan. Given a cluster, the rungs that fit are then ranked, with each
- * routing (flat, hierarchical), by the step time steptime.c predicts.
+ * routing (flat, hierarchical, hpZ, hybrid) whose memory still fits, by the
+ * step time steptime.c predicts.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,6 @@
 #include "zero_report.h"
 
 enum { LADDER_MAX = 32 };
-
-enum { ROUTINGS = 2 };
 
 /* Budgets per rank in bytes; 0: none given (no limit, or no NVMe). */
 typedef struct budgets {
@@ -236,10 +235,11 @@ static void print_choice(const rung *r, int index)
 
 typedef struct timed {
     int rung; /* index into the ladder */
+    zrt_config cfg;
     zr_step_time t;
 } timed;
 
-/* Ascending step time; ties keep the ladder's order, then flat first. */
+/* Ascending step time; ties keep the ladder's order, then the routings'. */
 static int by_step_time(const void *a, const void *b)
 {
     const timed *x = a, *y = b;
@@ -247,7 +247,35 @@ static int by_step_time(const void *a, const void *b)
         return x->t.step_s < y->t.step_s ? -1 : 1;
     if (x->rung != y->rung)
         return x->rung - y->rung;
-    return x->t.hierarchical - y->t.hierarchical;
+    return (int)x->t.routing - (int)y->t.routing;
+}
+
+/* The rung with the routing's key (hpZ's P or hybrid's S, the config's or
+ * the ranks of a host; none for flat and hierarchical), if it applies and its
+ * memory still fits: hpZ adds the secondary shards, hybrid shards over S
+ * ranks instead of N. hpZ is refused with NVMe parameters, as the engine
+ * does. */
+static int routed_rung(const question *q, const budgets *b, const zr_cluster *c,
+                       const rung *r, zr_routing routing, zrt_config *out)
+{
+    int p = q->cfg.zero_hpz_partition_size, s = q->cfg.hybrid_shard_size;
+    *out = r->cfg;
+    out->zero_hpz_partition_size = routing == ZR_HPZ ? (p ? p : c->ranks_per_host) : 0;
+    out->hybrid_shard_size = routing == ZR_HYBRID ? (s ? s : c->ranks_per_host) : 0;
+    if (!zr_routing_applies(out, c, routing) ||
+        (routing == ZR_HPZ && out->offload_param.device == ZRT_OFFLOAD_NVME))
+        return 0;
+    if (routing == ZR_FLAT || routing == ZR_HIERARCHICAL)
+        return r->fits;
+    rung v = {.cfg = *out};
+    char why[512];
+    if (zrt_estimate_memory(&v.cfg, &q->model, q->world_size, &v.est, why, sizeof why) !=
+        ZRT_OK)
+        return 0;
+    for (int t = 0; t < ZRT_TIER_COUNT; t++)
+        if (b->bytes[t] > 0 && v.est.total[t] > b->bytes[t])
+            return 0;
+    return 1;
 }
 
 static const char *const timed_columns[] = {"rank",
@@ -266,32 +294,47 @@ static const char *const timed_columns[] = {"rank",
                                             "exposed comm s"};
 enum { TIMED_COLS = sizeof timed_columns / sizeof timed_columns[0] };
 
-/* One row: rank, rung, its stage and devices, the routing, the model's cells. */
-static void fill_timed_row(table *tb, int row, const timed *t, const zrt_config *cfg)
+/* "hpz(P=2)", "hybrid(S=4)", "flat" */
+static void routing_text(char *buf, size_t size, const zr_step_time *t)
 {
+    if (t->routing == ZR_HPZ || t->routing == ZR_HYBRID)
+        snprintf(buf, size, "%s(%s=%d)", zr_routing_name(t->routing),
+                 t->routing == ZR_HPZ ? "P" : "S", t->group);
+    else
+        snprintf(buf, size, "%s", zr_routing_name(t->routing));
+}
+
+/* One row: rank, rung, its stage and devices, the routing, the model's cells. */
+static void fill_timed_row(table *tb, int row, const timed *t)
+{
+    char routing[48];
+    routing_text(routing, sizeof routing, &t->t);
     zr_set_cell(tb, row, 0, "%d", row);
     zr_set_cell(tb, row, 1, "%d", t->rung + 1);
-    zr_set_cell(tb, row, 2, "%d", cfg->stage);
+    zr_set_cell(tb, row, 2, "%d", t->cfg.stage);
     zr_set_cell(tb, row, 3, "%s",
-                cfg->offload_optimizer.device
-                    ? zr_device_name(cfg->offload_optimizer.device)
+                t->cfg.offload_optimizer.device
+                    ? zr_device_name(t->cfg.offload_optimizer.device)
                     : "device");
     zr_set_cell(tb, row, 4, "%s",
-                cfg->offload_param.device ? zr_device_name(cfg->offload_param.device)
-                                          : "device");
-    zr_set_cell(tb, row, 5, "%s", t->t.hierarchical ? "hierarchical" : "flat");
+                t->cfg.offload_param.device ? zr_device_name(t->cfg.offload_param.device)
+                                            : "device");
+    zr_set_cell(tb, row, 5, "%s", routing);
     zr_fill_step_row(tb, row, 6, &t->t);
 }
 
-static int print_timed(const question *q, const zr_cluster *c, const rung *rungs, int n)
+static int print_timed(const question *q, const budgets *b, const zr_cluster *c,
+                       const rung *rungs, int n)
 {
-    timed t[LADDER_MAX * ROUTINGS];
-    int routings = c->hosts >= 2 && c->ranks_per_host >= 2 ? ROUTINGS : 1, k = 0;
+    timed t[LADDER_MAX * ZR_ROUTINGS];
+    int k = 0;
     for (int i = 0; i < n; i++)
-        for (int hier = 0; hier < routings && rungs[i].fits; hier++) {
-            t[k].rung = i;
-            zr_step_time_of(q, &rungs[i].cfg, c, hier, &t[k++].t);
-        }
+        for (int r = 0; r < ZR_ROUTINGS; r++)
+            if (routed_rung(q, b, c, &rungs[i], (zr_routing)r, &t[k].cfg)) {
+                t[k].rung = i;
+                zr_step_time_of(q, &t[k].cfg, c, (zr_routing)r, &t[k].t);
+                k++;
+            }
     qsort(t, (size_t)k, sizeof t[0], by_step_time);
     table tb;
     if (zr_table_init(&tb, k + 1, TIMED_COLS))
@@ -300,18 +343,19 @@ static int print_timed(const question *q, const zr_cluster *c, const rung *rungs
     for (int col = 0; col < TIMED_COLS; col++)
         zr_set_cell(&tb, 0, col, "%s", timed_columns[col]);
     for (int i = 0; i < k; i++)
-        fill_timed_row(&tb, i + 1, &t[i], &rungs[t[i].rung].cfg);
+        fill_timed_row(&tb, i + 1, &t[i]);
     zr_print_timed_table(q, c, &tb,
-                         "by predicted step time: the rungs that fit, each routing; "
-                         "seconds per step");
+                         "by predicted step time: the rungs that fit, each routing whose "
+                         "memory fits too; seconds per step");
     printf("not timed: host<->device and NVMe traffic of the offload rungs; equal times "
-           "keep the ladder's order (less offload first), flat before hierarchical\n");
+           "keep the ladder's order (less offload first), then flat, hierarchical, hpz, "
+           "hybrid\n");
     if (k > 0) {
-        char what[96];
-        describe(&rungs[t[0].rung].cfg, what, sizeof what);
-        printf("fastest: #%d, %s, %s collectives: %.4f s a step predicted\n",
-               t[0].rung + 1, what, t[0].t.hierarchical ? "hierarchical" : "flat",
-               t[0].t.step_s);
+        char what[96], routing[48];
+        describe(&t[0].cfg, what, sizeof what);
+        routing_text(routing, sizeof routing, &t[0].t);
+        printf("fastest: #%d, %s, %s: %.4f s a step predicted\n", t[0].rung + 1, what,
+               routing, t[0].t.step_s);
     }
     return 0;
 }
@@ -343,5 +387,5 @@ int zr_run_fit(const zr_opts *o)
         return EXIT_NOTHING_FITS;
     }
     print_choice(&rungs[chosen], chosen);
-    return cl.given ? print_timed(&q, &cl, rungs, n) : 0;
+    return cl.given ? print_timed(&q, &b, &cl, rungs, n) : 0;
 }

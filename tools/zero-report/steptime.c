@@ -2,10 +2,11 @@
 /*
  * tools/zero-report/steptime.c — a step-time model for --estimate and --fit:
  * given a cluster (H hosts of R ranks, the bandwidth of a host's link to the
- * others and of a rank within its host, a compute rate per rank) and the
- * model, the bytes each inter-host link carries per step for flat and
- * hierarchical collectives, the time of those bytes and of the compute, and
- * the step time when communication overlaps compute.
+ * others and of a rank within its host, a compute rate per rank, a latency
+ * per phase of a collective) and the model, the bytes each inter-host link
+ * carries per step for each routing (flat and hierarchical collectives over
+ * the world, hpZ, hybrid sharding), the time of those bytes and of the
+ * compute, and the step time when communication overlaps compute.
  *
  * Bytes (per step, one micro-step; docs/design.md, "Traffic accounting"):
  * each rank sends V = m psi b, m = 2 at stages 0-2 (an all-reduce, or a
@@ -14,14 +15,21 @@
  * preset adds at stage 3 its tied embedding's second forward gather (E b).
  * Of a rank's (N-1)/N V, flat sends (N-R)/N V to other hosts and (R-1)/N V
  * to its own; hierarchical (H-1)/N V and (N-H)/N V. A host's link carries
- * R ranks' share each way: flat R(H-1)/H V, hierarchical (H-1)/H V.
+ * R ranks' share each way: flat R(H-1)/H V, hierarchical (H-1)/H V. hpZ
+ * (groups of P) moves the backward gathers (and the tied embedding's second)
+ * within its group; hybrid (shard groups of S, G = N/S of them) runs every
+ * collective within its group and then all-reduces each rank's range (psi/S;
+ * stage 0 psi) across the G replicas: each a "lane" below, a rank's bytes
+ * split between its host and the others.
  *
  * Times: inter = link bytes / inter-bw (each way: a link is full duplex);
  * intra = a rank's own-host bytes / intra-bw. Flat collectives send to both
  * at once (one exchange), so comm = max(inter, intra); hierarchical ones run
  * their within-host and across-host phases one after the other, so comm =
- * inter + intra. Compute = tokens x FLOPs a token / compute rate, one third
- * forward, two thirds backward.
+ * inter + intra; each phase adds --latency (a flat collective has one, a
+ * hierarchical one two, an all-reduce twice its collective's). Compute =
+ * tokens x FLOPs a token / compute rate, one third forward, two thirds
+ * backward.
  *
  * Overlap (overlap_comm on): what a phase starts runs beside that phase's
  * compute, and the phase waits for it at its end:
@@ -32,7 +40,9 @@
  * head: the first layer's gather has nothing before it to hide behind;
  * tail: the last layer's reduction (layer 0) nothing after it. Stage 3
  * without prefetch (stage3_prefetch_bucket_size 0) waits each gather as it
- * starts: the gathers add to the step. overlap_comm off: compute + comm.
+ * starts: the gathers add to the step. Hybrid's replica all-reduce is waited
+ * where it starts (zero/engine.c): it adds to the step. overlap_comm off:
+ * compute + comm.
  *
  * That rule needs collectives that move while compute runs (NCCL's streams).
  * The mpi communicator on CPU has no progress thread (docs/design.md,
@@ -111,11 +121,27 @@ static int parse_flops(const char *flag, const char *s, double *out)
     return 0;
 }
 
+/* "25ms", "30us", "2e-5", "1.5s": seconds, 0 or more. */
+static int parse_seconds(const char *flag, const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double scale = !strcmp(end, "us") ? 1e-6 : !strcmp(end, "ms") ? 1e-3 : 1;
+    int unit_ok = !*end || !strcmp(end, "s") || scale != 1;
+    if (errno || end == s || !unit_ok || !(v >= 0) || !isfinite(v))
+        return zr_error("%s '%s': it must be a time of 0 or more: seconds (2e-5, 1.5s) "
+                        "or with ms or us (25ms, 30us)",
+                        flag, s);
+    *out = v * scale;
+    return 0;
+}
+
 /* A flag of the cluster, for the "needs" message. */
 static int any_cluster_flag(const zr_opts *o)
 {
     return o->hosts || o->ranks_per_host || o->intra_bw || o->inter_bw ||
-           o->compute_rate || o->tokens || o->seq_len || o->progress;
+           o->compute_rate || o->tokens || o->seq_len || o->progress || o->latency;
 }
 
 int zr_read_cluster(const zr_opts *o, zr_cluster *c)
@@ -142,7 +168,8 @@ int zr_read_cluster(const zr_opts *o, zr_cluster *c)
         parse_rate("--intra-bw", o->intra_bw, &c->intra_bw) ||
         parse_flops("--compute-rate", o->compute_rate, &c->compute_rate) ||
         zr_parse_whole("--tokens-per-step", o->tokens, 1, (int64_t)1 << 40, &tokens) ||
-        (o->seq_len && zr_parse_whole("--seq-len", o->seq_len, 1, 1 << 24, &seq)))
+        (o->seq_len && zr_parse_whole("--seq-len", o->seq_len, 1, 1 << 24, &seq)) ||
+        (o->latency && parse_seconds("--latency", o->latency, &c->latency)))
         return EXIT_BAD_INPUT;
     if (h * r > (1 << 24))
         return zr_error("--hosts %lld x --ranks-per-host %lld: %lld ranks, more than %d",
@@ -181,65 +208,133 @@ double zr_flops_per_token(const question *q, const zr_cluster *c)
     return f;
 }
 
-/* Bytes one rank's collectives move per step at this stage: m psi b, plus the
- * tied embedding's second gather at stage 3. */
-static int64_t rank_volume(const question *q, int stage)
+const char *zr_routing_name(zr_routing r)
 {
-    int64_t b = q->model.param_bytes, psi = q->model.param_count;
-    int64_t v = (stage == 3 ? 3 : 2) * psi * b;
-    if (stage == 3 && q->tied_embedding)
-        v += q->first_layer * b;
+    static const char *const names[ZR_ROUTINGS] = {"flat", "hierarchical", "hpz",
+                                                   "hybrid"};
+    return names[r];
+}
+
+/* hpZ's partition P and hybrid's shard group S: the config's, else the ranks
+ * of a host. */
+static int group_of(const zrt_config *cfg, const zr_cluster *c, zr_routing r)
+{
+    int given = r == ZR_HPZ ? cfg->zero_hpz_partition_size : cfg->hybrid_shard_size;
+    return given > 0 ? given : c->ranks_per_host;
+}
+
+int zr_routing_applies(const zrt_config *cfg, const zr_cluster *c, zr_routing r)
+{
+    int n = c->hosts * c->ranks_per_host, g = group_of(cfg, c, r);
+    switch (r) {
+    case ZR_FLAT:
+        return 1;
+    case ZR_HIERARCHICAL:
+        return c->hosts >= 2 && c->ranks_per_host >= 2;
+    case ZR_HPZ:
+        return cfg->stage == 3 && g >= 2 && g < n && n % g == 0;
+    default: /* ZR_HYBRID */
+        return g >= 2 && g < n && n % g == 0;
+    }
+}
+
+/* How one kind of collective lays a rank's bytes on the cluster: of the V
+ * bytes it moves, the part to other hosts and to its own (exact fractions,
+ * num / den), and whether its phases run one after the other. Hosts hold R
+ * consecutive ranks; groups are aligned with them (K divides R or R
+ * divides K). */
+typedef struct lane {
+    int64_t off, own, den;
+    int hier;   /* within-host and across-host phases in turn: times add */
+    int phases; /* a reduce-scatter's or a gather's; an all-reduce twice */
+} lane;
+
+/* Flat over the world: V/N to each of the N-R peers elsewhere and R-1 here. */
+static lane world_flat(int64_t h, int64_t r)
+{
+    return (lane){h * r - r, r - 1, h * r, 0, 1};
+}
+
+/* Hierarchical (runtime/comm_mpi.c): (H-1)/N across, (N-H)/N within. */
+static lane world_hierarchical(int64_t h, int64_t r)
+{
+    return (lane){h - 1, h * r - h, h * r, 1, 2};
+}
+
+/* Flat within a group of K consecutive ranks (hpZ's P, hybrid's S). */
+static lane block_of(int64_t k, int64_t r)
+{
+    int64_t here = k < r ? k : r; /* members on this rank's host, itself too */
+    return (lane){k - here, here - 1, k, 0, 1};
+}
+
+/* Flat over a replica set: every S-th rank, G = N/S members. */
+static lane stride_of(int64_t s, int64_t g, int64_t r)
+{
+    int64_t here = s < r ? r / s : 1;
+    return (lane){g - here, here - 1, g, 0, 1};
+}
+
+/* The lanes of one routing: gathers in forward (and stages 1-2's post-step
+ * gathers), gathers in backward (and the tied embedding's second), and
+ * reductions; hybrid's replica all-reduce besides. */
+typedef struct routing_lanes {
+    lane gather, back_gather, reduce, replica;
+    int group, replicas; /* P or S; G (hybrid) */
+} routing_lanes;
+
+static routing_lanes lanes_of(const zrt_config *cfg, const zr_cluster *c, zr_routing r)
+{
+    int64_t h = c->hosts, k = c->ranks_per_host, n = h * k;
+    routing_lanes l = {.group = 1, .replicas = 1};
+    l.gather = l.back_gather = l.reduce =
+        r == ZR_HIERARCHICAL ? world_hierarchical(h, k) : world_flat(h, k);
+    if (r == ZR_HPZ) {
+        l.group = group_of(cfg, c, r);
+        l.back_gather = block_of(l.group, k);
+    } else if (r == ZR_HYBRID) {
+        l.group = group_of(cfg, c, r);
+        l.replicas = (int)(n / l.group);
+        l.gather = l.back_gather = l.reduce = block_of(l.group, k);
+        l.replica = stride_of(l.group, l.replicas, k);
+    }
+    return l;
+}
+
+/* What one rank moves per step, by lane: bytes (V: what the collectives
+ * move, of which the lane says how much leaves the host) and collectives. */
+typedef struct volume {
+    double bytes;
+    int64_t collectives;
+} volume;
+
+typedef struct step_volumes {
+    volume gather, back_gather, reduce, replica;
+    int64_t first_bytes; /* layer 0: the first gathered, the last reduced */
+} step_volumes;
+
+/* The ZeRO paper's volumes (docs/design.md, "Traffic accounting"): stages
+ * 0-2 2 psi b (stage 0 an all-reduce: twice a reduction's phases), stage 3
+ * 3 psi b plus a GPT-2 preset's tied embedding gathered again by the head;
+ * hybrid adds the all-reduce of a rank's range across its replicas (its shard,
+ * psi/S; stage 0, all of psi). */
+static step_volumes volumes_of(const question *q, int stage, const routing_lanes *l)
+{
+    double b = (double)q->model.param_bytes, pass = (double)q->model.param_count * b;
+    int64_t layers = q->model.nlayers > 0 ? q->model.nlayers : 1;
+    step_volumes v = {.first_bytes = q->first_layer * q->model.param_bytes};
+    v.reduce = (volume){pass, layers};
+    if (stage == 0)
+        v.reduce = (volume){2 * pass, 2 * layers};
+    else
+        v.gather = (volume){pass, layers};
+    if (stage == 3) {
+        int tied = q->tied_embedding != 0;
+        v.back_gather = (volume){pass + tied * (double)v.first_bytes, layers + tied};
+    }
+    if (l->replicas > 1)
+        v.replica = (volume){2 * (stage == 0 ? pass : pass / l->group), 2 * layers};
     return v;
-}
-
-/* One collective pattern's time: V bytes a rank moves of a buffer the
- * ranks share, as the routing splits it between the host link and the host. */
-static void split_times(const zr_cluster *c, int hier, double v, double *inter,
-                        double *intra)
-{
-    double n = (double)c->hosts * c->ranks_per_host, h = c->hosts, r = c->ranks_per_host;
-    double link = hier ? v * (h - 1) / h : v * r * (h - 1) / h;
-    double own = hier ? v * (n - h) / n : v * (r - 1) / n;
-    *inter = link / c->inter_bw;
-    *intra = own / c->intra_bw;
-}
-
-static double comm_seconds(const zr_cluster *c, int hier, double v)
-{
-    double inter, intra;
-    split_times(c, hier, v, &inter, &intra);
-    return hier ? inter + intra : (inter > intra ? inter : intra);
-}
-
-static double dmax(double a, double b)
-{
-    return a > b ? a : b;
-}
-
-/* The overlap rule (overlap_comm on, async progress): the step of compute
- * `comp` with what each phase starts running beside it. */
-static double overlapped_step(const question *q, const zrt_config *cfg,
-                              const zr_cluster *c, int hier, double comp)
-{
-    double F = comp / 3, B = 2 * comp / 3, b = q->model.param_bytes;
-    double first = comm_seconds(c, hier, (double)q->first_layer * b);
-    double pass = comm_seconds(c, hier, (double)q->model.param_count * b); /* psi once */
-    double head = first, tail = first, fwd = pass, bwd = pass, exposed = 0;
-    if (cfg->stage == 0) { /* the all-reduce, started in backward */
-        fwd = head = 0;
-        bwd = 2 * pass;
-        tail = 2 * first;
-    } else if (cfg->stage == 3) { /* gathers in forward (and the tied embedding's
-                                     second), gathers and reductions in backward */
-        fwd = pass + (q->tied_embedding ? first : 0);
-        bwd = 2 * pass;
-        if (cfg->stage3_prefetch_bucket_size == 0) { /* each gather waited at once */
-            exposed = fwd + pass;
-            fwd = head = 0;
-            bwd = pass;
-        }
-    } /* stages 1-2: reductions in backward, the post-step gathers in forward */
-    return exposed + head + dmax(F, fwd - head) + dmax(B, bwd - tail) + tail;
 }
 
 /* floor(v * num / den) without overflow */
@@ -248,25 +343,114 @@ static int64_t share_of(int64_t v, int64_t num, int64_t den)
     return (int64_t)((__int128)v * num / den);
 }
 
+static double dmax(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+/* Seconds of `bytes` on a lane over `collectives` collectives: a host's
+ * link carries R ranks' share, a rank its own within the host; flat
+ * collectives use both at once, hierarchical ones in turn; each phase costs
+ * the latency besides. */
+static double lane_seconds(const zr_cluster *c, const lane *l, double bytes,
+                           double collectives)
+{
+    if (l->den == 0 || bytes == 0)
+        return 0;
+    double inter = bytes * (double)c->ranks_per_host * (double)l->off / (double)l->den /
+                   c->inter_bw,
+           intra = bytes * (double)l->own / (double)l->den / c->intra_bw;
+    return (l->hier ? inter + intra : dmax(inter, intra)) +
+           collectives * l->phases * c->latency;
+}
+
+/* The overlap rule (overlap_comm on, async progress): the step of compute
+ * `comp` with what each phase starts running beside it. Hybrid's replica
+ * all-reduce is waited where it starts: nothing hides it. */
+static double overlapped_step(const question *q, const zrt_config *cfg,
+                              const zr_cluster *c, const routing_lanes *l,
+                              const step_volumes *v, double comp)
+{
+    double F = comp / 3, B = 2 * comp / 3, e = (double)v->first_bytes;
+    double head = lane_seconds(c, &l->gather, e, 1),
+           tail = lane_seconds(c, &l->reduce, cfg->stage == 0 ? 2 * e : e, 1);
+    double fwd = lane_seconds(c, &l->gather, v->gather.bytes, v->gather.collectives),
+           back = lane_seconds(c, &l->back_gather, v->back_gather.bytes,
+                               v->back_gather.collectives),
+           red = lane_seconds(c, &l->reduce, v->reduce.bytes, v->reduce.collectives),
+           exposed =
+               lane_seconds(c, &l->replica, v->replica.bytes, v->replica.collectives),
+           bwd = red;
+    if (cfg->stage == 0) { /* the all-reduce, started in backward */
+        head = 0;
+    } else if (cfg->stage == 3) { /* the tied embedding's second gather is in
+                                     forward, the other backward gathers in
+                                     backward: back_gather splits at e */
+        double tied = q->tied_embedding ? lane_seconds(c, &l->back_gather, e, 1) : 0;
+        fwd += tied;
+        bwd += back - tied;
+        if (cfg->stage3_prefetch_bucket_size == 0) { /* each gather waited at once */
+            exposed += fwd + back - tied;
+            fwd = head = 0;
+            bwd = red;
+        }
+    } /* stages 1-2: reductions in backward, the post-step gathers in forward */
+    return exposed + head + dmax(F, fwd - head) + dmax(B, bwd - tail) + tail;
+}
+
+/* Bytes of one lane: a host's link, each way, and a rank to its own host;
+ * the floor of each exact fraction, as the reports' comm.theory. */
+static void add_lane_bytes(zr_step_time *out, const zr_cluster *c, const lane *l,
+                           double bytes)
+{
+    if (l->den == 0 || bytes == 0)
+        return;
+    int64_t v = (int64_t)llround(bytes);
+    out->link_bytes += share_of(v, c->ranks_per_host * l->off, l->den);
+    out->intra_bytes += share_of(v, l->own, l->den);
+}
+
 int zr_step_time_of(const question *q, const zrt_config *cfg, const zr_cluster *c,
-                    int hier, zr_step_time *out)
+                    zr_routing routing, zr_step_time *out)
 {
     memset(out, 0, sizeof *out);
-    int64_t h = c->hosts, r = c->ranks_per_host, n = h * r;
-    hier = hier && h >= 2 && r >= 2; /* one level: the routing is flat */
+    int64_t n = (int64_t)c->hosts * c->ranks_per_host;
+    if (!zr_routing_applies(cfg, c, routing))
+        routing = ZR_FLAT; /* one level, or no group: the routing is flat */
+    routing_lanes l = lanes_of(cfg, c, routing);
+    step_volumes v = volumes_of(q, cfg->stage, &l);
     out->stage = cfg->stage;
-    out->hierarchical = hier;
-    int64_t v = n > 1 ? rank_volume(q, cfg->stage) : 0;
-    /* the floor of each exact fraction, as the reports' comm.theory */
-    out->link_bytes = hier ? share_of(v, h - 1, h) : share_of(v, r * (h - 1), h);
-    out->intra_bytes = hier ? share_of(v, n - h, n) : share_of(v, r - 1, n);
-    split_times(c, hier, (double)v, &out->inter_s, &out->intra_s);
-    out->comm_s = n > 1 ? comm_seconds(c, hier, (double)v) : 0;
+    out->routing = routing;
+    out->group = l.group;
     out->compute_s = (double)c->tokens * zr_flops_per_token(q, c) / c->compute_rate;
-    if (n == 1 || !cfg->overlap_comm || c->polled)
+    if (n == 1) {
+        out->step_s = out->compute_s;
+        return 0;
+    }
+    const lane *lanes[] = {&l.gather, &l.back_gather, &l.reduce, &l.replica};
+    const volume *vols[] = {&v.gather, &v.back_gather, &v.reduce, &v.replica};
+    int same_as_reduce[] = {1, 1, 0, 0}; /* lanes equal to the reduction's: one sum */
+    double merged = v.reduce.bytes;
+    for (int i = 0; i < 2; i++) {
+        same_as_reduce[i] = !memcmp(lanes[i], &l.reduce, sizeof l.reduce);
+        merged += same_as_reduce[i] ? vols[i]->bytes : 0;
+    }
+    add_lane_bytes(out, c, &l.reduce, merged);
+    for (int i = 0; i < 4; i++) {
+        if (i != 2 && !(i < 2 && same_as_reduce[i]))
+            add_lane_bytes(out, c, lanes[i], vols[i]->bytes);
+        const lane *ln = lanes[i];
+        if (ln->den == 0)
+            continue;
+        out->inter_s += vols[i]->bytes * (double)c->ranks_per_host * (double)ln->off /
+                        (double)ln->den / c->inter_bw;
+        out->intra_s += vols[i]->bytes * (double)ln->own / (double)ln->den / c->intra_bw;
+        out->comm_s += lane_seconds(c, ln, vols[i]->bytes, (double)vols[i]->collectives);
+    }
+    if (!cfg->overlap_comm || c->polled)
         out->step_s = out->compute_s + out->comm_s;
     else
-        out->step_s = overlapped_step(q, cfg, c, hier, out->compute_s);
+        out->step_s = overlapped_step(q, cfg, c, &l, &v, out->compute_s);
     out->exposed_s = out->step_s - out->compute_s;
     return 0;
 }
@@ -309,6 +493,8 @@ void zr_print_cluster(const question *q, const zr_cluster *c)
                "token (6 x params; attention not counted: the model's shape is not "
                "known without --preset)\n",
                c->compute_rate, zr_grouped(t, sizeof t, c->tokens), fpt);
+    if (c->latency > 0)
+        printf("latency: %.4g s a phase of a collective\n", c->latency);
 }
 
 void zr_print_steptime_notes(const question *q, const zr_cluster *c)
@@ -320,8 +506,18 @@ void zr_print_steptime_notes(const question *q, const zr_cluster *c)
         "of it\n",
         (long long)(q->model.param_count * q->model.param_bytes),
         q->tied_embedding ? "; stage 3 adds the tied embedding's second gather" : "");
+    printf("hpz (stage 3, groups of P): the forward gathers and the reductions flat "
+           "over the world, the backward gathers%s within the group; hybrid (shard "
+           "groups of S, G = N/S replicas): the collectives flat within the group, then "
+           "each rank's range (psi/S; stage 0 psi) all-reduced across its G replicas "
+           "(2 (G-1)/G of it), waited where it starts; groups of consecutive ranks, "
+           "aligned with the hosts\n",
+           q->tied_embedding ? " and the tied embedding's second" : "");
     printf("comm: flat max(inter, intra) (one exchange on both paths at once), "
-           "hierarchical inter + intra (its phases run one after the other)\n");
+           "hierarchical inter + intra (its phases run one after the other)%s\n",
+           c->latency > 0 ? "; plus --latency for each phase (a flat collective 1, a "
+                            "hierarchical one 2, an all-reduce twice its collective)"
+                          : "");
     if (c->polled)
         printf(
             "step: --comm-progress polled: compute + comm (collectives move only inside "
@@ -375,22 +571,32 @@ void zr_fill_step_row(table *tb, int row, int col, const zr_step_time *s)
 int zr_print_step_times(const question *q, const zrt_config *cfgs, int n,
                         const zr_cluster *c)
 {
-    int routings = c->hosts >= 2 && c->ranks_per_host >= 2 ? 2 : 1;
+    int rows = 0;
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < ZR_ROUTINGS; r++)
+            rows += zr_routing_applies(&cfgs[i], c, (zr_routing)r);
     table tb;
-    if (zr_table_init(&tb, 1 + n * routings, ST_COLS))
+    if (zr_table_init(&tb, 1 + rows, ST_COLS))
         return EXIT_BAD_INPUT;
     tb.align = "llrrrrrrrr";
     for (int k = 0; k < ST_COLS; k++)
         zr_set_cell(&tb, 0, k, "%s", st_columns[k]);
+    int row = 1;
     for (int i = 0; i < n; i++)
-        for (int hier = 0; hier < routings; hier++) {
+        for (int r = 0; r < ZR_ROUTINGS; r++) {
+            if (!zr_routing_applies(&cfgs[i], c, (zr_routing)r))
+                continue;
             zr_step_time s;
-            int row = 1 + i * routings + hier;
-            zr_step_time_of(q, &cfgs[i], c, hier, &s);
+            zr_step_time_of(q, &cfgs[i], c, (zr_routing)r, &s);
             zr_set_cell(&tb, row, 0, "%d", cfgs[i].stage);
-            zr_set_cell(&tb, row, 1, "%s", hier ? "hierarchical" : "flat");
-            zr_fill_step_row(&tb, row, 2, &s);
+            zr_set_cell(&tb, row, 1, "%s", zr_routing_name(s.routing));
+            zr_fill_step_row(&tb, row++, 2, &s);
         }
     zr_print_timed_table(q, c, &tb, "step time: per rank, per step; seconds");
+    int p = group_of(&cfgs[0], c, ZR_HPZ), s = group_of(&cfgs[0], c, ZR_HYBRID);
+    printf("hpz rows: P = %d, hybrid rows: S = %d (the config's, else the ranks of a "
+           "host); the memory tables above are the config's as given: set "
+           "zero_hpz_partition_size or hybrid_shard_size in --config to see theirs\n",
+           p, s);
     return 0;
 }

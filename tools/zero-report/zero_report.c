@@ -102,9 +102,9 @@ static const char usage_text[] =
     "  --world-size N        ranks (required, unless the cluster gives it)\n"
     "\n"
     "Step time (--estimate and --fit): give the cluster and the model prints, per\n"
-    "stage and routing (flat, hierarchical), the bytes per host link per step, the\n"
-    "communication and compute time and the step time with overlap; --fit also\n"
-    "ranks the rungs that fit by predicted step time.\n"
+    "stage and routing (flat, hierarchical, hpz at stage 3, hybrid), the bytes per\n"
+    "host link per step, the communication and compute time and the step time\n"
+    "with overlap; --fit also ranks the rungs that fit by predicted step time.\n"
     "  --hosts H             hosts\n"
     "  --ranks-per-host R    ranks on each host (H x R is the world size)\n"
     "  --inter-bw RATE       one host's link to the others, each way: 1gbit,\n"
@@ -120,6 +120,8 @@ static const char usage_text[] =
     "                        (NCCL streams), overlapped by the overlap_comm rule;\n"
     "                        polled: only inside the communicator's calls (the mpi\n"
     "                        communicator on CPU, no progress thread): compute + comm\n"
+    "  --latency TIME        what each phase of a collective costs besides its bytes\n"
+    "                        (25ms, 30us, 2e-5: seconds; default 0)\n"
     "\n"
     "docs/zero-report.md has the formula of every row.\n";
 
@@ -157,6 +159,7 @@ static const string_flag string_flags[] = {
     STRING_FLAG("tokens-per-step", tokens),
     STRING_FLAG("seq-len", seq_len),
     STRING_FLAG("comm-progress", progress),
+    STRING_FLAG("latency", latency),
     STRING_FLAG("html", html),
     STRING_FLAG("tolerance", tolerance),
 };
@@ -250,10 +253,12 @@ static const char *foreign_flag(const zr_opts *o, enum mode mode)
          o->world_size || o->stage || o->offload_optim || o->offload_param))
         return "--params, --preset, --stage, --world-size and the other model flags "
                "need --estimate or --fit";
-    if (!model && (o->hosts || o->ranks_per_host || o->intra_bw || o->inter_bw ||
-                   o->compute_rate || o->tokens || o->seq_len || o->progress))
+    if (!model &&
+        (o->hosts || o->ranks_per_host || o->intra_bw || o->inter_bw || o->compute_rate ||
+         o->tokens || o->seq_len || o->progress || o->latency))
         return "--hosts, --ranks-per-host, --inter-bw, --intra-bw, --compute-rate, "
-               "--tokens-per-step, --seq-len and --comm-progress describe a cluster for "
+               "--tokens-per-step, --seq-len, --comm-progress and --latency describe a "
+               "cluster for "
                "the step-time model of --estimate and --fit";
     if (!fit && (o->device_mem || o->host_mem || o->nvme))
         return "--device-mem, --host-mem and --nvme need --fit";

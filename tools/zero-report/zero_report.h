@@ -204,7 +204,7 @@ typedef struct zr_opts {
     const char *device_mem, *host_mem, *nvme;
     /* the cluster of the step-time model (--estimate and --fit) */
     const char *hosts, *ranks_per_host, *intra_bw, *inter_bw, *compute_rate, *tokens,
-        *seq_len, *progress;
+        *seq_len, *progress, *latency;
     /* reports */
     const char *html, *tolerance;
     int world_size; /* 0: not given */
@@ -256,13 +256,28 @@ typedef struct zr_cluster {
     int hosts, ranks_per_host;
     double inter_bw, intra_bw, compute_rate;
     int64_t tokens, seq_len;
-    int polled; /* --comm-progress polled: collectives move only inside the
-                   communicator's calls, so nothing overlaps compute */
+    int polled;     /* --comm-progress polled: collectives move only inside the
+                       communicator's calls, so nothing overlaps compute */
+    double latency; /* --latency: seconds each phase of a collective costs
+                       besides its bytes (0: none) */
 } zr_cluster;
+
+/* How a step's collectives are laid on the cluster: flat or hierarchical
+ * over the world; hpZ (stage 3: the backward gathers within groups of P
+ * ranks); hybrid sharding (shard groups of S ranks, replicas across). */
+typedef enum zr_routing {
+    ZR_FLAT,
+    ZR_HIERARCHICAL,
+    ZR_HPZ,
+    ZR_HYBRID,
+    ZR_ROUTINGS
+} zr_routing;
 
 /* One configuration's step, per rank: bytes exact, times in seconds. */
 typedef struct zr_step_time {
-    int stage, hierarchical;
+    int stage;
+    zr_routing routing;
+    int group;           /* hpZ's P, hybrid's S; 1 otherwise */
     int64_t link_bytes;  /* one host's link, each way, per step */
     int64_t intra_bytes; /* one rank to its own host, per step */
     double inter_s, intra_s, comm_s, compute_s, step_s;
@@ -275,11 +290,17 @@ typedef struct zr_step_time {
 int zr_read_cluster(const zr_opts *o, zr_cluster *c);
 /* 6 psi + 12 L T C (GPT-2 presets), else 6 psi. */
 double zr_flops_per_token(const question *q, const zr_cluster *c);
+const char *zr_routing_name(zr_routing r);
+/* Whether the routing is one of its own here: hierarchical needs 2 hosts of
+ * 2 ranks or more; hpZ stage 3 and a P (the config's zero_hpz_partition_size,
+ * else R) of 2 or more dividing the world and below it; hybrid an S (the
+ * config's hybrid_shard_size, else R) likewise. */
+int zr_routing_applies(const zrt_config *cfg, const zr_cluster *c, zr_routing r);
 /* The model for cfg (its stage, overlap_comm, stage3_prefetch_bucket_size);
- * with c->polled, compute + comm whatever overlap_comm says;
- * hier is ignored (flat) with one host or one rank a host. */
+ * with c->polled, compute + comm whatever overlap_comm says; a routing that
+ * does not apply is timed flat. */
 int zr_step_time_of(const question *q, const zrt_config *cfg, const zr_cluster *c,
-                    int hier, zr_step_time *out);
+                    zr_routing routing, zr_step_time *out);
 /* The cluster and compute lines; the notes on formulas and overlap. */
 void zr_print_cluster(const question *q, const zr_cluster *c);
 void zr_print_steptime_notes(const question *q, const zr_cluster *c);
@@ -288,7 +309,7 @@ void zr_print_timed_table(const question *q, const zr_cluster *c, table *tb,
                           const char *title);
 /* Eight cells from column col: link bytes .. exposed comm s. */
 void zr_fill_step_row(table *tb, int row, int col, const zr_step_time *s);
-/* --estimate's step-time table: each config x flat / hierarchical. */
+/* --estimate's step-time table: each config x each routing that applies. */
 int zr_print_step_times(const question *q, const zrt_config *cfgs, int n,
                         const zr_cluster *c);
 
