@@ -37,7 +37,7 @@
 #                          [--model d4] [--short 5] [--long 15]
 #                          [--stages "0 1 2 3"] [--rate 1gbit] [--no-shaped]
 #                          [--repeat 1] [--single] [--check PCT]
-#                          [--comm-hierarchy "auto|flat|hierarchical|hpz ..."]
+#                          [--comm-hierarchy "auto|flat|hierarchical|hpz|hybrid ..."]
 #                          [--predict [--zero-report F] [--intra-bw BYTES/s]]
 # --check PCT: exit 1 unless every host's link bytes are within PCT % of the
 # count and of the formula, each way, at every stage and routing (the ctest
@@ -62,7 +62,10 @@
 # times, the model's) under $OUTDIR (default a temporary directory, removed).
 # --comm-hierarchy: the config's "comm_hierarchy", one or more (default auto:
 # hierarchical on H >= 2 hosts of R >= 2 ranks, reductions and all-gathers
-# within each host first and then across; flat: every rank to every rank).
+# within each host first and then across; flat: every rank to every rank),
+# or hpz (stage 3: ZeRO++'s secondary partition over each host's ranks) or
+# hybrid (hybrid sharding, FSDP2's HSDP: the model states sharded over each
+# host's ranks and replicated across hosts), both with flat collectives.
 set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
@@ -112,8 +115,8 @@ while [ $# -gt 0 ]; do
 done
 for h in $HIERARCHIES; do
     case $h in
-        auto | flat | hierarchical | hpz) ;;
-        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical or hpz (stage 3 only)" >&2; exit 2 ;;
+        auto | flat | hierarchical | hpz | hybrid) ;;
+        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only) or hybrid" >&2; exit 2 ;;
     esac
 done
 [ "$HOSTS" -ge 2 ] || { echo "bench_cluster.sh: --hosts $HOSTS: it takes 2 hosts or more" >&2; exit 2; }
@@ -176,15 +179,17 @@ counters() {
 
 # A routing is a comm_hierarchy value, or hpz: stage 3 with ZeRO++'s
 # secondary partition over each host's ranks (zero_hpz_partition_size R),
-# flat collectives.
+# or hybrid: shard groups of each host's ranks (hybrid_shard_size R), both
+# with flat collectives.
 for h in $HIERARCHIES; do
-    hpz=0 hier=$h
+    hpz=0 hybrid=0 hier=$h
     [ "$h" != hpz ] || hpz=$RPH hier=flat
+    [ "$h" != hybrid ] || hybrid=$RPH hier=flat
     cat >"$OUT/zero-$h.json" <<JSON
 {"zero_optimization": {"stage3_prefetch_bucket_size": 0,
                        "stage3_param_persistence_threshold": 0,
                        "zero_hpz_partition_size": $hpz},
- "comm_hierarchy": "$hier"}
+ "hybrid_shard_size": $hybrid, "comm_hierarchy": "$hier"}
 JSON
 done
 ROOTOPT=()
@@ -285,6 +290,8 @@ def remote_blocks(rep):  # blocks of an all-gather a rank sends to other hosts
     c = rep["comm"]
     if c["theory"].get("hpz_partition_size", 0) > 1:
         return 0  # a gather after the step's first stays within the host's group
+    if c["theory"].get("hybrid_shard_size", N) < N:
+        return 0  # every gather stays within the shard group: the host's ranks
     return N // c["group_size"] - 1 if c.get("hierarchical") else N - L
 
 def formula(rl, ranks, stage):
@@ -308,7 +315,9 @@ for hier in hierarchies:
         tag = f"{hier}-s{s}"
         cs, cl = ctr(f"{tag}-short"), ctr(f"{tag}-long")
         rs, rl = reports(f"{tag}-short"), reports(f"{tag}-long")
-        routing = "hierarchical" if rl[0]["comm"].get("hierarchical") else "flat"
+        # zero-report --estimate's row: the routing's name, or what auto chose
+        routing = hier if hier != "auto" else (
+            "hierarchical" if rl[0]["comm"].get("hierarchical") else "flat")
         host_max, rows = 0, []
         for h, ranks in HOSTS.items():
             others = [r for g, rr in HOSTS.items() if g != h for r in rr]
@@ -356,15 +365,16 @@ if t1 is not None:
 if len(hierarchies) > 1:
     base = hierarchies[0]
     print()
-    print("against %s, the same invocation: link bytes reduction (%s / other), step time ratio (other / %s)" % (base, base, base))
-    print("%-12s %-5s %13s %15s %15s" % ("hierarchy", "stage", "bytes factor", "unshaped ratio", "%s ratio" % rate))
+    print("against %s, the same invocation: link bytes reduction (%s / other; formula: the same of the formula), step time ratio (other / %s)" % (base, base, base))
+    print("%-12s %-5s %13s %15s %15s %15s" % ("hierarchy", "stage", "bytes factor", "unshaped ratio", "%s ratio" % rate, "formula factor"))
     for hier in hierarchies[1:]:
         for s in stages:
             a, b = results[base][s], results[hier][s]
             r0 = b["unshaped_s"] / a["unshaped_s"] if a["unshaped_s"] and b["unshaped_s"] else None
             r1 = b["shaped_mean_s"] / a["shaped_mean_s"] if a["shaped_mean_s"] and b["shaped_mean_s"] else None
-            print("%-12s %-5d %13.3f %15s %15s" % (hier, s, a["link_max"] / b["link_max"],
-                  "%.3f" % r0 if r0 else "-", "%.3f" % r1 if r1 else "-"))
+            print("%-12s %-5d %13.3f %15s %15s %15.3f" % (hier, s, a["link_max"] / b["link_max"],
+                  "%.3f" % r0 if r0 else "-", "%.3f" % r1 if r1 else "-",
+                  a["formula_max"] / b["formula_max"]))
 json.dump({"hosts": H, "ranks_per_host": R, "model": "d%d" % depth, "short": short, "long": long_,
            "rate_Bps": rate_Bps if shaped else None, "single_s": t1, "results": results},
           open(f"{out}/summary.json", "w"), indent=1)
@@ -377,7 +387,7 @@ def model(hier_of, inter, intra, rate, progress):  # zero-report's rows: (stage,
     rows = {}
     for line in subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines():
         c = line.split()
-        if len(c) == 10 and c[0] in "0123" and c[1] in ("flat", "hierarchical"):
+        if len(c) == 10 and c[0] in "0123" and c[1] in ("flat", "hierarchical", "hpz", "hybrid"):
             rows[(int(c[0]), c[1])] = {"link": int(c[2]), "comm": float(c[6]), "compute": float(c[7]), "step": float(c[8])}
     return rows
 
@@ -385,7 +395,7 @@ if predict and t1:
     import subprocess
     # FLOP a step of one rank: zero-report's compute time at 1 FLOP/s
     one = model(hierarchies[0], 1e9, 1e9, 1.0, "async")
-    flops = one[(stages[0], "flat")]["compute"]
+    flops = next(v["compute"] for (s, _), v in sorted(one.items()) if s == stages[0])
     share = min(1.0, cores / N)
     rate1 = flops / t1
     intra = float(intra_bw) if intra_bw else 1.2e9 * 4 / N

@@ -187,45 +187,111 @@ static uint64_t blocks_to(const zrt__comm *c, int p)
     return p % R == c->rank % R;
 }
 
-/* The ZeRO paper's volume per rank and step (2 psi at stages 0-2: an
- * all-reduce, or a reduce-scatter and an all-gather; 3 psi at stage 3: the
- * forward and backward all-gathers and the reduce-scatter), each collective
- * sending (N-1)/N of psi: psi is the padded elements (every layer a multiple
- * of N) in bytes of the parameter dtype, zrt_fit_cost_of's formula. It is
- * what `layers` holds per step with one micro-step, and at stage 3 with no
- * layer kept gathered between its forward and backward (persistence
- * threshold and prefetch bucket 0). The split by host follows the routing
- * (blocks_to) with hosts of local_size consecutive ranks, as zero-launch and
- * mpirun's ppr mapping place them. With hpZ (zero_hpz_partition_size P) the
+/* Which host rank p is on: hosts of local_size consecutive ranks, as
+ * zero-launch and mpirun's ppr mapping place them. */
+static int host_of(const zrt__comm *c, int p)
+{
+    return p / (c->local_size > 0 ? c->local_size : 1);
+}
+
+/* Adds bytes sent to world rank p to the same- or other-host side. */
+static void add_to(const zrt__comm *c, zrt__comm_bytes *b, int p, uint64_t bytes)
+{
+    if (host_of(c, p) == host_of(c, c->rank))
+        b->same_host += bytes;
+    else
+        b->other_host += bytes;
+}
+
+/* Plain ZeRO over the world: `total` (zrt_fit_cost_of's) split by host
+ * with the routing (blocks_to). With hpZ (zero_hpz_partition_size P) the
  * backward's gather runs within each group of P consecutive ranks: psi
  * (P-1)/P to the group instead of psi (N-1)/N to every rank, so with P the
  * ranks per host L the bytes to other hosts are 2 psi (N-L)/N, not 3. */
-static void write_theory(FILE *f, zrt_ctx *ctx)
+static zrt__comm_bytes world_theory(const zrt_ctx *ctx, uint64_t total)
 {
     const zrt__comm *c = ctx->comm;
-    zrt_fit_cost cost = {0};
-    zrt_config cfg = ctx->cfg;
-    zrt_fit_cost_of(&cfg, ctx->plan.total_flat_numel, (int)ctx->esize, c->size, &cost);
     int P = ctx->hpz_comm ? ctx->hpz_comm->size : 1;
-    uint64_t total = (uint64_t)cost.comm_bytes, peers = (uint64_t)(c->size - 1);
+    uint64_t peers = (uint64_t)(c->size - 1);
     /* hpZ: psi (P-1)/P of it is the backward's gathers, to the group */
     uint64_t group =
         P > 1 ? (uint64_t)(ctx->plan.total_flat_numel / P * (P - 1)) * ctx->esize : 0;
-    uint64_t per_block = peers ? (total - group) / peers : 0, same = 0;
-    int host_ranks = c->local_size > 0 ? c->local_size : 1;
-    for (int p = 0; p < c->size; p++)
-        if (p != c->rank && p / host_ranks == c->rank / host_ranks) {
-            same += per_block * blocks_to(c, p);
-            if (p / P == c->rank / P && P > 1)
-                same += group / (uint64_t)(P - 1);
-        }
-    fprintf(
-        f,
-        "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
-        "\"psi_multiple\": %d, \"hpz_partition_size\": %d, \"bytes_per_step\": %llu, ",
-        (long long)ctx->plan.total_flat_numel, ctx->esize, ctx->cfg.stage == 3 ? 3 : 2, P,
-        (unsigned long long)total);
-    write_bytes(f, "layers", (zrt__comm_bytes){same, total - same});
+    uint64_t per_block = peers ? (total - group) / peers : 0;
+    zrt__comm_bytes b = {0, 0};
+    for (int p = 0; p < c->size; p++) {
+        if (p == c->rank)
+            continue;
+        add_to(c, &b, p, per_block * blocks_to(c, p));
+        if (P > 1 && p / P == c->rank / P)
+            add_to(c, &b, p, group / (uint64_t)(P - 1));
+    }
+    return b;
+}
+
+/* Hybrid sharding's all-reduce across the G replicas, per replica peer and
+ * step: each layer's reduced range (stage 0 the whole flat buffer, stages
+ * 1-3 its shard) padded to a multiple of G, 2/G of it to each peer
+ * (engine.c reduce_across_replicas, comm_mpi.c host_all_reduce). */
+static uint64_t to_each_replica(const zrt_ctx *ctx)
+{
+    int64_t G = ctx->replica_comm->size, blocks = 0;
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        const zrt__layer_plan *lp = &ctx->plan.layers[l];
+        int64_t range = ctx->cfg.stage == 0 ? lp->flat_numel : lp->shard_numel;
+        blocks += (range + G - 1) / G;
+    }
+    return 2 * (uint64_t)blocks * ctx->esize;
+}
+
+/* Hybrid sharding (shard groups of S consecutive ranks, G = N/S replicas):
+ * `group` (zrt_fit_cost_of over S ranks: 2 or 3 psi (S-1)/S, flat) in
+ * equal parts to the S-1 members of this rank's group, m psi/S each, and
+ * the replicas' all-reduce, 2 range/G to each of the G-1 ranks k, S+k, ...
+ * holding the same shard. */
+static zrt__comm_bytes hybrid_theory(const zrt_ctx *ctx, uint64_t group)
+{
+    const zrt__comm *c = ctx->comm;
+    int S = ctx->shard_comm->size;
+    uint64_t to_member = S > 1 ? group / (uint64_t)(S - 1) : 0;
+    uint64_t to_replica = to_each_replica(ctx);
+    zrt__comm_bytes b = {0, 0};
+    for (int p = 0; p < c->size; p++) {
+        if (p != c->rank && p / S == c->rank / S)
+            add_to(c, &b, p, to_member);
+        else if (p != c->rank && p % S == c->rank % S)
+            add_to(c, &b, p, to_replica);
+    }
+    return b;
+}
+
+/* The ZeRO paper's volume per rank and step (2 psi at stages 0-2: an
+ * all-reduce, or a reduce-scatter and an all-gather; 3 psi at stage 3: the
+ * forward and backward all-gathers and the reduce-scatter), each collective
+ * sending (S-1)/S of psi over the S ranks that shard it (the world's N, or
+ * with hybrid sharding the shard group's): psi is the padded elements
+ * (every layer a multiple of S) in bytes of the parameter dtype,
+ * zrt_fit_cost_of's formula, plus hybrid sharding's replica all-reduce. It
+ * is what `layers` holds per step with one micro-step, and at stage 3 with
+ * no layer kept gathered between its forward and backward (persistence
+ * threshold and prefetch bucket 0). "hybrid_shard_size" is S: N without
+ * hybrid sharding. */
+static void write_theory(FILE *f, zrt_ctx *ctx)
+{
+    int S = ctx->shard_comm->size, P = ctx->hpz_comm ? ctx->hpz_comm->size : 1;
+    zrt_fit_cost cost = {0};
+    zrt_config cfg = ctx->cfg;
+    zrt_fit_cost_of(&cfg, ctx->plan.total_flat_numel, (int)ctx->esize, S, &cost);
+    uint64_t total = (uint64_t)cost.comm_bytes;
+    zrt__comm_bytes b =
+        ctx->replica_comm ? hybrid_theory(ctx, total) : world_theory(ctx, total);
+    fprintf(f,
+            "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
+            "\"psi_multiple\": %d, \"hpz_partition_size\": %d, "
+            "\"hybrid_shard_size\": %d, \"bytes_per_step\": %llu, ",
+            (long long)ctx->plan.total_flat_numel, ctx->esize,
+            ctx->cfg.stage == 3 ? 3 : 2, P, S,
+            (unsigned long long)(b.same_host + b.other_host));
+    write_bytes(f, "layers", b);
     fprintf(f, "},\n");
 }
 

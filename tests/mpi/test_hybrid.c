@@ -13,6 +13,9 @@
  *   - the gradient norm is the whole gradient's, counted once (not G times);
  *   - the memory plan (the replicas' all-reduce scratch and padding
  *     included) equals the measured peaks;
+ *   - the memory report's comm.theory equals the layer bytes each step
+ *     sent, on this host and to others (the group's collectives and the
+ *     replicas' all-reduce of each padded range), at stages 0-3;
  *   - zrt_estimate_memory shards by S;
  *   - a size that does not divide the world, or a negative one, is refused
  *     with a sentence naming the numbers.
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/test_check.h"
 #define ZRT_TEST_MODEL_NEVER_OVERFLOWS
@@ -201,6 +205,68 @@ START_TEST(plan_equals_measured_peaks)
 }
 END_TEST
 
+/* The "layers" bytes of the report's "theory", written to a file of this
+ * rank's and read back. */
+static zrt__comm_bytes theory_of(zrt_ctx *ctx)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/zrt-test-hybrid-%ld.json",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
+    ck_assert_int_eq(zrt_write_mem_report(ctx, path), ZRT_OK);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    char *text = calloc(1, (size_t)size + 1);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(fread(text, 1, (size_t)size, f), size);
+    fclose(f);
+    unlink(path);
+    const char *t = strstr(text, "\"theory\"");
+    const char *layers = t ? strstr(t, "\"layers\"") : NULL;
+    unsigned long long same = 0, other = 0;
+    int read = layers ? sscanf(layers,
+                               "\"layers\": {\"same_host\": %llu, "
+                               "\"other_host\": %llu}",
+                               &same, &other)
+                      : 0;
+    free(text);
+    ck_assert_msg(read == 2, "no comm.theory.layers in %s", path);
+    return (zrt__comm_bytes){same, other};
+}
+
+START_TEST(theory_equals_the_bytes_sent)
+{
+    for (int stage = 0; stage <= 3; stage++) {
+        for (int S = 1; S < world_size; S++) {
+            if (world_size % S)
+                continue;
+            zrt_config cfg;
+            hybrid_config(&cfg, stage, S);
+            cfg.stage3_prefetch_bucket_size = 0; /* each layer gathered twice */
+            model m = built(&cfg);
+            for (int s = 0; s < 2; s++)
+                ck_assert_int_eq(train_step(&m), ZRT_OK);
+            zrt__comm_bytes want = theory_of(m.ctx);
+            ck_assert_int_eq(m.ctx->traffic_nsteps, 2);
+            for (int s = 0; s < m.ctx->traffic_nsteps; s++) {
+                zrt__comm_bytes got = m.ctx->traffic_steps[s].layers;
+                ck_assert_msg(got.same_host == want.same_host &&
+                                  got.other_host == want.other_host,
+                              "stage %d, S %d, step %d: sent %llu + %llu, theory %llu + "
+                              "%llu (same host + other)",
+                              stage, S, s + 1, (unsigned long long)got.same_host,
+                              (unsigned long long)got.other_host,
+                              (unsigned long long)want.same_host,
+                              (unsigned long long)want.other_host);
+            }
+            ck_assert_int_eq(zrt_ctx_destroy(m.ctx), ZRT_OK);
+        }
+    }
+}
+END_TEST
+
 START_TEST(estimate_shards_by_the_group)
 {
     zrt_mem_model mm = estimate_model();
@@ -256,7 +322,8 @@ int main(int argc, char **argv)
         "hybrid", 240, shard_groups_and_replica_sets_are_split_by_rank,
         stages_agree_bit_for_bit_at_each_shard_size, bf16_stages_agree_at_each_shard_size,
         grad_norm_counts_each_shard_once, plan_equals_measured_peaks,
-        estimate_shards_by_the_group, bad_shard_sizes_are_refused);
+        theory_equals_the_bytes_sent, estimate_shards_by_the_group,
+        bad_shard_sizes_are_refused);
     int rc = zrt_check_main_mpi(s, "hybrid");
     MPI_Finalize();
     return rc;

@@ -31,7 +31,8 @@ check_no_process() {
 }
 # check_plan DIR RANKS [traffic] : the RANKS memory reports in DIR (r*.json)
 # each show planned peaks equal to the measured ones, per tier and category;
-# with "traffic", every recorded step's layer bytes equal the theory's too.
+# with "traffic", every recorded step's layer bytes equal the theory's too,
+# to this host and to others.
 check_plan() {
     python3 - "$1" "$2" "${3:-}" <<'PY' || fail "$1: the memory plan or the traffic is off"
 import glob, json, os, sys
@@ -48,10 +49,12 @@ for path in reports:
                 bad.append(f"rank {r['rank']} {tier}/{cat}: planned "
                            f"{plan['categories'][cat]['peak']}, measured {c['peak']}")
     for s in r["comm"]["steps"] if traffic else []:
-        want = r["comm"]["theory"]["bytes_per_step"]
-        sent = s["layers"]["same_host"] + s["layers"]["other_host"]
-        if sent != want:
-            bad.append(f"rank {r['rank']} step {s['step']}: {sent} layer bytes, theory {want}")
+        t = r["comm"]["theory"]
+        want, got = t["layers"], s["layers"]
+        sent = got["same_host"] + got["other_host"]
+        if sent != t["bytes_per_step"] or got != want:
+            bad.append(f"rank {r['rank']} step {s['step']}: layer bytes {got}, "
+                       f"theory {want} ({t['bytes_per_step']} in all)")
 for line in bad:
     print("OFF:", line)
 if len(reports) != int(sys.argv[2]):
