@@ -38,7 +38,9 @@
 #                          [--stages "0 1 2 3"] [--rate 1gbit] [--no-shaped]
 #                          [--repeat 1] [--single] [--check PCT]
 #                          [--comm-hierarchy "auto|flat|hierarchical|hpz|hybrid ..."]
-#                          [--predict [--zero-report F] [--intra-bw BYTES/s]]
+#                          [--predict [--zero-report F] [--intra-bw BYTES/s]
+#                                     [--latency fit|SECONDS]]
+#                          [--analyze]
 # --check PCT: exit 1 unless every host's link bytes are within PCT % of the
 # count and of the formula, each way, at every stage and routing (the ctest
 # tests/scripts/cluster_bytes.sh uses it).
@@ -47,7 +49,7 @@
 # is the compute the step-time model is calibrated with.
 # --predict (implies --single): zero-report's step-time model
 # (tools/zero-report/steptime.c) beside every step time measured, calibrated
-# on this run with nothing fitted: a rank's compute rate is the one-rank
+# on this run: a rank's compute rate is the one-rank
 # run's (the preset's FLOP a step / its step time) times min(1, cores /
 # ranks), the ranks sharing this machine's cores; the inter-host bandwidth is
 # RATE for the shaped runs and the intra-host one for the unshaped runs (veth
@@ -55,7 +57,14 @@
 # is --intra-bw BYTES/s (default 1.2e9 x 4 / ranks: bench_comm's ordered
 # reduce-scatter on 4 ranks, docs/benchmarks.md, shared by the ranks); both
 # progress models, --comm-progress async (the overlap rule) and polled
-# (compute + comm).
+# (compute + comm); and a latency a phase of a collective (zero-report
+# --latency): --latency fit (the default) fits it, the one fitted number, by
+# least squares to the unshaped runs' steps less the model's without it
+# (polled), so that the shaped runs, which it is not fitted to, check it;
+# --latency SECONDS gives it. The table prints the shaped runs' model with
+# latency 0 and with it.
+# --analyze: no runs; the tables again from the runs kept in $OUTDIR (the
+# same options), e.g. with another --latency.
 # Root only; exits 77 where network namespaces cannot be made. Writes its
 # tables to stdout and, with OUTDIR set, keeps the runs' outputs and
 # summary.json (per routing and stage: link bytes, count, formula, step
@@ -85,6 +94,8 @@ SINGLE=0
 PREDICT=0
 ZR=""
 INTRA_BW=""
+LATENCY=fit
+ANALYZE=0
 WAIT_S=${WAIT_S:-300}
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "bench_cluster.sh: $1 '$2': it must be a whole number above 0" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
@@ -105,6 +116,10 @@ while [ $# -gt 0 ]; do
         --repeat) posint "$1" "$2"; REPEAT=$2; shift 2 ;;
         --single) SINGLE=1; shift ;;
         --predict) PREDICT=1 SINGLE=1; shift ;;
+        --latency) LATENCY=$2; shift 2
+            [[ $LATENCY == fit || $LATENCY =~ ^[0-9]+(\.[0-9]+)?([eE]-?[0-9]+)?$ ]] ||
+                { echo "bench_cluster.sh: --latency '$LATENCY': it must be fit or seconds (0.01)" >&2; exit 2; } ;;
+        --analyze) ANALYZE=1; shift ;;
         --zero-report) ZR=$2; shift 2 ;;
         --intra-bw) INTRA_BW=$2; shift 2
             [[ $INTRA_BW =~ ^[0-9]+(\.[0-9]+)?([eE][0-9]+)?$ ]] ||
@@ -129,6 +144,7 @@ AGENT=$ROOT_DIR/scripts/cluster-agent.sh
 for f in "$ZL" "$TRAIN"; do
     [ -x "$f" ] || { echo "bench_cluster.sh: no $f (build it, or give --build)" >&2; exit 2; }
 done
+[ "$ANALYZE" = 0 ] || [ -d "${OUTDIR:-}" ] || { echo "bench_cluster.sh: --analyze: set OUTDIR to the directory of a kept run" >&2; exit 2; }
 KEEP=${OUTDIR:+1}
 OUT=${OUTDIR:-$(mktemp -d "${TMPDIR:-/tmp}/zrt-bench-cluster.XXXXXX")}
 mkdir -p "$OUT"
@@ -219,6 +235,7 @@ single() {
         --stage 0 >"$OUT/$1.out" 2>&1 ||
         { cat "$OUT/$1.out" >&2; echo "bench_cluster.sh: the one-rank run failed" >&2; exit 1; }
 }
+if [ "$ANALYZE" = 0 ]; then
 [ "$SINGLE" = 0 ] || single single-before
 up
 for stage in $STAGES; do
@@ -241,13 +258,15 @@ if [ "$SHAPED" = 1 ]; then
 fi
 [ "$SINGLE" = 0 ] || single single-after
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%H:%M UTC')"
+fi
 
 DEPTH=${MODEL#d}
 python3 - "$OUT" "$SHORT" "$LONG" "$STAGES" "$RATE" "$SHAPED" "$CHECK" "$DEPTH" \
-    "$HOSTS" "$RPH" "$HIERARCHIES" "$REPEAT" "$SINGLE" "$PREDICT" "$ZR" "$INTRA_BW" "$(nproc)" <<'PY'
+    "$HOSTS" "$RPH" "$HIERARCHIES" "$REPEAT" "$SINGLE" "$PREDICT" "$ZR" "$INTRA_BW" "$(nproc)" \
+    "$LATENCY" <<'PY'
 import json, re, sys
 out, short, long_, stages, rate, shaped, check, depth = sys.argv[1:9]
-H, R, hierarchies, repeat, single, predict, zr, intra_bw, cores = sys.argv[9:18]
+H, R, hierarchies, repeat, single, predict, zr, intra_bw, cores, latency = sys.argv[9:19]
 predict, cores = predict == "1", int(cores)
 short, long_, depth, H, R, repeat = int(short), int(long_), int(depth), int(H), int(R), int(repeat)
 stages = [int(s) for s in stages.split()]
@@ -379,17 +398,34 @@ json.dump({"hosts": H, "ranks_per_host": R, "model": "d%d" % depth, "short": sho
            "rate_Bps": rate_Bps if shaped else None, "single_s": t1, "results": results},
           open(f"{out}/summary.json", "w"), indent=1)
 
-def model(hier_of, inter, intra, rate, progress):  # zero-report's rows: (stage, routing) -> step s
+def model(hier_of, inter, intra, rate, progress, lat=0.0):  # zero-report's rows: (stage, routing) -> step s
     cmd = [zr, "--estimate", "--preset", "train-gpt2-d%d" % depth, "--stage", "all",
            "--config", f"{out}/zero-{hier_of}.json", "--hosts", str(H), "--ranks-per-host", str(R),
            "--inter-bw", "%.6g" % inter, "--intra-bw", "%.6g" % intra, "--comm-progress", progress,
-           "--compute-rate", "%.6g" % rate, "--tokens-per-step", "256", "--seq-len", "64"]
+           "--compute-rate", "%.6g" % rate, "--tokens-per-step", "256", "--seq-len", "64",
+           "--latency", "%.6g" % lat]
     rows = {}
     for line in subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines():
         c = line.split()
         if len(c) == 10 and c[0] in "0123" and c[1] in ("flat", "hierarchical", "hpz", "hybrid"):
             rows[(int(c[0]), c[1])] = {"link": int(c[2]), "comm": float(c[6]), "compute": float(c[7]), "step": float(c[8])}
     return rows
+
+def step_of(hier, s, inter, intra, rate, progress, lat=0.0):
+    return model(hier, inter, intra, rate, progress, lat)[(s, results[hier][s]["routing"])]["step"]
+
+def fit_latency(intra, rate):
+    """Least squares: the unshaped steps less the polled model's without
+    latency, against the model's phases a step (its step at 1 s a phase less
+    at 0), through 0; none below 0."""
+    num = den = 0.0
+    for hier in hierarchies:
+        for s in stages:
+            p0 = step_of(hier, s, intra, intra, rate, "polled")
+            phases = step_of(hier, s, intra, intra, rate, "polled", 1.0) - p0
+            num += (results[hier][s]["unshaped_s"] - p0) * phases
+            den += phases * phases
+    return max(0.0, num / den) if den else 0.0
 
 if predict and t1:
     import subprocess
@@ -398,46 +434,53 @@ if predict and t1:
     flops = next(v["compute"] for (s, _), v in sorted(one.items()) if s == stages[0])
     share = min(1.0, cores / N)
     rate1 = flops / t1
+    crate = rate1 * share
     intra = float(intra_bw) if intra_bw else 1.2e9 * 4 / N
+    lat = fit_latency(intra, crate) if latency == "fit" else float(latency)
     pct = lambda p, m: "%+6.1f%%" % (100 * (p / m - 1)) if m else "-"
     print()
     print("the step-time model (zero-report --estimate --preset train-gpt2-d%d ...), calibrated on this run:" % depth)
     print("  compute: %.4g FLOP a step per rank / %.3f s (one rank) = %.4g FLOP/s, x min(1, %d cores / %d ranks) = %.4g FLOP/s per rank" % (
-        flops, t1, rate1, cores, N, rate1 * share))
+        flops, t1, rate1, cores, N, crate))
     print("  inter-host: %s = %.4g B/s shaped, %.4g B/s unshaped (= intra); intra-host %.4g B/s per rank" % (rate, rate_Bps, intra, intra))
-    print("  model: --comm-progress async (the overlap rule) and polled (compute + comm); diff: model / measured - 1")
-    print("%-12s %-5s %9s %8s %8s %8s %8s %9s %8s %8s %8s %8s" % (
-        "hierarchy", "stage", "unshaped", "async", "diff", "polled", "diff", rate, "async", "diff", "polled", "diff"))
-    worst = {"async": 0, "polled": 0}
+    print("  latency: %.4g s a phase of a collective (%s)" % (lat, "fitted to the unshaped runs, polled" if latency == "fit" else "given"))
+    print("  model: --comm-progress polled (compute + comm) with latency 0 and with it, async (the overlap rule) with it; diff: model / measured - 1")
+    print("%-12s %-5s %9s %8s %8s %9s %8s %8s %8s %8s %8s %8s" % (
+        "routing", "stage", "unshaped", "polled+L", "diff", rate, "polled", "diff", "polled+L", "diff", "async+L", "diff"))
+    worst = {"polled": 0, "polled+L": 0, "async+L": 0}
     for hier in hierarchies:
-        routing = results[hier][stages[0]]["routing"]
-        pred = {(pr, sh): model(hier, rate_Bps if sh else intra, intra, rate1 * share, pr)
-                for pr in ("async", "polled") for sh in (0, 1)}
         for s in stages:
             r = results[hier][s]
             m0, m1 = r["unshaped_s"], r["shaped_mean_s"]
-            p = {k: v[(s, routing)]["step"] for k, v in pred.items()}
-            r["model"] = {"%s_%s" % (pr, "shaped" if sh else "unshaped"): v for (pr, sh), v in p.items()}
-            for pr in worst:
-                worst[pr] = max(worst[pr], abs(p[(pr, 0)] / m0 - 1), abs(p[(pr, 1)] / m1 - 1) if m1 else 0)
-            print("%-12s %-5d %9.3f %8.3f %8s %8.3f %8s %9s %8.3f %8s %8.3f %8s" % (
-                hier, s, m0, p[("async", 0)], pct(p[("async", 0)], m0), p[("polled", 0)], pct(p[("polled", 0)], m0),
-                "%.3f" % m1 if m1 else "-", p[("async", 1)], pct(p[("async", 1)], m1),
-                p[("polled", 1)], pct(p[("polled", 1)], m1)))
-    print("  the largest difference: async %.1f%%, polled %.1f%%" % (100 * worst["async"], 100 * worst["polled"]))
+            p = {"unshaped": step_of(hier, s, intra, intra, crate, "polled", lat),
+                 "polled": step_of(hier, s, rate_Bps, intra, crate, "polled"),
+                 "polled+L": step_of(hier, s, rate_Bps, intra, crate, "polled", lat),
+                 "async+L": step_of(hier, s, rate_Bps, intra, crate, "async", lat)}
+            r["model"] = {"polled_unshaped_latency": p["unshaped"], "polled_shaped": p["polled"],
+                          "polled_shaped_latency": p["polled+L"], "async_shaped_latency": p["async+L"],
+                          "latency_s": lat}
+            if m1:
+                for k in worst:
+                    worst[k] = max(worst[k], abs(p[k] / m1 - 1))
+            print("%-12s %-5d %9.3f %8.3f %8s %9s %8.3f %8s %8.3f %8s %8.3f %8s" % (
+                hier, s, m0, p["unshaped"], pct(p["unshaped"], m0), "%.3f" % m1 if m1 else "-",
+                p["polled"], pct(p["polled"], m1), p["polled+L"], pct(p["polled+L"], m1),
+                p["async+L"], pct(p["async+L"], m1)))
+    if shaped:
+        print("  at %s, the largest difference: polled %.1f%%, polled with latency %.1f%%, async with latency %.1f%%" % (
+            rate, 100 * worst["polled"], 100 * worst["polled+L"], 100 * worst["async+L"]))
     if len(hierarchies) > 1 and shaped:
         base = hierarchies[0]
         for hier in hierarchies[1:]:
             print("  %s / %s at %s: " % (hier, base, rate) + ", ".join(
-                "stage %d measured %.3f, async %.3f, polled %.3f" % (
+                "stage %d measured %.3f, polled+L %.3f" % (
                     s, results[hier][s]["shaped_mean_s"] / results[base][s]["shaped_mean_s"],
-                    results[hier][s]["model"]["async_shaped"] / results[base][s]["model"]["async_shaped"],
-                    results[hier][s]["model"]["polled_shaped"] / results[base][s]["model"]["polled_shaped"])
-                for s in stages if results[hier][s]["shaped_mean_s"] and results[base][s]["shaped_mean_s"]))
+                    results[hier][s]["model"]["polled_shaped_latency"] / results[base][s]["model"]["polled_shaped_latency"])
+                for s in stages if s in results[base] and results[hier][s]["shaped_mean_s"] and results[base][s]["shaped_mean_s"]))
     json.dump({"hosts": H, "ranks_per_host": R, "model": "d%d" % depth, "short": short, "long": long_,
                "rate_Bps": rate_Bps if shaped else None, "single_s": t1s, "results": results,
                "calibration": {"flops_per_step": flops, "rate_one_rank": rate1, "share": share,
-                               "intra_bw": intra}},
+                               "intra_bw": intra, "latency_s": lat, "latency": latency}},
               open(f"{out}/summary.json", "w"), indent=1)
 if bad:
     print("\nFAIL (beyond %.1f%%):\n  " % check + "\n  ".join(bad))
