@@ -415,14 +415,14 @@ def step_of(hier, s, inter, intra, rate, progress, lat=0.0):
     return model(hier, inter, intra, rate, progress, lat)[(s, results[hier][s]["routing"])]["step"]
 
 def fit_latency(intra, rate):
-    """Least squares: the unshaped steps less the polled model's without
-    latency, against the model's phases a step (its step at 1 s a phase less
+    """Least squares: the unshaped steps less the phased model's without
+    latency, against the exposed phases a step (its step at 1 s a phase less
     at 0), through 0; none below 0."""
     num = den = 0.0
     for hier in hierarchies:
         for s in stages:
-            p0 = step_of(hier, s, intra, intra, rate, "polled")
-            phases = step_of(hier, s, intra, intra, rate, "polled", 1.0) - p0
+            p0 = step_of(hier, s, intra, intra, rate, "phased")
+            phases = step_of(hier, s, intra, intra, rate, "phased", 1.0) - p0
             num += (results[hier][s]["unshaped_s"] - p0) * phases
             den += phases * phases
     return max(0.0, num / den) if den else 0.0
@@ -443,39 +443,39 @@ if predict and t1:
     print("  compute: %.4g FLOP a step per rank / %.3f s (one rank) = %.4g FLOP/s, x min(1, %d cores / %d ranks) = %.4g FLOP/s per rank" % (
         flops, t1, rate1, cores, N, crate))
     print("  inter-host: %s = %.4g B/s shaped, %.4g B/s unshaped (= intra); intra-host %.4g B/s per rank" % (rate, rate_Bps, intra, intra))
-    print("  latency: %.4g s a phase of a collective (%s)" % (lat, "fitted to the unshaped runs, polled" if latency == "fit" else "given"))
-    print("  model: --comm-progress polled (compute + comm) with latency 0 and with it, async (the overlap rule) with it; diff: model / measured - 1")
-    print("%-12s %-5s %9s %8s %8s %9s %8s %8s %8s %8s %8s %8s" % (
-        "routing", "stage", "unshaped", "polled+L", "diff", rate, "polled", "diff", "polled+L", "diff", "async+L", "diff"))
-    worst = {"polled": 0, "polled+L": 0, "async+L": 0}
+    print("  latency: %.4g s a phase of a collective (%s)" % (lat, "fitted to the unshaped runs, phased" if latency == "fit" else "given"))
+    print("  model: --comm-progress polled (compute + comm), async (the overlap rule), phased (the rule for one-phase")
+    print("  collectives, chained ones exposed) with latency 0, and phased with it (+L); diff: model / measured - 1")
+    print("%-12s %-5s %9s %8s %8s %9s %8s %8s %8s %8s %8s %8s %8s %8s" % (
+        "routing", "stage", "unshaped", "phased+L", "diff", rate, "polled", "diff", "async", "diff",
+        "phased", "diff", "phased+L", "diff"))
+    kinds = ("polled", "async", "phased", "phased+L")
+    worst = {k: 0 for k in kinds}
     for hier in hierarchies:
         for s in stages:
             r = results[hier][s]
             m0, m1 = r["unshaped_s"], r["shaped_mean_s"]
-            p = {"unshaped": step_of(hier, s, intra, intra, crate, "polled", lat),
+            p = {"unshaped": step_of(hier, s, intra, intra, crate, "phased", lat),
                  "polled": step_of(hier, s, rate_Bps, intra, crate, "polled"),
-                 "polled+L": step_of(hier, s, rate_Bps, intra, crate, "polled", lat),
-                 "async+L": step_of(hier, s, rate_Bps, intra, crate, "async", lat)}
-            r["model"] = {"polled_unshaped_latency": p["unshaped"], "polled_shaped": p["polled"],
-                          "polled_shaped_latency": p["polled+L"], "async_shaped_latency": p["async+L"],
-                          "latency_s": lat}
+                 "async": step_of(hier, s, rate_Bps, intra, crate, "async"),
+                 "phased": step_of(hier, s, rate_Bps, intra, crate, "phased"),
+                 "phased+L": step_of(hier, s, rate_Bps, intra, crate, "phased", lat)}
+            r["model"] = dict(p, latency_s=lat)
             if m1:
-                for k in worst:
+                for k in kinds:
                     worst[k] = max(worst[k], abs(p[k] / m1 - 1))
-            print("%-12s %-5d %9.3f %8.3f %8s %9s %8.3f %8s %8.3f %8s %8.3f %8s" % (
-                hier, s, m0, p["unshaped"], pct(p["unshaped"], m0), "%.3f" % m1 if m1 else "-",
-                p["polled"], pct(p["polled"], m1), p["polled+L"], pct(p["polled+L"], m1),
-                p["async+L"], pct(p["async+L"], m1)))
+            print("%-12s %-5d %9.3f %8.3f %8s %9s" % (hier, s, m0, p["unshaped"], pct(p["unshaped"], m0),
+                  "%.3f" % m1 if m1 else "-") + "".join(" %8.3f %8s" % (p[k], pct(p[k], m1)) for k in kinds))
     if shaped:
-        print("  at %s, the largest difference: polled %.1f%%, polled with latency %.1f%%, async with latency %.1f%%" % (
-            rate, 100 * worst["polled"], 100 * worst["polled+L"], 100 * worst["async+L"]))
+        print("  at %s, the largest difference: " % rate + ", ".join(
+            "%s %.1f%%" % (k, 100 * worst[k]) for k in kinds))
     if len(hierarchies) > 1 and shaped:
         base = hierarchies[0]
         for hier in hierarchies[1:]:
             print("  %s / %s at %s: " % (hier, base, rate) + ", ".join(
-                "stage %d measured %.3f, polled+L %.3f" % (
+                "stage %d measured %.3f, phased+L %.3f" % (
                     s, results[hier][s]["shaped_mean_s"] / results[base][s]["shaped_mean_s"],
-                    results[hier][s]["model"]["polled_shaped_latency"] / results[base][s]["model"]["polled_shaped_latency"])
+                    results[hier][s]["model"]["phased+L"] / results[base][s]["model"]["phased+L"])
                 for s in stages if s in results[base] and results[hier][s]["shaped_mean_s"] and results[base][s]["shaped_mean_s"]))
     json.dump({"hosts": H, "ranks_per_host": R, "model": "d%d" % depth, "short": short, "long": long_,
                "rate_Bps": rate_Bps if shaped else None, "single_s": t1s, "results": results,

@@ -48,7 +48,11 @@
  * The mpi communicator on CPU has no progress thread (docs/design.md,
  * "Progress"): data moves inside its calls, at layer boundaries, and the
  * calibration on the namespace cluster (docs/zero-report.md) shows most of
- * it exposed; --comm-progress polled models that: compute + comm.
+ * it exposed; --comm-progress polled models that: compute + comm. phased
+ * is between the two: a collective of one phase (a flat reduce-scatter or
+ * gather) is moved by the transport once posted and overlaps as above; one
+ * of chained phases (hierarchical, an all-reduce) starts each next phase only
+ * inside the rank's next call, and adds to the step whole.
  *
  * Invariants: no state; every time is in seconds, every byte count exact.
  */
@@ -178,11 +182,15 @@ int zr_read_cluster(const zr_opts *o, zr_cluster *c)
         return zr_error("--world-size %d: --hosts %lld x --ranks-per-host %lld is %lld "
                         "ranks; give one or the other",
                         o->world_size, (long long)h, (long long)r, (long long)(h * r));
-    if (o->progress && strcmp(o->progress, "async") && strcmp(o->progress, "polled"))
+    if (o->progress && strcmp(o->progress, "async") && strcmp(o->progress, "polled") &&
+        strcmp(o->progress, "phased"))
         return zr_error("--comm-progress '%s': it must be async (collectives move while "
-                        "compute runs) or polled (only inside the communicator's calls)",
+                        "compute runs), polled (only inside the communicator's calls) or "
+                        "phased (a collective's one phase moves while compute runs, "
+                        "chained phases do not)",
                         o->progress);
     c->polled = o->progress && !strcmp(o->progress, "polled");
+    c->phased = o->progress && !strcmp(o->progress, "phased");
     c->given = 1;
     c->hosts = (int)h;
     c->ranks_per_host = (int)r;
@@ -364,37 +372,48 @@ static double lane_seconds(const zr_cluster *c, const lane *l, double bytes,
            collectives * l->phases * c->latency;
 }
 
-/* The overlap rule (overlap_comm on, async progress): the step of compute
- * `comp` with what each phase starts running beside it. Hybrid's replica
- * all-reduce is waited where it starts: nothing hides it. */
+/* --comm-progress phased: a collective of one phase moves beside compute
+ * once posted; one of several (hierarchical, an all-reduce) starts its next
+ * phase only inside the rank's next call, so none of it is hidden. */
+static int chained(const zr_cluster *c, const lane *l, int all_reduce)
+{
+    return c->phased && (l->hier || all_reduce);
+}
+
+/* The overlap rule (overlap_comm on, async or phased progress): the step of
+ * compute `comp` with what each phase starts running beside it. Hybrid's
+ * replica all-reduce is waited where it starts: nothing hides it. */
 static double overlapped_step(const question *q, const zrt_config *cfg,
                               const zr_cluster *c, const routing_lanes *l,
                               const step_volumes *v, double comp)
 {
     double F = comp / 3, B = 2 * comp / 3, e = (double)v->first_bytes;
-    double head = lane_seconds(c, &l->gather, e, 1),
-           tail = lane_seconds(c, &l->reduce, cfg->stage == 0 ? 2 * e : e, 1);
-    double fwd = lane_seconds(c, &l->gather, v->gather.bytes, v->gather.collectives),
+    int stage = cfg->stage;
+    double gather = lane_seconds(c, &l->gather, v->gather.bytes, v->gather.collectives),
            back = lane_seconds(c, &l->back_gather, v->back_gather.bytes,
                                v->back_gather.collectives),
            red = lane_seconds(c, &l->reduce, v->reduce.bytes, v->reduce.collectives),
            exposed =
-               lane_seconds(c, &l->replica, v->replica.bytes, v->replica.collectives),
-           bwd = red;
-    if (cfg->stage == 0) { /* the all-reduce, started in backward */
-        head = 0;
-    } else if (cfg->stage == 3) { /* the tied embedding's second gather is in
-                                     forward, the other backward gathers in
-                                     backward: back_gather splits at e */
-        double tied = q->tied_embedding ? lane_seconds(c, &l->back_gather, e, 1) : 0;
-        fwd += tied;
-        bwd += back - tied;
-        if (cfg->stage3_prefetch_bucket_size == 0) { /* each gather waited at once */
-            exposed += fwd + back - tied;
-            fwd = head = 0;
-            bwd = red;
-        }
-    } /* stages 1-2: reductions in backward, the post-step gathers in forward */
+               lane_seconds(c, &l->replica, v->replica.bytes, v->replica.collectives);
+    /* stage 3: the tied embedding's second gather is in forward, the other
+     * backward gathers in backward; head: the first layer's gather, tail the
+     * last reduction (layer 0; stage 0 an all-reduce) */
+    double tied = stage == 3 && q->tied_embedding ? lane_seconds(c, &l->back_gather, e, 1)
+                                                  : 0,
+           head = stage == 0 ? 0 : lane_seconds(c, &l->gather, e, 1),
+           tail = lane_seconds(c, &l->reduce, stage == 0 ? 2 * e : e, 1);
+    if (stage == 3 && cfg->stage3_prefetch_bucket_size == 0) { /* each gather waited
+                                                                  at once */
+        exposed += gather + back;
+        gather = back = tied = head = 0;
+    }
+    if (chained(c, &l->gather, 0))
+        exposed += gather, gather = head = 0;
+    if (chained(c, &l->back_gather, 0))
+        exposed += back, back = tied = 0;
+    if (chained(c, &l->reduce, stage == 0))
+        exposed += red, red = tail = 0;
+    double fwd = gather + tied, bwd = red + back - tied;
     return exposed + head + dmax(F, fwd - head) + dmax(B, bwd - tail) + tail;
 }
 
@@ -523,16 +542,23 @@ void zr_print_steptime_notes(const question *q, const zr_cluster *c)
             "step: --comm-progress polled: compute + comm (collectives move only inside "
             "the communicator's calls, so none runs beside compute; an upper bound: "
             "socket buffers let part of it through between calls)\n");
-    else if (q->cfg.overlap_comm)
+    else if (c->phased && q->cfg.overlap_comm)
+        printf("step: --comm-progress phased: the overlap rule below for collectives of "
+               "one phase (flat reduce-scatters and gathers, moved by the transport "
+               "once posted); those of chained phases (hierarchical ones, a stage-0 "
+               "all-reduce) add to the step whole: each next phase starts only inside "
+               "the rank's next call\n");
+    if (!c->polled && q->cfg.overlap_comm)
         printf(
-            "step: overlap_comm on: head + max(forward, comm started in forward - "
+            "%s: overlap_comm on: head + max(forward, comm started in forward - "
             "head) + max(backward, comm started in backward - tail) + tail; forward "
             "1/3 of compute, backward 2/3; head, tail: the first layer's gather and the "
             "last reduction (layer 0), nothing hides them%s\n",
+            c->phased ? "overlap rule" : "step",
             q->cfg.stage3_prefetch_bucket_size == 0
                 ? "; stage 3 without prefetch: every gather is waited as it starts"
                 : "");
-    else
+    else if (!c->polled)
         printf("step: overlap_comm off: compute + comm\n");
     if (c->hosts < 2 || c->ranks_per_host < 2)
         printf("hierarchical: one level here (a host, or a rank a host): the routing is "

@@ -256,6 +256,8 @@ typedef struct zr_cluster {
     int hosts, ranks_per_host;
     double inter_bw, intra_bw, compute_rate;
     int64_t tokens, seq_len;
+    int phased;     /* --comm-progress phased: one-phase collectives overlap, chained
+                       phases do not */
     int polled;     /* --comm-progress polled: collectives move only inside the
                        communicator's calls, so nothing overlaps compute */
     double latency; /* --latency: seconds each phase of a collective costs
