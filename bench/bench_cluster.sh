@@ -55,14 +55,15 @@
 # RATE for the shaped runs and the intra-host one for the unshaped runs (veth
 # and shared memory are both copies by these cores); the intra-host bandwidth
 # is --intra-bw BYTES/s (default 1.2e9 x 4 / ranks: bench_comm's ordered
-# reduce-scatter on 4 ranks, docs/benchmarks.md, shared by the ranks); both
-# progress models, --comm-progress async (the overlap rule) and polled
-# (compute + comm); and a latency a phase of a collective (zero-report
-# --latency): --latency fit (the default) fits it, the one fitted number, by
-# least squares to the unshaped runs' steps less the model's without it
-# (polled), so that the shaped runs, which it is not fitted to, check it;
-# --latency SECONDS gives it. The table prints the shaped runs' model with
-# latency 0 and with it.
+# reduce-scatter on 4 ranks, docs/benchmarks.md, shared by the ranks); the
+# progress models --comm-progress polled (compute + comm), async (the overlap
+# rule) and phased (the rule for one-phase collectives, chained ones
+# exposed); and a latency a phase of a collective (zero-report --latency):
+# --latency fit (the default) fits it, the one fitted number, by least
+# squares to the unshaped runs' steps less the phased model's without it,
+# so that the shaped runs, which it is not fitted to, check it; --latency
+# SECONDS gives it. The table prints the shaped runs' model in each progress
+# mode with latency 0, and phased with the latency.
 # --analyze: no runs; the tables again from the runs kept in $OUTDIR (the
 # same options), e.g. with another --latency.
 # Root only; exits 77 where network namespaces cannot be made. Writes its
