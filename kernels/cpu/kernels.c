@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kernels/cpu/kernels.c — the scalar reference kernels, the AdamW scalars,
- * and the run-time choice between the AVX-512, AVX2 and scalar paths.
+ * the quantization block loop every path shares (each path supplies its
+ * per-block functions: zrt__quant_ops), and the run-time choice between the
+ * AVX-512, AVX2 and scalar paths.
  *
  * The scalar loops define each kernel's result. The AVX-512 and AVX2 paths
  * perform the same correctly rounded operations in the same order per
@@ -30,6 +32,7 @@
 #include "kernels_avx512.h"
 
 #include <math.h>
+#include <string.h>
 #if defined(__x86_64__) && defined(__clang__)
 #include <cpuid.h>
 #endif
@@ -282,6 +285,201 @@ void zrt_adamw_mixed_f32grad_scalar(float *master, uint16_t *p_out, const float 
     }
 }
 
+/* ---- quantization: the shared block loop and the scalar blocks ---- */
+
+#define QUANT_NAN_BITS 0x7fc00000u /* the NaN of a non-finite block's scale */
+
+static float quant_nan(void)
+{
+    zrt__f32_bits b;
+
+    b.u = QUANT_NAN_BITS;
+    return b.f;
+}
+
+/* A block's scale and reciprocal from the bits of its largest |x|: 1 for a
+ * block to quantize, 0 for a block stored as zeros (absmax 0, or Q / absmax
+ * overflows), -1 for a block holding inf or NaN. */
+static int quant_block_scale(uint32_t absmax_bits, float qmax, float *scale, float *inv)
+{
+    zrt__f32_bits a;
+
+    if (absmax_bits >= 0x7f800000u) {
+        *scale = quant_nan();
+        return -1;
+    }
+    *scale = 0.0f;
+    if (absmax_bits == 0)
+        return 0;
+    a.u = absmax_bits;
+    *inv = qmax / a.f;
+    if (*inv > 3.40282347e38f) /* +inf: a < Q / FLT_MAX */
+        return 0;
+    *scale = a.f / qmax;
+    return 1;
+}
+
+size_t zrt__quantize(const zrt__quant_ops *ops, const float *x, size_t n, size_t block,
+                     int bits, void *q, float *scale)
+{
+    float qmax = bits == 8 ? 127.0f : 7.0f;
+    size_t bad = 0;
+
+    if (block == 0 || (bits == 4 && block % 2 != 0))
+        return 0;
+    for (size_t i = 0; i < n; i += block, scale++) {
+        size_t m = n - i < block ? n - i : block;
+        float inv = 0.0f;
+        int kind = quant_block_scale(ops->absmax_bits(x + i, m), qmax, scale, &inv);
+        int8_t *q8 = (int8_t *)q + i;
+        uint8_t *q4 = (uint8_t *)q + i / 2;
+
+        bad += kind < 0;
+        if (bits == 8 && kind > 0)
+            ops->quant_i8(x + i, m, inv, q8);
+        else if (bits == 8)
+            memset(q8, 0, m);
+        else if (kind > 0)
+            ops->quant_i4(x + i, m, inv, q4);
+        else
+            memset(q4, 0, (m + 1) / 2);
+    }
+    return bad;
+}
+
+void zrt__dequantize(const zrt__quant_ops *ops, const void *q, const float *scale,
+                     size_t n, size_t block, int bits, int add, float *x)
+{
+    if (block == 0 || (bits == 4 && block % 2 != 0))
+        return;
+    for (size_t i = 0; i < n; i += block, scale++) {
+        size_t m = n - i < block ? n - i : block;
+
+        if (*scale != *scale) /* a non-finite block: NaN, whatever x held */
+            for (size_t j = 0; j < m; j++)
+                x[i + j] = quant_nan();
+        else if (bits == 8)
+            ops->deq_i8((const int8_t *)q + i, m, *scale, x + i, add);
+        else
+            ops->deq_i4((const uint8_t *)q + i / 2, m, *scale, x + i, add);
+    }
+}
+
+static uint32_t absmax_bits_scalar(const float *x, size_t m)
+{
+    uint32_t amax = 0;
+
+    for (size_t j = 0; j < m; j++) {
+        zrt__f32_bits b;
+
+        b.f = x[j];
+        b.u &= 0x7fffffffu;
+        amax = b.u > amax ? b.u : amax;
+    }
+    return amax;
+}
+
+/* One value: clamp(nearbyintf(x * inv), -Q, Q), as the vector paths'
+ * multiply, round-to-nearest-even conversion and integer clamp. */
+static int32_t quant_one(float x, float inv, float qmax)
+{
+    float y = nearbyintf(x * inv);
+
+    y = y > qmax ? qmax : y;
+    y = y < -qmax ? -qmax : y;
+    return (int32_t)y;
+}
+
+static void quant_i8_scalar(const float *x, size_t m, float inv, int8_t *q)
+{
+    for (size_t j = 0; j < m; j++)
+        q[j] = (int8_t)quant_one(x[j], inv, 127.0f);
+}
+
+static void quant_i4_scalar(const float *x, size_t m, float inv, uint8_t *q)
+{
+    for (size_t j = 0; j < m; j += 2) {
+        uint32_t lo = (uint32_t)quant_one(x[j], inv, 7.0f) & 0xfu;
+        uint32_t hi = j + 1 < m ? (uint32_t)quant_one(x[j + 1], inv, 7.0f) & 0xfu : 0u;
+
+        q[j / 2] = (uint8_t)(lo | hi << 4);
+    }
+}
+
+static void deq_i8_scalar(const int8_t *q, size_t m, float scale, float *x, int add)
+{
+    for (size_t j = 0; j < m; j++) {
+        float v = (float)q[j] * scale;
+
+        x[j] = add ? x[j] + v : v;
+    }
+}
+
+/* The signed value of nibble k (0 low, 1 high) of byte b. */
+static int32_t nibble(uint8_t b, int k)
+{
+    int32_t v = (b >> (4 * k)) & 0xf;
+
+    return v >= 8 ? v - 16 : v;
+}
+
+static void deq_i4_scalar(const uint8_t *q, size_t m, float scale, float *x, int add)
+{
+    for (size_t j = 0; j < m; j++) {
+        float v = (float)nibble(q[j / 2], (int)(j & 1)) * scale;
+
+        x[j] = add ? x[j] + v : v;
+    }
+}
+
+const zrt__quant_ops zrt__quant_ops_scalar = {
+    absmax_bits_scalar, quant_i8_scalar, quant_i4_scalar, deq_i8_scalar, deq_i4_scalar};
+
+size_t zrt_quantize_i8_scalar(const float *x, size_t n, size_t block, int8_t *q,
+                              float *scale)
+{
+    return zrt__quantize(&zrt__quant_ops_scalar, x, n, block, 8, q, scale);
+}
+
+void zrt_dequantize_i8_scalar(const int8_t *q, const float *scale, size_t n, size_t block,
+                              float *x)
+{
+    zrt__dequantize(&zrt__quant_ops_scalar, q, scale, n, block, 8, 0, x);
+}
+
+void zrt_dequantize_add_i8_scalar(const int8_t *q, const float *scale, size_t n,
+                                  size_t block, float *x)
+{
+    zrt__dequantize(&zrt__quant_ops_scalar, q, scale, n, block, 8, 1, x);
+}
+
+size_t zrt_quantize_i4_scalar(const float *x, size_t n, size_t block, uint8_t *q,
+                              float *scale)
+{
+    return zrt__quantize(&zrt__quant_ops_scalar, x, n, block, 4, q, scale);
+}
+
+void zrt_dequantize_i4_scalar(const uint8_t *q, const float *scale, size_t n,
+                              size_t block, float *x)
+{
+    zrt__dequantize(&zrt__quant_ops_scalar, q, scale, n, block, 4, 0, x);
+}
+
+void zrt_dequantize_add_i4_scalar(const uint8_t *q, const float *scale, size_t n,
+                                  size_t block, float *x)
+{
+    zrt__dequantize(&zrt__quant_ops_scalar, q, scale, n, block, 4, 1, x);
+}
+
+size_t zrt_quantized_bytes(size_t n, size_t block, int bits)
+{
+    size_t nblocks = block ? n / block + (n % block != 0) : 0;
+
+    if (block == 0 || (bits != 8 && bits != 4))
+        return 0;
+    return (bits == 8 ? n : n / 2 + n % 2) + nblocks * sizeof(float);
+}
+
 /* ---- dispatch ---- */
 
 void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m, float *v,
@@ -435,4 +633,64 @@ void zrt_adamw_mixed_f32grad(float *master, uint16_t *p_out, const float *g, flo
         zrt__adamw_mixed_f32grad_avx2(master, p_out, g, m, v, n, grad_scale, s, h);
     else
         zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
+}
+
+size_t zrt_quantize_i8(const float *x, size_t n, size_t block, int8_t *q, float *scale)
+{
+    if (use_avx512())
+        return zrt__quantize_i8_avx512(x, n, block, q, scale);
+    return use_avx2() ? zrt__quantize_i8_avx2(x, n, block, q, scale)
+                      : zrt_quantize_i8_scalar(x, n, block, q, scale);
+}
+
+void zrt_dequantize_i8(const int8_t *q, const float *scale, size_t n, size_t block,
+                       float *x)
+{
+    if (use_avx512())
+        zrt__dequantize_i8_avx512(q, scale, n, block, x);
+    else if (use_avx2())
+        zrt__dequantize_i8_avx2(q, scale, n, block, x);
+    else
+        zrt_dequantize_i8_scalar(q, scale, n, block, x);
+}
+
+void zrt_dequantize_add_i8(const int8_t *q, const float *scale, size_t n, size_t block,
+                           float *x)
+{
+    if (use_avx512())
+        zrt__dequantize_add_i8_avx512(q, scale, n, block, x);
+    else if (use_avx2())
+        zrt__dequantize_add_i8_avx2(q, scale, n, block, x);
+    else
+        zrt_dequantize_add_i8_scalar(q, scale, n, block, x);
+}
+
+size_t zrt_quantize_i4(const float *x, size_t n, size_t block, uint8_t *q, float *scale)
+{
+    if (use_avx512())
+        return zrt__quantize_i4_avx512(x, n, block, q, scale);
+    return use_avx2() ? zrt__quantize_i4_avx2(x, n, block, q, scale)
+                      : zrt_quantize_i4_scalar(x, n, block, q, scale);
+}
+
+void zrt_dequantize_i4(const uint8_t *q, const float *scale, size_t n, size_t block,
+                       float *x)
+{
+    if (use_avx512())
+        zrt__dequantize_i4_avx512(q, scale, n, block, x);
+    else if (use_avx2())
+        zrt__dequantize_i4_avx2(q, scale, n, block, x);
+    else
+        zrt_dequantize_i4_scalar(q, scale, n, block, x);
+}
+
+void zrt_dequantize_add_i4(const uint8_t *q, const float *scale, size_t n, size_t block,
+                           float *x)
+{
+    if (use_avx512())
+        zrt__dequantize_add_i4_avx512(q, scale, n, block, x);
+    else if (use_avx2())
+        zrt__dequantize_add_i4_avx2(q, scale, n, block, x);
+    else
+        zrt_dequantize_add_i4_scalar(q, scale, n, block, x);
 }

@@ -24,6 +24,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <string.h>
 
 #define ZRT__AVX2 __attribute__((target("avx2")))
 
@@ -368,6 +369,124 @@ ZRT__AVX2H void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out,
                                    grad_scale, s, h);
 }
 
+/* ---- quantization: eight floats at a time, the tail by the scalar code ---- */
+
+ZRT__AVX2 static uint32_t absmax_bits_avx2(const float *x, size_t m)
+{
+    const __m256i sign_off = _mm256_set1_epi32(0x7fffffff);
+    __m256i acc = _mm256_setzero_si256();
+    uint32_t lane[8], amax;
+    size_t j = 0;
+
+    for (; j + 8 <= m; j += 8) {
+        __m256i b = _mm256_loadu_si256((const __m256i *)(x + j));
+        acc = _mm256_max_epu32(acc, _mm256_and_si256(b, sign_off));
+    }
+    _mm256_storeu_si256((__m256i *)lane, acc);
+    amax = zrt__quant_ops_scalar.absmax_bits(x + j, m - j);
+    for (int k = 0; k < 8; k++)
+        amax = lane[k] > amax ? lane[k] : amax;
+    return amax;
+}
+
+/* clamp(round-to-nearest-even(x * inv), -Q, Q) on eight lanes. */
+ZRT__AVX2 static inline __m256i quant8(const float *x, __m256 inv, __m256i qmax)
+{
+    __m256i i = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), inv));
+
+    return _mm256_max_epi32(_mm256_min_epi32(i, qmax),
+                            _mm256_sub_epi32(_mm256_setzero_si256(), qmax));
+}
+
+ZRT__AVX2 static void quant_i8_avx2(const float *x, size_t m, float inv, int8_t *q)
+{
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i qmax = _mm256_set1_epi32(127);
+    /* byte 0 of each dword to the first four bytes of its 128-bit lane */
+    const __m256i pick =
+        _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0,
+                         4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    size_t j = 0;
+
+    for (; j + 8 <= m; j += 8) {
+        __m256i b = _mm256_shuffle_epi8(quant8(x + j, vinv, qmax), pick);
+        __m128i r =
+            _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+        _mm_storel_epi64((__m128i *)(q + j), r);
+    }
+    zrt__quant_ops_scalar.quant_i8(x + j, m - j, inv, q + j);
+}
+
+ZRT__AVX2 static void quant_i4_avx2(const float *x, size_t m, float inv, uint8_t *q)
+{
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i qmax = _mm256_set1_epi32(7);
+    const __m256i low4 = _mm256_set1_epi32(0xf);
+    /* byte 0 of each qword (a packed pair) to the first two bytes of its lane */
+    const __m256i pick =
+        _mm256_setr_epi8(0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0,
+                         8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    size_t j = 0;
+
+    for (; j + 8 <= m; j += 8) {
+        __m256i v = _mm256_and_si256(quant8(x + j, vinv, qmax), low4);
+        __m256i b =
+            _mm256_shuffle_epi8(_mm256_or_si256(v, _mm256_srli_epi64(v, 28)), pick);
+        __m128i r =
+            _mm_unpacklo_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+        int32_t four = _mm_cvtsi128_si32(r);
+
+        memcpy(q + j / 2, &four, 4);
+    }
+    zrt__quant_ops_scalar.quant_i4(x + j, m - j, inv, q + j / 2);
+}
+
+/* x = q * scale, or x += q * scale, on eight lanes of q (int32). */
+ZRT__AVX2 static inline void deq8(__m256i qi, __m256 scale, float *x, int add)
+{
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(qi), scale);
+
+    _mm256_storeu_ps(x, add ? _mm256_add_ps(_mm256_loadu_ps(x), v) : v);
+}
+
+ZRT__AVX2 static void deq_i8_avx2(const int8_t *q, size_t m, float scale, float *x,
+                                  int add)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    size_t j = 0;
+
+    for (; j + 8 <= m; j += 8)
+        deq8(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + j))), vs, x + j,
+             add);
+    zrt__quant_ops_scalar.deq_i8(q + j, m - j, scale, x + j, add);
+}
+
+ZRT__AVX2 static void deq_i4_avx2(const uint8_t *q, size_t m, float scale, float *x,
+                                  int add)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    const __m256i low4 = _mm256_set1_epi64x(0xf), high4 = _mm256_set1_epi64x(0xf0);
+    size_t j = 0;
+
+    for (; j + 8 <= m; j += 8) {
+        int32_t four;
+        __m256i b, v;
+
+        memcpy(&four, q + j / 2, 4);
+        b = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four));
+        /* low nibble to the low dword, high nibble to the high dword, then
+         * sign-extend each from 4 bits */
+        v = _mm256_or_si256(_mm256_and_si256(b, low4),
+                            _mm256_slli_epi64(_mm256_and_si256(b, high4), 28));
+        deq8(_mm256_srai_epi32(_mm256_slli_epi32(v, 28), 28), vs, x + j, add);
+    }
+    zrt__quant_ops_scalar.deq_i4(q + j / 2, m - j, scale, x + j, add);
+}
+
+static const zrt__quant_ops quant_ops_avx2 = {absmax_bits_avx2, quant_i8_avx2,
+                                              quant_i4_avx2, deq_i8_avx2, deq_i4_avx2};
+#define QUANT_OPS (&quant_ops_avx2)
+
 #else /* not x86-64: never called, defined so that kernels.c links */
 
 void zrt__adamw_f32_out_avx2(const float *p, float *p_out, const float *g, float *m,
@@ -458,4 +577,44 @@ void zrt__adamw_mixed_f32grad_avx2(float *master, uint16_t *p_out, const float *
     zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
 }
 
+#define QUANT_OPS (&zrt__quant_ops_scalar)
+
 #endif
+
+/* ---- quantization entry points (the block loop is kernels.c's) ---- */
+
+size_t zrt__quantize_i8_avx2(const float *x, size_t n, size_t block, int8_t *q,
+                             float *scale)
+{
+    return zrt__quantize(QUANT_OPS, x, n, block, 8, q, scale);
+}
+
+void zrt__dequantize_i8_avx2(const int8_t *q, const float *scale, size_t n, size_t block,
+                             float *x)
+{
+    zrt__dequantize(QUANT_OPS, q, scale, n, block, 8, 0, x);
+}
+
+void zrt__dequantize_add_i8_avx2(const int8_t *q, const float *scale, size_t n,
+                                 size_t block, float *x)
+{
+    zrt__dequantize(QUANT_OPS, q, scale, n, block, 8, 1, x);
+}
+
+size_t zrt__quantize_i4_avx2(const float *x, size_t n, size_t block, uint8_t *q,
+                             float *scale)
+{
+    return zrt__quantize(QUANT_OPS, x, n, block, 4, q, scale);
+}
+
+void zrt__dequantize_i4_avx2(const uint8_t *q, const float *scale, size_t n, size_t block,
+                             float *x)
+{
+    zrt__dequantize(QUANT_OPS, q, scale, n, block, 4, 0, x);
+}
+
+void zrt__dequantize_add_i4_avx2(const uint8_t *q, const float *scale, size_t n,
+                                 size_t block, float *x)
+{
+    zrt__dequantize(QUANT_OPS, q, scale, n, block, 4, 1, x);
+}

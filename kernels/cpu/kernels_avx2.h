@@ -46,4 +46,44 @@ void zrt__sum_ordered_f32_range(float *out, const float *const *src, int nsrc,
 void zrt__sum_ordered_half_range(uint16_t *out, const uint16_t *const *src, int nsrc,
                                  size_t begin, size_t end, float divisor, zrt_half h);
 
+/* ---- quantization: one block at a time ---------------------------------- */
+
+/* What a path supplies to the shared block loop of kernels.c: the bits of a
+ * block's largest |x| (max of the bits with the sign cleared: an inf or NaN
+ * compares above every finite value), the quantization of a block that has a
+ * finite nonzero scale (m elements; int4: m may be odd only for the last
+ * block, its high nibble 0), and the dequantization of a block with a scale
+ * that is not NaN (add: x += q * scale instead of x = q * scale). */
+typedef struct zrt__quant_ops {
+    uint32_t (*absmax_bits)(const float *x, size_t m);
+    void (*quant_i8)(const float *x, size_t m, float inv, int8_t *q);
+    void (*quant_i4)(const float *x, size_t m, float inv, uint8_t *q);
+    void (*deq_i8)(const int8_t *q, size_t m, float scale, float *x, int add);
+    void (*deq_i4)(const uint8_t *q, size_t m, float scale, float *x, int add);
+} zrt__quant_ops;
+
+/* The block loops of kernels.h's quantize and dequantize functions (bits 8
+ * or 4), with the special blocks (zero, tiny, non-finite) handled here. */
+size_t zrt__quantize(const zrt__quant_ops *ops, const float *x, size_t n, size_t block,
+                     int bits, void *q, float *scale);
+void zrt__dequantize(const zrt__quant_ops *ops, const void *q, const float *scale,
+                     size_t n, size_t block, int bits, int add, float *x);
+
+/* The scalar block functions, for the AVX2 tails. */
+extern const zrt__quant_ops zrt__quant_ops_scalar;
+
+/* The AVX2 versions of the quantization kernels (AVX2 only, no F16C). */
+size_t zrt__quantize_i8_avx2(const float *x, size_t n, size_t block, int8_t *q,
+                             float *scale);
+void zrt__dequantize_i8_avx2(const int8_t *q, const float *scale, size_t n, size_t block,
+                             float *x);
+void zrt__dequantize_add_i8_avx2(const int8_t *q, const float *scale, size_t n,
+                                 size_t block, float *x);
+size_t zrt__quantize_i4_avx2(const float *x, size_t n, size_t block, uint8_t *q,
+                             float *scale);
+void zrt__dequantize_i4_avx2(const uint8_t *q, const float *scale, size_t n, size_t block,
+                             float *x);
+void zrt__dequantize_add_i4_avx2(const uint8_t *q, const float *scale, size_t n,
+                                 size_t block, float *x);
+
 #endif /* ZRT_KERNELS_CPU_KERNELS_AVX2_H */

@@ -26,6 +26,7 @@
 #endif
 
 #include "kernels_avx512.h"
+#include "kernels_avx2.h" /* the quantization block loop */
 
 #if defined(__x86_64__)
 
@@ -443,6 +444,114 @@ ZRT__AVX512 void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out,
     }
 }
 
+/* ---- quantization: sixteen floats at a time, the tail under a mask ---- */
+
+ZRT__AVX512 static uint32_t absmax_bits_avx512(const float *x, size_t m)
+{
+    const __m512i sign_off = _mm512_set1_epi32(0x7fffffff);
+    __m512i acc = _mm512_setzero_si512();
+
+    for (size_t j = 0; j < m; j += 16) {
+        __mmask16 k = lanes(chunk(m, j));
+        __m512i b = _mm512_maskz_loadu_epi32(k, x + j);
+        acc = _mm512_max_epu32(acc, _mm512_and_si512(b, sign_off));
+    }
+    return (uint32_t)_mm512_reduce_max_epu32(acc);
+}
+
+/* clamp(round-to-nearest-even(x * inv), -Q, Q) on the lanes of k (zeros
+ * elsewhere). */
+ZRT__AVX512 static inline __m512i quant16(const float *x, __mmask16 k, __m512 inv,
+                                          __m512i qmax)
+{
+    __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x), inv);
+    __m512i i = _mm512_cvtps_epi32(y);
+
+    return _mm512_max_epi32(_mm512_min_epi32(i, qmax),
+                            _mm512_sub_epi32(_mm512_setzero_si512(), qmax));
+}
+
+ZRT__AVX512 static void quant_i8_avx512(const float *x, size_t m, float inv, int8_t *q)
+{
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i qmax = _mm512_set1_epi32(127);
+
+    for (size_t j = 0; j < m; j += 16) {
+        __mmask16 k = lanes(chunk(m, j));
+        _mm512_mask_cvtepi32_storeu_epi8(q + j, k, quant16(x + j, k, vinv, qmax));
+    }
+}
+
+ZRT__AVX512 static void quant_i4_avx512(const float *x, size_t m, float inv, uint8_t *q)
+{
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i qmax = _mm512_set1_epi32(7);
+    const __m512i low4 = _mm512_set1_epi32(0xf);
+
+    for (size_t j = 0; j < m; j += 16) {
+        size_t r = chunk(m, j);
+        __mmask16 k = lanes(r);
+        __m512i v = _mm512_and_si512(quant16(x + j, k, vinv, qmax), low4);
+        /* each qword holds a pair: low nibble in bits 0-3, high in 32-35 */
+        __m512i pairs = _mm512_or_si512(v, _mm512_srli_epi64(v, 28));
+        _mm512_mask_cvtepi64_storeu_epi8(q + j / 2, (__mmask8)first_lanes((r + 1) / 2),
+                                         pairs);
+    }
+}
+
+/* x = q * scale, or x += q * scale, on the lanes of k of q (int32). */
+ZRT__AVX512 static inline void deq16(__m512i qi, __mmask16 k, __m512 scale, float *x,
+                                     int add)
+{
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(qi), scale);
+
+    if (add)
+        v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, x), v);
+    _mm512_mask_storeu_ps(x, k, v);
+}
+
+ZRT__AVX512 static void deq_i8_avx512(const int8_t *q, size_t m, float scale, float *x,
+                                      int add)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+
+    for (size_t j = 0; j < m; j += 16) {
+        size_t r = chunk(m, j);
+        __m128i b = _mm_setzero_si128();
+
+        if (r == 16)
+            b = _mm_loadu_si128((const __m128i *)(q + j));
+        else
+            memcpy(&b, q + j, r);
+        deq16(_mm512_cvtepi8_epi32(b), lanes(r), vs, x + j, add);
+    }
+}
+
+ZRT__AVX512 static void deq_i4_avx512(const uint8_t *q, size_t m, float scale, float *x,
+                                      int add)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512i low4 = _mm512_set1_epi64(0xf), high4 = _mm512_set1_epi64(0xf0);
+
+    for (size_t j = 0; j < m; j += 16) {
+        size_t r = chunk(m, j);
+        uint64_t eight = 0;
+        __m512i b, v;
+
+        memcpy(&eight, q + j / 2, (r + 1) / 2);
+        b = _mm512_cvtepu8_epi64(_mm_cvtsi64_si128((long long)eight));
+        /* low nibble to the low dword, high nibble to the high dword, then
+         * sign-extend each from 4 bits */
+        v = _mm512_or_si512(_mm512_and_si512(b, low4),
+                            _mm512_slli_epi64(_mm512_and_si512(b, high4), 28));
+        deq16(_mm512_srai_epi32(_mm512_slli_epi32(v, 28), 28), lanes(r), vs, x + j, add);
+    }
+}
+
+static const zrt__quant_ops quant_ops_avx512 = {
+    absmax_bits_avx512, quant_i8_avx512, quant_i4_avx512, deq_i8_avx512, deq_i4_avx512};
+#define QUANT_OPS (&quant_ops_avx512)
+
 #else /* not x86-64: never called, defined so that kernels.c links */
 
 void zrt__adamw_f32_out_avx512(const float *p, float *p_out, const float *g, float *m,
@@ -533,4 +642,44 @@ void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out, const float
     zrt_adamw_mixed_f32grad_scalar(master, p_out, g, m, v, n, grad_scale, s, h);
 }
 
+#define QUANT_OPS (&zrt__quant_ops_scalar)
+
 #endif
+
+/* ---- quantization entry points (the block loop is kernels.c's) ---- */
+
+size_t zrt__quantize_i8_avx512(const float *x, size_t n, size_t block, int8_t *q,
+                               float *scale)
+{
+    return zrt__quantize(QUANT_OPS, x, n, block, 8, q, scale);
+}
+
+void zrt__dequantize_i8_avx512(const int8_t *q, const float *scale, size_t n,
+                               size_t block, float *x)
+{
+    zrt__dequantize(QUANT_OPS, q, scale, n, block, 8, 0, x);
+}
+
+void zrt__dequantize_add_i8_avx512(const int8_t *q, const float *scale, size_t n,
+                                   size_t block, float *x)
+{
+    zrt__dequantize(QUANT_OPS, q, scale, n, block, 8, 1, x);
+}
+
+size_t zrt__quantize_i4_avx512(const float *x, size_t n, size_t block, uint8_t *q,
+                               float *scale)
+{
+    return zrt__quantize(QUANT_OPS, x, n, block, 4, q, scale);
+}
+
+void zrt__dequantize_i4_avx512(const uint8_t *q, const float *scale, size_t n,
+                               size_t block, float *x)
+{
+    zrt__dequantize(QUANT_OPS, q, scale, n, block, 4, 0, x);
+}
+
+void zrt__dequantize_add_i4_avx512(const uint8_t *q, const float *scale, size_t n,
+                                   size_t block, float *x)
+{
+    zrt__dequantize(QUANT_OPS, q, scale, n, block, 4, 1, x);
+}

@@ -40,4 +40,18 @@ void zrt__adamw_mixed_f32grad_avx512(float *master, uint16_t *p_out, const float
                                      float *m, float *v, size_t n, float grad_scale,
                                      const zrt_adamw_scalars *s, zrt_half h);
 
+/* The quantization kernels. */
+size_t zrt__quantize_i8_avx512(const float *x, size_t n, size_t block, int8_t *q,
+                               float *scale);
+void zrt__dequantize_i8_avx512(const int8_t *q, const float *scale, size_t n,
+                               size_t block, float *x);
+void zrt__dequantize_add_i8_avx512(const int8_t *q, const float *scale, size_t n,
+                                   size_t block, float *x);
+size_t zrt__quantize_i4_avx512(const float *x, size_t n, size_t block, uint8_t *q,
+                               float *scale);
+void zrt__dequantize_i4_avx512(const uint8_t *q, const float *scale, size_t n,
+                               size_t block, float *x);
+void zrt__dequantize_add_i4_avx512(const uint8_t *q, const float *scale, size_t n,
+                                   size_t block, float *x);
+
 #endif /* ZRT_KERNELS_CPU_KERNELS_AVX512_H */
