@@ -14,7 +14,10 @@
  * Launch shape: 256 threads a block, a grid-stride loop, at most
  * ELEM_MAX_BLOCKS blocks. The squared norms use a fixed grid of
  * ZRT_CUDA_SQNORM_BLOCKS blocks and a fixed tree, so their order of
- * summation depends on n only.
+ * summation depends on n only. The quantization kernels loop over
+ * quantization blocks instead of elements: a warp, or a whole thread block
+ * for blocks of 2048 elements and more, per quantization block (see their
+ * section).
  */
 #include "kernels/cuda/kernels_cuda.h"
 
@@ -196,6 +199,211 @@ __global__ void k_sqnorm_final(double *out)
         out[0] = acc;
 }
 
+/* ---- blockwise quantization (kernels/cpu's zrt_quantize_*, byte for byte) --------
+ *
+ * One group of G threads per quantization block: a warp (G = 32) for blocks
+ * of fewer than QUANT_CTA_BLOCK elements, the whole thread block (G =
+ * THREADS) from there up; a grid-stride loop over the quantization blocks.
+ * The group reads its block twice: once for the absmax, once to quantize.
+ *
+ * The absmax is a max over the bit patterns |x| (sign cleared) as unsigned
+ * integers: for non-negative floats the order of the patterns is the order of
+ * the values, so the max is exact and independent of the order of the
+ * reduction, and a pattern >= 0x7f800000 (inf, NaN) marks the block
+ * non-finite in the same pass.
+ *
+ * Rounding: scale = absmax / qmax and inv = qmax / absmax are __fdiv_rn (one
+ * correctly rounded division each), t = x * inv is __fmul_rn, and
+ * __float2int_rn rounds t to the nearest integer, ties to even (nearbyintf's
+ * default mode), saturating outside the int range; then a clamp to
+ * [-qmax, qmax] (which never bites: |t| < qmax + 0.5). A block whose absmax
+ * is 0, or so small that qmax / absmax overflows to inf, is stored as zeros
+ * with scale 0; a block holding inf or NaN as zeros with scale NaN
+ * (0x7fc00000), counted. Dequantizing is (float)q * scale (an exact
+ * conversion, one __fmul_rn) and for _add one __fadd_rn after it; a NaN scale
+ * gives 0x7fc00000 everywhere in its block. These are kernels/cpu/kernels.c's
+ * quant_block_scale, quant_one and zrt__dequantize, decision for decision. */
+
+#define QUANT_CTA_BLOCK 2048u       /* blocks this large get a thread block */
+#define QUANT_NAN_BITS  0x7fc00000u /* the scale of a non-finite block: NAN */
+
+/* x86's NaN rules for one binary operation (SSE/AVX, DAZ and FTZ clear): a NaN
+ * operand comes back quieted, the first one when both are; an invalid
+ * operation (inf - inf, 0 * inf) gives the default NaN 0xffc00000. The GPU
+ * answers its canonical 0x7fffffff in each case instead. With these the
+ * dequantized bits are the CPU's for a NaN accumulator (dequantize_add) and
+ * for inf + -inf (int8's absmax FLT_MAX dequantizes +-127 to +-inf) too. */
+__device__ __forceinline__ float x86_nan(float a, float b, float r)
+{
+    uint32_t ua = __float_as_uint(a), ub = __float_as_uint(b);
+
+    if ((ua & 0x7fffffffu) > 0x7f800000u)
+        return __uint_as_float(ua | 0x00400000u);
+    if ((ub & 0x7fffffffu) > 0x7f800000u)
+        return __uint_as_float(ub | 0x00400000u);
+    if (r != r)
+        return __uint_as_float(0xffc00000u);
+    return r;
+}
+
+__device__ __forceinline__ float x86_mul(float a, float b)
+{
+    return x86_nan(a, b, __fmul_rn(a, b));
+}
+
+__device__ __forceinline__ float x86_add(float a, float b)
+{
+    return x86_nan(a, b, __fadd_rn(a, b));
+}
+
+/* The max of m over the G threads of a group; every thread gets it. */
+template <int G> __device__ __forceinline__ uint32_t group_max(uint32_t m)
+{
+    for (int off = 16; off > 0; off /= 2)
+        m = max(m, __shfl_xor_sync(0xffffffffu, m, off));
+    if (G > 32) {
+        __shared__ uint32_t warp_max[THREADS / 32];
+
+        if (threadIdx.x % 32 == 0)
+            warp_max[threadIdx.x / 32] = m;
+        __syncthreads();
+        for (int w = 0; w < G / 32; w++)
+            m = max(m, warp_max[w]);
+        __syncthreads(); /* before the next block's writes */
+    }
+    return m;
+}
+
+/* A block's scale and the reciprocal that quantizes it. */
+struct quant_block {
+    float scale, inv;
+    int bad; /* an inf or NaN in the block: scale NaN, every q 0 */
+};
+
+__device__ __forceinline__ quant_block quant_params(uint32_t absmax_bits, float qmax)
+{
+    quant_block p = {0.0f, 0.0f, 0};
+
+    if (absmax_bits >= 0x7f800000u) {
+        p.scale = __uint_as_float(QUANT_NAN_BITS);
+        p.bad = 1;
+    } else if (absmax_bits != 0) {
+        float absmax = __uint_as_float(absmax_bits), inv = __fdiv_rn(qmax, absmax);
+
+        if (inv <= 3.40282347e38f) { /* else +inf: absmax < qmax / FLT_MAX */
+            p.scale = __fdiv_rn(absmax, qmax);
+            p.inv = inv;
+        }
+    }
+    /* All-zero blocks, and those whose qmax / absmax overflows, keep scale 0
+     * and inv 0: x * 0 quantizes every (finite) x to 0. */
+    return p;
+}
+
+/* clamp(nearbyintf(x * inv), -qmax, qmax); NaN -> 0 */
+__device__ __forceinline__ int quant_one(float x, float inv, int qmax)
+{
+    float t = __fmul_rn(x, inv);
+    int r;
+
+    if (t != t)
+        return 0;
+    r = __float2int_rn(t);
+    return r < -qmax ? -qmax : r > qmax ? qmax : r;
+}
+
+/* A 4-bit two's complement nibble (0..15) as an int in [-8, 7]. */
+__device__ __forceinline__ int nibble(unsigned v)
+{
+    return (int)(v ^ 8u) - 8;
+}
+
+#define GROUP_LOOP(b, G, nblocks)                                                        \
+    for (size_t b = (size_t)blockIdx.x * (THREADS / (G)) + threadIdx.x / (G);            \
+         b < (nblocks); b += (size_t)gridDim.x * (THREADS / (G)))
+
+/* BITS 8: q[i] is element i as an int8_t byte; BITS 4: q[k] holds elements
+ * 2k (low nibble) and 2k + 1 (high nibble). block is even for BITS 4. */
+template <int G, int BITS>
+__global__ void k_quantize(const float *x, size_t n, size_t block, uint8_t *q,
+                           float *scale, unsigned long long *nonfinite)
+{
+    const size_t nblocks = n / block + (n % block != 0);
+    const unsigned lane = threadIdx.x % G;
+    const int qmax = BITS == 8 ? 127 : 7;
+
+    GROUP_LOOP(b, G, nblocks)
+    {
+        size_t base = b * block, len = n - base < block ? n - base : block;
+        const float *xb = x + base;
+        uint32_t m = 0;
+        quant_block p;
+
+        for (size_t j = lane; j < len; j += G)
+            m = max(m, __float_as_uint(xb[j]) & 0x7fffffffu);
+        p = quant_params(group_max<G>(m), (float)qmax);
+        if (lane == 0) {
+            scale[b] = p.scale;
+            if (p.bad && nonfinite)
+                atomicAdd(nonfinite, 1ull);
+        }
+        if (BITS == 8) {
+            for (size_t j = lane; j < len; j += G)
+                q[base + j] =
+                    (uint8_t)(int8_t)(p.bad ? 0 : quant_one(xb[j], p.inv, qmax));
+        } else {
+            for (size_t k = lane; k < (len + 1) / 2; k += G) {
+                int lo = 0, hi = 0;
+
+                if (!p.bad) {
+                    lo = quant_one(xb[2 * k], p.inv, qmax);
+                    if (2 * k + 1 < len)
+                        hi = quant_one(xb[2 * k + 1], p.inv, qmax);
+                }
+                q[base / 2 + k] = (uint8_t)((lo & 0xf) | ((hi & 0xf) << 4));
+            }
+        }
+    }
+}
+
+/* x[i] = (float)q_i * scale (ADD: x[i] = x[i] + that), x86's NaN rules; a
+ * block whose scale is NaN (a non-finite block) becomes QUANT_NAN_BITS in
+ * every element, whatever x held, as on the CPU. */
+template <int G, int BITS, bool ADD>
+__global__ void k_dequantize(const uint8_t *q, const float *scale, size_t n, size_t block,
+                             float *x)
+{
+    const size_t nblocks = n / block + (n % block != 0);
+    const unsigned lane = threadIdx.x % G;
+
+    GROUP_LOOP(b, G, nblocks)
+    {
+        size_t base = b * block, len = n - base < block ? n - base : block;
+        float sc = scale[b], *xb = x + base;
+
+        if (sc != sc) {
+            for (size_t j = lane; j < len; j += G)
+                xb[j] = __uint_as_float(QUANT_NAN_BITS);
+        } else if (BITS == 8) {
+            for (size_t j = lane; j < len; j += G) {
+                float d = x86_mul((float)(int8_t)q[base + j], sc);
+
+                xb[j] = ADD ? x86_add(xb[j], d) : d;
+            }
+        } else {
+            for (size_t k = lane; k < (len + 1) / 2; k += G) {
+                unsigned byte = q[base / 2 + k];
+                float lo = x86_mul((float)nibble(byte & 0xfu), sc);
+                float hi = x86_mul((float)nibble(byte >> 4), sc);
+
+                xb[2 * k] = ADD ? x86_add(xb[2 * k], lo) : lo;
+                if (2 * k + 1 < len)
+                    xb[2 * k + 1] = ADD ? x86_add(xb[2 * k + 1], hi) : hi;
+            }
+        }
+    }
+}
+
 /* ---- host side ------------------------------------------------------------------ */
 
 static unsigned elem_blocks(size_t n)
@@ -235,6 +443,72 @@ static int adamw_mixed(float *d_master, uint16_t *d_p_out, const G *d_g, float *
         return (int)cudaErrorInvalidValue;
     ELEM_LAUNCH(k_adamw_mixed<G>, n, stream, d_master, d_p_out, d_g, d_m, d_v, n,
                 grad_scale, *s, h);
+}
+
+/* ---- quantization: host side ----------------------------------------------------- */
+
+static_assert(sizeof(size_t) == sizeof(unsigned long long),
+              "d_nonfinite is counted with a 64-bit atomicAdd");
+
+/* enough thread blocks for nblocks groups of G threads, at most ELEM_MAX_BLOCKS */
+static unsigned group_ctas(size_t nblocks, unsigned g)
+{
+    size_t per = THREADS / g, c = (nblocks + per - 1) / per;
+
+    return c > ELEM_MAX_BLOCKS ? ELEM_MAX_BLOCKS : (unsigned)c;
+}
+
+static int quant_bad_block(size_t block, int bits)
+{
+    return block == 0 || (bits == 4 && block % 2 != 0);
+}
+
+template <int BITS>
+static int quantize(const float *d_x, size_t n, size_t block, uint8_t *d_q,
+                    float *d_scale, size_t *d_nonfinite, cudaStream_t stream)
+{
+    unsigned long long *count = (unsigned long long *)d_nonfinite;
+    size_t nblocks;
+    int rc;
+
+    if (quant_bad_block(block, BITS))
+        return (int)cudaErrorInvalidValue;
+    if (count) {
+        rc = (int)cudaMemsetAsync(count, 0, sizeof *count, stream);
+        if (rc != 0)
+            return rc;
+    }
+    if (n == 0)
+        return 0;
+    nblocks = n / block + (n % block != 0);
+    if (block >= QUANT_CTA_BLOCK)
+        k_quantize<THREADS, BITS><<<group_ctas(nblocks, THREADS), THREADS, 0, stream>>>(
+            d_x, n, block, d_q, d_scale, count);
+    else
+        k_quantize<32, BITS><<<group_ctas(nblocks, 32), THREADS, 0, stream>>>(
+            d_x, n, block, d_q, d_scale, count);
+    return launched();
+}
+
+template <int BITS, bool ADD>
+static int dequantize(const uint8_t *d_q, const float *d_scale, size_t n, size_t block,
+                      float *d_x, cudaStream_t stream)
+{
+    size_t nblocks;
+
+    if (quant_bad_block(block, BITS))
+        return (int)cudaErrorInvalidValue;
+    if (n == 0)
+        return 0;
+    nblocks = n / block + (n % block != 0);
+    if (block >= QUANT_CTA_BLOCK)
+        k_dequantize<THREADS, BITS, ADD>
+            <<<group_ctas(nblocks, THREADS), THREADS, 0, stream>>>(d_q, d_scale, n, block,
+                                                                   d_x);
+    else
+        k_dequantize<32, BITS, ADD><<<group_ctas(nblocks, 32), THREADS, 0, stream>>>(
+            d_q, d_scale, n, block, d_x);
+    return launched();
 }
 
 extern "C" {
@@ -356,6 +630,42 @@ int zrt_cuda_adamw_mixed_f32grad(float *d_master, uint16_t *d_p_out, const float
                                  struct CUstream_st *stream)
 {
     return adamw_mixed(d_master, d_p_out, d_g, d_m, d_v, n, grad_scale, s, h, stream);
+}
+
+int zrt_cuda_quantize_i8(const float *d_x, size_t n, size_t block, int8_t *d_q,
+                         float *d_scale, size_t *d_nonfinite, struct CUstream_st *stream)
+{
+    return quantize<8>(d_x, n, block, (uint8_t *)d_q, d_scale, d_nonfinite, stream);
+}
+
+int zrt_cuda_dequantize_i8(const int8_t *d_q, const float *d_scale, size_t n,
+                           size_t block, float *d_x, struct CUstream_st *stream)
+{
+    return dequantize<8, false>((const uint8_t *)d_q, d_scale, n, block, d_x, stream);
+}
+
+int zrt_cuda_dequantize_add_i8(const int8_t *d_q, const float *d_scale, size_t n,
+                               size_t block, float *d_x, struct CUstream_st *stream)
+{
+    return dequantize<8, true>((const uint8_t *)d_q, d_scale, n, block, d_x, stream);
+}
+
+int zrt_cuda_quantize_i4(const float *d_x, size_t n, size_t block, uint8_t *d_q,
+                         float *d_scale, size_t *d_nonfinite, struct CUstream_st *stream)
+{
+    return quantize<4>(d_x, n, block, d_q, d_scale, d_nonfinite, stream);
+}
+
+int zrt_cuda_dequantize_i4(const uint8_t *d_q, const float *d_scale, size_t n,
+                           size_t block, float *d_x, struct CUstream_st *stream)
+{
+    return dequantize<4, false>(d_q, d_scale, n, block, d_x, stream);
+}
+
+int zrt_cuda_dequantize_add_i4(const uint8_t *d_q, const float *d_scale, size_t n,
+                               size_t block, float *d_x, struct CUstream_st *stream)
+{
+    return dequantize<4, true>(d_q, d_scale, n, block, d_x, stream);
 }
 
 } /* extern "C" */

@@ -36,6 +36,10 @@
  *     CPU to rounding (the test allows a relative 1e-6; in practice it is
  *     ~1e-15). They are deterministic: the order depends on n only, not on
  *     the device, the timing or the run.
+ * The quantization kernels (last section) have neither exception: their
+ * absmax is a max (exact in any order), and where a NaN can arise they
+ * produce x86's NaN bits explicitly, so they give the CPU's bytes and bits
+ * everywhere, NaN payloads included.
  */
 #ifndef ZRT_KERNELS_CUDA_KERNELS_CUDA_H
 #define ZRT_KERNELS_CUDA_KERNELS_CUDA_H
@@ -130,6 +134,50 @@ int zrt_cuda_adamw_mixed_f32grad(float *d_master, uint16_t *d_p_out, const float
                                  float *d_m, float *d_v, size_t n, float grad_scale,
                                  const zrt_adamw_scalars *s, zrt_half h,
                                  struct CUstream_st *stream);
+
+/* ---- blockwise quantization (kernels.h's zrt_quantize_*; docs/compression.md) -
+ *
+ * The format of kernels/cpu, byte for byte: the n elements in blocks of
+ * `block` (the last may be shorter), one f32 scale a block; int8 q in
+ * [-127, 127], int4 q in [-7, 7] two a byte (element 2k in the low nibble,
+ * 2k+1 in the high one; an odd n leaves the last high nibble 0). A block
+ * holding an inf or NaN gets scale NaN (0x7fc00000) and q 0, and
+ * dequantizes to that NaN in every element (dequantize_add too, whatever
+ * d_x held); a block whose absmax is 0 or below qmax / FLT_MAX gets scale 0
+ * and q 0. The launch: a warp per quantization block below 2048 elements, a
+ * thread block of 256 from there up.
+ * d_q has n bytes (int8) or (n + 1) / 2 (int4); d_scale has
+ * (n + block - 1) / block floats.
+ *
+ * block == 0, or an odd block for int4, is refused with
+ * cudaErrorInvalidValue (1) before anything is enqueued or written.
+ *
+ * d_nonfinite (device memory, may be NULL): set to the number of blocks that
+ * held an inf or NaN (the count zrt_quantize_* returns on the CPU), so the
+ * caller may refuse the result. It is set, not added to: 0 when n == 0. */
+
+/* int8: d_q (n bytes), d_scale */
+int zrt_cuda_quantize_i8(const float *d_x, size_t n, size_t block, int8_t *d_q,
+                         float *d_scale, size_t *d_nonfinite, struct CUstream_st *stream);
+
+/* d_x[i] = (float)d_q[i] * d_scale[i / block] */
+int zrt_cuda_dequantize_i8(const int8_t *d_q, const float *d_scale, size_t n,
+                           size_t block, float *d_x, struct CUstream_st *stream);
+
+/* d_x[i] = d_x[i] + (float)d_q[i] * d_scale[i / block]: two roundings, no
+ * FMA (one rank's contribution to the receiver's ordered sum) */
+int zrt_cuda_dequantize_add_i8(const int8_t *d_q, const float *d_scale, size_t n,
+                               size_t block, float *d_x, struct CUstream_st *stream);
+
+/* int4, block even: d_q ((n + 1) / 2 bytes), d_scale */
+int zrt_cuda_quantize_i4(const float *d_x, size_t n, size_t block, uint8_t *d_q,
+                         float *d_scale, size_t *d_nonfinite, struct CUstream_st *stream);
+
+int zrt_cuda_dequantize_i4(const uint8_t *d_q, const float *d_scale, size_t n,
+                           size_t block, float *d_x, struct CUstream_st *stream);
+
+int zrt_cuda_dequantize_add_i4(const uint8_t *d_q, const float *d_scale, size_t n,
+                               size_t block, float *d_x, struct CUstream_st *stream);
 
 #ifdef __cplusplus
 }
