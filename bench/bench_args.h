@@ -9,6 +9,8 @@
 #define ZRT_BENCH_ARGS_H
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +58,24 @@ static inline int bench_parse_size(const char *s, unsigned long long *out)
         return -1;
     *out = v << shift;
     return 0;
+}
+
+/* A comma-separated list of sizes ("1M,16M,64M") into out[0..max), each at
+ * most SIZE_MAX / 64 (room for a benchmark's arrays). Returns how many, or -1
+ * for a bad entry, more than max, or none. */
+static inline int bench_parse_size_list(const char *list, size_t *out, int max)
+{
+    char buf[256];
+    int n = 0;
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        unsigned long long v;
+        if (n == max || bench_parse_size(tok, &v) || v > SIZE_MAX / 64)
+            return -1;
+        out[n++] = (size_t)v;
+    }
+    return n > 0 ? n : -1;
 }
 
 #endif
