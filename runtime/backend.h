@@ -93,6 +93,13 @@ typedef struct zrt__backend_ops {
     zrt_status (*adamw_mixed)(zrt__backend *be, float *master, uint16_t *p_out,
                               const uint16_t *g, float *m, float *v, size_t n,
                               float grad_scale, const zrt_adamw_scalars *s, zrt_half h);
+    /* OPTIONAL (NULL: not available; qwZ is refused). Blockwise int8 of n
+     * f32 elements, blocks of `block` (zrt_quantize_i8): *nonfinite gets
+     * the count of blocks that held a NaN or an infinity. */
+    zrt_status (*quantize_i8)(zrt__backend *be, const float *x, size_t n, size_t block,
+                              int8_t *q, float *scale, size_t *nonfinite);
+    zrt_status (*dequantize_i8)(zrt__backend *be, const int8_t *q, const float *scale,
+                                size_t n, size_t block, float *x);
     /* OPTIONAL (NULL: everything is done when an op returns). Waits until
      * every queued copy and kernel is done. Call zrt__be_synchronize. */
     zrt_status (*synchronize)(zrt__backend *be);

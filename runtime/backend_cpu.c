@@ -177,6 +177,23 @@ static zrt_status cpu_sqnorm_f32(zrt__backend *be, const float *x, size_t n, dou
     return ZRT_OK;
 }
 
+static zrt_status cpu_quantize_i8(zrt__backend *be, const float *x, size_t n,
+                                  size_t block, int8_t *q, float *scale,
+                                  size_t *nonfinite)
+{
+    (void)be;
+    *nonfinite = zrt_quantize_i8(x, n, block, q, scale);
+    return ZRT_OK;
+}
+
+static zrt_status cpu_dequantize_i8(zrt__backend *be, const int8_t *q, const float *scale,
+                                    size_t n, size_t block, float *x)
+{
+    (void)be;
+    zrt_dequantize_i8(q, scale, n, block, x);
+    return ZRT_OK;
+}
+
 /* One AdamW update split across the helper threads: element-wise, so any
  * split gives the same bits. */
 typedef struct adamw_job {
@@ -361,6 +378,8 @@ static const zrt__backend_ops cpu_ops = {
     .cast_f32_to_half = cpu_cast_f32_to_half,
     .cast_half_to_f32 = cpu_cast_half_to_f32,
     .adamw_mixed = cpu_adamw_mixed,
+    .quantize_i8 = cpu_quantize_i8,
+    .dequantize_i8 = cpu_dequantize_i8,
     /* synchronize, on_device: not needed, everything runs on the host */
     .destroy = cpu_destroy,
 };

@@ -88,6 +88,9 @@ static const cfg_key keys[] = {
     {SECTION_ZERO, "stage3_param_persistence_threshold", KIND_ELEMENTS,
      FIELD(stage3_param_persistence_threshold)},
     {SECTION_ZERO, "zero_hpz_partition_size", KIND_HPZ, FIELD(zero_hpz_partition_size)},
+    {SECTION_ZERO, "zero_quantized_weights", KIND_BOOL, FIELD(zero_quantized_weights)},
+    {SECTION_ZERO, "zero_quantized_block_size", KIND_POSITIVE,
+     FIELD(zero_quantized_block_size)},
     {SECTION_ZERO, "overlap_comm", KIND_BOOL, FIELD(overlap_comm)},
     {NULL, "gradient_accumulation_steps", KIND_POSITIVE,
      FIELD(gradient_accumulation_steps)},
@@ -672,6 +675,8 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->comm_group_size = 0;         /* a group per host */
     cfg->hybrid_shard_size = 0;       /* off: shard across every rank */
     cfg->zero_hpz_partition_size = 0; /* off: backward gathers across every rank */
+    cfg->zero_quantized_weights = 0;  /* off: gathers move f32 */
+    cfg->zero_quantized_block_size = 256;
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
     cfg->offload_param.buffer_count = 5;

@@ -243,6 +243,42 @@ static zrt_status create_hpz_groups(zrt_ctx *ctx)
     return ZRT_OK;
 }
 
+/* zero_quantized_weights (qwZ, docs/compression.md) against the config:
+ * it quantizes stage 3's f32 gathers, on the mpi communicator. */
+static const char *qwz_conflict(const zrt_ctx *ctx)
+{
+    const zrt_config *cfg = &ctx->cfg;
+    if (cfg->stage != 3)
+        return "the stage is not 3; qwZ quantizes the parameter gathers of stage 3 "
+               "(set \"stage\": 3, or drop the key)";
+    if (cfg->bf16.enabled || cfg->fp16.enabled)
+        return "the parameters are 16-bit (bf16/fp16); the int8 kernels quantize f32 "
+               "shards only";
+    if (cfg->offload_param.device == ZRT_OFFLOAD_NVME)
+        return "offload_param.device is \"nvme\"; the NVMe path is not quantized";
+    if (cfg->zero_hpz_partition_size > 1)
+        return "'zero_hpz_partition_size' is set; qwZ with hpZ is not supported (the "
+               "secondary shards would have to keep the quantized bytes)";
+    if (!ctx->be->ops->quantize_i8 || !ctx->be->ops->dequantize_i8)
+        return "the backend has no int8 quantization kernels; qwZ runs on the cpu "
+               "backend";
+    if (strcmp(ctx->comm->ops->name, "mpi") != 0)
+        return "the communicator is not mpi; qwZ needs \"communicator\": \"mpi\"";
+    return NULL;
+}
+
+static zrt_status check_qwz(zrt_ctx *ctx)
+{
+    const char *why = ctx->cfg.zero_quantized_weights ? qwz_conflict(ctx) : NULL;
+    if (why)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'zero_quantized_weights' is true but %s", why);
+    if (ctx->cfg.zero_quantized_weights)
+        zrt_log(ctx, 2, "qwZ: stage 3 gathers move int8 blocks of %d elements",
+                ctx->cfg.zero_quantized_block_size);
+    return ZRT_OK;
+}
+
 /* Config errors found before a context exists have nowhere to be stored:
  * they go to stderr once, with the rank if Open MPI told us. */
 static void report_early_error(const char *text)
@@ -286,6 +322,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ctx->err.rank = ctx->comm->rank;
     ZRT_CHECK_GOTO(create_shard_groups(ctx), st, fail);
     ZRT_CHECK_GOTO(create_hpz_groups(ctx), st, fail);
+    ZRT_CHECK_GOTO(check_qwz(ctx), st, fail);
     char stage[16] = "auto";
     if (cfg->stage != ZRT_STAGE_AUTO)
         snprintf(stage, sizeof stage, "%d", cfg->stage);

@@ -73,6 +73,10 @@ typedef struct zrt__layer_state {
      * the gather in flight runs over hpz_comm, from the secondary shards. */
     zrt__buf hpz_shard;
     int hpz_valid, hpz_fill, hpz_gather;
+    /* qwZ (zero_quantized_weights): this rank's shard quantized
+     * (zrt__qwz_bytes) and the N shards' received; held from start_gather
+     * until the wait dequantizes qwz_recv into param_full. */
+    zrt__buf qwz_send, qwz_recv;
     /* NVMe tiers (zero/nvme.c): where m, v and the parameter shard live in
      * each of the two slots; ctx->nvme_slot holds the current values */
     uint64_t swap_m[2], swap_v[2], swap_p[2];
@@ -266,6 +270,14 @@ int zrt__nvme_step_needed(const zrt_ctx *ctx);
  * or the largest layer range in f32 when that is smaller. It is allocated
  * at finalize, not at the load, so that the memory plan (which charges it
  * from "init") covers loading as it covers steps. */
+/* qwZ: bytes of one shard of `shard` f32 elements quantized to int8 in
+ * blocks of `block`: [q, shard bytes | padding to 4 | an f32 scale a block],
+ * a whole number of f32 elements so the gather moves it as ZRT_F32. */
+static inline int64_t zrt__qwz_bytes(int64_t shard, int64_t block)
+{
+    return (shard + 3) / 4 * 4 + (shard + block - 1) / block * 4;
+}
+
 static inline int64_t zrt__ckpt_staging_bytes(int64_t largest_range)
 {
     int64_t range_bytes = largest_range * (int64_t)sizeof(float);

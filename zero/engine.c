@@ -213,6 +213,8 @@ static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
         c->ops->wait(c, ls->reduce);
     be->ops->free(be, &ls->param_full);
     be->ops->free(be, &ls->hpz_shard);
+    be->ops->free(be, &ls->qwz_send);
+    be->ops->free(be, &ls->qwz_recv);
     be->ops->free(be, &ls->param_shard);
     be->ops->free(be, &ls->grad_full);
     be->ops->free(be, &ls->grad_shard);
@@ -255,6 +257,29 @@ static zrt_status fill_hpz_shard(zrt_ctx *ctx, int layer)
     return ZRT_OK;
 }
 
+/* qwZ: dequantizes each rank's part of the received bytes into its shard
+ * of param_full (this rank's own too, so every rank holds the same bits). */
+static zrt_status dequantize_gathered(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    int64_t shard = shard_of(ctx, layer), block = ctx->cfg.zero_quantized_block_size;
+    int64_t part = zrt__qwz_bytes(shard, block);
+    for (int r = 0; r < ctx->shard_comm->size; r++) {
+        const char *q = (const char *)ls->qwz_recv.ptr + r * part;
+        const float *scale = (const float *)(q + (shard + 3) / 4 * 4);
+        ZRT_CHECK(ctx->be->ops->dequantize_i8(ctx->be, (const int8_t *)q, scale,
+                                              (size_t)shard, (size_t)block,
+                                              (float *)ls->param_full.ptr + r * shard));
+    }
+    return ZRT_OK;
+}
+
+static void free_qwz(zrt_ctx *ctx, zrt__layer_state *ls)
+{
+    ctx->be->ops->free(ctx->be, &ls->qwz_send);
+    ctx->be->ops->free(ctx->be, &ls->qwz_recv);
+}
+
 zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
@@ -268,9 +293,51 @@ zrt_status zrt__wait_gather(zrt_ctx *ctx, int layer)
     ls->hpz_gather = 0;
     if (ls->fetch_state == ZRT__FETCH_READY)
         zrt__nvme_drop_fetch(ctx, layer); /* the gather was its only reader */
+    if (st == ZRT_OK && ls->qwz_recv.ptr)
+        st = dequantize_gathered(ctx, layer);
+    free_qwz(ctx, ls);
     if (st == ZRT_OK && ls->hpz_fill)
         st = fill_hpz_shard(ctx, layer);
     ls->hpz_fill = 0;
+    return st;
+}
+
+/* qwZ: quantizes this rank's f32 shard into qwz_send and starts the
+ * gather of every rank's into qwz_recv (the wait dequantizes). A shard with
+ * a NaN or an infinity is an error, never sent. */
+static zrt_status start_quantized_gather(zrt_ctx *ctx, zrt__comm *c, int layer,
+                                         const float *shard)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    int64_t n = shard_of(ctx, layer), block = ctx->cfg.zero_quantized_block_size;
+    int64_t part = zrt__qwz_bytes(n, block);
+    size_t bad = 0;
+    ZRT_CHECK(alloc_in(ctx, &ls->qwz_send, part, 1, ZRT_TIER_DEVICE, ZRT_CAT_QWZ,
+                       "qwZ quantized shard", layer));
+    ZRT_CHECK(alloc_in(ctx, &ls->qwz_recv, part * c->size, 1, ZRT_TIER_DEVICE,
+                       ZRT_CAT_QWZ, "qwZ quantized shards gathered", layer));
+    int8_t *q = ls->qwz_send.ptr;
+    ZRT_CHECK(ctx->be->ops->quantize_i8(ctx->be, shard, (size_t)n, (size_t)block, q,
+                                        (float *)(q + (n + 3) / 4 * 4), &bad));
+    if (bad)
+        return zrt__fail(&ctx->err, ZRT_ERR_NUMERIC,
+                         "qwZ: the parameter shard of layer %d holds %zu blocks with "
+                         "a NaN or an infinity; not gathered",
+                         layer, bad);
+    return c->ops->all_gather(c, ls->qwz_send.ptr, ls->qwz_recv.ptr, (size_t)part / 4,
+                              ZRT_F32, &ls->gather);
+}
+
+static zrt_status start_plain_or_quantized(zrt_ctx *ctx, zrt__comm *c, int layer,
+                                           void *shard, size_t count)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    if (!ctx->cfg.zero_quantized_weights)
+        return c->ops->all_gather(c, shard, ls->param_full.ptr, count, ctx->pdtype,
+                                  &ls->gather);
+    zrt_status st = start_quantized_gather(ctx, c, layer, shard);
+    if (st != ZRT_OK)
+        free_qwz(ctx, ls);
     return st;
 }
 
@@ -293,8 +360,7 @@ static zrt_status start_gather(zrt_ctx *ctx, int layer)
         ZRT_CHECK(alloc_elems(ctx, &ls->param_full, flat_of(ctx, layer),
                               ZRT_CAT_PARAM_GATHER, "gathered parameters", layer));
     zrt__comm_for_layer(c, layer);
-    ZRT_CHECK(c->ops->all_gather(c, shard, ls->param_full.ptr, count, ctx->pdtype,
-                                 &ls->gather));
+    ZRT_CHECK(start_plain_or_quantized(ctx, c, layer, shard, count));
     ls->hpz_gather = from_hpz;
     ls->hpz_fill = ls->hpz_shard.ptr && !from_hpz;
     ls->gathered = 1;

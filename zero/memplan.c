@@ -43,6 +43,7 @@ typedef struct sim_layer {
     int64_t numel, flat, shard, range; /* elements; range: what this rank updates */
     int has_full;                      /* param_full allocated */
     int gathered, prefetched, persistent, gather_pending;
+    int qwz_held; /* qwZ: the quantized send and receive buffers */
     int fwd_live, bwd_live, bwd_done;
     int has_bucket;  /* grad_full at stages 2-3 */
     int fetch_state; /* ZRT__FETCH_* */
@@ -254,6 +255,32 @@ static int nvme_fetch_room(const sim *s)
 
 /* ---- parameter gathers (engine.c) ------------------------------------------- */
 
+/* qwZ (engine.c start_quantized_gather, free_qwz): this rank's shard
+ * quantized, then the shard group's (flat / shard ranks), held until the wait dequantizes
+ * them. */
+static int64_t qwz_part(const sim *s, const sim_layer *ly)
+{
+    return zrt__qwz_bytes(ly->shard, s->cfg->zero_quantized_block_size);
+}
+
+static void qwz_charge(sim *s, sim_layer *ly)
+{
+    int64_t part = qwz_part(s, ly);
+    zrt__mem_charge(&s->acct, NULL, ZRT_TIER_DEVICE, ZRT_CAT_QWZ, part, NULL);
+    zrt__mem_charge(&s->acct, NULL, ZRT_TIER_DEVICE, ZRT_CAT_QWZ,
+                    part * (ly->flat / ly->shard), NULL);
+    ly->qwz_held = 1;
+}
+
+static void qwz_release(sim *s, sim_layer *ly)
+{
+    int64_t part = qwz_part(s, ly);
+    zrt__mem_release(&s->acct, ZRT_TIER_DEVICE, ZRT_CAT_QWZ, part);
+    zrt__mem_release(&s->acct, ZRT_TIER_DEVICE, ZRT_CAT_QWZ,
+                     part * (ly->flat / ly->shard));
+    ly->qwz_held = 0;
+}
+
 static void wait_gather(sim *s, int l)
 {
     sim_layer *ly = &s->layers[l];
@@ -262,6 +289,8 @@ static void wait_gather(sim *s, int l)
     ly->gather_pending = 0;
     if (ly->fetch_state == ZRT__FETCH_READY)
         nvme_drop_fetch(s, l);
+    if (ly->qwz_held)
+        qwz_release(s, ly);
 }
 
 static void start_gather(sim *s, int l)
@@ -273,6 +302,8 @@ static void start_gather(sim *s, int l)
         charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_PARAM_GATHER, ly->flat);
         ly->has_full = 1;
     }
+    if (s->cfg->zero_quantized_weights)
+        qwz_charge(s, ly);
     ly->gather_pending = 1;
     ly->gathered = 1;
 }

@@ -264,6 +264,21 @@ static zrt__comm_bytes hybrid_theory(const zrt_ctx *ctx, uint64_t group)
     return b;
 }
 
+/* qwZ (zero_quantized_weights): stage 3's two gathers send each layer's
+ * shard quantized (zrt__qwz_bytes, a whole number of f32 elements) to the
+ * S-1 members instead of its f32 shard; the reduce-scatter is unchanged. */
+static uint64_t qwz_theory(const zrt_ctx *ctx, uint64_t total)
+{
+    int64_t S = ctx->shard_comm->size, block = ctx->cfg.zero_quantized_block_size;
+    uint64_t f32 = 0, quantized = 0;
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        int64_t shard = ctx->plan.layers[l].shard_numel;
+        f32 += 2 * (uint64_t)(S - 1) * (uint64_t)shard * ctx->esize;
+        quantized += 2 * (uint64_t)(S - 1) * (uint64_t)zrt__qwz_bytes(shard, block);
+    }
+    return total - f32 + quantized;
+}
+
 /* The ZeRO paper's volume per rank and step (2 psi at stages 0-2: an
  * all-reduce, or a reduce-scatter and an all-gather; 3 psi at stage 3: the
  * forward and backward all-gathers and the reduce-scatter), each collective
@@ -282,14 +297,18 @@ static void write_theory(FILE *f, zrt_ctx *ctx)
     zrt_config cfg = ctx->cfg;
     zrt_fit_cost_of(&cfg, ctx->plan.total_flat_numel, (int)ctx->esize, S, &cost);
     uint64_t total = (uint64_t)cost.comm_bytes;
+    if (ctx->cfg.zero_quantized_weights)
+        total = qwz_theory(ctx, total);
     zrt__comm_bytes b =
         ctx->replica_comm ? hybrid_theory(ctx, total) : world_theory(ctx, total);
     fprintf(f,
             "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
             "\"psi_multiple\": %d, \"hpz_partition_size\": %d, "
-            "\"hybrid_shard_size\": %d, \"bytes_per_step\": %llu, ",
+            "\"hybrid_shard_size\": %d, \"qwz_block_size\": %d, "
+            "\"bytes_per_step\": %llu, ",
             (long long)ctx->plan.total_flat_numel, ctx->esize,
             ctx->cfg.stage == 3 ? 3 : 2, P, S,
+            ctx->cfg.zero_quantized_weights ? ctx->cfg.zero_quantized_block_size : 0,
             (unsigned long long)(b.same_host + b.other_host));
     write_bytes(f, "layers", b);
     fprintf(f, "},\n");

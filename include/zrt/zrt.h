@@ -117,7 +117,8 @@ ZRT_API size_t zrt_dtype_size(zrt_dtype dtype); /* bytes; 0 for a bad value */
     X(ZRT_CAT_COMM, "comm")             /* communicator scratch */                       \
     X(ZRT_CAT_ACTIVATION, "activation") /* declared by the training loop */              \
     X(ZRT_CAT_STAGING, "staging")       /* offload staging */                            \
-    X(ZRT_CAT_HPZ, "hpz")               /* stage 3 hpZ: secondary parameter shards */
+    X(ZRT_CAT_HPZ, "hpz")               /* stage 3 hpZ: secondary parameter shards */    \
+    X(ZRT_CAT_QWZ, "qwz")               /* stage 3 qwZ: quantized gather buffers */
 
 typedef enum zrt_category {
 #define ZRT_CATEGORY_ENUM(name, text) name,
@@ -237,6 +238,14 @@ typedef struct zrt_config {
      * divide the world size; 0 or 1 (default) off. Refused at stages 0-2,
      * "auto", with hybrid_shard_size, with NVMe parameters, and on nccl. */
     int zero_hpz_partition_size;
+    /* Stage 3, ZeRO++'s qwZ (docs/compression.md): the parameter gathers
+     * move each shard as blockwise int8 (an f32 scale a block of
+     * zero_quantized_block_size elements, default 256, >= 1) and every rank
+     * computes with the dequantized copy; the f32 shards, gradients and
+     * optimizer are exact. 0 (default) off. Refused at stages 0-2, with
+     * bf16/fp16 parameters, NVMe parameters, hpZ, and on nccl. */
+    int zero_quantized_weights;
+    int zero_quantized_block_size;
 } zrt_config;
 
 /* "communicator" in the config. auto: nccl on the cuda backend when every
@@ -267,7 +276,8 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
 /* Overrides fields of *cfg from a JSON file or text. Keys: an object
  * "zero_optimization" holding stage, reduce_bucket_size,
  * allgather_bucket_size, stage3_prefetch_bucket_size,
- * stage3_param_persistence_threshold, zero_hpz_partition_size, overlap_comm,
+ * stage3_param_persistence_threshold, zero_hpz_partition_size,
+ * zero_quantized_weights, zero_quantized_block_size, overlap_comm,
  * and the objects
  * offload_optimizer and offload_param {device: "none"|"cpu"|"nvme",
  * nvme_path, pin_memory, buffer_count}; at the top level device_mem_limit,
