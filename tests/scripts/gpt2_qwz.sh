@@ -10,6 +10,7 @@
 #   - the traffic (the mlp example, stage 3, nothing persistent, no
 #     prefetch, no tied weights): every step's layer bytes equal the theory,
 #     whose two gathers move zrt__qwz_bytes(shard) a peer, not 4 shard;
+#     the same with hybrid sharding (hybrid_shard_size 2);
 #   - the keys and combinations qwZ cannot take are refused, named.
 source "$(dirname "$0")/common.sh"
 TRAIN=$1 COMPARE=$2 MLP=$3
@@ -71,6 +72,17 @@ print(f"layer bytes per step, rank 0: qwZ {sent(q)} (theory {q['theory']['bytes_
 assert q["theory"]["qwz_block_size"] == 64 and p["theory"]["qwz_block_size"] == 0
 sys.exit(0 if max(sent(q)) < min(sent(p)) else 1)
 PY
+# With hybrid sharding (shard groups of 2): the gathers run in the group,
+# planned and counted the same way.
+cat >"$WORK/mh.json" <<'JSON'
+{"hybrid_shard_size": 2,
+ "zero_optimization": {"zero_quantized_weights": true, "stage3_param_persistence_threshold": 0,
+                       "stage3_prefetch_bucket_size": 0}}
+JSON
+mkdir -p "$WORK/mh"
+run_ranks 4 "$MLP" --stage 3 --steps 3 --config "$WORK/mh.json" \
+    --mem-report "$WORK/mh/r%r.json" || { cat "$WORK/out"; fail "mlp with qwZ and hybrid"; }
+check_plan "$WORK/mh" 4 traffic
 # Refused before training, named.
 refuse() { # PATTERN WHAT STAGE CONFIG_JSON
     echo "$4" >"$WORK/bad.json"
