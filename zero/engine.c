@@ -317,6 +317,8 @@ static zrt_status start_quantized_gather(zrt_ctx *ctx, zrt__comm *c, int layer,
     ZRT_CHECK(alloc_in(ctx, &ls->qwz_recv, part * c->size, 1, ZRT_TIER_DEVICE,
                        ZRT_CAT_QWZ, "qwZ quantized shards gathered", layer));
     int8_t *q = ls->qwz_send.ptr;
+    if (n % 4) /* the padding goes on the wire: zeros, then q over the rest */
+        ZRT_CHECK(ctx->be->ops->fill_f32(ctx->be, (float *)(q + n / 4 * 4), 1, 0.0f));
     ZRT_CHECK(ctx->be->ops->quantize_i8(ctx->be, shard, (size_t)n, (size_t)block, q,
                                         (float *)(q + (n + 3) / 4 * 4), &bad));
     if (bad)
