@@ -11,6 +11,8 @@
 #     prefetch, no tied weights): every step's layer bytes equal the theory,
 #     whose two gathers move zrt__qwz_bytes(shard) a peer, not 4 shard;
 #     the same with hybrid sharding (hybrid_shard_size 2);
+#   - the plan, also with prefetch and persistent layers on 3 ranks, block
+#     100, and with the parameter shards on the host;
 #   - the keys and combinations qwZ cannot take are refused, named.
 source "$(dirname "$0")/common.sh"
 TRAIN=$1 COMPARE=$2 MLP=$3
@@ -83,6 +85,20 @@ mkdir -p "$WORK/mh"
 run_ranks 4 "$MLP" --stage 3 --steps 3 --config "$WORK/mh.json" \
     --mem-report "$WORK/mh/r%r.json" || { cat "$WORK/out"; fail "mlp with qwZ and hybrid"; }
 check_plan "$WORK/mh" 4 traffic
+# Prefetch and persistent layers on, 3 ranks (shards not a multiple of 4
+# elements: the padding), block 100, parameter shards in device memory and
+# on the host: planned to the byte.
+printf '%s' '{"zero_optimization": {"zero_quantized_weights": true,
+  "zero_quantized_block_size": 100, "reduce_bucket_size": 50000,
+  "allgather_bucket_size": 50000, "stage3_prefetch_bucket_size": 60000,
+  "stage3_param_persistence_threshold": 1000}}' >"$WORK/ms.json"
+for off in "" "--offload-param cpu"; do
+    rm -rf "$WORK/ms" && mkdir -p "$WORK/ms"
+    # shellcheck disable=SC2086
+    run_ranks 3 "$MLP" --stage 3 --steps 3 --config "$WORK/ms.json" $off \
+        --mem-report "$WORK/ms/r%r.json" || { cat "$WORK/out"; fail "mlp qwZ 3 ranks $off"; }
+    check_plan "$WORK/ms" 3
+done
 # Refused before training, named.
 refuse() { # PATTERN WHAT STAGE CONFIG_JSON
     echo "$4" >"$WORK/bad.json"
