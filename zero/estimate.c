@@ -280,6 +280,18 @@ static void model_states(const zrt_config *cfg, const dims *d, zrt_mem_estimate 
     e->bytes[optim_tier][ZRT_CAT_OPTIM] = optim_copies * optim * 8;
 }
 
+/* qwZ: the gathers in flight (`gather` elements) held quantized, received
+ * (an int8 byte an element, an f32 scale a block, a short block and 3
+ * bytes of padding at most a rank's part) and sent (this rank's 1/N): one
+ * layer's part bounds taken for all of them, so an estimate, not a bound,
+ * when several layers are in flight (zero/memplan.c has the exact figure). */
+static int64_t qwz_buffers(const zrt_config *cfg, const dims *d, int64_t gather)
+{
+    int64_t B = cfg->zero_quantized_block_size, send = ceil_div(gather, d->n);
+    int64_t recv = gather + 4 * ceil_div(gather, B) + 8 * d->n;
+    return recv + send + 4 * ceil_div(send, B) + 8;
+}
+
 /* Stage 3: the gathered layers (live and prefetched) and the persistent. */
 static void gather_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimate *e)
 {
@@ -293,6 +305,8 @@ static void gather_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimat
     int64_t P = cfg->zero_hpz_partition_size; /* hpZ: a 1/P slice of the rest */
     if (P > 1)
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_HPZ] = ceil_div(gatherable, P) * d->b;
+    if (cfg->zero_quantized_weights)
+        e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_QWZ] = qwz_buffers(cfg, d, gather);
 }
 
 /* Gradient buckets (stages 2-3) and the reductions' scratch. */

@@ -251,6 +251,27 @@ START_TEST(buffer_bounds)
 }
 END_TEST
 
+/* qwZ: the gathers in flight held quantized, received and sent: about
+ * (1 + 1/N)(1 + 4/B) bytes an element gathered, nothing without the key. */
+START_TEST(qwz_buffers)
+{
+    const int64_t largest = 100000;
+    zrt_mem_model m = model_of(1000000, largest, 4);
+    zrt_config cfg = config_at(3);
+    cfg.stage3_param_persistence_threshold = 0;
+    cfg.stage3_prefetch_bucket_size = 0;
+    zrt_mem_estimate e = estimate(&cfg, &m, 4);
+    ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_QWZ], 0);
+    cfg.zero_quantized_weights = 1;
+    cfg.zero_quantized_block_size = 100;
+    e = estimate(&cfg, &m, 4);
+    int64_t send = largest / 4;
+    ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_QWZ],
+                     largest + 4 * (largest / 100) + 8 * 4 + send + 4 * (send / 100) + 8);
+    ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_PARAM_GATHER], 4 * largest);
+}
+END_TEST
+
 START_TEST(persistent_layers)
 {
     zrt_mem_model m = model_of(1000000, 100000, 4);
@@ -361,6 +382,6 @@ int main(void)
     return zrt_check_main(ZRT_CHECK_SUITE(
         "estimate", 0, paper_model_states, mixed_precision_categories,
         f32_table_with_ceil_shards, optimizer_cpu_moves_between_tiers,
-        param_cpu_moves_the_shard, nvme_holds_two_slots, buffer_bounds, persistent_layers,
-        largest_from_layer_count, bad_input_refused, empty_model));
+        param_cpu_moves_the_shard, nvme_holds_two_slots, buffer_bounds, qwz_buffers,
+        persistent_layers, largest_from_layer_count, bad_input_refused, empty_model));
 }
