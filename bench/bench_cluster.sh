@@ -73,9 +73,11 @@
 # --comm-hierarchy: the config's "comm_hierarchy", one or more (default auto:
 # hierarchical on H >= 2 hosts of R >= 2 ranks, reductions and all-gathers
 # within each host first and then across; flat: every rank to every rank),
-# or hpz (stage 3: ZeRO++'s secondary partition over each host's ranks) or
+# or hpz (stage 3: ZeRO++'s secondary partition over each host's ranks),
 # hybrid (hybrid sharding, FSDP2's HSDP: the model states sharded over each
-# host's ranks and replicated across hosts), both with flat collectives.
+# host's ranks and replicated across hosts) or qwz (stage 3: ZeRO++'s
+# quantized weight gather, int8 blocks of 256; --predict does not model it),
+# all with flat collectives.
 set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
@@ -131,8 +133,8 @@ while [ $# -gt 0 ]; do
 done
 for h in $HIERARCHIES; do
     case $h in
-        auto | flat | hierarchical | hpz | hybrid) ;;
-        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only) or hybrid" >&2; exit 2 ;;
+        auto | flat | hierarchical | hpz | hybrid | qwz) ;;
+        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only), hybrid or qwz (stage 3 only)" >&2; exit 2 ;;
     esac
 done
 [ "$HOSTS" -ge 2 ] || { echo "bench_cluster.sh: --hosts $HOSTS: it takes 2 hosts or more" >&2; exit 2; }
@@ -196,16 +198,19 @@ counters() {
 
 # A routing is a comm_hierarchy value, or hpz: stage 3 with ZeRO++'s
 # secondary partition over each host's ranks (zero_hpz_partition_size R),
-# or hybrid: shard groups of each host's ranks (hybrid_shard_size R), both
-# with flat collectives.
+# or hybrid: shard groups of each host's ranks (hybrid_shard_size R), or
+# qwz: stage 3 with ZeRO++'s quantized weight gather (zero_quantized_weights,
+# int8 blocks of 256), all with flat collectives.
 for h in $HIERARCHIES; do
-    hpz=0 hybrid=0 hier=$h
+    hpz=0 hybrid=0 qwz=false hier=$h
     [ "$h" != hpz ] || hpz=$RPH hier=flat
     [ "$h" != hybrid ] || hybrid=$RPH hier=flat
+    [ "$h" != qwz ] || qwz=true hier=flat
     cat >"$OUT/zero-$h.json" <<JSON
 {"zero_optimization": {"stage3_prefetch_bucket_size": 0,
                        "stage3_param_persistence_threshold": 0,
-                       "zero_hpz_partition_size": $hpz},
+                       "zero_hpz_partition_size": $hpz,
+                       "zero_quantized_weights": $qwz},
  "hybrid_shard_size": $hybrid, "comm_hierarchy": "$hier"}
 JSON
 done
@@ -314,13 +319,19 @@ def remote_blocks(rep):  # blocks of an all-gather a rank sends to other hosts
         return 0  # every gather stays within the shard group: the host's ranks
     return N // c["group_size"] - 1 if c.get("hierarchical") else N - L
 
+def embed_block_bytes(th):  # one rank's block of the tied embedding's gather, as sent
+    shard, B = EMBED // N, th.get("qwz_block_size", 0)
+    if B:  # qwZ: int8, padded to 4 bytes, and an f32 scale a block (zrt__qwz_bytes)
+        return (shard + 3) // 4 * 4 + 4 * ((shard + B - 1) // B)
+    return shard * th["bytes_per_element"]
+
 def formula(rl, ranks, stage):
     f = 0
     for r in ranks:
         th = rl[r]["comm"]["theory"]
         f += th["layers"]["other_host"]
         if stage == 3:  # the tied embedding's second gather, the other hosts' share
-            f += EMBED * th["bytes_per_element"] * remote_blocks(rl[r]) // N
+            f += embed_block_bytes(th) * remote_blocks(rl[r])
     return f
 
 bad, summary, results = [], [], {}
@@ -415,12 +426,14 @@ def model(hier_of, inter, intra, rate, progress, lat=0.0):  # zero-report's rows
 def step_of(hier, s, inter, intra, rate, progress, lat=0.0):
     return model(hier, inter, intra, rate, progress, lat)[(s, results[hier][s]["routing"])]["step"]
 
+modelled = [h for h in hierarchies if h != "qwz"]  # zero-report has no qwZ row yet
+
 def fit_latency(intra, rate):
     """Least squares: the unshaped steps less the phased model's without
     latency, against the exposed phases a step (its step at 1 s a phase less
     at 0), through 0; none below 0."""
     num = den = 0.0
-    for hier in hierarchies:
+    for hier in modelled:
         for s in stages:
             p0 = step_of(hier, s, intra, intra, rate, "phased")
             phases = step_of(hier, s, intra, intra, rate, "phased", 1.0) - p0
@@ -452,7 +465,7 @@ if predict and t1:
         "phased", "diff", "phased+L", "diff"))
     kinds = ("polled", "async", "phased", "phased+L")
     worst = {k: 0 for k in kinds}
-    for hier in hierarchies:
+    for hier in modelled:
         for s in stages:
             r = results[hier][s]
             m0, m1 = r["unshaped_s"], r["shaped_mean_s"]
@@ -470,9 +483,11 @@ if predict and t1:
     if shaped:
         print("  at %s, the largest difference: " % rate + ", ".join(
             "%s %.1f%%" % (k, 100 * worst[k]) for k in kinds))
-    if len(hierarchies) > 1 and shaped:
-        base = hierarchies[0]
-        for hier in hierarchies[1:]:
+    if "qwz" in hierarchies:
+        print("  qwz: not modelled (zero-report has no qwZ routing yet)")
+    if len(modelled) > 1 and shaped:
+        base = modelled[0]
+        for hier in modelled[1:]:
             print("  %s / %s at %s: " % (hier, base, rate) + ", ".join(
                 "stage %d measured %.3f, phased+L %.3f" % (
                     s, results[hier][s]["shaped_mean_s"] / results[base][s]["shaped_mean_s"],
