@@ -36,8 +36,7 @@
 
 #include "bench_args.h"
 #include "bench_common.h"
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/kernels_avx2.h"
+#include "kernels/cpu/quant_paths.h"
 
 enum { MAX_SIZES = 8 };
 
@@ -55,41 +54,6 @@ typedef struct arrays {
     float *x, *y, *c, *scale;
     uint8_t *q;
 } arrays;
-
-typedef size_t quant8_fn(const float *, size_t, size_t, int8_t *, float *);
-typedef void deq8_fn(const int8_t *, const float *, size_t, size_t, float *);
-typedef size_t quant4_fn(const float *, size_t, size_t, uint8_t *, float *);
-typedef void deq4_fn(const uint8_t *, const float *, size_t, size_t, float *);
-
-typedef struct qpath {
-    const char *name;
-    const char *feature; /* what the CPU must report; NULL: always */
-    quant8_fn *quant8;
-    deq8_fn *deq8, *deq_add8;
-    quant4_fn *quant4;
-    deq4_fn *deq4, *deq_add4;
-} qpath;
-
-static const qpath paths[] = {
-    {"dispatch", NULL, zrt_quantize_i8, zrt_dequantize_i8, zrt_dequantize_add_i8,
-     zrt_quantize_i4, zrt_dequantize_i4, zrt_dequantize_add_i4},
-    {"avx2", "avx2", zrt__quantize_i8_avx2, zrt__dequantize_i8_avx2,
-     zrt__dequantize_add_i8_avx2, zrt__quantize_i4_avx2, zrt__dequantize_i4_avx2,
-     zrt__dequantize_add_i4_avx2},
-    {"scalar", NULL, zrt_quantize_i8_scalar, zrt_dequantize_i8_scalar,
-     zrt_dequantize_add_i8_scalar, zrt_quantize_i4_scalar, zrt_dequantize_i4_scalar,
-     zrt_dequantize_add_i4_scalar},
-};
-#define NPATHS ((int)(sizeof paths / sizeof paths[0]))
-
-static int path_present(const qpath *p)
-{
-#if defined(__x86_64__)
-    return !p->feature || __builtin_cpu_supports("avx2");
-#else
-    return !p->feature;
-#endif
-}
 
 typedef enum kernel { COPY, TRIAD, Q8, D8, DA8, Q4, D4, DA4, KERNELS } kernel;
 
@@ -114,7 +78,7 @@ static double kernel_bytes(kernel k, size_t block)
 typedef struct bench {
     arrays *a;
     kernel k;
-    const qpath *p;
+    const zrt_quant_path *p;
 } bench;
 
 /* The baselines, compiled for AVX2 and the baseline ISA like bench_adamw's
@@ -313,12 +277,12 @@ int main(int argc, char **argv)
         print_row(&a, "copy", "-", tc, copy_gbps, triad_gbps);
         print_row(&a, "triad", "-", tt, copy_gbps, triad_gbps);
         for (kernel k = Q8; k < KERNELS; k++)
-            for (int p = 0; p < NPATHS; p++) {
-                bench b = {&a, k, &paths[p]};
+            for (int p = 0; p < (int)ZRT_QUANT_PATHS; p++) {
+                bench b = {&a, k, &zrt_quant_paths[p]};
 
-                if (!path_present(&paths[p]))
+                if (!zrt_quant_paths[p].present())
                     continue;
-                print_row(&a, kernel_names[k], paths[p].name,
+                print_row(&a, kernel_names[k], zrt_quant_paths[p].name,
                           bench_measure(run_kernel, &b, NULL, o.reps, scratch), copy_gbps,
                           triad_gbps);
                 fflush(stdout);

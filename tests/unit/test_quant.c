@@ -22,9 +22,7 @@
  * flushed, inf and NaN), the int4 packing by hand, zrt_quantized_bytes, and
  * the refusal of block 0 and of odd int4 blocks.
  */
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/kernels_avx2.h"
-#include "kernels/cpu/kernels_avx512.h"
+#include "kernels/cpu/quant_paths.h"
 
 #include "../common/test_check.h"
 #include <float.h>
@@ -47,59 +45,6 @@
         if (!(cond))                                                                     \
             ck_abort_msg(__VA_ARGS__);                                                   \
     } while (0)
-
-/* ---- the paths ----------------------------------------------------------- */
-
-typedef size_t quant8_fn(const float *, size_t, size_t, int8_t *, float *);
-typedef void deq8_fn(const int8_t *, const float *, size_t, size_t, float *);
-typedef size_t quant4_fn(const float *, size_t, size_t, uint8_t *, float *);
-typedef void deq4_fn(const uint8_t *, const float *, size_t, size_t, float *);
-
-#if defined(__x86_64__)
-#define CPU_HAS(feature) __builtin_cpu_supports(feature)
-#else
-#define CPU_HAS(feature) 0
-#endif
-
-static int always(void)
-{
-    return 1;
-}
-
-static int cpu_has_avx2(void)
-{
-    return CPU_HAS("avx2");
-}
-
-static int cpu_has_avx512f(void)
-{
-    return CPU_HAS("avx512f");
-}
-
-typedef struct qpath {
-    const char *name;
-    int (*present)(void);
-    quant8_fn *quant8;
-    deq8_fn *deq8, *deq_add8;
-    quant4_fn *quant4;
-    deq4_fn *deq4, *deq_add4;
-} qpath;
-
-/* paths[0] is the reference the others are compared with. */
-static const qpath paths[] = {
-    {"scalar", always, zrt_quantize_i8_scalar, zrt_dequantize_i8_scalar,
-     zrt_dequantize_add_i8_scalar, zrt_quantize_i4_scalar, zrt_dequantize_i4_scalar,
-     zrt_dequantize_add_i4_scalar},
-    {"dispatch", always, zrt_quantize_i8, zrt_dequantize_i8, zrt_dequantize_add_i8,
-     zrt_quantize_i4, zrt_dequantize_i4, zrt_dequantize_add_i4},
-    {"AVX2", cpu_has_avx2, zrt__quantize_i8_avx2, zrt__dequantize_i8_avx2,
-     zrt__dequantize_add_i8_avx2, zrt__quantize_i4_avx2, zrt__dequantize_i4_avx2,
-     zrt__dequantize_add_i4_avx2},
-    {"AVX-512", cpu_has_avx512f, zrt__quantize_i8_avx512, zrt__dequantize_i8_avx512,
-     zrt__dequantize_add_i8_avx512, zrt__quantize_i4_avx512, zrt__dequantize_i4_avx512,
-     zrt__dequantize_add_i4_avx512},
-};
-#define NPATHS ((int)(sizeof paths / sizeof paths[0]))
 
 /* ---- guarded buffers ------------------------------------------------------ */
 
@@ -172,7 +117,7 @@ typedef struct qcase {
     int bits;
 } qcase;
 
-static void run_path(const qpath *p, const qcase *c, qout *o)
+static void run_path(const zrt_quant_path *p, const qcase *c, qout *o)
 {
     o->q = guarded(c->qbytes, 1); /* an odd address */
     o->s = guarded(c->nblocks * 4, 0);
@@ -289,28 +234,28 @@ static void run_case(const float *x, const float *base, size_t n, size_t block, 
         c.base = own_base;
     }
     ck_assert_uint_eq(zrt_quantized_bytes(n, block, bits), c.qbytes + c.nblocks * 4);
-    run_path(&paths[0], &c, &ref);
+    run_path(&zrt_quant_paths[0], &c, &ref);
     for (size_t b = 0; b < c.nblocks; b++)
         bad += (size_t)check_block(&c, &ref, b);
     ck_assert_msg(ref.bad == bad, "quantize returned %zu, %zu blocks are not finite",
                   ref.bad, bad);
-    for (int p = 1; p < NPATHS; p++) {
+    for (int p = 1; p < (int)ZRT_QUANT_PATHS; p++) {
         qout o;
 
-        if (!paths[p].present())
+        if (!zrt_quant_paths[p].present())
             continue;
-        run_path(&paths[p], &c, &o);
-        ck_assert_msg(o.bad == ref.bad, "%s: count %zu", paths[p].name, o.bad);
+        run_path(&zrt_quant_paths[p], &c, &o);
+        ck_assert_msg(o.bad == ref.bad, "%s: count %zu", zrt_quant_paths[p].name, o.bad);
         ck_assert_msg(memcmp(o.q, ref.q, c.qbytes) == 0,
-                      "%s: q differs (n %zu block %zu int%d)", paths[p].name, n, block,
-                      bits);
+                      "%s: q differs (n %zu block %zu int%d)", zrt_quant_paths[p].name, n,
+                      block, bits);
         ck_assert_msg(memcmp(o.s, ref.s, c.nblocks * 4) == 0, "%s: scales differ",
-                      paths[p].name);
+                      zrt_quant_paths[p].name);
         ck_assert_msg(memcmp(o.d, ref.d, n * 4) == 0,
                       "%s: dequantized bits differ (n %zu block %zu int%d)",
-                      paths[p].name, n, block, bits);
+                      zrt_quant_paths[p].name, n, block, bits);
         ck_assert_msg(memcmp(o.a, ref.a, n * 4) == 0, "%s: dequantize_add bits differ",
-                      paths[p].name);
+                      zrt_quant_paths[p].name);
         qout_free(&o);
     }
     qout_free(&ref);
@@ -479,16 +424,16 @@ START_TEST(test_ties_to_even)
     uint8_t q4[4];
     float s;
 
-    for (int p = 0; p < NPATHS; p++) {
-        if (!paths[p].present())
+    for (int p = 0; p < (int)ZRT_QUANT_PATHS; p++) {
+        if (!zrt_quant_paths[p].present())
             continue;
-        paths[p].quant8(v8, 8, 8, q8, &s);
-        paths[p].quant4(v4, 8, 8, q4, &s);
+        zrt_quant_paths[p].quant8(v8, 8, 8, q8, &s);
+        zrt_quant_paths[p].quant4(v4, 8, 8, q4, &s);
         for (int i = 0; i < 8; i++) {
-            ck_assert_msg(q8[i] == q8_want[i], "%s: int8 %g -> %d", paths[p].name, v8[i],
-                          q8[i]);
+            ck_assert_msg(q8[i] == q8_want[i], "%s: int8 %g -> %d",
+                          zrt_quant_paths[p].name, v8[i], q8[i]);
             ck_assert_msg(q4_at(q4, (size_t)i) == q4_want[i], "%s: int4 %g -> %d",
-                          paths[p].name, v4[i], q4_at(q4, (size_t)i));
+                          zrt_quant_paths[p].name, v4[i], q4_at(q4, (size_t)i));
         }
     }
     run_pattern(v8, 8);
@@ -602,11 +547,11 @@ START_TEST(test_int4_layout)
     uint8_t q[3 + GUARD];
     float s[2];
 
-    for (int p = 0; p < NPATHS; p++) {
-        if (!paths[p].present())
+    for (int p = 0; p < (int)ZRT_QUANT_PATHS; p++) {
+        if (!zrt_quant_paths[p].present())
             continue;
         memset(q, SENTINEL, sizeof q);
-        ck_assert_uint_eq(paths[p].quant4(x, 5, 4, q, s), 0);
+        ck_assert_uint_eq(zrt_quant_paths[p].quant4(x, 5, 4, q, s), 0);
         ck_assert_uint_eq(q[0], 0x97); /* 7 low, -7 = 0x9 high */
         ck_assert_uint_eq(q[1], 0xf1); /* 1 low, -1 = 0xf high */
         ck_assert_uint_eq(q[2], 0x07); /* 7 low, padding 0 high */
@@ -637,20 +582,21 @@ START_TEST(test_refused)
     float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, NAN};
     unsigned char q[16], sc[16], d[64];
 
-    for (int p = 0; p < NPATHS; p++) {
-        if (!paths[p].present())
+    for (int p = 0; p < (int)ZRT_QUANT_PATHS; p++) {
+        if (!zrt_quant_paths[p].present())
             continue;
         memset(q, SENTINEL, sizeof q);
         memset(sc, SENTINEL, sizeof sc);
         memset(d, SENTINEL, sizeof d);
-        ck_assert_uint_eq(paths[p].quant8(x, 9, 0, (int8_t *)q, (float *)sc), 0);
-        ck_assert_uint_eq(paths[p].quant4(x, 9, 0, q, (float *)sc), 0);
-        ck_assert_uint_eq(paths[p].quant4(x, 9, 3, q, (float *)sc), 0);
-        paths[p].deq8((int8_t *)q, (float *)sc, 9, 0, (float *)d);
-        paths[p].deq_add8((int8_t *)q, (float *)sc, 9, 0, (float *)d);
-        paths[p].deq4(q, (float *)sc, 9, 0, (float *)d);
-        paths[p].deq4(q, (float *)sc, 9, 3, (float *)d);
-        paths[p].deq_add4(q, (float *)sc, 9, 3, (float *)d);
+        ck_assert_uint_eq(zrt_quant_paths[p].quant8(x, 9, 0, (int8_t *)q, (float *)sc),
+                          0);
+        ck_assert_uint_eq(zrt_quant_paths[p].quant4(x, 9, 0, q, (float *)sc), 0);
+        ck_assert_uint_eq(zrt_quant_paths[p].quant4(x, 9, 3, q, (float *)sc), 0);
+        zrt_quant_paths[p].deq8((int8_t *)q, (float *)sc, 9, 0, (float *)d);
+        zrt_quant_paths[p].deq_add8((int8_t *)q, (float *)sc, 9, 0, (float *)d);
+        zrt_quant_paths[p].deq4(q, (float *)sc, 9, 0, (float *)d);
+        zrt_quant_paths[p].deq4(q, (float *)sc, 9, 3, (float *)d);
+        zrt_quant_paths[p].deq_add4(q, (float *)sc, 9, 3, (float *)d);
         for (int i = 0; i < 16; i++)
             ck_assert(q[i] == SENTINEL && sc[i] == SENTINEL);
         for (int i = 0; i < 64; i++)
@@ -689,9 +635,9 @@ static Suite *quant_suite(void)
 int main(void)
 {
     printf("quant: dispatch uses the %s path\n", zrt_kernels_cpu_path());
-    for (int p = 2; p < NPATHS; p++)
-        printf("%s path %s\n", paths[p].name,
-               paths[p].present() ? "tested against the scalar reference"
-                                  : "not tested: this CPU lacks it");
+    for (int p = 2; p < (int)ZRT_QUANT_PATHS; p++)
+        printf("%s path %s\n", zrt_quant_paths[p].name,
+               zrt_quant_paths[p].present() ? "tested against the scalar reference"
+                                            : "not tested: this CPU lacks it");
     return zrt_check_main(quant_suite());
 }
