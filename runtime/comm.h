@@ -31,6 +31,22 @@
 typedef struct zrt__comm zrt__comm;
 typedef struct zrt__comm_req zrt__comm_req;
 
+/* How a quantized reduction (qgZ, docs/compression.md) codes each rank
+ * block: blockwise symmetric int8 or int4 with one f32 scale per `block`
+ * elements (kernels/cpu/kernels.h zrt_quantize_i8/i4). */
+typedef struct zrt__quant {
+    int bits;     /* 8 or 4 */
+    size_t block; /* >= 1; even for 4 bits */
+} zrt__quant;
+
+/* The bytes `count` f32 elements take quantized as one unit on the wire:
+ * the codes padded to a multiple of 4, then the scales. */
+static inline size_t zrt__quant_part_bytes(size_t count, zrt__quant q)
+{
+    size_t codes = q.bits == 4 ? (count + 1) / 2 : count;
+    return (codes + 3) / 4 * 4 + (count + q.block - 1) / q.block * 4;
+}
+
 typedef struct zrt__comm_ops {
     const char *name;
     /* send: size * count elements; recv: count elements, this rank's block.
@@ -39,6 +55,21 @@ typedef struct zrt__comm_ops {
                                  zrt_dtype dtype, zrt_reduce_op op, zrt__comm_req **req);
     zrt_status (*all_reduce)(zrt__comm *c, const void *send, void *recv, size_t count,
                              zrt_dtype dtype, zrt_reduce_op op, zrt__comm_req **req);
+    /* Optional (NULL: qgZ is refused). The f32 reduce_scatter and
+     * all_reduce whose reduction moves every contribution quantized as q
+     * says, this rank's own included, in units of one rank block (blocks of
+     * q.block restart at each); the receiver dequantizes them and sums in
+     * f32 in the routing's order, so the result repeats bit for bit.
+     * Hierarchical routing quantizes again the group partials it sends
+     * across groups (ZeRO++'s one quantization per hop). An all-reduce's
+     * second half, the reduced blocks to every rank, moves f32. Host
+     * buffers only. */
+    zrt_status (*reduce_scatter_quantized)(zrt__comm *c, const float *send, float *recv,
+                                           size_t count, zrt__quant q, zrt_reduce_op op,
+                                           zrt__comm_req **req);
+    zrt_status (*all_reduce_quantized)(zrt__comm *c, const float *send, float *recv,
+                                       size_t count, zrt__quant q, zrt_reduce_op op,
+                                       zrt__comm_req **req);
     /* send: count elements; recv: size * count elements. */
     zrt_status (*all_gather)(zrt__comm *c, const void *send, void *recv, size_t count,
                              zrt_dtype dtype, zrt__comm_req **req);

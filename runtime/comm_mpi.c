@@ -41,6 +41,24 @@
  * bit for bit). With one group, or groups of one rank, there is one level
  * and the routing is flat. Broadcast stays MPI's.
  *
+ * Quantized (qgZ, reduce_scatter_quantized / all_reduce_quantized, f32
+ * only): the same routings, with every block quantized (zrt__quant: int8
+ * or int4, a scale per q.block elements restarting at each rank block)
+ * where it is sent, this rank's own included, so every contribution carries
+ * the same kind of error. At the start the N rank blocks are quantized into
+ * one send buffer of N parts (flat: part j for rank j; hierarchical: row m
+ * for member m, its G parts contiguous, so no MPI type is needed) and the
+ * input is not read again. Flat: an all-to-all of the parts, then the N
+ * received parts dequantized into this rank's block in rank order (the
+ * first written, each next one added: a multiply and an add per element).
+ * Hierarchical: within the group the same, giving G partials; each partial
+ * is summed in this rank's output block (free until the last phase), then
+ * quantized again into its own row of the receive buffer (which received
+ * nothing), sent across groups, and the G quantized partials summed in
+ * group order. The receive buffer holds N parts as the scratch does, so a
+ * quantized reduction holds two buffers of N parts (zero/memplan.c). An
+ * all-reduce's gather of the reduced blocks then moves f32.
+ *
  * Every phase that starts when another completes (an all-reduce's second
  * phase, every hierarchical phase) uses point-to-point messages: phases
  * complete at different times on different ranks, and collectives (on
@@ -199,6 +217,12 @@ struct zrt__comm_req {
                             (hierarchical: R rows of G blocks) */
     const void **blocks; /* the received blocks, in rank order */
     zrt__buf padded;     /* all-reduce whose count is not a multiple */
+    /* qgZ: how the reduction quantizes (bits 0: it does not), the bytes of
+     * one quantized rank block, and the N parts quantized to send (the
+     * scratch then holds N received parts) */
+    zrt__quant quant;
+    size_t qpart;
+    zrt__buf qsend;
     staging stage;       /* device buffers on a host-staging backend */
     zrt__comm_req *next; /* in mpi_impl.active */
 };
@@ -493,6 +517,7 @@ static void free_request(zrt__comm *c, zrt__comm_req *req)
     free(req->peer);
     c->be->ops->free(c->be, &req->scratch);
     c->be->ops->free(c->be, &req->padded);
+    c->be->ops->free(c->be, &req->qsend);
     c->be->ops->free(c->be, &req->stage.in);
     c->be->ops->free(c->be, &req->stage.out);
     free(req);
@@ -821,6 +846,201 @@ static void count_hier(zrt__comm *c, int layer, uint64_t block, uint64_t times)
     c->traffic.collectives++;
 }
 
+/* ---- quantized reductions (qgZ) --------------------------------------------- */
+
+static int quantized(const zrt__comm_req *req)
+{
+    return req->quant.bits != 0;
+}
+
+/* Part j of a buffer of quantized rank blocks. */
+static char *qpart_at(const zrt__buf *b, const zrt__comm_req *req, size_t j)
+{
+    return (char *)b->ptr + j * req->qpart;
+}
+
+/* Where the scales of a part start: after its codes, padded to 4 bytes. */
+static float *qpart_scales(const zrt__comm_req *req, const char *part)
+{
+    size_t codes = req->quant.bits == 4 ? (req->block + 1) / 2 : req->block;
+    return (float *)(part + (codes + 3) / 4 * 4);
+}
+
+/* One rank block of f32 (req->block elements) quantized into `part`. A
+ * non-finite block is sent as a NaN scale and propagates into the sum
+ * (docs/compression.md): the loss scaler's overflow check sees it. */
+static void quantize_part(const zrt__comm_req *req, const float *x, char *part)
+{
+    float *scale = qpart_scales(req, part);
+    if (req->quant.bits == 8)
+        (void)zrt_quantize_i8(x, req->block, req->quant.block, (int8_t *)part, scale);
+    else
+        (void)zrt_quantize_i4(x, req->block, req->quant.block, (uint8_t *)part, scale);
+}
+
+/* out = the parts in req->blocks dequantized and summed in their order:
+ * the first written, each next one added; then divided. */
+static void sum_parts(const zrt__comm_req *req, int n, float *out, float divisor)
+{
+    size_t count = req->block, qb = req->quant.block;
+    for (int i = 0; i < n; i++) {
+        const char *part = req->blocks[i];
+        const float *scale = qpart_scales(req, part);
+        if (req->quant.bits == 8 && i == 0)
+            zrt_dequantize_i8((const int8_t *)part, scale, count, qb, out);
+        else if (req->quant.bits == 8)
+            zrt_dequantize_add_i8((const int8_t *)part, scale, count, qb, out);
+        else if (i == 0)
+            zrt_dequantize_i4((const uint8_t *)part, scale, count, qb, out);
+        else
+            zrt_dequantize_add_i4((const uint8_t *)part, scale, count, qb, out);
+    }
+    if (divisor != 1.0f)
+        for (size_t e = 0; e < count; e++)
+            out[e] /= divisor;
+}
+
+/* The send buffer of N quantized parts and the receive buffer (the
+ * scratch) of as many, both 'comm' until the request is waited. */
+static zrt_status alloc_quantized(zrt__comm *c, zrt__comm_req *req)
+{
+    req->blocks = calloc((size_t)c->size, sizeof *req->blocks);
+    if (!req->blocks)
+        return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "cannot allocate a reduction's block table");
+    size_t bytes = req->qpart * (size_t)c->size;
+    ZRT_CHECK(c->be->ops->alloc(c->be, bytes, scratch_tier(c), ZRT_CAT_COMM,
+                                "quantized reduction send", &req->qsend));
+    return c->be->ops->alloc(c->be, bytes, scratch_tier(c), ZRT_CAT_COMM,
+                             "quantized reduction scratch", &req->scratch);
+}
+
+/* Flat: rank block j quantized into part j, then the all-to-all. */
+static zrt_status start_quantized_exchange(zrt__comm *c, zrt__comm_req *req,
+                                           const void *send)
+{
+    ZRT_CHECK(alloc_quantized(c, req));
+    for (int j = 0; j < c->size; j++)
+        quantize_part(req, (const float *)((const char *)send + block_at(req, (size_t)j)),
+                      qpart_at(&req->qsend, req, (size_t)j));
+    req->phase = PHASE_EXCHANGE;
+    MPI_TRY(c, MPI_Ialltoall(req->qsend.ptr, (int)req->qpart, MPI_BYTE, req->scratch.ptr,
+                             (int)req->qpart, MPI_BYTE, comm_of(c), &req->mpi[0]));
+    return ZRT_OK;
+}
+
+/* The parts of a row of G: part g of row m. */
+static char *qrow_part(const zrt__buf *b, const zrt__comm_req *req, place p, int m, int g)
+{
+    return qpart_at(b, req, (size_t)m * (size_t)p.G + (size_t)g);
+}
+
+/* Hierarchical, within the group: row m of the send buffer (blocks
+ * {g * R + m : g} quantized) to member m, its row for us into our receive
+ * row m. */
+static zrt_status post_group_reduce_quantized(zrt__comm *c, zrt__comm_req *req)
+{
+    place p = place_of(c);
+    int tag = req->tag + TAG_GROUP_REDUCE, row = (int)req->qpart * p.G;
+    for (int m = 0; m < p.R; m++) {
+        int peer = p.g * p.R + m;
+        if (m == p.k)
+            continue;
+        ZRT_CHECK(post_recv(c, req, qrow_part(&req->scratch, req, p, m, 0), row, MPI_BYTE,
+                            peer, tag));
+        ZRT_CHECK(post_send(c, req, qrow_part(&req->qsend, req, p, m, 0), row, MPI_BYTE,
+                            peer, tag));
+    }
+    return ZRT_OK;
+}
+
+/* Hierarchical, across groups: our quantized partial of block g' * R + k
+ * (receive row k) to rank (g', k); theirs of our block into send row 0,
+ * every part of which has been sent and read. */
+static zrt_status post_cross_reduce_quantized(zrt__comm *c, zrt__comm_req *req)
+{
+    place p = place_of(c);
+    int tag = req->tag + TAG_CROSS_REDUCE;
+    for (int gi = 0; gi < p.G; gi++) {
+        int peer = gi * p.R + p.k;
+        if (gi == p.g)
+            continue;
+        ZRT_CHECK(post_recv(c, req, qrow_part(&req->qsend, req, p, 0, gi),
+                            (int)req->qpart, MPI_BYTE, peer, tag));
+        ZRT_CHECK(post_send(c, req, qrow_part(&req->scratch, req, p, p.k, gi),
+                            (int)req->qpart, MPI_BYTE, peer, tag));
+    }
+    return ZRT_OK;
+}
+
+/* Hierarchical start: block g * R + m quantized into send row m, part g. */
+static zrt_status start_quantized_hier(zrt__comm *c, zrt__comm_req *req, const void *send)
+{
+    place p = place_of(c);
+    ZRT_CHECK(alloc_quantized(c, req));
+    for (int m = 0; m < p.R; m++)
+        for (int gi = 0; gi < p.G; gi++)
+            quantize_part(req,
+                          (const float *)((const char *)send +
+                                          block_at(req, (size_t)(gi * p.R + m))),
+                          qrow_part(&req->qsend, req, p, m, gi));
+    begin_p2p(req, PHASE_GROUP_REDUCE);
+    return post_group_reduce_quantized(c, req);
+}
+
+/* Within the group, for each g: the members' parts summed in member order
+ * (ours from the send buffer) into our output block, used as scratch, and
+ * quantized again into our receive row. Then the phase across groups. */
+static zrt_status reduce_group_rows_quantized(zrt__comm *c, zrt__comm_req *req)
+{
+    place p = place_of(c);
+    float *partial = (float *)req->reduce_out;
+    for (int gi = 0; gi < p.G; gi++) {
+        for (int m = 0; m < p.R; m++)
+            req->blocks[m] =
+                qrow_part(m == p.k ? &req->qsend : &req->scratch, req, p, m, gi);
+        sum_parts(req, p.R, partial, 1.0f);
+        quantize_part(req, partial, qrow_part(&req->scratch, req, p, p.k, gi));
+    }
+    begin_p2p(req, PHASE_CROSS_REDUCE);
+    return post_cross_reduce_quantized(c, req);
+}
+
+/* Across groups: the G quantized partials of our block in group order
+ * (ours in our receive row), divided once. */
+static void reduce_group_partials_quantized(zrt__comm *c, zrt__comm_req *req)
+{
+    place p = place_of(c);
+    for (int gi = 0; gi < p.G; gi++)
+        req->blocks[gi] = gi == p.g ? qrow_part(&req->scratch, req, p, p.k, gi)
+                                    : qrow_part(&req->qsend, req, p, 0, gi);
+    sum_parts(req, p.G, (float *)req->reduce_out, divisor_of(c, req));
+}
+
+/* The flat exchange's N received parts, in rank order. */
+static void reduce_received_quantized(zrt__comm *c, zrt__comm_req *req)
+{
+    for (int k = 0; k < c->size; k++)
+        req->blocks[k] = qpart_at(&req->scratch, req, (size_t)k);
+    sum_parts(req, c->size, (float *)req->reduce_out, divisor_of(c, req));
+}
+
+/* The first phase of a reduction, by routing and by whether it quantizes. */
+static zrt_status start_reduce_phase(zrt__comm *c, zrt__comm_req *req, const void *send)
+{
+    if (quantized(req))
+        return c->hierarchical ? start_quantized_hier(c, req, send)
+                               : start_quantized_exchange(c, req, send);
+    return c->hierarchical ? start_hier_reduce(c, req, send)
+                           : start_exchange(c, req, send);
+}
+
+/* What one rank block of the reduction puts on the wire. */
+static uint64_t reduce_unit(const zrt__comm_req *req)
+{
+    return quantized(req) ? (uint64_t)req->qpart : (uint64_t)block_bytes(req);
+}
+
 /* ---- the phase machine ---------------------------------------------------------- */
 
 /* A reduction's sum is in place: an all-reduce goes on to gather it. */
@@ -840,13 +1060,21 @@ static zrt_status finish_phase(zrt__comm *c, zrt__comm_req *req)
 {
     switch (req->phase) {
     case PHASE_EXCHANGE:
-        reduce_received(c, req);
+        if (quantized(req))
+            reduce_received_quantized(c, req);
+        else
+            reduce_received(c, req);
         return after_reduce(c, req);
     case PHASE_GROUP_REDUCE:
+        if (quantized(req))
+            return reduce_group_rows_quantized(c, req);
         reduce_group_rows(c, req);
         return start_hier_phase(c, req, PHASE_CROSS_REDUCE);
     case PHASE_CROSS_REDUCE:
-        reduce_group_partials(c, req);
+        if (quantized(req))
+            reduce_group_partials_quantized(c, req);
+        else
+            reduce_group_partials(c, req);
         return after_reduce(c, req);
     case PHASE_CROSS_GATHER:
         return start_hier_phase(c, req, PHASE_GROUP_GATHER);
@@ -978,19 +1206,34 @@ static zrt_status check_dtype(zrt__comm *c, zrt_dtype dtype, const char *what)
     return ZRT_OK;
 }
 
+/* A reduction's element type, size and op checked; the request made, with
+ * its quantization (bits 0: none) and the bytes of one rank block. */
 static zrt_status new_reduction(zrt__comm *c, zrt_dtype dtype, zrt_reduce_op op,
-                                zrt__comm_req **out)
+                                zrt__quant quant, zrt__comm_req **out)
 {
     ZRT_CHECK(new_request(c, out));
     (*out)->op = op;
     (*out)->dtype = dtype;
     (*out)->esize = zrt_dtype_size(dtype);
+    (*out)->quant = quant;
     return ZRT_OK;
 }
 
-static zrt_status host_reduce_scatter(zrt__comm *c, const void *send, void *recv,
-                                      size_t count, zrt_dtype dtype, zrt_reduce_op op,
-                                      zrt__comm_req **out)
+/* Sets the rank block and, quantized, the bytes of its part, checked
+ * against MPI's int counts. */
+static zrt_status set_block(zrt__comm *c, zrt__comm_req *req, size_t block,
+                            const char *what)
+{
+    req->block = block;
+    if (!quantized(req))
+        return ZRT_OK;
+    req->qpart = zrt__quant_part_bytes(block, req->quant);
+    return check_count(c, req->qpart * (size_t)c->size, what);
+}
+
+static zrt_status reduce_scatter_on_host(zrt__comm *c, const void *send, void *recv,
+                                         size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                         zrt__quant quant, zrt__comm_req **out)
 {
     ZRT_CHECK(check_dtype(c, dtype, "reduce-scatter"));
     ZRT_CHECK(check_count(c, count * zrt_dtype_size(dtype), "reduce-scatter"));
@@ -998,28 +1241,33 @@ static zrt_status host_reduce_scatter(zrt__comm *c, const void *send, void *recv
     if (c->size == 1 || count == 0)
         return single_rank_reduce(c, send, recv, count * zrt_dtype_size(dtype), out);
     zrt__comm_req *req = NULL;
-    ZRT_CHECK(new_reduction(c, dtype, op, &req));
-    req->block = count;
+    ZRT_CHECK(new_reduction(c, dtype, op, quant, &req));
     req->reduce_out = recv;
     req->kind = REDUCE_SCATTER;
     req->bytes = (size_t)c->size * count * req->esize;
-    zrt_status st;
-    if (c->hierarchical) {
+    zrt_status st = set_block(c, req, count, "quantized reduce-scatter");
+    if (st == ZRT_OK && c->hierarchical)
         take_tags(c, req);
-        st = start_hier_reduce(c, req, send);
-    } else {
-        st = start_exchange(c, req, send);
-    }
+    if (st == ZRT_OK)
+        st = start_reduce_phase(c, req, send);
     if (st != ZRT_OK) {
         free_request(c, req);
         return st;
     }
     if (c->hierarchical)
-        count_hier(c, req->layer, (uint64_t)block_bytes(req), 1);
+        count_hier(c, req->layer, reduce_unit(req), 1);
     else
-        count_sent(c, req->layer, (uint64_t)block_bytes(req)); /* block j to rank j */
+        count_sent(c, req->layer, reduce_unit(req)); /* block j to rank j */
     *out = req;
     return ZRT_OK;
+}
+
+static zrt_status host_reduce_scatter(zrt__comm *c, const void *send, void *recv,
+                                      size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                      zrt__comm_req **out)
+{
+    return reduce_scatter_on_host(c, send, recv, count, dtype, op, (zrt__quant){0, 0},
+                                  out);
 }
 
 /* All-reduce over a buffer whose length is a multiple of the world size:
@@ -1027,19 +1275,17 @@ static zrt_status host_reduce_scatter(zrt__comm *c, const void *send, void *recv
 static zrt_status start_all_reduce(zrt__comm *c, zrt__comm_req *req, const void *send,
                                    void *gather_buf, size_t padded_count)
 {
-    req->block = padded_count / (size_t)c->size;
+    ZRT_CHECK(set_block(c, req, padded_count / (size_t)c->size, "quantized all-reduce"));
     req->gather_buf = gather_buf;
     req->reduce_out = req->gather_buf + (size_t)c->rank * req->block * req->esize;
     req->gathers_after_reduce = 1;
     take_tags(c, req);
-    if (c->hierarchical)
-        return start_hier_reduce(c, req, send);
-    return start_exchange(c, req, send);
+    return start_reduce_phase(c, req, send);
 }
 
-static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
-                                  size_t count, zrt_dtype dtype, zrt_reduce_op op,
-                                  zrt__comm_req **out)
+static zrt_status all_reduce_on_host(zrt__comm *c, const void *send, void *recv,
+                                     size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                     zrt__quant quant, zrt__comm_req **out)
 {
     ZRT_CHECK(check_dtype(c, dtype, "all-reduce"));
     size_t esize = zrt_dtype_size(dtype);
@@ -1048,7 +1294,7 @@ static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
     if (c->size == 1 || count == 0)
         return single_rank_reduce(c, send, recv, count * esize, out);
     zrt__comm_req *req = NULL;
-    ZRT_CHECK(new_reduction(c, dtype, op, &req));
+    ZRT_CHECK(new_reduction(c, dtype, op, quant, &req));
     req->kind = ALL_REDUCE;
     req->bytes = count * esize;
     size_t n = (size_t)c->size;
@@ -1071,13 +1317,22 @@ static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
         return st;
     }
     /* flat: the padded block to each peer twice, its share to reduce, then
-     * the reduced block; hierarchical: a reduce-scatter and an all-gather */
+     * the reduced block; hierarchical: a reduce-scatter and an all-gather
+     * (quantized: the first half's blocks quantized) */
+    uint64_t both = reduce_unit(req) + (uint64_t)block_bytes(req);
     if (c->hierarchical)
-        count_hier(c, req->layer, (uint64_t)block_bytes(req), 2);
+        count_hier(c, req->layer, both, 1);
     else
-        count_sent(c, req->layer, 2 * (uint64_t)block_bytes(req));
+        count_sent(c, req->layer, both);
     *out = req;
     return ZRT_OK;
+}
+
+static zrt_status host_all_reduce(zrt__comm *c, const void *send, void *recv,
+                                  size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                  zrt__comm_req **out)
+{
+    return all_reduce_on_host(c, send, recv, count, dtype, op, (zrt__quant){0, 0}, out);
 }
 
 /* Hierarchical all-gather: this rank's block into its place (unless in
@@ -1295,6 +1550,50 @@ static zrt_status mpi_all_reduce(zrt__comm *c, const void *send, void *recv, siz
     if (st == ZRT_OK)
         st = reduction(c, "all-reduce", host_all_reduce, 1, 0, send, recv, count, dtype,
                        op, out);
+    c->next_layer = -1;
+    return st;
+}
+
+/* qgZ's forms: f32 host buffers only (the cpu backend's device memory is
+ * host memory; staging device buffers is not built). */
+static zrt_status check_quantized(zrt__comm *c, const void *send, const void *recv,
+                                  zrt__quant q, const char *what)
+{
+    if (on_device(c, send) || on_device(c, recv))
+        return zrt__fail(c->err, ZRT_ERR_UNSUPPORTED,
+                         "quantized %s: device buffers are not supported (host memory "
+                         "only)",
+                         what);
+    if ((q.bits != 8 && q.bits != 4) || q.block == 0 || (q.bits == 4 && q.block % 2))
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG,
+                         "quantized %s: %d bits in blocks of %zu elements is not a "
+                         "format (8 or 4 bits; blocks >= 1, even for 4 bits)",
+                         what, q.bits, q.block);
+    return ZRT_OK;
+}
+
+static zrt_status mpi_reduce_scatter_quantized(zrt__comm *c, const float *send,
+                                               float *recv, size_t count, zrt__quant q,
+                                               zrt_reduce_op op, zrt__comm_req **out)
+{
+    zrt_status st = check_failed(c);
+    if (st == ZRT_OK)
+        st = check_quantized(c, send, recv, q, "reduce-scatter");
+    if (st == ZRT_OK)
+        st = reduce_scatter_on_host(c, send, recv, count, ZRT_F32, op, q, out);
+    c->next_layer = -1;
+    return st;
+}
+
+static zrt_status mpi_all_reduce_quantized(zrt__comm *c, const float *send, float *recv,
+                                           size_t count, zrt__quant q, zrt_reduce_op op,
+                                           zrt__comm_req **out)
+{
+    zrt_status st = check_failed(c);
+    if (st == ZRT_OK)
+        st = check_quantized(c, send, recv, q, "all-reduce");
+    if (st == ZRT_OK)
+        st = all_reduce_on_host(c, send, recv, count, ZRT_F32, op, q, out);
     c->next_layer = -1;
     return st;
 }
@@ -1549,6 +1848,8 @@ static const zrt__comm_ops mpi_ops = {
     .reduce_scatter = mpi_reduce_scatter,
     .all_gather = mpi_all_gather,
     .all_reduce = mpi_all_reduce,
+    .reduce_scatter_quantized = mpi_reduce_scatter_quantized,
+    .all_reduce_quantized = mpi_all_reduce_quantized,
     .broadcast = mpi_broadcast,
     .test = mpi_test,
     .wait = mpi_wait,

@@ -91,6 +91,10 @@ static const cfg_key keys[] = {
     {SECTION_ZERO, "zero_quantized_weights", KIND_BOOL, FIELD(zero_quantized_weights)},
     {SECTION_ZERO, "zero_quantized_block_size", KIND_POSITIVE,
      FIELD(zero_quantized_block_size)},
+    {SECTION_ZERO, "zero_quantized_gradients", KIND_BOOL,
+     FIELD(zero_quantized_gradients)},
+    {SECTION_ZERO, "zero_quantized_gradient_bits", KIND_POSITIVE,
+     FIELD(zero_quantized_gradient_bits)},
     {SECTION_ZERO, "overlap_comm", KIND_BOOL, FIELD(overlap_comm)},
     {NULL, "gradient_accumulation_steps", KIND_POSITIVE,
      FIELD(gradient_accumulation_steps)},
@@ -677,6 +681,8 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->zero_hpz_partition_size = 0; /* off: backward gathers across every rank */
     cfg->zero_quantized_weights = 0;  /* off: gathers move f32 */
     cfg->zero_quantized_block_size = 256;
+    cfg->zero_quantized_gradients = 0;     /* off: reductions move f32 */
+    cfg->zero_quantized_gradient_bits = 8; /* int8 when on */
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
     cfg->offload_param.buffer_count = 5;

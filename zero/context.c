@@ -279,6 +279,59 @@ static zrt_status check_qwz(zrt_ctx *ctx)
     return ZRT_OK;
 }
 
+/* zero_quantized_gradients (qgZ, docs/compression.md) against the config:
+ * it quantizes the f32 gradient reductions of the mpi communicator. */
+static const char *qgz_conflict(const zrt_ctx *ctx)
+{
+    const zrt_config *cfg = &ctx->cfg;
+    if (cfg->stage == ZRT_STAGE_AUTO)
+        return "the stage is \"auto\"; the stage ladder does not price qgZ (set a "
+               "stage, 0 to 3)";
+    if (cfg->bf16.enabled || cfg->fp16.enabled)
+        return "the parameters are 16-bit (bf16/fp16); the kernels quantize f32 "
+               "gradients only";
+    if (cfg->hybrid_shard_size > 0)
+        return "'hybrid_shard_size' is set; the replicas' all-reduce is not quantized";
+    if (!ctx->comm->ops->reduce_scatter_quantized)
+        return "the communicator is not mpi; qgZ needs \"communicator\": \"mpi\"";
+    if (!ctx->be->caps.device_is_host)
+        return "the backend's device is not the host; qgZ runs on the cpu backend";
+    return NULL;
+}
+
+/* The format of qgZ's blocks, named when it is not one. */
+static const char *qgz_format_error(const zrt_config *cfg)
+{
+    if (cfg->zero_quantized_gradient_bits != 8 && cfg->zero_quantized_gradient_bits != 4)
+        return "'zero_quantized_gradient_bits' must be 8 or 4";
+    if (cfg->zero_quantized_gradient_bits == 4 && cfg->zero_quantized_block_size % 2)
+        return "'zero_quantized_block_size' must be even for 4-bit gradients (two "
+               "elements a byte, each block starting on a byte)";
+    return NULL;
+}
+
+static zrt_status check_qgz(zrt_ctx *ctx)
+{
+    const zrt_config *cfg = &ctx->cfg;
+    if (!cfg->zero_quantized_gradients)
+        return ZRT_OK;
+    const char *why = qgz_conflict(ctx);
+    if (why)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'zero_quantized_gradients' is true but %s", why);
+    why = qgz_format_error(cfg);
+    if (why)
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG, "%s (it is %d, block %d)", why,
+                         cfg->zero_quantized_gradient_bits,
+                         cfg->zero_quantized_block_size);
+    zrt_log(ctx, 2,
+            "qgZ: stage %d gradient reductions move int%d blocks of %d elements, summed "
+            "in f32 in rank order%s",
+            cfg->stage, cfg->zero_quantized_gradient_bits, cfg->zero_quantized_block_size,
+            ctx->comm->hierarchical ? ", quantized again between the two hops" : "");
+    return ZRT_OK;
+}
+
 /* Config errors found before a context exists have nowhere to be stored:
  * they go to stderr once, with the rank if Open MPI told us. */
 static void report_early_error(const char *text)
@@ -323,6 +376,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ZRT_CHECK_GOTO(create_shard_groups(ctx), st, fail);
     ZRT_CHECK_GOTO(create_hpz_groups(ctx), st, fail);
     ZRT_CHECK_GOTO(check_qwz(ctx), st, fail);
+    ZRT_CHECK_GOTO(check_qgz(ctx), st, fail);
     char stage[16] = "auto";
     if (cfg->stage != ZRT_STAGE_AUTO)
         snprintf(stage, sizeof stage, "%d", cfg->stage);

@@ -275,7 +275,7 @@ int zrt__nvme_step_needed(const zrt_ctx *ctx);
  * a whole number of f32 elements so the gather moves it as ZRT_F32. */
 static inline int64_t zrt__qwz_bytes(int64_t shard, int64_t block)
 {
-    return (shard + 3) / 4 * 4 + (shard + block - 1) / block * 4;
+    return (int64_t)zrt__quant_part_bytes((size_t)shard, (zrt__quant){8, (size_t)block});
 }
 
 static inline int64_t zrt__ckpt_staging_bytes(int64_t largest_range)

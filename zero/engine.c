@@ -531,6 +531,22 @@ static zrt_status make_room_for_reduction(zrt_ctx *ctx, int64_t elements)
     return ZRT_OK;
 }
 
+/* qgZ (zero_quantized_gradients; f32, checked at context creation): the
+ * same reduction as below, each contribution quantized on the wire. */
+static zrt_status start_quantized_reduction(zrt_ctx *ctx, zrt__comm *c, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    float *grad = ls->grad_full.ptr;
+    zrt__quant q = {ctx->cfg.zero_quantized_gradient_bits,
+                    (size_t)ctx->cfg.zero_quantized_block_size};
+    if (ctx->cfg.stage == 0)
+        return c->ops->all_reduce_quantized(c, grad, grad, (size_t)flat_of(ctx, layer), q,
+                                            ZRT_AVG, &ls->reduce);
+    return c->ops->reduce_scatter_quantized(c, grad, grad + ls->range_lo,
+                                            (size_t)shard_of(ctx, layer), q, ZRT_AVG,
+                                            &ls->reduce);
+}
+
 /* Stages 0-1 accumulate micro-steps in the full buffers and reduce once, in
  * the last; stages 2-3 reduce-scatter every micro-step into the shard, so no
  * full-size gradient outlives its layer's backward. */
@@ -544,7 +560,9 @@ static zrt_status start_reduction(zrt_ctx *ctx, int layer)
     void *grad = ls->grad_full.ptr;
     zrt__comm *c = ctx->shard_comm;
     zrt__comm_for_layer(c, layer);
-    if (ctx->cfg.stage == 0)
+    if (ctx->cfg.zero_quantized_gradients)
+        ZRT_CHECK(start_quantized_reduction(ctx, c, layer));
+    else if (ctx->cfg.stage == 0)
         ZRT_CHECK(c->ops->all_reduce(c, grad, grad, (size_t)flat, ctx->pdtype, ZRT_AVG,
                                      &ls->reduce));
     else

@@ -40,7 +40,10 @@
  *   comm           N > 1: min(Ψ, max(R, L)) × b: an ordered reduction holds
  *                  a scratch as large as the buffer it reduces, and at most
  *                  max(R, L) elements are being reduced; L × b without
- *                  overlap_comm; 0 on one rank (nothing to exchange)
+ *                  overlap_comm; 0 on one rank (nothing to exchange);
+ *                  with qgZ (zero_quantized_gradients) two buffers of those
+ *                  elements quantized (int8: 1 byte, int4: 1/2, plus a
+ *                  4-byte scale per zero_quantized_block_size)
  *   staging        host, any nvme offload: 6 × S_L × 4 (two (p, m, v) sets
  *                  of the largest range for the streamed step); offload_param
  *                  nvme adds the shards read ahead of their gathers,
@@ -309,6 +312,19 @@ static void gather_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimat
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_QWZ] = qwz_buffers(cfg, d, gather);
 }
 
+/* qgZ: the reductions in flight (`in_flight` elements) held quantized
+ * twice, sent and received: per element a byte (int8) or a nibble (int4),
+ * per rank block 3 bytes of padding and a short block's scale at most, an
+ * f32 scale per block. One layer's rounding taken for all in flight: an
+ * estimate (zero/memplan.c has the exact figure). */
+static int64_t qgz_buffers(const zrt_config *cfg, const dims *d, int64_t in_flight)
+{
+    int64_t B = cfg->zero_quantized_block_size, n = d->n;
+    int64_t codes =
+        cfg->zero_quantized_gradient_bits == 4 ? ceil_div(in_flight, 2) + n : in_flight;
+    return 2 * (codes + 3 * n + 4 * (ceil_div(in_flight, B) + n));
+}
+
 /* Gradient buckets (stages 2-3) and the reductions' scratch. */
 static void reduce_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimate *e)
 {
@@ -319,7 +335,9 @@ static void reduce_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimat
         int64_t bucket = d->overlap ? add_cap(in_flight, d->largest, d->psi) : d->largest;
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_GRAD_BUCKET] = bucket * d->b;
     }
-    if (d->n > 1 || d->replicas > 1)
+    if (cfg->zero_quantized_gradients && d->n > 1)
+        e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_COMM] = qgz_buffers(cfg, d, in_flight);
+    else if (d->n > 1 || d->replicas > 1)
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_COMM] = in_flight * d->b;
 }
 

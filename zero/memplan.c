@@ -403,11 +403,30 @@ static void fifo_remove(sim *s, int l)
     }
 }
 
-/* The scratch of an ordered reduction: as large as the buffer it reduces,
- * held until the request is waited; none on one rank. */
+/* The bytes of an ordered reduction's scratch, held until the request is
+ * waited; none on one rank: as large as the buffer it reduces, or with qgZ
+ * two buffers (sent and received) of N quantized rank blocks
+ * (comm_mpi.c alloc_quantized), flat and hierarchical alike. */
 static int64_t scratch_of(const sim *s, const sim_layer *ly)
 {
-    return s->world > 1 && s->reduce_scratch ? ly->flat : 0;
+    if (s->world <= 1 || !s->reduce_scratch)
+        return 0;
+    if (!s->cfg->zero_quantized_gradients)
+        return ly->flat * s->esize;
+    zrt__quant q = {s->cfg->zero_quantized_gradient_bits,
+                    (size_t)s->cfg->zero_quantized_block_size};
+    return 2 * s->world *
+           (int64_t)zrt__quant_part_bytes((size_t)(ly->flat / s->world), q);
+}
+
+static void charge_scratch(sim *s, const sim_layer *ly)
+{
+    zrt__mem_charge(&s->acct, NULL, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly), NULL);
+}
+
+static void release_scratch(sim *s, const sim_layer *ly)
+{
+    zrt__mem_release(&s->acct, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
 }
 
 /* engine.c reduce_across_replicas: the all-reduce of this rank's range over
@@ -434,7 +453,7 @@ static void complete_reduction(sim *s, int l)
     set_phase(s, ZRT__PHASE_REDUCE, l);
     fifo_remove(s, l);
     s->reducing -= ly->flat;
-    release_p(s, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
+    release_scratch(s, ly);
     reduce_across_replicas(s, ly);
     if (s->cfg->stage >= 2) {
         release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
@@ -455,7 +474,7 @@ static void start_reduction(sim *s, int l)
         return;
     while (s->nfifo > 0 && s->reducing + ly->flat > s->cfg->reduce_bucket_size)
         complete_reduction(s, s->fifo[0]);
-    charge_p(s, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
+    charge_scratch(s, ly);
     s->fifo[s->nfifo++] = l;
     s->reducing += ly->flat;
     if (!s->cfg->overlap_comm)

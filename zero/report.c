@@ -279,6 +279,24 @@ static uint64_t qwz_theory(const zrt_ctx *ctx, uint64_t total)
     return total - f32 + quantized;
 }
 
+/* qgZ (zero_quantized_gradients): each layer's reduction sends its rank
+ * blocks (flat / S elements) quantized (zrt__quant_part_bytes) to the S-1
+ * members instead of in f32; stage 0's all-reduce gathers the reduced
+ * blocks in f32 as before. */
+static uint64_t qgz_theory(const zrt_ctx *ctx, uint64_t total)
+{
+    int64_t S = ctx->shard_comm->size;
+    zrt__quant q = {ctx->cfg.zero_quantized_gradient_bits,
+                    (size_t)ctx->cfg.zero_quantized_block_size};
+    uint64_t f32 = 0, quantized = 0;
+    for (int l = 0; l < ctx->plan.nlayers; l++) {
+        int64_t block = ctx->plan.layers[l].flat_numel / S;
+        f32 += (uint64_t)(S - 1) * (uint64_t)block * ctx->esize;
+        quantized += (uint64_t)(S - 1) * zrt__quant_part_bytes((size_t)block, q);
+    }
+    return total - f32 + quantized;
+}
+
 /* The ZeRO paper's volume per rank and step (2 psi at stages 0-2: an
  * all-reduce, or a reduce-scatter and an all-gather; 3 psi at stage 3: the
  * forward and backward all-gathers and the reduce-scatter), each collective
@@ -299,16 +317,20 @@ static void write_theory(FILE *f, zrt_ctx *ctx)
     uint64_t total = (uint64_t)cost.comm_bytes;
     if (ctx->cfg.zero_quantized_weights)
         total = qwz_theory(ctx, total);
+    if (ctx->cfg.zero_quantized_gradients && S > 1)
+        total = qgz_theory(ctx, total);
     zrt__comm_bytes b =
         ctx->replica_comm ? hybrid_theory(ctx, total) : world_theory(ctx, total);
     fprintf(f,
             "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
             "\"psi_multiple\": %d, \"hpz_partition_size\": %d, "
             "\"hybrid_shard_size\": %d, \"qwz_block_size\": %d, "
-            "\"bytes_per_step\": %llu, ",
+            "\"qgz_bits\": %d, \"qgz_block_size\": %d, \"bytes_per_step\": %llu, ",
             (long long)ctx->plan.total_flat_numel, ctx->esize,
             ctx->cfg.stage == 3 ? 3 : 2, P, S,
             ctx->cfg.zero_quantized_weights ? ctx->cfg.zero_quantized_block_size : 0,
+            ctx->cfg.zero_quantized_gradients ? ctx->cfg.zero_quantized_gradient_bits : 0,
+            ctx->cfg.zero_quantized_gradients ? ctx->cfg.zero_quantized_block_size : 0,
             (unsigned long long)(b.same_host + b.other_host));
     write_bytes(f, "layers", b);
     fprintf(f, "},\n");

@@ -246,6 +246,15 @@ typedef struct zrt_config {
      * bf16/fp16 parameters, NVMe parameters, hpZ, and on nccl. */
     int zero_quantized_weights;
     int zero_quantized_block_size;
+    /* ZeRO++'s qgZ (docs/compression.md): the gradient reductions (stages
+     * 1-3 reduce-scatter, stage 0 all-reduce) move every contribution as
+     * blockwise int8, or int4 with zero_quantized_gradient_bits 4, in
+     * blocks of zero_quantized_block_size (even for int4), summed in f32 in
+     * rank order on the receiver; hierarchical routing quantizes once per
+     * hop. 0 (default) off. Refused with bf16/fp16, hybrid_shard_size, and
+     * on nccl. */
+    int zero_quantized_gradients;
+    int zero_quantized_gradient_bits;
 } zrt_config;
 
 /* "communicator" in the config. auto: nccl on the cuda backend when every
@@ -277,7 +286,8 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * "zero_optimization" holding stage, reduce_bucket_size,
  * allgather_bucket_size, stage3_prefetch_bucket_size,
  * stage3_param_persistence_threshold, zero_hpz_partition_size,
- * zero_quantized_weights, zero_quantized_block_size, overlap_comm,
+ * zero_quantized_weights, zero_quantized_block_size, zero_quantized_gradients,
+ * zero_quantized_gradient_bits, overlap_comm,
  * and the objects
  * offload_optimizer and offload_param {device: "none"|"cpu"|"nvme",
  * nvme_path, pin_memory, buffer_count}; at the top level device_mem_limit,
