@@ -76,8 +76,10 @@
 # or hpz (stage 3: ZeRO++'s secondary partition over each host's ranks),
 # hybrid (hybrid sharding, FSDP2's HSDP: the model states sharded over each
 # host's ranks and replicated across hosts) or qwz (stage 3: ZeRO++'s
-# quantized weight gather, int8 blocks of 256; --predict does not model it),
-# all with flat collectives.
+# quantized weight gather, int8 blocks of 256), qgz / qgz4 (ZeRO++'s
+# quantized gradient reduction, int8 / int4 blocks of 256, flat) or qgz-hier
+# (int8, hierarchical: quantized again between the hops); --predict does
+# not model qwz and qgz. The others run with flat collectives.
 set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
@@ -133,8 +135,8 @@ while [ $# -gt 0 ]; do
 done
 for h in $HIERARCHIES; do
     case $h in
-        auto | flat | hierarchical | hpz | hybrid | qwz) ;;
-        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only), hybrid or qwz (stage 3 only)" >&2; exit 2 ;;
+        auto | flat | hierarchical | hpz | hybrid | qwz | qgz | qgz4 | qgz-hier) ;;
+        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only), hybrid, qwz (stage 3 only), qgz, qgz4 or qgz-hier" >&2; exit 2 ;;
     esac
 done
 [ "$HOSTS" -ge 2 ] || { echo "bench_cluster.sh: --hosts $HOSTS: it takes 2 hosts or more" >&2; exit 2; }
@@ -200,17 +202,23 @@ counters() {
 # secondary partition over each host's ranks (zero_hpz_partition_size R),
 # or hybrid: shard groups of each host's ranks (hybrid_shard_size R), or
 # qwz: stage 3 with ZeRO++'s quantized weight gather (zero_quantized_weights,
-# int8 blocks of 256), all with flat collectives.
+# int8 blocks of 256), or qgz, qgz4, qgz-hier: ZeRO++'s quantized gradient
+# reduction (zero_quantized_gradients: int8, int4, int8 hierarchical).
 for h in $HIERARCHIES; do
-    hpz=0 hybrid=0 qwz=false hier=$h
+    hpz=0 hybrid=0 qwz=false qgz=false bits=8 hier=$h
     [ "$h" != hpz ] || hpz=$RPH hier=flat
     [ "$h" != hybrid ] || hybrid=$RPH hier=flat
     [ "$h" != qwz ] || qwz=true hier=flat
+    [ "$h" != qgz ] || qgz=true hier=flat
+    [ "$h" != qgz4 ] || qgz=true bits=4 hier=flat
+    [ "$h" != qgz-hier ] || qgz=true hier=hierarchical
     cat >"$OUT/zero-$h.json" <<JSON
 {"zero_optimization": {"stage3_prefetch_bucket_size": 0,
                        "stage3_param_persistence_threshold": 0,
                        "zero_hpz_partition_size": $hpz,
-                       "zero_quantized_weights": $qwz},
+                       "zero_quantized_weights": $qwz,
+                       "zero_quantized_gradients": $qgz,
+                       "zero_quantized_gradient_bits": $bits},
  "hybrid_shard_size": $hybrid, "comm_hierarchy": "$hier"}
 JSON
 done
@@ -426,7 +434,7 @@ def model(hier_of, inter, intra, rate, progress, lat=0.0):  # zero-report's rows
 def step_of(hier, s, inter, intra, rate, progress, lat=0.0):
     return model(hier, inter, intra, rate, progress, lat)[(s, results[hier][s]["routing"])]["step"]
 
-modelled = [h for h in hierarchies if h != "qwz"]  # zero-report has no qwZ row yet
+modelled = [h for h in hierarchies if h != "qwz" and not h.startswith("qgz")]  # zero-report has no qwZ/qgZ rows yet
 
 def fit_latency(intra, rate):
     """Least squares: the unshaped steps less the phased model's without
@@ -483,8 +491,9 @@ if predict and t1:
     if shaped:
         print("  at %s, the largest difference: " % rate + ", ".join(
             "%s %.1f%%" % (k, 100 * worst[k]) for k in kinds))
-    if "qwz" in hierarchies:
-        print("  qwz: not modelled (zero-report has no qwZ routing yet)")
+    for h in hierarchies:
+        if h not in modelled:
+            print("  %s: not modelled (zero-report has no qwZ or qgZ routing yet)" % h)
     if len(modelled) > 1 and shaped:
         base = modelled[0]
         for hier in modelled[1:]:

@@ -17,7 +17,9 @@
  * main, every rank runs the same tests in the same order, a test records
  * its mismatches and asserts after its last collective. The collective
  * checks are test_comm.c's (tests/common/test_comm.h), here against the
- * reference of the grouping in force.
+ * reference of the grouping in force. test_quantized checks qgZ's
+ * quantized reductions the same way, flat too, against the sum of the
+ * quantized contributions computed with the kernels' scalar references.
  */
 #include <check.h>
 #include <mpi.h>
@@ -522,14 +524,135 @@ START_TEST(test_timeout_names_peers)
 }
 END_TEST
 
+/* ---- quantized reductions (qgZ) --------------------------------------------- */
+
+/* out (n elements) = deq(q(x)), written (add 0) or added (add 1), with the
+ * kernels' scalar references: one contribution as qgZ moves it. */
+static void qgz_contribution(const float *x, size_t n, zrt__quant q, float *out, int add)
+{
+    size_t bytes = zrt__quant_part_bytes(n, q), codes = q.bits == 4 ? (n + 1) / 2 : n;
+    char *part = calloc(1, bytes + 4);
+    float *scale = (float *)(part + (codes + 3) / 4 * 4);
+    if (q.bits == 8) {
+        zrt_quantize_i8_scalar(x, n, q.block, (int8_t *)part, scale);
+        (add ? zrt_dequantize_add_i8_scalar
+             : zrt_dequantize_i8_scalar)((const int8_t *)part, scale, n, q.block, out);
+    } else {
+        zrt_quantize_i4_scalar(x, n, q.block, (uint8_t *)part, scale);
+        (add ? zrt_dequantize_add_i4_scalar
+             : zrt_dequantize_i4_scalar)((const uint8_t *)part, scale, n, q.block, out);
+    }
+    free(part);
+}
+
+/* Rank r's block b of the inputs (zero past `count`, the padding). */
+static void qgz_input(float *x, size_t block, int r, size_t b, size_t count)
+{
+    for (size_t j = 0; j < block; j++) {
+        size_t i = b * block + j;
+        x[j] = i < count ? tc_input_f32(7, r, i) : 0.0f;
+    }
+}
+
+/* The reference of block b, summed in f32 as qgZ does: flat, every rank's
+ * block quantized, in rank order; in groups of R, each group's members in
+ * order, that partial quantized again, the partials in group order. */
+static void qgz_reference(size_t b, size_t block, size_t count, zrt__quant q, float *out)
+{
+    int N = g_comm->size, R = g_world.group > 0 ? g_world.group : N;
+    float *x = malloc(block * sizeof(float)), *partial = malloc(block * sizeof(float));
+    for (int gi = 0; gi < N / R; gi++) {
+        for (int m = 0; m < R; m++) {
+            qgz_input(x, block, gi * R + m, b, count);
+            if (g_world.group > 0) /* a new partial for each group */
+                qgz_contribution(x, block, q, partial, m > 0);
+            else
+                qgz_contribution(x, block, q, out, m > 0 || gi > 0);
+        }
+        if (g_world.group > 0)
+            qgz_contribution(partial, block, q, out, gi > 0);
+    }
+    for (size_t j = 0; j < block; j++)
+        out[j] /= (float)N;
+    free(x);
+    free(partial);
+}
+
+static void qgz_expect(tally *t, const float *got, size_t b, size_t block, size_t n,
+                       size_t count, zrt__quant q, const char *what)
+{
+    float *want = malloc(block * sizeof(float));
+    qgz_reference(b, block, count, q, want);
+    size_t i = tc_first_diff(got, want, n, sizeof(float));
+    if (i < n)
+        note(t, "%s: block %zu element %zu is %a, expected %a", what, b, i,
+             (double)got[i], (double)want[i]);
+    free(want);
+}
+
+/* One quantized reduce-scatter (count a rank) and all-reduce (count in
+ * all), averaged, against the reference bit for bit, guards intact. */
+static void qgz_one(tally *t, size_t count, zrt__quant q)
+{
+    size_t N = (size_t)g_comm->size, rank = (size_t)g_comm->rank;
+    char what[96];
+    snprintf(what, sizeof what, "quantized reduce_scatter int%d block %zu count %zu",
+             q.bits, q.block, count);
+    float *send = tc_guarded(N * count * sizeof(float)), *recv;
+    recv = tc_guarded(count * sizeof(float));
+    tc_fill_f32(send, N * count, 7, g_comm->rank, 0);
+    zrt__comm_req *req = NULL;
+    tc_complete(t,
+                g_comm->ops->reduce_scatter_quantized(g_comm, send, recv, count, q,
+                                                      ZRT_AVG, &req),
+                &req, what);
+    qgz_expect(t, recv, rank, count, count, N * count, q, what);
+    tc_expect_guard(t, recv + count, what);
+    free(recv);
+    snprintf(what, sizeof what, "quantized all_reduce int%d block %zu count %zu", q.bits,
+             q.block, count);
+    size_t block = (count + N - 1) / N;
+    tc_fill_f32(send, count, 7, g_comm->rank, 0);
+    tc_complete(
+        t, g_comm->ops->all_reduce_quantized(g_comm, send, send, count, q, ZRT_AVG, &req),
+        &req, what);
+    for (size_t b = 0; b < N && b * block < count; b++) {
+        size_t n = count - b * block < block ? count - b * block : block;
+        qgz_expect(t, send + b * block, b, block, n, count, q, what);
+    }
+    free(send);
+}
+
+/* int8 and int4, blocks that divide a rank block and blocks that do not,
+ * counts that pad; then nothing is left allocated. */
+static void quantized_round(tally *t)
+{
+    static const size_t counts[] = {1, 7, 1000, 4099};
+    static const zrt__quant formats[] = {{8, 64}, {8, 7}, {4, 64}, {4, 2}};
+    for (size_t f = 0; f < 4; f++)
+        for (size_t i = 0; i < 4; i++)
+            qgz_one(t, counts[i], formats[f]);
+    tc_expect_comm_idle(t, "quantized reductions");
+}
+
+/* Every grouping, then flat (each_grouping leaves the routing flat). */
+START_TEST(test_quantized)
+{
+    tally t = {.w = &g_world};
+    each_grouping(&t, quantized_round);
+    quantized_round(&t);
+    FINISH(&t);
+}
+END_TEST
+
 /* ---- runner ------------------------------------------------------------------- */
 
 static Suite *hier_suite(void)
 {
     return ZRT_CHECK_SUITE("comm_hier", 120, test_pick_topology,
                            test_order_is_hierarchical, test_reductions_f32,
-                           test_reductions_half, test_all_gather, test_repeatable,
-                           test_in_flight, test_traffic, test_auto,
+                           test_reductions_half, test_quantized, test_all_gather,
+                           test_repeatable, test_in_flight, test_traffic, test_auto,
                            test_bad_config_refused, test_timeout_names_peers);
 }
 
