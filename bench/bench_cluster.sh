@@ -78,8 +78,9 @@
 # host's ranks and replicated across hosts) or qwz (stage 3: ZeRO++'s
 # quantized weight gather, int8 blocks of 256), qgz / qgz4 (ZeRO++'s
 # quantized gradient reduction, int8 / int4 blocks of 256, flat) or qgz-hier
-# (int8, hierarchical: quantized again between the hops); --predict does
-# not model qwz and qgz. The others run with flat collectives.
+# (int8, hierarchical: quantized again between the hops), or qwz-qgz (stage
+# 3, both, int8: ZeRO++'s qwZ and qgZ together; --predict models them with
+# zero-report's quantized volumes). The others run with flat collectives.
 set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
@@ -135,8 +136,8 @@ while [ $# -gt 0 ]; do
 done
 for h in $HIERARCHIES; do
     case $h in
-        auto | flat | hierarchical | hpz | hybrid | qwz | qgz | qgz4 | qgz-hier) ;;
-        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only), hybrid, qwz (stage 3 only), qgz, qgz4 or qgz-hier" >&2; exit 2 ;;
+        auto | flat | hierarchical | hpz | hybrid | qwz | qgz | qgz4 | qgz-hier | qwz-qgz) ;;
+        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only), hybrid, qwz (stage 3 only), qgz, qgz4, qgz-hier or qwz-qgz (stage 3 only)" >&2; exit 2 ;;
     esac
 done
 [ "$HOSTS" -ge 2 ] || { echo "bench_cluster.sh: --hosts $HOSTS: it takes 2 hosts or more" >&2; exit 2; }
@@ -203,7 +204,8 @@ counters() {
 # or hybrid: shard groups of each host's ranks (hybrid_shard_size R), or
 # qwz: stage 3 with ZeRO++'s quantized weight gather (zero_quantized_weights,
 # int8 blocks of 256), or qgz, qgz4, qgz-hier: ZeRO++'s quantized gradient
-# reduction (zero_quantized_gradients: int8, int4, int8 hierarchical).
+# reduction (zero_quantized_gradients: int8, int4, int8 hierarchical), or
+# qwz-qgz: both.
 for h in $HIERARCHIES; do
     hpz=0 hybrid=0 qwz=false qgz=false bits=8 hier=$h
     [ "$h" != hpz ] || hpz=$RPH hier=flat
@@ -212,6 +214,7 @@ for h in $HIERARCHIES; do
     [ "$h" != qgz ] || qgz=true hier=flat
     [ "$h" != qgz4 ] || qgz=true bits=4 hier=flat
     [ "$h" != qgz-hier ] || qgz=true hier=hierarchical
+    [ "$h" != qwz-qgz ] || qwz=true qgz=true hier=flat
     cat >"$OUT/zero-$h.json" <<JSON
 {"zero_optimization": {"stage3_prefetch_bucket_size": 0,
                        "stage3_param_persistence_threshold": 0,
@@ -355,7 +358,10 @@ for hier in hierarchies:
         cs, cl = ctr(f"{tag}-short"), ctr(f"{tag}-long")
         rs, rl = reports(f"{tag}-short"), reports(f"{tag}-long")
         # zero-report --estimate's row: the routing's name, or what auto chose
-        routing = hier if hier != "auto" else (
+        # (the quantized routings' rows: their collectives', with the config's
+        # zero_quantized_* keys)
+        routing = {"qwz": "flat", "qgz": "flat", "qgz4": "flat", "qgz-hier": "hierarchical",
+                   "qwz-qgz": "flat"}.get(hier, hier) if hier != "auto" else (
             "hierarchical" if rl[0]["comm"].get("hierarchical") else "flat")
         host_max, rows = 0, []
         for h, ranks in HOSTS.items():
@@ -434,7 +440,7 @@ def model(hier_of, inter, intra, rate, progress, lat=0.0):  # zero-report's rows
 def step_of(hier, s, inter, intra, rate, progress, lat=0.0):
     return model(hier, inter, intra, rate, progress, lat)[(s, results[hier][s]["routing"])]["step"]
 
-modelled = [h for h in hierarchies if h != "qwz" and not h.startswith("qgz")]  # zero-report has no qwZ/qgZ rows yet
+modelled = hierarchies
 
 def fit_latency(intra, rate):
     """Least squares: the unshaped steps less the phased model's without
@@ -491,9 +497,6 @@ if predict and t1:
     if shaped:
         print("  at %s, the largest difference: " % rate + ", ".join(
             "%s %.1f%%" % (k, 100 * worst[k]) for k in kinds))
-    for h in hierarchies:
-        if h not in modelled:
-            print("  %s: not modelled (zero-report has no qwZ or qgZ routing yet)" % h)
     if len(modelled) > 1 and shaped:
         base = modelled[0]
         for hier in modelled[1:]:

@@ -304,6 +304,43 @@ hpz_rungs=$(awk '$6 == "hpz(P=8)" {print $2}' "$WORK/fit4" | sort | xargs)
 ! grep -q "predicted" "$WORK/fit0" || fail "--fit without a cluster printed the step-time ranking"
 grep -q '<- auto' "$WORK/fit0" || fail "--fit without a cluster lost its ladder"
 
+# ---- qwZ and qgZ: the quantized volumes ----------------------------------------
+# GPT-2 d4 on 2 x 2 as above, with qgZ int8 (every stage) and int4, and qwZ +
+# qgZ (stage 3): each row's link bytes against the plain row's, scaled by
+# bits/8 + 4/B over 4 bytes for the quantized part (stages 1-2: the
+# reduce-scatter, not the gather; stage 0: the all-reduce's first half;
+# stage 3 with both: everything).
+for q in "qgz8:8:false" "qgz4:4:false" "both:8:true"; do
+    IFS=: read -r name bits qwz <<<"$q"
+    printf '{"zero_optimization": {"stage3_prefetch_bucket_size": 0, "stage3_param_persistence_threshold": 0, "zero_quantized_gradients": true, "zero_quantized_gradient_bits": %s, "zero_quantized_block_size": 64, "zero_quantized_weights": %s}}\n' \
+        "$bits" "$qwz" >"$WORK/$name.json"
+    run_est "d4x22$name" --preset train-gpt2-d4 --hosts 2 --ranks-per-host 2 --inter-bw 1gbit \
+        --intra-bw 2GB/s --compute-rate 17.8e9 --tokens-per-step 256 --seq-len 64 \
+        --config "$WORK/$name.json" --stage "$([ "$qwz" = true ] && echo 3 || echo all)"
+done
+grep -q "quantized (qgZ, reductions int4)" "$WORK/d4x22qgz4" || fail "no note on the quantized volumes"
+python3 - "$WORK" <<'EOF' || fail "the quantized rows do not scale the plain rows' bytes"
+import sys
+work = sys.argv[1]
+def link(name):
+    out = {}
+    for line in open(f"{work}/{name}"):
+        c = line.split()
+        if len(c) == 10 and c[0] in "0123" and c[1] in ("flat", "hierarchical"):
+            out[(int(c[0]), c[1])] = int(c[2])
+    return out
+plain = link("d4x22")
+for name, bits, both in (("qgz8", 8, False), ("qgz4", 4, False), ("both", 8, True)):
+    f = (bits / 8 + 4 / 64) / 4
+    for key, got in link("d4x22" + name).items():
+        s = key[0]
+        if s == 3 and not both:  # the tied embedding's second gather is not reduced
+            continue
+        want = plain[key] * (f if both else (f + 1) / 2)
+        assert abs(got - want) <= 2, (name, key, got, want)
+        print(f"{name} stage {s} {key[1]}: {got} link bytes, {got / plain[key]:.4f} of plain")
+EOF
+
 # ---- bad cluster flags: exit 2, the flag and the value named -------------------
 CL=(--hosts 2 --ranks-per-host 2 --inter-bw 1gbit --intra-bw 2GB/s --compute-rate 1e9
     --tokens-per-step 256)

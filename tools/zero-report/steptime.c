@@ -54,7 +54,14 @@
  * of chained phases (hierarchical, an all-reduce) starts each next phase only
  * inside the rank's next call, and adds to the step whole.
  *
- * Invariants: no state; every time is in seconds, every byte count exact.
+ * qwZ (zero_quantized_weights, stage 3) and qgZ (zero_quantized_gradients):
+ * the gathers, and the reductions (stage 0: the all-reduce's first half),
+ * move each element as a code of 8 (or 4) bits and a 4-byte scale per block
+ * instead of b bytes, whatever the routing; the padding and short blocks of
+ * each shard (a few bytes a layer) and the time to quantize are left out.
+ *
+ * Invariants: no state; every time is in seconds; every byte count exact,
+ * but quantized ones (above).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -319,26 +326,55 @@ typedef struct volume {
 typedef struct step_volumes {
     volume gather, back_gather, reduce, replica;
     int64_t first_bytes; /* layer 0: the first gathered, the last reduced */
+    /* qwZ and qgZ: the bytes a gathered / reduced element moves, as a
+     * fraction of its b (1: not quantized) */
+    double gather_scale, reduce_scale;
 } step_volumes;
+
+/* What a quantized element moves against its b bytes: a code of bits / 8
+ * bytes and a 4-byte scale per block (docs/compression.md; the padding and
+ * short blocks per shard are left out: a few bytes a layer). */
+static double quantized_scale(int bits, int block, int64_t b)
+{
+    return ((double)bits / 8.0 + 4.0 / (double)block) / (double)b;
+}
+
+/* The fractions for the config: qwZ quantizes stage 3's gathers (int8),
+ * qgZ the reductions' first half (stage 0's all-reduce gathers in b). */
+static void set_quantized_scales(const zrt_config *cfg, int64_t b, step_volumes *v)
+{
+    v->gather_scale = cfg->zero_quantized_weights && cfg->stage == 3
+                          ? quantized_scale(8, cfg->zero_quantized_block_size, b)
+                          : 1.0;
+    v->reduce_scale = cfg->zero_quantized_gradients
+                          ? quantized_scale(cfg->zero_quantized_gradient_bits,
+                                            cfg->zero_quantized_block_size, b)
+                          : 1.0;
+}
 
 /* The ZeRO paper's volumes (docs/design.md, "Traffic accounting"): stages
  * 0-2 2 psi b (stage 0 an all-reduce: twice a reduction's phases), stage 3
  * 3 psi b plus a GPT-2 preset's tied embedding gathered again by the head;
  * hybrid adds the all-reduce of a rank's range across its replicas (its shard,
  * psi/S; stage 0, all of psi). */
-static step_volumes volumes_of(const question *q, int stage, const routing_lanes *l)
+static step_volumes volumes_of(const question *q, const zrt_config *cfg,
+                               const routing_lanes *l)
 {
+    int stage = cfg->stage;
     double b = (double)q->model.param_bytes, pass = (double)q->model.param_count * b;
     int64_t layers = q->model.nlayers > 0 ? q->model.nlayers : 1;
     step_volumes v = {.first_bytes = q->first_layer * q->model.param_bytes};
-    v.reduce = (volume){pass, layers};
+    set_quantized_scales(cfg, q->model.param_bytes, &v);
+    double gs = v.gather_scale, rs = v.reduce_scale;
+    v.reduce = (volume){rs * pass, layers};
     if (stage == 0)
-        v.reduce = (volume){2 * pass, 2 * layers};
+        v.reduce = (volume){(rs + 1) * pass, 2 * layers};
     else
-        v.gather = (volume){pass, layers};
+        v.gather = (volume){gs * pass, layers};
     if (stage == 3) {
         int tied = q->tied_embedding != 0;
-        v.back_gather = (volume){pass + tied * (double)v.first_bytes, layers + tied};
+        v.back_gather =
+            (volume){gs * (pass + tied * (double)v.first_bytes), layers + tied};
     }
     if (l->replicas > 1)
         v.replica = (volume){2 * (stage == 0 ? pass : pass / l->group), 2 * layers};
@@ -398,10 +434,12 @@ static double overlapped_step(const question *q, const zrt_config *cfg,
     /* stage 3: the tied embedding's second gather is in forward, the other
      * backward gathers in backward; head: the first layer's gather, tail the
      * last reduction (layer 0; stage 0 an all-reduce) */
-    double tied = stage == 3 && q->tied_embedding ? lane_seconds(c, &l->back_gather, e, 1)
-                                                  : 0,
-           head = stage == 0 ? 0 : lane_seconds(c, &l->gather, e, 1),
-           tail = lane_seconds(c, &l->reduce, stage == 0 ? 2 * e : e, 1);
+    double ge = v->gather_scale * e, re = v->reduce_scale * e;
+    double tied = stage == 3 && q->tied_embedding
+                      ? lane_seconds(c, &l->back_gather, ge, 1)
+                      : 0,
+           head = stage == 0 ? 0 : lane_seconds(c, &l->gather, stage == 3 ? ge : e, 1),
+           tail = lane_seconds(c, &l->reduce, stage == 0 ? re + e : re, 1);
     if (stage == 3 && cfg->stage3_prefetch_bucket_size == 0) { /* each gather waited
                                                                   at once */
         exposed += gather + back;
@@ -437,7 +475,7 @@ int zr_step_time_of(const question *q, const zrt_config *cfg, const zr_cluster *
     if (!zr_routing_applies(cfg, c, routing))
         routing = ZR_FLAT; /* one level, or no group: the routing is flat */
     routing_lanes l = lanes_of(cfg, c, routing);
-    step_volumes v = volumes_of(q, cfg->stage, &l);
+    step_volumes v = volumes_of(q, cfg, &l);
     out->stage = cfg->stage;
     out->routing = routing;
     out->group = l.group;
@@ -525,6 +563,19 @@ void zr_print_steptime_notes(const question *q, const zr_cluster *c)
         "of it\n",
         (long long)(q->model.param_count * q->model.param_bytes),
         q->tied_embedding ? "; stage 3 adds the tied embedding's second gather" : "");
+    if (q->cfg.zero_quantized_weights || q->cfg.zero_quantized_gradients)
+        printf("quantized (%s%s%s): a gathered / reduced element moves bits/8 + 4/B "
+               "bytes instead of b (B = %d elements a scale; stage 0's all-reduce "
+               "gathers its reduced blocks in b), the per-shard padding and the time to "
+               "quantize left out\n",
+               q->cfg.zero_quantized_weights ? "qwZ, stage 3 gathers int8" : "",
+               q->cfg.zero_quantized_weights && q->cfg.zero_quantized_gradients ? "; "
+                                                                                : "",
+               q->cfg.zero_quantized_gradients
+                   ? (q->cfg.zero_quantized_gradient_bits == 4 ? "qgZ, reductions int4"
+                                                               : "qgZ, reductions int8")
+                   : "",
+               q->cfg.zero_quantized_block_size);
     printf("hpz (stage 3, groups of P): the forward gathers and the reductions flat "
            "over the world, the backward gathers%s within the group; hybrid (shard "
            "groups of S, G = N/S replicas): the collectives flat within the group, then "
