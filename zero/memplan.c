@@ -144,6 +144,8 @@ static void alloc_layer(sim *s, sim_layer *ly)
         charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD, ly->flat);
     else
         charge_p(s, grad_shard_tier(s), ZRT_CAT_GRAD, ly->shard);
+    if (c->stage < 2 && c->gradient_topk_ratio > 0.0f) /* engine.c alloc_layer */
+        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_TOPK_RESIDUAL, ly->flat);
     if (c->stage >= 2 && grad_staged(s)) /* the optimizer's host copy */
         charge_p(s, ZRT_TIER_HOST, ZRT_CAT_GRAD, ly->shard);
     if (s->esize == 2) { /* engine.c alloc_master */
@@ -404,10 +406,36 @@ static void fifo_remove(sim *s, int l)
 }
 
 /* The scratch of an ordered reduction: as large as the buffer it reduces,
- * held until the request is waited; none on one rank. */
+ * held until the request is waited; none on one rank. Top-k (engine.c
+ * start_topk_reduction) holds no reduction scratch: its all-gather holds
+ * none; topk_charge has its send and receive buffers. */
+static int topk_on(const sim *s)
+{
+    return s->cfg->stage < 2 && s->cfg->gradient_topk_ratio > 0.0f;
+}
+
 static int64_t scratch_of(const sim *s, const sim_layer *ly)
 {
+    if (topk_on(s))
+        return 0;
     return s->world > 1 && s->reduce_scratch ? ly->flat : 0;
+}
+
+/* Top-k: the 2k f32 slots sent and the N ranks' received (engine.c
+ * start_topk_reduction, free_topk), from the start to the wait; also on
+ * one rank. */
+static void topk_charge(sim *s, const sim_layer *ly, int charge_it)
+{
+    int64_t k = zrt__topk_count(ly->flat, s->cfg->gradient_topk_ratio);
+    if (!topk_on(s) || k == 0)
+        return;
+    if (charge_it) {
+        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, 2 * k);
+        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, 2 * k * s->world);
+    } else {
+        release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, 2 * k);
+        release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, 2 * k * s->world);
+    }
 }
 
 /* engine.c reduce_across_replicas: the all-reduce of this rank's range over
@@ -435,6 +463,7 @@ static void complete_reduction(sim *s, int l)
     fifo_remove(s, l);
     s->reducing -= ly->flat;
     release_p(s, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
+    topk_charge(s, ly, 0);
     reduce_across_replicas(s, ly);
     if (s->cfg->stage >= 2) {
         release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
@@ -456,6 +485,7 @@ static void start_reduction(sim *s, int l)
     while (s->nfifo > 0 && s->reducing + ly->flat > s->cfg->reduce_bucket_size)
         complete_reduction(s, s->fifo[0]);
     charge_p(s, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
+    topk_charge(s, ly, 1);
     s->fifo[s->nfifo++] = l;
     s->reducing += ly->flat;
     if (!s->cfg->overlap_comm)

@@ -217,7 +217,7 @@ END_TEST
 
 int main(void)
 {
-    return zrt_check_main(ZRT_CHECK_SUITE("topk", 120, test_random, test_ties,
-                                          test_zeros, test_k_bounds, test_nonfinite,
+    return zrt_check_main(ZRT_CHECK_SUITE("topk", 120, test_random, test_ties, test_zeros,
+                                          test_k_bounds, test_nonfinite,
                                           test_scatter_add));
 }
