@@ -570,7 +570,11 @@ static zrt_status make_room_for_reduction(zrt_ctx *ctx, int64_t elements)
 /* Top-k: a = gradient + residual (in the residual), its k largest |a| into
  * topk_send as [k u32 indices | k values] and set to 0 there (the residual
  * keeps the rest), then the all-gather of every rank's 2k f32 slots into
- * topk_recv; finish_topk_reduction sums them. */
+ * topk_recv; finish_topk_reduction sums them. Unlike the plain reductions,
+ * a failure of the all-gather's start is not retryable as it stands: the
+ * residual already holds g + e and the selection is gone from it, so a
+ * retried zrt_backward_end would add g again (an MPI failure there ends
+ * the job in practice). */
 static zrt_status start_topk_reduction(zrt_ctx *ctx, zrt__comm *c, int layer)
 {
     zrt__layer_state *ls = &ctx->layers[layer];
