@@ -100,6 +100,19 @@ typedef struct zrt__backend_ops {
                               int8_t *q, float *scale, size_t *nonfinite);
     zrt_status (*dequantize_i8)(zrt__backend *be, const int8_t *q, const float *scale,
                                 size_t n, size_t block, float *x);
+    /* OPTIONAL (NULL: not available; top-k is refused). Top-k with error
+     * feedback (zrt_topk_select_f32): selects the min(k, n) elements of a
+     * with the largest |a| into idx and val, in index order, and sets them
+     * to 0 in a (what stays is the residual); *taken gets the count. */
+    zrt_status (*topk_take_f32)(zrt__backend *be, float *a, size_t n, size_t k,
+                                uint32_t *idx, float *val, size_t *taken);
+    /* out (n elements) = the sum of nlists lists of k (index, value) pairs,
+     * list r at lists + 2k r ([k u32 indices | k values]), added into zeros
+     * in list order (zrt_scatter_add_f32), then each element divided by
+     * divisor (a correctly rounded f32 division, as the ordered sums of the
+     * communicators divide for ZRT_AVG). */
+    zrt_status (*topk_sum_f32)(zrt__backend *be, float *out, size_t n, const float *lists,
+                               int nlists, size_t k, float divisor);
     /* OPTIONAL (NULL: everything is done when an op returns). Waits until
      * every queued copy and kernel is done. Call zrt__be_synchronize. */
     zrt_status (*synchronize)(zrt__backend *be);

@@ -194,6 +194,31 @@ static zrt_status cpu_dequantize_i8(zrt__backend *be, const int8_t *q, const flo
     return ZRT_OK;
 }
 
+static zrt_status cpu_topk_take_f32(zrt__backend *be, float *a, size_t n, size_t k,
+                                    uint32_t *idx, float *val, size_t *taken)
+{
+    (void)be;
+    *taken = zrt_topk_select_f32(a, n, k, idx, val);
+    for (size_t i = 0; i < *taken; i++)
+        a[idx[i]] = 0.0f;
+    return ZRT_OK;
+}
+
+static zrt_status cpu_topk_sum_f32(zrt__backend *be, float *out, size_t n,
+                                   const float *lists, int nlists, size_t k,
+                                   float divisor)
+{
+    (void)be;
+    zrt_fill_f32(out, n, 0.0f);
+    for (int r = 0; r < nlists; r++) {
+        const float *list = lists + 2 * k * (size_t)r;
+        zrt_scatter_add_f32(out, (const uint32_t *)(const void *)list, list + k, k);
+    }
+    for (size_t i = 0; divisor != 1.0f && i < n; i++)
+        out[i] /= divisor;
+    return ZRT_OK;
+}
+
 /* One AdamW update split across the helper threads: element-wise, so any
  * split gives the same bits. */
 typedef struct adamw_job {
@@ -380,6 +405,8 @@ static const zrt__backend_ops cpu_ops = {
     .adamw_mixed = cpu_adamw_mixed,
     .quantize_i8 = cpu_quantize_i8,
     .dequantize_i8 = cpu_dequantize_i8,
+    .topk_take_f32 = cpu_topk_take_f32,
+    .topk_sum_f32 = cpu_topk_sum_f32,
     /* synchronize, on_device: not needed, everything runs on the host */
     .destroy = cpu_destroy,
 };

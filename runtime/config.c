@@ -67,6 +67,7 @@ typedef enum key_kind {
     KIND_GROUP,     /* int: 0 (per host) .. 1<<20 ranks */
     KIND_SHARDS,    /* int: 0 (off) .. 1<<20 ranks: a shard group's size */
     KIND_HPZ,       /* int: 0 or 1 (off) .. 1<<20 ranks: an hpZ group's size */
+    KIND_RATIO,     /* float: 0 (off), or strictly between 0 and 1 */
 } key_kind;
 
 typedef struct cfg_key {
@@ -95,6 +96,7 @@ static const cfg_key keys[] = {
      FIELD(zero_quantized_gradients)},
     {SECTION_ZERO, "zero_quantized_gradient_bits", KIND_POSITIVE,
      FIELD(zero_quantized_gradient_bits)},
+    {SECTION_ZERO, "gradient_topk_ratio", KIND_RATIO, FIELD(gradient_topk_ratio)},
     {SECTION_ZERO, "overlap_comm", KIND_BOOL, FIELD(overlap_comm)},
     {NULL, "gradient_accumulation_steps", KIND_POSITIVE,
      FIELD(gradient_accumulation_steps)},
@@ -354,6 +356,7 @@ static int find_backend(const char *name)
 #define PATH_RULE     "it must be a non-empty path of at most 255 bytes"
 #define POSITIVE_RULE "it must be a whole number from 1 to 1048576"
 #define REAL_RULE     "it must be a number, 0 or more (0: off)"
+#define RATIO_RULE    "it must be 0 (off) or a number between 0 and 1, both excluded"
 
 static const char *const device_names[] = {"none", "cpu", "nvme"};
 /* zrt_dtype order: ZRT_F32, ZRT_BF16, ZRT_F16 */
@@ -553,6 +556,20 @@ static zrt_status read_real(const cfg_err *e, const cfg_key *key, const json_t *
     return ZRT_OK;
 }
 
+/* gradient_topk_ratio: 0, or in (0, 1) also once rounded to a float. */
+static zrt_status read_ratio(const cfg_err *e, const cfg_key *key, const json_t *v,
+                             zrt_config *cfg)
+{
+    if (!json_is_number(v))
+        return bad_value(e, key, v, RATIO_RULE);
+    double d = json_number_value(v);
+    float f = (float)d;
+    if (!(d == 0.0 || (d > 0.0 && d < 1.0 && f > 0.0f && f < 1.0f)))
+        return bad_value(e, key, v, RATIO_RULE);
+    memcpy((char *)cfg + key->offset, &f, sizeof f);
+    return ZRT_OK;
+}
+
 /* A section's keys are read as an object, named by the section's full path. */
 static zrt_status read_section(const cfg_err *e, const cfg_key *key, const json_t *v,
                                zrt_config *cfg)
@@ -577,7 +594,7 @@ static const key_reader readers[] = {
     [KIND_POSITIVE] = read_positive,   [KIND_REAL] = read_real,
     [KIND_DTYPE] = read_enum,          [KIND_HIERARCHY] = read_enum,
     [KIND_GROUP] = read_group,         [KIND_SHARDS] = read_group,
-    [KIND_HPZ] = read_group,
+    [KIND_HPZ] = read_group,           [KIND_RATIO] = read_ratio,
 };
 
 static zrt_status read_key(const cfg_err *e, const cfg_key *key, const json_t *v,
@@ -683,6 +700,7 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->zero_quantized_block_size = 256;
     cfg->zero_quantized_gradients = 0;     /* off: reductions move f32 */
     cfg->zero_quantized_gradient_bits = 8; /* int8 when on */
+    cfg->gradient_topk_ratio = 0.0f;       /* off: reductions move every element */
     cfg->log_level = 1;
     cfg->offload_optimizer.buffer_count = 4; /* DeepSpeed's defaults */
     cfg->offload_param.buffer_count = 5;
@@ -890,6 +908,14 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
                    ? ZRT_OK
                    : fail(e, ZRT_ERR_CONFIG, "'%s' is %g; %s", path, (double)f,
                           least_rule(key, rule, sizeof rule));
+    }
+    case KIND_RATIO: {
+        float f;
+        memcpy(&f, field, sizeof f);
+        return f == 0.0f || (f > 0.0f && f < 1.0f)
+                   ? ZRT_OK
+                   : fail(e, ZRT_ERR_CONFIG, "'%s' is %g; %s", path, (double)f,
+                          RATIO_RULE);
     }
     case KIND_GROUP:
         return validate_int(e, path, field, GROUP_MAX, GROUP_RULE);

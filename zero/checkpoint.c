@@ -916,9 +916,20 @@ static zrt_status load_layer(zrt_ctx *ctx, load_job *job, int l)
     return round_master_into_params(ctx, l);
 }
 
+/* Top-k's residual is not in checkpoints: a loaded state starts from a
+ * zero residual, as a fresh context does, whatever this one held. */
+static zrt_status reset_topk_residual(zrt_ctx *ctx, int l)
+{
+    zrt__buf *e = &ctx->layers[l].topk_residual;
+    return e->ptr
+               ? ctx->be->ops->fill_f32(ctx->be, e->ptr, e->bytes / sizeof(float), 0.0f)
+               : ZRT_OK;
+}
+
 static zrt_status load_state(zrt_ctx *ctx, load_job *job)
 {
     for (int l = 0; l < ctx->plan.nlayers; l++) {
+        ZRT_CHECK(reset_topk_residual(ctx, l));
         if (zrt__params_on_nvme(ctx))
             zrt__nvme_drop_fetch(ctx, l); /* it read the slot about to change */
         if (ctx->layers[l].range_len > 0)

@@ -332,6 +332,46 @@ static zrt_status check_qgz(zrt_ctx *ctx)
     return ZRT_OK;
 }
 
+/* gradient_topk_ratio (top-k with error feedback, docs/compression.md)
+ * against the config: it replaces the f32 all-reduce or reduce-scatter of
+ * stages 0-1 on the cpu backend's mpi communicator. */
+static const char *topk_conflict(const zrt_ctx *ctx)
+{
+    const zrt_config *cfg = &ctx->cfg;
+    if (cfg->stage != 0 && cfg->stage != 1)
+        return "the stage is not 0 or 1; top-k replaces the gradient all-reduce of "
+               "stages 0-1 (set \"stage\": 0 or 1, or drop the key)";
+    if (cfg->bf16.enabled || cfg->fp16.enabled)
+        return "the parameters are 16-bit (bf16/fp16); top-k sums f32 gradients only";
+    if (cfg->hybrid_shard_size > 0)
+        return "'hybrid_shard_size' is set; top-k with hybrid sharding is not supported";
+    if (cfg->zero_quantized_gradients)
+        return "'zero_quantized_gradients' is true; top-k sends exact values of its "
+               "own (use one or the other)";
+    if (!ctx->be->ops->topk_take_f32 || !ctx->be->ops->topk_sum_f32)
+        return "the backend has no top-k kernels; top-k runs on the cpu backend";
+    if (strcmp(ctx->comm->ops->name, "mpi") != 0)
+        return "the communicator is not mpi; top-k needs \"communicator\": \"mpi\"";
+    return NULL;
+}
+
+static zrt_status check_topk(zrt_ctx *ctx)
+{
+    float ratio = ctx->cfg.gradient_topk_ratio;
+    const char *why = ratio > 0.0f ? topk_conflict(ctx) : NULL;
+    if (why)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'gradient_topk_ratio' is set but %s", why);
+    if (ratio > 0.0f)
+        zrt_log(ctx, 2,
+                "top-k: stage %d reductions send the k = ceil(%g n) largest |g + "
+                "residual| of each layer (n elements) as (index, value) pairs, "
+                "all-gathered and summed in rank order; the rest stays in the "
+                "residual (topk-residual)",
+                ctx->cfg.stage, (double)ratio);
+    return ZRT_OK;
+}
+
 /* Config errors found before a context exists have nowhere to be stored:
  * they go to stderr once, with the rank if Open MPI told us. */
 static void report_early_error(const char *text)
@@ -377,6 +417,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ZRT_CHECK_GOTO(create_hpz_groups(ctx), st, fail);
     ZRT_CHECK_GOTO(check_qwz(ctx), st, fail);
     ZRT_CHECK_GOTO(check_qgz(ctx), st, fail);
+    ZRT_CHECK_GOTO(check_topk(ctx), st, fail);
     char stage[16] = "auto";
     if (cfg->stage != ZRT_STAGE_AUTO)
         snprintf(stage, sizeof stage, "%d", cfg->stage);

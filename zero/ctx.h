@@ -18,6 +18,8 @@
 #ifndef ZRT_ZERO_CTX_H
 #define ZRT_ZERO_CTX_H
 
+#include <math.h>
+
 #include "../offload/mover.h"
 #include "../offload/swap.h"
 #include "../runtime/backend.h"
@@ -77,6 +79,12 @@ typedef struct zrt__layer_state {
      * (zrt__qwz_bytes) and the N shards' received; held from start_gather
      * until the wait dequantizes qwz_recv into param_full. */
     zrt__buf qwz_send, qwz_recv;
+    /* Top-k (gradient_topk_ratio, stages 0-1): topk_residual is the f32
+     * error feedback, flat elements, for the whole run; topk_send holds
+     * this rank's k (index, value) pairs as 2k f32 slots [k u32 indices |
+     * k values] and topk_recv the N ranks', held from start_reduction until
+     * finish_reduction sums them into grad_full. */
+    zrt__buf topk_residual, topk_send, topk_recv;
     /* NVMe tiers (zero/nvme.c): where m, v and the parameter shard live in
      * each of the two slots; ctx->nvme_slot holds the current values */
     uint64_t swap_m[2], swap_v[2], swap_p[2];
@@ -276,6 +284,16 @@ int zrt__nvme_step_needed(const zrt_ctx *ctx);
 static inline int64_t zrt__qwz_bytes(int64_t shard, int64_t block)
 {
     return (int64_t)zrt__quant_part_bytes((size_t)shard, (zrt__quant){8, (size_t)block});
+}
+
+/* Top-k: the elements a layer of `flat` elements sends, ceil(ratio * flat)
+ * and at least 1 (no more than flat); 0 when top-k is off. */
+static inline int64_t zrt__topk_count(int64_t flat, float ratio)
+{
+    if (!(ratio > 0.0f) || flat <= 0)
+        return 0;
+    int64_t k = (int64_t)ceil((double)ratio * (double)flat);
+    return k < 1 ? 1 : k > flat ? flat : k;
 }
 
 static inline int64_t zrt__ckpt_staging_bytes(int64_t largest_range)

@@ -16,6 +16,10 @@
  * Hybrid sharding (ctx.h shard_comm, replica_comm): every collective above
  * runs within the rank's shard group, and a completed reduction's range is
  * then all-reduced across the replicas of its shard (reduce_across_replicas).
+ * Top-k (gradient_topk_ratio, stages 0-1): the reduction is an all-gather
+ * of each rank's k largest |gradient + residual| as (index, value) pairs,
+ * summed in rank order into the zeroed gradient at the wait
+ * (start_topk_reduction, finish_topk_reduction).
  * hpZ (ctx.h hpz_comm): a stage-3 gather over the shard group also fills the
  * layer's secondary shard (fill_hpz_shard), and the layer's later gathers
  * until the parameters change run within the hpZ group from those.
@@ -141,6 +145,12 @@ static zrt_status alloc_layer(zrt_ctx *ctx, int l)
         ZRT_CHECK(alloc_offloadable(ctx, &ls->grad_shard, lp->shard_numel, ctx->esize,
                                     grad_shard_tier(ctx), ZRT_CAT_GRAD, "gradient shard",
                                     l, optim));
+    if (stage < 2 && ctx->cfg.gradient_topk_ratio > 0.0f) {
+        ZRT_CHECK(alloc_in(ctx, &ls->topk_residual, lp->flat_numel, sizeof(float),
+                           ZRT_TIER_DEVICE, ZRT_CAT_TOPK_RESIDUAL, "top-k residual", l));
+        ZRT_CHECK(ctx->be->ops->fill_f32(ctx->be, ls->topk_residual.ptr,
+                                         (size_t)lp->flat_numel, 0.0f));
+    }
     if (stage >= 2 && zrt__grad_staged(ctx))
         ZRT_CHECK(alloc_offloadable(ctx, &ls->grad_host, lp->shard_numel, ctx->esize,
                                     ZRT_TIER_HOST, ZRT_CAT_GRAD,
@@ -215,6 +225,9 @@ static void release_layer(zrt_ctx *ctx, zrt__layer_state *ls)
     be->ops->free(be, &ls->hpz_shard);
     be->ops->free(be, &ls->qwz_send);
     be->ops->free(be, &ls->qwz_recv);
+    be->ops->free(be, &ls->topk_send);
+    be->ops->free(be, &ls->topk_recv);
+    be->ops->free(be, &ls->topk_residual);
     be->ops->free(be, &ls->param_shard);
     be->ops->free(be, &ls->grad_full);
     be->ops->free(be, &ls->grad_shard);
@@ -489,6 +502,26 @@ static zrt_status reduce_across_replicas(zrt_ctx *ctx, int layer)
     return zrt__comm_wait_in(ctx, r, req);
 }
 
+static void free_topk(zrt_ctx *ctx, zrt__layer_state *ls)
+{
+    ctx->be->ops->free(ctx->be, &ls->topk_send);
+    ctx->be->ops->free(ctx->be, &ls->topk_recv);
+}
+
+/* Top-k: the N received lists, summed in rank order into the zeroed
+ * gradient and divided by N (ZRT_AVG as the ordered sums divide), the
+ * whole flat buffer on every rank: stage 0 reads all of it, stage 1 its
+ * range (where its reduce-scatter would have left the average). */
+static zrt_status finish_topk_reduction(zrt_ctx *ctx, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    int64_t k = zrt__topk_count(flat_of(ctx, layer), ctx->cfg.gradient_topk_ratio);
+    zrt__comm *c = ctx->shard_comm;
+    return ctx->be->ops->topk_sum_f32(ctx->be, ls->grad_full.ptr,
+                                      (size_t)flat_of(ctx, layer), ls->topk_recv.ptr,
+                                      c->size, (size_t)k, (float)c->size);
+}
+
 /* Waits for the layer's reduction; stages 2-3 fold it into the shard. */
 static zrt_status finish_reduction(zrt_ctx *ctx, int layer)
 {
@@ -498,6 +531,9 @@ static zrt_status finish_reduction(zrt_ctx *ctx, int layer)
     fifo_remove(ctx, layer);
     ctx->reducing_numel -= flat_of(ctx, layer);
     zrt_status st = zrt__comm_wait_in(ctx, ctx->shard_comm, req);
+    if (st == ZRT_OK && ls->topk_recv.ptr)
+        st = finish_topk_reduction(ctx, layer);
+    free_topk(ctx, ls);
     if (st == ZRT_OK)
         st = reduce_across_replicas(ctx, layer);
     if (ctx->cfg.stage < 2)
@@ -547,28 +583,70 @@ static zrt_status start_quantized_reduction(zrt_ctx *ctx, zrt__comm *c, int laye
                                             &ls->reduce);
 }
 
+/* Top-k: a = gradient + residual (in the residual), its k largest |a| into
+ * topk_send as [k u32 indices | k values] and set to 0 there (the residual
+ * keeps the rest), then the all-gather of every rank's 2k f32 slots into
+ * topk_recv; finish_topk_reduction sums them. Unlike the plain reductions,
+ * a failure of the all-gather's start is not retryable as it stands: the
+ * residual already holds g + e and the selection is gone from it, so a
+ * retried zrt_backward_end would add g again (an MPI failure there ends
+ * the job in practice). */
+static zrt_status start_topk_reduction(zrt_ctx *ctx, zrt__comm *c, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    int64_t flat = flat_of(ctx, layer);
+    int64_t k = zrt__topk_count(flat, ctx->cfg.gradient_topk_ratio);
+    size_t taken = 0;
+    ZRT_CHECK(alloc_in(ctx, &ls->topk_send, 2 * k, sizeof(float), ZRT_TIER_DEVICE,
+                       ZRT_CAT_COMM, "top-k pairs", layer));
+    ZRT_CHECK(alloc_in(ctx, &ls->topk_recv, 2 * k * c->size, sizeof(float),
+                       ZRT_TIER_DEVICE, ZRT_CAT_COMM, "top-k pairs gathered", layer));
+    float *send = ls->topk_send.ptr, *residual = ls->topk_residual.ptr;
+    ZRT_CHECK(ctx->be->ops->add_f32(ctx->be, residual, ls->grad_full.ptr, (size_t)flat));
+    ZRT_CHECK(ctx->be->ops->topk_take_f32(ctx->be, residual, (size_t)flat, (size_t)k,
+                                          (uint32_t *)(void *)send, send + k, &taken));
+    if ((int64_t)taken != k)
+        return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL,
+                         "top-k: layer %d took %zu of %lld elements", layer, taken,
+                         (long long)k);
+    return c->ops->all_gather(c, send, ls->topk_recv.ptr, (size_t)(2 * k), ZRT_F32,
+                              &ls->reduce);
+}
+
+/* The layer's reduction: top-k, quantized (qgZ) or f32 (context
+ * creation refuses top-k with qgZ). */
+static zrt_status start_layer_reduction(zrt_ctx *ctx, zrt__comm *c, int layer)
+{
+    zrt__layer_state *ls = &ctx->layers[layer];
+    void *grad = ls->grad_full.ptr;
+    if (ls->topk_residual.ptr) {
+        zrt_status st = start_topk_reduction(ctx, c, layer);
+        if (st != ZRT_OK)
+            free_topk(ctx, ls);
+        return st;
+    }
+    if (ctx->cfg.zero_quantized_gradients)
+        return start_quantized_reduction(ctx, c, layer);
+    if (ctx->cfg.stage == 0)
+        return c->ops->all_reduce(c, grad, grad, (size_t)flat_of(ctx, layer), ctx->pdtype,
+                                  ZRT_AVG, &ls->reduce);
+    return c->ops->reduce_scatter(c, grad, zrt__elem(ctx, grad, ls->range_lo),
+                                  (size_t)shard_of(ctx, layer), ctx->pdtype, ZRT_AVG,
+                                  &ls->reduce);
+}
+
 /* Stages 0-1 accumulate micro-steps in the full buffers and reduce once, in
  * the last; stages 2-3 reduce-scatter every micro-step into the shard, so no
  * full-size gradient outlives its layer's backward. */
 static zrt_status start_reduction(zrt_ctx *ctx, int layer)
 {
-    zrt__layer_state *ls = &ctx->layers[layer];
     int64_t flat = flat_of(ctx, layer);
     if (flat == 0 || (ctx->cfg.stage < 2 && !zrt__at_boundary(ctx)))
         return ZRT_OK;
     ZRT_CHECK(make_room_for_reduction(ctx, flat));
-    void *grad = ls->grad_full.ptr;
     zrt__comm *c = ctx->shard_comm;
     zrt__comm_for_layer(c, layer);
-    if (ctx->cfg.zero_quantized_gradients)
-        ZRT_CHECK(start_quantized_reduction(ctx, c, layer));
-    else if (ctx->cfg.stage == 0)
-        ZRT_CHECK(c->ops->all_reduce(c, grad, grad, (size_t)flat, ctx->pdtype, ZRT_AVG,
-                                     &ls->reduce));
-    else
-        ZRT_CHECK(c->ops->reduce_scatter(c, grad, zrt__elem(ctx, grad, ls->range_lo),
-                                         (size_t)shard_of(ctx, layer), ctx->pdtype,
-                                         ZRT_AVG, &ls->reduce));
+    ZRT_CHECK(start_layer_reduction(ctx, c, layer));
     ctx->reduce_fifo[ctx->reduce_count++] = layer;
     ctx->reducing_numel += flat;
     if (!ctx->cfg.overlap_comm)

@@ -63,6 +63,7 @@
  * rounding up to aio.block_size, activations (the training loop's own, through
  * zrt_buffer_alloc) and the scratch of the loop's zrt_allreduce_f32 calls.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -325,6 +326,19 @@ static int64_t qgz_buffers(const zrt_config *cfg, const dims *d, int64_t in_flig
     return 2 * (codes + 3 * n + 4 * (ceil_div(in_flight, B) + n));
 }
 
+/* Top-k (stages 0-1): the residual, 4 bytes an element of every layer,
+ * and instead of the reductions' scratch the (index, value) pairs of the
+ * reductions in flight, sent (2k f32) and received (N times that), with k
+ * taken as ceil(ratio * in_flight) for all of them at once: an estimate
+ * (zero/memplan.c rounds per layer and has the exact figure). */
+static void topk_buffers(const zrt_config *cfg, const dims *d, int64_t in_flight,
+                         zrt_mem_estimate *e)
+{
+    int64_t k = (int64_t)ceil((double)cfg->gradient_topk_ratio * (double)in_flight);
+    e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_TOPK_RESIDUAL] = 4 * d->psi;
+    e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_COMM] = 8 * (k < 1 ? 1 : k) * (d->n + 1);
+}
+
 /* Gradient buckets (stages 2-3) and the reductions' scratch. */
 static void reduce_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimate *e)
 {
@@ -335,10 +349,12 @@ static void reduce_buffers(const zrt_config *cfg, const dims *d, zrt_mem_estimat
         int64_t bucket = d->overlap ? add_cap(in_flight, d->largest, d->psi) : d->largest;
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_GRAD_BUCKET] = bucket * d->b;
     }
-    if (cfg->zero_quantized_gradients && d->n > 1)
+    if (cfg->zero_quantized_gradients && d->n > 1 && cfg->gradient_topk_ratio <= 0.0f)
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_COMM] = qgz_buffers(cfg, d, in_flight);
     else if (d->n > 1 || d->replicas > 1)
         e->bytes[ZRT_TIER_DEVICE][ZRT_CAT_COMM] = in_flight * d->b;
+    if (d->stage < 2 && cfg->gradient_topk_ratio > 0.0f)
+        topk_buffers(cfg, d, in_flight, e);
 }
 
 /* Host staging for the nvme tiers. */

@@ -144,6 +144,8 @@ static void alloc_layer(sim *s, sim_layer *ly)
         charge_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD, ly->flat);
     else
         charge_p(s, grad_shard_tier(s), ZRT_CAT_GRAD, ly->shard);
+    if (c->stage < 2 && c->gradient_topk_ratio > 0.0f) /* engine.c alloc_layer */
+        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_TOPK_RESIDUAL, ly->flat);
     if (c->stage >= 2 && grad_staged(s)) /* the optimizer's host copy */
         charge_p(s, ZRT_TIER_HOST, ZRT_CAT_GRAD, ly->shard);
     if (s->esize == 2) { /* engine.c alloc_master */
@@ -406,10 +408,17 @@ static void fifo_remove(sim *s, int l)
 /* The bytes of an ordered reduction's scratch, held until the request is
  * waited; none on one rank: as large as the buffer it reduces, or with qgZ
  * two buffers (sent and received) of N quantized rank blocks
- * (comm_mpi.c alloc_quantized), flat and hierarchical alike. */
+ * (comm_mpi.c alloc_quantized), flat and hierarchical alike. Top-k
+ * (engine.c start_topk_reduction) holds none: its all-gather holds no
+ * scratch; topk_charge has its send and receive buffers. */
+static int topk_on(const sim *s)
+{
+    return s->cfg->stage < 2 && s->cfg->gradient_topk_ratio > 0.0f;
+}
+
 static int64_t scratch_of(const sim *s, const sim_layer *ly)
 {
-    if (s->world <= 1 || !s->reduce_scratch)
+    if (s->world <= 1 || !s->reduce_scratch || topk_on(s))
         return 0;
     if (!s->cfg->zero_quantized_gradients)
         return ly->flat * s->esize;
@@ -427,6 +436,23 @@ static void charge_scratch(sim *s, const sim_layer *ly)
 static void release_scratch(sim *s, const sim_layer *ly)
 {
     zrt__mem_release(&s->acct, s->comm_tier, ZRT_CAT_COMM, scratch_of(s, ly));
+}
+
+/* Top-k: the 2k f32 slots sent and the N ranks' received (engine.c
+ * start_topk_reduction, free_topk), from the start to the wait; also on
+ * one rank. */
+static void topk_charge(sim *s, const sim_layer *ly, int charge_it)
+{
+    int64_t k = zrt__topk_count(ly->flat, s->cfg->gradient_topk_ratio);
+    if (!topk_on(s) || k == 0)
+        return;
+    if (charge_it) {
+        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, 2 * k);
+        charge(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, 2 * k * s->world);
+    } else {
+        release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, 2 * k);
+        release(s, ZRT_TIER_DEVICE, ZRT_CAT_COMM, 2 * k * s->world);
+    }
 }
 
 /* engine.c reduce_across_replicas: the all-reduce of this rank's range over
@@ -454,6 +480,7 @@ static void complete_reduction(sim *s, int l)
     fifo_remove(s, l);
     s->reducing -= ly->flat;
     release_scratch(s, ly);
+    topk_charge(s, ly, 0);
     reduce_across_replicas(s, ly);
     if (s->cfg->stage >= 2) {
         release_p(s, ZRT_TIER_DEVICE, ZRT_CAT_GRAD_BUCKET, ly->flat);
@@ -475,6 +502,7 @@ static void start_reduction(sim *s, int l)
     while (s->nfifo > 0 && s->reducing + ly->flat > s->cfg->reduce_bucket_size)
         complete_reduction(s, s->fifo[0]);
     charge_scratch(s, ly);
+    topk_charge(s, ly, 1);
     s->fifo[s->nfifo++] = l;
     s->reducing += ly->flat;
     if (!s->cfg->overlap_comm)

@@ -297,6 +297,23 @@ static uint64_t qgz_theory(const zrt_ctx *ctx, uint64_t total)
     return total - f32 + quantized;
 }
 
+/* Top-k (gradient_topk_ratio, stages 0-1): each layer's reduction (the
+ * all-reduce's 2 psi (N-1)/N, or the reduce-scatter's psi (N-1)/N at stage
+ * 1, whose parameter all-gather stays) becomes an all-gather of 2k f32
+ * slots, 8k bytes to each of the N-1 peers as the mpi communicator counts
+ * a flat all-gather (hierarchical: the same blocks, routed as blocks_to
+ * says). */
+static uint64_t topk_theory(const zrt_ctx *ctx, uint64_t total)
+{
+    uint64_t N = (uint64_t)ctx->shard_comm->size, pairs = 0;
+    uint64_t psi = (uint64_t)ctx->plan.total_flat_numel;
+    for (int l = 0; l < ctx->plan.nlayers; l++)
+        pairs += (uint64_t)zrt__topk_count(ctx->plan.layers[l].flat_numel,
+                                           ctx->cfg.gradient_topk_ratio);
+    uint64_t reduction = psi / N * (N - 1) * ctx->esize * (ctx->cfg.stage == 0 ? 2 : 1);
+    return total - reduction + (N - 1) * 8 * pairs;
+}
+
 /* The ZeRO paper's volume per rank and step (2 psi at stages 0-2: an
  * all-reduce, or a reduce-scatter and an all-gather; 3 psi at stage 3: the
  * forward and backward all-gathers and the reduce-scatter), each collective
@@ -319,18 +336,22 @@ static void write_theory(FILE *f, zrt_ctx *ctx)
         total = qwz_theory(ctx, total);
     if (ctx->cfg.zero_quantized_gradients && S > 1)
         total = qgz_theory(ctx, total);
+    if (ctx->cfg.gradient_topk_ratio > 0.0f && ctx->cfg.stage < 2)
+        total = topk_theory(ctx, total);
     zrt__comm_bytes b =
         ctx->replica_comm ? hybrid_theory(ctx, total) : world_theory(ctx, total);
     fprintf(f,
             "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
             "\"psi_multiple\": %d, \"hpz_partition_size\": %d, "
             "\"hybrid_shard_size\": %d, \"qwz_block_size\": %d, "
-            "\"qgz_bits\": %d, \"qgz_block_size\": %d, \"bytes_per_step\": %llu, ",
+            "\"qgz_bits\": %d, \"qgz_block_size\": %d, \"topk_ratio\": %g, "
+            "\"bytes_per_step\": %llu, ",
             (long long)ctx->plan.total_flat_numel, ctx->esize,
             ctx->cfg.stage == 3 ? 3 : 2, P, S,
             ctx->cfg.zero_quantized_weights ? ctx->cfg.zero_quantized_block_size : 0,
             ctx->cfg.zero_quantized_gradients ? ctx->cfg.zero_quantized_gradient_bits : 0,
             ctx->cfg.zero_quantized_gradients ? ctx->cfg.zero_quantized_block_size : 0,
+            (double)ctx->cfg.gradient_topk_ratio,
             (unsigned long long)(b.same_host + b.other_host));
     write_bytes(f, "layers", b);
     fprintf(f, "},\n");

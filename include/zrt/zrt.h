@@ -118,7 +118,9 @@ ZRT_API size_t zrt_dtype_size(zrt_dtype dtype); /* bytes; 0 for a bad value */
     X(ZRT_CAT_ACTIVATION, "activation") /* declared by the training loop */              \
     X(ZRT_CAT_STAGING, "staging")       /* offload staging */                            \
     X(ZRT_CAT_HPZ, "hpz")               /* stage 3 hpZ: secondary parameter shards */    \
-    X(ZRT_CAT_QWZ, "qwz")               /* stage 3 qwZ: quantized gather buffers */
+    X(ZRT_CAT_QWZ, "qwz")               /* stage 3 qwZ: quantized gather buffers */      \
+    X(ZRT_CAT_TOPK_RESIDUAL,                                                             \
+      "topk-residual") /* stages 0-1 top-k: what was not sent yet */
 
 typedef enum zrt_category {
 #define ZRT_CATEGORY_ENUM(name, text) name,
@@ -255,6 +257,14 @@ typedef struct zrt_config {
      * on nccl. */
     int zero_quantized_gradients;
     int zero_quantized_gradient_bits;
+    /* Stages 0-1, top-k sparsified gradients with error feedback
+     * (docs/compression.md): at the accumulation boundary each layer sends
+     * the k = ceil(ratio * n) elements of largest |gradient + residual| as
+     * (index, value) pairs, all-gathered, and keeps the rest in an f32
+     * residual (category topk-residual) for the next step. 0 (default) off,
+     * else 0 < ratio < 1. Refused at stages 2-3, with bf16/fp16 parameters,
+     * hybrid sharding, and on the cuda backend or nccl. */
+    float gradient_topk_ratio;
 } zrt_config;
 
 /* "communicator" in the config. auto: nccl on the cuda backend when every
@@ -287,7 +297,7 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * allgather_bucket_size, stage3_prefetch_bucket_size,
  * stage3_param_persistence_threshold, zero_hpz_partition_size,
  * zero_quantized_weights, zero_quantized_block_size, zero_quantized_gradients,
- * zero_quantized_gradient_bits, overlap_comm,
+ * zero_quantized_gradient_bits, gradient_topk_ratio, overlap_comm,
  * and the objects
  * offload_optimizer and offload_param {device: "none"|"cpu"|"nvme",
  * nvme_path, pin_memory, buffer_count}; at the top level device_mem_limit,

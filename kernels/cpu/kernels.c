@@ -480,6 +480,72 @@ size_t zrt_quantized_bytes(size_t n, size_t block, int bits)
     return (bits == 8 ? n : n / 2 + n % 2) + nblocks * sizeof(float);
 }
 
+/* ---- top-k selection ---- */
+
+enum { TOPK_BUCKETS = 1 << 16 };
+
+static uint32_t abs_key(float x)
+{
+    uint32_t u;
+
+    memcpy(&u, &x, sizeof u);
+    return u & 0x7fffffffu;
+}
+
+/* The bucket, from the top, where the count of elements reaches `need`;
+ * *above gets the count in the buckets over it. */
+static uint32_t topk_bucket(const uint32_t *hist, size_t need, size_t *above)
+{
+    size_t cum = 0;
+    uint32_t b = TOPK_BUCKETS - 1;
+
+    for (; b > 0 && cum + hist[b] < need; b--)
+        cum += hist[b];
+    *above = cum;
+    return b;
+}
+
+size_t zrt_topk_select_f32(const float *a, size_t n, size_t k, uint32_t *idx, float *val)
+{
+    uint32_t hist[TOPK_BUCKETS];
+    size_t above_hi, above_lo, taken = 0, equal_left;
+
+    if (k > n)
+        k = n;
+    if (k == 0)
+        return 0;
+    memset(hist, 0, sizeof hist);
+    for (size_t i = 0; i < n; i++)
+        hist[abs_key(a[i]) >> 16]++;
+    uint32_t hi = topk_bucket(hist, k, &above_hi);
+    memset(hist, 0, sizeof hist);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = abs_key(a[i]);
+
+        if (key >> 16 == hi)
+            hist[key & 0xffffu]++;
+    }
+    uint32_t lo = topk_bucket(hist, k - above_hi, &above_lo);
+    uint32_t threshold = hi << 16 | lo;
+    equal_left = k - above_hi - above_lo;
+    for (size_t i = 0; i < n && taken < k; i++) {
+        uint32_t key = abs_key(a[i]);
+
+        if (key > threshold || (key == threshold && equal_left > 0)) {
+            equal_left -= key == threshold;
+            idx[taken] = (uint32_t)i;
+            val[taken++] = a[i];
+        }
+    }
+    return taken;
+}
+
+void zrt_scatter_add_f32(float *out, const uint32_t *idx, const float *val, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        out[idx[i]] += val[i];
+}
+
 /* ---- dispatch ---- */
 
 void zrt_adamw_f32_out(const float *p, float *p_out, const float *g, float *m, float *v,

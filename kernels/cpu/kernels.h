@@ -337,4 +337,25 @@ void zrt_dequantize_add_i4_scalar(const uint8_t *q, const float *scale, size_t n
  * (n + 1) / 2 for bits 4) plus 4 per block. 0 for block 0 or other bits. */
 size_t zrt_quantized_bytes(size_t n, size_t block, int bits);
 
+/* ---- top-k sparsification (fewer bytes on the wire) ---------------------- */
+
+/* Top-k selection, exact and deterministic: writes to idx and val, in
+ * increasing index order, the min(k, n) elements of a with the largest |a|,
+ * compared as the bit patterns of |a| (the sign bit cleared) read as
+ * uint32: for finite values and infinities integer order is value order,
+ * and every NaN pattern compares above +inf, so a NaN is always taken.
+ * Among equal patterns the lower index wins. A radix select: a histogram of
+ * the patterns' top 16 bits, then of the low 16 bits within the bucket
+ * holding the k-th largest, then one pass in index order that takes every
+ * element above that threshold T and the first (k - count above T) equal to
+ * it. Scratch: one histogram of 65,536 uint32 counts on the stack (256
+ * KiB, used for both passes), never n-sized. n must be below 2^32
+ * (indices are uint32). Returns the number taken, min(k, n); idx and val
+ * hold that many. Scalar only: the same on every machine. */
+size_t zrt_topk_select_f32(const float *a, size_t n, size_t k, uint32_t *idx, float *val);
+
+/* out[idx[i]] += val[i] for i = 0 .. k-1, in that order (an index may
+ * repeat; each add is one f32 add). */
+void zrt_scatter_add_f32(float *out, const uint32_t *idx, const float *val, size_t k);
+
 #endif /* ZRT_KERNELS_CPU_KERNELS_H */

@@ -12,7 +12,7 @@
 #   - each rank's memory plan matches its measured peaks to the byte, and
 #     (the mlp example) every step's layer bytes equal the theory's, flat
 #     and hierarchical, int8 and int4, at stages 0, 2 and 3 (with qwZ);
-#   - the combinations qgZ cannot take are refused, named.
+#   - the combinations qgZ cannot take (top-k among them) are refused, named.
 # Measured on this machine (10 steps): the final loss is within 3e-6 of
 # plain's with int8 (5e-6 hierarchical), 8.3e-4 with int4 (see docs/compression.md); BOUND leaves
 # room for other CPUs' rounding of the loss itself, not for a broken sum.
@@ -109,6 +109,9 @@ refuse "'zero_quantized_gradient_bits' must be 8 or 4 \(it is 5" "5-bit gradient
     '{"zero_optimization": {"zero_quantized_gradients": true, "zero_quantized_gradient_bits": 5}}'
 refuse "'zero_quantized_block_size' must be even for 4-bit gradients" "int4, odd blocks" 2 \
     '{"zero_optimization": {"zero_quantized_gradients": true, "zero_quantized_gradient_bits": 4, "zero_quantized_block_size": 33}}'
+refuse "'gradient_topk_ratio' is set but 'zero_quantized_gradients' is true" \
+    "top-k with qgZ" 1 \
+    '{"zero_optimization": {"zero_quantized_gradients": true, "gradient_topk_ratio": 0.01}}'
 refuse "zero_quantized_gradients" "a number for the boolean" 2 \
     '{"zero_optimization": {"zero_quantized_gradients": 2}}'
 echo "PASS"

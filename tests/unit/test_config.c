@@ -294,6 +294,41 @@ START_TEST(test_tiny_reals)
 }
 END_TEST
 
+/* gradient_topk_ratio: 0 (off, the default) or strictly between 0 and 1,
+ * also once rounded to a float; anything else named with its value. */
+START_TEST(test_topk_ratio)
+{
+    zrt_config cfg = defaults();
+    char err[ERRBUF];
+    ck_assert(cfg.gradient_topk_ratio == 0.0f);
+    ck_assert_int_eq(
+        load(&cfg, "{\"zero_optimization\": {\"gradient_topk_ratio\": 0.01}}", err),
+        ZRT_OK);
+    ck_assert(cfg.gradient_topk_ratio == 0.01f);
+    ck_assert_int_eq(
+        load(&cfg, "{\"zero_optimization\": {\"gradient_topk_ratio\": 0}}", err), ZRT_OK);
+    ck_assert(cfg.gradient_topk_ratio == 0.0f);
+    expect_fail("{\"zero_optimization\": {\"gradient_topk_ratio\": 1.5}}",
+                "'zero_optimization.gradient_topk_ratio' is 1.5", "between 0 and 1",
+                NULL);
+    expect_fail("{\"zero_optimization\": {\"gradient_topk_ratio\": 1}}",
+                "'zero_optimization.gradient_topk_ratio' is 1", NULL);
+    expect_fail("{\"zero_optimization\": {\"gradient_topk_ratio\": -1}}",
+                "'zero_optimization.gradient_topk_ratio' is -1", NULL);
+    expect_fail("{\"zero_optimization\": {\"gradient_topk_ratio\": 0.9999999999}}",
+                "'zero_optimization.gradient_topk_ratio' is 0.9999999999", NULL);
+    expect_fail("{\"zero_optimization\": {\"gradient_topk_ratio\": 1e-50}}",
+                "'zero_optimization.gradient_topk_ratio' is 1e-50", NULL);
+    expect_fail("{\"zero_optimization\": {\"gradient_topk_ratio\": \"0.1\"}}",
+                "'zero_optimization.gradient_topk_ratio' is the string \"0.1\"", NULL);
+    cfg = defaults();
+    cfg.gradient_topk_ratio = 1.0f; /* filled in code: the same rule */
+    ck_assert_int_eq(zrt_config_validate(&cfg, err, sizeof err), ZRT_ERR_CONFIG);
+    ck_assert_msg(strstr(err, "'zero_optimization.gradient_topk_ratio' is 1"), "got: %s",
+                  err);
+}
+END_TEST
+
 /* A config file over 1 MiB is refused before it is parsed, with its size and
  * the cap; one of exactly 1 MiB still loads. */
 START_TEST(test_file_size_cap)
@@ -612,9 +647,9 @@ int main(void)
     return zrt_check_main(ZRT_CHECK_SUITE(
         "config", 0, test_defaults, test_every_key, test_deepspeed_reals_and_strings,
         test_overlap_comm_false_and_partial, test_log_level_names, test_load_file,
-        test_unknown_keys, test_bad_values, test_tiny_reals, test_file_size_cap,
-        test_malformed_json, test_file_errors, test_unchanged_after_failure,
-        test_errbuf_handling, test_null_arguments, test_parse_size_good,
-        test_parse_size_bad, test_validate, test_offload_and_aio,
+        test_unknown_keys, test_bad_values, test_tiny_reals, test_topk_ratio,
+        test_file_size_cap, test_malformed_json, test_file_errors,
+        test_unchanged_after_failure, test_errbuf_handling, test_null_arguments,
+        test_parse_size_good, test_parse_size_bad, test_validate, test_offload_and_aio,
         test_stage_auto_and_host_budget));
 }

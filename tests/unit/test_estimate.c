@@ -272,6 +272,31 @@ START_TEST(qwz_buffers)
 }
 END_TEST
 
+/* Top-k (stages 0-1): the residual, 4 bytes an element of the model, and
+ * the (index, value) lists of the reductions in flight in place of their
+ * scratch, sent (2k f32) and received (N times that); nothing without the
+ * key, nothing at stage 2. */
+START_TEST(topk_buffers)
+{
+    const int64_t psi = 1000000;
+    zrt_mem_model m = model_of(psi, 100000, 4);
+    for (int stage = 0; stage < 2; stage++) {
+        zrt_config cfg = config_at(stage);
+        zrt_mem_estimate e = estimate(&cfg, &m, 4);
+        ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_TOPK_RESIDUAL], 0);
+        ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_COMM], 4 * psi);
+        cfg.gradient_topk_ratio = 0.01f; /* the whole model in flight: k = 10,000 */
+        e = estimate(&cfg, &m, 4);
+        ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_TOPK_RESIDUAL], 4 * psi);
+        ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_COMM], 8 * 10000 * (4 + 1));
+    }
+    zrt_config cfg = config_at(2);
+    cfg.gradient_topk_ratio = 0.01f;
+    zrt_mem_estimate e = estimate(&cfg, &m, 4);
+    ck_assert_int_eq(e.bytes[ZRT_TIER_DEVICE][ZRT_CAT_TOPK_RESIDUAL], 0);
+}
+END_TEST
+
 START_TEST(persistent_layers)
 {
     zrt_mem_model m = model_of(1000000, 100000, 4);
@@ -379,9 +404,10 @@ END_TEST
 
 int main(void)
 {
-    return zrt_check_main(ZRT_CHECK_SUITE(
-        "estimate", 0, paper_model_states, mixed_precision_categories,
-        f32_table_with_ceil_shards, optimizer_cpu_moves_between_tiers,
-        param_cpu_moves_the_shard, nvme_holds_two_slots, buffer_bounds, qwz_buffers,
-        persistent_layers, largest_from_layer_count, bad_input_refused, empty_model));
+    return zrt_check_main(
+        ZRT_CHECK_SUITE("estimate", 0, paper_model_states, mixed_precision_categories,
+                        f32_table_with_ceil_shards, optimizer_cpu_moves_between_tiers,
+                        param_cpu_moves_the_shard, nvme_holds_two_slots, buffer_bounds,
+                        qwz_buffers, topk_buffers, persistent_layers,
+                        largest_from_layer_count, bad_input_refused, empty_model));
 }

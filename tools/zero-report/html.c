@@ -53,14 +53,18 @@ static void put_element(FILE *f, const char *tag, const char *cls, const char *t
 
 /* A fixed colour per category: parameters blue, gradients orange, optimizer
  * state green and purple, communication red, the loop's own grey, hpZ's
- * secondary shards yellow, qwZ's quantized gather buffers pink. */
+ * secondary shards yellow, qwZ's quantized gather buffers pink, top-k's
+ * residual brown-grey. */
 static const struct {
     const char *name, *colour;
 } palette[] = {
-    {"param", "#4e79a7"},   {"param-gather", "#a0cbe8"}, {"param-persist", "#76b7b2"},
-    {"grad", "#f28e2b"},    {"grad-bucket", "#ffbe7d"},  {"master", "#b07aa1"},
-    {"optim", "#59a14f"},   {"comm", "#e15759"},         {"activation", "#bab0ac"},
-    {"staging", "#9c755f"}, {"hpz", "#edc948"},          {"qwz", "#ff9da7"},
+    {"param", "#4e79a7"},         {"param-gather", "#a0cbe8"},
+    {"param-persist", "#76b7b2"}, {"grad", "#f28e2b"},
+    {"grad-bucket", "#ffbe7d"},   {"master", "#b07aa1"},
+    {"optim", "#59a14f"},         {"comm", "#e15759"},
+    {"activation", "#bab0ac"},    {"staging", "#9c755f"},
+    {"hpz", "#edc948"},           {"qwz", "#ff9da7"},
+    {"topk-residual", "#8c6d62"},
 };
 
 static const char *colour_of(const char *category)
