@@ -80,7 +80,9 @@
 # quantized gradient reduction, int8 / int4 blocks of 256, flat) or qgz-hier
 # (int8, hierarchical: quantized again between the hops), or qwz-qgz (stage
 # 3, both, int8: ZeRO++'s qwZ and qgZ together; --predict models them with
-# zero-report's quantized volumes). The others run with flat collectives.
+# zero-report's quantized volumes), or topk / topk10 (stages 0-1: top-k
+# sparsified gradients with error feedback, gradient_topk_ratio 0.01 / 0.1;
+# --predict does not model them). The others run with flat collectives.
 set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
@@ -136,8 +138,8 @@ while [ $# -gt 0 ]; do
 done
 for h in $HIERARCHIES; do
     case $h in
-        auto | flat | hierarchical | hpz | hybrid | qwz | qgz | qgz4 | qgz-hier | qwz-qgz) ;;
-        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only), hybrid, qwz (stage 3 only), qgz, qgz4, qgz-hier or qwz-qgz (stage 3 only)" >&2; exit 2 ;;
+        auto | flat | hierarchical | hpz | hybrid | qwz | qgz | qgz4 | qgz-hier | qwz-qgz | topk | topk10) ;;
+        *) echo "bench_cluster.sh: --comm-hierarchy '$h': it must be auto, flat, hierarchical, hpz (stage 3 only), hybrid, qwz (stage 3 only), qgz, qgz4, qgz-hier, qwz-qgz (stage 3 only), topk or topk10 (stages 0-1 only)" >&2; exit 2 ;;
     esac
 done
 [ "$HOSTS" -ge 2 ] || { echo "bench_cluster.sh: --hosts $HOSTS: it takes 2 hosts or more" >&2; exit 2; }
@@ -205,9 +207,9 @@ counters() {
 # qwz: stage 3 with ZeRO++'s quantized weight gather (zero_quantized_weights,
 # int8 blocks of 256), or qgz, qgz4, qgz-hier: ZeRO++'s quantized gradient
 # reduction (zero_quantized_gradients: int8, int4, int8 hierarchical), or
-# qwz-qgz: both.
+# qwz-qgz: both; or topk, topk10: gradient_topk_ratio 0.01, 0.1.
 for h in $HIERARCHIES; do
-    hpz=0 hybrid=0 qwz=false qgz=false bits=8 hier=$h
+    hpz=0 hybrid=0 qwz=false qgz=false bits=8 topk=0 hier=$h
     [ "$h" != hpz ] || hpz=$RPH hier=flat
     [ "$h" != hybrid ] || hybrid=$RPH hier=flat
     [ "$h" != qwz ] || qwz=true hier=flat
@@ -215,13 +217,16 @@ for h in $HIERARCHIES; do
     [ "$h" != qgz4 ] || qgz=true bits=4 hier=flat
     [ "$h" != qgz-hier ] || qgz=true hier=hierarchical
     [ "$h" != qwz-qgz ] || qwz=true qgz=true hier=flat
+    [ "$h" != topk ] || topk=0.01 hier=flat
+    [ "$h" != topk10 ] || topk=0.1 hier=flat
     cat >"$OUT/zero-$h.json" <<JSON
 {"zero_optimization": {"stage3_prefetch_bucket_size": 0,
                        "stage3_param_persistence_threshold": 0,
                        "zero_hpz_partition_size": $hpz,
                        "zero_quantized_weights": $qwz,
                        "zero_quantized_gradients": $qgz,
-                       "zero_quantized_gradient_bits": $bits},
+                       "zero_quantized_gradient_bits": $bits,
+                       "gradient_topk_ratio": $topk},
  "hybrid_shard_size": $hybrid, "comm_hierarchy": "$hier"}
 JSON
 done
@@ -361,7 +366,7 @@ for hier in hierarchies:
         # (the quantized routings' rows: their collectives', with the config's
         # zero_quantized_* keys)
         routing = {"qwz": "flat", "qgz": "flat", "qgz4": "flat", "qgz-hier": "hierarchical",
-                   "qwz-qgz": "flat"}.get(hier, hier) if hier != "auto" else (
+                   "qwz-qgz": "flat", "topk": "flat", "topk10": "flat"}.get(hier, hier) if hier != "auto" else (
             "hierarchical" if rl[0]["comm"].get("hierarchical") else "flat")
         host_max, rows = 0, []
         for h, ranks in HOSTS.items():
@@ -440,7 +445,7 @@ def model(hier_of, inter, intra, rate, progress, lat=0.0):  # zero-report's rows
 def step_of(hier, s, inter, intra, rate, progress, lat=0.0):
     return model(hier, inter, intra, rate, progress, lat)[(s, results[hier][s]["routing"])]["step"]
 
-modelled = hierarchies
+modelled = [h for h in hierarchies if not h.startswith("topk")]  # zero-report has no top-k volumes
 
 def fit_latency(intra, rate):
     """Least squares: the unshaped steps less the phased model's without
@@ -497,6 +502,9 @@ if predict and t1:
     if shaped:
         print("  at %s, the largest difference: " % rate + ", ".join(
             "%s %.1f%%" % (k, 100 * worst[k]) for k in kinds))
+    for h in hierarchies:
+        if h not in modelled:
+            print("  %s: not modelled (zero-report has no top-k volumes)" % h)
     if len(modelled) > 1 and shaped:
         base = modelled[0]
         for hier in modelled[1:]:
