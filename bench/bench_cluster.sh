@@ -82,7 +82,7 @@
 # 3, both, int8: ZeRO++'s qwZ and qgZ together; --predict models them with
 # zero-report's quantized volumes), or topk / topk10 (stages 0-1: top-k
 # sparsified gradients with error feedback, gradient_topk_ratio 0.01 / 0.1;
-# --predict does not model them). The others run with flat collectives.
+# modelled too). The others run with flat collectives.
 set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
@@ -445,7 +445,7 @@ def model(hier_of, inter, intra, rate, progress, lat=0.0):  # zero-report's rows
 def step_of(hier, s, inter, intra, rate, progress, lat=0.0):
     return model(hier, inter, intra, rate, progress, lat)[(s, results[hier][s]["routing"])]["step"]
 
-modelled = [h for h in hierarchies if not h.startswith("topk")]  # zero-report has no top-k volumes
+modelled = hierarchies
 
 def fit_latency(intra, rate):
     """Least squares: the unshaped steps less the phased model's without
@@ -502,9 +502,6 @@ if predict and t1:
     if shaped:
         print("  at %s, the largest difference: " % rate + ", ".join(
             "%s %.1f%%" % (k, 100 * worst[k]) for k in kinds))
-    for h in hierarchies:
-        if h not in modelled:
-            print("  %s: not modelled (zero-report has no top-k volumes)" % h)
     if len(modelled) > 1 and shaped:
         base = modelled[0]
         for hier in modelled[1:]:

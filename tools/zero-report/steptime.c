@@ -60,8 +60,13 @@
  * instead of b bytes, whatever the routing; the padding and short blocks of
  * each shard (a few bytes a layer) and the time to quantize are left out.
  *
+ * Top-k (gradient_topk_ratio r, stages 0-1): the reduction is an
+ * all-gather of k = r n (index, value) pairs a layer, 8 r n bytes to each
+ * peer, one phase (it overlaps at stage 0 too); stage 1's parameter
+ * all-gather stays. The selection's time is left out.
+ *
  * Invariants: no state; every time is in seconds; every byte count exact,
- * but quantized ones (above).
+ * but quantized and top-k ones (above: ceil(r n) per layer is r n here).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -329,6 +334,10 @@ typedef struct step_volumes {
     /* qwZ and qgZ: the bytes a gathered / reduced element moves, as a
      * fraction of its b (1: not quantized) */
     double gather_scale, reduce_scale;
+    /* top-k (stages 0-1): the reduction is an all-gather of (index, value)
+     * pairs, 8 r bytes an element to each of the N-1 peers, so a volume of
+     * 8 r N an element; 0: no top-k */
+    double topk_per_element;
 } step_volumes;
 
 /* What a quantized element moves against its b bytes: a code of bits / 8
@@ -358,7 +367,7 @@ static void set_quantized_scales(const zrt_config *cfg, int64_t b, step_volumes 
  * hybrid adds the all-reduce of a rank's range across its replicas (its shard,
  * psi/S; stage 0, all of psi). */
 static step_volumes volumes_of(const question *q, const zrt_config *cfg,
-                               const routing_lanes *l)
+                               const routing_lanes *l, int64_t world)
 {
     int stage = cfg->stage;
     double b = (double)q->model.param_bytes, pass = (double)q->model.param_count * b;
@@ -371,6 +380,10 @@ static step_volumes volumes_of(const question *q, const zrt_config *cfg,
         v.reduce = (volume){(rs + 1) * pass, 2 * layers};
     else
         v.gather = (volume){gs * pass, layers};
+    if (stage < 2 && cfg->gradient_topk_ratio > 0) {
+        v.topk_per_element = 8.0 * (double)cfg->gradient_topk_ratio * (double)world;
+        v.reduce = (volume){v.topk_per_element * (double)q->model.param_count, layers};
+    }
     if (stage == 3) {
         int tied = q->tied_embedding != 0;
         v.back_gather =
@@ -416,6 +429,16 @@ static int chained(const zr_cluster *c, const lane *l, int all_reduce)
     return c->phased && (l->hier || all_reduce);
 }
 
+/* The last reduction's bytes (layer 0's, e of them in f32): quantized,
+ * stage 0's all-reduce half quantized, or top-k's pairs. */
+static double last_reduction_bytes(const step_volumes *v, int stage)
+{
+    double e = (double)v->first_bytes;
+    if (v->topk_per_element > 0) /* f32: top-k refuses 16-bit parameters */
+        return v->topk_per_element * e / (double)sizeof(float);
+    return stage == 0 ? (v->reduce_scale + 1) * e : v->reduce_scale * e;
+}
+
 /* The overlap rule (overlap_comm on, async or phased progress): the step of
  * compute `comp` with what each phase starts running beside it. Hybrid's
  * replica all-reduce is waited where it starts: nothing hides it. */
@@ -434,12 +457,12 @@ static double overlapped_step(const question *q, const zrt_config *cfg,
     /* stage 3: the tied embedding's second gather is in forward, the other
      * backward gathers in backward; head: the first layer's gather, tail the
      * last reduction (layer 0; stage 0 an all-reduce) */
-    double ge = v->gather_scale * e, re = v->reduce_scale * e;
+    double ge = v->gather_scale * e;
     double tied = stage == 3 && q->tied_embedding
                       ? lane_seconds(c, &l->back_gather, ge, 1)
                       : 0,
            head = stage == 0 ? 0 : lane_seconds(c, &l->gather, stage == 3 ? ge : e, 1),
-           tail = lane_seconds(c, &l->reduce, stage == 0 ? re + e : re, 1);
+           tail = lane_seconds(c, &l->reduce, last_reduction_bytes(v, stage), 1);
     if (stage == 3 && cfg->stage3_prefetch_bucket_size == 0) { /* each gather waited
                                                                   at once */
         exposed += gather + back;
@@ -449,7 +472,7 @@ static double overlapped_step(const question *q, const zrt_config *cfg,
         exposed += gather, gather = head = 0;
     if (chained(c, &l->back_gather, 0))
         exposed += back, back = tied = 0;
-    if (chained(c, &l->reduce, stage == 0))
+    if (chained(c, &l->reduce, stage == 0 && v->topk_per_element == 0))
         exposed += red, red = tail = 0;
     double fwd = gather + tied, bwd = red + back - tied;
     return exposed + head + dmax(F, fwd - head) + dmax(B, bwd - tail) + tail;
@@ -475,7 +498,7 @@ int zr_step_time_of(const question *q, const zrt_config *cfg, const zr_cluster *
     if (!zr_routing_applies(cfg, c, routing))
         routing = ZR_FLAT; /* one level, or no group: the routing is flat */
     routing_lanes l = lanes_of(cfg, c, routing);
-    step_volumes v = volumes_of(q, cfg, &l);
+    step_volumes v = volumes_of(q, cfg, &l, n);
     out->stage = cfg->stage;
     out->routing = routing;
     out->group = l.group;
@@ -576,6 +599,12 @@ void zr_print_steptime_notes(const question *q, const zr_cluster *c)
                                                                : "qgZ, reductions int8")
                    : "",
                q->cfg.zero_quantized_block_size);
+    if (q->cfg.gradient_topk_ratio > 0 && q->cfg.stage < 2)
+        printf("top-k (ratio r = %g): the reduction is an all-gather of r psi (index, "
+               "value) pairs, 8 r psi bytes to each peer (a volume of 8 r N psi), one "
+               "phase; stage 1's parameter all-gather stays; the selection's time is "
+               "left out\n",
+               (double)q->cfg.gradient_topk_ratio);
     printf("hpz (stage 3, groups of P): the forward gathers and the reductions flat "
            "over the world, the backward gathers%s within the group; hybrid (shard "
            "groups of S, G = N/S replicas): the collectives flat within the group, then "
