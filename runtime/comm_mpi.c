@@ -1572,30 +1572,39 @@ static zrt_status check_quantized(zrt__comm *c, const void *send, const void *re
     return ZRT_OK;
 }
 
+typedef zrt_status (*host_quantized)(zrt__comm *c, const void *send, void *recv,
+                                     size_t count, zrt_dtype dtype, zrt_reduce_op op,
+                                     zrt__quant quant, zrt__comm_req **out);
+
+/* A quantized form checked, then run on the host buffers; the layer label
+ * was this collective's either way. */
+static zrt_status start_quantized(zrt__comm *c, const char *what, host_quantized run,
+                                  const float *send, float *recv, size_t count,
+                                  zrt__quant q, zrt_reduce_op op, zrt__comm_req **out)
+{
+    zrt_status st = check_failed(c);
+    if (st == ZRT_OK)
+        st = check_quantized(c, send, recv, q, what);
+    if (st == ZRT_OK)
+        st = run(c, send, recv, count, ZRT_F32, op, q, out);
+    c->next_layer = -1;
+    return st;
+}
+
 static zrt_status mpi_reduce_scatter_quantized(zrt__comm *c, const float *send,
                                                float *recv, size_t count, zrt__quant q,
                                                zrt_reduce_op op, zrt__comm_req **out)
 {
-    zrt_status st = check_failed(c);
-    if (st == ZRT_OK)
-        st = check_quantized(c, send, recv, q, "reduce-scatter");
-    if (st == ZRT_OK)
-        st = reduce_scatter_on_host(c, send, recv, count, ZRT_F32, op, q, out);
-    c->next_layer = -1;
-    return st;
+    return start_quantized(c, "reduce-scatter", reduce_scatter_on_host, send, recv, count,
+                           q, op, out);
 }
 
 static zrt_status mpi_all_reduce_quantized(zrt__comm *c, const float *send, float *recv,
                                            size_t count, zrt__quant q, zrt_reduce_op op,
                                            zrt__comm_req **out)
 {
-    zrt_status st = check_failed(c);
-    if (st == ZRT_OK)
-        st = check_quantized(c, send, recv, q, "all-reduce");
-    if (st == ZRT_OK)
-        st = all_reduce_on_host(c, send, recv, count, ZRT_F32, op, q, out);
-    c->next_layer = -1;
-    return st;
+    return start_quantized(c, "all-reduce", all_reduce_on_host, send, recv, count, q, op,
+                           out);
 }
 
 /* send: count elements, recv: size * count; in place when send is recv's

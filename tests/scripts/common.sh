@@ -73,6 +73,14 @@ expect_refused() {
     fi
     grep -Eq -- "$pattern" "$WORK/out" || { cat "$WORK/out"; fail "$what: no sentence matching '$pattern'"; }
 }
+# refuse_d4 PATTERN WHAT STAGE CONFIG_JSON : $TRAIN (train_gpt2) on 4 ranks,
+# GPT-2 d4 at STAGE with the config CONFIG_JSON, is refused before training
+# with a line matching PATTERN.
+refuse_d4() {
+    echo "$4" >"$WORK/bad.json"
+    expect_refused 4 "$1" "$2" "$TRAIN" --model d4 --stage "$3" --steps 1 --val-every 0 \
+        --sample-len 0 --config "$WORK/bad.json"
+}
 # train_gpt2_d4 RANKS CONFIG STAGE DUMP [ARGS...] : $TRAIN (train_gpt2) trains
 # GPT-2 d4 on RANKS ranks for $STEPS steps with CONFIG at STAGE and dumps its
 # parameters to DUMP; prints the final loss.

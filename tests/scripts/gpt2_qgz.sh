@@ -92,26 +92,21 @@ mlp_traffic "stage 3 int4 with qwZ" 3 4 '"zero_quantized_weights": true'
 mlp_traffic "stage 2 int8 hierarchical" 2 8 "" '"comm_hierarchy": "hierarchical", "comm_group_size": 2'
 
 # Refused before training, named.
-refuse() { # PATTERN WHAT STAGE CONFIG_JSON
-    echo "$4" >"$WORK/bad.json"
-    expect_refused 4 "$1" "$2" "$TRAIN" --model d4 --stage "$3" --steps 1 --val-every 0 \
-        --sample-len 0 --config "$WORK/bad.json"
-}
-refuse "'zero_quantized_gradients' is true but the parameters are 16-bit" "qgZ with bf16" 2 \
+refuse_d4 "'zero_quantized_gradients' is true but the parameters are 16-bit" "qgZ with bf16" 2 \
     '{"zero_optimization": {"zero_quantized_gradients": true}, "bf16": {"enabled": true}}'
-refuse "'zero_quantized_gradients' is true but 'hybrid_shard_size' is set" \
+refuse_d4 "'zero_quantized_gradients' is true but 'hybrid_shard_size' is set" \
     "qgZ with hybrid sharding" 2 \
     '{"zero_optimization": {"zero_quantized_gradients": true}, "hybrid_shard_size": 2}'
 echo '{"zero_optimization": {"stage": "auto", "zero_quantized_gradients": true}}' >"$WORK/bad.json"
 expect_refused 4 "'zero_quantized_gradients' is true but the stage is \"auto\"" \
     "qgZ with stage auto" "$MLP" --steps 1 --config "$WORK/bad.json"
-refuse "'zero_quantized_gradient_bits' must be 8 or 4 \(it is 5" "5-bit gradients" 2 \
+refuse_d4 "'zero_quantized_gradient_bits' must be 8 or 4 \(it is 5" "5-bit gradients" 2 \
     '{"zero_optimization": {"zero_quantized_gradients": true, "zero_quantized_gradient_bits": 5}}'
-refuse "'zero_quantized_block_size' must be even for 4-bit gradients" "int4, odd blocks" 2 \
+refuse_d4 "'zero_quantized_block_size' must be even for 4-bit gradients" "int4, odd blocks" 2 \
     '{"zero_optimization": {"zero_quantized_gradients": true, "zero_quantized_gradient_bits": 4, "zero_quantized_block_size": 33}}'
-refuse "'gradient_topk_ratio' is set but 'zero_quantized_gradients' is true" \
+refuse_d4 "'gradient_topk_ratio' is set but 'zero_quantized_gradients' is true" \
     "top-k with qgZ" 1 \
     '{"zero_optimization": {"zero_quantized_gradients": true, "gradient_topk_ratio": 0.01}}'
-refuse "zero_quantized_gradients" "a number for the boolean" 2 \
+refuse_d4 "zero_quantized_gradients" "a number for the boolean" 2 \
     '{"zero_optimization": {"zero_quantized_gradients": 2}}'
 echo "PASS"

@@ -100,23 +100,18 @@ for off in "" "--offload-param cpu"; do
     check_plan "$WORK/ms" 3
 done
 # Refused before training, named.
-refuse() { # PATTERN WHAT STAGE CONFIG_JSON
-    echo "$4" >"$WORK/bad.json"
-    expect_refused 4 "$1" "$2" "$TRAIN" --model d4 --stage "$3" --steps 1 --val-every 0 \
-        --sample-len 0 --config "$WORK/bad.json"
-}
-refuse "'zero_quantized_weights' is true but the stage is not 3" "qwZ at stage 2" 2 \
+refuse_d4 "'zero_quantized_weights' is true but the stage is not 3" "qwZ at stage 2" 2 \
     '{"zero_optimization": {"zero_quantized_weights": true}}'
-refuse "'zero_quantized_weights' is true but the parameters are 16-bit" "qwZ with bf16" 3 \
+refuse_d4 "'zero_quantized_weights' is true but the parameters are 16-bit" "qwZ with bf16" 3 \
     '{"zero_optimization": {"zero_quantized_weights": true}, "bf16": {"enabled": true}}'
-refuse "'zero_quantized_weights' is true but 'zero_hpz_partition_size' is set" \
+refuse_d4 "'zero_quantized_weights' is true but 'zero_hpz_partition_size' is set" \
     "qwZ with hpZ" 3 \
     '{"zero_optimization": {"zero_quantized_weights": true, "zero_hpz_partition_size": 2}}'
-refuse "'zero_quantized_weights' is true but offload_param.device is \"nvme\"" \
+refuse_d4 "'zero_quantized_weights' is true but offload_param.device is \"nvme\"" \
     "qwZ with NVMe parameters" 3 \
     "{\"zero_optimization\": {\"zero_quantized_weights\": true, \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"$WORK\"}}}"
-refuse "zero_quantized_block_size" "block size 0" 3 \
+refuse_d4 "zero_quantized_block_size" "block size 0" 3 \
     '{"zero_optimization": {"zero_quantized_weights": true, "zero_quantized_block_size": 0}}'
-refuse "zero_quantized_weights" "a number for the boolean" 3 \
+refuse_d4 "zero_quantized_weights" "a number for the boolean" 3 \
     '{"zero_optimization": {"zero_quantized_weights": 2}}'
 echo "PASS"

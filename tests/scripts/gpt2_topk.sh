@@ -124,23 +124,18 @@ for cfg in ms mo; do
     done
 done
 # Refused before training, named.
-refuse() { # PATTERN WHAT STAGE CONFIG_JSON
-    echo "$4" >"$WORK/bad.json"
-    expect_refused 4 "$1" "$2" "$TRAIN" --model d4 --stage "$3" --steps 1 --val-every 0 \
-        --sample-len 0 --config "$WORK/bad.json"
-}
-refuse "'gradient_topk_ratio' is set but the stage is not 0 or 1" "top-k at stage 2" 2 \
+refuse_d4 "'gradient_topk_ratio' is set but the stage is not 0 or 1" "top-k at stage 2" 2 \
     '{"zero_optimization": {"gradient_topk_ratio": 0.01}}'
-refuse "'gradient_topk_ratio' is set but the stage is not 0 or 1" "top-k at stage 3" 3 \
+refuse_d4 "'gradient_topk_ratio' is set but the stage is not 0 or 1" "top-k at stage 3" 3 \
     '{"zero_optimization": {"gradient_topk_ratio": 0.01}}'
-refuse "'gradient_topk_ratio' is set but the parameters are 16-bit" "top-k with bf16" 0 \
+refuse_d4 "'gradient_topk_ratio' is set but the parameters are 16-bit" "top-k with bf16" 0 \
     '{"zero_optimization": {"gradient_topk_ratio": 0.01}, "bf16": {"enabled": true}}'
-refuse "'gradient_topk_ratio' is set but 'hybrid_shard_size' is set" "top-k with hybrid" 1 \
+refuse_d4 "'gradient_topk_ratio' is set but 'hybrid_shard_size' is set" "top-k with hybrid" 1 \
     '{"zero_optimization": {"gradient_topk_ratio": 0.01}, "hybrid_shard_size": 2}'
-refuse "'zero_optimization.gradient_topk_ratio' is 1.5" "ratio 1.5" 0 \
+refuse_d4 "'zero_optimization.gradient_topk_ratio' is 1.5" "ratio 1.5" 0 \
     '{"zero_optimization": {"gradient_topk_ratio": 1.5}}'
-refuse "'zero_optimization.gradient_topk_ratio' is -1" "ratio -1" 0 \
+refuse_d4 "'zero_optimization.gradient_topk_ratio' is -1" "ratio -1" 0 \
     '{"zero_optimization": {"gradient_topk_ratio": -1}}'
-refuse "'zero_optimization.gradient_topk_ratio' is the string" "a string for the ratio" 0 \
+refuse_d4 "'zero_optimization.gradient_topk_ratio' is the string" "a string for the ratio" 0 \
     '{"zero_optimization": {"gradient_topk_ratio": "0.01"}}'
 echo "PASS"
