@@ -23,7 +23,7 @@
 #                       final validation loss and its difference from plain's
 #                       (absolute, %), the mean training loss of the last 50
 #                       steps and its difference, ms/step, the run's wall time
-#   --plot FILE (SVG)   bench/plot_quality.py: training loss (moving average)
+#   --plot FILE (.png or .svg)   bench/plot_quality.py: training loss (moving average)
 #                       and validation loss (markers) per option, and each
 #                       option's validation loss less plain's (needs matplotlib)
 # An option whose run fails is reported (the end of its output) and the others
@@ -32,7 +32,7 @@
 #
 #   bench/bench_quality.sh [--steps 500] [--ranks 4] [--val-every 25]
 #       [--val-batches 8] [--options "plain qwz qgz8 qgz4 qwz+qgz topk topk10"]
-#       [--outdir build/bench-quality] [--plot docs/compression-loss.svg]
+#       [--outdir build/bench-quality] [--plot docs/images/compression-loss.png]
 #       [--build build] [--model d6] [--batch 4] [--seq-len 64] [--lr 1e-3]
 #       [--warmup 20] [--seed 1234] [--report-only]
 # Environment: MPIRUN (default mpirun). As root it sets
@@ -44,7 +44,7 @@ BUILD=$ROOT_DIR/build
 STEPS=500 RANKS=4 VAL_EVERY=25 VAL_BATCHES=8
 OPTIONS="plain qwz qgz8 qgz4 qwz+qgz topk topk10"
 OUTDIR=$ROOT_DIR/build/bench-quality
-PLOT=$ROOT_DIR/docs/compression-loss.svg
+PLOT=$ROOT_DIR/docs/images/compression-loss.png
 MODEL=d6 BATCH=4 SEQ_LEN=64 LR=1e-3 WARMUP=20 SEED=1234
 REPORT_ONLY=0
 COMMAND_LINE=$0

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Draws bench/bench_quality.sh's loss curves as SVG.
 
-    python3 bench/plot_quality.py OUTDIR/quality.csv docs/compression-loss.svg [--window 25]
+    python3 bench/plot_quality.py OUTDIR/quality.csv docs/images/compression-loss.png [--window 25]
 
 Top: per option (one colour each), the training loss as a centred moving
 average of --window steps (a line) and the validation loss (markers), from a
