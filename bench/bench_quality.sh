@@ -31,7 +31,7 @@
 # summary and plot from an OUTDIR already run.
 #
 #   bench/bench_quality.sh [--steps 500] [--ranks 4] [--val-every 25]
-#       [--val-batches 8] [--options "plain qwz qgz8 qgz4 qwz+qgz topk topk10"]
+#       [--val-batches 8] [--options "plain qwz qgz8 qgz4 qwz+qgz qgz-hier topk topk10"]
 #       [--outdir build/bench-quality] [--plot docs/images/compression-loss.png]
 #       [--build build] [--model d6] [--batch 4] [--seq-len 64] [--lr 1e-3]
 #       [--warmup 20] [--seed 1234] [--report-only]
@@ -42,7 +42,7 @@ set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT_DIR/build
 STEPS=500 RANKS=4 VAL_EVERY=25 VAL_BATCHES=8
-OPTIONS="plain qwz qgz8 qgz4 qwz+qgz topk topk10"
+OPTIONS="plain qwz qgz8 qgz4 qwz+qgz qgz-hier topk topk10"
 OUTDIR=$ROOT_DIR/build/bench-quality
 PLOT=$ROOT_DIR/docs/images/compression-loss.png
 MODEL=d6 BATCH=4 SEQ_LEN=64 LR=1e-3 WARMUP=20 SEED=1234
@@ -57,7 +57,7 @@ posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 '$2': it must be a whole number 
 
 # option_spec NAME: sets STAGE and CONFIG (the ZeRO config JSON) for NAME.
 option_spec() {
-    local zo
+    local zo top=''
     case $1 in
         plain) STAGE=3 zo='' ;;
         qwz) STAGE=3 zo='"zero_quantized_weights": true' ;;
@@ -66,9 +66,10 @@ option_spec() {
         qwz+qgz) STAGE=3 zo='"zero_quantized_weights": true, "zero_quantized_gradients": true' ;;
         topk) STAGE=1 zo='"gradient_topk_ratio": 0.01' ;;
         topk10) STAGE=1 zo='"gradient_topk_ratio": 0.1' ;;
+        qgz-hier) STAGE=3 zo='"zero_quantized_gradients": true' top='"comm_hierarchy": "hierarchical", "comm_group_size": 2, ' ;;
         *) return 1 ;;
     esac
-    CONFIG=${zo:+"{\"zero_optimization\": {$zo}}"}
+    CONFIG=${zo:+"{$top\"zero_optimization\": {$zo}}"}
     CONFIG=${CONFIG:-"{}"}
 }
 
