@@ -31,6 +31,10 @@
 typedef struct zrt__comm zrt__comm;
 typedef struct zrt__comm_req zrt__comm_req;
 
+/* The largest tag of a point-to-point send or recv (MPI guarantees 32767;
+ * the collectives' phases take the tags below 30000). */
+enum { ZRT__P2P_TAG_MAX = 2767 };
+
 /* How a quantized reduction (qgZ, docs/compression.md) codes each rank
  * block: blockwise symmetric int8 or int4 with one f32 scale per `block`
  * elements (kernels/cpu/kernels.h zrt_quantize_i8/i4). */
@@ -75,6 +79,16 @@ typedef struct zrt__comm_ops {
                              zrt_dtype dtype, zrt__comm_req **req);
     zrt_status (*broadcast)(zrt__comm *c, void *buf, size_t bytes, int root,
                             zrt__comm_req **req);
+    /* Optional (NULL: no point-to-point; pipeline parallelism needs it).
+     * Non-blocking: `bytes` of host memory to / from rank `peer`, matched
+     * by `tag` (0 .. ZRT__P2P_TAG_MAX) and by the order of the calls between
+     * the same two ranks with the same tag; completed by test/wait like a
+     * collective (a lost peer ends the wait after timeout_seconds, naming
+     * it). Unlike collectives, only the two ranks take part. */
+    zrt_status (*send)(zrt__comm *c, const void *buf, size_t bytes, int peer, int tag,
+                       zrt__comm_req **req);
+    zrt_status (*recv)(zrt__comm *c, void *buf, size_t bytes, int peer, int tag,
+                       zrt__comm_req **req);
     /* Advances the request; *done becomes 1 once wait would not block. */
     zrt_status (*test)(zrt__comm *c, zrt__comm_req *req, int *done);
     /* Completes and frees the request. mpi: fails with ZRT_ERR_REMOTE once

@@ -156,6 +156,8 @@ enum { HOST_LEN = 64 }; /* a host name's bytes in mpi_impl.hosts, NUL included *
 /* MPI guarantees tags up to 32767. A collective with point-to-point phases
  * takes PHASE_TAGS consecutive tags, one per phase. */
 enum { TAG_SPACE = 30000, PHASE_TAGS = 4 };
+/* Point-to-point sends and receives take the tags from TAG_SPACE on. */
+_Static_assert(TAG_SPACE + ZRT__P2P_TAG_MAX <= 32767, "point-to-point tags beyond MPI's");
 enum { TAG_GROUP_REDUCE, TAG_CROSS_REDUCE, TAG_CROSS_GATHER, TAG_GATHER };
 
 /* A wait's polling, by how long it has waited: spin, then yield the core
@@ -165,10 +167,17 @@ static const double SPIN_SECONDS = 100e-6, YIELD_SECONDS = 10e-3, LONG_NAP_AFTER
 enum { NAP_US = 50, LONG_NAP_US = 100 };
 
 /* What a request does, for its timeout sentence and its traffic. */
-typedef enum coll_kind { REDUCE_SCATTER, ALL_REDUCE, ALL_GATHER, BROADCAST } coll_kind;
+typedef enum coll_kind {
+    REDUCE_SCATTER,
+    ALL_REDUCE,
+    ALL_GATHER,
+    BROADCAST,
+    SEND,
+    RECV
+} coll_kind;
 
 static const char *const kind_names[] = {"reduce-scatter", "all-reduce", "all-gather",
-                                         "broadcast"};
+                                         "broadcast",      "send",       "recv"};
 
 /* A staged collective's host copies and where its result goes back. */
 typedef struct staging {
@@ -319,7 +328,7 @@ static void describe(const zrt__comm *c, const zrt__comm_req *req, char *buf, si
 {
     char total[48], block[48] = "", layer[32] = "";
     zrt__fmt_bytes((long long)req->bytes, total, sizeof total);
-    if (req->kind != BROADCAST && req->kind != ALL_REDUCE)
+    if (req->kind == REDUCE_SCATTER || req->kind == ALL_GATHER)
         zrt__fmt_bytes((long long)(req->bytes / (size_t)c->size), block, sizeof block);
     if (req->layer >= 0)
         snprintf(layer, sizeof layer, " for layer %d", req->layer);
@@ -1428,6 +1437,72 @@ static int on_device(const zrt__comm *c, const void *ptr)
     return !c->be->caps.device_is_host && ptr && zrt__be_on_device(c->be, ptr);
 }
 
+/* ---- point-to-point ------------------------------------------------------- */
+
+/* A send or recv's arguments checked: a peer other than this rank, a tag in
+ * range, a count MPI can take, host memory. */
+static zrt_status check_p2p(zrt__comm *c, const void *buf, size_t bytes, int peer,
+                            int tag, const char *what)
+{
+    ZRT_CHECK(check_failed(c));
+    ZRT_CHECK(check_count(c, bytes, what));
+    if (peer < 0 || peer >= c->size || peer == c->rank)
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG,
+                         "%s: peer %d is not another rank of the %d (this is rank %d)",
+                         what, peer, c->size, c->rank);
+    if (tag < 0 || tag > ZRT__P2P_TAG_MAX)
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG, "%s: tag %d is outside 0..%d", what,
+                         tag, (int)ZRT__P2P_TAG_MAX);
+    if (on_device(c, buf))
+        return zrt__fail(c->err, ZRT_ERR_UNSUPPORTED,
+                         "%s: device buffers are not supported (host memory only)", what);
+    return ZRT_OK;
+}
+
+/* One MPI_Isend or MPI_Irecv as a request: a point-to-point phase with its
+ * peer known, so a timeout names it. */
+static zrt_status start_p2p(zrt__comm *c, coll_kind kind, void *buf, size_t bytes,
+                            int peer, int tag, zrt__comm_req **out)
+{
+    const char *what = kind_names[kind];
+    ZRT_CHECK(check_p2p(c, buf, bytes, peer, tag, what));
+    zrt__comm_req *req = NULL;
+    ZRT_CHECK(new_request(c, &req));
+    req->kind = kind;
+    req->bytes = bytes;
+    begin_p2p(req, PHASE_GATHER); /* the one, last phase */
+    zrt_status st =
+        kind == SEND
+            ? post_send(c, req, buf, (int)bytes, MPI_BYTE, peer, TAG_SPACE + tag)
+            : post_recv(c, req, buf, (int)bytes, MPI_BYTE, peer, TAG_SPACE + tag);
+    if (st != ZRT_OK) {
+        free_request(c, req);
+        return st;
+    }
+    if (kind == SEND && bytes > 0) {
+        count_to(c, bytes_for(c, req->layer), peer, bytes);
+        c->traffic.collectives++;
+    }
+    *out = req;
+    return ZRT_OK;
+}
+
+static zrt_status mpi_send(zrt__comm *c, const void *buf, size_t bytes, int peer, int tag,
+                           zrt__comm_req **out)
+{
+    zrt_status st = start_p2p(c, SEND, (void *)buf, bytes, peer, tag, out);
+    c->next_layer = -1;
+    return st;
+}
+
+static zrt_status mpi_recv(zrt__comm *c, void *buf, size_t bytes, int peer, int tag,
+                           zrt__comm_req **out)
+{
+    zrt_status st = start_p2p(c, RECV, buf, bytes, peer, tag, out);
+    c->next_layer = -1;
+    return st;
+}
+
 /* A page-locked host buffer of bytes, charged to host/comm. */
 static zrt_status stage_alloc(zrt__comm *c, size_t bytes, const char *what, zrt__buf *out)
 {
@@ -1860,6 +1935,8 @@ static const zrt__comm_ops mpi_ops = {
     .reduce_scatter_quantized = mpi_reduce_scatter_quantized,
     .all_reduce_quantized = mpi_all_reduce_quantized,
     .broadcast = mpi_broadcast,
+    .send = mpi_send,
+    .recv = mpi_recv,
     .test = mpi_test,
     .wait = mpi_wait,
     .barrier = mpi_barrier,

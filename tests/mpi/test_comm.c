@@ -331,6 +331,99 @@ START_TEST(test_zero_count)
 }
 END_TEST
 
+/* ---- point-to-point ----------------------------------------------------------------
+ * A ring: each rank sends its bytes to the next and receives the previous
+ * rank's, with two tags in flight at once, posted in opposite orders on even
+ * and odd ranks (only the tags and the per-pair order match them); the
+ * bytes arrive whole, the guards hold, the traffic counts what was sent,
+ * and a bad peer or tag is refused with its sentence. */
+
+enum { P2P_BYTES = 100003 };
+
+static void fill_from(unsigned char *x, int rank, int tag)
+{
+    for (size_t i = 0; i < P2P_BYTES; i++)
+        x[i] = tc_input_byte(900u + (unsigned)tag, rank, i);
+}
+
+static void expect_from(tally *t, const unsigned char *got, int rank, int tag)
+{
+    unsigned char *want = malloc(P2P_BYTES);
+    fill_from(want, rank, tag);
+    char what[64];
+    snprintf(what, sizeof what, "recv from rank %d, tag %d", rank, tag);
+    tc_expect_bytes(t, got, want, P2P_BYTES, what);
+    tc_expect_guard(t, got + P2P_BYTES, what);
+    free(want);
+}
+
+static void ring_round(tally *t)
+{
+    int n = g_comm->size, next = (g_comm->rank + 1) % n,
+        prev = (g_comm->rank + n - 1) % n;
+    unsigned char *out[2], *in[2];
+    zrt__comm_req *req[4] = {NULL};
+    for (int k = 0; k < 2; k++) {
+        out[k] = tc_guarded(P2P_BYTES);
+        in[k] = tc_guarded(P2P_BYTES);
+        fill_from(out[k], g_comm->rank, k + 1);
+    }
+    uint64_t before = g_comm->traffic.other.same_host + g_comm->traffic.other.other_host;
+    for (int i = 0; i < 2; i++) {
+        int k = g_comm->rank % 2 ? 1 - i : i; /* odd ranks post tag 2 first */
+        EXPECT(t,
+               g_comm->ops->recv(g_comm, in[k], P2P_BYTES, prev, k + 1, &req[k]) ==
+                   ZRT_OK,
+               "recv tag %d: %s", k + 1, g_err.text);
+        EXPECT(t,
+               g_comm->ops->send(g_comm, out[k], P2P_BYTES, next, k + 1, &req[2 + k]) ==
+                   ZRT_OK,
+               "send tag %d: %s", k + 1, g_err.text);
+    }
+    for (int i = 3; i >= 0; i--) /* waited in another order again */
+        if (req[i])
+            tc_complete(t, ZRT_OK, &req[i], "point-to-point wait");
+    for (int k = 0; k < 2; k++) {
+        expect_from(t, in[k], prev, k + 1);
+        free(out[k]);
+        free(in[k]);
+    }
+    uint64_t sent = g_comm->traffic.other.same_host + g_comm->traffic.other.other_host;
+    EXPECT(t, sent - before == 2 * (uint64_t)P2P_BYTES,
+           "the traffic counted %llu bytes sent, not %d",
+           (unsigned long long)(sent - before), 2 * P2P_BYTES);
+}
+
+static void expect_p2p_refused(tally *t, zrt_status st, const char *text)
+{
+    EXPECT(t, st == ZRT_ERR_INVALID_ARG && strstr(g_err.text, text),
+           "expected a refusal naming '%s', got %s: %s", text, zrt_status_str(st),
+           g_err.text);
+}
+
+START_TEST(test_point_to_point)
+{
+    tally t = {.w = &g_world};
+    unsigned char byte = 0;
+    zrt__comm_req *req = NULL;
+    expect_p2p_refused(&t, g_comm->ops->send(g_comm, &byte, 1, g_comm->rank, 0, &req),
+                       "is not another rank");
+    expect_p2p_refused(&t, g_comm->ops->recv(g_comm, &byte, 1, g_comm->size, 0, &req),
+                       "is not another rank");
+    if (g_comm->size > 1) {
+        int next = (g_comm->rank + 1) % g_comm->size;
+        expect_p2p_refused(&t, g_comm->ops->send(g_comm, &byte, 1, next, -1, &req),
+                           "tag -1 is outside 0..2767");
+        expect_p2p_refused(
+            &t, g_comm->ops->recv(g_comm, &byte, 1, next, ZRT__P2P_TAG_MAX + 1, &req),
+            "tag 2768 is outside");
+        ring_round(&t);
+    }
+    tc_expect_comm_idle(&t, "point-to-point");
+    FINISH(&t);
+}
+END_TEST
+
 /* ---- runner ---------------------------------------------------------------------------
  */
 
@@ -340,7 +433,7 @@ static Suite *comm_suite(void)
                            test_all_reduce, test_half_reductions, test_all_gather,
                            test_broadcast, test_in_flight_wait_shuffled,
                            test_in_flight_order_per_rank, test_in_flight_poll, test_agree,
-                           test_comm_accounting, test_zero_count);
+                           test_comm_accounting, test_zero_count, test_point_to_point);
 }
 
 int main(void)
