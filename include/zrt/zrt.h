@@ -639,6 +639,29 @@ typedef struct zrt_mem_estimate {
 
 /* Zeroes *model, sets struct_size and param_bytes = 4. */
 ZRT_API zrt_status zrt_mem_model_init(zrt_mem_model *model);
+/* ---- pipeline schedules (runtime/pipe.c) --------------------------------
+ * The order in which stage `stage` of a pipeline of `stages` stages runs the
+ * forward and backward passes of `micro_batches` micro-batches: GPipe (all
+ * forwards, then all backwards) or 1F1B (min(stages - stage - 1, M)
+ * forwards, then one forward and one backward at a time, then the
+ * backwards left: at most min(stages - stage, M) micro-batches' activations
+ * live). Backwards run in micro-batch order in both, as gradient
+ * accumulation adds them. */
+typedef enum zrt_pipe_kind { ZRT_PIPE_GPIPE = 0, ZRT_PIPE_1F1B = 1 } zrt_pipe_kind;
+typedef enum zrt_pipe_pass { ZRT_PIPE_FORWARD = 0, ZRT_PIPE_BACKWARD = 1 } zrt_pipe_pass;
+typedef struct zrt_pipe_op {
+    zrt_pipe_pass pass;
+    int micro; /* 0 .. micro_batches - 1 */
+} zrt_pipe_op;
+
+/* Writes the 2 * micro_batches passes of the stage into ops and their
+ * number into *count. ZRT_ERR_INVALID_ARG for NULL pointers, an unknown
+ * kind, stages < 1, a stage outside 0 .. stages - 1, micro_batches < 1, or
+ * capacity < 2 * micro_batches (*count then says how many are needed). */
+ZRT_API zrt_status zrt_pipe_schedule(zrt_pipe_kind kind, int stages, int stage,
+                                     int micro_batches, zrt_pipe_op *ops, size_t capacity,
+                                     size_t *count);
+
 /* Estimates what each rank holds with this config (stage, bucket sizes,
  * overlap_comm, offload sections; an nvme offload needs no nvme_path here)
  * for this model on world_size ranks. A config that zrt_config_validate()

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * runtime/pipe.c — pipeline schedules (issue 20): the order in which one
+ * stage of a P-stage pipeline runs the forward and backward passes of M
+ * micro-batches, for the training loop to follow.
+ *
+ * GPipe: every forward (micro-batches 0 .. M-1), then every backward; a stage
+ * holds the activations of all M micro-batches at its peak.
+ * 1F1B (PipeDream-flush, Megatron's non-interleaved schedule): stage s runs
+ * w = min(P - s - 1, M) forwards to fill the pipeline, then alternates one
+ * forward and one backward until the forwards are done, then the w
+ * backwards left; it holds at most w + 1 = min(P - s, M) micro-batches'
+ * activations. Both give the same bubble, (P-1)/(M+P-1) of the step with
+ * equal stage times (tests/unit/test_pipe.c simulates them).
+ *
+ * Backwards run in micro-batch order 0 .. M-1 in both, so a stage adds the
+ * micro-batches' gradients in the order a data-parallel run with gradient
+ * accumulation over M adds them: the bits can match.
+ */
+#include <stddef.h>
+
+#include "zrt/zrt.h"
+
+static void put(zrt_pipe_op *ops, size_t *n, zrt_pipe_pass pass, int micro)
+{
+    ops[*n].pass = pass;
+    ops[*n].micro = micro;
+    (*n)++;
+}
+
+static void gpipe(int micro_batches, zrt_pipe_op *ops)
+{
+    size_t n = 0;
+    for (int m = 0; m < micro_batches; m++)
+        put(ops, &n, ZRT_PIPE_FORWARD, m);
+    for (int m = 0; m < micro_batches; m++)
+        put(ops, &n, ZRT_PIPE_BACKWARD, m);
+}
+
+static void one_f_one_b(int stages, int stage, int micro_batches, zrt_pipe_op *ops)
+{
+    int warmup = stages - stage - 1 < micro_batches ? stages - stage - 1 : micro_batches;
+    size_t n = 0;
+    int forward = 0, backward = 0;
+    while (forward < warmup)
+        put(ops, &n, ZRT_PIPE_FORWARD, forward++);
+    while (forward < micro_batches) {
+        put(ops, &n, ZRT_PIPE_FORWARD, forward++);
+        put(ops, &n, ZRT_PIPE_BACKWARD, backward++);
+    }
+    while (backward < micro_batches)
+        put(ops, &n, ZRT_PIPE_BACKWARD, backward++);
+}
+
+zrt_status zrt_pipe_schedule(zrt_pipe_kind kind, int stages, int stage, int micro_batches,
+                             zrt_pipe_op *ops, size_t capacity, size_t *count)
+{
+    if (!ops || !count)
+        return ZRT_ERR_INVALID_ARG;
+    if (kind != ZRT_PIPE_GPIPE && kind != ZRT_PIPE_1F1B)
+        return ZRT_ERR_INVALID_ARG;
+    if (stages < 1 || stage < 0 || stage >= stages || micro_batches < 1)
+        return ZRT_ERR_INVALID_ARG;
+    size_t need = 2 * (size_t)micro_batches;
+    *count = need;
+    if (capacity < need)
+        return ZRT_ERR_INVALID_ARG;
+    if (kind == ZRT_PIPE_GPIPE)
+        gpipe(micro_batches, ops);
+    else
+        one_f_one_b(stages, stage, micro_batches, ops);
+    return ZRT_OK;
+}
