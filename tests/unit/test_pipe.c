@@ -106,8 +106,8 @@ static void check_kind(zrt_pipe_kind kind)
             }
             long end = simulate(s, P, M);
             ck_assert_msg(end == (long)(M + P - 1) * (TF + TB),
-                          "kind %d, P %d, M %d: the step ends at %ld, not %d", (int)kind, P,
-                          M, end, (M + P - 1) * (TF + TB));
+                          "kind %d, P %d, M %d: the step ends at %ld, not %d", (int)kind,
+                          P, M, end, (M + P - 1) * (TF + TB));
         }
     }
     free(s);
