@@ -17,7 +17,10 @@
  * micro-batches' gradients in the order a data-parallel run with gradient
  * accumulation over M adds them: the bits can match.
  */
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "zrt/zrt.h"
 
@@ -52,19 +55,65 @@ static void one_f_one_b(int stages, int stage, int micro_batches, zrt_pipe_op *o
         put(ops, &n, ZRT_PIPE_BACKWARD, backward++);
 }
 
-zrt_status zrt_pipe_schedule(zrt_pipe_kind kind, int stages, int stage, int micro_batches,
-                             zrt_pipe_op *ops, size_t capacity, size_t *count)
+/* Appends one problem to the sentence in errbuf (may be NULL). */
+static void note(char *errbuf, size_t size, int *problems, const char *fmt, ...)
 {
-    if (!ops || !count)
-        return ZRT_ERR_INVALID_ARG;
+    int first = (*problems)++ == 0;
+    if (!errbuf || size == 0)
+        return;
+    size_t used = strlen(errbuf);
+    if (used + 1 >= size)
+        return;
+    snprintf(errbuf + used, size - used, "%s", first ? "zrt_pipe_schedule: " : "; ");
+    used = strlen(errbuf);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf + used, size - used, fmt, ap);
+    va_end(ap);
+}
+
+/* Every bad argument named in one sentence; 0 when there is none. */
+static int check_args(zrt_pipe_kind kind, int stages, int stage, int micro_batches,
+                      char *errbuf, size_t size)
+{
+    int problems = 0;
+    if (errbuf && size)
+        errbuf[0] = '\0';
     if (kind != ZRT_PIPE_GPIPE && kind != ZRT_PIPE_1F1B)
+        note(errbuf, size, &problems,
+             "kind %d is neither ZRT_PIPE_GPIPE nor ZRT_PIPE_1F1B", (int)kind);
+    if (stages < 1)
+        note(errbuf, size, &problems, "stages is %d, not 1 or more", stages);
+    else if (stage < 0 || stage >= stages)
+        note(errbuf, size, &problems, "stage %d is outside 0..%d", stage, stages - 1);
+    if (micro_batches < 1)
+        note(errbuf, size, &problems, "micro_batches is %d, not 1 or more",
+             micro_batches);
+    return problems;
+}
+
+zrt_status zrt_pipe_schedule(zrt_pipe_kind kind, int stages, int stage, int micro_batches,
+                             zrt_pipe_op *ops, size_t capacity, size_t *count,
+                             char *errbuf, size_t errbuf_size)
+{
+    if (!ops || !count) {
+        if (errbuf && errbuf_size)
+            snprintf(errbuf, errbuf_size,
+                     "zrt_pipe_schedule: ops and count must not be NULL");
         return ZRT_ERR_INVALID_ARG;
-    if (stages < 1 || stage < 0 || stage >= stages || micro_batches < 1)
+    }
+    if (check_args(kind, stages, stage, micro_batches, errbuf, errbuf_size))
         return ZRT_ERR_INVALID_ARG;
     size_t need = 2 * (size_t)micro_batches;
     *count = need;
-    if (capacity < need)
+    if (capacity < need) {
+        if (errbuf && errbuf_size)
+            snprintf(errbuf, errbuf_size,
+                     "zrt_pipe_schedule: capacity %zu is below the %zu passes of %d "
+                     "micro-batches",
+                     capacity, need, micro_batches);
         return ZRT_ERR_INVALID_ARG;
+    }
     if (kind == ZRT_PIPE_GPIPE)
         gpipe(micro_batches, ops);
     else

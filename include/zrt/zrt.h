@@ -657,10 +657,12 @@ typedef struct zrt_pipe_op {
 /* Writes the 2 * micro_batches passes of the stage into ops and their
  * number into *count. ZRT_ERR_INVALID_ARG for NULL pointers, an unknown
  * kind, stages < 1, a stage outside 0 .. stages - 1, micro_batches < 1, or
- * capacity < 2 * micro_batches (*count then says how many are needed). */
+ * capacity < 2 * micro_batches (*count then says how many are needed); one
+ * sentence naming every bad argument goes into errbuf (may be NULL):
+ * "zrt_pipe_schedule: stage 4 is outside 0..3; micro_batches is 0, ...". */
 ZRT_API zrt_status zrt_pipe_schedule(zrt_pipe_kind kind, int stages, int stage,
                                      int micro_batches, zrt_pipe_op *ops, size_t capacity,
-                                     size_t *count);
+                                     size_t *count, char *errbuf, size_t errbuf_size);
 
 /* Estimates what each rank holds with this config (stage, bucket sizes,
  * overlap_comm, offload sections; an nvme offload needs no nvme_path here)

@@ -11,7 +11,7 @@
  *     stage (a stage's forward waits for the previous stage's, its backward
  *     for the next stage's), both schedules finish without deadlock in
  *     (M + P - 1)(1 + 2) units: the bubble (P - 1)/(M + P - 1) of the step;
- *   - bad arguments refused.
+ *   - bad arguments refused, each named in one sentence.
  */
 #include "zrt/zrt.h"
 
@@ -29,9 +29,9 @@ typedef struct schedule {
 static void make(zrt_pipe_kind kind, int P, int M, schedule *s)
 {
     for (int st = 0; st < P; st++)
-        ck_assert_int_eq(
-            zrt_pipe_schedule(kind, P, st, M, s->ops[st], 2 * MAX_MICRO, &s->count[st]),
-            ZRT_OK);
+        ck_assert_int_eq(zrt_pipe_schedule(kind, P, st, M, s->ops[st], 2 * MAX_MICRO,
+                                           &s->count[st], NULL, 0),
+                         ZRT_OK);
 }
 
 /* Each micro-batch once each way, forward first, both in order; returns the
@@ -118,7 +118,8 @@ START_TEST(test_gpipe)
     check_kind(ZRT_PIPE_GPIPE);
     zrt_pipe_op ops[8];
     size_t n = 0;
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 4, 1, 4, ops, 8, &n), ZRT_OK);
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 4, 1, 4, ops, 8, &n, NULL, 0),
+                     ZRT_OK);
     for (int i = 0; i < 4; i++) /* every forward before any backward */
         ck_assert_int_eq(ops[i].pass, ZRT_PIPE_FORWARD);
 }
@@ -130,7 +131,8 @@ START_TEST(test_1f1b)
     /* stage 0 of 4 with 6 micro-batches: 3 forwards, then alternating */
     zrt_pipe_op ops[12];
     size_t n = 0;
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_1F1B, 4, 0, 6, ops, 12, &n), ZRT_OK);
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_1F1B, 4, 0, 6, ops, 12, &n, NULL, 0),
+                     ZRT_OK);
     static const char want[] = "FFFFBFBFBBBB";
     for (int i = 0; i < 12; i++)
         ck_assert_int_eq(ops[i].pass == ZRT_PIPE_FORWARD ? 'F' : 'B', want[i]);
@@ -141,22 +143,35 @@ START_TEST(test_refusals)
 {
     zrt_pipe_op ops[4];
     size_t n = 0;
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_1F1B, 2, 0, 2, NULL, 4, &n),
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_1F1B, 2, 0, 2, NULL, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_1F1B, 2, 0, 2, ops, 4, NULL),
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_1F1B, 2, 0, 2, ops, 4, NULL, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
-    ck_assert_int_eq(zrt_pipe_schedule((zrt_pipe_kind)7, 2, 0, 2, ops, 4, &n),
+    ck_assert_int_eq(zrt_pipe_schedule((zrt_pipe_kind)7, 2, 0, 2, ops, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 0, 0, 2, ops, 4, &n),
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 0, 0, 2, ops, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, 2, 2, ops, 4, &n),
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, 2, 2, ops, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, -1, 2, ops, 4, &n),
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, -1, 2, ops, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, 0, 0, ops, 4, &n),
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, 0, 0, ops, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
+    /* every bad argument named in one sentence */
+    char why[256];
+    ck_assert_int_eq(
+        zrt_pipe_schedule(ZRT_PIPE_1F1B, 4, 4, 0, ops, 4, &n, why, sizeof why),
+        ZRT_ERR_INVALID_ARG);
+    ck_assert_str_eq(why,
+                     "zrt_pipe_schedule: stage 4 is outside 0..3; micro_batches is 0, "
+                     "not 1 or more");
+    ck_assert_int_eq(
+        zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, 0, 3, ops, 4, &n, why, sizeof why),
+        ZRT_ERR_INVALID_ARG);
+    ck_assert_str_eq(why, "zrt_pipe_schedule: capacity 4 is below the 6 passes of 3 "
+                          "micro-batches");
     /* too small: refused, and *count says how many are needed */
-    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, 0, 3, ops, 4, &n),
+    ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, 0, 3, ops, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
     ck_assert_uint_eq(n, 6);
 }
