@@ -208,11 +208,19 @@ static zrt_status cpu_topk_sum_f32(zrt__backend *be, float *out, size_t n,
                                    const float *lists, int nlists, size_t k,
                                    float divisor)
 {
-    (void)be;
     zrt_fill_f32(out, n, 0.0f);
     for (int r = 0; r < nlists; r++) {
         const float *list = lists + 2 * k * (size_t)r;
-        zrt_scatter_add_f32(out, (const uint32_t *)(const void *)list, list + k, k);
+        const uint32_t *idx = (const uint32_t *)(const void *)list;
+        /* the indices came over the wire: one past the buffer is refused,
+         * not written */
+        for (size_t i = 0; i < k; i++)
+            if (idx[i] >= n)
+                return zrt__fail(
+                    be->err, ZRT_ERR_REMOTE,
+                    "top-k: rank %d sent index %u for a layer of %zu elements", r, idx[i],
+                    n);
+        zrt_scatter_add_f32(out, idx, list + k, k);
     }
     for (size_t i = 0; divisor != 1.0f && i < n; i++)
         out[i] /= divisor;
