@@ -67,6 +67,7 @@ typedef enum key_kind {
     KIND_GROUP,     /* int: 0 (per host) .. 1<<20 ranks */
     KIND_SHARDS,    /* int: 0 (off) .. 1<<20 ranks: a shard group's size */
     KIND_HPZ,       /* int: 0 or 1 (off) .. 1<<20 ranks: an hpZ group's size */
+    KIND_STAGES,    /* int: 0 or 1 (off) .. 1<<20: pipeline stages */
     KIND_RATIO,     /* float: 0 (off), or strictly between 0 and 1 */
 } key_kind;
 
@@ -109,6 +110,7 @@ static const cfg_key keys[] = {
     {NULL, "comm_hierarchy", KIND_HIERARCHY, FIELD(comm_hierarchy)},
     {NULL, "comm_group_size", KIND_GROUP, FIELD(comm_group_size)},
     {NULL, "hybrid_shard_size", KIND_SHARDS, FIELD(hybrid_shard_size)},
+    {NULL, "pipeline_stages", KIND_STAGES, FIELD(pipeline_stages)},
     {NULL, "log_level", KIND_LOG_LEVEL, FIELD(log_level)},
     {SECTION_ZERO, "offload_optimizer", KIND_SECTION, 0},
     {SECTION_OFFLOAD_OPTIM, "device", KIND_DEVICE, FIELD(offload_optimizer.device)},
@@ -378,6 +380,9 @@ static const char *const hierarchy_names[] = {"auto", "flat", "hierarchical"};
 #define SHARDS_RULE                                                                      \
     "it must be 0 (off: shard across every rank) or a whole number of ranks from 1 to "  \
     "1048576 that divides the world size"
+#define STAGES_RULE                                                                      \
+    "it must be 0 or 1 (off) or a whole number of stages from 2 to 1048576 that "        \
+    "divides the world size"
 
 /* The kinds whose value is one of a list of names, stored as the name's index
  * (an int): the names in index order and the rule that lists them. */
@@ -431,17 +436,18 @@ static zrt_status read_positive(const cfg_err *e, const cfg_key *key, const json
     return ZRT_OK;
 }
 
-/* comm_group_size, hybrid_shard_size, zero_hpz_partition_size: 0 .. GROUP_MAX
- * ranks. */
+/* comm_group_size, hybrid_shard_size, zero_hpz_partition_size,
+ * pipeline_stages: 0 .. GROUP_MAX. */
 static zrt_status read_group(const cfg_err *e, const cfg_key *key, const json_t *v,
                              zrt_config *cfg)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 0 ||
         json_integer_value(v) > GROUP_MAX)
         return bad_value(e, key, v,
-                         key->kind == KIND_SHARDS ? SHARDS_RULE
-                         : key->kind == KIND_HPZ  ? HPZ_RULE
-                                                  : GROUP_RULE);
+                         key->kind == KIND_SHARDS   ? SHARDS_RULE
+                         : key->kind == KIND_HPZ    ? HPZ_RULE
+                         : key->kind == KIND_STAGES ? STAGES_RULE
+                                                    : GROUP_RULE);
     int n = (int)json_integer_value(v);
     memcpy((char *)cfg + key->offset, &n, sizeof n);
     return ZRT_OK;
@@ -594,7 +600,8 @@ static const key_reader readers[] = {
     [KIND_POSITIVE] = read_positive,   [KIND_REAL] = read_real,
     [KIND_DTYPE] = read_enum,          [KIND_HIERARCHY] = read_enum,
     [KIND_GROUP] = read_group,         [KIND_SHARDS] = read_group,
-    [KIND_HPZ] = read_group,           [KIND_RATIO] = read_ratio,
+    [KIND_HPZ] = read_group,           [KIND_STAGES] = read_group,
+    [KIND_RATIO] = read_ratio,
 };
 
 static zrt_status read_key(const cfg_err *e, const cfg_key *key, const json_t *v,
@@ -695,6 +702,7 @@ zrt_status zrt_config_init(zrt_config *cfg)
     cfg->comm_hierarchy = ZRT_COMM_HIER_AUTO;
     cfg->comm_group_size = 0;         /* a group per host */
     cfg->hybrid_shard_size = 0;       /* off: shard across every rank */
+    cfg->pipeline_stages = 0;         /* off: every rank runs the whole model */
     cfg->zero_hpz_partition_size = 0; /* off: backward gathers across every rank */
     cfg->zero_quantized_weights = 0;  /* off: gathers move f32 */
     cfg->zero_quantized_block_size = 256;
@@ -923,6 +931,8 @@ static zrt_status validate_key(const cfg_err *e, const cfg_key *key,
         return validate_int(e, path, field, GROUP_MAX, SHARDS_RULE);
     case KIND_HPZ:
         return validate_int(e, path, field, GROUP_MAX, HPZ_RULE);
+    case KIND_STAGES:
+        return validate_int(e, path, field, GROUP_MAX, STAGES_RULE);
     case KIND_POSITIVE: {
         int n;
         memcpy(&n, field, sizeof n);

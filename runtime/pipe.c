@@ -13,6 +13,9 @@
  * activations. Both give the same bubble, (P-1)/(M+P-1) of the step with
  * equal stage times (tests/unit/test_pipe.c simulates them).
  *
+ * Forward only (validation, sampling): forwards 0 .. M-1 and no backward;
+ * a stage holds one micro-batch's activations.
+ *
  * Backwards run in micro-batch order 0 .. M-1 in both, so a stage adds the
  * micro-batches' gradients in the order a data-parallel run with gradient
  * accumulation over M adds them: the bits can match.
@@ -38,6 +41,13 @@ static void gpipe(int micro_batches, zrt_pipe_op *ops)
         put(ops, &n, ZRT_PIPE_FORWARD, m);
     for (int m = 0; m < micro_batches; m++)
         put(ops, &n, ZRT_PIPE_BACKWARD, m);
+}
+
+static void forward_only(int micro_batches, zrt_pipe_op *ops)
+{
+    size_t n = 0;
+    for (int m = 0; m < micro_batches; m++)
+        put(ops, &n, ZRT_PIPE_FORWARD, m);
 }
 
 static void one_f_one_b(int stages, int stage, int micro_batches, zrt_pipe_op *ops)
@@ -79,9 +89,10 @@ static int check_args(zrt_pipe_kind kind, int stages, int stage, int micro_batch
     int problems = 0;
     if (errbuf && size)
         errbuf[0] = '\0';
-    if (kind != ZRT_PIPE_GPIPE && kind != ZRT_PIPE_1F1B)
+    if (kind != ZRT_PIPE_GPIPE && kind != ZRT_PIPE_1F1B && kind != ZRT_PIPE_FORWARD_ONLY)
         note(errbuf, size, &problems,
-             "kind %d is neither ZRT_PIPE_GPIPE nor ZRT_PIPE_1F1B", (int)kind);
+             "kind %d is not ZRT_PIPE_GPIPE, ZRT_PIPE_1F1B or ZRT_PIPE_FORWARD_ONLY",
+             (int)kind);
     if (stages < 1)
         note(errbuf, size, &problems, "stages is %d, not 1 or more", stages);
     else if (stage < 0 || stage >= stages)
@@ -104,7 +115,7 @@ zrt_status zrt_pipe_schedule(zrt_pipe_kind kind, int stages, int stage, int micr
     }
     if (check_args(kind, stages, stage, micro_batches, errbuf, errbuf_size))
         return ZRT_ERR_INVALID_ARG;
-    size_t need = 2 * (size_t)micro_batches;
+    size_t need = (kind == ZRT_PIPE_FORWARD_ONLY ? 1 : 2) * (size_t)micro_batches;
     *count = need;
     if (capacity < need) {
         if (errbuf && errbuf_size)
@@ -116,6 +127,8 @@ zrt_status zrt_pipe_schedule(zrt_pipe_kind kind, int stages, int stage, int micr
     }
     if (kind == ZRT_PIPE_GPIPE)
         gpipe(micro_batches, ops);
+    else if (kind == ZRT_PIPE_FORWARD_ONLY)
+        forward_only(micro_batches, ops);
     else
         one_f_one_b(stages, stage, micro_batches, ops);
     return ZRT_OK;

@@ -129,6 +129,9 @@ static zrt_status create_comm(zrt_ctx *ctx)
  * must go before the one it came from, which may finalize MPI). */
 static void destroy_comms(zrt_ctx *ctx)
 {
+    if (ctx->pipe_comm)
+        ctx->pipe_comm->ops->destroy(ctx->pipe_comm);
+    ctx->pipe_comm = NULL;
     if (ctx->hpz_comm)
         ctx->hpz_comm->ops->destroy(ctx->hpz_comm);
     ctx->hpz_comm = NULL;
@@ -172,6 +175,8 @@ static zrt_status create_shard_groups(zrt_ctx *ctx)
 {
     zrt__comm *c = ctx->comm;
     int S = ctx->cfg.hybrid_shard_size, N = c->size;
+    if (ctx->pipe_comm)
+        return ZRT_OK; /* the stage is the shard group (create_pipe_grid) */
     ctx->shard_comm = c;
     ZRT_CHECK(check_shard_size(ctx, S, N));
     if (S == 0 || S == N)
@@ -183,6 +188,65 @@ static zrt_status create_shard_groups(zrt_ctx *ctx)
             "gradients reduce within the group, then across the %d replicas "
             "of each shard",
             N / S, S, S, N / S);
+    return ZRT_OK;
+}
+
+/* pipeline_stages P against the config, the communicator and the world
+ * size N: one sentence each for what a pipeline cannot run with. */
+static zrt_status check_pipe_grid(zrt_ctx *ctx, int P, int N)
+{
+    const zrt_config *cfg = &ctx->cfg;
+    const zrt__comm_ops *ops = ctx->comm->ops;
+    if (N % P != 0)
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
+                         "'pipeline_stages' is %d but the job has %d ranks; the world "
+                         "size must be a multiple of the number of stages",
+                         P, N);
+    if (cfg->hybrid_shard_size > 0 && cfg->hybrid_shard_size < N)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'pipeline_stages' %d with 'hybrid_shard_size' %d is not "
+                         "supported: ZeRO already shards within each stage's %d ranks "
+                         "(use one of the two)",
+                         P, cfg->hybrid_shard_size, N / P);
+    if (cfg->zero_hpz_partition_size > 1)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'pipeline_stages' %d with 'zero_hpz_partition_size' %d is not "
+                         "supported: use one of the two",
+                         P, cfg->zero_hpz_partition_size);
+    if (cfg->stage == ZRT_STAGE_AUTO)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'pipeline_stages' %d with \"stage\": \"auto\" is not "
+                         "supported: the ladder does not plan a stage's share (name a "
+                         "stage, 0 to 3)",
+                         P);
+    if (!ops->split || !ops->send || !ops->recv)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "'pipeline_stages' is %d but the %s communicator cannot form "
+                         "stage groups or send point to point; pipeline parallelism "
+                         "needs \"communicator\": \"mpi\"",
+                         P, ops->name);
+    return ZRT_OK;
+}
+
+/* Pipeline parallelism: world rank r = s * D + d is data-parallel rank d of
+ * stage s (D = N / P). The stage's D ranks become shard_comm, so every ZeRO
+ * collective of the engine runs within the stage; the P ranks of equal d
+ * form pipe_comm, ranked by stage, for the activations (zero/pipe.c). Both
+ * are split from the world and flat. Off (P 0 or 1): nothing to do. */
+static zrt_status create_pipe_grid(zrt_ctx *ctx)
+{
+    zrt__comm *c = ctx->comm;
+    int P = ctx->cfg.pipeline_stages, N = c->size;
+    if (P <= 1)
+        return ZRT_OK;
+    ZRT_CHECK(check_pipe_grid(ctx, P, N));
+    int D = N / P, s = c->rank / D, d = c->rank % D;
+    ZRT_CHECK(c->ops->split(c, s, d, &ctx->shard_comm));
+    ZRT_CHECK(c->ops->split(c, d, s, &ctx->pipe_comm));
+    zrt_log(ctx, 2,
+            "pipeline: %d stages x %d data-parallel ranks (pipeline_stages %d); this "
+            "rank is data-parallel rank %d of stage %d, ZeRO runs within the stage",
+            P, D, P, d, s);
     return ZRT_OK;
 }
 
@@ -413,6 +477,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ZRT_CHECK_GOTO(check_supported(ctx), st, fail);
     ZRT_CHECK_GOTO(create_comm(ctx), st, fail);
     ctx->err.rank = ctx->comm->rank;
+    ZRT_CHECK_GOTO(create_pipe_grid(ctx), st, fail);
     ZRT_CHECK_GOTO(create_shard_groups(ctx), st, fail);
     ZRT_CHECK_GOTO(create_hpz_groups(ctx), st, fail);
     ZRT_CHECK_GOTO(check_qwz(ctx), st, fail);
@@ -484,6 +549,7 @@ zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
     zrt_status st = ZRT_OK;
     if (ctx->finalized)
         st = zrt__engine_drain(ctx);
+    zrt__pipe_release(ctx);
     zrt__engine_release(ctx);
     free_user_buffers(ctx);
     free_params(ctx);

@@ -104,6 +104,22 @@ typedef struct zrt__user_buf {
 
 enum { ZRT__TRAFFIC_STEPS = 8 }; /* steps whose traffic the report lists */
 
+/* One pass of the pipeline (zero/pipe.c), from zrt_pipe_begin to done, and
+ * the statistics of the training passes so far. */
+typedef struct zrt__pipe {
+    int running; /* a pass between zrt_pipe_begin and done */
+    zrt_pipe_kind kind;
+    int micro_batches, slots;
+    zrt_pipe_op *ops;      /* the stage's schedule, `count` ops */
+    size_t count, next;    /* next: the index of the op to hand out */
+    zrt_pipe_op op;        /* the current op (handed out last) */
+    int op_received;       /* zrt_pipe_recv done for the current op */
+    int op_sent;           /* zrt_pipe_send done for the current op */
+    zrt__comm_req **sends; /* [2 * M]: pass * M + micro; NULL: none pending */
+    double started, idle;  /* monotonic seconds at begin; idle in this pass */
+    zrt_pipe_stats stats;
+} zrt__pipe;
+
 struct zrt_ctx {
     zrt_config cfg;
     zrt__errbuf err;
@@ -125,6 +141,13 @@ struct zrt_ctx {
      * gathers of the same parameters run over hpz_comm from those. NULL:
      * off. */
     zrt__comm *hpz_comm;
+    /* Pipeline parallelism (pipeline_stages P > 1, zero/context.c): world
+     * rank r is data-parallel rank d = r % D of stage s = r / D (D = N / P).
+     * shard_comm is then the stage's D ranks (split from the world, flat),
+     * and pipe_comm the P ranks of equal d, ranked by stage: activations and
+     * their gradients move over it (zero/pipe.c). NULL: off. */
+    zrt__comm *pipe_comm;
+    zrt__pipe pipe;
     zrt__pool *pool;     /* helper threads, bound inside the rank's cores */
     int log_rank_prefix; /* 0 when the launcher tags output lines already */
 
@@ -190,6 +213,10 @@ void zrt__traffic_step_end(zrt_ctx *ctx);
  * it (shard_comm, replica_comm). */
 zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req);
 zrt_status zrt__comm_wait_in(zrt_ctx *ctx, zrt__comm *c, zrt__comm_req *req);
+
+/* Ends a pass left running (zero/pipe.c): waits for its pending sends and
+ * frees its schedule. zrt_ctx_destroy calls it. */
+void zrt__pipe_release(zrt_ctx *ctx);
 
 /* The partition plan of the registered parameters (params.c). */
 zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out);

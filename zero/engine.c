@@ -932,7 +932,9 @@ static zrt_status scale_owned_grads(zrt_ctx *ctx, float factor)
  * bits); at stage 0 every rank holds all of it. Not finite when any rank's
  * gradients are not. With hybrid sharding the shard group's ranges cover the
  * gradient once and every replica holds the same bits, so the sum runs
- * within the group: the norm of the whole gradient, not G times it. */
+ * within the group: the norm of the whole gradient, not G times it. With a
+ * pipeline the stages' sums are added (in stage order), so clipping and the
+ * fp16 overflow test see the model's norm on every rank alike. */
 static zrt_status global_grad_sqnorm(zrt_ctx *ctx, float *out)
 {
     double sum = 0.0;
@@ -954,6 +956,12 @@ static zrt_status global_grad_sqnorm(zrt_ctx *ctx, float *out)
         zrt__comm *c = ctx->shard_comm;
         ZRT_CHECK(zrt__comm_all_reduce_f32(c, &total, &total, 1, ZRT_SUM, &req));
         ZRT_CHECK(zrt__comm_wait_in(ctx, c, req));
+    }
+    if (ctx->pipe_comm) { /* the model's norm: every stage's layers */
+        zrt__comm_req *req;
+        zrt__comm *p = ctx->pipe_comm;
+        ZRT_CHECK(zrt__comm_all_reduce_f32(p, &total, &total, 1, ZRT_SUM, &req));
+        ZRT_CHECK(zrt__comm_wait_in(ctx, p, req));
     }
     *out = total;
     return ZRT_OK;

@@ -30,7 +30,7 @@ zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out)
         st = zrt__plan_build(numel, layer, n, ctx->shard_comm->size, PLAN_ALIGNMENT,
                              &ctx->err, out);
     if (st == ZRT_OK)
-        out->replicas = ctx->comm->size / ctx->shard_comm->size;
+        out->replicas = ctx->replica_comm ? ctx->replica_comm->size : 1;
     free(numel);
     free(layer);
     return st;

@@ -134,7 +134,8 @@ static void add_traffic(zrt__comm_traffic *sum, const zrt__comm *c)
 }
 
 /* What this rank sent on all its communicators: the world's, with hybrid
- * sharding its shard group's and replica set's, with hpZ its group's. */
+ * sharding its shard group's and replica set's, with hpZ its group's, with
+ * a pipeline its stage's and its pipeline's (the activations, `other`). */
 static zrt__comm_traffic total_traffic(const zrt_ctx *ctx)
 {
     zrt__comm_traffic sum = ctx->comm->traffic;
@@ -144,6 +145,8 @@ static zrt__comm_traffic total_traffic(const zrt_ctx *ctx)
         add_traffic(&sum, ctx->replica_comm);
     if (ctx->hpz_comm)
         add_traffic(&sum, ctx->hpz_comm);
+    if (ctx->pipe_comm)
+        add_traffic(&sum, ctx->pipe_comm);
     return sum;
 }
 
@@ -247,13 +250,14 @@ static uint64_t to_each_replica(const zrt_ctx *ctx)
  * `group` (zrt_fit_cost_of over S ranks: 2 or 3 psi (S-1)/S, flat) in
  * equal parts to the S-1 members of this rank's group, m psi/S each, and
  * the replicas' all-reduce, 2 range/G to each of the G-1 ranks k, S+k, ...
- * holding the same shard. */
+ * holding the same shard. A pipeline's stage (D consecutive ranks, no
+ * replicas) is such a group with nothing to the replicas. */
 static zrt__comm_bytes hybrid_theory(const zrt_ctx *ctx, uint64_t group)
 {
     const zrt__comm *c = ctx->comm;
     int S = ctx->shard_comm->size;
     uint64_t to_member = S > 1 ? group / (uint64_t)(S - 1) : 0;
-    uint64_t to_replica = to_each_replica(ctx);
+    uint64_t to_replica = ctx->replica_comm ? to_each_replica(ctx) : 0;
     zrt__comm_bytes b = {0, 0};
     for (int p = 0; p < c->size; p++) {
         if (p != c->rank && p / S == c->rank / S)
@@ -338,8 +342,8 @@ static void write_theory(FILE *f, zrt_ctx *ctx)
         total = qgz_theory(ctx, total);
     if (ctx->cfg.gradient_topk_ratio > 0.0f && ctx->cfg.stage < 2)
         total = topk_theory(ctx, total);
-    zrt__comm_bytes b =
-        ctx->replica_comm ? hybrid_theory(ctx, total) : world_theory(ctx, total);
+    zrt__comm_bytes b = ctx->shard_comm != ctx->comm ? hybrid_theory(ctx, total)
+                                                     : world_theory(ctx, total);
     fprintf(f,
             "    \"theory\": {\"psi_elements\": %lld, \"bytes_per_element\": %zu, "
             "\"psi_multiple\": %d, \"hpz_partition_size\": %d, "
@@ -385,6 +389,12 @@ static void write_json(zrt_ctx *ctx, FILE *f)
     const zrt__mem_account *a = &ctx->acct;
     fprintf(f, "{\n  \"rank\": %d,\n  \"world_size\": %d,\n  \"stage\": %d,\n",
             ctx->comm->rank, ctx->comm->size, ctx->cfg.stage);
+    zrt_pipe_grid grid;
+    zrt_get_pipe_grid(ctx, &grid);
+    fprintf(f,
+            "  \"pipeline_stages\": %d,\n  \"pipeline_stage\": %d,\n"
+            "  \"data_parallel_size\": %d,\n",
+            grid.stages, grid.stage, grid.data_size);
     fprintf(f, "  \"steps\": %ld,\n", ctx->step);
     fprintf(f, "  \"param_count\": %lld,\n  \"padded_param_count\": %lld,\n",
             (long long)ctx->plan.total_numel, (long long)ctx->plan.total_flat_numel);

@@ -234,6 +234,11 @@ typedef struct zrt_config {
                                    world / S groups; S must divide the world
                                    size; 0 (default) off: one group of every
                                    rank. The mpi communicator only */
+    int pipeline_stages;        /* pipeline parallelism (zero/pipe.c): the world
+                                   is P stages x N / P data-parallel ranks and
+                                   ZeRO runs within each stage; P must divide
+                                   the world size; 0 or 1 (default) off. The
+                                   mpi communicator only */
     /* Stage 3, ZeRO++'s hpZ: each rank also keeps its 1/P slice of every
      * layer that a forward gathers (not the persistent ones), and the
      * backward gathers it within its group of P consecutive ranks; P must
@@ -307,12 +312,12 @@ ZRT_API zrt_status zrt_config_init(zrt_config *cfg);
  * min_loss_scale},
  * backend, communicator ("auto", "mpi", "nccl"), comm_timeout_seconds,
  * comm_hierarchy ("auto", "flat", "hierarchical"), comm_group_size,
- * hybrid_shard_size, log_level, and an object aio {block_size, queue_depth,
- * thread_count, single_submit, overlap_events}. Sizes are integers, or strings with a
- * K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong type
- * or range, or malformed JSON fails with ZRT_ERR_CONFIG and writes a sentence
- * naming the key or the line and column into errbuf (may be NULL). *cfg is
- * left unchanged on failure. */
+ * hybrid_shard_size, pipeline_stages, log_level, and an object aio {block_size,
+ * queue_depth, thread_count, single_submit, overlap_events}. Sizes are integers, or
+ * strings with a K/M/G/T suffix (powers of 1024). An unknown key, a value of the wrong
+ * type or range, or malformed JSON fails with ZRT_ERR_CONFIG and writes a sentence naming
+ * the key or the line and column into errbuf (may be NULL). *cfg is left unchanged on
+ * failure. */
 ZRT_API zrt_status zrt_config_load_file(zrt_config *cfg, const char *path, char *errbuf,
                                         size_t errbuf_size);
 ZRT_API zrt_status zrt_config_load_string(zrt_config *cfg, const char *json, char *errbuf,
@@ -647,22 +652,90 @@ ZRT_API zrt_status zrt_mem_model_init(zrt_mem_model *model);
  * backwards left: at most min(stages - stage, M) micro-batches' activations
  * live). Backwards run in micro-batch order in both, as gradient
  * accumulation adds them. */
-typedef enum zrt_pipe_kind { ZRT_PIPE_GPIPE = 0, ZRT_PIPE_1F1B = 1 } zrt_pipe_kind;
+typedef enum zrt_pipe_kind {
+    ZRT_PIPE_GPIPE = 0,
+    ZRT_PIPE_1F1B = 1,
+    ZRT_PIPE_FORWARD_ONLY = 2 /* M forwards, no backward (validation, sampling) */
+} zrt_pipe_kind;
 typedef enum zrt_pipe_pass { ZRT_PIPE_FORWARD = 0, ZRT_PIPE_BACKWARD = 1 } zrt_pipe_pass;
 typedef struct zrt_pipe_op {
     zrt_pipe_pass pass;
     int micro; /* 0 .. micro_batches - 1 */
 } zrt_pipe_op;
 
-/* Writes the 2 * micro_batches passes of the stage into ops and their
- * number into *count. ZRT_ERR_INVALID_ARG for NULL pointers, an unknown
- * kind, stages < 1, a stage outside 0 .. stages - 1, micro_batches < 1, or
- * capacity < 2 * micro_batches (*count then says how many are needed); one
+/* Writes the 2 * micro_batches passes of the stage (micro_batches forwards
+ * for ZRT_PIPE_FORWARD_ONLY) into ops and their number into *count.
+ * ZRT_ERR_INVALID_ARG for NULL pointers, an unknown kind, stages < 1, a
+ * stage outside 0 .. stages - 1, micro_batches < 1, or a capacity below
+ * that number (*count then says how many are needed); one
  * sentence naming every bad argument goes into errbuf (may be NULL):
  * "zrt_pipe_schedule: stage 4 is outside 0..3; micro_batches is 0, ...". */
 ZRT_API zrt_status zrt_pipe_schedule(zrt_pipe_kind kind, int stages, int stage,
                                      int micro_batches, zrt_pipe_op *ops, size_t capacity,
                                      size_t *count, char *errbuf, size_t errbuf_size);
+
+/* ---- pipeline parallelism (zero/pipe.c) ----------------------------------
+ * With "pipeline_stages" P > 1 in the config, the N ranks form a grid of P
+ * pipeline stages x D = N / P data-parallel ranks: world rank r is
+ * data-parallel rank d = r % D of stage s = r / D (a stage's ranks are
+ * consecutive, so a host holds whole data-parallel groups). Each stage
+ * registers only its own layers' parameters, and ZeRO (stages 0-3) runs
+ * within the stage's D ranks: gradient reductions, parameter gathers, the
+ * gradient norm and the memory plan are the stage's. zrt_rank,
+ * zrt_world_size, zrt_allreduce_f32 and agreement on failures stay the
+ * world's. Activations move between the ranks of equal d on neighbouring
+ * stages. */
+typedef struct zrt_pipe_grid {
+    int stages, stage;        /* P and s; 1 and 0 without a pipeline */
+    int data_size, data_rank; /* D and d; the world without a pipeline */
+} zrt_pipe_grid;
+ZRT_API zrt_status zrt_get_pipe_grid(const zrt_ctx *ctx, zrt_pipe_grid *out);
+
+/* How many micro-batches' activations this stage holds at most under kind:
+ * M (GPipe), min(P - s, M) (1F1B), 1 (forward only). The loop keeps that
+ * many activation slots; micro-batch m uses slot m % slots. */
+ZRT_API zrt_status zrt_pipe_slots(const zrt_ctx *ctx, zrt_pipe_kind kind,
+                                  int micro_batches, int *slots);
+
+/* One pass of the pipeline: zrt_pipe_begin, then zrt_pipe_next until *done.
+ * A training pass (GPipe, 1F1B) has micro_batches equal to
+ * gradient_accumulation_steps, and the loop calls zrt_step after each
+ * backward, as it would with gradient accumulation. Without a pipeline
+ * (P = 1) the same calls hand out forward m, backward m for m = 0 .. M-1. */
+ZRT_API zrt_status zrt_pipe_begin(zrt_ctx *ctx, zrt_pipe_kind kind, int micro_batches);
+/* The next (pass, micro-batch) to run, or *done = 1 when the pass is over
+ * (every send of this rank has then completed). */
+ZRT_API zrt_status zrt_pipe_next(zrt_ctx *ctx, zrt_pipe_op *op, int *done);
+/* The current op's input: a forward on a stage > 0 receives the previous
+ * stage's output for the op's micro-batch; a backward on a stage < P - 1
+ * receives the gradient of this stage's output from the next stage. Blocks
+ * until it has arrived (counted as idle time); bytes must equal the
+ * sender's. ZRT_ERR_STATE where the op has no such input. */
+ZRT_API zrt_status zrt_pipe_recv(zrt_ctx *ctx, void *buf, size_t bytes);
+/* The current op's output: a forward on a stage < P - 1 sends its output to
+ * the next stage; a backward on a stage > 0 sends the gradient of its input
+ * to the previous stage. Returns at once: buf must stay unchanged until
+ * zrt_pipe_next hands out an op of micro-batch m + slots (the slot's next
+ * use) or reports the pass done. ZRT_ERR_STATE where the op has no such
+ * output. */
+ZRT_API zrt_status zrt_pipe_send(zrt_ctx *ctx, const void *buf, size_t bytes);
+/* A tensor to or from the rank of equal d on another stage, outside the
+ * activations' path (the tied embedding's values and gradient): blocking,
+ * tag 0 .. ZRT_PIPE_TAG_MAX, matched in call order per tag. */
+#define ZRT_PIPE_TAG_MAX 1023
+ZRT_API zrt_status zrt_pipe_send_to(zrt_ctx *ctx, int stage, int tag, const void *buf,
+                                    size_t bytes);
+ZRT_API zrt_status zrt_pipe_recv_from(zrt_ctx *ctx, int stage, int tag, void *buf,
+                                      size_t bytes);
+/* Training passes only (GPipe, 1F1B), summed since the context was made:
+ * seconds from zrt_pipe_begin to done, and of them the seconds blocked in
+ * zrt_pipe_recv, zrt_pipe_recv_from, zrt_pipe_send_to and in completing
+ * sends: the measured bubble. */
+typedef struct zrt_pipe_stats {
+    double pass_seconds, idle_seconds;
+    long passes;
+} zrt_pipe_stats;
+ZRT_API zrt_status zrt_get_pipe_stats(const zrt_ctx *ctx, zrt_pipe_stats *out);
 
 /* Estimates what each rank holds with this config (stage, bucket sizes,
  * overlap_comm, offload sections; an nvme offload needs no nvme_path here)

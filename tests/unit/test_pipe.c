@@ -11,6 +11,8 @@
  *     stage (a stage's forward waits for the previous stage's, its backward
  *     for the next stage's), both schedules finish without deadlock in
  *     (M + P - 1)(1 + 2) units: the bubble (P - 1)/(M + P - 1) of the step;
+ *   - forward only: M forwards in order on every stage, no backward, and a
+ *     capacity of M is enough;
  *   - bad arguments refused, each named in one sentence.
  */
 #include "zrt/zrt.h"
@@ -139,6 +141,35 @@ START_TEST(test_1f1b)
 }
 END_TEST
 
+START_TEST(test_forward_only)
+{
+    zrt_pipe_op ops[MAX_MICRO];
+    for (int P = 1; P <= MAX_STAGES; P++) {
+        for (int M = 1; M <= MAX_MICRO; M++) {
+            for (int st = 0; st < P; st++) {
+                size_t n = 0;
+                ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_FORWARD_ONLY, P, st, M, ops,
+                                                   (size_t)M, &n, NULL, 0),
+                                 ZRT_OK);
+                ck_assert_uint_eq(n, (size_t)M);
+                for (int i = 0; i < M; i++) {
+                    ck_assert_int_eq(ops[i].pass, ZRT_PIPE_FORWARD);
+                    ck_assert_int_eq(ops[i].micro, i);
+                }
+            }
+        }
+    }
+    char why[256];
+    size_t n = 0;
+    ck_assert_int_eq(
+        zrt_pipe_schedule(ZRT_PIPE_FORWARD_ONLY, 2, 1, 3, ops, 2, &n, why, sizeof why),
+        ZRT_ERR_INVALID_ARG);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(why, "zrt_pipe_schedule: capacity 2 is below the 3 passes of 3 "
+                          "micro-batches");
+}
+END_TEST
+
 START_TEST(test_refusals)
 {
     zrt_pipe_op ops[4];
@@ -149,6 +180,12 @@ START_TEST(test_refusals)
                      ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt_pipe_schedule((zrt_pipe_kind)7, 2, 0, 2, ops, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
+    char kind_why[256];
+    ck_assert_int_eq(zrt_pipe_schedule((zrt_pipe_kind)7, 2, 0, 2, ops, 4, &n, kind_why,
+                                       sizeof kind_why),
+                     ZRT_ERR_INVALID_ARG);
+    ck_assert_str_eq(kind_why, "zrt_pipe_schedule: kind 7 is not ZRT_PIPE_GPIPE, "
+                               "ZRT_PIPE_1F1B or ZRT_PIPE_FORWARD_ONLY");
     ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 0, 0, 2, ops, 4, &n, NULL, 0),
                      ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt_pipe_schedule(ZRT_PIPE_GPIPE, 2, 2, 2, ops, 4, &n, NULL, 0),
@@ -179,6 +216,6 @@ END_TEST
 
 int main(void)
 {
-    return zrt_check_main(
-        ZRT_CHECK_SUITE("pipe", 0, test_gpipe, test_1f1b, test_refusals));
+    return zrt_check_main(ZRT_CHECK_SUITE("pipe", 0, test_gpipe, test_1f1b,
+                                          test_forward_only, test_refusals));
 }

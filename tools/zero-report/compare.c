@@ -110,6 +110,12 @@ static int add_header(strlist *l, const report *r, int n, const units *u)
     if (n < r[0].world_size &&
         zr_add_line(l, "(reports of %d of the %d ranks)", n, r[0].world_size))
         return EXIT_BAD_INPUT;
+    if (r[0].pipeline_stages > 1 &&
+        zr_add_line(l,
+                    "pipeline: %d stages x %d data-parallel ranks (ZeRO within each "
+                    "stage; the stages hold different parameters)",
+                    r[0].pipeline_stages, r[0].data_parallel_size))
+        return EXIT_BAD_INPUT;
     if (zr_add_line(l, "peak bytes per rank and tier, in %s%s", u->name,
                     u->exact ? "" : " (--bytes for exact values)"))
         return EXIT_BAD_INPUT;

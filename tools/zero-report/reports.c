@@ -3,7 +3,8 @@
  * tools/zero-report/reports.c — finds the per-rank memory reports a run wrote
  * (zrt_write_mem_report) and reads each into a `report`, checking every key
  * it uses: "rank", "world_size", "stage", "param_count", "tiers" (limit,
- * peak, the peak's phase, every category's peak), and the optional "plan"
+ * peak, the peak's phase, every category's peak), the optional
+ * "pipeline_stages" and "data_parallel_size", and the optional "plan"
  * (the shape of "tiers", every entry optional), "plan_error" and "timeline".
  * Keys the reader does not use are ignored, so newer reports still read.
  */
@@ -273,23 +274,32 @@ static int read_comm(report *r, json_t *doc)
 
 static int read_document(report *r, json_t *doc, int with_timeline)
 {
-    int64_t rank = 0, world = 1, stage = 0;
+    int64_t rank = 0, world = 1, stage = 0, stages = 1, data = 0;
     if (!json_is_object(doc))
         return zr_error("%s: the document is not a JSON object", r->path);
     if (get_int(r->path, doc, "rank", "", 0, &rank) ||
         get_int(r->path, doc, "world_size", "", 1, &world) ||
         get_int(r->path, doc, "stage", "", 0, &stage) ||
         get_int(r->path, doc, "param_count", "", 0, &r->param_count) ||
-        get_opt_int(r->path, doc, "steps", "", 0, &r->steps) || read_tiers(r, doc) ||
-        read_plan(r, doc) || read_comm(r, doc) ||
+        get_opt_int(r->path, doc, "steps", "", 0, &r->steps) ||
+        get_opt_int(r->path, doc, "pipeline_stages", "", 1, &stages) ||
+        get_opt_int(r->path, doc, "data_parallel_size", "", 1, &data) ||
+        read_tiers(r, doc) || read_plan(r, doc) || read_comm(r, doc) ||
         (with_timeline && zr_read_timeline(r->path, doc, &r->tl)))
         return EXIT_BAD_INPUT;
     if (rank >= world || world > INT_MAX || stage > 3)
         return zr_error("%s: rank %lld, world_size %lld, stage %lld do not make sense "
                         "(rank < world_size, stage 0-3)",
                         r->path, (long long)rank, (long long)world, (long long)stage);
+    if (stages > world || (data && stages * data != world))
+        return zr_error("%s: pipeline_stages %lld, data_parallel_size %lld do not make "
+                        "sense for world_size %lld (stages x data-parallel ranks = "
+                        "world)",
+                        r->path, (long long)stages, (long long)data, (long long)world);
     r->rank = (int)rank;
     r->world_size = (int)world;
+    r->pipeline_stages = (int)stages;
+    r->data_parallel_size = data ? (int)data : (int)world;
     r->stage = (int)stage;
     return 0;
 }

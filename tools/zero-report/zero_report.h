@@ -101,6 +101,7 @@ typedef struct timeline {
 typedef struct report {
     char *path;
     int rank, world_size, stage;
+    int pipeline_stages, data_parallel_size; /* 1 and world_size: no pipeline */
     int64_t param_count;
     int64_t steps;                 /* -1: not in the report */
     int64_t limit[ZRT_TIER_COUNT]; /* 0: no budget */
