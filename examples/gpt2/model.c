@@ -36,33 +36,55 @@ enum {
     FCPROJB
 };
 
-/* Activations of one forward pass, as in llm.c (L = layers). */
+/* Activations of one forward pass, as in llm.c, for n blocks (the stage's,
+ * or one: a recompute workspace and the gradients). encoded is the stage's
+ * input (absent in the one-block buffers); lnf .. losses the head's (the
+ * last stage's only). */
 struct gpt2_acts {
     float *encoded;                   /* (B,T,C) */
-    float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C), (L,B,T), (L,B,T) */
-    float *qkv;                       /* (L,B,T,3C) */
-    float *atty;                      /* (L,B,T,C) */
-    float *preatt, *att;              /* (L,B,NH,T,T) */
-    float *attproj, *residual2;       /* (L,B,T,C) */
+    float *ln1, *ln1_mean, *ln1_rstd; /* (n,B,T,C), (n,B,T), (n,B,T) */
+    float *qkv;                       /* (n,B,T,3C) */
+    float *atty;                      /* (n,B,T,C) */
+    float *preatt, *att;              /* (n,B,NH,T,T) */
+    float *attproj, *residual2;       /* (n,B,T,C) */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;            /* (L,B,T,4C) */
-    float *fcproj, *residual3;        /* (L,B,T,C) */
+    float *fch, *fch_gelu;            /* (n,B,T,4C) */
+    float *fcproj, *residual3;        /* (n,B,T,C) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (B,T,C), (B,T), (B,T) */
     float *logits, *probs;            /* (B,T,Vp) */
     float *losses;                    /* (B,T) */
     float *memory;                    /* one block holding all of the above */
     size_t count;                     /* floats in memory */
+    size_t block_count;               /* floats of ln1 .. residual3 */
 };
 
 #define NUM_ACTS 23
 
+/* One micro-batch's activations. */
+struct gpt2_slot {
+    gpt2_acts *acts;       /* without recompute: all of the stage's */
+    float *keep;           /* with recompute: (num_blocks + 1) x (B,T,C), each
+                              block's input, then the stage's output */
+    float *dinput;         /* pipeline, not the first stage: the gradient of the
+                              stage's input, sent to the previous stage */
+    int *inputs, *targets; /* (B,T) each, where the operations read them */
+    int has_targets;
+};
+
+/* Which parts an activation buffer holds. */
+typedef struct acts_shape {
+    size_t blocks;
+    int encoded, head;
+} acts_shape;
+
 /* Element counts of the activations, in struct order. */
-static void act_sizes(const gpt2_model *m, size_t s[NUM_ACTS])
+static void act_sizes(const gpt2_model *m, acts_shape sh, size_t s[NUM_ACTS])
 {
     size_t B = (size_t)m->B, T = (size_t)m->T, C = (size_t)m->cfg.channels;
-    size_t L = (size_t)m->cfg.num_layers, NH = (size_t)m->cfg.num_heads;
+    size_t L = sh.blocks, NH = (size_t)m->cfg.num_heads;
     size_t Vp = (size_t)m->cfg.padded_vocab_size, BT = B * T;
-    size_t sizes[NUM_ACTS] = {BT * C, /* encoded */
+    size_t E = sh.encoded ? 1 : 0, H = sh.head ? 1 : 0;
+    size_t sizes[NUM_ACTS] = {E * BT * C, /* encoded */
                               L * BT * C,
                               L * BT,
                               L * BT,         /* ln1, mean, rstd */
@@ -79,42 +101,48 @@ static void act_sizes(const gpt2_model *m, size_t s[NUM_ACTS])
                               L * BT * 4 * C, /* fch, fch_gelu */
                               L * BT * C,
                               L * BT * C, /* fcproj, residual3 */
-                              BT * C,
-                              BT,
-                              BT, /* lnf, mean, rstd */
-                              BT * Vp,
-                              BT * Vp, /* logits, probs */
-                              BT};     /* losses */
+                              H * BT * C,
+                              H * BT,
+                              H * BT, /* lnf, mean, rstd */
+                              H * BT * Vp,
+                              H * BT * Vp, /* logits, probs */
+                              H * BT};     /* losses */
     memcpy(s, sizes, sizeof sizes);
 }
 
-static zrt_status alloc_acts(gpt2_model *m, gpt2_acts **out)
+static size_t acts_floats(const gpt2_model *m, acts_shape sh)
 {
     size_t sizes[NUM_ACTS], total = 0;
-    act_sizes(m, sizes);
+    act_sizes(m, sh, sizes);
     for (int i = 0; i < NUM_ACTS; i++)
         total += sizes[i];
+    return total;
+}
+
+/* Lays the activations of shape sh out over memory (acts_floats floats). */
+static zrt_status place_acts(const gpt2_model *m, acts_shape sh, float *memory,
+                             gpt2_acts **out)
+{
+    size_t sizes[NUM_ACTS];
+    act_sizes(m, sh, sizes);
     gpt2_acts *a = calloc(1, sizeof *a);
     if (!a)
         return ZRT_ERR_OUT_OF_MEMORY;
-    zrt_status st = zrt_buffer_alloc(m->ctx, total * sizeof(float), ZRT_CAT_ACTIVATION,
-                                     (void **)&a->memory);
-    if (st != ZRT_OK) {
-        free(a);
-        return st;
-    }
     float **slots[NUM_ACTS] = {&a->encoded,   &a->ln1,       &a->ln1_mean, &a->ln1_rstd,
                                &a->qkv,       &a->atty,      &a->preatt,   &a->att,
                                &a->attproj,   &a->residual2, &a->ln2,      &a->ln2_mean,
                                &a->ln2_rstd,  &a->fch,       &a->fch_gelu, &a->fcproj,
                                &a->residual3, &a->lnf,       &a->lnf_mean, &a->lnf_rstd,
                                &a->logits,    &a->probs,     &a->losses};
-    float *next = a->memory;
+    a->memory = memory;
+    float *next = memory;
     for (int i = 0; i < NUM_ACTS; i++) {
         *slots[i] = next;
         next += sizes[i];
+        if (i >= 1 && i <= 16)
+            a->block_count += sizes[i];
     }
-    a->count = total;
+    a->count = acts_floats(m, sh);
     *out = a;
     return ZRT_OK;
 }
@@ -613,9 +641,11 @@ static zrt_status add_param(zrt_ctx *ctx, const char *name, int layer, int ndim,
     return zrt_param_register(ctx, &d, out);
 }
 
-static zrt_status register_block(gpt2_model *m, int l)
+/* Block l of the model (b = l - first_block of the stage's). */
+static zrt_status register_block(gpt2_model *m, int b)
 {
     int64_t C = m->cfg.channels;
+    int l = m->first_block + b;
     static const char *names[GPT2_BLOCK_TENSORS] = {
         "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
         "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw",  "fcprojb"};
@@ -625,10 +655,22 @@ static zrt_status register_block(gpt2_model *m, int l)
     for (int j = 0; j < GPT2_BLOCK_TENSORS; j++) {
         char name[48];
         snprintf(name, sizeof name, "h%d.%s", l, names[j]);
-        EXAMPLE_CHECK(add_param(m->ctx, name, 1 + l, cols[j] ? 2 : 1, rows[j], cols[j],
-                                &m->blocks[l * GPT2_BLOCK_TENSORS + j]));
+        EXAMPLE_CHECK(add_param(m->ctx, name, m->zl_block0 + b, cols[j] ? 2 : 1, rows[j],
+                                cols[j], &m->blocks[b * GPT2_BLOCK_TENSORS + j]));
     }
     return ZRT_OK;
+}
+
+/* The zrt layer of parameter p, from the registration order: embeddings,
+ * blocks, final layernorm (each where the stage holds them). */
+static int layer_of_param(const gpt2_model *m, zrt_param p)
+{
+    int first_block_param = m->has_embed ? 2 : 0;
+    if (m->has_embed && p < 2)
+        return 0;
+    if (p - first_block_param >= m->num_blocks * GPT2_BLOCK_TENSORS)
+        return m->zl_lnf;
+    return m->zl_block0 + (p - first_block_param) / GPT2_BLOCK_TENSORS;
 }
 
 /* 16-bit: where each parameter sits in its layer's f32 copy, and how large
@@ -636,23 +678,23 @@ static zrt_status register_block(gpt2_model *m, int l)
 static zrt_status plan_wide_copies(gpt2_model *m)
 {
     EXAMPLE_CHECK(zrt_num_params(m->ctx, &m->nparams));
-    int n = m->nparams, L = m->cfg.num_layers;
+    int n = m->nparams, layers = m->zl_lnf + 1;
     m->offset = calloc((size_t)n, sizeof *m->offset);
     m->numel = calloc((size_t)n, sizeof *m->numel);
     m->layer = calloc((size_t)n, sizeof *m->layer);
-    int64_t *used = calloc((size_t)L + 2, sizeof *used);
+    int64_t *used = calloc((size_t)layers, sizeof *used);
     if (!m->offset || !m->numel || !m->layer || !used) {
         free(used);
         return ZRT_ERR_OUT_OF_MEMORY;
     }
-    for (zrt_param p = 0; p < n; p++) { /* registration order: layers ascend */
+    for (zrt_param p = 0; p < n; p++) {
         EXAMPLE_CHECK(zrt_param_numel(m->ctx, p, &m->numel[p]));
-        m->layer[p] = p < 2 ? 0 : p >= n - 2 ? L + 1 : 1 + (p - 2) / GPT2_BLOCK_TENSORS;
+        m->layer[p] = layer_of_param(m, p);
         m->offset[p] = used[m->layer[p]];
         used[m->layer[p]] += m->numel[p];
     }
-    m->wide_numel[0] = used[0];
-    for (int l = 1; l <= L + 1; l++)
+    m->wide_numel[0] = m->has_embed ? used[0] : 0;
+    for (int l = m->has_embed ? 1 : 0; l < layers; l++)
         if (used[l] > m->wide_numel[1])
             m->wide_numel[1] = used[l];
     free(used);
@@ -664,6 +706,50 @@ static int64_t wide_bytes(const gpt2_model *m)
     return (m->wide_numel[0] + m->wide_numel[1]) * 2 * (int64_t)sizeof(float);
 }
 
+/* Blocks [*first, *first + *count) of L on stage s of P: L / P each, the
+ * first L % P stages one more. */
+static void stage_blocks(int L, int P, int s, int *first, int *count)
+{
+    int base = L / P, extra = L % P;
+    *count = base + (s < extra ? 1 : 0);
+    *first = s * base + (s < extra ? s : extra);
+}
+
+int gpt2_stage_holds(const gpt2_config *cfg, int stages, int stage, int index, int l)
+{
+    if (index <= 1)
+        return stage == 0;
+    if (index >= 14)
+        return stage == stages - 1;
+    int first, count;
+    stage_blocks(cfg->num_layers, stages, stage, &first, &count);
+    return l >= first && l < first + count;
+}
+
+/* This rank's stage, its blocks and its zrt layer numbers. */
+static zrt_status place_stage(gpt2_model *m)
+{
+    zrt_pipe_grid g;
+    EXAMPLE_CHECK(zrt_get_pipe_grid(m->ctx, &g));
+    m->stage = g.stage;
+    m->stages = g.stages;
+    if (m->cfg.num_layers < g.stages) {
+        fprintf(stderr,
+                "gpt2: a pipeline of %d stages needs at least %d layers; the model has "
+                "%d\n",
+                g.stages, g.stages, m->cfg.num_layers);
+        return ZRT_ERR_INVALID_ARG;
+    }
+    stage_blocks(m->cfg.num_layers, g.stages, g.stage, &m->first_block, &m->num_blocks);
+    m->has_embed = g.stage == 0;
+    m->has_head = g.stage == g.stages - 1;
+    m->zl_block0 = m->has_embed ? 1 : 0;
+    m->zl_lnf = m->zl_block0 + m->num_blocks;
+    m->wte = m->wpe = m->lnfw = m->lnfb = -1;
+    m->tie_stale = 1;
+    return ZRT_OK;
+}
+
 zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg, int B,
                          int T)
 {
@@ -673,17 +759,22 @@ zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg, in
     m->ctx = ctx;
     m->B = B;
     m->T = T;
-    int L = cfg->num_layers;
-    m->blocks = calloc((size_t)L * GPT2_BLOCK_TENSORS, sizeof *m->blocks);
+    m->nslots = 1;
+    EXAMPLE_CHECK(place_stage(m));
+    m->blocks = calloc((size_t)m->num_blocks * GPT2_BLOCK_TENSORS, sizeof *m->blocks);
     if (!m->blocks)
         return ZRT_ERR_OUT_OF_MEMORY;
     int64_t C = cfg->channels;
-    EXAMPLE_CHECK(add_param(ctx, "wte", 0, 2, cfg->padded_vocab_size, C, &m->wte));
-    EXAMPLE_CHECK(add_param(ctx, "wpe", 0, 2, cfg->max_seq_len, C, &m->wpe));
-    for (int l = 0; l < L; l++)
-        EXAMPLE_CHECK(register_block(m, l));
-    EXAMPLE_CHECK(add_param(ctx, "lnfw", L + 1, 1, C, 0, &m->lnfw));
-    EXAMPLE_CHECK(add_param(ctx, "lnfb", L + 1, 1, C, 0, &m->lnfb));
+    if (m->has_embed) {
+        EXAMPLE_CHECK(add_param(ctx, "wte", 0, 2, cfg->padded_vocab_size, C, &m->wte));
+        EXAMPLE_CHECK(add_param(ctx, "wpe", 0, 2, cfg->max_seq_len, C, &m->wpe));
+    }
+    for (int b = 0; b < m->num_blocks; b++)
+        EXAMPLE_CHECK(register_block(m, b));
+    if (m->has_head) {
+        EXAMPLE_CHECK(add_param(ctx, "lnfw", m->zl_lnf, 1, C, 0, &m->lnfw));
+        EXAMPLE_CHECK(add_param(ctx, "lnfb", m->zl_lnf, 1, C, 0, &m->lnfb));
+    }
     m->dtype = trained_dtype(ctx);
     m->ops = ops_for(ctx);
     if (!m->ops) {
@@ -691,18 +782,30 @@ zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg, in
                         "build lacks (configure with CUDA and NCCL found)\n");
         return ZRT_ERR_UNSUPPORTED;
     }
+    if (m->stages > 1 && on_device(m)) {
+        fprintf(stderr, "gpt2: a pipeline on the cuda backend is not built (the "
+                        "stages' transfers move host buffers)\n");
+        return ZRT_ERR_UNSUPPORTED;
+    }
     return m->dtype == ZRT_F32 ? ZRT_OK : plan_wide_copies(m);
 }
 
-/* The layer calls of one training step, as gpt2_forward and gpt2_backward
- * make them: layer 0 (the embeddings) is entered again for the tied output
- * head, and stays in backward from the head to the embedding. */
-static zrt_status declare_step(gpt2_model *m)
+zrt_status gpt2_plan_activations(gpt2_model *m, int slots, int recompute)
+{
+    if (slots < 1)
+        return ZRT_ERR_INVALID_ARG;
+    m->nslots = slots;
+    m->recompute = recompute != 0;
+    return ZRT_OK;
+}
+
+/* The layer calls of one training step without a pipeline, as gpt2_forward
+ * and gpt2_backward make them: layer 0 (the embeddings) is entered again
+ * for the tied output head, and stays in backward from the head to the
+ * embedding. */
+static int whole_model_calls(const gpt2_model *m, zrt_layer_call *calls)
 {
     int L = m->cfg.num_layers, k = 0;
-    zrt_layer_call *calls = malloc((4 * (size_t)L + 12) * sizeof *calls);
-    if (!calls)
-        return ZRT_ERR_OUT_OF_MEMORY;
     for (int l = 0; l <= L + 1; l++) { /* embed, blocks, final layernorm */
         calls[k++] = (zrt_layer_call){ZRT_FORWARD_BEGIN, l};
         calls[k++] = (zrt_layer_call){ZRT_FORWARD_END, l};
@@ -715,47 +818,200 @@ static zrt_status declare_step(gpt2_model *m)
         calls[k++] = (zrt_layer_call){ZRT_BACKWARD_END, l};
     }
     calls[k++] = (zrt_layer_call){ZRT_BACKWARD_END, 0};
+    return k;
+}
+
+/* A pipeline stage's: its layers forward, then backward, one micro-batch. */
+static int stage_calls(const gpt2_model *m, zrt_layer_call *calls)
+{
+    int first = m->has_embed ? 0 : m->zl_block0;
+    int last = m->has_head ? m->zl_lnf : m->zl_lnf - 1, k = 0;
+    for (int l = first; l <= last; l++) {
+        calls[k++] = (zrt_layer_call){ZRT_FORWARD_BEGIN, l};
+        calls[k++] = (zrt_layer_call){ZRT_FORWARD_END, l};
+    }
+    for (int l = last; l >= first; l--) {
+        calls[k++] = (zrt_layer_call){ZRT_BACKWARD_BEGIN, l};
+        calls[k++] = (zrt_layer_call){ZRT_BACKWARD_END, l};
+    }
+    return k;
+}
+
+static zrt_status declare_step(gpt2_model *m)
+{
+    zrt_layer_call *calls = malloc((4 * (size_t)m->cfg.num_layers + 12) * sizeof *calls);
+    if (!calls)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    int k = m->stages > 1 ? stage_calls(m, calls) : whole_model_calls(m, calls);
     zrt_status st = zrt_declare_step(m->ctx, calls, k);
     free(calls);
     return st;
 }
 
+/* The head's part of wte's gradient has a buffer of its own when several
+ * micro-batches add into wte's gradient, or the head is on another stage
+ * (where the first stage receives it into its own). */
+static int head_grad_apart(const gpt2_model *m)
+{
+    if (m->stages > 1) /* the last stage sums, the first receives */
+        return m->has_head || m->has_embed;
+    return example_accumulation_steps(m->ctx) > 1;
+}
+
+/* Every activation buffer, in allocation order: a byte count each, and
+ * where gpt2_alloc_activations puts it (NULL: a gpt2_acts or a slot's). */
+typedef struct act_buffer {
+    size_t bytes;
+    void **where;
+} act_buffer;
+
+enum { MAX_ACT_BUFFERS = 16 };
+
+static size_t btc_bytes(const gpt2_model *m)
+{
+    return (size_t)m->B * m->T * m->cfg.channels * sizeof(float);
+}
+
+static acts_shape slot_shape(const gpt2_model *m)
+{
+    return (acts_shape){(size_t)m->num_blocks, 1, m->has_head};
+}
+
+static acts_shape one_block_shape(const gpt2_model *m)
+{
+    return (acts_shape){1, 0, m->has_head};
+}
+
+/* A slot: its activations (or kept inputs), and the gradient it sends back. */
+static size_t slot_bytes(const gpt2_model *m)
+{
+    size_t bytes = m->recompute ? (size_t)(m->num_blocks + 1) * btc_bytes(m)
+                                : acts_floats(m, slot_shape(m)) * sizeof(float);
+    if (m->stages > 1 && !m->has_embed)
+        bytes += btc_bytes(m);
+    return bytes;
+}
+
+/* The gradient workspace: one block's (and the head's), the residual
+ * stream's two, and the next stage's gradient. */
+static size_t grads_bytes(const gpt2_model *m)
+{
+    size_t bytes = acts_floats(m, one_block_shape(m)) * sizeof(float) + 2 * btc_bytes(m);
+    if (m->stages > 1 && !m->has_head)
+        bytes += btc_bytes(m);
+    return bytes;
+}
+
+static size_t wte_bytes(const gpt2_model *m)
+{
+    return (size_t)m->cfg.padded_vocab_size * m->cfg.channels * sizeof(float);
+}
+
+/* The buffers beside the slots and the gradient workspace. */
+static int extra_buffers(gpt2_model *m, act_buffer *out)
+{
+    int n = 0;
+    if (m->recompute)
+        out[n++] = (act_buffer){acts_floats(m, one_block_shape(m)) * sizeof(float), NULL};
+    if (head_grad_apart(m))
+        out[n++] = (act_buffer){wte_bytes(m), (void **)&m->head_grad};
+    if (m->stages > 1 && m->has_head)
+        out[n++] = (act_buffer){wte_bytes(m), (void **)&m->wte_copy};
+    return n;
+}
+
 zrt_status gpt2_declare_memory(gpt2_model *m)
 {
-    size_t sizes[NUM_ACTS], total = 0;
-    act_sizes(m, sizes);
-    for (int i = 0; i < NUM_ACTS; i++)
-        total += sizes[i];
-    /* activations and their gradients: two buffers of this size */
-    EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, total * sizeof(float)));
-    EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, total * sizeof(float)));
+    for (int k = 0; k < m->nslots; k++) {
+        EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, slot_bytes(m)));
+        if (on_device(m)) /* the micro-batch's inputs and targets */
+            EXAMPLE_CHECK(
+                zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, inputs_bytes(m)));
+    }
+    EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, grads_bytes(m)));
+    act_buffer extra[MAX_ACT_BUFFERS];
+    int n = extra_buffers(m, extra);
+    for (int i = 0; i < n; i++)
+        EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, extra[i].bytes));
     if (m->dtype != ZRT_F32) /* the f32 copies of live layers */
         EXAMPLE_CHECK(
             zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, (size_t)wide_bytes(m)));
-    if (on_device(m)) /* the step's inputs and targets; attention's scratch */
-        EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, inputs_bytes(m)));
-    if (on_device(m))
+    if (on_device(m)) /* attention's scratch */
         EXAMPLE_CHECK(zrt_declare_buffer(m->ctx, ZRT_CAT_ACTIVATION, scratch_bytes(m)));
     return declare_step(m);
 }
 
-/* cuda: the backend's state, then the device buffers gpt2_declare_memory
- * declared (in its order). */
+/* One slot, in gpt2_declare_memory's order: its buffer, then (cuda) its
+ * inputs and targets on the device; on the cpu backend those are host
+ * memory. */
+static zrt_status alloc_slot(gpt2_model *m, gpt2_slot *s)
+{
+    size_t bt = (size_t)m->B * m->T;
+    float *rest;
+    if (m->recompute) {
+        EXAMPLE_CHECK(zrt_buffer_alloc(m->ctx, slot_bytes(m), ZRT_CAT_ACTIVATION,
+                                       (void **)&s->keep));
+        rest = s->keep + (size_t)(m->num_blocks + 1) * (btc_bytes(m) / sizeof(float));
+    } else {
+        /* the slot's gpt2_acts, then its dinput in the same allocation */
+        EXAMPLE_CHECK(
+            zrt_buffer_alloc(m->ctx, slot_bytes(m), ZRT_CAT_ACTIVATION, (void **)&rest));
+        EXAMPLE_CHECK(place_acts(m, slot_shape(m), rest, &s->acts));
+        rest += s->acts->count;
+    }
+    s->dinput = m->stages > 1 && !m->has_embed ? rest : NULL;
+    if (on_device(m)) {
+        EXAMPLE_CHECK(zrt_buffer_alloc(m->ctx, inputs_bytes(m), ZRT_CAT_ACTIVATION,
+                                       (void **)&s->inputs));
+        s->targets = s->inputs + bt;
+        return ZRT_OK;
+    }
+    s->inputs = calloc(2 * bt, sizeof *s->inputs);
+    s->targets = s->inputs ? s->inputs + bt : NULL;
+    return s->inputs ? ZRT_OK : ZRT_ERR_OUT_OF_MEMORY;
+}
+
+static zrt_status alloc_grads(gpt2_model *m)
+{
+    float *g;
+    size_t btc = btc_bytes(m) / sizeof(float);
+    EXAMPLE_CHECK(
+        zrt_buffer_alloc(m->ctx, grads_bytes(m), ZRT_CAT_ACTIVATION, (void **)&g));
+    EXAMPLE_CHECK(place_acts(m, one_block_shape(m), g, &m->grads));
+    m->dres[0] = g + m->grads->count;
+    m->dres[1] = m->dres[0] + btc;
+    m->dout_recv = m->stages > 1 && !m->has_head ? m->dres[1] + btc : NULL;
+    return ZRT_OK;
+}
+
+static zrt_status alloc_extra(gpt2_model *m)
+{
+    act_buffer extra[MAX_ACT_BUFFERS];
+    int n = extra_buffers(m, extra);
+    for (int i = 0; i < n; i++) {
+        void *p;
+        EXAMPLE_CHECK(zrt_buffer_alloc(m->ctx, extra[i].bytes, ZRT_CAT_ACTIVATION, &p));
+        if (extra[i].where)
+            *extra[i].where = p;
+        else
+            EXAMPLE_CHECK(place_acts(m, one_block_shape(m), p, &m->work));
+    }
+    if (m->head_grad) /* sums from zero */
+        EXAMPLE_CHECK(m->ops->zero(m, m->head_grad, wte_bytes(m)));
+    return ZRT_OK;
+}
+
+/* cuda: the backend's state, then attention's scratch. */
 static zrt_status start_device(gpt2_model *m)
 {
     EXAMPLE_CHECK(cuda_start(m));
-    EXAMPLE_CHECK(zrt_buffer_alloc(m->ctx, inputs_bytes(m), ZRT_CAT_ACTIVATION,
-                                   (void **)&m->inputs));
-    m->targets = m->inputs + (size_t)m->B * m->T;
     return zrt_buffer_alloc(m->ctx, scratch_bytes(m), ZRT_CAT_ACTIVATION,
                             (void **)&m->attn_scratch);
 }
 
 static void stop_device(gpt2_model *m)
 {
-    zrt_buffer_free(m->ctx, m->inputs);
     zrt_buffer_free(m->ctx, m->attn_scratch);
-    m->inputs = m->targets = NULL;
     cuda_stop(m);
 }
 
@@ -775,43 +1031,49 @@ static zrt_status alloc_wide(gpt2_model *m)
 /* In gpt2_declare_memory's order. */
 zrt_status gpt2_alloc_activations(gpt2_model *m)
 {
-    size_t bt = (size_t)m->B * m->T;
-    if (!on_device(m)) { /* on cuda, start_device puts them on the device */
-        m->inputs = calloc(bt, sizeof *m->inputs);
-        m->targets = calloc(bt, sizeof *m->targets);
-        if (!m->inputs || !m->targets)
-            return ZRT_ERR_OUT_OF_MEMORY;
-    }
-    EXAMPLE_CHECK(alloc_acts(m, &m->acts));
-    EXAMPLE_CHECK(alloc_acts(m, &m->grads));
+    m->slots = calloc((size_t)m->nslots, sizeof *m->slots);
+    if (!m->slots)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    for (int k = 0; k < m->nslots; k++)
+        EXAMPLE_CHECK(alloc_slot(m, &m->slots[k]));
+    EXAMPLE_CHECK(alloc_grads(m));
+    EXAMPLE_CHECK(alloc_extra(m));
     if (m->dtype != ZRT_F32)
         EXAMPLE_CHECK(alloc_wide(m));
     return on_device(m) ? start_device(m) : ZRT_OK;
 }
 
-static void free_acts(zrt_ctx *ctx, gpt2_acts *a)
+static void free_slot(gpt2_model *m, gpt2_slot *s)
 {
-    if (!a)
-        return;
-    zrt_buffer_free(ctx, a->memory);
-    free(a);
+    zrt_buffer_free(m->ctx, m->recompute ? (void *)s->keep
+                                         : (void *)(s->acts ? s->acts->memory : NULL));
+    free(s->acts);
+    if (on_device(m))
+        zrt_buffer_free(m->ctx, s->inputs);
+    else
+        free(s->inputs);
 }
 
 void gpt2_free(gpt2_model *m)
 {
-    free_acts(m->ctx, m->acts);
-    free_acts(m->ctx, m->grads);
+    for (int k = 0; m->slots && k < m->nslots; k++)
+        free_slot(m, &m->slots[k]);
+    free(m->slots);
+    if (m->grads)
+        zrt_buffer_free(m->ctx, m->grads->memory);
+    free(m->grads);
+    if (m->work)
+        zrt_buffer_free(m->ctx, m->work->memory);
+    free(m->work);
+    zrt_buffer_free(m->ctx, m->head_grad);
+    zrt_buffer_free(m->ctx, m->wte_copy);
     zrt_buffer_free(m->ctx, m->wide[0]);
     free(m->offset);
     free(m->numel);
     free(m->layer);
     free(m->blocks);
-    if (on_device(m)) {
+    if (on_device(m))
         stop_device(m);
-    } else {
-        free(m->inputs);
-        free(m->targets);
-    }
     memset(m, 0, sizeof *m);
 }
 
@@ -830,7 +1092,7 @@ static zrt_param handle_of(const gpt2_model *m, int index, int l)
     case 15:
         return m->lnfb;
     default:
-        return m->blocks[l * GPT2_BLOCK_TENSORS + (index - 2)];
+        return m->blocks[(l - m->first_block) * GPT2_BLOCK_TENSORS + (index - 2)];
     }
 }
 
@@ -846,7 +1108,7 @@ typedef struct tensor_slice {
 
 typedef zrt_status (*slice_fn)(gpt2_model *m, const tensor_slice *s, void *user);
 
-/* Calls fn for every parameter, in llm.c order. */
+/* Calls fn for every parameter this rank's stage holds, in llm.c order. */
 static zrt_status for_each_slice(gpt2_model *m, slice_fn fn, void *user)
 {
     size_t sizes[GPT2_NUM_TENSORS], start = 0;
@@ -856,6 +1118,8 @@ static zrt_status for_each_slice(gpt2_model *m, slice_fn fn, void *user)
         int slices = gpt2_tensor_is_per_layer(i) ? L : 1;
         size_t per_slice = sizes[i] / (size_t)slices;
         for (int l = 0; l < slices; l++) {
+            if (!gpt2_stage_holds(&m->cfg, m->stages, m->stage, i, l))
+                continue;
             size_t base = (size_t)l * per_slice;
             tensor_slice s = {handle_of(m, i, l), i, base, start + base};
             EXAMPLE_CHECK(fn(m, &s, user));
@@ -1093,60 +1357,115 @@ zrt_status gpt2_load_params(gpt2_model *m, const char *path, char *err, size_t e
     return st;
 }
 
-/* ---- forward ----------------------------------------------------------------- */
+/* ---- one block ------------------------------------------------------------- */
 
 /* Pointers to one block's parameters (or gradients), valid while live. */
 static zrt_status param_ptr(gpt2_model *m, zrt_param p, float **out);
 static zrt_status grad_ptr(gpt2_model *m, zrt_param p, float **out);
 
-static zrt_status block_tensors(gpt2_model *m, int l, int grads, float **t)
+/* Block b of the stage (model block first_block + b). */
+static zrt_status block_tensors(gpt2_model *m, int b, int grads, float **t)
 {
     for (int j = 0; j < GPT2_BLOCK_TENSORS; j++) {
-        zrt_param p = m->blocks[l * GPT2_BLOCK_TENSORS + j];
+        zrt_param p = m->blocks[b * GPT2_BLOCK_TENSORS + j];
         EXAMPLE_CHECK(grads ? grad_ptr(m, p, &t[j]) : param_ptr(m, p, &t[j]));
     }
     return ZRT_OK;
 }
 
-static zrt_status block_forward(gpt2_model *m, int l)
+/* One block's activations: entry i of a gpt2_acts' per-block arrays. */
+typedef struct block_acts {
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *preatt, *att, *attproj;
+    float *residual2, *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *fcproj;
+} block_acts;
+
+static block_acts block_at(const gpt2_model *m, const gpt2_acts *a, int i)
+{
+    size_t btc = (size_t)m->B * m->T * m->cfg.channels, bt = (size_t)m->B * m->T;
+    size_t att = (size_t)m->B * m->cfg.num_heads * m->T * m->T, k = (size_t)i;
+    return (block_acts){.ln1 = a->ln1 + k * btc,
+                        .ln1_mean = a->ln1_mean + k * bt,
+                        .ln1_rstd = a->ln1_rstd + k * bt,
+                        .qkv = a->qkv + k * 3 * btc,
+                        .atty = a->atty + k * btc,
+                        .preatt = a->preatt + k * att,
+                        .att = a->att + k * att,
+                        .attproj = a->attproj + k * btc,
+                        .residual2 = a->residual2 + k * btc,
+                        .ln2 = a->ln2 + k * btc,
+                        .ln2_mean = a->ln2_mean + k * bt,
+                        .ln2_rstd = a->ln2_rstd + k * bt,
+                        .fch = a->fch + k * 4 * btc,
+                        .fch_gelu = a->fch_gelu + k * 4 * btc,
+                        .fcproj = a->fcproj + k * btc};
+}
+
+/* out = block b (residual stream in -> out), its activations into x. */
+static zrt_status block_forward(gpt2_model *m, int b, const block_acts *x,
+                                const float *in, float *out)
 {
     int B = m->B, T = m->T, C = m->cfg.channels, NH = m->cfg.num_heads;
     int BT = B * T;
-    size_t btc = (size_t)BT * C, bt = (size_t)BT, att = (size_t)B * NH * T * T;
-    gpt2_acts *a = m->acts;
+    size_t btc = (size_t)BT * C;
     float *w[GPT2_BLOCK_TENSORS];
-    EXAMPLE_CHECK(block_tensors(m, l, 0, w));
-    const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
-    float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * 3 * btc;
-    float *atty = a->atty + l * btc, *attproj = a->attproj + l * btc;
-    float *residual2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
-    float *fch = a->fch + l * 4 * btc, *fch_gelu = a->fch_gelu + l * 4 * btc;
-    float *fcproj = a->fcproj + l * btc, *residual3 = a->residual3 + l * btc;
-    EXAMPLE_CHECK(m->ops->layernorm_forward(m, ln1, a->ln1_mean + l * bt,
-                                            a->ln1_rstd + l * bt, residual, w[LN1W],
-                                            w[LN1B], BT, C));
-    EXAMPLE_CHECK(m->ops->matmul_forward(m, qkv, ln1, w[QKVW], w[QKVB], BT, C, 3 * C));
-    EXAMPLE_CHECK(m->ops->attention_forward(m, atty, a->preatt + l * att,
-                                            a->att + l * att, qkv, B, T, C, NH));
+    EXAMPLE_CHECK(block_tensors(m, b, 0, w));
+    EXAMPLE_CHECK(m->ops->layernorm_forward(m, x->ln1, x->ln1_mean, x->ln1_rstd, in,
+                                            w[LN1W], w[LN1B], BT, C));
     EXAMPLE_CHECK(
-        m->ops->matmul_forward(m, attproj, atty, w[ATTPROJW], w[ATTPROJB], BT, C, C));
-    EXAMPLE_CHECK(m->ops->residual_forward(m, residual2, residual, attproj, btc));
-    EXAMPLE_CHECK(m->ops->layernorm_forward(m, ln2, a->ln2_mean + l * bt,
-                                            a->ln2_rstd + l * bt, residual2, w[LN2W],
-                                            w[LN2B], BT, C));
-    EXAMPLE_CHECK(m->ops->matmul_forward(m, fch, ln2, w[FCW], w[FCB], BT, C, 4 * C));
-    EXAMPLE_CHECK(m->ops->gelu_forward(m, fch_gelu, fch, 4 * btc));
-    EXAMPLE_CHECK(m->ops->matmul_forward(m, fcproj, fch_gelu, w[FCPROJW], w[FCPROJB], BT,
-                                         4 * C, C));
-    EXAMPLE_CHECK(m->ops->residual_forward(m, residual3, residual2, fcproj, btc));
-    return ZRT_OK;
+        m->ops->matmul_forward(m, x->qkv, x->ln1, w[QKVW], w[QKVB], BT, C, 3 * C));
+    EXAMPLE_CHECK(
+        m->ops->attention_forward(m, x->atty, x->preatt, x->att, x->qkv, B, T, C, NH));
+    EXAMPLE_CHECK(m->ops->matmul_forward(m, x->attproj, x->atty, w[ATTPROJW], w[ATTPROJB],
+                                         BT, C, C));
+    EXAMPLE_CHECK(m->ops->residual_forward(m, x->residual2, in, x->attproj, btc));
+    EXAMPLE_CHECK(m->ops->layernorm_forward(m, x->ln2, x->ln2_mean, x->ln2_rstd,
+                                            x->residual2, w[LN2W], w[LN2B], BT, C));
+    EXAMPLE_CHECK(
+        m->ops->matmul_forward(m, x->fch, x->ln2, w[FCW], w[FCB], BT, C, 4 * C));
+    EXAMPLE_CHECK(m->ops->gelu_forward(m, x->fch_gelu, x->fch, 4 * btc));
+    EXAMPLE_CHECK(m->ops->matmul_forward(m, x->fcproj, x->fch_gelu, w[FCPROJW],
+                                         w[FCPROJB], BT, 4 * C, C));
+    return m->ops->residual_forward(m, out, x->residual2, x->fcproj, btc);
+}
+
+/* Block b's backward: dout is the gradient of its output, din (zero on
+ * entry) receives its input's; g (zero on entry) its activations'. */
+static zrt_status block_backward(gpt2_model *m, int b, const block_acts *x,
+                                 const block_acts *g, const float *in, const float *dout,
+                                 float *din)
+{
+    int B = m->B, T = m->T, C = m->cfg.channels, NH = m->cfg.num_heads;
+    int BT = B * T;
+    size_t btc = (size_t)BT * C;
+    float *w[GPT2_BLOCK_TENSORS], *dw[GPT2_BLOCK_TENSORS];
+    EXAMPLE_CHECK(block_tensors(m, b, 0, w));
+    EXAMPLE_CHECK(block_tensors(m, b, 1, dw));
+    EXAMPLE_CHECK(m->ops->residual_backward(m, g->residual2, g->fcproj, dout, btc));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->fch_gelu, dw[FCPROJW], dw[FCPROJB],
+                                          g->fcproj, x->fch_gelu, w[FCPROJW], BT, 4 * C,
+                                          C));
+    EXAMPLE_CHECK(m->ops->gelu_backward(m, g->fch, x->fch, g->fch_gelu, 4 * btc));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->ln2, dw[FCW], dw[FCB], g->fch, x->ln2,
+                                          w[FCW], BT, C, 4 * C));
+    EXAMPLE_CHECK(m->ops->layernorm_backward(m, g->residual2, dw[LN2W], dw[LN2B], g->ln2,
+                                             x->residual2, w[LN2W], x->ln2_mean,
+                                             x->ln2_rstd, BT, C));
+    EXAMPLE_CHECK(m->ops->residual_backward(m, din, g->attproj, g->residual2, btc));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->atty, dw[ATTPROJW], dw[ATTPROJB],
+                                          g->attproj, x->atty, w[ATTPROJW], BT, C, C));
+    EXAMPLE_CHECK(m->ops->attention_backward(m, g->qkv, g->preatt, g->att, g->atty,
+                                             x->qkv, x->att, B, T, C, NH));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->ln1, dw[QKVW], dw[QKVB], g->qkv, x->ln1,
+                                          w[QKVW], BT, C, 3 * C));
+    return m->ops->layernorm_backward(m, din, dw[LN1W], dw[LN1B], g->ln1, in, w[LN1W],
+                                      x->ln1_mean, x->ln1_rstd, BT, C);
 }
 
 /* ---- layer calls, and the f32 view of 16-bit parameters ---------------------- */
 
-static int copy_of(int layer)
+static int copy_of(const gpt2_model *m, int layer)
 {
-    return layer == 0 ? 0 : 1;
+    return layer == 0 && m->has_embed ? 0 : 1;
 }
 
 /* 16-bit: widens every parameter of the layer into its f32 copy. */
@@ -1157,7 +1476,7 @@ static zrt_status widen_layer(gpt2_model *m, int layer)
             continue;
         void *data;
         EXAMPLE_CHECK(zrt_param_data(m->ctx, p, &data));
-        EXAMPLE_CHECK(m->ops->widen(m, m->wide[copy_of(layer)] + m->offset[p], data,
+        EXAMPLE_CHECK(m->ops->widen(m, m->wide[copy_of(m, layer)] + m->offset[p], data,
                                     (size_t)m->numel[p]));
     }
     return ZRT_OK;
@@ -1171,8 +1490,9 @@ static zrt_status flush_grads(gpt2_model *m, int layer)
             continue;
         void *grad;
         EXAMPLE_CHECK(zrt_grad_data(m->ctx, p, &grad));
-        EXAMPLE_CHECK(m->ops->accumulate(
-            m, grad, m->wide_grad[copy_of(layer)] + m->offset[p], (size_t)m->numel[p]));
+        EXAMPLE_CHECK(m->ops->accumulate(m, grad,
+                                         m->wide_grad[copy_of(m, layer)] + m->offset[p],
+                                         (size_t)m->numel[p]));
     }
     return ZRT_OK;
 }
@@ -1185,8 +1505,8 @@ static zrt_status enter(gpt2_model *m, int layer, int backward)
         return ZRT_OK;
     if (backward)
         EXAMPLE_CHECK(
-            m->ops->zero(m, m->wide_grad[copy_of(layer)],
-                         (size_t)m->wide_numel[copy_of(layer)] * sizeof(float)));
+            m->ops->zero(m, m->wide_grad[copy_of(m, layer)],
+                         (size_t)m->wide_numel[copy_of(m, layer)] * sizeof(float)));
     return widen_layer(m, layer);
 }
 
@@ -1200,7 +1520,7 @@ static zrt_status leave(gpt2_model *m, int layer, int backward)
 static zrt_status param_ptr(gpt2_model *m, zrt_param p, float **out)
 {
     if (m->dtype != ZRT_F32) {
-        *out = m->wide[copy_of(m->layer[p])] + m->offset[p];
+        *out = m->wide[copy_of(m, m->layer[p])] + m->offset[p];
         return ZRT_OK;
     }
     return zrt_param_data(m->ctx, p, (void **)out);
@@ -1209,56 +1529,114 @@ static zrt_status param_ptr(gpt2_model *m, zrt_param p, float **out)
 static zrt_status grad_ptr(gpt2_model *m, zrt_param p, float **out)
 {
     if (m->dtype != ZRT_F32) {
-        *out = m->wide_grad[copy_of(m->layer[p])] + m->offset[p];
+        *out = m->wide_grad[copy_of(m, m->layer[p])] + m->offset[p];
         return ZRT_OK;
     }
     return zrt_grad_data(m->ctx, p, (void **)out);
 }
 
-static zrt_status embed(gpt2_model *m)
+/* ---- where a micro-batch's activations are ------------------------------------ */
+
+static size_t btc_floats(const gpt2_model *m)
+{
+    return (size_t)m->B * m->T * m->cfg.channels;
+}
+
+/* The input of block b (b = num_blocks: the stage's output). */
+static float *block_input(const gpt2_model *m, const gpt2_slot *s, int b)
+{
+    if (m->recompute)
+        return s->keep + (size_t)b * btc_floats(m);
+    return b == 0 ? s->acts->encoded
+                  : s->acts->residual3 + (size_t)(b - 1) * btc_floats(m);
+}
+
+static float *stage_output(const gpt2_model *m, const gpt2_slot *s)
+{
+    return block_input(m, s, m->num_blocks);
+}
+
+/* The head's activations (lnf .. losses). */
+static gpt2_acts *head_acts(const gpt2_model *m, const gpt2_slot *s)
+{
+    return m->recompute ? m->work : s->acts;
+}
+
+/* The weights the head multiplies by: wte, or the last stage's copy. */
+static zrt_status head_weights(gpt2_model *m, float **wte)
+{
+    if (m->stages > 1) {
+        *wte = m->wte_copy;
+        return ZRT_OK;
+    }
+    return param_ptr(m, m->wte, wte);
+}
+
+/* ---- forward ----------------------------------------------------------------- */
+
+/* Pipeline tags of zrt_pipe_send_to / zrt_pipe_recv_from. */
+enum { TAG_WTE = 1, TAG_HEAD_GRAD = 2 };
+
+/* The first stage's part of the tie: wte's values to the last stage, once
+ * after every optimizer step (inside layer 0, where stage 3 has gathered
+ * them). */
+static zrt_status send_tied_weights(gpt2_model *m)
+{
+    if (m->stages == 1 || !m->tie_stale)
+        return ZRT_OK;
+    float *wte;
+    EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
+    EXAMPLE_CHECK(zrt_pipe_send_to(m->ctx, m->stages - 1, TAG_WTE, wte, wte_bytes(m)));
+    m->tie_stale = 0;
+    return ZRT_OK;
+}
+
+/* The last stage's: receives them before anything else of the pass (the
+ * first stage sends them first). */
+static zrt_status receive_tied_weights(gpt2_model *m)
+{
+    if (m->stages == 1 || !m->tie_stale)
+        return ZRT_OK;
+    EXAMPLE_CHECK(zrt_pipe_recv_from(m->ctx, 0, TAG_WTE, m->wte_copy, wte_bytes(m)));
+    m->tie_stale = 0;
+    return ZRT_OK;
+}
+
+static zrt_status embed(gpt2_model *m, gpt2_slot *s)
 {
     float *wte, *wpe;
     EXAMPLE_CHECK(enter(m, 0, 0));
+    EXAMPLE_CHECK(send_tied_weights(m));
     EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
     EXAMPLE_CHECK(param_ptr(m, m->wpe, &wpe));
-    EXAMPLE_CHECK(m->ops->encoder_forward(m, m->acts->encoded, m->inputs, wte, wpe, m->B,
-                                          m->T, m->cfg.channels));
+    EXAMPLE_CHECK(m->ops->encoder_forward(m, block_input(m, s, 0), s->inputs, wte, wpe,
+                                          m->B, m->T, m->cfg.channels));
     return leave(m, 0, 0);
 }
 
-static zrt_status final_layernorm(gpt2_model *m)
+/* The final layernorm, the head's logits and (with targets) the softmax and
+ * losses, from the stage's output, into a. Layer zl_lnf is live. */
+static zrt_status head_forward(gpt2_model *m, gpt2_slot *s, gpt2_acts *a)
 {
-    int L = m->cfg.num_layers, BT = m->B * m->T, C = m->cfg.channels;
-    gpt2_acts *a = m->acts;
-    float *w, *b;
-    EXAMPLE_CHECK(enter(m, L + 1, 0));
+    int BT = m->B * m->T, C = m->cfg.channels;
+    float *w, *b, *wte;
     EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
     EXAMPLE_CHECK(param_ptr(m, m->lnfb, &b));
     EXAMPLE_CHECK(m->ops->layernorm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd,
-                                            a->residual3 + (size_t)(L - 1) * BT * C, w, b,
-                                            BT, C));
-    return leave(m, L + 1, 0);
-}
-
-/* The output head, tied to wte: layer 0 again. */
-static zrt_status head(gpt2_model *m)
-{
-    float *wte;
-    EXAMPLE_CHECK(enter(m, 0, 0));
-    EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
-    EXAMPLE_CHECK(m->ops->matmul_forward(m, m->acts->logits, m->acts->lnf, wte, NULL,
-                                         m->B * m->T, m->cfg.channels,
+                                            stage_output(m, s), w, b, BT, C));
+    EXAMPLE_CHECK(head_weights(m, &wte));
+    EXAMPLE_CHECK(m->ops->matmul_forward(m, a->logits, a->lnf, wte, NULL, BT, C,
                                          m->cfg.padded_vocab_size));
-    return leave(m, 0, 0);
+    if (!s->has_targets)
+        return ZRT_OK;
+    return m->ops->xent_forward(m, a->probs, a->losses, a->logits, s->targets, BT,
+                                m->cfg.vocab_size, m->cfg.padded_vocab_size);
 }
 
-/* The per-position losses on the backend, their mean on the host. */
-static zrt_status compute_loss(gpt2_model *m)
+/* The mean of the per-position losses, on the host. */
+static zrt_status mean_loss(gpt2_model *m, const gpt2_acts *a)
 {
     int BT = m->B * m->T;
-    gpt2_acts *a = m->acts;
-    EXAMPLE_CHECK(m->ops->xent_forward(m, a->probs, a->losses, a->logits, m->targets, BT,
-                                       m->cfg.vocab_size, m->cfg.padded_vocab_size));
     const float *losses = m->ops->host_view(m, a->losses, (size_t)BT * sizeof(float));
     if (!losses)
         return ZRT_ERR_INTERNAL;
@@ -1269,30 +1647,96 @@ static zrt_status compute_loss(gpt2_model *m)
     return ZRT_OK;
 }
 
+/* The head, without a pipeline as llm.c orders it: the final layernorm in
+ * its layer, the logits in layer 0 (wte) entered again. */
+static zrt_status whole_model_head(gpt2_model *m, gpt2_slot *s, gpt2_acts *a)
+{
+    int BT = m->B * m->T, C = m->cfg.channels;
+    float *w, *b, *wte;
+    EXAMPLE_CHECK(enter(m, m->zl_lnf, 0));
+    EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
+    EXAMPLE_CHECK(param_ptr(m, m->lnfb, &b));
+    EXAMPLE_CHECK(m->ops->layernorm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd,
+                                            stage_output(m, s), w, b, BT, C));
+    EXAMPLE_CHECK(leave(m, m->zl_lnf, 0));
+    EXAMPLE_CHECK(enter(m, 0, 0));
+    EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
+    EXAMPLE_CHECK(m->ops->matmul_forward(m, a->logits, a->lnf, wte, NULL, BT, C,
+                                         m->cfg.padded_vocab_size));
+    EXAMPLE_CHECK(leave(m, 0, 0));
+    if (!s->has_targets)
+        return ZRT_OK;
+    return m->ops->xent_forward(m, a->probs, a->losses, a->logits, s->targets, BT,
+                                m->cfg.vocab_size, m->cfg.padded_vocab_size);
+}
+
+static zrt_status head(gpt2_model *m, gpt2_slot *s)
+{
+    gpt2_acts *a = head_acts(m, s);
+    if (m->stages == 1)
+        EXAMPLE_CHECK(whole_model_head(m, s, a));
+    else {
+        EXAMPLE_CHECK(enter(m, m->zl_lnf, 0));
+        EXAMPLE_CHECK(head_forward(m, s, a));
+        EXAMPLE_CHECK(leave(m, m->zl_lnf, 0));
+    }
+    return s->has_targets ? mean_loss(m, a) : ZRT_OK;
+}
+
+static zrt_status forward_blocks(gpt2_model *m, gpt2_slot *s)
+{
+    for (int b = 0; b < m->num_blocks; b++) {
+        block_acts x =
+            block_at(m, m->recompute ? m->work : s->acts, m->recompute ? 0 : b);
+        EXAMPLE_CHECK(enter(m, m->zl_block0 + b, 0));
+        EXAMPLE_CHECK(
+            block_forward(m, b, &x, block_input(m, s, b), block_input(m, s, b + 1)));
+        EXAMPLE_CHECK(leave(m, m->zl_block0 + b, 0));
+    }
+    return ZRT_OK;
+}
+
+static gpt2_slot *slot_at(gpt2_model *m, int slot)
+{
+    return slot >= 0 && slot < m->nslots && m->slots ? &m->slots[slot] : NULL;
+}
+
+zrt_status gpt2_forward_slot(gpt2_model *m, int slot, const int *inputs,
+                             const int *targets)
+{
+    gpt2_slot *s = slot_at(m, slot);
+    size_t bt = (size_t)m->B * m->T;
+    if (!s)
+        return ZRT_ERR_INVALID_ARG;
+    s->has_targets = targets != NULL && m->has_head;
+    if (m->has_embed)
+        EXAMPLE_CHECK(m->ops->upload(m, s->inputs, inputs, bt * sizeof *inputs));
+    if (s->has_targets)
+        EXAMPLE_CHECK(m->ops->upload(m, s->targets, targets, bt * sizeof *targets));
+    if (m->has_head)
+        EXAMPLE_CHECK(receive_tied_weights(m));
+    if (m->has_embed)
+        EXAMPLE_CHECK(embed(m, s));
+    else
+        EXAMPLE_CHECK(zrt_pipe_recv(m->ctx, block_input(m, s, 0), btc_bytes(m)));
+    EXAMPLE_CHECK(forward_blocks(m, s));
+    if (m->has_head)
+        return head(m, s);
+    return zrt_pipe_send(m->ctx, stage_output(m, s), btc_bytes(m));
+}
+
 zrt_status gpt2_forward(gpt2_model *m, const int *inputs, const int *targets)
 {
-    size_t bt = (size_t)m->B * m->T;
-    EXAMPLE_CHECK(m->ops->upload(m, m->inputs, inputs, bt * sizeof *inputs));
-    m->has_targets = targets != NULL;
-    if (targets)
-        EXAMPLE_CHECK(m->ops->upload(m, m->targets, targets, bt * sizeof *targets));
-    EXAMPLE_CHECK(embed(m));
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        EXAMPLE_CHECK(enter(m, 1 + l, 0));
-        EXAMPLE_CHECK(block_forward(m, l));
-        EXAMPLE_CHECK(leave(m, 1 + l, 0));
-    }
-    EXAMPLE_CHECK(final_layernorm(m));
-    EXAMPLE_CHECK(head(m));
-    if (targets)
-        EXAMPLE_CHECK(compute_loss(m));
-    return ZRT_OK;
+    return gpt2_forward_slot(m, 0, inputs, targets);
 }
 
 const float *gpt2_logits_at(const gpt2_model *m, int t)
 {
     size_t Vp = (size_t)m->cfg.padded_vocab_size;
-    return m->ops->host_view(m, m->acts->logits + (size_t)t * Vp, Vp * sizeof(float));
+    if (!m->has_head || !m->slots)
+        return NULL;
+    const gpt2_acts *a = head_acts(m, &m->slots[0]);
+    return m->ops->host_view(m, a->logits + (size_t)t * Vp, Vp * sizeof(float));
 }
 
 zrt_status gpt2_wait(gpt2_model *m)
@@ -1302,95 +1746,161 @@ zrt_status gpt2_wait(gpt2_model *m)
 
 /* ---- backward ----------------------------------------------------------------- */
 
-static zrt_status block_backward(gpt2_model *m, int l)
+/* Where the head's part of wte's gradient goes: wte's gradient itself, or
+ * the buffer of its own (head_grad_apart). */
+static zrt_status head_dweights(gpt2_model *m, float **out)
 {
-    int B = m->B, T = m->T, C = m->cfg.channels, NH = m->cfg.num_heads;
-    int BT = B * T;
-    size_t btc = (size_t)BT * C, bt = (size_t)BT, att = (size_t)B * NH * T * T;
-    gpt2_acts *a = m->acts, *g = m->grads;
-    float *w[GPT2_BLOCK_TENSORS], *dw[GPT2_BLOCK_TENSORS];
-    EXAMPLE_CHECK(block_tensors(m, l, 0, w));
-    EXAMPLE_CHECK(block_tensors(m, l, 1, dw));
-    const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
-    float *dresidual = l == 0 ? g->encoded : g->residual3 + (l - 1) * btc;
-    size_t o1 = l * btc, o3 = l * 3 * btc, o4 = l * 4 * btc, on = l * bt;
-    EXAMPLE_CHECK(m->ops->residual_backward(m, g->residual2 + o1, g->fcproj + o1,
-                                            g->residual3 + o1, btc));
-    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->fch_gelu + o4, dw[FCPROJW], dw[FCPROJB],
-                                          g->fcproj + o1, a->fch_gelu + o4, w[FCPROJW],
-                                          BT, 4 * C, C));
-    EXAMPLE_CHECK(
-        m->ops->gelu_backward(m, g->fch + o4, a->fch + o4, g->fch_gelu + o4, 4 * btc));
-    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->ln2 + o1, dw[FCW], dw[FCB], g->fch + o4,
-                                          a->ln2 + o1, w[FCW], BT, C, 4 * C));
-    EXAMPLE_CHECK(m->ops->layernorm_backward(m, g->residual2 + o1, dw[LN2W], dw[LN2B],
-                                             g->ln2 + o1, a->residual2 + o1, w[LN2W],
-                                             a->ln2_mean + on, a->ln2_rstd + on, BT, C));
-    EXAMPLE_CHECK(
-        m->ops->residual_backward(m, dresidual, g->attproj + o1, g->residual2 + o1, btc));
-    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->atty + o1, dw[ATTPROJW], dw[ATTPROJB],
-                                          g->attproj + o1, a->atty + o1, w[ATTPROJW], BT,
-                                          C, C));
-    EXAMPLE_CHECK(m->ops->attention_backward(m, g->qkv + o3, g->preatt + l * att,
-                                             g->att + l * att, g->atty + o1, a->qkv + o3,
-                                             a->att + l * att, B, T, C, NH));
-    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->ln1 + o1, dw[QKVW], dw[QKVB], g->qkv + o3,
-                                          a->ln1 + o1, w[QKVW], BT, C, 3 * C));
-    EXAMPLE_CHECK(m->ops->layernorm_backward(m, dresidual, dw[LN1W], dw[LN1B],
-                                             g->ln1 + o1, residual, w[LN1W],
-                                             a->ln1_mean + on, a->ln1_rstd + on, BT, C));
-    return ZRT_OK;
+    if (m->head_grad) {
+        *out = m->head_grad;
+        return ZRT_OK;
+    }
+    return grad_ptr(m, m->wte, out);
 }
 
-static zrt_status final_layernorm_backward(gpt2_model *m)
+/* The head's backward, from the loss to the gradient of the stage's output
+ * (into *dout, zero on entry). Layer zl_lnf is live (and, without a
+ * pipeline, layer 0). */
+static zrt_status head_backward(gpt2_model *m, gpt2_slot *s, float *dout)
 {
-    int L = m->cfg.num_layers, BT = m->B * m->T, C = m->cfg.channels;
-    size_t last = (size_t)(L - 1) * BT * C;
-    gpt2_acts *a = m->acts, *g = m->grads;
-    float *w, *dw, *db;
-    EXAMPLE_CHECK(enter(m, L + 1, 1));
+    int BT = m->B * m->T, C = m->cfg.channels;
+    gpt2_acts *a = head_acts(m, s), *g = m->grads;
+    float scale; /* fp16: the loss is scaled, so every gradient is */
+    float *w, *dw, *db, *wte, *dwte;
+    if (m->recompute)
+        EXAMPLE_CHECK(head_forward(m, s, a));
+    EXAMPLE_CHECK(zrt_loss_scale(m->ctx, &scale));
+    EXAMPLE_CHECK(m->ops->xent_backward(m, g->logits, a->probs, s->targets,
+                                        scale * m->loss_grad_factor / (float)BT, BT,
+                                        m->cfg.vocab_size, m->cfg.padded_vocab_size));
+    EXAMPLE_CHECK(head_weights(m, &wte));
+    EXAMPLE_CHECK(head_dweights(m, &dwte));
+    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->lnf, dwte, NULL, g->logits, a->lnf, wte,
+                                          BT, C, m->cfg.padded_vocab_size));
     EXAMPLE_CHECK(param_ptr(m, m->lnfw, &w));
     EXAMPLE_CHECK(grad_ptr(m, m->lnfw, &dw));
     EXAMPLE_CHECK(grad_ptr(m, m->lnfb, &db));
-    EXAMPLE_CHECK(m->ops->layernorm_backward(m, g->residual3 + last, dw, db, g->lnf,
-                                             a->residual3 + last, w, a->lnf_mean,
-                                             a->lnf_rstd, BT, C));
-    return leave(m, L + 1, 1);
+    return m->ops->layernorm_backward(m, dout, dw, db, g->lnf, stage_output(m, s), w,
+                                      a->lnf_mean, a->lnf_rstd, BT, C);
 }
 
-/* Layer 0 stays in backward from the head to the embedding. */
-static zrt_status backward_through_model(gpt2_model *m)
+/* Backward through the stage's blocks, last first: *dout holds the gradient
+ * of the stage's output on entry, of its input on return (the slot's
+ * dinput on a stage that sends it back). */
+static zrt_status backward_blocks(gpt2_model *m, gpt2_slot *s, float **dout)
 {
-    int BT = m->B * m->T, C = m->cfg.channels;
-    gpt2_acts *a = m->acts, *g = m->grads;
-    float *wte, *dwte, *dwpe;
-    EXAMPLE_CHECK(enter(m, 0, 1));
-    EXAMPLE_CHECK(param_ptr(m, m->wte, &wte));
+    size_t bytes = btc_bytes(m);
+    block_acts g = block_at(m, m->grads, 0);
+    for (int b = m->num_blocks - 1; b >= 0; b--) {
+        float *din = *dout == m->dres[0] ? m->dres[1] : m->dres[0];
+        if (b == 0 && s->dinput)
+            din = s->dinput;
+        EXAMPLE_CHECK(m->ops->zero(m, din, bytes));
+        EXAMPLE_CHECK(
+            m->ops->zero(m, m->grads->ln1, m->grads->block_count * sizeof(float)));
+        EXAMPLE_CHECK(enter(m, m->zl_block0 + b, 1));
+        const float *in = block_input(m, s, b);
+        block_acts x =
+            block_at(m, m->recompute ? m->work : s->acts, m->recompute ? 0 : b);
+        if (m->recompute) /* the output goes to scratch: the slot keeps it */
+            EXAMPLE_CHECK(block_forward(m, b, &x, in, m->work->residual3));
+        EXAMPLE_CHECK(block_backward(m, b, &x, &g, in, *dout, din));
+        EXAMPLE_CHECK(leave(m, m->zl_block0 + b, 1));
+        *dout = din;
+    }
+    return ZRT_OK;
+}
+
+/* True in the last micro-batch of an optimizer step. */
+static zrt_status at_boundary(gpt2_model *m, int *out)
+{
+    return zrt_is_accumulation_boundary(m->ctx, out);
+}
+
+/* The head's part of wte's gradient joins the embedding's in the last
+ * micro-batch, before the embedding's own: the same additions in the same
+ * order with and without a pipeline. Layer 0 is live. */
+static zrt_status add_head_grad(gpt2_model *m, float *dwte)
+{
+    int boundary;
+    size_t n = wte_bytes(m) / sizeof(float);
+    EXAMPLE_CHECK(at_boundary(m, &boundary));
+    if (!m->head_grad || !boundary) /* or the head added into dwte itself */
+        return ZRT_OK;
+    if (m->stages > 1)
+        EXAMPLE_CHECK(zrt_pipe_recv_from(m->ctx, m->stages - 1, TAG_HEAD_GRAD,
+                                         m->head_grad, wte_bytes(m)));
+    EXAMPLE_CHECK(m->ops->residual_forward(m, dwte, dwte, m->head_grad, n));
+    return m->ops->zero(m, m->head_grad, wte_bytes(m));
+}
+
+/* The last stage's part: its sum goes to the first stage, after the
+ * backward's own transfer (which the first stage waits for first). */
+static zrt_status send_head_grad(gpt2_model *m)
+{
+    int boundary;
+    EXAMPLE_CHECK(at_boundary(m, &boundary));
+    if (!boundary)
+        return ZRT_OK;
+    EXAMPLE_CHECK(zrt_pipe_send_to(m->ctx, 0, TAG_HEAD_GRAD, m->head_grad, wte_bytes(m)));
+    m->tie_stale = 1; /* the optimizer step follows */
+    return m->ops->zero(m, m->head_grad, wte_bytes(m));
+}
+
+static zrt_status embedding_backward(gpt2_model *m, gpt2_slot *s, const float *dinput)
+{
+    float *dwte, *dwpe;
+    int boundary;
+    if (m->stages > 1) /* without a pipeline layer 0 is open since the head */
+        EXAMPLE_CHECK(enter(m, 0, 1));
     EXAMPLE_CHECK(grad_ptr(m, m->wte, &dwte));
     EXAMPLE_CHECK(grad_ptr(m, m->wpe, &dwpe));
-    EXAMPLE_CHECK(m->ops->matmul_backward(m, g->lnf, dwte, NULL, g->logits, a->lnf, wte,
-                                          BT, C, m->cfg.padded_vocab_size));
-    EXAMPLE_CHECK(final_layernorm_backward(m));
-    for (int l = m->cfg.num_layers - 1; l >= 0; l--) {
-        EXAMPLE_CHECK(enter(m, 1 + l, 1));
-        EXAMPLE_CHECK(block_backward(m, l));
-        EXAMPLE_CHECK(leave(m, 1 + l, 1));
-    }
-    EXAMPLE_CHECK(
-        m->ops->encoder_backward(m, dwte, dwpe, g->encoded, m->inputs, m->B, m->T, C));
+    EXAMPLE_CHECK(add_head_grad(m, dwte));
+    EXAMPLE_CHECK(m->ops->encoder_backward(m, dwte, dwpe, dinput, s->inputs, m->B, m->T,
+                                           m->cfg.channels));
+    EXAMPLE_CHECK(at_boundary(m, &boundary));
+    if (boundary && m->stages > 1)
+        m->tie_stale = 1; /* the optimizer step follows */
     return leave(m, 0, 1);
+}
+
+/* The gradient of the stage's output: from the loss on the last stage, else
+ * from the next stage. */
+static zrt_status output_gradient(gpt2_model *m, gpt2_slot *s, float **dout)
+{
+    if (!m->has_head) {
+        *dout = m->dout_recv;
+        return zrt_pipe_recv(m->ctx, *dout, btc_bytes(m));
+    }
+    *dout = m->dres[0];
+    EXAMPLE_CHECK(m->ops->zero(m, *dout, btc_bytes(m)));
+    if (m->stages == 1) /* layer 0 stays open from the head to the embedding */
+        EXAMPLE_CHECK(enter(m, 0, 1));
+    EXAMPLE_CHECK(enter(m, m->zl_lnf, 1));
+    EXAMPLE_CHECK(head_backward(m, s, *dout));
+    return leave(m, m->zl_lnf, 1);
+}
+
+zrt_status gpt2_backward_slot(gpt2_model *m, int slot)
+{
+    gpt2_slot *s = slot_at(m, slot);
+    if (!s)
+        return ZRT_ERR_INVALID_ARG;
+    if (m->has_head && !s->has_targets)
+        return ZRT_ERR_STATE;
+    float *dout;
+    EXAMPLE_CHECK(m->ops->zero(m, m->grads->memory, m->grads->count * sizeof(float)));
+    EXAMPLE_CHECK(output_gradient(m, s, &dout));
+    EXAMPLE_CHECK(backward_blocks(m, s, &dout));
+    if (m->has_embed)
+        EXAMPLE_CHECK(embedding_backward(m, s, dout));
+    else
+        EXAMPLE_CHECK(zrt_pipe_send(m->ctx, dout, btc_bytes(m)));
+    if (m->stages > 1 && m->has_head)
+        EXAMPLE_CHECK(send_head_grad(m));
+    return ZRT_OK;
 }
 
 zrt_status gpt2_backward(gpt2_model *m)
 {
-    if (!m->has_targets)
-        return ZRT_ERR_STATE;
-    int BT = m->B * m->T;
-    float scale; /* fp16: the loss is scaled, so every gradient is */
-    EXAMPLE_CHECK(zrt_loss_scale(m->ctx, &scale));
-    EXAMPLE_CHECK(m->ops->zero(m, m->grads->memory, m->grads->count * sizeof(float)));
-    EXAMPLE_CHECK(m->ops->xent_backward(m, m->grads->logits, m->acts->probs, m->targets,
-                                        scale * m->loss_grad_factor / (float)BT, BT,
-                                        m->cfg.vocab_size, m->cfg.padded_vocab_size));
-    return backward_through_model(m);
+    return gpt2_backward_slot(m, 0);
 }

@@ -8,6 +8,25 @@
  * layer 0 a second time for the logits, and backward keeps layer 0 open from
  * the head's gradient to the embedding's (one backward per layer per step).
  *
+ * Pipeline (zrt's "pipeline_stages" P > 1): each stage registers and runs
+ * its own blocks, a contiguous run of L / P (the first L % P stages one
+ * more); the first stage also holds the embeddings (zrt layer 0), the last
+ * the final layernorm and the output head. zrt layers are numbered per
+ * stage: 0 = the embeddings (first stage), then the blocks, then the final
+ * layernorm (last stage). The tie crosses stages as two transfers between
+ * the first and the last stage's ranks of equal data-parallel rank: before
+ * the first forward after an optimizer step the first stage sends wte's
+ * values to the last, which computes the head with that copy; the head's
+ * part of wte's gradient is accumulated on the last stage over the
+ * micro-batches and sent to the first stage in the last backward, which
+ * adds it into wte's gradient before the embedding's own. A data-parallel
+ * run with gradient accumulation does the same additions in the same order
+ * (the head's part in its own buffer), so the bits match.
+ *
+ * Activation recomputation (gpt2_plan_activations): a micro-batch keeps
+ * only each block's input and the stage's output; backward recomputes one
+ * block at a time (and the head) into a one-block workspace.
+ *
  * Backends: on zrt's cpu backend the operations are layers.c's; on the cuda
  * backend (config "backend": "cuda", a build with CUDA) they are
  * examples/gpt2/cuda's kernels and cuBLAS products, launched on zrt's device
@@ -25,19 +44,38 @@
 #define GPT2_BLOCK_TENSORS 12 /* llm.c tensors 2..13, one slice per block */
 
 typedef struct gpt2_acts gpt2_acts; /* activations, see model.c */
+typedef struct gpt2_slot gpt2_slot; /* one micro-batch's, see model.c */
 struct gpt2_ops;                    /* the step's operations, see model.c */
 struct gpt2_cuda;                   /* examples/gpt2/cuda/layers_cuda.h */
 
 typedef struct gpt2_model {
     gpt2_config cfg;
     zrt_ctx *ctx;
-    int B, T; /* this rank's batch and sequence length */
-    zrt_param wte, wpe, lnfw, lnfb;
-    zrt_param *blocks;       /* (L, GPT2_BLOCK_TENSORS) */
-    gpt2_acts *acts, *grads; /* activations and their gradients */
-    int *inputs, *targets;   /* (B, T), where the operations read them: host
-                                memory on the cpu backend, device on cuda */
-    int has_targets;
+    int B, T;                       /* this rank's batch and sequence length */
+    zrt_param wte, wpe, lnfw, lnfb; /* -1 where another stage holds them */
+    zrt_param *blocks;              /* (num_blocks, GPT2_BLOCK_TENSORS) */
+    /* This rank's pipeline stage (one stage holding everything without a
+     * pipeline): blocks [first_block, first_block + num_blocks), and the
+     * zrt layer numbers of its embeddings, first block and final layernorm. */
+    int stage, stages;
+    int first_block, num_blocks;
+    int has_embed, has_head;
+    int zl_block0, zl_lnf;
+    /* Activations: nslots micro-batches' (gpt2_plan_activations), each in a
+     * slot; with recompute a slot keeps each block's input and the stage's
+     * output, and `work` holds one block's (and the head's) activations
+     * while backward recomputes them. */
+    int recompute, nslots;
+    gpt2_slot *slots;
+    gpt2_acts *work;
+    gpt2_acts *grads; /* one block's gradients (and the head's) */
+    float *dres[2];   /* gradient of the residual stream between blocks */
+    float *dout_recv; /* pipeline, not the last stage: the next stage's gradient */
+    /* The tied head: its part of wte's gradient, summed over the
+     * micro-batches when they are several or the head is on another stage
+     * than the embedding; the last stage's copy of wte (pipeline). */
+    float *head_grad, *wte_copy;
+    int tie_stale;          /* wte changed since the last stage's copy was made */
     float loss;             /* this rank's mean loss of the last forward */
     float loss_grad_factor; /* multiplies the loss gradient: 1, or inf to
                                force an fp16 overflow (--overflow-at) */
@@ -65,6 +103,10 @@ typedef struct gpt2_model {
  * allocates activations for (B, T) from zrt's budget (after). */
 zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg, int B,
                          int T);
+/* Before gpt2_declare_memory (else 1 slot, no recompute): how many
+ * micro-batches' activations the stage holds (zrt_pipe_slots), and whether
+ * backward recomputes each block from its input. */
+zrt_status gpt2_plan_activations(gpt2_model *m, int slots, int recompute);
 /* Declares, before zrt_finalize_params, what the memory plan needs from the
  * model: the layer calls of a training step and the activation buffers. */
 zrt_status gpt2_declare_memory(gpt2_model *m);
@@ -107,8 +149,19 @@ zrt_status gpt2_forward(gpt2_model *m, const int *inputs, const int *targets);
 /* Collective. Backward of the last forward (which had targets); gradients
  * go to zrt, averaged over ranks when the reductions complete. */
 zrt_status gpt2_backward(gpt2_model *m);
-/* Logits of position t (b * T + t for batch row b) after a forward: Vp
- * floats in host memory. On the cuda backend they are copied back, into a
+/* The same for micro-batch activations in slot `slot`, inside a zrt
+ * pipeline pass (zrt_pipe_next's op): a stage after the first receives its
+ * input, one before the last sends its output (and in backward the other
+ * way). inputs are read on the first stage, targets on the last (the loss:
+ * m->loss there). gpt2_forward and gpt2_backward are slot 0. */
+zrt_status gpt2_forward_slot(gpt2_model *m, int slot, const int *inputs,
+                             const int *targets);
+zrt_status gpt2_backward_slot(gpt2_model *m, int slot);
+/* 1 when llm.c tensor `index` (its slice of layer l, if per layer) is on
+ * pipeline stage `stage` of `stages` (the block partition of model.h). */
+int gpt2_stage_holds(const gpt2_config *cfg, int stages, int stage, int index, int l);
+/* Logits of position t (the last stage of a pipeline) (b * T + t for batch row b) after a
+ * forward: Vp floats in host memory. On the cuda backend they are copied back, into a
  * buffer the next call (or the next forward's loss) overwrites; NULL if
  * that copy fails. */
 const float *gpt2_logits_at(const gpt2_model *m, int t);

@@ -17,7 +17,12 @@
  * sees the same batches (and, with the same global batch, the same
  * mathematics on any world size). --backend cuda runs the model on a GPU
  * (examples/gpt2/cuda): every flag behaves the same, and the step times in
- * the log include the device's work.
+ * the log include the device's work. --pp P splits the blocks over P
+ * pipeline stages (zrt's "pipeline_stages"), each with N / P data-parallel
+ * ranks running ZeRO among themselves; a step is --micro-batches M
+ * micro-batches (gradient accumulation over M) scheduled by --schedule
+ * (gpipe or 1f1b). --recompute keeps only each block's input and
+ * recomputes the block in backward.
  */
 #include <cblas.h>
 #include <math.h>
@@ -44,6 +49,9 @@ typedef struct gpt2_opts {
     const char *train, *val, *train_shards, *val_shards, *load, *save;
     const char *loss_log;
     int overflow_at; /* optimizer step whose gradients the last rank makes inf */
+    int pp, micro_batches, recompute; /* 0: not given */
+    int plan_only;                    /* print the memory plan per rank, train nothing */
+    const char *schedule;
 } gpt2_opts;
 
 typedef struct flag_spec {
@@ -55,6 +63,10 @@ typedef struct flag_spec {
 static int own_flag(void *user, int argc, char **argv, int *i, char *err, size_t size)
 {
     gpt2_opts *o = user;
+    if (!strcmp(argv[*i], "--recompute") || !strcmp(argv[*i], "--plan-only")) {
+        *(!strcmp(argv[*i], "--recompute") ? &o->recompute : &o->plan_only) = 1;
+        return 1;
+    }
     const flag_spec flags[] = {{"--model", 's', &o->preset},
                                {"--layers", 'i', &o->layers},
                                {"--channels", 'i', &o->channels},
@@ -77,7 +89,10 @@ static int own_flag(void *user, int argc, char **argv, int *i, char *err, size_t
                                {"--load", 's', &o->load},
                                {"--save", 's', &o->save},
                                {"--loss-log", 's', &o->loss_log},
-                               {"--overflow-at", 'i', &o->overflow_at}};
+                               {"--overflow-at", 'i', &o->overflow_at},
+                               {"--pp", 'i', &o->pp},
+                               {"--micro-batches", 'i', &o->micro_batches},
+                               {"--schedule", 's', &o->schedule}};
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
         if (strcmp(argv[*i], flags[k].name) != 0)
             continue;
@@ -109,28 +124,36 @@ static int own_flag(void *user, int argc, char **argv, int *i, char *err, size_t
 
 static int usage(const char *prog)
 {
-    printf("usage: mpirun -np N %s [options]\n"
-           "Trains GPT-2 through zrt.\n%s"
-           "  --model d4|d6|d12  preset shape (default d4: 4 layers, 256 channels)\n"
-           "  --layers L --channels C --heads H --max-seq-len M  override the preset\n"
-           "  --batch B          sequences per rank per step (default 4)\n"
-           "  --seq-len T        tokens per sequence (default 64)\n"
-           "  --lr LR            peak learning rate (default 1e-3)\n"
-           "  --warmup K         warmup steps (default 20)\n"
-           "  --min-lr-frac F    final lr as a fraction of the peak (default 0.1)\n"
-           "  --weight-decay W   AdamW decay of 2-D tensors (default 0.1)\n"
-           "  --train FILE / --val FILE            text read as bytes\n"
-           "  --train-shards GLOB / --val-shards GLOB  llm.c token shards\n"
-           "  --vocab-size V     with shards (default 50257, GPT-2's)\n"
-           "  --val-every K      validation loss every K steps (default 50; 0 off)\n"
-           "  --val-batches K    batches per validation (default 4)\n"
-           "  --load FILE        start from an llm.c model file\n"
-           "  --save FILE        write an llm.c model file at the end\n"
-           "  --loss-log FILE    rank 0 writes 'step loss' per step, %%.9g\n"
-           "  --overflow-at K    the last rank's gradients are inf in step K (tests the\n"
-           "                     fp16 loss scaler: every rank must skip that step)\n"
-           "  --sample-len N     tokens to sample at the end (default 200)\n",
-           prog, example_common_usage());
+    printf(
+        "usage: mpirun -np N %s [options]\n"
+        "Trains GPT-2 through zrt.\n%s"
+        "  --model d4|d6|d12  preset shape (default d4: 4 layers, 256 channels)\n"
+        "  --layers L --channels C --heads H --max-seq-len M  override the preset\n"
+        "  --batch B          sequences per rank per step (default 4)\n"
+        "  --seq-len T        tokens per sequence (default 64)\n"
+        "  --lr LR            peak learning rate (default 1e-3)\n"
+        "  --warmup K         warmup steps (default 20)\n"
+        "  --min-lr-frac F    final lr as a fraction of the peak (default 0.1)\n"
+        "  --weight-decay W   AdamW decay of 2-D tensors (default 0.1)\n"
+        "  --train FILE / --val FILE            text read as bytes\n"
+        "  --train-shards GLOB / --val-shards GLOB  llm.c token shards\n"
+        "  --vocab-size V     with shards (default 50257, GPT-2's)\n"
+        "  --val-every K      validation loss every K steps (default 50; 0 off)\n"
+        "  --val-batches K    batches per validation (default 4)\n"
+        "  --load FILE        start from an llm.c model file\n"
+        "  --save FILE        write an llm.c model file at the end\n"
+        "  --loss-log FILE    rank 0 writes 'step loss' per step, %%.9g\n"
+        "  --overflow-at K    the last rank's gradients are inf in step K (tests the\n"
+        "                     fp16 loss scaler: every rank must skip that step)\n"
+        "  --sample-len N     tokens to sample at the end (default 200)\n"
+        "  --pp P             pipeline stages (default 1): the blocks split over P\n"
+        "                     stages of N / P data-parallel ranks each\n"
+        "  --micro-batches M  micro-batches per step (= --grad-accum M)\n"
+        "  --schedule S       gpipe or 1f1b (default 1f1b)\n"
+        "  --recompute        keep only each block's input; recompute in backward\n"
+        "  --plan-only        print each rank's planned peak memory, allocate and\n"
+        "                     train nothing (exit 3 if a rank's passes --device-mem)\n",
+        prog, example_common_usage());
     return 0;
 }
 
@@ -205,6 +228,10 @@ typedef struct run {
     zrt_ctx *ctx;
     gpt2_data *train, *val;
     int rank, world;
+    zrt_pipe_grid grid;  /* the pipeline's stage and data-parallel rank */
+    zrt_pipe_kind kind;  /* the training passes' schedule */
+    int slots;           /* micro-batches whose activations a stage holds */
+    zrt_pipe_stats warm; /* the pipeline's counters after WARM_STEPS */
     int *inputs, *targets;
     long rss_before_kib; /* VmRSS when the parameters were registered */
 } run;
@@ -218,20 +245,44 @@ static float lr_at(const gpt2_opts *o, int step, int steps)
     return o->lr * (o->min_lr_frac + (1.0f - o->min_lr_frac) * cosine);
 }
 
+/* This rank's part of batch `index` of a set: each data-parallel rank of a
+ * stage reads what it would read without a pipeline. */
+static zrt_status load_batch(run *r, const gpt2_data *d, long index)
+{
+    if (gpt2_data_batch(d, index, r->grid.data_rank, r->grid.data_size, r->o.B, r->o.T,
+                        r->inputs, r->targets))
+        return ZRT_ERR_INVALID_ARG;
+    return ZRT_OK;
+}
+
+/* The mean over data-parallel ranks of a value the last stage computed
+ * (the others add nothing), on every rank. */
+static zrt_status mean_of_last_stage(run *r, float *value)
+{
+    if (!r->m.has_head)
+        *value = 0.0f;
+    EXAMPLE_CHECK(zrt_allreduce_f32(r->ctx, value, 1, ZRT_SUM));
+    *value /= (float)r->grid.data_size;
+    return ZRT_OK;
+}
+
 static zrt_status validation_loss(run *r, float *out)
 {
     if (!r->val || r->o.val_batches <= 0)
         return ZRT_ERR_INVALID_ARG;
     float sum = 0;
-    for (int k = 0; k < r->o.val_batches; k++) {
-        if (gpt2_data_batch(r->val, k, r->rank, r->world, r->o.B, r->o.T, r->inputs,
-                            r->targets))
-            return ZRT_ERR_INVALID_ARG;
-        EXAMPLE_CHECK(gpt2_forward(&r->m, r->inputs, r->targets));
+    zrt_pipe_op op;
+    int done = 0;
+    EXAMPLE_CHECK(zrt_pipe_begin(r->ctx, ZRT_PIPE_FORWARD_ONLY, r->o.val_batches));
+    while (zrt_pipe_next(r->ctx, &op, &done) == ZRT_OK && !done) {
+        EXAMPLE_CHECK(load_batch(r, r->val, op.micro));
+        EXAMPLE_CHECK(gpt2_forward_slot(&r->m, 0, r->inputs, r->targets));
         sum += r->m.loss;
     }
+    if (!done)
+        return ZRT_ERR_STATE;
     *out = sum / (float)r->o.val_batches;
-    return zrt_allreduce_f32(r->ctx, out, 1, ZRT_AVG);
+    return mean_of_last_stage(r, out);
 }
 
 /* Device MiB in use on every rank, for the progress line. */
@@ -251,12 +302,21 @@ static double now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Tokens an optimizer step trains on: every micro-batch of every
+ * data-parallel rank. */
+static double tokens_per_step(const run *r)
+{
+    zrt_config c;
+    zrt_get_config(r->ctx, &c);
+    return (double)r->grid.data_size * r->o.B * r->o.T * c.gradient_accumulation_steps;
+}
+
 static void print_progress(const run *r, int step, float loss, float lr, double seconds,
                            const float *mib)
 {
     if (r->rank != 0)
         return;
-    double tokens = (double)r->world * r->o.B * r->o.T;
+    double tokens = tokens_per_step(r);
     printf("step %4d/%d | loss %.4f | lr %.2e | %7.1f ms | %8.0f tok/s | device MiB",
            step + 1, r->a.steps, loss, lr, seconds * 1e3, tokens / seconds);
     for (int k = 0; k < r->world; k++)
@@ -265,22 +325,31 @@ static void print_progress(const run *r, int step, float loss, float lr, double 
     fflush(stdout);
 }
 
-/* K micro-batches, zrt_step after each (the K-th applies AdamW); the mean
- * of their losses. */
+/* One pass of the pipeline's schedule (without a pipeline: forward and
+ * backward of each micro-batch in turn): K micro-batches, zrt_step after
+ * each backward (the K-th applies AdamW); the mean of their losses (on the
+ * last stage). */
 static zrt_status accumulate(run *r, int step, const zrt_adamw *hp, float *loss)
 {
-    int K = example_accumulation_steps(r->ctx);
+    int K = example_accumulation_steps(r->ctx), done = 0;
     float sum = 0;
+    zrt_pipe_op op;
     EXAMPLE_CHECK(zrt_zero_grad(r->ctx));
     r->m.loss_grad_factor =
         step + 1 == r->o.overflow_at && r->rank == r->world - 1 ? INFINITY : 1.0f;
-    for (int k = 0; k < K; k++) {
-        if (gpt2_data_batch(r->train, (long)step * K + k, r->rank, r->world, r->o.B,
-                            r->o.T, r->inputs, r->targets))
-            return ZRT_ERR_INVALID_ARG;
-        EXAMPLE_CHECK(gpt2_forward(&r->m, r->inputs, r->targets));
-        EXAMPLE_CHECK(gpt2_backward(&r->m));
-        EXAMPLE_CHECK(zrt_step(r->ctx, hp));
+    EXAMPLE_CHECK(zrt_pipe_begin(r->ctx, r->kind, K));
+    while (!done) {
+        EXAMPLE_CHECK(zrt_pipe_next(r->ctx, &op, &done));
+        if (done)
+            break;
+        int slot = op.micro % r->slots;
+        if (op.pass == ZRT_PIPE_BACKWARD) {
+            EXAMPLE_CHECK(gpt2_backward_slot(&r->m, slot));
+            EXAMPLE_CHECK(zrt_step(r->ctx, hp));
+            continue;
+        }
+        EXAMPLE_CHECK(load_batch(r, r->train, (long)step * K + op.micro));
+        EXAMPLE_CHECK(gpt2_forward_slot(&r->m, slot, r->inputs, r->targets));
         sum += r->m.loss;
     }
     *loss = sum / (float)K;
@@ -305,12 +374,14 @@ static zrt_status train_step(run *r, int step, zrt_adamw *hp, float *mib)
     EXAMPLE_CHECK(gpt2_wait(&r->m)); /* cuda: the step's kernels are done */
     double seconds = now_seconds() - t0;
     zrt_comm_wait_seconds(r->ctx, &wait1);
+    if (step + 1 == WARM_STEPS)
+        EXAMPLE_CHECK(zrt_get_pipe_stats(r->ctx, &r->warm));
     if (step >= WARM_STEPS) {
         r->timing.seconds += seconds;
         r->timing.wait_seconds += wait1 - wait0;
         r->timing.steps++;
     }
-    EXAMPLE_CHECK(zrt_allreduce_f32(r->ctx, &loss, 1, ZRT_AVG));
+    EXAMPLE_CHECK(mean_of_last_stage(r, &loss));
     EXAMPLE_CHECK(device_mib_per_rank(r, mib));
     print_progress(r, step, loss, hp->lr, seconds, mib);
     log_loss(r, step, loss);
@@ -347,6 +418,36 @@ static zrt_status maybe_validate(run *r, int step)
     return ZRT_OK;
 }
 
+/* The pipeline's measured bubble: the fraction of each stage's passes
+ * (steady state) spent waiting for another stage, mean over its
+ * data-parallel ranks, beside (P-1)/(M+P-1). */
+static zrt_status report_bubble(run *r)
+{
+    int P = r->grid.stages, M = example_accumulation_steps(r->ctx);
+    zrt_pipe_stats now;
+    if (P == 1)
+        return ZRT_OK;
+    EXAMPLE_CHECK(zrt_get_pipe_stats(r->ctx, &now));
+    float *idle = calloc((size_t)P, sizeof *idle);
+    if (!idle)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    double pass = now.pass_seconds - r->warm.pass_seconds;
+    idle[r->grid.stage] = pass > 0 ? (float)((now.idle_seconds - r->warm.idle_seconds) /
+                                             pass / r->grid.data_size)
+                                   : 0.0f;
+    zrt_status st = zrt_allreduce_f32(r->ctx, idle, (size_t)P, ZRT_SUM);
+    if (st == ZRT_OK && r->rank == 0) {
+        printf("pipeline: %s, %d stages x %d data-parallel, %d micro-batches; idle "
+               "fraction per stage",
+               r->kind == ZRT_PIPE_GPIPE ? "gpipe" : "1f1b", P, r->grid.data_size, M);
+        for (int s = 0; s < P; s++)
+            printf(" %.3f", (double)idle[s]);
+        printf(" (bubble (P-1)/(M+P-1) = %.3f)\n", (double)(P - 1) / (M + P - 1));
+    }
+    free(idle);
+    return st;
+}
+
 /* Mean over ranks of the steady-state step time and its communication wait. */
 static zrt_status report_timing(run *r)
 {
@@ -358,9 +459,9 @@ static zrt_status report_timing(run *r)
     if (r->rank == 0)
         printf("timing: %.1f ms/step, %.0f tok/s, waiting on communication "
                "%.1f%% of the step (mean over ranks, steps %d-%d)\n",
-               t[0] * 1e3, (double)r->world * r->o.B * r->o.T / t[0], 100.0 * t[1] / t[0],
-               WARM_STEPS + 1, r->a.steps);
-    return ZRT_OK;
+               t[0] * 1e3, tokens_per_step(r) / t[0], 100.0 * t[1] / t[0], WARM_STEPS + 1,
+               r->a.steps);
+    return report_bubble(r);
 }
 
 static zrt_status train(run *r)
@@ -389,6 +490,9 @@ static zrt_status train(run *r)
 
 /* ---- sampling ------------------------------------------------------------------- */
 
+/* zrt_pipe_send_to tags of the loop's own transfers (the model's are 1-2). */
+enum { SAMPLE_TAG = 8, SAVE_TAG = 9 };
+
 static int sample_token(const float *logits, int V, uint64_t *rng)
 {
     float maxv = logits[0];
@@ -404,6 +508,33 @@ static int sample_token(const float *logits, int V, uint64_t *rng)
             return v;
     }
     return V - 1;
+}
+
+/* Collective: one forward of the window; the next token on every rank
+ * (the last stage samples it and, in a pipeline, sends it to the first). */
+static zrt_status next_token(run *r, const int *window, int at, uint64_t *rng, int *tok)
+{
+    zrt_pipe_op op;
+    int done = 0;
+    EXAMPLE_CHECK(zrt_pipe_begin(r->ctx, ZRT_PIPE_FORWARD_ONLY, 1));
+    while (zrt_pipe_next(r->ctx, &op, &done) == ZRT_OK && !done)
+        EXAMPLE_CHECK(gpt2_forward_slot(&r->m, 0, window, NULL));
+    if (!done)
+        return ZRT_ERR_STATE;
+    if (r->m.has_head) {
+        const float *logits = gpt2_logits_at(&r->m, at);
+        if (!logits)
+            return ZRT_ERR_INTERNAL;
+        *tok = sample_token(logits, r->m.cfg.vocab_size, rng);
+    }
+    if (r->grid.stages == 1)
+        return ZRT_OK;
+    if (r->m.has_head)
+        return zrt_pipe_send_to(r->ctx, 0, SAMPLE_TAG, tok, sizeof *tok);
+    if (r->m.has_embed)
+        return zrt_pipe_recv_from(r->ctx, r->grid.stages - 1, SAMPLE_TAG, tok,
+                                  sizeof *tok);
+    return ZRT_OK;
 }
 
 /* Collective: every rank runs the same forwards; rank 0 prints. */
@@ -426,15 +557,10 @@ static zrt_status sample(run *r)
         printf("sample:\n%.*s", V == 256 ? len : 0, prompt);
     zrt_status st = ZRT_OK;
     for (int k = 0; k < n && st == ZRT_OK; k++) {
-        st = gpt2_forward(&r->m, ctx, NULL);
+        int tok = 0;
+        st = next_token(r, ctx, len - 1, &rng, &tok);
         if (st != ZRT_OK)
             break;
-        const float *logits = gpt2_logits_at(&r->m, len - 1);
-        if (!logits) {
-            st = ZRT_ERR_INTERNAL;
-            break;
-        }
-        int tok = sample_token(logits, V, &rng);
         if (len == T) { /* slide the window to make room */
             memmove(ctx, ctx + 1, (size_t)(T - 1) * sizeof *ctx);
             len--;
@@ -463,6 +589,34 @@ static zrt_status load_or_init(run *r, char *err, size_t size)
     return gpt2_load_params(&r->m, r->o.load, err, size);
 }
 
+/* A pipeline: every stage read its own tensors into params; the first
+ * data-parallel rank of each later stage sends them to rank 0, slice by
+ * slice in llm.c order, and rank 0 receives each where it belongs. */
+static zrt_status collect_stages(run *r, float *params)
+{
+    size_t sizes[GPT2_NUM_TENSORS], at = 0;
+    int P = r->grid.stages, s = r->grid.stage;
+    gpt2_tensor_sizes(&r->m.cfg, sizes);
+    if (P == 1 || r->grid.data_rank != 0)
+        return ZRT_OK;
+    for (int i = 0; i < GPT2_NUM_TENSORS; i++) {
+        int slices = gpt2_tensor_is_per_layer(i) ? r->m.cfg.num_layers : 1;
+        size_t n = sizes[i] / (size_t)slices;
+        for (int l = 0; l < slices; l++, at += n) {
+            int owner = 0;
+            while (!gpt2_stage_holds(&r->m.cfg, P, owner, i, l))
+                owner++;
+            if (owner != 0 && s == 0)
+                EXAMPLE_CHECK(zrt_pipe_recv_from(r->ctx, owner, SAVE_TAG, params + at,
+                                                 n * sizeof *params));
+            else if (owner != 0 && s == owner)
+                EXAMPLE_CHECK(zrt_pipe_send_to(r->ctx, 0, SAVE_TAG, params + at,
+                                               n * sizeof *params));
+        }
+    }
+    return ZRT_OK;
+}
+
 /* Collective: every rank reads (stage 3 gathers), rank 0 writes. */
 static zrt_status save(run *r, char *err, size_t size)
 {
@@ -471,6 +625,8 @@ static zrt_status save(run *r, char *err, size_t size)
     if (!params)
         return ZRT_ERR_OUT_OF_MEMORY;
     zrt_status st = gpt2_get_params(&r->m, params);
+    if (st == ZRT_OK)
+        st = collect_stages(r, params);
     if (st == ZRT_OK && r->rank == 0 &&
         gpt2_model_write(r->o.save, &r->m.cfg, params, err, size))
         st = ZRT_ERR_IO;
@@ -567,6 +723,46 @@ static int check_loaded_shape(const gpt2_opts *o, const gpt2_config *file, char 
     return 0;
 }
 
+/* --pp, --micro-batches, --schedule into the config and the run; what a
+ * pipeline does not do yet is refused here, before MPI starts. */
+static int apply_pipeline_flags(run *r, zrt_config *zc, char *err, size_t size)
+{
+    const gpt2_opts *o = &r->o;
+    r->kind = ZRT_PIPE_1F1B;
+    if (o->schedule && !strcmp(o->schedule, "gpipe"))
+        r->kind = ZRT_PIPE_GPIPE;
+    else if (o->schedule && strcmp(o->schedule, "1f1b") != 0) {
+        snprintf(err, size, "--schedule: '%s' is not gpipe or 1f1b", o->schedule);
+        return -1;
+    }
+    if (o->micro_batches > 0 && r->a.grad_accum > 0 &&
+        o->micro_batches != r->a.grad_accum) {
+        snprintf(err, size,
+                 "--micro-batches %d contradicts --grad-accum %d (the same "
+                 "thing: give one)",
+                 o->micro_batches, r->a.grad_accum);
+        return -1;
+    }
+    if (o->micro_batches > 0)
+        zc->gradient_accumulation_steps = o->micro_batches;
+    if (o->pp > 0)
+        zc->pipeline_stages = o->pp;
+    if (zc->pipeline_stages <= 1)
+        return 0;
+    const char *flag = r->a.dump_params ? "--dump-params"
+                       : r->a.save_dir  ? "--save-dir"
+                       : r->a.resume    ? "--resume"
+                                        : NULL;
+    if (flag) {
+        snprintf(err, size,
+                 "%s with --pp %d: zrt's checkpoints and parameter dumps of a "
+                 "pipeline are not built yet (--save writes the whole model)",
+                 flag, zc->pipeline_stages);
+        return -1;
+    }
+    return 0;
+}
+
 static int finish_prepare(run *r, gpt2_config *cfg, zrt_config *zc, char *err,
                           size_t size)
 {
@@ -579,7 +775,7 @@ static int finish_prepare(run *r, gpt2_config *cfg, zrt_config *zc, char *err,
     }
     if (example_build_config(&r->a, zc, err, size) != ZRT_OK)
         return -1;
-    return 0;
+    return apply_pipeline_flags(r, zc, err, size);
 }
 
 /* Everything that can fail before the first collective, with a message. */
@@ -670,15 +866,21 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
     if (!r->inputs || !r->targets)
         return ZRT_ERR_OUT_OF_MEMORY;
     r->rss_before_kib = proc_status_kib("VmRSS");
+    EXAMPLE_CHECK(zrt_get_pipe_grid(r->ctx, &r->grid));
     EXAMPLE_CHECK(gpt2_register(&r->m, r->ctx, cfg, r->o.B, r->o.T));
+    EXAMPLE_CHECK(
+        zrt_pipe_slots(r->ctx, r->kind, example_accumulation_steps(r->ctx), &r->slots));
+    EXAMPLE_CHECK(gpt2_plan_activations(&r->m, r->slots, r->o.recompute));
     EXAMPLE_CHECK(declare_shape(r->ctx, cfg));
     EXAMPLE_CHECK(gpt2_declare_memory(&r->m));
+    if (r->o.plan_only)
+        return ZRT_OK;
     EXAMPLE_CHECK(zrt_finalize_params(r->ctx));
     EXAMPLE_CHECK(gpt2_alloc_activations(&r->m));
     EXAMPLE_CHECK(load_or_init(r, err, size));
     r->prog = (example_progress){.seed = r->a.seed,
                                  .steps = r->a.steps,
-                                 .global_batch = (int64_t)r->world * r->o.B *
+                                 .global_batch = (int64_t)r->grid.data_size * r->o.B *
                                                  example_accumulation_steps(r->ctx)};
     if (r->rank == 0 && r->o.loss_log && !(r->loss_log = fopen(r->o.loss_log, "w"))) {
         snprintf(err, size, "cannot create --loss-log '%s'", r->o.loss_log);
@@ -690,11 +892,47 @@ static zrt_status setup_model(run *r, const gpt2_config *cfg, char *err, size_t 
     zrt_get_config(r->ctx, &used);
     if (r->rank == 0)
         printf("gpt2: %d layers, %d channels, %d heads, vocab %d (padded %d), "
-               "%.2f M parameters; %d ranks x batch %d x seq %d; stage %d\n",
+               "%.2f M parameters%s; %d ranks x batch %d x seq %d; stage %d%s\n",
                cfg->num_layers, cfg->channels, cfg->num_heads, cfg->vocab_size,
-               cfg->padded_vocab_size, (double)count / 1e6, r->world, r->o.B, r->o.T,
-               used.stage);
+               cfg->padded_vocab_size, (double)count / 1e6,
+               r->grid.stages > 1 ? " on pipeline stage 0" : "", r->grid.data_size,
+               r->o.B, r->o.T, used.stage, r->o.recompute ? "; recompute" : "");
+    if (r->rank == 0 && r->grid.stages > 1)
+        printf("pipeline: %d stages x %d data-parallel ranks, %s schedule, %d "
+               "micro-batches, %d activation slot(s) on stage 0\n",
+               r->grid.stages, r->grid.data_size,
+               r->kind == ZRT_PIPE_GPIPE ? "gpipe" : "1f1b",
+               example_accumulation_steps(r->ctx), r->slots);
     return ZRT_OK;
+}
+
+/* --plan-only: every rank's planned device peak and activations, in rank
+ * order on rank 0; *fits = 0 when one passes device_mem_limit. */
+static zrt_status print_plan(run *r, int *fits)
+{
+    zrt_mem_plan plan;
+    zrt_config c;
+    EXAMPLE_CHECK(zrt_plan_memory(r->ctx, &plan));
+    zrt_get_config(r->ctx, &c);
+    float *mib = calloc(2 * (size_t)r->world, sizeof *mib);
+    if (!mib)
+        return ZRT_ERR_OUT_OF_MEMORY;
+    mib[2 * r->rank] = (float)(plan.tier_peak[ZRT_TIER_DEVICE] / 1048576.0);
+    mib[2 * r->rank + 1] =
+        (float)(plan.peak[ZRT_TIER_DEVICE][ZRT_CAT_ACTIVATION] / 1048576.0);
+    zrt_status st = zrt_allreduce_f32(r->ctx, mib, 2 * (size_t)r->world, ZRT_SUM);
+    *fits = 1;
+    for (int k = 0; st == ZRT_OK && k < r->world; k++) {
+        if (c.device_mem_limit > 0 && mib[2 * k] * 1048576.0 > (double)c.device_mem_limit)
+            *fits = 0;
+        if (r->rank == 0)
+            printf("plan: rank %d device peak %.1f MiB, activations %.1f MiB\n", k,
+                   (double)mib[2 * k], (double)mib[2 * k + 1]);
+    }
+    if (st == ZRT_OK && r->rank == 0)
+        printf("plan: %s\n", *fits ? "fits" : "does not fit --device-mem");
+    free(mib);
+    return st;
 }
 
 static zrt_status finish(run *r, char *err, size_t size)
@@ -730,6 +968,14 @@ int main(int argc, char **argv)
         return 1;
     }
     zrt_status st = setup_model(&r, &cfg, err, sizeof err);
+    if (st == ZRT_OK && r.o.plan_only) {
+        int fits = 0;
+        st = print_plan(&r, &fits);
+        if (st == ZRT_OK) {
+            zrt_ctx_destroy(r.ctx);
+            return fits ? 0 : 3;
+        }
+    }
     if (st == ZRT_OK) { /* every rank fails alike: zrt_load agrees on outcomes */
         zrt_status resumed = example_resume(r.ctx, &r.a, &r.prog);
         if (resumed != ZRT_OK)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# GPT-2 d4 through a pipeline (issue 20): 4 ranks as pipeline 2 x data 2 and
+# as pipeline 4 x data 1, GPipe and 1F1B, ZeRO stages 0-3, with and without recomputation,
+# write the same model file, byte for byte, as the data-parallel run with
+# gradient accumulation over the same micro-batches (2 ranks, and 1 rank);
+# the memory plan matches the measured peaks on every rank; recomputation
+# holds less; what a pipeline does not do is refused with a sentence.
+source "$(dirname "$0")/common.sh"
+TRAIN=$1
+M=4
+COMMON=(--model d4 --seq-len 32 --steps 4 --val-every 2 --val-batches 2 --sample-len 8
+    --micro-batches "$M")
+
+train() { # RANKS OUT ARGS...: trains, saves the model to OUT
+    local ranks=$1 out=$2
+    shift 2
+    run_ranks "$ranks" "$TRAIN" "${COMMON[@]}" --save "$out" "$@" ||
+        { cat "$WORK/out"; fail "train_gpt2 on $ranks ranks $*"; }
+}
+same() { # REFERENCE CANDIDATE WHAT
+    cmp -s "$1" "$2" || fail "$3 differs from the data-parallel run"
+    echo "equal: $3"
+}
+planned_peak() { # DIR: the largest activation peak over the reports, bytes
+    python3 - "$1" <<'PY'
+import glob, json, sys
+print(max(json.load(open(p))["tiers"]["device"]["categories"]["activation"]["peak"]
+          for p in glob.glob(sys.argv[1] + "/r*.json")))
+PY
+}
+
+for stage in 1 2; do
+    train 2 "$WORK/dp2_s$stage.bin" --stage "$stage"
+    for sched in gpipe 1f1b; do
+        mkdir -p "$WORK/m_$stage$sched"
+        train 4 "$WORK/pp2_$sched.bin" --stage "$stage" --pp 2 --schedule "$sched" \
+            --mem-report "$WORK/m_$stage$sched/r%r.json"
+        same "$WORK/dp2_s$stage.bin" "$WORK/pp2_$sched.bin" "stage $stage, pipeline 2 x data 2, $sched"
+        check_plan "$WORK/m_$stage$sched" 4
+    done
+done
+grep -q "idle fraction per stage" "$WORK/out" || fail "no bubble line in the pipeline's log"
+train 2 "$WORK/dp2_s3.bin" --stage 3
+train 4 "$WORK/pp2_s3.bin" --stage 3 --pp 2
+same "$WORK/dp2_s3.bin" "$WORK/pp2_s3.bin" "stage 3, pipeline 2 x data 2, 1f1b"
+
+# recomputation: the same bits, less activation memory
+mkdir -p "$WORK/m_rc"
+train 4 "$WORK/pp2_rc.bin" --stage 1 --pp 2 --recompute --mem-report "$WORK/m_rc/r%r.json"
+same "$WORK/dp2_s1.bin" "$WORK/pp2_rc.bin" "stage 1, pipeline 2 x data 2, 1f1b, recompute"
+check_plan "$WORK/m_rc" 4
+full=$(planned_peak "$WORK/m_11f1b") recomputed=$(planned_peak "$WORK/m_rc")
+echo "activations: 1f1b $full bytes, with recomputation $recomputed"
+((recomputed < full)) || fail "recomputation does not lower the activations"
+
+# pipeline 4 x data 1 against one rank
+train 1 "$WORK/dp1.bin" --stage 0
+for sched in gpipe 1f1b; do
+    train 4 "$WORK/pp4_$sched.bin" --stage 0 --pp 4 --schedule "$sched"
+    same "$WORK/dp1.bin" "$WORK/pp4_$sched.bin" "stage 0, pipeline 4 x data 1, $sched"
+done
+
+# refusals, each before training, with a sentence naming what is wrong
+expect_refused 4 "pipeline_stages.*3.*4" "--pp 3 on 4 ranks" "$TRAIN" --model d4 --pp 3
+expect_refused 4 "at least 4 layers" "--pp 4 with 2 layers" "$TRAIN" --model d4 --layers 2 \
+    --pp 4
+expect_refused 4 "--save-dir with --pp 2" "checkpoints of a pipeline" "$TRAIN" --model d4 \
+    --pp 2 --save-dir "$WORK/ck"
+expect_refused 1 "--schedule: 'zigzag'" "an unknown schedule" "$TRAIN" --model d4 \
+    --schedule zigzag
+echo "PASS"
