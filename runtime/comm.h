@@ -80,7 +80,9 @@ typedef struct zrt__comm_ops {
     zrt_status (*broadcast)(zrt__comm *c, void *buf, size_t bytes, int root,
                             zrt__comm_req **req);
     /* Optional (NULL: no point-to-point; pipeline parallelism needs it).
-     * Non-blocking: `bytes` of host memory to / from rank `peer`, matched
+     * Non-blocking: `bytes` to / from rank `peer` (mpi: host memory; nccl:
+     * device memory through NCCL, matched by call order alone, or host
+     * memory through its MPI communicator), matched
      * by `tag` (0 .. ZRT__P2P_TAG_MAX) and by the order of the calls between
      * the same two ranks with the same tag; completed by test/wait like a
      * collective (a lost peer ends the wait after timeout_seconds, naming
@@ -111,7 +113,7 @@ typedef struct zrt__comm_ops {
      * (zrt__comm_pick_topology). */
     zrt_status (*set_hierarchy)(zrt__comm *c, int hierarchy, int group_size, char *why,
                                 size_t why_size);
-    /* Optional (NULL: the communicator cannot be split, as nccl's). Collective
+    /* Optional (NULL: the communicator cannot be split). Collective
      * over c: a new communicator of the ranks that pass the same color,
      * ranked by key (ties by rank in c), as MPI_Comm_split. It starts flat
      * (whatever c's routing), shares c's backend, error buffer and timeout,

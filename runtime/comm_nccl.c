@@ -63,6 +63,12 @@
  * arithmetic (not a sum in f32 rounded once), but every rank gets the same
  * bits from an all-reduce and from an all-gather. ZRT_AVG is ncclAvg.
  *
+ * Point-to-point (send, recv) and split serve pipeline parallelism: device
+ * buffers through ncclSend / ncclRecv (no tags: matched by call order), host
+ * buffers through MPI; split makes a sub-communicator with its own inner MPI
+ * communicator, ncclCommSplit, stream and watchdog. Built; not yet run on a
+ * GPU (tests/cuda/test_comm_cuda.c checks them where one is).
+ *
  * Not supported: two ranks on one GPU (use "communicator": "mpi"); several
  * threads calling one communicator; comm.h's rank-order reduction bits.
  */
@@ -115,13 +121,21 @@ struct zrt__comm_req {
     watch *w;             /* a device collective */
 };
 
-typedef enum coll_kind { REDUCE_SCATTER, ALL_GATHER, ALL_REDUCE, BROADCAST } coll_kind;
+typedef enum coll_kind {
+    REDUCE_SCATTER,
+    ALL_GATHER,
+    ALL_REDUCE,
+    BROADCAST,
+    SEND,
+    RECV
+} coll_kind;
 
 static const char *const kind_names[] = {"reduce-scatter", "all-gather", "all-reduce",
-                                         "broadcast"};
+                                         "broadcast",      "send",       "recv"};
 
 /* One collective as asked. count: elements per rank block (reduce-scatter,
- * all-gather), of the buffer (all-reduce), bytes (broadcast). */
+ * all-gather), of the buffer (all-reduce), bytes (broadcast, send, recv).
+ * root: the broadcast's root, or the peer of a send or recv. */
 typedef struct coll {
     coll_kind kind;
     const void *send;
@@ -130,7 +144,13 @@ typedef struct coll {
     zrt_dtype dtype;
     zrt_reduce_op op;
     int root;
+    int tag; /* send, recv: the MPI path's; NCCL matches by order alone */
 } coll;
+
+static int moves_bytes(coll_kind kind)
+{
+    return kind == BROADCAST || kind == SEND || kind == RECV;
+}
 
 static double now_seconds(void)
 {
@@ -147,7 +167,7 @@ static void sleep_us(long us)
 
 static const char *dtype_name(const coll *k)
 {
-    if (k->kind == BROADCAST)
+    if (moves_bytes(k->kind))
         return "byte";
     return k->dtype == ZRT_F32 ? "f32" : k->dtype == ZRT_BF16 ? "bf16" : "f16";
 }
@@ -155,12 +175,15 @@ static const char *dtype_name(const coll *k)
 /* "NCCL reduce-scatter of 4096 bf16 elements per rank, 8.00 KiB (8192 bytes)" */
 static void describe(const coll *k, char *buf, size_t size)
 {
-    size_t esize = k->kind == BROADCAST ? 1 : zrt_dtype_size(k->dtype);
-    char bytes[64];
+    size_t esize = moves_bytes(k->kind) ? 1 : zrt_dtype_size(k->dtype);
+    char bytes[64], peer[32] = "";
     zrt__fmt_bytes((long long)(k->count * esize), bytes, sizeof bytes);
-    snprintf(buf, size, "NCCL %s of %zu %s elements%s, %s", kind_names[k->kind], k->count,
-             dtype_name(k),
-             k->kind == REDUCE_SCATTER || k->kind == ALL_GATHER ? " per rank" : "",
+    if (k->kind == SEND || k->kind == RECV)
+        snprintf(peer, sizeof peer, " %s rank %d", k->kind == SEND ? "to" : "from",
+                 k->root);
+    snprintf(buf, size, "NCCL %s of %zu %s elements%s%s, %s", kind_names[k->kind],
+             k->count, dtype_name(k),
+             k->kind == REDUCE_SCATTER || k->kind == ALL_GATHER ? " per rank" : "", peer,
              bytes);
 }
 
@@ -346,7 +369,15 @@ static ncclDataType_t nccl_type(zrt_dtype dtype)
 static zrt_status check_args(zrt__comm *c, const coll *k)
 {
     const char *name = kind_names[k->kind];
-    if (k->kind != BROADCAST && k->dtype != ZRT_F32 && k->dtype != ZRT_BF16 &&
+    if ((k->kind == SEND || k->kind == RECV) &&
+        (k->root < 0 || k->root >= c->size || k->root == c->rank))
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG,
+                         "%s: peer %d is not another rank of the %d", name, k->root,
+                         c->size);
+    if ((k->kind == SEND || k->kind == RECV) && (k->tag < 0 || k->tag > ZRT__P2P_TAG_MAX))
+        return zrt__fail(c->err, ZRT_ERR_INVALID_ARG, "%s: tag %d is outside 0..%d", name,
+                         k->tag, (int)ZRT__P2P_TAG_MAX);
+    if (!moves_bytes(k->kind) && k->dtype != ZRT_F32 && k->dtype != ZRT_BF16 &&
         k->dtype != ZRT_F16)
         return zrt__fail(c->err, ZRT_ERR_INVALID_ARG, "%s: unknown dtype %d", name,
                          (int)k->dtype);
@@ -377,6 +408,10 @@ static ncclResult_t enqueue_call(nccl_impl *impl, const coll *k)
     case BROADCAST:
         return ncclBroadcast(k->send, k->recv, k->count, ncclUint8, k->root, impl->comm,
                              impl->stream);
+    case SEND:
+        return ncclSend(k->send, k->count, ncclUint8, k->root, impl->comm, impl->stream);
+    case RECV:
+        return ncclRecv(k->recv, k->count, ncclUint8, k->root, impl->comm, impl->stream);
     }
     return ncclInvalidArgument;
 }
@@ -507,6 +542,17 @@ static int on_device(zrt__comm *c, const void *ptr)
     return ptr && zrt__be_on_device(c->be, ptr);
 }
 
+/* Where the collective's data is: NCCL takes it when every buffer it names
+ * is device memory. */
+static int all_on_device(zrt__comm *c, const coll *k)
+{
+    if (k->kind == SEND)
+        return on_device(c, k->send);
+    if (k->kind == RECV)
+        return on_device(c, k->recv);
+    return on_device(c, k->send) && on_device(c, k->recv);
+}
+
 /* Device buffers to NCCL; a host buffer anywhere, to MPI. The layer label
  * (zrt__comm_for_layer) is this collective's: taken here, passed on. */
 static zrt_status start(zrt__comm *c, const coll *k, zrt__comm_req **out)
@@ -519,7 +565,7 @@ static zrt_status start(zrt__comm *c, const coll *k, zrt__comm_req **out)
     ZRT_CHECK(check_failed(c));
     if (k->count == 0)
         return empty_request(c, out);
-    if (on_device(c, k->send) && on_device(c, k->recv))
+    if (all_on_device(c, k))
         return start_device(c, k, layer, out);
     mpi->next_layer = layer;
     zrt__comm_req *inner = NULL;
@@ -538,6 +584,12 @@ static zrt_status start(zrt__comm *c, const coll *k, zrt__comm_req **out)
         break;
     case BROADCAST:
         st = mpi->ops->broadcast(mpi, k->recv, k->count, k->root, &inner);
+        break;
+    case SEND:
+        st = mpi->ops->send(mpi, k->send, k->count, k->root, k->tag, &inner);
+        break;
+    case RECV:
+        st = mpi->ops->recv(mpi, k->recv, k->count, k->root, k->tag, &inner);
         break;
     }
     return wrap_inner(c, st, inner, out);
@@ -587,6 +639,25 @@ static zrt_status nccl_broadcast(zrt__comm *c, void *buf, size_t bytes, int root
 }
 
 /* ---- completion ------------------------------------------------------------- */
+
+/* Point-to-point (pipeline parallelism): device buffers through ncclSend /
+ * ncclRecv, host buffers through MPI. NCCL has no tags: device transfers
+ * between two ranks match in the order of the calls alone, so a caller must
+ * post them in the same order on both sides whatever their tags (zero/pipe.c
+ * does: each direction carries one stream of transfers in schedule order). */
+static zrt_status nccl_send(zrt__comm *c, const void *buf, size_t bytes, int peer,
+                            int tag, zrt__comm_req **out)
+{
+    coll k = {.kind = SEND, .send = buf, .count = bytes, .root = peer, .tag = tag};
+    return start(c, &k, out);
+}
+
+static zrt_status nccl_recv(zrt__comm *c, void *buf, size_t bytes, int peer, int tag,
+                            zrt__comm_req **out)
+{
+    coll k = {.kind = RECV, .recv = buf, .count = bytes, .root = peer, .tag = tag};
+    return start(c, &k, out);
+}
 
 static zrt_status nccl_test(zrt__comm *c, zrt__comm_req *req, int *done)
 {
@@ -734,12 +805,17 @@ static void nccl_destroy(zrt__comm *c)
     free(c);
 }
 
+static zrt_status nccl_split(zrt__comm *c, int color, int key, zrt__comm **out);
+
 static const zrt__comm_ops nccl_ops = {
     .name = "nccl",
     .reduce_scatter = nccl_reduce_scatter,
     .all_gather = nccl_all_gather,
     .all_reduce = nccl_all_reduce,
     .broadcast = nccl_broadcast,
+    .send = nccl_send,
+    .recv = nccl_recv,
+    .split = nccl_split,
     .test = nccl_test,
     .wait = nccl_wait,
     .barrier = nccl_barrier,
@@ -969,5 +1045,86 @@ zrt_status zrt__comm_nccl_create(zrt__backend *be, zrt__errbuf *err,
         return st;
     }
     *out = c;
+    return ZRT_OK;
+}
+
+/* ---- split ------------------------------------------------------------------ */
+
+/* ncclCommSplit of the parent's communicator (collective over the parent;
+ * nonblocking, polled for at most the timeout). */
+static zrt_status split_nccl(zrt__comm *parent, zrt__comm *child, int color, int key)
+{
+    nccl_impl *p = parent->impl, *impl = child->impl;
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclComm_t comm = NULL;
+    int timed_out = 0;
+    pthread_mutex_lock(&p->lock);
+    ncclResult_t rc = p->failed == ZRT_OK
+                          ? ncclCommSplit(p->comm, color, key, &comm, &config)
+                          : ncclInvalidUsage;
+    if (rc == ncclInProgress && comm)
+        rc = settle(comm, p->timeout, &timed_out);
+    pthread_mutex_unlock(&p->lock);
+    if (rc == ncclSuccess) {
+        impl->comm = comm;
+        return ZRT_OK;
+    }
+    if (comm)
+        ncclCommAbort(comm);
+    if (timed_out)
+        return zrt__fail(child->err, ZRT_ERR_REMOTE,
+                         "ncclCommSplit (color %d) did not complete within %.1f s "
+                         "(comm_timeout_seconds): a rank is missing or stuck",
+                         color, p->timeout);
+    return nccl_fail(child, rc, "ncclCommSplit", "a sub-communicator");
+}
+
+/* A sub-communicator of the ranks with the same color, ranked by key, as
+ * the mpi communicator's split: its own inner MPI communicator (split the
+ * same way), NCCL communicator, stream, event and watchdog. Collective over
+ * c. Not yet run on a GPU. */
+static zrt_status nccl_split(zrt__comm *c, int color, int key, zrt__comm **out)
+{
+    nccl_impl *parent = c->impl;
+    zrt__comm *child = calloc(1, sizeof *child);
+    nccl_impl *impl = calloc(1, sizeof *impl);
+    if (!child || !impl) {
+        free(child);
+        free(impl);
+        return zrt__fail(c->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "cannot allocate a split nccl communicator");
+    }
+    *child = (zrt__comm){.ops = &nccl_ops,
+                         .be = c->be,
+                         .err = c->err,
+                         .impl = impl,
+                         .timeout_seconds = c->timeout_seconds,
+                         .next_layer = -1};
+    impl->device = parent->device;
+    impl->timeout = parent->timeout;
+    zrt_status st = init_sync(child, impl);
+    if (st != ZRT_OK) {
+        free(impl);
+        free(child);
+        return st;
+    }
+    st = parent->mpi->ops->split(parent->mpi, color, key, &impl->mpi);
+    if (st == ZRT_OK) {
+        child->rank = impl->mpi->rank;
+        child->size = impl->mpi->size;
+        child->local_rank = impl->mpi->local_rank;
+        child->local_size = impl->mpi->local_size;
+        st = agree_or_fail(c, split_nccl(c, child, color, key), "ncclCommSplit");
+    }
+    if (st == ZRT_OK)
+        st = make_stream_and_event(child);
+    if (st == ZRT_OK)
+        st = start_watchdog(child);
+    if (st != ZRT_OK) {
+        nccl_destroy(child);
+        return st;
+    }
+    *out = child;
     return ZRT_OK;
 }

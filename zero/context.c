@@ -153,7 +153,7 @@ static zrt_status check_shard_size(zrt_ctx *ctx, int S, int N)
                          "be 0 (off) or a number of ranks that divides %d (the world "
                          "size must be a multiple of the shard group size)",
                          S, N, N);
-    if (S > 0 && S < N && !ctx->comm->ops->split)
+    if (S > 0 && S < N && strcmp(ctx->comm->ops->name, "mpi") != 0)
         return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                          "'hybrid_shard_size' is %d but the %s communicator cannot form "
                          "shard groups; hybrid sharding needs \"communicator\": "
@@ -223,7 +223,7 @@ static zrt_status check_pipe_grid(zrt_ctx *ctx, int P, int N)
         return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                          "'pipeline_stages' is %d but the %s communicator cannot form "
                          "stage groups or send point to point; pipeline parallelism "
-                         "needs \"communicator\": \"mpi\"",
+                         "needs \"communicator\": \"mpi\" or \"nccl\"",
                          P, ops->name);
     return ZRT_OK;
 }
@@ -279,7 +279,7 @@ static zrt_status check_hpz_size(zrt_ctx *ctx, int P, int N)
                          "\"nvme\" is not supported: hpZ keeps its secondary shards in "
                          "memory",
                          P);
-    if (!ctx->comm->ops->split)
+    if (strcmp(ctx->comm->ops->name, "mpi") != 0)
         return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
                          "'zero_hpz_partition_size' is %d but the %s communicator cannot "
                          "form hpZ groups; hpZ needs \"communicator\": \"mpi\"",

@@ -783,8 +783,9 @@ zrt_status gpt2_register(gpt2_model *m, zrt_ctx *ctx, const gpt2_config *cfg, in
         return ZRT_ERR_UNSUPPORTED;
     }
     if (m->stages > 1 && on_device(m)) {
-        fprintf(stderr, "gpt2: a pipeline on the cuda backend is not built (the "
-                        "stages' transfers move host buffers)\n");
+        fprintf(stderr, "gpt2: a pipeline on the cuda backend is not built in this "
+                        "example yet (zrt's nccl communicator moves device buffers "
+                        "between stages, but no pipeline has run on GPUs)\n");
         return ZRT_ERR_UNSUPPORTED;
     }
     return m->dtype == ZRT_F32 ? ZRT_OK : plan_wide_copies(m);

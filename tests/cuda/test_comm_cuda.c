@@ -18,7 +18,9 @@
  * synchronized, then this rank's block read; all-gather in place of those
  * blocks, polled with test() until done; all-reduce in place of a device
  * buffer (ZRT_AVG); all-reduce of a host float (delegated to MPI under
- * NCCL); broadcast of a device buffer. Sums are compared with the exact sum
+ * NCCL); broadcast of a device buffer; a ring of device point-to-point
+ * transfers; a split into two groups by rank parity, each all-reducing on its
+ * own. Sums are compared with the exact sum
  * (in double) within the dtype's rounding: NCCL sums in its own order, and
  * bf16 in bf16. Results every rank holds (gather, all-reduce, broadcast)
  * must be the same bits on every rank.
@@ -292,6 +294,75 @@ out:
     free(host);
 }
 
+/* A ring of device buffers: each rank sends to the next and receives from
+ * the previous (pipeline parallelism's transport); with one rank nothing. */
+static void check_point_to_point(zrt__comm *c, size_t bytes)
+{
+    if (g_size < 2 || !c->ops->send)
+        return;
+    int next = (g_rank + 1) % g_size, prev = (g_rank + g_size - 1) % g_size;
+    unsigned char *host = malloc(bytes);
+    zrt__buf out = {0}, in = {0};
+    if (!host || !dev_alloc(bytes, &out) || !dev_alloc(bytes, &in))
+        goto done;
+    for (size_t i = 0; i < bytes; i++)
+        host[i] = (unsigned char)(i * 13 + (size_t)g_rank);
+    zrt__comm_req *sreq = NULL, *rreq = NULL;
+    /* even ranks send first, odd ones receive first: order must not matter */
+    int sent_first = g_rank % 2 == 0;
+    if (!put(out.ptr, host, bytes) ||
+        !ok("post", sent_first ? c->ops->send(c, out.ptr, bytes, next, 5, &sreq)
+                               : c->ops->recv(c, in.ptr, bytes, prev, 5, &rreq)) ||
+        !ok("post", sent_first ? c->ops->recv(c, in.ptr, bytes, prev, 5, &rreq)
+                               : c->ops->send(c, out.ptr, bytes, next, 5, &sreq)) ||
+        !wait_polled(c, rreq, "recv") || !ok("send wait", c->ops->wait(c, sreq)) ||
+        !get(host, in.ptr, bytes))
+        goto done;
+    for (size_t i = 0; i < bytes; i++) {
+        if (host[i] != (unsigned char)(i * 13 + (size_t)prev)) {
+            TEST_FAIL("point to point of %zu bytes: byte %zu is %u", bytes, i, host[i]);
+            break;
+        }
+    }
+done:
+    g_be->ops->free(g_be, &out);
+    g_be->ops->free(g_be, &in);
+    free(host);
+}
+
+/* Two groups by rank parity: each runs the checks among its own ranks. */
+static void check_split(zrt__comm *c)
+{
+    zrt__comm *half = NULL;
+    if (g_size < 2 || !c->ops->split)
+        return;
+    if (!ok("split", c->ops->split(c, g_rank % 2, g_rank, &half)))
+        return;
+    if (half->size != (g_size + 1 - g_rank % 2) / 2 || half->rank != g_rank / 2)
+        TEST_FAIL("split: rank %d of %d, expected %d of %d", half->rank, half->size,
+                  g_rank / 2, (g_size + 1 - g_rank % 2) / 2);
+    enum { N = 4099 };
+    float *host = malloc(N * sizeof *host), want = 0.0f;
+    zrt__buf buf = {0};
+    for (int r = g_rank % 2; r < g_size; r += 2)
+        want += (float)(r + 1); /* small integers: exact in any order */
+    zrt__comm_req *req = NULL;
+    if (host && dev_alloc(N * sizeof *host, &buf)) {
+        for (size_t i = 0; i < N; i++)
+            host[i] = (float)(g_rank + 1);
+        if (put(buf.ptr, host, N * sizeof *host) &&
+            ok("split all-reduce", half->ops->all_reduce(half, buf.ptr, buf.ptr, N,
+                                                         ZRT_F32, ZRT_SUM, &req)) &&
+            ok("split all-reduce wait", half->ops->wait(half, req)) &&
+            get(host, buf.ptr, N * sizeof *host) &&
+            (host[0] != want || host[N - 1] != want))
+            TEST_FAIL("split all-reduce: %g, want the group's sum %g", host[0], want);
+    }
+    g_be->ops->free(g_be, &buf);
+    free(host);
+    half->ops->destroy(half);
+}
+
 static void run_checks(zrt__comm *c)
 {
     int before = test_failures;
@@ -301,6 +372,8 @@ static void run_checks(zrt__comm *c)
     check_all_reduce(c, 100003, 4);
     check_host_all_reduce(c);
     check_broadcast(c, 65537);
+    check_point_to_point(c, 200003);
+    check_split(c);
     ok("barrier", c->ops->barrier(c));
     if (g_rank == 0)
         printf("test_comm_cuda: %s on %d rank(s): %s\n", c->ops->name, g_size,
