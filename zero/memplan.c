@@ -608,16 +608,24 @@ static void refresh_stage3_params(sim *s)
     }
 }
 
-/* The gradient norm's all-reduce of one float: padded to one per rank, and
- * its scratch (comm_mpi.c mpi_all_reduce_f32); nothing at stage 0. */
+/* An all-reduce of one float over n ranks: padded to one per rank, and its
+ * scratch (comm_mpi.c mpi_all_reduce_f32). */
+static void one_float_all_reduce(sim *s, int64_t n)
+{
+    charge(s, s->comm_tier, ZRT_CAT_COMM, n);
+    charge(s, s->comm_tier, ZRT_CAT_COMM, n);
+    release(s, s->comm_tier, ZRT_CAT_COMM, n);
+    release(s, s->comm_tier, ZRT_CAT_COMM, n);
+}
+
+/* The gradient norm: over the shard group (nothing at stage 0, where every
+ * rank holds every gradient), then, with a pipeline, over the stages. */
 static void global_grad_norm(sim *s)
 {
-    if (s->cfg->stage == 0 || s->world == 1)
-        return;
-    charge(s, s->comm_tier, ZRT_CAT_COMM, s->world);
-    charge(s, s->comm_tier, ZRT_CAT_COMM, s->world);
-    release(s, s->comm_tier, ZRT_CAT_COMM, s->world);
-    release(s, s->comm_tier, ZRT_CAT_COMM, s->world);
+    if (s->cfg->stage > 0 && s->world > 1)
+        one_float_all_reduce(s, s->world);
+    if (s->cfg->pipeline_stages > 1)
+        one_float_all_reduce(s, s->cfg->pipeline_stages);
 }
 
 static void end_micro_step(sim *s)

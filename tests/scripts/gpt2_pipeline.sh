@@ -57,8 +57,11 @@ echo "activations: 1f1b $full bytes, with recomputation $recomputed"
 # pipeline 4 x data 1 against one rank
 train 1 "$WORK/dp1.bin" --stage 0
 for sched in gpipe 1f1b; do
-    train 4 "$WORK/pp4_$sched.bin" --stage 0 --pp 4 --schedule "$sched"
+    mkdir -p "$WORK/m4_$sched"
+    train 4 "$WORK/pp4_$sched.bin" --stage 0 --pp 4 --schedule "$sched" \
+        --mem-report "$WORK/m4_$sched/r%r.json"
     same "$WORK/dp1.bin" "$WORK/pp4_$sched.bin" "stage 0, pipeline 4 x data 1, $sched"
+    check_plan "$WORK/m4_$sched" 4 # the norm's all-reduce over the stages too
 done
 
 # refusals, each before training, with a sentence naming what is wrong
