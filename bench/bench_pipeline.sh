@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Pipeline parallelism (issue 20): activation memory with and without
 # recomputation, the pipeline bubble against (P-1)/(M+P-1), and the largest
 # model a fixed per-rank budget trains with pipeline + ZeRO + recomputation

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Tables and CSVs for bench/bench_pipeline.sh.
 
 usage: python3 bench/pipeline_summary.py activations|bubble|largest RESULTS_DIR
