@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # GPT-2 d4 through a pipeline (issue 20): 4 ranks as pipeline 2 x data 2 and
-# as pipeline 4 x data 1, GPipe and 1F1B, ZeRO stages 0-3, with and without recomputation,
-# write the same model file, byte for byte, as the data-parallel run with
+# as pipeline 4 x data 1, GPipe and 1F1B, ZeRO stages 0-3, f32, bf16 and
+# fp16 (with a skipped step), with and without recomputation, write the
+# same model file, byte for byte, as the data-parallel run with
 # gradient accumulation over the same micro-batches (2 ranks, and 1 rank);
 # the memory plan matches the measured peaks on every rank; recomputation
 # holds less; what a pipeline does not do is refused with a sentence.
@@ -53,6 +54,19 @@ check_plan "$WORK/m_rc" 4
 full=$(planned_peak "$WORK/m_11f1b") recomputed=$(planned_peak "$WORK/m_rc")
 echo "activations: 1f1b $full bytes, with recomputation $recomputed"
 ((recomputed < full)) || fail "recomputation does not lower the activations"
+
+# 16-bit: bf16 with recomputation; fp16 with the last rank's gradients made
+# inf in step 2 (the norm over every stage makes every stage skip alike)
+echo '{"bf16": {"enabled": true}}' >"$WORK/bf16.json"
+echo '{"fp16": {"enabled": true}}' >"$WORK/fp16.json"
+train 2 "$WORK/dp2_bf16.bin" --stage 2 --config "$WORK/bf16.json"
+train 4 "$WORK/pp2_bf16.bin" --stage 2 --config "$WORK/bf16.json" --pp 2 --recompute
+same "$WORK/dp2_bf16.bin" "$WORK/pp2_bf16.bin" "bf16, stage 2, pipeline 2 x data 2, recompute"
+train 2 "$WORK/dp2_fp16.bin" --stage 1 --config "$WORK/fp16.json" --overflow-at 2
+train 4 "$WORK/pp2_fp16.bin" --stage 1 --config "$WORK/fp16.json" --overflow-at 2 --pp 2
+same "$WORK/dp2_fp16.bin" "$WORK/pp2_fp16.bin" "fp16 with an overflow, pipeline 2 x data 2"
+[ "$(grep -c 'step(s) skipped for overflow' "$WORK/out")" = 4 ] ||
+    { cat "$WORK/out"; fail "fp16: not every rank reported its skipped steps"; }
 
 # pipeline 4 x data 1 against one rank
 train 1 "$WORK/dp1.bin" --stage 0
