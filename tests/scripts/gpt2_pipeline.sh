@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # GPT-2 d4 through a pipeline (issue 20): 4 ranks as pipeline 2 x data 2 and
 # as pipeline 4 x data 1, GPipe and 1F1B, ZeRO stages 0-3, f32, bf16 and
-# fp16 (with a skipped step), with and without recomputation, write the
+# fp16 (with a skipped step), with and without recomputation, with qgZ,
+# top-k, qwZ and offload (host, NVMe), write the
 # same model file, byte for byte, as the data-parallel run with
 # gradient accumulation over the same micro-batches (2 ranks, and 1 rank);
 # the memory plan matches the measured peaks on every rank; recomputation
@@ -67,6 +68,24 @@ train 4 "$WORK/pp2_fp16.bin" --stage 1 --config "$WORK/fp16.json" --overflow-at 
 same "$WORK/dp2_fp16.bin" "$WORK/pp2_fp16.bin" "fp16 with an overflow, pipeline 2 x data 2"
 [ "$(grep -c 'step(s) skipped for overflow' "$WORK/out")" = 4 ] ||
     { cat "$WORK/out"; fail "fp16: not every rank reported its skipped steps"; }
+
+# the other model-state features run on the stage's group alike: qgZ with the
+# optimizer in host memory (stage 2), top-k (stage 1), stage 3 with qwZ and
+# the optimizer and parameter shards on NVMe
+echo '{"zero_optimization": {"zero_quantized_gradients": true}}' >"$WORK/qgz.json"
+echo '{"zero_optimization": {"gradient_topk_ratio": 0.01}}' >"$WORK/topk.json"
+echo '{"zero_optimization": {"zero_quantized_weights": true}}' >"$WORK/qwz.json"
+features=("--stage 2 --config $WORK/qgz.json --offload-optimizer cpu"
+    "--stage 1 --config $WORK/topk.json"
+    "--stage 3 --config $WORK/qwz.json"
+    "--stage 3 --offload-optimizer nvme --offload-param nvme --nvme-path $WORK/swap")
+mkdir -p "$WORK/swap"
+for f in "${features[@]}"; do
+    read -ra args <<<"$f"
+    train 2 "$WORK/dp2_f.bin" "${args[@]}"
+    train 4 "$WORK/pp2_f.bin" "${args[@]}" --pp 2 --schedule gpipe
+    same "$WORK/dp2_f.bin" "$WORK/pp2_f.bin" "$f, pipeline 2 x data 2"
+done
 
 # pipeline 4 x data 1 against one rank
 train 1 "$WORK/dp1.bin" --stage 0
