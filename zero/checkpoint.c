@@ -51,6 +51,14 @@
  * its range of the plan over its shard group from those files, which is
  * what resharding between world sizes does already.
  *
+ * Pipelines (pipeline_stages P > 1): each stage holds other parameters, so
+ * each stage saves a checkpoint of its own into step-N/stage-S, as if its D
+ * data-parallel ranks were the world (rank files named by the rank's place
+ * in its stage, meta.json by the stage's first rank); rank 0 then writes
+ * step-N/meta.json naming the P stages (checkpoint.h), publishes and moves
+ * latest as above. Loading needs the same P: each stage loads its stage-S
+ * like any checkpoint (resharding onto another data-parallel size included).
+ *
  * Outcomes are agreed across ranks after every phase, and the failing rank's
  * sentence is broadcast, so every rank returns an error naming the cause and
  * nobody waits in a collective that another rank skipped.
@@ -392,10 +400,12 @@ static zrt_status meta_text(zrt_ctx *ctx, const zrt_ckpt_info *info,
 
 typedef struct save_job {
     char dir[ZRT__CKPT_PATH];
-    char name[32];                /* step-00000020 */
-    char final[ZRT__CKPT_PATH];   /* dir/step-00000020 */
-    char tmp[ZRT__CKPT_PATH + 8]; /* dir/step-00000020.tmp */
-    rank_summary *all;            /* world entries */
+    char name[32];                   /* step-00000020 */
+    char final[ZRT__CKPT_PATH];      /* dir/step-00000020 */
+    char tmp[ZRT__CKPT_PATH + 8];    /* dir/step-00000020.tmp */
+    char files[ZRT__CKPT_PATH + 32]; /* where this rank's files go: tmp, or
+                                        tmp/stage-S in a pipeline */
+    rank_summary *all;               /* the shard group's entries */
 } save_job;
 
 static zrt_status save_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info,
@@ -412,12 +422,16 @@ static zrt_status save_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_inf
     snprintf(job->name, sizeof job->name, "step-%08ld", ctx->step);
     ZRT_CHECK(zrt__ckpt_join(job->final, sizeof job->final, dir, job->name, &ctx->err));
     snprintf(job->tmp, sizeof job->tmp, "%s.tmp", job->final);
-    job->all = calloc((size_t)ctx->comm->size, sizeof *job->all);
+    snprintf(job->files, sizeof job->files, "%s", job->tmp);
+    if (ctx->pipe_comm)
+        snprintf(job->files, sizeof job->files, "%s/stage-%d", job->tmp,
+                 ctx->pipe_comm->rank);
+    job->all = calloc((size_t)ctx->shard_comm->size, sizeof *job->all);
     if (!job->all)
         return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
                          "zrt_save: no memory for %d "
                          "file summaries",
-                         ctx->comm->size);
+                         ctx->shard_comm->size);
     return ZRT_OK;
 }
 
@@ -484,7 +498,7 @@ static zrt_status write_header_and_table(zrt_ctx *ctx, int fd, const char *path,
                                          rank_summary *out)
 {
     zrt__ckpt_file_id id = {.version = ctx_version(ctx),
-                            .rank = ctx->comm->rank,
+                            .rank = ctx->shard_comm->rank,
                             .world = ctx->plan.world,
                             .step = ctx->step};
     return zrt__ckpt_write_header_and_table(fd, path, &id, s, n, &out->header_crc,
@@ -511,12 +525,13 @@ static zrt_status write_rank_sections(zrt_ctx *ctx, int fd, const char *path,
     return st;
 }
 
-/* tmp/rank-R.zrtc through a temporary name, durable when this returns. */
+/* rank-R.zrtc (R: this rank's place in its shard group) through a
+ * temporary name, durable when this returns. */
 static zrt_status write_rank_file(zrt_ctx *ctx, const save_job *job, rank_summary *out)
 {
-    char name[32], path[ZRT__CKPT_PATH + 16], tmp[ZRT__CKPT_PATH + 32];
-    snprintf(name, sizeof name, "rank-%05d.zrtc", ctx->comm->rank);
-    ZRT_CHECK(zrt__ckpt_join(path, sizeof path, job->tmp, name, &ctx->err));
+    char name[32], path[ZRT__CKPT_PATH + 64], tmp[ZRT__CKPT_PATH + 80];
+    snprintf(name, sizeof name, "rank-%05d.zrtc", ctx->shard_comm->rank);
+    ZRT_CHECK(zrt__ckpt_join(path, sizeof path, job->files, name, &ctx->err));
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -533,24 +548,42 @@ static zrt_status write_rank_file(zrt_ctx *ctx, const save_job *job, rank_summar
         return st;
     }
     out->ok = 1;
-    return zrt__ckpt_fsync_dir(job->tmp, &ctx->err);
+    return zrt__ckpt_fsync_dir(job->files, &ctx->err);
 }
 
 /* Whether this rank writes a file: one copy of the state, by shard group 0
- * (with no hybrid sharding, every rank). */
+ * (with no hybrid sharding, every rank; in a pipeline, every stage's). */
 static int writes_files(const zrt_ctx *ctx)
 {
-    return ctx->comm->rank < ctx->plan.world;
+    return ctx->pipe_comm || ctx->comm->rank < ctx->plan.world;
 }
 
-/* Every rank's size and header CRC, to rank 0 (and everyone). */
+/* Whether this rank writes meta.json of its files: the first of shard group 0
+ * (rank 0), or of each stage. */
+static int writes_meta(const zrt_ctx *ctx)
+{
+    return ctx->pipe_comm ? ctx->shard_comm->rank == 0 : ctx->comm->rank == 0;
+}
+
+/* The shard group's sizes and header CRCs, on every member. */
 static zrt_status gather_summaries(zrt_ctx *ctx, const rank_summary *mine,
                                    rank_summary *all)
 {
     zrt__comm_req *req = NULL;
-    ZRT_CHECK(ctx->comm->ops->all_gather(ctx->comm, mine, all,
-                                         sizeof *mine / sizeof(float), ZRT_F32, &req));
-    return zrt__comm_wait(ctx, req);
+    zrt__comm *c = ctx->shard_comm;
+    ZRT_CHECK(
+        c->ops->all_gather(c, mine, all, sizeof *mine / sizeof(float), ZRT_F32, &req));
+    return zrt__comm_wait_in(ctx, c, req);
+}
+
+/* A pipeline: each stage's first rank makes tmp/stage-S. */
+static zrt_status make_stage_dir(zrt_ctx *ctx, const save_job *job)
+{
+    if (!ctx->pipe_comm || ctx->shard_comm->rank != 0)
+        return ZRT_OK;
+    if (mkdir(job->files, 0755) != 0)
+        return zrt__ckpt_io_fail(&ctx->err, "create the directory", job->files, errno);
+    return zrt__ckpt_fsync_dir(job->tmp, &ctx->err);
 }
 
 /* Rank 0: step-N.tmp becomes step-N (an older step-N is exchanged out and
@@ -574,22 +607,52 @@ static zrt_status publish_dir(zrt_ctx *ctx, const save_job *job)
     return ZRT_OK;
 }
 
-/* Rank 0, after every rank's file is durable: meta.json, the directory,
- * then latest. */
-static zrt_status finish_save(zrt_ctx *ctx, const save_job *job,
-                              const zrt_ckpt_info *info)
+/* After every rank's file is durable: the meta.json describing them. */
+static zrt_status write_files_meta(zrt_ctx *ctx, const save_job *job,
+                                   const zrt_ckpt_info *info)
 {
+    if (!writes_meta(ctx))
+        return ZRT_OK;
     for (int r = 0; r < ctx->plan.world; r++)
         if (!job->all[r].ok) /* every rank agreed it succeeded: a bug if this fails */
             return zrt__fail(&ctx->err, ZRT_ERR_INTERNAL,
                              "zrt_save: rank %d reported "
                              "success without a durable file in '%s'",
-                             r, job->tmp);
+                             r, job->files);
     char *text = NULL;
     size_t len = 0;
     ZRT_CHECK(meta_text(ctx, info, job->all, &text, &len));
-    zrt_status st = zrt__ckpt_write_atomic(job->tmp, "meta.json", text, len, &ctx->err);
+    zrt_status st = zrt__ckpt_write_atomic(job->files, "meta.json", text, len, &ctx->err);
     free(text);
+    return st;
+}
+
+/* A pipeline's step directory: meta.json naming its stages (checkpoint.h). */
+static zrt_status write_pipeline_meta(zrt_ctx *ctx, const save_job *job)
+{
+    json_t *root =
+        json_pack("{s:s, s:i, s:I, s:i}", "format", ZRT__CKPT_PIPELINE_FORMAT, "version",
+                  1, "step", (json_int_t)ctx->step, "stages", ctx->pipe_comm->size);
+    char *body = root ? json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    if (!body)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "zrt_save: cannot build the pipeline's meta.json");
+    char *text = NULL;
+    size_t len = 0;
+    zrt_status st = zrt__ckpt_seal_meta(body, &text, &len, &ctx->err);
+    free(body);
+    if (st == ZRT_OK)
+        st = zrt__ckpt_write_atomic(job->tmp, "meta.json", text, len, &ctx->err);
+    free(text);
+    return st;
+}
+
+/* Rank 0, after every meta.json of the files is durable: the pipeline's
+ * meta.json, the directory, then latest. */
+static zrt_status finish_save(zrt_ctx *ctx, const save_job *job)
+{
+    zrt_status st = ctx->pipe_comm ? write_pipeline_meta(ctx, job) : ZRT_OK;
     if (st == ZRT_OK)
         st = publish_dir(ctx, job);
     char latest[48];
@@ -622,24 +685,9 @@ static int64_t total_bytes(const rank_summary *all, int world)
     return sum;
 }
 
-/* A pipeline's stages hold different parameters, which the format (one
- * model, sharded across the ranks) cannot describe yet. Every rank has the
- * same config, so every rank refuses alike. */
-static zrt_status refuse_pipeline(zrt_ctx *ctx, const char *call)
-{
-    if (!ctx->pipe_comm)
-        return ZRT_OK;
-    return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
-                     "%s: checkpoints of a pipeline (pipeline_stages %d) are not built "
-                     "yet: each stage holds other parameters; save the model with the "
-                     "loop's own writer",
-                     call, ctx->pipe_comm->size);
-}
-
 zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info)
 {
     ZRT_CHECK(zrt__require_finalized(ctx, "zrt_save"));
-    ZRT_CHECK(refuse_pipeline(ctx, "zrt_save"));
     double t0 = now_seconds();
     save_job job;
     memset(&job, 0, sizeof job);
@@ -648,6 +696,8 @@ zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info)
     ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
     st = ctx->comm->rank == 0 ? make_tmp_dir(&job, &ctx->err) : ZRT_OK;
     ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
+    st = make_stage_dir(ctx, &job);
+    ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", KEPT_LATEST), st, done);
     st = writes_files(ctx) ? write_rank_file(ctx, &job, &mine) : ZRT_OK;
     zrt_status gathered = gather_summaries(ctx, &mine, job.all);
     if (gathered != ZRT_OK) { /* the communicator failed: nothing left to agree with */
@@ -659,12 +709,17 @@ zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info)
         discard_tmp_dir(ctx, &job);
         goto done;
     }
-    st = ctx->comm->rank == 0 ? finish_save(ctx, &job, info) : ZRT_OK;
+    st = agree_share(ctx, write_files_meta(ctx, &job, info), "zrt_save", KEPT_LATEST);
+    if (st != ZRT_OK) {
+        discard_tmp_dir(ctx, &job);
+        goto done;
+    }
+    st = ctx->comm->rank == 0 ? finish_save(ctx, &job) : ZRT_OK;
     ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", KEPT_LATEST), st, done);
     if (ctx->comm->rank == 0) {
         char size[64];
-        zrt_log(ctx, 2, "zrt_save: wrote %s (%d rank files, %s) in %.3f s", job.final,
-                ctx->plan.world,
+        zrt_log(ctx, 2, "zrt_save: wrote %s (%d rank files%s, %s) in %.3f s", job.final,
+                ctx->plan.world, ctx->pipe_comm ? " a stage" : "",
                 zrt__fmt_bytes(total_bytes(job.all, ctx->plan.world), size, sizeof size),
                 now_seconds() - t0);
     }
@@ -845,6 +900,28 @@ zrt_status zrt_declare_model_dim(zrt_ctx *ctx, const char *name, int64_t value)
     return ZRT_OK;
 }
 
+/* The checkpoint this rank loads: dir's, or in a pipeline its stage's
+ * (step-N/stage-S), which needs a checkpoint of as many stages. */
+static zrt_status open_checkpoint(zrt_ctx *ctx, const char *dir, zrt__ckpt *out)
+{
+    if (!ctx->pipe_comm)
+        return zrt__ckpt_open(dir, out, &ctx->err);
+    char step_dir[ZRT__CKPT_PATH], stage_dir[ZRT__CKPT_PATH + 32];
+    int stages = 0, P = ctx->pipe_comm->size;
+    ZRT_CHECK(zrt__ckpt_resolve(dir, step_dir, sizeof step_dir, &ctx->err));
+    ZRT_CHECK(zrt__ckpt_pipeline_stages(step_dir, &stages, &ctx->err));
+    char saved[48] = "without a pipeline";
+    if (stages)
+        snprintf(saved, sizeof saved, "by a pipeline of %d stages", stages);
+    if (stages != P)
+        return zrt__fail(&ctx->err, ZRT_ERR_UNSUPPORTED,
+                         "zrt_load: '%s' was saved %s; this run has pipeline_stages %d "
+                         "(moving layers between stages is not built)",
+                         step_dir, saved, P);
+    snprintf(stage_dir, sizeof stage_dir, "%s/stage-%d", step_dir, ctx->pipe_comm->rank);
+    return zrt__ckpt_open(stage_dir, out, &ctx->err);
+}
+
 static zrt_status load_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info,
                                load_job *job)
 {
@@ -852,7 +929,7 @@ static zrt_status load_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_inf
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG, "zrt_load: no directory given");
     ZRT_CHECK(check_info(ctx, info, "zrt_load"));
     ZRT_CHECK(require_between_steps(ctx, "zrt_load"));
-    ZRT_CHECK(zrt__ckpt_open(dir, &job->ck, &ctx->err));
+    ZRT_CHECK(open_checkpoint(ctx, dir, &job->ck));
     job->opened = 1;
     ZRT_CHECK(match_model(ctx, &job->ck.meta));
     ZRT_CHECK(match_tensors(ctx, job));
@@ -1023,7 +1100,6 @@ static void free_load_job(load_job *job)
 zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info)
 {
     ZRT_CHECK(zrt__require_finalized(ctx, "zrt_load"));
-    ZRT_CHECK(refuse_pipeline(ctx, "zrt_load"));
     double t0 = now_seconds();
     load_job job;
     memset(&job, 0, sizeof job);

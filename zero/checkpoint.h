@@ -166,6 +166,15 @@ typedef struct zrt__ckpt {
     zrt__ckpt_rankfile *files; /* meta.world */
 } zrt__ckpt;
 
+/* A pipeline's checkpoint (pipeline_stages P > 1): the step directory holds
+ * meta.json {"format": ZRT__CKPT_PIPELINE_FORMAT, "stages": P, "step": N,
+ * sealed like any meta.json} and stage-0 .. stage-(P-1), each a complete
+ * checkpoint of that stage's parameters (its meta.json and rank files, the
+ * world being the stage's data-parallel ranks). *stages: P for such a step
+ * directory, 0 for a plain one. */
+#define ZRT__CKPT_PIPELINE_FORMAT "zrt-pipeline-checkpoint"
+zrt_status zrt__ckpt_pipeline_stages(const char *step_dir, int *stages, zrt__errbuf *err);
+
 /* The step directory `dir` names: dir itself when it holds meta.json, else
  * dir/<the name in dir/latest>. */
 zrt_status zrt__ckpt_resolve(const char *dir, char *step_dir, size_t size,

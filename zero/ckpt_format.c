@@ -738,6 +738,14 @@ static zrt_status parse_meta(json_t *root, zrt__ckpt_meta *m, const char *path,
 {
     const char *format = json_string_value(json_object_get(root, "format"));
     int64_t version = 0, world = 0, stage = 0, alignment = 0;
+    if (format && !strcmp(format, ZRT__CKPT_PIPELINE_FORMAT))
+        return zrt__fail(err, ZRT_ERR_UNSUPPORTED,
+                         "checkpoint: '%s' is a pipeline's: %lld stages, each a "
+                         "checkpoint of its own in stage-S beside it; load it with "
+                         "\"pipeline_stages\": %lld (or open one stage-S directory)",
+                         path,
+                         (long long)json_integer_value(json_object_get(root, "stages")),
+                         (long long)json_integer_value(json_object_get(root, "stages")));
     if (!format || strcmp(format, "zrt-checkpoint") != 0)
         return zrt__fail(err, ZRT_ERR_IO,
                          "checkpoint: '%s' is not a zrt checkpoint's "
@@ -787,6 +795,36 @@ static zrt_status read_meta(const char *step_dir, zrt__ckpt_meta *m, zrt__errbuf
                        path, jerr.line, jerr.column, jerr.text);
     if (st == ZRT_OK)
         st = parse_meta(root, m, path, err);
+    json_decref(root);
+    free(text);
+    return st;
+}
+
+zrt_status zrt__ckpt_pipeline_stages(const char *step_dir, int *stages, zrt__errbuf *err)
+{
+    char path[ZRT__CKPT_PATH];
+    ZRT_CHECK(zrt__ckpt_join(path, sizeof path, step_dir, "meta.json", err));
+    char *text = NULL;
+    size_t len = 0;
+    ZRT_CHECK(read_small_file(path, META_MAX_BYTES, &text, &len, err));
+    json_error_t jerr;
+    json_t *root = NULL;
+    zrt_status st = check_meta_crc(text, path, err);
+    if (st == ZRT_OK && !(root = json_loadb(text, len, 0, &jerr)))
+        st = zrt__fail(err, ZRT_ERR_IO,
+                       "checkpoint: '%s' is not valid JSON (line %d, column %d: %s)",
+                       path, jerr.line, jerr.column, jerr.text);
+    const char *format = root ? json_string_value(json_object_get(root, "format")) : NULL;
+    json_int_t n = root ? json_integer_value(json_object_get(root, "stages")) : 0;
+    *stages = 0;
+    if (st == ZRT_OK && format && !strcmp(format, ZRT__CKPT_PIPELINE_FORMAT)) {
+        if (n >= 2 && n <= 1 << 20)
+            *stages = (int)n;
+        else
+            st = zrt__fail(err, ZRT_ERR_IO,
+                           "checkpoint: '%s' names %lld pipeline stages, not 2 or more",
+                           path, (long long)n);
+    }
     json_decref(root);
     free(text);
     return st;

@@ -724,7 +724,7 @@ static int check_loaded_shape(const gpt2_opts *o, const gpt2_config *file, char 
 }
 
 /* --pp, --micro-batches, --schedule into the config and the run; what a
- * pipeline does not do yet is refused here, before MPI starts. */
+ * pipeline does not do is refused here, before MPI starts. */
 static int apply_pipeline_flags(run *r, zrt_config *zc, char *err, size_t size)
 {
     const gpt2_opts *o = &r->o;
@@ -747,17 +747,11 @@ static int apply_pipeline_flags(run *r, zrt_config *zc, char *err, size_t size)
         zc->gradient_accumulation_steps = o->micro_batches;
     if (o->pp > 0)
         zc->pipeline_stages = o->pp;
-    if (zc->pipeline_stages <= 1)
-        return 0;
-    const char *flag = r->a.dump_params ? "--dump-params"
-                       : r->a.save_dir  ? "--save-dir"
-                       : r->a.resume    ? "--resume"
-                                        : NULL;
-    if (flag) {
+    if (zc->pipeline_stages > 1 && r->a.dump_params) {
         snprintf(err, size,
-                 "%s with --pp %d: zrt's checkpoints and parameter dumps of a "
-                 "pipeline are not built yet (--save writes the whole model)",
-                 flag, zc->pipeline_stages);
+                 "--dump-params with --pp %d: a dump of a pipeline's parameters is not "
+                 "built (--save writes the whole model; --save-dir checkpoints it)",
+                 zc->pipeline_stages);
         return -1;
     }
     return 0;

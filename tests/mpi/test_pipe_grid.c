@@ -20,7 +20,8 @@
  *   - a gradient is averaged over the stage's ranks, not the world's;
  *   - refusals with a sentence: 3 stages on 4 ranks, with hybrid_shard_size,
  *     a receive with no input, a training pass whose micro-batches differ
- *     from gradient_accumulation_steps, checkpoints.
+ *     from gradient_accumulation_steps (checkpoints of a pipeline:
+ *     tests/scripts/gpt2_pipeline.sh).
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -381,9 +382,6 @@ START_TEST(bad_grids_and_calls_are_refused)
     }
     ck_assert_int_eq(zrt_pipe_next(ctx, &op, &done), ZRT_OK);
     ck_assert_int_eq(done, 1);
-    ck_assert_int_eq(zrt_save(ctx, "/tmp/zrt-pipe-never", NULL), ZRT_ERR_UNSUPPORTED);
-    ck_assert_msg(strstr(zrt_last_error(ctx), "pipeline_stages 2"), "%s",
-                  zrt_last_error(ctx));
     ck_assert_int_eq(zrt_get_pipe_grid(ctx, NULL), ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt_pipe_slots(ctx, ZRT_PIPE_GPIPE, 0, &done), ZRT_ERR_INVALID_ARG);
     ck_assert_int_eq(zrt_ctx_destroy(ctx), ZRT_OK);

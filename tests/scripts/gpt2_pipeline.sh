@@ -7,7 +7,8 @@
 # same model file, byte for byte, as the data-parallel run with
 # gradient accumulation over the same micro-batches (2 ranks, and 1 rank);
 # the memory plan matches the measured peaks on every rank; recomputation
-# holds less; what a pipeline does not do is refused with a sentence.
+# holds less; checkpoints resume bit for bit; what a pipeline does not do is
+# refused with a sentence.
 source "$(dirname "$0")/common.sh"
 TRAIN=$1
 M=4
@@ -97,12 +98,24 @@ for sched in gpipe 1f1b; do
     check_plan "$WORK/m4_$sched" 4 # the norm's all-reduce over the stages too
 done
 
+# checkpoints: every stage saves its own under step-N/stage-S; a resumed run
+# ends as the uninterrupted one; another stage count, or none, is refused
+# naming both
+train 4 "$WORK/ck_full.bin" --stage 2 --pp 2 --save-dir "$WORK/ck" --save-every 2
+[ -f "$WORK/ck/step-00000002/stage-1/meta.json" ] || fail "no stage-1 checkpoint"
+train 4 "$WORK/ck_resumed.bin" --stage 2 --pp 2 --resume "$WORK/ck/step-00000002"
+same "$WORK/ck_full.bin" "$WORK/ck_resumed.bin" "a 2 x 2 run resumed at step 2"
+expect_refused 4 "saved by a pipeline of 2 stages; this run has pipeline_stages 4" \
+    "resuming 2 stages as 4" "$TRAIN" "${COMMON[@]}" --pp 4 --resume "$WORK/ck"
+expect_refused 2 "is a pipeline's: 2 stages" "resuming a pipeline without one" \
+    "$TRAIN" "${COMMON[@]}" --resume "$WORK/ck"
+
 # refusals, each before training, with a sentence naming what is wrong
 expect_refused 4 "pipeline_stages.*3.*4" "--pp 3 on 4 ranks" "$TRAIN" --model d4 --pp 3
 expect_refused 4 "at least 4 layers" "--pp 4 with 2 layers" "$TRAIN" --model d4 --layers 2 \
     --pp 4
-expect_refused 4 "--save-dir with --pp 2" "checkpoints of a pipeline" "$TRAIN" --model d4 \
-    --pp 2 --save-dir "$WORK/ck"
+expect_refused 4 "--dump-params with --pp 2" "a parameter dump of a pipeline" "$TRAIN" \
+    --model d4 --pp 2 --dump-params "$WORK/dump.bin"
 expect_refused 1 "--schedule: 'zigzag'" "an unknown schedule" "$TRAIN" --model d4 \
     --schedule zigzag
 echo "PASS"
