@@ -778,45 +778,46 @@ static zrt_status parse_meta(json_t *root, zrt__ckpt_meta *m, const char *path,
     return parse_user(root, m, path, err);
 }
 
-static zrt_status read_meta(const char *step_dir, zrt__ckpt_meta *m, zrt__errbuf *err)
+/* step_dir/meta.json, its CRC checked, parsed: *root (json_decref it) and
+ * its path. */
+static zrt_status load_meta_json(const char *step_dir, char *path, size_t size,
+                                 json_t **root, zrt__errbuf *err)
 {
-    char path[ZRT__CKPT_PATH];
-    ZRT_CHECK(zrt__ckpt_join(path, sizeof path, step_dir, "meta.json", err));
+    ZRT_CHECK(zrt__ckpt_join(path, size, step_dir, "meta.json", err));
     char *text = NULL;
     size_t len = 0;
     ZRT_CHECK(read_small_file(path, META_MAX_BYTES, &text, &len, err));
     json_error_t jerr;
-    json_t *root = NULL;
+    *root = NULL;
     zrt_status st = check_meta_crc(text, path, err);
-    if (st == ZRT_OK && !(root = json_loadb(text, len, 0, &jerr)))
+    if (st == ZRT_OK && !(*root = json_loadb(text, len, 0, &jerr)))
         st = zrt__fail(err, ZRT_ERR_IO,
                        "checkpoint: '%s' is not valid JSON (line %d, "
                        "column %d: %s)",
                        path, jerr.line, jerr.column, jerr.text);
+    free(text);
+    return st;
+}
+
+static zrt_status read_meta(const char *step_dir, zrt__ckpt_meta *m, zrt__errbuf *err)
+{
+    char path[ZRT__CKPT_PATH];
+    json_t *root = NULL;
+    zrt_status st = load_meta_json(step_dir, path, sizeof path, &root, err);
     if (st == ZRT_OK)
         st = parse_meta(root, m, path, err);
     json_decref(root);
-    free(text);
     return st;
 }
 
 zrt_status zrt__ckpt_pipeline_stages(const char *step_dir, int *stages, zrt__errbuf *err)
 {
     char path[ZRT__CKPT_PATH];
-    ZRT_CHECK(zrt__ckpt_join(path, sizeof path, step_dir, "meta.json", err));
-    char *text = NULL;
-    size_t len = 0;
-    ZRT_CHECK(read_small_file(path, META_MAX_BYTES, &text, &len, err));
-    json_error_t jerr;
     json_t *root = NULL;
-    zrt_status st = check_meta_crc(text, path, err);
-    if (st == ZRT_OK && !(root = json_loadb(text, len, 0, &jerr)))
-        st = zrt__fail(err, ZRT_ERR_IO,
-                       "checkpoint: '%s' is not valid JSON (line %d, column %d: %s)",
-                       path, jerr.line, jerr.column, jerr.text);
+    *stages = 0;
+    zrt_status st = load_meta_json(step_dir, path, sizeof path, &root, err);
     const char *format = root ? json_string_value(json_object_get(root, "format")) : NULL;
     json_int_t n = root ? json_integer_value(json_object_get(root, "stages")) : 0;
-    *stages = 0;
     if (st == ZRT_OK && format && !strcmp(format, ZRT__CKPT_PIPELINE_FORMAT)) {
         if (n >= 2 && n <= 1 << 20)
             *stages = (int)n;
@@ -826,7 +827,6 @@ zrt_status zrt__ckpt_pipeline_stages(const char *step_dir, int *stages, zrt__err
                            path, (long long)n);
     }
     json_decref(root);
-    free(text);
     return st;
 }
 
