@@ -86,3 +86,21 @@ const char *zrt_last_error(const zrt_ctx *ctx)
 {
     return ctx ? ctx->err.text : "no context";
 }
+
+/* A pipeline's pending sends move while the loop computes: a large send is
+ * a rendezvous that MPI advances only inside its calls, so between two
+ * zrt_pipe calls the next stage could wait for data that is ready. One test
+ * advances every request of the communicator; nothing is completed here
+ * (zero/pipe.c completes sends where the slots say). */
+zrt_status zrt__pipe_progress(zrt_ctx *ctx)
+{
+    const zrt__pipe *p = &ctx->pipe;
+    if (!p->running || !p->sends || !ctx->pipe_comm)
+        return ZRT_OK;
+    for (int i = 0; i < 2 * p->micro_batches; i++) {
+        int done = 0;
+        if (p->sends[i])
+            return ctx->pipe_comm->ops->test(ctx->pipe_comm, p->sends[i], &done);
+    }
+    return ZRT_OK;
+}

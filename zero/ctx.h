@@ -214,6 +214,10 @@ void zrt__traffic_step_end(zrt_ctx *ctx);
 zrt_status zrt__comm_wait(zrt_ctx *ctx, zrt__comm_req *req);
 zrt_status zrt__comm_wait_in(zrt_ctx *ctx, zrt__comm *c, zrt__comm_req *req);
 
+/* Advances a pipeline pass's pending sends without completing any (base.c;
+ * the engine calls it at every layer call). */
+zrt_status zrt__pipe_progress(zrt_ctx *ctx);
+
 /* Ends a pass left running (zero/pipe.c): waits for its pending sends and
  * frees its schedule. zrt_ctx_destroy calls it. */
 void zrt__pipe_release(zrt_ctx *ctx);

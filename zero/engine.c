@@ -689,6 +689,7 @@ static zrt_status progress(zrt_ctx *ctx)
 {
     int done = 0;
     zrt__comm *c = ctx->shard_comm;
+    ZRT_CHECK(zrt__pipe_progress(ctx));
     if (ctx->reduce_count > 0)
         return c->ops->test(c, ctx->layers[ctx->reduce_fifo[0]].reduce, &done);
     for (int l = 0; l < ctx->plan.nlayers; l++)
