@@ -43,6 +43,7 @@
 #define SECTION_OFFLOAD_OPTIM "zero_optimization.offload_optimizer"
 #define SECTION_OFFLOAD_PARAM "zero_optimization.offload_param"
 #define SECTION_AIO           "aio"
+#define SECTION_CHECKPOINT    "checkpoint"
 #define SECTION_BF16          "bf16"
 #define SECTION_FP16          "fp16"
 #define STRING_SOURCE         "<string>"
@@ -140,6 +141,10 @@ static const cfg_key keys[] = {
     {SECTION_AIO, "thread_count", KIND_POSITIVE, FIELD(aio.thread_count)},
     {SECTION_AIO, "single_submit", KIND_BOOL, FIELD(aio.single_submit)},
     {SECTION_AIO, "overlap_events", KIND_BOOL, FIELD(aio.overlap_events)},
+    {NULL, SECTION_CHECKPOINT, KIND_SECTION, 0},
+    {SECTION_CHECKPOINT, "async_save", KIND_BOOL, FIELD(checkpoint_async)},
+    {SECTION_CHECKPOINT, "async_buffer_size", KIND_BYTES,
+     FIELD(checkpoint_async_buffer_size)},
 };
 #define NUM_KEYS (sizeof keys / sizeof keys[0])
 

@@ -77,6 +77,7 @@
 #include "../runtime/file_limit.h"
 #include "../runtime/sized.h"
 #include "checkpoint.h"
+#include "ckpt_writer.h"
 #include "ctx.h"
 
 enum {
@@ -354,8 +355,10 @@ static json_t *model_json(const zrt_ctx *ctx)
     return o;
 }
 
-static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info,
-                         const rank_summary *all)
+/* meta.json as of now, but for the rank files ("files", added by
+ * meta_text once they are written): an asynchronous save takes it when
+ * it starts, before later steps change the step count and the scaler. */
+static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info)
 {
     json_t *kinds = json_array();
     for (int k = 0; kinds && k < ctx_nkinds(ctx); k++)
@@ -376,18 +379,18 @@ static json_t *meta_json(const zrt_ctx *ctx, const zrt_ckpt_info *info,
         json_object_set_new(root, "model", model_json(ctx));
     if (root)
         json_object_set_new(root, "user", user_json(info));
-    if (root)
-        json_object_set_new(root, "files", files_json(all, ctx->plan.world));
     return root;
 }
 
-/* The JSON text with its CRC32C appended as the last member. */
-static zrt_status meta_text(zrt_ctx *ctx, const zrt_ckpt_info *info,
-                            const rank_summary *all, char **out, size_t *len)
+/* The JSON text of meta (meta_json's, taken at the save's start) with the
+ * rank files added and its CRC32C appended as the last member. */
+static zrt_status meta_text(zrt_ctx *ctx, json_t *meta, const rank_summary *all,
+                            char **out, size_t *len)
 {
-    json_t *root = meta_json(ctx, info, all);
-    char *body = root ? json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(root);
+    json_t *files = files_json(all, ctx->plan.world);
+    char *body = NULL;
+    if (files && json_object_set_new(meta, "files", files) == 0)
+        body = json_dumps(meta, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     if (!body)
         return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
                          "zrt_save: cannot build "
@@ -406,6 +409,11 @@ typedef struct save_job {
     char files[ZRT__CKPT_PATH + 32]; /* where this rank's files go: tmp, or
                                         tmp/stage-S in a pipeline */
     rank_summary *all;               /* the shard group's entries */
+    int64_t step;                    /* the context's step when it started */
+    json_t *meta;                    /* writes_meta ranks: meta.json but for
+                                        the files, taken at the start */
+    char call[64];                   /* how messages name this save */
+    double t0;                       /* when it started */
 } save_job;
 
 static zrt_status save_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info,
@@ -419,6 +427,11 @@ static zrt_status save_prepare(zrt_ctx *ctx, const char *dir, const zrt_ckpt_inf
         return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
                          "zrt_save: directory name too "
                          "long");
+    job->step = ctx->step;
+    snprintf(job->call, sizeof job->call,
+             ctx->cfg.checkpoint_async ? "zrt_save of step %ld (asynchronous)"
+                                       : "zrt_save",
+             ctx->step);
     snprintf(job->name, sizeof job->name, "step-%08ld", ctx->step);
     ZRT_CHECK(zrt__ckpt_join(job->final, sizeof job->final, dir, job->name, &ctx->err));
     snprintf(job->tmp, sizeof job->tmp, "%s.tmp", job->final);
@@ -608,8 +621,7 @@ static zrt_status publish_dir(zrt_ctx *ctx, const save_job *job)
 }
 
 /* After every rank's file is durable: the meta.json describing them. */
-static zrt_status write_files_meta(zrt_ctx *ctx, const save_job *job,
-                                   const zrt_ckpt_info *info)
+static zrt_status write_files_meta(zrt_ctx *ctx, const save_job *job)
 {
     if (!writes_meta(ctx))
         return ZRT_OK;
@@ -621,7 +633,7 @@ static zrt_status write_files_meta(zrt_ctx *ctx, const save_job *job,
                              r, job->files);
     char *text = NULL;
     size_t len = 0;
-    ZRT_CHECK(meta_text(ctx, info, job->all, &text, &len));
+    ZRT_CHECK(meta_text(ctx, job->meta, job->all, &text, &len));
     zrt_status st = zrt__ckpt_write_atomic(job->files, "meta.json", text, len, &ctx->err);
     free(text);
     return st;
@@ -632,7 +644,7 @@ static zrt_status write_pipeline_meta(zrt_ctx *ctx, const save_job *job)
 {
     json_t *root =
         json_pack("{s:s, s:i, s:I, s:i}", "format", ZRT__CKPT_PIPELINE_FORMAT, "version",
-                  1, "step", (json_int_t)ctx->step, "stages", ctx->pipe_comm->size);
+                  1, "step", (json_int_t)job->step, "stages", ctx->pipe_comm->size);
     char *body = root ? json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
     if (!body)
@@ -685,46 +697,263 @@ static int64_t total_bytes(const rank_summary *all, int world)
     return sum;
 }
 
+static void free_job(save_job *job)
+{
+    if (!job)
+        return;
+    json_decref(job->meta);
+    free(job->all);
+    free(job);
+}
+
+/* Every rank: the job prepared, step-N.tmp (and a pipeline's stage
+ * directories) made, meta.json taken on the ranks that write it; agreed
+ * after each phase. */
+static zrt_status save_begin(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info,
+                             save_job *job)
+{
+    job->t0 = now_seconds();
+    zrt_status st = save_prepare(ctx, dir, info, job);
+    if (st == ZRT_OK && writes_meta(ctx) && !(job->meta = meta_json(ctx, info)))
+        st = zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                       "zrt_save: cannot build meta.json");
+    ZRT_CHECK(agree_share(ctx, st, "zrt_save", NULL));
+    st = ctx->comm->rank == 0 ? make_tmp_dir(job, &ctx->err) : ZRT_OK;
+    ZRT_CHECK(agree_share(ctx, st, "zrt_save", NULL));
+    return agree_share(ctx, make_stage_dir(ctx, job), "zrt_save", KEPT_LATEST);
+}
+
+/* Every rank, once its own file is durable (written: ZRT_OK) or failed:
+ * the files' summaries to the meta.json writers, meta.json, then rank 0
+ * publishes the directory and moves `latest`; agreed after each phase. */
+static zrt_status complete_save(zrt_ctx *ctx, save_job *job, zrt_status written,
+                                const rank_summary *mine)
+{
+    zrt_status st = gather_summaries(ctx, mine, job->all);
+    if (st != ZRT_OK) /* the communicator failed: nothing left to agree with */
+        return st;
+    st = agree_share(ctx, written, job->call, KEPT_LATEST);
+    if (st == ZRT_OK)
+        st = agree_share(ctx, write_files_meta(ctx, job), job->call, KEPT_LATEST);
+    if (st != ZRT_OK) {
+        discard_tmp_dir(ctx, job);
+        return st;
+    }
+    st = ctx->comm->rank == 0 ? finish_save(ctx, job) : ZRT_OK;
+    ZRT_CHECK(agree_share(ctx, st, job->call, KEPT_LATEST));
+    if (ctx->comm->rank == 0) {
+        char size[64];
+        zrt_log(ctx, 2, "%s: wrote %s (%d rank files%s, %s) in %.3f s", job->call,
+                job->final, ctx->plan.world, ctx->pipe_comm ? " a stage" : "",
+                zrt__fmt_bytes(total_bytes(job->all, ctx->plan.world), size, sizeof size),
+                now_seconds() - job->t0);
+    }
+    return ZRT_OK;
+}
+
+/* ---- asynchronous saves ---------------------------------------------------------
+ *
+ * zrt_save starts like a synchronous save (save_begin), then copies this
+ * rank's sections, in file order, into ctx->ckpt_buffer, where a writer
+ * thread (ckpt_writer.h) takes them to disk; with NVMe state a section is
+ * read into the NVMe staging first, as a synchronous save does. The ranks
+ * agree that every copy succeeded and zrt_save returns: everything it
+ * copied is the state of this step, whatever later steps change.
+ * complete_save, the same as a synchronous save's, then runs on the
+ * training thread at the first zrt_step whose poll finds every rank's
+ * writer finished (one agreement per step while a save is pending), or in
+ * zrt_save_wait (which waits for this rank's writer). Until then `latest`
+ * names the previous checkpoint, so a crash at any moment leaves a complete
+ * one, as with synchronous saves. */
+
+struct zrt__ckpt_pending {
+    save_job *job;
+    zrt__ckpt_writer *writer; /* NULL on a rank that writes no file */
+};
+
+/* One section's data, from memory or through the NVMe staging, into the
+ * writer's ring. */
+static zrt_status push_section(zrt_ctx *ctx, zrt__ckpt_writer *w, int kind,
+                               const zrt__ckpt_section *s)
+{
+    const zrt__layer_state *ls = &ctx->layers[s->layer];
+    state_place p;
+    place_of(ctx, kind, s->layer, &p);
+    ZRT_CHECK(require_reachable(ctx, &p, kind, s->layer, "zrt_save"));
+    const char *range = p.mem;
+    if (p.mover) {
+        ZRT_CHECK(swap_io(ctx, &p, ls->range_len, nvme_staging(ctx), 0));
+        range = (const char *)nvme_staging(ctx);
+    }
+    const char *src = range + (size_t)(s->first - ls->range_lo) * p.esize;
+    zrt_status st = zrt__ckpt_writer_push(w, src, s->bytes);
+    if (st != ZRT_OK) /* the writer failed (a full disk): join says why */
+        return zrt__fail(&ctx->err, st, "zrt_save: the checkpoint writer stopped");
+    return ZRT_OK;
+}
+
+/* Starts this rank's writer and copies every section into its ring. */
+static zrt_status stage_rank_file(zrt_ctx *ctx, const save_job *job,
+                                  zrt__ckpt_writer **out)
+{
+    int n = 0;
+    zrt__ckpt_section *s = plan_sections(ctx, &n);
+    if (!s)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY,
+                         "zrt_save: no memory for the section table");
+    char name[32];
+    snprintf(name, sizeof name, "rank-%05d.zrtc", ctx->shard_comm->rank);
+    zrt__ckpt_file_id id = {.version = ctx_version(ctx),
+                            .rank = ctx->shard_comm->rank,
+                            .world = ctx->plan.world,
+                            .step = ctx->step};
+    zrt_status st =
+        zrt__ckpt_writer_start(job->files, name, &id, s, n, ctx->ckpt_buffer.ptr,
+                               ctx->ckpt_buffer.bytes, &ctx->err, out);
+    for (int i = 0; st == ZRT_OK && i < n; i++)
+        st = push_section(ctx, *out, i % ctx_nkinds(ctx), &s[i]);
+    free(s);
+    return st;
+}
+
+/* Ends this rank's writer and records its file; the outcome of the write. */
+static zrt_status join_writer(zrt_ctx *ctx, zrt__ckpt_writer *w, rank_summary *mine)
+{
+    if (!w)
+        return ZRT_OK;
+    zrt_status st = zrt__ckpt_writer_join(w, &mine->header_crc, &mine->bytes, &ctx->err);
+    mine->ok = st == ZRT_OK;
+    return st;
+}
+
+static zrt_status start_async(zrt_ctx *ctx, save_job *job)
+{
+    zrt__ckpt_writer *w = NULL;
+    zrt_status st = writes_files(ctx) ? stage_rank_file(ctx, job, &w) : ZRT_OK;
+    struct zrt__ckpt_pending *p = st == ZRT_OK ? calloc(1, sizeof *p) : NULL;
+    if (st == ZRT_OK && !p)
+        st = zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "zrt_save: no memory");
+    st = agree_share(ctx, st, job->call, KEPT_LATEST);
+    if (st != ZRT_OK) {
+        if (w) {
+            zrt__ckpt_writer_cancel(w);
+            rank_summary ignored;
+            zrt__errbuf scratch = {.rank = ctx->err.rank};
+            zrt__ckpt_writer_join(w, &ignored.header_crc, &ignored.bytes, &scratch);
+        }
+        discard_tmp_dir(ctx, job);
+        free(p);
+        free_job(job);
+        return st;
+    }
+    *p = (struct zrt__ckpt_pending){.job = job, .writer = w};
+    ctx->ckpt_pending = p;
+    return ZRT_OK;
+}
+
+/* Waits for this rank's writer, then publishes as a synchronous save
+ * does (collective). */
+static zrt_status publish_pending(zrt_ctx *ctx)
+{
+    struct zrt__ckpt_pending *p = ctx->ckpt_pending;
+    ctx->ckpt_pending = NULL;
+    rank_summary mine = {0};
+    zrt_status written = join_writer(ctx, p->writer, &mine);
+    zrt_status st = complete_save(ctx, p->job, written, &mine);
+    free_job(p->job);
+    free(p);
+    return st;
+}
+
+/* A failed asynchronous save: logged now, returned by zrt_save_wait. */
+static void keep_failure(zrt_ctx *ctx, zrt_status st)
+{
+    if (st == ZRT_OK || ctx->ckpt_failed != ZRT_OK)
+        return;
+    ctx->ckpt_failed = st;
+    memcpy(ctx->ckpt_failed_text, ctx->err.text, sizeof ctx->ckpt_failed_text);
+    if (ctx->comm->rank == 0)
+        zrt_log(ctx, 1, "%s", ctx->err.text);
+}
+
+zrt_status zrt__ckpt_poll(zrt_ctx *ctx)
+{
+    if (!ctx->ckpt_pending)
+        return ZRT_OK;
+    zrt__ckpt_writer *w = ctx->ckpt_pending->writer;
+    int first = -1;
+    zrt_status mine = !w || zrt__ckpt_writer_finished(w) ? ZRT_OK : ZRT_ERR_STATE;
+    ZRT_CHECK(ctx->comm->ops->agree(ctx->comm, mine, &first));
+    if (first >= 0) /* a rank is still writing */
+        return ZRT_OK;
+    keep_failure(ctx, publish_pending(ctx));
+    return ZRT_OK;
+}
+
+/* Publishes a pending save (waiting for this rank's writer), keeping its
+ * failure for zrt_save_wait. */
+static void settle_pending(zrt_ctx *ctx)
+{
+    if (ctx->ckpt_pending)
+        keep_failure(ctx, publish_pending(ctx));
+}
+
+zrt_status zrt_save_wait(zrt_ctx *ctx)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    settle_pending(ctx);
+    zrt_status st = ctx->ckpt_failed;
+    if (st == ZRT_OK)
+        return ZRT_OK;
+    ctx->ckpt_failed = ZRT_OK;
+    return zrt__fail(&ctx->err, st, "%s", ctx->ckpt_failed_text);
+}
+
+void zrt__ckpt_release(zrt_ctx *ctx)
+{
+    struct zrt__ckpt_pending *p = ctx->ckpt_pending;
+    if (ctx->ckpt_failed != ZRT_OK && ctx->comm->rank == 0)
+        zrt_log(ctx, 1,
+                "zrt_ctx_destroy: an asynchronous save failed and nobody asked "
+                "(zrt_save_wait): %s",
+                ctx->ckpt_failed_text);
+    if (!p)
+        return;
+    ctx->ckpt_pending = NULL;
+    if (p->writer) {
+        zrt__ckpt_writer_cancel(p->writer);
+        rank_summary ignored;
+        zrt__errbuf scratch = {.rank = ctx->err.rank};
+        zrt__ckpt_writer_join(p->writer, &ignored.header_crc, &ignored.bytes, &scratch);
+    }
+    if (ctx->comm->rank == 0)
+        zrt_log(ctx, 1,
+                "zrt_ctx_destroy: the asynchronous save of step %ld was never published "
+                "(call zrt_save_wait before zrt_ctx_destroy); 'latest' still names the "
+                "checkpoint before it",
+                (long)p->job->step);
+    discard_tmp_dir(ctx, p->job);
+    free_job(p->job);
+    free(p);
+}
+
 zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *info)
 {
     ZRT_CHECK(zrt__require_finalized(ctx, "zrt_save"));
-    double t0 = now_seconds();
-    save_job job;
-    memset(&job, 0, sizeof job);
+    ZRT_CHECK(zrt_save_wait(ctx)); /* the next save waits for the previous one */
+    save_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "zrt_save: no memory");
+    zrt_status st = save_begin(ctx, dir, info, job);
+    if (st == ZRT_OK && ctx->cfg.checkpoint_async)
+        return start_async(ctx, job); /* it owns the job now */
     rank_summary mine = {0};
-    zrt_status st = save_prepare(ctx, dir, info, &job);
-    ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
-    st = ctx->comm->rank == 0 ? make_tmp_dir(&job, &ctx->err) : ZRT_OK;
-    ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", NULL), st, done);
-    st = make_stage_dir(ctx, &job);
-    ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", KEPT_LATEST), st, done);
-    st = writes_files(ctx) ? write_rank_file(ctx, &job, &mine) : ZRT_OK;
-    zrt_status gathered = gather_summaries(ctx, &mine, job.all);
-    if (gathered != ZRT_OK) { /* the communicator failed: nothing left to agree with */
-        st = gathered;
-        goto done;
+    if (st == ZRT_OK) {
+        zrt_status written =
+            writes_files(ctx) ? write_rank_file(ctx, job, &mine) : ZRT_OK;
+        st = complete_save(ctx, job, written, &mine);
     }
-    st = agree_share(ctx, st, "zrt_save", KEPT_LATEST);
-    if (st != ZRT_OK) {
-        discard_tmp_dir(ctx, &job);
-        goto done;
-    }
-    st = agree_share(ctx, write_files_meta(ctx, &job, info), "zrt_save", KEPT_LATEST);
-    if (st != ZRT_OK) {
-        discard_tmp_dir(ctx, &job);
-        goto done;
-    }
-    st = ctx->comm->rank == 0 ? finish_save(ctx, &job) : ZRT_OK;
-    ZRT_CHECK_GOTO(agree_share(ctx, st, "zrt_save", KEPT_LATEST), st, done);
-    if (ctx->comm->rank == 0) {
-        char size[64];
-        zrt_log(ctx, 2, "zrt_save: wrote %s (%d rank files%s, %s) in %.3f s", job.final,
-                ctx->plan.world, ctx->pipe_comm ? " a stage" : "",
-                zrt__fmt_bytes(total_bytes(job.all, ctx->plan.world), size, sizeof size),
-                now_seconds() - t0);
-    }
-done:
-    free(job.all);
+    free_job(job);
     return st;
 }
 
@@ -1100,6 +1329,7 @@ static void free_load_job(load_job *job)
 zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info)
 {
     ZRT_CHECK(zrt__require_finalized(ctx, "zrt_load"));
+    settle_pending(ctx); /* it may be the very checkpoint asked for */
     double t0 = now_seconds();
     load_job job;
     memset(&job, 0, sizeof job);
@@ -1131,4 +1361,63 @@ zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info)
 done:
     free_load_job(&job);
     return st;
+}
+
+/* ---- resuming after a restart ------------------------------------------------------ */
+
+/* Whether dir/latest exists: the same answer on every rank, or a refusal
+ * (the directory must be one every rank sees). */
+static zrt_status latest_exists(zrt_ctx *ctx, const char *dir, int *out)
+{
+    char path[ZRT__CKPT_PATH + 16];
+    zrt_status st = zrt__ckpt_join(path, sizeof path, dir, "latest", &ctx->err);
+    ZRT_CHECK(agree_share(ctx, st, "zrt_resume", NULL));
+    float seen = access(path, F_OK) == 0 ? 1.0f : 0.0f;
+    ZRT_CHECK(zrt_allreduce_f32(ctx, &seen, 1, ZRT_SUM));
+    if (seen != 0.0f && seen != (float)ctx->comm->size)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_resume: %.0f of %d ranks see '%s'; checkpoints need a "
+                         "directory that every rank sees (a shared file system)",
+                         (double)seen, ctx->comm->size, path);
+    *out = seen > 0.0f;
+    return ZRT_OK;
+}
+
+zrt_status zrt_resume(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info)
+{
+    ZRT_CHECK(zrt__require_finalized(ctx, "zrt_resume"));
+    ZRT_CHECK(check_info(ctx, info, "zrt_resume"));
+    if (!dir || !*dir)
+        return zrt__fail(&ctx->err, ZRT_ERR_INVALID_ARG,
+                         "zrt_resume: no directory given");
+    if (info) {
+        info->step = 0;
+        info->world_size = 0;
+        info->stage = 0;
+        info->user_bytes = 0;
+    }
+    if (ctx->restart == 0)
+        return ZRT_OK;
+    int have = 0;
+    ZRT_CHECK(latest_exists(ctx, dir, &have));
+    if (!have) {
+        if (ctx->comm->rank == 0)
+            zrt_log(ctx, 1, "restart %d: no checkpoint in '%s' yet: starting from step 0",
+                    ctx->restart, dir);
+        return ZRT_OK;
+    }
+    ZRT_CHECK(zrt_load(ctx, dir, info));
+    if (ctx->comm->rank == 0)
+        zrt_log(ctx, 1, "restart %d: resumed from '%s' at step %ld on %d ranks",
+                ctx->restart, dir, ctx->step, ctx->comm->size);
+    return ZRT_OK;
+}
+
+zrt_status zrt_restart_count(const zrt_ctx *ctx, int *out)
+{
+    ZRT_CHECK(zrt__require_ctx(ctx));
+    if (!out)
+        return ZRT_ERR_INVALID_ARG;
+    *out = ctx->restart;
+    return ZRT_OK;
 }

@@ -438,6 +438,50 @@ static zrt_status check_topk(zrt_ctx *ctx)
 
 /* Config errors found before a context exists have nowhere to be stored:
  * they go to stderr once, with the rank if Open MPI told us. */
+/* zero-launch --max-restarts: ZRT_RESTART is this attempt's number and
+ * ZRT_ELASTIC_WORLD the first attempt's rank count. On another number of
+ * data-parallel ranks than the first attempt's, gradient accumulation
+ * makes up the difference, so every step still trains on the first
+ * attempt's global batch (the examples' data position is a function of
+ * the step and the global batch: the same samples, summed in another
+ * order). */
+static zrt_status apply_restart(zrt_ctx *ctx)
+{
+    ctx->restart = env_int("ZRT_RESTART", 0);
+    const char *text = getenv("ZRT_ELASTIC_WORLD");
+    if (!text)
+        return ZRT_OK;
+    char *end = NULL;
+    long first = strtol(text, &end, 10);
+    if (end == text || *end || first < 1 || first > (1 << 20))
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
+                         "ZRT_ELASTIC_WORLD is '%s', not a rank count (zero-launch "
+                         "--max-restarts sets it to the first attempt's)",
+                         text);
+    int world = ctx->comm->size, stages = ctx->pipe_comm ? ctx->pipe_comm->size : 1;
+    int64_t k = ctx->cfg.gradient_accumulation_steps;
+    if (first == world)
+        return ZRT_OK;
+    if (first % stages != 0 || (k * (first / stages)) % (world / stages) != 0)
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
+                         "restart %d on %d ranks cannot keep the global batch of the "
+                         "first attempt's %ld ranks: gradient_accumulation_steps %lld "
+                         "would become %lld x %ld / %d, not a whole number (choose a "
+                         "gradient_accumulation_steps that makes it one)",
+                         ctx->restart, world, first, (long long)k, (long long)k,
+                         first / stages, world / stages);
+    int64_t scaled = k * (first / stages) / (world / stages);
+    ctx->cfg.gradient_accumulation_steps = (int)scaled;
+    if (ctx->comm->rank == 0)
+        zrt_log(ctx, 1,
+                "restart %d: %d ranks instead of the first attempt's %ld: "
+                "gradient_accumulation_steps %lld -> %lld keeps the global batch of "
+                "%lld micro-batches a step",
+                ctx->restart, world, first, (long long)k, (long long)scaled,
+                (long long)(k * (first / stages)));
+    return ZRT_OK;
+}
+
 static void report_early_error(const char *text)
 {
     const char *rank = getenv("OMPI_COMM_WORLD_RANK");
@@ -478,6 +522,7 @@ zrt_status zrt_ctx_create(const zrt_config *cfg, zrt_ctx **out)
     ZRT_CHECK_GOTO(create_comm(ctx), st, fail);
     ctx->err.rank = ctx->comm->rank;
     ZRT_CHECK_GOTO(create_pipe_grid(ctx), st, fail);
+    ZRT_CHECK_GOTO(apply_restart(ctx), st, fail);
     ZRT_CHECK_GOTO(create_shard_groups(ctx), st, fail);
     ZRT_CHECK_GOTO(create_hpz_groups(ctx), st, fail);
     ZRT_CHECK_GOTO(check_qwz(ctx), st, fail);
@@ -550,6 +595,7 @@ zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
     if (ctx->finalized)
         st = zrt__engine_drain(ctx);
     zrt__pipe_release(ctx);
+    zrt__ckpt_release(ctx); /* its writer reads the buffer released below */
     zrt__engine_release(ctx);
     free_user_buffers(ctx);
     free_params(ctx);

@@ -179,6 +179,12 @@ struct zrt_ctx {
     zrt__nvme_store param_nvme; /* offload_param nvme: stage-3 shards */
     zrt__buf step_staging;      /* host: two (p, m, v) sets of the largest range */
     zrt__buf ckpt_staging;      /* host: checkpoint checksums without step_staging */
+    zrt__buf ckpt_buffer;       /* host: asynchronous saves' ring (checkpoint_async) */
+    struct zrt__ckpt_pending *ckpt_pending;  /* an asynchronous save not yet
+                                                published (zero/checkpoint.c) */
+    zrt_status ckpt_failed;                  /* an asynchronous save's failure, */
+    char ckpt_failed_text[ZRT__ERRBUF_SIZE]; /* kept for zrt_save_wait */
+    int restart;                             /* ZRT_RESTART: zero-launch's attempt */
     zrt__model_dim model_dims[ZRT_MODEL_DIMS_MAX]; /* zrt_declare_model_dim */
     int nmodel_dims;
     int64_t staging_largest;  /* elements of the largest layer's range */
@@ -221,6 +227,13 @@ zrt_status zrt__pipe_progress(zrt_ctx *ctx);
 /* Ends a pass left running (zero/pipe.c): waits for its pending sends and
  * frees its schedule. zrt_ctx_destroy calls it. */
 void zrt__pipe_release(zrt_ctx *ctx);
+
+/* Asynchronous saves (checkpoint.c). poll: collective, at every optimizer
+ * step: publishes the pending save once every rank's file is durable.
+ * release: zrt_ctx_destroy's: stops a pending save's writer without
+ * publishing it. */
+zrt_status zrt__ckpt_poll(zrt_ctx *ctx);
+void zrt__ckpt_release(zrt_ctx *ctx);
 
 /* The partition plan of the registered parameters (params.c). */
 zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out);
@@ -325,6 +338,25 @@ static inline int64_t zrt__topk_count(int64_t flat, float ratio)
         return 0;
     int64_t k = (int64_t)ceil((double)ratio * (double)flat);
     return k < 1 ? 1 : k > flat ? flat : k;
+}
+
+/* Bytes of ctx->ckpt_buffer, the ring asynchronous saves copy a rank's
+ * file through: the file's data (every layer's shard of each kind: the
+ * parameters in their type, the moments and the master copy in f32),
+ * capped by checkpoint_async_buffer_size; 0 when saves are synchronous or
+ * the rank writes no file (plan->writes_ckpt). Allocated at finalize so
+ * that the memory plan charges it from "init". */
+static inline int64_t zrt__ckpt_buffer_bytes(const zrt_config *cfg, const zrt__plan *plan)
+{
+    if (!cfg->checkpoint_async || !plan->writes_ckpt)
+        return 0;
+    int mixed = cfg->bf16.enabled || cfg->fp16.enabled;
+    int64_t per_elem = (mixed ? 2 : 4) + 4 * (mixed ? 3 : 2);
+    int64_t data = 0;
+    for (int l = 0; l < plan->nlayers; l++)
+        data += plan->layers[l].numel > 0 ? plan->layers[l].shard_numel * per_elem : 0;
+    int64_t cap = cfg->checkpoint_async_buffer_size;
+    return cap > 0 && cap < data ? cap : data;
 }
 
 static inline int64_t zrt__ckpt_staging_bytes(int64_t largest_range)

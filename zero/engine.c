@@ -203,7 +203,12 @@ zrt_status zrt__engine_allocate(zrt_ctx *ctx)
     for (int l = 0; l < n; l++)
         ZRT_CHECK(alloc_layer(ctx, l));
     ZRT_CHECK(zrt__nvme_open(ctx));
-    return alloc_ckpt_staging(ctx);
+    ZRT_CHECK(alloc_ckpt_staging(ctx));
+    int64_t ring = zrt__ckpt_buffer_bytes(&ctx->cfg, &ctx->plan);
+    if (ring == 0)
+        return ZRT_OK;
+    return ctx->be->ops->alloc(ctx->be, (size_t)ring, ZRT_TIER_HOST, ZRT_CAT_CKPT_BUFFER,
+                               "asynchronous checkpoint buffer", &ctx->ckpt_buffer);
 }
 
 /* The communicator of the layer's gather in flight: hpZ's group for one
@@ -245,6 +250,7 @@ void zrt__engine_release(zrt_ctx *ctx)
         release_layer(ctx, &ctx->layers[l]);
     zrt__nvme_close(ctx); /* after the gathers that read its fetched shards */
     ctx->be->ops->free(ctx->be, &ctx->ckpt_staging);
+    ctx->be->ops->free(ctx->be, &ctx->ckpt_buffer);
     free(ctx->layers);
     free(ctx->reduce_fifo);
     free(ctx->trace.layers);
@@ -1050,6 +1056,7 @@ zrt_status zrt_step(zrt_ctx *ctx, const zrt_adamw *hp)
     ZRT_CHECK(drain_reductions(ctx));
     ZRT_CHECK(drain_gathers(ctx));
     ZRT_CHECK(move_staged_grads(ctx));
+    ZRT_CHECK(zrt__ckpt_poll(ctx)); /* no collective in flight here */
     float grad_scale = 1.0f;
     int overflow = 0;
     if (zrt__mixed(ctx))

@@ -807,6 +807,8 @@ zrt_status zrt__memplan_run(const zrt_config *cfg, const zrt__plan *plan,
             alloc_layer(&s, &s.layers[l]);
         nvme_open(&s);
         ckpt_staging(&s);
+        zrt__mem_charge(&s.acct, NULL, ZRT_TIER_HOST, ZRT_CAT_CKPT_BUFFER,
+                        zrt__ckpt_buffer_bytes(cfg, plan), NULL);
         replay_setup(&s, declared);
     }
     for (int k = 0; st == ZRT_OK && k < PLANNED_STEPS; k++)

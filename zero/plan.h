@@ -52,6 +52,9 @@ typedef struct zrt__plan {
     int64_t total_numel;
     int64_t total_flat_numel;
     int64_t max_flat_numel; /* largest layer */
+    int writes_ckpt;        /* this rank writes a checkpoint file (zrt_save:
+                               every rank, but with hybrid sharding only the
+                               first shard group's) */
 } zrt__plan;
 
 /* A run of one tensor's elements inside a range of its layer's flat buffer. */

@@ -31,6 +31,8 @@ zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out)
                              &ctx->err, out);
     if (st == ZRT_OK)
         out->replicas = ctx->replica_comm ? ctx->replica_comm->size : 1;
+    if (st == ZRT_OK) /* checkpoint.c writes_files */
+        out->writes_ckpt = ctx->pipe_comm || ctx->comm->rank < out->world;
     free(numel);
     free(layer);
     return st;

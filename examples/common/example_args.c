@@ -28,7 +28,10 @@ const char *example_common_usage(void)
            "  --save-dir DIR     write checkpoints under DIR (DIR/step-N, DIR/latest)\n"
            "  --save-every K     save after optimizer steps K, 2K, ... (default: after\n"
            "                     the last step only)\n"
-           "  --resume DIR       continue from DIR's latest checkpoint (or a step dir)\n"
+           "  --resume DIR       continue from DIR's latest checkpoint (or a step dir);\n"
+           "                     without it, a job that zero-launch --max-restarts\n"
+           "                     restarted continues from --save-dir's latest\n"
+           "  --async-save       checkpoints are written while training goes on\n"
            "  --backend cpu|cuda zrt's backend (default: config, else cpu); cuda needs\n"
            "                     a build with CUDA, and an example with CUDA kernels\n"
            "                     (train_gpt2; mlp computes on the host only)\n"
@@ -103,6 +106,10 @@ static int parse_common(example_args *a, int argc, char **argv, int *i, char *er
 {
     const char *flag = argv[*i];
     long value;
+    if (!strcmp(flag, "--async-save")) {
+        a->async_save = 1;
+        return 1;
+    }
     int is_valued = !strcmp(flag, "--stage") || !strcmp(flag, "--steps") ||
                     !strcmp(flag, "--seed") || !strcmp(flag, "--config") ||
                     !strcmp(flag, "--device-mem") || !strcmp(flag, "--dump-params") ||
@@ -219,6 +226,8 @@ zrt_status example_build_config(const example_args *args, zrt_config *cfg, char 
         c.gradient_accumulation_steps = args->grad_accum;
     if (args->clip >= 0.0f)
         c.gradient_clipping = args->clip;
+    if (args->async_save)
+        c.checkpoint_async = 1;
     if (args->backend)
         snprintf(c.backend, sizeof c.backend, "%s", args->backend);
     if (args->nvme_path) {
@@ -374,10 +383,10 @@ int example_accumulation_steps(zrt_ctx *ctx)
     return cfg.gradient_accumulation_steps;
 }
 
-static void print_resumed(const example_args *args, const zrt_ckpt_info *info,
+static void print_resumed(const char *from, const zrt_ckpt_info *info,
                           const example_progress *saved, const example_progress *now)
 {
-    printf("resumed from %s at step %lld (saved by %d ranks at stage %d)\n", args->resume,
+    printf("resumed from %s at step %lld (saved by %d ranks at stage %d)\n", from,
            (long long)saved->next_step, info->world_size, info->stage);
     if (saved->global_batch != now->global_batch)
         printf("note: the checkpoint was trained with %lld samples per step, this run "
@@ -390,15 +399,28 @@ static void print_resumed(const example_args *args, const zrt_ckpt_info *info,
     fflush(stdout);
 }
 
+/* --resume DIR loads DIR; otherwise zrt_resume loads --save-dir's latest
+ * when zero-launch restarted the job, and nothing on a first start. */
+static zrt_status load_for_resume(zrt_ctx *ctx, const example_args *args,
+                                  zrt_ckpt_info *info, const char **from)
+{
+    *from = args->resume;
+    if (args->resume)
+        return zrt_load(ctx, args->resume, info);
+    *from = args->save_dir;
+    return args->save_dir ? zrt_resume(ctx, args->save_dir, info) : ZRT_OK;
+}
+
 zrt_status example_resume(zrt_ctx *ctx, const example_args *args, example_progress *p)
 {
-    if (!args->resume)
-        return ZRT_OK;
     zrt_ckpt_info info;
     zrt_ckpt_info_init(&info);
-    zrt_status st = zrt_load(ctx, args->resume, &info);
+    const char *from = NULL;
+    zrt_status st = load_for_resume(ctx, args, &info, &from);
     if (st != ZRT_OK) /* every rank failed alike: zrt_load agrees on outcomes */
         return st;
+    if (info.world_size == 0) /* nothing was loaded */
+        return ZRT_OK;
     example_progress saved;
     int rank = 0;
     zrt_rank(ctx, &rank);
@@ -407,11 +429,11 @@ zrt_status example_resume(zrt_ctx *ctx, const example_args *args, example_progre
             fprintf(stderr,
                     "error: %s was not saved by a zrt example (no progress "
                     "record in its blob)\n",
-                    args->resume);
+                    from);
         return ZRT_ERR_INVALID_ARG;
     }
     if (rank == 0)
-        print_resumed(args, &info, &saved, p);
+        print_resumed(from, &info, &saved, p);
     p->next_step = saved.next_step;
     p->seed = saved.seed;
     return ZRT_OK;

@@ -35,7 +35,10 @@ typedef struct example_args {
     float clip;            /* < 0: from the config; else gradient_clipping */
     const char *save_dir;  /* NULL: no checkpoints */
     int save_every;        /* save after optimizer steps K, 2K, ...; 0: never */
-    const char *resume;    /* NULL: start fresh; else a checkpoint directory */
+    const char *resume;    /* NULL: start fresh (or, on a restart by zero-launch,
+                              from --save-dir's latest); else a checkpoint
+                              directory */
+    int async_save;        /* --async-save: "checkpoint": {"async_save": true} */
     const char *backend;   /* NULL: from the config (default cpu); else "cpu"
                               or "cuda" */
 } example_args;
@@ -82,6 +85,7 @@ typedef struct example_progress {
  * checkpoint, and rank 0 prints where the run continues (and a note when
  * the global batch differs). Without --resume: nothing. */
 zrt_status example_resume(zrt_ctx *ctx, const example_args *args, example_progress *p);
+
 /* Collective. With --save-dir: saves a checkpoint after optimizer step
  * p->next_step when it is a multiple of --save-every K, or, without K,
  * when it is the run's last (p->steps). */

@@ -977,6 +977,8 @@ int main(int argc, char **argv)
     }
     if (st == ZRT_OK)
         st = train(&r);
+    if (st == ZRT_OK) /* an asynchronous save in flight, published */
+        st = zrt_save_wait(r.ctx);
     if (st == ZRT_OK)
         st = finish(&r, err, sizeof err);
     if (st != ZRT_OK) {

@@ -443,6 +443,8 @@ int main(int argc, char **argv)
     }
     if ((st = train(ctx, &m, &a, &prog)) != ZRT_OK)
         return example_fail(ctx, "training", st);
+    if ((st = zrt_save_wait(ctx)) != ZRT_OK) /* an asynchronous save in flight */
+        return example_fail(ctx, "checkpoint", st);
     if (a.dump_params && (st = example_dump_params(ctx, a.dump_params)) != ZRT_OK)
         return example_fail(ctx, "--dump-params", st);
     if (a.mem_report && (st = zrt_write_mem_report(ctx, a.mem_report)) != ZRT_OK)

@@ -120,7 +120,9 @@ ZRT_API size_t zrt_dtype_size(zrt_dtype dtype); /* bytes; 0 for a bad value */
     X(ZRT_CAT_HPZ, "hpz")               /* stage 3 hpZ: secondary parameter shards */    \
     X(ZRT_CAT_QWZ, "qwz")               /* stage 3 qwZ: quantized gather buffers */      \
     X(ZRT_CAT_TOPK_RESIDUAL,                                                             \
-      "topk-residual") /* stages 0-1 top-k: what was not sent yet */
+      "topk-residual") /* stages 0-1 top-k: what was not sent yet */                     \
+    X(ZRT_CAT_CKPT_BUFFER,                                                               \
+      "ckpt-buffer") /* asynchronous checkpoints: shards on their way to disk */
 
 typedef enum zrt_category {
 #define ZRT_CATEGORY_ENUM(name, text) name,
@@ -270,6 +272,19 @@ typedef struct zrt_config {
      * else 0 < ratio < 1. Refused at stages 2-3, with bf16/fp16 parameters,
      * hybrid sharding, and on the cuda backend or nccl. */
     float gradient_topk_ratio;
+    /* "checkpoint": {"async_save": true} (docs/checkpoints.md): zrt_save
+     * copies this rank's shards into a host buffer (the memory category
+     * ckpt-buffer, allocated at zrt_finalize_params) and returns; a thread
+     * writes them while training goes on, and the checkpoint is published
+     * (meta.json, then `latest`) at the first zrt_step after every rank's
+     * file is durable, or at zrt_save_wait. 0 (default): zrt_save writes
+     * before it returns. */
+    int checkpoint_async;
+    /* "checkpoint": {"async_buffer_size": bytes}: the host buffer's size; 0
+     * (default): this rank's whole checkpoint file, so zrt_save never waits
+     * for the disk. Smaller: zrt_save returns once all but the last buffer
+     * of it is written (the buffer is a ring). */
+    int64_t checkpoint_async_buffer_size;
 } zrt_config;
 
 /* "communicator" in the config. auto: nccl on the cuda backend when every
@@ -797,6 +812,30 @@ ZRT_API zrt_status zrt_save(zrt_ctx *ctx, const char *dir, const zrt_ckpt_info *
  * a sentence naming the file (and section, byte range) or the parameter,
  * and the context is left as it was. */
 ZRT_API zrt_status zrt_load(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info);
+/* Collective. With "checkpoint": {"async_save": true}: waits until this
+ * rank's file of the pending asynchronous save is durable, then publishes
+ * it as zrt_save would have (every rank's file durable, then meta.json,
+ * then `latest`). Returns the failure of an asynchronous save that failed
+ * since the last call (naming the step, the rank and the cause; `latest`
+ * then still names the one before), else ZRT_OK, also when nothing is
+ * pending. zrt_save and zrt_load call it first; call it before
+ * zrt_ctx_destroy, which publishes nothing. */
+ZRT_API zrt_status zrt_save_wait(zrt_ctx *ctx);
+/* Collective. The training loop's one call for coming back after a
+ * failure, the same on a first start and on a restart: when zero-launch
+ * restarted the job (--max-restarts: the environment has ZRT_RESTART > 0)
+ * and dir holds a `latest`, it loads it as zrt_load does and fills *info
+ * (info->step: the step the run continues from; info->world_size: the
+ * ranks that saved it); otherwise it changes nothing and sets info->step and
+ * info->world_size to 0 (info may be NULL). */
+ZRT_API zrt_status zrt_resume(zrt_ctx *ctx, const char *dir, zrt_ckpt_info *info);
+/* How many times zero-launch restarted this job before this attempt
+ * (ZRT_RESTART; 0 on a first start). When the job restarted on fewer ranks
+ * than its first attempt (ZRT_ELASTIC_WORLD), zrt_ctx_create multiplied
+ * gradient_accumulation_steps by first-world / world (per stage's
+ * data-parallel size with a pipeline) so the global batch stays the same,
+ * and logged it; zrt_get_config returns the value in use. */
+ZRT_API zrt_status zrt_restart_count(const zrt_ctx *ctx, int *out);
 
 #define ZRT_MODEL_DIMS_MAX 32
 /* Declares one number of the model's shape under a name ("layers", "heads",

@@ -54,7 +54,7 @@ static void put_element(FILE *f, const char *tag, const char *cls, const char *t
 /* A fixed colour per category: parameters blue, gradients orange, optimizer
  * state green and purple, communication red, the loop's own grey, hpZ's
  * secondary shards yellow, qwZ's quantized gather buffers pink, top-k's
- * residual brown-grey. */
+ * residual brown-grey, the asynchronous checkpoint buffer dark teal. */
 static const struct {
     const char *name, *colour;
 } palette[] = {
@@ -64,7 +64,7 @@ static const struct {
     {"optim", "#59a14f"},         {"comm", "#e15759"},
     {"activation", "#bab0ac"},    {"staging", "#9c755f"},
     {"hpz", "#edc948"},           {"qwz", "#ff9da7"},
-    {"topk-residual", "#8c6d62"},
+    {"topk-residual", "#8c6d62"}, {"ckpt-buffer", "#2f6f6a"},
 };
 
 static const char *colour_of(const char *category)

@@ -116,9 +116,11 @@ static int read_tier(report *r, json_t *tiers, int t)
     for (int c = 0; c < ZRT_CAT_COUNT; c++) {
         const char *cn = zrt_category_str((zrt_category)c);
         snprintf(where, sizeof where, "tiers.%s.categories", tn);
-        /* "hpz" came with hpZ, "qwz" with qwZ, "topk-residual" with top-k:
-         * a report written before them lacks them. */
-        if ((c == ZRT_CAT_HPZ || c == ZRT_CAT_QWZ || c == ZRT_CAT_TOPK_RESIDUAL) &&
+        /* "hpz" came with hpZ, "qwz" with qwZ, "topk-residual" with top-k,
+         * "ckpt-buffer" with asynchronous saves: a report written before
+         * them lacks them. */
+        if ((c == ZRT_CAT_HPZ || c == ZRT_CAT_QWZ || c == ZRT_CAT_TOPK_RESIDUAL ||
+             c == ZRT_CAT_CKPT_BUFFER) &&
             !json_object_get(cats, cn)) {
             r->peak[t][c] = 0;
             continue;
