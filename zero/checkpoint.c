@@ -826,6 +826,9 @@ static zrt_status join_writer(zrt_ctx *ctx, zrt__ckpt_writer *w, rank_summary *m
     return st;
 }
 
+static zrt_status poll_pending(zrt_ctx *ctx);
+static void release_pending(zrt_ctx *ctx);
+
 static zrt_status start_async(zrt_ctx *ctx, save_job *job)
 {
     zrt__ckpt_writer *w = NULL;
@@ -848,6 +851,8 @@ static zrt_status start_async(zrt_ctx *ctx, save_job *job)
     }
     *p = (struct zrt__ckpt_pending){.job = job, .writer = w};
     ctx->ckpt_pending = p;
+    ctx->ckpt_poll = poll_pending;
+    ctx->ckpt_release = release_pending;
     return ZRT_OK;
 }
 
@@ -876,7 +881,7 @@ static void keep_failure(zrt_ctx *ctx, zrt_status st)
         zrt_log(ctx, 1, "%s", ctx->err.text);
 }
 
-zrt_status zrt__ckpt_poll(zrt_ctx *ctx)
+static zrt_status poll_pending(zrt_ctx *ctx)
 {
     if (!ctx->ckpt_pending)
         return ZRT_OK;
@@ -909,7 +914,7 @@ zrt_status zrt_save_wait(zrt_ctx *ctx)
     return zrt__fail(&ctx->err, st, "%s", ctx->ckpt_failed_text);
 }
 
-void zrt__ckpt_release(zrt_ctx *ctx)
+static void release_pending(zrt_ctx *ctx)
 {
     struct zrt__ckpt_pending *p = ctx->ckpt_pending;
     if (ctx->ckpt_failed != ZRT_OK && ctx->comm->rank == 0)

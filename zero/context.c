@@ -595,7 +595,8 @@ zrt_status zrt_ctx_destroy(zrt_ctx *ctx)
     if (ctx->finalized)
         st = zrt__engine_drain(ctx);
     zrt__pipe_release(ctx);
-    zrt__ckpt_release(ctx); /* its writer reads the buffer released below */
+    if (ctx->ckpt_release) /* its writer reads the buffer released below */
+        ctx->ckpt_release(ctx);
     zrt__engine_release(ctx);
     free_user_buffers(ctx);
     free_params(ctx);

@@ -185,6 +185,14 @@ struct zrt_ctx {
     zrt_status ckpt_failed;                  /* an asynchronous save's failure, */
     char ckpt_failed_text[ZRT__ERRBUF_SIZE]; /* kept for zrt_save_wait */
     int restart;                             /* ZRT_RESTART: zero-launch's attempt */
+    /* Set by checkpoint.c's first asynchronous save, so that the layers
+     * below call up without knowing it (design.md, "who calls whom"):
+     * ckpt_poll, collective, at every optimizer step once its collectives
+     * are drained, publishes the pending save when every rank's file is
+     * durable; ckpt_release, in zrt_ctx_destroy, stops a pending save's
+     * writer without publishing it. */
+    zrt_status (*ckpt_poll)(zrt_ctx *ctx);
+    void (*ckpt_release)(zrt_ctx *ctx);
     zrt__model_dim model_dims[ZRT_MODEL_DIMS_MAX]; /* zrt_declare_model_dim */
     int nmodel_dims;
     int64_t staging_largest;  /* elements of the largest layer's range */
@@ -227,13 +235,6 @@ zrt_status zrt__pipe_progress(zrt_ctx *ctx);
 /* Ends a pass left running (zero/pipe.c): waits for its pending sends and
  * frees its schedule. zrt_ctx_destroy calls it. */
 void zrt__pipe_release(zrt_ctx *ctx);
-
-/* Asynchronous saves (checkpoint.c). poll: collective, at every optimizer
- * step: publishes the pending save once every rank's file is durable.
- * release: zrt_ctx_destroy's: stops a pending save's writer without
- * publishing it. */
-zrt_status zrt__ckpt_poll(zrt_ctx *ctx);
-void zrt__ckpt_release(zrt_ctx *ctx);
 
 /* The partition plan of the registered parameters (params.c). */
 zrt_status zrt__build_plan(zrt_ctx *ctx, zrt__plan *out);
