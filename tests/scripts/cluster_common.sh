@@ -3,10 +3,10 @@
 # namespace cluster (scripts/cluster.sh): sourced after common.sh. It brings a
 # 2-host cluster up (waiting while another run's cluster is up: one cluster
 # at a time, fixed names) and always brings it down on exit, with $WORK.
-#   bring_up_cluster : 2 hosts of 2 slots; sets SUBNET (a.b.c.0/24), HOSTFILE
-#                      and INODES (the hosts' network namespace inodes, for
-#                      `cluster.sh check-clean $INODES`); exits 77 where
-#                      namespaces cannot be made.
+#   bring_up_cluster [HOSTS] : HOSTS (default 2) hosts of 2 slots; sets
+#                      SUBNET (a.b.c.0/24), HOSTFILE and INODES (the hosts'
+#                      network namespace inodes, for `cluster.sh check-clean
+#                      $INODES`); exits 77 where namespaces cannot be made.
 #   check_only_holders_in_hosts : no job process is left in the hosts.
 #   check_placement, check_transports : where 2 hosts x 2 ranks ran, and how
 #                      they reached each other.
@@ -25,15 +25,15 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 bring_up_cluster() {
-    local status start=$SECONDS said=0
+    local status start=$SECONDS said=0 hosts=${1:-2} i
     while :; do
         status=0
-        "$CLUSTER" up 2 --slots 2 >"$WORK/up" 2>&1 || status=$?
+        "$CLUSTER" up "$hosts" --slots 2 >"$WORK/up" 2>&1 || status=$?
         [ "$status" != 77 ] || { cat "$WORK/up"; exit 77; }
         [ "$status" != 0 ] || break
         if ! grep -q "a cluster is up" "$WORK/up" || ((SECONDS - start >= WAIT_S)); then
             cat "$WORK/up"
-            fail "cluster.sh up 2 (status $status)"
+            fail "cluster.sh up $hosts (status $status)"
         fi
         ((said++)) || echo "a cluster is up (another run's?); waiting up to $WAIT_S s"
         sleep 2
@@ -42,7 +42,7 @@ bring_up_cluster() {
     cat "$WORK/up"
     SUBNET=$(awk '$1 == "subnet" {print $2 ".0/24"}' /run/zrt-cluster/state)
     HOSTFILE=$("$CLUSTER" hostfile)
-    INODES=$(stat -L -c %i /run/netns/zrt-h1 /run/netns/zrt-h2)
+    INODES=$(for ((i = 1; i <= hosts; i++)); do stat -L -c %i "/run/netns/zrt-h$i"; done)
 }
 
 # check_only_holders_in_hosts : the job's processes (orted, ranks) have ended

@@ -63,6 +63,14 @@ int zl_say(const char *fmt, ...)
     return -1;
 }
 
+/* The wall clock, unix seconds. */
+static double unix_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
 static int64_t now_ms(void)
 {
     struct timespec t;
@@ -184,6 +192,7 @@ struct rank {
     int conn;   /* its connection's slot, or -1 */
     int pid;    /* its wrapper's, from the hello */
     int64_t heard_ms;
+    double lost_at; /* unix seconds, once lost */
     char host[HOST_MAX + 1];
     char addr[INET_ADDRSTRLEN]; /* its connection's peer address */
 };
@@ -330,6 +339,25 @@ void zl_monitor_close(struct zl_monitor *m)
     free(m);
 }
 
+int zl_monitor_lost_ranks(const struct zl_monitor *m, struct zl_lost_rank *out, int max)
+{
+    int n = 0;
+    for (int r = 0; r < m->nproc; r++) {
+        const struct rank *k = &m->ranks[r];
+        if (k->state != RANK_LOST)
+            continue;
+        if (n < max) {
+            struct zl_lost_rank *l = &out[n];
+            *l = (struct zl_lost_rank){
+                .rank = r, .connected = k->pid != 0, .at = k->lost_at};
+            snprintf(l->host, sizeof l->host, "%s", k->host);
+            snprintf(l->addr, sizeof l->addr, "%s", k->addr);
+        }
+        n++;
+    }
+    return n;
+}
+
 static void close_conn(struct zl_monitor *m, struct conn *c)
 {
     if (c->rank >= 0)
@@ -348,6 +376,7 @@ static void lose(struct zl_monitor *m, int r, enum lost_why why, int64_t now)
     int64_t settle = now + (why == WHY_CLOSED ? CLOSED_SETTLE_MS : SETTLE_MS);
     k->state = RANK_LOST;
     k->why = why;
+    k->lost_at = unix_now();
     m->ending |= why == WHY_CLOSED;
     if (k->conn >= 0)
         close_conn(m, &m->conns[k->conn]);

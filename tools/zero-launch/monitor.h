@@ -88,6 +88,22 @@ const char *zl_monitor_env(const struct zl_monitor *m);
  * 0 when not, -1 when waitpid failed. */
 int zl_monitor_wait(struct zl_monitor *m, pid_t child, int *status);
 
+/* A rank the monitor found lost (zl_monitor_lost_ranks). */
+struct zl_lost_rank {
+    int rank;
+    bool connected;             /* it said hello: host and addr are set */
+    char host[256];             /* its hostname from the hello, else "" */
+    char addr[INET_ADDRSTRLEN]; /* its connection's peer address, else "" */
+    double at;                  /* when it was found lost, unix seconds */
+};
+
+/* After zl_monitor_wait: the ranks it found lost (connections closed without
+ * an exit status, silent past the heartbeat bound, or never connected within
+ * the start bound), in rank order; at most max of them into out (out may be
+ * NULL when max is 0). Returns how many there are, which may exceed max; 0
+ * when none was lost (a rank that failed with an exit status is not lost). */
+int zl_monitor_lost_ranks(const struct zl_monitor *m, struct zl_lost_rank *out, int max);
+
 void zl_monitor_close(struct zl_monitor *m); /* NULL: no-op */
 
 /* A wrapper's connection: parses value (ZRT_LAUNCH_MONITOR's), connects and

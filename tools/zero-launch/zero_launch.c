@@ -41,6 +41,20 @@
  * keepalive_time 2, _intvl 2, _probes 3) unless --mca gives those keys. A run
  * on one host is unchanged: no monitor, the same command line.
  *
+ * --max-restarts N runs the job again when it fails by itself (not when a
+ * signal from outside stopped it), up to N times: each attempt is the run
+ * above, its ranks given ZRT_RESTART (the attempt, 0 first: the runtime's
+ * zrt_resume then loads the latest checkpoint) and ZRT_ELASTIC_WORLD (the
+ * first attempt's rank count: the runtime scales gradient accumulation to
+ * keep the global batch). Hosts whose ranks the monitor found lost are
+ * dropped (zl_monitor_lost_ranks; a rank is tied to a hostfile line by its
+ * connection's address, its hostname, or else its placement) and the next
+ * attempt runs on a temporary hostfile of the lines left, its rank count
+ * recomputed; fewer than --min-hosts hosts left, or N restarts made, and it
+ * gives up with the failed attempt's status. Without the option nothing of
+ * this happens, and stale ZRT_RESTART / ZRT_ELASTIC_WORLD are removed from
+ * the environment mpirun passes on.
+ *
  * Invariants: no shell anywhere (fork + execvp); no option is added implicitly
  * that changes who may run the job (--allow-run-as-root only when asked for);
  * the only mutable globals are the two that signal forwarding needs (the
@@ -65,6 +79,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "monitor.h"
@@ -92,6 +107,8 @@ struct options {
     int ranks_per_host; /* 0: not given */
     int heartbeat_s;    /* --heartbeat-timeout: 0 not given (ZL_HEARTBEAT_S) */
     int start_s;        /* --start-timeout: 0 not given (ZL_START_S) */
+    int max_restarts;   /* --max-restarts: 0, one attempt */
+    int min_hosts;      /* --min-hosts: 0 not given (1) */
     bool allow_root, dry_run, topology;
     char **prog; /* PROGRAM ARGS..., NULL-terminated, points into argv */
 };
@@ -114,6 +131,15 @@ struct plan {
     bool across;  /* across hosts: a hostfile of several, or --launch-agent */
 };
 
+/* What an attempt of an elastic job (--max-restarts) tells its ranks. */
+struct attempt {
+    int index; /* ZRT_RESTART: 0 for the first */
+    int world; /* ZRT_ELASTIC_WORLD: the first attempt's rank count */
+};
+
+#define RESTART_ENV       "ZRT_RESTART"
+#define ELASTIC_WORLD_ENV "ZRT_ELASTIC_WORLD"
+
 /* A growing argv; every string is owned. */
 struct argv_buf {
     char **v;
@@ -130,15 +156,21 @@ static volatile sig_atomic_t forwarded_sig;
 
 /* ---- small parsers ---------------------------------------------------- */
 
-static bool parse_positive(const char *s, int *out)
+/* s is a decimal integer in [lo, INT_MAX - 1]. */
+static bool parse_at_least(const char *s, long lo, int *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 1 || v > INT_MAX)
+    if (errno || end == s || *end || v < lo || v >= INT_MAX)
         return false;
     *out = (int)v;
     return true;
+}
+
+static bool parse_positive(const char *s, int *out)
+{
+    return parse_at_least(s, 1, out);
 }
 
 /* [A-Za-z_][A-Za-z0-9_]* (the C locale: we never call setlocale) */
@@ -901,7 +933,7 @@ static void push_map(struct argv_buf *a, const struct plan *p, const char *by, i
         pushf(a, "ppr:%d:node", p->per_host);
     else if (pe)
         pushf(a, "%s:PE=%d", by, pe);
-    else
+    else if (by) /* always, here: the test spares GCC's -Wnonnull a false alarm */
         push_str(a, by);
 }
 
@@ -993,7 +1025,9 @@ static void push_mca(struct argv_buf *a, const struct options *o, bool across)
     }
 }
 
-static int build_argv(const struct options *o, const struct plan *p, struct argv_buf *a)
+/* at: NULL, or the attempt of an elastic job whose ranks get its variables. */
+static int build_argv(const struct options *o, const struct plan *p,
+                      const struct attempt *at, struct argv_buf *a)
 {
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -1016,6 +1050,12 @@ static int build_argv(const struct options *o, const struct plan *p, struct argv
     push_pair(a, "-x", "ZRT_LOG_RANK_PREFIX=0");
     if (p->across) /* its value is in mpirun's environment (run_job) */
         push_pair(a, "-x", ZL_MONITOR_ENV);
+    if (at) {
+        push_str(a, "-x");
+        pushf(a, "%s=%d", RESTART_ENV, at->index);
+        push_str(a, "-x");
+        pushf(a, "%s=%d", ELASTIC_WORLD_ENV, at->world);
+    }
     if (o->config) {
         push_str(a, "-x");
         pushf(a, "ZRT_CONFIG=%s", o->config);
@@ -1226,13 +1266,16 @@ static int start_and_wait(char **v, struct zl_monitor *m, int *status, bool *los
 }
 
 /* Runs mpirun, forwarding SIGINT/SIGTERM to it (and SIGTERM should we die:
- * mpirun then ends the job in order); returns our exit status. With m, ranks
- * it finds lost end the job: mpirun's status when it gave one, else 1. */
-static int run_mpirun(char **v, struct zl_monitor *m)
+ * mpirun then ends the job in order); returns our exit status, *ran false
+ * when mpirun could not be started. With m, ranks it finds lost end the job:
+ * mpirun's status when it gave one, else 1. */
+static int run_mpirun(char **v, struct zl_monitor *m, bool *ran)
 {
     int status = 0;
     bool lost = false;
     int err = start_and_wait(v, m, &status, &lost);
+    forward_pid = 0; /* ended: a signal from now on is only recorded */
+    *ran = err == 0;
     if (err != 0)
         return zl_say("cannot run '%s': %s", v[0], strerror(err)), 127;
     if (lost)
@@ -1389,6 +1432,15 @@ static void usage(FILE *f)
         "                         across hosts, ranks not connected this long after\n"
         "                         mpirun starts are named and the job ended (default\n"
         "                         60)\n"
+        "      --max-restarts N   when the job fails (a rank's exit status, or hosts\n"
+        "                         lost), run it again up to N times (default 0),\n"
+        "                         without the hosts whose ranks were lost; the ranks\n"
+        "                         get ZRT_RESTART (the attempt, 0 first) and\n"
+        "                         ZRT_ELASTIC_WORLD (the first attempt's rank count)\n"
+        "                         to resume from their latest checkpoint; not with -n\n"
+        "                         and a hostfile (the rank count is recomputed)\n"
+        "      --min-hosts K      with --max-restarts: give up when fewer than K hosts\n"
+        "                         are left (default 1)\n"
         "      --allow-run-as-root\n"
         "                         pass --allow-run-as-root to mpirun; mpirun refuses to\n"
         "                         run as root without it, so CI jobs and containers "
@@ -1423,7 +1475,9 @@ enum {
     OPT_NET,
     OPT_MCA,
     OPT_HEARTBEAT,
-    OPT_START
+    OPT_START,
+    OPT_RESTARTS,
+    OPT_MIN_HOSTS
 };
 
 static const struct option long_opts[] = {
@@ -1443,6 +1497,8 @@ static const struct option long_opts[] = {
     {"mca", required_argument, NULL, OPT_MCA},
     {"heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT},
     {"start-timeout", required_argument, NULL, OPT_START},
+    {"max-restarts", required_argument, NULL, OPT_RESTARTS},
+    {"min-hosts", required_argument, NULL, OPT_MIN_HOSTS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -1522,6 +1578,14 @@ static int handle_option(int c, char *arg, struct options *o)
         return parse_seconds("--heartbeat-timeout", arg, 2, &o->heartbeat_s);
     case OPT_START:
         return parse_seconds("--start-timeout", arg, 1, &o->start_s);
+    case OPT_RESTARTS:
+        return parse_at_least(arg, 0, &o->max_restarts)
+                   ? 0
+                   : zl_say("--max-restarts: '%s' is not an integer of 0 or more", arg);
+    case OPT_MIN_HOSTS:
+        return parse_positive(arg, &o->min_hosts)
+                   ? 0
+                   : zl_say("--min-hosts: '%s' is not a positive integer", arg);
     case OPT_ROOT:
         o->allow_root = true;
         return 0;
@@ -1554,6 +1618,22 @@ static int option_error(int c, char **argv)
     return zl_say("unknown option '%s'; see 'zero-launch --help'", what);
 }
 
+/* --min-hosts needs restarts to mean anything; -n fixes the world size,
+ * which a restart that drops hosts changes. */
+static int check_elastic(const struct options *o)
+{
+    if (o->min_hosts && o->max_restarts == 0)
+        return zl_say("--min-hosts %d: it says how many hosts a restart needs, and "
+                      "there are no restarts; give --max-restarts N (N of 1 or more)",
+                      o->min_hosts);
+    if (o->nproc && o->max_restarts && o->hostfile)
+        return zl_say("-n/--nproc %d with --max-restarts %d and --hostfile: -n fixes the "
+                      "world size, and an elastic restart changes it (it drops lost "
+                      "hosts); give --ranks-per-host or the hostfile's slots instead",
+                      o->nproc, o->max_restarts);
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
     o->envs = calloc((size_t)argc, sizeof *o->envs);
@@ -1569,7 +1649,7 @@ static int parse_options(int argc, char **argv, struct options *o)
             rc = (c == '?' || c == ':') ? option_error(c, argv)
                                         : handle_option(c, optarg, o);
     }
-    if (rc != 0)
+    if (rc != 0 || (rc = check_elastic(o)) != 0)
         return rc;
     o->prog = argv + optind;
     if (!o->topology && !*o->prog)
@@ -1640,6 +1720,22 @@ static void print_env_mca(char **v)
     }
 }
 
+/* --dry-run --max-restarts: what changes from one attempt to the next. */
+static void print_restart_note(const struct options *o, const struct plan *p)
+{
+    fprintf(stderr,
+            "zero-launch: with --max-restarts %d, this is the first attempt; each "
+            "attempt's ranks get %s=<attempt, 0 for the first> and %s=%d (the first "
+            "attempt's rank count); after a failure the job runs again, up to %d "
+            "time%s, %s\n",
+            o->max_restarts, RESTART_ENV, ELASTIC_WORLD_ENV, p->nproc, o->max_restarts,
+            o->max_restarts == 1 ? "" : "s",
+            o->hostfile ? "with a hostfile rebuilt from the hosts left (those whose "
+                          "ranks were lost are dropped; mpirun's --hostfile then names "
+                          "a temporary file) and its rank count recomputed"
+                        : "with the same command on the same host");
+}
+
 /* The monitor of a run across hosts: listening on this host's --net
  * address, else on the default one (on every address when that is not this
  * host's own, as a name that resolves elsewhere would give). */
@@ -1664,18 +1760,412 @@ static int open_monitor(const struct options *o, const struct plan *p,
     return zl_monitor_open(&mp, m);
 }
 
+/* mpirun passes our environment on: a stale value (from a rank of another
+ * job, say) would send the ranks of a run without a monitor to one, or make
+ * those of a job without restarts resume */
+static void drop_stale_env(void)
+{
+    unsetenv(ZL_MONITOR_ENV);
+    unsetenv(RESTART_ENV);
+    unsetenv(ELASTIC_WORLD_ENV);
+}
+
 /* Runs the job; across hosts, watched by the monitor. */
 static int run_job(const struct options *o, const struct plan *p, char **v)
 {
     struct zl_monitor *m = NULL;
-    /* mpirun passes our environment on: a stale value (from a rank of another
-     * job, say) would send the ranks of a run without a monitor to one */
-    unsetenv(ZL_MONITOR_ENV);
+    bool ran;
+    drop_stale_env();
     if (p->across && open_monitor(o, p, &m) != 0)
         return 1;
-    int rc = run_mpirun(v, m);
+    int rc = run_mpirun(v, m, &ran);
     zl_monitor_close(m);
     return rc;
+}
+
+/* ---- restarts (--max-restarts) ---------------------------------------- */
+
+/* The wall clock, unix seconds. */
+static double unix_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* A sentence under construction. */
+struct text {
+    char s[4096];
+    size_t n;
+};
+
+__attribute__((format(printf, 2, 3))) static void addf(struct text *t, const char *fmt,
+                                                       ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->s + t->n, sizeof t->s - t->n, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->n = t->n + (size_t)n < sizeof t->s ? t->n + (size_t)n : sizeof t->s - 1;
+}
+
+/* One host line of the hostfile. */
+struct host_entry {
+    char *text;   /* the line as read, without its newline; owned */
+    char *key;    /* its host as written ([user@]name); owned */
+    int slots;    /* the slots it gives (1 when it gives none) */
+    bool dropped; /* its host was lost */
+};
+
+/* An elastic job: the hostfile's host lines (each kept or dropped), the
+ * hostfile of the hosts left, and what the last attempt lost. */
+struct elastic {
+    struct attempt at;
+    struct host_entry *line; /* nlines, in hostfile order; owned */
+    int nlines, cap;
+    char tmp[PATH_MAX];        /* the hostfile of the hosts left, "" none yet */
+    struct zl_lost_rank *lost; /* the last attempt's lost ranks, owned */
+    int nlost;
+    double failed_at; /* when the last attempt's failure was seen, unix s */
+};
+
+static const char *bare_host(const char *key) /* "node1" for "user@node1" */
+{
+    const char *at = strchr(key, '@');
+    return at ? at + 1 : key;
+}
+
+/* Adds one host line (text as read, host as parsed) to e. */
+static int keep_line(struct elastic *e, const char *text, const struct host_line *l)
+{
+    if (e->nlines == e->cap) {
+        int cap = e->cap ? 2 * e->cap : 16;
+        struct host_entry *more = realloc(e->line, (size_t)cap * sizeof *more);
+        if (!more)
+            return zl_say("out of memory");
+        e->line = more;
+        e->cap = cap;
+    }
+    struct host_entry *h = &e->line[e->nlines];
+    *h = (struct host_entry){.text = strndup(text, strcspn(text, "\r\n")),
+                             .key = strdup(l->host),
+                             .slots = l->slots ? l->slots : 1};
+    if (!h->text || !h->key)
+        return free(h->text), free(h->key), zl_say("out of memory");
+    e->nlines++;
+    return 0;
+}
+
+/* Reads the host lines of a hostfile that load_hostfile accepted. */
+static int read_host_lines(const char *path, struct elastic *e)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return zl_say("--hostfile: '%s': %s", path, strerror(errno));
+    char *line = NULL, *copy = NULL, where[PATH_MAX + 32];
+    size_t cap = 0;
+    int rc = 0, lineno = 0;
+    struct host_line l;
+    while (rc == 0 && getline(&line, &cap, f) >= 0) {
+        snprintf(where, sizeof where, "%s:%d", path, ++lineno);
+        free(copy);
+        rc = (copy = strdup(line)) ? parse_host_line(copy, where, &l)
+                                   : zl_say("out of memory");
+        if (rc == 0 && l.host)
+            rc = keep_line(e, line, &l);
+    }
+    free(copy);
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static void free_elastic(struct elastic *e)
+{
+    for (int i = 0; i < e->nlines; i++) {
+        free(e->line[i].text);
+        free(e->line[i].key);
+    }
+    free(e->line);
+    free(e->lost);
+    if (e->tmp[0])
+        unlink(e->tmp);
+}
+
+/* The hosts left, in hostfile order. */
+struct hosts_left {
+    int n;
+    int *first; /* the entry (e->line) each is first named on */
+    int *slots; /* its slots, over all its lines */
+};
+
+static void free_hosts_left(struct hosts_left *h)
+{
+    free(h->first);
+    free(h->slots);
+}
+
+/* Fills h (free_hosts_left frees it); h->n 0 when out of memory. */
+static void hosts_left(const struct elastic *e, struct hosts_left *h)
+{
+    h->n = 0;
+    h->first = calloc((size_t)e->nlines + 1, sizeof *h->first);
+    h->slots = calloc((size_t)e->nlines + 1, sizeof *h->slots);
+    for (int i = 0; h->first && h->slots && i < e->nlines; i++) {
+        int k = 0;
+        while (k < h->n && strcmp(e->line[h->first[k]].key, e->line[i].key) != 0)
+            k++;
+        if (e->line[i].dropped)
+            continue;
+        if (k == h->n) {
+            h->first[k] = i;
+            h->slots[h->n++] = 0;
+        }
+        h->slots[k] += e->line[i].slots;
+    }
+}
+
+static const char *host_name(const struct elastic *e, const struct hosts_left *h, int k)
+{
+    return bare_host(e->line[h->first[k]].key);
+}
+
+/* The host (an index into h) a lost rank was on: by the address its
+ * connection came from, else by the hostname it said, else (it never
+ * connected) by where mpirun placed it: ppr:R:node fills the hosts in order,
+ * R each; without it, their slots in order. -1 when none fits. */
+static int host_of(const struct elastic *e, const struct hosts_left *h,
+                   const struct plan *p, const struct zl_lost_rank *r)
+{
+    for (int k = 0; k < h->n && r->addr[0]; k++)
+        if (strcmp(host_name(e, h, k), r->addr) == 0)
+            return k;
+    for (int k = 0; k < h->n && r->host[0]; k++)
+        if (strcmp(host_name(e, h, k), r->host) == 0)
+            return k;
+    if (p->by_host)
+        return r->rank / p->per_host < h->n ? r->rank / p->per_host : -1;
+    for (int k = 0, sum = 0; k < h->n; k++)
+        if (r->rank < (sum += h->slots[k]))
+            return k;
+    return -1;
+}
+
+/* Host k's lost ranks, as "zrt-h2 (10.213.17.2: its ranks 2, 3 were lost)"
+ * (the hostname its ranks said, then the hostfile's name). */
+static void say_host(const struct elastic *e, const struct hosts_left *h,
+                     const struct plan *p, int k, struct text *t)
+{
+    const char *name = host_name(e, h, k), *said = NULL;
+    struct text ranks = {.n = 0};
+    int count = 0;
+    bool connected = false;
+    for (int i = 0; i < e->nlost; i++) {
+        const struct zl_lost_rank *r = &e->lost[i];
+        if (host_of(e, h, p, r) != k)
+            continue;
+        addf(&ranks, "%s%d", count++ ? ", " : "", r->rank);
+        connected |= r->connected;
+        said = r->host[0] && strcmp(r->host, name) != 0 ? r->host : said;
+    }
+    if (said)
+        addf(t, "%s (%s: ", said, name);
+    else
+        addf(t, "%s (", name);
+    addf(t, "its rank%s %s %s)", count > 1 ? "s" : "", ranks.s,
+         !connected  ? "never connected"
+         : count > 1 ? "were lost"
+                     : "was lost");
+}
+
+/* Marks the hosts of the last attempt's lost ranks dropped, naming them in
+ * t ("zrt-h2 (...), zrt-h3 (...)"); returns how many. */
+static int drop_lost_hosts(struct elastic *e, const struct plan *p, struct text *t)
+{
+    struct hosts_left h;
+    hosts_left(e, &h);
+    bool *lost = calloc((size_t)h.n + 1, sizeof *lost);
+    int dropped = 0;
+    for (int i = 0; lost && i < e->nlost; i++) {
+        int k = host_of(e, &h, p, &e->lost[i]);
+        dropped += k >= 0 && !lost[k];
+        if (k >= 0)
+            lost[k] = true;
+    }
+    for (int k = 0, said = 0; lost && k < h.n; k++) {
+        if (!lost[k])
+            continue;
+        addf(t, "%s", said++ ? ", " : "");
+        say_host(e, &h, p, k, t);
+    }
+    for (int i = 0; lost && i < e->nlines; i++) /* every line of a lost host */
+        for (int k = 0; k < h.n; k++)
+            e->line[i].dropped |=
+                lost[k] && strcmp(e->line[i].key, e->line[h.first[k]].key) == 0;
+    free(lost);
+    free_hosts_left(&h);
+    return dropped;
+}
+
+/* "2 hosts left (a, b)" into t; returns how many. */
+static int say_hosts_left(const struct elastic *e, struct text *t)
+{
+    struct hosts_left h;
+    hosts_left(e, &h);
+    int n = h.n;
+    addf(t, "%d host%s left", n, n == 1 ? "" : "s");
+    for (int k = 0; k < n && k < 8; k++)
+        addf(t, "%s%s", k ? ", " : " (", host_name(e, &h, k));
+    addf(t, "%s", n > 8 ? ", ...)" : n ? ")" : "");
+    free_hosts_left(&h);
+    return n;
+}
+
+/* Writes the lines of the hosts left, as they were written, to a new file
+ * (mkstemp in $TMPDIR or /tmp), which replaces the previous one. */
+static int write_hosts_left(struct elastic *e)
+{
+    const char *dir = getenv("TMPDIR");
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/zero-launch-hosts.XXXXXX",
+             dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd), unlink(path);
+        return zl_say("cannot write the hostfile of the hosts left ('%s'): %s", path,
+                      strerror(err));
+    }
+    for (int i = 0; i < e->nlines; i++)
+        if (!e->line[i].dropped)
+            fprintf(f, "%s\n", e->line[i].text);
+    if (fclose(f) != 0) {
+        int err = errno;
+        unlink(path);
+        return zl_say("cannot write '%s': %s", path, strerror(err));
+    }
+    if (e->tmp[0])
+        unlink(e->tmp);
+    snprintf(e->tmp, sizeof e->tmp, "%s", path);
+    return 0;
+}
+
+/* The plan for the hosts left: o's hostfile becomes theirs. */
+static int replan(struct elastic *e, struct options *o, const struct topo *tp,
+                  struct plan *p)
+{
+    struct hostfile hf = {0, 0, 0};
+    if (write_hosts_left(e) != 0)
+        return -1;
+    o->hostfile = e->tmp;
+    if (load_hostfile(o->hostfile, &hf) != 0 || check_ranks_per_host(o, &hf) != 0)
+        return -1;
+    *p = make_plan(o, tp, &hf);
+    return 0;
+}
+
+/* After attempt e->at.index failed with status code: gives up (saying why,
+ * returning -1) when the restarts are spent or fewer than --min-hosts hosts
+ * are left; else drops the lost hosts, replans and says so. */
+static int next_attempt(struct elastic *e, struct options *o, const struct topo *tp,
+                        struct plan *p, int code)
+{
+    struct text lost = {.n = 0}, left = {.n = 0}, what = {.n = 0};
+    int was = p->nproc, restart = e->at.index + 1, min = o->min_hosts ? o->min_hosts : 1;
+    if (e->at.index >= o->max_restarts)
+        return zl_say("giving up after %d restart%s: the job failed again (exit status "
+                      "%d)",
+                      o->max_restarts, o->max_restarts == 1 ? "" : "s", code);
+    int dropped = o->hostfile ? drop_lost_hosts(e, p, &lost) : 0;
+    int hosts = o->hostfile ? say_hosts_left(e, &left) : 1;
+    const char *hs = dropped > 1 ? "hosts" : "host";
+    if (hosts < min)
+        return zl_say("giving up: lost %s %s; %s, fewer than --min-hosts %d", hs, lost.s,
+                      left.s, min);
+    if (dropped && replan(e, o, tp, p) != 0)
+        return -1;
+    if (dropped)
+        addf(&what, "dropped %s %s", hs, lost.s);
+    else
+        addf(&what, "no host was lost (exit status %d): the same %s", code,
+             o->hostfile ? "hosts" : "command");
+    if (o->hostfile)
+        addf(&what, "; %d host%s", hosts, hosts == 1 ? "" : "s");
+    zl_say("restart %d of %d: %s, %d rank%s (was %d); the ranks resume from their "
+           "latest checkpoint and keep the global batch by gradient accumulation "
+           "(%s=%d); the failure was seen at %.3f (unix seconds)",
+           restart, o->max_restarts, what.s, p->nproc, p->nproc == 1 ? "" : "s", was,
+           ELASTIC_WORLD_ENV, e->at.world, e->failed_at);
+    e->at.index = restart;
+    return 0;
+}
+
+/* The lost ranks of the attempt m watched, and when its failure was seen. */
+static void collect_lost(struct elastic *e, const struct zl_monitor *m)
+{
+    free(e->lost);
+    e->lost = NULL;
+    e->nlost = m ? zl_monitor_lost_ranks(m, NULL, 0) : 0;
+    e->failed_at = unix_now();
+    if (e->nlost && !(e->lost = calloc((size_t)e->nlost, sizeof *e->lost)))
+        e->nlost = 0; /* out of memory: restart on the same hosts */
+    if (e->nlost)
+        zl_monitor_lost_ranks(m, e->lost, e->nlost);
+    for (int i = 0; i < e->nlost; i++)
+        if (e->lost[i].at < e->failed_at)
+            e->failed_at = e->lost[i].at;
+}
+
+/* One attempt: its command line, its monitor across hosts, mpirun. Returns
+ * its exit status; *ran false when mpirun did not run. */
+static int run_attempt(const struct options *o, const struct plan *p, struct elastic *e,
+                       bool *ran)
+{
+    struct argv_buf a = {0};
+    struct zl_monitor *m = NULL;
+    *ran = false;
+    if (e->at.index > 0 && forwarded_sig)
+        return zl_say("the job was stopped by signal %d (SIG%s) before attempt %d",
+                      forwarded_sig, signal_abbrev(forwarded_sig), e->at.index + 1),
+               128 + forwarded_sig;
+    if (build_argv(o, p, &e->at, &a) != 0 || (p->across && open_monitor(o, p, &m) != 0)) {
+        argv_free(&a);
+        return 1;
+    }
+    double now = unix_now();
+    if (e->at.index == 0)
+        zl_say("attempt 1 started at %.3f (unix seconds)", now);
+    else
+        zl_say("attempt %d started at %.3f (unix seconds), %.1f s after the failure",
+               e->at.index + 1, now, now - e->failed_at);
+    int code = run_mpirun(a.v, m, ran);
+    collect_lost(e, m);
+    zl_monitor_close(m);
+    argv_free(&a);
+    return code;
+}
+
+/* --max-restarts N: attempts until one succeeds, a signal from outside
+ * stops one, or next_attempt gives up; returns the last one's status. */
+static int elastic_job(const struct options *o, const struct topo *tp, struct plan p)
+{
+    struct elastic e = {.at = {0, p.nproc}};
+    struct options oa = *o; /* its hostfile becomes that of the hosts left */
+    int code = 1;
+    bool ran;
+    drop_stale_env();
+    if (o->hostfile && read_host_lines(o->hostfile, &e) != 0) {
+        free_elastic(&e);
+        return 1;
+    }
+    while ((code = run_attempt(&oa, &p, &e, &ran)) != 0 && ran && !forwarded_sig &&
+           next_attempt(&e, &oa, tp, &p, code) == 0)
+        ;
+    free_elastic(&e);
+    return code;
 }
 
 static int launch(const struct options *o)
@@ -1686,6 +2176,11 @@ static int launch(const struct options *o)
         return 1;
     if (check_ranks_per_host(o, &hf) != 0)
         return 2;
+    if (o->min_hosts > (o->hostfile ? hf.hosts : 1))
+        return zl_say("--min-hosts %d: the job starts on %d host%s (%s)", o->min_hosts,
+                      o->hostfile ? hf.hosts : 1, o->hostfile && hf.hosts > 1 ? "s" : "",
+                      o->hostfile ? o->hostfile : "no --hostfile: this one"),
+               2;
     if (load_topology(&t, false) != 0)
         return 1;
     struct topo tp = topo_counts(t);
@@ -1693,8 +2188,11 @@ static int launch(const struct options *o)
     struct plan p = make_plan(o, &tp, &hf);
     if (o->topology)
         return print_topology(&p);
+    if (o->max_restarts && !o->dry_run)
+        return elastic_job(o, &tp, p);
     struct argv_buf a = {0};
-    int rc = build_argv(o, &p, &a) != 0 ? 1 : 0;
+    struct attempt first = {0, p.nproc};
+    int rc = build_argv(o, &p, o->max_restarts ? &first : NULL, &a) != 0 ? 1 : 0;
     if (rc == 0 && o->dry_run) {
         print_command(a.v);
         print_env_mca(a.v);
@@ -1704,6 +2202,8 @@ static int launch(const struct options *o)
                     "%s=ADDR:PORT:TOKEN:SECONDS (zero-launch's monitor, drawn "
                     "when the job starts; without it the ranks run unwatched)\n",
                     ZL_MONITOR_ENV);
+        if (o->max_restarts)
+            print_restart_note(o, &p);
     } else if (rc == 0)
         rc = run_job(o, &p, a.v);
     argv_free(&a);
