@@ -792,6 +792,21 @@ static zrt_status push_section(zrt_ctx *ctx, zrt__ckpt_writer *w, int kind,
     return ZRT_OK;
 }
 
+/* After a failed copy: a writer that failed (the copy's cause) is joined
+ * into ctx->err, for its sentence (a full disk); one still waiting for
+ * data is cancelled, keeping the copy's own sentence. */
+static void stop_writer(zrt_ctx *ctx, zrt__ckpt_writer **w)
+{
+    uint32_t crc;
+    uint64_t bytes;
+    zrt__errbuf scratch = {.rank = ctx->err.rank};
+    int failed = zrt__ckpt_writer_finished(*w);
+    if (!failed)
+        zrt__ckpt_writer_cancel(*w);
+    zrt__ckpt_writer_join(*w, &crc, &bytes, failed ? &ctx->err : &scratch);
+    *w = NULL;
+}
+
 /* Starts this rank's writer and copies every section into its ring. */
 static zrt_status stage_rank_file(zrt_ctx *ctx, const save_job *job,
                                   zrt__ckpt_writer **out)
@@ -813,6 +828,8 @@ static zrt_status stage_rank_file(zrt_ctx *ctx, const save_job *job,
     for (int i = 0; st == ZRT_OK && i < n; i++)
         st = push_section(ctx, *out, i % ctx_nkinds(ctx), &s[i]);
     free(s);
+    if (st != ZRT_OK && *out)
+        stop_writer(ctx, out);
     return st;
 }
 
@@ -837,13 +854,9 @@ static zrt_status start_async(zrt_ctx *ctx, save_job *job)
     if (st == ZRT_OK && !p)
         st = zrt__fail(&ctx->err, ZRT_ERR_OUT_OF_MEMORY, "zrt_save: no memory");
     st = agree_share(ctx, st, job->call, KEPT_LATEST);
-    if (st != ZRT_OK) {
-        if (w) {
-            zrt__ckpt_writer_cancel(w);
-            rank_summary ignored;
-            zrt__errbuf scratch = {.rank = ctx->err.rank};
-            zrt__ckpt_writer_join(w, &ignored.header_crc, &ignored.bytes, &scratch);
-        }
+    if (st != ZRT_OK) { /* here or on another rank */
+        if (w)
+            stop_writer(ctx, &w);
         discard_tmp_dir(ctx, job);
         free(p);
         free_job(job);
@@ -911,7 +924,8 @@ zrt_status zrt_save_wait(zrt_ctx *ctx)
     if (st == ZRT_OK)
         return ZRT_OK;
     ctx->ckpt_failed = ZRT_OK;
-    return zrt__fail(&ctx->err, st, "%s", ctx->ckpt_failed_text);
+    memcpy(ctx->err.text, ctx->ckpt_failed_text, sizeof ctx->err.text); /* as it was */
+    return st;
 }
 
 static void release_pending(zrt_ctx *ctx)
@@ -925,11 +939,10 @@ static void release_pending(zrt_ctx *ctx)
     if (!p)
         return;
     ctx->ckpt_pending = NULL;
-    if (p->writer) {
-        zrt__ckpt_writer_cancel(p->writer);
-        rank_summary ignored;
-        zrt__errbuf scratch = {.rank = ctx->err.rank};
-        zrt__ckpt_writer_join(p->writer, &ignored.header_crc, &ignored.bytes, &scratch);
+    if (p->writer) { /* its sentence, if it failed, is not wanted: nothing waits */
+        zrt__errbuf keep = ctx->err;
+        stop_writer(ctx, &p->writer);
+        ctx->err = keep;
     }
     if (ctx->comm->rank == 0)
         zrt_log(ctx, 1,

@@ -410,6 +410,20 @@ zrt_status zrt_mem_model_init(zrt_mem_model *model)
     return ZRT_OK;
 }
 
+/* Asynchronous saves: the host buffer a rank's checkpoint file goes
+ * through, its shard's parameters in their type and the f32 moments (and
+ * master copy with 16-bit parameters), or async_buffer_size when smaller
+ * (zero/memplan.c has the exact, per-layer padded figure). Counted on the
+ * ranks that write a file: with hybrid sharding only the first group's. */
+static void checkpoint_buffer(const zrt_config *cfg, const dims *d, zrt_mem_estimate *e)
+{
+    if (!cfg->checkpoint_async)
+        return;
+    int64_t per_elem = d->b + 4 * (d->b == 4 ? 2 : 3);
+    int64_t bytes = d->shard * per_elem, cap = cfg->checkpoint_async_buffer_size;
+    e->bytes[ZRT_TIER_HOST][ZRT_CAT_CKPT_BUFFER] = cap > 0 && cap < bytes ? cap : bytes;
+}
+
 zrt_status zrt_estimate_memory(const zrt_config *cfg, const zrt_mem_model *model,
                                int world_size, zrt_mem_estimate *out, char *errbuf,
                                size_t errbuf_size)
@@ -438,6 +452,7 @@ zrt_status zrt_estimate_memory(const zrt_config *cfg, const zrt_mem_model *model
     gather_buffers(cfg, &d, &e);
     reduce_buffers(cfg, &d, &e);
     staging_buffers(cfg, &d, &e);
+    checkpoint_buffer(cfg, &d, &e);
     subtotals(&e);
     *out = e;
     return ZRT_OK;

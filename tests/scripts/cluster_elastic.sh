@@ -100,12 +100,26 @@ reference() {
         { cat "$WORK/ref.out"; fail "the hand-resumed run failed"; }
 }
 
-# seconds_from_kill_to_first_step : from FAULT_AT to the first step line
-# after zero-launch's restart line.
-seconds_from_kill_to_first_step() {
+# restart_timeline : from FAULT_AT, when zero-launch saw the failure, when
+# it started attempt 2 (both from its own lines) and when the restart's
+# first step line appeared ($WORK/stamped): "seen +A s, restarted +B s,
+# first step +C s".
+restart_timeline() {
     awk -v a="$FAULT_AT" '
-        / zero-launch: restart 1 of / { restarted = 1; next }
-        restarted && /step +[0-9]+\// { printf "%.1f", $1 - a; found = 1; exit }
+        / zero-launch: restart 1 of / {
+            restarted = 1
+            if (match($0, /failure was seen at [0-9.]+/))
+                seen = substr($0, RSTART + 20, RLENGTH - 20) - a
+        }
+        / zero-launch: attempt 2 started at / {
+            match($0, /started at [0-9.]+/)
+            again = substr($0, RSTART + 11, RLENGTH - 11) - a
+        }
+        restarted && /step +[0-9]+\// {
+            printf "seen +%.1f s, relaunched +%.1f s, first step +%.1f s", seen, again, $1 - a
+            found = 1
+            exit
+        }
         END { if (!found) exit 1 }' "$WORK/stamped"
 }
 
@@ -121,7 +135,7 @@ trial() {
     end_of_job "trial $t"
     says "trial $t" "zero-launch: restart 1 of 1: .*zrt-h$victim|zero-launch: restart 1 of 1: .*\.$victim[ :)]" >/dev/null
     says "trial $t" "restart 1: 4 ranks instead of the first attempt's 6: gradient_accumulation_steps 2 -> 3" >/dev/null
-    resumed=$(grep -Eo "resumed from [^ ]+ at step [0-9]+" "$WORK/out" | awk '{print $NF}' | tail -1)
+    resumed=$( (grep -Eo "resumed from [^ ]+ at step [0-9]+" "$WORK/out" || true) | awk '{print $NF}' | tail -1)
     [ -n "$resumed" ] || grep -q "restart 1: no checkpoint" "$WORK/out" ||
         { cat "$WORK/out"; fail "trial $t: the restart neither resumed nor said there was no checkpoint"; }
     resumed=${resumed:-0}
@@ -130,8 +144,8 @@ trial() {
     cmp -s "$WORK/final.bin" "$WORK/ref.bin" ||
         fail "trial $t: the final parameters differ from the run resumed by hand at step $resumed"
     local took
-    took=$(seconds_from_kill_to_first_step) || { cat "$WORK/stamped"; fail "trial $t: no step after the restart"; }
-    echo "trial $t: zrt-h$victim killed at step $at; restarted on 4 ranks from step $resumed; the first step after the restart came ${took}s after the kill; final parameters = the hand-resumed run's"
+    took=$(restart_timeline) || { cat "$WORK/stamped"; fail "trial $t: no step after the restart"; }
+    echo "trial $t: zrt-h$victim killed at step $at; restarted on 4 ranks from step $resumed; after the kill: $took; final parameters = the hand-resumed run's"
     for h in 1 2 3; do
         [ -z "$(job_pids "$h")" ] || fail "trial $t: processes left in zrt-h$h"
     done

@@ -297,6 +297,31 @@ START_TEST(topk_buffers)
 }
 END_TEST
 
+/* Asynchronous saves: the host buffer holds the rank's shard in the
+ * parameters' type plus the f32 moments (12 bytes an element), 14 with
+ * bf16 (2 + the f32 master and moments), capped by async_buffer_size;
+ * nothing without the key. */
+START_TEST(checkpoint_buffer)
+{
+    const int64_t psi = 1000000;
+    zrt_mem_model m = model_of(psi, 100000, 4);
+    zrt_config cfg = config_at(3);
+    zrt_mem_estimate e = estimate(&cfg, &m, 4);
+    ck_assert_int_eq(e.bytes[ZRT_TIER_HOST][ZRT_CAT_CKPT_BUFFER], 0);
+    cfg.checkpoint_async = 1;
+    e = estimate(&cfg, &m, 4);
+    ck_assert_int_eq(e.bytes[ZRT_TIER_HOST][ZRT_CAT_CKPT_BUFFER], 12 * psi / 4);
+    cfg.checkpoint_async_buffer_size = 1 << 20;
+    e = estimate(&cfg, &m, 4);
+    ck_assert_int_eq(e.bytes[ZRT_TIER_HOST][ZRT_CAT_CKPT_BUFFER], 1 << 20);
+    zrt_mem_model half = model_of(psi, 100000, 2);
+    cfg.checkpoint_async_buffer_size = 0;
+    cfg.bf16.enabled = 1;
+    e = estimate(&cfg, &half, 4);
+    ck_assert_int_eq(e.bytes[ZRT_TIER_HOST][ZRT_CAT_CKPT_BUFFER], 14 * psi / 4);
+}
+END_TEST
+
 START_TEST(persistent_layers)
 {
     zrt_mem_model m = model_of(1000000, 100000, 4);
@@ -408,6 +433,6 @@ int main(void)
         ZRT_CHECK_SUITE("estimate", 0, paper_model_states, mixed_precision_categories,
                         f32_table_with_ceil_shards, optimizer_cpu_moves_between_tiers,
                         param_cpu_moves_the_shard, nvme_holds_two_slots, buffer_bounds,
-                        qwz_buffers, topk_buffers, persistent_layers,
+                        qwz_buffers, topk_buffers, checkpoint_buffer, persistent_layers,
                         largest_from_layer_count, bad_input_refused, empty_model));
 }
