@@ -447,11 +447,18 @@ static zrt_status check_topk(zrt_ctx *ctx)
  * order). */
 static zrt_status apply_restart(zrt_ctx *ctx)
 {
-    ctx->restart = env_int("ZRT_RESTART", 0);
-    const char *text = getenv("ZRT_ELASTIC_WORLD");
+    const char *text = getenv("ZRT_RESTART");
+    char *end = NULL;
+    long attempt = text ? strtol(text, &end, 10) : 0;
+    if (text && (end == text || *end || attempt < 0 || attempt > (1 << 20)))
+        return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
+                         "ZRT_RESTART is '%s', not an attempt number of 0 or more "
+                         "(zero-launch --max-restarts sets it)",
+                         text);
+    ctx->restart = (int)attempt;
+    text = getenv("ZRT_ELASTIC_WORLD");
     if (!text)
         return ZRT_OK;
-    char *end = NULL;
     long first = strtol(text, &end, 10);
     if (end == text || *end || first < 1 || first > (1 << 20))
         return zrt__fail(&ctx->err, ZRT_ERR_CONFIG,
