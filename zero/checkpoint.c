@@ -487,10 +487,10 @@ static zrt__ckpt_section *plan_sections(zrt_ctx *ctx, int *count)
     return s;
 }
 
-/* Writes one section's data, read from memory or through the staging
- * buffer from the swap file, and sets its CRC. */
-static zrt_status write_section(zrt_ctx *ctx, int fd, const char *path, int kind,
-                                zrt__ckpt_section *s)
+/* Where a section's data is: in memory, or read from the swap file into
+ * the staging buffer (valid until the next section). */
+static zrt_status section_source(zrt_ctx *ctx, int kind, const zrt__ckpt_section *s,
+                                 const char **out)
 {
     const zrt__layer_state *ls = &ctx->layers[s->layer];
     state_place p;
@@ -501,7 +501,16 @@ static zrt_status write_section(zrt_ctx *ctx, int fd, const char *path, int kind
         ZRT_CHECK(swap_io(ctx, &p, ls->range_len, nvme_staging(ctx), 0));
         range = (const char *)nvme_staging(ctx);
     }
-    const char *src = range + (size_t)(s->first - ls->range_lo) * p.esize;
+    *out = range + (size_t)(s->first - ls->range_lo) * p.esize;
+    return ZRT_OK;
+}
+
+/* Writes one section's data and sets its CRC. */
+static zrt_status write_section(zrt_ctx *ctx, int fd, const char *path, int kind,
+                                zrt__ckpt_section *s)
+{
+    const char *src = NULL;
+    ZRT_CHECK(section_source(ctx, kind, s, &src));
     s->crc = zrt__crc32c(0, src, s->bytes);
     return zrt__ckpt_pwrite(fd, src, s->bytes, s->offset, path, &ctx->err);
 }
@@ -776,16 +785,8 @@ struct zrt__ckpt_pending {
 static zrt_status push_section(zrt_ctx *ctx, zrt__ckpt_writer *w, int kind,
                                const zrt__ckpt_section *s)
 {
-    const zrt__layer_state *ls = &ctx->layers[s->layer];
-    state_place p;
-    place_of(ctx, kind, s->layer, &p);
-    ZRT_CHECK(require_reachable(ctx, &p, kind, s->layer, "zrt_save"));
-    const char *range = p.mem;
-    if (p.mover) {
-        ZRT_CHECK(swap_io(ctx, &p, ls->range_len, nvme_staging(ctx), 0));
-        range = (const char *)nvme_staging(ctx);
-    }
-    const char *src = range + (size_t)(s->first - ls->range_lo) * p.esize;
+    const char *src = NULL;
+    ZRT_CHECK(section_source(ctx, kind, s, &src));
     zrt_status st = zrt__ckpt_writer_push(w, src, s->bytes);
     if (st != ZRT_OK) /* the writer failed (a full disk): join says why */
         return zrt__fail(&ctx->err, st, "zrt_save: the checkpoint writer stopped");

@@ -620,13 +620,7 @@ static void find_lost(struct zl_monitor *m, int64_t now)
 
 /* ---- naming the lost ranks --------------------------------------------- */
 
-struct text {
-    char s[2048];
-    size_t n;
-};
-
-__attribute__((format(printf, 2, 3))) static void add(struct text *t, const char *fmt,
-                                                      ...)
+void zl_addf(struct zl_text *t, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -654,8 +648,8 @@ static bool same_group(const struct zl_monitor *m, int first, int r)
 
 /* "2" or "2, 3" in ranks, their wrappers' pids alike in pids; marks them
  * named; returns their lost_why bits. */
-static int add_group(struct zl_monitor *m, int first, struct text *ranks,
-                     struct text *pids, int *count)
+static int add_group(struct zl_monitor *m, int first, struct zl_text *ranks,
+                     struct zl_text *pids, int *count)
 {
     int why = 0, n = 0;
     for (int r = first; r < m->nproc; r++) {
@@ -664,13 +658,13 @@ static int add_group(struct zl_monitor *m, int first, struct text *ranks,
         why |= m->ranks[r].why;
         m->ranks[r].named = true;
         if (n < SHOWN_RANKS) {
-            add(ranks, "%s%d", n ? ", " : "", r);
-            add(pids, "%s%d", n ? ", " : "", m->ranks[r].pid);
+            zl_addf(ranks, "%s%d", n ? ", " : "", r);
+            zl_addf(pids, "%s%d", n ? ", " : "", m->ranks[r].pid);
         }
         n++;
     }
     if (n > SHOWN_RANKS)
-        add(ranks, " and %d more", n - SHOWN_RANKS);
+        zl_addf(ranks, " and %d more", n - SHOWN_RANKS);
     *count = n;
     return why;
 }
@@ -688,7 +682,7 @@ static int ranks_on(const struct zl_monitor *m, const struct rank *k)
 static void name_group(struct zl_monitor *m, int first, const char *ending)
 {
     const struct rank *k = &m->ranks[first];
-    struct text list = {.n = 0}, pids = {.n = 0}, t = {.n = 0};
+    struct zl_text list = {.n = 0}, pids = {.n = 0}, t = {.n = 0};
     int n, why = add_group(m, first, &list, &pids, &n);
     const char *rs = n > 1 ? "ranks" : "rank";
     if (why == WHY_NEVER) {
@@ -698,17 +692,18 @@ static void name_group(struct zl_monitor *m, int first, const char *ending)
         return;
     }
     if (n == ranks_on(m, k))
-        add(&t, "host %s (%s) lost: %s %s stopped answering (", k->host, k->addr, rs,
-            list.s);
+        zl_addf(&t, "host %s (%s) lost: %s %s stopped answering (", k->host, k->addr, rs,
+                list.s);
     else
-        add(&t, "on host %s (%s), %s %s stopped answering (", k->host, k->addr, rs,
-            list.s);
+        zl_addf(&t, "on host %s (%s), %s %s stopped answering (", k->host, k->addr, rs,
+                list.s);
     if (why & WHY_CLOSED)
-        add(&t, "%s closed without an exit status%s",
-            n > 1 ? "their connections" : "its connection", why & WHY_SILENT ? "; " : "");
+        zl_addf(&t, "%s closed without an exit status%s",
+                n > 1 ? "their connections" : "its connection",
+                why & WHY_SILENT ? "; " : "");
     if (why & WHY_SILENT)
-        add(&t, "no heartbeat for %d s: the host or its link is down",
-            m->heartbeat_ms / 1000);
+        zl_addf(&t, "no heartbeat for %d s: the host or its link is down",
+                m->heartbeat_ms / 1000);
     zl_say("%s); wrapper %s %s; %s", t.s, n > 1 ? "pids" : "pid", pids.s, ending);
 }
 

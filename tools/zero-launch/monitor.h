@@ -69,6 +69,15 @@ struct zl_link;    /* a wrapper's side: opaque */
  * by zero_launch.c and monitor.c. */
 __attribute__((format(printf, 1, 2))) int zl_say(const char *fmt, ...);
 
+/* A sentence under construction: zl_addf appends, truncating at the end
+ * of s (always NUL-terminated). Shared by zero_launch.c and monitor.c. */
+struct zl_text {
+    char s[4096];
+    size_t n;
+};
+__attribute__((format(printf, 2, 3))) void zl_addf(struct zl_text *t, const char *fmt,
+                                                   ...);
+
 /* Listens (port chosen by the kernel) and draws the token (getrandom). Needs
  * nproc + 81 open files (ppoll refuses more descriptors than the soft
  * RLIMIT_NOFILE): raises the soft limit to that when it is lower, refuses

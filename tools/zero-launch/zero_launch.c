@@ -1793,23 +1793,6 @@ static double unix_now(void)
     return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
-/* A sentence under construction. */
-struct text {
-    char s[4096];
-    size_t n;
-};
-
-__attribute__((format(printf, 2, 3))) static void addf(struct text *t, const char *fmt,
-                                                       ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(t->s + t->n, sizeof t->s - t->n, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        t->n = t->n + (size_t)n < sizeof t->s ? t->n + (size_t)n : sizeof t->s - 1;
-}
-
 /* One host line of the hostfile. */
 struct host_entry {
     char *text;   /* the line as read, without its newline; owned */
@@ -1955,33 +1938,33 @@ static int host_of(const struct elastic *e, const struct hosts_left *h,
 /* Host k's lost ranks, as "zrt-h2 (10.213.17.2: its ranks 2, 3 were lost)"
  * (the hostname its ranks said, then the hostfile's name). */
 static void say_host(const struct elastic *e, const struct hosts_left *h,
-                     const struct plan *p, int k, struct text *t)
+                     const struct plan *p, int k, struct zl_text *t)
 {
     const char *name = host_name(e, h, k), *said = NULL;
-    struct text ranks = {.n = 0};
+    struct zl_text ranks = {.n = 0};
     int count = 0;
     bool connected = false;
     for (int i = 0; i < e->nlost; i++) {
         const struct zl_lost_rank *r = &e->lost[i];
         if (host_of(e, h, p, r) != k)
             continue;
-        addf(&ranks, "%s%d", count++ ? ", " : "", r->rank);
+        zl_addf(&ranks, "%s%d", count++ ? ", " : "", r->rank);
         connected |= r->connected;
         said = r->host[0] && strcmp(r->host, name) != 0 ? r->host : said;
     }
     if (said)
-        addf(t, "%s (%s: ", said, name);
+        zl_addf(t, "%s (%s: ", said, name);
     else
-        addf(t, "%s (", name);
-    addf(t, "its rank%s %s %s)", count > 1 ? "s" : "", ranks.s,
-         !connected  ? "never connected"
-         : count > 1 ? "were lost"
-                     : "was lost");
+        zl_addf(t, "%s (", name);
+    zl_addf(t, "its rank%s %s %s)", count > 1 ? "s" : "", ranks.s,
+            !connected  ? "never connected"
+            : count > 1 ? "were lost"
+                        : "was lost");
 }
 
 /* Marks the hosts of the last attempt's lost ranks dropped, naming them in
  * t ("zrt-h2 (...), zrt-h3 (...)"); returns how many. */
-static int drop_lost_hosts(struct elastic *e, const struct plan *p, struct text *t)
+static int drop_lost_hosts(struct elastic *e, const struct plan *p, struct zl_text *t)
 {
     struct hosts_left h;
     hosts_left(e, &h);
@@ -1996,7 +1979,7 @@ static int drop_lost_hosts(struct elastic *e, const struct plan *p, struct text 
     for (int k = 0, said = 0; lost && k < h.n; k++) {
         if (!lost[k])
             continue;
-        addf(t, "%s", said++ ? ", " : "");
+        zl_addf(t, "%s", said++ ? ", " : "");
         say_host(e, &h, p, k, t);
     }
     for (int i = 0; lost && i < e->nlines; i++) /* every line of a lost host */
@@ -2009,15 +1992,15 @@ static int drop_lost_hosts(struct elastic *e, const struct plan *p, struct text 
 }
 
 /* "2 hosts left (a, b)" into t; returns how many. */
-static int say_hosts_left(const struct elastic *e, struct text *t)
+static int say_hosts_left(const struct elastic *e, struct zl_text *t)
 {
     struct hosts_left h;
     hosts_left(e, &h);
     int n = h.n;
-    addf(t, "%d host%s left", n, n == 1 ? "" : "s");
+    zl_addf(t, "%d host%s left", n, n == 1 ? "" : "s");
     for (int k = 0; k < n && k < 8; k++)
-        addf(t, "%s%s", k ? ", " : " (", host_name(e, &h, k));
-    addf(t, "%s", n > 8 ? ", ...)" : n ? ")" : "");
+        zl_addf(t, "%s%s", k ? ", " : " (", host_name(e, &h, k));
+    zl_addf(t, "%s", n > 8 ? ", ...)" : n ? ")" : "");
     free_hosts_left(&h);
     return n;
 }
@@ -2073,7 +2056,7 @@ static int replan(struct elastic *e, struct options *o, const struct topo *tp,
 static int next_attempt(struct elastic *e, struct options *o, const struct topo *tp,
                         struct plan *p, int code)
 {
-    struct text lost = {.n = 0}, left = {.n = 0}, what = {.n = 0};
+    struct zl_text lost = {.n = 0}, left = {.n = 0}, what = {.n = 0};
     int was = p->nproc, restart = e->at.index + 1, min = o->min_hosts ? o->min_hosts : 1;
     if (e->at.index >= o->max_restarts)
         return zl_say("giving up after %d restart%s: the job failed again (exit status "
@@ -2088,12 +2071,12 @@ static int next_attempt(struct elastic *e, struct options *o, const struct topo 
     if (dropped && replan(e, o, tp, p) != 0)
         return -1;
     if (dropped)
-        addf(&what, "dropped %s %s", hs, lost.s);
+        zl_addf(&what, "dropped %s %s", hs, lost.s);
     else
-        addf(&what, "no host was lost (exit status %d): the same %s", code,
-             o->hostfile ? "hosts" : "command");
+        zl_addf(&what, "no host was lost (exit status %d): the same %s", code,
+                o->hostfile ? "hosts" : "command");
     if (o->hostfile)
-        addf(&what, "; %d host%s", hosts, hosts == 1 ? "" : "s");
+        zl_addf(&what, "; %d host%s", hosts, hosts == 1 ? "" : "s");
     zl_say("restart %d of %d: %s, %d rank%s (was %d); the ranks resume from their "
            "latest checkpoint and keep the global batch by gradient accumulation "
            "(%s=%d); the failure was seen at %.3f (unix seconds)",
