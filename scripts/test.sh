@@ -10,10 +10,10 @@ bash scripts/setup.sh
 # Formatting first: a difference fails here, naming the files and the fix.
 bash scripts/check-format.sh
 bash scripts/build.sh
-# Each fuzz target for FUZZ_SECONDS (5) on a copy of its corpus, built in
+# Each fuzz target for FUZZ_SECONDS (3) on a copy of its corpus, built in
 # build-fuzz/ with clang, ASan and UBSan (scripts/fuzz.sh); before ctest, so
 # that ctest's summary stays the last line. FUZZ_SECONDS=0 skips them.
-[ "${FUZZ_SECONDS:-5}" = 0 ] || bash scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
+[ "${FUZZ_SECONDS:-3}" = 0 ] || bash scripts/fuzz.sh "${FUZZ_SECONDS:-3}"
 cd "${BUILD_DIR:-build}"
 # Open MPI refuses root unless told; CI runs as root in a container.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

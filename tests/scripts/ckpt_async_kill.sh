@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Asynchronous saves under SIGKILL: KILLS trials (third argument, default
-# 5; 20 by hand, docs/testing.md). Each starts GPT-2 d4 on 2 ranks at
+# 3; 20 by hand, docs/testing.md). Each starts GPT-2 d4 on 2 ranks at
 # stage 3 saving after every step with --async-save (a save is nearly
 # always in flight: the next zrt_save waits for the previous one), waits
 # for the first `latest`, sleeps a random 0-1.5 s, then SIGKILLs every
@@ -10,7 +10,7 @@
 # left behind means the kill landed during an asynchronous save.
 source "$(dirname "$0")/common.sh"
 TRAIN=$1 CKPT=$2
-KILLS=${3:-5}
+KILLS=${3:-3}
 
 wait_for_latest() { # dir, pid
     for _ in $(seq 600); do

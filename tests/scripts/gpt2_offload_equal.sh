@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# GPT-2 d4 on 2 ranks, 20 steps: with the optimizer state in host memory or
+# GPT-2 d4 on 2 ranks, 10 steps: with the optimizer state in host memory or
 # on NVMe (stages 1-3), and at stage 3 with the parameter shards on NVMe too,
 # the parameter dump is byte-identical to the same stage without offload.
 source "$(dirname "$0")/common.sh"
@@ -9,7 +9,7 @@ SWAP="$WORK/swap"
 train() { # name, stage, extra flags...
     local name=$1 stage=$2
     shift 2
-    run_ranks 2 "$TRAIN" --model d4 --stage "$stage" --steps 20 --val-every 0 \
+    run_ranks 2 "$TRAIN" --model d4 --stage "$stage" --steps 10 --val-every 0 \
         --sample-len 0 --dump-params "$WORK/$name.bin" "$@" ||
         { cat "$WORK/out"; fail "train_gpt2 $name"; }
     grep '^final loss' "$WORK/out"

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# GPT-2 d4 on 2 ranks at stage 3, 150 steps on the bundled text: the
+# GPT-2 d4 on 2 ranks at stage 3, 100 steps on the bundled text: the
 # validation loss ends well below where it started (ln 256 = 5.55 for
 # bytes). The model it saves is llm.c's layout field for field (checked by an
 # independent reader) and loads back to identical parameters. Bad model and
 # shard files are refused with a message naming the file and the field.
 source "$(dirname "$0")/common.sh"
 TRAIN=$1 COMPARE=$2
-run_ranks 2 "$TRAIN" --model d4 --stage 3 --steps 150 --val-every 50 \
+run_ranks 2 "$TRAIN" --model d4 --stage 3 --steps 100 --val-every 50 \
     --sample-len 100 --save "$WORK/model.bin" --dump-params "$WORK/trained.bin" ||
-    { cat "$WORK/out"; fail "150-step training"; }
+    { cat "$WORK/out"; fail "100-step training"; }
 grep -E '^(val loss|final loss|saved)' "$WORK/out"
 first=$(grep '^val loss' "$WORK/out" | head -1 | awk '{print $3}')
 last=$(grep '^val loss' "$WORK/out" | tail -1 | awk '{print $3}')
