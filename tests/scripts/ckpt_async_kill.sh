@@ -35,12 +35,27 @@ kill_job() { # pid
     fail "ranks ${pids[*]} still alive after SIGKILL"
 }
 
+# Open MPI's shared-memory segments (vader) are removed by mpirun at the
+# end of a job; a job killed with its mpirun leaves them in /dev/shm. Those
+# that appeared since LIST was taken and that no live process maps are the
+# killed job's.
+remove_orphan_segments() { # LIST
+    local f
+    for f in /dev/shm/vader_segment.*; do
+        [ -e "$f" ] || continue
+        grep -qxF -- "$f" "$1" && continue
+        grep -qsF -- "$f" /proc/[0-9]*/maps && continue
+        rm -f -- "$f"
+    done
+}
+
 # A trial that fails leaves no job behind.
 job=0
 trap 'pkill -9 -P "$job" -x train_gpt2 || true; kill -9 "$job" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 inside=0
 for t in $(seq "$KILLS"); do
     dir="$WORK/t$t"
+    compgen -G '/dev/shm/vader_segment.*' >"$WORK/shm" || true
     $MPIRUN -np 2 "$TRAIN" --model d4 --steps 100000 --val-every 0 --sample-len 0 \
         --stage 3 --save-dir "$dir" --save-every 1 --async-save >"$WORK/run" 2>&1 &
     job=$!
@@ -49,6 +64,7 @@ for t in $(seq "$KILLS"); do
     delay=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
     sleep "$delay"
     kill_job "$job"
+    remove_orphan_segments "$WORK/shm"
     [ -f "$dir/latest" ] || fail "trial $t: no latest after the kill"
     latest=$(cat "$dir/latest")
     saving=no
