@@ -516,18 +516,70 @@ static const cfg_key *find_key(const char *section, const char *name)
     return NULL;
 }
 
-/* "unknown key 'zero_optimization.stage3_foo'; known keys there are stage,
- * reduce_bucket_size, ..." */
+/* Edits (a character inserted, deleted or replaced, or two neighbours
+ * swapped) that turn a into b; names over 63 characters are far from all. */
+static int edit_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63)
+        return 1 << 20;
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++) {
+        for (size_t j = 1; j <= m; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            best = d[i - 1][j] + 1 < best ? d[i - 1][j] + 1 : best;
+            best = d[i][j - 1] + 1 < best ? d[i][j - 1] + 1 : best;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[n][m];
+}
+
+/* The key a misspelt or misplaced name most likely meant: the nearest key
+ * of its section within a few edits (1 up to 4 characters, 2 up to 12, 3
+ * beyond), else a key of that exact name in another section; NULL when
+ * none. */
+static const cfg_key *closest_key(const char *section, const char *name)
+{
+    size_t len = strlen(name);
+    int limit = len <= 4 ? 1 : len <= 12 ? 2 : 3;
+    const cfg_key *best = NULL;
+    for (size_t i = 0; i < NUM_KEYS; i++) {
+        int d =
+            in_section(&keys[i], section) ? edit_distance(name, keys[i].name) : limit + 1;
+        if (d <= limit && (!best || d < edit_distance(name, best->name)))
+            best = &keys[i];
+    }
+    for (size_t i = 0; !best && i < NUM_KEYS; i++)
+        if (strcmp(name, keys[i].name) == 0)
+            best = &keys[i];
+    return best;
+}
+
+/* "unknown key 'zero_optimization.stage3_prefetch_bucket_sise' (did you mean
+ * 'zero_optimization.stage3_prefetch_bucket_size'?); the keys
+ * zero_optimization may hold are stage, reduce_bucket_size, ..." */
 static zrt_status unknown_key(const cfg_err *e, const char *section, const char *name)
 {
-    char path[128], known[512] = "";
+    char path[128], known[512] = "", hint[160] = "", meant[128];
     size_t used = 0;
     for (size_t i = 0; i < NUM_KEYS && used < sizeof known; i++)
         if (in_section(&keys[i], section))
             used += (size_t)snprintf(known + used, sizeof known - used, "%s%s",
                                      used ? ", " : "", keys[i].name);
     key_path(section, name, path, sizeof path);
-    return fail(e, ZRT_ERR_CONFIG, "unknown key '%s'; the keys %s%s are %s", path,
+    const cfg_key *like = closest_key(section, name);
+    if (like)
+        snprintf(hint, sizeof hint, " (did you mean '%s'?)",
+                 key_path(like->section, like->name, meant, sizeof meant));
+    return fail(e, ZRT_ERR_CONFIG, "unknown key '%s'%s; the keys %s%s are %s", path, hint,
                 section ? section : "at the top level", section ? " may hold" : "",
                 known);
 }

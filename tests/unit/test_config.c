@@ -220,12 +220,21 @@ END_TEST
 
 START_TEST(test_unknown_keys)
 {
-    expect_fail("{\"zero_optimisation\": {}}", "unknown key 'zero_optimisation'",
-                "zero_optimization", NULL);
+    expect_fail("{\"zero_optimisation\": {}}",
+                "unknown key 'zero_optimisation' (did you mean 'zero_optimization'?)",
+                NULL);
     expect_fail("{\"zero_optimization\": {\"stage\": 1, \"stage3_foo\": 1}}",
-                "unknown key 'zero_optimization.stage3_foo'", NULL);
-    /* A nested key at the top level is unknown there. */
-    expect_fail("{\"stage\": 1}", "unknown key 'stage'", NULL);
+                "unknown key 'zero_optimization.stage3_foo'; the keys", NULL);
+    /* Typos: a replaced, a missing and two swapped characters. */
+    expect_fail("{\"zero_optimization\": {\"stage3_prefetch_bucket_sise\": 1}}",
+                "(did you mean 'zero_optimization.stage3_prefetch_bucket_size'?)", NULL);
+    expect_fail("{\"zero_optimization\": {\"overlap_com\": true}}",
+                "(did you mean 'zero_optimization.overlap_comm'?)", NULL);
+    expect_fail("{\"gradient_clpiping\": 1.0}", "(did you mean 'gradient_clipping'?)",
+                NULL);
+    /* A nested key at the top level is unknown there, and shown where it goes. */
+    expect_fail("{\"stage\": 1}",
+                "unknown key 'stage' (did you mean 'zero_optimization.stage'?)", NULL);
 }
 END_TEST
 
