@@ -36,6 +36,7 @@
 
 #include "../common/test_check.h"
 #include "../common/test_model.h"
+#include "../common/test_shared_dir.h"
 #include "zero/checkpoint.h"
 #include "zero/ctx.h"
 #include "zrt/zrt.h"
@@ -56,25 +57,6 @@ typedef struct tier_case {
     int stage;
     zrt_offload_device optim, param;
 } tier_case;
-
-/* A directory every rank sees: rank 0 makes it, all learn its name. */
-static void shared_dir(char *dir, size_t size, const char *pattern)
-{
-    if (world_rank == 0) {
-        snprintf(dir, size, "%s", pattern);
-        ck_assert_ptr_nonnull(mkdtemp(dir));
-    }
-    MPI_Bcast(dir, (int)size, MPI_CHAR, 0, MPI_COMM_WORLD);
-}
-
-static void remove_tree(const char *dir)
-{
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank == 0)
-        ck_assert_msg(test_remove_tree(dir) == 0, "removing %s: %s", dir,
-                      strerror(errno));
-    MPI_Barrier(MPI_COMM_WORLD);
-}
 
 static void config_for(zrt_config *cfg, const tier_case *c, const char *swap)
 {

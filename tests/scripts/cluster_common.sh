@@ -7,6 +7,8 @@
 #                      SUBNET (a.b.c.0/24), HOSTFILE and INODES (the hosts'
 #                      network namespace inodes, for `cluster.sh check-clean
 #                      $INODES`); exits 77 where namespaces cannot be made.
+#   holder_of I, job_pids I : host I's holder process, and the processes in
+#                      host I other than it (a job's daemon, wrappers, ranks).
 #   check_only_holders_in_hosts : no job process is left in the hosts.
 #   check_placement, check_transports : where 2 hosts x 2 ranks ran, and how
 #                      they reached each other.
@@ -45,15 +47,17 @@ bring_up_cluster() {
     INODES=$(for ((i = 1; i <= hosts; i++)); do stat -L -c %i "/run/netns/zrt-h$i"; done)
 }
 
+holder_of() { awk -v n="zrt-h$1" '$1 == "host" && $3 == n {print $6}' /run/zrt-cluster/state; }
+job_pids() { ip netns pids "zrt-h$1" | grep -vx "$(holder_of "$1")" || true; }
+
 # check_only_holders_in_hosts : the job's processes (orted, ranks) have ended
 # on every host (given 2 s after the job returns); only the holders are
 # left. Checked before `down`, which would end them silently.
 check_only_holders_in_hosts() {
-    local i n pids holder
+    local i n pids
     for i in 1 2; do
-        holder=$(awk -v n="zrt-h$i" '$1 == "host" && $3 == n {print $6}' /run/zrt-cluster/state)
         for ((n = 0; n < 20; n++)); do
-            pids=$(ip netns pids "zrt-h$i" | grep -vx "$holder" || true)
+            pids=$(job_pids "$i")
             [ -n "$pids" ] || break
             sleep 0.1
         done

@@ -32,8 +32,6 @@ JSON
 ROOT=()
 [ "$(id -u)" != 0 ] || ROOT=(--allow-run-as-root)
 
-holder_of() { awk -v n="zrt-h$1" '$1 == "host" && $3 == n {print $6}' /run/zrt-cluster/state; }
-job_pids() { ip netns pids "zrt-h$1" | grep -vx "$(holder_of "$1")" || true; }
 
 # stamp_output : every line the job prints, with the time it appeared
 # ($WORK/stamped), from $WORK/out.

@@ -66,10 +66,6 @@ link_up() {
     done
 }
 
-holder_of() { awk -v n="zrt-h$1" '$1 == "host" && $3 == n {print $6}' /run/zrt-cluster/state; }
-
-# job_pids I : the processes in host I other than the cluster's holder.
-job_pids() { ip netns pids "zrt-h$1" | grep -vx "$(holder_of "$1")" || true; }
 
 # only_holders_left CASE [TENTHS] : the job's processes have ended in both
 # hosts, given TENTHS tenths of a second (default 20) after the job's end.
